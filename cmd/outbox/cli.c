@@ -1,0 +1,390 @@
+/* cli: shared plumbing of the subcommands. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "log.h"
+#include "mem.h"
+
+extern char **environ;
+
+void
+cli_error(const struct cli *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "outbox %s: ", c->command);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static const struct cli_opt *
+find_opt(const struct cli_opt *opts, const char *name, size_t len)
+{
+    for (; opts && opts->name; opts++)
+        if (strlen(opts->name) == len && strncmp(opts->name, name, len) == 0)
+            return opts;
+    return NULL;
+}
+
+/* Whether --name (dashes for underscores) names a configuration key. */
+static int
+is_config_key(const char *name, size_t len)
+{
+    char key[64];
+
+    if (len >= sizeof key)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        key[i] = name[i] == '-' ? '_' : name[i];
+    key[len] = '\0';
+    return obx_config_has_key(key);
+}
+
+/* Remembers a configuration key given as a flag; applied after the file and env. */
+static int
+add_config_flag(struct cli *c, const char *name, size_t len, const char *value)
+{
+    if (c->nflags == CLI_MAX_CONFIG_FLAGS || len >= sizeof c->flags[0].key_buf)
+        return CLI_USAGE;
+    memcpy(c->flags[c->nflags].key_buf, name, len);
+    c->flags[c->nflags].key_buf[len] = '\0';
+    for (char *p = c->flags[c->nflags].key_buf; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    if (!obx_config_has_key(c->flags[c->nflags].key_buf))
+        return CLI_USAGE;
+    c->flags[c->nflags].key = c->flags[c->nflags].key_buf;
+    c->flags[c->nflags].value = value;
+    c->nflags++;
+    return CLI_OK;
+}
+
+/* Handles one --name[=value] at argv[*i]; advances *i past a separate value. */
+static int
+parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *opts)
+{
+    const char *arg = argv[*i] + 2, *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const struct cli_opt *o = find_opt(opts, arg, len);
+    const char *value = eq ? eq + 1 : NULL;
+    int takes_value = !o || o->value;
+
+    if (!o && !(len == 6 && strncmp(arg, "config", 6) == 0) && !is_config_key(arg, len)) {
+        cli_error(c, "unknown option --%.*s (see 'outbox %s --help')", (int)len, arg, c->command);
+        return CLI_USAGE;
+    }
+    if (o && o->flag) {
+        if (eq) {
+            cli_error(c, "option --%.*s takes no value", (int)len, arg);
+            return CLI_USAGE;
+        }
+        *o->flag = 1;
+        return CLI_OK;
+    }
+    if (!value && takes_value) {
+        if (*i + 1 >= argc) {
+            cli_error(c, "option --%.*s needs a value", (int)len, arg);
+            return CLI_USAGE;
+        }
+        value = argv[++*i];
+    }
+    if (o) {
+        *o->value = value;
+        return CLI_OK;
+    }
+    if (len == 6 && strncmp(arg, "config", 6) == 0) {
+        c->config_file = value;
+        return CLI_OK;
+    }
+    if (add_config_flag(c, arg, len, value) != CLI_OK) {
+        cli_error(c, "unknown option --%.*s (see 'outbox %s --help')", (int)len, arg, c->command);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+int
+cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts)
+{
+    int only_positional = 0;
+
+    c->config_file = getenv("OUTBOX_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int rc = CLI_OK;
+        if (!only_positional && strcmp(a, "--") == 0) {
+            only_positional = 1;
+        } else if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            c->help = 1;
+        } else if (!only_positional && strcmp(a, "--json") == 0) {
+            c->json = 1;
+        } else if (!only_positional && strncmp(a, "--", 2) == 0) {
+            rc = parse_long(c, argc, argv, &i, opts);
+        } else if (!only_positional && a[0] == '-' && a[1]) {
+            cli_error(c, "unknown option %s (see 'outbox %s --help')", a, c->command);
+            rc = CLI_USAGE;
+        } else if (c->npositional == CLI_MAX_POSITIONAL) {
+            cli_error(c, "too many arguments");
+            rc = CLI_USAGE;
+        } else {
+            c->positional[c->npositional++] = a;
+        }
+        if (rc != CLI_OK)
+            return rc;
+    }
+    return CLI_OK;
+}
+
+int
+cli_load_config(struct cli *c)
+{
+    struct obx_buf err;
+    enum obx_err e;
+
+    obx_buf_init(&err, 4096);
+    e = obx_config_init(&c->cfg);
+    if (e == OBX_OK && c->config_file)
+        e = obx_config_load_file(&c->cfg, c->config_file, &err);
+    if (e == OBX_OK)
+        e = obx_config_load_env(&c->cfg, environ, &err);
+    for (int i = 0; e == OBX_OK && i < c->nflags; i++)
+        e = obx_config_set(&c->cfg, c->flags[i].key, c->flags[i].value, OBX_SRC_FLAG, &err);
+    if (e == OBX_OK)
+        e = obx_config_validate(&c->cfg, &err);
+    if (e != OBX_OK)
+        cli_error(c, "%s", err.len ? obx_buf_str(&err) : obx_strerror(e));
+    obx_buf_release(&err);
+    if (e == OBX_OK)
+        obx_log_setup(c->cfg.log_level, c->cfg.log_format, NULL);
+    return e == OBX_OK ? CLI_OK : CLI_FAIL;
+}
+
+int
+cli_open_store(struct cli *c, int no_migrate, struct obx_store **out)
+{
+    struct obx_store_opts o = {0};
+    enum obx_err err;
+
+    o.synchronous_normal = !c->cfg.synchronous_full;
+    o.no_migrate = no_migrate;
+    o.max_db_size = c->cfg.max_db_size;
+    err = obx_store_open(c->cfg.db, &o, out);
+    if (err == OBX_ESCHEMA)
+        cli_error(c, "cannot open '%s': its schema is not the one this binary supports "
+                     "(newer than this binary, damaged, or not migrated: run 'outbox migrate')",
+                  c->cfg.db);
+    else if (err != OBX_OK)
+        cli_error(c, "cannot open '%s': %s", c->cfg.db, obx_strerror(err));
+    return err == OBX_OK ? CLI_OK : CLI_FAIL;
+}
+
+void
+cli_release(struct cli *c)
+{
+    obx_config_release(&c->cfg);
+}
+
+/* RFC 3339: 2026-11-24T10:00:00Z, with optional fraction and +hh:mm offset. */
+static int
+parse_rfc3339(const char *s, int64_t *out_ms)
+{
+    struct tm tm = {0};
+    int frac_ms = 0, off_min = 0, consumed = 0;
+    const char *p;
+
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+        return -1;
+    p = s + consumed;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*p - '0');
+        for (; digits < 3; digits++)
+            frac_ms *= 10;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+            return -1;
+        off_min = (hh * 60 + mm) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *out_ms = ((int64_t)timegm(&tm) - off_min * 60) * 1000 + frac_ms;
+    return 0;
+}
+
+int
+cli_parse_time(const char *s, int64_t now_ms, int64_t *out_ms)
+{
+    int64_t ago = 0;
+
+    *out_ms = 0;
+    if (parse_rfc3339(s, out_ms) == 0)
+        return 0;
+    if (obx_parse_duration_ms(s, &ago) == OBX_OK) {
+        *out_ms = now_ms - ago;
+        return 0;
+    }
+    return -1;
+}
+
+void
+cli_format_age(int64_t ms, char *out, size_t n)
+{
+    int64_t s = ms / 1000;
+
+    if (ms < 0)
+        s = 0;
+    if (s < 60)
+        snprintf(out, n, "%llds", (long long)s);
+    else if (s < 3600)
+        snprintf(out, n, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else if (s < 86400)
+        snprintf(out, n, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else
+        snprintf(out, n, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+}
+
+void
+cli_format_time(int64_t at_ms, char *out, size_t n)
+{
+    time_t secs = (time_t)(at_ms / 1000);
+    struct tm tm;
+
+    if (!at_ms) {
+        snprintf(out, n, "-");
+        return;
+    }
+    gmtime_r(&secs, &tm);
+    strftime(out, n, "%Y-%m-%d %H:%M:%SZ", &tm);
+}
+
+int
+cli_table_init(struct cli_table *t, int ncols, const char *const *headers)
+{
+    memset(t, 0, sizeof *t);
+    t->ncols = ncols;
+    return cli_table_add(t, headers);
+}
+
+int
+cli_table_add(struct cli_table *t, const char *const *cells)
+{
+    if (t->nrows == t->cap) {
+        int ncap = t->cap ? t->cap * 2 : 16;
+        char **p = obx_realloc(t->cells, (size_t)ncap * (size_t)t->ncols * sizeof *p);
+        if (!p)
+            return -1;
+        t->cells = p;
+        t->cap = ncap;
+    }
+    for (int i = 0; i < t->ncols; i++)
+        t->cells[t->nrows * t->ncols + i] = obx_strdup(cells[i] ? cells[i] : "-");
+    t->nrows++;
+    return 0;
+}
+
+/* Display width: counts UTF-8 code points, not bytes, so accents do not skew columns. */
+static int
+display_width(const char *s)
+{
+    int w = 0;
+
+    for (; s && *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            w++;
+    return w;
+}
+
+void
+cli_table_print(const struct cli_table *t, FILE *out)
+{
+    int width[16] = {0};
+
+    for (int r = 0; r < t->nrows; r++)
+        for (int col = 0; col < t->ncols && col < 16; col++) {
+            int w = display_width(t->cells[r * t->ncols + col]);
+            if (w > width[col])
+                width[col] = w;
+        }
+    for (int r = 0; r < t->nrows; r++) {
+        for (int col = 0; col < t->ncols; col++) {
+            const char *cell = t->cells[r * t->ncols + col];
+            int last = col == t->ncols - 1;
+            fputs(cell ? cell : "", out);
+            if (!last)
+                fprintf(out, "%*s", width[col] - display_width(cell) + 2, "");
+        }
+        fputc('\n', out);
+    }
+}
+
+void
+cli_table_release(struct cli_table *t)
+{
+    if (!t || !t->cells)
+        return;
+    for (int i = 0; i < t->nrows * t->ncols; i++)
+        obx_free(t->cells[i]);
+    obx_free(t->cells);
+    memset(t, 0, sizeof *t);
+}
+
+int
+cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int min_pos,
+          int max_pos, int *exit_code)
+{
+    *exit_code = cli_parse(c, argc, argv, opts);
+    if (*exit_code != CLI_OK)
+        return 0;
+    if (c->help) {
+        fputs(c->usage, stdout);
+        return 0;
+    }
+    if (c->npositional < min_pos || c->npositional > max_pos) {
+        cli_error(c, "expected %s arguments (see 'outbox %s --help')",
+                  min_pos == max_pos ? (min_pos == 0 ? "no" : min_pos == 1 ? "1" : "2")
+                                     : "a different number of",
+                  c->command);
+        *exit_code = CLI_USAGE;
+        return 0;
+    }
+    *exit_code = cli_load_config(c);
+    return *exit_code == CLI_OK;
+}
+
+void
+cli_print_key_json(const char *channel, const char *ext_id, const char *name, const char *value)
+{
+    struct obx_buf b;
+    enum obx_err err;
+
+    obx_buf_init(&b, 4096);
+    err = obx_buf_puts(&b, "{\"channel_id\":");
+    if (err == OBX_OK) err = obx_buf_json_str(&b, channel);
+    if (err == OBX_OK) err = obx_buf_puts(&b, ",\"external_message_id\":");
+    if (err == OBX_OK) err = obx_buf_json_str(&b, ext_id);
+    if (err == OBX_OK) err = obx_buf_printf(&b, ",\"%s\":", name);
+    if (err == OBX_OK) err = obx_buf_json_str(&b, value);
+    if (err == OBX_OK) err = obx_buf_puts(&b, "}\n");
+    if (err == OBX_OK)
+        fputs(obx_buf_str(&b), stdout);
+    obx_buf_release(&b);
+}

@@ -1,0 +1,96 @@
+/*
+ * cli: what every subcommand shares: option parsing (per-command options, the
+ * common --db/--config/--json/--help, and any configuration key as a flag),
+ * configuration loading, opening the store, aligned tables and readable times.
+ *
+ * Exit codes (SPEC §6): 0 success, 1 failure, 2 usage error.
+ */
+#ifndef OBX_CLI_H
+#define OBX_CLI_H
+
+#include <stdio.h>
+
+#include "config.h"
+#include "store.h"
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+/* One command-specific option. Exactly one of value/flag is set. */
+struct cli_opt {
+    const char *name;   /* without the leading dashes */
+    const char **value; /* takes an argument: where to store it (borrowed from argv) */
+    int *flag;          /* no argument: set to 1 */
+};
+
+#define CLI_MAX_POSITIONAL 4
+#define CLI_MAX_CONFIG_FLAGS 32
+
+struct cli {
+    const char *command;       /* e.g. "enqueue" */
+    const char *usage;         /* the command's full --help text */
+    struct obx_config cfg;     /* effective configuration after cli_load_config */
+    int json;                  /* --json */
+    int help;                  /* --help */
+    const char *config_file;   /* --config, else OUTBOX_CONFIG, else none */
+    const char *positional[CLI_MAX_POSITIONAL];
+    int npositional;
+    struct {
+        const char *key;       /* borrowed from argv, dashes turned into '_' in key_buf */
+        const char *value;
+        char key_buf[64];
+    } flags[CLI_MAX_CONFIG_FLAGS];
+    int nflags;
+};
+
+/*
+ * Parses argv (argv[0] is the command name). Returns CLI_OK, or CLI_USAGE after
+ * printing the problem to stderr. c->help set means: print usage and exit 0.
+ */
+int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts);
+
+/* Loads defaults, the file, OUTBOX_* and flags into c->cfg. Prints errors; CLI_OK or CLI_FAIL. */
+int cli_load_config(struct cli *c);
+
+/* Opens the store at c->cfg.db (migrating unless no_migrate). Prints errors. */
+int cli_open_store(struct cli *c, int no_migrate, struct obx_store **out /* OUT */);
+
+/* Prints "outbox <command>: <message>" to stderr. */
+void cli_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Frees what cli_load_config allocated. */
+void cli_release(struct cli *c);
+
+/* Parses an RFC 3339 time or a duration meaning "that long ago" (SPEC §9). */
+int cli_parse_time(const char *s, int64_t now_ms, int64_t *out_ms /* OUT */);
+
+/* "3m12s", "2h5m", "4d3h"; n >= 16. */
+void cli_format_age(int64_t ms, char *out, size_t n);
+/* "2026-11-24 10:00:00" local-free UTC, or "-" for 0; n >= 24. */
+void cli_format_time(int64_t at_ms, char *out, size_t n);
+
+/* A simple aligned table: add rows of strings, then print. Cells are copied. */
+struct cli_table {
+    int ncols;
+    char **cells; /* row-major */
+    int nrows;    /* including the header row */
+    int cap;
+};
+
+int cli_table_init(struct cli_table *t, int ncols, const char *const *headers);
+int cli_table_add(struct cli_table *t, const char *const *cells);
+void cli_table_print(const struct cli_table *t, FILE *out);
+void cli_table_release(struct cli_table *t);
+
+
+
+/*
+ * The common start of a command: parse, answer --help, check the number of
+ * positional arguments, load the configuration. Returns 1 to go on; 0 to stop
+ * with *exit_code (usage printed on --help, errors printed otherwise).
+ */
+int cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int min_pos,
+              int max_pos, int *exit_code);
+/* Prints {"channel_id":..,"external_message_id":..,"<name>":"<value>"} and a newline. */
+void cli_print_key_json(const char *channel, const char *ext_id, const char *name,
+                        const char *value);
+#endif

@@ -1,0 +1,213 @@
+/* cmd_admin: migrate, retry, cancel, purge, version. */
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <cjson/cJSON.h>
+#include <openssl/opensslv.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "migrate.h"
+
+int
+cmd_migrate(int argc, char **argv)
+{
+    struct cli c = {.command = "migrate",
+                    .usage = "usage: outbox migrate [options]\n\n"
+                             "Creates the database or applies pending migrations, each in its own\n"
+                             "transaction. Running it again is a no-op. A database newer than this\n"
+                             "binary is refused.\n\n" CLI_COMMON_HELP};
+    struct obx_db *db = NULL;
+    int rc, from = 0, to = 0;
+    char msg[256];
+    enum obx_err err;
+
+    if (!cli_start(&c, argc, argv, NULL, 0, 0, &rc))
+        goto out;
+    rc = CLI_FAIL;
+    err = obx_db_open(c.cfg.db, c.cfg.synchronous_full, 5000, &db, msg, sizeof msg);
+    if (err != OBX_OK) {
+        cli_error(&c, "cannot open '%s': %s", c.cfg.db, msg);
+        goto out;
+    }
+    err = obx_migrate_apply(db, &from, &to);
+    if (err == OBX_ESCHEMA) {
+        if (obx_migrate_version(db, &from) != OBX_OK)
+            from = -1;
+        cli_error(&c, "database '%s' is at schema version %d, newer than this binary's %d; "
+                      "upgrade outbox", c.cfg.db, from, obx_migrate_latest());
+        goto out;
+    }
+    if (err != OBX_OK) {
+        cli_error(&c, "migration failed: %s (%s)", obx_strerror(err), obx_db_errmsg(db));
+        goto out;
+    }
+    if (c.json)
+        printf("{\"from\":%d,\"to\":%d}\n", from, to);
+    else if (from == to)
+        printf("schema already at version %d\n", to);
+    else
+        printf("migrated schema from version %d to %d\n", from, to);
+    rc = CLI_OK;
+out:
+    obx_db_free(db);
+    cli_release(&c);
+    return rc;
+}
+
+/* retry and cancel by key share everything but the store call. */
+static int
+by_key(struct cli *c, enum obx_err (*fn)(struct obx_store *, const char *, const char *,
+                                         const char *),
+       const char *done)
+{
+    struct obx_store *st = NULL;
+    enum obx_err err;
+    int rc = cli_open_store(c, 0, &st);
+
+    if (rc != CLI_OK)
+        return rc;
+    err = fn(st, c->positional[0], c->positional[1], NULL);
+    if (err == OBX_ENOTFOUND)
+        cli_error(c, "no message '%s' in channel '%s'", c->positional[1], c->positional[0]);
+    else if (err == OBX_ECONFLICT)
+        cli_error(c, "message '%s' is not in a state this applies to (see 'outbox show')",
+                  c->positional[1]);
+    else if (err != OBX_OK)
+        cli_error(c, "%s", obx_strerror(err));
+    else if (c->json)
+        cli_print_key_json(c->positional[0], c->positional[1], "result", done);
+    else
+        printf("%s %s/%s\n", done, c->positional[0], c->positional[1]);
+    obx_store_free(st);
+    return err == OBX_OK ? CLI_OK : CLI_FAIL;
+}
+
+int
+cmd_retry(int argc, char **argv)
+{
+    const char *state = NULL, *channel = NULL;
+    struct cli_opt opts[] = {{"state", &state, NULL}, {"channel", &channel, NULL}, {0}};
+    struct cli c = {.command = "retry",
+                    .usage = "usage: outbox retry CHANNEL EXT_ID\n"
+                             "       outbox retry --state failed [--channel C]\n\n"
+                             "Moves a failed (or accepted but unconfirmed) message back to queued,\n"
+                             "resetting its attempt budget and resend count.\n\n" CLI_COMMON_HELP};
+    struct obx_store *st = NULL;
+    int64_t count = 0;
+    int rc;
+    enum obx_err err;
+
+    if (!cli_start(&c, argc, argv, opts, 0, 2, &rc))
+        goto out;
+    if (!state && c.npositional == 2) {
+        rc = by_key(&c, obx_store_retry, "requeued");
+        goto out;
+    }
+    if (!state || strcmp(state, "failed") != 0 || c.npositional) {
+        cli_error(&c, "give CHANNEL EXT_ID, or --state failed");
+        rc = CLI_USAGE;
+        goto out;
+    }
+    rc = cli_open_store(&c, 0, &st);
+    if (rc != CLI_OK)
+        goto out;
+    err = obx_store_retry_failed(st, channel, &count);
+    if (err != OBX_OK) {
+        cli_error(&c, "%s", obx_strerror(err));
+        rc = CLI_FAIL;
+    } else if (c.json) {
+        printf("{\"requeued\":%lld}\n", (long long)count);
+    } else {
+        printf("requeued %lld failed message%s\n", (long long)count, count == 1 ? "" : "s");
+    }
+out:
+    obx_store_free(st);
+    cli_release(&c);
+    return rc;
+}
+
+int
+cmd_cancel(int argc, char **argv)
+{
+    struct cli c = {.command = "cancel",
+                    .usage = "usage: outbox cancel CHANNEL EXT_ID\n\n"
+                             "Cancels a queued message; it will not be sent.\n\n" CLI_COMMON_HELP};
+    int rc;
+
+    if (cli_start(&c, argc, argv, NULL, 2, 2, &rc))
+        rc = by_key(&c, obx_store_cancel, "cancelled");
+    cli_release(&c);
+    return rc;
+}
+
+static int
+readonly_cb(void *ctx, const char *channel)
+{
+    return obx_config_channel_readonly(ctx, channel);
+}
+
+int
+cmd_purge(int argc, char **argv)
+{
+    const char *older = NULL;
+    int keep_failed = 0;
+    struct cli_opt opts[] = {{"older-than", &older, NULL}, {"keep-failed", NULL, &keep_failed},
+                             {0}};
+    struct cli c = {
+        .command = "purge",
+        .usage = "usage: outbox purge --older-than DURATION [--keep-failed]\n\n"
+                 "Deletes messages in terminal states whose last change is older than\n"
+                 "DURATION (e.g. 30d): confirmed, cancelled, failed (unless --keep-failed)\n"
+                 "and accepted messages of read-only channels. Queued, sending and\n"
+                 "unconfirmed messages are never deleted.\n\n" CLI_COMMON_HELP};
+    struct obx_store *st = NULL;
+    int64_t age_ms = 0, count = 0;
+    int rc;
+    enum obx_err err;
+
+    if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
+        goto out;
+    if (!older || obx_parse_duration_ms(older, &age_ms) != OBX_OK) {
+        cli_error(&c, "--older-than needs a duration such as 30d, 12h or 90m");
+        rc = CLI_USAGE;
+        goto out;
+    }
+    rc = cli_open_store(&c, 0, &st);
+    if (rc != CLI_OK)
+        goto out;
+    err = obx_store_purge(st, obx_now_ms(st->clock) - age_ms, !keep_failed, readonly_cb, &c.cfg,
+                          &count);
+    if (err != OBX_OK) {
+        cli_error(&c, "%s", obx_strerror(err));
+        rc = CLI_FAIL;
+    } else if (c.json) {
+        printf("{\"purged\":%lld}\n", (long long)count);
+    } else {
+        printf("purged %lld message%s\n", (long long)count, count == 1 ? "" : "s");
+    }
+out:
+    obx_store_free(st);
+    cli_release(&c);
+    return rc;
+}
+
+int
+cmd_version(int argc, char **argv)
+{
+    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+
+    if (json)
+        printf("{\"version\":\"%s\",\"schema\":%d,\"sqlite\":\"%s\",\"libcurl\":\"%s\","
+               "\"libevent\":\"%s\",\"cjson\":\"%s\",\"openssl\":\"%s\"}\n",
+               OBX_VERSION, obx_migrate_latest(), sqlite3_libversion(),
+               curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
+               OPENSSL_VERSION_STR);
+    else
+        printf("outbox %s (schema %d; sqlite %s, libcurl %s, libevent %s, cJSON %s, OpenSSL %s)\n",
+               OBX_VERSION, obx_migrate_latest(), sqlite3_libversion(),
+               curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
+               OPENSSL_VERSION_STR);
+    return 0;
+}

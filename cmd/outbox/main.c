@@ -1,0 +1,59 @@
+/* outbox: one binary, subcommands dispatched through a table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "outbox.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"serve", cmd_serve, "run the delivery daemon (and its HTTP listeners)"},
+    {"migrate", cmd_migrate, "create or upgrade the database schema"},
+    {"enqueue", cmd_enqueue, "add messages (flags for one, JSON Lines on stdin for many)"},
+    {"status", cmd_status, "counts per channel and state, oldest queued, last error"},
+    {"ls", cmd_ls, "list messages, newest first"},
+    {"show", cmd_show, "one message with its transitions and attempts"},
+    {"retry", cmd_retry, "send failed (or unconfirmed) messages again"},
+    {"cancel", cmd_cancel, "cancel a queued message"},
+    {"audit", cmd_audit, "export attempts and transitions (jsonl or csv)"},
+    {"purge", cmd_purge, "delete finished messages older than a duration"},
+    {"version", cmd_version, "print the version"},
+    {NULL, NULL, NULL},
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: outbox <command> [options]\n\n"
+                 "Guaranteed delivery of messages into a Partoo custom channel.\n\nCommands:\n");
+    for (const struct command *c = commands; c->name; c++)
+        fprintf(out, "  %-9s %s\n", c->name, c->summary);
+    fprintf(out, "\nRun 'outbox <command> --help' for a command's options.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0)
+        return cmd_version(1, argv + 1);
+    for (const struct command *c = commands; c->name; c++)
+        if (strcmp(argv[1], c->name) == 0)
+            return c->fn(argc - 1, argv + 1);
+    fprintf(stderr, "outbox: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,127 @@
+/*
+ * config: the one table of configuration options, and its parsing.
+ *
+ * Sources, each overriding the previous: built-in defaults, the `key = value`
+ * file (`#` comments), OUTBOX_<KEY> environment variables, then command-line
+ * flags (obx_config_set with OBX_SRC_FLAG). Every value is validated when it is
+ * set; an unknown key or bad value is an error whose message names the key and
+ * where it came from. The struct is plain data: logic modules read it, never
+ * the environment.
+ *
+ * Secrets: partoo_api_key is never a config key. It is read by
+ * obx_config_load_secrets() from OUTBOX_PARTOO_API_KEY (which wins) or
+ * partoo_api_key_file. api_token is a config key but is masked when printed.
+ */
+#ifndef OBX_CONFIG_H
+#define OBX_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "buf.h"
+#include "outbox.h"
+
+enum obx_config_source { OBX_SRC_DEFAULT = 0, OBX_SRC_FILE, OBX_SRC_ENV, OBX_SRC_FLAG };
+
+struct obx_config {
+    /* storage */
+    char *db;                       /* path of the SQLite file; default "outbox.db" */
+    int synchronous_full;           /* synchronous = full (1, default) | normal (0) */
+    int64_t max_db_size;            /* bytes, 0 = no quota */
+    int64_t retention_ms;           /* default 30d; 0 = keep forever */
+
+    /* Partoo */
+    char *partoo_base_url;          /* default "https://api.partoo.co/v2" */
+    char *partoo_api_key_file;      /* NULL = none */
+    char *partoo_api_key;           /* secret, loaded by obx_config_load_secrets(); never printed */
+    char *ca_file;                  /* NULL = system CA store */
+    char *readonly_channels;        /* comma-separated channel ids, NULL = none */
+
+    /* delivery */
+    int64_t max_inflight;           /* concurrent requests; default 16, 1..1024 */
+    double rate_limit_per_s;        /* requests per second per API key; 0 = unlimited; default 290/min */
+    int64_t rate_burst;             /* token bucket size; default 1 */
+    int64_t retry_base_ms;          /* default 1s */
+    int64_t retry_cap_ms;           /* default 5m */
+    int64_t max_attempts;           /* default 25; attempts that count (not 401/403/429/outage) */
+    int64_t max_age_ms;             /* 0 = never (default) */
+    int64_t confirm_timeout_ms;     /* default 10m */
+    int64_t max_resends;            /* default 2 */
+    int64_t auth_probe_interval_ms; /* default 60s */
+    int64_t connect_timeout_ms;     /* default 10s */
+    int64_t request_timeout_ms;     /* default 30s */
+    int64_t shutdown_timeout_ms;    /* default 10s */
+
+    /* listeners */
+    char *api_listen;               /* default "127.0.0.1:8787" */
+    char *api_token;                /* secret; NULL = no auth (loopback only) */
+    char *webhook_listen;           /* default "127.0.0.1:8788" */
+    char *webhook_public_key;       /* 64 hex chars or PEM base64 line; NULL = default for base URL */
+    char *webhook_public_key_file;  /* PEM file; NULL = none */
+    char *webhook_path_secret;      /* extra path segment required after /webhooks/partoo; NULL = none */
+    char *webhook_required_header;  /* "X-Name: value" required on webhooks; NULL = none */
+    char *inbox_url;                /* where replies are relayed; NULL = pull only */
+
+    /* limits */
+    int64_t max_body_bytes;         /* HTTP request bodies; default 1M */
+    int64_t max_content_bytes;      /* message content; default 64K */
+    int64_t max_json_depth;         /* default 32 */
+
+    /* logging */
+    int log_level;                  /* enum obx_log_level; default info */
+    int log_format;                 /* enum obx_log_format; default text */
+};
+
+/* Fills c with the defaults. Release with obx_config_release(). */
+OBX_MUST_CHECK enum obx_err obx_config_init(struct obx_config *c);
+
+/* Frees every string in c. NULL is a no-op. */
+void obx_config_release(struct obx_config *c);
+
+/*
+ * Sets one option by name from a string. src only shapes the error message.
+ * On failure returns OBX_ECONFIG (unknown key, bad value) or OBX_ENOMEM, appends
+ * a one-line message naming the key to err (may be NULL) and leaves c unchanged.
+ */
+OBX_MUST_CHECK enum obx_err obx_config_set(struct obx_config *c, const char *key,
+                                           const char *value, enum obx_config_source src,
+                                           struct obx_buf *err);
+
+/* Reads a `key = value` file. Errors name the file, line and key. */
+OBX_MUST_CHECK enum obx_err obx_config_load_file(struct obx_config *c, const char *path,
+                                                 struct obx_buf *err);
+
+/*
+ * Applies every OUTBOX_<KEY> variable of envp (NULL-terminated, like environ)
+ * whose key is a known option. OUTBOX_PARTOO_API_KEY is skipped here (secret).
+ * An OUTBOX_ variable naming no option is an error.
+ */
+OBX_MUST_CHECK enum obx_err obx_config_load_env(struct obx_config *c, char *const *envp,
+                                                struct obx_buf *err);
+
+/*
+ * Loads partoo_api_key: OUTBOX_PARTOO_API_KEY from envp wins, else the first line
+ * of partoo_api_key_file (trailing whitespace trimmed). No key at all is not an
+ * error here (serve decides). The key's value never appears in err.
+ */
+OBX_MUST_CHECK enum obx_err obx_config_load_secrets(struct obx_config *c, char *const *envp,
+                                                    struct obx_buf *err);
+
+/* Cross-field checks (e.g. retry_base <= retry_cap). */
+OBX_MUST_CHECK enum obx_err obx_config_validate(const struct obx_config *c, struct obx_buf *err);
+
+/* Prints every option as `key = value` with secrets masked ("********" or "(unset)"). */
+void obx_config_print(const struct obx_config *c, FILE *out);
+
+/* Returns 1 when name is an option key. */
+int obx_config_has_key(const char *name);
+
+/* Returns 1 when channel_id is listed in readonly_channels. */
+int obx_config_channel_readonly(const struct obx_config *c, const char *channel_id);
+
+/* Value parsers shared with the CLI. Each returns OBX_EINVAL on a malformed value. */
+OBX_MUST_CHECK enum obx_err obx_parse_duration_ms(const char *s, int64_t *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_parse_rate_per_s(const char *s, double *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_parse_size(const char *s, int64_t *out /* OUT */);
+
+#endif

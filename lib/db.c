@@ -1,0 +1,159 @@
+/* db: SQLite connection, pragmas, statement cache and transactions. */
+#include "db.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+#include "mem.h"
+
+static enum obx_err
+apply_pragmas(struct obx_db *db, int synchronous_full, int64_t busy_timeout_ms)
+{
+    char sql[256];
+    enum obx_err err;
+
+    sqlite3_busy_timeout(db->h, (int)(busy_timeout_ms > 0 ? busy_timeout_ms : 5000));
+    /* WAL: readers (CLI, API reads) never block the writer and vice versa. */
+    snprintf(sql, sizeof sql,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
+             "PRAGMA temp_store=MEMORY;",
+             synchronous_full ? "FULL" : "NORMAL");
+    err = obx_db_exec(db, sql);
+    return err;
+}
+
+enum obx_err
+obx_db_open(const char *path, int synchronous_full, int64_t busy_timeout_ms, struct obx_db **out,
+            char *errmsg, size_t n)
+{
+    struct obx_db *db = NULL;
+    enum obx_err err = OBX_OK;
+    int rc;
+
+    *out = NULL;
+    db = obx_calloc(1, sizeof *db);
+    if (!db)
+        return OBX_ENOMEM;
+    rc = sqlite3_open_v2(path, &db->h,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        err = obx_err_from_sqlite(rc);
+        goto out;
+    }
+    sqlite3_extended_result_codes(db->h, 1);
+    err = apply_pragmas(db, synchronous_full, busy_timeout_ms);
+out:
+    if (err != OBX_OK) {
+        if (errmsg && n)
+            snprintf(errmsg, n, "%s", db->h ? sqlite3_errmsg(db->h) : obx_strerror(err));
+        obx_db_free(db);
+        return err;
+    }
+    *out = db;
+    return OBX_OK;
+}
+
+void
+obx_db_free(struct obx_db *db)
+{
+    if (!db)
+        return;
+    for (int i = 0; i < db->ncache; i++)
+        sqlite3_finalize(db->cache[i].stmt);
+    sqlite3_close(db->h);
+    obx_free(db);
+}
+
+sqlite3_stmt *
+obx_db_stmt(struct obx_db *db, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+
+    for (int i = 0; i < db->ncache; i++) {
+        if (db->cache[i].sql == sql) {
+            s = db->cache[i].stmt;
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            return s;
+        }
+    }
+    if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+        return NULL;
+    if (db->ncache < OBX_DB_STMT_CACHE) {
+        db->cache[db->ncache].sql = sql;
+        db->cache[db->ncache].stmt = s;
+        db->ncache++;
+        return s;
+    }
+    /* The cache is sized for every statement of the store; running out is a bug. */
+    sqlite3_finalize(s);
+    return NULL;
+}
+
+enum obx_err
+obx_db_exec(struct obx_db *db, const char *sql)
+{
+    return obx_err_from_sqlite(sqlite3_exec(db->h, sql, NULL, NULL, NULL));
+}
+
+enum obx_err
+obx_db_begin(struct obx_db *db)
+{
+    enum obx_err err = obx_db_exec(db, "BEGIN IMMEDIATE");
+
+    if (err == OBX_OK)
+        db->in_tx = 1;
+    return err;
+}
+
+enum obx_err
+obx_db_commit(struct obx_db *db)
+{
+    enum obx_err err = obx_db_exec(db, "COMMIT");
+
+    if (err == OBX_OK)
+        db->in_tx = 0;
+    else
+        obx_db_rollback(db);
+    return err;
+}
+
+void
+obx_db_rollback(struct obx_db *db)
+{
+    if (!sqlite3_get_autocommit(db->h))
+        (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    db->in_tx = 0;
+}
+
+enum obx_err
+obx_db_step_done(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+const char *
+obx_db_errmsg(struct obx_db *db)
+{
+    return sqlite3_errmsg(db->h);
+}
+
+int
+obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v)
+{
+    if (!v)
+        return sqlite3_bind_null(s, idx);
+    return sqlite3_bind_text(s, idx, v, -1, SQLITE_STATIC);
+}
+
+char *
+obx_db_column_dup(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+
+    return t ? obx_strdup((const char *)t) : NULL;
+}

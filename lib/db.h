@@ -1,0 +1,62 @@
+/*
+ * db: one SQLite connection with the project's pragmas, a cache of prepared
+ * statements, and transaction helpers. Lower layers of the store; silent (no logs).
+ */
+#ifndef OBX_DB_H
+#define OBX_DB_H
+
+#include <sqlite3.h>
+
+#include "outbox.h"
+
+#define OBX_DB_STMT_CACHE 48
+
+struct obx_db {
+    sqlite3 *h;
+    /* Prepared statements keyed by the address of their (static) SQL text. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[OBX_DB_STMT_CACHE];
+    int ncache;
+    int in_tx; /* 1 inside obx_db_begin .. commit/rollback */
+};
+
+/*
+ * Opens path with WAL, the requested synchronous level, a busy timeout and
+ * foreign keys. readonly opens without creating or writing (for inspection).
+ * On failure *out is NULL and errmsg (may be NULL, size n) says why.
+ */
+OBX_MUST_CHECK enum obx_err obx_db_open(const char *path, int synchronous_full,
+                                        int64_t busy_timeout_ms, struct obx_db **out /* OUT */,
+                                        char *errmsg, size_t n);
+void obx_db_free(struct obx_db *db);
+
+/*
+ * Returns the cached prepared statement for sql, reset and with bindings cleared.
+ * sql must be a string with static storage duration: the cache keys on its address.
+ * Borrowed: never finalize it. NULL on a prepare error.
+ */
+sqlite3_stmt *obx_db_stmt(struct obx_db *db, const char *sql);
+
+/* BEGIN IMMEDIATE (the write lock up front, so busy is reported at the start). */
+OBX_MUST_CHECK enum obx_err obx_db_begin(struct obx_db *db);
+OBX_MUST_CHECK enum obx_err obx_db_commit(struct obx_db *db);
+/* Rolls back if a transaction is open; safe to call at any time. */
+void obx_db_rollback(struct obx_db *db);
+
+/* Runs SQL without results (may hold several statements). */
+OBX_MUST_CHECK enum obx_err obx_db_exec(struct obx_db *db, const char *sql);
+
+/* Steps a statement expecting SQLITE_DONE and resets it; maps the result code. */
+OBX_MUST_CHECK enum obx_err obx_db_step_done(sqlite3_stmt *s);
+
+/* The last SQLite error message of the connection (borrowed). */
+const char *obx_db_errmsg(struct obx_db *db);
+
+/* Binds a nullable text parameter (NULL binds SQL NULL). */
+int obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v);
+/* Column as a malloc'ed copy (obx_strdup), NULL for SQL NULL. */
+char *obx_db_column_dup(sqlite3_stmt *s, int col);
+
+#endif

@@ -1,0 +1,82 @@
+/* migrate: embedded, ordered, transactional schema migrations. */
+#include "migrate.h"
+
+#include <stdio.h>
+
+#include "err.h"
+
+int
+obx_migrate_latest(void)
+{
+    int latest = 0;
+
+    for (const struct obx_migration *m = obx_migrations; m->version; m++)
+        latest = m->version;
+    return latest;
+}
+
+enum obx_err
+obx_migrate_version(struct obx_db *db, int *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    *out = 0;
+    rc = sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int(s, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    return obx_err_from_sqlite(rc);
+}
+
+/* Applies one migration if the database is still below it; re-checks under the lock. */
+static enum obx_err
+apply_one(struct obx_db *db, const struct obx_migration *m)
+{
+    char bump[64];
+    int current = 0;
+    enum obx_err err = obx_db_begin(db);
+
+    if (err == OBX_OK)
+        err = obx_migrate_version(db, &current);
+    if (err == OBX_OK && current >= m->version)
+        goto out; /* another process applied it meanwhile */
+    if (err == OBX_OK)
+        err = obx_db_exec(db, m->sql);
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", m->version);
+    if (err == OBX_OK)
+        err = obx_db_exec(db, bump);
+out:
+    if (err == OBX_OK)
+        return obx_db_commit(db);
+    obx_db_rollback(db);
+    return err;
+}
+
+enum obx_err
+obx_migrate_apply(struct obx_db *db, int *from, int *to)
+{
+    int before = 0, after = 0;
+    enum obx_err err = obx_migrate_version(db, &before);
+
+    if (err != OBX_OK)
+        return err;
+    if (before > obx_migrate_latest())
+        return OBX_ESCHEMA;
+    for (const struct obx_migration *m = obx_migrations; m->version && err == OBX_OK; m++)
+        if (m->version > before)
+            err = apply_one(db, m);
+    if (err == OBX_OK)
+        err = obx_migrate_version(db, &after);
+    if (err == OBX_OK) {
+        if (from)
+            *from = before;
+        if (to)
+            *to = after;
+    }
+    return err;
+}

@@ -1,0 +1,116 @@
+/*
+ * query: read-only views of the outbox for the CLI and the producer API: list,
+ * show, statistics and the audit export. Rows are borrowed from SQLite
+ * statements and valid only during the callback that receives them.
+ */
+#ifndef OBX_QUERY_H
+#define OBX_QUERY_H
+
+#include "store.h"
+
+
+/* A message row, borrowed from the statement: valid only during the callback. */
+struct obx_row {
+    int64_t id;
+    struct obx_msg msg;
+    const char *state;
+    const char *state_reason;
+    int attempts;
+    int resends;
+    int64_t created_at_ms;
+    int64_t state_at_ms;
+    int64_t next_attempt_at_ms;
+    int64_t accepted_at_ms;   /* 0 = never */
+    int64_t confirmed_at_ms;  /* 0 = never */
+    int last_http_status;     /* 0 = none */
+    const char *last_error;   /* NULL = none */
+    const char *partoo_message_id;
+    const char *partoo_status;
+};
+
+struct obx_transition_row {
+    int64_t id;
+    int64_t message_id;
+    int64_t at_ms;
+    const char *from_state;
+    const char *to_state;
+    const char *reason;
+};
+
+struct obx_attempt_row {
+    int64_t id;
+    int64_t message_id;
+    int64_t started_at_ms;
+    int64_t duration_ms;
+    int http_status; /* 0 = none */
+    const char *outcome;
+    const char *error;
+    const char *excerpt;
+};
+
+/* Callbacks return 0 to continue, non-zero to stop (the value is passed back). */
+typedef int (*obx_row_fn)(void *ctx, const struct obx_row *r);
+typedef int (*obx_transition_fn)(void *ctx, const struct obx_transition_row *t);
+typedef int (*obx_attempt_fn)(void *ctx, const struct obx_attempt_row *a);
+
+/* Filter and page for obx_query_list(): newest first. */
+struct obx_list_query {
+    const char *state;      /* NULL = any */
+    const char *channel_id; /* NULL = any */
+    int64_t before_id;      /* cursor: only ids below it; 0 = from the newest */
+    int limit;              /* 1..1000 */
+};
+
+/* Lists messages; *next_cursor gets the id to pass as before_id for the next page (0 = end). */
+OBX_MUST_CHECK enum obx_err obx_query_list(struct obx_store *st, const struct obx_list_query *q,
+                                           obx_row_fn fn, void *ctx,
+                                           int64_t *next_cursor /* OUT */);
+
+/* One message by key with its transitions and attempts. OBX_ENOTFOUND when absent. */
+OBX_MUST_CHECK enum obx_err obx_query_get(struct obx_store *st, const char *channel_id,
+                                          const char *external_message_id, obx_row_fn row_fn,
+                                          obx_transition_fn tr_fn, obx_attempt_fn at_fn,
+                                          void *ctx);
+
+/* Counts per channel and state (indexed by enum obx_state). */
+struct obx_channel_stats {
+    char channel_id[256];
+    int64_t counts[6];          /* indexed by enum obx_state */
+    int64_t oldest_queued_at_ms; /* 0 = nothing queued */
+    int64_t unconfirmed;        /* accepted, awaiting confirmation, resends exhausted */
+    char last_error[256];       /* of the most recent failed attempt, "" = none */
+};
+
+
+
+/*
+ * Per-channel statistics, sorted by channel id. *out is owned by the caller
+ * (obx_free); *n gets the number of channels.
+ */
+OBX_MUST_CHECK enum obx_err obx_query_stats(struct obx_store *st,
+                                            struct obx_channel_stats **out /* OUT */,
+                                            size_t *n /* OUT */);
+
+/* Attempts started in [since_ms, until_ms) with their message keys, oldest first. */
+struct obx_audit_row {
+    const char *kind;          /* "attempt" or "transition" */
+    int64_t at_ms;
+    const char *channel_id;
+    const char *external_message_id;
+    const char *detail;        /* attempt: outcome; transition: "from->to" */
+    int http_status;           /* attempts only */
+    int64_t duration_ms;       /* attempts only */
+    const char *reason;        /* transition reason or attempt error */
+    const char *excerpt;       /* attempts only */
+};
+typedef int (*obx_audit_fn)(void *ctx, const struct obx_audit_row *r);
+
+OBX_MUST_CHECK enum obx_err obx_query_audit(struct obx_store *st, int64_t since_ms,
+                                            int64_t until_ms, const char *channel_id,
+                                            obx_audit_fn fn, void *ctx);
+
+/* The number of messages sent (attempts answered 2xx) since since_ms. */
+OBX_MUST_CHECK enum obx_err obx_query_count_accepted_since(struct obx_store *st, int64_t since_ms,
+                                                           int64_t *out /* OUT */);
+
+#endif

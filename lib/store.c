@@ -1,0 +1,806 @@
+/*
+ * store: the message state machine (SPEC §2, §3).
+ *
+ *                 obx_store_enqueue_batch (or a plain SQL INSERT)
+ *                              |
+ *                              v
+ *   .-- obx_store_cancel -- QUEUED <----------------------------------.
+ *   |                        |  ^  obx_store_finish(RETRY/RELEASE),   |
+ *   v                        |  |  obx_store_recover (dead lease)     |
+ * CANCELLED   obx_store_claim|  |                                     |
+ *                            v  |                                     |
+ *                          SENDING --obx_store_finish(FAILED)--> FAILED
+ *                            |                                     |
+ *             obx_store_finish(ACCEPTED)          obx_store_retry -'
+ *                            v                                     |
+ *                         ACCEPTED --(webhook, reconcile)--> CONFIRMED
+ *                            `------- obx_store_retry --------------'
+ *
+ * Invariants:
+ *  - Every transition is one guarded UPDATE ... WHERE state = <from> (and, out of
+ *    SENDING, lease_token = <ours>); no row changed means OBX_ECONFLICT.
+ *  - The transitions table is written by a trigger on every state change, so
+ *    changes made through plain SQL are recorded too (reason: state_reason).
+ *  - `head` marks the oldest unfinished (queued|sending) message of a
+ *    conversation; only heads are claimed. Triggers keep it right (0001_init.sql).
+ *  - A claim carries a lease token; a worker that lost its lease (expired and
+ *    claimed again) can no longer move the message.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "err.h"
+#include "mem.h"
+#include "migrate.h"
+
+static const char *const state_names[OBX_N_STATES] = {
+    "queued", "sending", "accepted", "confirmed", "failed", "cancelled",
+};
+
+const char *
+obx_state_name(enum obx_state s)
+{
+    return (s >= 0 && s < OBX_N_STATES) ? state_names[s] : "unknown";
+}
+
+int
+obx_state_parse(const char *s)
+{
+    for (int i = 0; i < OBX_N_STATES; i++)
+        if (strcmp(s, state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+enum obx_err
+obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_store **out)
+{
+    struct obx_store_opts defaults = {0};
+    struct obx_store *st = NULL;
+    enum obx_err err;
+    int version = 0;
+
+    *out = NULL;
+    if (!opts)
+        opts = &defaults;
+    st = obx_calloc(1, sizeof *st);
+    if (!st)
+        return OBX_ENOMEM;
+    st->clock = obx_clock_real();
+    st->max_db_size = opts->max_db_size;
+    if (getrandom(&st->lease_base, sizeof st->lease_base, 0) != sizeof st->lease_base)
+        st->lease_base = obx_now_ms(st->clock);
+    st->lease_base &= 0x3fffffff00000000LL; /* high bits random, low bits count */
+    err = obx_db_open(path, !opts->synchronous_normal, opts->busy_timeout_ms, &st->db, NULL, 0);
+    if (err == OBX_OK && !opts->no_migrate)
+        err = obx_migrate_apply(st->db, NULL, NULL);
+    if (err == OBX_OK)
+        err = obx_migrate_version(st->db, &version);
+    if (err == OBX_OK && version != obx_migrate_latest())
+        err = OBX_ESCHEMA;
+    if (err != OBX_OK) {
+        obx_store_free(st);
+        return err;
+    }
+    *out = st;
+    return OBX_OK;
+}
+
+void
+obx_store_free(struct obx_store *st)
+{
+    if (!st)
+        return;
+    obx_db_free(st->db);
+    obx_free(st);
+}
+
+/* ---- enqueue ------------------------------------------------------------------- */
+
+/*
+ * head is computed here rather than by the insert trigger (which handles rows
+ * written through plain SQL): it saves one UPDATE per message on bulk enqueue.
+ */
+static const char SQL_INSERT[] =
+    "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+    " external_conversation_id, content, sender_type, consumer_name, consumer_image,"
+    " priority, state_at_ms, created_at_ms, head)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10,"
+    "  NOT EXISTS (SELECT 1 FROM outbox WHERE channel_id = ?1"
+    "   AND external_conversation_id = ?4 AND state IN ('queued', 'sending')))"
+    " ON CONFLICT (channel_id, external_message_id) DO NOTHING";
+
+static const char SQL_EXISTING[] =
+    "SELECT id, business_id, external_conversation_id, content, sender_type, consumer_name,"
+    " consumer_image, priority, state FROM outbox"
+    " WHERE channel_id = ?1 AND external_message_id = ?2";
+
+static void
+bind_msg(sqlite3_stmt *s, const struct obx_msg *m, int64_t now_ms)
+{
+    obx_db_bind_text(s, 1, m->channel_id);
+    obx_db_bind_text(s, 2, m->external_message_id);
+    obx_db_bind_text(s, 3, m->business_id);
+    obx_db_bind_text(s, 4, m->external_conversation_id);
+    obx_db_bind_text(s, 5, m->content);
+    obx_db_bind_text(s, 6, m->sender_type);
+    obx_db_bind_text(s, 7, m->consumer_name);
+    obx_db_bind_text(s, 8, m->consumer_image);
+    sqlite3_bind_int64(s, 9, m->priority);
+    sqlite3_bind_int64(s, 10, now_ms);
+}
+
+/* Compares the stored row under the key with m: duplicate or conflict. */
+static enum obx_err
+compare_existing(sqlite3_stmt *s, const struct obx_msg *m, struct obx_enq_item *it)
+{
+    struct obx_msg stored = *m;
+    int rc;
+
+    obx_db_bind_text(s, 1, m->channel_id);
+    obx_db_bind_text(s, 2, m->external_message_id);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? OBX_EDB : obx_err_from_sqlite(rc);
+    }
+    it->id = sqlite3_column_int64(s, 0);
+    stored.business_id = (const char *)sqlite3_column_text(s, 1);
+    stored.external_conversation_id = (const char *)sqlite3_column_text(s, 2);
+    stored.content = (const char *)sqlite3_column_text(s, 3);
+    stored.sender_type = (const char *)sqlite3_column_text(s, 4);
+    stored.consumer_name = (const char *)sqlite3_column_text(s, 5);
+    stored.consumer_image = (const char *)sqlite3_column_text(s, 6);
+    stored.priority = sqlite3_column_int64(s, 7);
+    snprintf(it->state, sizeof it->state, "%s", (const char *)sqlite3_column_text(s, 8));
+    it->err = obx_msg_same(&stored, m) ? OBX_OK : OBX_ECONFLICT;
+    it->result = OBX_ENQ_DUPLICATE;
+    sqlite3_reset(s);
+    return OBX_OK;
+}
+
+/*
+ * Inserts one validated message with the given statements. Returns a database
+ * error only; the item's own outcome goes into it.
+ */
+static enum obx_err
+insert_one(sqlite3 *h, sqlite3_stmt *ins, sqlite3_stmt *sel, struct obx_enq_item *it,
+           int64_t now_ms)
+{
+    int rc;
+
+    bind_msg(ins, &it->msg, now_ms);
+    rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    if (rc != SQLITE_DONE) {
+        /* A CHECK constraint the validator let through (e.g. a lower limit in SQL). */
+        if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+            it->err = OBX_EINVAL;
+            it->fe.code = "invalid_value";
+            it->fe.field = NULL;
+            snprintf(it->fe.message, sizeof it->fe.message, "rejected by the schema: %s",
+                     sqlite3_errmsg(h));
+            return OBX_OK;
+        }
+        return obx_err_from_sqlite(rc);
+    }
+    if (sqlite3_changes(h) == 1) {
+        it->err = OBX_OK;
+        it->result = OBX_ENQ_ACCEPTED;
+        it->id = sqlite3_last_insert_rowid(h);
+        snprintf(it->state, sizeof it->state, "queued");
+        return OBX_OK;
+    }
+    return compare_existing(sel, &it->msg, it);
+}
+
+/* Refuses new messages once the file reaches the quota (SPEC §8). */
+static enum obx_err
+check_quota(struct obx_store *st)
+{
+    sqlite3_stmt *s;
+    int64_t bytes = 0;
+
+    if (st->max_db_size <= 0)
+        return OBX_OK;
+    s = obx_db_stmt(st->db, "SELECT page_count * page_size FROM pragma_page_count(),"
+                            " pragma_page_size()");
+    if (!s)
+        return OBX_EDB;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        bytes = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return bytes >= st->max_db_size ? OBX_EQUOTA : OBX_OK;
+}
+
+enum obx_err
+obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t n,
+                        const struct obx_msg_limits *lim)
+{
+    int64_t now_ms = obx_now_ms(st->clock);
+    sqlite3_stmt *ins, *sel;
+    enum obx_err err = check_quota(st);
+
+    if (err != OBX_OK)
+        return err;
+    ins = obx_db_stmt(st->db, SQL_INSERT);
+    sel = obx_db_stmt(st->db, SQL_EXISTING);
+    if (!ins || !sel)
+        return OBX_EDB;
+    err = obx_db_begin(st->db);
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        struct obx_enq_item *it = &items[i];
+        it->id = 0;
+        it->state[0] = '\0';
+        it->err = obx_msg_validate(&it->msg, lim, &it->fe);
+        if (it->err == OBX_OK)
+            err = insert_one(st->db->h, ins, sel, it, now_ms);
+    }
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
+    return err;
+}
+
+/* Copies a one-item result to the public API's out-parameters. */
+static enum obx_err
+single_result(const struct obx_enq_item *it, enum obx_enqueue_result *result, int64_t *id)
+{
+    if (it->err != OBX_OK)
+        return it->err;
+    *result = it->result;
+    if (id)
+        *id = it->id;
+    return OBX_OK;
+}
+
+enum obx_err
+obx_enqueue(struct obx_store *st, const struct obx_msg *m, enum obx_enqueue_result *result,
+            int64_t *id)
+{
+    struct obx_msg_limits lim = obx_msg_limits_default();
+    struct obx_enq_item it = {.msg = *m};
+    enum obx_err err;
+
+    *result = OBX_ENQ_ACCEPTED;
+    if (id)
+        *id = 0;
+    err = obx_store_enqueue_batch(st, &it, 1, &lim);
+    return err != OBX_OK ? err : single_result(&it, result, id);
+}
+
+enum obx_err
+obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_result *result,
+                   int64_t *id)
+{
+    struct obx_msg_limits lim = obx_msg_limits_default();
+    struct obx_enq_item it = {.msg = *m};
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    enum obx_err err;
+
+    *result = OBX_ENQ_ACCEPTED;
+    if (id)
+        *id = 0;
+    err = obx_msg_validate(m, &lim, &it.fe);
+    if (err != OBX_OK)
+        return err;
+    if (sqlite3_prepare_v2(h, SQL_INSERT, -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_EXISTING, -1, &sel, NULL) != SQLITE_OK) {
+        err = obx_err_from_sqlite(sqlite3_errcode(h));
+        goto out;
+    }
+    err = insert_one(h, ins, sel, &it, obx_now_ms(obx_clock_real()));
+    if (err == OBX_OK)
+        err = single_result(&it, result, id);
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(sel);
+    return err;
+}
+
+/* ---- claim ------------------------------------------------------------------------ */
+
+static const char SQL_NEXT_LEVEL[] =
+    "SELECT priority FROM outbox WHERE state = 'queued' AND head = 1 AND priority < ?1"
+    " ORDER BY priority DESC LIMIT 1";
+
+static const char SQL_NEXT_BUSINESS[] =
+    "SELECT business_id FROM outbox WHERE state = 'queued' AND head = 1 AND priority = ?1"
+    " AND business_id > ?2 ORDER BY priority DESC, business_id LIMIT 1";
+
+static const char SQL_PICK[] =
+    "SELECT id FROM outbox WHERE state = 'queued' AND head = 1 AND priority = ?1"
+    " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
+    " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
+
+static const char SQL_MARK_SENDING[] =
+    "UPDATE outbox SET state = 'sending', state_reason = 'claimed', state_at_ms = ?2,"
+    " lease_token = ?3, lease_expires_at_ms = ?4"
+    " WHERE id = ?1 AND state = 'queued'"
+    " RETURNING id, channel_id, external_message_id, business_id, external_conversation_id,"
+    " content, sender_type, consumer_name, consumer_image, priority, attempts,"
+    " counted_attempts, resends, created_at_ms, accepted_at_ms";
+
+void
+obx_claimed_release(struct obx_claimed *c)
+{
+    if (!c)
+        return;
+    obx_free(c->strings);
+    memset(c, 0, sizeof *c);
+}
+
+/* Copies the RETURNING row's strings (columns 1..8) into one block owned by c. */
+static enum obx_err
+copy_claim_strings(sqlite3_stmt *s, struct obx_claimed *c)
+{
+    const char **fields[8] = {
+        &c->msg.channel_id, &c->msg.external_message_id, &c->msg.business_id,
+        &c->msg.external_conversation_id, &c->msg.content, &c->msg.sender_type,
+        &c->msg.consumer_name, &c->msg.consumer_image,
+    };
+    size_t total = 0, off = 0;
+
+    for (int i = 0; i < 8; i++)
+        total += (size_t)sqlite3_column_bytes(s, i + 1) + 1;
+    c->strings = obx_malloc(total);
+    if (!c->strings)
+        return OBX_ENOMEM;
+    for (int i = 0; i < 8; i++) {
+        const char *v = (const char *)sqlite3_column_text(s, i + 1);
+        size_t len = (size_t)sqlite3_column_bytes(s, i + 1);
+        if (!v) {
+            *fields[i] = NULL;
+            continue;
+        }
+        memcpy(c->strings + off, v, len + 1);
+        *fields[i] = c->strings + off;
+        off += len + 1;
+    }
+    return OBX_OK;
+}
+
+static enum obx_err
+mark_sending(struct obx_store *st, int64_t id, int64_t now_ms, int64_t lease_ms,
+             struct obx_claimed *c)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_MARK_SENDING);
+    enum obx_err err;
+    int rc;
+
+    if (!s)
+        return OBX_EDB;
+    memset(c, 0, sizeof *c);
+    c->lease_token = st->lease_base | (int64_t)(++st->lease_seq & 0xffffffffu);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now_ms);
+    sqlite3_bind_int64(s, 3, c->lease_token);
+    sqlite3_bind_int64(s, 4, now_ms + lease_ms);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        return rc == SQLITE_DONE ? OBX_ECONFLICT : obx_err_from_sqlite(rc);
+    }
+    c->id = sqlite3_column_int64(s, 0);
+    c->msg.priority = sqlite3_column_int64(s, 9);
+    c->attempts = sqlite3_column_int(s, 10);
+    c->counted_attempts = sqlite3_column_int(s, 11);
+    c->resends = sqlite3_column_int(s, 12);
+    c->created_at_ms = sqlite3_column_int64(s, 13);
+    c->accepted_at_ms = sqlite3_column_int64(s, 14);
+    err = copy_claim_strings(s, c);
+    /* RETURNING rows must be stepped to the end for the UPDATE to complete. */
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (err == OBX_OK && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
+    if (err != OBX_OK)
+        obx_claimed_release(c);
+    return err;
+}
+
+/* Next business after `after` in a priority level, or "" at the end of the level. */
+static enum obx_err
+next_business(struct obx_store *st, int64_t priority, const char *after, char *out, size_t n)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_NEXT_BUSINESS);
+    int rc;
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, priority);
+    obx_db_bind_text(s, 2, after);
+    rc = sqlite3_step(s);
+    out[0] = '\0';
+    if (rc == SQLITE_ROW)
+        snprintf(out, n, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The oldest due head of one (priority, business) lane, or 0. */
+static enum obx_err
+pick_in_lane(struct obx_store *st, int64_t priority, const char *business, int64_t now_ms,
+             int64_t *id)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PICK);
+    int rc;
+
+    *id = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, priority);
+    obx_db_bind_text(s, 2, business);
+    sqlite3_bind_int64(s, 3, now_ms);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* Claim context threaded through the level/lane loops. */
+struct claim_run {
+    struct obx_store *st;
+    int64_t now_ms, lease_ms;
+    int max;
+    struct obx_claimed *out;
+    int n;
+};
+
+/*
+ * Serves one priority level round-robin: one message per business per turn,
+ * starting after the business served last, until max is reached or a whole
+ * turn over the level's businesses claims nothing.
+ */
+static enum obx_err
+claim_level(struct claim_run *r, int64_t priority)
+{
+    struct obx_store *st = r->st;
+    char business[256];
+    int claimed_this_turn = 0, wrapped = 0;
+    enum obx_err err = OBX_OK;
+
+    if (st->rr_priority != priority)
+        st->rr_business[0] = '\0';
+    st->rr_priority = priority;
+    while (err == OBX_OK && r->n < r->max) {
+        int64_t id = 0;
+        err = next_business(st, priority, st->rr_business, business, sizeof business);
+        if (err != OBX_OK)
+            break;
+        if (!business[0]) {
+            /* End of the level: a turn is over. Stop when it claimed nothing. */
+            if (wrapped && !claimed_this_turn)
+                break;
+            wrapped = 1;
+            claimed_this_turn = 0;
+            st->rr_business[0] = '\0';
+            continue;
+        }
+        snprintf(st->rr_business, sizeof st->rr_business, "%s", business);
+        err = pick_in_lane(st, priority, business, r->now_ms, &id);
+        if (err != OBX_OK || !id)
+            continue;
+        err = mark_sending(st, id, r->now_ms, r->lease_ms, &r->out[r->n]);
+        if (err == OBX_OK) {
+            r->n++;
+            claimed_this_turn = 1;
+        }
+    }
+    return err;
+}
+
+enum obx_err
+obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_claimed *out, int *n)
+{
+    struct claim_run r = {st, obx_now_ms(st->clock), lease_ms, max, out, 0};
+    sqlite3_stmt *s;
+    int64_t below = INT64_MAX;
+    enum obx_err err;
+
+    *n = 0;
+    err = obx_db_begin(st->db);
+    while (err == OBX_OK && r.n < max) {
+        int rc;
+        int64_t priority;
+        s = obx_db_stmt(st->db, SQL_NEXT_LEVEL);
+        if (!s) {
+            err = OBX_EDB;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, below);
+        rc = sqlite3_step(s);
+        priority = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW) {
+            err = rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+            break;
+        }
+        err = claim_level(&r, priority);
+        below = priority;
+    }
+    if (err == OBX_OK)
+        err = obx_db_commit(st->db);
+    else
+        obx_db_rollback(st->db);
+    if (err != OBX_OK) {
+        for (int i = 0; i < r.n; i++)
+            obx_claimed_release(&out[i]);
+        return err;
+    }
+    *n = r.n;
+    return OBX_OK;
+}
+
+/* ---- finish ------------------------------------------------------------------------ */
+
+static const char SQL_INSERT_ATTEMPT[] =
+    "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
+    " response_excerpt) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, ?7)";
+
+/* ?5 = 1 when the attempt counts; ?6 = 1 when an attempt was made at all. */
+static const char SQL_TO_ACCEPTED[] =
+    "UPDATE outbox SET state = 'accepted', state_reason = ?4, state_at_ms = ?3,"
+    " accepted_at_ms = ?3, attempts = attempts + 1, counted_attempts = counted_attempts + ?5,"
+    " last_http_status = NULLIF(?6, 0), last_error = NULL, lease_token = NULL,"
+    " lease_expires_at_ms = NULL WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
+
+static const char SQL_TO_FAILED[] =
+    "UPDATE outbox SET state = 'failed', state_reason = ?4, state_at_ms = ?3,"
+    " attempts = attempts + 1, counted_attempts = counted_attempts + ?5,"
+    " last_http_status = NULLIF(?6, 0), last_error = ?7, lease_token = NULL,"
+    " lease_expires_at_ms = NULL WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
+
+static const char SQL_TO_QUEUED[] =
+    "UPDATE outbox SET state = 'queued', state_reason = ?4, state_at_ms = ?3,"
+    " attempts = attempts + ?8, counted_attempts = counted_attempts + ?5,"
+    " last_http_status = CASE WHEN ?8 THEN NULLIF(?6, 0) ELSE last_http_status END,"
+    " last_error = CASE WHEN ?8 THEN ?7 ELSE last_error END,"
+    " next_attempt_at_ms = ?9, lease_token = NULL, lease_expires_at_ms = NULL"
+    " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
+
+static enum obx_err
+record_attempt(struct obx_store *st, const struct obx_attempt *a)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_ATTEMPT);
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, a->message_id);
+    sqlite3_bind_int64(s, 2, a->started_at_ms);
+    sqlite3_bind_int64(s, 3, a->duration_ms);
+    sqlite3_bind_int(s, 4, a->http_status);
+    obx_db_bind_text(s, 5, a->outcome ? a->outcome : "unknown");
+    obx_db_bind_text(s, 6, a->error);
+    obx_db_bind_text(s, 7, a->excerpt);
+    return obx_db_step_done(s);
+}
+
+static enum obx_err
+apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_ms,
+                 enum obx_err *result)
+{
+    const char *sql = a->next == OBX_NEXT_ACCEPTED ? SQL_TO_ACCEPTED
+                      : a->next == OBX_NEXT_FAILED ? SQL_TO_FAILED
+                                                   : SQL_TO_QUEUED;
+    sqlite3_stmt *s = obx_db_stmt(st->db, sql);
+    int made_attempt = a->next != OBX_NEXT_RELEASE;
+    enum obx_err err;
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, a->message_id);
+    sqlite3_bind_int64(s, 2, a->lease_token);
+    sqlite3_bind_int64(s, 3, now_ms);
+    obx_db_bind_text(s, 4, a->reason ? a->reason : "");
+    sqlite3_bind_int(s, 5, a->counted ? 1 : 0);
+    sqlite3_bind_int(s, 6, a->http_status);
+    if (a->next != OBX_NEXT_ACCEPTED)
+        obx_db_bind_text(s, 7, a->error);
+    if (a->next == OBX_NEXT_RETRY || a->next == OBX_NEXT_RELEASE) {
+        sqlite3_bind_int(s, 8, made_attempt);
+        sqlite3_bind_int64(s, 9, a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0);
+    }
+    err = obx_db_step_done(s);
+    if (err == OBX_OK)
+        *result = sqlite3_changes(st->db->h) == 1 ? OBX_OK : OBX_ECONFLICT;
+    return err;
+}
+
+enum obx_err
+obx_store_finish(struct obx_store *st, const struct obx_attempt *a, size_t n,
+                 enum obx_err *results)
+{
+    int64_t now_ms = obx_now_ms(st->clock);
+    enum obx_err err = obx_db_begin(st->db);
+
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        enum obx_err r = OBX_OK;
+        if (a[i].next != OBX_NEXT_RELEASE)
+            err = record_attempt(st, &a[i]);
+        if (err == OBX_OK)
+            err = apply_transition(st, &a[i], now_ms, &r);
+        if (results)
+            results[i] = r;
+    }
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
+    return err;
+}
+
+static const char SQL_RECOVER_ALL[] =
+    "UPDATE outbox SET state = 'queued', state_reason = 'recovered after restart',"
+    " state_at_ms = ?1, lease_token = NULL, lease_expires_at_ms = NULL WHERE state = 'sending'";
+
+static const char SQL_RECOVER_EXPIRED[] =
+    "UPDATE outbox SET state = 'queued', state_reason = 'lease expired', state_at_ms = ?1,"
+    " lease_token = NULL, lease_expires_at_ms = NULL"
+    " WHERE state = 'sending' AND lease_expires_at_ms <= ?1";
+
+enum obx_err
+obx_store_recover(struct obx_store *st, int all, int64_t *count)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, all ? SQL_RECOVER_ALL : SQL_RECOVER_EXPIRED);
+    enum obx_err err;
+
+    if (count)
+        *count = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
+    err = obx_db_step_done(s);
+    if (err == OBX_OK && count)
+        *count = sqlite3_changes(st->db->h);
+    return err;
+}
+
+/* ---- operator actions ---------------------------------------------------------------- */
+
+/* Runs one guarded single-row transition by key; distinguishes absent from wrong state. */
+static enum obx_err
+transition_by_key(struct obx_store *st, const char *sql, const char *channel_id,
+                  const char *external_message_id, const char *reason)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, sql);
+    enum obx_err err;
+    int changed;
+
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, channel_id);
+    obx_db_bind_text(s, 2, external_message_id);
+    sqlite3_bind_int64(s, 3, obx_now_ms(st->clock));
+    obx_db_bind_text(s, 4, reason);
+    err = obx_db_step_done(s);
+    if (err != OBX_OK)
+        return err;
+    changed = sqlite3_changes(st->db->h);
+    if (changed)
+        return OBX_OK;
+    s = obx_db_stmt(st->db, SQL_EXISTING);
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, channel_id);
+    obx_db_bind_text(s, 2, external_message_id);
+    changed = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return changed ? OBX_ECONFLICT : OBX_ENOTFOUND;
+}
+
+static const char SQL_RETRY[] =
+    "UPDATE outbox SET state = 'queued', state_reason = ?4, state_at_ms = ?3,"
+    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0"
+    " WHERE channel_id = ?1 AND external_message_id = ?2 AND state IN ('failed', 'accepted')";
+
+static const char SQL_CANCEL[] =
+    "UPDATE outbox SET state = 'cancelled', state_reason = ?4, state_at_ms = ?3"
+    " WHERE channel_id = ?1 AND external_message_id = ?2 AND state = 'queued'";
+
+enum obx_err
+obx_store_retry(struct obx_store *st, const char *channel_id, const char *external_message_id,
+                const char *reason)
+{
+    return transition_by_key(st, SQL_RETRY, channel_id, external_message_id,
+                             reason ? reason : "retried by operator");
+}
+
+enum obx_err
+obx_store_cancel(struct obx_store *st, const char *channel_id, const char *external_message_id,
+                 const char *reason)
+{
+    return transition_by_key(st, SQL_CANCEL, channel_id, external_message_id,
+                             reason ? reason : "cancelled by operator");
+}
+
+static const char SQL_RETRY_FAILED[] =
+    "UPDATE outbox SET state = 'queued', state_reason = 'retried by operator',"
+    " state_at_ms = ?1, next_attempt_at_ms = 0, counted_attempts = 0, resends = 0"
+    " WHERE state = 'failed' AND (?2 IS NULL OR channel_id = ?2)";
+
+enum obx_err
+obx_store_retry_failed(struct obx_store *st, const char *channel_id, int64_t *count)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RETRY_FAILED);
+    enum obx_err err;
+
+    *count = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
+    obx_db_bind_text(s, 2, channel_id);
+    err = obx_db_begin(st->db);
+    if (err == OBX_OK)
+        err = obx_db_step_done(s);
+    if (err == OBX_OK) {
+        *count = sqlite3_changes(st->db->h);
+        return obx_db_commit(st->db);
+    }
+    obx_db_rollback(st->db);
+    return err;
+}
+
+/* ---- purge ---------------------------------------------------------------------------- */
+
+static const char SQL_PURGE_CANDIDATES[] =
+    "SELECT id, channel_id, state FROM outbox WHERE state_at_ms < ?1"
+    " AND state IN ('confirmed', 'cancelled', 'accepted', 'failed')";
+
+static const char SQL_DELETE_ID[] = "DELETE FROM outbox WHERE id = ?1";
+
+static int
+purgeable(const char *state, const char *channel, int include_failed,
+          int (*is_readonly)(void *, const char *), void *ctx)
+{
+    if (strcmp(state, "confirmed") == 0 || strcmp(state, "cancelled") == 0)
+        return 1;
+    if (strcmp(state, "failed") == 0)
+        return include_failed;
+    /* accepted is terminal only for read-only channels (SPEC §10) */
+    return is_readonly && is_readonly(ctx, channel);
+}
+
+enum obx_err
+obx_store_purge(struct obx_store *st, int64_t before_ms, int include_failed,
+                int (*is_readonly)(void *ctx, const char *channel), void *ctx, int64_t *count)
+{
+    sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_PURGE_CANDIDATES);
+    sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
+    enum obx_err err;
+    int rc;
+
+    *count = 0;
+    if (!sel || !del)
+        return OBX_EDB;
+    err = obx_db_begin(st->db);
+    sqlite3_bind_int64(sel, 1, before_ms);
+    while (err == OBX_OK) {
+        rc = sqlite3_step(sel);
+        if (rc != SQLITE_ROW) {
+            if (rc != SQLITE_DONE)
+                err = obx_err_from_sqlite(rc);
+            break;
+        }
+        if (!purgeable((const char *)sqlite3_column_text(sel, 2),
+                       (const char *)sqlite3_column_text(sel, 1), include_failed, is_readonly,
+                       ctx))
+            continue;
+        sqlite3_bind_int64(del, 1, sqlite3_column_int64(sel, 0));
+        err = obx_db_step_done(del);
+        if (err == OBX_OK)
+            (*count)++;
+    }
+    sqlite3_reset(sel);
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
+    *count = 0;
+    return err;
+}

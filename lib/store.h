@@ -1,0 +1,153 @@
+/*
+ * store: the message state machine on top of SQLite (drawn in store.c).
+ *
+ * Used by the delivery worker and the CLI from one thread each; one struct
+ * obx_store per thread. Every function that writes runs in a single transaction
+ * and returns only after COMMIT (or rollback on error).
+ */
+#ifndef OBX_STORE_H
+#define OBX_STORE_H
+
+#include "clock.h"
+#include "db.h"
+#include "msg.h"
+#include "outbox.h"
+
+struct obx_store {
+    struct obx_db *db;
+    struct obx_clock *clock;   /* borrowed; real clock unless a test swaps it */
+    int64_t max_db_size;       /* bytes, 0 = no quota */
+    uint64_t lease_seq;        /* makes lease tokens unique within this process */
+    int64_t lease_base;        /* random per open, so tokens differ across processes */
+    int64_t rr_priority;       /* round-robin cursor: the lane served last ... */
+    char rr_business[256];     /* ... (business_id; "" = start of the level) */
+};
+
+/* The states of SPEC §2. */
+enum obx_state {
+    OBX_ST_QUEUED = 0,
+    OBX_ST_SENDING,
+    OBX_ST_ACCEPTED,
+    OBX_ST_CONFIRMED,
+    OBX_ST_FAILED,
+    OBX_ST_CANCELLED,
+};
+#define OBX_N_STATES 6
+
+/* "queued", ... ; and the reverse (-1 when unknown). */
+const char *obx_state_name(enum obx_state s);
+int obx_state_parse(const char *s);
+
+/* ---- enqueue ---------------------------------------------------------------- */
+
+/* One item of a batch enqueue: the message in, the result out. */
+struct obx_enq_item {
+    struct obx_msg msg;              /* in: borrowed */
+    enum obx_err err;                /* out: OBX_OK, OBX_EINVAL (see fe), OBX_ECONFLICT */
+    enum obx_enqueue_result result;  /* out, when err == OBX_OK */
+    int64_t id;                      /* out: row id (new or existing), 0 when invalid */
+    char state[16];                  /* out: current state of the row */
+    struct obx_field_error fe;       /* out, when err == OBX_EINVAL */
+};
+
+/*
+ * Enqueues n items in one transaction. Invalid and conflicting items are reported
+ * per item and do not stop the others. Returns the transaction's error (OBX_EBUSY,
+ * OBX_EFULL, OBX_EREADONLY, OBX_EQUOTA, ...): then nothing was written and every
+ * item's result is meaningless.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_enqueue_batch(struct obx_store *st,
+                                                    struct obx_enq_item *items, size_t n,
+                                                    const struct obx_msg_limits *lim);
+
+/* ---- delivery ---------------------------------------------------------------- */
+
+/* A claimed message, owned by the caller until obx_claimed_release(). */
+struct obx_claimed {
+    int64_t id;
+    int64_t lease_token;
+    int attempts;          /* attempts made before this claim */
+    int counted_attempts;  /* of which count toward max_attempts */
+    int resends;
+    int64_t created_at_ms;
+    int64_t accepted_at_ms; /* 0 unless this is a confirmation re-send */
+    struct obx_msg msg;    /* strings point into `strings` */
+    char *strings;         /* one allocation holding every string of msg */
+};
+
+void obx_claimed_release(struct obx_claimed *c);
+
+/*
+ * Claims up to max due messages (state queued, head of their conversation,
+ * next_attempt_at <= now): strict priority, then round-robin over businesses.
+ * Each becomes `sending` with a fresh lease token expiring after lease_ms.
+ * out must have room for max entries; *n gets how many were filled.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_claim(struct obx_store *st, int max, int64_t lease_ms,
+                                            struct obx_claimed *out /* OUT */, int *n /* OUT */);
+
+/* What happens to a message after an attempt (the worker's decision). */
+enum obx_next {
+    OBX_NEXT_ACCEPTED, /* sending -> accepted */
+    OBX_NEXT_FAILED,   /* sending -> failed (dead letter) */
+    OBX_NEXT_RETRY,    /* sending -> queued, due at next_attempt_at_ms */
+    OBX_NEXT_RELEASE,  /* sending -> queued now, no attempt recorded (shutdown) */
+};
+
+/* The record of one finished attempt and the transition it causes. */
+struct obx_attempt {
+    int64_t message_id;
+    int64_t lease_token;
+    int64_t started_at_ms;
+    int64_t duration_ms;
+    int http_status;            /* 0: no HTTP answer */
+    const char *outcome;        /* obx_backoff_outcome_name() */
+    const char *error;          /* NULL or a short reason */
+    const char *excerpt;        /* NULL or the first bytes of the response body */
+    enum obx_next next;
+    int counted;                /* 1: counts toward max_attempts */
+    int64_t next_attempt_at_ms; /* OBX_NEXT_RETRY only */
+    const char *reason;         /* transition reason, e.g. "http 500" */
+};
+
+/*
+ * Records n attempts and applies their transitions in one transaction. A
+ * transition whose lease is no longer held (claimed again after expiry) is
+ * skipped and reported as OBX_ECONFLICT in results[i] (may be NULL); its attempt
+ * row is still recorded. Returns the transaction's error.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_finish(struct obx_store *st, const struct obx_attempt *a,
+                                             size_t n, enum obx_err *results /* OUT, n */);
+
+/*
+ * Returns `sending` messages to `queued`: every one when all is 1 (start-up of the
+ * single serve process, which holds the serve lock), else those whose lease has
+ * expired. *count (may be NULL) gets how many.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_recover(struct obx_store *st, int all,
+                                              int64_t *count /* OUT */);
+
+/* ---- operator actions ----------------------------------------------------------- */
+
+/* failed or accepted -> queued (resets resends). OBX_ENOTFOUND, OBX_ECONFLICT (wrong state). */
+OBX_MUST_CHECK enum obx_err obx_store_retry(struct obx_store *st, const char *channel_id,
+                                            const char *external_message_id, const char *reason);
+/* Every failed message -> queued; *count gets how many. */
+OBX_MUST_CHECK enum obx_err obx_store_retry_failed(struct obx_store *st, const char *channel_id,
+                                                   int64_t *count /* OUT */);
+/* queued -> cancelled. OBX_ENOTFOUND, OBX_ECONFLICT (not queued). */
+OBX_MUST_CHECK enum obx_err obx_store_cancel(struct obx_store *st, const char *channel_id,
+                                             const char *external_message_id, const char *reason);
+
+/*
+ * Deletes messages in terminal states whose last transition is older than
+ * before_ms: confirmed, cancelled, accepted of read-only channels (is_readonly
+ * callback, may be NULL = none), and failed when include_failed. Never queued,
+ * sending or (bidirectional) accepted. *count gets how many.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_purge(struct obx_store *st, int64_t before_ms,
+                                            int include_failed,
+                                            int (*is_readonly)(void *ctx, const char *channel),
+                                            void *ctx, int64_t *count /* OUT */);
+
+#endif

@@ -1,0 +1,219 @@
+/* view: JSON rendering of rows. Writes with obx_buf; parses nothing. */
+#include "view.h"
+
+#include <string.h>
+
+#include "clock.h"
+
+enum obx_err
+obx_view_str_or_null(struct obx_buf *b, const char *s)
+{
+    return s ? obx_buf_json_str(b, s) : obx_buf_puts(b, "null");
+}
+
+enum obx_err
+obx_view_time_or_null(struct obx_buf *b, int64_t at_ms)
+{
+    char ts[40];
+
+    if (!at_ms)
+        return obx_buf_puts(b, "null");
+    obx_clock_format_ms(at_ms, ts, sizeof ts);
+    return obx_buf_printf(b, "\"%s\"", ts);
+}
+
+/* ,"name":<string or null> */
+static enum obx_err
+kv_str(struct obx_buf *b, const char *name, const char *v)
+{
+    enum obx_err err = obx_buf_printf(b, ",\"%s\":", name);
+
+    return err == OBX_OK ? obx_view_str_or_null(b, v) : err;
+}
+
+static enum obx_err
+kv_time(struct obx_buf *b, const char *name, int64_t at_ms)
+{
+    enum obx_err err = obx_buf_printf(b, ",\"%s\":", name);
+
+    return err == OBX_OK ? obx_view_time_or_null(b, at_ms) : err;
+}
+
+static enum obx_err
+kv_int_or_null(struct obx_buf *b, const char *name, int64_t v)
+{
+    return v ? obx_buf_printf(b, ",\"%s\":%lld", name, (long long)v)
+             : obx_buf_printf(b, ",\"%s\":null", name);
+}
+
+enum obx_err
+obx_view_message(struct obx_buf *b, const struct obx_row *r)
+{
+    enum obx_err err = obx_buf_printf(b, "{\"id\":%lld", (long long)r->id);
+
+    if (err == OBX_OK) err = kv_str(b, "channel_id", r->msg.channel_id);
+    if (err == OBX_OK) err = kv_str(b, "external_message_id", r->msg.external_message_id);
+    if (err == OBX_OK) err = kv_str(b, "business_id", r->msg.business_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "external_conversation_id", r->msg.external_conversation_id);
+    if (err == OBX_OK) err = kv_str(b, "content", r->msg.content);
+    if (err == OBX_OK) err = kv_str(b, "sender_type", r->msg.sender_type);
+    if (err == OBX_OK) err = kv_str(b, "consumer_name", r->msg.consumer_name);
+    if (err == OBX_OK) err = kv_str(b, "consumer_image", r->msg.consumer_image);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"priority\":%lld", (long long)r->msg.priority);
+    if (err == OBX_OK) err = kv_str(b, "state", r->state);
+    if (err == OBX_OK) err = kv_str(b, "state_reason", r->state_reason);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"attempts\":%d", r->attempts);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"resends\":%d", r->resends);
+    if (err == OBX_OK) err = kv_time(b, "created_at", r->created_at_ms);
+    if (err == OBX_OK) err = kv_time(b, "state_changed_at", r->state_at_ms);
+    if (err == OBX_OK)
+        err = kv_time(b, "next_attempt_at",
+                      strcmp(r->state, "queued") == 0 ? r->next_attempt_at_ms : 0);
+    if (err == OBX_OK) err = kv_time(b, "accepted_at", r->accepted_at_ms);
+    if (err == OBX_OK) err = kv_time(b, "confirmed_at", r->confirmed_at_ms);
+    if (err == OBX_OK) err = kv_int_or_null(b, "last_http_status", r->last_http_status);
+    if (err == OBX_OK) err = kv_str(b, "last_error", r->last_error);
+    if (err == OBX_OK) err = kv_str(b, "partoo_message_id", r->partoo_message_id);
+    if (err == OBX_OK) err = kv_str(b, "partoo_status", r->partoo_status);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    return err;
+}
+
+enum obx_err
+obx_view_transition(struct obx_buf *b, const struct obx_transition_row *t)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"at\":");
+
+    if (err == OBX_OK) err = obx_view_time_or_null(b, t->at_ms);
+    if (err == OBX_OK) err = kv_str(b, "from", t->from_state);
+    if (err == OBX_OK) err = kv_str(b, "to", t->to_state);
+    if (err == OBX_OK) err = kv_str(b, "reason", t->reason);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    return err;
+}
+
+enum obx_err
+obx_view_attempt(struct obx_buf *b, const struct obx_attempt_row *a)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"started_at\":");
+
+    if (err == OBX_OK) err = obx_view_time_or_null(b, a->started_at_ms);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"duration_ms\":%lld", (long long)a->duration_ms);
+    if (err == OBX_OK) err = kv_int_or_null(b, "http_status", a->http_status);
+    if (err == OBX_OK) err = kv_str(b, "outcome", a->outcome);
+    if (err == OBX_OK) err = kv_str(b, "error", a->error);
+    if (err == OBX_OK) err = kv_str(b, "response_excerpt", a->excerpt);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    return err;
+}
+
+enum obx_err
+obx_view_audit(struct obx_buf *b, const struct obx_audit_row *r)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"at\":");
+
+    if (err == OBX_OK) err = obx_view_time_or_null(b, r->at_ms);
+    if (err == OBX_OK) err = kv_str(b, "kind", r->kind);
+    if (err == OBX_OK) err = kv_str(b, "channel_id", r->channel_id);
+    if (err == OBX_OK) err = kv_str(b, "external_message_id", r->external_message_id);
+    if (err == OBX_OK) err = kv_str(b, strcmp(r->kind, "attempt") == 0 ? "outcome" : "transition",
+                                    r->detail);
+    if (err == OBX_OK && strcmp(r->kind, "attempt") == 0) {
+        err = kv_int_or_null(b, "http_status", r->http_status);
+        if (err == OBX_OK)
+            err = obx_buf_printf(b, ",\"duration_ms\":%lld", (long long)r->duration_ms);
+        if (err == OBX_OK)
+            err = kv_str(b, "response_excerpt", r->excerpt);
+    }
+    if (err == OBX_OK) err = kv_str(b, "reason", r->reason);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    return err;
+}
+
+static enum obx_err
+counts_json(struct obx_buf *b, const int64_t *counts)
+{
+    enum obx_err err = obx_buf_puts(b, "{");
+
+    for (int s = 0; err == OBX_OK && s < OBX_N_STATES; s++)
+        err = obx_buf_printf(b, "%s\"%s\":%lld", s ? "," : "", obx_state_name(s),
+                             (long long)counts[s]);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
+    return err;
+}
+
+static enum obx_err
+age_json(struct obx_buf *b, int64_t oldest_ms, int64_t now_ms)
+{
+    if (!oldest_ms)
+        return obx_buf_puts(b, "0");
+    return obx_buf_printf(b, "%.3f", (double)(now_ms - oldest_ms) / 1000.0);
+}
+
+static enum obx_err
+paused_json(struct obx_buf *b, const struct obx_view_stats_extra *x)
+{
+    enum obx_err err;
+
+    if (!x->paused_reason)
+        return obx_buf_puts(b, "null");
+    err = obx_buf_puts(b, "{\"reason\":");
+    if (err == OBX_OK) err = obx_buf_json_str(b, x->paused_reason);
+    if (err == OBX_OK) err = kv_time(b, "until", x->paused_until_ms);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    return err;
+}
+
+static enum obx_err
+channel_json(struct obx_buf *b, const struct obx_channel_stats *c,
+             const struct obx_view_stats_extra *x)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"channel_id\":");
+
+    if (err == OBX_OK) err = obx_buf_json_str(b, c->channel_id);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"counts\":");
+    if (err == OBX_OK) err = counts_json(b, c->counts);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)c->unconfirmed);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
+    if (err == OBX_OK) err = age_json(b, c->oldest_queued_at_ms, x->now_ms);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"paused\":");
+    if (err == OBX_OK) err = paused_json(b, x);
+    if (err == OBX_OK) err = kv_str(b, "last_error", c->last_error[0] ? c->last_error : NULL);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    return err;
+}
+
+enum obx_err
+obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c, size_t n,
+               const struct obx_view_stats_extra *x)
+{
+    int64_t total[OBX_N_STATES] = {0}, oldest = 0, unconfirmed = 0;
+    enum obx_err err;
+
+    for (size_t i = 0; i < n; i++) {
+        for (int s = 0; s < OBX_N_STATES; s++)
+            total[s] += c[i].counts[s];
+        unconfirmed += c[i].unconfirmed;
+        if (c[i].oldest_queued_at_ms && (!oldest || c[i].oldest_queued_at_ms < oldest))
+            oldest = c[i].oldest_queued_at_ms;
+    }
+    err = obx_buf_puts(b, "{\"counts\":");
+    if (err == OBX_OK) err = counts_json(b, total);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)unconfirmed);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
+    if (err == OBX_OK) err = age_json(b, oldest, x->now_ms);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"send_rate_per_min\":%.1f", x->send_rate_per_min);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"paused\":");
+    if (err == OBX_OK) err = paused_json(b, x);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"channels\":[");
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        if (i)
+            err = obx_buf_puts(b, ",");
+        if (err == OBX_OK)
+            err = channel_json(b, &c[i], x);
+    }
+    if (err == OBX_OK) err = obx_buf_puts(b, "]}");
+    return err;
+}

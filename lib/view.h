@@ -1,0 +1,35 @@
+/*
+ * view: renders store rows as JSON (SPEC §9 shapes), shared by the CLI's --json
+ * output and the producer API so both speak exactly the same format.
+ */
+#ifndef OBX_VIEW_H
+#define OBX_VIEW_H
+
+#include "buf.h"
+#include "query.h"
+
+/* Appends a message object (SPEC §9 field names, times RFC 3339 UTC with ms). */
+OBX_MUST_CHECK enum obx_err obx_view_message(struct obx_buf *b, const struct obx_row *r);
+OBX_MUST_CHECK enum obx_err obx_view_transition(struct obx_buf *b,
+                                                const struct obx_transition_row *t);
+OBX_MUST_CHECK enum obx_err obx_view_attempt(struct obx_buf *b, const struct obx_attempt_row *a);
+OBX_MUST_CHECK enum obx_err obx_view_audit(struct obx_buf *b, const struct obx_audit_row *r);
+
+/* Extra figures for the stats document that the store does not know. */
+struct obx_view_stats_extra {
+    int64_t now_ms;
+    double send_rate_per_min;
+    const char *paused_reason; /* NULL = not paused */
+    int64_t paused_until_ms;
+};
+
+/* Appends the `status --json` / GET /v1/stats document. */
+OBX_MUST_CHECK enum obx_err obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c,
+                                           size_t n, const struct obx_view_stats_extra *x);
+
+/* Appends a JSON string or null. */
+OBX_MUST_CHECK enum obx_err obx_view_str_or_null(struct obx_buf *b, const char *s);
+/* Appends an RFC 3339 time string, or null for 0. */
+OBX_MUST_CHECK enum obx_err obx_view_time_or_null(struct obx_buf *b, int64_t at_ms);
+
+#endif
