@@ -142,6 +142,24 @@ cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts)
     return CLI_OK;
 }
 
+enum obx_err
+cli_build_config(const struct cli *c, struct obx_config *out, struct obx_buf *err)
+{
+    enum obx_err e = obx_config_init(out);
+
+    if (e == OBX_OK && c->config_file)
+        e = obx_config_load_file(out, c->config_file, err);
+    if (e == OBX_OK)
+        e = obx_config_load_env(out, environ, err);
+    for (int i = 0; e == OBX_OK && i < c->nflags; i++)
+        e = obx_config_set(out, c->flags[i].key, c->flags[i].value, OBX_SRC_FLAG, err);
+    if (e == OBX_OK)
+        e = obx_config_validate(out, err);
+    if (e != OBX_OK && !err->len && obx_buf_puts(err, obx_strerror(e)) != OBX_OK)
+        e = OBX_ENOMEM;
+    return e;
+}
+
 int
 cli_load_config(struct cli *c)
 {
@@ -149,17 +167,9 @@ cli_load_config(struct cli *c)
     enum obx_err e;
 
     obx_buf_init(&err, 4096);
-    e = obx_config_init(&c->cfg);
-    if (e == OBX_OK && c->config_file)
-        e = obx_config_load_file(&c->cfg, c->config_file, &err);
-    if (e == OBX_OK)
-        e = obx_config_load_env(&c->cfg, environ, &err);
-    for (int i = 0; e == OBX_OK && i < c->nflags; i++)
-        e = obx_config_set(&c->cfg, c->flags[i].key, c->flags[i].value, OBX_SRC_FLAG, &err);
-    if (e == OBX_OK)
-        e = obx_config_validate(&c->cfg, &err);
+    e = cli_build_config(c, &c->cfg, &err);
     if (e != OBX_OK)
-        cli_error(c, "%s", err.len ? obx_buf_str(&err) : obx_strerror(e));
+        cli_error(c, "%s", obx_buf_str(&err));
     obx_buf_release(&err);
     if (e == OBX_OK)
         obx_log_setup(c->cfg.log_level, c->cfg.log_format, NULL);

@@ -48,6 +48,12 @@ struct cli {
  */
 int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts);
 
+/*
+ * Builds a configuration from defaults, the file, OUTBOX_* and the flags of c,
+ * then validates it. Used at start and again on SIGHUP. Errors go to err.
+ */
+enum obx_err cli_build_config(const struct cli *c, struct obx_config *out, struct obx_buf *err);
+
 /* Loads defaults, the file, OUTBOX_* and flags into c->cfg. Prints errors; CLI_OK or CLI_FAIL. */
 int cli_load_config(struct cli *c);
 

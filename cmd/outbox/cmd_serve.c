@@ -1,13 +1,76 @@
-/* cmd_serve: placeholder until the delivery daemon lands. */
+/* cmd_serve: runs the daemon (lib/server.c) with the CLI's configuration sources. */
 #include <stdio.h>
+#include <string.h>
 
+#include "cli.h"
 #include "commands.h"
+#include "server.h"
+
+extern char **environ;
+
+static const char usage_text[] =
+    "usage: outbox serve [--print-config] [options]\n\n"
+    "Runs the delivery daemon: drains the outbox to Partoo with retries, pacing and\n"
+    "per-conversation order. Applies pending migrations first. One serve per database.\n"
+    "The Partoo API key comes from OUTBOX_PARTOO_API_KEY or partoo_api_key_file.\n\n"
+    "Signals: SIGTERM/SIGINT drain in-flight requests (up to shutdown_timeout) and exit 0;\n"
+    "SIGHUP reloads the configuration (an invalid one is logged and ignored).\n\n"
+    "  --print-config     print the effective configuration (secrets masked) and exit\n\n"
+    CLI_COMMON_HELP;
+
+/* Builds the configuration, secrets included; used at start and on SIGHUP. */
+static enum obx_err
+load_all(void *ctx, struct obx_config *out, struct obx_buf *err)
+{
+    const struct cli *c = ctx;
+    enum obx_err e = cli_build_config(c, out, err);
+
+    if (e == OBX_OK)
+        e = obx_config_load_secrets(out, environ, err);
+    if (e == OBX_OK && !out->partoo_api_key) {
+        e = OBX_ECONFIG;
+        if (obx_buf_puts(err, "no Partoo API key: set OUTBOX_PARTOO_API_KEY or "
+                              "partoo_api_key_file") != OBX_OK)
+            e = OBX_ENOMEM;
+    }
+    if (e != OBX_OK)
+        obx_config_release(out);
+    return e;
+}
 
 int
 cmd_serve(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "outbox serve: not implemented yet\n");
-    return 1;
+    int print_config = 0;
+    struct cli_opt opts[] = {{"print-config", NULL, &print_config}, {0}};
+    struct cli c = {.command = "serve", .usage = usage_text};
+    struct obx_config cfg;
+    struct obx_buf err;
+    int rc;
+
+    obx_buf_init(&err, 4096);
+    memset(&cfg, 0, sizeof cfg);
+    if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
+        goto out;
+    if (print_config) {
+        /* Shows what serve would run with; a missing key is shown as unset, not an error. */
+        if (obx_config_load_secrets(&c.cfg, environ, &err) != OBX_OK) {
+            cli_error(&c, "%s", obx_buf_str(&err));
+            rc = CLI_FAIL;
+            goto out;
+        }
+        obx_config_print(&c.cfg, stdout);
+        goto out;
+    }
+    if (load_all(&c, &cfg, &err) != OBX_OK) {
+        cli_error(&c, "%s", obx_buf_str(&err));
+        rc = CLI_FAIL;
+        goto out;
+    }
+    rc = obx_server_run(&cfg, load_all, &c) == OBX_OK ? CLI_OK : CLI_FAIL;
+out:
+    obx_config_release(&cfg);
+    obx_buf_release(&err);
+    cli_release(&c);
+    return rc;
 }

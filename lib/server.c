@@ -1,0 +1,247 @@
+/*
+ * server: the daemon's composition and lifecycle.
+ *
+ *   start:  lock <db>.lock (one serve per database) -> open + migrate -> return
+ *           every `sending` row of a dead process to `queued` -> worker -> loop
+ *   SIGHUP: reload the configuration; an invalid one is logged and ignored
+ *   SIGTERM/SIGINT: worker stops claiming, drains in-flight requests up to
+ *           shutdown_timeout, releases the rest; the loop ends; exit 0
+ */
+#include "server.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "store.h"
+#include "worker.h"
+
+#define OBX_MODULE "server"
+
+/* Extra time after shutdown_timeout before the loop is left regardless. */
+#define HARD_STOP_GRACE_MS 5000
+
+struct server {
+    struct event_base *base;
+    struct obx_config *cfg;       /* owned; replaced on reload */
+    struct obx_store *st;
+    struct obx_worker *worker;
+    struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
+    int lock_fd;
+    int stopping;
+    obx_reload_fn reload;
+    void *reload_ctx;
+};
+
+static void
+on_libevent_log(int severity, const char *msg)
+{
+    obx_log_write(severity >= EVENT_LOG_ERR ? OBX_LOG_ERROR : OBX_LOG_DEBUG, "libevent", msg,
+                  NULL, 0);
+}
+
+static enum obx_err
+take_lock(struct server *s)
+{
+    char path[4096];
+
+    snprintf(path, sizeof path, "%s.lock", s->cfg->db);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        obx_log(OBX_LOG_ERROR, "cannot open the lock file", OBX_KS("path", path),
+                OBX_KS("error", strerror(errno)));
+        return OBX_EIO;
+    }
+    /* flock is released by the kernel when the process dies, even by SIGKILL. */
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        obx_log(OBX_LOG_ERROR, "another outbox serve is running on this database",
+                OBX_KS("db", s->cfg->db));
+        return OBX_EBUSY;
+    }
+    return OBX_OK;
+}
+
+static void
+on_drained(void *ctx)
+{
+    struct server *s = ctx;
+
+    obx_log(OBX_LOG_INFO, "drained; exiting");
+    event_base_loopexit(s->base, NULL);
+}
+
+static void
+on_hard_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+
+    (void)fd;
+    (void)what;
+    obx_log(OBX_LOG_WARN, "shutdown did not finish in time; exiting (unfinished messages are "
+                          "recovered at the next start)");
+    event_base_loopexit(s->base, NULL);
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    int64_t t = s->cfg->shutdown_timeout_ms + HARD_STOP_GRACE_MS;
+    struct timeval tv = {t / 1000, (t % 1000) * 1000};
+
+    (void)what;
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    obx_log(OBX_LOG_INFO, "stopping", OBX_KS("signal", sig == SIGTERM ? "TERM" : "INT"),
+            OBX_KI("shutdown_timeout_ms", s->cfg->shutdown_timeout_ms));
+    s->hard_stop = evtimer_new(s->base, on_hard_stop, s);
+    if (s->hard_stop)
+        evtimer_add(s->hard_stop, &tv);
+    obx_worker_stop(s->worker, s->cfg->shutdown_timeout_ms, on_drained, s);
+}
+
+static void
+on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    struct obx_config *fresh = obx_calloc(1, sizeof *fresh);
+    struct obx_buf err;
+
+    (void)sig;
+    (void)what;
+    obx_buf_init(&err, 4096);
+    if (!fresh || !s->reload || s->reload(s->reload_ctx, fresh, &err) != OBX_OK) {
+        obx_log(OBX_LOG_ERROR, "reload failed; keeping the running configuration",
+                OBX_KS("error", err.len ? obx_buf_str(&err) : "out of memory"));
+        if (fresh)
+            obx_config_release(fresh);
+        obx_free(fresh);
+        obx_buf_release(&err);
+        return;
+    }
+    obx_buf_release(&err);
+    if (strcmp(fresh->db, s->cfg->db) != 0)
+        obx_log(OBX_LOG_WARN, "db cannot change on reload; restart to use it",
+                OBX_KS("db", fresh->db));
+    obx_log_setup(fresh->log_level, fresh->log_format, NULL);
+    obx_worker_reload(s->worker, fresh);
+    obx_config_release(s->cfg);
+    obx_free(s->cfg);
+    s->cfg = fresh;
+    obx_log(OBX_LOG_INFO, "configuration reloaded");
+}
+
+static enum obx_err
+add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
+{
+    *ev = evsignal_new(s->base, sig, fn, s);
+    if (!*ev || event_add(*ev, NULL) != 0)
+        return OBX_EIO;
+    return OBX_OK;
+}
+
+static enum obx_err
+open_store(struct server *s)
+{
+    struct obx_store_opts o = {0};
+    int64_t recovered = 0;
+    enum obx_err err;
+
+    o.synchronous_normal = !s->cfg->synchronous_full;
+    o.max_db_size = s->cfg->max_db_size;
+    err = obx_store_open(s->cfg->db, &o, &s->st);
+    if (err != OBX_OK) {
+        obx_log(OBX_LOG_ERROR, "cannot open the database", OBX_KS("db", s->cfg->db),
+                OBX_KS("error", obx_strerror(err)));
+        return err;
+    }
+    /* We hold the serve lock: any `sending` row belongs to a process that died. */
+    err = obx_store_recover(s->st, 1, &recovered);
+    if (err == OBX_OK && recovered)
+        obx_log(OBX_LOG_WARN, "returned messages of a previous process to the queue",
+                OBX_KI("count", recovered));
+    return err;
+}
+
+static enum obx_err
+start(struct server *s)
+{
+    enum obx_err err = take_lock(s);
+
+    if (err == OBX_OK)
+        err = open_store(s);
+    if (err == OBX_OK) {
+        s->base = event_base_new();
+        if (!s->base)
+            err = OBX_ENOMEM;
+    }
+    if (err == OBX_OK) err = add_signal(s, &s->sig_term, SIGTERM, on_stop_signal);
+    if (err == OBX_OK) err = add_signal(s, &s->sig_int, SIGINT, on_stop_signal);
+    if (err == OBX_OK) err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
+    if (err == OBX_OK)
+        err = obx_worker_new(s->base, s->st, s->cfg, &s->worker);
+    return err;
+}
+
+static void
+stop(struct server *s)
+{
+    obx_worker_free(s->worker);
+    if (s->sig_term)
+        event_free(s->sig_term);
+    if (s->sig_int)
+        event_free(s->sig_int);
+    if (s->sig_hup)
+        event_free(s->sig_hup);
+    if (s->hard_stop)
+        event_free(s->hard_stop);
+    if (s->base)
+        event_base_free(s->base);
+    obx_store_free(s->st);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    obx_config_release(s->cfg);
+    obx_free(s->cfg);
+}
+
+enum obx_err
+obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
+{
+    struct server s = {.lock_fd = -1, .reload = reload, .reload_ctx = reload_ctx};
+    enum obx_err err;
+
+    s.cfg = obx_malloc(sizeof *s.cfg);
+    if (!s.cfg) {
+        obx_config_release(cfg);
+        return OBX_ENOMEM;
+    }
+    *s.cfg = *cfg; /* moved: the caller's copy is no longer released */
+    memset(cfg, 0, sizeof *cfg);
+    event_set_log_callback(on_libevent_log);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        stop(&s);
+        return OBX_EIO;
+    }
+    err = start(&s);
+    if (err == OBX_OK) {
+        obx_log(OBX_LOG_INFO, "serving", OBX_KS("db", s.cfg->db),
+                OBX_KS("partoo_base_url", s.cfg->partoo_base_url),
+                OBX_KI("max_inflight", s.cfg->max_inflight),
+                OBX_KI("rate_limit_per_min", (int64_t)(s.cfg->rate_limit_per_s * 60 + 0.5)),
+                OBX_KI("pid", getpid()));
+        event_base_dispatch(s.base);
+    }
+    stop(&s);
+    curl_global_cleanup();
+    return err;
+}

@@ -1,0 +1,791 @@
+/*
+ * worker: claim -> pace -> send -> record -> transition.
+ *
+ * Gates, checked in this order before anything is claimed:
+ *   auth pause   (401/403: the whole key waits; one probe every auth_probe_interval,
+ *                 or a config reload, lifts it)
+ *   circuit      (repeated 5xx/transport errors: no requests while open; one probe
+ *                 when it half-opens)
+ *   token bucket (rate_limit per key, no burst by default; a 429 pauses it for
+ *                 Retry-After)
+ * Only what can be sent right now is claimed, so a message never waits in
+ * `sending` for a token.
+ *
+ * Outcomes of one loop turn are collected in `pending` and written by flush() in
+ * a single transaction (one fsync for many messages). While that write fails (disk
+ * full, locked) nothing new is claimed and the write is retried every second.
+ */
+#include "worker.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "backoff.h"
+#include "circuit.h"
+#include "http_client.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "ratelimit.h"
+
+#define OBX_MODULE "worker"
+
+#define IDLE_POLL_MS 1000          /* rows inserted by other processes are seen this fast */
+#define HOUSEKEEPING_MS 30000      /* expired leases */
+#define RETENTION_EVERY_MS 3600000 /* hourly retention purge */
+#define DEFAULT_RETRY_AFTER_MS 60000
+
+/* One request in flight; owns its claimed message. */
+struct inflight {
+    struct obx_worker *w;
+    struct obx_claimed c;
+    int64_t started_at_ms;
+    int auth_probe;
+    struct inflight *prev, *next;
+};
+
+/* An attempt waiting for the next flush; owns the strings the attempt points to. */
+struct pending {
+    struct obx_attempt a;
+    char *error;
+    char *excerpt;
+    char reason[96];
+    char channel_id[256];
+    char external_message_id[256];
+    int attempt_no;
+};
+
+struct obx_worker {
+    struct event_base *base;        /* borrowed */
+    struct obx_store *st;           /* borrowed */
+    const struct obx_config *cfg;   /* borrowed; swapped by obx_worker_reload */
+    struct obx_http *http;
+    struct obx_ratelimit rl;
+    struct obx_circuit circuit;
+    struct obx_rng rng;
+
+    struct event *pump_ev;          /* one-shot: run pump() */
+    int64_t pump_at_mono_ms;        /* when pump_ev fires; 0 = not scheduled */
+    struct event *flush_ev;         /* one-shot: write pending outcomes */
+    struct event *housekeeping_ev;  /* persistent */
+    struct event *stop_ev;          /* shutdown deadline */
+    int64_t last_retention_mono_ms;
+
+    struct inflight *inflight;      /* doubly linked */
+    int ninflight;
+    struct pending *pending;
+    size_t npending, cap_pending;
+    int flush_failing;              /* the last flush failed: stop claiming */
+
+    int auth_paused;
+    int64_t auth_probe_at_mono_ms;
+    int auth_probe_inflight;
+    int64_t rate_paused_until_ms;   /* wall clock, for status only */
+
+    int stopping;
+    void (*drained)(void *ctx);
+    void *drained_ctx;
+
+    struct obx_worker_stats stats;
+};
+
+static void pump(struct obx_worker *w);
+static void start_flush(struct obx_worker *w);
+
+static int64_t
+mono_now(void)
+{
+    return obx_mono_ms(obx_clock_real());
+}
+
+static int64_t
+wall_now(void)
+{
+    return obx_now_ms(obx_clock_real());
+}
+
+/* Arranges for pump() to run in delay_ms, unless it is already due sooner. */
+static void
+schedule_pump(struct obx_worker *w, int64_t delay_ms)
+{
+    int64_t at = mono_now() + (delay_ms > 0 ? delay_ms : 0);
+    struct timeval tv;
+
+    if (w->stopping)
+        return;
+    if (w->pump_at_mono_ms && w->pump_at_mono_ms <= at)
+        return;
+    w->pump_at_mono_ms = at;
+    tv.tv_sec = delay_ms / 1000;
+    tv.tv_usec = (delay_ms % 1000) * 1000;
+    evtimer_add(w->pump_ev, &tv);
+}
+
+static void
+on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->pump_at_mono_ms = 0;
+    pump(w);
+}
+
+/* ---- sending ---------------------------------------------------------------------- */
+
+/* Percent-encodes everything but RFC 3986 unreserved characters. */
+static enum obx_err
+append_path_segment(struct obx_buf *b, const char *s)
+{
+    enum obx_err err = OBX_OK;
+
+    for (const unsigned char *p = (const unsigned char *)s; *p && err == OBX_OK; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~')
+            err = obx_buf_append(b, p, 1);
+        else
+            err = obx_buf_printf(b, "%%%02X", *p);
+    }
+    return err;
+}
+
+static void on_response(void *ctx, const struct obx_http_result *r);
+
+static enum obx_err
+send_one(struct obx_worker *w, struct inflight *inf)
+{
+    struct obx_buf url, body, key;
+    const char *headers[3];
+    enum obx_err err;
+
+    obx_buf_init(&url, 4096);
+    obx_buf_init(&body, 1024 * 1024);
+    obx_buf_init(&key, 1024);
+    err = obx_buf_puts(&url, w->cfg->partoo_base_url);
+    if (err == OBX_OK && url.len && url.data[url.len - 1] == '/')
+        url.data[--url.len] = '\0';
+    if (err == OBX_OK) err = obx_buf_puts(&url, "/custom-channels/");
+    if (err == OBX_OK) err = append_path_segment(&url, inf->c.msg.channel_id);
+    if (err == OBX_OK) err = obx_buf_puts(&url, "/messages");
+    if (err == OBX_OK) err = obx_msg_partoo_body(&inf->c.msg, &body);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&key, "x-APIKey: %s",
+                             w->cfg->partoo_api_key ? w->cfg->partoo_api_key : "");
+    headers[0] = obx_buf_str(&key);
+    headers[1] = "Content-Type: application/json";
+    headers[2] = "Expect:"; /* no 100-continue round trip for larger bodies */
+    inf->started_at_ms = wall_now();
+    if (err == OBX_OK)
+        err = obx_http_post(w->http, obx_buf_str(&url), headers, 3, obx_buf_str(&body), body.len,
+                            on_response, inf);
+    /* The key lives in curl's copy of the headers now; wipe ours. */
+    if (key.data)
+        memset(key.data, 0, key.len);
+    obx_buf_release(&url);
+    obx_buf_release(&body);
+    obx_buf_release(&key);
+    return err;
+}
+
+static void
+link_inflight(struct obx_worker *w, struct inflight *inf)
+{
+    inf->next = w->inflight;
+    if (w->inflight)
+        w->inflight->prev = inf;
+    w->inflight = inf;
+    w->ninflight++;
+}
+
+static void
+unlink_inflight(struct obx_worker *w, struct inflight *inf)
+{
+    if (inf->prev)
+        inf->prev->next = inf->next;
+    else
+        w->inflight = inf->next;
+    if (inf->next)
+        inf->next->prev = inf->prev;
+    w->ninflight--;
+}
+
+/* ---- recording outcomes ------------------------------------------------------------ */
+
+static struct pending *
+new_pending(struct obx_worker *w)
+{
+    if (w->npending == w->cap_pending) {
+        size_t ncap = w->cap_pending ? w->cap_pending * 2 : 64;
+        struct pending *p = obx_realloc(w->pending, ncap * sizeof *p);
+        if (!p)
+            return NULL;
+        w->pending = p;
+        w->cap_pending = ncap;
+    }
+    memset(&w->pending[w->npending], 0, sizeof w->pending[0]);
+    return &w->pending[w->npending++];
+}
+
+static void
+pending_release(struct pending *p)
+{
+    obx_free(p->error);
+    obx_free(p->excerpt);
+}
+
+/* Queues the record of an attempt on claimed message c; copies what it keeps. */
+static struct pending *
+add_pending(struct obx_worker *w, const struct obx_claimed *c, enum obx_next next)
+{
+    struct pending *p = new_pending(w);
+
+    if (!p)
+        return NULL;
+    p->a.message_id = c->id;
+    p->a.lease_token = c->lease_token;
+    p->a.next = next;
+    p->attempt_no = c->attempts + 1;
+    snprintf(p->channel_id, sizeof p->channel_id, "%s", c->msg.channel_id);
+    snprintf(p->external_message_id, sizeof p->external_message_id, "%s",
+             c->msg.external_message_id);
+    return p;
+}
+
+static void
+log_attempt(const struct pending *p)
+{
+    enum obx_log_level lvl = p->a.next == OBX_NEXT_FAILED ? OBX_LOG_WARN : OBX_LOG_INFO;
+
+    if (p->a.next == OBX_NEXT_RELEASE)
+        return;
+    obx_log(lvl, "delivery attempt", OBX_KS("channel_id", p->channel_id),
+            OBX_KS("external_message_id", p->external_message_id),
+            OBX_KI("attempt", p->attempt_no), OBX_KI("status", p->a.http_status),
+            OBX_KI("duration_ms", p->a.duration_ms), OBX_KS("outcome", p->a.outcome),
+            OBX_KS("next", p->a.next == OBX_NEXT_ACCEPTED ? "accepted"
+                           : p->a.next == OBX_NEXT_FAILED ? "failed" : "retry"),
+            OBX_KS("error", p->a.error));
+}
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_worker *w = arg;
+    enum obx_err *results = NULL;
+    enum obx_err err;
+    struct obx_attempt *batch;
+
+    (void)fd;
+    (void)what;
+    if (!w->npending)
+        goto out;
+    results = obx_calloc(w->npending, sizeof *results);
+    batch = obx_calloc(w->npending, sizeof *batch);
+    if (!results || !batch) {
+        obx_free(batch);
+        err = OBX_ENOMEM;
+    } else {
+        for (size_t i = 0; i < w->npending; i++)
+            batch[i] = w->pending[i].a;
+        err = obx_store_finish(w->st, batch, w->npending, results);
+        obx_free(batch);
+    }
+    if (err != OBX_OK) {
+        /* Nothing was written; keep the outcomes and try again shortly. */
+        if (!w->flush_failing)
+            obx_log(OBX_LOG_ERROR, "cannot record delivery outcomes, will retry",
+                    OBX_KS("error", obx_strerror(err)), OBX_KI("pending", w->npending));
+        w->flush_failing = 1;
+        struct timeval tv = {1, 0};
+        evtimer_add(w->flush_ev, &tv);
+        obx_free(results);
+        return;
+    }
+    if (w->flush_failing)
+        obx_log(OBX_LOG_INFO, "delivery outcomes recorded again");
+    w->flush_failing = 0;
+    for (size_t i = 0; i < w->npending; i++) {
+        if (results[i] == OBX_ECONFLICT)
+            w->stats.lease_conflicts++;
+        log_attempt(&w->pending[i]);
+        pending_release(&w->pending[i]);
+    }
+    w->npending = 0;
+out:
+    obx_free(results);
+    if (w->stopping && w->ninflight == 0) {
+        if (w->drained) {
+            void (*cb)(void *) = w->drained;
+            w->drained = NULL;
+            cb(w->drained_ctx);
+        }
+        return;
+    }
+    pump(w);
+}
+
+static void
+start_flush(struct obx_worker *w)
+{
+    struct timeval now = {0, 0};
+
+    /* A zero timeout runs after the events of this loop turn: their outcomes share it. */
+    if (!w->flush_failing && !evtimer_pending(w->flush_ev, NULL))
+        evtimer_add(w->flush_ev, &now);
+}
+
+/* ---- deciding ---------------------------------------------------------------------- */
+
+/* 5xx, 408 and no answer mean "Partoo or the network is down" for the breaker. */
+static int
+reachable(int status)
+{
+    return status != 0 && status != 408 && status < 500;
+}
+
+static void
+decide_retry(struct obx_worker *w, const struct inflight *inf, struct pending *p,
+             int64_t retry_after_ms, int64_t now_ms)
+{
+    const struct obx_config *cfg = w->cfg;
+    int counted = w->circuit.state == OBX_CIRCUIT_CLOSED;
+    int tries = inf->c.counted_attempts + counted;
+
+    p->a.counted = counted;
+    if (cfg->max_age_ms && now_ms - inf->c.created_at_ms >= cfg->max_age_ms) {
+        p->a.next = OBX_NEXT_FAILED;
+        snprintf(p->reason, sizeof p->reason, "max age exceeded after %s", p->a.outcome);
+    } else if (counted && tries >= cfg->max_attempts) {
+        p->a.next = OBX_NEXT_FAILED;
+        snprintf(p->reason, sizeof p->reason, "max attempts (%d) reached", tries);
+    } else if (!counted) {
+        /* Outage: the breaker paces the probes; be due again as soon as it closes. */
+        p->a.next_attempt_at_ms = now_ms;
+        snprintf(p->reason, sizeof p->reason, "retry after outage (%s)", p->a.outcome);
+    } else {
+        int64_t delay = obx_backoff_next_delay_ms(&w->rng, cfg->retry_base_ms, cfg->retry_cap_ms,
+                                                  tries, retry_after_ms);
+        p->a.next_attempt_at_ms = now_ms + delay;
+        snprintf(p->reason, sizeof p->reason, "retry in %lldms (%s)", (long long)delay,
+                 p->a.outcome);
+    }
+    if (p->a.next == OBX_NEXT_RETRY)
+        w->stats.retried++;
+}
+
+static void
+pause_for_auth(struct obx_worker *w, int status)
+{
+    if (!w->auth_paused)
+        obx_log(OBX_LOG_ERROR, "partoo rejected the api key; sending paused until a config "
+                               "reload (SIGHUP) or the next probe",
+                OBX_KI("status", status), OBX_KI("probe_in_ms", w->cfg->auth_probe_interval_ms));
+    w->auth_paused = 1;
+    w->auth_probe_at_mono_ms = mono_now() + w->cfg->auth_probe_interval_ms;
+}
+
+static int64_t
+retry_after_ms(const struct obx_http_result *r, int64_t now_ms)
+{
+    int64_t ms = -1;
+
+    if (r->retry_after && obx_backoff_parse_retry_after(r->retry_after, now_ms, &ms) != OBX_OK)
+        ms = -1;
+    return ms;
+}
+
+/* Applies SPEC §3's outcome rules to one answer. */
+static void
+decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result *r,
+       struct pending *p)
+{
+    enum obx_outcome o = obx_backoff_classify(r->status);
+    int64_t now_ms = wall_now(), ra = retry_after_ms(r, now_ms);
+
+    p->a.outcome = obx_backoff_outcome_name(o);
+    p->a.counted = 1;
+    switch (o) {
+    case OBX_OUTCOME_ACCEPTED:
+        p->a.next = OBX_NEXT_ACCEPTED;
+        snprintf(p->reason, sizeof p->reason, "accepted (http %d)", r->status);
+        w->stats.accepted++;
+        break;
+    case OBX_OUTCOME_FATAL:
+        p->a.next = OBX_NEXT_FAILED;
+        snprintf(p->reason, sizeof p->reason, "rejected (http %d)", r->status);
+        break;
+    case OBX_OUTCOME_AUTH:
+        p->a.counted = 0;
+        p->a.next_attempt_at_ms = now_ms;
+        snprintf(p->reason, sizeof p->reason, "api key rejected (http %d)", r->status);
+        w->stats.auth_failures++;
+        pause_for_auth(w, r->status);
+        break;
+    case OBX_OUTCOME_RATE_LIMITED:
+        p->a.counted = 0;
+        if (ra < 0)
+            ra = DEFAULT_RETRY_AFTER_MS;
+        p->a.next_attempt_at_ms = now_ms + ra;
+        snprintf(p->reason, sizeof p->reason, "rate limited for %lldms (http 429)", (long long)ra);
+        obx_ratelimit_pause_until(&w->rl, mono_now() + ra);
+        w->rate_paused_until_ms = now_ms + ra;
+        w->stats.rate_limited++;
+        break;
+    case OBX_OUTCOME_RETRY:
+    case OBX_OUTCOME_TRANSPORT:
+        if (o == OBX_OUTCOME_TRANSPORT)
+            w->stats.transport_errors++;
+        else
+            w->stats.server_errors++;
+        decide_retry(w, inf, p, ra, now_ms);
+        break;
+    }
+    if (p->a.next == OBX_NEXT_FAILED)
+        w->stats.failed++;
+}
+
+static void
+on_response(void *ctx, const struct obx_http_result *r)
+{
+    struct inflight *inf = ctx;
+    struct obx_worker *w = inf->w;
+    struct pending *p;
+
+    unlink_inflight(w, inf);
+    w->stats.attempts++;
+    obx_circuit_record(&w->circuit, reachable(r->status), mono_now());
+    if (inf->auth_probe) {
+        w->auth_probe_inflight = 0;
+        if (obx_backoff_classify(r->status) != OBX_OUTCOME_AUTH && w->auth_paused) {
+            w->auth_paused = 0;
+            obx_log(OBX_LOG_INFO, "api key accepted again; sending resumed");
+        }
+    }
+    p = add_pending(w, &inf->c, OBX_NEXT_RETRY);
+    if (p) {
+        p->a.started_at_ms = inf->started_at_ms;
+        p->a.duration_ms = r->duration_ms;
+        p->a.http_status = r->status;
+        decide(w, inf, r, p);
+        p->error = obx_strdup(r->error);
+        if (!r->error && r->status >= 300)
+            p->error = obx_strndup(r->body, strnlen(r->body, 200));
+        p->excerpt = r->body[0] ? obx_strdup(r->body) : NULL;
+        p->a.error = p->error;
+        p->a.excerpt = p->excerpt;
+        p->a.reason = p->reason;
+    } else {
+        /* Out of memory: the lease will expire and the message will be sent again. */
+        obx_log(OBX_LOG_ERROR, "cannot record an attempt: out of memory");
+    }
+    obx_claimed_release(&inf->c);
+    obx_free(inf);
+    start_flush(w);
+}
+
+/* ---- pumping ------------------------------------------------------------------------ */
+
+/*
+ * How many messages may be claimed now (0 = none), and when to look again
+ * (*retry_ms, -1 = when an in-flight request ends). Sets *probe for a single probe.
+ */
+static int
+allowance(struct obx_worker *w, int64_t now_mono, int64_t *retry_ms, int *auth_probe)
+{
+    int capacity = (int)w->cfg->max_inflight - w->ninflight;
+    int64_t wait;
+
+    *retry_ms = -1;
+    *auth_probe = 0;
+    if (capacity <= 0 || w->flush_failing)
+        return 0;
+    if (w->auth_paused) {
+        if (w->auth_probe_inflight)
+            return 0;
+        if (now_mono < w->auth_probe_at_mono_ms) {
+            *retry_ms = w->auth_probe_at_mono_ms - now_mono;
+            return 0;
+        }
+        *auth_probe = 1;
+        capacity = 1;
+    }
+    wait = obx_circuit_wait_ms(&w->circuit, now_mono);
+    if (wait > 0) {
+        *retry_ms = wait;
+        return 0;
+    }
+    if (w->circuit.state != OBX_CIRCUIT_CLOSED)
+        capacity = 1; /* the half-open probe */
+    if (w->cfg->rate_limit_per_s > 0) {
+        wait = obx_ratelimit_wait_ms(&w->rl, now_mono);
+        if (wait > 0) {
+            *retry_ms = wait;
+            return 0;
+        }
+        capacity = 1; /* one token at a time: never claim what cannot be sent now */
+    }
+    return capacity;
+}
+
+static void
+start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
+{
+    if (w->cfg->rate_limit_per_s > 0)
+        obx_ratelimit_take(&w->rl, now_mono);
+    obx_circuit_allow(&w->circuit, now_mono);
+    link_inflight(w, inf);
+    if (send_one(w, inf) != OBX_OK) {
+        /* Could not even start: release it untouched; the next pump tries again. */
+        struct pending *p;
+        unlink_inflight(w, inf);
+        p = add_pending(w, &inf->c, OBX_NEXT_RELEASE);
+        if (p) {
+            snprintf(p->reason, sizeof p->reason, "request could not be started");
+            p->a.reason = p->reason;
+        }
+        obx_claimed_release(&inf->c);
+        obx_free(inf);
+        start_flush(w);
+    }
+}
+
+static void
+pump(struct obx_worker *w)
+{
+    struct obx_claimed claimed[64];
+    int64_t now_mono, retry_ms, lease_ms;
+    int n = 0, want, probe;
+    enum obx_err err;
+
+    if (w->stopping)
+        return;
+    lease_ms = w->cfg->connect_timeout_ms + w->cfg->request_timeout_ms + 60000;
+    for (;;) {
+        now_mono = mono_now();
+        want = allowance(w, now_mono, &retry_ms, &probe);
+        if (want <= 0)
+            break;
+        if (want > 64)
+            want = 64;
+        err = obx_store_claim(w->st, want, lease_ms, claimed, &n);
+        if (err != OBX_OK) {
+            obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
+            retry_ms = IDLE_POLL_MS;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            struct inflight *inf = obx_calloc(1, sizeof *inf);
+            if (!inf) {
+                struct pending *p = add_pending(w, &claimed[i], OBX_NEXT_RELEASE);
+                if (p)
+                    p->a.reason = "out of memory";
+                obx_claimed_release(&claimed[i]);
+                start_flush(w);
+                continue;
+            }
+            inf->w = w;
+            inf->c = claimed[i]; /* now owned by the in-flight record */
+            inf->auth_probe = probe;
+            if (probe)
+                w->auth_probe_inflight = 1;
+            start_claimed(w, inf, now_mono);
+        }
+        if (n < want) {
+            retry_ms = IDLE_POLL_MS; /* nothing more is due: poll for rows from elsewhere */
+            break;
+        }
+    }
+    if (retry_ms >= 0)
+        schedule_pump(w, retry_ms);
+}
+
+/* ---- housekeeping --------------------------------------------------------------------- */
+
+static int
+is_readonly(void *ctx, const char *channel)
+{
+    return obx_config_channel_readonly(((struct obx_worker *)ctx)->cfg, channel);
+}
+
+static void
+on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_worker *w = arg;
+    int64_t n = 0, now_mono = mono_now();
+
+    (void)fd;
+    (void)what;
+    if (obx_store_recover(w->st, 0, &n) == OBX_OK && n)
+        obx_log(OBX_LOG_WARN, "expired leases returned to the queue", OBX_KI("count", n));
+    if (w->cfg->retention_ms > 0 && now_mono - w->last_retention_mono_ms >= RETENTION_EVERY_MS) {
+        w->last_retention_mono_ms = now_mono;
+        if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, 0, is_readonly, w,
+                            &n) == OBX_OK && n)
+            obx_log(OBX_LOG_INFO, "retention removed finished messages", OBX_KI("count", n));
+    }
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+enum obx_err
+obx_worker_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
+               struct obx_worker **out)
+{
+    struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms,
+                               cfg->max_inflight, cfg->ca_file, NULL};
+    struct timeval hk = {HOUSEKEEPING_MS / 1000, 0};
+    struct obx_worker *w;
+    uint64_t seed = 0;
+    enum obx_err err;
+
+    *out = NULL;
+    w = obx_calloc(1, sizeof *w);
+    if (!w)
+        return OBX_ENOMEM;
+    w->base = base;
+    w->st = st;
+    w->cfg = cfg;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = (uint64_t)wall_now();
+    obx_rng_seed(&w->rng, seed);
+    obx_ratelimit_init(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now());
+    obx_circuit_init(&w->circuit, 5, 1000, 30000);
+    w->last_retention_mono_ms = mono_now() - RETENTION_EVERY_MS + 60000; /* first run after 1m */
+    err = obx_http_new(base, &ho, &w->http);
+    w->pump_ev = evtimer_new(base, on_pump, w);
+    w->flush_ev = evtimer_new(base, on_flush, w);
+    w->housekeeping_ev = event_new(base, -1, EV_PERSIST, on_housekeeping, w);
+    if (err == OBX_OK && (!w->pump_ev || !w->flush_ev || !w->housekeeping_ev))
+        err = OBX_ENOMEM;
+    if (err == OBX_OK && event_add(w->housekeeping_ev, &hk) != 0)
+        err = OBX_EIO;
+    if (err != OBX_OK) {
+        obx_worker_free(w);
+        return err;
+    }
+    schedule_pump(w, 0);
+    *out = w;
+    return OBX_OK;
+}
+
+void
+obx_worker_free(struct obx_worker *w)
+{
+    if (!w)
+        return;
+    obx_http_free(w->http); /* abandons requests: their messages' leases expire */
+    while (w->inflight) {
+        struct inflight *inf = w->inflight;
+        unlink_inflight(w, inf);
+        obx_claimed_release(&inf->c);
+        obx_free(inf);
+    }
+    for (size_t i = 0; i < w->npending; i++)
+        pending_release(&w->pending[i]);
+    obx_free(w->pending);
+    if (w->pump_ev)
+        event_free(w->pump_ev);
+    if (w->flush_ev)
+        event_free(w->flush_ev);
+    if (w->housekeeping_ev)
+        event_free(w->housekeeping_ev);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    obx_free(w);
+}
+
+void
+obx_worker_notify(struct obx_worker *w)
+{
+    schedule_pump(w, 0);
+}
+
+void
+obx_worker_reload(struct obx_worker *w, const struct obx_config *cfg)
+{
+    w->cfg = cfg;
+    obx_ratelimit_set_rate(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now());
+    if (w->auth_paused) {
+        /* Probe right away with the (maybe corrected) key. */
+        w->auth_probe_at_mono_ms = mono_now();
+        obx_log(OBX_LOG_INFO, "configuration reloaded; probing the api key again");
+    }
+    schedule_pump(w, 0);
+}
+
+/* The shutdown deadline: give up on what is still in flight, release it, flush. */
+static void
+on_stop_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_worker *w = arg;
+    int released = 0;
+
+    (void)fd;
+    (void)what;
+    while (w->inflight) {
+        struct inflight *inf = w->inflight;
+        struct pending *p = add_pending(w, &inf->c, OBX_NEXT_RELEASE);
+        if (p) {
+            snprintf(p->reason, sizeof p->reason, "released at shutdown");
+            p->a.reason = p->reason;
+        }
+        unlink_inflight(w, inf);
+        obx_claimed_release(&inf->c);
+        obx_free(inf);
+        released++;
+    }
+    /* Their transfers are abandoned with the client. */
+    obx_http_free(w->http);
+    w->http = NULL;
+    if (released)
+        obx_log(OBX_LOG_WARN, "shutdown timeout: released in-flight messages",
+                OBX_KI("count", released));
+    w->flush_failing = 0;
+    evtimer_del(w->flush_ev);
+    on_flush(-1, 0, w);
+}
+
+void
+obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *ctx), void *ctx)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    w->stopping = 1;
+    w->drained = drained;
+    w->drained_ctx = ctx;
+    evtimer_del(w->pump_ev);
+    event_del(w->housekeeping_ev);
+    if (w->ninflight == 0) {
+        /* Nothing in flight: record what is pending (if anything) and report drained. */
+        w->flush_failing = 0;
+        evtimer_del(w->flush_ev);
+        start_flush(w);
+    }
+    w->stop_ev = evtimer_new(w->base, on_stop_deadline, w);
+    if (w->stop_ev)
+        evtimer_add(w->stop_ev, &tv);
+}
+
+void
+obx_worker_stats(const struct obx_worker *w, struct obx_worker_stats *out)
+{
+    int64_t now_ms = wall_now(), now_mono = mono_now();
+
+    *out = w->stats;
+    out->inflight = w->ninflight;
+    out->circuit = obx_circuit_state_name(w->circuit.state);
+    out->paused_reason = NULL;
+    out->paused_until_ms = 0;
+    if (w->auth_paused) {
+        out->paused_reason = "auth";
+        out->paused_until_ms = now_ms + (w->auth_probe_at_mono_ms - now_mono);
+    } else if (w->circuit.state != OBX_CIRCUIT_CLOSED) {
+        out->paused_reason = "circuit_open";
+        out->paused_until_ms = now_ms + obx_circuit_wait_ms(&w->circuit, now_mono);
+    } else if (obx_ratelimit_paused(&w->rl, now_mono)) {
+        out->paused_reason = "rate_limited";
+        out->paused_until_ms = w->rate_paused_until_ms;
+    }
+}

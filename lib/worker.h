@@ -1,0 +1,62 @@
+/*
+ * worker: the delivery loop. Claims due messages, paces them per API key, sends
+ * them to Partoo, records every attempt and moves each message to its next state
+ * (SPEC §3). Runs on one libevent loop; every function must be called from it.
+ *
+ *   claim (store) -> gate (auth pause, circuit, token bucket) -> POST (http_client)
+ *        -> classify + decide (backoff) -> pending -> one transaction per loop turn
+ */
+#ifndef OBX_WORKER_H
+#define OBX_WORKER_H
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "store.h"
+
+struct obx_worker;
+
+/* Counters for status and /metrics; plain numbers owned by the worker (STYLE 20). */
+struct obx_worker_stats {
+    int64_t attempts;           /* requests finished */
+    int64_t accepted;           /* 2xx */
+    int64_t failed;             /* messages moved to failed */
+    int64_t retried;            /* messages scheduled for another attempt */
+    int64_t rate_limited;       /* 429 answers */
+    int64_t auth_failures;      /* 401/403 answers */
+    int64_t transport_errors;   /* no HTTP answer */
+    int64_t server_errors;      /* 5xx and 408 */
+    int64_t lease_conflicts;    /* results dropped because the lease was lost */
+    int inflight;
+    const char *circuit;        /* "closed", "open", "half_open" */
+    const char *paused_reason;  /* NULL, "auth", "rate_limited", "circuit_open" */
+    int64_t paused_until_ms;    /* wall clock, 0 = unknown */
+};
+
+/*
+ * Creates a worker on base using st and cfg (all borrowed; they must outlive the
+ * worker; cfg may be swapped with obx_worker_reload). It starts pumping at once.
+ */
+OBX_MUST_CHECK enum obx_err obx_worker_new(struct event_base *base, struct obx_store *st,
+                                           const struct obx_config *cfg,
+                                           struct obx_worker **out /* OUT */);
+
+/* Frees the worker. Call after the drained callback (or abandon in-flight work). NULL ok. */
+void obx_worker_free(struct obx_worker *w);
+
+/* New work was committed by this process: look for it now rather than at the next poll. */
+void obx_worker_notify(struct obx_worker *w);
+
+/* Uses a new configuration (rate, API key, log level, limits). Resumes an auth pause. */
+void obx_worker_reload(struct obx_worker *w, const struct obx_config *cfg);
+
+/*
+ * Stops claiming. In-flight requests may finish until timeout_ms; the rest are
+ * released back to `queued`. drained(ctx) is called once everything is recorded.
+ */
+void obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *ctx),
+                     void *ctx);
+
+void obx_worker_stats(const struct obx_worker *w, struct obx_worker_stats *out /* OUT */);
+
+#endif
