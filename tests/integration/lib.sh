@@ -55,7 +55,7 @@ assert_status() {
 }
 
 # sql DB QUERY: one query through the sqlite3 shell, list mode.
-sql() { sqlite3 -batch -noheader "$1" "$2"; }
+sql() { sqlite3 -batch -noheader -cmd ".timeout 10000" "$1" "$2"; }
 # jget JSON PATH: extracts a value with SQLite's JSON functions (no jq needed).
 jget() {
     local json=$1 path=$2
@@ -63,11 +63,12 @@ jget() {
     sqlite3 -batch -noheader :memory: "SELECT json_extract(readfile('$T/jget.json'), '$path')"
 }
 
-# wait_until TIMEOUT_S CMD...: polls CMD every 50 ms until it succeeds.
+# wait_until TIMEOUT_S 'SHELL CONDITION': evaluates the condition every 50 ms until it holds.
+# Quote it so command substitutions inside run on every poll, not once.
 wait_until() {
     local deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 ))
     shift
-    while ! "$@" >/dev/null 2>&1; do
+    while ! eval "$*" >/dev/null 2>&1; do
         [ $(( $(date +%s%N) / 1000000 )) -ge $deadline ] && return 1
         sleep 0.05
     done
@@ -83,7 +84,7 @@ start_mock() {
         2>>"$T/mock.log" &
     MOCK_PID=$!
     PIDS+=("$MOCK_PID")
-    wait_until 10 test -s "$T/mock.port" || { echo "mock did not start"; cat "$T/mock.log"; exit 1; }
+    wait_until 10 '[ -s "$T/mock.port" ]' || { echo "mock did not start"; cat "$T/mock.log"; exit 1; }
     MOCK_PORT=$(cat "$T/mock.port")
     MOCK_URL=http://127.0.0.1:$MOCK_PORT/v2
 }
@@ -99,7 +100,9 @@ start_serve() {
         --partoo-base-url "$MOCK_URL" "$@" >>"$T/serve.log" 2>&1 &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
-    wait_until 10 grep -q "serving" "$T/serve.log" || { echo "serve did not start"; cat "$T/serve.log"; exit 1; }
+    # Started once it holds the single-instance lock and has opened the database.
+    wait_until 10 '! flock -n "$DB.lock" true && [ -s "$DB" ]' ||
+        { echo "serve did not start"; cat "$T/serve.log"; exit 1; }
 }
 
 # enqueue_n N [PREFIX] [CONVERSATIONS]: N messages as JSON Lines through the CLI.

@@ -10,7 +10,7 @@ start_mock --rate-limit 0
 "$OUTBOX_BIN" enqueue --db "$DB" --channel "ch/1" --message-id m1 --business b1 \
     --conversation c1 --content 'say "hi"' --sender Consumer --consumer-name "Jo" >/dev/null
 start_serve $FAST
-wait_until 10 test "$(count_state accepted)" = 1
+wait_until 10 '[ "$(count_state accepted)" = 1 ]'
 req=$(mock_get last_request)
 assert_eq "path is percent-encoded channel" "$(jget "$req" '$.path')" "/v2/custom-channels/ch%2F1/messages"
 assert_eq "x-APIKey header" "$(jget "$req" '$.headers.x-APIKey')" "test-key"
@@ -26,7 +26,7 @@ assert_eq "attempt recorded with status 200" \
 # ---- 400 -> failed after exactly one attempt ----------------------------------------------
 mock_post faults '{"script":[400]}' >/dev/null
 enqueue_n 1 bad
-wait_until 10 test "$(count_state failed)" = 1
+wait_until 10 '[ "$(count_state failed)" = 1 ]'
 assert_eq "400: one attempt" "$(sql "$DB" "SELECT attempts FROM outbox WHERE external_message_id='bad1'")" 1
 assert_eq "400: response kept" \
     "$(sql "$DB" "SELECT count(*) FROM attempts a JOIN outbox o ON o.id=a.message_id WHERE o.external_message_id='bad1' AND a.response_excerpt IS NOT NULL")" 1
@@ -34,7 +34,7 @@ assert_eq "400: response kept" \
 # ---- 500, 500, 200 -> accepted after three attempts -----------------------------------------
 mock_post faults '{"script":[500,500,200]}' >/dev/null
 enqueue_n 1 flaky
-wait_until 15 test "$(sql "$DB" "SELECT state FROM outbox WHERE external_message_id='flaky1'")" = accepted
+wait_until 15 '[ "$(sql "$DB" "SELECT state FROM outbox WHERE external_message_id='\''flaky1'\''")" = accepted ]'
 assert_eq "5xx: accepted after 3 attempts" \
     "$(sql "$DB" "SELECT attempts FROM outbox WHERE external_message_id='flaky1'")" 3
 assert_eq "5xx: attempt statuses" \
@@ -43,7 +43,7 @@ assert_eq "5xx: attempt statuses" \
 # ---- 429 with Retry-After: 2 -> next attempt at least 2 s later -----------------------------
 mock_post faults '{"script":[429],"retry_after":"2"}' >/dev/null
 enqueue_n 1 limited
-wait_until 15 test "$(sql "$DB" "SELECT state FROM outbox WHERE external_message_id='limited1'")" = accepted
+wait_until 15 '[ "$(sql "$DB" "SELECT state FROM outbox WHERE external_message_id='\''limited1'\''")" = accepted ]'
 gap=$(sql "$DB" "SELECT max(started_at_ms) - min(started_at_ms) FROM attempts a JOIN outbox o ON o.id=a.message_id WHERE o.external_message_id='limited1'")
 assert_ge "429: second attempt >= 2 s after the first" "$gap" 2000
 assert_eq "429: does not count toward max_attempts" \
@@ -59,7 +59,7 @@ enqueue_n 5 auth
 "$OUTBOX_BIN" serve --db "$DB" --partoo-base-url "$MOCK_URL" --partoo-api-key-file "$T/key" \
     $FAST --auth-probe-interval 60s >>"$T/serve.log" 2>&1 &
 SERVE_PID=$!; PIDS+=("$SERVE_PID")
-wait_until 10 test "$(sql "$DB" "SELECT count(*) FROM attempts WHERE http_status = 401")" -ge 1
+wait_until 10 '[ "$(sql "$DB" "SELECT count(*) FROM attempts WHERE http_status = 401")" -ge 1 ]'
 sleep 1
 assert_eq "401: nothing failed" "$(count_state failed)" 0
 assert_eq "401: all still queued" "$(count_state queued)" 5
@@ -74,7 +74,7 @@ assert_contains "401: logged as an auth pause" "$(cat "$T/serve.log")" "partoo r
 assert_not_contains "the key never appears in the log" "$(cat "$T/serve.log")" "wrong-key"
 echo "good-key" > "$T/key"
 kill -HUP "$SERVE_PID"
-wait_until 10 test "$(count_state accepted)" = 5
+wait_until 10 '[ "$(count_state accepted)" = 5 ]'
 assert_eq "401: all delivered after reload" "$(count_state accepted)" 5
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 assert_eq "SIGTERM exit status" "$?" 0
