@@ -93,6 +93,14 @@ mock_post() { curl -sS -X POST -H 'Content-Type: application/json' -d "$2" \
     "http://127.0.0.1:$MOCK_PORT/_mock/$1"; }
 mock_stat() { jget "$(mock_get stats)" "$1"; }
 
+# serve_holds_lock: true while some process holds the flock on $DB.lock.
+serve_holds_lock() {
+    [ -e "$DB.lock" ] || return 1
+    local ino
+    ino=$(stat -c %i "$DB.lock")
+    grep -q ":$ino " /proc/locks
+}
+
 # start_serve [outbox serve options]: runs `outbox serve` on $DB against the mock.
 # Sets SERVE_PID; output goes to $T/serve.log.
 start_serve() {
@@ -100,8 +108,9 @@ start_serve() {
         --partoo-base-url "$MOCK_URL" "$@" >>"$T/serve.log" 2>&1 &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
-    # Started once it holds the single-instance lock and has opened the database.
-    wait_until 10 '! flock -n "$DB.lock" true && [ -s "$DB" ]' ||
+    # Started once it holds the single-instance lock (seen in /proc/locks, without taking
+    # it) and has opened the database.
+    wait_until 10 'serve_holds_lock && [ -s "$DB" ]' ||
         { echo "serve did not start"; cat "$T/serve.log"; exit 1; }
 }
 

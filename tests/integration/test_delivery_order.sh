@@ -32,4 +32,21 @@ inversions=$(sqlite3 "$T/check.db" "SELECT count(*) FROM firsts a JOIN firsts b 
 assert_eq "no order inversion within a conversation" "$inversions" 0
 assert_eq "every key arrived" "$(sqlite3 "$T/check.db" "SELECT count(*) FROM firsts")" 301
 
+kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
+
+# ---- fairness: one business's backlog does not starve another's single message ----------
+DB=$T/fair.db
+mock_post reset '{}' >/dev/null
+for i in $(seq 1 2000); do
+    printf '{"channel_id":"ch","external_message_id":"big%d","business_id":"big","external_conversation_id":"c%d","content":"x","sender_type":"Consumer"}\n' "$i" "$i"
+done | "$OUTBOX_BIN" enqueue --db "$DB" >/dev/null
+"$OUTBOX_BIN" enqueue --db "$DB" --channel ch --message-id small1 --business small \
+    --conversation s1 --content "me too" --sender Consumer >/dev/null
+start_serve --rate-limit 0 --max-inflight 4 --log-level warn
+wait_until 60 '[ "$(count_state accepted)" = 2001 ]'
+pos=$(mock_get received | awk -F'\t' '$6 == "small1" { print $1; exit }')
+first=$(mock_get received | awk -F'\t' 'NR == 1 { print $1 }')
+assert_le "the small business's message is among the first sends (position $((pos - first + 1)))" \
+    $((pos - first + 1)) 5
+
 finish

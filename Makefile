@@ -1,0 +1,40 @@
+# Thin wrapper around CMake. The two entry points the README gives:
+#   make demo   install dependencies, build, run the daemon against the mock Partoo
+#   make check  install dependencies, build (normal and ASan+UBSan), run every test
+JOBS ?= 2
+CTEST_JOBS ?= 3
+
+.PHONY: all deps build build-asan check test test-asan demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOBX_WERROR=ON
+	cmake --build build -j$(JOBS)
+
+build-asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DOBX_WERROR=ON \
+	    -DOBX_SANITIZE=address,undefined
+	cmake --build build-asan -j$(JOBS)
+
+test: build
+	cd build && ctest --output-on-failure -j$(CTEST_JOBS)
+
+test-asan: build-asan
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure -j$(CTEST_JOBS)
+
+check: test test-asan
+
+demo: build
+	scripts/demo.sh
+
+bench: build
+	bench/run_all.sh
+
+clean:
+	rm -rf build build-asan
