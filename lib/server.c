@@ -19,6 +19,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "log.h"
 #include "mem.h"
 #include "store.h"
@@ -34,6 +35,7 @@ struct server {
     struct obx_config *cfg;       /* owned; replaced on reload */
     struct obx_store *st;
     struct obx_worker *worker;
+    struct obx_api *api;
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
     int lock_fd;
     int stopping;
@@ -134,6 +136,7 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
                 OBX_KS("db", fresh->db));
     obx_log_setup(fresh->log_level, fresh->log_format, NULL);
     obx_worker_reload(s->worker, fresh);
+    obx_api_reload(s->api, fresh);
     obx_config_release(s->cfg);
     obx_free(s->cfg);
     s->cfg = fresh;
@@ -158,6 +161,8 @@ open_store(struct server *s)
 
     o.synchronous_normal = !s->cfg->synchronous_full;
     o.max_db_size = s->cfg->max_db_size;
+    /* Short: a lock held elsewhere must not stall the loop; callers answer 503 instead. */
+    o.busy_timeout_ms = 1000;
     err = obx_store_open(s->cfg->db, &o, &s->st);
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot open the database", OBX_KS("db", s->cfg->db),
@@ -189,12 +194,15 @@ start(struct server *s)
     if (err == OBX_OK) err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
     if (err == OBX_OK)
         err = obx_worker_new(s->base, s->st, s->cfg, &s->worker);
+    if (err == OBX_OK)
+        err = obx_api_new(s->base, s->st, s->cfg, s->worker, &s->api);
     return err;
 }
 
 static void
 stop(struct server *s)
 {
+    obx_api_free(s->api);
     obx_worker_free(s->worker);
     if (s->sig_term)
         event_free(s->sig_term);
@@ -236,6 +244,7 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
     if (err == OBX_OK) {
         obx_log(OBX_LOG_INFO, "serving", OBX_KS("db", s.cfg->db),
                 OBX_KS("partoo_base_url", s.cfg->partoo_base_url),
+                OBX_KS("api_listen", s.cfg->api_listen), OBX_KI("api_port", obx_api_port(s.api)),
                 OBX_KI("max_inflight", s.cfg->max_inflight),
                 OBX_KI("rate_limit_per_min", (int64_t)(s.cfg->rate_limit_per_s * 60 + 0.5)),
                 OBX_KI("pid", getpid()));

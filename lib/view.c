@@ -217,3 +217,63 @@ obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c, size_t n,
     if (err == OBX_OK) err = obx_buf_puts(b, "]}");
     return err;
 }
+
+/* Builds the show/GET document while obx_query_get walks the row and its logs. */
+struct doc_ctx {
+    struct obx_buf *b;
+    int ntr, nat;
+    enum obx_err err;
+};
+
+static int
+doc_row(void *ctx, const struct obx_row *r)
+{
+    struct doc_ctx *d = ctx;
+
+    d->err = obx_view_message(d->b, r);
+    if (d->err == OBX_OK) {
+        /* Reopen the object to append the two arrays. */
+        d->b->len--;
+        d->b->data[d->b->len] = '\0';
+        d->err = obx_buf_puts(d->b, ",\"transitions\":[");
+    }
+    return d->err != OBX_OK;
+}
+
+static int
+doc_transition(void *ctx, const struct obx_transition_row *t)
+{
+    struct doc_ctx *d = ctx;
+
+    if (d->ntr++)
+        d->err = obx_buf_puts(d->b, ",");
+    if (d->err == OBX_OK)
+        d->err = obx_view_transition(d->b, t);
+    return d->err != OBX_OK;
+}
+
+static int
+doc_attempt(void *ctx, const struct obx_attempt_row *a)
+{
+    struct doc_ctx *d = ctx;
+
+    d->err = obx_buf_puts(d->b, d->nat++ ? "," : "],\"attempts_log\":[");
+    if (d->err == OBX_OK)
+        d->err = obx_view_attempt(d->b, a);
+    return d->err != OBX_OK;
+}
+
+enum obx_err
+obx_view_message_document(struct obx_store *st, const char *channel_id,
+                          const char *external_message_id, struct obx_buf *b)
+{
+    struct doc_ctx d = {b, 0, 0, OBX_OK};
+    enum obx_err err = obx_query_get(st, channel_id, external_message_id, doc_row,
+                                     doc_transition, doc_attempt, &d);
+
+    if (err == OBX_OK)
+        err = d.err;
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, d.nat ? "]}" : "],\"attempts_log\":[]}");
+    return err;
+}

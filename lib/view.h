@@ -27,6 +27,15 @@ struct obx_view_stats_extra {
 OBX_MUST_CHECK enum obx_err obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c,
                                            size_t n, const struct obx_view_stats_extra *x);
 
+/*
+ * Appends the full document of one message (SPEC §9: the message plus its
+ * `transitions` and `attempts_log` arrays). OBX_ENOTFOUND when absent.
+ */
+OBX_MUST_CHECK enum obx_err obx_view_message_document(struct obx_store *st,
+                                                      const char *channel_id,
+                                                      const char *external_message_id,
+                                                      struct obx_buf *b);
+
 /* Appends a JSON string or null. */
 OBX_MUST_CHECK enum obx_err obx_view_str_or_null(struct obx_buf *b, const char *s);
 /* Appends an RFC 3339 time string, or null for 0. */

@@ -202,31 +202,12 @@ out:
     return rc;
 }
 
-/* show: the JSON document is built in three parts (row, transitions, attempts). */
-struct show_ctx {
-    struct cli *c;
-    struct obx_buf b;
-    int ntr, nat;
-    enum obx_err err;
-};
-
 static int
 on_show_row(void *ctx, const struct obx_row *r)
 {
-    struct show_ctx *s = ctx;
+    (void)ctx;
     char t1[32], t2[32], t3[32];
 
-    if (s->c->json) {
-        s->err = obx_view_message(&s->b, r);
-        if (s->err == OBX_OK && s->b.len) {
-            /* Reopen the object to append the two arrays. */
-            s->b.len--;
-            s->b.data[s->b.len] = '\0';
-        }
-        if (s->err == OBX_OK)
-            s->err = obx_buf_puts(&s->b, ",\"transitions\":[");
-        return s->err != OBX_OK;
-    }
     cli_format_time(r->created_at_ms, t1, sizeof t1);
     cli_format_time(r->accepted_at_ms, t2, sizeof t2);
     cli_format_time(r->confirmed_at_ms, t3, sizeof t3);
@@ -250,16 +231,9 @@ on_show_row(void *ctx, const struct obx_row *r)
 static int
 on_show_transition(void *ctx, const struct obx_transition_row *t)
 {
-    struct show_ctx *s = ctx;
     char ts[32];
 
-    if (s->c->json) {
-        if (s->ntr++)
-            s->err = obx_buf_puts(&s->b, ",");
-        if (s->err == OBX_OK)
-            s->err = obx_view_transition(&s->b, t);
-        return s->err != OBX_OK;
-    }
+    (void)ctx;
     cli_format_time(t->at_ms, ts, sizeof ts);
     printf("  %s  %-9s -> %-9s  %s\n", ts, t->from_state, t->to_state, t->reason);
     return 0;
@@ -268,19 +242,10 @@ on_show_transition(void *ctx, const struct obx_transition_row *t)
 static int
 on_show_attempt(void *ctx, const struct obx_attempt_row *a)
 {
-    struct show_ctx *s = ctx;
+    int *nattempts = ctx;
     char ts[32];
 
-    if (s->c->json) {
-        if (s->nat++ == 0)
-            s->err = obx_buf_puts(&s->b, "],\"attempts_log\":[");
-        else
-            s->err = obx_buf_puts(&s->b, ",");
-        if (s->err == OBX_OK)
-            s->err = obx_view_attempt(&s->b, a);
-        return s->err != OBX_OK;
-    }
-    if (s->nat++ == 0)
+    if ((*nattempts)++ == 0)
         printf("\nattempts:\n");
     cli_format_time(a->started_at_ms, ts, sizeof ts);
     printf("  %s  %-12s http %-3d %5lldms  %s\n", ts, a->outcome, a->http_status,
@@ -295,21 +260,22 @@ cmd_show(int argc, char **argv)
                     .usage = "usage: outbox show CHANNEL EXT_ID\n\n"
                              "Shows one message with every state transition and delivery\n"
                              "attempt.\n\n" CLI_COMMON_HELP};
-    struct show_ctx s = {.c = &c};
     struct obx_store *st = NULL;
-    int rc;
+    struct obx_buf b;
+    int rc, nattempts = 0;
     enum obx_err err;
 
-    obx_buf_init(&s.b, 64 * 1024 * 1024);
+    obx_buf_init(&b, 64 * 1024 * 1024);
     if (!cli_start(&c, argc, argv, NULL, 2, 2, &rc))
         goto out;
     rc = cli_open_store(&c, 0, &st);
     if (rc != CLI_OK)
         goto out;
-    err = obx_query_get(st, c.positional[0], c.positional[1], on_show_row, on_show_transition,
-                        on_show_attempt, &s);
-    if (err == OBX_OK)
-        err = s.err;
+    if (c.json)
+        err = obx_view_message_document(st, c.positional[0], c.positional[1], &b);
+    else
+        err = obx_query_get(st, c.positional[0], c.positional[1], on_show_row,
+                            on_show_transition, on_show_attempt, &nattempts);
     if (err == OBX_ENOTFOUND) {
         cli_error(&c, "no message '%s' in channel '%s'", c.positional[1], c.positional[0]);
         rc = CLI_FAIL;
@@ -317,11 +283,10 @@ cmd_show(int argc, char **argv)
         cli_error(&c, "%s", obx_strerror(err));
         rc = CLI_FAIL;
     } else if (c.json) {
-        err = obx_buf_puts(&s.b, s.nat ? "]}" : "],\"attempts_log\":[]}");
-        rc = emit(&c, &s.b, err);
+        rc = emit(&c, &b, OBX_OK);
     }
 out:
-    obx_buf_release(&s.b);
+    obx_buf_release(&b);
     obx_store_free(st);
     cli_release(&c);
     return rc;

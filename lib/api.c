@@ -1,0 +1,776 @@
+/*
+ * api: producer routes, dispatched through one table.
+ *
+ *   POST /v1/messages                          enqueue one or {"messages":[...]} (group commit)
+ *   GET  /v1/messages                          list, newest first, cursor pagination
+ *   GET  /v1/messages/{channel}/{ext_id}       one message with transitions and attempts
+ *   POST /v1/messages/{channel}/{ext_id}/retry failed|accepted -> queued
+ *   POST /v1/messages/{channel}/{ext_id}/cancel queued -> cancelled
+ *   GET  /v1/stats                             counts per state and channel, pauses
+ *   GET  /healthz, /readyz                     open even when api_token is set
+ *
+ * Group commit: a POST /v1/messages is parsed and validated at once, its valid
+ * items are appended to `group`, and a zero-delay timer runs commit_group() after
+ * the events of the current loop turn, so every request that arrived in that turn
+ * shares one transaction. Replies go out only after COMMIT returned.
+ */
+#include "api.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpd.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "query.h"
+#include "view.h"
+
+#define OBX_MODULE "api"
+
+#define MAX_BATCH 1000
+#define MAX_SEGMENTS 8
+#define MAX_GROUP_ITEMS 20000 /* commit at once past this many pending items */
+
+/* One POST /v1/messages waiting for the group commit. */
+struct post {
+    struct evhttp_request *req;
+    obx_json *doc;            /* owns the strings the items borrow */
+    int batch;                /* 1: {"messages":[...]} */
+    int nitems;
+    struct item *items;
+};
+
+/* One message of a POST: a parse/validation error, or its slot in the group. */
+struct item {
+    int invalid;
+    struct obx_field_error fe;
+    size_t slot;              /* index into group.items when valid */
+};
+
+struct obx_api {
+    struct event_base *base;
+    struct obx_store *st;
+    const struct obx_config *cfg;
+    struct obx_worker *worker;
+    struct evhttp *http;
+    int port;
+    unsigned char token_hash[SHA256_DIGEST_LENGTH];
+    int has_token;
+    struct event *commit_ev;
+    struct {
+        struct obx_enq_item *items;
+        size_t n, cap;
+        struct post **posts;
+        size_t nposts, capposts;
+    } group;
+    int last_write_failed;
+    struct obx_api_stats stats;
+};
+
+/* A matched route gets the decoded path segments. */
+typedef void (*route_fn)(struct obx_api *api, struct evhttp_request *req, char **seg);
+
+struct route {
+    enum evhttp_cmd_type method;
+    const char *pattern[MAX_SEGMENTS]; /* literal segments; "*" matches any one */
+    route_fn fn;
+    int open;                          /* no token needed */
+};
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static void
+reply_doc(struct evhttp_request *req, int status, struct obx_buf *b, enum obx_err err)
+{
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", "cannot build the response", NULL);
+        return;
+    }
+    obx_httpd_reply_json(req, status, b);
+}
+
+/* Maps a store write error to 503 + Retry-After (or 507 for the quota). */
+static void
+reply_write_error(struct obx_api *api, struct evhttp_request *req, enum obx_err err)
+{
+    api->stats.write_failures++;
+    if (err == OBX_EQUOTA) {
+        obx_httpd_error(req, 507, "quota_exceeded",
+                        "the outbox reached max_db_size; new messages are refused until "
+                        "delivery and retention free space", NULL);
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    obx_httpd_error(req, 503, "unavailable", obx_strerror(err), NULL);
+}
+
+static void
+hash_token(const char *token, unsigned char *out)
+{
+    SHA256((const unsigned char *)token, strlen(token), out);
+}
+
+/* Constant-time check of "Authorization: Bearer <token>" (hashes compared, not strings). */
+static int
+authorized(struct obx_api *api, struct evhttp_request *req)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    unsigned char got[SHA256_DIGEST_LENGTH];
+
+    if (!api->has_token)
+        return 1;
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return 0;
+    hash_token(h + 7, got);
+    return CRYPTO_memcmp(got, api->token_hash, sizeof got) == 0;
+}
+
+/* ---- POST /v1/messages: parse now, commit with the group ------------------------------ */
+
+static struct obx_enq_item *
+group_slot(struct obx_api *api, size_t *slot)
+{
+    if (api->group.n == api->group.cap) {
+        size_t ncap = api->group.cap ? api->group.cap * 2 : 256;
+        struct obx_enq_item *p = obx_realloc(api->group.items, ncap * sizeof *p);
+        if (!p)
+            return NULL;
+        api->group.items = p;
+        api->group.cap = ncap;
+    }
+    *slot = api->group.n;
+    memset(&api->group.items[*slot], 0, sizeof api->group.items[0]);
+    return &api->group.items[api->group.n++];
+}
+
+static int
+group_add_post(struct obx_api *api, struct post *p)
+{
+    if (api->group.nposts == api->group.capposts) {
+        size_t ncap = api->group.capposts ? api->group.capposts * 2 : 64;
+        struct post **np = obx_realloc(api->group.posts, ncap * sizeof *np);
+        if (!np)
+            return -1;
+        api->group.posts = np;
+        api->group.capposts = ncap;
+    }
+    api->group.posts[api->group.nposts++] = p;
+    return 0;
+}
+
+static void
+post_free(struct post *p)
+{
+    if (!p)
+        return;
+    obx_json_free(p->doc);
+    obx_free(p->items);
+    obx_free(p);
+}
+
+/* Reads one message object into the group (valid) or into it->fe (invalid). */
+static int
+add_item(struct obx_api *api, const obx_json *obj, struct item *it)
+{
+    struct obx_msg_limits lim = obx_msg_limits_default();
+    struct obx_enq_item *slot;
+    struct obx_msg m;
+
+    lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
+    if (obx_msg_from_json(obj, NULL, &lim, &m, &it->fe) != OBX_OK) {
+        it->invalid = 1;
+        return 0;
+    }
+    slot = group_slot(api, &it->slot);
+    if (!slot)
+        return -1;
+    slot->msg = m;
+    return 0;
+}
+
+/* Checks the envelope and fills p->items. Replies and returns -1 when the request is refused. */
+static int
+parse_post(struct obx_api *api, struct evhttp_request *req, struct post *p)
+{
+    obx_json *list = obx_json_get(p->doc, "messages");
+    int n;
+
+    if (!obx_json_is_object(p->doc)) {
+        obx_httpd_error(req, 400, "invalid_type", "the body must be a JSON object", NULL);
+        return -1;
+    }
+    p->batch = list != NULL;
+    if (p->batch && (!obx_json_is_array(list) || obx_json_array_size(list) > MAX_BATCH ||
+                     obx_json_array_size(list) == 0 || obx_json_child(p->doc) != list ||
+                     obx_json_next(list))) {
+        obx_httpd_error(req, 400, "invalid_value",
+                        "a batch is {\"messages\":[...]} with 1 to 1000 message objects",
+                        "messages");
+        return -1;
+    }
+    n = p->batch ? obx_json_array_size(list) : 1;
+    p->items = obx_calloc((size_t)n, sizeof *p->items);
+    if (!p->items) {
+        obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+        return -1;
+    }
+    p->nitems = n;
+    if (!p->batch)
+        return add_item(api, p->doc, &p->items[0]);
+    n = 0;
+    for (obx_json *m = obx_json_child(list); m; m = obx_json_next(m), n++)
+        if (add_item(api, m, &p->items[n]) != 0)
+            return -1;
+    return 0;
+}
+
+static void reply_single(struct obx_api *api, struct post *p, struct obx_buf *b);
+static void reply_batch(struct obx_api *api, struct post *p, struct obx_buf *b);
+
+static void
+schedule_commit(struct obx_api *api)
+{
+    struct timeval now = {0, 0};
+
+    if (api->group.n >= MAX_GROUP_ITEMS)
+        event_active(api->commit_ev, EV_TIMEOUT, 1);
+    else if (!evtimer_pending(api->commit_ev, NULL))
+        evtimer_add(api->commit_ev, &now);
+}
+
+static void
+on_post_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_json_error je;
+    struct post *p = NULL;
+    char *body = NULL;
+    size_t len = 0, group_mark = api->group.n;
+    enum obx_err err;
+
+    (void)seg;
+    if (!obx_httpd_is_json(req)) {
+        obx_httpd_error(req, 415, "unsupported_media_type",
+                        "Content-Type must be application/json", NULL);
+        return;
+    }
+    err = obx_httpd_body(req, (size_t)api->cfg->max_body_bytes, &body, &len);
+    if (err == OBX_ETOOBIG) {
+        obx_httpd_error(req, 413, "too_large", "the body exceeds max_body_bytes", NULL);
+        return;
+    }
+    p = obx_calloc(1, sizeof *p);
+    if (err != OBX_OK || !p) {
+        obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+        goto fail;
+    }
+    p->req = req;
+    err = obx_json_parse(body, len, (size_t)api->cfg->max_body_bytes,
+                         (int)api->cfg->max_json_depth, &p->doc, &je);
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 400, je.code, je.message, NULL);
+        goto fail;
+    }
+    group_mark = api->group.n;
+    if (parse_post(api, req, p) != 0)
+        goto fail;
+    if (api->group.n == group_mark) {
+        /* Nothing valid to store: answer now, without waiting for the group. */
+        struct obx_buf b;
+        obx_buf_init(&b, 64 * 1024 * 1024);
+        if (p->batch)
+            reply_batch(api, p, &b);
+        else
+            reply_single(api, p, &b);
+        obx_buf_release(&b);
+        goto done;
+    }
+    if (group_add_post(api, p) != 0) {
+        obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+        goto fail;
+    }
+    obx_free(body);
+    schedule_commit(api);
+    return;
+fail:
+    /* Take back what this request added: nothing it was refused for may be committed. */
+    api->group.n = group_mark;
+done:
+    obx_free(body);
+    post_free(p);
+}
+
+/* {"id":..,"state":..,"duplicate":..} or the item's error object. */
+static enum obx_err
+item_json(struct obx_buf *b, const struct obx_api *api, const struct post *p, int i)
+{
+    const struct item *it = &p->items[i];
+    const struct obx_enq_item *e = it->invalid ? NULL : &api->group.items[it->slot];
+    char field[300];
+    enum obx_err err;
+
+    if (e && e->err == OBX_OK)
+        return obx_buf_printf(b, "{\"id\":%lld,\"state\":\"%s\",\"duplicate\":%s}",
+                              (long long)e->id, e->state,
+                              e->result == OBX_ENQ_DUPLICATE ? "true" : "false");
+    if (e && e->err == OBX_ECONFLICT)
+        snprintf(field, sizeof field, "messages[%d].external_message_id", i);
+    else if (it->fe.field)
+        snprintf(field, sizeof field, "messages[%d].%s", i, it->fe.field);
+    else
+        snprintf(field, sizeof field, "messages[%d]", i);
+    err = obx_buf_puts(b, "{\"error\":{\"code\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT ? "conflict" : it->fe.code);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"message\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT
+                                      ? "the key exists with different fields"
+                                      : it->fe.message);
+    if (err == OBX_OK) err = obx_buf_puts(b, ",\"field\":");
+    if (err == OBX_OK) err = obx_buf_json_str(b, field);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}}");
+    return err;
+}
+
+static void
+reply_single(struct obx_api *api, struct post *p, struct obx_buf *b)
+{
+    const struct item *it = &p->items[0];
+    const struct obx_enq_item *e = it->invalid ? NULL : &api->group.items[it->slot];
+
+    if (!e) {
+        obx_httpd_error(p->req, 400, it->fe.code, it->fe.message, it->fe.field);
+    } else if (e->err == OBX_ECONFLICT) {
+        obx_httpd_error(p->req, 409, "conflict",
+                        "a message with this channel_id and external_message_id exists with "
+                        "different fields", "external_message_id");
+    } else {
+        enum obx_err err = obx_buf_printf(b, "{\"id\":%lld,\"state\":\"%s\",\"duplicate\":%s}",
+                                          (long long)e->id, e->state,
+                                          e->result == OBX_ENQ_DUPLICATE ? "true" : "false");
+        reply_doc(p->req, 202, b, err);
+    }
+}
+
+static void
+reply_batch(struct obx_api *api, struct post *p, struct obx_buf *b)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"results\":[");
+
+    for (int i = 0; err == OBX_OK && i < p->nitems; i++) {
+        if (i)
+            err = obx_buf_puts(b, ",");
+        if (err == OBX_OK)
+            err = item_json(b, api, p, i);
+    }
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "]}");
+    reply_doc(p->req, 202, b, err);
+}
+
+static void
+count_results(struct obx_api *api)
+{
+    for (size_t i = 0; i < api->group.n; i++) {
+        const struct obx_enq_item *e = &api->group.items[i];
+        if (e->err != OBX_OK)
+            continue;
+        if (e->result == OBX_ENQ_DUPLICATE)
+            api->stats.messages_duplicate++;
+        else
+            api->stats.messages_accepted++;
+    }
+}
+
+static void
+on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_api *api = arg;
+    struct obx_msg_limits lim = obx_msg_limits_default();
+    struct obx_buf b;
+    enum obx_err err = OBX_OK;
+
+    (void)fd;
+    (void)what;
+    lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
+    if (api->group.n)
+        err = obx_store_enqueue_batch(api->st, api->group.items, api->group.n, &lim);
+    api->stats.commits++;
+    if (err != OBX_OK && !api->last_write_failed)
+        obx_log(OBX_LOG_ERROR, "cannot commit messages; answering 503",
+                OBX_KS("error", obx_strerror(err)), OBX_KI("messages", api->group.n));
+    else if (err == OBX_OK && api->last_write_failed)
+        obx_log(OBX_LOG_INFO, "messages are committed again");
+    api->last_write_failed = err != OBX_OK;
+    if (err == OBX_OK)
+        count_results(api);
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    for (size_t i = 0; i < api->group.nposts; i++) {
+        struct post *p = api->group.posts[i];
+        if (err != OBX_OK)
+            reply_write_error(api, p->req, err);
+        else if (p->batch)
+            reply_batch(api, p, &b);
+        else
+            reply_single(api, p, &b);
+        post_free(p);
+    }
+    obx_buf_release(&b);
+    api->group.n = 0;
+    api->group.nposts = 0;
+    if (err == OBX_OK && api->worker)
+        obx_worker_notify(api->worker);
+}
+
+/* ---- reads and operator actions --------------------------------------------------------- */
+
+static void
+on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_buf b;
+    enum obx_err err;
+
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = obx_view_message_document(api->st, seg[2], seg[3], &b);
+    if (err == OBX_ENOTFOUND)
+        obx_httpd_error(req, 404, "not_found", "no such message", NULL);
+    else if (err != OBX_OK)
+        reply_write_error(api, req, err);
+    else
+        obx_httpd_reply_json(req, 200, &b);
+    obx_buf_release(&b);
+}
+
+struct list_ctx {
+    struct obx_buf *b;
+    int n;
+    enum obx_err err;
+};
+
+static int
+on_list_row(void *ctx, const struct obx_row *r)
+{
+    struct list_ctx *l = ctx;
+
+    if (l->n++)
+        l->err = obx_buf_puts(l->b, ",");
+    if (l->err == OBX_OK)
+        l->err = obx_view_message(l->b, r);
+    return l->err != OBX_OK;
+}
+
+/* Reads ?state=&channel_id=&limit=&cursor=; replies 400 naming the field when bad. */
+static int
+parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **state,
+                 char **channel)
+{
+    char *limit = obx_httpd_query_param(req, "limit");
+    char *cursor = obx_httpd_query_param(req, "cursor");
+    char *end = NULL;
+    const char *bad = NULL;
+
+    *state = obx_httpd_query_param(req, "state");
+    *channel = obx_httpd_query_param(req, "channel_id");
+    q->state = *state;
+    q->channel_id = *channel;
+    q->limit = 50;
+    if (*state && obx_state_parse(*state) < 0)
+        bad = "state";
+    if (!bad && limit) {
+        long v = strtol(limit, &end, 10);
+        if (!*limit || *end || v < 1 || v > 1000)
+            bad = "limit";
+        q->limit = (int)v;
+    }
+    if (!bad && cursor) {
+        long long v = strtoll(cursor, &end, 10);
+        if (!*cursor || *end || v <= 0)
+            bad = "cursor";
+        q->before_id = v;
+    }
+    obx_free(limit);
+    obx_free(cursor);
+    if (bad)
+        obx_httpd_error(req, 400, "invalid_value",
+                        "state must be a known state, limit 1..1000, cursor from next_cursor",
+                        bad);
+    return bad ? -1 : 0;
+}
+
+static void
+on_list_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_list_query q = {0};
+    char *state = NULL, *channel = NULL;
+    struct obx_buf b;
+    struct list_ctx l = {&b, 0, OBX_OK};
+    int64_t next = 0;
+    enum obx_err err;
+
+    (void)seg;
+    obx_buf_init(&b, 256 * 1024 * 1024);
+    if (parse_list_query(req, &q, &state, &channel) != 0)
+        goto out;
+    err = obx_buf_puts(&b, "{\"messages\":[");
+    if (err == OBX_OK)
+        err = obx_query_list(api->st, &q, on_list_row, &l, &next);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = next ? obx_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next)
+                   : obx_buf_puts(&b, "],\"next_cursor\":null}");
+    reply_doc(req, 200, &b, err);
+out:
+    obx_free(state);
+    obx_free(channel);
+    obx_buf_release(&b);
+}
+
+static void
+on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry)
+{
+    enum obx_err err = retry ? obx_store_retry(api->st, seg[2], seg[3], "retried over the API")
+                             : obx_store_cancel(api->st, seg[2], seg[3], "cancelled over the API");
+    struct obx_buf b;
+
+    if (err == OBX_ENOTFOUND) {
+        obx_httpd_error(req, 404, "not_found", "no such message", NULL);
+        return;
+    }
+    if (err == OBX_ECONFLICT) {
+        obx_httpd_error(req, 409, "invalid_state",
+                        retry ? "only failed or accepted messages can be retried"
+                              : "only queued messages can be cancelled",
+                        "state");
+        return;
+    }
+    if (err != OBX_OK) {
+        reply_write_error(api, req, err);
+        return;
+    }
+    if (retry && api->worker)
+        obx_worker_notify(api->worker);
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = obx_view_message_document(api->st, seg[2], seg[3], &b);
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
+static void
+on_retry(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    on_action(api, req, seg, 1);
+}
+
+static void
+on_cancel(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    on_action(api, req, seg, 0);
+}
+
+static void
+on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_channel_stats *s = NULL;
+    struct obx_view_stats_extra x = {0};
+    struct obx_worker_stats ws = {0};
+    struct obx_buf b;
+    size_t n = 0;
+    int64_t sent = 0;
+    enum obx_err err;
+
+    (void)seg;
+    x.now_ms = obx_now_ms(api->st->clock);
+    err = obx_query_stats(api->st, &s, &n);
+    if (err == OBX_OK)
+        err = obx_query_count_accepted_since(api->st, x.now_ms - 60000, &sent);
+    if (api->worker) {
+        obx_worker_stats(api->worker, &ws);
+        x.paused_reason = ws.paused_reason;
+        x.paused_until_ms = ws.paused_until_ms;
+    }
+    x.send_rate_per_min = (double)sent;
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    if (err == OBX_OK)
+        err = obx_view_stats(&b, s, n, &x);
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+    obx_free(s);
+}
+
+static void
+on_healthz(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_buf b;
+
+    (void)api;
+    (void)seg;
+    obx_buf_init(&b, 64);
+    reply_doc(req, 200, &b, obx_buf_puts(&b, "{\"status\":\"ok\"}"));
+    obx_buf_release(&b);
+}
+
+/* Ready when the database takes a write lock and the last commit did not fail. */
+static void
+on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    enum obx_err err = obx_db_begin(api->st->db);
+    struct obx_buf b;
+
+    (void)seg;
+    obx_db_rollback(api->st->db);
+    if (err == OBX_OK && api->last_write_failed)
+        err = OBX_EIO;
+    obx_buf_init(&b, 256);
+    if (err == OBX_OK) {
+        reply_doc(req, 200, &b, obx_buf_puts(&b, "{\"status\":\"ready\"}"));
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        obx_httpd_error(req, 503, "not_ready", "the database cannot be written", NULL);
+    }
+    obx_buf_release(&b);
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+static const struct route routes[] = {
+    {EVHTTP_REQ_POST, {"v1", "messages"}, on_post_messages, 0},
+    {EVHTTP_REQ_GET, {"v1", "messages"}, on_list_messages, 0},
+    {EVHTTP_REQ_GET, {"v1", "messages", "*", "*"}, on_get_message, 0},
+    {EVHTTP_REQ_POST, {"v1", "messages", "*", "*", "retry"}, on_retry, 0},
+    {EVHTTP_REQ_POST, {"v1", "messages", "*", "*", "cancel"}, on_cancel, 0},
+    {EVHTTP_REQ_GET, {"v1", "stats"}, on_stats, 0},
+    {EVHTTP_REQ_GET, {"healthz"}, on_healthz, 1},
+    {EVHTTP_REQ_GET, {"readyz"}, on_readyz, 1},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+static int
+path_matches(const struct route *r, char **seg, int n)
+{
+    int len = 0;
+
+    while (len < MAX_SEGMENTS && r->pattern[len])
+        len++;
+    if (len != n)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(r->pattern[i], "*") != 0 && strcmp(r->pattern[i], seg[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+    struct obx_api *api = arg;
+    char *seg[MAX_SEGMENTS] = {0};
+    int n = obx_httpd_path_segments(req, seg, MAX_SEGMENTS), path_known = 0;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+
+    api->stats.requests++;
+    for (size_t i = 0; n >= 0 && i < N_ROUTES; i++) {
+        if (!path_matches(&routes[i], seg, n))
+            continue;
+        path_known = 1;
+        if (routes[i].method != method)
+            continue;
+        if (!routes[i].open && !authorized(api, req)) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                              "Bearer");
+            obx_httpd_error(req, 401, "unauthorized", "a valid bearer token is required",
+                            NULL);
+        } else {
+            routes[i].fn(api, req, seg);
+        }
+        obx_httpd_free_segments(seg, n);
+        return;
+    }
+    if (path_known)
+        obx_httpd_error(req, 405, "method_not_allowed", "method not allowed on this path",
+                        NULL);
+    else
+        obx_httpd_error(req, 404, "not_found", "no such route", NULL);
+    if (n > 0)
+        obx_httpd_free_segments(seg, n);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+void
+obx_api_reload(struct obx_api *api, const struct obx_config *cfg)
+{
+    api->cfg = cfg;
+    api->has_token = cfg->api_token != NULL;
+    if (api->has_token)
+        hash_token(cfg->api_token, api->token_hash);
+}
+
+enum obx_err
+obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
+            struct obx_worker *worker, struct obx_api **out)
+{
+    struct obx_api *api;
+    enum obx_err err;
+
+    *out = NULL;
+    if (!cfg->api_token && !obx_httpd_is_loopback(cfg->api_listen)) {
+        obx_log(OBX_LOG_ERROR, "refusing a non-loopback api_listen without api_token",
+                OBX_KS("api_listen", cfg->api_listen));
+        return OBX_ECONFIG;
+    }
+    api = obx_calloc(1, sizeof *api);
+    if (!api)
+        return OBX_ENOMEM;
+    api->base = base;
+    api->st = st;
+    api->worker = worker;
+    obx_api_reload(api, cfg);
+    api->commit_ev = evtimer_new(base, on_commit, api);
+    err = api->commit_ev ? obx_httpd_listen(base, cfg->api_listen, (size_t)cfg->max_body_bytes,
+                                            &api->http, &api->port)
+                         : OBX_ENOMEM;
+    if (err != OBX_OK) {
+        obx_log(OBX_LOG_ERROR, "cannot listen for the producer api",
+                OBX_KS("api_listen", cfg->api_listen), OBX_KS("error", obx_strerror(err)));
+        obx_api_free(api);
+        return err;
+    }
+    evhttp_set_gencb(api->http, on_request, api);
+    *out = api;
+    return OBX_OK;
+}
+
+void
+obx_api_free(struct obx_api *api)
+{
+    if (!api)
+        return;
+    for (size_t i = 0; i < api->group.nposts; i++) {
+        obx_httpd_error(api->group.posts[i]->req, 503, "unavailable", "shutting down", NULL);
+        post_free(api->group.posts[i]);
+    }
+    if (api->http)
+        evhttp_free(api->http);
+    if (api->commit_ev)
+        event_free(api->commit_ev);
+    obx_free(api->group.items);
+    obx_free(api->group.posts);
+    obx_free(api);
+}
+
+int
+obx_api_port(const struct obx_api *api)
+{
+    return api->port;
+}
+
+void
+obx_api_stats(const struct obx_api *api, struct obx_api_stats *out)
+{
+    *out = api->stats;
+}

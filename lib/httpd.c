@@ -1,0 +1,233 @@
+/* httpd: shared evhttp plumbing for the producer API and the webhook listener. */
+#include "httpd.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "mem.h"
+
+#define MAX_HEADERS_BYTES (16 * 1024)
+#define IO_TIMEOUT_S 10 /* a request must arrive (and a reply leave) within this */
+
+/* Splits "host:port" / "[v6]:port" into host and port. */
+static int
+split_listen(const char *listen, char *host, size_t n, int *port)
+{
+    const char *colon;
+    char *end;
+    long p;
+
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= n)
+            return -1;
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon || (size_t)(colon - listen) >= n)
+            return -1;
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+int
+obx_httpd_is_loopback(const char *listen)
+{
+    char host[256];
+    int port;
+
+    if (split_listen(listen, host, sizeof host, &port) != 0)
+        return 0;
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcasecmp(host, "localhost") == 0;
+}
+
+enum obx_err
+obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_bytes,
+                 struct evhttp **out, int *bound_port)
+{
+    struct evhttp_bound_socket *sock;
+    struct evhttp *http;
+    char host[256];
+    int port;
+
+    *out = NULL;
+    if (split_listen(listen, host, sizeof host, &port) != 0)
+        return OBX_ECONFIG;
+    http = evhttp_new(base);
+    if (!http)
+        return OBX_ENOMEM;
+    evhttp_set_max_headers_size(http, MAX_HEADERS_BYTES);
+    /* evhttp answers 413 by itself past this; we answer with JSON up to max_body_bytes. */
+    evhttp_set_max_body_size(http, (ev_ssize_t)(max_body_bytes * 2));
+    evhttp_set_timeout(http, IO_TIMEOUT_S);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+    sock = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
+    if (!sock) {
+        evhttp_free(http);
+        return OBX_EIO;
+    }
+    if (bound_port) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        *bound_port = port;
+        if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) == 0)
+            *bound_port = ntohs(ss.ss_family == AF_INET6
+                                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                    : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    *out = http;
+    return OBX_OK;
+}
+
+void
+obx_httpd_reply_json(struct evhttp_request *req, int status, struct obx_buf *b)
+{
+    struct evbuffer *out = evbuffer_new();
+
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    if (out)
+        evbuffer_add(out, obx_buf_str(b), b->len);
+    evhttp_send_reply(req, status, NULL, out);
+    if (out)
+        evbuffer_free(out);
+    obx_buf_reset(b);
+}
+
+void
+obx_httpd_error(struct evhttp_request *req, int status, const char *code, const char *message,
+                const char *field)
+{
+    struct obx_buf b;
+    enum obx_err err;
+
+    obx_buf_init(&b, 4096);
+    err = obx_buf_puts(&b, "{\"error\":{\"code\":");
+    if (err == OBX_OK) err = obx_buf_json_str(&b, code);
+    if (err == OBX_OK) err = obx_buf_puts(&b, ",\"message\":");
+    if (err == OBX_OK) err = obx_buf_json_str(&b, message);
+    if (err == OBX_OK) err = obx_buf_puts(&b, ",\"field\":");
+    if (err == OBX_OK) err = field ? obx_buf_json_str(&b, field) : obx_buf_puts(&b, "null");
+    if (err == OBX_OK) err = obx_buf_puts(&b, "}}");
+    if (err != OBX_OK) {
+        /* Out of memory for a few hundred bytes: reply without a body rather than not at all. */
+        evhttp_send_reply(req, status, NULL, NULL);
+        obx_buf_release(&b);
+        return;
+    }
+    obx_httpd_reply_json(req, status, &b);
+    obx_buf_release(&b);
+}
+
+enum obx_err
+obx_httpd_body(struct evhttp_request *req, size_t max, char **out, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    char *p;
+
+    *out = NULL;
+    *len = 0;
+    if (n > max)
+        return OBX_ETOOBIG;
+    p = obx_malloc(n + 1);
+    if (!p)
+        return OBX_ENOMEM;
+    evbuffer_copyout(in, p, n);
+    p[n] = '\0';
+    *out = p;
+    *len = n;
+    return OBX_OK;
+}
+
+int
+obx_httpd_is_json(struct evhttp_request *req)
+{
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    size_t n = strlen("application/json");
+
+    return ct && strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+int
+obx_httpd_path_segments(struct evhttp_request *req, char **seg, int n)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    size_t decoded_len;
+    int count = 0;
+
+    if (!path || path[0] != '/')
+        return -1;
+    while (*path) {
+        const char *start = ++path, *end = strchr(start, '/');
+        size_t len = end ? (size_t)(end - start) : strlen(start);
+        char *raw;
+        if (len == 0 && !end)
+            break; /* trailing slash */
+        if (count == n) {
+            obx_httpd_free_segments(seg, count);
+            return -1;
+        }
+        raw = obx_strndup(start, len);
+        decoded_len = 0;
+        seg[count] = raw ? evhttp_uridecode(raw, 0, &decoded_len) : NULL;
+        obx_free(raw);
+        if (seg[count] && strlen(seg[count]) != decoded_len) {
+            count++; /* an encoded NUL: refuse the path */
+            obx_httpd_free_segments(seg, count);
+            return -1;
+        }
+        if (!seg[count]) {
+            obx_httpd_free_segments(seg, count);
+            return -1;
+        }
+        count++;
+        path = start + len;
+    }
+    return count;
+}
+
+void
+obx_httpd_free_segments(char **seg, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(seg[i]); /* allocated by libevent */
+        seg[i] = NULL;
+    }
+}
+
+char *
+obx_httpd_query_param(struct evhttp_request *req, const char *name)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq params;
+    const char *v;
+    char *copy = NULL;
+
+    if (!q || evhttp_parse_query_str(q, &params) != 0)
+        return NULL;
+    v = evhttp_find_header(&params, name);
+    if (v)
+        copy = obx_strdup(v);
+    evhttp_clear_headers(&params);
+    return copy;
+}

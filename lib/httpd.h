@@ -1,0 +1,52 @@
+/*
+ * httpd: what the daemon's HTTP listeners share on top of libevent's evhttp:
+ * binding "host:port" with the project's limits, reading a bounded body, and
+ * replying with JSON (including the SPEC §5 error shape). evbuffer and evhttp
+ * types stay at this edge.
+ */
+#ifndef OBX_HTTPD_H
+#define OBX_HTTPD_H
+
+#include <event2/http.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "outbox.h"
+
+/*
+ * Creates an evhttp bound to listen ("127.0.0.1:8787", "[::1]:8787"), with header
+ * and body size limits and read/write timeouts (slow clients are cut off).
+ * *bound_port (may be NULL) gets the actual port (useful with port 0).
+ */
+OBX_MUST_CHECK enum obx_err obx_httpd_listen(struct event_base *base, const char *listen,
+                                             size_t max_body_bytes, struct evhttp **out /* OUT */,
+                                             int *bound_port /* OUT */);
+
+/* 1 when listen names a loopback address (127.0.0.0/8, ::1, localhost). */
+int obx_httpd_is_loopback(const char *listen);
+
+/* Replies with status and the JSON document in b (b is left empty). */
+void obx_httpd_reply_json(struct evhttp_request *req, int status, struct obx_buf *b);
+
+/* Replies {"error":{"code","message","field"}}; field may be NULL. */
+void obx_httpd_error(struct evhttp_request *req, int status, const char *code,
+                     const char *message, const char *field);
+
+/*
+ * Copies the request body into *out (NUL-terminated, caller frees with obx_free)
+ * unless it exceeds max: then OBX_ETOOBIG and *out is NULL.
+ */
+OBX_MUST_CHECK enum obx_err obx_httpd_body(struct evhttp_request *req, size_t max,
+                                           char **out /* OUT */, size_t *len /* OUT */);
+
+/* 1 when the Content-Type is application/json (parameters allowed). */
+int obx_httpd_is_json(struct evhttp_request *req);
+
+/* Splits the request path into percent-decoded segments (max n); returns the count or -1. */
+int obx_httpd_path_segments(struct evhttp_request *req, char **seg, int n);
+void obx_httpd_free_segments(char **seg, int n);
+
+/* Query parameter value (decoded, caller frees), or NULL. */
+char *obx_httpd_query_param(struct evhttp_request *req, const char *name);
+
+#endif
