@@ -7,6 +7,8 @@
  *   POST /v1/messages/{channel}/{ext_id}/retry failed|accepted -> queued
  *   POST /v1/messages/{channel}/{ext_id}/cancel queued -> cancelled
  *   GET  /v1/stats                             counts per state and channel, pauses
+ *   GET  /v1/inbox                             replies from Partoo users, unacknowledged
+ *   POST /v1/inbox/{id}/ack                    acknowledge a reply
  *   GET  /healthz, /readyz                     open even when api_token is set
  *
  * Group commit: a POST /v1/messages is parsed and validated at once, its valid
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "httpd.h"
+#include "inbox.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
@@ -82,6 +85,22 @@ struct route {
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
+
+/* A whole decimal number in [min, max]; 0 on success, -1 otherwise. */
+static int
+parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    long long v;
+
+    if (!*s)
+        return -1;
+    v = strtoll(s, &end, 10);
+    if (*end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
 
 static void
 reply_doc(struct evhttp_request *req, int status, struct obx_buf *b, enum obx_err err)
@@ -470,28 +489,24 @@ parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **st
 {
     char *limit = obx_httpd_query_param(req, "limit");
     char *cursor = obx_httpd_query_param(req, "cursor");
-    char *end = NULL;
+    int64_t lim = 50;
     const char *bad = NULL;
 
     *state = obx_httpd_query_param(req, "state");
     *channel = obx_httpd_query_param(req, "channel_id");
     q->state = *state;
     q->channel_id = *channel;
-    q->limit = 50;
-    if (*state && obx_state_parse(*state) < 0)
+    if (*state && strcmp(*state, "unconfirmed") == 0) {
+        q->state = NULL;
+        q->unconfirmed = 1;
+    } else if (*state && obx_state_parse(*state) < 0) {
         bad = "state";
-    if (!bad && limit) {
-        long v = strtol(limit, &end, 10);
-        if (!*limit || *end || v < 1 || v > 1000)
-            bad = "limit";
-        q->limit = (int)v;
     }
-    if (!bad && cursor) {
-        long long v = strtoll(cursor, &end, 10);
-        if (!*cursor || *end || v <= 0)
-            bad = "cursor";
-        q->before_id = v;
-    }
+    if (!bad && limit && parse_int(limit, 1, 1000, &lim) != 0)
+        bad = "limit";
+    q->limit = (int)lim;
+    if (!bad && cursor && parse_int(cursor, 1, INT64_MAX, &q->before_id) != 0)
+        bad = "cursor";
     obx_free(limit);
     obx_free(cursor);
     if (bad)
@@ -602,6 +617,78 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_free(s);
 }
 
+static int
+on_inbox_row(void *ctx, const struct obx_inbox_row *r)
+{
+    struct list_ctx *l = ctx;
+
+    if (l->n++)
+        l->err = obx_buf_puts(l->b, ",");
+    if (l->err == OBX_OK)
+        l->err = obx_view_inbox(l->b, r);
+    return l->err != OBX_OK;
+}
+
+/* GET /v1/inbox?cursor=&limit=: unacknowledged replies, oldest first. */
+static void
+on_list_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    char *limit = obx_httpd_query_param(req, "limit");
+    char *cursor = obx_httpd_query_param(req, "cursor");
+    int64_t after = 0, lim = 50;
+    struct obx_buf b;
+    struct list_ctx l = {&b, 0, OBX_OK};
+    int64_t next = 0;
+    enum obx_err err;
+
+    (void)seg;
+    obx_buf_init(&b, 256 * 1024 * 1024);
+    if (limit && parse_int(limit, 1, 1000, &lim) != 0) {
+        obx_httpd_error(req, 400, "invalid_value", "limit must be 1..1000", "limit");
+        goto out;
+    }
+    if (cursor && parse_int(cursor, 0, INT64_MAX, &after) != 0) {
+        obx_httpd_error(req, 400, "invalid_value", "cursor comes from next_cursor", "cursor");
+        goto out;
+    }
+    err = obx_buf_puts(&b, "{\"replies\":[");
+    if (err == OBX_OK)
+        err = obx_query_inbox(api->st, after, (int)lim, 0, on_inbox_row, &l, &next);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = next ? obx_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next)
+                   : obx_buf_puts(&b, "],\"next_cursor\":null}");
+    reply_doc(req, 200, &b, err);
+out:
+    obx_free(limit);
+    obx_free(cursor);
+    obx_buf_release(&b);
+}
+
+/* POST /v1/inbox/{id}/ack: idempotent. */
+static void
+on_ack_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    int64_t id = 0;
+    enum obx_err err = parse_int(seg[2], 1, INT64_MAX, &id) == 0 ? obx_inbox_ack(api->st, id)
+                                                                 : OBX_ENOTFOUND;
+    struct obx_buf b;
+
+    if (err == OBX_ENOTFOUND) {
+        obx_httpd_error(req, 404, "not_found", "no such reply", NULL);
+        return;
+    }
+    if (err != OBX_OK) {
+        reply_write_error(api, req, err);
+        return;
+    }
+    obx_buf_init(&b, 128);
+    reply_doc(req, 200, &b,
+              obx_buf_printf(&b, "{\"id\":%lld,\"state\":\"acked\"}", (long long)id));
+    obx_buf_release(&b);
+}
+
 static void
 on_healthz(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
@@ -644,6 +731,8 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, {"v1", "messages", "*", "*", "retry"}, on_retry, 0},
     {EVHTTP_REQ_POST, {"v1", "messages", "*", "*", "cancel"}, on_cancel, 0},
     {EVHTTP_REQ_GET, {"v1", "stats"}, on_stats, 0},
+    {EVHTTP_REQ_GET, {"v1", "inbox"}, on_list_inbox, 0},
+    {EVHTTP_REQ_POST, {"v1", "inbox", "*", "ack"}, on_ack_inbox, 0},
     {EVHTTP_REQ_GET, {"healthz"}, on_healthz, 1},
     {EVHTTP_REQ_GET, {"readyz"}, on_readyz, 1},
 };

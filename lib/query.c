@@ -11,7 +11,8 @@
     "id, channel_id, external_message_id, business_id, external_conversation_id, content,"     \
     " sender_type, consumer_name, consumer_image, priority, state, state_reason, attempts,"    \
     " resends, created_at_ms, state_at_ms, next_attempt_at_ms, accepted_at_ms,"                \
-    " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status"
+    " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status,"         \
+    " unconfirmed_at_ms"
 
 static const char *
 text(sqlite3_stmt *s, int col)
@@ -46,11 +47,14 @@ read_row(sqlite3_stmt *s, struct obx_row *r)
     r->last_error = text(s, 20);
     r->partoo_message_id = text(s, 21);
     r->partoo_status = text(s, 22);
+    r->unconfirmed_at_ms = sqlite3_column_int64(s, 23);
 }
 
+/* ?5 = 1 lists only unconfirmed messages (accepted, resends exhausted). */
 static const char SQL_LIST[] =
     "SELECT " MESSAGE_COLUMNS " FROM outbox"
     " WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR channel_id = ?2) AND id < ?3"
+    " AND (?5 = 0 OR unconfirmed_at_ms IS NOT NULL)"
     " ORDER BY id DESC LIMIT ?4";
 
 enum obx_err
@@ -65,8 +69,9 @@ obx_query_list(struct obx_store *st, const struct obx_list_query *q, obx_row_fn 
     *next_cursor = 0;
     if (!s)
         return OBX_EDB;
-    obx_db_bind_text(s, 1, q->state);
+    obx_db_bind_text(s, 1, q->unconfirmed ? "accepted" : q->state);
     obx_db_bind_text(s, 2, q->channel_id);
+    sqlite3_bind_int(s, 5, q->unconfirmed);
     sqlite3_bind_int64(s, 3, q->before_id > 0 ? q->before_id : INT64_MAX);
     sqlite3_bind_int(s, 4, q->limit);
     rc = sqlite3_step(s);
@@ -191,7 +196,8 @@ out:
 /* ---- stats ---------------------------------------------------------------------------- */
 
 static const char SQL_STATS[] =
-    "SELECT channel_id, state, count(*), min(CASE WHEN state = 'queued' THEN created_at_ms END)"
+    "SELECT channel_id, state, count(*), min(CASE WHEN state = 'queued' THEN created_at_ms END),"
+    " count(unconfirmed_at_ms)"
     " FROM outbox GROUP BY channel_id, state ORDER BY channel_id";
 
 static const char SQL_LAST_ERROR[] =
@@ -261,6 +267,8 @@ obx_query_stats(struct obx_store *st, struct obx_channel_stats **out, size_t *n)
             c->counts[state] = sqlite3_column_int64(s, 2);
         if (state == OBX_ST_QUEUED)
             c->oldest_queued_at_ms = sqlite3_column_int64(s, 3);
+        if (state == OBX_ST_ACCEPTED)
+            c->unconfirmed = sqlite3_column_int64(s, 4);
         rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
@@ -335,6 +343,65 @@ obx_query_audit(struct obx_store *st, int64_t since_ms, int64_t until_ms, const 
         r.duration_ms = sqlite3_column_int64(s, 6);
         r.reason = text(s, 7);
         r.excerpt = text(s, 8);
+        if (fn(ctx, &r))
+            break;
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* ---- inbox ------------------------------------------------------------------------------- */
+
+static const char SQL_INBOX[] =
+    "SELECT id, partoo_message_id, channel_id, external_conversation_id, partoo_conversation_id,"
+    " business_id, sender_type, sender_label, content_type, content, message_date, state,"
+    " attempts, last_http_status, last_error, received_at_ms, delivered_at_ms, acked_at_ms"
+    " FROM inbox WHERE id > ?1 AND (?2 OR state <> 'acked') ORDER BY id LIMIT ?3";
+
+static void
+read_inbox_row(sqlite3_stmt *s, struct obx_inbox_row *r)
+{
+    r->id = sqlite3_column_int64(s, 0);
+    r->partoo_message_id = text(s, 1);
+    r->channel_id = text(s, 2);
+    r->external_conversation_id = text(s, 3);
+    r->partoo_conversation_id = text(s, 4);
+    r->business_id = text(s, 5);
+    r->sender_type = text(s, 6);
+    r->sender_label = text(s, 7);
+    r->content_type = text(s, 8);
+    r->content = text(s, 9);
+    r->message_date = text(s, 10);
+    r->state = text(s, 11);
+    r->attempts = sqlite3_column_int(s, 12);
+    r->last_http_status = sqlite3_column_int(s, 13);
+    r->last_error = text(s, 14);
+    r->received_at_ms = sqlite3_column_int64(s, 15);
+    r->delivered_at_ms = sqlite3_column_int64(s, 16);
+    r->acked_at_ms = sqlite3_column_int64(s, 17);
+}
+
+enum obx_err
+obx_query_inbox(struct obx_store *st, int64_t after_id, int limit, int include_acked,
+                obx_inbox_fn fn, void *ctx, int64_t *next_cursor)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INBOX);
+    struct obx_inbox_row r;
+    int rc, rows = 0;
+
+    *next_cursor = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int(s, 2, include_acked);
+    sqlite3_bind_int(s, 3, limit);
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW) {
+        read_inbox_row(s, &r);
+        rows++;
+        if (rows == limit)
+            *next_cursor = r.id;
         if (fn(ctx, &r))
             break;
         rc = sqlite3_step(s);

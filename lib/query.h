@@ -26,6 +26,7 @@ struct obx_row {
     const char *last_error;   /* NULL = none */
     const char *partoo_message_id;
     const char *partoo_status;
+    int64_t unconfirmed_at_ms; /* 0 = not given up on confirmation */
 };
 
 struct obx_transition_row {
@@ -57,6 +58,7 @@ typedef int (*obx_attempt_fn)(void *ctx, const struct obx_attempt_row *a);
 struct obx_list_query {
     const char *state;      /* NULL = any */
     const char *channel_id; /* NULL = any */
+    int unconfirmed;        /* 1 = only accepted messages given up on confirmation */
     int64_t before_id;      /* cursor: only ids below it; 0 = from the newest */
     int limit;              /* 1..1000 */
 };
@@ -112,5 +114,36 @@ OBX_MUST_CHECK enum obx_err obx_query_audit(struct obx_store *st, int64_t since_
 /* The number of messages sent (attempts answered 2xx) since since_ms. */
 OBX_MUST_CHECK enum obx_err obx_query_count_accepted_since(struct obx_store *st, int64_t since_ms,
                                                            int64_t *out /* OUT */);
+
+/* A reply in the inbox (borrowed, valid during the callback). */
+struct obx_inbox_row {
+    int64_t id;
+    const char *partoo_message_id;
+    const char *channel_id;
+    const char *external_conversation_id;
+    const char *partoo_conversation_id;
+    const char *business_id;
+    const char *sender_type;
+    const char *sender_label;
+    const char *content_type;
+    const char *content;
+    const char *message_date;
+    const char *state;          /* pending, delivered, acked, failed */
+    int attempts;
+    int last_http_status;       /* 0 = none */
+    const char *last_error;
+    int64_t received_at_ms;
+    int64_t delivered_at_ms;    /* 0 = not yet */
+    int64_t acked_at_ms;        /* 0 = not yet */
+};
+typedef int (*obx_inbox_fn)(void *ctx, const struct obx_inbox_row *r);
+
+/*
+ * Lists inbox rows with id > after_id, oldest first, at most limit; acked rows
+ * only when include_acked. *next_cursor gets the last id when the page is full.
+ */
+OBX_MUST_CHECK enum obx_err obx_query_inbox(struct obx_store *st, int64_t after_id, int limit,
+                                            int include_acked, obx_inbox_fn fn, void *ctx,
+                                            int64_t *next_cursor /* OUT */);
 
 #endif

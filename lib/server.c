@@ -20,9 +20,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "inbox.h"
+#include "reconcile.h"
 #include "log.h"
 #include "mem.h"
 #include "store.h"
+#include "webhook.h"
 #include "worker.h"
 
 #define OBX_MODULE "server"
@@ -36,6 +39,9 @@ struct server {
     struct obx_store *st;
     struct obx_worker *worker;
     struct obx_api *api;
+    struct obx_webhook *webhook;
+    struct obx_inbox *inbox;
+    struct event *reconcile_ev;   /* one-shot: interpret stored webhook events */
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
     int lock_fd;
     int stopping;
@@ -137,10 +143,53 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
     obx_log_setup(fresh->log_level, fresh->log_format, NULL);
     obx_worker_reload(s->worker, fresh);
     obx_api_reload(s->api, fresh);
+    obx_webhook_reload(s->webhook, fresh);
+    obx_inbox_reload(s->inbox, fresh);
     obx_config_release(s->cfg);
     obx_free(s->cfg);
     s->cfg = fresh;
     obx_log(OBX_LOG_INFO, "configuration reloaded");
+}
+
+#define RECONCILE_BATCH 500
+
+/* Interprets stored webhook events, a batch per loop turn until none is left. */
+static void
+on_reconcile(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+    struct obx_reconcile_result r = {0};
+    enum obx_err err;
+
+    (void)fd;
+    (void)what;
+    err = obx_reconcile_run(s->st, s->cfg, RECONCILE_BATCH, &r);
+    if (err != OBX_OK) {
+        struct timeval retry = {1, 0};
+        obx_log(OBX_LOG_ERROR, "cannot process webhook events; retrying",
+                OBX_KS("error", obx_strerror(err)));
+        evtimer_add(s->reconcile_ev, &retry);
+        return;
+    }
+    if (r.processed)
+        obx_log(OBX_LOG_DEBUG, "webhook events processed", OBX_KI("events", r.processed),
+                OBX_KI("confirmed", r.confirmed), OBX_KI("replies", r.replies),
+                OBX_KI("unmatched", r.unmatched), OBX_KI("ignored", r.ignored),
+                OBX_KI("unparsable", r.unparsable));
+    if (r.replies)
+        obx_inbox_notify(s->inbox);
+    if (r.processed == RECONCILE_BATCH)
+        event_active(s->reconcile_ev, EV_TIMEOUT, 1);
+}
+
+static void
+on_events_stored(void *ctx)
+{
+    struct server *s = ctx;
+    struct timeval now = {0, 0};
+
+    if (!evtimer_pending(s->reconcile_ev, NULL))
+        evtimer_add(s->reconcile_ev, &now);
 }
 
 static enum obx_err
@@ -195,15 +244,29 @@ start(struct server *s)
     if (err == OBX_OK)
         err = obx_worker_new(s->base, s->st, s->cfg, &s->worker);
     if (err == OBX_OK)
+        err = obx_inbox_new(s->base, s->st, s->cfg, &s->inbox);
+    if (err == OBX_OK)
         err = obx_api_new(s->base, s->st, s->cfg, s->worker, &s->api);
+    if (err == OBX_OK) {
+        s->reconcile_ev = evtimer_new(s->base, on_reconcile, s);
+        err = s->reconcile_ev ? OBX_OK : OBX_ENOMEM;
+    }
+    if (err == OBX_OK)
+        err = obx_webhook_new(s->base, s->st, s->cfg, on_events_stored, s, &s->webhook);
+    if (err == OBX_OK)
+        on_events_stored(s); /* events stored before a crash are interpreted now */
     return err;
 }
 
 static void
 stop(struct server *s)
 {
+    obx_webhook_free(s->webhook);
     obx_api_free(s->api);
+    obx_inbox_free(s->inbox);
     obx_worker_free(s->worker);
+    if (s->reconcile_ev)
+        event_free(s->reconcile_ev);
     if (s->sig_term)
         event_free(s->sig_term);
     if (s->sig_int)
@@ -245,6 +308,8 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
         obx_log(OBX_LOG_INFO, "serving", OBX_KS("db", s.cfg->db),
                 OBX_KS("partoo_base_url", s.cfg->partoo_base_url),
                 OBX_KS("api_listen", s.cfg->api_listen), OBX_KI("api_port", obx_api_port(s.api)),
+                OBX_KS("webhook_listen", s.cfg->webhook_listen),
+                OBX_KI("webhook_port", obx_webhook_port(s.webhook)),
                 OBX_KI("max_inflight", s.cfg->max_inflight),
                 OBX_KI("rate_limit_per_min", (int64_t)(s.cfg->rate_limit_per_s * 60 + 0.5)),
                 OBX_KI("pid", getpid()));

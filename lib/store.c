@@ -13,8 +13,16 @@
  *                            |                                     |
  *             obx_store_finish(ACCEPTED)          obx_store_retry -'
  *                            v                                     |
- *                         ACCEPTED --(webhook, reconcile)--> CONFIRMED
- *                            `------- obx_store_retry --------------'
+ *                         ACCEPTED --obx_store_confirm (webhook)--> CONFIRMED
+ *                            |  `------- obx_store_retry --------------'
+ *                            `-- obx_store_confirm_timeouts: no confirmation by
+ *                                confirm_due_at_ms -> QUEUED (re-send, resends + 1),
+ *                                or, past max_resends, stays ACCEPTED with
+ *                                unconfirmed_at_ms set
+ *
+ * A confirmation that arrives while the message is QUEUED or FAILED confirms it
+ * at once (Partoo has it); while SENDING it is remembered (confirmed_at_ms) and
+ * obx_store_finish moves the message straight to CONFIRMED.
  *
  * Invariants:
  *  - Every transition is one guarded UPDATE ... WHERE state = <from> (and, out of
@@ -546,11 +554,20 @@ static const char SQL_INSERT_ATTEMPT[] =
     " response_excerpt) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, ?7)";
 
 /* ?5 = 1 when the attempt counts; ?6 = 1 when an attempt was made at all. */
+/*
+ * A confirmation webhook may have arrived while the request was in flight
+ * (confirmed_at_ms already set): then the message goes straight to confirmed.
+ */
 static const char SQL_TO_ACCEPTED[] =
-    "UPDATE outbox SET state = 'accepted', state_reason = ?4, state_at_ms = ?3,"
-    " accepted_at_ms = ?3, attempts = attempts + 1, counted_attempts = counted_attempts + ?5,"
-    " last_http_status = NULLIF(?6, 0), last_error = NULL, lease_token = NULL,"
-    " lease_expires_at_ms = NULL WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
+    "UPDATE outbox SET"
+    " state = CASE WHEN confirmed_at_ms IS NULL THEN 'accepted' ELSE 'confirmed' END,"
+    " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN ?4"
+    "  ELSE ?4 || '; confirmed by an earlier webhook' END,"
+    " state_at_ms = ?3, accepted_at_ms = ?3, attempts = attempts + 1,"
+    " counted_attempts = counted_attempts + ?5, last_http_status = NULLIF(?6, 0),"
+    " last_error = NULL, lease_token = NULL, lease_expires_at_ms = NULL,"
+    " confirm_due_at_ms = CASE WHEN confirmed_at_ms IS NULL THEN NULLIF(?10, 0) END"
+    " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
 
 static const char SQL_TO_FAILED[] =
     "UPDATE outbox SET state = 'failed', state_reason = ?4, state_at_ms = ?3,"
@@ -604,6 +621,8 @@ apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_
     sqlite3_bind_int(s, 6, a->http_status);
     if (a->next != OBX_NEXT_ACCEPTED)
         obx_db_bind_text(s, 7, a->error);
+    if (a->next == OBX_NEXT_ACCEPTED)
+        sqlite3_bind_int64(s, 10, a->confirm_due_at_ms);
     if (a->next == OBX_NEXT_RETRY || a->next == OBX_NEXT_RELEASE) {
         sqlite3_bind_int(s, 8, made_attempt);
         sqlite3_bind_int64(s, 9, a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0);
@@ -697,7 +716,8 @@ transition_by_key(struct obx_store *st, const char *sql, const char *channel_id,
 
 static const char SQL_RETRY[] =
     "UPDATE outbox SET state = 'queued', state_reason = ?4, state_at_ms = ?3,"
-    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0"
+    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0, unconfirmed_at_ms = NULL,"
+    " confirm_due_at_ms = NULL"
     " WHERE channel_id = ?1 AND external_message_id = ?2 AND state IN ('failed', 'accepted')";
 
 static const char SQL_CANCEL[] =
@@ -722,7 +742,8 @@ obx_store_cancel(struct obx_store *st, const char *channel_id, const char *exter
 
 static const char SQL_RETRY_FAILED[] =
     "UPDATE outbox SET state = 'queued', state_reason = 'retried by operator',"
-    " state_at_ms = ?1, next_attempt_at_ms = 0, counted_attempts = 0, resends = 0"
+    " state_at_ms = ?1, next_attempt_at_ms = 0, counted_attempts = 0, resends = 0,"
+    " unconfirmed_at_ms = NULL, confirm_due_at_ms = NULL"
     " WHERE state = 'failed' AND (?2 IS NULL OR channel_id = ?2)";
 
 enum obx_err
@@ -803,4 +824,141 @@ obx_store_purge(struct obx_store *st, int64_t before_ms, int include_failed,
     obx_db_rollback(st->db);
     *count = 0;
     return err;
+}
+
+/* ---- confirmation ------------------------------------------------------------------------ */
+
+static const char SQL_RESEND_UNCONFIRMED[] =
+    "UPDATE outbox SET state = 'queued', state_at_ms = ?1, next_attempt_at_ms = 0,"
+    " state_reason = 'no confirmation in time; re-sending', resends = resends + 1,"
+    " confirm_due_at_ms = NULL"
+    " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends < ?2";
+
+static const char SQL_GIVE_UP_UNCONFIRMED[] =
+    "UPDATE outbox SET unconfirmed_at_ms = ?1, confirm_due_at_ms = NULL"
+    " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends >= ?2";
+
+enum obx_err
+obx_store_confirm_timeouts(struct obx_store *st, int64_t max_resends, int64_t *resent,
+                           int64_t *unconfirmed)
+{
+    sqlite3_stmt *re = obx_db_stmt(st->db, SQL_RESEND_UNCONFIRMED);
+    sqlite3_stmt *up = obx_db_stmt(st->db, SQL_GIVE_UP_UNCONFIRMED);
+    int64_t now_ms = obx_now_ms(st->clock);
+    enum obx_err err;
+
+    *resent = 0;
+    *unconfirmed = 0;
+    if (!re || !up)
+        return OBX_EDB;
+    err = obx_db_begin(st->db);
+    sqlite3_bind_int64(re, 1, now_ms);
+    sqlite3_bind_int64(re, 2, max_resends);
+    sqlite3_bind_int64(up, 1, now_ms);
+    sqlite3_bind_int64(up, 2, max_resends);
+    if (err == OBX_OK)
+        err = obx_db_step_done(up);
+    if (err == OBX_OK) {
+        *unconfirmed = sqlite3_changes(st->db->h);
+        err = obx_db_step_done(re);
+    }
+    if (err == OBX_OK) {
+        *resent = sqlite3_changes(st->db->h);
+        return obx_db_commit(st->db);
+    }
+    obx_db_rollback(st->db);
+    *resent = *unconfirmed = 0;
+    return err;
+}
+
+/*
+ * Confirms by key. The state moves to confirmed from accepted, failed or queued
+ * (Partoo has the message: no need to send it again); a message in flight keeps
+ * its state and gets confirmed_at_ms, which obx_store_finish honours.
+ */
+static const char SQL_CONFIRM[] =
+    "UPDATE outbox SET partoo_message_id = ?3, partoo_status = ?4,"
+    " confirmed_at_ms = coalesce(confirmed_at_ms, ?5), confirm_due_at_ms = NULL,"
+    " unconfirmed_at_ms = NULL,"
+    " state_reason = CASE WHEN state IN ('accepted', 'failed', 'queued') THEN ?6"
+    "  ELSE state_reason END,"
+    " state_at_ms = CASE WHEN state IN ('accepted', 'failed', 'queued') THEN ?5"
+    "  ELSE state_at_ms END,"
+    " state = CASE WHEN state IN ('accepted', 'failed', 'queued') THEN 'confirmed'"
+    "  ELSE state END"
+    " WHERE id = ?1";
+
+static const char SQL_FIND_BY_EXTERNAL_ID[] =
+    "SELECT id FROM outbox WHERE external_message_id = ?1 LIMIT 2";
+
+/* Resolves an external id alone to a row, only when exactly one channel has it. */
+static enum obx_err
+find_unambiguous(struct obx_store *st, const char *external_message_id, int64_t *id)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_FIND_BY_EXTERNAL_ID);
+    int rc, rows = 0;
+
+    *id = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, external_message_id);
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(s, 0);
+        rows++;
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return obx_err_from_sqlite(rc);
+    if (rows != 1)
+        *id = 0;
+    return rows == 1 ? OBX_OK : (rows ? OBX_ECONFLICT : OBX_ENOTFOUND);
+}
+
+/* The row id of a key, or OBX_ENOTFOUND. */
+static enum obx_err
+find_by_key(struct obx_store *st, const char *channel_id, const char *external_message_id,
+            int64_t *id)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EXISTING);
+    int rc;
+
+    *id = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, channel_id);
+    obx_db_bind_text(s, 2, external_message_id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return OBX_OK;
+    return rc == SQLITE_DONE ? OBX_ENOTFOUND : obx_err_from_sqlite(rc);
+}
+
+enum obx_err
+obx_store_confirm(struct obx_store *st, const char *channel_id, const char *external_message_id,
+                  const char *partoo_message_id, const char *partoo_status, const char *reason)
+{
+    sqlite3_stmt *s;
+    int64_t id = 0;
+    enum obx_err err;
+
+    if (channel_id)
+        err = find_by_key(st, channel_id, external_message_id, &id);
+    else
+        err = find_unambiguous(st, external_message_id, &id);
+    if (err != OBX_OK)
+        return err;
+    s = obx_db_stmt(st->db, SQL_CONFIRM);
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, id);
+    obx_db_bind_text(s, 3, partoo_message_id);
+    obx_db_bind_text(s, 4, partoo_status);
+    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
+    obx_db_bind_text(s, 6, reason);
+    return obx_db_step_done(s);
 }

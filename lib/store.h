@@ -108,6 +108,7 @@ struct obx_attempt {
     int counted;                /* 1: counts toward max_attempts */
     int64_t next_attempt_at_ms; /* OBX_NEXT_RETRY only */
     const char *reason;         /* transition reason, e.g. "http 500" */
+    int64_t confirm_due_at_ms;  /* OBX_NEXT_ACCEPTED: re-send if unconfirmed by then; 0 = none */
 };
 
 /*
@@ -126,6 +127,28 @@ OBX_MUST_CHECK enum obx_err obx_store_finish(struct obx_store *st, const struct 
  */
 OBX_MUST_CHECK enum obx_err obx_store_recover(struct obx_store *st, int all,
                                               int64_t *count /* OUT */);
+
+/* ---- confirmation (webhooks) --------------------------------------------------------- */
+
+/*
+ * Re-sends accepted messages whose confirmation is overdue (state back to queued,
+ * resends + 1) while resends < max_resends; past that, marks them unconfirmed.
+ * One transaction. *resent and *unconfirmed get the counts.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_confirm_timeouts(struct obx_store *st, int64_t max_resends,
+                                                       int64_t *resent /* OUT */,
+                                                       int64_t *unconfirmed /* OUT */);
+
+/*
+ * Records a confirmation from Partoo for a key. channel_id NULL: match on the
+ * external id alone, only when it is unambiguous (OBX_ECONFLICT otherwise).
+ * OBX_ENOTFOUND when no message matches. Runs inside the caller's transaction
+ * when one is open (it opens none).
+ */
+OBX_MUST_CHECK enum obx_err obx_store_confirm(struct obx_store *st, const char *channel_id,
+                                              const char *external_message_id,
+                                              const char *partoo_message_id,
+                                              const char *partoo_status, const char *reason);
 
 /* ---- operator actions ----------------------------------------------------------- */
 

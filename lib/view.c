@@ -76,6 +76,8 @@ obx_view_message(struct obx_buf *b, const struct obx_row *r)
     if (err == OBX_OK) err = kv_str(b, "last_error", r->last_error);
     if (err == OBX_OK) err = kv_str(b, "partoo_message_id", r->partoo_message_id);
     if (err == OBX_OK) err = kv_str(b, "partoo_status", r->partoo_status);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"unconfirmed\":%s", r->unconfirmed_at_ms ? "true" : "false");
     if (err == OBX_OK) err = obx_buf_puts(b, "}");
     return err;
 }
@@ -275,5 +277,31 @@ obx_view_message_document(struct obx_store *st, const char *channel_id,
         err = d.err;
     if (err == OBX_OK)
         err = obx_buf_puts(b, d.nat ? "]}" : "],\"attempts_log\":[]}");
+    return err;
+}
+
+enum obx_err
+obx_view_inbox(struct obx_buf *b, const struct obx_inbox_row *r)
+{
+    enum obx_err err = obx_buf_printf(b, "{\"id\":%lld", (long long)r->id);
+
+    if (err == OBX_OK) err = kv_str(b, "channel_id", r->channel_id);
+    if (err == OBX_OK) err = kv_str(b, "external_conversation_id", r->external_conversation_id);
+    if (err == OBX_OK) err = kv_str(b, "partoo_message_id", r->partoo_message_id);
+    if (err == OBX_OK) err = kv_str(b, "partoo_conversation_id", r->partoo_conversation_id);
+    if (err == OBX_OK) err = kv_str(b, "business_id", r->business_id);
+    if (err == OBX_OK) err = kv_str(b, "sender_type", r->sender_type);
+    if (err == OBX_OK) err = kv_str(b, "sender_label", r->sender_label);
+    if (err == OBX_OK) err = kv_str(b, "content_type", r->content_type);
+    if (err == OBX_OK) err = kv_str(b, "content", r->content);
+    if (err == OBX_OK) err = kv_str(b, "date", r->message_date);
+    if (err == OBX_OK) err = kv_time(b, "received_at", r->received_at_ms);
+    if (err == OBX_OK) err = kv_str(b, "state", r->state);
+    if (err == OBX_OK) err = obx_buf_printf(b, ",\"attempts\":%d", r->attempts);
+    if (err == OBX_OK) err = kv_int_or_null(b, "last_http_status", r->last_http_status);
+    if (err == OBX_OK) err = kv_str(b, "last_error", r->last_error);
+    if (err == OBX_OK) err = kv_time(b, "delivered_at", r->delivered_at_ms);
+    if (err == OBX_OK) err = kv_time(b, "acked_at", r->acked_at_ms);
+    if (err == OBX_OK) err = obx_buf_puts(b, "}");
     return err;
 }

@@ -36,6 +36,9 @@ OBX_MUST_CHECK enum obx_err obx_view_message_document(struct obx_store *st,
                                                       const char *external_message_id,
                                                       struct obx_buf *b);
 
+/* Appends an inbox reply (also the body relayed to inbox_url). */
+OBX_MUST_CHECK enum obx_err obx_view_inbox(struct obx_buf *b, const struct obx_inbox_row *r);
+
 /* Appends a JSON string or null. */
 OBX_MUST_CHECK enum obx_err obx_view_str_or_null(struct obx_buf *b, const char *s);
 /* Appends an RFC 3339 time string, or null for 0. */

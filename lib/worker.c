@@ -32,7 +32,8 @@
 #define OBX_MODULE "worker"
 
 #define IDLE_POLL_MS 1000          /* rows inserted by other processes are seen this fast */
-#define HOUSEKEEPING_MS 30000      /* expired leases */
+#define HOUSEKEEPING_MS 1000       /* overdue confirmations */
+#define LEASE_CHECK_MS 30000       /* expired leases */
 #define RETENTION_EVERY_MS 3600000 /* hourly retention purge */
 #define DEFAULT_RETRY_AFTER_MS 60000
 
@@ -71,6 +72,7 @@ struct obx_worker {
     struct event *housekeeping_ev;  /* persistent */
     struct event *stop_ev;          /* shutdown deadline */
     int64_t last_retention_mono_ms;
+    int64_t last_lease_check_mono_ms;
 
     struct inflight *inflight;      /* doubly linked */
     int ninflight;
@@ -409,6 +411,9 @@ decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result 
     switch (o) {
     case OBX_OUTCOME_ACCEPTED:
         p->a.next = OBX_NEXT_ACCEPTED;
+        /* Bidirectional channels wait for the message_created webhook (SPEC §3). */
+        if (!obx_config_channel_readonly(w->cfg, inf->c.msg.channel_id))
+            p->a.confirm_due_at_ms = now_ms + w->cfg->confirm_timeout_ms;
         snprintf(p->reason, sizeof p->reason, "accepted (http %d)", r->status);
         w->stats.accepted++;
         break;
@@ -609,6 +614,23 @@ is_readonly(void *ctx, const char *channel)
     return obx_config_channel_readonly(((struct obx_worker *)ctx)->cfg, channel);
 }
 
+/* Overdue confirmations: re-send (same key) or give up and report unconfirmed. */
+static void
+check_confirmations(struct obx_worker *w)
+{
+    int64_t resent = 0, given_up = 0;
+
+    if (obx_store_confirm_timeouts(w->st, w->cfg->max_resends, &resent, &given_up) != OBX_OK)
+        return;
+    if (resent) {
+        obx_log(OBX_LOG_WARN, "no confirmation in time; re-sending", OBX_KI("count", resent));
+        schedule_pump(w, 0);
+    }
+    if (given_up)
+        obx_log(OBX_LOG_WARN, "messages left unconfirmed after max_resends",
+                OBX_KI("count", given_up), OBX_KI("max_resends", w->cfg->max_resends));
+}
+
 static void
 on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
@@ -617,8 +639,12 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (obx_store_recover(w->st, 0, &n) == OBX_OK && n)
-        obx_log(OBX_LOG_WARN, "expired leases returned to the queue", OBX_KI("count", n));
+    check_confirmations(w);
+    if (now_mono - w->last_lease_check_mono_ms >= LEASE_CHECK_MS) {
+        w->last_lease_check_mono_ms = now_mono;
+        if (obx_store_recover(w->st, 0, &n) == OBX_OK && n)
+            obx_log(OBX_LOG_WARN, "expired leases returned to the queue", OBX_KI("count", n));
+    }
     if (w->cfg->retention_ms > 0 && now_mono - w->last_retention_mono_ms >= RETENTION_EVERY_MS) {
         w->last_retention_mono_ms = now_mono;
         if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, 0, is_readonly, w,

@@ -133,7 +133,7 @@ on_ls_row(void *ctx, const struct obx_row *r)
     row[0] = id;
     row[1] = r->msg.channel_id;
     row[2] = r->msg.external_message_id;
-    row[3] = r->state;
+    row[3] = r->unconfirmed_at_ms ? "unconfirmed" : r->state;
     row[4] = attempts;
     row[5] = age;
     row[6] = status;
@@ -150,7 +150,9 @@ cmd_ls(int argc, char **argv)
                              {"limit", &limit, NULL}, {"cursor", &cursor, NULL}, {0}};
     struct cli c = {.command = "ls",
                     .usage = "usage: outbox ls [--state S] [--channel C] [--limit N] [--cursor X]\n\n"
-                             "Lists messages, newest first. --limit is 1..1000 (default 50);\n"
+                             "Lists messages, newest first. --state is a state name or\n"
+                             "'unconfirmed' (accepted, no confirmation after max_resends).\n"
+                             "--limit is 1..1000 (default 50);\n"
                              "pass the printed next cursor as --cursor for the next page.\n\n"
                              CLI_COMMON_HELP};
     struct ls_ctx l = {.c = &c, .first = 1};
@@ -165,12 +167,17 @@ cmd_ls(int argc, char **argv)
         goto out;
     q.state = state;
     q.channel_id = channel;
+    if (state && strcmp(state, "unconfirmed") == 0) {
+        q.state = NULL;
+        q.unconfirmed = 1;
+    }
     q.limit = (int)strtol(limit, &end, 10);
     q.before_id = cursor ? strtoll(cursor, NULL, 10) : 0;
-    if (*end || q.limit < 1 || q.limit > 1000 || (state && obx_state_parse(state) < 0) ||
+    if (*end || q.limit < 1 || q.limit > 1000 ||
+        (state && !q.unconfirmed && obx_state_parse(state) < 0) ||
         (cursor && q.before_id <= 0)) {
         cli_error(&c, "bad --limit (1..1000), --state (queued, sending, accepted, confirmed, "
-                      "failed, cancelled) or --cursor");
+                      "failed, cancelled, unconfirmed) or --cursor");
         rc = CLI_USAGE;
         goto out;
     }
@@ -389,6 +396,96 @@ cmd_audit(int argc, char **argv)
     }
 out:
     obx_buf_release(&a.b);
+    obx_store_free(st);
+    cli_release(&c);
+    return rc;
+}
+
+/* ---- inbox --------------------------------------------------------------------------------- */
+
+struct inbox_ctx {
+    struct cli *c;
+    struct cli_table t;
+    struct obx_buf b;
+    int n;
+};
+
+static int
+on_inbox(void *ctx, const struct obx_inbox_row *r)
+{
+    struct inbox_ctx *x = ctx;
+    char id[24], at[32];
+    const char *row[7];
+
+    if (x->c->json) {
+        if ((x->n++ && obx_buf_puts(&x->b, ",") != OBX_OK) || obx_view_inbox(&x->b, r) != OBX_OK)
+            return 1;
+        return 0;
+    }
+    snprintf(id, sizeof id, "%lld", (long long)r->id);
+    cli_format_time(r->received_at_ms, at, sizeof at);
+    row[0] = id;
+    row[1] = at;
+    row[2] = r->channel_id;
+    row[3] = r->external_conversation_id;
+    row[4] = r->sender_label;
+    row[5] = r->state;
+    row[6] = r->content;
+    return cli_table_add(&x->t, row) != 0;
+}
+
+int
+cmd_inbox(int argc, char **argv)
+{
+    static const char *const head[] = {"ID", "RECEIVED", "CHANNEL", "CONVERSATION", "FROM",
+                                       "STATE", "CONTENT"};
+    const char *limit = "50", *cursor = NULL;
+    int all = 0;
+    struct cli_opt opts[] = {{"limit", &limit, NULL}, {"cursor", &cursor, NULL},
+                             {"all", NULL, &all}, {0}};
+    struct cli c = {.command = "inbox",
+                    .usage = "usage: outbox inbox [--all] [--limit N] [--cursor X]\n\n"
+                             "Lists replies written by Partoo users, oldest first: those not\n"
+                             "yet acknowledged, or every one with --all.\n\n" CLI_COMMON_HELP};
+    struct inbox_ctx x = {.c = &c};
+    struct obx_store *st = NULL;
+    int64_t next = 0, after;
+    long lim;
+    char *end = NULL;
+    int rc;
+
+    obx_buf_init(&x.b, 256 * 1024 * 1024);
+    if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
+        goto out;
+    lim = strtol(limit, &end, 10);
+    after = cursor ? strtoll(cursor, NULL, 10) : 0;
+    if (*end || lim < 1 || lim > 1000 || after < 0) {
+        cli_error(&c, "bad --limit (1..1000) or --cursor");
+        rc = CLI_USAGE;
+        goto out;
+    }
+    rc = cli_open_store(&c, 0, &st);
+    if (rc != CLI_OK)
+        goto out;
+    if (cli_table_init(&x.t, 7, head) != 0 || obx_buf_puts(&x.b, "{\"replies\":[") != OBX_OK ||
+        obx_query_inbox(st, after, (int)lim, all, on_inbox, &x, &next) != OBX_OK) {
+        cli_error(&c, "cannot list the inbox: %s", obx_db_errmsg(st->db));
+        rc = CLI_FAIL;
+        goto out;
+    }
+    if (c.json) {
+        enum obx_err err = next ? obx_buf_printf(&x.b, "],\"next_cursor\":\"%lld\"}",
+                                                 (long long)next)
+                                : obx_buf_puts(&x.b, "],\"next_cursor\":null}");
+        rc = emit(&c, &x.b, err);
+    } else {
+        cli_table_print(&x.t, stdout);
+        if (next)
+            printf("next page: --cursor %lld\n", (long long)next);
+    }
+out:
+    cli_table_release(&x.t);
+    obx_buf_release(&x.b);
     obx_store_free(st);
     cli_release(&c);
     return rc;

@@ -12,6 +12,7 @@ int cmd_retry(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
+int cmd_inbox(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Help text shared by every command's --help. */

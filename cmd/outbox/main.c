@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"cancel", cmd_cancel, "cancel a queued message"},
     {"audit", cmd_audit, "export attempts and transitions (jsonl or csv)"},
     {"purge", cmd_purge, "delete finished messages older than a duration"},
+    {"inbox", cmd_inbox, "list replies written by Partoo users"},
     {"version", cmd_version, "print the version"},
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,275 @@
+/* reconcile: stored webhook events -> confirmations and inbox replies. */
+#include "reconcile.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+#include "json.h"
+#include "mem.h"
+
+/* What one event says, borrowed from its parsed document. */
+struct event_view {
+    const char *type;
+    char message_id[32];         /* Partoo's message id as text; "" when absent */
+    char conversation_id[32];
+    char business_id[256];
+    const char *status;
+    const char *sender_type;
+    const char *sender_label;
+    const char *content_type;
+    const char *content;
+    const char *date;
+    const char *external_message_id;      /* ours, when we ingested the message */
+    const char *channel_id;               /* conversation.custom_channel.id */
+    const char *external_conversation_id; /* conversation.custom_channel.external_conversation_id */
+    int channel_readonly;                 /* conversation.custom_channel.is_readonly */
+};
+
+/* Partoo ids are integers in some payloads and strings in others; keep them as text. */
+static void
+id_text(const obx_json *v, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (obx_json_is_string(v)) {
+        snprintf(out, n, "%s", obx_json_string(v));
+    } else if (obx_json_is_number(v)) {
+        double d = obx_json_number(v);
+        if (d == floor(d) && fabs(d) < 1e15)
+            snprintf(out, n, "%.0f", d);
+    }
+}
+
+static const char *
+str_at(const obx_json *obj, const char *name)
+{
+    return obx_json_string(obx_json_get(obj, name));
+}
+
+static void
+read_event(const obx_json *doc, struct event_view *e)
+{
+    const obx_json *payload = obx_json_get(doc, "payload");
+    const obx_json *msg = obx_json_get(payload, "message");
+    const obx_json *conv = obx_json_get(payload, "conversation");
+    const obx_json *cc = obx_json_get(conv, "custom_channel");
+
+    memset(e, 0, sizeof *e);
+    e->type = str_at(doc, "type");
+    id_text(obx_json_get(msg, "id"), e->message_id, sizeof e->message_id);
+    id_text(obx_json_get(conv, "id"), e->conversation_id, sizeof e->conversation_id);
+    id_text(obx_json_get(obx_json_get(conv, "business"), "id"), e->business_id,
+            sizeof e->business_id);
+    e->status = str_at(msg, "status");
+    e->sender_type = str_at(msg, "sender_type");
+    e->sender_label = str_at(msg, "sender_label");
+    e->content_type = str_at(msg, "content_type");
+    e->content = str_at(msg, "content");
+    e->date = str_at(msg, "date");
+    e->external_message_id = str_at(obx_json_get(msg, "custom_channel"), "external_message_id");
+    e->channel_id = str_at(cc, "id");
+    e->external_conversation_id = str_at(cc, "external_conversation_id");
+    e->channel_readonly = obx_json_is_true(obx_json_get(cc, "is_readonly"));
+}
+
+static const char SQL_INSERT_REPLY[] =
+    "INSERT INTO inbox (partoo_message_id, event_id, channel_id, external_conversation_id,"
+    " partoo_conversation_id, business_id, sender_type, sender_label, content_type, content,"
+    " message_date, received_at_ms) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''),"
+    " ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (partoo_message_id) DO NOTHING";
+
+static enum obx_err
+insert_reply(struct obx_store *st, int64_t event_id, const struct event_view *e, int *added)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_REPLY);
+    enum obx_err err;
+
+    *added = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, e->message_id);
+    sqlite3_bind_int64(s, 2, event_id);
+    obx_db_bind_text(s, 3, e->channel_id);
+    obx_db_bind_text(s, 4, e->external_conversation_id);
+    obx_db_bind_text(s, 5, e->conversation_id);
+    obx_db_bind_text(s, 6, e->business_id);
+    obx_db_bind_text(s, 7, e->sender_type);
+    obx_db_bind_text(s, 8, e->sender_label);
+    obx_db_bind_text(s, 9, e->content_type);
+    obx_db_bind_text(s, 10, e->content);
+    obx_db_bind_text(s, 11, e->date);
+    sqlite3_bind_int64(s, 12, obx_now_ms(st->clock));
+    err = obx_db_step_done(s);
+    if (err == OBX_OK)
+        *added = sqlite3_changes(st->db->h) > 0;
+    return err;
+}
+
+static int
+is_message_event(const char *type)
+{
+    return type && (strcmp(type, "message_created") == 0 || strcmp(type, "message_updated") == 0);
+}
+
+/* Applies one parsed event; returns the outcome name through *outcome. */
+static enum obx_err
+apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id,
+            const struct event_view *e, const char **outcome, struct obx_reconcile_result *r)
+{
+    char reason[160];
+    enum obx_err err;
+    int added = 0;
+
+    *outcome = "ignored";
+    if (!is_message_event(e->type) || !e->message_id[0])
+        return OBX_OK;
+    if (e->external_message_id) {
+        snprintf(reason, sizeof reason, "confirmed by %s (partoo message %s, status %s)",
+                 e->type, e->message_id, e->status ? e->status : "unknown");
+        err = obx_store_confirm(st, e->channel_id, e->external_message_id, e->message_id,
+                                e->status, reason);
+        if (err == OBX_ENOTFOUND || err == OBX_ECONFLICT) {
+            *outcome = "unmatched";
+            return OBX_OK;
+        }
+        if (err == OBX_OK)
+            *outcome = "confirmed";
+        return err;
+    }
+    /* No external id: a message typed in Partoo. A reply when a user wrote it in a
+     * conversation of a bidirectional custom channel. */
+    if (strcmp(e->type, "message_created") != 0 || !e->sender_type ||
+        strcmp(e->sender_type, "User") != 0 || !e->channel_id || e->channel_readonly ||
+        obx_config_channel_readonly(cfg, e->channel_id))
+        return OBX_OK;
+    err = insert_reply(st, event_id, e, &added);
+    if (err == OBX_OK) {
+        *outcome = "reply";
+        r->replies += added;
+    }
+    return err;
+}
+
+static const char SQL_PENDING_EVENTS[] =
+    "SELECT id, body FROM webhook_events WHERE processed_at_ms IS NULL ORDER BY id LIMIT ?1";
+
+static const char SQL_MARK_EVENT[] =
+    "UPDATE webhook_events SET event_type = ?2, partoo_message_id = NULLIF(?3, ''),"
+    " processed_at_ms = ?4, outcome = ?5 WHERE id = ?1";
+
+static enum obx_err
+mark_event(struct obx_store *st, int64_t id, const struct event_view *e, const char *outcome)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_MARK_EVENT);
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, id);
+    obx_db_bind_text(s, 2, e->type);
+    obx_db_bind_text(s, 3, e->message_id);
+    sqlite3_bind_int64(s, 4, obx_now_ms(st->clock));
+    obx_db_bind_text(s, 5, outcome);
+    return obx_db_step_done(s);
+}
+
+static void
+count_outcome(struct obx_reconcile_result *r, const char *outcome)
+{
+    r->processed++;
+    if (strcmp(outcome, "confirmed") == 0)
+        r->confirmed++;
+    else if (strcmp(outcome, "unmatched") == 0)
+        r->unmatched++;
+    else if (strcmp(outcome, "unparsable") == 0)
+        r->unparsable++;
+    else if (strcmp(outcome, "ignored") == 0)
+        r->ignored++;
+}
+
+/* Processes one stored event (id, raw body). */
+static enum obx_err
+process_one(struct obx_store *st, const struct obx_config *cfg, int64_t id, const char *body,
+            size_t len, struct obx_reconcile_result *r)
+{
+    struct event_view e;
+    obx_json *doc = NULL;
+    const char *outcome = "unparsable";
+    enum obx_err err = OBX_OK;
+
+    memset(&e, 0, sizeof e);
+    if (obx_json_parse(body, len, (size_t)cfg->max_body_bytes, (int)cfg->max_json_depth, &doc,
+                       NULL) == OBX_OK && obx_json_is_object(doc)) {
+        read_event(doc, &e);
+        err = apply_event(st, cfg, id, &e, &outcome, r);
+    }
+    if (err == OBX_OK)
+        err = mark_event(st, id, &e, outcome);
+    if (err == OBX_OK)
+        count_outcome(r, outcome);
+    obx_json_free(doc);
+    return err;
+}
+
+/* Copies the pending events out of the statement so it can be reset before processing. */
+struct raw_event {
+    int64_t id;
+    char *body;
+    size_t len;
+};
+
+static enum obx_err
+load_pending(struct obx_store *st, int max, struct raw_event **out, int *n)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PENDING_EVENTS);
+    struct raw_event *ev = obx_calloc((size_t)max, sizeof *ev);
+    enum obx_err err = OBX_OK;
+    int rc, count = 0;
+
+    *out = ev;
+    *n = 0;
+    if (!s || !ev)
+        return !s ? OBX_EDB : OBX_ENOMEM;
+    sqlite3_bind_int(s, 1, max);
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW && err == OBX_OK) {
+        size_t len = (size_t)sqlite3_column_bytes(s, 1);
+        ev[count].id = sqlite3_column_int64(s, 0);
+        ev[count].body = obx_strndup(sqlite3_column_blob(s, 1), len);
+        ev[count].len = len;
+        if (!ev[count].body && len)
+            err = OBX_ENOMEM;
+        count++;
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        err = obx_err_from_sqlite(rc);
+    *n = count;
+    return err;
+}
+
+enum obx_err
+obx_reconcile_run(struct obx_store *st, const struct obx_config *cfg, int max,
+                  struct obx_reconcile_result *r)
+{
+    struct obx_reconcile_result res = {0};
+    struct raw_event *ev = NULL;
+    int n = 0;
+    enum obx_err err = obx_db_begin(st->db);
+
+    if (err == OBX_OK)
+        err = load_pending(st, max, &ev, &n);
+    for (int i = 0; err == OBX_OK && i < n; i++)
+        err = process_one(st, cfg, ev[i].id, ev[i].body ? ev[i].body : "", ev[i].len, &res);
+    for (int i = 0; ev && i < n; i++)
+        obx_free(ev[i].body);
+    obx_free(ev);
+    if (err == OBX_OK)
+        err = obx_db_commit(st->db);
+    else
+        obx_db_rollback(st->db);
+    if (err == OBX_OK && r)
+        *r = res;
+    return err;
+}
