@@ -104,8 +104,10 @@ serve_holds_lock() {
 # start_serve [outbox serve options]: runs `outbox serve` on $DB against the mock.
 # Sets SERVE_PID; output goes to $T/serve.log.
 start_serve() {
+    # Listeners on free ports (tests run in parallel); a test's own flags come later and win.
     OUTBOX_PARTOO_API_KEY=${API_KEY:-test-key} "$OUTBOX_BIN" serve --db "$DB" \
-        --partoo-base-url "$MOCK_URL" "$@" >>"$T/serve.log" 2>&1 &
+        --partoo-base-url "$MOCK_URL" --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 \
+        "$@" >>"$T/serve.log" 2>&1 &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
     # Started once it holds the single-instance lock (seen in /proc/locks, without taking

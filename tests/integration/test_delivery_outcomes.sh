@@ -57,7 +57,7 @@ start_mock --rate-limit 0 --api-keys good-key
 echo "wrong-key" > "$T/key"
 enqueue_n 5 auth
 "$OUTBOX_BIN" serve --db "$DB" --partoo-base-url "$MOCK_URL" --partoo-api-key-file "$T/key" \
-    $FAST --auth-probe-interval 60s >>"$T/serve.log" 2>&1 &
+    --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 $FAST --auth-probe-interval 60s >>"$T/serve.log" 2>&1 &
 SERVE_PID=$!; PIDS+=("$SERVE_PID")
 wait_until 10 '[ "$(sql "$DB" "SELECT count(*) FROM attempts WHERE http_status = 401")" -ge 1 ]'
 sleep 1
