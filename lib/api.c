@@ -9,6 +9,7 @@
  *   GET  /v1/stats                             counts per state and channel, pauses
  *   GET  /v1/inbox                             replies from Partoo users, unacknowledged
  *   POST /v1/inbox/{id}/ack                    acknowledge a reply
+ *   GET  /metrics                              Prometheus text (lib/metrics.c)
  *   GET  /healthz, /readyz                     open even when api_token is set
  *
  * Group commit: a POST /v1/messages is parsed and validated at once, its valid
@@ -18,6 +19,7 @@
  */
 #include "api.h"
 
+#include <event2/buffer.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
@@ -72,6 +74,8 @@ struct obx_api {
     } group;
     int last_write_failed;
     struct obx_api_stats stats;
+    enum obx_err (*metrics)(void *ctx, struct obx_buf *b);
+    void *metrics_ctx;
 };
 
 /* A matched route gets the decoded path segments. */
@@ -690,6 +694,42 @@ on_ack_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
 }
 
 static void
+on_metrics(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_buf b;
+    enum obx_err err;
+
+    (void)seg;
+    if (!api->metrics) {
+        obx_httpd_error(req, 404, "not_found", "no metrics here", NULL);
+        return;
+    }
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = api->metrics(api->metrics_ctx, &b);
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", obx_strerror(err), NULL);
+    } else {
+        struct evbuffer *out = evbuffer_new();
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        if (out)
+            evbuffer_add(out, obx_buf_str(&b), b.len);
+        evhttp_send_reply(req, 200, NULL, out);
+        if (out)
+            evbuffer_free(out);
+    }
+    obx_buf_release(&b);
+}
+
+void
+obx_api_set_metrics(struct obx_api *api, enum obx_err (*render)(void *ctx, struct obx_buf *b),
+                    void *ctx)
+{
+    api->metrics = render;
+    api->metrics_ctx = ctx;
+}
+
+static void
 on_healthz(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     struct obx_buf b;
@@ -733,6 +773,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, {"v1", "stats"}, on_stats, 0},
     {EVHTTP_REQ_GET, {"v1", "inbox"}, on_list_inbox, 0},
     {EVHTTP_REQ_POST, {"v1", "inbox", "*", "ack"}, on_ack_inbox, 0},
+    {EVHTTP_REQ_GET, {"metrics"}, on_metrics, 0},
     {EVHTTP_REQ_GET, {"healthz"}, on_healthz, 1},
     {EVHTTP_REQ_GET, {"readyz"}, on_readyz, 1},
 };
@@ -751,6 +792,21 @@ path_matches(const struct route *r, char **seg, int n)
         if (strcmp(r->pattern[i], "*") != 0 && strcmp(r->pattern[i], seg[i]) != 0)
             return 0;
     return 1;
+}
+
+/* The Allow header for a path that exists: "GET", "POST" or "GET, POST". */
+static const char *
+allowed_methods(char **seg, int n)
+{
+    int get = 0, post = 0;
+
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        if (!path_matches(&routes[i], seg, n))
+            continue;
+        get |= routes[i].method == EVHTTP_REQ_GET;
+        post |= routes[i].method == EVHTTP_REQ_POST;
+    }
+    return get && post ? "GET, POST" : get ? "GET" : "POST";
 }
 
 static void
@@ -779,9 +835,12 @@ on_request(struct evhttp_request *req, void *arg)
         obx_httpd_free_segments(seg, n);
         return;
     }
-    if (path_known)
+    if (path_known) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          allowed_methods(seg, n));
         obx_httpd_error(req, 405, "method_not_allowed", "method not allowed on this path",
                         NULL);
+    }
     else
         obx_httpd_error(req, 404, "not_found", "no such route", NULL);
     if (n > 0)

@@ -46,4 +46,11 @@ int obx_api_port(const struct obx_api *api);
 
 void obx_api_stats(const struct obx_api *api, struct obx_api_stats *out /* OUT */);
 
+/*
+ * Serves GET /metrics (behind the token, like every non-health route) with what
+ * render(ctx, b) appends to b; without a source the route answers 404.
+ */
+void obx_api_set_metrics(struct obx_api *api, enum obx_err (*render)(void *ctx, struct obx_buf *b),
+                         void *ctx);
+
 #endif

@@ -110,7 +110,8 @@ obx_json_parse(const char *data, size_t len, size_t max_bytes, int max_depth, ob
         set_error(e, "invalid_utf8", "document is not valid UTF-8");
         return OBX_EINVAL;
     }
-    if (has_nul_escape(data, len)) {
+    /* A raw NUL would end cJSON's view of the text early and truncate silently. */
+    if (memchr(data, '\0', len) || has_nul_escape(data, len)) {
         set_error(e, "invalid_json", "strings may not contain \\u0000");
         return OBX_EINVAL;
     }
@@ -122,7 +123,7 @@ obx_json_parse(const char *data, size_t len, size_t max_bytes, int max_depth, ob
     /* Only whitespace may follow the value. */
     while (end && end < data + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
         end++;
-    if (end && end < data + len && *end != '\0') {
+    if (end && end < data + len) {
         cJSON_Delete(doc);
         set_error(e, "invalid_json", "trailing data after the JSON value");
         return OBX_EINVAL;

@@ -409,3 +409,66 @@ obx_query_inbox(struct obx_store *st, int64_t after_id, int limit, int include_a
     sqlite3_reset(s);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
 }
+
+/* ---- counts for /metrics ---------------------------------------------------------------- */
+
+/* Runs a "SELECT name, count" query and adds each count to the slot of its name. */
+static enum obx_err
+count_by_name(struct obx_store *st, const char *sql, const char *const *names, int n,
+              int null_slot, int64_t *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, sql);
+    int rc;
+
+    for (int i = 0; i < n; i++)
+        out[i] = 0;
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW) {
+        const char *name = text(s, 0);
+        int slot = name ? n - 1 : null_slot;
+        for (int i = 0; name && i < n; i++)
+            if (strcmp(name, names[i]) == 0)
+                slot = i;
+        out[slot] += sqlite3_column_int64(s, 1);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+static const char SQL_INBOX_COUNTS[] = "SELECT state, count(*) FROM inbox GROUP BY state";
+static const char SQL_EVENT_OUTCOMES[] =
+    "SELECT outcome, count(*) FROM webhook_events GROUP BY outcome";
+
+enum obx_err
+obx_query_inbox_counts(struct obx_store *st, int64_t out[4])
+{
+    static const char *const states[4] = {"pending", "delivered", "acked", "failed"};
+
+    return count_by_name(st, SQL_INBOX_COUNTS, states, 4, 0, out);
+}
+
+enum obx_err
+obx_query_webhook_outcomes(struct obx_store *st, const char *const *names, int n, int64_t *out)
+{
+    return count_by_name(st, SQL_EVENT_OUTCOMES, names, n, 0, out);
+}
+
+enum obx_err
+obx_query_db_bytes(struct obx_store *st, int64_t *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, "SELECT page_count * page_size FROM"
+                                          " pragma_page_count(), pragma_page_size()");
+    int rc;
+
+    *out = 0;
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}

@@ -146,4 +146,18 @@ OBX_MUST_CHECK enum obx_err obx_query_inbox(struct obx_store *st, int64_t after_
                                             int include_acked, obx_inbox_fn fn, void *ctx,
                                             int64_t *next_cursor /* OUT */);
 
+/* Inbox rows per state: pending, delivered, acked, failed (in that order). */
+OBX_MUST_CHECK enum obx_err obx_query_inbox_counts(struct obx_store *st, int64_t out[4]);
+
+/*
+ * Webhook events per processing outcome, in the order of names[] (n entries);
+ * NULL outcome counts as names[0] ("pending"), unknown ones as the last name.
+ */
+OBX_MUST_CHECK enum obx_err obx_query_webhook_outcomes(struct obx_store *st,
+                                                       const char *const *names, int n,
+                                                       int64_t *out);
+
+/* Size in bytes of the database file's pages. */
+OBX_MUST_CHECK enum obx_err obx_query_db_bytes(struct obx_store *st, int64_t *out /* OUT */);
+
 #endif

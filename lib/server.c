@@ -17,12 +17,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
 #include "inbox.h"
 #include "reconcile.h"
 #include "log.h"
+#include "metrics.h"
+#include "query.h"
 #include "mem.h"
 #include "store.h"
 #include "webhook.h"
@@ -45,6 +48,7 @@ struct server {
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
     int lock_fd;
     int stopping;
+    int64_t start_time_ms;
     obx_reload_fn reload;
     void *reload_ctx;
 };
@@ -192,6 +196,65 @@ on_events_stored(void *ctx)
         evtimer_add(s->reconcile_ev, &now);
 }
 
+static int64_t
+file_size(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+/* Gathers every module's counters and the database figures for GET /metrics. */
+static enum obx_err
+render_metrics(void *ctx, struct obx_buf *b)
+{
+    struct server *s = ctx;
+    struct obx_metrics_input in = {0};
+    struct obx_worker_stats ws;
+    struct obx_api_stats as;
+    struct obx_webhook_stats hs;
+    struct obx_channel_stats *ch = NULL;
+    char wal[4096];
+    enum obx_err err;
+
+    obx_worker_stats(s->worker, &ws);
+    obx_api_stats(s->api, &as);
+    obx_webhook_stats(s->webhook, &hs);
+    err = obx_query_stats(s->st, &ch, &in.nchannels);
+    if (err == OBX_OK) err = obx_query_inbox_counts(s->st, in.inbox_by_state);
+    if (err == OBX_OK)
+        err = obx_query_webhook_outcomes(s->st, obx_metrics_webhook_outcomes, 7,
+                                         in.webhook_events_by_outcome);
+    if (err == OBX_OK) err = obx_query_db_bytes(s->st, &in.db_bytes);
+    snprintf(wal, sizeof wal, "%s-wal", s->cfg->db);
+    in.wal_bytes = file_size(wal);
+    in.channels = ch;
+    in.now_ms = obx_now_ms(s->st->clock);
+    in.start_time_ms = s->start_time_ms;
+    in.attempts_by_status = ws.by_status;
+    in.attempts_by_outcome = ws.by_outcome;
+    in.request_latency = &ws.latency;
+    in.inflight = ws.inflight;
+    in.circuit = ws.circuit;
+    in.paused_reason = ws.paused_reason;
+    in.rate_limit_per_s = s->cfg->rate_limit_per_s;
+    in.api_requests = as.requests;
+    in.api_accepted = as.messages_accepted;
+    in.api_duplicates = as.messages_duplicate;
+    in.api_commits = as.commits;
+    in.api_write_failures = as.write_failures;
+    in.wh_received = hs.received;
+    in.wh_stored = hs.stored;
+    in.wh_duplicates = hs.duplicates;
+    in.wh_bad_signature = hs.rejected_signature;
+    in.wh_rejected_other = hs.rejected_other;
+    in.wh_write_failures = hs.write_failures;
+    if (err == OBX_OK)
+        err = obx_metrics_render(b, &in);
+    obx_free(ch);
+    return err;
+}
+
 static enum obx_err
 add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
 {
@@ -253,8 +316,10 @@ start(struct server *s)
     }
     if (err == OBX_OK)
         err = obx_webhook_new(s->base, s->st, s->cfg, on_events_stored, s, &s->webhook);
-    if (err == OBX_OK)
+    if (err == OBX_OK) {
+        obx_api_set_metrics(s->api, render_metrics, s);
         on_events_stored(s); /* events stored before a crash are interpreted now */
+    }
     return err;
 }
 
@@ -287,7 +352,8 @@ stop(struct server *s)
 enum obx_err
 obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
 {
-    struct server s = {.lock_fd = -1, .reload = reload, .reload_ctx = reload_ctx};
+    struct server s = {.lock_fd = -1, .reload = reload, .reload_ctx = reload_ctx,
+                       .start_time_ms = obx_now_ms(obx_clock_real())};
     enum obx_err err;
 
     s.cfg = obx_malloc(sizeof *s.cfg);

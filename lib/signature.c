@@ -32,9 +32,9 @@
 #include "mem.h"
 
 #define KEY_TEXT_MAX (64 * 1024) /* bytes; a key file or text larger than this is refused */
-#define RAW_KEY_LEN 32           /* bytes of an Ed25519 public key */
-#define SIG_LEN 64               /* bytes of an Ed25519 signature */
-#define SIG_B64_LEN 88           /* characters of SIG_LEN bytes in padded base64 */
+#define RAW_KEY_LEN  32          /* bytes of an Ed25519 public key */
+#define SIG_LEN      64          /* bytes of an Ed25519 signature */
+#define SIG_B64_LEN  88          /* characters of SIG_LEN bytes in padded base64 */
 
 struct obx_verifier {
     EVP_PKEY *pkey; /* an Ed25519 public key; owned */
@@ -114,16 +114,17 @@ b64_decoded_len(const char *s, size_t n)
 }
 
 /*
- * Decodes strict base64 s[0..n) into dst, which holds at least n / 4 * 3 bytes.
- * Returns the number of bytes, or -1. EVP_DecodeBlock counts the zero bytes
- * standing for the padding in its result, hence the length from b64_decoded_len.
+ * Decodes strict base64 s[0..n) into dst[0..cap). Returns the number of bytes, or
+ * -1 when s is not strict base64 or cap is too small: EVP_DecodeBlock writes
+ * n / 4 * 3 bytes, counting the zero bytes that stand for the padding in its
+ * result, hence the length from b64_decoded_len.
  */
 static long
-b64_decode(const char *s, size_t n, unsigned char *dst)
+b64_decode(const char *s, size_t n, unsigned char *dst, size_t cap)
 {
     long len = b64_decoded_len(s, n);
 
-    if (len < 0 || n > INT_MAX)
+    if (len < 0 || n > INT_MAX || n / 4 * 3 > cap)
         return -1;
     if (EVP_DecodeBlock(dst, (const unsigned char *)s, (int)n) != (int)(n / 4 * 3))
         return -1;
@@ -166,7 +167,7 @@ key_from_spki_b64(const char *s, size_t n, EVP_PKEY **pkey)
         err = OBX_ENOMEM;
         goto out;
     }
-    len = b64_decode(s, n, der);
+    len = b64_decode(s, n, der, n / 4 * 3);
     if (len <= 0)
         goto out;
     p = der;
@@ -299,8 +300,7 @@ obx_verifier_free(struct obx_verifier *v)
 }
 
 int
-obx_verifier_check(const struct obx_verifier *v, const void *body, size_t len,
-                   const char *sig_b64)
+obx_verifier_check(const struct obx_verifier *v, const void *body, size_t len, const char *sig_b64)
 {
     unsigned char sig[SIG_B64_LEN / 4 * 3];
     EVP_MD_CTX *ctx = NULL;
@@ -312,38 +312,40 @@ obx_verifier_check(const struct obx_verifier *v, const void *body, size_t len,
         return 0;
     n = strlen(sig_b64);
     s = trim(sig_b64, &n);
-    if (n != SIG_B64_LEN || b64_decode(s, n, sig) != SIG_LEN)
+    if (n != SIG_B64_LEN || b64_decode(s, n, sig, sizeof sig) != SIG_LEN)
         return 0;
     ctx = EVP_MD_CTX_new();
     if (!ctx)
         goto out;
     ERR_set_mark();
     /* Ed25519 hashes the message itself: no digest, one-shot only. */
-    ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, v->pkey) == 1
-        && EVP_DigestVerify(ctx, sig, SIG_LEN, body ? body : "", len) == 1;
+    ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, v->pkey) == 1 &&
+         EVP_DigestVerify(ctx, sig, SIG_LEN, body ? body : "", len) == 1;
     ERR_pop_to_mark();
 out:
     EVP_MD_CTX_free(ctx);
     return ok;
 }
 
-void
+enum obx_err
 obx_sha256_hex(const void *data, size_t len, char out[65])
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
+    int ok;
 
     out[0] = '\0';
     ERR_set_mark();
-    /* Fails only when OpenSSL cannot allocate: out is then "", never a wrong hash. */
-    if (EVP_Digest(data ? data : "", len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        mdlen = 0;
+    /* Fails only when OpenSSL cannot allocate; the caller must not use out then. */
+    ok = EVP_Digest(data ? data : "", len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32;
     ERR_pop_to_mark();
+    if (!ok)
+        return OBX_ENOMEM;
     for (unsigned int i = 0; i < mdlen; i++) {
         out[2 * i] = digits[md[i] >> 4];
         out[2 * i + 1] = digits[md[i] & 0x0f];
     }
-    if (mdlen)
-        out[64] = '\0';
+    out[64] = '\0';
+    return OBX_OK;
 }

@@ -40,7 +40,11 @@ void obx_verifier_free(struct obx_verifier *v);
 int obx_verifier_check(const struct obx_verifier *v, const void *body, size_t len,
                        const char *sig_b64);
 
-/* SHA-256 of data as 64 lower-case hex characters plus NUL into out[65]. */
-void obx_sha256_hex(const void *data, size_t len, char out[65]);
+/*
+ * SHA-256 of data as 64 lower-case hex characters plus NUL into out[65].
+ * OBX_ENOMEM when OpenSSL could not allocate (out is then "" and must not be used:
+ * it is a deduplication key).
+ */
+OBX_MUST_CHECK enum obx_err obx_sha256_hex(const void *data, size_t len, char out[65]);
 
 #endif

@@ -179,29 +179,42 @@ on_commit(evutil_socket_t fd, short what, void *arg)
         wh->stored(wh->stored_ctx);
 }
 
+static int grow_pending(struct obx_webhook *wh);
+
+/* Adds a verified event to the group; -1 (nothing kept) when memory runs out. */
 static int
 queue_event(struct obx_webhook *wh, struct evhttp_request *req, char *body, size_t len)
 {
     struct timeval now = {0, 0};
     struct pending_event *e;
 
-    if (wh->npending == wh->cap) {
-        size_t ncap = wh->cap ? wh->cap * 2 : 64;
-        struct pending_event *p = obx_realloc(wh->pending, ncap * sizeof *p);
-        if (!p)
-            return -1;
-        wh->pending = p;
-        wh->cap = ncap;
-    }
-    e = &wh->pending[wh->npending++];
+    if (wh->npending < wh->cap || grow_pending(wh) == 0)
+        e = &wh->pending[wh->npending];
+    else
+        return -1;
+    if (obx_sha256_hex(body, len, e->sha) != OBX_OK)
+        return -1;
+    wh->npending++;
     e->req = req;
     e->body = body; /* now owned by the pending event */
     e->len = len;
-    obx_sha256_hex(body, len, e->sha);
     if (wh->npending >= MAX_GROUP)
         event_active(wh->commit_ev, EV_TIMEOUT, 1);
     else if (!evtimer_pending(wh->commit_ev, NULL))
         evtimer_add(wh->commit_ev, &now);
+    return 0;
+}
+
+static int
+grow_pending(struct obx_webhook *wh)
+{
+    size_t ncap = wh->cap ? wh->cap * 2 : 64;
+    struct pending_event *p = obx_realloc(wh->pending, ncap * sizeof *p);
+
+    if (!p)
+        return -1;
+    wh->pending = p;
+    wh->cap = ncap;
     return 0;
 }
 

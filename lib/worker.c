@@ -460,6 +460,10 @@ on_response(void *ctx, const struct obx_http_result *r)
 
     unlink_inflight(w, inf);
     w->stats.attempts++;
+    if (r->status >= 0 && r->status < OBX_STATUS_SLOTS)
+        w->stats.by_status[r->status]++;
+    w->stats.by_outcome[obx_backoff_classify(r->status)]++;
+    obx_histogram_observe(&w->stats.latency, (double)r->duration_ms / 1000.0);
     obx_circuit_record(&w->circuit, reachable(r->status), mono_now());
     if (inf->auth_probe) {
         w->auth_probe_inflight = 0;
@@ -776,7 +780,11 @@ on_stop_deadline(evutil_socket_t fd, short what, void *arg)
 void
 obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *ctx), void *ctx)
 {
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    /* Give up on in-flight requests a little before the deadline, so that releasing
+     * them, the last commit and the exit itself still fit in shutdown_timeout. */
+    int64_t margin = timeout_ms / 5 < 250 ? timeout_ms / 5 : 250;
+    int64_t give_up_ms = timeout_ms - margin;
+    struct timeval tv = {give_up_ms / 1000, (give_up_ms % 1000) * 1000};
 
     w->stopping = 1;
     w->drained = drained;

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "store.h"
 
 struct obx_worker;
@@ -27,6 +28,9 @@ struct obx_worker_stats {
     int64_t transport_errors;   /* no HTTP answer */
     int64_t server_errors;      /* 5xx and 408 */
     int64_t lease_conflicts;    /* results dropped because the lease was lost */
+    int64_t by_status[OBX_STATUS_SLOTS]; /* finished requests per HTTP status, 0 = none */
+    int64_t by_outcome[6];      /* per enum obx_outcome */
+    struct obx_histogram latency; /* request durations */
     int inflight;
     const char *circuit;        /* "closed", "open", "half_open" */
     const char *paused_reason;  /* NULL, "auth", "rate_limited", "circuit_open" */

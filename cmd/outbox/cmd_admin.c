@@ -196,9 +196,22 @@ out:
 int
 cmd_version(int argc, char **argv)
 {
-    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    struct cli c = {.command = "version",
+                    .usage = "usage: outbox version [--json]\n\n"
+                             "Prints the version of outbox, its schema and its libraries.\n"};
+    int rc = cli_parse(&c, argc, argv, NULL);
 
-    if (json)
+    if (rc != CLI_OK)
+        return rc;
+    if (c.help) {
+        fputs(c.usage, stdout);
+        return CLI_OK;
+    }
+    if (c.npositional) {
+        cli_error(&c, "expected no arguments");
+        return CLI_USAGE;
+    }
+    if (c.json)
         printf("{\"version\":\"%s\",\"schema\":%d,\"sqlite\":\"%s\",\"libcurl\":\"%s\","
                "\"libevent\":\"%s\",\"cjson\":\"%s\",\"openssl\":\"%s\"}\n",
                OBX_VERSION, obx_migrate_latest(), sqlite3_libversion(),
@@ -209,5 +222,5 @@ cmd_version(int argc, char **argv)
                OBX_VERSION, obx_migrate_latest(), sqlite3_libversion(),
                curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
                OPENSSL_VERSION_STR);
-    return 0;
+    return CLI_OK;
 }

@@ -33,7 +33,9 @@ wait "$SERVE_PID"
 status=$?
 elapsed=$(( $(now_ms) - t0 ))
 assert_eq "SIGTERM: exit status 0" "$status" 0
-assert_le "SIGTERM: exits within shutdown_timeout (+0.5 s)" "$elapsed" 1500
+# shutdown_timeout is 1 s; allow 1 s more for process teardown on a loaded machine or under
+# ASan (its leak check runs at exit).
+assert_le "SIGTERM: exits within shutdown_timeout (+1 s teardown)" "$elapsed" 2000
 assert_eq "SIGTERM: nothing left in sending" "$(count_state sending)" 0
 assert_eq "SIGTERM: released messages are queued" "$(count_state queued)" 4
 

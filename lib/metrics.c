@@ -1,0 +1,253 @@
+/*
+ * metrics: Prometheus text exposition. Names follow the conventions: a unit
+ * suffix in base units (_seconds, _bytes), _total for counters, one # HELP and
+ * # TYPE line per family, label values escaped (\\, \", \n).
+ */
+#include "metrics.h"
+
+#include <string.h>
+
+#include "backoff.h"
+
+const double obx_hist_bounds_s[OBX_HIST_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                        0.5,   1,    2.5,   5,    10};
+
+const char *const obx_metrics_webhook_outcomes[7] = {
+    "pending", "confirmed", "reply", "unmatched", "ignored", "unparsable", "other",
+};
+
+static const char *const inbox_states[4] = {"pending", "delivered", "acked", "failed"};
+
+void
+obx_histogram_observe(struct obx_histogram *h, double seconds)
+{
+    int i = 0;
+
+    while (i < OBX_HIST_BUCKETS - 1 && seconds > obx_hist_bounds_s[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum_s += seconds;
+}
+
+static enum obx_err
+family(struct obx_buf *b, const char *name, const char *type, const char *help)
+{
+    return obx_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value with \, " and newline escaped. */
+static enum obx_err
+label_value(struct obx_buf *b, const char *v)
+{
+    enum obx_err err = OBX_OK;
+
+    for (; err == OBX_OK && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            err = obx_buf_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            err = obx_buf_puts(b, "\\n");
+        else
+            err = obx_buf_append(b, v, 1);
+    }
+    return err;
+}
+
+static enum obx_err
+channel_sample(struct obx_buf *b, const char *name, const char *channel, const char *state,
+               double value)
+{
+    enum obx_err err = obx_buf_printf(b, "%s{channel=\"", name);
+
+    if (err == OBX_OK) err = label_value(b, channel);
+    if (err == OBX_OK && state) err = obx_buf_printf(b, "\",state=\"%s", state);
+    if (err == OBX_OK) err = obx_buf_printf(b, "\"} %.17g\n", value);
+    return err;
+}
+
+static enum obx_err
+render_messages(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    enum obx_err err = family(b, "outbox_messages", "gauge",
+                              "Messages in the outbox by channel and state.");
+
+    for (size_t i = 0; err == OBX_OK && i < in->nchannels; i++)
+        for (int s = 0; err == OBX_OK && s < OBX_N_STATES; s++)
+            err = channel_sample(b, "outbox_messages", in->channels[i].channel_id,
+                                 obx_state_name(s), (double)in->channels[i].counts[s]);
+    if (err == OBX_OK)
+        err = family(b, "outbox_unconfirmed_messages", "gauge",
+                     "Accepted messages still unconfirmed after max_resends re-sends.");
+    for (size_t i = 0; err == OBX_OK && i < in->nchannels; i++)
+        err = channel_sample(b, "outbox_unconfirmed_messages", in->channels[i].channel_id, NULL,
+                             (double)in->channels[i].unconfirmed);
+    if (err == OBX_OK)
+        err = family(b, "outbox_oldest_queued_age_seconds", "gauge",
+                     "Age of the oldest queued message per channel (0 when none).");
+    for (size_t i = 0; err == OBX_OK && i < in->nchannels; i++) {
+        int64_t oldest = in->channels[i].oldest_queued_at_ms;
+        err = channel_sample(b, "outbox_oldest_queued_age_seconds", in->channels[i].channel_id,
+                             NULL, oldest ? (double)(in->now_ms - oldest) / 1000.0 : 0);
+    }
+    return err;
+}
+
+static enum obx_err
+render_attempts(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    enum obx_err err = family(b, "outbox_delivery_attempts_total", "counter",
+                              "Delivery requests finished since start, by HTTP status "
+                              "(0 = no answer).");
+
+    for (int s = 0; err == OBX_OK && s < OBX_STATUS_SLOTS; s++)
+        if (in->attempts_by_status[s])
+            err = obx_buf_printf(b, "outbox_delivery_attempts_total{status=\"%d\"} %lld\n", s,
+                                 (long long)in->attempts_by_status[s]);
+    if (err == OBX_OK)
+        err = family(b, "outbox_delivery_outcomes_total", "counter",
+                     "Delivery requests finished since start, by outcome class.");
+    for (int o = 0; err == OBX_OK && o <= OBX_OUTCOME_TRANSPORT; o++)
+        err = obx_buf_printf(b, "outbox_delivery_outcomes_total{outcome=\"%s\"} %lld\n",
+                             obx_backoff_outcome_name(o), (long long)in->attempts_by_outcome[o]);
+    return err;
+}
+
+static enum obx_err
+render_histogram(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    const struct obx_histogram *h = in->request_latency;
+    const char *name = "outbox_delivery_request_duration_seconds";
+    int64_t cumulative = 0;
+    enum obx_err err = family(b, name, "histogram", "Duration of delivery requests to Partoo.");
+
+    for (int i = 0; err == OBX_OK && i < OBX_HIST_BUCKETS; i++) {
+        cumulative += h->counts[i];
+        if (i < OBX_HIST_BUCKETS - 1)
+            err = obx_buf_printf(b, "%s_bucket{le=\"%g\"} %lld\n", name, obx_hist_bounds_s[i],
+                                 (long long)cumulative);
+        else
+            err = obx_buf_printf(b, "%s_bucket{le=\"+Inf\"} %lld\n", name, (long long)cumulative);
+    }
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "%s_sum %.6f\n%s_count %lld\n", name, h->sum_s, name,
+                             (long long)h->count);
+    return err;
+}
+
+static enum obx_err
+render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    static const char *const circuits[3] = {"closed", "open", "half_open"};
+    static const char *const reasons[3] = {"auth", "rate_limited", "circuit_open"};
+    enum obx_err err = family(b, "outbox_inflight_requests", "gauge",
+                              "Delivery requests in flight.");
+
+    if (err == OBX_OK) err = obx_buf_printf(b, "outbox_inflight_requests %d\n", in->inflight);
+    if (err == OBX_OK)
+        err = family(b, "outbox_circuit_state", "gauge",
+                     "Circuit breaker towards Partoo: 1 for the current state.");
+    for (int i = 0; err == OBX_OK && i < 3; i++)
+        err = obx_buf_printf(b, "outbox_circuit_state{state=\"%s\"} %d\n", circuits[i],
+                             in->circuit && strcmp(in->circuit, circuits[i]) == 0);
+    if (err == OBX_OK)
+        err = family(b, "outbox_sending_paused", "gauge",
+                     "1 when sending is paused for the reason (auth, rate_limited, "
+                     "circuit_open).");
+    for (int i = 0; err == OBX_OK && i < 3; i++)
+        err = obx_buf_printf(b, "outbox_sending_paused{reason=\"%s\"} %d\n", reasons[i],
+                             in->paused_reason && strcmp(in->paused_reason, reasons[i]) == 0);
+    if (err == OBX_OK)
+        err = family(b, "outbox_rate_limit_requests_per_second", "gauge",
+                     "Configured pacing of requests per API key (0 = unlimited).");
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "outbox_rate_limit_requests_per_second %.6g\n",
+                             in->rate_limit_per_s);
+    return err;
+}
+
+static enum obx_err
+counter(struct obx_buf *b, const char *name, const char *help, const char *label,
+        const char *value, int64_t n, int with_header)
+{
+    enum obx_err err = with_header ? family(b, name, "counter", help) : OBX_OK;
+
+    if (err == OBX_OK)
+        err = label ? obx_buf_printf(b, "%s{%s=\"%s\"} %lld\n", name, label, value, (long long)n)
+                    : obx_buf_printf(b, "%s %lld\n", name, (long long)n);
+    return err;
+}
+
+static enum obx_err
+render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    const char *api = "outbox_api_messages_total", *wh = "outbox_webhook_requests_total";
+    enum obx_err err = counter(b, "outbox_api_requests_total", "Producer API requests.", NULL,
+                               NULL, in->api_requests, 1);
+
+    if (err == OBX_OK)
+        err = counter(b, api, "Messages enqueued over the API, by result.", "result", "accepted",
+                      in->api_accepted, 1);
+    if (err == OBX_OK)
+        err = counter(b, api, NULL, "result", "duplicate", in->api_duplicates, 0);
+    if (err == OBX_OK)
+        err = counter(b, "outbox_api_write_failures_total",
+                      "Enqueue requests answered 503/507 because the database could not be "
+                      "written.", NULL, NULL, in->api_write_failures, 1);
+    if (err == OBX_OK)
+        err = counter(b, wh, "Webhook requests by verification result.", "result", "stored",
+                      in->wh_stored, 1);
+    if (err == OBX_OK)
+        err = counter(b, wh, NULL, "result", "duplicate", in->wh_duplicates, 0);
+    if (err == OBX_OK)
+        err = counter(b, wh, NULL, "result", "bad_signature", in->wh_bad_signature, 0);
+    if (err == OBX_OK)
+        err = counter(b, wh, NULL, "result", "rejected", in->wh_rejected_other, 0);
+    if (err == OBX_OK)
+        err = counter(b, wh, NULL, "result", "unavailable", in->wh_write_failures, 0);
+    return err;
+}
+
+static enum obx_err
+render_tables(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    enum obx_err err = family(b, "outbox_webhook_events", "gauge",
+                              "Stored webhook events by processing outcome.");
+
+    for (int i = 0; err == OBX_OK && i < 7; i++)
+        err = obx_buf_printf(b, "outbox_webhook_events{outcome=\"%s\"} %lld\n",
+                             obx_metrics_webhook_outcomes[i],
+                             (long long)in->webhook_events_by_outcome[i]);
+    if (err == OBX_OK)
+        err = family(b, "outbox_inbox_messages", "gauge", "Replies in the inbox by state.");
+    for (int i = 0; err == OBX_OK && i < 4; i++)
+        err = obx_buf_printf(b, "outbox_inbox_messages{state=\"%s\"} %lld\n", inbox_states[i],
+                             (long long)in->inbox_by_state[i]);
+    if (err == OBX_OK)
+        err = family(b, "outbox_database_size_bytes", "gauge", "Size of the database file.");
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "outbox_database_size_bytes %lld\n", (long long)in->db_bytes);
+    if (err == OBX_OK)
+        err = family(b, "outbox_wal_size_bytes", "gauge", "Size of the write-ahead log file.");
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "outbox_wal_size_bytes %lld\n", (long long)in->wal_bytes);
+    if (err == OBX_OK)
+        err = family(b, "outbox_process_start_time_seconds", "gauge",
+                     "Start time of the process since the Unix epoch.");
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "outbox_process_start_time_seconds %.3f\n",
+                             (double)in->start_time_ms / 1000.0);
+    return err;
+}
+
+enum obx_err
+obx_metrics_render(struct obx_buf *b, const struct obx_metrics_input *in)
+{
+    enum obx_err err = render_messages(b, in);
+
+    if (err == OBX_OK) err = render_attempts(b, in);
+    if (err == OBX_OK) err = render_histogram(b, in);
+    if (err == OBX_OK) err = render_sender_state(b, in);
+    if (err == OBX_OK) err = render_listeners(b, in);
+    if (err == OBX_OK) err = render_tables(b, in);
+    return err;
+}
