@@ -305,52 +305,6 @@ obx_query_count_accepted_since(struct obx_store *st, int64_t since_ms, int64_t *
     return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
-/* ---- audit -------------------------------------------------------------------------------- */
-
-static const char SQL_AUDIT[] =
-    "SELECT 'attempt', a.started_at_ms, o.channel_id, o.external_message_id, a.outcome,"
-    " a.http_status, a.duration_ms, a.error, a.response_excerpt, a.id"
-    " FROM attempts a JOIN outbox o ON o.id = a.message_id"
-    " WHERE a.started_at_ms >= ?1 AND a.started_at_ms < ?2 AND (?3 IS NULL OR o.channel_id = ?3)"
-    " UNION ALL"
-    " SELECT 'transition', t.at_ms, o.channel_id, o.external_message_id,"
-    " t.from_state || '->' || t.to_state, NULL, NULL, t.reason, NULL, t.id"
-    " FROM transitions t JOIN outbox o ON o.id = t.message_id"
-    " WHERE t.at_ms >= ?1 AND t.at_ms < ?2 AND (?3 IS NULL OR o.channel_id = ?3)"
-    " ORDER BY 2, 1, 10";
-
-enum obx_err
-obx_query_audit(struct obx_store *st, int64_t since_ms, int64_t until_ms, const char *channel_id,
-                obx_audit_fn fn, void *ctx)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_AUDIT);
-    struct obx_audit_row r;
-    int rc;
-
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, since_ms);
-    sqlite3_bind_int64(s, 2, until_ms);
-    obx_db_bind_text(s, 3, channel_id);
-    rc = sqlite3_step(s);
-    while (rc == SQLITE_ROW) {
-        r.kind = text(s, 0);
-        r.at_ms = sqlite3_column_int64(s, 1);
-        r.channel_id = text(s, 2);
-        r.external_message_id = text(s, 3);
-        r.detail = text(s, 4);
-        r.http_status = sqlite3_column_int(s, 5);
-        r.duration_ms = sqlite3_column_int64(s, 6);
-        r.reason = text(s, 7);
-        r.excerpt = text(s, 8);
-        if (fn(ctx, &r))
-            break;
-        rc = sqlite3_step(s);
-    }
-    sqlite3_reset(s);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
-}
-
 /* ---- inbox ------------------------------------------------------------------------------- */
 
 static const char SQL_INBOX[] =

@@ -1,6 +1,6 @@
 /*
  * query: read-only views of the outbox for the CLI and the producer API: list,
- * show, statistics and the audit export. Rows are borrowed from SQLite
+ * show, statistics and the inbox. Rows are borrowed from SQLite
  * statements and valid only during the callback that receives them.
  */
 #ifndef OBX_QUERY_H
@@ -92,24 +92,6 @@ struct obx_channel_stats {
 OBX_MUST_CHECK enum obx_err obx_query_stats(struct obx_store *st,
                                             struct obx_channel_stats **out /* OUT */,
                                             size_t *n /* OUT */);
-
-/* Attempts started in [since_ms, until_ms) with their message keys, oldest first. */
-struct obx_audit_row {
-    const char *kind;          /* "attempt" or "transition" */
-    int64_t at_ms;
-    const char *channel_id;
-    const char *external_message_id;
-    const char *detail;        /* attempt: outcome; transition: "from->to" */
-    int http_status;           /* attempts only */
-    int64_t duration_ms;       /* attempts only */
-    const char *reason;        /* transition reason or attempt error */
-    const char *excerpt;       /* attempts only */
-};
-typedef int (*obx_audit_fn)(void *ctx, const struct obx_audit_row *r);
-
-OBX_MUST_CHECK enum obx_err obx_query_audit(struct obx_store *st, int64_t since_ms,
-                                            int64_t until_ms, const char *channel_id,
-                                            obx_audit_fn fn, void *ctx);
 
 /* The number of messages sent (attempts answered 2xx) since since_ms. */
 OBX_MUST_CHECK enum obx_err obx_query_count_accepted_since(struct obx_store *st, int64_t since_ms,

@@ -110,29 +110,6 @@ obx_view_attempt(struct obx_buf *b, const struct obx_attempt_row *a)
     return err;
 }
 
-enum obx_err
-obx_view_audit(struct obx_buf *b, const struct obx_audit_row *r)
-{
-    enum obx_err err = obx_buf_puts(b, "{\"at\":");
-
-    if (err == OBX_OK) err = obx_view_time_or_null(b, r->at_ms);
-    if (err == OBX_OK) err = kv_str(b, "kind", r->kind);
-    if (err == OBX_OK) err = kv_str(b, "channel_id", r->channel_id);
-    if (err == OBX_OK) err = kv_str(b, "external_message_id", r->external_message_id);
-    if (err == OBX_OK) err = kv_str(b, strcmp(r->kind, "attempt") == 0 ? "outcome" : "transition",
-                                    r->detail);
-    if (err == OBX_OK && strcmp(r->kind, "attempt") == 0) {
-        err = kv_int_or_null(b, "http_status", r->http_status);
-        if (err == OBX_OK)
-            err = obx_buf_printf(b, ",\"duration_ms\":%lld", (long long)r->duration_ms);
-        if (err == OBX_OK)
-            err = kv_str(b, "response_excerpt", r->excerpt);
-    }
-    if (err == OBX_OK) err = kv_str(b, "reason", r->reason);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
-    return err;
-}
-
 static enum obx_err
 counts_json(struct obx_buf *b, const int64_t *counts)
 {

@@ -13,7 +13,6 @@ OBX_MUST_CHECK enum obx_err obx_view_message(struct obx_buf *b, const struct obx
 OBX_MUST_CHECK enum obx_err obx_view_transition(struct obx_buf *b,
                                                 const struct obx_transition_row *t);
 OBX_MUST_CHECK enum obx_err obx_view_attempt(struct obx_buf *b, const struct obx_attempt_row *a);
-OBX_MUST_CHECK enum obx_err obx_view_audit(struct obx_buf *b, const struct obx_audit_row *r);
 
 /* Extra figures for the stats document that the store does not know. */
 struct obx_view_stats_extra {

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "audit.h"
 #include "backoff.h"
 #include "circuit.h"
 #include "http_client.h"
@@ -644,6 +645,9 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     check_confirmations(w);
+    /* Seal the audit rows written since the last tick into the hash chain. */
+    if (obx_audit_seal(w->st, 50000, &n) != OBX_OK)
+        obx_log(OBX_LOG_WARN, "cannot seal the audit log; will retry");
     if (now_mono - w->last_lease_check_mono_ms >= LEASE_CHECK_MS) {
         w->last_lease_check_mono_ms = now_mono;
         if (obx_store_recover(w->st, 0, &n) == OBX_OK && n)
@@ -654,6 +658,9 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
         if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, 0, is_readonly, w,
                             &n) == OBX_OK && n)
             obx_log(OBX_LOG_INFO, "retention removed finished messages", OBX_KI("count", n));
+        if (obx_audit_prune(w->st, wall_now() - w->cfg->retention_ms, &n) == OBX_OK && n)
+            obx_log(OBX_LOG_INFO, "retention removed old audit rows behind a checkpoint",
+                    OBX_KI("count", n));
     }
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "commands.h"
 #include "migrate.h"
@@ -161,9 +162,11 @@ cmd_purge(int argc, char **argv)
                  "Deletes messages in terminal states whose last change is older than\n"
                  "DURATION (e.g. 30d): confirmed, cancelled, failed (unless --keep-failed)\n"
                  "and accepted messages of read-only channels. Queued, sending and\n"
-                 "unconfirmed messages are never deleted.\n\n" CLI_COMMON_HELP};
+                 "unconfirmed messages are never deleted. Audit rows older than DURATION\n"
+                 "are removed too, behind a checkpoint hash: 'audit verify' still passes.\n\n"
+                 CLI_COMMON_HELP};
     struct obx_store *st = NULL;
-    int64_t age_ms = 0, count = 0;
+    int64_t age_ms = 0, count = 0, sealed = 0, pruned = 0;
     int rc;
     enum obx_err err;
 
@@ -179,13 +182,20 @@ cmd_purge(int argc, char **argv)
         goto out;
     err = obx_store_purge(st, obx_now_ms(st->clock) - age_ms, !keep_failed, readonly_cb, &c.cfg,
                           &count);
+    /* Audit rows of the same age go too, behind a checkpoint that keeps the chain verifiable. */
+    if (err == OBX_OK)
+        err = obx_audit_seal(st, 1000000, &sealed);
+    if (err == OBX_OK)
+        err = obx_audit_prune(st, obx_now_ms(st->clock) - age_ms, &pruned);
     if (err != OBX_OK) {
         cli_error(&c, "%s", obx_strerror(err));
         rc = CLI_FAIL;
     } else if (c.json) {
-        printf("{\"purged\":%lld}\n", (long long)count);
+        printf("{\"purged\":%lld,\"audit_rows_pruned\":%lld}\n", (long long)count,
+               (long long)pruned);
     } else {
-        printf("purged %lld message%s\n", (long long)count, count == 1 ? "" : "s");
+        printf("purged %lld message%s and %lld audit row%s (behind a checkpoint)\n",
+               (long long)count, count == 1 ? "" : "s", (long long)pruned, pruned == 1 ? "" : "s");
     }
 out:
     obx_store_free(st);

@@ -1,4 +1,4 @@
-/* cmd_inspect: status, ls, show and audit: read-only views for people and scripts. */
+/* cmd_inspect: status, ls, show and inbox: read-only views for people and scripts. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -294,108 +294,6 @@ cmd_show(int argc, char **argv)
     }
 out:
     obx_buf_release(&b);
-    obx_store_free(st);
-    cli_release(&c);
-    return rc;
-}
-
-/* ---- audit ------------------------------------------------------------------------ */
-
-struct audit_ctx {
-    struct cli *c;
-    int csv;
-    struct obx_buf b;
-    long rows;
-};
-
-/* RFC 4180 field: quoted when it holds a comma, quote or line break. */
-static void
-csv_field(const char *s, int last)
-{
-    if (s && strpbrk(s, ",\"\r\n")) {
-        putchar('"');
-        for (; *s; s++) {
-            if (*s == '"')
-                putchar('"');
-            putchar(*s);
-        }
-        putchar('"');
-    } else if (s) {
-        fputs(s, stdout);
-    }
-    putchar(last ? '\n' : ',');
-}
-
-static int
-on_audit(void *ctx, const struct obx_audit_row *r)
-{
-    struct audit_ctx *a = ctx;
-    char ts[40], status[16], dur[24];
-
-    a->rows++;
-    if (!a->csv) {
-        enum obx_err err = obx_view_audit(&a->b, r);
-        if (err == OBX_OK)
-            err = emit(a->c, &a->b, OBX_OK) == CLI_OK ? OBX_OK : OBX_EIO;
-        return err != OBX_OK;
-    }
-    obx_clock_format_ms(r->at_ms, ts, sizeof ts);
-    snprintf(status, sizeof status, "%d", r->http_status);
-    snprintf(dur, sizeof dur, "%lld", (long long)r->duration_ms);
-    csv_field(ts, 0);
-    csv_field(r->kind, 0);
-    csv_field(r->channel_id, 0);
-    csv_field(r->external_message_id, 0);
-    csv_field(r->detail, 0);
-    csv_field(r->http_status ? status : "", 0);
-    csv_field(strcmp(r->kind, "attempt") == 0 ? dur : "", 0);
-    csv_field(r->reason, 0);
-    csv_field(r->excerpt, 1);
-    return 0;
-}
-
-int
-cmd_audit(int argc, char **argv)
-{
-    const char *since = NULL, *until = NULL, *format = "jsonl", *channel = NULL;
-    struct cli_opt opts[] = {{"since", &since, NULL}, {"until", &until, NULL},
-                             {"format", &format, NULL}, {"channel", &channel, NULL}, {0}};
-    struct cli c = {.command = "audit",
-                    .usage = "usage: outbox audit [--since T] [--until T] [--channel C]\n"
-                             "                    [--format jsonl|csv]\n\n"
-                             "Exports every delivery attempt and state transition in the time\n"
-                             "range, oldest first. T is RFC 3339 (2026-11-24T10:00:00Z) or a\n"
-                             "duration meaning that long ago (24h).\n\n" CLI_COMMON_HELP};
-    struct audit_ctx a = {.c = &c};
-    struct obx_store *st = NULL;
-    int64_t now_ms = obx_now_ms(obx_clock_real()), since_ms = 0, until_ms = INT64_MAX;
-    int rc;
-    enum obx_err err;
-
-    obx_buf_init(&a.b, 1024 * 1024);
-    if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
-        goto out;
-    a.csv = strcmp(format, "csv") == 0;
-    if ((!a.csv && strcmp(format, "jsonl") != 0) ||
-        (since && cli_parse_time(since, now_ms, &since_ms) != 0) ||
-        (until && cli_parse_time(until, now_ms, &until_ms) != 0)) {
-        cli_error(&c, "bad --format (jsonl, csv) or time (RFC 3339 or a duration like 24h)");
-        rc = CLI_USAGE;
-        goto out;
-    }
-    rc = cli_open_store(&c, 0, &st);
-    if (rc != CLI_OK)
-        goto out;
-    if (a.csv)
-        printf("at,kind,channel_id,external_message_id,detail,http_status,duration_ms,reason,"
-               "response_excerpt\n");
-    err = obx_query_audit(st, since_ms, until_ms, channel, on_audit, &a);
-    if (err != OBX_OK) {
-        cli_error(&c, "%s", obx_strerror(err));
-        rc = CLI_FAIL;
-    }
-out:
-    obx_buf_release(&a.b);
     obx_store_free(st);
     cli_release(&c);
     return rc;

@@ -1,0 +1,64 @@
+/*
+ * audit: the tamper-evident audit trail. Triggers copy every transition and
+ * attempt into audit_log (0003_audit_chain.sql); this module seals those rows
+ * into a hash chain, verifies it, exports it, and prunes old rows behind a
+ * checkpoint.
+ *
+ * The chain, for rows in id order:
+ *   hash(row) = hex(SHA-256(prev_hash || "\n" || canonical(row)))
+ *   canonical(row) = id "\n" at_ms "\n" kind "\n" channel_id "\n"
+ *                    external_message_id "\n" record
+ * prev_hash of the first row is 64 "0" characters, or the hash kept in the latest
+ * audit_checkpoints row after a prune. Changing, inserting or deleting any sealed
+ * row breaks every later hash, and verification names the first broken row.
+ */
+#ifndef OBX_AUDIT_H
+#define OBX_AUDIT_H
+
+#include "store.h"
+
+#define OBX_AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* Seals up to max unsealed rows, in id order, in one transaction. */
+OBX_MUST_CHECK enum obx_err obx_audit_seal(struct obx_store *st, int max,
+                                           int64_t *sealed /* OUT */);
+
+struct obx_audit_report {
+    int64_t checked;          /* sealed rows recomputed */
+    int64_t unsealed;         /* rows not sealed yet (at the end of the chain) */
+    int64_t first_bad_id;     /* 0 = the chain verifies */
+    int64_t head_id;          /* last sealed row (0 = none) */
+    char head_hash[65];
+    char problem[160];        /* what is wrong at first_bad_id */
+};
+
+/* Recomputes the whole chain from the latest checkpoint (read-only). */
+OBX_MUST_CHECK enum obx_err obx_audit_verify(struct obx_store *st,
+                                             struct obx_audit_report *out /* OUT */);
+
+/* One exported row, borrowed during the callback. */
+struct obx_audit_entry {
+    int64_t id;
+    int64_t at_ms;
+    const char *kind;
+    const char *channel_id;
+    const char *external_message_id;
+    const char *record;      /* JSON object text */
+    const char *prev_hash;
+    const char *hash;        /* NULL when not sealed yet */
+};
+typedef int (*obx_audit_entry_fn)(void *ctx, const struct obx_audit_entry *e);
+
+/* Rows with since_ms <= at_ms < until_ms (and channel, when not NULL), in chain order. */
+OBX_MUST_CHECK enum obx_err obx_audit_export(struct obx_store *st, int64_t since_ms,
+                                             int64_t until_ms, const char *channel_id,
+                                             obx_audit_entry_fn fn, void *ctx);
+
+/*
+ * Removes the longest prefix of sealed rows older than before_ms and records a
+ * checkpoint with the hash of the last one removed. *removed gets how many.
+ */
+OBX_MUST_CHECK enum obx_err obx_audit_prune(struct obx_store *st, int64_t before_ms,
+                                            int64_t *removed /* OUT */);
+
+#endif
