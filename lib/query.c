@@ -197,8 +197,44 @@ out:
 
 static const char SQL_STATS[] =
     "SELECT channel_id, state, count(*), min(CASE WHEN state = 'queued' THEN created_at_ms END),"
-    " count(unconfirmed_at_ms)"
+    " count(unconfirmed_at_ms), count(CASE WHEN confirmed_at_ms >= ?1 THEN 1 END)"
     " FROM outbox GROUP BY channel_id, state ORDER BY channel_id";
+
+static const char SQL_SENT_BY_CHANNEL[] =
+    "SELECT o.channel_id, count(*) FROM attempts a JOIN outbox o ON o.id = a.message_id"
+    " WHERE a.started_at_ms >= ?1 AND a.outcome = 'accepted' GROUP BY o.channel_id";
+
+/* Adds the per-channel sends of the last minute (channels are sorted: binary search). */
+static enum obx_err
+fill_send_rates(struct obx_store *st, struct obx_channel_stats *arr, size_t n, int64_t now_ms)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SENT_BY_CHANNEL);
+    int rc;
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, now_ms - 60000);
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW) {
+        const char *ch = text(s, 0);
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            int cmp = strcmp(arr[mid].channel_id, ch);
+            if (cmp == 0) {
+                arr[mid].sent_last_min = sqlite3_column_int64(s, 1);
+                break;
+            }
+            if (cmp < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
 
 static const char SQL_LAST_ERROR[] =
     "SELECT a.error, a.http_status FROM attempts a JOIN outbox o ON o.id = a.message_id"
@@ -246,6 +282,7 @@ enum obx_err
 obx_query_stats(struct obx_store *st, struct obx_channel_stats **out, size_t *n)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STATS);
+    int64_t now_ms = obx_now_ms(st->clock);
     struct obx_channel_stats *arr = NULL;
     size_t cnt = 0, cap = 0;
     enum obx_err err = OBX_OK;
@@ -255,6 +292,7 @@ obx_query_stats(struct obx_store *st, struct obx_channel_stats **out, size_t *n)
     *n = 0;
     if (!s)
         return OBX_EDB;
+    sqlite3_bind_int64(s, 1, now_ms - 24 * 3600 * 1000LL);
     rc = sqlite3_step(s);
     while (rc == SQLITE_ROW && err == OBX_OK) {
         struct obx_channel_stats *c = channel_entry(&arr, &cnt, &cap, text(s, 0));
@@ -269,6 +307,8 @@ obx_query_stats(struct obx_store *st, struct obx_channel_stats **out, size_t *n)
             c->oldest_queued_at_ms = sqlite3_column_int64(s, 3);
         if (state == OBX_ST_ACCEPTED)
             c->unconfirmed = sqlite3_column_int64(s, 4);
+        if (state == OBX_ST_CONFIRMED)
+            c->confirmed_24h = sqlite3_column_int64(s, 5);
         rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
@@ -276,6 +316,8 @@ obx_query_stats(struct obx_store *st, struct obx_channel_stats **out, size_t *n)
         err = obx_err_from_sqlite(rc);
     for (size_t i = 0; err == OBX_OK && i < cnt; i++)
         fill_last_error(st, &arr[i]);
+    if (err == OBX_OK)
+        err = fill_send_rates(st, arr, cnt, now_ms);
     if (err != OBX_OK) {
         obx_free(arr);
         return err;
@@ -425,4 +467,28 @@ obx_query_db_bytes(struct obx_store *st, int64_t *out)
         *out = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* ---- service state ----------------------------------------------------------------------- */
+
+static const char SQL_SERVICE_STATE[] =
+    "SELECT key, value, updated_at_ms FROM service_state ORDER BY key";
+
+enum obx_err
+obx_query_service_state(struct obx_store *st, obx_state_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SERVICE_STATE);
+    int rc;
+
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW) {
+        if (fn(ctx, text(s, 0), (const char *)sqlite3_column_text(s, 1),
+               sqlite3_column_int64(s, 2)))
+            break;
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
 }

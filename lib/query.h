@@ -80,6 +80,8 @@ struct obx_channel_stats {
     int64_t counts[6];          /* indexed by enum obx_state */
     int64_t oldest_queued_at_ms; /* 0 = nothing queued */
     int64_t unconfirmed;        /* accepted, awaiting confirmation, resends exhausted */
+    int64_t confirmed_24h;      /* confirmed in the last 24 hours */
+    int64_t sent_last_min;      /* attempts answered 2xx in the last minute */
     char last_error[256];       /* of the most recent failed attempt, "" = none */
 };
 
@@ -92,6 +94,12 @@ struct obx_channel_stats {
 OBX_MUST_CHECK enum obx_err obx_query_stats(struct obx_store *st,
                                             struct obx_channel_stats **out /* OUT */,
                                             size_t *n /* OUT */);
+
+/* One key of the state `outbox serve` publishes (service_state table). */
+typedef int (*obx_state_fn)(void *ctx, const char *key, const char *value, int64_t updated_at_ms);
+
+OBX_MUST_CHECK enum obx_err obx_query_service_state(struct obx_store *st, obx_state_fn fn,
+                                                    void *ctx);
 
 /* The number of messages sent (attempts answered 2xx) since since_ms. */
 OBX_MUST_CHECK enum obx_err obx_query_count_accepted_since(struct obx_store *st, int64_t since_ms,

@@ -45,6 +45,9 @@ struct server {
     struct obx_webhook *webhook;
     struct obx_inbox *inbox;
     struct event *reconcile_ev;   /* one-shot: interpret stored webhook events */
+    struct event *state_ev;       /* 1 s: publish our state for `outbox status` */
+    char published[512];          /* what was published last, to write only changes */
+    int64_t published_mono_ms;
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
     int lock_fd;
     int stopping;
@@ -255,6 +258,55 @@ render_metrics(void *ctx, struct obx_buf *b)
     return err;
 }
 
+#define STATE_HEARTBEAT_MS 30000
+
+/*
+ * Publishes pause and circuit state into service_state for `outbox status`: when it
+ * changes, and every STATE_HEARTBEAT_MS otherwise (so an idle serve writes rarely).
+ */
+static void
+publish_state(struct server *s, int running)
+{
+    static const char *const keys[] = {"running", "pid", "started_at_ms", "circuit",
+                                       "paused_reason", "paused_until_ms", "api_port",
+                                       "webhook_port"};
+    char pid[24], started[24], until[24], api[16], wh[16], snapshot[512];
+    const char *values[8];
+    struct obx_worker_stats ws;
+    int64_t now = obx_mono_ms(obx_clock_real());
+
+    obx_worker_stats(s->worker, &ws);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(started, sizeof started, "%lld", (long long)s->start_time_ms);
+    snprintf(until, sizeof until, "%lld", (long long)ws.paused_until_ms);
+    snprintf(api, sizeof api, "%d", s->api ? obx_api_port(s->api) : 0);
+    snprintf(wh, sizeof wh, "%d", s->webhook ? obx_webhook_port(s->webhook) : 0);
+    values[0] = running ? "1" : "0";
+    values[1] = pid;
+    values[2] = started;
+    values[3] = ws.circuit;
+    values[4] = ws.paused_reason;
+    values[5] = ws.paused_reason ? until : NULL;
+    values[6] = api;
+    values[7] = wh;
+    snprintf(snapshot, sizeof snapshot, "%d|%s|%s", running, ws.circuit,
+             ws.paused_reason ? ws.paused_reason : "-");
+    if (strcmp(snapshot, s->published) == 0 && now - s->published_mono_ms < STATE_HEARTBEAT_MS)
+        return;
+    if (obx_store_publish_state(s->st, keys, values, 8) != OBX_OK)
+        return; /* status shows stale state; the next tick tries again */
+    snprintf(s->published, sizeof s->published, "%s", snapshot);
+    s->published_mono_ms = now;
+}
+
+static void
+on_state_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    publish_state(arg, 1);
+}
+
 static enum obx_err
 add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
 {
@@ -317,6 +369,12 @@ start(struct server *s)
     if (err == OBX_OK)
         err = obx_webhook_new(s->base, s->st, s->cfg, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
+        struct timeval second = {1, 0};
+        s->state_ev = event_new(s->base, -1, EV_PERSIST, on_state_tick, s);
+        err = s->state_ev && event_add(s->state_ev, &second) == 0 ? OBX_OK : OBX_ENOMEM;
+    }
+    if (err == OBX_OK) {
+        publish_state(s, 1);
         obx_api_set_metrics(s->api, render_metrics, s);
         on_events_stored(s); /* events stored before a crash are interpreted now */
     }
@@ -326,6 +384,11 @@ start(struct server *s)
 static void
 stop(struct server *s)
 {
+    if (s->state_ev) {
+        s->published[0] = '\0'; /* force the write */
+        publish_state(s, 0);
+        event_free(s->state_ev);
+    }
     obx_webhook_free(s->webhook);
     obx_api_free(s->api);
     obx_inbox_free(s->inbox);

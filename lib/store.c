@@ -962,3 +962,32 @@ obx_store_confirm(struct obx_store *st, const char *channel_id, const char *exte
     obx_db_bind_text(s, 6, reason);
     return obx_db_step_done(s);
 }
+
+/* ---- service state ---------------------------------------------------------------------- */
+
+static const char SQL_PUBLISH[] =
+    "INSERT INTO service_state (key, value, updated_at_ms) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms";
+
+enum obx_err
+obx_store_publish_state(struct obx_store *st, const char *const *keys, const char *const *values,
+                        size_t n)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PUBLISH);
+    int64_t now_ms = obx_now_ms(st->clock);
+    enum obx_err err;
+
+    if (!s)
+        return OBX_EDB;
+    err = obx_db_begin(st->db);
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        obx_db_bind_text(s, 1, keys[i]);
+        obx_db_bind_text(s, 2, values[i]);
+        sqlite3_bind_int64(s, 3, now_ms);
+        err = obx_db_step_done(s);
+    }
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
+    return err;
+}

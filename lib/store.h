@@ -150,6 +150,13 @@ OBX_MUST_CHECK enum obx_err obx_store_confirm(struct obx_store *st, const char *
                                               const char *partoo_message_id,
                                               const char *partoo_status, const char *reason);
 
+/* ---- service state ------------------------------------------------------------------ */
+
+/* Writes n key/value pairs into service_state (one transaction); values may be NULL. */
+OBX_MUST_CHECK enum obx_err obx_store_publish_state(struct obx_store *st,
+                                                    const char *const *keys,
+                                                    const char *const *values, size_t n);
+
 /* ---- operator actions ----------------------------------------------------------- */
 
 /* failed or accepted -> queued (resets resends). OBX_ENOTFOUND, OBX_ECONFLICT (wrong state). */

@@ -155,8 +155,12 @@ channel_json(struct obx_buf *b, const struct obx_channel_stats *c,
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"counts\":");
     if (err == OBX_OK) err = counts_json(b, c->counts);
     if (err == OBX_OK) err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)c->unconfirmed);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"confirmed_24h\":%lld", (long long)c->confirmed_24h);
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
     if (err == OBX_OK) err = age_json(b, c->oldest_queued_at_ms, x->now_ms);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"send_rate_per_min\":%lld", (long long)c->sent_last_min);
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"paused\":");
     if (err == OBX_OK) err = paused_json(b, x);
     if (err == OBX_OK) err = kv_str(b, "last_error", c->last_error[0] ? c->last_error : NULL);

@@ -479,9 +479,13 @@ on_response(void *ctx, const struct obx_http_result *r)
         p->a.duration_ms = r->duration_ms;
         p->a.http_status = r->status;
         decide(w, inf, r, p);
-        p->error = obx_strdup(r->error);
-        if (!r->error && r->status >= 300)
-            p->error = obx_strndup(r->body, strnlen(r->body, 200));
+        if (r->error) {
+            p->error = obx_strdup(r->error);
+        } else if (r->status >= 300) {
+            char e[256];
+            snprintf(e, sizeof e, "http %d: %.200s", r->status, r->body);
+            p->error = obx_strdup(e);
+        }
         p->excerpt = r->body[0] ? obx_strdup(r->body) : NULL;
         p->a.error = p->error;
         p->a.excerpt = p->excerpt;

@@ -1,6 +1,7 @@
 /* cmd_inspect: status, ls, show and inbox: read-only views for people and scripts. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -23,21 +24,80 @@ emit(struct cli *c, struct obx_buf *b, enum obx_err err)
     return CLI_OK;
 }
 
+/* What the running serve published (service_state), for the status header. */
+struct serve_state {
+    int running;           /* 1 when the last publication says running and is recent */
+    long pid;
+    int64_t started_at_ms, updated_at_ms, paused_until_ms;
+    char circuit[16];
+    char paused_reason[32];
+};
+
+#define SERVE_FRESH_MS 65000 /* serve writes at least every 30 s while it runs */
+
+static int
+on_state(void *ctx, const char *key, const char *value, int64_t updated_at_ms)
+{
+    struct serve_state *ss = ctx;
+
+    if (!value)
+        value = "";
+    if (updated_at_ms > ss->updated_at_ms)
+        ss->updated_at_ms = updated_at_ms;
+    if (strcmp(key, "running") == 0)
+        ss->running = strcmp(value, "1") == 0;
+    else if (strcmp(key, "pid") == 0)
+        ss->pid = strtol(value, NULL, 10);
+    else if (strcmp(key, "started_at_ms") == 0)
+        ss->started_at_ms = strtoll(value, NULL, 10);
+    else if (strcmp(key, "circuit") == 0)
+        snprintf(ss->circuit, sizeof ss->circuit, "%s", value);
+    else if (strcmp(key, "paused_reason") == 0)
+        snprintf(ss->paused_reason, sizeof ss->paused_reason, "%s", value);
+    else if (strcmp(key, "paused_until_ms") == 0)
+        ss->paused_until_ms = strtoll(value, NULL, 10);
+    return 0;
+}
+
+static void
+print_serve_line(const struct serve_state *ss, int64_t now_ms)
+{
+    char up[24], until[32];
+
+    if (!ss->running) {
+        printf("serve: not running%s\n", ss->updated_at_ms ? " (state below is from the database)"
+                                                          : "");
+        return;
+    }
+    cli_format_age(now_ms - ss->started_at_ms, up, sizeof up);
+    printf("serve: running (pid %ld, up %s), circuit %s", ss->pid, up,
+           ss->circuit[0] ? ss->circuit : "closed");
+    if (ss->paused_reason[0]) {
+        cli_format_time(ss->paused_until_ms, until, sizeof until);
+        printf(", sending PAUSED (%s) until %s", ss->paused_reason, until);
+    }
+    printf("\n\n");
+}
+
 static void
 status_table(const struct obx_channel_stats *s, size_t n, int64_t now_ms)
 {
-    static const char *const head[] = {"CHANNEL", "QUEUED", "SENDING", "ACCEPTED", "CONFIRMED",
-                                       "FAILED", "CANCELLED", "OLDEST QUEUED", "LAST ERROR"};
+    static const char *const head[] = {"CHANNEL",       "QUEUED",  "SENDING",  "AWAITING CONF",
+                                       "UNCONFIRMED",   "CONF 24H", "FAILED",  "OLDEST QUEUED",
+                                       "SENT/MIN",      "LAST ERROR"};
     struct cli_table t;
 
-    if (cli_table_init(&t, 9, head) != 0)
+    if (cli_table_init(&t, 10, head) != 0)
         return;
     for (size_t i = 0; i < n; i++) {
-        char num[OBX_N_STATES][24], age[24];
-        const char *row[9];
+        char num[8][24], age[24];
+        const char *row[10];
+        int64_t v[8] = {s[i].counts[OBX_ST_QUEUED], s[i].counts[OBX_ST_SENDING],
+                        s[i].counts[OBX_ST_ACCEPTED] - s[i].unconfirmed, s[i].unconfirmed,
+                        s[i].confirmed_24h, s[i].counts[OBX_ST_FAILED], 0, s[i].sent_last_min};
         row[0] = s[i].channel_id;
-        for (int k = 0; k < OBX_N_STATES; k++) {
-            snprintf(num[k], sizeof num[k], "%lld", (long long)s[i].counts[k]);
+        for (int k = 0; k < 8; k++) {
+            snprintf(num[k], sizeof num[k], "%lld", (long long)v[k]);
             row[k + 1] = num[k];
         }
         if (s[i].oldest_queued_at_ms)
@@ -45,7 +105,7 @@ status_table(const struct obx_channel_stats *s, size_t n, int64_t now_ms)
         else
             snprintf(age, sizeof age, "-");
         row[7] = age;
-        row[8] = s[i].last_error[0] ? s[i].last_error : "-";
+        row[9] = s[i].last_error[0] ? s[i].last_error : "-";
         if (cli_table_add(&t, row) != 0)
             break;
     }
@@ -53,48 +113,82 @@ status_table(const struct obx_channel_stats *s, size_t n, int64_t now_ms)
     cli_table_release(&t);
 }
 
-int
-cmd_status(int argc, char **argv)
+/* One status screen (or JSON document). */
+static int
+status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
 {
-    struct cli c = {.command = "status",
-                    .usage = "usage: outbox status [options]\n\n"
-                             "Per channel: messages in each state, age of the oldest queued\n"
-                             "message and the last delivery error.\n\n" CLI_COMMON_HELP};
-    struct obx_store *st = NULL;
     struct obx_channel_stats *s = NULL;
     struct obx_view_stats_extra x = {0};
-    struct obx_buf b;
+    struct serve_state ss = {0};
     size_t n = 0;
     int64_t sent = 0;
-    int rc;
+    int rc = CLI_OK;
     enum obx_err err;
 
-    obx_buf_init(&b, 64 * 1024 * 1024);
-    if (!cli_start(&c, argc, argv, NULL, 0, 0, &rc))
-        goto out;
-    rc = cli_open_store(&c, 0, &st);
-    if (rc != CLI_OK)
-        goto out;
     x.now_ms = obx_now_ms(st->clock);
     err = obx_query_stats(st, &s, &n);
     if (err == OBX_OK)
         err = obx_query_count_accepted_since(st, x.now_ms - 60000, &sent);
+    if (err == OBX_OK)
+        err = obx_query_service_state(st, on_state, &ss);
     if (err != OBX_OK) {
-        cli_error(&c, "%s", obx_strerror(err));
-        rc = CLI_FAIL;
-        goto out;
+        cli_error(c, "%s", obx_strerror(err));
+        obx_free(s);
+        return CLI_FAIL;
     }
+    ss.running = ss.running && x.now_ms - ss.updated_at_ms < SERVE_FRESH_MS;
     x.send_rate_per_min = (double)sent;
-    if (c.json) {
-        rc = emit(&c, &b, obx_view_stats(&b, s, n, &x));
-    } else if (n == 0) {
-        printf("no messages in %s\n", c.cfg.db);
+    if (ss.running && ss.paused_reason[0]) {
+        x.paused_reason = ss.paused_reason;
+        x.paused_until_ms = ss.paused_until_ms;
+    }
+    if (c->json) {
+        rc = emit(c, b, obx_view_stats(b, s, n, &x));
     } else {
-        status_table(s, n, x.now_ms);
+        print_serve_line(&ss, x.now_ms);
+        if (n == 0)
+            printf("no messages in %s\n", c->cfg.db);
+        else
+            status_table(s, n, x.now_ms);
         printf("\nsent in the last minute: %lld\n", (long long)sent);
     }
-out:
     obx_free(s);
+    return rc;
+}
+
+int
+cmd_status(int argc, char **argv)
+{
+    int watch = 0;
+    struct cli_opt opts[] = {{"watch", NULL, &watch}, {0}};
+    struct cli c = {.command = "status",
+                    .usage = "usage: outbox status [--watch] [options]\n\n"
+                             "Whether serve runs (and why sending is paused, if it is), then per\n"
+                             "channel: queued, sending, accepted awaiting confirmation,\n"
+                             "unconfirmed (no confirmation after max_resends), confirmed in the\n"
+                             "last 24 h, failed, age of the oldest queued message, messages sent\n"
+                             "in the last minute and the last delivery error. --watch redraws it\n"
+                             "every 2 s until interrupted.\n\n" CLI_COMMON_HELP};
+    struct obx_store *st = NULL;
+    struct obx_buf b;
+    int rc;
+
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
+        goto out;
+    rc = cli_open_store(&c, 0, &st);
+    if (rc != CLI_OK)
+        goto out;
+    for (;;) {
+        if (watch && isatty(STDOUT_FILENO))
+            fputs("\033[H\033[2J", stdout); /* home and clear */
+        rc = status_once(&c, st, &b);
+        if (!watch || rc != CLI_OK)
+            break;
+        fflush(stdout);
+        sleep(2);
+    }
+out:
     obx_buf_release(&b);
     obx_store_free(st);
     cli_release(&c);
