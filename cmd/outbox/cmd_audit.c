@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "cli.h"
 #include "commands.h"
+#include "progress.h"
 
 static const char usage_text[] =
     "usage: outbox audit [--since T] [--until T] [--channel C] [--format jsonl|csv]\n"
@@ -21,6 +22,8 @@ static const char usage_text[] =
     "Both first seal rows not yet chained (serve does it every second).\n\n" CLI_COMMON_HELP;
 
 struct export_ctx {
+    struct progress pr;
+    int64_t rows;
     int csv;
     struct obx_buf b;
     int64_t last_id;
@@ -53,6 +56,7 @@ on_entry(void *ctx, const struct obx_audit_entry *e)
     enum obx_err err;
 
     x->last_id = e->id;
+    progress_set(&x->pr, ++x->rows);
     snprintf(x->last_hash, sizeof x->last_hash, "%s", e->hash ? e->hash : "");
     obx_clock_format_ms(e->at_ms, ts, sizeof ts);
     if (x->csv) {
@@ -118,7 +122,9 @@ export(struct cli *c, struct obx_store *st, int csv, int64_t since_ms, int64_t u
     obx_buf_init(&x.b, 64 * 1024 * 1024);
     if (csv)
         printf("id,at,kind,channel_id,external_message_id,record,prev_hash,hash\n");
+    progress_start(&x.pr, "audit export", "rows", 0);
     err = obx_audit_export(st, since_ms, until_ms, channel, on_entry, &x);
+    progress_end(&x.pr);
     obx_buf_release(&x.b);
     if (err != OBX_OK) {
         cli_error(c, "%s", obx_strerror(err));

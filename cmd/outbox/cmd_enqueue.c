@@ -5,11 +5,14 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "json.h"
 #include "mem.h"
+#include "progress.h"
 
 #define BATCH 1000
 
@@ -169,6 +172,9 @@ enqueue_stdin(struct cli *c, struct obx_store *st, const struct obx_msg_limits *
 {
     struct batch *b = obx_calloc(1, sizeof *b);
     struct tally t = {0};
+    struct progress pr;
+    struct stat sb;
+    int64_t consumed = 0;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -177,10 +183,15 @@ enqueue_stdin(struct cli *c, struct obx_store *st, const struct obx_msg_limits *
 
     if (!b)
         return CLI_FAIL;
+    /* With a regular file on stdin the total is known: show a bar, else a counter. */
+    progress_start(&pr, "enqueue", "bytes",
+                   fstat(STDIN_FILENO, &sb) == 0 && S_ISREG(sb.st_mode) ? sb.st_size : 0);
     while (!failed) {
         len = getline(&line, &cap, stdin);
         if (len < 0)
             break;
+        consumed += len;
+        progress_set(&pr, consumed);
         lineno++;
         if (only_space(line, (size_t)len))
             continue;
@@ -190,6 +201,7 @@ enqueue_stdin(struct cli *c, struct obx_store *st, const struct obx_msg_limits *
     }
     if (!failed && b->n)
         failed = flush(c, st, b, lim, &t) != 0;
+    progress_end(&pr);
     batch_clear(b);
     free(line);
     obx_free(b);
