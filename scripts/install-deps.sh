@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config git
     libsqlite3-dev libcurl4-openssl-dev libcjson-dev libevent-dev libssl-dev
-    sqlite3 curl clang llvm procps
+    sqlite3 curl clang llvm procps python3 util-linux wrk
 )
 
 missing=()
