@@ -82,6 +82,10 @@ struct obx_store_opts {
     int64_t busy_timeout_ms; /* 0: 5000 */
     int no_migrate;          /* 1: refuse a database whose schema is not current */
     int64_t max_db_size;     /* bytes; 0 = no quota. Enqueue answers OBX_EQUOTA past it */
+    int64_t cache_kib;       /* SQLite page cache in KiB; 0: 8192 */
+    int64_t wal_pages;       /* WAL pages before an automatic checkpoint; 0: 1000 (SQLite's).
+                                Bulk loaders gain from e.g. 20000: fewer rewrites of the
+                                same index pages, at the cost of a larger -wal file */
 };
 
 /*

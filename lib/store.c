@@ -65,6 +65,17 @@ obx_state_parse(const char *s)
 
 /* ---- open / close ------------------------------------------------------------ */
 
+static enum obx_err
+tune(struct obx_db *db, const struct obx_store_opts *opts)
+{
+    char sql[128];
+
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%lld; PRAGMA wal_autocheckpoint = %lld",
+             (long long)(opts->cache_kib > 0 ? opts->cache_kib : 8192),
+             (long long)(opts->wal_pages > 0 ? opts->wal_pages : 1000));
+    return obx_db_exec(db, sql);
+}
+
 enum obx_err
 obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_store **out)
 {
@@ -85,6 +96,8 @@ obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_s
         st->lease_base = obx_now_ms(st->clock);
     st->lease_base &= 0x3fffffff00000000LL; /* high bits random, low bits count */
     err = obx_db_open(path, !opts->synchronous_normal, opts->busy_timeout_ms, &st->db, NULL, 0);
+    if (err == OBX_OK)
+        err = tune(st->db, opts);
     if (err == OBX_OK && !opts->no_migrate)
         err = obx_migrate_apply(st->db, NULL, NULL);
     if (err == OBX_OK)
@@ -313,18 +326,27 @@ out:
 
 /* ---- claim ------------------------------------------------------------------------ */
 
+/*
+ * INDEXED BY pins the partial claim index: without ANALYZE statistics the planner
+ * may prefer outbox_state and sort a million rows (measured: 0.4 s per claim).
+ */
 static const char SQL_NEXT_LEVEL[] =
-    "SELECT priority FROM outbox WHERE state = 'queued' AND head = 1 AND priority < ?1"
+    "SELECT priority FROM outbox INDEXED BY outbox_claim"
+    " WHERE state = 'queued' AND head = 1 AND priority < ?1"
     " ORDER BY priority DESC LIMIT 1";
 
 static const char SQL_NEXT_BUSINESS[] =
-    "SELECT business_id FROM outbox WHERE state = 'queued' AND head = 1 AND priority = ?1"
+    "SELECT business_id FROM outbox INDEXED BY outbox_claim"
+    " WHERE state = 'queued' AND head = 1 AND priority = ?1"
     " AND business_id > ?2 ORDER BY priority DESC, business_id LIMIT 1";
 
 static const char SQL_PICK[] =
-    "SELECT id FROM outbox WHERE state = 'queued' AND head = 1 AND priority = ?1"
+    "SELECT id FROM outbox INDEXED BY outbox_claim"
+    " WHERE state = 'queued' AND head = 1 AND priority = ?1"
     " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
     " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
+
+const char *const obx_store_claim_sql[] = {SQL_NEXT_LEVEL, SQL_NEXT_BUSINESS, SQL_PICK, NULL};
 
 static const char SQL_MARK_SENDING[] =
     "UPDATE outbox SET state = 'sending', state_reason = 'claimed', state_at_ms = ?2,"

@@ -78,6 +78,13 @@ struct obx_claimed {
 void obx_claimed_release(struct obx_claimed *c);
 
 /*
+ * The three queries a claim runs (next priority level, next business of a level,
+ * due head of a lane), NULL-terminated: exported so tests and docs can show their
+ * query plans. Each must be a range scan of the partial index outbox_claim.
+ */
+extern const char *const obx_store_claim_sql[];
+
+/*
  * Claims up to max due messages (state queued, head of their conversation,
  * next_attempt_at <= now): strict priority, then round-robin over businesses.
  * Each becomes `sending` with a fresh lease token expiring after lease_ms.

@@ -176,16 +176,14 @@ cli_load_config(struct cli *c)
     return e == OBX_OK ? CLI_OK : CLI_FAIL;
 }
 
-int
-cli_open_store(struct cli *c, int no_migrate, struct obx_store **out)
+static int
+open_with(struct cli *c, struct obx_store_opts *o, struct obx_store **out)
 {
-    struct obx_store_opts o = {0};
     enum obx_err err;
 
-    o.synchronous_normal = !c->cfg.synchronous_full;
-    o.no_migrate = no_migrate;
-    o.max_db_size = c->cfg.max_db_size;
-    err = obx_store_open(c->cfg.db, &o, out);
+    o->synchronous_normal = !c->cfg.synchronous_full;
+    o->max_db_size = c->cfg.max_db_size;
+    err = obx_store_open(c->cfg.db, o, out);
     if (err == OBX_ESCHEMA)
         cli_error(c, "cannot open '%s': its schema is not the one this binary supports "
                      "(newer than this binary, damaged, or not migrated: run 'outbox migrate')",
@@ -193,6 +191,25 @@ cli_open_store(struct cli *c, int no_migrate, struct obx_store **out)
     else if (err != OBX_OK)
         cli_error(c, "cannot open '%s': %s", c->cfg.db, obx_strerror(err));
     return err == OBX_OK ? CLI_OK : CLI_FAIL;
+}
+
+int
+cli_open_store(struct cli *c, int no_migrate, struct obx_store **out)
+{
+    struct obx_store_opts o = {0};
+
+    o.no_migrate = no_migrate;
+    return open_with(c, &o, out);
+}
+
+int
+cli_open_bulk_store(struct cli *c, struct obx_store **out)
+{
+    struct obx_store_opts o = {0};
+
+    o.cache_kib = 64 * 1024;
+    o.wal_pages = 20000;
+    return open_with(c, &o, out);
 }
 
 void

@@ -60,6 +60,9 @@ int cli_load_config(struct cli *c);
 /* Opens the store at c->cfg.db (migrating unless no_migrate). Prints errors. */
 int cli_open_store(struct cli *c, int no_migrate, struct obx_store **out /* OUT */);
 
+/* The same, tuned for bulk writes (64 MiB cache, checkpoints every 20000 WAL pages). */
+int cli_open_bulk_store(struct cli *c, struct obx_store **out /* OUT */);
+
 /* Prints "outbox <command>: <message>" to stderr. */
 void cli_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -266,7 +266,11 @@ cmd_ls(int argc, char **argv)
         q.unconfirmed = 1;
     }
     q.limit = (int)strtol(limit, &end, 10);
-    q.before_id = cursor ? strtoll(cursor, NULL, 10) : 0;
+    if (!*end && cursor) {
+        q.before_id = strtoll(cursor, &end, 10);
+        if (!*cursor)
+            q.before_id = -1;
+    }
     if (*end || q.limit < 1 || q.limit > 1000 ||
         (state && !q.unconfirmed && obx_state_parse(state) < 0) ||
         (cursor && q.before_id <= 0)) {
@@ -450,7 +454,12 @@ cmd_inbox(int argc, char **argv)
     if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
         goto out;
     lim = strtol(limit, &end, 10);
-    after = cursor ? strtoll(cursor, NULL, 10) : 0;
+    after = 0;
+    if (!*end && cursor) {
+        after = strtoll(cursor, &end, 10);
+        if (!*cursor)
+            after = -1;
+    }
     if (*end || lim < 1 || lim > 1000 || after < 0) {
         cli_error(&c, "bad --limit (1..1000) or --cursor");
         rc = CLI_USAGE;

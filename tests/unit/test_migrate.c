@@ -1,0 +1,483 @@
+/*
+ * Unit tests for lib/migrate.c: an empty database reaches the latest version, a current
+ * one is left alone, a newer one is refused untouched, a failing migration leaves
+ * nothing behind, and the drift test (STYLE.md 24): applying every migration gives
+ * exactly the schema written in schema/schema.sql.
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "check.h"
+#include "db.h"
+#include "migrate.h"
+#include "store.h"
+
+#ifndef OBX_SOURCE_DIR
+#error "OBX_SOURCE_DIR must name the repository root"
+#endif
+
+static char path_a[256], path_b[256];
+
+/* Removes a database file and its WAL companions. */
+static void
+remove_db(const char *path)
+{
+    char p[300];
+
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-journal", path);
+    unlink(p);
+}
+
+/* A fresh, empty database file named after the test and the process. */
+static struct obx_db *
+fresh_db(char *path, size_t n, const char *tag)
+{
+    struct obx_db *db = NULL;
+    char msg[256];
+
+    snprintf(path, n, "/tmp/obx_test_migrate_%s_%d.db", tag, (int)getpid());
+    remove_db(path);
+    if (obx_db_open(path, 1, 5000, &db, msg, sizeof msg) != OBX_OK) {
+        fprintf(stderr, "  cannot open %s: %s\n", path, msg);
+        return NULL;
+    }
+    return db;
+}
+
+static void
+close_db(struct obx_db *db, const char *path)
+{
+    obx_db_free(db);
+    if (path[0])
+        remove_db(path);
+}
+
+/* Runs a query returning one integer. -1 on error. */
+static long long
+query_int(sqlite3 *h, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    long long v = -1;
+
+    if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+/* Number of schema objects (tables, indexes, triggers, views) not owned by SQLite. */
+static long long
+count_objects(sqlite3 *h)
+{
+    return query_int(h, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'");
+}
+
+/* Reads a whole file into a NUL-terminated malloc'ed string; NULL on error. */
+static char *
+read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    long n;
+
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        data = malloc((size_t)n + 1);
+        if (data && fread(data, 1, (size_t)n, f) != (size_t)n) {
+            free(data);
+            data = NULL;
+        } else if (data) {
+            data[n] = '\0';
+        }
+    }
+    fclose(f);
+    return data;
+}
+
+static int
+test_empty_to_latest(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "empty");
+    int from = -1, to = -1, v = -1;
+
+    CHECK(db);
+    CHECK(obx_migrate_latest() >= 1);
+    CHECK_OK(obx_migrate_version(db, &v));
+    CHECK_INT(v, 0);
+    CHECK_OK(obx_migrate_apply(db, &from, &to));
+    CHECK_INT(from, 0);
+    CHECK_INT(to, obx_migrate_latest());
+    CHECK_OK(obx_migrate_version(db, &v));
+    CHECK_INT(v, obx_migrate_latest());
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), obx_migrate_latest());
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name"
+                               " IN ('outbox', 'transitions', 'attempts')"),
+              3);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                               " AND name = 'outbox_claim'"),
+              1);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM pragma_integrity_check WHERE"
+                               " integrity_check <> 'ok'"),
+              0);
+    CHECK(!db->in_tx);
+    CHECK(sqlite3_get_autocommit(db->h));
+    /* from/to may be NULL. */
+    CHECK_OK(obx_migrate_apply(db, NULL, NULL));
+end:
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/* A current database: nothing to do, from == to, and the schema is not touched. */
+static int
+test_rerun_is_noop(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "rerun");
+    int from = -1, to = -1;
+    long long objects, schema_version;
+
+    CHECK(db);
+    CHECK_OK(obx_migrate_apply(db, &from, &to));
+    objects = count_objects(db->h);
+    schema_version = query_int(db->h, "PRAGMA schema_version");
+    CHECK(objects > 0);
+    CHECK_OK(obx_migrate_apply(db, &from, &to));
+    CHECK_INT(from, obx_migrate_latest());
+    CHECK_INT(to, obx_migrate_latest());
+    CHECK_INT(count_objects(db->h), objects);
+    /* schema_version counts schema changes: an idle re-run makes none. */
+    CHECK_INT(query_int(db->h, "PRAGMA schema_version"), schema_version);
+    /* Through a second connection too (what `outbox migrate` twice does). */
+    obx_db_free(db);
+    db = NULL;
+    {
+        char msg[128];
+        CHECK_OK(obx_db_open(path_a, 1, 5000, &db, msg, sizeof msg));
+    }
+    CHECK_OK(obx_migrate_apply(db, &from, &to));
+    CHECK_INT(from, to);
+    CHECK_INT(count_objects(db->h), objects);
+end:
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/* A database newer than this binary is refused and left exactly as it was. */
+static int
+test_newer_refused_untouched(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "newer");
+    struct obx_store *st = NULL;
+    char sql[128];
+    int from = -7, to = -7, v = 0;
+
+    CHECK(db);
+    snprintf(sql, sizeof sql, "CREATE TABLE marker (x); INSERT INTO marker VALUES (42);"
+                              " PRAGMA user_version = %d",
+             obx_migrate_latest() + 1);
+    CHECK_OK(obx_db_exec(db, sql));
+    CHECK_INT(obx_migrate_apply(db, &from, &to), OBX_ESCHEMA);
+    CHECK_OK(obx_migrate_version(db, &v));
+    CHECK_INT(v, obx_migrate_latest() + 1);
+    CHECK_INT(count_objects(db->h), 1);
+    CHECK_INT(query_int(db->h, "SELECT x FROM marker"), 42);
+    CHECK(sqlite3_get_autocommit(db->h)); /* no transaction left open */
+    obx_db_free(db);
+    db = NULL;
+    /* The store refuses it as well, and still does not touch it. */
+    CHECK_INT(obx_store_open(path_a, NULL, &st), OBX_ESCHEMA);
+    CHECK(st == NULL);
+    {
+        char msg[128];
+        CHECK_OK(obx_db_open(path_a, 1, 5000, &db, msg, sizeof msg));
+    }
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), obx_migrate_latest() + 1);
+    CHECK_INT(count_objects(db->h), 1);
+end:
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/* A store opened with no_migrate refuses an unmigrated database and does not migrate it. */
+static int
+test_no_migrate_refuses_old(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "nomigrate");
+    struct obx_store_opts o = {0};
+    struct obx_store *st = NULL;
+
+    CHECK(db);
+    o.no_migrate = 1;
+    CHECK_INT(obx_store_open(path_a, &o, &st), OBX_ESCHEMA);
+    CHECK(st == NULL);
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), 0);
+    CHECK_INT(count_objects(db->h), 0);
+    /* Once migrated, no_migrate opens it. */
+    CHECK_OK(obx_migrate_apply(db, NULL, NULL));
+    CHECK_OK(obx_store_open(path_a, &o, &st));
+end:
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/*
+ * A migration that fails part-way is rolled back completely: the version stays, and
+ * nothing it created before the failing statement survives. `taken` is a name the
+ * migration wants, created by hand first so that its statement fails.
+ */
+static int
+failing_migration_rolls_back(const char *tag, const char *taken)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, tag);
+    char sql[256];
+    int from = -7, to = -7;
+
+    CHECK(db);
+    snprintf(sql, sizeof sql, "CREATE TABLE %s (x)", taken);
+    CHECK_OK(obx_db_exec(db, sql));
+    CHECK(obx_migrate_apply(db, &from, &to) != OBX_OK);
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), 0);
+    CHECK_INT(count_objects(db->h), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM sqlite_master WHERE name = '%s'"
+                              " AND sql = 'CREATE TABLE %s (x)'",
+             taken, taken);
+    CHECK_INT(query_int(db->h, sql), 1);
+    CHECK(sqlite3_get_autocommit(db->h));
+    CHECK(!db->in_tx);
+    /* The database is still usable: drop the obstacle and the migration goes through. */
+    snprintf(sql, sizeof sql, "DROP TABLE %s", taken);
+    CHECK_OK(obx_db_exec(db, sql));
+    CHECK_OK(obx_migrate_apply(db, &from, &to));
+    CHECK_INT(from, 0);
+    CHECK_INT(to, obx_migrate_latest());
+end:
+    close_db(db, path_a);
+    TEST_END;
+}
+
+static int
+test_failure_rolls_back_first_statement(void)
+{
+    /* 0001 starts with CREATE TABLE outbox. */
+    return failing_migration_rolls_back("fail_first", "outbox");
+}
+
+static int
+test_failure_rolls_back_last_statement(void)
+{
+    /* ... and ends with CREATE INDEX attempts_started: everything before it must go too. */
+    return failing_migration_rolls_back("fail_last", "attempts_started");
+}
+
+/* The embedded migrations are exactly migrations/NNNN_*.sql, in order, byte for byte. */
+static int
+test_embedded_match_files(void)
+{
+    TEST_BEGIN;
+    char path[512];
+    DIR *dir = opendir(OBX_SOURCE_DIR "/migrations");
+    struct dirent *de;
+    int on_disk = 0, embedded = 0, prev = 0;
+    char *text = NULL;
+
+    CHECK(dir);
+    while ((de = readdir(dir)) != NULL) {
+        const char *n = de->d_name;
+        size_t len = strlen(n);
+        if (len > 9 && n[0] >= '0' && n[0] <= '9' && n[1] >= '0' && n[1] <= '9' &&
+            n[2] >= '0' && n[2] <= '9' && n[3] >= '0' && n[3] <= '9' && n[4] == '_' &&
+            strcmp(n + len - 4, ".sql") == 0)
+            on_disk++;
+    }
+    for (const struct obx_migration *m = obx_migrations; m->version; m++) {
+        embedded++;
+        CHECK(m->version > prev); /* strictly increasing */
+        prev = m->version;
+        CHECK(m->name && m->sql);
+        CHECK_INT(atoi(m->name), m->version);
+        snprintf(path, sizeof path, "%s/migrations/%s", OBX_SOURCE_DIR, m->name);
+        text = read_file(path);
+        CHECK(text);
+        CHECK(strcmp(text, m->sql) == 0);
+        free(text);
+        text = NULL;
+    }
+    CHECK_INT(embedded, on_disk);
+    CHECK_INT(prev, obx_migrate_latest());
+end:
+    free(text);
+    if (dir)
+        closedir(dir);
+    TEST_END;
+}
+
+/* ---- drift test -------------------------------------------------------------------- */
+
+/* Strips -- comments (outside quotes), collapses whitespace runs to one space, trims. */
+static void
+normalise_sql(const char *in, struct obx_buf *out, enum obx_err *err)
+{
+    char quote = 0;
+    int pending_space = 0, started = 0;
+
+    for (const char *p = in; *p && *err == OBX_OK; p++) {
+        if (!quote && p[0] == '-' && p[1] == '-') {
+            while (p[1] && p[1] != '\n')
+                p++;
+            pending_space = 1;
+            continue;
+        }
+        if (!quote && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+            pending_space = 1;
+            continue;
+        }
+        if (pending_space && started)
+            *err = obx_buf_append(out, " ", 1);
+        pending_space = 0;
+        started = 1;
+        if (quote && *p == quote)
+            quote = 0;
+        else if (!quote && (*p == '\'' || *p == '"'))
+            quote = *p;
+        if (*err == OBX_OK)
+            *err = obx_buf_append(out, p, 1);
+    }
+}
+
+/* One line per schema object: "type|name|tbl_name|normalised sql\n", sorted. */
+static enum obx_err
+schema_dump(sqlite3 *h, struct obx_buf *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum obx_err err = OBX_OK;
+    int rc = sqlite3_prepare_v2(h,
+                                "SELECT type, name, tbl_name, sql FROM sqlite_master"
+                                " WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+                                -1, &s, NULL);
+
+    if (rc != SQLITE_OK)
+        return OBX_EDB;
+    while (err == OBX_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *sql = (const char *)sqlite3_column_text(s, 3);
+        err = obx_buf_printf(out, "%s|%s|%s|", (const char *)sqlite3_column_text(s, 0),
+                             (const char *)sqlite3_column_text(s, 1),
+                             (const char *)sqlite3_column_text(s, 2));
+        if (err == OBX_OK && sql)
+            normalise_sql(sql, out, &err);
+        if (err == OBX_OK)
+            err = obx_buf_puts(out, "\n");
+    }
+    if (err == OBX_OK && rc != SQLITE_DONE)
+        err = OBX_EDB;
+    sqlite3_finalize(s);
+    return err;
+}
+
+/* Prints the first line where two dumps differ. */
+static void
+show_difference(const char *a, const char *b)
+{
+    while (*a && *b) {
+        const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+        size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+        if (la != lb || memcmp(a, b, la) != 0) {
+            fprintf(stderr, "  migrations: %.*s\n  schema.sql: %.*s\n", (int)la, a, (int)lb, b);
+            return;
+        }
+        a += la + (ea ? 1 : 0);
+        b += lb + (eb ? 1 : 0);
+    }
+    fprintf(stderr, "  migrations: %s\n  schema.sql: %s\n", *a ? a : "(end)", *b ? b : "(end)");
+}
+
+static int
+test_schema_drift(void)
+{
+    TEST_BEGIN;
+    struct obx_db *a = fresh_db(path_a, sizeof path_a, "drift_migrations");
+    struct obx_db *b = fresh_db(path_b, sizeof path_b, "drift_schema");
+    char *schema = read_file(OBX_SOURCE_DIR "/schema/schema.sql");
+    struct obx_buf da, db;
+    char *errmsg = NULL;
+
+    obx_buf_init(&da, 1 << 20);
+    obx_buf_init(&db, 1 << 20);
+    CHECK(a && b);
+    CHECK(schema);
+    CHECK_OK(obx_migrate_apply(a, NULL, NULL));
+    if (sqlite3_exec(b->h, schema, NULL, NULL, &errmsg) != SQLITE_OK)
+        fprintf(stderr, "  schema.sql: %s\n", errmsg ? errmsg : "?");
+    CHECK(errmsg == NULL);
+    CHECK_OK(schema_dump(a->h, &da));
+    CHECK_OK(schema_dump(b->h, &db));
+    CHECK(da.len > 0);
+    if (strcmp(obx_buf_str(&da), obx_buf_str(&db)) != 0)
+        show_difference(obx_buf_str(&da), obx_buf_str(&db));
+    CHECK(strcmp(obx_buf_str(&da), obx_buf_str(&db)) == 0);
+end:
+    sqlite3_free(errmsg);
+    free(schema);
+    obx_buf_release(&da);
+    obx_buf_release(&db);
+    close_db(a, path_a);
+    close_db(b, path_b);
+    TEST_END;
+}
+
+/* The normaliser itself: the drift test is only as good as it. */
+static int
+test_normaliser(void)
+{
+    TEST_BEGIN;
+    struct obx_buf b;
+    enum obx_err err = OBX_OK;
+
+    obx_buf_init(&b, 4096);
+    normalise_sql("  CREATE TABLE t (\n    a INT, -- the a\n\tb TEXT DEFAULT '--  x'\n)  ", &b,
+                  &err);
+    CHECK_OK(err);
+    CHECK_STR(obx_buf_str(&b), "CREATE TABLE t ( a INT, b TEXT DEFAULT '--  x' )");
+    obx_buf_reset(&b);
+    normalise_sql("-- only a comment\nSELECT 1 -- trailing", &b, &err);
+    CHECK_OK(err);
+    CHECK_STR(obx_buf_str(&b), "SELECT 1");
+    /* A real difference survives normalisation. */
+    obx_buf_reset(&b);
+    normalise_sql("CREATE INDEX i ON t (a DESC)", &b, &err);
+    CHECK(strcmp(obx_buf_str(&b), "CREATE INDEX i ON t (a)") != 0);
+end:
+    obx_buf_release(&b);
+    TEST_END;
+}
+
+static const struct test_case tests[] = {
+    {"empty_to_latest", test_empty_to_latest},
+    {"rerun_is_noop", test_rerun_is_noop},
+    {"newer_refused_untouched", test_newer_refused_untouched},
+    {"no_migrate_refuses_old", test_no_migrate_refuses_old},
+    {"failure_rolls_back_first_statement", test_failure_rolls_back_first_statement},
+    {"failure_rolls_back_last_statement", test_failure_rolls_back_last_statement},
+    {"embedded_match_files", test_embedded_match_files},
+    {"normaliser", test_normaliser},
+    {"schema_drift", test_schema_drift},
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)
