@@ -50,18 +50,28 @@ read_row(sqlite3_stmt *s, struct obx_row *r)
     r->unconfirmed_at_ms = sqlite3_column_int64(s, 23);
 }
 
-/* ?5 = 1 lists only unconfirmed messages (accepted, resends exhausted). */
-static const char SQL_LIST[] =
-    "SELECT " MESSAGE_COLUMNS " FROM outbox"
-    " WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR channel_id = ?2) AND id < ?3"
+/*
+ * Two statements rather than "(?1 IS NULL OR state = ?1)", which no index can serve:
+ * with a state the range (state, id < cursor) of outbox_state is walked newest first.
+ * ?5 = 1 lists only unconfirmed messages (accepted, resends exhausted).
+ */
+static const char SQL_LIST_BY_STATE[] =
+    "SELECT " MESSAGE_COLUMNS " FROM outbox INDEXED BY outbox_state"
+    " WHERE state = ?1 AND id < ?3 AND (?2 IS NULL OR channel_id = ?2)"
     " AND (?5 = 0 OR unconfirmed_at_ms IS NOT NULL)"
+    " ORDER BY id DESC LIMIT ?4";
+
+static const char SQL_LIST_ALL[] =
+    "SELECT " MESSAGE_COLUMNS " FROM outbox"
+    " WHERE id < ?3 AND (?2 IS NULL OR channel_id = ?2)"
     " ORDER BY id DESC LIMIT ?4";
 
 enum obx_err
 obx_query_list(struct obx_store *st, const struct obx_list_query *q, obx_row_fn fn, void *ctx,
                int64_t *next_cursor)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LIST);
+    int by_state = q->unconfirmed || q->state;
+    sqlite3_stmt *s = obx_db_stmt(st->db, by_state ? SQL_LIST_BY_STATE : SQL_LIST_ALL);
     struct obx_row r;
     int rc, rows = 0, stop = 0;
     int64_t last_id = 0;
@@ -69,9 +79,11 @@ obx_query_list(struct obx_store *st, const struct obx_list_query *q, obx_row_fn 
     *next_cursor = 0;
     if (!s)
         return OBX_EDB;
-    obx_db_bind_text(s, 1, q->unconfirmed ? "accepted" : q->state);
+    if (by_state) {
+        obx_db_bind_text(s, 1, q->unconfirmed ? "accepted" : q->state);
+        sqlite3_bind_int(s, 5, q->unconfirmed);
+    }
     obx_db_bind_text(s, 2, q->channel_id);
-    sqlite3_bind_int(s, 5, q->unconfirmed);
     sqlite3_bind_int64(s, 3, q->before_id > 0 ? q->before_id : INT64_MAX);
     sqlite3_bind_int(s, 4, q->limit);
     rc = sqlite3_step(s);

@@ -82,8 +82,8 @@ CREATE INDEX outbox_claim ON outbox (priority DESC, business_id, next_attempt_at
 CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id)
     WHERE state IN ('queued', 'sending');
 
--- Listing and status queries by state.
-CREATE INDEX outbox_state ON outbox (state, channel_id, id);
+-- Listing by state, newest first (ls --state, GET /v1/messages?state=).
+CREATE INDEX outbox_state ON outbox (state, id);
 
 -- Expired leases.
 CREATE INDEX outbox_lease ON outbox (lease_expires_at_ms) WHERE state = 'sending';
