@@ -10,6 +10,7 @@
 #include "server.h"
 
 #include <curl/curl.h>
+#include <sqlite3.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -61,6 +62,18 @@ on_libevent_log(int severity, const char *msg)
 {
     obx_log_write(severity >= EVENT_LOG_ERR ? OBX_LOG_ERROR : OBX_LOG_DEBUG, "libevent", msg,
                   NULL, 0);
+}
+
+/* SQLite's own diagnostics (recovered WAL frames, I/O trouble) go to our log. */
+static void
+on_sqlite_log(void *ctx, int code, const char *msg)
+{
+    int primary = code & 0xff;
+
+    (void)ctx;
+    obx_log_writef(primary == SQLITE_NOTICE || primary == SQLITE_WARNING ? OBX_LOG_INFO
+                                                                         : OBX_LOG_WARN,
+                   "sqlite", "%s (code %d)", msg, code);
 }
 
 static enum obx_err
@@ -427,6 +440,8 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
     *s.cfg = *cfg; /* moved: the caller's copy is no longer released */
     memset(cfg, 0, sizeof *cfg);
     event_set_log_callback(on_libevent_log);
+    /* Only possible before SQLite initialises, i.e. before the database is opened. */
+    sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         stop(&s);
