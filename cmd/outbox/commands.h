@@ -14,6 +14,8 @@ int cmd_audit(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
 int cmd_inbox(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 /* Help text shared by every command's --help. */
 #define CLI_COMMON_HELP                                                                    \

@@ -23,6 +23,8 @@ static const struct command commands[] = {
     {"audit", cmd_audit, "export attempts and transitions (jsonl or csv)"},
     {"purge", cmd_purge, "delete finished messages older than a duration"},
     {"inbox", cmd_inbox, "list replies written by Partoo users"},
+    {"doctor", cmd_doctor, "check configuration, database, disk, listeners and keys"},
+    {"backup", cmd_backup, "write a consistent copy of the database while serve runs"},
     {"version", cmd_version, "print the version"},
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,1184 @@
+/*
+ * cmd_ops: operator tooling: `outbox doctor` (can this installation run, and what to
+ * do when it cannot) and `outbox backup` (a consistent copy of a live database).
+ *
+ * doctor runs the checks of doctor_checks[] in order. Each prints one result, ok,
+ * warn or FAIL, with what it found and, when not ok, how to fix it. A check whose
+ * prerequisite failed reports "skip":
+ *
+ *   config --+-- database --+-- integrity, schema, db_size
+ *            +-- disk, serve, api_listen, webhook_listen, api_key, webhook_key
+ *            `-- partoo (only with --check-api-key, and only when a key is present)
+ *
+ * Exit status 1 on any FAIL, else 0 (warnings allowed). doctor only reads the
+ * database (opening it may replay a WAL left by a crash, as any SQLite client does)
+ * and never prints the API key.
+ *
+ * backup copies the database with SQLite's online backup API, BACKUP_STEP_PAGES per
+ * step, inside one read transaction on the source. In WAL mode a reader never blocks
+ * serve's commits, and holding one snapshot keeps the copy consistent; without it,
+ * every commit by serve would restart the copy from the first page. The copy goes to
+ * FILE.tmp.<pid>, is switched to a single-file journal mode, is checked (quick_check,
+ * schema version, message count) and only then renamed to FILE, so a failed backup
+ * never replaces a good one.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "err.h"
+#include "httpd.h"
+#include "log.h"
+#include "mem.h"
+#include "migrate.h"
+#include "progress.h"
+#include "signature.h"
+
+extern char **environ;
+
+#define OPS_MIB             (INT64_C(1024) * 1024)
+#define OPS_GIB             (OPS_MIB * 1024)
+#define DISK_FAIL_BYTES     (100 * OPS_MIB) /* below this, the next commits may fail */
+#define DISK_WARN_BYTES     OPS_GIB
+#define DISK_WARN_PERCENT   10
+#define QUOTA_WARN_PERCENT  80
+#define WAL_WARN_BYTES      OPS_GIB /* a WAL this large means checkpoints cannot finish */
+#define BACKUP_STEP_PAGES   1000
+#define BACKUP_BUSY_RETRIES 500 /* x 20 ms: give up after ~10 s of SQLITE_BUSY */
+#define PROBE_CHANNEL       "outbox-doctor-probe"
+
+/* ---- shared helpers ------------------------------------------------------------------------ */
+
+/* "512 B", "3.4 KiB", "12.0 MiB", "1.5 GiB". */
+static void
+format_bytes(int64_t n, char *out, size_t size)
+{
+    if (n < 1024)
+        snprintf(out, size, "%lld B", (long long)n);
+    else if (n < OPS_MIB)
+        snprintf(out, size, "%.1f KiB", (double)n / 1024);
+    else if (n < OPS_GIB)
+        snprintf(out, size, "%.1f MiB", (double)n / (double)OPS_MIB);
+    else
+        snprintf(out, size, "%.1f GiB", (double)n / (double)OPS_GIB);
+}
+
+/* Size of a file in bytes; 0 when it does not exist. */
+static int64_t
+file_size(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+/* The directory part of path ("." when there is none) into out[size]. */
+static void
+dir_of(const char *path, char *out, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        snprintf(out, size, ".");
+    else if (slash == path)
+        snprintf(out, size, "/");
+    else
+        snprintf(out, size, "%.*s", (int)(slash - path), path);
+}
+
+/*
+ * Opens an existing database file: never creates one, and leaves its journal mode
+ * alone (obx_db_open would switch it to WAL). The caller owns *out (obx_db_free).
+ */
+static enum obx_err
+open_existing(const char *path, struct obx_db **out /* OUT */, char *errmsg, size_t n)
+{
+    struct obx_db *db = obx_calloc(1, sizeof *db);
+    int rc;
+
+    *out = NULL;
+    if (!db)
+        return OBX_ENOMEM;
+    rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_extended_result_codes(db->h, 1);
+        sqlite3_busy_timeout(db->h, 5000);
+        *out = db;
+        return OBX_OK;
+    }
+    snprintf(errmsg, n, "%s", db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+    obx_db_free(db);
+    return obx_err_from_sqlite(rc);
+}
+
+/*
+ * Counts the problems of one quick_check row (several lines when the file is damaged,
+ * after a "*** in database main ***" header) and keeps the first one in msg.
+ */
+static void
+count_problems(const char *row, char *msg, size_t n, int *count)
+{
+    while (row && *row) {
+        size_t len = strcspn(row, "\n");
+        if (strncmp(row, "*** in database", 15) != 0) {
+            if ((*count)++ == 0)
+                snprintf(msg, n, "%.*s", (int)len, row);
+        }
+        row += len + (row[len] == '\n');
+    }
+}
+
+/*
+ * PRAGMA quick_check. Returns 1 when it answers "ok"; 0 when it found problems (the
+ * first one in msg, their number in *nproblems); -1 when it could not run at all
+ * (SQLite's error in msg), which on a damaged file is the usual answer ("database disk
+ * image is malformed").
+ */
+static int
+quick_check(struct obx_db *db, char *msg, size_t n, int *nproblems /* OUT */)
+{
+    sqlite3_stmt *s = NULL;
+    int rc, ok = 0;
+
+    *nproblems = 0;
+    msg[0] = '\0';
+    rc = sqlite3_prepare_v2(db->h, "PRAGMA quick_check(100)", -1, &s, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *row = (const char *)sqlite3_column_text(s, 0);
+        if (row && strcmp(row, "ok") == 0)
+            ok = 1;
+        else
+            count_problems(row, msg, n, nproblems);
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE)
+        snprintf(msg, n, "%s", sqlite3_errmsg(db->h));
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    return ok && *nproblems == 0;
+}
+
+/* One integer from a single-value query; -1 (SQLite's message in msg) on error. */
+static int
+query_int64(struct obx_db *db, const char *sql, int64_t *out /* OUT */, char *msg, size_t n)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db->h, sql, -1, &s, NULL);
+
+    *out = 0;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    else
+        snprintf(msg, n, "%s", sqlite3_errmsg(db->h));
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* ---- doctor: results -------------------------------------------------------------------- */
+
+enum { ST_OK = 0, ST_WARN, ST_FAIL, ST_SKIP };
+static const char *const status_text[] = {"ok", "warn", "FAIL", "skip"};
+static const char *const status_json[] = {"ok", "warn", "fail", "skip"};
+
+struct doctor {
+    struct cli *c;
+    int cfg_ok;          /* c->cfg holds a valid configuration */
+    struct obx_db *db;   /* the database; NULL when it does not open */
+    long serve_pid;      /* pid of the serve holding <db>.lock; 0 none; -1 unknown */
+    int probe;           /* --check-api-key */
+    int counts[4];       /* results per status */
+    int json_failed;     /* could not build the JSON document (out of memory) */
+    struct obx_buf json; /* --json: the elements of "checks" so far */
+};
+
+/* Appends one check to the JSON array. */
+static void
+json_result(struct doctor *d, const char *name, int status, const char *msg, const char *fix)
+{
+    struct obx_buf *b = &d->json;
+    enum obx_err err = obx_buf_puts(b, b->len ? ",{\"name\":" : "{\"name\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, name);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"status\":\"%s\",\"message\":", status_json[status]);
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, msg);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"fix\":");
+    if (err == OBX_OK)
+        err = fix ? obx_buf_json_str(b, fix) : obx_buf_puts(b, "null");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
+    if (err != OBX_OK)
+        d->json_failed = 1;
+}
+
+/* Records and prints one result. fix (may be NULL) says what to do; shown unless ok. */
+static void report(struct doctor *d, const char *name, int status, const char *fix, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+static void
+report(struct doctor *d, const char *name, int status, const char *fix, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' '; /* one line per check */
+    if (status == ST_OK)
+        fix = NULL;
+    d->counts[status]++;
+    if (d->c->json) {
+        json_result(d, name, status, msg, fix);
+        return;
+    }
+    printf("%-4s  %-14s %s", status_text[status], name, msg);
+    if (fix)
+        printf(" -- fix: %s", fix);
+    putchar('\n');
+    fflush(stdout);
+}
+
+/* ---- doctor: configuration and database ------------------------------------------------- */
+
+static void
+check_config(struct doctor *d, const char *name)
+{
+    struct cli *c = d->c;
+    struct obx_buf err;
+
+    obx_buf_init(&err, 4096);
+    if (cli_build_config(c, &c->cfg, &err) == OBX_OK) {
+        d->cfg_ok = 1;
+        obx_log_setup(c->cfg.log_level, c->cfg.log_format, NULL);
+        report(d, name, ST_OK, NULL, "%s%s%s, OUTBOX_* variables and flags are valid",
+               c->config_file ? "file '" : "no file (defaults)",
+               c->config_file ? c->config_file : "", c->config_file ? "'" : "");
+    } else {
+        report(d, name, ST_FAIL,
+               "correct the key named (see outbox.conf.example and 'outbox serve "
+               "--print-config'); the other checks need a valid configuration",
+               "%s", obx_buf_str(&err));
+    }
+    obx_buf_release(&err);
+}
+
+/* 1 when the file starts like an SQLite database (or is empty, which SQLite accepts). */
+static int
+has_sqlite_header(const char *path)
+{
+    static const char magic[16] = "SQLite format 3";
+    char head[16];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, head, sizeof head) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    return n == 0 || (n == (ssize_t)sizeof head && memcmp(head, magic, sizeof magic) == 0);
+}
+
+static void
+check_database(struct doctor *d, const char *name)
+{
+    const char *path = d->c->cfg.db;
+    char msg[512], dir[PATH_MAX], size[32], fix[PATH_MAX + 128];
+    struct stat sb;
+
+    snprintf(fix, sizeof fix,
+             "run 'outbox migrate --db %s' to create it, or point db / --db at the existing "
+             "database",
+             path);
+    if (stat(path, &sb) != 0) {
+        report(d, name, ST_FAIL, fix, "cannot find database '%s': %s", path, strerror(errno));
+        return;
+    }
+    if (!S_ISREG(sb.st_mode) || !has_sqlite_header(path)) {
+        report(d, name, ST_FAIL,
+               "point db / --db at the outbox database, or restore it from a backup",
+               "'%s' is not an SQLite database file", path);
+        return;
+    }
+    if (open_existing(path, &d->db, msg, sizeof msg) != OBX_OK) {
+        report(d, name, ST_FAIL, "check the file's permissions and the directory's",
+               "cannot open '%s': %s", path, msg);
+        return;
+    }
+    dir_of(path, dir, sizeof dir);
+    format_bytes((int64_t)sb.st_size, size, sizeof size);
+    if (access(path, W_OK) != 0 || access(dir, W_OK) != 0)
+        report(d, name, ST_WARN,
+               "run doctor as the service user (e.g. sudo -u outbox), or give "
+               "that user write access to the file and its directory",
+               "'%s' (%s) is not writable by this user; serve needs to write the file and "
+               "create files in '%s'",
+               path, size, dir);
+    else
+        report(d, name, ST_OK, NULL, "'%s' opens (%s)", path, size);
+}
+
+static void
+check_integrity(struct doctor *d, const char *name)
+{
+    static const char fix[] = "stop serve, keep a copy of the damaged file, restore the latest "
+                              "'outbox backup' (or salvage rows with sqlite3 '.recover'); see "
+                              "docs/operations.md";
+    char msg[512];
+    int n = 0, rc = quick_check(d->db, msg, sizeof msg, &n);
+
+    if (rc == 1)
+        report(d, name, ST_OK, NULL, "PRAGMA quick_check: ok");
+    else if (rc == 0)
+        report(d, name, ST_FAIL, fix, "PRAGMA quick_check found %s%d problem%s, the first: %s",
+               n >= 100 ? "at least " : "", n, n == 1 ? "" : "s", msg[0] ? msg : "?");
+    else
+        report(d, name, ST_FAIL, fix, "the database cannot be read: %s", msg);
+}
+
+static void
+check_schema(struct doctor *d, const char *name)
+{
+    int version = 0, latest = obx_migrate_latest();
+
+    if (obx_migrate_version(d->db, &version) != OBX_OK)
+        report(d, name, ST_FAIL, "see the integrity check", "cannot read the schema version: %s",
+               obx_db_errmsg(d->db));
+    else if (version == latest)
+        report(d, name, ST_OK, NULL, "schema version %d, this binary's", version);
+    else if (version > latest)
+        report(d, name, ST_FAIL,
+               "upgrade outbox to the release that migrated this database (an older binary "
+               "refuses it)",
+               "schema version %d is newer than this binary's (%d, outbox " OBX_VERSION ")",
+               version, latest);
+    else
+        report(d, name, ST_FAIL,
+               "run outbox migrate (after 'outbox backup'); serve also migrates at start",
+               "schema version %d is older than this binary's (%d)%s", version, latest,
+               version == 0 ? ": the database is empty" : "");
+}
+
+/* ---- doctor: space ------------------------------------------------------------------------ */
+
+static void
+check_disk(struct doctor *d, const char *name)
+{
+    char dir[PATH_MAX], avail_s[32], total_s[32];
+    struct statvfs vs;
+    int64_t avail, total, pct;
+    int status;
+
+    dir_of(d->c->cfg.db, dir, sizeof dir);
+    if (statvfs(dir, &vs) != 0) {
+        report(d, name, ST_FAIL,
+               "create the directory (StateDirectory=outbox does under systemd) or fix db",
+               "cannot inspect '%s': %s", dir, strerror(errno));
+        return;
+    }
+    avail = (int64_t)vs.f_bavail * (int64_t)vs.f_frsize;
+    total = (int64_t)vs.f_blocks * (int64_t)vs.f_frsize;
+    pct = total > 0 ? avail * 100 / total : 100;
+    format_bytes(avail, avail_s, sizeof avail_s);
+    format_bytes(total, total_s, sizeof total_s);
+    status = avail < DISK_FAIL_BYTES                              ? ST_FAIL
+             : avail < DISK_WARN_BYTES || pct < DISK_WARN_PERCENT ? ST_WARN
+                                                                  : ST_OK;
+    report(d, name, status,
+           status == ST_FAIL ? "free space now: on a full disk the API answers 503 and delivery "
+                               "cannot record results; 'outbox purge' or grow the disk"
+                             : "free space or grow the disk; set max_db_size so new messages "
+                               "are refused (507) before the disk fills",
+           "%s free of %s (%lld%%) on the filesystem of '%s'", avail_s, total_s, (long long)pct,
+           dir);
+}
+
+static void
+check_db_size(struct doctor *d, const char *name)
+{
+    const struct obx_config *cfg = &d->c->cfg;
+    char wal[PATH_MAX + 8], msg[256], used_s[32], wal_s[32], quota_s[32];
+    int64_t used = 0, wal_bytes, pct = 0;
+
+    snprintf(wal, sizeof wal, "%s-wal", cfg->db);
+    wal_bytes = file_size(wal);
+    /* The quota counts pages, as the store does when it refuses a message. */
+    if (query_int64(d->db,
+                    "SELECT page_count * page_size FROM pragma_page_count(), "
+                    "pragma_page_size()",
+                    &used, msg, sizeof msg) != 0)
+        used = file_size(cfg->db);
+    format_bytes(used, used_s, sizeof used_s);
+    format_bytes(wal_bytes, wal_s, sizeof wal_s);
+    format_bytes(cfg->max_db_size, quota_s, sizeof quota_s);
+    if (cfg->max_db_size > 0)
+        pct = used * 100 / cfg->max_db_size;
+    if (cfg->max_db_size > 0 && used >= cfg->max_db_size)
+        report(d, name, ST_FAIL,
+               "let delivery and retention free space, 'outbox purge --older-than 7d', or "
+               "raise max_db_size",
+               "database %s reached max_db_size %s: new messages are refused (API 507, CLI "
+               "error)",
+               used_s, quota_s);
+    else if (cfg->max_db_size > 0 && pct >= QUOTA_WARN_PERCENT)
+        report(d, name, ST_WARN,
+               "check that delivery drains; purge old messages or raise max_db_size",
+               "database %s is at %lld%% of max_db_size %s", used_s, (long long)pct, quota_s);
+    else if (wal_bytes >= WAL_WARN_BYTES)
+        report(d, name, ST_WARN,
+               "close long-running readers (an open sqlite3 shell, a stuck backup); the WAL is "
+               "reused after the next checkpoint",
+               "the WAL is %s: checkpoints cannot complete", wal_s);
+    else if (cfg->max_db_size > 0)
+        report(d, name, ST_OK, NULL, "database %s (%lld%% of max_db_size %s), WAL %s", used_s,
+               (long long)pct, quota_s, wal_s);
+    else
+        report(d, name, ST_OK, NULL, "database %s, WAL %s, no max_db_size quota", used_s, wal_s);
+}
+
+/* ---- doctor: serve and listeners ------------------------------------------------------------ */
+
+/*
+ * Who holds an flock on path: the pid (> 0), 0 when nobody, -1 when it cannot be told.
+ * Reads /proc/locks, which takes no lock itself: a test flock, even a shared one, could
+ * make a serve starting at that instant believe another one runs. Lines are matched on
+ * the inode only, as on overlay filesystems the device differs from what stat reports.
+ */
+static long
+lock_holder(const char *path)
+{
+    char line[256], type[16], mode[16];
+    unsigned long ino;
+    long pid, holder = 0;
+    unsigned maj, min;
+    struct stat sb;
+    FILE *f;
+
+    if (stat(path, &sb) != 0)
+        return errno == ENOENT ? 0 : -1;
+    f = fopen("/proc/locks", "r");
+    if (!f)
+        return -1;
+    while (!holder && fgets(line, sizeof line, f)) {
+        if (strstr(line, "->"))
+            continue; /* a waiter, not a holder */
+        if (sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%lu", type, mode, &pid, &maj, &min, &ino) ==
+                6 &&
+            strcmp(type, "FLOCK") == 0 && ino == (unsigned long)sb.st_ino)
+            holder = pid > 0 ? pid : -1;
+    }
+    fclose(f);
+    return holder;
+}
+
+static void
+check_serve(struct doctor *d, const char *name)
+{
+    char lock[PATH_MAX + 8];
+
+    snprintf(lock, sizeof lock, "%s.lock", d->c->cfg.db);
+    d->serve_pid = lock_holder(lock);
+    if (d->serve_pid > 0)
+        report(d, name, ST_OK, NULL, "outbox serve is running (pid %ld holds '%s')", d->serve_pid,
+               lock);
+    else if (d->serve_pid == 0)
+        report(d, name, ST_OK, NULL, "outbox serve is not running on this database");
+    else
+        report(d, name, ST_WARN, "run doctor where /proc is mounted",
+               "cannot tell whether outbox serve runs (/proc/locks unreadable)");
+}
+
+/* Splits "host:port" or "[v6]:port" (already validated by the configuration). */
+static void
+split_listen(const char *listen, char *host, size_t hn, const char **port)
+{
+    const char *colon = strrchr(listen, ':');
+
+    *port = colon ? colon + 1 : "";
+    if (listen[0] == '[')
+        snprintf(host, hn, "%.*s", colon ? (int)(colon - listen - 2) : 0, listen + 1);
+    else
+        snprintf(host, hn, "%.*s", colon ? (int)(colon - listen) : 0, listen);
+}
+
+/* Binds (never listens) a socket to host:port. 0 when free, else an errno; *gai on a lookup
+ * failure (then the result is -1). */
+static int
+try_bind(const char *host, const char *port, int *gai /* OUT */)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    int fd = -1, one = 1, rc;
+
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    *gai = getaddrinfo(host, port, &hints, &ai);
+    if (*gai != 0)
+        return -1;
+    /* SO_REUSEADDR as libevent's listener does: a port in TIME_WAIT is not "in use". */
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    rc = fd < 0 ? errno : 0;
+    if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        rc = errno;
+    if (rc == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+        rc = errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+static void
+check_listener(struct doctor *d, const char *name, const char *listen)
+{
+    char host[256];
+    const char *port;
+    int gai = 0, rc;
+
+    split_listen(listen, host, sizeof host, &port);
+    if (strcmp(port, "0") == 0) {
+        report(d, name, ST_OK, NULL, "%s: port 0, a free port is chosen when serve starts", listen);
+        return;
+    }
+    rc = try_bind(host, port, &gai);
+    if (rc == 0)
+        report(d, name, ST_OK, NULL, "%s is free", listen);
+    else if (rc == -1)
+        report(d, name, ST_FAIL, "use an address or name this host resolves",
+               "%s: cannot resolve '%s': %s", listen, host, gai_strerror(gai));
+    else if (rc == EADDRINUSE && d->serve_pid > 0)
+        report(d, name, ST_OK, NULL, "%s is in use, by the running outbox serve (pid %ld)", listen,
+               d->serve_pid);
+    else if (rc == EADDRINUSE)
+        report(d, name, ST_WARN, "stop that process or choose another port",
+               "%s is in use by another process: serve could not listen there", listen);
+    else if (rc == EADDRNOTAVAIL)
+        report(d, name, ST_FAIL, "use an address of this host, or 0.0.0.0 / [::]",
+               "%s is not an address of this host", listen);
+    else if (rc == EACCES)
+        report(d, name, ST_WARN, "use a port above 1023, or give serve CAP_NET_BIND_SERVICE",
+               "%s needs privileges to bind (a port below 1024)", listen);
+    else
+        report(d, name, ST_WARN, NULL, "cannot test %s: %s", listen, strerror(rc));
+}
+
+static void
+check_api_listen(struct doctor *d, const char *name)
+{
+    const struct obx_config *cfg = &d->c->cfg;
+
+    if (!cfg->api_token && !obx_httpd_is_loopback(cfg->api_listen))
+        report(d, name, ST_FAIL, "set api_token (a long random string) or listen on 127.0.0.1",
+               "%s is not a loopback address and api_token is unset: serve refuses to start",
+               cfg->api_listen);
+    else
+        check_listener(d, name, cfg->api_listen);
+}
+
+static void
+check_webhook_listen(struct doctor *d, const char *name)
+{
+    check_listener(d, name, d->c->cfg.webhook_listen);
+}
+
+/* ---- doctor: keys ------------------------------------------------------------------------- */
+
+static void
+check_api_key(struct doctor *d, const char *name)
+{
+    static const char fix[] = "set OUTBOX_PARTOO_API_KEY (in /etc/outbox/secrets under "
+                              "systemd) or partoo_api_key_file, readable by the service user";
+    const char *env = getenv("OUTBOX_PARTOO_API_KEY");
+    struct obx_buf err;
+
+    obx_buf_init(&err, 4096);
+    if (obx_config_load_secrets(&d->c->cfg, environ, &err) != OBX_OK)
+        report(d, name, ST_FAIL, fix, "%s", obx_buf_str(&err));
+    else if (!d->c->cfg.partoo_api_key)
+        report(d, name, ST_FAIL, fix, "no Partoo API key: serve refuses to start");
+    else
+        report(d, name, ST_OK, NULL, "present (from %s)%s",
+               env && *env ? "OUTBOX_PARTOO_API_KEY" : "partoo_api_key_file",
+               d->probe ? "" : "; not verified with Partoo (add --check-api-key)");
+    obx_buf_release(&err);
+}
+
+static void
+check_webhook_key(struct doctor *d, const char *name)
+{
+    const struct obx_config *cfg = &d->c->cfg;
+    int sandbox = strstr(cfg->partoo_base_url, "sandbox") != NULL;
+    struct obx_verifier *v = NULL;
+    const char *what;
+    enum obx_err err;
+
+    /* The same choice as lib/webhook.c: file, then inline key, then the default. */
+    if (cfg->webhook_public_key_file) {
+        what = "webhook_public_key_file";
+        err = obx_verifier_from_file(cfg->webhook_public_key_file, &v);
+    } else if (cfg->webhook_public_key) {
+        what = "webhook_public_key";
+        err = obx_verifier_new(cfg->webhook_public_key, &v);
+    } else {
+        what = sandbox ? "Partoo's sandbox key (default for a sandbox partoo_base_url)"
+                       : "Partoo's production key (the default)";
+        err = obx_verifier_new(sandbox ? OBX_PARTOO_SANDBOX_KEY_HEX : OBX_PARTOO_PROD_KEY_HEX, &v);
+    }
+    obx_verifier_free(v);
+    if (err == OBX_OK)
+        report(d, name, ST_OK, NULL, "%s is an Ed25519 public key", what);
+    else if (err == OBX_EIO)
+        report(d, name, ST_FAIL, "make the file readable by the service user",
+               "cannot read webhook_public_key_file '%s': serve refuses to start",
+               cfg->webhook_public_key_file);
+    else
+        report(d, name, ST_FAIL,
+               "use Partoo's published key: 64 hex characters, the base64 line of its PEM, or "
+               "a PEM file",
+               "%s is not an Ed25519 public key: serve refuses to start", what);
+}
+
+/* ---- doctor: asking Partoo ------------------------------------------------------------------ */
+
+static size_t
+discard_body(char *p, size_t size, size_t n, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return size * n;
+}
+
+/* Applies the options every probe shares: timeouts from the configuration, TLS verified. */
+static void
+probe_setopts(CURL *e, const struct obx_config *cfg, struct curl_slist *headers, char *errbuf)
+{
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "partoo-outbox/" OBX_VERSION);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->request_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+/*
+ * POSTs {} to a channel that does not exist: Partoo checks the key first (401/403),
+ * then answers 400/404/422, and nothing is created. *status gets the HTTP status.
+ */
+static CURLcode
+probe_partoo(const struct obx_config *cfg, long *status /* OUT */, char *errbuf)
+{
+    struct obx_buf url, key;
+    struct curl_slist *headers = NULL, *more = NULL;
+    CURL *e = NULL;
+    CURLcode cc = CURLE_OUT_OF_MEMORY;
+
+    *status = 0;
+    obx_buf_init(&url, 8192);
+    obx_buf_init(&key, 8192);
+    if (obx_buf_puts(&url, cfg->partoo_base_url) != OBX_OK)
+        goto out;
+    if (url.len && url.data[url.len - 1] == '/')
+        url.data[--url.len] = '\0';
+    if (obx_buf_puts(&url, "/custom-channels/" PROBE_CHANNEL "/messages") != OBX_OK ||
+        obx_buf_printf(&key, "x-APIKey: %s", cfg->partoo_api_key) != OBX_OK)
+        goto out;
+    headers = curl_slist_append(NULL, obx_buf_str(&key));
+    more = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
+    e = more ? curl_easy_init() : NULL;
+    if (!e)
+        goto out;
+    curl_easy_setopt(e, CURLOPT_URL, obx_buf_str(&url));
+    probe_setopts(e, cfg, headers, errbuf);
+    cc = curl_easy_perform(e);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+out:
+    if (key.data)
+        explicit_bzero(key.data, key.len); /* the key lives on in curl's copy only */
+    curl_easy_cleanup(e);
+    curl_slist_free_all(headers);
+    obx_buf_release(&url);
+    obx_buf_release(&key);
+    return cc;
+}
+
+static void
+check_partoo(struct doctor *d, const char *name)
+{
+    static const char net_fix[] = "check that this host reaches partoo_base_url (DNS, "
+                                  "firewall, proxy, ca_file)";
+    char errbuf[CURL_ERROR_SIZE] = "";
+    long status = 0;
+    CURLcode cc;
+
+    if (!d->c->cfg.partoo_api_key) {
+        report(d, name, ST_SKIP, NULL, "needs an API key");
+        return;
+    }
+    cc = probe_partoo(&d->c->cfg, &status, errbuf);
+    if (cc != CURLE_OK)
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s",
+               errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    else if (status == 401 || status == 403)
+        report(d, name, ST_FAIL,
+               "put a valid key (ORG_ADMIN or PROVIDER rights) in place and reload or restart "
+               "outbox (docs/operations.md)",
+               "Partoo rejected the API key (HTTP %ld)", status);
+    else if (status == 400 || status == 404 || status == 422)
+        report(d, name, ST_OK, NULL,
+               "Partoo accepted the API key (the probe, an empty message to a channel that "
+               "does not exist, was answered HTTP %ld)",
+               status);
+    else if (status == 429)
+        report(d, name, ST_WARN, "try again in a minute",
+               "cannot check the API key: Partoo answered 429 (rate limited)");
+    else
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: Partoo answered HTTP %ld",
+               status);
+}
+
+/* ---- doctor: the command ------------------------------------------------------------------ */
+
+enum { NEED_CONFIG = 1, NEED_DB = 2, NEED_PROBE = 4 };
+
+static const struct check {
+    const char *name;
+    int needs;
+    void (*run)(struct doctor *d, const char *name);
+} doctor_checks[] = {
+    {"config", 0, check_config},
+    {"database", NEED_CONFIG, check_database},
+    {"integrity", NEED_CONFIG | NEED_DB, check_integrity},
+    {"schema", NEED_CONFIG | NEED_DB, check_schema},
+    {"disk", NEED_CONFIG, check_disk},
+    {"db_size", NEED_CONFIG | NEED_DB, check_db_size},
+    {"serve", NEED_CONFIG, check_serve},
+    {"api_listen", NEED_CONFIG, check_api_listen},
+    {"webhook_listen", NEED_CONFIG, check_webhook_listen},
+    {"api_key", NEED_CONFIG, check_api_key},
+    {"webhook_key", NEED_CONFIG, check_webhook_key},
+    {"partoo", NEED_CONFIG | NEED_PROBE, check_partoo},
+};
+
+static void
+run_checks(struct doctor *d)
+{
+    for (size_t i = 0; i < sizeof doctor_checks / sizeof doctor_checks[0]; i++) {
+        const struct check *k = &doctor_checks[i];
+        if ((k->needs & NEED_PROBE) && !d->probe)
+            continue;
+        if ((k->needs & NEED_CONFIG) && !d->cfg_ok)
+            report(d, k->name, ST_SKIP, NULL, "needs a valid configuration");
+        else if ((k->needs & NEED_DB) && !d->db)
+            report(d, k->name, ST_SKIP, NULL, "needs a database that opens");
+        else
+            k->run(d, k->name);
+    }
+}
+
+/* Prints the summary (text) or the whole document (--json). Returns the exit code. */
+static int
+doctor_finish(struct doctor *d)
+{
+    int fails = d->counts[ST_FAIL], warns = d->counts[ST_WARN];
+
+    if (d->c->json && d->json_failed) {
+        cli_error(d->c, "cannot format output: %s", obx_strerror(OBX_ENOMEM));
+        return CLI_FAIL;
+    }
+    if (d->c->json)
+        printf("{\"ok\":%s,\"failures\":%d,\"warnings\":%d,\"checks\":[%s]}\n",
+               fails ? "false" : "true", fails, warns, obx_buf_str(&d->json));
+    else
+        printf("\n%s: %d ok, %d warning%s, %d failure%s, %d skipped\n",
+               fails ? "NOT READY" : "ready", d->counts[ST_OK], warns, warns == 1 ? "" : "s", fails,
+               fails == 1 ? "" : "s", d->counts[ST_SKIP]);
+    return fails ? CLI_FAIL : CLI_OK;
+}
+
+static const char doctor_usage[] =
+    "usage: outbox doctor [--check-api-key] [options]\n\n"
+    "Checks that this installation can run, one line per check: ok, warn or FAIL, what is\n"
+    "wrong and how to fix it. Checks: the configuration (file, OUTBOX_* and flags); the\n"
+    "database file opens, PRAGMA quick_check, its schema version against this binary's;\n"
+    "free disk space and the database and WAL sizes against max_db_size; whether serve\n"
+    "runs; api_listen and webhook_listen (a non-loopback api_listen needs api_token; a port\n"
+    "in use by another process is a warning); the Partoo API key is present (never\n"
+    "printed); the webhook public key parses. Only reads the database.\n\n"
+    "  --check-api-key    also ask Partoo whether it accepts the key: one POST of {} to a\n"
+    "                     channel that does not exist (401/403: rejected)\n\n"
+    "Exit status 0 when nothing failed (warnings allowed), 1 otherwise.\n\n" CLI_COMMON_HELP;
+
+int
+cmd_doctor(int argc, char **argv)
+{
+    int probe = 0;
+    struct cli_opt opts[] = {{"check-api-key", NULL, &probe}, {0}};
+    struct cli c = {.command = "doctor", .usage = doctor_usage};
+    struct doctor d = {.c = &c};
+    int rc = cli_parse(&c, argc, argv, opts);
+
+    obx_buf_init(&d.json, 1024 * 1024);
+    if (rc != CLI_OK)
+        goto out;
+    if (c.help) {
+        fputs(c.usage, stdout);
+        goto out;
+    }
+    if (c.npositional) {
+        cli_error(&c, "expected no arguments (see 'outbox doctor --help')");
+        rc = CLI_USAGE;
+        goto out;
+    }
+    d.probe = probe;
+    if (probe && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        cli_error(&c, "cannot initialise libcurl");
+        rc = CLI_FAIL;
+        goto out;
+    }
+    run_checks(&d);
+    rc = doctor_finish(&d);
+    if (probe)
+        curl_global_cleanup();
+out:
+    obx_db_free(d.db);
+    obx_buf_release(&d.json);
+    cli_release(&c);
+    return rc;
+}
+
+/* ---- backup ------------------------------------------------------------------------------ */
+
+struct backup {
+    struct cli *c;
+    const char *dest;   /* FILE, borrowed from argv */
+    char tmp[PATH_MAX]; /* FILE.tmp.<pid>: the copy until it is checked */
+    int force;          /* --force: replace FILE */
+    int tmp_made;       /* tmp exists and must go on failure */
+    mode_t mode;        /* permission bits of the database, given to the copy */
+    struct obx_db *src;
+    int src_version;  /* schema version of the snapshot copied */
+    int64_t pages;    /* pages copied */
+    int64_t bytes;    /* size of the copy */
+    int64_t messages; /* rows of outbox in the copy */
+};
+
+/* Refuses a missing source, an existing FILE without --force, and FILE being the database. */
+static int
+backup_precheck(struct backup *b)
+{
+    struct stat db_sb, dest_sb;
+    const char *db = b->c->cfg.db;
+
+    if (stat(db, &db_sb) != 0) {
+        cli_error(b->c, "cannot back up '%s': %s", db, strerror(errno));
+        return CLI_FAIL;
+    }
+    b->mode = db_sb.st_mode & 0777;
+    if (stat(b->dest, &dest_sb) != 0)
+        return CLI_OK;
+    if (dest_sb.st_dev == db_sb.st_dev && dest_sb.st_ino == db_sb.st_ino) {
+        cli_error(b->c, "'%s' is the database itself; choose another file", b->dest);
+        return CLI_FAIL;
+    }
+    if (!S_ISREG(dest_sb.st_mode)) {
+        cli_error(b->c, "'%s' exists and is not a regular file", b->dest);
+        return CLI_FAIL;
+    }
+    if (!b->force) {
+        cli_error(b->c, "'%s' already exists; add --force to replace it", b->dest);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+/*
+ * Opens the source and starts the read transaction the whole copy runs in, and reads
+ * the schema version of that same snapshot.
+ */
+static int
+backup_open_source(struct backup *b)
+{
+    char msg[512];
+    int64_t version = 0;
+
+    if (open_existing(b->c->cfg.db, &b->src, msg, sizeof msg) != OBX_OK) {
+        cli_error(b->c, "cannot open '%s': %s", b->c->cfg.db, msg);
+        return CLI_FAIL;
+    }
+    if (obx_db_exec(b->src, "BEGIN") != OBX_OK ||
+        query_int64(b->src, "SELECT count(*) FROM sqlite_master", &version, msg, sizeof msg) ||
+        query_int64(b->src, "PRAGMA user_version", &version, msg, sizeof msg)) {
+        cli_error(b->c, "cannot read '%s': %s (run 'outbox doctor')", b->c->cfg.db,
+                  obx_db_errmsg(b->src));
+        return CLI_FAIL;
+    }
+    b->src_version = (int)version;
+    return CLI_OK;
+}
+
+/* Copies every page, BACKUP_STEP_PAGES at a time, with a progress line on a terminal. */
+static int
+copy_pages(struct backup *b, sqlite3 *dst)
+{
+    sqlite3_backup *bk = sqlite3_backup_init(dst, "main", b->src->h, "main");
+    struct progress p = {0};
+    int rc = SQLITE_OK, busy = 0, started = 0;
+
+    if (!bk) {
+        cli_error(b->c, "cannot start the copy: %s", sqlite3_errmsg(dst));
+        return CLI_FAIL;
+    }
+    while (rc == SQLITE_OK ||
+           ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && busy++ < BACKUP_BUSY_RETRIES)) {
+        if (rc != SQLITE_OK)
+            sqlite3_sleep(20);
+        rc = sqlite3_backup_step(bk, BACKUP_STEP_PAGES);
+        if (!started) {
+            progress_start(&p, "backup", "pages", sqlite3_backup_pagecount(bk));
+            started = 1;
+        }
+        progress_set(&p, sqlite3_backup_pagecount(bk) - sqlite3_backup_remaining(bk));
+    }
+    b->pages = sqlite3_backup_pagecount(bk);
+    progress_end(&p);
+    sqlite3_backup_finish(bk);
+    if (rc != SQLITE_DONE) {
+        cli_error(b->c, "copy to '%s' failed: %s", b->tmp, sqlite3_errstr(rc));
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+/*
+ * Writes the copy to b->tmp. Afterwards the copy is switched from WAL to the
+ * rollback journal, so it is one self-contained file (serve turns WAL back on when it
+ * opens a restored copy).
+ */
+static int
+backup_copy(struct backup *b)
+{
+    sqlite3 *dst = NULL;
+    int rc = CLI_FAIL;
+
+    snprintf(b->tmp, sizeof b->tmp, "%s.tmp.%ld", b->dest, (long)getpid());
+    unlink(b->tmp);
+    b->tmp_made = 1;
+    if (sqlite3_open_v2(b->tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        cli_error(b->c, "cannot create '%s': %s", b->tmp,
+                  dst ? sqlite3_errmsg(dst) : "out of memory");
+        goto out;
+    }
+    /* The copy holds the same messages: no wider access than the database has. */
+    if (chmod(b->tmp, b->mode) != 0) {
+        cli_error(b->c, "cannot set the permissions of '%s': %s", b->tmp, strerror(errno));
+        goto out;
+    }
+    if (sqlite3_exec(dst, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        cli_error(b->c, "cannot prepare '%s': %s", b->tmp, sqlite3_errmsg(dst));
+        goto out;
+    }
+    if (copy_pages(b, dst) != CLI_OK)
+        goto out;
+    if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
+        cli_error(b->c, "cannot finish '%s': %s", b->tmp, sqlite3_errmsg(dst));
+        goto out;
+    }
+    rc = CLI_OK;
+out:
+    if (sqlite3_close(dst) != SQLITE_OK && rc == CLI_OK) {
+        cli_error(b->c, "cannot close '%s'", b->tmp);
+        rc = CLI_FAIL;
+    }
+    return rc;
+}
+
+/* Opens the copy as a reader would: quick_check, schema version, message count. */
+static int
+backup_verify(struct backup *b)
+{
+    struct obx_db *db = NULL;
+    char msg[512];
+    int64_t version = 0;
+    int n = 0, rc = CLI_FAIL;
+
+    if (open_existing(b->tmp, &db, msg, sizeof msg) != OBX_OK) {
+        cli_error(b->c, "cannot open the copy '%s': %s", b->tmp, msg);
+        goto out;
+    }
+    if (quick_check(db, msg, sizeof msg, &n) != 1) {
+        cli_error(b->c,
+                  "the copy fails PRAGMA quick_check (%s); the database itself is "
+                  "probably damaged: run 'outbox doctor'",
+                  msg);
+        goto out;
+    }
+    if (query_int64(db, "PRAGMA user_version", &version, msg, sizeof msg) != 0 ||
+        version != b->src_version) {
+        cli_error(b->c, "the copy has schema version %lld, the database %d", (long long)version,
+                  b->src_version);
+        goto out;
+    }
+    if (query_int64(db, "SELECT count(*) FROM outbox", &b->messages, msg, sizeof msg) != 0) {
+        cli_error(b->c, "cannot count the messages of the copy: %s", msg);
+        goto out;
+    }
+    b->bytes = file_size(b->tmp);
+    rc = CLI_OK;
+out:
+    obx_db_free(db);
+    return rc;
+}
+
+/* fsync of the directory holding path, so that a rename survives a power cut. */
+static void
+sync_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    int fd;
+
+    dir_of(path, dir, sizeof dir);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/*
+ * Moves the checked copy to FILE. Without --force, link() refuses an existing FILE
+ * atomically (a FILE created since the precheck is not replaced either); where hard
+ * links are not supported, a re-check and rename stand in.
+ */
+static int
+backup_publish(struct backup *b)
+{
+    int rc;
+
+    if (b->force) {
+        rc = rename(b->tmp, b->dest);
+    } else {
+        rc = link(b->tmp, b->dest);
+        if (rc != 0 && errno != EEXIST && access(b->dest, F_OK) != 0)
+            rc = rename(b->tmp, b->dest);
+        else if (rc != 0)
+            errno = EEXIST;
+    }
+    if (rc != 0) {
+        cli_error(b->c, "cannot write '%s': %s%s", b->dest, strerror(errno),
+                  errno == EEXIST ? " (add --force to replace it)" : "");
+        return CLI_FAIL;
+    }
+    unlink(b->tmp); /* after link(): the second name; after rename(): already gone */
+    b->tmp_made = 0;
+    sync_dir(b->dest);
+    return CLI_OK;
+}
+
+static void
+backup_print(const struct backup *b)
+{
+    char path[PATH_MAX], size[32];
+    struct obx_buf j;
+
+    if (!realpath(b->dest, path))
+        snprintf(path, sizeof path, "%s", b->dest);
+    format_bytes(b->bytes, size, sizeof size);
+    if (!b->c->json) {
+        printf("backed up '%s' to '%s': %s, %lld message%s, schema version %d, quick_check "
+               "ok\n",
+               b->c->cfg.db, path, size, (long long)b->messages, b->messages == 1 ? "" : "s",
+               b->src_version);
+        return;
+    }
+    obx_buf_init(&j, 3 * PATH_MAX + 256);
+    if (obx_buf_puts(&j, "{\"path\":") == OBX_OK && obx_buf_json_str(&j, path) == OBX_OK &&
+        obx_buf_puts(&j, ",\"source\":") == OBX_OK &&
+        obx_buf_json_str(&j, b->c->cfg.db) == OBX_OK &&
+        obx_buf_printf(&j,
+                       ",\"bytes\":%lld,\"pages\":%lld,\"messages\":%lld,"
+                       "\"schema_version\":%d,\"quick_check\":\"ok\"}\n",
+                       (long long)b->bytes, (long long)b->pages, (long long)b->messages,
+                       b->src_version) == OBX_OK)
+        fputs(obx_buf_str(&j), stdout);
+    else
+        cli_error(b->c, "cannot format output: %s", obx_strerror(OBX_ENOMEM));
+    obx_buf_release(&j);
+}
+
+static const char backup_usage[] =
+    "usage: outbox backup FILE [--force] [options]\n\n"
+    "Writes a consistent copy of the database to FILE while serve keeps running (SQLite's\n"
+    "online backup, 1000 pages per step, one snapshot), then opens the copy and checks it\n"
+    "(PRAGMA quick_check, schema version) before giving it the name FILE. Prints its path,\n"
+    "size and number of messages. The copy is a single file in rollback-journal mode; to\n"
+    "restore, stop serve, replace the database with it (removing any -wal and -shm files\n"
+    "beside the database), start serve. A progress line is drawn on a terminal.\n\n"
+    "  --force            replace FILE if it exists\n\n" CLI_COMMON_HELP;
+
+int
+cmd_backup(int argc, char **argv)
+{
+    int force = 0;
+    struct cli_opt opts[] = {{"force", NULL, &force}, {0}};
+    struct cli c = {.command = "backup", .usage = backup_usage};
+    struct backup b = {.c = &c};
+    int rc;
+
+    if (!cli_start(&c, argc, argv, opts, 1, 1, &rc))
+        goto out;
+    b.dest = c.positional[0];
+    b.force = force;
+    rc = backup_precheck(&b);
+    if (rc == CLI_OK)
+        rc = backup_open_source(&b);
+    if (rc == CLI_OK)
+        rc = backup_copy(&b);
+    if (b.src) {
+        sqlite3_exec(b.src->h, "COMMIT", NULL, NULL, NULL); /* ends the snapshot */
+        obx_db_free(b.src);
+        b.src = NULL;
+    }
+    if (rc == CLI_OK)
+        rc = backup_verify(&b);
+    if (rc == CLI_OK)
+        rc = backup_publish(&b);
+    if (rc == CLI_OK)
+        backup_print(&b);
+out:
+    if (b.tmp_made) {
+        char journal[PATH_MAX + 16];
+        snprintf(journal, sizeof journal, "%s-journal", b.tmp);
+        unlink(b.tmp);
+        unlink(journal);
+    }
+    cli_release(&c);
+    return rc;
+}
