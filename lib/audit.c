@@ -17,7 +17,7 @@ text(sqlite3_stmt *s, int col)
     return t ? t : "";
 }
 
-/* hash = sha256(prev || "\n" || canonical(row)); row columns 0..5 of s. */
+/* hash = sha256(prev || "\n" || canonical(row)); row columns 0..5 of s (see audit.h). */
 static enum obx_err
 row_hash(sqlite3_stmt *s, const char *prev, char out[65])
 {
@@ -25,10 +25,15 @@ row_hash(sqlite3_stmt *s, const char *prev, char out[65])
     enum obx_err err;
 
     obx_buf_init(&b, 64 * 1024 * 1024);
-    err = obx_buf_printf(&b, "%s\n%lld\n%lld\n%s\n%s\n%s\n%s", prev,
-                         (long long)sqlite3_column_int64(s, 0),
-                         (long long)sqlite3_column_int64(s, 1), text(s, 2), text(s, 3),
-                         text(s, 4), text(s, 5));
+    err = obx_buf_printf(&b, "%s\n[%lld,%lld", prev, (long long)sqlite3_column_int64(s, 0),
+                         (long long)sqlite3_column_int64(s, 1));
+    for (int col = 2; err == OBX_OK && col <= 5; col++) {
+        err = obx_buf_puts(&b, ",");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(&b, text(s, col));
+    }
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "]");
     if (err == OBX_OK)
         err = obx_sha256_hex(obx_buf_str(&b), b.len, out);
     obx_buf_release(&b);

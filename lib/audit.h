@@ -6,8 +6,11 @@
  *
  * The chain, for rows in id order:
  *   hash(row) = hex(SHA-256(prev_hash || "\n" || canonical(row)))
- *   canonical(row) = id "\n" at_ms "\n" kind "\n" channel_id "\n"
- *                    external_message_id "\n" record
+ *   canonical(row) = [id,at_ms,"kind","channel_id","external_message_id","record"]
+ * a JSON array without spaces: integers in decimal, the four texts as JSON strings
+ * escaped like obx_buf_json_str (\" \\ \n \r \t, other bytes below 0x20 as \u00xx
+ * in lower-case hex, bytes that are not UTF-8 as U+FFFD, everything else as is).
+ * Quoting makes the encoding unambiguous whatever the ids contain.
  * prev_hash of the first row is 64 "0" characters, or the hash kept in the latest
  * audit_checkpoints row after a prune. Changing, inserting or deleting any sealed
  * row breaks every later hash, and verification names the first broken row.

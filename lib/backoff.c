@@ -362,6 +362,7 @@ parse_http_date(struct cur *c, int64_t now_ms, int64_t *at_ms)
 {
     struct tm tm = {0};
     int wday = 0, ok = 0;
+    int64_t secs;
 
     if (eat_name(c, day_short_names, 7, &wday)) {
         if (c->p < c->end && *c->p == ',')
@@ -373,7 +374,11 @@ parse_http_date(struct cur *c, int64_t now_ms, int64_t *at_ms)
     }
     if (!ok || c->p != c->end || !tm_valid(&tm))
         return 0;
-    *at_ms = (int64_t)timegm(&tm) * 1000;
+    secs = (int64_t)timegm(&tm);
+    /* An absurd clock can make an RFC 850 year absurd too: refuse what ms cannot hold. */
+    if (secs > INT64_MAX / 1000 || secs < INT64_MIN / 1000)
+        return 0;
+    *at_ms = secs * 1000;
     return 1;
 }
 

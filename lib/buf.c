@@ -1,6 +1,7 @@
 /* buf: capped, NUL-terminated growable buffer. See buf.h for the invariants. */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -108,25 +109,87 @@ obx_buf_printf(struct obx_buf *b, const char *fmt, ...)
     return err;
 }
 
+size_t
+obx_utf8_char_len(const unsigned char *p, size_t avail)
+{
+    size_t n;
+    uint32_t cp;
+
+    if (!avail)
+        return 0;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 1;
+        cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 2;
+        cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 3;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (avail <= n)
+        return 0;
+    for (size_t i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n + 1;
+}
+
+size_t
+obx_utf8_prefix(const char *s, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), at = 0;
+
+    while (at < len) {
+        size_t n = obx_utf8_char_len(p + at, len - at);
+        if (!n)
+            n = 1; /* an invalid byte counts alone */
+        if (at + n > max)
+            break;
+        at += n;
+    }
+    return at;
+}
+
+static enum obx_err
+json_escape_byte(struct obx_buf *b, unsigned char c)
+{
+    switch (c) {
+    case '"': return obx_buf_append(b, "\\\"", 2);
+    case '\\': return obx_buf_append(b, "\\\\", 2);
+    case '\n': return obx_buf_append(b, "\\n", 2);
+    case '\r': return obx_buf_append(b, "\\r", 2);
+    case '\t': return obx_buf_append(b, "\\t", 2);
+    default: return obx_buf_printf(b, "\\u%04x", c);
+    }
+}
+
 enum obx_err
 obx_buf_json_str(struct obx_buf *b, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), at = 0;
     enum obx_err err = obx_buf_append(b, "\"", 1);
-    const unsigned char *p;
 
-    for (p = (const unsigned char *)s; err == OBX_OK && *p; p++) {
-        switch (*p) {
-        case '"': err = obx_buf_append(b, "\\\"", 2); break;
-        case '\\': err = obx_buf_append(b, "\\\\", 2); break;
-        case '\n': err = obx_buf_append(b, "\\n", 2); break;
-        case '\r': err = obx_buf_append(b, "\\r", 2); break;
-        case '\t': err = obx_buf_append(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20)
-                err = obx_buf_printf(b, "\\u%04x", *p);
-            else
-                err = obx_buf_append(b, p, 1);
-        }
+    while (err == OBX_OK && at < len) {
+        size_t n = obx_utf8_char_len(p + at, len - at);
+        if (n == 1 && (p[at] < 0x20 || p[at] == '"' || p[at] == '\\'))
+            err = json_escape_byte(b, p[at]);
+        else if (n)
+            err = obx_buf_append(b, p + at, n);
+        else
+            err = obx_buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD for an invalid byte */
+        at += n ? n : 1;
     }
     if (err == OBX_OK)
         err = obx_buf_append(b, "\"", 1);

@@ -34,8 +34,22 @@ OBX_MUST_CHECK enum obx_err obx_buf_printf(struct obx_buf *b, const char *fmt, .
     __attribute__((format(printf, 2, 3)));
 OBX_MUST_CHECK enum obx_err obx_buf_vprintf(struct obx_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
-/* Appends s as a JSON string literal, quotes included (escapes control characters). */
+/*
+ * Appends s as a JSON string literal, quotes included: escapes ", \, control
+ * characters (\n \r \t, others as \u00XX), and replaces bytes that are not valid
+ * UTF-8 with U+FFFD, so the output is always valid JSON even for rows written by
+ * plain SQL.
+ */
 OBX_MUST_CHECK enum obx_err obx_buf_json_str(struct obx_buf *b, const char *s);
+
+/*
+ * Length of the UTF-8 character at p (1..4) given avail bytes, or 0 when the bytes
+ * there are not a valid, shortest-form, non-surrogate character.
+ */
+size_t obx_utf8_char_len(const unsigned char *p, size_t avail);
+
+/* The largest length <= max that does not cut s inside a character. */
+size_t obx_utf8_prefix(const char *s, size_t max);
 
 /* Returns the contents ("" when empty); borrowed, valid until the next append. */
 const char *obx_buf_str(const struct obx_buf *b);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
+
 static void
 set_error(struct obx_json_error *e, const char *code, const char *message)
 {
@@ -17,40 +19,13 @@ set_error(struct obx_json_error *e, const char *code, const char *message)
 int
 obx_utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    const unsigned char *p = (const unsigned char *)s;
 
-    while (p < end) {
-        unsigned char c = *p;
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+    for (size_t at = 0; at < len;) {
+        size_t n = obx_utf8_char_len(p + at, len - at);
+        if (!n)
             return 0;
-        }
-        if ((size_t)(end - p) <= n)
-            return 0;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        p += n + 1;
+        at += n;
     }
     return 1;
 }

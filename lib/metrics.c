@@ -36,19 +36,29 @@ family(struct obx_buf *b, const char *name, const char *type, const char *help)
     return obx_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A label value with \, " and newline escaped. */
+/*
+ * A label value with \, " and newline escaped, and bytes that are not UTF-8 (a channel
+ * id written by plain SQL can hold anything) replaced by U+FFFD: one bad row must
+ * not make every scrape unparsable.
+ */
 static enum obx_err
 label_value(struct obx_buf *b, const char *v)
 {
+    const unsigned char *p = (const unsigned char *)v;
+    size_t len = strlen(v), at = 0;
     enum obx_err err = OBX_OK;
 
-    for (; err == OBX_OK && *v; v++) {
-        if (*v == '\\' || *v == '"')
-            err = obx_buf_printf(b, "\\%c", *v);
-        else if (*v == '\n')
+    while (err == OBX_OK && at < len) {
+        size_t n = obx_utf8_char_len(p + at, len - at);
+        if (n == 1 && (p[at] == '\\' || p[at] == '"'))
+            err = obx_buf_printf(b, "\\%c", p[at]);
+        else if (n == 1 && p[at] == '\n')
             err = obx_buf_puts(b, "\\n");
+        else if (n)
+            err = obx_buf_append(b, p + at, n);
         else
-            err = obx_buf_append(b, v, 1);
+            err = obx_buf_puts(b, "\xef\xbf\xbd");
+        at += n ? n : 1;
     }
     return err;
 }
@@ -223,7 +233,8 @@ render_tables(struct obx_buf *b, const struct obx_metrics_input *in)
         err = obx_buf_printf(b, "outbox_inbox_messages{state=\"%s\"} %lld\n", inbox_states[i],
                              (long long)in->inbox_by_state[i]);
     if (err == OBX_OK)
-        err = family(b, "outbox_database_size_bytes", "gauge", "Size of the database file.");
+        err = family(b, "outbox_database_size_bytes", "gauge",
+                     "Bytes in the database's pages (page_count x page_size).");
     if (err == OBX_OK)
         err = obx_buf_printf(b, "outbox_database_size_bytes %lld\n", (long long)in->db_bytes);
     if (err == OBX_OK)

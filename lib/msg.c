@@ -47,19 +47,32 @@ check_string(const char *value, const char *field, int required, size_t max,
     return OBX_OK;
 }
 
+/* Ids are keys and appear in URLs, logs and the audit trail: no control characters. */
+static enum obx_err
+check_id(const char *value, const char *field, size_t max, struct obx_field_error *fe)
+{
+    enum obx_err err = check_string(value, field, 1, max, fe);
+
+    for (const unsigned char *p = (const unsigned char *)value; err == OBX_OK && *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            err = field_error(fe, "invalid_value", field,
+                              "'%s' must not contain control characters", field);
+    return err;
+}
+
 enum obx_err
 obx_msg_validate(const struct obx_msg *m, const struct obx_msg_limits *lim,
                  struct obx_field_error *fe)
 {
-    enum obx_err err = check_string(m->channel_id, "channel_id", 1, lim->max_id_bytes, fe);
+    enum obx_err err = check_id(m->channel_id, "channel_id", lim->max_id_bytes, fe);
 
     if (err == OBX_OK)
-        err = check_string(m->external_message_id, "external_message_id", 1, lim->max_id_bytes, fe);
+        err = check_id(m->external_message_id, "external_message_id", lim->max_id_bytes, fe);
     if (err == OBX_OK)
-        err = check_string(m->business_id, "business_id", 1, lim->max_id_bytes, fe);
+        err = check_id(m->business_id, "business_id", lim->max_id_bytes, fe);
     if (err == OBX_OK)
-        err = check_string(m->external_conversation_id, "external_conversation_id", 1,
-                           lim->max_id_bytes, fe);
+        err = check_id(m->external_conversation_id, "external_conversation_id",
+                       lim->max_id_bytes, fe);
     if (err == OBX_OK)
         err = check_string(m->content, "content", 1, lim->max_content_bytes, fe);
     if (err == OBX_OK)
@@ -146,9 +159,10 @@ obx_msg_from_json(const obx_json *obj, const char *channel_id, const struct obx_
             if (strcmp(obx_json_name(v), members[i].name) == 0)
                 break;
         if (i == N_MEMBERS)
-            /* The name is not one of ours; it may be anything, so it is not echoed as field. */
-            return field_error(fe, "unknown_field", NULL, "unknown field '%.64s'",
-                               obx_json_name(v));
+            /* The name is not one of ours; it may be anything, so it is not echoed as field,
+             * and it is cut at a character boundary to keep the message valid UTF-8. */
+            return field_error(fe, "unknown_field", NULL, "unknown field '%.*s'",
+                               (int)obx_utf8_prefix(obx_json_name(v), 64), obx_json_name(v));
         if (seen & (1u << i))
             return field_error(fe, "duplicate_field", members[i].name, "'%s' appears twice",
                                members[i].name);

@@ -6,15 +6,17 @@
 #include <string.h>
 
 #include "err.h"
+#include "buf.h"
 #include "json.h"
 #include "mem.h"
 
 /* What one event says, borrowed from its parsed document. */
 struct event_view {
     const char *type;
-    char message_id[32];         /* Partoo's message id as text; "" when absent */
-    char conversation_id[32];
+    char message_id[256];        /* Partoo's message id as text; "" when absent */
+    char conversation_id[256];
     char business_id[256];
+    int id_too_long;             /* an id did not fit: the event is not interpreted */
     const char *status;
     const char *sender_type;
     const char *sender_label;
@@ -27,18 +29,25 @@ struct event_view {
     int channel_readonly;                 /* conversation.custom_channel.is_readonly */
 };
 
-/* Partoo ids are integers in some payloads and strings in others; keep them as text. */
-static void
+/*
+ * Partoo ids are integers in some payloads and strings in others; keep them as text.
+ * Returns -1 when a string id does not fit: it is never truncated (two ids sharing a
+ * prefix would collapse into one).
+ */
+static int
 id_text(const obx_json *v, char *out, size_t n)
 {
     out[0] = '\0';
     if (obx_json_is_string(v)) {
+        if (strlen(obx_json_string(v)) >= n)
+            return -1;
         snprintf(out, n, "%s", obx_json_string(v));
     } else if (obx_json_is_number(v)) {
         double d = obx_json_number(v);
         if (d == floor(d) && fabs(d) < 1e15)
             snprintf(out, n, "%.0f", d);
     }
+    return 0;
 }
 
 static const char *
@@ -57,10 +66,11 @@ read_event(const obx_json *doc, struct event_view *e)
 
     memset(e, 0, sizeof *e);
     e->type = str_at(doc, "type");
-    id_text(obx_json_get(msg, "id"), e->message_id, sizeof e->message_id);
-    id_text(obx_json_get(conv, "id"), e->conversation_id, sizeof e->conversation_id);
-    id_text(obx_json_get(obx_json_get(conv, "business"), "id"), e->business_id,
-            sizeof e->business_id);
+    e->id_too_long =
+        id_text(obx_json_get(msg, "id"), e->message_id, sizeof e->message_id) != 0 ||
+        id_text(obx_json_get(conv, "id"), e->conversation_id, sizeof e->conversation_id) != 0 ||
+        id_text(obx_json_get(obx_json_get(conv, "business"), "id"), e->business_id,
+                sizeof e->business_id) != 0;
     e->status = str_at(msg, "status");
     e->sender_type = str_at(msg, "sender_type");
     e->sender_label = str_at(msg, "sender_label");
@@ -117,16 +127,19 @@ static enum obx_err
 apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id,
             const struct event_view *e, const char **outcome, struct obx_reconcile_result *r)
 {
-    char reason[160];
+    char reason[200];
     enum obx_err err;
     int added = 0;
 
     *outcome = "ignored";
-    if (!is_message_event(e->type) || !e->message_id[0])
+    if (!is_message_event(e->type) || !e->message_id[0] || e->id_too_long)
         return OBX_OK;
     if (e->external_message_id) {
-        snprintf(reason, sizeof reason, "confirmed by %s (partoo message %s, status %s)",
-                 e->type, e->message_id, e->status ? e->status : "unknown");
+        /* Cut at character boundaries: the reason lands in the audit trail. */
+        const char *status = e->status ? e->status : "unknown";
+        snprintf(reason, sizeof reason, "confirmed by %s (partoo message %.*s, status %.*s)",
+                 e->type, (int)obx_utf8_prefix(e->message_id, 64), e->message_id,
+                 (int)obx_utf8_prefix(status, 32), status);
         err = obx_store_confirm(st, e->channel_id, e->external_message_id, e->message_id,
                                 e->status, reason);
         if (err == OBX_ENOTFOUND || err == OBX_ECONFLICT) {

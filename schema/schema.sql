@@ -217,7 +217,7 @@ CREATE INDEX inbox_due ON inbox (next_attempt_at_ms, id) WHERE state = 'pending'
 -- audit rows. `hash` chains each row to the previous one (lib/audit.c seals rows in id
 -- order: hash = sha256(previous hash || '\n' || canonical row)); NULL until sealed.
 CREATE TABLE audit_log (
-    id                   INTEGER PRIMARY KEY,
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a prune
     at_ms                INTEGER NOT NULL,
     kind                 TEXT NOT NULL CHECK (kind IN ('transition', 'attempt')),
     channel_id           TEXT NOT NULL,
