@@ -1,10 +1,10 @@
 # Thin wrapper around CMake. The two entry points the README gives:
 #   make demo   install dependencies, build, run the daemon against the mock Partoo
-#   make check  install dependencies, build (normal and ASan+UBSan), run every test
+#   make check  install dependencies, build (normal, ASan+UBSan, libFuzzer), run every test
 JOBS ?= 2
 CTEST_JOBS ?= 3
 
-.PHONY: all deps build build-asan check test test-asan demo bench clean
+.PHONY: all deps build build-asan check test test-asan test-fuzz demo bench clean
 
 all: build
 
@@ -28,7 +28,16 @@ test-asan: build-asan
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j$(CTEST_JOBS)
 
-check: test test-asan
+# libFuzzer targets (clang), each run for FUZZ_SECONDS on a copy of its seed corpus after
+# replaying every saved regression input.
+FUZZ_TARGETS = fuzz_msg_json fuzz_jsonl_line fuzz_webhook_event fuzz_config fuzz_retry_after \
+               fuzz_signature
+test-fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DOBX_WERROR=ON -DOBX_FUZZ=ON
+	cmake --build build-fuzz -j$(JOBS) --target $(FUZZ_TARGETS)
+	cd build-fuzz && ctest --output-on-failure -L fuzz -j$(JOBS)
+
+check: test test-asan test-fuzz
 
 demo: build
 	scripts/demo.sh
@@ -37,4 +46,4 @@ bench: build
 	bench/run_all.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
