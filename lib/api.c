@@ -39,6 +39,7 @@
 #define MAX_BATCH 1000
 #define MAX_SEGMENTS 8
 #define MAX_GROUP_ITEMS 20000 /* commit at once past this many pending items */
+#define API_BUSY_MS 1000      /* lock wait before answering 503 */
 
 /* One POST /v1/messages waiting for the group commit. */
 struct post {
@@ -332,6 +333,7 @@ item_json(struct obx_buf *b, const struct obx_api *api, const struct post *p, in
 {
     const struct item *it = &p->items[i];
     const struct obx_enq_item *e = it->invalid ? NULL : &api->group.items[it->slot];
+    const struct obx_field_error *fe = e && e->err == OBX_EINVAL ? &e->fe : &it->fe;
     char field[300];
     enum obx_err err;
 
@@ -341,18 +343,18 @@ item_json(struct obx_buf *b, const struct obx_api *api, const struct post *p, in
                               e->result == OBX_ENQ_DUPLICATE ? "true" : "false");
     if (e && e->err == OBX_ECONFLICT)
         snprintf(field, sizeof field, "messages[%d].external_message_id", i);
-    else if (it->fe.field)
-        snprintf(field, sizeof field, "messages[%d].%s", i, it->fe.field);
+    else if (fe->field)
+        snprintf(field, sizeof field, "messages[%d].%s", i, fe->field);
     else
         snprintf(field, sizeof field, "messages[%d]", i);
     err = obx_buf_puts(b, "{\"error\":{\"code\":");
     if (err == OBX_OK)
-        err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT ? "conflict" : it->fe.code);
+        err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT ? "conflict" : fe->code);
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"message\":");
     if (err == OBX_OK)
         err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT
                                       ? "the key exists with different fields"
-                                      : it->fe.message);
+                                      : fe->message);
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"field\":");
     if (err == OBX_OK) err = obx_buf_json_str(b, field);
     if (err == OBX_OK) err = obx_buf_puts(b, "}}");
@@ -367,6 +369,9 @@ reply_single(struct obx_api *api, struct post *p, struct obx_buf *b)
 
     if (!e) {
         obx_httpd_error(p->req, 400, it->fe.code, it->fe.message, it->fe.field);
+    } else if (e->err == OBX_EINVAL) {
+        /* Refused by the store itself (a schema CHECK the validator did not cover). */
+        obx_httpd_error(p->req, 400, e->fe.code, e->fe.message, e->fe.field);
     } else if (e->err == OBX_ECONFLICT) {
         obx_httpd_error(p->req, 409, "conflict",
                         "a message with this channel_id and external_message_id exists with "
@@ -420,6 +425,8 @@ on_commit(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
+    /* Producers wait for this answer: give another process's lock a second to clear. */
+    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
     if (api->group.n)
         err = obx_store_enqueue_batch(api->st, api->group.items, api->group.n, &lim);
     api->stats.commits++;
@@ -552,9 +559,12 @@ out:
 static void
 on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry)
 {
-    enum obx_err err = retry ? obx_store_retry(api->st, seg[2], seg[3], "retried over the API")
-                             : obx_store_cancel(api->st, seg[2], seg[3], "cancelled over the API");
+    enum obx_err err;
     struct obx_buf b;
+
+    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
+    err = retry ? obx_store_retry(api->st, seg[2], seg[3], "retried over the API")
+                : obx_store_cancel(api->st, seg[2], seg[3], "cancelled over the API");
 
     if (err == OBX_ENOTFOUND) {
         obx_httpd_error(req, 404, "not_found", "no such message", NULL);
@@ -741,17 +751,24 @@ on_healthz(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_release(&b);
 }
 
-/* Ready when the database takes a write lock and the last commit did not fail. */
+/*
+ * Ready when a small real write commits (a lock alone would not show a full disk). A
+ * success also clears the memory of an earlier failed commit, so readiness comes back
+ * without waiting for a producer's request.
+ */
 static void
 on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
-    enum obx_err err = obx_db_begin(api->st->db);
+    static const char *const keys[] = {"readyz_probe"};
+    const char *values[] = {"ok"};
+    enum obx_err err;
     struct obx_buf b;
 
     (void)seg;
-    obx_db_rollback(api->st->db);
-    if (err == OBX_OK && api->last_write_failed)
-        err = OBX_EIO;
+    obx_store_set_busy_timeout(api->st, 100); /* a probe must answer fast */
+    err = obx_store_publish_state(api->st, keys, values, 1);
+    if (err == OBX_OK)
+        api->last_write_failed = 0;
     obx_buf_init(&b, 256);
     if (err == OBX_OK) {
         reply_doc(req, 200, &b, obx_buf_puts(&b, "{\"status\":\"ready\"}"));

@@ -208,7 +208,8 @@ static const struct opt opts[] = {
     /* limits */
     {"max_body_bytes", OPT_SIZE, "1M", KIB, GIB, FIELD(max_body_bytes, int64_t),
      "largest HTTP request body accepted"},
-    {"max_content_bytes", OPT_SIZE, "64K", 1, GIB, FIELD(max_content_bytes, int64_t),
+    /* At most 1 MiB: the schema's CHECK on outbox.content (0001_init.sql) says so. */
+    {"max_content_bytes", OPT_SIZE, "64K", 1, MIB, FIELD(max_content_bytes, int64_t),
      "largest message content"},
     {"max_json_depth", OPT_INT, "32", 1, 1000, FIELD(max_json_depth, int64_t),
      "deepest JSON nesting accepted"},

@@ -75,8 +75,10 @@ obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_by
     /* evhttp answers 413 by itself past this; we answer with JSON up to max_body_bytes. */
     evhttp_set_max_body_size(http, (ev_ssize_t)(max_body_bytes * 2));
     evhttp_set_timeout(http, IO_TIMEOUT_S);
+    /* Every common method reaches the router, which answers 405 in JSON where needed. */
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                         EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     sock = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
     if (!sock) {
         evhttp_free(http);

@@ -161,6 +161,7 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
         obx_log(OBX_LOG_WARN, "db cannot change on reload; restart to use it",
                 OBX_KS("db", fresh->db));
     obx_log_setup(fresh->log_level, fresh->log_format, NULL);
+    s->st->max_db_size = fresh->max_db_size;
     obx_worker_reload(s->worker, fresh);
     obx_api_reload(s->api, fresh);
     obx_webhook_reload(s->webhook, fresh);
@@ -183,6 +184,7 @@ on_reconcile(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    obx_store_set_busy_timeout(s->st, 100); /* retried in a second when locked */
     err = obx_reconcile_run(s->st, s->cfg, RECONCILE_BATCH, &r);
     if (err != OBX_OK) {
         struct timeval retry = {1, 0};

@@ -113,6 +113,12 @@ obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_s
 }
 
 void
+obx_store_set_busy_timeout(struct obx_store *st, int64_t ms)
+{
+    sqlite3_busy_timeout(st->db->h, (int)ms);
+}
+
+void
 obx_store_free(struct obx_store *st)
 {
     if (!st)
@@ -229,7 +235,9 @@ check_quota(struct obx_store *st)
 
     if (st->max_db_size <= 0)
         return OBX_OK;
-    s = obx_db_stmt(st->db, "SELECT page_count * page_size FROM pragma_page_count(),"
+    /* Pages on the free list are reused before the file grows: they do not count. */
+    s = obx_db_stmt(st->db, "SELECT (page_count - freelist_count) * page_size"
+                            " FROM pragma_page_count(), pragma_freelist_count(),"
                             " pragma_page_size()");
     if (!s)
         return OBX_EDB;

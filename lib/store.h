@@ -38,6 +38,14 @@ enum obx_state {
 const char *obx_state_name(enum obx_state s);
 int obx_state_parse(const char *s);
 
+/*
+ * How long a statement waits for another process's write lock before failing with
+ * OBX_EBUSY. The daemon's loop uses a short wait for work that is retried anyway
+ * (claims, outcomes, housekeeping) and a longer one where a producer waits for an
+ * answer (enqueue commits), so a lock held elsewhere never stalls the loop for long.
+ */
+void obx_store_set_busy_timeout(struct obx_store *st, int64_t ms);
+
 /* ---- enqueue ---------------------------------------------------------------- */
 
 /* One item of a batch enqueue: the message in, the result out. */

@@ -154,6 +154,8 @@ on_commit(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    /* Partoo waits for this answer: give another process's lock a second to clear. */
+    obx_store_set_busy_timeout(wh->st, 1000);
     err = store_all(wh, &stored);
     if (err != OBX_OK && !wh->last_write_failed)
         obx_log(OBX_LOG_ERROR, "cannot store webhook events; answering 503 so Partoo retries",

@@ -37,6 +37,7 @@
 #define LEASE_CHECK_MS 30000       /* expired leases */
 #define RETENTION_EVERY_MS 3600000 /* hourly retention purge */
 #define DEFAULT_RETRY_AFTER_MS 60000
+#define WORKER_BUSY_MS 100         /* lock wait for work that is retried anyway */
 
 /* One request in flight; owns its claimed message. */
 struct inflight {
@@ -133,6 +134,7 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     w->pump_at_mono_ms = 0;
+    obx_store_set_busy_timeout(w->st, WORKER_BUSY_MS);
     pump(w);
 }
 
@@ -282,6 +284,7 @@ on_flush(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    obx_store_set_busy_timeout(w->st, WORKER_BUSY_MS);
     if (!w->npending)
         goto out;
     results = obx_calloc(w->npending, sizeof *results);
@@ -648,6 +651,7 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    obx_store_set_busy_timeout(w->st, WORKER_BUSY_MS);
     check_confirmations(w);
     /* Seal the audit rows written since the last tick into the hash chain. */
     if (obx_audit_seal(w->st, 50000, &n) != OBX_OK)
