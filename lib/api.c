@@ -768,13 +768,16 @@ on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_store_set_busy_timeout(api->st, 100); /* a probe must answer fast */
     err = obx_store_publish_state(api->st, keys, values, 1);
     if (err == OBX_OK)
+        err = obx_store_check_quota(api->st); /* producers would get 507 */
+    if (err == OBX_OK || err == OBX_EQUOTA)
         api->last_write_failed = 0;
     obx_buf_init(&b, 256);
     if (err == OBX_OK) {
         reply_doc(req, 200, &b, obx_buf_puts(&b, "{\"status\":\"ready\"}"));
     } else {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        obx_httpd_error(req, 503, "not_ready", "the database cannot be written", NULL);
+        obx_httpd_error(req, 503, "not_ready",
+                        "the database cannot be written or is over max_db_size", NULL);
     }
     obx_buf_release(&b);
 }

@@ -227,8 +227,8 @@ insert_one(sqlite3 *h, sqlite3_stmt *ins, sqlite3_stmt *sel, struct obx_enq_item
 }
 
 /* Refuses new messages once the file reaches the quota (SPEC §8). */
-static enum obx_err
-check_quota(struct obx_store *st)
+enum obx_err
+obx_store_check_quota(struct obx_store *st)
 {
     sqlite3_stmt *s;
     int64_t bytes = 0;
@@ -253,7 +253,7 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
 {
     int64_t now_ms = obx_now_ms(st->clock);
     sqlite3_stmt *ins, *sel;
-    enum obx_err err = check_quota(st);
+    enum obx_err err = obx_store_check_quota(st);
 
     if (err != OBX_OK)
         return err;
@@ -599,14 +599,24 @@ static const char SQL_TO_ACCEPTED[] =
     " confirm_due_at_ms = CASE WHEN confirmed_at_ms IS NULL THEN NULLIF(?10, 0) END"
     " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
 
+/*
+ * Out of SENDING, a confirmation that arrived meanwhile (confirmed_at_ms set) wins:
+ * Partoo has the message, whatever this attempt's answer was (e.g. a lost response).
+ */
 static const char SQL_TO_FAILED[] =
-    "UPDATE outbox SET state = 'failed', state_reason = ?4, state_at_ms = ?3,"
+    "UPDATE outbox SET"
+    " state = CASE WHEN confirmed_at_ms IS NULL THEN 'failed' ELSE 'confirmed' END,"
+    " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN ?4"
+    "  ELSE ?4 || '; confirmed by an earlier webhook' END, state_at_ms = ?3,"
     " attempts = attempts + 1, counted_attempts = counted_attempts + ?5,"
     " last_http_status = NULLIF(?6, 0), last_error = ?7, lease_token = NULL,"
     " lease_expires_at_ms = NULL WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
 
 static const char SQL_TO_QUEUED[] =
-    "UPDATE outbox SET state = 'queued', state_reason = ?4, state_at_ms = ?3,"
+    "UPDATE outbox SET"
+    " state = CASE WHEN confirmed_at_ms IS NULL THEN 'queued' ELSE 'confirmed' END,"
+    " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN ?4"
+    "  ELSE ?4 || '; confirmed by an earlier webhook' END, state_at_ms = ?3,"
     " attempts = attempts + ?8, counted_attempts = counted_attempts + ?5,"
     " last_http_status = CASE WHEN ?8 THEN NULLIF(?6, 0) ELSE last_http_status END,"
     " last_error = CASE WHEN ?8 THEN ?7 ELSE last_error END,"

@@ -68,6 +68,9 @@ OBX_MUST_CHECK enum obx_err obx_store_enqueue_batch(struct obx_store *st,
                                                     struct obx_enq_item *items, size_t n,
                                                     const struct obx_msg_limits *lim);
 
+/* OBX_EQUOTA when the database has reached max_db_size (new messages are refused). */
+OBX_MUST_CHECK enum obx_err obx_store_check_quota(struct obx_store *st);
+
 /* ---- delivery ---------------------------------------------------------------- */
 
 /* A claimed message, owned by the caller until obx_claimed_release(). */

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# tests/integration/test_api_limits.sh: the producer API's configured limits, bearer token and
+# loopback rule (SPEC §5, §8, §10; issue 4).
+#
+# --max-body-bytes / --max-content-bytes / --max-json-depth, and the wake-up latency with the
+# default pacing; --api-token on every route but /healthz and /readyz (and its rotation by
+# SIGHUP); `serve` refusing a non-loopback api_listen without a token.
+# test_api_backpressure.sh covers 503 and 507.
+#
+#   OUTBOX_BIN=build/outbox bash tests/integration/test_api_limits.sh
+. "$(dirname "$0")/lib.sh"
+
+# ---- API helpers (the same block opens every test_api*.sh) -------------------------------
+# Hermetic: no OUTBOX_* from the caller's environment except the binary under test.
+for v in $(compgen -e | grep '^OUTBOX_' || true); do
+    [ "$v" = OUTBOX_BIN ] || unset "$v"
+done
+# api_serve [serve options]: start_serve (API on 127.0.0.1:0), then API=http://127.0.0.1:PORT
+# with the port from serve's "msg=serving ... api_port=N" log line.
+api_serve() {
+    local before
+    before=$(grep -c 'msg=serving' "$T/serve.log" 2>/dev/null)
+    start_serve "$@"
+    wait_until 10 '[ "$(grep -c "msg=serving" "$T/serve.log")" -gt '"${before:-0}"' ]' ||
+        { echo "serve did not log its api port"; cat "$T/serve.log"; exit 1; }
+    API=http://127.0.0.1:$(sed -n 's/.*msg=serving .* api_port=\([0-9]*\).*/\1/p' "$T/serve.log" | tail -1)
+}
+stop_serve() { kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null; }
+# req METHOD PATH [BODY]: one request to the API; sets CODE (HTTP status) and RESP (body),
+# response headers in $T/resp.head. BODY "@FILE" sends a file. With a body, CT sets the
+# Content-Type (default application/json; CT= sends none); TOKEN adds a bearer token.
+req() {
+    local args=(-sS -m 30 -o "$T/resp.body" -D "$T/resp.head" -w '%{http_code}' -X "$1")
+    [ $# -ge 3 ] && args+=(--data-binary "$3" -H "Content-Type:${CT-application/json}")
+    [ -n "${TOKEN:-}" ] && args+=(-H "Authorization: Bearer $TOKEN")
+    CODE=$(curl "${args[@]}" "$API$2")
+    RESP=$(cat "$T/resp.body")
+}
+# header NAME: a header of the last response (case-insensitive name).
+header() { tr -d '\r' < "$T/resp.head" | sed -n "s/^$1: *//Ip" | tail -1; }
+# jx JSON SQL-EXPR: evaluates an SQLite expression over the document bound as j.
+jx() {
+    printf '%s' "$1" > "$T/jx.json"
+    sqlite3 -batch -noheader :memory: "SELECT $2 FROM (SELECT readfile('$T/jx.json') AS j)" 2>/dev/null
+}
+# errsig: "STATUS code field" of the last response ("-" for a null field).
+errsig() {
+    echo "$CODE $(jx "$RESP" "json_extract(j,'\$.error.code') || ' ' || ifnull(json_extract(j,'\$.error.field'),'-')")"
+}
+# mk [KEY=VALUE...]: a valid message object with KEY set to VALUE: raw JSON when VALUE looks
+# like JSON (a number, true, false, null, or it starts with " { [), else a JSON string; KEY=
+# with nothing removes the member. Pure bash: tests call it hundreds of times.
+mk() {
+    local -A v=([channel_id]=ch [external_message_id]=m [business_id]=biz
+        [external_conversation_id]=conv [content]=hello [sender_type]=Consumer)
+    local keys=(channel_id external_message_id business_id external_conversation_id content
+        sender_type) a k x out="" sep=""
+    for a; do
+        k=${a%%=*}
+        [[ " ${keys[*]} " == *" $k "* ]] || keys+=("$k")
+        v[$k]=${a#*=}
+    done
+    for k in "${keys[@]}"; do
+        x=${v[$k]}
+        [ -n "$x" ] || continue
+        if ! [[ $x =~ ^(-?[0-9][0-9.eE+-]*|true|false|null)$ || $x == [\"\{\[]* ]]; then
+            x=${x//\\/\\\\}
+            x="\"${x//\"/\\\"}\""
+        fi
+        out+="$sep\"$k\":$x"
+        sep=,
+    done
+    printf '{%s}' "$out"
+}
+# batch ITEM...: {"messages":[ITEM,...]}
+batch() { local IFS=,; printf '{"messages":[%s]}' "$*"; }
+total() { sql "$DB" "SELECT count(*) FROM outbox"; }
+state_of() { sql "$DB" "SELECT state FROM outbox WHERE channel_id = '$1' AND external_message_id = '$2'"; }
+# arrived EXT_ID: the mock's arrival time (epoch ms) of that message, empty before it arrives.
+arrived() { mock_get received | awk -F'\t' -v id="$1" '$6 == id { print $2; exit }'; }
+# ------------------------------------------------------------------------------------------
+
+start_mock --rate-limit 0
+
+# ---- configured limits, default pacing ----------------------------------------------------------
+api_serve --max-body-bytes 4K --max-content-bytes 1K --max-json-depth 4
+echo "# api at $API"
+# Default pacing (290/min, no burst): with serve idle a token is there, so no wait either.
+python3 - "$API" "$MOCK_PORT" > "$T/latency.txt" <<'EOF'
+import http.client, json, sys, time
+api = sys.argv[1].split("//")[1]
+mock = ("127.0.0.1", int(sys.argv[2]))
+def arrival(ext_id):
+    c = http.client.HTTPConnection(*mock, timeout=10)
+    c.request("GET", "/_mock/received")
+    for line in c.getresponse().read().decode().splitlines():
+        f = line.split("\t")
+        if f[5] == ext_id:
+            return int(f[1])
+    return None
+conn = http.client.HTTPConnection(api, timeout=10)
+for i in range(5):
+    time.sleep(0.6)
+    ext = f"paced{i}"
+    body = json.dumps({"channel_id": "ch", "external_message_id": ext, "business_id": "biz",
+                       "external_conversation_id": f"c-{ext}", "content": "hi",
+                       "sender_type": "User"})
+    t0 = time.time() * 1000
+    conn.request("POST", "/v1/messages", body, {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    r.read()
+    deadline = time.time() + 5
+    arr = None
+    while arr is None and time.time() < deadline:
+        arr = arrival(ext)
+        if arr is None:
+            time.sleep(0.005)
+    print(r.status, int(arr - t0) if arr else 99999)
+EOF
+lat=$(awk '{ print $2 }' "$T/latency.txt" | sort -n | tr '\n' ' ')
+assert_eq "paced latency probes: 5 x 202" "$(awk '{ print $1 }' "$T/latency.txt" | sort -u | tr -d '\n')" 202
+assert_le "default pacing, idle: POST -> mock under 100 ms (median of 5, ms: $lat)" \
+    "$(echo "$lat" | awk '{ print $3 }')" 100
+
+n0=$(total)
+# pad N: a valid message padded with JSON whitespace to exactly N bytes, in $T/pad.json
+pad() {
+    local m
+    m=$(mk external_message_id=pad$1 external_conversation_id=c-pad)
+    { printf '%s' "$m"; printf '%*s' $(($1 - ${#m})) ''; } > "$T/pad.json"
+}
+pad 4097
+req POST /v1/messages @"$T/pad.json"
+assert_eq "--max-body-bytes 4K: 4097 bytes -> 413" "$(errsig)" "413 too_large -"
+pad 8192
+req POST /v1/messages @"$T/pad.json"
+assert_eq "--max-body-bytes 4K: 8192 bytes -> 413" "$(errsig)" "413 too_large -"
+pad 20000
+req POST /v1/messages @"$T/pad.json"
+assert_eq "--max-body-bytes 4K: 20000 bytes -> 413 (evhttp's own answer past 2x the limit)" "$CODE" 413
+C1024=$(head -c 1024 /dev/zero | tr '\0' c)
+req POST /v1/messages "$(mk external_message_id=c1025 content=${C1024}c)"
+assert_eq "--max-content-bytes 1K: 1025 bytes -> 400" "$(errsig)" "400 too_long content"
+req POST /v1/messages "$(mk external_message_id=deep5 'content=[[[[1]]]]')"
+assert_eq "--max-json-depth 4: depth 5 -> 400 too_deep" "$(errsig)" "400 too_deep -"
+req POST /v1/messages "$(batch "$(mk external_message_id=deepb 'content=[[1]]')")"
+assert_eq "--max-json-depth 4: a batch of depth 5 -> 400 too_deep" "$(errsig)" "400 too_deep -"
+assert_eq "nothing stored by refused requests" "$(total)" "$n0"
+pad 4096
+req POST /v1/messages @"$T/pad.json"
+assert_eq "--max-body-bytes 4K: exactly 4096 bytes -> 202" "$CODE" 202
+req POST /v1/messages "$(mk external_message_id=c1024 external_conversation_id=c-1024 content=$C1024)"
+assert_eq "--max-content-bytes 1K: exactly 1024 bytes -> 202" "$CODE" 202
+req POST /v1/messages "$(mk external_message_id=deep4 external_conversation_id=c-d4 'content=[[[1]]]')"
+assert_eq "--max-json-depth 4: depth 4 passes the parser" "$(errsig)" "400 invalid_type content"
+stop_serve
+
+# ---- bearer token ------------------------------------------------------------------------------------
+printf 'api_token = tok-1\n' > "$T/outbox.conf"
+api_serve --config "$T/outbox.conf"
+req POST /v1/messages "$(mk external_message_id=auth0 external_conversation_id=c-auth)" # no token
+assert_eq "token set, no Authorization: 401" "$(errsig)" "401 unauthorized -"
+assert_eq "401 carries WWW-Authenticate: Bearer" "$(header WWW-Authenticate)" "Bearer"
+TOKEN=tok-1 req POST /v1/messages "$(mk external_message_id=auth1 external_conversation_id=c-auth)"
+assert_eq "right token: POST 202" "$CODE" 202
+n0=$(total)
+# Every route, without a token, with a wrong one, with another scheme, and with the right one.
+routes=("GET /v1/messages" "POST /v1/messages" "GET /v1/messages/ch/auth1"
+    "POST /v1/messages/ch/auth1/retry" "POST /v1/messages/ch/auth1/cancel" "GET /v1/stats"
+    "GET /v1/inbox" "POST /v1/inbox/1/ack" "GET /metrics")
+for r in "${routes[@]}"; do
+    set -- $r
+    body=()
+    [ "$1" = POST ] && [ "$2" = /v1/messages ] && body=("$(mk external_message_id=auth-x)")
+    req "$1" "$2" "${body[@]}"
+    assert_eq "$r without a token: 401" "$CODE" 401
+    TOKEN=wrong req "$1" "$2" "${body[@]}"
+    assert_eq "$r with a wrong token: 401" "$CODE" 401
+    TOKEN=tok-10 req "$1" "$2" "${body[@]}"
+    assert_eq "$r with the token plus a character: 401" "$CODE" 401
+    TOKEN=tok- req "$1" "$2" "${body[@]}"
+    assert_eq "$r with a prefix of the token: 401" "$CODE" 401
+    CODE=$(curl -sS -o /dev/null -w '%{http_code}' -X "$1" -u tok-1:tok-1 "$API$2")
+    assert_eq "$r with Basic credentials: 401" "$CODE" 401
+    TOKEN=tok-1 req "$1" "$2"
+    assert_not_contains "$r with the token: not 401 ($CODE)" "$CODE" 401
+done
+assert_eq "nothing stored without the right token" "$(total)" "$n0"
+for p in /healthz /readyz; do
+    req GET $p
+    assert_eq "GET $p stays open without a token" "$CODE" 200
+done
+cp "$T/outbox.conf" "$T/outbox.conf.old"
+printf 'api_token = tok-2\n' > "$T/outbox.conf"
+kill -HUP "$SERVE_PID"
+wait_until 10 'grep -q "configuration reloaded" "$T/serve.log"'
+TOKEN=tok-1 req GET /v1/stats
+assert_eq "SIGHUP rotates the token: the old one gets 401" "$CODE" 401
+TOKEN=tok-2 req GET /v1/stats
+assert_eq "SIGHUP rotates the token: the new one gets 200" "$CODE" 200
+stop_serve
+
+# ---- a non-loopback api_listen needs a token ----------------------------------------------------------
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+for listen in "0.0.0.0:$(free_port)" "[::]:$(free_port)"; do
+    timeout 20 env OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --db "$T/loopback.db" \
+        --partoo-base-url "$MOCK_URL" --webhook-listen 127.0.0.1:0 --api-listen "$listen" \
+        >"$T/last.out" 2>&1
+    assert_eq "serve --api-listen $listen without a token: exit 1" "$?" 1
+    assert_contains "serve --api-listen $listen without a token: says why" "$(cat "$T/last.out")" \
+        "non-loopback api_listen without api_token"
+done
+PORT=$(free_port)
+OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --db "$T/loopback.db" --partoo-base-url "$MOCK_URL" \
+    --webhook-listen 127.0.0.1:0 --api-listen "0.0.0.0:$PORT" --api-token tok \
+    >"$T/wide.log" 2>&1 &
+WIDE=$!
+PIDS+=("$WIDE")
+wait_until 10 'curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz"'
+assert_eq "serve --api-listen 0.0.0.0:PORT with a token: serving" \
+    "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz")" 200
+assert_eq "... and the token is enforced" \
+    "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/stats")" 401
+kill -TERM "$WIDE"
+wait "$WIDE"
+assert_eq "... and it stops with exit 0" "$?" 0
+
+# ---- max_content_bytes above the schema's own CHECK (content <= 1 MiB) -------------------------------
+# Either the configuration refuses such a max_content_bytes, or the API reports the row the
+# schema refused as an error. Never a 202 for a message that was not stored.
+if OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --print-config --db "$DB" --max-body-bytes 4M \
+    --max-content-bytes 2M >/dev/null 2>&1; then
+    api_serve --rate-limit 0 --max-body-bytes 4M --max-content-bytes 2M
+    n0=$(total)
+    C15=$(head -c 1500000 /dev/zero | tr '\0' a)
+    mk external_message_id=big external_conversation_id=c-big content=$C15 > "$T/big.json"
+    req POST /v1/messages @"$T/big.json"
+    assert_eq "content of 1.5 MB (max_content_bytes 2M, schema 1 MiB): 400, not a 202" "$CODE" 400
+    assert_not_contains "... and no reply with id 0" "$RESP" '"id":0'
+    assert_eq "... nothing stored" "$(total)" "$n0"
+    batch "$(mk external_message_id=small external_conversation_id=c-big)" "$(cat "$T/big.json")" > "$T/bigbatch.json"
+    req POST /v1/messages @"$T/bigbatch.json"
+    assert_eq "a batch with that item: 202" "$CODE" 202
+    kill -0 "$SERVE_PID" 2>/dev/null
+    assert_eq "a batch with that item: serve is still running" "$?" 0
+    assert_eq "a batch with that item: the good item stored, the big one not" \
+        "$(sql "$DB" "SELECT group_concat(external_message_id) FROM outbox WHERE external_conversation_id = 'c-big'")" "small"
+    assert_eq "a batch with that item: an error result for messages[1]" \
+        "$(jx "$RESP" "json_type(j,'\$.results[0].id') || ' ' || json_extract(j,'\$.results[1].error.field') GLOB 'messages\\[1\\]*'")" "integer 1"
+    stop_serve
+else
+    pass "max_content_bytes above the schema's 1 MiB is refused by the configuration"
+fi
+
+finish
