@@ -2,6 +2,8 @@
 #include "httpd.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -56,6 +58,33 @@ obx_httpd_is_loopback(const char *listen)
            strcasecmp(host, "localhost") == 0;
 }
 
+
+/*
+ * Out of file descriptors, accept() fails while the listening socket stays readable:
+ * without this the loop would spin at 100% CPU. Pause accepting for a second instead;
+ * connections wait in the kernel's backlog meanwhile. (The error callback gets evhttp's
+ * argument, not ours, so the resume is a one-shot event carrying the listener.)
+ */
+static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(arg);
+}
+
+static void
+on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    struct timeval pause = {1, 0};
+
+    (void)arg;
+    evconnlistener_disable(listener);
+    if (event_base_once(evconnlistener_get_base(listener), -1, EV_TIMEOUT, on_accept_resume,
+                        listener, &pause) != 0)
+        evconnlistener_enable(listener); /* cannot schedule: better spin than go deaf */
+}
+
 enum obx_err
 obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_bytes,
                  struct evhttp **out, int *bound_port)
@@ -84,6 +113,7 @@ obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_by
         evhttp_free(http);
         return OBX_EIO;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(sock), on_accept_error);
     if (bound_port) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
