@@ -829,8 +829,8 @@ purgeable(const char *state, const char *channel, int include_failed,
 }
 
 enum obx_err
-obx_store_purge(struct obx_store *st, int64_t before_ms, int include_failed,
-                int (*is_readonly)(void *ctx, const char *channel), void *ctx, int64_t *count)
+obx_store_purge(struct obx_store *st, int64_t before_ms, const struct obx_purge_opts *o,
+                int64_t *count)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_PURGE_CANDIDATES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
@@ -850,13 +850,13 @@ obx_store_purge(struct obx_store *st, int64_t before_ms, int include_failed,
             break;
         }
         if (!purgeable((const char *)sqlite3_column_text(sel, 2),
-                       (const char *)sqlite3_column_text(sel, 1), include_failed, is_readonly,
-                       ctx))
+                       (const char *)sqlite3_column_text(sel, 1), o->include_failed,
+                       o->is_readonly, o->ctx))
             continue;
         sqlite3_bind_int64(del, 1, sqlite3_column_int64(sel, 0));
         err = obx_db_step_done(del);
-        if (err == OBX_OK)
-            (*count)++;
+        if (err == OBX_OK && ++(*count) % 1000 == 0 && o->progress)
+            o->progress(o->ctx, *count);
     }
     sqlite3_reset(sel);
     if (err == OBX_OK)

@@ -187,15 +187,22 @@ OBX_MUST_CHECK enum obx_err obx_store_retry_failed(struct obx_store *st, const c
 OBX_MUST_CHECK enum obx_err obx_store_cancel(struct obx_store *st, const char *channel_id,
                                              const char *external_message_id, const char *reason);
 
+/* How obx_store_purge chooses and reports. Callbacks may be NULL. */
+struct obx_purge_opts {
+    int include_failed;                                 /* also delete failed messages */
+    int (*is_readonly)(void *ctx, const char *channel); /* accepted is terminal there */
+    void (*progress)(void *ctx, int64_t deleted);       /* called as rows are deleted */
+    void *ctx;
+};
+
 /*
  * Deletes messages in terminal states whose last transition is older than
- * before_ms: confirmed, cancelled, accepted of read-only channels (is_readonly
- * callback, may be NULL = none), and failed when include_failed. Never queued,
- * sending or (bidirectional) accepted. *count gets how many.
+ * before_ms: confirmed, cancelled, accepted of read-only channels, and failed when
+ * o->include_failed. Never queued, sending or (bidirectional) accepted. One
+ * transaction. *count gets how many.
  */
 OBX_MUST_CHECK enum obx_err obx_store_purge(struct obx_store *st, int64_t before_ms,
-                                            int include_failed,
-                                            int (*is_readonly)(void *ctx, const char *channel),
-                                            void *ctx, int64_t *count /* OUT */);
+                                            const struct obx_purge_opts *o,
+                                            int64_t *count /* OUT */);
 
 #endif

@@ -663,8 +663,8 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
     }
     if (w->cfg->retention_ms > 0 && now_mono - w->last_retention_mono_ms >= RETENTION_EVERY_MS) {
         w->last_retention_mono_ms = now_mono;
-        if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, 0, is_readonly, w,
-                            &n) == OBX_OK && n)
+        struct obx_purge_opts po = {0, is_readonly, NULL, w};
+        if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, &po, &n) == OBX_OK && n)
             obx_log(OBX_LOG_INFO, "retention removed finished messages", OBX_KI("count", n));
         if (obx_audit_prune(w->st, wall_now() - w->cfg->retention_ms, &n) == OBX_OK && n)
             obx_log(OBX_LOG_INFO, "retention removed old audit rows behind a checkpoint",

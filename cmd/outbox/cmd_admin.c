@@ -8,6 +8,7 @@
 
 #include "audit.h"
 #include "cli.h"
+#include "progress.h"
 #include "commands.h"
 #include "migrate.h"
 
@@ -143,10 +144,22 @@ cmd_cancel(int argc, char **argv)
     return rc;
 }
 
+struct purge_ctx {
+    struct cli *c;
+    struct progress pr;
+};
+
+/* Purge callbacks: the context is the command's struct cli and its progress line. */
 static int
 readonly_cb(void *ctx, const char *channel)
 {
-    return obx_config_channel_readonly(ctx, channel);
+    return obx_config_channel_readonly(&((struct purge_ctx *)ctx)->c->cfg, channel);
+}
+
+static void
+purge_progress(void *ctx, int64_t deleted)
+{
+    progress_set(&((struct purge_ctx *)ctx)->pr, deleted);
 }
 
 int
@@ -167,6 +180,8 @@ cmd_purge(int argc, char **argv)
                  CLI_COMMON_HELP};
     struct obx_store *st = NULL;
     int64_t age_ms = 0, count = 0, sealed = 0, pruned = 0;
+    struct purge_ctx pc = {.c = &c};
+    struct obx_purge_opts po = {0, readonly_cb, purge_progress, &pc};
     int rc;
     enum obx_err err;
 
@@ -180,8 +195,10 @@ cmd_purge(int argc, char **argv)
     rc = cli_open_store(&c, 0, &st);
     if (rc != CLI_OK)
         goto out;
-    err = obx_store_purge(st, obx_now_ms(st->clock) - age_ms, !keep_failed, readonly_cb, &c.cfg,
-                          &count);
+    po.include_failed = !keep_failed;
+    progress_start(&pc.pr, "purge", "messages", 0);
+    err = obx_store_purge(st, obx_now_ms(st->clock) - age_ms, &po, &count);
+    progress_end(&pc.pr);
     /* Audit rows of the same age go too, behind a checkpoint that keeps the chain verifiable. */
     if (err == OBX_OK)
         err = obx_audit_seal(st, 1000000, &sealed);

@@ -324,6 +324,7 @@ test_purge_terminal_only(void)
     struct obx_store *st = fresh_store();
     struct obx_claimed c[64];
     struct obx_channel_stats *s = NULL;
+    struct obx_purge_opts po = {1, NULL, NULL, NULL};
     size_t n = 0;
     int64_t purged = 0;
     char ids[256];
@@ -342,7 +343,8 @@ test_purge_terminal_only(void)
     obx_claimed_release(&c[0]);
     CHECK_OK(obx_store_cancel(st, "ch", "can", NULL));
     fake.now_ms += 10000;
-    CHECK_OK(obx_store_purge(st, fake.now_ms, 1, never_readonly, NULL, &purged));
+    po.is_readonly = never_readonly;
+    CHECK_OK(obx_store_purge(st, fake.now_ms, &po, &purged));
     CHECK_INT(purged, 1);
     CHECK_OK(obx_query_stats(st, &s, &n));
     CHECK_INT(n, 1);
