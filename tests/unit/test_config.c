@@ -922,7 +922,7 @@ test_validate_cross_field(void)
          "'retry_base' (10m) must not exceed 'retry_cap' (5m)"},
         {"connect_timeout", "1m", "request_timeout", "30s",
          "'connect_timeout' (1m) must not exceed 'request_timeout' (30s)"},
-        {"max_content_bytes", "2M", "max_body_bytes", "1M", "'max_content_bytes' (2M)"},
+        {"max_content_bytes", "512K", "max_body_bytes", "256K", "'max_content_bytes' (512K)"},
         {"webhook_public_key", PROD_KEY_HEX, "webhook_public_key_file", "/etc/k.pem",
          "'webhook_public_key' and 'webhook_public_key_file' are both set"},
     };
