@@ -378,13 +378,15 @@ fi
 
 # ---- targets ------------------------------------------------------------------------------------
 
-echo "### Targets"
-echo
-echo "| target | measured | |"
-echo "|---|---|---|"
-cat "$SUMMARY"
-echo "| enqueue-to-request latency | not measured yet: needs the producer API | - |"
-echo
+if want mock || want drain || want scale || want idle; then
+    echo "### Targets"
+    echo
+    echo "| target | measured | |"
+    echo "|---|---|---|"
+    cat "$SUMMARY"
+    echo "| enqueue-to-request latency | not measured yet: needs the producer API | - |"
+    echo
+fi
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (nproc = $(nproc))."
 exit 0
 }

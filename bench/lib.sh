@@ -9,6 +9,9 @@
 #   OUTBOX_BIN   the outbox binary (default $BUILD/outbox)
 #   MOCK_BIN     the mock (default $BUILD/mock_partoo)
 #   BENCH_DIR    parent of the temporary work directory (default $TMPDIR or /tmp)
+#   BENCH_TEMPLATES  keep the template databases (N queued messages) in this directory and
+#                reuse them in later runs (default: rebuilt in every run, in the work dir)
+#   SERVE_OPTS   extra options for every `outbox serve` (word-split), e.g. "--synchronous normal"
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$BENCH_ROOT/build}
@@ -138,20 +141,29 @@ gen_jsonl() {
         } }'
 }
 
-# template_db N: path of a database holding N queued messages (built once per run, checkpointed).
+# template_db N: path of a database holding N queued messages (built once per run, checkpointed;
+# with BENCH_TEMPLATES=DIR kept in DIR across runs, per N and per `outbox version` string).
 template_db() {
     local n=$1 db=$BT/template-$1.db t0
+    if [ -n "${BENCH_TEMPLATES:-}" ]; then
+        mkdir -p "$BENCH_TEMPLATES"
+        db=$BENCH_TEMPLATES/template-$1-$("$OUTBOX_BIN" version | cksum | cut -d' ' -f1).db
+    fi
     if [ ! -s "$db" ]; then
         t0=$(now_ms)
         log "enqueueing $n messages into a template database"
-        "$OUTBOX_BIN" migrate --db "$db" >/dev/null
+        rm -f "$BT/building.db" "$BT/building.db-wal" "$BT/building.db-shm"
+        "$OUTBOX_BIN" migrate --db "$BT/building.db" >/dev/null ||
+            { log "migrate failed"; exit 1; }
         if [ "$n" -gt 0 ]; then
             gen_jsonl "$n" > "$BT/gen.jsonl"
-            "$OUTBOX_BIN" enqueue --db "$db" < "$BT/gen.jsonl" > "$BT/enqueue.out" ||
+            "$OUTBOX_BIN" enqueue --db "$BT/building.db" < "$BT/gen.jsonl" > "$BT/enqueue.out" ||
                 { log "enqueue failed"; cat "$BT/enqueue.out" >&2; exit 1; }
             rm -f "$BT/gen.jsonl"
         fi
-        sql "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+        sql "$BT/building.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null
+        rm -f "$BT/building.db-wal" "$BT/building.db-shm"
+        mv "$BT/building.db" "$db" # complete, or not there at all
         log "template of $n messages ready in $(( $(now_ms) - t0 )) ms"
     fi
     echo "$db"
@@ -173,7 +185,7 @@ serve_cmd() {
     local db=$1
     shift
     echo "$OUTBOX_BIN" serve --db "$db" --partoo-base-url "$MOCK_URL" --rate-limit 0 \
-        --log-level warn "${SERVE_LISTEN_OPTS[@]}" "$@"
+        --log-level warn "${SERVE_LISTEN_OPTS[@]}" ${SERVE_OPTS:-} "$@"
 }
 
 serve_holds_lock() {
