@@ -11,75 +11,7 @@
 #   OUTBOX_BIN=build/outbox bash tests/integration/test_api_backpressure.sh
 . "$(dirname "$0")/lib.sh"
 
-# ---- API helpers (the same block opens every test_api*.sh) -------------------------------
-# Hermetic: no OUTBOX_* from the caller's environment except the binary under test.
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-# api_serve [serve options]: start_serve (API on 127.0.0.1:0), then API=http://127.0.0.1:PORT
-# with the port from serve's "msg=serving ... api_port=N" log line.
-api_serve() {
-    local before
-    before=$(grep -c 'msg=serving' "$T/serve.log" 2>/dev/null)
-    start_serve "$@"
-    wait_until 10 '[ "$(grep -c "msg=serving" "$T/serve.log")" -gt '"${before:-0}"' ]' ||
-        { echo "serve did not log its api port"; cat "$T/serve.log"; exit 1; }
-    API=http://127.0.0.1:$(sed -n 's/.*msg=serving .* api_port=\([0-9]*\).*/\1/p' "$T/serve.log" | tail -1)
-}
-stop_serve() { kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null; }
-# req METHOD PATH [BODY]: one request to the API; sets CODE (HTTP status) and RESP (body),
-# response headers in $T/resp.head. BODY "@FILE" sends a file. With a body, CT sets the
-# Content-Type (default application/json; CT= sends none); TOKEN adds a bearer token.
-req() {
-    local args=(-sS -m 30 -o "$T/resp.body" -D "$T/resp.head" -w '%{http_code}' -X "$1")
-    [ $# -ge 3 ] && args+=(--data-binary "$3" -H "Content-Type:${CT-application/json}")
-    [ -n "${TOKEN:-}" ] && args+=(-H "Authorization: Bearer $TOKEN")
-    CODE=$(curl "${args[@]}" "$API$2")
-    RESP=$(cat "$T/resp.body")
-}
-# header NAME: a header of the last response (case-insensitive name).
-header() { tr -d '\r' < "$T/resp.head" | sed -n "s/^$1: *//Ip" | tail -1; }
-# jx JSON SQL-EXPR: evaluates an SQLite expression over the document bound as j.
-jx() {
-    printf '%s' "$1" > "$T/jx.json"
-    sqlite3 -batch -noheader :memory: "SELECT $2 FROM (SELECT readfile('$T/jx.json') AS j)" 2>/dev/null
-}
-# errsig: "STATUS code field" of the last response ("-" for a null field).
-errsig() {
-    echo "$CODE $(jx "$RESP" "json_extract(j,'\$.error.code') || ' ' || ifnull(json_extract(j,'\$.error.field'),'-')")"
-}
-# mk [KEY=VALUE...]: a valid message object with KEY set to VALUE: raw JSON when VALUE looks
-# like JSON (a number, true, false, null, or it starts with " { [), else a JSON string; KEY=
-# with nothing removes the member. Pure bash: tests call it hundreds of times.
-mk() {
-    local -A v=([channel_id]=ch [external_message_id]=m [business_id]=biz
-        [external_conversation_id]=conv [content]=hello [sender_type]=Consumer)
-    local keys=(channel_id external_message_id business_id external_conversation_id content
-        sender_type) a k x out="" sep=""
-    for a; do
-        k=${a%%=*}
-        [[ " ${keys[*]} " == *" $k "* ]] || keys+=("$k")
-        v[$k]=${a#*=}
-    done
-    for k in "${keys[@]}"; do
-        x=${v[$k]}
-        [ -n "$x" ] || continue
-        if ! [[ $x =~ ^(-?[0-9][0-9.eE+-]*|true|false|null)$ || $x == [\"\{\[]* ]]; then
-            x=${x//\\/\\\\}
-            x="\"${x//\"/\\\"}\""
-        fi
-        out+="$sep\"$k\":$x"
-        sep=,
-    done
-    printf '{%s}' "$out"
-}
-# batch ITEM...: {"messages":[ITEM,...]}
-batch() { local IFS=,; printf '{"messages":[%s]}' "$*"; }
-total() { sql "$DB" "SELECT count(*) FROM outbox"; }
-state_of() { sql "$DB" "SELECT state FROM outbox WHERE channel_id = '$1' AND external_message_id = '$2'"; }
-# arrived EXT_ID: the mock's arrival time (epoch ms) of that message, empty before it arrives.
-arrived() { mock_get received | awk -F'\t' -v id="$1" '$6 == id { print $2; exit }'; }
-# ------------------------------------------------------------------------------------------
+. "$(dirname "$0")/api_lib.sh"
 
 start_mock --rate-limit 0
 
