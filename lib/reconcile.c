@@ -224,20 +224,46 @@ process_one(struct obx_store *st, const struct obx_config *cfg, int64_t id, cons
     return err;
 }
 
-/* Copies the pending events out of the statement so it can be reset before processing. */
-struct raw_event {
-    int64_t id;
-    char *body;
-    size_t len;
-};
+static const char SQL_HAS_BACKLOG[] =
+    "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE processed_at_ms IS NULL)";
 
+enum obx_err
+obx_reconcile_has_backlog(struct obx_store *st, int *backlog)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HAS_BACKLOG);
+    int rc;
+
+    *backlog = 0;
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *backlog = sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+enum obx_err
+obx_reconcile_events(struct obx_store *st, const struct obx_config *cfg,
+                     const struct obx_reconcile_event *ev, size_t n,
+                     struct obx_reconcile_result *r)
+{
+    enum obx_err err = OBX_OK;
+
+    for (size_t i = 0; err == OBX_OK && i < n; i++)
+        err = process_one(st, cfg, ev[i].id, ev[i].body ? ev[i].body : "", ev[i].len, r);
+    return err;
+}
+
+/* Copies the pending events out of the statement so it can be reset before processing. */
 static enum obx_err
-load_pending(struct obx_store *st, int max, struct raw_event **out, int *n)
+load_pending(struct obx_store *st, int max, struct obx_reconcile_event **out, size_t *n)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PENDING_EVENTS);
-    struct raw_event *ev = obx_calloc((size_t)max, sizeof *ev);
+    struct obx_reconcile_event *ev = obx_calloc((size_t)max, sizeof *ev);
     enum obx_err err = OBX_OK;
-    int rc, count = 0;
+    size_t count = 0;
+    int rc;
 
     *out = ev;
     *n = 0;
@@ -247,10 +273,11 @@ load_pending(struct obx_store *st, int max, struct raw_event **out, int *n)
     rc = sqlite3_step(s);
     while (rc == SQLITE_ROW && err == OBX_OK) {
         size_t len = (size_t)sqlite3_column_bytes(s, 1);
+        char *body = obx_strndup(sqlite3_column_blob(s, 1), len);
         ev[count].id = sqlite3_column_int64(s, 0);
-        ev[count].body = obx_strndup(sqlite3_column_blob(s, 1), len);
+        ev[count].body = body;
         ev[count].len = len;
-        if (!ev[count].body && len)
+        if (!body && len)
             err = OBX_ENOMEM;
         count++;
         rc = sqlite3_step(s);
@@ -267,16 +294,16 @@ obx_reconcile_run(struct obx_store *st, const struct obx_config *cfg, int max,
                   struct obx_reconcile_result *r)
 {
     struct obx_reconcile_result res = {0};
-    struct raw_event *ev = NULL;
-    int n = 0;
+    struct obx_reconcile_event *ev = NULL;
+    size_t n = 0;
     enum obx_err err = obx_db_begin(st->db);
 
     if (err == OBX_OK)
         err = load_pending(st, max, &ev, &n);
-    for (int i = 0; err == OBX_OK && i < n; i++)
-        err = process_one(st, cfg, ev[i].id, ev[i].body ? ev[i].body : "", ev[i].len, &res);
-    for (int i = 0; ev && i < n; i++)
-        obx_free(ev[i].body);
+    if (err == OBX_OK)
+        err = obx_reconcile_events(st, cfg, ev, n, &res);
+    for (size_t i = 0; ev && i < n; i++)
+        obx_free((char *)ev[i].body);
     obx_free(ev);
     if (err == OBX_OK)
         err = obx_db_commit(st->db);

@@ -25,6 +25,13 @@ struct obx_reconcile_result {
     int unparsable;
 };
 
+/* One stored event: its row id and raw body (borrowed). */
+struct obx_reconcile_event {
+    int64_t id;
+    const char *body;
+    size_t len;
+};
+
 /*
  * Processes up to max unprocessed events, oldest first, in one transaction.
  * cfg is read for readonly_channels and JSON limits. *r (may be NULL) is
@@ -33,5 +40,22 @@ struct obx_reconcile_result {
 OBX_MUST_CHECK enum obx_err obx_reconcile_run(struct obx_store *st, const struct obx_config *cfg,
                                               int max,
                                               struct obx_reconcile_result *r /* OUT */);
+
+/*
+ * Interprets the given stored, unprocessed events inside the caller's open
+ * transaction, adding to *r. On error the caller rolls back (to a savepoint): the
+ * events stay unprocessed for obx_reconcile_run.
+ */
+OBX_MUST_CHECK enum obx_err obx_reconcile_events(struct obx_store *st,
+                                                 const struct obx_config *cfg,
+                                                 const struct obx_reconcile_event *ev, size_t n,
+                                                 struct obx_reconcile_result *r /* IN/OUT */);
+
+/*
+ * *backlog = 1 when some stored event is still unprocessed. Newer events are
+ * interpreted inline only when there is none, so events are applied in the order
+ * they were stored.
+ */
+OBX_MUST_CHECK enum obx_err obx_reconcile_has_backlog(struct obx_store *st, int *backlog /* OUT */);
 
 #endif

@@ -205,12 +205,14 @@ on_reconcile(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_events_stored(void *ctx)
+on_events_stored(void *ctx, const struct obx_reconcile_result *r, int leftover)
 {
     struct server *s = ctx;
     struct timeval now = {0, 0};
 
-    if (!evtimer_pending(s->reconcile_ev, NULL))
+    if (r->replies)
+        obx_inbox_notify(s->inbox);
+    if (leftover && !evtimer_pending(s->reconcile_ev, NULL))
         evtimer_add(s->reconcile_ev, &now);
 }
 
@@ -391,7 +393,7 @@ start(struct server *s)
     if (err == OBX_OK) {
         publish_state(s, 1);
         obx_api_set_metrics(s->api, render_metrics, s);
-        on_events_stored(s); /* events stored before a crash are interpreted now */
+        event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
     }
     return err;
 }

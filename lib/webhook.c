@@ -11,7 +11,9 @@
 #include "httpd.h"
 #include "log.h"
 #include "mem.h"
+#include "reconcile.h"
 #include "signature.h"
+#include "verify_pool.h"
 
 #define OBX_MODULE "webhook"
 
@@ -30,10 +32,11 @@ struct obx_webhook {
     struct event_base *base;
     struct obx_store *st;
     const struct obx_config *cfg;
-    struct obx_verifier *verifier;
+    struct obx_verify_pool *pool; /* owns the public key */
+    int closing;                  /* set while freeing: verdicts still coming back get 503 */
     struct evhttp *http;
     int port;
-    void (*stored)(void *ctx);
+    obx_webhook_stored_fn stored;
     void *stored_ctx;
     struct event *commit_ev;
     struct pending_event *pending;
@@ -118,45 +121,114 @@ static const char SQL_STORE_EVENT[] =
     "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES (?1, ?2, ?3)"
     " ON CONFLICT (body_sha256) DO NOTHING";
 
+/* Inserts the group's events; the new ones (not duplicates) are listed in fresh[]. */
 static enum obx_err
-store_all(struct obx_webhook *wh, int64_t *stored)
+insert_events(struct obx_webhook *wh, struct obx_reconcile_event *fresh, size_t *nfresh)
 {
     sqlite3_stmt *s = obx_db_stmt(wh->st->db, SQL_STORE_EVENT);
     int64_t now_ms = obx_now_ms(wh->st->clock);
-    enum obx_err err;
+    enum obx_err err = OBX_OK;
 
-    *stored = 0;
+    *nfresh = 0;
     if (!s)
         return OBX_EDB;
-    err = obx_db_begin(wh->st->db);
     for (size_t i = 0; err == OBX_OK && i < wh->npending; i++) {
         struct pending_event *e = &wh->pending[i];
         obx_db_bind_text(s, 1, e->sha);
         sqlite3_bind_int64(s, 2, now_ms);
         sqlite3_bind_blob(s, 3, e->body, (int)e->len, SQLITE_STATIC);
         err = obx_db_step_done(s);
-        if (err == OBX_OK)
-            *stored += sqlite3_changes(wh->st->db->h);
+        if (err == OBX_OK && sqlite3_changes(wh->st->db->h) == 1) {
+            fresh[*nfresh].id = sqlite3_last_insert_rowid(wh->st->db->h);
+            fresh[*nfresh].body = e->body;
+            fresh[*nfresh].len = e->len;
+            (*nfresh)++;
+        }
     }
-    if (err == OBX_OK)
-        return obx_db_commit(wh->st->db);
-    obx_db_rollback(wh->st->db);
-    *stored = 0;
     return err;
+}
+
+/*
+ * Interprets the new events in the transaction that stores them, so a group
+ * costs one commit, not two. Only when no older event is still waiting (events
+ * are applied in the order they were stored), and under a savepoint: should
+ * interpretation fail, the events are committed all the same and
+ * obx_reconcile_run tries them again later. *leftover says it has work. Returns
+ * an error only when the savepoint itself misbehaves: the group is then lost.
+ */
+static enum obx_err
+reconcile_inline(struct obx_webhook *wh, const struct obx_reconcile_event *fresh, size_t n,
+                 int backlog, struct obx_reconcile_result *r, int *leftover)
+{
+    struct obx_db *db = wh->st->db;
+    enum obx_err err;
+
+    *leftover = 1;
+    memset(r, 0, sizeof *r);
+    if (backlog)
+        return OBX_OK;
+    err = obx_db_exec(db, "SAVEPOINT reconcile");
+    if (err != OBX_OK)
+        return err;
+    err = obx_reconcile_events(wh->st, wh->cfg, fresh, n, r);
+    *leftover = err != OBX_OK;
+    if (err != OBX_OK) {
+        obx_log(OBX_LOG_WARN, "webhook events stored; interpreting them later",
+                OBX_KS("error", obx_strerror(err)));
+        memset(r, 0, sizeof *r);
+        err = obx_db_exec(db, "ROLLBACK TO reconcile");
+    }
+    return err == OBX_OK ? obx_db_exec(db, "RELEASE reconcile") : err;
+}
+
+/* Stores the group in one transaction; *stored counts the new (not duplicate) events. */
+static enum obx_err
+store_group(struct obx_webhook *wh, int64_t *stored, struct obx_reconcile_result *r,
+            int *leftover)
+{
+    struct obx_reconcile_event *fresh = obx_calloc(wh->npending, sizeof *fresh);
+    size_t nfresh = 0;
+    int backlog = 1;
+    enum obx_err err = fresh ? obx_db_begin(wh->st->db) : OBX_ENOMEM;
+
+    *stored = 0;
+    *leftover = 0;
+    memset(r, 0, sizeof *r);
+    /* Asked before inserting: the group's own events are not a backlog. */
+    if (err == OBX_OK && obx_reconcile_has_backlog(wh->st, &backlog) != OBX_OK)
+        backlog = 1;
+    if (err == OBX_OK)
+        err = insert_events(wh, fresh, &nfresh);
+    if (err == OBX_OK && nfresh)
+        err = reconcile_inline(wh, fresh, nfresh, backlog, r, leftover);
+    if (err == OBX_OK)
+        err = obx_db_commit(wh->st->db);
+    else
+        obx_db_rollback(wh->st->db);
+    obx_free(fresh);
+    if (err != OBX_OK) {
+        memset(r, 0, sizeof *r);
+        *leftover = 0;
+        return err;
+    }
+    *stored = (int64_t)nfresh;
+    return OBX_OK;
 }
 
 static void
 on_commit(evutil_socket_t fd, short what, void *arg)
 {
     struct obx_webhook *wh = arg;
+    struct obx_reconcile_result r;
     int64_t stored = 0;
+    int leftover = 0;
     enum obx_err err;
 
     (void)fd;
     (void)what;
     /* Partoo waits for this answer: give another process's lock a second to clear. */
     obx_store_set_busy_timeout(wh->st, 1000);
-    err = store_all(wh, &stored);
+    err = store_group(wh, &stored, &r, &leftover);
     if (err != OBX_OK && !wh->last_write_failed)
         obx_log(OBX_LOG_ERROR, "cannot store webhook events; answering 503 so Partoo retries",
                 OBX_KS("error", obx_strerror(err)));
@@ -178,14 +250,17 @@ on_commit(evutil_socket_t fd, short what, void *arg)
     }
     wh->npending = 0;
     if (err == OBX_OK && stored && wh->stored)
-        wh->stored(wh->stored_ctx);
+        wh->stored(wh->stored_ctx, &r, leftover);
 }
 
 static int grow_pending(struct obx_webhook *wh);
 
-/* Adds a verified event to the group; -1 (nothing kept) when memory runs out. */
+/*
+ * Adds a verified event to the group, taking the body over from job; -1 (the
+ * job keeps it) when memory runs out.
+ */
 static int
-queue_event(struct obx_webhook *wh, struct evhttp_request *req, char *body, size_t len)
+queue_event(struct obx_webhook *wh, struct obx_verify_job *job)
 {
     struct timeval now = {0, 0};
     struct pending_event *e;
@@ -194,12 +269,12 @@ queue_event(struct obx_webhook *wh, struct evhttp_request *req, char *body, size
         e = &wh->pending[wh->npending];
     else
         return -1;
-    if (obx_sha256_hex(body, len, e->sha) != OBX_OK)
-        return -1;
     wh->npending++;
-    e->req = req;
-    e->body = body; /* now owned by the pending event */
-    e->len = len;
+    e->req = job->ctx;
+    e->body = job->body; /* now owned by the pending event */
+    e->len = job->len;
+    job->body = NULL;
+    memcpy(e->sha, job->sha, sizeof e->sha);
     if (wh->npending >= MAX_GROUP)
         event_active(wh->commit_ev, EV_TIMEOUT, 1);
     else if (!evtimer_pending(wh->commit_ev, NULL))
@@ -249,40 +324,71 @@ admit(struct obx_webhook *wh, struct evhttp_request *req)
 }
 
 static void
+reply_unavailable(struct evhttp_request *req, const char *why)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    obx_httpd_error(req, 503, "unavailable", why, NULL);
+}
+
+/* The verdict on one request, back on the loop thread (verify_pool.h). */
+static void
+on_verified(struct obx_verify_job *job, void *arg)
+{
+    struct obx_webhook *wh = arg;
+    struct evhttp_request *req = job->ctx;
+
+    if (wh->closing || job->verdict == OBX_VERIFY_CANCELLED)
+        reply_unavailable(req, "shutting down");
+    else if (job->verdict == OBX_VERIFY_FORGED)
+        reject(wh, req, 401, "bad_signature", "missing or invalid signature");
+    else if (job->verdict != OBX_VERIFY_VALID || queue_event(wh, job) != 0)
+        reply_unavailable(req, "out of memory");
+    obx_verify_job_free(job);
+}
+
+static void
 on_request(struct evhttp_request *req, void *arg)
 {
     struct obx_webhook *wh = arg;
+    struct obx_verify_job *job;
     const char *sig;
-    char *body = NULL;
-    size_t len = 0;
     enum obx_err err;
 
     wh->stats.received++;
     if (admit(wh, req) != 0)
         return;
-    err = obx_httpd_body(req, (size_t)wh->cfg->max_body_bytes, &body, &len);
-    if (err == OBX_ETOOBIG) {
-        reject(wh, req, 413, "too_large", "the body exceeds max_body_bytes");
+    job = obx_calloc(1, sizeof *job);
+    if (!job) {
+        reply_unavailable(req, "out of memory");
         return;
     }
+    job->ctx = req;
+    err = obx_httpd_body(req, (size_t)wh->cfg->max_body_bytes, &job->body, &job->len);
     sig = evhttp_find_header(evhttp_request_get_input_headers(req), SIGNATURE_HEADER);
-    if (err == OBX_OK && (!sig || !obx_verifier_check(wh->verifier, body, len, sig))) {
-        obx_free(body);
+    if (err == OBX_OK && sig) {
+        job->sig = obx_strdup(sig);
+        if (!job->sig)
+            err = OBX_ENOMEM;
+    }
+    if (err == OBX_ETOOBIG)
+        reject(wh, req, 413, "too_large", "the body exceeds max_body_bytes");
+    else if (err == OBX_OK && !sig)
         reject(wh, req, 401, "bad_signature", "missing or invalid signature");
+    else if (err != OBX_OK)
+        reply_unavailable(req, "out of memory");
+    else {
+        obx_verify_pool_submit(wh->pool, job); /* on_verified answers */
         return;
     }
-    if (err != OBX_OK || queue_event(wh, req, body, len) != 0) {
-        obx_free(body);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
-    }
+    obx_verify_job_free(job);
 }
 
 enum obx_err
 obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-                void (*stored)(void *ctx), void *ctx, struct obx_webhook **out)
+                obx_webhook_stored_fn stored, void *ctx, struct obx_webhook **out)
 {
     struct obx_webhook *wh;
+    struct obx_verifier *v = NULL;
     enum obx_err err;
 
     *out = NULL;
@@ -294,12 +400,18 @@ obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_
     wh->cfg = cfg;
     wh->stored = stored;
     wh->stored_ctx = ctx;
-    err = load_verifier(cfg, &wh->verifier);
+    err = load_verifier(cfg, &v);
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "unusable webhook public key (webhook_public_key or "
                                "webhook_public_key_file)", OBX_KS("error", obx_strerror(err)));
         obx_webhook_free(wh);
         return OBX_ECONFIG;
+    }
+    err = obx_verify_pool_new(base, obx_verify_pool_default_threads(), v, on_verified, wh,
+                              &wh->pool);
+    if (err != OBX_OK) {
+        obx_webhook_free(wh);
+        return err;
     }
     wh->commit_ev = evtimer_new(base, on_commit, wh);
     err = wh->commit_ev ? obx_httpd_listen(base, cfg->webhook_listen,
@@ -321,6 +433,8 @@ obx_webhook_free(struct obx_webhook *wh)
 {
     if (!wh)
         return;
+    wh->closing = 1;
+    obx_verify_pool_free(wh->pool);
     for (size_t i = 0; i < wh->npending; i++) {
         obx_httpd_error(wh->pending[i].req, 503, "unavailable", "shutting down", NULL);
         obx_free(wh->pending[i].body);
@@ -330,7 +444,6 @@ obx_webhook_free(struct obx_webhook *wh)
         evhttp_free(wh->http);
     if (wh->commit_ev)
         event_free(wh->commit_ev);
-    obx_verifier_free(wh->verifier);
     obx_free(wh);
 }
 
@@ -342,8 +455,7 @@ obx_webhook_reload(struct obx_webhook *wh, const struct obx_config *cfg)
     if (load_verifier(cfg, &v) != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "reloaded webhook public key is unusable; keeping the old one");
     } else {
-        obx_verifier_free(wh->verifier);
-        wh->verifier = v;
+        obx_verify_pool_set_verifier(wh->pool, v);
     }
     wh->cfg = cfg;
 }

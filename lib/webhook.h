@@ -7,7 +7,10 @@
  * (405), required header (401), body size (413), Ed25519 signature of the raw
  * body (401). A verified event is committed once (dedup by SHA-256 of the body)
  * and only then answered 200; a database error answers 503 so Partoo retries.
- * Interpretation happens later, from the stored row (lib/reconcile.c).
+ * The signature is checked on worker threads (lib/verify_pool.c), everything
+ * else on the loop. Events are interpreted (lib/reconcile.c) from what was
+ * stored: in the storing transaction when nothing older waits, else later by
+ * obx_reconcile_run; a failed interpretation never costs the event.
  */
 #ifndef OBX_WEBHOOK_H
 #define OBX_WEBHOOK_H
@@ -15,6 +18,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "reconcile.h"
 #include "store.h"
 
 struct obx_webhook;
@@ -29,13 +33,21 @@ struct obx_webhook_stats {
 };
 
 /*
- * Listens on cfg->webhook_listen. stored(ctx) is called after each commit that
- * stored new events (to start reconciliation). st and cfg are borrowed.
+ * Called after each commit that stored new events: r holds what was interpreted
+ * in that transaction; leftover = 1 when stored events still await
+ * obx_reconcile_run.
+ */
+typedef void (*obx_webhook_stored_fn)(void *ctx, const struct obx_reconcile_result *r,
+                                      int leftover);
+
+/*
+ * Listens on cfg->webhook_listen, calling stored after each commit that stored
+ * new events. st and cfg are borrowed.
  * OBX_ECONFIG for an unusable public key.
  */
 OBX_MUST_CHECK enum obx_err obx_webhook_new(struct event_base *base, struct obx_store *st,
                                             const struct obx_config *cfg,
-                                            void (*stored)(void *ctx), void *ctx,
+                                            obx_webhook_stored_fn stored, void *ctx,
                                             struct obx_webhook **out /* OUT */);
 void obx_webhook_free(struct obx_webhook *wh);
 
