@@ -52,11 +52,12 @@ on_done(struct obx_verify_job *job, void *arg)
 static void
 sig_b64(char out[89])
 {
+    static const char hex[] = SIG_HEX;
     unsigned char sig[64];
 
     for (int i = 0; i < 64; i++) {
         unsigned int byte;
-        sscanf(SIG_HEX + 2 * i, "%2x", &byte);
+        sscanf(&hex[2 * i], "%2x", &byte);
         sig[i] = (unsigned char)byte;
     }
     EVP_EncodeBlock((unsigned char *)out, sig, 64);
