@@ -125,9 +125,7 @@ reply_write_error(struct obx_api *api, struct evhttp_request *req, enum obx_err 
 {
     api->stats.write_failures++;
     if (err == OBX_EQUOTA) {
-        obx_httpd_error(req, 507, "quota_exceeded",
-                        "the outbox reached max_db_size; new messages are refused until "
-                        "delivery and retention free space", NULL);
+        obx_httpd_error(req, 507, "quota_exceeded", obx_strerror(err), NULL);
         return;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");

@@ -22,7 +22,9 @@ obx_strerror(enum obx_err err)
     case OBX_EIO: return "i/o error";
     case OBX_ECONFIG: return "bad configuration";
     case OBX_ETOOBIG: return "too large";
-    case OBX_EQUOTA: return "database size quota exceeded";
+    case OBX_EQUOTA: /* the API's 507 and the CLI say the same (SPEC §10) */
+        return "the outbox reached max_db_size; new messages are refused until delivery and "
+               "retention free space";
     }
     return "unknown error";
 }

@@ -83,10 +83,12 @@ assert_eq "quota: /healthz 200" "$(healthz)" 200
 echo "quota: /readyz while refusing new messages: $(readyz)"
 cli_enqueue q-cli --config "$CONF"
 assert_eq "quota: outbox enqueue exit 1" "$?" 1
-assert_contains "quota: outbox enqueue names the quota" "$(cat "$T/cli.err")" "quota"
+assert_contains "quota: outbox enqueue names the limit" "$(cat "$T/cli.err")" "max_db_size"
 post q-msg ro small >/dev/null
-echo "quota: API message: $(jget "$(cat "$T/post.out")" '$.error.message')"
+api_msg=$(jget "$(cat "$T/post.out")" '$.error.message')
+echo "quota: API message: $api_msg"
 echo "quota: CLI message: $(cat "$T/cli.err")"
+assert_contains "quota: the CLI gives the API's message (SPEC §10)" "$(cat "$T/cli.err")" "$api_msg"
 assert_eq "quota: serve alive" "$(kill -0 "$SERVE_PID" 2>/dev/null && echo yes)" yes
 assert_eq "quota: every 202'd key present" "$(acked_missing)" 0
 assert_eq "quota: nothing refused was stored" \
