@@ -1,7 +1,27 @@
-/* httpd: shared evhttp plumbing for the producer API and the webhook listener. */
+/*
+ * httpd: shared evhttp plumbing for the producer API and the webhook listener.
+ *
+ * Request deadline (slowloris). evhttp's timeouts are inactivity timeouts that every byte
+ * restarts, so a client sending one byte a second could hold a connection for hours. Each
+ * connection therefore carries a deadline: a complete request must have arrived
+ * REQUEST_DEADLINE_S after the accept, or after the previous reply on a kept-alive
+ * connection. libevent 2.1 has no per-request hook (evhttp_set_newreqcb is 2.2), so the
+ * deadline (struct conn_deadline) rides on the bufferevent evhttp asks us for, and the
+ * connection's close callback says when it goes:
+ *
+ *   on_new_bev (accept) --> NEW --on_deadline, same loop turn: deadline_attach--> ARMED
+ *   ARMED --on_output: a reply fully written--> ARMED, counting from now
+ *   ARMED --on_deadline: evhttp has the request, or is writing--> ARMED, counting from now
+ *   ARMED --on_deadline: evhttp still waiting for request bytes--> closed like evhttp's own
+ *                                                                  read timeout
+ *   NEW   --deadline_attach: evhttp dropped the connection already--> freed
+ *   ARMED --on_conn_close (evhttp frees the connection, whatever the reason)--> freed
+ */
 #include "httpd.h"
 
+#include <assert.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
@@ -14,8 +34,9 @@
 
 #include "mem.h"
 
-#define MAX_HEADERS_BYTES (16 * 1024)
-#define IO_TIMEOUT_S 10 /* a request must arrive (and a reply leave) within this */
+#define MAX_HEADERS_BYTES  (16 * 1024)
+#define IO_TIMEOUT_S       10 /* inactivity: no byte in or out for this long closes a connection */
+#define REQUEST_DEADLINE_S 10 /* a whole request, however fast its bytes come */
 
 /* Splits "host:port" / "[v6]:port" into host and port. */
 static int
@@ -85,6 +106,159 @@ on_accept_error(struct evconnlistener *listener, void *arg)
         evconnlistener_enable(listener); /* cannot schedule: better spin than go deaf */
 }
 
+struct conn_deadline {
+    struct bufferevent *bev;             /* the connection's; we hold a reference while NEW */
+    struct evhttp_connection *evcon;     /* NULL while NEW */
+    struct event *timer;                 /* fires once to attach, then at each deadline */
+    struct evbuffer_cb_entry *output_cb; /* watches bev's output buffer; NULL while NEW */
+};
+
+static void
+deadline_free(struct conn_deadline *cd)
+{
+    if (cd->output_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_output(cd->bev), cd->output_cb);
+    event_free(cd->timer);
+    obx_free(cd);
+}
+
+/* Re-adding a pending timer moves it: the deadline counts from now. */
+static void
+deadline_arm(struct conn_deadline *cd)
+{
+    const struct timeval tv = {REQUEST_DEADLINE_S, 0};
+
+    /* Fails only without memory; the connection then has evhttp's inactivity timeout alone. */
+    (void)event_add(cd->timer, &tv);
+}
+
+/*
+ * 1 while evhttp waits for request bytes: it stops reading once a request with a body is
+ * complete, takes its read callback away while it writes a reply, and a reply or
+ * "100 Continue" not yet written is the client's to read, not to send.
+ */
+static int
+awaiting_request(const struct conn_deadline *cd)
+{
+    bufferevent_data_cb readcb = NULL;
+
+    bufferevent_getcb(cd->bev, &readcb, NULL, NULL, NULL);
+    return readcb && (bufferevent_get_enabled(cd->bev) & EV_READ) &&
+           evbuffer_get_length(bufferevent_get_output(cd->bev)) == 0;
+}
+
+static void
+on_output(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn_deadline *cd = arg;
+    bufferevent_data_cb readcb = NULL;
+
+    if (info->n_deleted == 0 || evbuffer_get_length(out) > 0)
+        return;
+    /*
+     * A reply is out (evhttp writes replies without a read callback; a "100 Continue" is
+     * written with one, and the body it asks for is still part of the same request).
+     */
+    bufferevent_getcb(cd->bev, &readcb, NULL, NULL, NULL);
+    if (!readcb)
+        deadline_arm(cd);
+}
+
+static void
+on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    evhttp_connection_set_closecb(evcon, NULL, NULL); /* once is all cd can take */
+    deadline_free(arg);
+}
+
+static void
+deadline_attach(struct conn_deadline *cd)
+{
+    bufferevent_event_cb eventcb = NULL;
+    void *cbarg = NULL;
+
+    bufferevent_getcb(cd->bev, NULL, NULL, &eventcb, &cbarg);
+    if (!eventcb) {
+        /* bufferevent_free() clears the callbacks: evhttp dropped the connection already. */
+        bufferevent_decref(cd->bev); /* the last reference: the bufferevent goes */
+        deadline_free(cd);
+        return;
+    }
+    /* evhttp hands its connection to its bufferevent callbacks as their argument. */
+    cd->evcon = cbarg;
+    assert(evhttp_connection_get_bufferevent(cd->evcon) == cd->bev);
+    evhttp_connection_set_closecb(cd->evcon, on_conn_close, cd);
+    bufferevent_decref(cd->bev); /* evhttp's alone now: on_conn_close says when it goes */
+    cd->output_cb = evbuffer_add_cb(bufferevent_get_output(cd->bev), on_output, cd);
+    /*
+     * Without the output callback a kept-alive connection would be cut off mid-stream; it
+     * keeps evhttp's inactivity timeout only (out of memory, so unlikely to matter).
+     */
+    if (cd->output_cb)
+        deadline_arm(cd);
+}
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_deadline *cd = arg;
+
+    (void)fd;
+    (void)what;
+    if (!cd->evcon) {
+        deadline_attach(cd);
+        return;
+    }
+    if (!awaiting_request(cd)) {
+        deadline_arm(cd); /* the server has the turn: not the client's delay */
+        return;
+    }
+    /*
+     * What evhttp does when its own read timeout fires: the connection is freed (cd with it,
+     * in on_conn_close) and a request a handler still holds is detached from it, so the
+     * handler's late reply is dropped safely. Nothing may touch cd after this call.
+     */
+    bufferevent_trigger_event(cd->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+}
+
+/*
+ * evhttp's hook for making a connection's bufferevent, used here to start its deadline.
+ * NULL lets evhttp make its own: the connection then goes without a deadline (out of
+ * memory only).
+ */
+static struct bufferevent *
+on_new_bev(struct event_base *base, void *arg)
+{
+    struct conn_deadline *cd = obx_calloc(1, sizeof *cd);
+    struct bufferevent *bev = NULL;
+
+    (void)arg;
+    if (!cd)
+        goto fail;
+    /* Options 0, as evhttp's own: evhttp closes the socket itself, even while we hold a
+     * reference on the bufferevent. */
+    bev = bufferevent_socket_new(base, -1, 0);
+    cd->timer = event_new(base, -1, 0, on_deadline, cd);
+    if (!bev || !cd->timer)
+        goto fail;
+    /*
+     * evhttp wires the connection up after this returns; on_deadline finishes the job later
+     * in this loop turn. Should evhttp drop the connection meanwhile, the reference keeps
+     * the bufferevent readable for deadline_attach to see it.
+     */
+    cd->bev = bev;
+    bufferevent_incref(bev);
+    event_active(cd->timer, EV_TIMEOUT, 0);
+    return bev;
+fail:
+    if (bev)
+        bufferevent_free(bev);
+    if (cd && cd->timer)
+        event_free(cd->timer);
+    obx_free(cd);
+    return NULL;
+}
+
 enum obx_err
 obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_bytes,
                  struct evhttp **out, int *bound_port)
@@ -104,6 +278,7 @@ obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_by
     /* evhttp answers 413 by itself past this; we answer with JSON up to max_body_bytes. */
     evhttp_set_max_body_size(http, (ev_ssize_t)(max_body_bytes * 2));
     evhttp_set_timeout(http, IO_TIMEOUT_S);
+    evhttp_set_bevcb(http, on_new_bev, NULL);
     /* Every common method reaches the router, which answers 405 in JSON where needed. */
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
@@ -117,6 +292,8 @@ obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_by
     if (bound_port) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
+
+        memset(&ss, 0, sizeof ss); /* clang-analyzer cannot see getsockname() fill it */
         *bound_port = port;
         if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) == 0)
             *bound_port = ntohs(ss.ss_family == AF_INET6

@@ -15,8 +15,12 @@
 
 /*
  * Creates an evhttp bound to listen ("127.0.0.1:8787", "[::1]:8787"), with header
- * and body size limits and read/write timeouts (slow clients are cut off).
- * *bound_port (may be NULL) gets the actual port (useful with port 0).
+ * and body size limits, a 10 s inactivity timeout, and a 10 s deadline for each whole
+ * request (from the accept, or from the previous reply on a kept-alive connection), so
+ * stalled and trickling clients alike are cut off. Connections are bounded by the
+ * process's file descriptor limit only; when accept() runs out of them, accepting pauses
+ * for a second. *bound_port (may be NULL) gets the actual port (useful with port 0).
+ * Free with evhttp_free(); call from the loop's thread.
  */
 OBX_MUST_CHECK enum obx_err obx_httpd_listen(struct event_base *base, const char *listen,
                                              size_t max_body_bytes, struct evhttp **out /* OUT */,
