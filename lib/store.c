@@ -866,6 +866,65 @@ obx_store_purge(struct obx_store *st, int64_t before_ms, const struct obx_purge_
     return err;
 }
 
+/*
+ * Webhook events arrive in time order, so the oldest are the lowest ids: the scan
+ * stops at the first event too young to go, instead of reading the whole table.
+ */
+static const char SQL_OLD_EVENTS[] =
+    "SELECT id, received_at_ms, processed_at_ms IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = webhook_events.id)"
+    " FROM webhook_events ORDER BY id";
+
+static const char SQL_DELETE_EVENT[] = "DELETE FROM webhook_events WHERE id = ?1";
+
+static const char SQL_DELETE_OLD_REPLIES[] =
+    "DELETE FROM inbox WHERE state IN ('delivered', 'acked')"
+    " AND coalesce(acked_at_ms, delivered_at_ms, received_at_ms) < ?1";
+
+enum obx_err
+obx_store_purge_events(struct obx_store *st, int64_t before_ms, int64_t *events,
+                       int64_t *replies)
+{
+    sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_EVENTS);
+    sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_EVENT);
+    sqlite3_stmt *inbox = obx_db_stmt(st->db, SQL_DELETE_OLD_REPLIES);
+    enum obx_err err;
+    int rc;
+
+    *events = *replies = 0;
+    if (!sel || !del || !inbox)
+        return OBX_EDB;
+    err = obx_db_begin(st->db);
+    /* Replies first: an event whose reply goes now can go with it. */
+    sqlite3_bind_int64(inbox, 1, before_ms);
+    if (err == OBX_OK)
+        err = obx_db_step_done(inbox);
+    if (err == OBX_OK)
+        *replies = sqlite3_changes(st->db->h);
+    while (err == OBX_OK) {
+        rc = sqlite3_step(sel);
+        if (rc != SQLITE_ROW) {
+            if (rc != SQLITE_DONE)
+                err = obx_err_from_sqlite(rc);
+            break;
+        }
+        if (sqlite3_column_int64(sel, 1) >= before_ms)
+            break;
+        if (!sqlite3_column_int(sel, 2))
+            continue; /* not interpreted yet, or a reply still to deliver */
+        sqlite3_bind_int64(del, 1, sqlite3_column_int64(sel, 0));
+        err = obx_db_step_done(del);
+        if (err == OBX_OK)
+            (*events)++;
+    }
+    sqlite3_reset(sel);
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
+    *events = *replies = 0;
+    return err;
+}
+
 /* ---- confirmation ------------------------------------------------------------------------ */
 
 static const char SQL_RESEND_UNCONFIRMED[] =

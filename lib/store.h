@@ -205,4 +205,14 @@ OBX_MUST_CHECK enum obx_err obx_store_purge(struct obx_store *st, int64_t before
                                             const struct obx_purge_opts *o,
                                             int64_t *count /* OUT */);
 
+/*
+ * Retention for what Partoo sent: deletes replies delivered or acknowledged before
+ * before_ms, then webhook events received before it that are interpreted and no
+ * longer needed by an inbox row. Pending and failed replies, and their events,
+ * stay. One transaction.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_purge_events(struct obx_store *st, int64_t before_ms,
+                                                   int64_t *events /* OUT */,
+                                                   int64_t *replies /* OUT */);
+
 #endif

@@ -647,7 +647,7 @@ static void
 on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     struct obx_worker *w = arg;
-    int64_t n = 0, now_mono = mono_now();
+    int64_t n = 0, replies = 0, now_mono = mono_now();
 
     (void)fd;
     (void)what;
@@ -666,6 +666,11 @@ on_housekeeping(evutil_socket_t fd, short what, void *arg)
         struct obx_purge_opts po = {0, is_readonly, NULL, w};
         if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, &po, &n) == OBX_OK && n)
             obx_log(OBX_LOG_INFO, "retention removed finished messages", OBX_KI("count", n));
+        if (obx_store_purge_events(w->st, wall_now() - w->cfg->retention_ms, &n, &replies) ==
+                OBX_OK &&
+            (n || replies))
+            obx_log(OBX_LOG_INFO, "retention removed old webhook events and replies",
+                    OBX_KI("events", n), OBX_KI("replies", replies));
         if (obx_audit_prune(w->st, wall_now() - w->cfg->retention_ms, &n) == OBX_OK && n)
             obx_log(OBX_LOG_INFO, "retention removed old audit rows behind a checkpoint",
                     OBX_KI("count", n));

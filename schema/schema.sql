@@ -209,6 +209,8 @@ CREATE TABLE inbox (
     acked_at_ms               INTEGER
 );
 CREATE INDEX inbox_due ON inbox (next_attempt_at_ms, id) WHERE state = 'pending';
+-- Retention keeps an event while an inbox row still needs it: a probe, not a scan (0004).
+CREATE INDEX inbox_event ON inbox (event_id);
 
 -- ---- added by 0003_audit_chain -------------------------------------------------------
 

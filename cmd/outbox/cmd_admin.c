@@ -176,10 +176,12 @@ cmd_purge(int argc, char **argv)
                  "DURATION (e.g. 30d): confirmed, cancelled, failed (unless --keep-failed)\n"
                  "and accepted messages of read-only channels. Queued, sending and\n"
                  "unconfirmed messages are never deleted. Audit rows older than DURATION\n"
-                 "are removed too, behind a checkpoint hash: 'audit verify' still passes.\n\n"
+                 "are removed too, behind a checkpoint hash: 'audit verify' still passes.\n"
+                 "So are webhook events and delivered or acknowledged replies older than\n"
+                 "DURATION; a reply still to deliver keeps its event.\n\n"
                  CLI_COMMON_HELP};
     struct obx_store *st = NULL;
-    int64_t age_ms = 0, count = 0, sealed = 0, pruned = 0;
+    int64_t age_ms = 0, count = 0, sealed = 0, pruned = 0, events = 0, replies = 0;
     struct purge_ctx pc = {.c = &c};
     struct obx_purge_opts po = {0, readonly_cb, purge_progress, &pc};
     int rc;
@@ -204,15 +206,21 @@ cmd_purge(int argc, char **argv)
         err = obx_audit_seal(st, 1000000, &sealed);
     if (err == OBX_OK)
         err = obx_audit_prune(st, obx_now_ms(st->clock) - age_ms, &pruned);
+    if (err == OBX_OK)
+        err = obx_store_purge_events(st, obx_now_ms(st->clock) - age_ms, &events, &replies);
     if (err != OBX_OK) {
         cli_error(&c, "%s", obx_strerror(err));
         rc = CLI_FAIL;
     } else if (c.json) {
-        printf("{\"purged\":%lld,\"audit_rows_pruned\":%lld}\n", (long long)count,
-               (long long)pruned);
+        printf("{\"purged\":%lld,\"audit_rows_pruned\":%lld,\"webhook_events_pruned\":%lld,"
+               "\"replies_pruned\":%lld}\n",
+               (long long)count, (long long)pruned, (long long)events, (long long)replies);
     } else {
-        printf("purged %lld message%s and %lld audit row%s (behind a checkpoint)\n",
-               (long long)count, count == 1 ? "" : "s", (long long)pruned, pruned == 1 ? "" : "s");
+        printf("purged %lld message%s and %lld audit row%s (behind a checkpoint), "
+               "%lld webhook event%s and %lld repl%s\n",
+               (long long)count, count == 1 ? "" : "s", (long long)pruned, pruned == 1 ? "" : "s",
+               (long long)events, events == 1 ? "" : "s", (long long)replies,
+               replies == 1 ? "y" : "ies");
     }
 out:
     obx_store_free(st);

@@ -566,8 +566,12 @@ assert_eq "nothing is older than an hour" "$(remaining)" "q,c,cf,f,a,s,ra"
 run "purge --older-than 0s --keep-failed" 0 "$B" purge --db "$DB" --older-than 0s --keep-failed
 assert_contains "purge reports the count" "$(out)" "purged 2"
 assert_eq "cancelled and confirmed purged" "$(remaining)" "q,f,a,s,ra"
+sql "$DB" "INSERT INTO webhook_events (body_sha256, received_at_ms, body, processed_at_ms)
+           VALUES ('e-old', 1, x'7b7d', 2), ('e-new', 1, x'7b7d', NULL)"
 run "purge --older-than 0s --json" 0 "$B" purge --db "$DB" --older-than 0s --json
 assert_eq "purge --json count" "$(jget "$(out)" '$.purged')" "1"
+assert_eq "purge --json: the interpreted webhook event went" "$(jget "$(out)" '$.webhook_events_pruned')" "1"
+assert_eq "an event not yet interpreted stays" "$(sql "$DB" "SELECT group_concat(body_sha256) FROM webhook_events")" "e-new"
 assert_eq "failed purged; queued, accepted, sending kept" "$(remaining)" "q,a,s,ra"
 run "purge with a read-only channel" 0 "$B" purge --db "$DB" --older-than 0s --readonly-channels ro
 assert_eq "accepted of the read-only channel purged" "$(remaining)" "q,a,s"

@@ -357,6 +357,68 @@ end:
     TEST_END;
 }
 
+/* The first column of the first row of sql as text, into out[n] ("" when none). */
+static const char *
+text_of(struct obx_store *st, const char *sql, char *out, size_t n)
+{
+    sqlite3_stmt *s = NULL;
+
+    out[0] = '\0';
+    if (sqlite3_prepare_v2(st->db->h, sql, -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        snprintf(out, n, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return out;
+}
+
+/*
+ * Retention of what Partoo sent: old interpreted events go, unless a reply still to
+ * deliver (pending) or given up (failed) needs them; delivered and acknowledged
+ * replies go; anything younger than the cut stays, and so does an event not yet
+ * interpreted.
+ */
+static int
+test_purge_events_and_replies(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    int64_t events = -1, replies = -1;
+    char got[128];
+
+    CHECK(st);
+    CHECK_INT(sqlite3_exec(st->db->h,
+        "INSERT INTO webhook_events (id, body_sha256, received_at_ms, body, processed_at_ms) VALUES"
+        " (1, 'h1', 100, x'7b7d', 101),"    /* old, interpreted: goes */
+        " (2, 'h2', 200, x'7b7d', NULL),"   /* old, not interpreted: stays */
+        " (3, 'h3', 300, x'7b7d', 301),"    /* old, its reply delivered long ago: both go */
+        " (4, 'h4', 400, x'7b7d', 401),"    /* old, its reply pending: stays */
+        " (5, 'h5', 500, x'7b7d', 501),"    /* old, its reply failed: stays */
+        " (6, 'h6', 600, x'7b7d', 601),"    /* old, reply acknowledged recently: stays */
+        " (7, 'h7', 5000, x'7b7d', 5001);"  /* young: stays */
+        "INSERT INTO inbox (partoo_message_id, event_id, channel_id, received_at_ms, state,"
+        " delivered_at_ms, acked_at_ms) VALUES"
+        " ('p3', 3, 'ch', 300, 'delivered', 350, NULL),"
+        " ('p4', 4, 'ch', 400, 'pending', NULL, NULL),"
+        " ('p5', 5, 'ch', 500, 'failed', NULL, NULL),"
+        " ('p6', 6, 'ch', 600, 'acked', NULL, 4500);",
+        NULL, NULL, NULL), SQLITE_OK);
+    CHECK_OK(obx_store_purge_events(st, 1000, &events, &replies));
+    CHECK_INT(replies, 1);
+    CHECK_INT(events, 2);
+    CHECK_STR(text_of(st, "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
+                      got, sizeof got),
+              "2,4,5,6,7");
+    CHECK_STR(text_of(st, "SELECT group_concat(partoo_message_id) FROM"
+                          " (SELECT partoo_message_id FROM inbox ORDER BY id)", got, sizeof got),
+              "p4,p5,p6");
+    /* Nothing left to do: a second run removes nothing. */
+    CHECK_OK(obx_store_purge_events(st, 1000, &events, &replies));
+    CHECK_INT(events + replies, 0);
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
 /* A producer's own transaction: the message commits or rolls back with it. */
 static int
 test_enqueue_in_caller_transaction(void)
@@ -476,6 +538,7 @@ static const struct test_case tests[] = {
     {"lease_expiry_and_stale_worker", test_lease_expiry_and_stale_worker},
     {"transitions_recorded_and_actions", test_transitions_recorded_and_actions},
     {"purge_terminal_only", test_purge_terminal_only},
+    {"purge_events_and_replies", test_purge_events_and_replies},
     {"enqueue_in_caller_transaction", test_enqueue_in_caller_transaction},
     {"sql_contract_insert", test_sql_contract_insert},
     {"claim_query_plan", test_claim_query_plan},
