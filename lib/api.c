@@ -84,6 +84,11 @@ struct obx_api {
 /* A matched route gets the decoded path segments. */
 typedef void (*route_fn)(struct obx_api *api, struct evhttp_request *req, char **seg);
 
+/*
+ * 8 bytes of padding a row (clang-tidy's Padding check): putting method next to open would
+ * save them, at the cost of every row below reading out of order. Not worth it for 11 rows.
+ */
+/* NOLINTNEXTLINE(clang-analyzer-optin.performance.Padding) */
 struct route {
     enum evhttp_cmd_type method;
     const char *pattern[MAX_SEGMENTS]; /* literal segments; "*" matches any one */

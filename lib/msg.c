@@ -1,6 +1,7 @@
 /* msg: message validation and (de)serialisation. */
 #include "msg.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@ check_id(const char *value, const char *field, size_t max, struct obx_field_erro
 {
     enum obx_err err = check_string(value, field, 1, max, fe);
 
+    assert(err != OBX_OK || value); /* required: check_string() refused NULL */
     for (const unsigned char *p = (const unsigned char *)value; err == OBX_OK && *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             err = field_error(fe, "invalid_value", field,
@@ -77,6 +79,7 @@ obx_msg_validate(const struct obx_msg *m, const struct obx_msg_limits *lim,
         err = check_string(m->content, "content", 1, lim->max_content_bytes, fe);
     if (err == OBX_OK)
         err = check_string(m->sender_type, "sender_type", 1, 16, fe);
+    assert(err != OBX_OK || m->sender_type); /* required: check_string() refused NULL */
     if (err == OBX_OK && strcmp(m->sender_type, "User") != 0 &&
         strcmp(m->sender_type, "Consumer") != 0)
         err = field_error(fe, "invalid_value", "sender_type",

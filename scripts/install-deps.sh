@@ -8,6 +8,7 @@ packages=(
     build-essential cmake pkg-config git
     libsqlite3-dev libcurl4-openssl-dev libcjson-dev libevent-dev libssl-dev
     sqlite3 curl clang llvm procps python3 util-linux wrk
+    clang-tidy cppcheck valgrind
 )
 
 missing=()

@@ -1,6 +1,7 @@
 /* cli: shared plumbing of the subcommands. */
 #include "cli.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@ parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *o
     const char *value = eq ? eq + 1 : NULL;
     int takes_value = !o || o->value;
 
+    assert(!o || !o->value != !o->flag); /* every option of a table has one of the two */
     if (!o && !(len == 6 && strncmp(arg, "config", 6) == 0) && !is_config_key(arg, len)) {
         cli_error(c, "unknown option --%.*s (see 'outbox %s --help')", (int)len, arg, c->command);
         return CLI_USAGE;

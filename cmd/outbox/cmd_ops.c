@@ -106,6 +106,7 @@ static enum obx_err
 open_existing(const char *path, struct obx_db **out /* OUT */, char *errmsg, size_t n)
 {
     struct obx_db *db = obx_calloc(1, sizeof *db);
+    enum obx_err err;
     int rc;
 
     *out = NULL;
@@ -120,7 +121,10 @@ open_existing(const char *path, struct obx_db **out /* OUT */, char *errmsg, siz
     }
     snprintf(errmsg, n, "%s", db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
     obx_db_free(db);
-    return obx_err_from_sqlite(rc);
+    /* obx_err_from_sqlite() calls SQLITE_ROW and SQLITE_DONE success: never here, where
+     * success would hand the caller a NULL *out. */
+    err = obx_err_from_sqlite(rc);
+    return err != OBX_OK ? err : OBX_EDB;
 }
 
 /*
