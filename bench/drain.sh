@@ -13,6 +13,12 @@
 #   idle    CPU (utime + stime) of serve with an empty queue over IDLE_S (60) seconds
 #   fsync   fsync/fdatasync calls per delivered message (strace -c) for FSYNC_N (5,000)
 #           messages, synchronous full and normal, minus a start/stop run with no message
+#   latency enqueue-to-request latency of single messages at light load: LAT_N (300) POSTs to
+#           the producer API (one message each, LAT_CONVS (5) conversations) at LAT_RATE (20)
+#           per second from one client (bench/latency_client.py), serve and mock unthrottled;
+#           then LAT_PACED_N (90) at LAT_PACED_RATE (3) per second with serve's default pacing
+#           (--rate-limit 290/min, burst 1) and the mock's default limit (300/min). Needs python3
+#           and a build with the producer API
 #   profile (only when named) where the time goes while draining N_PROFILE (100,000): plans and
 #           timings of the claim queries, strace -c -w and perf record over PROFILE_S (8) s
 #
@@ -34,7 +40,7 @@ set -uo pipefail
 
 . "$(dirname "$0")/lib.sh"
 
-SECTIONS=${SECTIONS:-mock drain scale idle fsync}
+SECTIONS=${SECTIONS:-mock drain scale idle fsync latency}
 INFLIGHT=${INFLIGHT:-32}
 WRK_DURATION=${WRK_DURATION:-10}
 N_DRAIN=${N_DRAIN:-100000}
@@ -47,6 +53,11 @@ BIG_REPEAT=${BIG_REPEAT:-1}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 IDLE_S=${IDLE_S:-60}
 FSYNC_N=${FSYNC_N:-5000}
+LAT_N=${LAT_N:-300}
+LAT_RATE=${LAT_RATE:-20}
+LAT_CONVS=${LAT_CONVS:-5}
+LAT_PACED_N=${LAT_PACED_N:-90}
+LAT_PACED_RATE=${LAT_PACED_RATE:-3}
 
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # fmt EXPR [DECIMALS]: evaluates an arithmetic expression (awk) and prints it rounded.
@@ -302,6 +313,93 @@ if want fsync; then
     fi
 fi
 
+# ---- enqueue-to-request latency ---------------------------------------------------------------
+
+# latency_run LABEL N RATE MOCK_LIMIT [serve options]: N single POSTs at RATE/s to a serve on an
+# empty database (default synchronous, full), the mock limited to MOCK_LIMIT requests/min (0 =
+# unlimited); prints three table rows (bench/latency_client.py report) and leaves the p99s in
+# $BT/lat-LABEL.p99.
+latency_run() {
+    local label=$1 n=$2 rate=$3 mock_limit=$4 db port load uniq dups acc other delivered f
+    shift 4
+    f=$BT/lat-$label
+    db=$(fresh_db 0 "lat-$label")
+    ensure_mock
+    mock_reset
+    if [ "$mock_limit" != 0 ]; then
+        curl -sS --max-time 10 -X POST -H 'Content-Type: application/json' \
+            -d "{\"rate_limit\":$mock_limit}" "http://127.0.0.1:$MOCK_PORT/_mock/faults" >/dev/null
+    fi
+    start_serve "$db" "$@"
+    port=$(serve_api_port "$db")
+    if [ -z "$port" ]; then
+        log "latency $label: no producer API port in service_state (a build without the API?)"
+        stop_serve
+        echo "| $label | not run: no producer API | | | | | | | | |"
+        return 1
+    fi
+    sleep 1 # start-up work (reconcile, first state publication) out of the way
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    log "latency $label: $n single messages at $rate/s to 127.0.0.1:$port"
+    python3 "$BENCH_ROOT/bench/latency_client.py" send "$port" "$n" "$rate" "lat-$label" \
+        "$LAT_CONVS" "$f.client" || log "latency $label: not every POST was answered 202 (new)"
+    wait_until 30 '[ "$(mock_stat unique)" -ge '"$n"' ]' ||
+        log "latency $label: the mock did not receive all $n messages in 30 s"
+    wait_until 30 '[ "$(sql "$db" "SELECT count(*) FROM outbox WHERE state = '"'accepted'"'")" -ge '"$n"' ]' ||
+        log "latency $label: the database did not reach $n accepted in 30 s"
+    stop_serve
+    uniq=$(mock_stat unique)
+    dups=$(mock_stat duplicates)
+    acc=$(sql "$db" "SELECT count(*) FROM outbox WHERE state = 'accepted'")
+    other=$(sql "$db" "SELECT count(*) FROM attempts WHERE outcome <> 'accepted'")
+    delivered=no
+    [ "$uniq" = "$n" ] && [ "$acc" = "$n" ] && delivered=yes
+    [ "$other" = 0 ] && [ "$dups" = 0 ] || delivered="$delivered ($other other attempts, $dups duplicates)"
+    sql "$db" "SELECT o.external_message_id, o.created_at_ms, a.started_at_ms FROM outbox o
+               JOIN attempts a ON a.id = (SELECT min(id) FROM attempts WHERE message_id = o.id)" > "$f.rows"
+    mock_get received > "$f.mock"
+    python3 "$BENCH_ROOT/bench/latency_client.py" report "$label" "$rate" "$delivered" "$load" \
+        "$f.client" "$f.rows" "$f.mock" "$f.p99"
+    mock_reset # back to the command line's settings (unlimited)
+    rm -f "$db" "$db-wal" "$db-shm" "$db.lock"
+}
+
+if want latency; then
+    command -v python3 >/dev/null || { log "python3 is needed for the latency section"; exit 1; }
+    echo "### Enqueue-to-request latency, single messages at light load"
+    echo
+    echo "| run | measure | messages | rate | p50 (ms) | p90 (ms) | **p99 (ms)** | max (ms) | all delivered | load avg (1 min) before |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"
+    latency_run unpaced "$LAT_N" "$LAT_RATE" 0
+    latency_run paced "$LAT_PACED_N" "$LAT_PACED_RATE" 300 --rate-limit 290/min
+    echo
+    echo "One client process POSTs one message per request over one keep-alive connection, on a"
+    echo "fixed schedule, round-robin over $LAT_CONVS conversations; serve runs on an empty database with"
+    echo "the default \`synchronous = full\` and its default \`max_inflight\`. \`unpaced\`: \`--rate-limit 0\` on"
+    echo "serve and on the mock. \`paced\`: serve's default pacing (\`--rate-limit 290/min\`, burst 1) and"
+    echo "the mock's default limit (300/min). Measures: \`created_at\` (taken when serve starts the"
+    echo "transaction that stores the message, before its commit) to \`started_at\` of the first"
+    echo "attempt (just before the request to Partoo is handed to curl), both from the database;"
+    echo "the client's wall clock just before writing the POST, or just after reading the 202's"
+    echo "headers, to the mock's arrival time of the request (\`GET /_mock/received\`); all on"
+    echo "CLOCK_REALTIME of this machine, in whole ms (the mock and the database keep ms), so ±1 ms."
+    echo "\"202 read → mock received\" can be 0 or negative: serve may start the request before the"
+    echo "client has read its reply. Percentiles are nearest-rank (below 100 messages p99 is the"
+    echo "maximum). With pacing and burst 1, two"
+    echo "requests are never closer than 60/290 s ≈ 207 ms, so a message that follows the previous"
+    echo "request more closely waits for the token by design; at a steady $LAT_PACED_RATE/s that happens only"
+    echo "when the client's or serve's timing jitters."
+    echo
+    if [ -s "$BT/lat-unpaced.p99" ]; then
+        read -r p_db p_sent p_ack < "$BT/lat-unpaced.p99"
+        echo "| enqueue-to-request latency p99 < 20 ms (single messages, $LAT_RATE/s, unpaced) | p99 $p_db ms (database), $p_sent ms (POST sent → mock), $p_ack ms (202 → mock) | $(awk -v a="$p_db" -v b="$p_sent" -v c="$p_ack" 'BEGIN { print ((a < 20 && b < 20 && c < 20) ? "met" : "**missed**") }') |" >> "$SUMMARY"
+    fi
+    if [ -s "$BT/lat-paced.p99" ]; then
+        read -r p_db p_sent p_ack < "$BT/lat-paced.p99"
+        echo "| same with serve's default pacing (290/min, $LAT_PACED_RATE/s) | p99 $p_db ms (database), $p_sent ms (POST sent → mock) | (not a target: pacing may delay by design) |" >> "$SUMMARY"
+    fi
+fi
+
 # ---- profile (not in the default SECTIONS) -------------------------------------------------------
 
 # Where serve's time goes while it drains N_PROFILE messages: the claim query's plan and cost,
@@ -378,13 +476,13 @@ fi
 
 # ---- targets ------------------------------------------------------------------------------------
 
-if want mock || want drain || want scale || want idle; then
+if want mock || want drain || want scale || want idle || want latency; then
     echo "### Targets"
     echo
     echo "| target | measured | |"
     echo "|---|---|---|"
     cat "$SUMMARY"
-    echo "| enqueue-to-request latency | not measured yet: needs the producer API | - |"
+    want latency || echo "| enqueue-to-request latency | not measured in this run (SECTIONS=latency) | - |"
     echo
 fi
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (nproc = $(nproc))."

@@ -236,3 +236,12 @@ cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
+
+# serve_api_port DB: the producer API's port of the serve running on DB, read from the
+# service_state row that serve writes at start-up (its "serving" log line, which also has
+# api_port=, is at level info and the benchmarks run serve at warn). Waits up to 10 s; prints
+# nothing when there is no API listener.
+serve_api_port() {
+    local db=$1 q="SELECT value FROM service_state WHERE key = 'api_port'"
+    wait_until 10 '[ "$(sql "$db" "$q")" -gt 0 ]' && sql "$db" "$q"
+}
