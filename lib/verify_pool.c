@@ -24,6 +24,7 @@ struct obx_verify_pool {
     struct obx_verifier *verifier;
     struct job_queue todo, done;
     int stopping;
+    int idle;                   /* workers waiting on work: submit signals only then */
     pthread_t threads[MAX_THREADS];
     int nthreads;
     int wake_fd[2];             /* workers write a byte when done goes from empty to not */
@@ -93,30 +94,44 @@ wake_loop(struct obx_verify_pool *p)
         ;
 }
 
+/*
+ * Takes up to BATCH jobs per lock round and wakes the loop outside the lock: the
+ * loop thread must never wait for the mutex while a worker is in a syscall.
+ */
+#define BATCH 16
+
 static void *
 worker_main(void *arg)
 {
     struct obx_verify_pool *p = arg;
-    struct obx_verify_job *job;
-    int was_empty;
+    struct obx_verify_job *batch[BATCH];
+    int n, was_empty;
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        p->idle++;
         while (!p->stopping && !p->todo.head)
             pthread_cond_wait(&p->work, &p->lock);
+        p->idle--;
         if (p->stopping)
             break;
-        job = queue_pop(&p->todo);
+        for (n = 0; n < BATCH && p->todo.head; n++)
+            batch[n] = queue_pop(&p->todo);
         pthread_mutex_unlock(&p->lock);
 
-        verify(p, job);
+        for (int i = 0; i < n; i++)
+            verify(p, batch[i]);
 
         pthread_mutex_lock(&p->lock);
         was_empty = p->done.head == NULL;
-        queue_push(&p->done, job);
+        for (int i = 0; i < n; i++)
+            queue_push(&p->done, batch[i]);
         /* One byte per batch: the loop drains the whole done queue per wake-up. */
-        if (was_empty)
+        if (was_empty) {
+            pthread_mutex_unlock(&p->lock);
             wake_loop(p);
+            pthread_mutex_lock(&p->lock);
+        }
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -254,7 +269,9 @@ obx_verify_pool_submit(struct obx_verify_pool *p, struct obx_verify_job *job)
 {
     pthread_mutex_lock(&p->lock);
     queue_push(&p->todo, job);
-    pthread_cond_signal(&p->work);
+    /* A busy worker comes back for more by itself; waking costs the loop a syscall. */
+    if (p->idle)
+        pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
 }
 
