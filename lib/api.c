@@ -63,7 +63,7 @@ struct obx_api {
     struct obx_store *st;
     const struct obx_config *cfg;
     struct obx_worker *worker;
-    struct evhttp *http;
+    struct obx_httpd *http;
     int port;
     unsigned char token_hash[SHA256_DIGEST_LENGTH];
     int has_token;
@@ -911,7 +911,7 @@ obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_conf
     api->worker = worker;
     obx_api_reload(api, cfg);
     api->commit_ev = evtimer_new(base, on_commit, api);
-    err = api->commit_ev ? obx_httpd_listen(base, cfg->api_listen, (size_t)cfg->max_body_bytes,
+    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, (size_t)cfg->max_body_bytes,
                                             &api->http, &api->port)
                          : OBX_ENOMEM;
     if (err != OBX_OK) {
@@ -920,7 +920,7 @@ obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_conf
         obx_api_free(api);
         return err;
     }
-    evhttp_set_gencb(api->http, on_request, api);
+    evhttp_set_gencb(obx_httpd_evhttp(api->http), on_request, api);
     *out = api;
     return OBX_OK;
 }
@@ -934,8 +934,7 @@ obx_api_free(struct obx_api *api)
         obx_httpd_error(api->group.posts[i]->req, 503, "unavailable", "shutting down", NULL);
         post_free(api->group.posts[i]);
     }
-    if (api->http)
-        evhttp_free(api->http);
+    obx_httpd_free(api->http);
     if (api->commit_ev)
         event_free(api->commit_ev);
     obx_free(api->group.items);

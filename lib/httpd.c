@@ -37,6 +37,11 @@
 #define MAX_HEADERS_BYTES  (16 * 1024)
 #define IO_TIMEOUT_S       10 /* inactivity: no byte in or out for this long closes a connection */
 #define REQUEST_DEADLINE_S 10 /* a whole request, however fast its bytes come */
+/*
+ * Open connections per listener. Both listeners together stay under the usual soft
+ * limit of 1024 descriptors, with room for SQLite and libcurl.
+ */
+#define MAX_CONNECTIONS 400
 
 /* Splits "host:port" / "[v6]:port" into host and port. */
 static int
@@ -81,19 +86,53 @@ obx_httpd_is_loopback(const char *listen)
 
 
 /*
- * Out of file descriptors, accept() fails while the listening socket stays readable:
- * without this the loop would spin at 100% CPU. Pause accepting for a second instead;
- * connections wait in the kernel's backlog meanwhile. (The error callback gets evhttp's
- * argument, not ours, so the resume is a one-shot event carrying the listener.)
+ * One listener. Its connections hold references too (a connection can outlive
+ * obx_httpd_free by a loop turn, see on_new_bev), so the last one frees it.
+ *
+ * At MAX_CONNECTIONS open connections accepting stops; further clients wait in the
+ * kernel's backlog, costing no descriptor, until one closes. An EMFILE pause may
+ * end early when a connection closes: a descriptor was just freed, so that is safe.
  */
+struct obx_httpd {
+    struct evhttp *http;             /* NULL once obx_httpd_free ran */
+    struct evconnlistener *listener; /* evhttp's; NULL once obx_httpd_free ran */
+    size_t open;                     /* connections with a deadline (all but OOM ones) */
+    int refs;
+};
+
+static void
+httpd_unref(struct obx_httpd *h)
+{
+    if (--h->refs == 0)
+        obx_free(h);
+}
+
+static void
+update_accepting(struct obx_httpd *h)
+{
+    if (!h->listener)
+        return;
+    if (h->open >= MAX_CONNECTIONS)
+        evconnlistener_disable(h->listener);
+    else if (h->open == MAX_CONNECTIONS - 1)
+        evconnlistener_enable(h->listener); /* back under the cap */
+}
+
 static void
 on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    /* At the cap, the next accepted connection turns accepting off again. */
     evconnlistener_enable(arg);
 }
 
+/*
+ * Out of file descriptors, accept() fails while the listening socket stays readable:
+ * without this the loop would spin at 100% CPU. Pause accepting for a second instead;
+ * connections wait in the kernel's backlog meanwhile. (The error callback gets evhttp's
+ * argument, not ours, so the resume is a one-shot event carrying the listener.)
+ */
 static void
 on_accept_error(struct evconnlistener *listener, void *arg)
 {
@@ -111,15 +150,21 @@ struct conn_deadline {
     struct evhttp_connection *evcon;     /* NULL while NEW */
     struct event *timer;                 /* fires once to attach, then at each deadline */
     struct evbuffer_cb_entry *output_cb; /* watches bev's output buffer; NULL while NEW */
+    struct obx_httpd *httpd;             /* counted in httpd->open; holds a reference */
 };
 
 static void
 deadline_free(struct conn_deadline *cd)
 {
+    struct obx_httpd *h = cd->httpd;
+
     if (cd->output_cb)
         evbuffer_remove_cb_entry(bufferevent_get_output(cd->bev), cd->output_cb);
     event_free(cd->timer);
     obx_free(cd);
+    h->open--;
+    update_accepting(h);
+    httpd_unref(h);
 }
 
 /* Re-adding a pending timer moves it: the deadline counts from now. */
@@ -230,9 +275,9 @@ static struct bufferevent *
 on_new_bev(struct event_base *base, void *arg)
 {
     struct conn_deadline *cd = obx_calloc(1, sizeof *cd);
+    struct obx_httpd *h = arg;
     struct bufferevent *bev = NULL;
 
-    (void)arg;
     if (!cd)
         goto fail;
     /* Options 0, as evhttp's own: evhttp closes the socket itself, even while we hold a
@@ -249,6 +294,10 @@ on_new_bev(struct event_base *base, void *arg)
     cd->bev = bev;
     bufferevent_incref(bev);
     event_active(cd->timer, EV_TIMEOUT, 0);
+    cd->httpd = h;
+    h->refs++;
+    h->open++;
+    update_accepting(h);
     return bev;
 fail:
     if (bev)
@@ -260,35 +309,42 @@ fail:
 }
 
 enum obx_err
-obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_bytes,
-                 struct evhttp **out, int *bound_port)
+obx_httpd_new(struct event_base *base, const char *listen, size_t max_body_bytes,
+              struct obx_httpd **out, int *bound_port)
 {
     struct evhttp_bound_socket *sock;
-    struct evhttp *http;
+    struct obx_httpd *h;
     char host[256];
     int port;
 
     *out = NULL;
     if (split_listen(listen, host, sizeof host, &port) != 0)
         return OBX_ECONFIG;
-    http = evhttp_new(base);
-    if (!http)
+    h = obx_calloc(1, sizeof *h);
+    if (!h)
         return OBX_ENOMEM;
-    evhttp_set_max_headers_size(http, MAX_HEADERS_BYTES);
+    h->refs = 1;
+    h->http = evhttp_new(base);
+    if (!h->http) {
+        obx_httpd_free(h);
+        return OBX_ENOMEM;
+    }
+    evhttp_set_max_headers_size(h->http, MAX_HEADERS_BYTES);
     /* evhttp answers 413 by itself past this; we answer with JSON up to max_body_bytes. */
-    evhttp_set_max_body_size(http, (ev_ssize_t)(max_body_bytes * 2));
-    evhttp_set_timeout(http, IO_TIMEOUT_S);
-    evhttp_set_bevcb(http, on_new_bev, NULL);
+    evhttp_set_max_body_size(h->http, (ev_ssize_t)(max_body_bytes * 2));
+    evhttp_set_timeout(h->http, IO_TIMEOUT_S);
+    evhttp_set_bevcb(h->http, on_new_bev, h);
     /* Every common method reaches the router, which answers 405 in JSON where needed. */
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                         EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-    sock = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    sock = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
     if (!sock) {
-        evhttp_free(http);
+        obx_httpd_free(h);
         return OBX_EIO;
     }
-    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(sock), on_accept_error);
+    h->listener = evhttp_bound_socket_get_listener(sock);
+    evconnlistener_set_error_cb(h->listener, on_accept_error);
     if (bound_port) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
@@ -300,8 +356,31 @@ obx_httpd_listen(struct event_base *base, const char *listen, size_t max_body_by
                                     ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                     : ((struct sockaddr_in *)&ss)->sin_port);
     }
-    *out = http;
+    *out = h;
     return OBX_OK;
+}
+
+struct evhttp *
+obx_httpd_evhttp(const struct obx_httpd *h)
+{
+    return h->http;
+}
+
+void
+obx_httpd_free(struct obx_httpd *h)
+{
+    struct evhttp *http;
+
+    if (!h)
+        return;
+    /* evhttp_free closes every connection (their deadlines go, via on_conn_close) and the
+     * listener with them: nothing may touch the listener from here on. */
+    http = h->http;
+    h->http = NULL;
+    h->listener = NULL;
+    if (http)
+        evhttp_free(http);
+    httpd_unref(h);
 }
 
 void

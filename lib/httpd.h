@@ -13,18 +13,28 @@
 #include "buf.h"
 #include "outbox.h"
 
+struct obx_httpd; /* one listening evhttp with the project's limits */
+
 /*
- * Creates an evhttp bound to listen ("127.0.0.1:8787", "[::1]:8787"), with header
- * and body size limits, a 10 s inactivity timeout, and a 10 s deadline for each whole
- * request (from the accept, or from the previous reply on a kept-alive connection), so
- * stalled and trickling clients alike are cut off. Connections are bounded by the
- * process's file descriptor limit only; when accept() runs out of them, accepting pauses
- * for a second. *bound_port (may be NULL) gets the actual port (useful with port 0).
- * Free with evhttp_free(); call from the loop's thread.
+ * Listens on listen ("127.0.0.1:8787", "[::1]:8787") with header and body size
+ * limits, a 10 s inactivity timeout, a 10 s deadline for each whole request (from the
+ * accept, or from the previous reply on a kept-alive connection), so stalled and
+ * trickling clients alike are cut off, and at most 400 open connections: beyond that,
+ * clients wait in the kernel's backlog. When accept() runs out of descriptors,
+ * accepting pauses for a second. *bound_port (may be NULL) gets the actual port
+ * (useful with port 0). Set the request callback on obx_httpd_evhttp(); free with
+ * obx_httpd_free (never evhttp_free). Loop thread only.
  */
-OBX_MUST_CHECK enum obx_err obx_httpd_listen(struct event_base *base, const char *listen,
-                                             size_t max_body_bytes, struct evhttp **out /* OUT */,
-                                             int *bound_port /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_httpd_new(struct event_base *base, const char *listen,
+                                          size_t max_body_bytes,
+                                          struct obx_httpd **out /* OUT */,
+                                          int *bound_port /* OUT */);
+
+/* The evhttp, for evhttp_set_gencb and friends (borrowed). */
+struct evhttp *obx_httpd_evhttp(const struct obx_httpd *h);
+
+/* Closes the listener and every connection. NULL is fine. */
+void obx_httpd_free(struct obx_httpd *h);
 
 /* 1 when listen names a loopback address (127.0.0.0/8, ::1, localhost). */
 int obx_httpd_is_loopback(const char *listen);

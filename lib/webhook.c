@@ -34,7 +34,7 @@ struct obx_webhook {
     const struct obx_config *cfg;
     struct obx_verify_pool *pool; /* owns the public key */
     int closing;                  /* set while freeing: verdicts still coming back get 503 */
-    struct evhttp *http;
+    struct obx_httpd *http;
     int port;
     obx_webhook_stored_fn stored;
     void *stored_ctx;
@@ -414,7 +414,7 @@ obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_
         return err;
     }
     wh->commit_ev = evtimer_new(base, on_commit, wh);
-    err = wh->commit_ev ? obx_httpd_listen(base, cfg->webhook_listen,
+    err = wh->commit_ev ? obx_httpd_new(base, cfg->webhook_listen,
                                            (size_t)cfg->max_body_bytes, &wh->http, &wh->port)
                         : OBX_ENOMEM;
     if (err != OBX_OK) {
@@ -423,7 +423,7 @@ obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_
         obx_webhook_free(wh);
         return err;
     }
-    evhttp_set_gencb(wh->http, on_request, wh);
+    evhttp_set_gencb(obx_httpd_evhttp(wh->http), on_request, wh);
     *out = wh;
     return OBX_OK;
 }
@@ -440,8 +440,7 @@ obx_webhook_free(struct obx_webhook *wh)
         obx_free(wh->pending[i].body);
     }
     obx_free(wh->pending);
-    if (wh->http)
-        evhttp_free(wh->http);
+    obx_httpd_free(wh->http);
     if (wh->commit_ev)
         event_free(wh->commit_ev);
     obx_free(wh);

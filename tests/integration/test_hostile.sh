@@ -356,6 +356,32 @@ r=$(printf 'GET /v1/messages/ch/a\x00b HTTP/1.1\r\nHost: x\r\n\r\n' | raw "$API_
 assert_eq "api: a raw NUL in the request line -> 4xx or close" "$(is_4xx_or_closed "$r")" yes
 still_serving "paths"
 
+# ============ connection cap ====================================================================
+# 420 stalled connections to the API listener: serve accepts 400 (lib/httpd.c MAX_CONNECTIONS)
+# and leaves the rest in the kernel's backlog, so its descriptors stay bounded; a client beyond
+# the cap waits, the webhook listener (its own cap) keeps working, and once the request deadline
+# closes the stalled connections the waiting client is served.
+fds0=$(proc_fds "$SERVE_PID")
+"$PY" "$RAW" slowloris 127.0.0.1 "$API_PORT" 420 25 stall-headers >"$T/sl.cap" &
+slp=$!
+sleep 3
+fds1=$(proc_fds "$SERVE_PID")
+echo "connection cap: serve fds $fds0 before, $fds1 with 420 stalled clients"
+assert_le "connection cap: at most 400 connections accepted" "$((fds1 - fds0))" 402
+assert_ge "connection cap: the cap was reached" "$((fds1 - fds0))" 390
+assert_eq "connection cap: a client beyond the cap waits (no answer within 2 s)" \
+    "$(curl -sS -m 2 -o /dev/null -w '%{http_code}' "$API/healthz" 2>/dev/null)" 000
+w=$(jget "$(mock_post webhook '{"channel_id":"ch","external_conversation_id":"cap","partoo_message_id":799999}')" '$.status')
+assert_eq "connection cap: the webhook listener is not affected" "$w" 200
+t_wait=$(now_ms)
+assert_eq "connection cap: served once the deadline frees connections" \
+    "$(curl -sS -m 20 -o /dev/null -w '%{http_code}' "$API/healthz" 2>/dev/null)" 200
+echo "connection cap: the waiting client was served after $(( $(now_ms) - t_wait )) ms"
+wait "$slp"
+wait_until 15 '[ "$(proc_fds "$SERVE_PID")" -le $((fds0 + 5)) ]'
+assert_le "connection cap: descriptors back to normal" "$(proc_fds "$SERVE_PID")" $((fds0 + 5))
+still_serving "connection cap"
+
 # ============ file descriptors exhausted =======================================================
 # serve limited to 128 fds, 200 stalled connections on the webhook listener (the one that faces
 # the internet): while accept() fails with EMFILE the loop must not spin, and once the
