@@ -151,7 +151,8 @@ static const struct opt opts[] = {
     {"max_db_size", OPT_SIZE, "0", 0, INT64_MAX, FIELD(max_db_size, int64_t),
      "refuse new messages once the database is this large; 0 = no quota"},
     {"retention", OPT_DURATION, "30d", 0, 3650 * MS_D, FIELD(retention_ms, int64_t),
-     "remove finished messages older than this; 0 = keep forever"},
+     "remove finished messages, old audit rows, replies and webhook events older than "
+     "this; 0 = keep forever"},
 
     /* Partoo */
     {"partoo_base_url", OPT_STRING, "https://api.partoo.co/v2", 1, STR_MAX,
