@@ -322,6 +322,7 @@ on_post_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
         goto fail;
     }
     obx_free(body);
+    obx_httpd_hold(req); /* answered after the group's commit */
     schedule_commit(api);
     return;
 fail:

@@ -384,6 +384,15 @@ obx_httpd_free(struct obx_httpd *h)
 }
 
 void
+obx_httpd_hold(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+    if (evcon)
+        bufferevent_disable(evhttp_connection_get_bufferevent(evcon), EV_READ);
+}
+
+void
 obx_httpd_reply_json(struct evhttp_request *req, int status, struct obx_buf *b)
 {
     struct evbuffer *out = evbuffer_new();

@@ -36,6 +36,14 @@ struct evhttp *obx_httpd_evhttp(const struct obx_httpd *h);
 /* Closes the listener and every connection. NULL is fine. */
 void obx_httpd_free(struct obx_httpd *h);
 
+/*
+ * Call before returning from a request callback without replying. libevent 2.1
+ * keeps reading a connection whose request had no body, and aborts the process
+ * ("illegal connection state") if bytes arrive before the reply; evhttp turns
+ * reading back on once the reply is written.
+ */
+void obx_httpd_hold(struct evhttp_request *req);
+
 /* 1 when listen names a loopback address (127.0.0.0/8, ::1, localhost). */
 int obx_httpd_is_loopback(const char *listen);
 

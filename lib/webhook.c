@@ -377,6 +377,7 @@ on_request(struct evhttp_request *req, void *arg)
     else if (err != OBX_OK)
         reply_unavailable(req, "out of memory");
     else {
+        obx_httpd_hold(req);
         obx_verify_pool_submit(wh->pool, job); /* on_verified answers */
         return;
     }
