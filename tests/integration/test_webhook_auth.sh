@@ -4,31 +4,7 @@
 # The public key in hex, PEM-line and PEM-file forms; the default (production) key rejects the
 # mock's signatures. A database that cannot be written answers 503 (Partoo retries 5xx).
 . "$(dirname "$0")/lib.sh"
-
-# ---- webhook helpers (the same block opens every test_webhook_*.sh) ---------------------
-SEED=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-WH_PORT=$(free_port)
-API_PORT=$(free_port)
-WH_URL=http://127.0.0.1:$WH_PORT/webhooks/partoo
-API=http://127.0.0.1:$API_PORT
-start_wh_mock() {
-    start_mock --rate-limit 0 --webhook-url "$WH_URL" --webhook-seed "$SEED" "$@"
-    PUB=$(sed -n 's/.*webhook public key \([0-9a-f]\{64\}\).*/\1/p' "$T/mock.log" | tail -1)
-    [ ${#PUB} = 64 ] || { echo "no webhook public key in the mock's log"; exit 1; }
-}
-# wh_serve_nokey [serve options]: serve with both listeners on our ports, no key option.
-wh_serve_nokey() {
-    start_serve --webhook-listen "127.0.0.1:$WH_PORT" --api-listen "127.0.0.1:$API_PORT" \
-        --rate-limit 0 "$@"
-    wait_until 10 'curl -fsS -o /dev/null "$API/healthz"' || { echo "api not up"; cat "$T/serve.log"; exit 1; }
-}
-wh_serve() { wh_serve_nokey --webhook-public-key "$PUB" "$@"; }
-stop_serve() { kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null; }
-wh_send() { jget "$(mock_post webhook "$1")" '$.status'; }
-events() { sql "$DB" "SELECT count(*) FROM webhook_events"; }
+. "$(dirname "$0")/webhook_lib.sh"
 # Our own signer (same seed as the mock): openssl on a PKCS#8 DER built from the seed.
 python3 -c "import sys; open(sys.argv[2], 'wb').write(bytes.fromhex('302e020100300506032b657004220420' + sys.argv[1]))" \
     "$SEED" "$T/seed.der"

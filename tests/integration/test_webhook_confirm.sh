@@ -5,36 +5,11 @@
 # message_updated Failed is surfaced; unknown keys, unknown types and garbage that is signed are
 # stored and answered 200.
 . "$(dirname "$0")/lib.sh"
-
-# ---- webhook helpers (the same block opens every test_webhook_*.sh) ---------------------
-SEED=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-WH_PORT=$(free_port)
-API_PORT=$(free_port)
-WH_URL=http://127.0.0.1:$WH_PORT/webhooks/partoo
-API=http://127.0.0.1:$API_PORT
-# start_wh_mock [mock options]: the mock signs with $SEED and posts to $WH_URL; sets PUB.
-start_wh_mock() {
-    start_mock --rate-limit 0 --webhook-url "$WH_URL" --webhook-seed "$SEED" "$@"
-    PUB=$(sed -n 's/.*webhook public key \([0-9a-f]\{64\}\).*/\1/p' "$T/mock.log" | tail -1)
-    [ ${#PUB} = 64 ] || { echo "no webhook public key in the mock's log"; exit 1; }
-}
-# wh_serve [serve options]: serve with both listeners on our ports, verifying with $PUB.
-wh_serve() {
-    start_serve --webhook-listen "127.0.0.1:$WH_PORT" --api-listen "127.0.0.1:$API_PORT" \
-        --webhook-public-key "$PUB" --rate-limit 0 --retry-base 100ms --retry-cap 300ms "$@"
-    wait_until 10 'curl -fsS -o /dev/null "$API/healthz"' || { echo "api not up"; cat "$T/serve.log"; exit 1; }
-}
-# wh_send JSON: one event through the mock's /_mock/webhook; prints the receiver's status.
-wh_send() { jget "$(mock_post webhook "$1")" '$.status'; }
-events() { sql "$DB" "SELECT count(*) FROM webhook_events"; }
+. "$(dirname "$0")/webhook_lib.sh"
 outcome_of_msg() { # outcome of the event carrying Partoo message id $1
     sql "$DB" "SELECT group_concat(outcome) FROM webhook_events WHERE partoo_message_id = '$1'"
 }
 msg_field() { jget "$("$OUTBOX_BIN" show --db "$DB" --json "$1" "$2")" "$3"; }
-msg_state() { sql "$DB" "SELECT state FROM outbox WHERE channel_id = '$1' AND external_message_id = '$2'"; }
 # ------------------------------------------------------------------------------------------
 
 start_wh_mock --echo
