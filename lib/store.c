@@ -30,13 +30,17 @@
  *  - The transitions table is written by a trigger on every state change, so
  *    changes made through plain SQL are recorded too (reason: state_reason).
  *  - `head` marks the oldest unfinished (queued|sending) message of a
- *    conversation; only heads are claimed. Triggers keep it right (0001_init.sql).
+ *    conversation; only heads are claimed. The others wait in a chain (prev_id)
+ *    whose tail conversations.tail_id names; enqueue appends to it and triggers
+ *    promote or unlink (0005_conversation_chain.sql).
  *  - A claim carries a lease token; a worker that lost its lease (expired and
  *    claimed again) can no longer move the message.
  */
 #include "store.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -130,22 +134,59 @@ obx_store_free(struct obx_store *st)
 /* ---- enqueue ------------------------------------------------------------------- */
 
 /*
- * head is computed here rather than by the insert trigger (which handles rows
- * written through plain SQL): it saves one UPDATE per message on bulk enqueue.
+ * A new message is appended to its conversation (0005_conversation_chain.sql): it waits
+ * behind the conversation's tail when the tail is unfinished (prev_id = the tail, head 0)
+ * and is the head otherwise. The library computes prev_id and head here and keeps
+ * conversations.tail_id itself; the insert trigger does the same for rows written through
+ * plain SQL.
  */
 static const char SQL_INSERT[] =
     "INSERT INTO outbox (channel_id, external_message_id, business_id,"
     " external_conversation_id, content, sender_type, consumer_name, consumer_image,"
-    " priority, state_at_ms, created_at_ms, head)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10,"
-    "  NOT EXISTS (SELECT 1 FROM outbox WHERE channel_id = ?1"
-    "   AND external_conversation_id = ?4 AND state IN ('queued', 'sending')))"
+    " priority, state_at_ms, created_at_ms, prev_id, head)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?11 IS NULL)"
     " ON CONFLICT (channel_id, external_message_id) DO NOTHING";
 
 static const char SQL_EXISTING[] =
     "SELECT id, business_id, external_conversation_id, content, sender_type, consumer_name,"
     " consumer_image, priority, state FROM outbox"
     " WHERE channel_id = ?1 AND external_message_id = ?2";
+
+/* The conversation's tail if it is unfinished (the message a new one waits for). */
+static const char SQL_UNFINISHED_TAIL[] =
+    "SELECT t.id FROM conversations c"
+    " JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id"
+    "  AND t.external_conversation_id = c.external_conversation_id"
+    " WHERE c.channel_id = ?1 AND c.external_conversation_id = ?2"
+    "  AND t.state IN ('queued', 'sending')";
+
+static const char SQL_SET_TAIL[] =
+    "INSERT INTO conversations (channel_id, external_conversation_id, tail_id)"
+    " VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id";
+
+/*
+ * A batch at least this large skips SQLite's CHECK constraints (below). Changing the pragma
+ * makes SQLite recompile every cached statement, which only a large batch pays back.
+ */
+#define BULK_ITEMS 256
+
+/* The statements of one enqueue, on the store's connection or a producer's. */
+struct enq_stmts {
+    sqlite3 *h;
+    sqlite3_stmt *insert, *existing, *tail, *set_tail;
+};
+
+/* Per valid item of a batch: its place among the items of the same conversation. */
+struct conv_slot {
+    const char *channel_id, *conversation_id;
+    size_t item;         /* index in the batch */
+    size_t prev_same;    /* slot of the previous item of the conversation, or NO_SLOT */
+    int64_t tail;        /* the conversation's unfinished tail after this item, 0 if none */
+    int appended;        /* this item or an earlier one of the batch was inserted */
+    int last;            /* no later item of the batch has this conversation */
+};
+#define NO_SLOT SIZE_MAX
 
 static void
 bind_msg(sqlite3_stmt *s, const struct obx_msg *m, int64_t now_ms)
@@ -191,19 +232,45 @@ compare_existing(sqlite3_stmt *s, const struct obx_msg *m, struct obx_enq_item *
     return OBX_OK;
 }
 
-/*
- * Inserts one validated message with the given statements. Returns a database
- * error only; the item's own outcome goes into it.
- */
+/* The unfinished tail of m's conversation, 0 when it has none. */
 static enum obx_err
-insert_one(sqlite3 *h, sqlite3_stmt *ins, sqlite3_stmt *sel, struct obx_enq_item *it,
-           int64_t now_ms)
+read_tail(const struct enq_stmts *q, const struct obx_msg *m, int64_t *tail)
 {
     int rc;
 
-    bind_msg(ins, &it->msg, now_ms);
-    rc = sqlite3_step(ins);
-    sqlite3_reset(ins);
+    obx_db_bind_text(q->tail, 1, m->channel_id);
+    obx_db_bind_text(q->tail, 2, m->external_conversation_id);
+    rc = sqlite3_step(q->tail);
+    *tail = rc == SQLITE_ROW ? sqlite3_column_int64(q->tail, 0) : 0;
+    sqlite3_reset(q->tail);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+static enum obx_err
+write_tail(const struct enq_stmts *q, const struct obx_msg *m, int64_t tail)
+{
+    obx_db_bind_text(q->set_tail, 1, m->channel_id);
+    obx_db_bind_text(q->set_tail, 2, m->external_conversation_id);
+    sqlite3_bind_int64(q->set_tail, 3, tail);
+    return obx_db_step_done(q->set_tail);
+}
+
+/*
+ * Inserts one validated message behind `prev` (0: it is the head). Returns a database
+ * error only; the item's own outcome goes into it.
+ */
+static enum obx_err
+insert_one(const struct enq_stmts *q, struct obx_enq_item *it, int64_t prev, int64_t now_ms)
+{
+    int rc;
+
+    bind_msg(q->insert, &it->msg, now_ms);
+    if (prev > 0)
+        sqlite3_bind_int64(q->insert, 11, prev);
+    else
+        sqlite3_bind_null(q->insert, 11);
+    rc = sqlite3_step(q->insert);
+    sqlite3_reset(q->insert);
     if (rc != SQLITE_DONE) {
         /* A CHECK constraint the validator let through (e.g. a lower limit in SQL). */
         if ((rc & 0xff) == SQLITE_CONSTRAINT) {
@@ -211,19 +278,129 @@ insert_one(sqlite3 *h, sqlite3_stmt *ins, sqlite3_stmt *sel, struct obx_enq_item
             it->fe.code = "invalid_value";
             it->fe.field = NULL;
             snprintf(it->fe.message, sizeof it->fe.message, "rejected by the schema: %s",
-                     sqlite3_errmsg(h));
+                     sqlite3_errmsg(q->h));
             return OBX_OK;
         }
         return obx_err_from_sqlite(rc);
     }
-    if (sqlite3_changes(h) == 1) {
+    if (sqlite3_changes(q->h) == 1) {
         it->err = OBX_OK;
         it->result = OBX_ENQ_ACCEPTED;
-        it->id = sqlite3_last_insert_rowid(h);
+        it->id = sqlite3_last_insert_rowid(q->h);
         snprintf(it->state, sizeof it->state, "queued");
         return OBX_OK;
     }
-    return compare_existing(sel, &it->msg, it);
+    return compare_existing(q->existing, &it->msg, it);
+}
+
+static int
+same_conversation(const struct conv_slot *x, const struct conv_slot *y)
+{
+    return strcmp(x->channel_id, y->channel_id) == 0 &&
+           strcmp(x->conversation_id, y->conversation_id) == 0;
+}
+
+/* Conversation, then batch order. */
+static int
+slot_order(const void *a, const void *b)
+{
+    const struct conv_slot *x = a, *y = b;
+    int c = strcmp(x->channel_id, y->channel_id);
+
+    if (c == 0)
+        c = strcmp(x->conversation_id, y->conversation_id);
+    if (c == 0)
+        c = (x->item > y->item) - (x->item < y->item);
+    return c;
+}
+
+/*
+ * Links the slots of one conversation in batch order, so that the batch reads each
+ * conversation's tail once and writes it once. Returns, for each item, its slot in
+ * by_item (NO_SLOT for invalid items).
+ */
+static void
+link_conversations(struct conv_slot *slots, size_t n, size_t *by_item)
+{
+    qsort(slots, n, sizeof *slots, slot_order);
+    for (size_t k = 0; k < n; k++) {
+        int same_as_prev = k > 0 && same_conversation(&slots[k - 1], &slots[k]);
+        slots[k].prev_same = same_as_prev ? k - 1 : NO_SLOT;
+        slots[k].last = 1;
+        if (same_as_prev)
+            slots[k - 1].last = 0;
+        by_item[slots[k].item] = k;
+    }
+}
+
+/* Inserts the valid items in batch order, each behind its conversation's tail. */
+static enum obx_err
+insert_linked(const struct enq_stmts *q, struct obx_enq_item *items, size_t n,
+              struct conv_slot *slots, const size_t *by_item, int64_t now_ms)
+{
+    enum obx_err err = OBX_OK;
+
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        struct conv_slot *sl;
+        int64_t prev;
+
+        if (by_item[i] == NO_SLOT)
+            continue;
+        sl = &slots[by_item[i]];
+        if (sl->prev_same == NO_SLOT) {
+            err = read_tail(q, &items[i].msg, &prev);
+            sl->appended = 0;
+        } else {
+            prev = slots[sl->prev_same].tail;
+            sl->appended = slots[sl->prev_same].appended;
+        }
+        if (err == OBX_OK)
+            err = insert_one(q, &items[i], prev, now_ms);
+        if (err != OBX_OK)
+            break;
+        sl->tail = prev;
+        if (items[i].err == OBX_OK && items[i].result == OBX_ENQ_ACCEPTED) {
+            sl->tail = items[i].id;
+            sl->appended = 1;
+        }
+        if (sl->last && sl->appended)
+            err = write_tail(q, &items[i].msg, sl->tail);
+    }
+    return err;
+}
+
+/* Validates every item, then inserts the valid ones. */
+static enum obx_err
+enqueue_items(const struct enq_stmts *q, struct obx_enq_item *items, size_t n,
+              const struct obx_msg_limits *lim, int64_t now_ms)
+{
+    struct conv_slot *slots = obx_calloc(n ? n : 1, sizeof *slots);
+    size_t *by_item = obx_calloc(n ? n : 1, sizeof *by_item);
+    size_t nvalid = 0;
+    enum obx_err err = OBX_OK;
+
+    if (!slots || !by_item) {
+        err = OBX_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct obx_enq_item *it = &items[i];
+        it->id = 0;
+        it->state[0] = '\0';
+        it->err = obx_msg_validate(&it->msg, lim, &it->fe);
+        by_item[i] = NO_SLOT;
+        if (it->err == OBX_OK)
+            slots[nvalid++] = (struct conv_slot){.channel_id = it->msg.channel_id,
+                                                 .conversation_id =
+                                                     it->msg.external_conversation_id,
+                                                 .item = i};
+    }
+    link_conversations(slots, nvalid, by_item);
+    err = insert_linked(q, items, n, slots, by_item, now_ms);
+out:
+    obx_free(slots);
+    obx_free(by_item);
+    return err;
 }
 
 /* Refuses new messages once the file reaches the quota (SPEC §8). */
@@ -247,32 +424,47 @@ obx_store_check_quota(struct obx_store *st)
     return bytes >= st->max_db_size ? OBX_EQUOTA : OBX_OK;
 }
 
+/*
+ * The CHECK constraints of the outbox table guard the SQL contract against other writers.
+ * Every item here was validated in C against limits no looser than those constraints, so a
+ * large batch may skip evaluating them: that halves the cost of an insert (docs/benchmarks.md).
+ */
+static int
+limits_within_schema(const struct obx_msg_limits *lim)
+{
+    return lim->max_id_bytes <= 255 && lim->max_name_bytes <= 255 &&
+           lim->max_image_bytes <= 2048 && lim->max_content_bytes <= 1048576;
+}
+
 enum obx_err
 obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t n,
                         const struct obx_msg_limits *lim)
 {
-    int64_t now_ms = obx_now_ms(st->clock);
-    sqlite3_stmt *ins, *sel;
+    struct enq_stmts q = {.h = st->db->h};
+    int skip_checks = n >= BULK_ITEMS && limits_within_schema(lim);
     enum obx_err err = obx_store_check_quota(st);
 
     if (err != OBX_OK)
         return err;
-    ins = obx_db_stmt(st->db, SQL_INSERT);
-    sel = obx_db_stmt(st->db, SQL_EXISTING);
-    if (!ins || !sel)
-        return OBX_EDB;
-    err = obx_db_begin(st->db);
-    for (size_t i = 0; err == OBX_OK && i < n; i++) {
-        struct obx_enq_item *it = &items[i];
-        it->id = 0;
-        it->state[0] = '\0';
-        it->err = obx_msg_validate(&it->msg, lim, &it->fe);
-        if (it->err == OBX_OK)
-            err = insert_one(st->db->h, ins, sel, it, now_ms);
+    if (skip_checks && (err = obx_db_exec(st->db, "PRAGMA ignore_check_constraints = 1")) != OBX_OK)
+        return err;
+    q.insert = obx_db_stmt(st->db, SQL_INSERT);
+    q.existing = obx_db_stmt(st->db, SQL_EXISTING);
+    q.tail = obx_db_stmt(st->db, SQL_UNFINISHED_TAIL);
+    q.set_tail = obx_db_stmt(st->db, SQL_SET_TAIL);
+    err = q.insert && q.existing && q.tail && q.set_tail ? obx_db_begin(st->db) : OBX_EDB;
+    if (err == OBX_OK) {
+        err = enqueue_items(&q, items, n, lim, obx_now_ms(st->clock));
+        if (err == OBX_OK)
+            err = obx_db_commit(st->db);
+        else
+            obx_db_rollback(st->db);
     }
-    if (err == OBX_OK)
-        return obx_db_commit(st->db);
-    obx_db_rollback(st->db);
+    if (skip_checks) {
+        enum obx_err restore = obx_db_exec(st->db, "PRAGMA ignore_check_constraints = 0");
+        if (err == OBX_OK)
+            err = restore;
+    }
     return err;
 }
 
@@ -309,7 +501,7 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
 {
     struct obx_msg_limits lim = obx_msg_limits_default();
     struct obx_enq_item it = {.msg = *m};
-    sqlite3_stmt *ins = NULL, *sel = NULL;
+    struct enq_stmts q = {.h = h};
     enum obx_err err;
 
     *result = OBX_ENQ_ACCEPTED;
@@ -318,17 +510,19 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
     err = obx_msg_validate(m, &lim, &it.fe);
     if (err != OBX_OK)
         return err;
-    if (sqlite3_prepare_v2(h, SQL_INSERT, -1, &ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(h, SQL_EXISTING, -1, &sel, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(h, SQL_INSERT, -1, &q.insert, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_EXISTING, -1, &q.existing, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_UNFINISHED_TAIL, -1, &q.tail, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_SET_TAIL, -1, &q.set_tail, NULL) != SQLITE_OK)
         err = obx_err_from_sqlite(sqlite3_errcode(h));
-        goto out;
-    }
-    err = insert_one(h, ins, sel, &it, obx_now_ms(obx_clock_real()));
+    else
+        err = enqueue_items(&q, &it, 1, &lim, obx_now_ms(obx_clock_real()));
     if (err == OBX_OK)
         err = single_result(&it, result, id);
-out:
-    sqlite3_finalize(ins);
-    sqlite3_finalize(sel);
+    sqlite3_finalize(q.insert);
+    sqlite3_finalize(q.existing);
+    sqlite3_finalize(q.tail);
+    sqlite3_finalize(q.set_tail);
     return err;
 }
 

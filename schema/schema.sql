@@ -68,6 +68,7 @@ CREATE TABLE outbox (
     partoo_status            TEXT,
     unconfirmed_at_ms        INTEGER,  -- resends exhausted without confirmation (0002)
     confirm_due_at_ms        INTEGER,  -- re-send if not confirmed by then; NULL = nothing awaited
+    prev_id                  INTEGER,  -- the unfinished message this one waits for (0005)
 
     UNIQUE (channel_id, external_message_id)
 );
@@ -78,55 +79,11 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_claim ON outbox (priority DESC, business_id, next_attempt_at_ms, id)
     WHERE state = 'queued' AND head = 1;
 
--- Unfinished messages per conversation, in enqueue order: finds the next head.
-CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id)
-    WHERE state IN ('queued', 'sending');
-
 -- Listing by state, newest first (ls --state, GET /v1/messages?state=).
 CREATE INDEX outbox_state ON outbox (state, id);
 
 -- Expired leases.
 CREATE INDEX outbox_lease ON outbox (lease_expires_at_ms) WHERE state = 'sending';
-
--- A new row is the head of its conversation when no older unfinished message of
--- that conversation exists. Rows written by the library arrive with head already
--- computed; rows inserted through the SQL contract arrive with NULL.
-CREATE TRIGGER outbox_head_on_insert AFTER INSERT ON outbox WHEN NEW.head IS NULL
-BEGIN
-    UPDATE outbox SET head = NOT EXISTS (
-        SELECT 1 FROM outbox o
-        WHERE o.channel_id = NEW.channel_id
-          AND o.external_conversation_id = NEW.external_conversation_id
-          AND o.state IN ('queued', 'sending') AND o.id < NEW.id)
-    WHERE id = NEW.id;
-END;
-
--- When a message leaves the unfinished states, the oldest unfinished message of its
--- conversation becomes the head (SPEC §3: n+1 waits for n).
-CREATE TRIGGER outbox_head_promote AFTER UPDATE OF state ON outbox
-WHEN OLD.state IN ('queued', 'sending') AND NEW.state NOT IN ('queued', 'sending')
-BEGIN
-    UPDATE outbox SET head = 1
-    WHERE id = (SELECT id FROM outbox
-                WHERE channel_id = NEW.channel_id
-                  AND external_conversation_id = NEW.external_conversation_id
-                  AND state IN ('queued', 'sending')
-                ORDER BY id LIMIT 1)
-      AND head IS NOT 1;
-END;
-
--- A message that re-enters the queue (retry of a failed one) is a head only when its
--- conversation has no head already; otherwise it waits its turn.
-CREATE TRIGGER outbox_head_requeue AFTER UPDATE OF state ON outbox
-WHEN OLD.state NOT IN ('queued', 'sending') AND NEW.state IN ('queued', 'sending')
-BEGIN
-    UPDATE outbox SET head = NOT EXISTS (
-        SELECT 1 FROM outbox o
-        WHERE o.channel_id = NEW.channel_id
-          AND o.external_conversation_id = NEW.external_conversation_id
-          AND o.state IN ('queued', 'sending') AND o.head = 1 AND o.id <> NEW.id)
-    WHERE id = NEW.id;
-END;
 
 -- Every state change is recorded, whoever makes it (library, CLI or plain SQL).
 CREATE TABLE transitions (
@@ -270,3 +227,86 @@ CREATE TABLE service_state (
     value          TEXT,
     updated_at_ms  INTEGER NOT NULL
 );
+
+-- ---- added by 0005_conversation_chain -------------------------------------------------
+-- (outbox.prev_id is declared in the CREATE TABLE above.) Per-conversation order: each
+-- unfinished message that waits points at the one it waits for (prev_id); conversations
+-- remembers each conversation's last message. See the migration for the picture.
+
+CREATE TABLE conversations (
+    id                        INTEGER PRIMARY KEY,
+    channel_id                TEXT NOT NULL,
+    external_conversation_id  TEXT NOT NULL,
+    tail_id                   INTEGER NOT NULL,   -- the last message appended (any state)
+    UNIQUE (channel_id, external_conversation_id)
+);
+
+-- The successor of an unfinished message: keyed by recent ids, so inserts append.
+CREATE INDEX outbox_next ON outbox (prev_id) WHERE state IN ('queued', 'sending');
+
+-- A row inserted through the SQL contract (head NULL) is appended to its conversation: it
+-- waits behind the tail when the tail is unfinished, and is the head otherwise. The library
+-- computes prev_id and head itself and maintains conversations in the same transaction.
+-- The tail is matched on its conversation too, so a reused id never links two conversations.
+CREATE TRIGGER outbox_chain_on_insert AFTER INSERT ON outbox WHEN NEW.head IS NULL
+BEGIN
+    UPDATE outbox SET
+        prev_id = (SELECT t.id FROM conversations c
+                   JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id
+                                AND t.external_conversation_id = c.external_conversation_id
+                   WHERE c.channel_id = NEW.channel_id
+                     AND c.external_conversation_id = NEW.external_conversation_id
+                     AND t.state IN ('queued', 'sending')),
+        head = NOT EXISTS (SELECT 1 FROM conversations c
+                   JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id
+                                AND t.external_conversation_id = c.external_conversation_id
+                   WHERE c.channel_id = NEW.channel_id
+                     AND c.external_conversation_id = NEW.external_conversation_id
+                     AND t.state IN ('queued', 'sending'))
+    WHERE id = NEW.id;
+    INSERT INTO conversations (channel_id, external_conversation_id, tail_id)
+    VALUES (NEW.channel_id, NEW.external_conversation_id, NEW.id)
+    ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id;
+END;
+
+-- A message leaves the unfinished states (SPEC §3: n+1 waits for n). If it was the head,
+-- its successor becomes the head. If it left from the middle (cancelled, or confirmed
+-- while still queued), it is unlinked: its successor now waits for its predecessor, and
+-- if it was the tail, its predecessor is the tail again.
+CREATE TRIGGER outbox_chain_leave AFTER UPDATE OF state ON outbox
+WHEN OLD.state IN ('queued', 'sending') AND NEW.state NOT IN ('queued', 'sending')
+BEGIN
+    UPDATE outbox SET head = 1
+    WHERE NEW.head = 1 AND prev_id = NEW.id AND state IN ('queued', 'sending')
+      AND channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
+    UPDATE outbox SET prev_id = NEW.prev_id
+    WHERE NEW.head IS NOT 1 AND prev_id = NEW.id AND state IN ('queued', 'sending')
+      AND channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
+    UPDATE conversations SET tail_id = NEW.prev_id
+    WHERE NEW.head IS NOT 1 AND NEW.prev_id IS NOT NULL AND tail_id = NEW.id
+      AND channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
+END;
+
+-- A message that re-enters the queue (retry of a failed one, re-send of an unconfirmed
+-- one) goes to the back of its conversation: the head only when nothing else is unfinished.
+CREATE TRIGGER outbox_chain_requeue AFTER UPDATE OF state ON outbox
+WHEN OLD.state NOT IN ('queued', 'sending') AND NEW.state IN ('queued', 'sending')
+BEGIN
+    UPDATE outbox SET
+        prev_id = (SELECT t.id FROM conversations c
+                   JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id
+                                AND t.external_conversation_id = c.external_conversation_id
+                   WHERE c.channel_id = NEW.channel_id
+                     AND c.external_conversation_id = NEW.external_conversation_id
+                     AND t.state IN ('queued', 'sending') AND t.id <> NEW.id),
+        head = NOT EXISTS (SELECT 1 FROM conversations c
+                   JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id
+                                AND t.external_conversation_id = c.external_conversation_id
+                   WHERE c.channel_id = NEW.channel_id
+                     AND c.external_conversation_id = NEW.external_conversation_id
+                     AND t.state IN ('queued', 'sending') AND t.id <> NEW.id)
+    WHERE id = NEW.id;
+    INSERT INTO conversations (channel_id, external_conversation_id, tail_id)
+    VALUES (NEW.channel_id, NEW.external_conversation_id, NEW.id)
+    ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id;
+END;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "migrate.h"
 #include "query.h"
 #include "store.h"
 
@@ -487,8 +488,8 @@ explain_cb(void *ctx, int n, char **vals, char **cols)
 /*
  * The claim runs in the write transaction, so each of its queries (the real SQL,
  * exported by the store) must be a short range scan of the partial index
- * outbox_claim, never a walk over every queued row, and the head check of an insert
- * must use outbox_conversation. Without ANALYZE the plan depends only on the schema,
+ * outbox_claim, never a walk over every queued row; the tail lookup of an insert and
+ * the successor lookup of a promotion are probes too. Without ANALYZE the plan depends only on the schema,
  * so an empty database shows it. Rows are added first to make sure nothing changes
  * with data.
  */
@@ -515,16 +516,320 @@ test_claim_query_plan(void)
         CHECK(!strstr(plan, "TEMP B-TREE"));
         CHECK(!strstr(plan, "SCAN outbox"));
     }
+    /* Enqueue reads a conversation's tail by key, then the tail row by id. */
     plan[0] = '\0';
     CHECK_INT(sqlite3_exec(st->db->h,
-                           "EXPLAIN QUERY PLAN SELECT NOT EXISTS (SELECT 1 FROM outbox WHERE"
-                           " channel_id = ?1 AND external_conversation_id = ?4"
-                           " AND state IN ('queued', 'sending'))",
+                           "EXPLAIN QUERY PLAN SELECT t.id FROM conversations c"
+                           " JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id"
+                           "  AND t.external_conversation_id = c.external_conversation_id"
+                           " WHERE c.channel_id = 'a' AND c.external_conversation_id = 'b'"
+                           "  AND t.state IN ('queued', 'sending')",
                            explain_cb, plan, NULL),
               SQLITE_OK);
-    CHECK(strstr(plan, "outbox_conversation"));
+    CHECK(strstr(plan, "sqlite_autoindex_conversations_1"));
+    CHECK(strstr(plan, "INTEGER PRIMARY KEY"));
+    CHECK(!strstr(plan, "SCAN"));
+    /* The successor found by the promotion trigger: a probe of outbox_next. */
+    plan[0] = '\0';
+    CHECK_INT(sqlite3_exec(st->db->h,
+                           "EXPLAIN QUERY PLAN UPDATE outbox SET head = 1 WHERE prev_id = 5"
+                           " AND state IN ('queued', 'sending') AND channel_id = 'a'"
+                           " AND external_conversation_id = 'b'",
+                           explain_cb, plan, NULL),
+              SQLITE_OK);
+    CHECK(strstr(plan, "outbox_next"));
 end:
     obx_store_free(st);
+    TEST_END;
+}
+
+/* ---- conversation chain (0005) -------------------------------------------------------- */
+
+/*
+ * Claims and accepts until nothing is claimable; appends the external ids in the order they
+ * were claimed to out (comma-separated). Returns how many, or -1 (also when one claim held
+ * two messages of the same conversation).
+ */
+static int
+drain_all(struct obx_store *st, char *out, size_t n)
+{
+    struct obx_claimed c[64];
+    char ids[4096];
+    int got, total = 0;
+
+    out[0] = '\0';
+    while ((got = claim_ids(st, 64, ids, sizeof ids, c)) > 0) {
+        /* Never two messages of one conversation in flight (SPEC §3). */
+        for (int i = 0; i < got; i++)
+            for (int j = 0; j < i; j++)
+                if (strcmp(c[i].msg.external_conversation_id,
+                           c[j].msg.external_conversation_id) == 0) {
+                    fprintf(stderr, "  %s and %s claimed together\n",
+                            c[i].msg.external_message_id, c[j].msg.external_message_id);
+                    got = -1;
+                }
+        for (int i = 0; i < (got < 0 ? 0 : got); i++) {
+            enum obx_err err = finish(st, &c[i], OBX_NEXT_ACCEPTED, 200);
+            obx_claimed_release(&c[i]);
+            if (err != OBX_OK)
+                return -1;
+        }
+        if (got < 0)
+            break;
+        if (out[0])
+            strncat(out, ",", n - strlen(out) - 1);
+        strncat(out, ids, n - strlen(out) - 1);
+        total += got;
+    }
+    return got < 0 ? -1 : total;
+}
+
+static int
+sql_ok(struct obx_store *st, const char *sql)
+{
+    return sqlite3_exec(st->db->h, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
+static enum obx_err
+cancel(struct obx_store *st, const char *id)
+{
+    return obx_store_cancel(st, "ch", id, "test");
+}
+
+/*
+ * A bulk batch (large enough to skip the CHECK constraints) over several conversations,
+ * with invalid items and duplicates among them: every conversation is delivered in enqueue
+ * order, each message once, and the constraints are back on afterwards.
+ */
+static int
+test_chain_bulk_batch_order(void)
+{
+    TEST_BEGIN;
+    enum { N = 700, CONVS = 7 };
+    struct obx_store *st = fresh_store();
+    struct obx_msg_limits lim = obx_msg_limits_default();
+    struct obx_enq_item *it = calloc(N, sizeof *it);
+    char (*keys)[32] = calloc(N, 32), (*convs)[16] = calloc(CONVS, 16);
+    char *order = calloc(1, 16 * N);
+    int last_seq[CONVS], accepted = 0;
+
+    CHECK(st && it && keys && convs && order);
+    for (int c = 0; c < CONVS; c++)
+        snprintf(convs[c], 16, "conv-%d", c);
+    for (int i = 0; i < N; i++) {
+        /* every 50th item repeats an earlier key (duplicate); every 97th is invalid */
+        int seq = i % 50 == 49 ? i - 7 : i;
+        snprintf(keys[i], 32, "%d-%04d", seq % CONVS, seq);
+        it[i].msg = msg("b", convs[seq % CONVS], keys[i]);
+        if (i % 97 == 96)
+            it[i].msg.sender_type = "Robot";
+    }
+    CHECK_OK(obx_store_enqueue_batch(st, it, N, &lim));
+    for (int i = 0; i < N; i++) {
+        if (i % 97 == 96)
+            CHECK_INT(it[i].err, OBX_EINVAL);
+        else if (i % 50 == 49)
+            CHECK_INT(it[i].result, OBX_ENQ_DUPLICATE);
+        else
+            accepted++;
+    }
+    CHECK_INT(drain_all(st, order, 16 * N), accepted);
+    for (int c = 0; c < CONVS; c++)
+        last_seq[c] = -1;
+    for (char *tok = strtok(order, ","); tok; tok = strtok(NULL, ",")) {
+        int c = atoi(tok), seq = atoi(strchr(tok, '-') + 1);
+        CHECK(seq > last_seq[c]);
+        last_seq[c] = seq;
+    }
+    /* The batch turned the CHECK constraints off for itself only. */
+    CHECK(!sql_ok(st, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                      " external_conversation_id, content, sender_type)"
+                      " VALUES ('ch', 'bad', 'b', 'c', 'x', 'Robot')"));
+end:
+    free(it);
+    free(keys);
+    free(convs);
+    free(order);
+    obx_store_free(st);
+    TEST_END;
+}
+
+/* Cancelling from the middle or the end of a conversation keeps the rest in order. */
+static int
+test_chain_cancel_middle_and_tail(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    char ids[256];
+
+    CHECK(st);
+    CHECK_OK(put(st, msg("b", "c", "a1")));
+    CHECK_OK(put(st, msg("b", "c", "a2")));
+    CHECK_OK(put(st, msg("b", "c", "a3")));
+    CHECK_OK(put(st, msg("b", "c", "a4")));
+    CHECK_OK(cancel(st, "a2"));
+    CHECK_OK(cancel(st, "a4"));
+    CHECK_OK(put(st, msg("b", "c", "a5")));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 3);
+    CHECK_STR(ids, "a1,a3,a5");
+    /* Cancelling the head lets the next one go. */
+    CHECK_OK(put(st, msg("b", "c", "a6")));
+    CHECK_OK(put(st, msg("b", "c", "a7")));
+    CHECK_OK(cancel(st, "a6"));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 1);
+    CHECK_STR(ids, "a7");
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/* A queued message confirmed by a webhook (Partoo has it) leaves the line. */
+static int
+test_chain_confirmed_while_queued(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    char ids[256];
+
+    CHECK(st);
+    CHECK_OK(put(st, msg("b", "c", "a1")));
+    CHECK_OK(put(st, msg("b", "c", "a2")));
+    CHECK_OK(put(st, msg("b", "c", "a3")));
+    CHECK_OK(obx_store_confirm(st, "ch", "a2", "p-2", "Success", "webhook"));
+    CHECK_OK(obx_store_confirm(st, "ch", "a3", "p-3", "Success", "webhook"));
+    CHECK_OK(put(st, msg("b", "c", "a4")));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 2);
+    CHECK_STR(ids, "a1,a4");
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/*
+ * A retried message goes to the back of its conversation: it waits while another message
+ * of the conversation is unfinished, and is the head at once when none is.
+ */
+static int
+test_chain_retry_goes_to_back(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    struct obx_claimed c[64];
+    char ids[256];
+
+    CHECK(st);
+    CHECK_OK(put(st, msg("b", "c", "a1")));
+    CHECK_OK(put(st, msg("b", "c", "a2")));
+    CHECK_INT(claim_ids(st, 10, ids, sizeof ids, c), 1);
+    CHECK_OK(finish(st, &c[0], OBX_NEXT_FAILED, 400));
+    obx_claimed_release(&c[0]);
+    CHECK_INT(claim_ids(st, 10, ids, sizeof ids, c), 1);
+    CHECK_STR(ids, "a2");
+    CHECK_OK(obx_store_retry(st, "ch", "a1", "operator"));
+    CHECK_INT(claim_ids(st, 10, ids, sizeof ids, NULL), 0);
+    CHECK_OK(put(st, msg("b", "c", "a3")));
+    CHECK_OK(finish(st, &c[0], OBX_NEXT_ACCEPTED, 200));
+    obx_claimed_release(&c[0]);
+    CHECK_INT(drain_all(st, ids, sizeof ids), 2);
+    CHECK_STR(ids, "a1,a3");
+    /* Nothing unfinished: a retried message is the head at once. */
+    CHECK_OK(obx_store_retry(st, "ch", "a2", "operator"));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 1);
+    CHECK_STR(ids, "a2");
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/* Library and plain-SQL producers append to the same conversation. */
+static int
+test_chain_sql_and_library_mixed(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    char ids[256];
+
+    CHECK(st);
+    CHECK_OK(put(st, msg("b", "c", "a1")));
+    CHECK(sql_ok(st, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                     " external_conversation_id, content, sender_type)"
+                     " VALUES ('ch', 'a2', 'b', 'c', 'x', 'User')"));
+    CHECK_OK(put(st, msg("b", "c", "a3")));
+    CHECK(sql_ok(st, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                     " external_conversation_id, content, sender_type)"
+                     " VALUES ('ch', 'a4', 'b', 'c', 'x', 'User')"));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 4);
+    CHECK_STR(ids, "a1,a2,a3,a4");
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/*
+ * SQLite reuses the largest id after it is deleted. A conversation whose tail row was
+ * purged must not take a reused id of another conversation for its tail.
+ */
+static int
+test_chain_reused_id(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    char ids[256];
+
+    CHECK(st);
+    CHECK_OK(put(st, msg("b", "conv-a", "a1")));
+    CHECK_OK(cancel(st, "a1"));
+    CHECK(sql_ok(st, "DELETE FROM outbox WHERE external_message_id = 'a1'"));
+    CHECK_OK(put(st, msg("b", "conv-b", "b1"))); /* takes a1's id */
+    CHECK_OK(put(st, msg("b", "conv-a", "a2")));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 2);
+    CHECK_STR(ids, "b1,a2");
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/*
+ * A version-4 database with a backlog keeps its order through migration 0005, including a
+ * retried message waiting behind a newer head (the old rule let it go next).
+ */
+static int
+test_chain_migration_keeps_backlog(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = NULL;
+    sqlite3 *h = NULL;
+    char ids[256];
+    const char *rows =
+        "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+        " external_conversation_id, content, sender_type) VALUES"
+        " ('ch','a1','b','c','x','User'), ('ch','a2','b','c','x','User'),"
+        " ('ch','a3','b','c','x','User'), ('ch','z1','b','d','x','User');"
+        /* a1 failed, a2 became the head, then a1 was retried and waits */
+        "UPDATE outbox SET state = 'failed' WHERE external_message_id = 'a1';"
+        "UPDATE outbox SET state = 'queued' WHERE external_message_id = 'a1';"
+        "UPDATE outbox SET state = 'cancelled' WHERE external_message_id = 'z1';";
+
+    snprintf(db_path, sizeof db_path, "/tmp/obx_test_store_v4_%d.db", (int)getpid());
+    unlink(db_path);
+    CHECK_INT(sqlite3_open(db_path, &h), SQLITE_OK);
+    for (int i = 0; obx_migrations[i].version && obx_migrations[i].version <= 4; i++)
+        CHECK_INT(sqlite3_exec(h, obx_migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(h, rows, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    h = NULL;
+    CHECK_OK(obx_store_open(db_path, NULL, &st));
+    obx_fake_clock_init(&fake, 1000000, 1000000);
+    st->clock = &fake.base;
+    CHECK_OK(put(st, msg("b", "c", "a4")));
+    CHECK_OK(put(st, msg("b", "d", "z2")));
+    CHECK_INT(drain_all(st, ids, sizeof ids), 5);
+    CHECK_STR(ids, "a2,z2,a1,a3,a4");
+end:
+    sqlite3_close(h);
+    obx_store_free(st);
+    unlink(db_path);
     TEST_END;
 }
 
@@ -542,6 +847,13 @@ static const struct test_case tests[] = {
     {"enqueue_in_caller_transaction", test_enqueue_in_caller_transaction},
     {"sql_contract_insert", test_sql_contract_insert},
     {"claim_query_plan", test_claim_query_plan},
+    {"chain_bulk_batch_order", test_chain_bulk_batch_order},
+    {"chain_cancel_middle_and_tail", test_chain_cancel_middle_and_tail},
+    {"chain_confirmed_while_queued", test_chain_confirmed_while_queued},
+    {"chain_retry_goes_to_back", test_chain_retry_goes_to_back},
+    {"chain_sql_and_library_mixed", test_chain_sql_and_library_mixed},
+    {"chain_reused_id", test_chain_reused_id},
+    {"chain_migration_keeps_backlog", test_chain_migration_keeps_backlog},
     {NULL, NULL},
 };
 
