@@ -2,9 +2,10 @@
  * enqueue_bench: how fast can producers put messages into the outbox?
  *
  * Measures, each on its own temporary database (synchronous=FULL, WAL, as shipped):
- *   1. bulk: N messages through obx_store_enqueue_batch() in batches of B (one
- *      transaction, one fsync per batch); then the file size per message after
- *      PRAGMA wal_checkpoint(TRUNCATE);
+ *   1. bulk: N messages through obx_store_enqueue_batch() in batches of B (default 10,000;
+ *      one transaction, one fsync per batch), with the store options of a bulk loader
+ *      (64 MiB cache, checkpoint every 20,000 WAL pages: lib/outbox.h); then the same
+ *      counting the final PRAGMA wal_checkpoint(TRUNCATE), and the file size per message;
  *   2. single: S messages through obx_enqueue(), each its own transaction and fsync;
  *   3. raw: R single-row INSERT + COMMIT on a plain two-column table: what one fsync'ed
  *      SQLite transaction costs on this disk, the floor under (2).
@@ -148,12 +149,21 @@ remove_db(const char *path)
     unlink(p);
 }
 
+/*
+ * bulk: the options a bulk loader should give (lib/outbox.h), the same as `outbox enqueue`
+ * (cli_open_bulk_store): a 64 MiB page cache and a checkpoint every 20,000 WAL pages.
+ * Otherwise the defaults. synchronous=FULL either way.
+ */
 static int
-open_store(const char *path, struct obx_store **st)
+open_store(const char *path, int bulk, struct obx_store **st)
 {
-    struct obx_store_opts o = {0}; /* synchronous=FULL, the default */
+    struct obx_store_opts o = {0};
     enum obx_err err;
 
+    if (bulk) {
+        o.cache_kib = 64 * 1024;
+        o.wal_pages = 20000;
+    }
     remove_db(path);
     err = obx_store_open(path, &o, st);
     if (err != OBX_OK) {
@@ -172,7 +182,10 @@ struct result {
     double value; /* when unit is not messages/s */
 };
 
-/* 1. Bulk enqueue through the library. Fills r[0] (rate) and r[1] (bytes per message). */
+/*
+ * 1. Bulk enqueue through the library. Fills r[0] (rate), r[1] (rate counting the final
+ * checkpoint) and r[2] (bytes per message).
+ */
 static int
 bench_bulk(const struct options *o, const char *path, struct result *r)
 {
@@ -185,7 +198,7 @@ bench_bulk(const struct options *o, const char *path, struct result *r)
     struct stat sb;
     int rc = -1;
 
-    if (!items || !text || open_store(path, &st) != 0)
+    if (!items || !text || open_store(path, 1, &st) != 0)
         goto out;
     if (o->sql && sqlite3_exec(st->db->h, o->sql, NULL, NULL, NULL) != SQLITE_OK) {
         fprintf(stderr, "enqueue_bench: -x: %s\n", sqlite3_errmsg(st->db->h));
@@ -218,6 +231,8 @@ bench_bulk(const struct options *o, const char *path, struct result *r)
             next_report += step;
         }
     }
+    /* The last checkpoint is the bulk load's too: it is timed, reported on its own row. */
+    t0 = now_s();
     if (sqlite3_exec(st->db->h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) != SQLITE_OK ||
         stat(path, &sb) != 0) {
         fprintf(stderr, "enqueue_bench: checkpoint/stat failed\n");
@@ -230,7 +245,10 @@ bench_bulk(const struct options *o, const char *path, struct result *r)
              o->sql ? "; with " : "", o->sql ? o->sql : "");
     r[0] = (struct result){"bulk enqueue (obx_store_enqueue_batch)", o->n, timed, "messages/s",
                            note, 0};
-    r[1] = (struct result){"database size per message", o->n, 0, "bytes",
+    r[1] = (struct result){"bulk enqueue including the final checkpoint", o->n,
+                           timed + (now_s() - t0), "messages/s",
+                           "the WAL copied into the database file and truncated", 0};
+    r[2] = (struct result){"database size per message", o->n, 0, "bytes",
                            "after PRAGMA wal_checkpoint(TRUNCATE): the table and all its indexes",
                            (double)sb.st_size / (double)o->n};
     rc = 0;
@@ -253,7 +271,7 @@ bench_single(const struct options *o, const char *path, struct result *r)
     double timed = 0, t0;
     int rc = -1;
 
-    if (open_store(path, &st) != 0)
+    if (open_store(path, 0, &st) != 0)
         goto out;
     for (long i = 0; i < o->single; i++) {
         enum obx_enqueue_result res;
@@ -349,8 +367,8 @@ positive(const char *s, const char *what)
 int
 main(int argc, char **argv)
 {
-    struct options o = {1000000, 1000, 2000, 2000, 1000, 0, NULL, NULL, NULL};
-    struct result r[4];
+    struct options o = {1000000, 10000, 2000, 2000, 1000, 0, NULL, NULL, NULL};
+    struct result r[5];
     char path[4096];
     int c;
 
@@ -381,11 +399,11 @@ main(int argc, char **argv)
     if (bench_bulk(&o, path, r) != 0)
         return 1;
     snprintf(path, sizeof path, "%s/obx_bench_single_%d.db", o.dir, (int)getpid());
-    if (bench_single(&o, path, &r[2]) != 0)
+    if (bench_single(&o, path, &r[3]) != 0)
         return 1;
     snprintf(path, sizeof path, "%s/obx_bench_raw_%d.db", o.dir, (int)getpid());
-    if (bench_raw(&o, path, &r[3]) != 0)
+    if (bench_raw(&o, path, &r[4]) != 0)
         return 1;
-    print_table(r, 4);
+    print_table(r, 5);
     return 0;
 }

@@ -22,7 +22,13 @@ obx_utf8_valid(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
 
     for (size_t at = 0; at < len;) {
-        size_t n = obx_utf8_char_len(p + at, len - at);
+        size_t n;
+        /* Most text is ASCII: step over it without decoding. */
+        if (p[at] < 0x80) {
+            at++;
+            continue;
+        }
+        n = obx_utf8_char_len(p + at, len - at);
         if (!n)
             return 0;
         at += n;

@@ -165,6 +165,13 @@ static const char SQL_SET_TAIL[] =
     " VALUES (?1, ?2, ?3)"
     " ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id";
 
+/* Rows written through plain SQL that no conversation holds yet, oldest first. */
+static const char SQL_NEXT_UNLINKED[] =
+    "SELECT id, channel_id, external_conversation_id, state IN ('queued', 'sending')"
+    " FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL ORDER BY id LIMIT 1";
+
+static const char SQL_LINK[] = "UPDATE outbox SET prev_id = ?2, head = ?3 WHERE id = ?1";
+
 /*
  * A batch at least this large skips SQLite's CHECK constraints (below). Changing the pragma
  * makes SQLite recompile every cached statement, which only a large batch pays back.
@@ -174,7 +181,7 @@ static const char SQL_SET_TAIL[] =
 /* The statements of one enqueue, on the store's connection or a producer's. */
 struct enq_stmts {
     sqlite3 *h;
-    sqlite3_stmt *insert, *existing, *tail, *set_tail;
+    sqlite3_stmt *insert, *existing, *tail, *set_tail, *next_unlinked, *link;
 };
 
 /* Per valid item of a batch: its place among the items of the same conversation. */
@@ -255,6 +262,61 @@ write_tail(const struct enq_stmts *q, const struct obx_msg *m, int64_t tail)
     return obx_db_step_done(q->set_tail);
 }
 
+/* Appends the unlinked row id of m's conversation (see link_unlinked). */
+static enum obx_err
+link_row(const struct enq_stmts *q, int64_t id, const struct obx_msg *m, int unfinished)
+{
+    int64_t tail = 0;
+    enum obx_err err = unfinished ? read_tail(q, m, &tail) : OBX_OK;
+
+    if (err != OBX_OK)
+        return err;
+    sqlite3_bind_int64(q->link, 1, id);
+    if (tail > 0)
+        sqlite3_bind_int64(q->link, 2, tail);
+    else
+        sqlite3_bind_null(q->link, 2);
+    sqlite3_bind_int(q->link, 3, unfinished && tail == 0);
+    err = obx_db_step_done(q->link);
+    if (err == OBX_OK && unfinished)
+        err = write_tail(q, m, id);
+    return err;
+}
+
+/*
+ * Rows inserted through the SQL contract arrive with head NULL (no trigger links them:
+ * 0005_conversation_chain.sql says why). Appends up to max of them, in id order, to their
+ * conversations; finished ones just leave the unlinked set. Called before a library
+ * enqueue links anything, so a message is never overtaken by a later one, and by every
+ * claim, so plain-SQL rows are sent as soon as the next loop tick.
+ */
+static enum obx_err
+link_unlinked(const struct enq_stmts *q, size_t max)
+{
+    enum obx_err err = OBX_OK;
+
+    for (size_t done = 0; err == OBX_OK && done < max; done++) {
+        struct obx_msg m = {0};
+        int64_t id;
+        int unfinished, rc = sqlite3_step(q->next_unlinked);
+
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(q->next_unlinked);
+            return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+        }
+        id = sqlite3_column_int64(q->next_unlinked, 0);
+        m.channel_id = obx_db_column_dup(q->next_unlinked, 1);
+        m.external_conversation_id = obx_db_column_dup(q->next_unlinked, 2);
+        unfinished = sqlite3_column_int(q->next_unlinked, 3);
+        sqlite3_reset(q->next_unlinked);
+        err = m.channel_id && m.external_conversation_id ? link_row(q, id, &m, unfinished)
+                                                         : OBX_ENOMEM;
+        obx_free((char *)m.channel_id);
+        obx_free((char *)m.external_conversation_id);
+    }
+    return err;
+}
+
 /*
  * Inserts one validated message behind `prev` (0: it is the head). Returns a database
  * error only; the item's own outcome goes into it.
@@ -287,7 +349,7 @@ insert_one(const struct enq_stmts *q, struct obx_enq_item *it, int64_t prev, int
         it->err = OBX_OK;
         it->result = OBX_ENQ_ACCEPTED;
         it->id = sqlite3_last_insert_rowid(q->h);
-        snprintf(it->state, sizeof it->state, "queued");
+        memcpy(it->state, "queued", sizeof "queued");
         return OBX_OK;
     }
     return compare_existing(q->existing, &it->msg, it);
@@ -396,7 +458,9 @@ enqueue_items(const struct enq_stmts *q, struct obx_enq_item *items, size_t n,
                                                  .item = i};
     }
     link_conversations(slots, nvalid, by_item);
-    err = insert_linked(q, items, n, slots, by_item, now_ms);
+    err = link_unlinked(q, SIZE_MAX);
+    if (err == OBX_OK)
+        err = insert_linked(q, items, n, slots, by_item, now_ms);
 out:
     obx_free(slots);
     obx_free(by_item);
@@ -452,7 +516,11 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
     q.existing = obx_db_stmt(st->db, SQL_EXISTING);
     q.tail = obx_db_stmt(st->db, SQL_UNFINISHED_TAIL);
     q.set_tail = obx_db_stmt(st->db, SQL_SET_TAIL);
-    err = q.insert && q.existing && q.tail && q.set_tail ? obx_db_begin(st->db) : OBX_EDB;
+    q.next_unlinked = obx_db_stmt(st->db, SQL_NEXT_UNLINKED);
+    q.link = obx_db_stmt(st->db, SQL_LINK);
+    err = q.insert && q.existing && q.tail && q.set_tail && q.next_unlinked && q.link
+              ? obx_db_begin(st->db)
+              : OBX_EDB;
     if (err == OBX_OK) {
         err = enqueue_items(&q, items, n, lim, obx_now_ms(st->clock));
         if (err == OBX_OK)
@@ -513,7 +581,9 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
     if (sqlite3_prepare_v2(h, SQL_INSERT, -1, &q.insert, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(h, SQL_EXISTING, -1, &q.existing, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(h, SQL_UNFINISHED_TAIL, -1, &q.tail, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(h, SQL_SET_TAIL, -1, &q.set_tail, NULL) != SQLITE_OK)
+        sqlite3_prepare_v2(h, SQL_SET_TAIL, -1, &q.set_tail, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_NEXT_UNLINKED, -1, &q.next_unlinked, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_LINK, -1, &q.link, NULL) != SQLITE_OK)
         err = obx_err_from_sqlite(sqlite3_errcode(h));
     else
         err = enqueue_items(&q, &it, 1, &lim, obx_now_ms(obx_clock_real()));
@@ -523,6 +593,8 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
     sqlite3_finalize(q.existing);
     sqlite3_finalize(q.tail);
     sqlite3_finalize(q.set_tail);
+    sqlite3_finalize(q.next_unlinked);
+    sqlite3_finalize(q.link);
     return err;
 }
 
@@ -729,6 +801,24 @@ claim_level(struct claim_run *r, int64_t priority)
     return err;
 }
 
+/* At most this many plain-SQL rows are linked per claim: a huge INSERT ... SELECT is
+ * linked over several loop ticks instead of stalling one. */
+#define LINK_PER_CLAIM 1000
+
+static enum obx_err
+link_sql_rows(struct obx_store *st)
+{
+    struct enq_stmts q = {.h = st->db->h,
+                          .tail = obx_db_stmt(st->db, SQL_UNFINISHED_TAIL),
+                          .set_tail = obx_db_stmt(st->db, SQL_SET_TAIL),
+                          .next_unlinked = obx_db_stmt(st->db, SQL_NEXT_UNLINKED),
+                          .link = obx_db_stmt(st->db, SQL_LINK)};
+
+    if (!q.tail || !q.set_tail || !q.next_unlinked || !q.link)
+        return OBX_EDB;
+    return link_unlinked(&q, LINK_PER_CLAIM);
+}
+
 enum obx_err
 obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_claimed *out, int *n)
 {
@@ -739,6 +829,8 @@ obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_clai
 
     *n = 0;
     err = obx_db_begin(st->db);
+    if (err == OBX_OK)
+        err = link_sql_rows(st);
     while (err == OBX_OK && r.n < max) {
         int rc;
         int64_t priority;
@@ -1181,34 +1273,6 @@ static const char SQL_CONFIRM[] =
     "  ELSE state END"
     " WHERE id = ?1";
 
-static const char SQL_FIND_BY_EXTERNAL_ID[] =
-    "SELECT id FROM outbox WHERE external_message_id = ?1 LIMIT 2";
-
-/* Resolves an external id alone to a row, only when exactly one channel has it. */
-static enum obx_err
-find_unambiguous(struct obx_store *st, const char *external_message_id, int64_t *id)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_FIND_BY_EXTERNAL_ID);
-    int rc, rows = 0;
-
-    *id = 0;
-    if (!s)
-        return OBX_EDB;
-    obx_db_bind_text(s, 1, external_message_id);
-    rc = sqlite3_step(s);
-    while (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(s, 0);
-        rows++;
-        rc = sqlite3_step(s);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return obx_err_from_sqlite(rc);
-    if (rows != 1)
-        *id = 0;
-    return rows == 1 ? OBX_OK : (rows ? OBX_ECONFLICT : OBX_ENOTFOUND);
-}
-
 /* The row id of a key, or OBX_ENOTFOUND. */
 static enum obx_err
 find_by_key(struct obx_store *st, const char *channel_id, const char *external_message_id,
@@ -1229,6 +1293,55 @@ find_by_key(struct obx_store *st, const char *channel_id, const char *external_m
     if (rc == SQLITE_ROW)
         return OBX_OK;
     return rc == SQLITE_DONE ? OBX_ENOTFOUND : obx_err_from_sqlite(rc);
+}
+
+/*
+ * The channels are few: an external id alone is looked up channel by channel through the key
+ * index (channel_id, external_message_id), each channel found by a seek past the previous
+ * one. That spares every enqueued row an index on external_message_id alone.
+ */
+static const char SQL_NEXT_CHANNEL[] =
+    "SELECT channel_id FROM outbox WHERE channel_id > ?1 ORDER BY channel_id LIMIT 1";
+
+/* Resolves an external id alone to a row, only when exactly one channel has it. */
+static enum obx_err
+find_unambiguous(struct obx_store *st, const char *external_message_id, int64_t *id)
+{
+    sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_CHANNEL);
+    char *channel = obx_strdup("");
+    enum obx_err err = !next ? OBX_EDB : channel ? OBX_OK : OBX_ENOMEM;
+    int rows = 0;
+
+    *id = 0;
+    while (err == OBX_OK && rows < 2) {
+        int64_t found = 0;
+        int rc;
+
+        sqlite3_bind_text(next, 1, channel, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(next);
+        obx_free(channel);
+        channel = rc == SQLITE_ROW ? obx_db_column_dup(next, 0) : NULL;
+        sqlite3_reset(next);
+        if (rc != SQLITE_ROW) {
+            err = rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+            break;
+        }
+        if (!channel) {
+            err = OBX_ENOMEM;
+            break;
+        }
+        err = find_by_key(st, channel, external_message_id, &found);
+        if (err == OBX_ENOTFOUND)
+            err = OBX_OK;
+        else if (err == OBX_OK && rows++ == 0)
+            *id = found;
+    }
+    obx_free(channel);
+    if (err != OBX_OK || rows != 1)
+        *id = 0;
+    if (err != OBX_OK)
+        return err;
+    return rows == 1 ? OBX_OK : (rows ? OBX_ECONFLICT : OBX_ENOTFOUND);
 }
 
 enum obx_err

@@ -48,33 +48,20 @@ DROP TRIGGER outbox_head_promote;
 DROP TRIGGER outbox_head_requeue;
 DROP INDEX outbox_conversation;
 
+-- Webhooks without a channel id are matched channel by channel through the key index
+-- (lib/store.c, find_unambiguous): the channels are few, and every enqueued row saves an
+-- index entry.
+DROP INDEX outbox_external_message_id;
+
 -- The successor of an unfinished message: keyed by recent ids, so inserts append.
 CREATE INDEX outbox_next ON outbox (prev_id) WHERE state IN ('queued', 'sending');
 
--- A row inserted through the SQL contract (head NULL) is appended to its conversation: it
--- waits behind the tail when the tail is unfinished, and is the head otherwise. The library
--- computes prev_id and head itself and maintains conversations in the same transaction.
--- The tail is matched on its conversation too, so a reused id never links two conversations.
-CREATE TRIGGER outbox_chain_on_insert AFTER INSERT ON outbox WHEN NEW.head IS NULL
-BEGIN
-    UPDATE outbox SET
-        prev_id = (SELECT t.id FROM conversations c
-                   JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id
-                                AND t.external_conversation_id = c.external_conversation_id
-                   WHERE c.channel_id = NEW.channel_id
-                     AND c.external_conversation_id = NEW.external_conversation_id
-                     AND t.state IN ('queued', 'sending')),
-        head = NOT EXISTS (SELECT 1 FROM conversations c
-                   JOIN outbox t ON t.id = c.tail_id AND t.channel_id = c.channel_id
-                                AND t.external_conversation_id = c.external_conversation_id
-                   WHERE c.channel_id = NEW.channel_id
-                     AND c.external_conversation_id = NEW.external_conversation_id
-                     AND t.state IN ('queued', 'sending'))
-    WHERE id = NEW.id;
-    INSERT INTO conversations (channel_id, external_conversation_id, tail_id)
-    VALUES (NEW.channel_id, NEW.external_conversation_id, NEW.id)
-    ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id;
-END;
+-- Rows inserted through the SQL contract arrive with head NULL. The store appends them to
+-- their conversations, in id order, at the start of every claim and every library enqueue
+-- (obx_store_link_unlinked), so they are sent within a second and never overtaken by a
+-- later message. No insert trigger does it: a trigger on outbox, even one whose WHEN is
+-- false, costs a bulk insert a third of its speed (docs/benchmarks.md).
+CREATE INDEX outbox_unlinked ON outbox (id) WHERE head IS NULL;
 
 -- A message leaves the unfinished states (SPEC §3: n+1 waits for n). If it was the head,
 -- its successor becomes the head. If it left from the middle (cancelled, or confirmed

@@ -136,11 +136,16 @@ assert_eq "the SQL row is queued" "$(jget "$LS" '$.messages[0].state')" "queued"
 assert_eq "the SQL row keeps its fields" "$(jget "$LS" '$.messages[0].consumer_name')" "Jane"
 assert_eq "consumer_image NULL is JSON null" "$(jsql "$LS" "json_type(j, '\$.messages[0].consumer_image')")" "null"
 assert_eq "default priority is 0" "$(jget "$LS" '$.messages[0].priority')" "0"
-assert_eq "the first SQL row is its conversation's head" "$(sql "$DB" "SELECT head FROM outbox WHERE external_message_id = 's1'")" "1"
+assert_eq "a SQL row waits to be linked into its conversation" "$(sql "$DB" "SELECT head IS NULL FROM outbox WHERE external_message_id = 's1'")" "1"
 assert_eq "created_at is set by default" "$(sql "$DB" "SELECT abs(created_at_ms - $(now_ms)) < 60000 FROM outbox WHERE external_message_id = 's1'")" "1"
 run "a second SQL row in the same conversation" 0 sqlite3 "$DB" \
     "$INS VALUES ('ch-sql', 's2', 'biz', 'conv-1', 'Second', 'User', NULL, NULL)"
-assert_eq "it waits behind the head" "$(sql "$DB" "SELECT head FROM outbox WHERE external_message_id = 's2'")" "0"
+# The next library enqueue (or serve's next claim) links plain-SQL rows first, in id order.
+run "a library enqueue into the same conversation" 0 "$B" enqueue --db "$DB" --channel ch-sql \
+    --message-id s4 --business biz --conversation conv-1 --content "From the CLI" --sender Consumer
+assert_eq "the first SQL row is its conversation's head" "$(sql "$DB" "SELECT head FROM outbox WHERE external_message_id = 's1'")" "1"
+assert_eq "the second waits behind it" "$(sql "$DB" "SELECT o.head || ' ' || p.external_message_id FROM outbox o JOIN outbox p ON p.id = o.prev_id WHERE o.external_message_id = 's2'")" "0 s1"
+assert_eq "the library row waits behind the SQL rows" "$(sql "$DB" "SELECT o.head || ' ' || p.external_message_id FROM outbox o JOIN outbox p ON p.id = o.prev_id WHERE o.external_message_id = 's4'")" "0 s2"
 run "priority may be given as an extra column" 0 sqlite3 "$DB" \
     "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, priority) VALUES ('ch-sql', 's3', 'biz', 'conv-3', 'Urgent', 'User', 7)"
 assert_eq "the priority is stored" "$(sql "$DB" "SELECT priority FROM outbox WHERE external_message_id = 's3'")" "7"

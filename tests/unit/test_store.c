@@ -590,6 +590,20 @@ sql_ok(struct obx_store *st, const char *sql)
     return sqlite3_exec(st->db->h, sql, NULL, NULL, NULL) == SQLITE_OK;
 }
 
+static int
+count_rows(struct obx_store *st, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    int n = 0;
+
+    if (sqlite3_prepare_v2(st->db->h, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    while (sqlite3_step(s) == SQLITE_ROW)
+        n++;
+    sqlite3_finalize(s);
+    return n;
+}
+
 static enum obx_err
 cancel(struct obx_store *st, const char *id)
 {
@@ -833,6 +847,36 @@ end:
     TEST_END;
 }
 
+/* A confirmation without a channel id is matched when exactly one channel has the key. */
+static int
+test_confirm_by_external_id_alone(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    const char *channels[] = {"ch-a", "ch-b", "ch-c"};
+    struct obx_msg m;
+
+    CHECK(st);
+    for (int i = 0; i < 3; i++) {
+        m = msg("b", "c", "shared");
+        m.channel_id = channels[i];
+        if (i < 2)
+            CHECK_OK(put(st, m)); /* "shared" is in ch-a and ch-b */
+        m.external_message_id = i == 2 ? "only-c" : "filler";
+        CHECK_OK(put(st, m));
+    }
+    CHECK_OK(obx_store_confirm(st, NULL, "only-c", "p-1", "Success", "webhook"));
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE external_message_id = 'only-c'"
+                             " AND channel_id = 'ch-c' AND state = 'confirmed'"),
+              1);
+    CHECK_INT(obx_store_confirm(st, NULL, "shared", "p-2", "Success", "webhook"), OBX_ECONFLICT);
+    CHECK_INT(obx_store_confirm(st, NULL, "nowhere", "p-3", "Success", "webhook"),
+              OBX_ENOTFOUND);
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_dedup_conflict", test_enqueue_dedup_conflict},
     {"batch_mixed", test_batch_mixed},
@@ -854,6 +898,7 @@ static const struct test_case tests[] = {
     {"chain_sql_and_library_mixed", test_chain_sql_and_library_mixed},
     {"chain_reused_id", test_chain_reused_id},
     {"chain_migration_keeps_backlog", test_chain_migration_keeps_backlog},
+    {"confirm_by_external_id_alone", test_confirm_by_external_id_alone},
     {NULL, NULL},
 };
 
