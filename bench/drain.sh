@@ -9,7 +9,11 @@
 #   drain   N_DRAIN (100,000) queued messages, --max-inflight 32, synchronous full and normal
 #   scale   N_SMALL (1,000) queued, whole drain (REPEAT = 3 runs, median) vs N_BIG (1,000,000)
 #           queued, rate over the first BIG_SAMPLE (50,000) acceptances or BIG_TIMEOUT (180) s
-#           (BIG_REPEAT = 1 run), interleaved; peak RSS (VmHWM) of serve
+#           (BIG_REPEAT = 1 run), interleaved; peak RSS (VmHWM) of serve. Both queues spread
+#           over the same SCALE_CONVS (100) conversations, so that only the queue's length
+#           differs: with the drain section's 10,000 conversations, 1,000 messages would be
+#           1,000 lone heads and never promote a successor, which the 1,000,000 queue does for
+#           every message
 #   idle    CPU (utime + stime) of serve with an empty queue over IDLE_S (60) seconds
 #   fsync   fsync/fdatasync calls per delivered message (strace -c) for FSYNC_N (5,000)
 #           messages, synchronous full and normal, minus a start/stop run with no message
@@ -50,6 +54,7 @@ BIG_SAMPLE=${BIG_SAMPLE:-50000}
 BIG_TIMEOUT=${BIG_TIMEOUT:-180}
 REPEAT=${REPEAT:-3}
 BIG_REPEAT=${BIG_REPEAT:-1}
+SCALE_CONVS=${SCALE_CONVS:-100}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
 IDLE_S=${IDLE_S:-60}
 FSYNC_N=${FSYNC_N:-5000}
@@ -129,7 +134,7 @@ run_drain() {
     local label=$1 n=$2 stop_at=$3 timeout_s=$4 db t0 t_end acc=0 timed_out=0 aborted=0 load \
         mt0 sticks mticks hwm row cnt span first other rate vs wall
     shift 4
-    db=$(fresh_db "$n" "drain-$label")
+    db=$(fresh_db "$n" "drain-$label" "${DRAIN_CONVS:-10000}")
     [ -s "$db" ] || { log "drain $label: no database"; return 1; }
     ensure_mock
     mock_reset
@@ -208,8 +213,9 @@ if want drain; then
 fi
 
 if want scale; then
-    echo "### $(commas "$N_SMALL") vs $(commas "$N_BIG") messages queued"
+    echo "### $(commas "$N_SMALL") vs $(commas "$N_BIG") messages queued, $(commas "$SCALE_CONVS") conversations each"
     echo
+    DRAIN_CONVS=$SCALE_CONVS
     echo "$DRAIN_HEADER"
     small=() big=() small_cpu=() big_cpu=() big_hwm=0
     # Interleaved (small-1, big-1, small-2, big-2, ...) so that both see the same machine.
@@ -226,6 +232,7 @@ if want scale; then
             [ "${HWM[big-$i]}" -gt "$big_hwm" ] && big_hwm=${HWM[big-$i]}
         fi
     done
+    unset DRAIN_CONVS
     echo
     RS=$(median "${small[@]}")
     RB=$(median "${big[@]}")

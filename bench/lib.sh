@@ -141,22 +141,24 @@ gen_jsonl() {
         } }'
 }
 
-# template_db N: path of a database holding N queued messages (built once per run, checkpointed;
-# with BENCH_TEMPLATES=DIR kept in DIR across runs, per N and per `outbox version` string).
+# template_db N [CONVERSATIONS]: path of a database holding N queued messages spread over
+# CONVERSATIONS (default 10,000) (built once per run, checkpointed; with BENCH_TEMPLATES=DIR
+# kept in DIR across runs, per N, conversations and `outbox version` string).
 template_db() {
-    local n=$1 db=$BT/template-$1.db t0
+    local n=$1 convs=${2:-10000} db t0
+    db=$BT/template-$n-c$convs.db
     if [ -n "${BENCH_TEMPLATES:-}" ]; then
         mkdir -p "$BENCH_TEMPLATES"
-        db=$BENCH_TEMPLATES/template-$1-$("$OUTBOX_BIN" version | cksum | cut -d' ' -f1).db
+        db=$BENCH_TEMPLATES/template-$n-c$convs-$("$OUTBOX_BIN" version | cksum | cut -d' ' -f1).db
     fi
     if [ ! -s "$db" ]; then
         t0=$(now_ms)
-        log "enqueueing $n messages into a template database"
+        log "enqueueing $n messages ($convs conversations) into a template database"
         rm -f "$BT/building.db" "$BT/building.db-wal" "$BT/building.db-shm"
         "$OUTBOX_BIN" migrate --db "$BT/building.db" >/dev/null ||
             { log "migrate failed"; exit 1; }
         if [ "$n" -gt 0 ]; then
-            gen_jsonl "$n" > "$BT/gen.jsonl"
+            gen_jsonl "$n" "$convs" > "$BT/gen.jsonl"
             "$OUTBOX_BIN" enqueue --db "$BT/building.db" < "$BT/gen.jsonl" > "$BT/enqueue.out" ||
                 { log "enqueue failed"; cat "$BT/enqueue.out" >&2; exit 1; }
             rm -f "$BT/gen.jsonl"
@@ -169,10 +171,11 @@ template_db() {
     echo "$db"
 }
 
-# fresh_db N NAME: a copy of the template with N queued messages; prints its path.
+# fresh_db N NAME [CONVERSATIONS]: a copy of the template with N queued messages; prints its
+# path.
 fresh_db() {
     local src dst=$BT/$2.db
-    src=$(template_db "$1")
+    src=$(template_db "$1" "${3:-10000}")
     rm -f "$dst" "$dst-wal" "$dst-shm" "$dst.lock"
     cp "$src" "$dst"
     echo "$dst"

@@ -81,5 +81,5 @@ echo
 echo "| benchmark | count | seconds | result | notes |"
 echo "|---|---:|---:|---:|---|"
 awk -v n="$N" -v s="$(awk -v a="$START" -v b="$END" 'BEGIN { print b - a }')" -v size="$SIZE" -v bytes="$(stat -c %s "$WORK/messages.jsonl")" 'BEGIN {
-    printf "| outbox enqueue (JSON Lines on stdin) | %d | %.2f | **%.0f messages/s** | %.0f MB of input; parse + validate + batches of 1000, synchronous=full |\n", n, s, n / s, bytes / 1e6;
+    printf "| outbox enqueue (JSON Lines on stdin) | %d | %.2f | **%.0f messages/s** | %.0f MB of input; parse + validate + batches of 5000 (cmd_enqueue.c BATCH), synchronous=full |\n", n, s, n / s, bytes / 1e6;
     printf "| database size per message | %d | - | **%.0f bytes** | after PRAGMA wal_checkpoint(TRUNCATE) |\n", n, size / n }'

@@ -293,8 +293,12 @@ on_flush(evutil_socket_t fd, short what, void *arg)
         obx_free(batch);
         err = OBX_ENOMEM;
     } else {
-        for (size_t i = 0; i < w->npending; i++)
+        for (size_t i = 0; i < w->npending; i++) {
             batch[i] = w->pending[i].a;
+            /* a.reason may point into an entry that new_pending() has since moved */
+            if (w->pending[i].reason[0])
+                batch[i].reason = w->pending[i].reason;
+        }
         err = obx_store_finish(w->st, batch, w->npending, results);
         obx_free(batch);
     }
