@@ -877,6 +877,71 @@ end:
     TEST_END;
 }
 
+/*
+ * Large batches skip the CHECK constraints because every item passed obx_msg_validate()
+ * first. That is only sound while the validator is no looser than the constraints: every
+ * message it accepts (at the widest limits a configuration allows) must also pass them.
+ */
+static int
+test_validator_no_looser_than_checks(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    struct obx_msg_limits lim = obx_msg_limits_default();
+    static const size_t lens[] = {0, 1, 254, 255, 256, 2047, 2048, 2049};
+    static char text[3000];
+    sqlite3_stmt *ins = NULL;
+    int checked = 0;
+
+    CHECK(st);
+    lim.max_content_bytes = 1048576; /* the largest max_content_bytes config accepts */
+    CHECK_INT(sqlite3_prepare_v2(st->db->h,
+                                 "INSERT INTO outbox (channel_id, external_message_id,"
+                                 " business_id, external_conversation_id, content, sender_type,"
+                                 " consumer_name, consumer_image) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                 -1, &ins, NULL),
+              SQLITE_OK);
+    memset(text, 'x', sizeof text - 1);
+    for (int field = 0; field < 8; field++) {
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            char id[32];
+            const char *v[8];
+            struct obx_field_error fe;
+            struct obx_msg m;
+
+            snprintf(id, sizeof id, "v-%d-%zu", field, k);
+            v[0] = "ch", v[1] = id, v[2] = "b", v[3] = "c", v[4] = "hi", v[5] = "User";
+            v[6] = NULL, v[7] = NULL;
+            v[field] = text + sizeof text - 1 - lens[k]; /* a string of lens[k] bytes */
+            m = (struct obx_msg){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], 0};
+            if (obx_msg_validate(&m, &lim, &fe) != OBX_OK)
+                continue;
+            for (int i = 0; i < 8; i++)
+                obx_db_bind_text(ins, i + 1, v[i]);
+            if (sqlite3_step(ins) != SQLITE_DONE)
+                fprintf(stderr, "  field %d, %zu bytes: %s\n", field, lens[k],
+                        sqlite3_errmsg(st->db->h));
+            CHECK_INT(sqlite3_reset(ins), SQLITE_OK);
+            CHECK(sqlite3_exec(st->db->h, "DELETE FROM outbox", NULL, NULL, NULL) == SQLITE_OK);
+            checked++;
+        }
+    }
+    CHECK(checked > 20);
+    /* The other way round, the validator refuses what the constraints refuse. */
+    {
+        struct obx_field_error fe;
+        struct obx_msg m = msg("b", "c", "x");
+        m.sender_type = "Bot";
+        CHECK_INT(obx_msg_validate(&m, &lim, &fe), OBX_EINVAL);
+        m = msg("b", "c", "");
+        CHECK_INT(obx_msg_validate(&m, &lim, &fe), OBX_EINVAL);
+    }
+end:
+    sqlite3_finalize(ins);
+    obx_store_free(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_dedup_conflict", test_enqueue_dedup_conflict},
     {"batch_mixed", test_batch_mixed},
@@ -899,6 +964,7 @@ static const struct test_case tests[] = {
     {"chain_reused_id", test_chain_reused_id},
     {"chain_migration_keeps_backlog", test_chain_migration_keeps_backlog},
     {"confirm_by_external_id_alone", test_confirm_by_external_id_alone},
+    {"validator_no_looser_than_checks", test_validator_no_looser_than_checks},
     {NULL, NULL},
 };
 
