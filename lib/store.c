@@ -137,8 +137,8 @@ obx_store_free(struct obx_store *st)
  * A new message is appended to its conversation (0005_conversation_chain.sql): it waits
  * behind the conversation's tail when the tail is unfinished (prev_id = the tail, head 0)
  * and is the head otherwise. The library computes prev_id and head here and keeps
- * conversations.tail_id itself; the insert trigger does the same for rows written through
- * plain SQL.
+ * conversations.tail_id itself; rows written through plain SQL are appended later, by
+ * link_unlinked().
  */
 static const char SQL_INSERT[] =
     "INSERT INTO outbox (channel_id, external_message_id, business_id,"
@@ -262,7 +262,7 @@ write_tail(const struct enq_stmts *q, const struct obx_msg *m, int64_t tail)
     return obx_db_step_done(q->set_tail);
 }
 
-/* Appends the unlinked row id of m's conversation (see link_unlinked). */
+/* Appends row `id`, written through plain SQL, to m's conversation (see link_unlinked). */
 static enum obx_err
 link_row(const struct enq_stmts *q, int64_t id, const struct obx_msg *m, int unfinished)
 {
@@ -528,11 +528,9 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
         else
             obx_db_rollback(st->db);
     }
-    if (skip_checks) {
-        enum obx_err restore = obx_db_exec(st->db, "PRAGMA ignore_check_constraints = 0");
-        if (err == OBX_OK)
-            err = restore;
-    }
+    /* A flag pragma touches no file and cannot fail; a committed batch stays reported so. */
+    if (skip_checks)
+        sqlite3_exec(st->db->h, "PRAGMA ignore_check_constraints = 0", NULL, NULL, NULL);
     return err;
 }
 
