@@ -1095,10 +1095,33 @@ obx_store_retry_failed(struct obx_store *st, const char *channel_id, int64_t *co
 /* ---- purge ---------------------------------------------------------------------------- */
 
 static const char SQL_PURGE_CANDIDATES[] =
-    "SELECT id, channel_id, state FROM outbox WHERE state_at_ms < ?1"
+    "SELECT id, channel_id, state, external_conversation_id FROM outbox WHERE state_at_ms < ?1"
     " AND state IN ('confirmed', 'cancelled', 'accepted', 'failed')";
 
 static const char SQL_DELETE_ID[] = "DELETE FROM outbox WHERE id = ?1";
+
+/*
+ * A conversation whose tail is purged has nothing unfinished (a finished tail ends the
+ * chain): its row goes too, so the table does not keep every conversation ever seen.
+ */
+static const char SQL_DELETE_CONVERSATION[] =
+    "DELETE FROM conversations WHERE channel_id = ?1 AND external_conversation_id = ?2"
+    " AND tail_id = ?3";
+
+static enum obx_err
+delete_message(sqlite3_stmt *del, sqlite3_stmt *del_conv, sqlite3_stmt *sel)
+{
+    enum obx_err err;
+
+    sqlite3_bind_int64(del, 1, sqlite3_column_int64(sel, 0));
+    err = obx_db_step_done(del);
+    if (err != OBX_OK)
+        return err;
+    obx_db_bind_text(del_conv, 1, (const char *)sqlite3_column_text(sel, 1));
+    obx_db_bind_text(del_conv, 2, (const char *)sqlite3_column_text(sel, 3));
+    sqlite3_bind_int64(del_conv, 3, sqlite3_column_int64(sel, 0));
+    return obx_db_step_done(del_conv);
+}
 
 static int
 purgeable(const char *state, const char *channel, int include_failed,
@@ -1118,11 +1141,12 @@ obx_store_purge(struct obx_store *st, int64_t before_ms, const struct obx_purge_
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_PURGE_CANDIDATES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
+    sqlite3_stmt *del_conv = obx_db_stmt(st->db, SQL_DELETE_CONVERSATION);
     enum obx_err err;
     int rc;
 
     *count = 0;
-    if (!sel || !del)
+    if (!sel || !del || !del_conv)
         return OBX_EDB;
     err = obx_db_begin(st->db);
     sqlite3_bind_int64(sel, 1, before_ms);
@@ -1137,8 +1161,7 @@ obx_store_purge(struct obx_store *st, int64_t before_ms, const struct obx_purge_
                        (const char *)sqlite3_column_text(sel, 1), o->include_failed,
                        o->is_readonly, o->ctx))
             continue;
-        sqlite3_bind_int64(del, 1, sqlite3_column_int64(sel, 0));
-        err = obx_db_step_done(del);
+        err = delete_message(del, del_conv, sel);
         if (err == OBX_OK && ++(*count) % 1000 == 0 && o->progress)
             o->progress(o->ctx, *count);
     }

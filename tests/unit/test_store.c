@@ -75,6 +75,21 @@ finish(struct obx_store *st, const struct obx_claimed *c, enum obx_next next, in
     return err != OBX_OK ? err : r;
 }
 
+/* How many rows sql returns (-1 when it does not prepare). */
+static int
+count_rows(struct obx_store *st, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    int n = 0;
+
+    if (sqlite3_prepare_v2(st->db->h, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    while (sqlite3_step(s) == SQLITE_ROW)
+        n++;
+    sqlite3_finalize(s);
+    return n;
+}
+
 static int
 test_enqueue_dedup_conflict(void)
 {
@@ -345,11 +360,21 @@ test_purge_terminal_only(void)
     CHECK_OK(obx_store_cancel(st, "ch", "can", NULL));
     fake.now_ms += 10000;
     po.is_readonly = never_readonly;
+    CHECK_INT(count_rows(st, "SELECT 1 FROM conversations"), 3);
     CHECK_OK(obx_store_purge(st, fake.now_ms, &po, &purged));
     CHECK_INT(purged, 1);
+    /* c3's only message is gone, and so is c3; c1 and c2 keep their tails. */
+    CHECK_INT(count_rows(st, "SELECT 1 FROM conversations WHERE external_conversation_id"
+                             " IN ('c1', 'c2')"),
+              2);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM conversations"), 2);
+    CHECK_OK(put(st, msg("b", "c3", "again")));
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE external_message_id = 'again'"
+                             " AND head = 1"),
+              1);
     CHECK_OK(obx_query_stats(st, &s, &n));
     CHECK_INT(n, 1);
-    CHECK_INT(s[0].counts[OBX_ST_QUEUED], 1);
+    CHECK_INT(s[0].counts[OBX_ST_QUEUED], 2);
     CHECK_INT(s[0].counts[OBX_ST_ACCEPTED], 1);
     CHECK_INT(s[0].counts[OBX_ST_CANCELLED], 0);
 end:
@@ -588,20 +613,6 @@ static int
 sql_ok(struct obx_store *st, const char *sql)
 {
     return sqlite3_exec(st->db->h, sql, NULL, NULL, NULL) == SQLITE_OK;
-}
-
-static int
-count_rows(struct obx_store *st, const char *sql)
-{
-    sqlite3_stmt *s = NULL;
-    int n = 0;
-
-    if (sqlite3_prepare_v2(st->db->h, sql, -1, &s, NULL) != SQLITE_OK)
-        return -1;
-    while (sqlite3_step(s) == SQLITE_ROW)
-        n++;
-    sqlite3_finalize(s);
-    return n;
 }
 
 static enum obx_err
