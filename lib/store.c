@@ -165,10 +165,18 @@ static const char SQL_SET_TAIL[] =
     " VALUES (?1, ?2, ?3)"
     " ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id";
 
-/* Rows written through plain SQL that no conversation holds yet, oldest first. */
+/*
+ * A row written through plain SQL that no conversation holds yet: the oldest of its
+ * conversation (the index is ordered by conversation, then id). _IN: of one conversation.
+ */
 static const char SQL_NEXT_UNLINKED[] =
     "SELECT id, channel_id, external_conversation_id, state IN ('queued', 'sending')"
-    " FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL ORDER BY id LIMIT 1";
+    " FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL LIMIT 1";
+
+static const char SQL_NEXT_UNLINKED_IN[] =
+    "SELECT id, channel_id, external_conversation_id, state IN ('queued', 'sending')"
+    " FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL"
+    " AND channel_id = ?1 AND external_conversation_id = ?2 LIMIT 1";
 
 static const char SQL_LINK[] = "UPDATE outbox SET prev_id = ?2, head = ?3 WHERE id = ?1";
 
@@ -181,7 +189,9 @@ static const char SQL_LINK[] = "UPDATE outbox SET prev_id = ?2, head = ?3 WHERE 
 /* The statements of one enqueue, on the store's connection or a producer's. */
 struct enq_stmts {
     sqlite3 *h;
-    sqlite3_stmt *insert, *existing, *tail, *set_tail, *next_unlinked, *link;
+    sqlite3_stmt *insert, *existing, *tail, *set_tail, *link;
+    sqlite3_stmt *next_unlinked;    /* claims: any conversation */
+    sqlite3_stmt *next_unlinked_in; /* enqueue: the conversation bound to ?1, ?2 */
 };
 
 /* Per valid item of a batch: its place among the items of the same conversation. */
@@ -285,30 +295,32 @@ link_row(const struct enq_stmts *q, int64_t id, const struct obx_msg *m, int unf
 
 /*
  * Rows inserted through the SQL contract arrive with head NULL (no trigger links them:
- * 0005_conversation_chain.sql says why). Appends up to max of them, in id order, to their
- * conversations; finished ones just leave the unlinked set. Called before a library
- * enqueue links anything, so a message is never overtaken by a later one, and by every
- * claim, so plain-SQL rows are sent as soon as the next loop tick.
+ * 0005_conversation_chain.sql says why). Appends up to max of those that `next` finds
+ * (SQL_NEXT_UNLINKED or, bound to one conversation, SQL_NEXT_UNLINKED_IN) to their
+ * conversations, each conversation's in id order; finished ones just leave the unlinked
+ * set. A library enqueue first links the conversations it appends to, so a message is
+ * never overtaken by a later one; every claim links some, so plain-SQL rows are sent as
+ * soon as the next loop tick.
  */
 static enum obx_err
-link_unlinked(const struct enq_stmts *q, size_t max)
+link_unlinked(const struct enq_stmts *q, sqlite3_stmt *next, size_t max)
 {
     enum obx_err err = OBX_OK;
 
     for (size_t done = 0; err == OBX_OK && done < max; done++) {
         struct obx_msg m = {0};
         int64_t id;
-        int unfinished, rc = sqlite3_step(q->next_unlinked);
+        int unfinished, rc = sqlite3_step(next);
 
         if (rc != SQLITE_ROW) {
-            sqlite3_reset(q->next_unlinked);
+            sqlite3_reset(next);
             return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
         }
-        id = sqlite3_column_int64(q->next_unlinked, 0);
-        m.channel_id = obx_db_column_dup(q->next_unlinked, 1);
-        m.external_conversation_id = obx_db_column_dup(q->next_unlinked, 2);
-        unfinished = sqlite3_column_int(q->next_unlinked, 3);
-        sqlite3_reset(q->next_unlinked);
+        id = sqlite3_column_int64(next, 0);
+        m.channel_id = obx_db_column_dup(next, 1);
+        m.external_conversation_id = obx_db_column_dup(next, 2);
+        unfinished = sqlite3_column_int(next, 3);
+        sqlite3_reset(next);
         err = m.channel_id && m.external_conversation_id ? link_row(q, id, &m, unfinished)
                                                          : OBX_ENOMEM;
         obx_free((char *)m.channel_id);
@@ -410,7 +422,12 @@ insert_linked(const struct enq_stmts *q, struct obx_enq_item *items, size_t n,
             continue;
         sl = &slots[by_item[i]];
         if (sl->prev_same == NO_SLOT) {
-            err = read_tail(q, &items[i].msg, &prev);
+            /* First of its conversation in the batch: plain-SQL rows go before it. */
+            obx_db_bind_text(q->next_unlinked_in, 1, items[i].msg.channel_id);
+            obx_db_bind_text(q->next_unlinked_in, 2, items[i].msg.external_conversation_id);
+            err = link_unlinked(q, q->next_unlinked_in, SIZE_MAX);
+            if (err == OBX_OK)
+                err = read_tail(q, &items[i].msg, &prev);
             sl->appended = 0;
         } else {
             prev = slots[sl->prev_same].tail;
@@ -458,9 +475,7 @@ enqueue_items(const struct enq_stmts *q, struct obx_enq_item *items, size_t n,
                                                  .item = i};
     }
     link_conversations(slots, nvalid, by_item);
-    err = link_unlinked(q, SIZE_MAX);
-    if (err == OBX_OK)
-        err = insert_linked(q, items, n, slots, by_item, now_ms);
+    err = insert_linked(q, items, n, slots, by_item, now_ms);
 out:
     obx_free(slots);
     obx_free(by_item);
@@ -516,9 +531,9 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
     q.existing = obx_db_stmt(st->db, SQL_EXISTING);
     q.tail = obx_db_stmt(st->db, SQL_UNFINISHED_TAIL);
     q.set_tail = obx_db_stmt(st->db, SQL_SET_TAIL);
-    q.next_unlinked = obx_db_stmt(st->db, SQL_NEXT_UNLINKED);
+    q.next_unlinked_in = obx_db_stmt(st->db, SQL_NEXT_UNLINKED_IN);
     q.link = obx_db_stmt(st->db, SQL_LINK);
-    err = q.insert && q.existing && q.tail && q.set_tail && q.next_unlinked && q.link
+    err = q.insert && q.existing && q.tail && q.set_tail && q.next_unlinked_in && q.link
               ? obx_db_begin(st->db)
               : OBX_EDB;
     if (err == OBX_OK) {
@@ -580,7 +595,7 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
         sqlite3_prepare_v2(h, SQL_EXISTING, -1, &q.existing, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(h, SQL_UNFINISHED_TAIL, -1, &q.tail, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(h, SQL_SET_TAIL, -1, &q.set_tail, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(h, SQL_NEXT_UNLINKED, -1, &q.next_unlinked, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, SQL_NEXT_UNLINKED_IN, -1, &q.next_unlinked_in, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(h, SQL_LINK, -1, &q.link, NULL) != SQLITE_OK)
         err = obx_err_from_sqlite(sqlite3_errcode(h));
     else
@@ -591,7 +606,7 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
     sqlite3_finalize(q.existing);
     sqlite3_finalize(q.tail);
     sqlite3_finalize(q.set_tail);
-    sqlite3_finalize(q.next_unlinked);
+    sqlite3_finalize(q.next_unlinked_in);
     sqlite3_finalize(q.link);
     return err;
 }
@@ -814,7 +829,7 @@ link_sql_rows(struct obx_store *st)
 
     if (!q.tail || !q.set_tail || !q.next_unlinked || !q.link)
         return OBX_EDB;
-    return link_unlinked(&q, LINK_PER_CLAIM);
+    return link_unlinked(&q, q.next_unlinked, LINK_PER_CLAIM);
 }
 
 enum obx_err

@@ -242,11 +242,14 @@ CREATE TABLE conversations (
 CREATE INDEX outbox_next ON outbox (prev_id) WHERE state IN ('queued', 'sending');
 
 -- Rows inserted through the SQL contract arrive with head NULL. The store appends them to
--- their conversations, in id order, at the start of every claim and every library enqueue
--- (obx_store_link_unlinked), so they are sent within a second and never overtaken by a
--- later message. No insert trigger does it: a trigger on outbox, even one whose WHEN is
--- false, costs a bulk insert a third of its speed (docs/benchmarks.md).
-CREATE INDEX outbox_unlinked ON outbox (id) WHERE head IS NULL;
+-- their conversations, in id order: every claim links some (lib/store.c, link_unlinked),
+-- so they are sent within a second, and a library enqueue first links those of the
+-- conversations it appends to, so a later message never overtakes them. Within a
+-- conversation unlinked rows are always newer than linked ones. No insert trigger does
+-- it: a trigger on outbox, even one whose WHEN is false, costs a bulk insert a quarter of
+-- its speed (docs/benchmarks.md).
+CREATE INDEX outbox_unlinked ON outbox (channel_id, external_conversation_id, id)
+    WHERE head IS NULL;
 
 -- A message leaves the unfinished states (SPEC §3: n+1 waits for n). If it was the head,
 -- its successor becomes the head. If it left from the middle (cancelled, or confirmed

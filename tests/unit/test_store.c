@@ -510,6 +510,20 @@ explain_cb(void *ctx, int n, char **vals, char **cols)
     return 0;
 }
 
+/* Whether EXPLAIN QUERY PLAN of sql mentions what. */
+static int
+plan_uses(struct obx_store *st, const char *sql, const char *what)
+{
+    char plan[1024] = "", q[1024];
+
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    if (sqlite3_exec(st->db->h, q, explain_cb, plan, NULL) != SQLITE_OK)
+        return 0;
+    if (!strstr(plan, what))
+        fprintf(stderr, "  plan of %s: %s\n", sql, plan);
+    return strstr(plan, what) != NULL;
+}
+
 /*
  * The claim runs in the write transaction, so each of its queries (the real SQL,
  * exported by the store) must be a short range scan of the partial index
@@ -791,6 +805,45 @@ end:
 }
 
 /*
+ * An enqueue links only the plain-SQL rows of the conversations it appends to (bounded work
+ * however many others wait); a claim links the rest, each conversation in id order.
+ */
+static int
+test_chain_sql_rows_linked_where_needed(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    char ids[256];
+
+    CHECK(st);
+    CHECK(sql_ok(st, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                     " external_conversation_id, content, sender_type) VALUES"
+                     " ('ch', 'a1', 'b', 'conv-a', 'x', 'User'),"
+                     " ('ch', 'z1', 'b', 'conv-z', 'x', 'User'),"
+                     " ('ch', 'a2', 'b', 'conv-a', 'x', 'User')"));
+    CHECK_OK(put(st, msg("b", "conv-b", "b1")));
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE head IS NULL"), 3);
+    CHECK_OK(put(st, msg("b", "conv-z", "z2")));
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE head IS NULL"), 2);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox o JOIN outbox p ON p.id = o.prev_id"
+                             " WHERE o.external_message_id = 'z2'"
+                             " AND p.external_message_id = 'z1'"),
+              1);
+    /* The claim links conv-a (a1 then a2) and sends each conversation's head. */
+    CHECK_INT(drain_all(st, ids, sizeof ids), 5);
+    CHECK(strstr(ids, "a1") < strstr(ids, "a2"));
+    CHECK(strstr(ids, "z1") < strstr(ids, "z2"));
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE head IS NULL"), 0);
+    /* Both lookups of unlinked rows are probes of outbox_unlinked. */
+    CHECK(plan_uses(st, "SELECT id FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL"
+                        " AND channel_id = 'ch' AND external_conversation_id = 'a' LIMIT 1",
+                    "outbox_unlinked (channel_id=? AND external_conversation_id=?)"));
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/*
  * SQLite reuses the largest id after it is deleted. A conversation whose tail row was
  * purged must not take a reused id of another conversation for its tail.
  */
@@ -972,6 +1025,7 @@ static const struct test_case tests[] = {
     {"chain_confirmed_while_queued", test_chain_confirmed_while_queued},
     {"chain_retry_goes_to_back", test_chain_retry_goes_to_back},
     {"chain_sql_and_library_mixed", test_chain_sql_and_library_mixed},
+    {"chain_sql_rows_linked_where_needed", test_chain_sql_rows_linked_where_needed},
     {"chain_reused_id", test_chain_reused_id},
     {"chain_migration_keeps_backlog", test_chain_migration_keeps_backlog},
     {"confirm_by_external_id_alone", test_confirm_by_external_id_alone},
