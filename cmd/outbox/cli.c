@@ -376,6 +376,25 @@ cli_table_release(struct cli_table *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Names the first required option missing (a usage error), so the operator sees which. */
+static int
+check_required(const struct cli *c, const struct cli_opt *opts)
+{
+    int any = 0;
+
+    for (const struct cli_opt *o = opts; o && o->name; o++)
+        any |= o->value ? *o->value != NULL : *o->flag;
+    if (c->required_with_any && !any)
+        return CLI_OK;
+    for (const struct cli_opt *o = opts; o && o->name; o++)
+        if (o->required && o->value && !*o->value) {
+            cli_error(c, "missing required option --%s (see 'outbox %s --help')", o->name,
+                      c->command);
+            return CLI_USAGE;
+        }
+    return CLI_OK;
+}
+
 int
 cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int min_pos,
           int max_pos, int *exit_code)
@@ -387,11 +406,15 @@ cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int 
         fputs(c->usage, stdout);
         return 0;
     }
+    if (check_required(c, opts) != CLI_OK) {
+        *exit_code = CLI_USAGE;
+        return 0;
+    }
     if (c->npositional < min_pos || c->npositional > max_pos) {
-        cli_error(c, "expected %s arguments (see 'outbox %s --help')",
-                  min_pos == max_pos ? (min_pos == 0 ? "no" : min_pos == 1 ? "1" : "2")
-                                     : "a different number of",
-                  c->command);
+        /* The usage line names the arguments (CHANNEL EXT_ID, FILE). */
+        const char *line = strncmp(c->usage, "usage: ", 7) == 0 ? c->usage + 7 : c->command;
+        cli_error(c, "%s arguments; usage: %.*s", c->npositional < min_pos ? "missing" : "too many",
+                  (int)strcspn(line, "\n"), line);
         *exit_code = CLI_USAGE;
         return 0;
     }

@@ -20,6 +20,7 @@ struct cli_opt {
     const char *name;   /* without the leading dashes */
     const char **value; /* takes an argument: where to store it (borrowed from argv) */
     int *flag;          /* no argument: set to 1 */
+    int required;       /* a usage error (exit 2) when missing; see cli.required_with_any */
 };
 
 #define CLI_MAX_POSITIONAL 4
@@ -32,6 +33,9 @@ struct cli {
     int json;                  /* --json */
     int help;                  /* --help */
     const char *config_file;   /* --config, else OUTBOX_CONFIG, else none */
+    /* Required options are required only once any option of the table is given (enqueue:
+       flags describe one message; without any, lines come on stdin). */
+    int required_with_any;
     const char *positional[CLI_MAX_POSITIONAL];
     int npositional;
     struct {
@@ -93,8 +97,9 @@ void cli_table_release(struct cli_table *t);
 
 
 /*
- * The common start of a command: parse, answer --help, check the number of
- * positional arguments, load the configuration. Returns 1 to go on; 0 to stop
+ * The common start of a command: parse, answer --help, check required options
+ * and the number of positional arguments (usage errors, exit 2, before any
+ * configuration is read), load the configuration. Returns 1 to go on; 0 to stop
  * with *exit_code (usage printed on --help, errors printed otherwise).
  */
 int cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int min_pos,

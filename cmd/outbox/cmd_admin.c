@@ -167,7 +167,7 @@ cmd_purge(int argc, char **argv)
 {
     const char *older = NULL;
     int keep_failed = 0;
-    struct cli_opt opts[] = {{"older-than", &older, NULL}, {"keep-failed", NULL, &keep_failed},
+    struct cli_opt opts[] = {{"older-than", &older, NULL, 1}, {"keep-failed", NULL, &keep_failed},
                              {0}};
     struct cli c = {
         .command = "purge",

@@ -21,7 +21,8 @@ static const char usage_text[] =
     "                      --content TEXT --sender User|Consumer [--consumer-name N]\n"
     "                      [--consumer-image URL] [--priority P]\n"
     "       outbox enqueue < messages.jsonl\n\n"
-    "With --message-id, enqueues one message. Without it, reads JSON Lines on stdin: one\n"
+    "With these flags, enqueues one message; all but the bracketed ones are required\n"
+    "(a missing one is a usage error). Without any, reads JSON Lines on stdin: one\n"
     "object per line with Partoo's field names plus channel_id and optional priority, e.g.\n"
     "  {\"channel_id\":\"ch\",\"external_message_id\":\"m1\",\"business_id\":\"b\",\n"
     "   \"external_conversation_id\":\"c1\",\"content\":\"Hi\",\"sender_type\":\"Consumer\"}\n"
@@ -244,18 +245,18 @@ cmd_enqueue(int argc, char **argv)
     struct obx_enq_item it;
     const char *priority = NULL;
     struct cli_opt opts[] = {
-        {"channel", &it.msg.channel_id, NULL},
-        {"message-id", &it.msg.external_message_id, NULL},
-        {"business", &it.msg.business_id, NULL},
-        {"conversation", &it.msg.external_conversation_id, NULL},
-        {"content", &it.msg.content, NULL},
-        {"sender", &it.msg.sender_type, NULL},
+        {"channel", &it.msg.channel_id, NULL, 1},
+        {"message-id", &it.msg.external_message_id, NULL, 1},
+        {"business", &it.msg.business_id, NULL, 1},
+        {"conversation", &it.msg.external_conversation_id, NULL, 1},
+        {"content", &it.msg.content, NULL, 1},
+        {"sender", &it.msg.sender_type, NULL, 1},
         {"consumer-name", &it.msg.consumer_name, NULL},
         {"consumer-image", &it.msg.consumer_image, NULL},
         {"priority", &priority, NULL},
         {0},
     };
-    struct cli c = {.command = "enqueue", .usage = usage_text};
+    struct cli c = {.command = "enqueue", .usage = usage_text, .required_with_any = 1};
     struct obx_msg_limits lim = obx_msg_limits_default();
     struct obx_store *st = NULL;
     char *end = NULL;

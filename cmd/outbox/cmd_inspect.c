@@ -1,4 +1,5 @@
 /* cmd_inspect: status, ls, show and inbox: read-only views for people and scripts. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,6 +196,8 @@ out:
     return rc;
 }
 
+#define LS_PAGE 1000 /* rows per read of ls; --limit may ask for more */
+
 struct ls_ctx {
     struct cli *c;
     struct cli_table t;
@@ -246,13 +249,15 @@ cmd_ls(int argc, char **argv)
                     .usage = "usage: outbox ls [--state S] [--channel C] [--limit N] [--cursor X]\n\n"
                              "Lists messages, newest first. --state is a state name or\n"
                              "'unconfirmed' (accepted, no confirmation after max_resends).\n"
-                             "--limit is 1..1000 (default 50);\n"
-                             "pass the printed next cursor as --cursor for the next page.\n\n"
+                             "--limit is any number from 1 (default 50); more than 1000 are\n"
+                             "read 1000 at a time. Pass the printed next cursor as --cursor\n"
+                             "for the next page.\n\n"
                              CLI_COMMON_HELP};
     struct ls_ctx l = {.c = &c, .first = 1};
     struct obx_list_query q = {0};
     struct obx_store *st = NULL;
     int64_t next = 0;
+    long long want;
     char *end;
     int rc;
 
@@ -265,17 +270,18 @@ cmd_ls(int argc, char **argv)
         q.state = NULL;
         q.unconfirmed = 1;
     }
-    q.limit = (int)strtol(limit, &end, 10);
+    errno = 0;
+    want = strtoll(limit, &end, 10);
     if (!*end && cursor) {
         q.before_id = strtoll(cursor, &end, 10);
         if (!*cursor)
             q.before_id = -1;
     }
-    if (*end || q.limit < 1 || q.limit > 1000 ||
+    if (*end || !*limit || errno == ERANGE || want < 1 ||
         (state && !q.unconfirmed && obx_state_parse(state) < 0) ||
         (cursor && q.before_id <= 0)) {
-        cli_error(&c, "bad --limit (1..1000), --state (queued, sending, accepted, confirmed, "
-                      "failed, cancelled, unconfirmed) or --cursor");
+        cli_error(&c, "bad --limit (a number from 1), --state (queued, sending, accepted, "
+                      "confirmed, failed, cancelled, unconfirmed) or --cursor");
         rc = CLI_USAGE;
         goto out;
     }
@@ -283,11 +289,27 @@ cmd_ls(int argc, char **argv)
     if (rc != CLI_OK)
         goto out;
     l.now_ms = obx_now_ms(st->clock);
-    if (cli_table_init(&l.t, 7, head) != 0 || obx_buf_puts(&l.b, "{\"messages\":[") != OBX_OK ||
-        obx_query_list(st, &q, on_ls_row, &l, &next) != OBX_OK) {
-        cli_error(&c, "cannot list messages: %s", obx_db_errmsg(st->db));
+    if (cli_table_init(&l.t, 7, head) != 0 || obx_buf_puts(&l.b, "{\"messages\":[") != OBX_OK) {
+        cli_error(&c, "cannot list messages: out of memory");
         rc = CLI_FAIL;
         goto out;
+    }
+    /* Pages of at most LS_PAGE rows, each its own short read; JSON is written page by page. */
+    for (;;) {
+        q.limit = (int)(want < LS_PAGE ? want : LS_PAGE);
+        if (obx_query_list(st, &q, on_ls_row, &l, &next) != OBX_OK) {
+            cli_error(&c, "cannot list messages: %s", obx_db_errmsg(st->db));
+            rc = CLI_FAIL;
+            goto out;
+        }
+        want -= q.limit;
+        if (c.json) {
+            fputs(obx_buf_str(&l.b), stdout);
+            obx_buf_reset(&l.b);
+        }
+        if (!next || want == 0)
+            break;
+        q.before_id = next;
     }
     if (c.json) {
         enum obx_err err = next ? obx_buf_printf(&l.b, "],\"next_cursor\":\"%lld\"}",

@@ -80,7 +80,7 @@ run "retry --state queued exits 2" 2 "$B" retry --db "$T/u.db" --state queued
 run "purge without --older-than exits 2" 2 "$B" purge --db "$T/u.db"
 run "purge --older-than banana exits 2" 2 "$B" purge --db "$T/u.db" --older-than banana
 run "ls --limit 0 exits 2" 2 "$B" ls --db "$T/u.db" --limit 0
-run "ls --limit 1001 exits 2" 2 "$B" ls --db "$T/u.db" --limit 1001
+run "ls --limit -1 exits 2" 2 "$B" ls --db "$T/u.db" --limit -1
 run "ls --limit abc exits 2" 2 "$B" ls --db "$T/u.db" --limit abc
 run "ls --state bogus exits 2" 2 "$B" ls --db "$T/u.db" --state bogus
 run "ls --cursor garbage exits 2" 2 "$B" ls --db "$T/u.db" --cursor garbage
@@ -196,9 +196,9 @@ assert_eq "--json state" "$(jget "$(out)" '$.state')" "queued"
 run "bad --sender is refused, exit 1" 1 "$B" enqueue --db "$DB" --channel ch-f --message-id f3 \
     --business biz --conversation c --content x --sender Robot
 assert_contains "the refusal names sender_type" "$(err)" "sender_type"
-run "missing --business is refused, exit 1" 1 "$B" enqueue --db "$DB" --channel ch-f --message-id f4 \
+run "missing --business is a usage error, exit 2" 2 "$B" enqueue --db "$DB" --channel ch-f --message-id f4 \
     --conversation c --content x --sender User
-assert_contains "the refusal names business_id" "$(err)" "business_id"
+assert_contains "the refusal names --business" "$(err)" "--business"
 assert_eq "refused messages were not written" "$(sql "$DB" 'SELECT count(*) FROM outbox')" "2"
 
 # ---- enqueue JSON Lines: mixed good and bad lines -----------------------------------------
