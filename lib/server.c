@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "httpd.h"
 #include "inbox.h"
 #include "reconcile.h"
 #include "log.h"
@@ -137,6 +138,37 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     obx_worker_stop(s->worker, s->cfg->shutdown_timeout_ms, on_drained, s);
 }
 
+static int
+str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/*
+ * Keys read only at start (listening sockets, the HTTP clients' options, the store's
+ * pragmas): a reload keeps their running values, so say so rather than seem to apply them.
+ */
+static void
+warn_restart_keys(const struct obx_config *old, const struct obx_config *fresh)
+{
+    const struct {
+        const char *key;
+        int changed;
+    } keys[] = {
+        {"api_listen", str_differs(old->api_listen, fresh->api_listen)},
+        {"webhook_listen", str_differs(old->webhook_listen, fresh->webhook_listen)},
+        {"ca_file", str_differs(old->ca_file, fresh->ca_file)},
+        {"connect_timeout", old->connect_timeout_ms != fresh->connect_timeout_ms},
+        {"request_timeout", old->request_timeout_ms != fresh->request_timeout_ms},
+        {"synchronous", old->synchronous_full != fresh->synchronous_full},
+    };
+
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].changed)
+            obx_log(OBX_LOG_WARN, "key changed but needs a restart; the running value stays",
+                    OBX_KS("key", keys[i].key));
+}
+
 static void
 on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -157,9 +189,19 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     obx_buf_release(&err);
+    /* The start-up rule of obx_api_new, against the address the API is bound to now. */
+    if (!fresh->api_token && !obx_httpd_is_loopback(s->cfg->api_listen)) {
+        obx_log(OBX_LOG_ERROR, "reload refused; keeping the running configuration",
+                OBX_KS("error", "api_token removed while api_listen is not a loopback address"),
+                OBX_KS("api_listen", s->cfg->api_listen));
+        obx_config_release(fresh);
+        obx_free(fresh);
+        return;
+    }
     if (strcmp(fresh->db, s->cfg->db) != 0)
         obx_log(OBX_LOG_WARN, "db cannot change on reload; restart to use it",
                 OBX_KS("db", fresh->db));
+    warn_restart_keys(s->cfg, fresh);
     obx_log_setup(fresh->log_level, fresh->log_format, NULL);
     s->st->max_db_size = fresh->max_db_size;
     obx_worker_reload(s->worker, fresh);
