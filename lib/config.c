@@ -40,6 +40,7 @@
 #include "log.h"
 #include "mem.h"
 
+#define OBX_API_TOKEN_MIN 16 /* bytes; see check_token */
 #define MS_S INT64_C(1000)
 #define MS_M (60 * MS_S)
 #define MS_H (60 * MS_M)
@@ -747,6 +748,14 @@ obx_config_has_key(const char *name)
     return name && find_opt(name, strlen(name), FOLD_NONE) != NULL;
 }
 
+int
+obx_config_is_secret(const char *name)
+{
+    const struct opt *o = name ? find_opt(name, strlen(name), FOLD_NONE) : NULL;
+
+    return o && o->secret;
+}
+
 /* ---- lifecycle ---- */
 
 enum obx_err
@@ -1313,7 +1322,10 @@ check_path_segment(const char *s)
 static const char *
 check_token(const char *s)
 {
-    return strchr(s, ' ') ? "may not contain spaces" : NULL;
+    if (strchr(s, ' '))
+        return "may not contain spaces";
+    /* Short tokens can be guessed over the network; 16 bytes is the least we accept. */
+    return strlen(s) < OBX_API_TOKEN_MIN ? "must be at least 16 bytes long" : NULL;
 }
 
 int

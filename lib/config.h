@@ -116,6 +116,9 @@ void obx_config_print(const struct obx_config *c, FILE *out);
 /* Returns 1 when name is an option key. */
 int obx_config_has_key(const char *name);
 
+/* Returns 1 when name is an option key whose value is a secret (masked when printed). */
+int obx_config_is_secret(const char *name);
+
 /* Returns 1 when channel_id is listed in readonly_channels. */
 int obx_config_channel_readonly(const struct obx_config *c, const char *channel_id);
 

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ is_config_key(const char *name, size_t len)
     return obx_config_has_key(key);
 }
 
+#define CLI_SECRET_FLAG 3 /* add_config_flag: refused and explained */
+
 /* Remembers a configuration key given as a flag; applied after the file and env. */
 static int
 add_config_flag(struct cli *c, const char *name, size_t len, const char *value)
@@ -61,6 +64,18 @@ add_config_flag(struct cli *c, const char *name, size_t len, const char *value)
             *p = '_';
     if (!obx_config_has_key(c->flags[c->nflags].key_buf))
         return CLI_USAGE;
+    /* argv is readable by every local user (/proc/PID/cmdline, ps): no secret may pass there. */
+    if (obx_config_is_secret(c->flags[c->nflags].key_buf)) {
+        char env[80];
+        size_t i;
+        for (i = 0; c->flags[c->nflags].key_buf[i] && i < sizeof env - 8; i++)
+            env[i] = (char)toupper((unsigned char)c->flags[c->nflags].key_buf[i]);
+        env[i] = '\0';
+        cli_error(c, "--%.*s is a secret and the command line is visible to every local user; "
+                     "set OUTBOX_%s in the environment or %s in the configuration file",
+                  (int)len, name, env, c->flags[c->nflags].key_buf);
+        return CLI_SECRET_FLAG;
+    }
     c->flags[c->nflags].key = c->flags[c->nflags].key_buf;
     c->flags[c->nflags].value = value;
     c->nflags++;
@@ -76,6 +91,7 @@ parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *o
     const struct cli_opt *o = find_opt(opts, arg, len);
     const char *value = eq ? eq + 1 : NULL;
     int takes_value = !o || o->value;
+    int rc;
 
     assert(!o || !o->value != !o->flag); /* every option of a table has one of the two */
     if (!o && !(len == 6 && strncmp(arg, "config", 6) == 0) && !is_config_key(arg, len)) {
@@ -105,7 +121,10 @@ parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *o
         c->config_file = value;
         return CLI_OK;
     }
-    if (add_config_flag(c, arg, len, value) != CLI_OK) {
+    rc = add_config_flag(c, arg, len, value);
+    if (rc == CLI_SECRET_FLAG)
+        return CLI_USAGE; /* already explained */
+    if (rc != CLI_OK) {
         cli_error(c, "unknown option --%.*s (see 'outbox %s --help')", (int)len, arg, c->command);
         return CLI_USAGE;
     }
@@ -220,6 +239,12 @@ cli_release(struct cli *c)
     obx_config_release(&c->cfg);
 }
 
+static int
+is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
 /* RFC 3339: 2026-11-24T10:00:00Z, with optional fraction and +hh:mm offset. */
 static int
 parse_rfc3339(const char *s, int64_t *out_ms)
@@ -243,10 +268,14 @@ parse_rfc3339(const char *s, int64_t *out_ms)
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        int hh, mm;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+        /* Exactly [+-]hh:mm, checked byte by byte: sscanf's %2d takes "1", " 1" or "-1"
+           too, and the six bytes skipped afterwards must be the six that were read. */
+        const char *o = p + 1;
+        if (!is_digit(o[0]) || !is_digit(o[1]) || o[2] != ':' || !is_digit(o[3]) ||
+            !is_digit(o[4]))
             return -1;
-        off_min = (hh * 60 + mm) * (*p == '-' ? -1 : 1);
+        off_min = ((o[0] - '0') * 10 + (o[1] - '0')) * 60 + (o[3] - '0') * 10 + (o[4] - '0');
+        off_min *= *p == '-' ? -1 : 1;
         p += 6;
     } else {
         return -1;

@@ -22,7 +22,9 @@ int cmd_backup(int argc, char **argv);
     "Common options:\n"                                                                    \
     "  --db PATH          database file (config key db; default outbox.db)\n"              \
     "  --config FILE      configuration file (default: $OUTBOX_CONFIG, else none)\n"       \
-    "  --KEY VALUE        any configuration key, e.g. --rate-limit 120/min\n"              \
+    "  --KEY VALUE        any configuration key, e.g. --rate-limit 120/min; not the\n"     \
+    "                     secret ones (api_token, webhook_path_secret, ...): those come\n"  \
+    "                     from OUTBOX_<KEY> or the file, never the visible command line\n" \
     "  --json             machine-readable output\n"                                       \
     "  --help             this help\n"                                                     \
     "Exit status: 0 success, 1 failure, 2 usage error.\n"

@@ -3,7 +3,7 @@
 # loopback rule (SPEC §5, §8, §10; issue 4).
 #
 # --max-body-bytes / --max-content-bytes / --max-json-depth, and the wake-up latency with the
-# default pacing; --api-token on every route but /healthz and /readyz (and its rotation by
+# default pacing; api_token on every route but /healthz and /readyz (and its rotation by
 # SIGHUP); `serve` refusing a non-loopback api_listen without a token.
 # test_api_backpressure.sh covers 503 and 507.
 #
@@ -88,12 +88,12 @@ assert_eq "--max-json-depth 4: depth 4 passes the parser" "$(errsig)" "400 inval
 stop_serve
 
 # ---- bearer token ------------------------------------------------------------------------------------
-printf 'api_token = tok-1\n' > "$T/outbox.conf"
+printf 'api_token = tok-1-0123456789ab\n' > "$T/outbox.conf"
 api_serve --config "$T/outbox.conf"
 req POST /v1/messages "$(mk external_message_id=auth0 external_conversation_id=c-auth)" # no token
 assert_eq "token set, no Authorization: 401" "$(errsig)" "401 unauthorized -"
 assert_eq "401 carries WWW-Authenticate: Bearer" "$(header WWW-Authenticate)" "Bearer"
-TOKEN=tok-1 req POST /v1/messages "$(mk external_message_id=auth1 external_conversation_id=c-auth)"
+TOKEN=tok-1-0123456789ab req POST /v1/messages "$(mk external_message_id=auth1 external_conversation_id=c-auth)"
 assert_eq "right token: POST 202" "$CODE" 202
 n0=$(total)
 # Every route, without a token, with a wrong one, with another scheme, and with the right one.
@@ -108,13 +108,13 @@ for r in "${routes[@]}"; do
     assert_eq "$r without a token: 401" "$CODE" 401
     TOKEN=wrong req "$1" "$2" "${body[@]}"
     assert_eq "$r with a wrong token: 401" "$CODE" 401
-    TOKEN=tok-10 req "$1" "$2" "${body[@]}"
+    TOKEN=tok-1-0123456789ab0 req "$1" "$2" "${body[@]}"
     assert_eq "$r with the token plus a character: 401" "$CODE" 401
     TOKEN=tok- req "$1" "$2" "${body[@]}"
     assert_eq "$r with a prefix of the token: 401" "$CODE" 401
-    CODE=$(curl -sS -o /dev/null -w '%{http_code}' -X "$1" -u tok-1:tok-1 "$API$2")
+    CODE=$(curl -sS -o /dev/null -w '%{http_code}' -X "$1" -u tok-1-0123456789ab:tok-1-0123456789ab "$API$2")
     assert_eq "$r with Basic credentials: 401" "$CODE" 401
-    TOKEN=tok-1 req "$1" "$2"
+    TOKEN=tok-1-0123456789ab req "$1" "$2"
     assert_not_contains "$r with the token: not 401 ($CODE)" "$CODE" 401
 done
 assert_eq "nothing stored without the right token" "$(total)" "$n0"
@@ -123,12 +123,12 @@ for p in /healthz /readyz; do
     assert_eq "GET $p stays open without a token" "$CODE" 200
 done
 cp "$T/outbox.conf" "$T/outbox.conf.old"
-printf 'api_token = tok-2\n' > "$T/outbox.conf"
+printf 'api_token = tok-2-0123456789ab\n' > "$T/outbox.conf"
 kill -HUP "$SERVE_PID"
 wait_until 10 'grep -q "configuration reloaded" "$T/serve.log"'
-TOKEN=tok-1 req GET /v1/stats
+TOKEN=tok-1-0123456789ab req GET /v1/stats
 assert_eq "SIGHUP rotates the token: the old one gets 401" "$CODE" 401
-TOKEN=tok-2 req GET /v1/stats
+TOKEN=tok-2-0123456789ab req GET /v1/stats
 assert_eq "SIGHUP rotates the token: the new one gets 200" "$CODE" 200
 stop_serve
 
@@ -145,8 +145,8 @@ for listen in "0.0.0.0:$(free_port)" "[::]:$(free_port)"; do
         "non-loopback api_listen without api_token"
 done
 PORT=$(free_port)
-OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --db "$T/loopback.db" --partoo-base-url "$MOCK_URL" \
-    --webhook-listen 127.0.0.1:0 --api-listen "0.0.0.0:$PORT" --api-token tok \
+OUTBOX_API_TOKEN=tok-0123456789abcdef OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --db "$T/loopback.db" --partoo-base-url "$MOCK_URL" \
+    --webhook-listen 127.0.0.1:0 --api-listen "0.0.0.0:$PORT" \
     >"$T/wide.log" 2>&1 &
 WIDE=$!
 PIDS+=("$WIDE")

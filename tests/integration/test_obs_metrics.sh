@@ -8,7 +8,7 @@
 
 PROM_DIR="$(cd "$(dirname "$0")" && pwd)"
 PROM_CHECK="$PROM_DIR/prom_check.py"
-TOKEN=tok-metrics-42
+TOKEN=tok-metrics-42-secret
 
 # serve_port api|webhook: the port the latest `msg=serving` line reports (text or JSON log).
 serve_port() {
@@ -55,7 +55,7 @@ assert_status "prom_check.py --self-test rejects every broken sample" 0 \
     python3 "$PROM_CHECK" --self-test
 
 start_mock --rate-limit 0
-start_serve --rate-limit 0 --retry-base 100ms --retry-cap 300ms --api-token "$TOKEN"
+OUTBOX_API_TOKEN=$TOKEN start_serve --rate-limit 0 --retry-base 100ms --retry-cap 300ms
 wait_until 10 '[ -n "$(serve_port api)" ]' || { echo "no serving line"; cat "$T/serve.log"; exit 1; }
 API=http://127.0.0.1:$(serve_port api)
 wait_until 10 'curl -fsS -o /dev/null "$API/healthz"' || { echo "api not up"; exit 1; }

@@ -8,7 +8,7 @@
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
 
 KEY=sekret-KEY-123456
-TOK=tok-ABCDEF-987
+TOK=tok-ABCDEF-987-secret
 WRONG_TOK=tok-WRONG-555      # offered by a client, refused: must not be echoed either
 OUT=$T/outputs               # every command output goes here, one file each
 mkdir -p "$OUT"
@@ -38,7 +38,7 @@ EOF
 # ---- phase 1: Partoo refuses the key (401), sending pauses -------------------------------------
 start_mock --rate-limit 0 --api-keys other-key-1
 PORT=$MOCK_PORT
-API_KEY=$KEY start_serve --config "$T/outbox.conf" --api-token "$TOK" --log-level debug \
+API_KEY=$KEY OUTBOX_API_TOKEN=$TOK start_serve --config "$T/outbox.conf" --log-level debug \
     --auth-probe-interval 60s
 wait_until 10 '[ -n "$(serve_port api)" ]' || { echo "no serving line"; cat "$T/serve.log"; exit 1; }
 API=http://127.0.0.1:$(serve_port api)
@@ -97,8 +97,8 @@ run audit-csv "$OUTBOX_BIN" audit --db "$DB" --format csv
 run audit-verify "$OUTBOX_BIN" audit --db "$DB" verify
 run audit-verify-json "$OUTBOX_BIN" audit --db "$DB" verify --json
 run inbox "$OUTBOX_BIN" inbox --db "$DB" --json
-run print-config "$OUTBOX_BIN" serve --db "$DB" --config "$T/outbox.conf" --api-token "$TOK" --print-config
-run print-config-json "$OUTBOX_BIN" serve --db "$DB" --config "$T/outbox.conf" --api-token "$TOK" \
+run print-config env OUTBOX_API_TOKEN="$TOK" "$OUTBOX_BIN" serve --db "$DB" --config "$T/outbox.conf" --print-config
+run print-config-json env OUTBOX_API_TOKEN="$TOK" "$OUTBOX_BIN" serve --db "$DB" --config "$T/outbox.conf" \
     --print-config --json
 echo "$KEY" >"$T/keyfile"
 echo "api_token = $TOK" >"$T/tok.conf"

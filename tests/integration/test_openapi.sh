@@ -200,7 +200,7 @@ fi
 start_mock --rate-limit 0
 rm -f "$T/api.port"
 before=$(grep -c 'msg=serving' "$T/serve.log" 2>/dev/null)
-start_serve --rate-limit 0 --retry-base 5s --retry-cap 10s --api-token doc-token \
+OUTBOX_API_TOKEN=doc-token-0123456789 start_serve --rate-limit 0 --retry-base 5s --retry-cap 10s \
     --max-body-bytes 4K --max-content-bytes 1K
 wait_until 10 '[ "$(grep -c "msg=serving" "$T/serve.log")" -gt '"${before:-0}"' ]' ||
     { echo "serve did not start"; cat "$T/serve.log"; exit 1; }
@@ -225,7 +225,7 @@ if doc is None or jsonschema is None:
     print("# skip schema validation: PyYAML or jsonschema not installed (statuses still checked)")
 
 host, port = api.split("//")[1].split(":")
-TOKEN = "doc-token"
+TOKEN = "doc-token-0123456789"
 exercised = set()
 
 

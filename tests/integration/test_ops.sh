@@ -171,9 +171,9 @@ assert_eq "no probe without --check-api-key" "$(field partoo status)" ""
 # ---- doctor: listeners and size -----------------------------------------------------------------
 doc --api-listen 0.0.0.0:0
 expect "non-loopback api_listen without token" 1 api_listen fail "api_token"
-doc --api-listen 0.0.0.0:0 --api-token s3cret
+OUTBOX_API_TOKEN=s3cret-0123456789ab doc --api-listen 0.0.0.0:0
 expect "non-loopback api_listen with token" 0 api_listen ok
-doc --api-listen 192.0.2.1:8787 --api-token s3cret
+OUTBOX_API_TOKEN=s3cret-0123456789ab doc --api-listen 192.0.2.1:8787
 expect "address not on this host" 1 api_listen fail "not an address of this host"
 doc --webhook-listen "127.0.0.1:$MOCK_PORT"
 expect "port in use by another process" 0 webhook_listen warn "in use"

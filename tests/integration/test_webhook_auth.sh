@@ -132,7 +132,7 @@ assert_eq "stored exactly once" "$(events)" "$n"
 stop_serve
 
 # ---- path secret and required header ---------------------------------------------------------
-wh_serve --webhook-path-secret s3cret-Path --webhook-required-header 'X-Token: abc 123'
+OUTBOX_WEBHOOK_PATH_SECRET=s3cret-Path OUTBOX_WEBHOOK_REQUIRED_HEADER='X-Token: abc 123' wh_serve
 event_file sec 900005
 ssig=$(sign_file "$T/sec.json")
 assert_eq "secret configured, plain path: 404" "$(post "$T/sec.json" "$ssig" "$WH_URL" -H 'X-Token: abc 123')" 404

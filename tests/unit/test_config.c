@@ -804,7 +804,7 @@ test_print_masks_secrets(void)
     text = NULL;
 
     CHECK_OK(obx_config_load_secrets(&c, envp, NULL));
-    CHECK_OK(obx_config_set(&c, "api_token", "t-SECRET-token", OBX_SRC_FILE, NULL));
+    CHECK_OK(obx_config_set(&c, "api_token", "t-SECRET-token-0123", OBX_SRC_FILE, NULL));
     CHECK_OK(obx_config_set(&c, "webhook_path_secret", "p-SECRET", OBX_SRC_FILE, NULL));
     CHECK_OK(obx_config_set(&c, "webhook_required_header", "X-H: h-SECRET", OBX_SRC_FILE, NULL));
     text = print_to_string(&c);
@@ -1033,7 +1033,7 @@ static int
 test_alloc_failures(void)
 {
     TEST_BEGIN;
-    static const char text[] = "db = x.db\napi_token = t\ninbox_url = http://h/i\n";
+    static const char text[] = "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://h/i\n";
     static const char keyfile[] = "k-key\n";
     char path[64] = "", keypath[64] = "";
     char *envp[] = {"OUTBOX_CA_FILE=/ca.pem", NULL};
