@@ -340,6 +340,43 @@ check_database(struct doctor *d, const char *name)
         report(d, name, ST_OK, NULL, "'%s' opens (%s)", path, size);
 }
 
+/*
+ * The database, its -wal/-shm/-journal and the key file hold messages and secrets: files
+ * group or other can read are a warning (serve creates them 0600, under umask 077).
+ */
+static void
+check_permissions(struct doctor *d, const char *name)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    const struct obx_config *cfg = &d->c->cfg;
+    char loose[1024] = "", path[PATH_MAX + 16], fix[1200];
+    size_t used = 0;
+    struct stat sb;
+
+    for (size_t i = 0; i <= sizeof suffixes / sizeof suffixes[0]; i++) {
+        int n;
+        if (i < sizeof suffixes / sizeof suffixes[0])
+            n = snprintf(path, sizeof path, "%s%s", cfg->db, suffixes[i]);
+        else if (cfg->partoo_api_key_file)
+            n = snprintf(path, sizeof path, "%s", cfg->partoo_api_key_file);
+        else
+            break;
+        if (n < 0 || (size_t)n >= sizeof path || stat(path, &sb) != 0 || !(sb.st_mode & 077))
+            continue;
+        n = snprintf(loose + used, sizeof loose - used, "%s'%s' (%03o)", used ? ", " : "", path,
+                     (unsigned)(sb.st_mode & 0777));
+        if (n > 0 && (size_t)n < sizeof loose - used)
+            used += (size_t)n;
+    }
+    if (!used) {
+        report(d, name, ST_OK, NULL, "the database files are readable by their owner only");
+        return;
+    }
+    snprintf(fix, sizeof fix, "chmod 600 each file named (and keep serve's umask 077); "
+                              "anyone who can read them reads every message");
+    report(d, name, ST_WARN, fix, "readable by group or others: %s", loose);
+}
+
 static void
 check_integrity(struct doctor *d, const char *name)
 {
@@ -778,6 +815,7 @@ static const struct check {
 } doctor_checks[] = {
     {"config", 0, check_config},
     {"database", NEED_CONFIG, check_database},
+    {"permissions", NEED_CONFIG | NEED_DB, check_permissions},
     {"integrity", NEED_CONFIG | NEED_DB, check_integrity},
     {"schema", NEED_CONFIG | NEED_DB, check_schema},
     {"disk", NEED_CONFIG, check_disk},
@@ -830,7 +868,8 @@ static const char doctor_usage[] =
     "usage: outbox doctor [--check-api-key] [options]\n\n"
     "Checks that this installation can run, one line per check: ok, warn or FAIL, what is\n"
     "wrong and how to fix it. Checks: the configuration (file, OUTBOX_* and flags); the\n"
-    "database file opens, PRAGMA quick_check, its schema version against this binary's;\n"
+    "database file opens, its files (and the key file) are not readable by group or\n"
+    "others, PRAGMA quick_check, its schema version against this binary's;\n"
     "free disk space and the database and WAL sizes against max_db_size; whether serve\n"
     "runs; api_listen and webhook_listen (a non-loopback api_listen needs api_token; a port\n"
     "in use by another process is a warning); the Partoo API key is present (never\n"

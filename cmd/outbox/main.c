@@ -1,6 +1,7 @@
 /* outbox: one binary, subcommands dispatched through a table. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 #include "outbox.h"
@@ -42,6 +43,9 @@ usage(FILE *out)
 int
 main(int argc, char **argv)
 {
+    /* The database, its -wal/-shm and backups hold every message: owner only (0600), also
+       outside systemd, and stricter than the unit's UMask=0027. */
+    umask(077);
     if (argc < 2) {
         usage(stderr);
         return 2;
