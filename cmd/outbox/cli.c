@@ -334,6 +334,74 @@ cli_format_time(int64_t at_ms, char *out, size_t n)
     strftime(out, n, "%Y-%m-%d %H:%M:%SZ", &tm);
 }
 
+/* Bytes of the UTF-8 sequence starting at s (2..4), or 0 when it is not well formed. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+             : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* Overlong three-byte forms and surrogates; beyond U+10FFFF. */
+    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+        (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+char *
+cli_safe_dup(const char *s, int keep_layout)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), o = 0;
+    char *out = obx_malloc(len * 6 + 1); /* the longest escape, \u009b, is 6 bytes for 2 */
+
+    if (!out)
+        return NULL;
+    while (*p) {
+        size_t n = *p < 0x80 ? 1 : utf8_len(p);
+        if (n == 1 && (*p >= 0x20 || (keep_layout && (*p == '\n' || *p == '\t'))) && *p != 0x7f) {
+            out[o++] = (char)*p;
+        } else if (n == 0 || n == 1) {
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", *p);
+            n = 1;
+        } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            o += (size_t)snprintf(out + o, 7, "\\u%04x", p[1]);
+        } else {
+            memcpy(out + o, p, n);
+            o += n;
+        }
+        p += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+void
+cli_printf_safe(FILE *out, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    char *text = NULL, *safe = NULL;
+    int n;
+
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    if (n >= 0)
+        text = obx_malloc((size_t)n + 1);
+    if (text)
+        vsnprintf(text, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    va_end(ap);
+    safe = text ? cli_safe_dup(text, 1) : NULL;
+    if (safe)
+        fputs(safe, out);
+    obx_free(text);
+    obx_free(safe);
+}
+
 int
 cli_table_init(struct cli_table *t, int ncols, const char *const *headers)
 {
@@ -354,7 +422,7 @@ cli_table_add(struct cli_table *t, const char *const *cells)
         t->cap = ncap;
     }
     for (int i = 0; i < t->ncols; i++)
-        t->cells[t->nrows * t->ncols + i] = obx_strdup(cells[i] ? cells[i] : "-");
+        t->cells[t->nrows * t->ncols + i] = cli_safe_dup(cells[i] ? cells[i] : "-", 0);
     t->nrows++;
     return 0;
 }

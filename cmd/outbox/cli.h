@@ -81,7 +81,20 @@ void cli_format_age(int64_t ms, char *out, size_t n);
 /* "2026-11-24 10:00:00" local-free UTC, or "-" for 0; n >= 24. */
 void cli_format_time(int64_t at_ms, char *out, size_t n);
 
-/* A simple aligned table: add rows of strings, then print. Cells are copied. */
+/*
+ * Text from producers, Partoo users and Partoo itself must not drive the operator's terminal
+ * (ESC sequences can rewrite the screen, set the title, or worse). cli_safe_dup returns a
+ * copy (caller frees with obx_free; NULL when out of memory) in which C0 controls, DEL, C1
+ * controls (U+0080..U+009F) and bytes that are not UTF-8 are written as visible escapes
+ * (\x1b, \u009b); tab and newline are kept only with keep_layout. cli_printf_safe formats
+ * and writes such a text with tab and newline kept. --json output does not use them: the
+ * JSON writer escapes control characters itself.
+ */
+char *cli_safe_dup(const char *s, int keep_layout);
+void cli_printf_safe(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A simple aligned table: add rows of strings, then print. Cells are copied, made safe
+   for a terminal by cli_safe_dup (one line each). */
 struct cli_table {
     int ncols;
     char **cells; /* row-major */

@@ -329,6 +329,9 @@ out:
     return rc;
 }
 
+/* show prints producer and Partoo text: made safe for the terminal (cli_safe_dup). */
+#define SHOW(...) cli_printf_safe(stdout, __VA_ARGS__)
+
 static int
 on_show_row(void *ctx, const struct obx_row *r)
 {
@@ -338,20 +341,20 @@ on_show_row(void *ctx, const struct obx_row *r)
     cli_format_time(r->created_at_ms, t1, sizeof t1);
     cli_format_time(r->accepted_at_ms, t2, sizeof t2);
     cli_format_time(r->confirmed_at_ms, t3, sizeof t3);
-    printf("message      %s / %s (id %lld)\n", r->msg.channel_id, r->msg.external_message_id,
-           (long long)r->id);
-    printf("conversation %s   business %s   sender %s   priority %lld\n",
-           r->msg.external_conversation_id, r->msg.business_id, r->msg.sender_type,
-           (long long)r->msg.priority);
-    printf("state        %s (%s)   attempts %d   resends %d\n", r->state, r->state_reason,
-           r->attempts, r->resends);
-    printf("created      %s   accepted %s   confirmed %s\n", t1, t2, t3);
+    SHOW("message      %s / %s (id %lld)\n", r->msg.channel_id, r->msg.external_message_id,
+        (long long)r->id);
+    SHOW("conversation %s   business %s   sender %s   priority %lld\n",
+        r->msg.external_conversation_id, r->msg.business_id, r->msg.sender_type,
+        (long long)r->msg.priority);
+    SHOW("state        %s (%s)   attempts %d   resends %d\n", r->state, r->state_reason,
+        r->attempts, r->resends);
+    SHOW("created      %s   accepted %s   confirmed %s\n", t1, t2, t3);
     if (r->partoo_message_id)
-        printf("partoo       message %s, status %s\n", r->partoo_message_id,
-               r->partoo_status ? r->partoo_status : "-");
+        SHOW("partoo       message %s, status %s\n", r->partoo_message_id,
+            r->partoo_status ? r->partoo_status : "-");
     if (r->last_error || r->last_http_status)
-        printf("last result  %d %s\n", r->last_http_status, r->last_error ? r->last_error : "");
-    printf("content      %s\n\ntransitions:\n", r->msg.content);
+        SHOW("last result  %d %s\n", r->last_http_status, r->last_error ? r->last_error : "");
+    SHOW("content      %s\n\ntransitions:\n", r->msg.content);
     return 0;
 }
 
@@ -362,7 +365,7 @@ on_show_transition(void *ctx, const struct obx_transition_row *t)
 
     (void)ctx;
     cli_format_time(t->at_ms, ts, sizeof ts);
-    printf("  %s  %-9s -> %-9s  %s\n", ts, t->from_state, t->to_state, t->reason);
+    SHOW("  %s  %-9s -> %-9s  %s\n", ts, t->from_state, t->to_state, t->reason);
     return 0;
 }
 
@@ -373,12 +376,14 @@ on_show_attempt(void *ctx, const struct obx_attempt_row *a)
     char ts[32];
 
     if ((*nattempts)++ == 0)
-        printf("\nattempts:\n");
+        SHOW("\nattempts:\n");
     cli_format_time(a->started_at_ms, ts, sizeof ts);
-    printf("  %s  %-12s http %-3d %5lldms  %s\n", ts, a->outcome, a->http_status,
-           (long long)a->duration_ms, a->error ? a->error : (a->excerpt ? a->excerpt : ""));
+    SHOW("  %s  %-12s http %-3d %5lldms  %s\n", ts, a->outcome, a->http_status,
+        (long long)a->duration_ms, a->error ? a->error : (a->excerpt ? a->excerpt : ""));
     return 0;
 }
+
+#undef SHOW
 
 int
 cmd_show(int argc, char **argv)

@@ -27,6 +27,8 @@ int cmd_backup(int argc, char **argv);
     "                     from OUTBOX_<KEY> or the file, never the visible command line\n" \
     "  --json             machine-readable output\n"                                       \
     "  --help             this help\n"                                                     \
+    "Tables and show print control characters of stored text as escapes (\\x1b);\n"      \
+    "--json output keeps the exact text.\n"                                                \
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
 
 #endif
