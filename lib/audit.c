@@ -1,6 +1,9 @@
 /* audit: seal, verify, export and prune the audit_log hash chain (see audit.h). */
 #include "audit.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,9 +20,87 @@ text(sqlite3_stmt *s, int col)
     return t ? t : "";
 }
 
-/* hash = sha256(prev || "\n" || canonical(row)); row columns 0..5 of s (see audit.h). */
+#define KEY_LINE_MIN 16 /* bytes of audit_key_file's first line */
+#define MAX_MODES 64    /* audit_chain_modes rows read; one per keying in practice */
+
+static void
+hex(const unsigned char *md, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 0x0f];
+    }
+    out[2 * n] = '\0';
+}
+
+/* out = hex(HMAC-SHA256(key, data)). */
 static enum obx_err
-row_hash(sqlite3_stmt *s, const char *prev, char out[65])
+hmac_hex(const unsigned char key[32], const void *data, size_t len, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    out[0] = '\0';
+    if (!HMAC(EVP_sha256(), key, 32, data, len, md, &mdlen) || mdlen != 32)
+        return OBX_ENOMEM;
+    hex(md, 32, out);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, char *errmsg,
+                  size_t n)
+{
+    char line[4097], id_src[64];
+    unsigned char k[EVP_MAX_MD_SIZE], idmd[EVP_MAX_MD_SIZE];
+    unsigned int klen = 0, idlen = 0;
+    FILE *f = fopen(path, "r");
+    size_t len = 0;
+    enum obx_err err = OBX_ECONFIG;
+
+    snprintf(errmsg, n, "cannot read audit_key_file '%s'", path);
+    if (!f)
+        return OBX_ECONFIG;
+    if (fgets(line, sizeof line, f)) {
+        len = strcspn(line, "\n");
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r'))
+            len--;
+    }
+    fclose(f);
+    if (len < KEY_LINE_MIN) {
+        snprintf(errmsg, n, "audit_key_file '%s': the first line must hold at least %d bytes",
+                 path, KEY_LINE_MIN);
+    } else if (EVP_Digest(line, len, k, &klen, EVP_sha256(), NULL) == 1 && klen == 32) {
+        /* The id is a hash of K, so it names the key without revealing it. */
+        memcpy(id_src, "outbox-audit-key-id\n", 20);
+        memcpy(id_src + 20, k, 32);
+        if (EVP_Digest(id_src, 52, idmd, &idlen, EVP_sha256(), NULL) == 1 && idlen == 32) {
+            memcpy(st->audit_key, k, 32);
+            hex(idmd, 8, st->audit_key_id);
+            st->audit_keyed = 1;
+            st->audit_key_start = start_segment;
+            errmsg[0] = '\0';
+            err = OBX_OK;
+        } else {
+            err = OBX_ENOMEM;
+        }
+    } else {
+        err = OBX_ENOMEM;
+    }
+    OPENSSL_cleanse(line, sizeof line); /* the key must not outlive this call on the stack */
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(id_src, sizeof id_src);
+    return err;
+}
+
+/*
+ * hash = sha256(prev || "\n" || canonical(row)), or its HMAC under key when not NULL; row
+ * columns 0..5 of s (see audit.h).
+ */
+static enum obx_err
+row_hash(sqlite3_stmt *s, const char *prev, const unsigned char *key, char out[65])
 {
     struct obx_buf b;
     enum obx_err err;
@@ -35,8 +116,145 @@ row_hash(sqlite3_stmt *s, const char *prev, char out[65])
     if (err == OBX_OK)
         err = obx_buf_puts(&b, "]");
     if (err == OBX_OK)
-        err = obx_sha256_hex(obx_buf_str(&b), b.len, out);
+        err = key ? hmac_hex(key, obx_buf_str(&b), b.len, out)
+                  : obx_sha256_hex(obx_buf_str(&b), b.len, out);
     obx_buf_release(&b);
+    return err;
+}
+
+/* One audit_chain_modes row. */
+struct mode {
+    int64_t from_id;
+    int keyed;
+    char key_id[17];
+    char mac[65];
+};
+
+struct modes {
+    struct mode m[MAX_MODES];
+    int n;
+};
+
+static const char SQL_MODES[] =
+    "SELECT from_id, mode, key_id, mac FROM audit_chain_modes ORDER BY from_id, id";
+
+static enum obx_err
+load_modes(struct obx_store *st, struct modes *ms)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_MODES);
+    int rc;
+
+    ms->n = 0;
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    while (rc == SQLITE_ROW && ms->n < MAX_MODES) {
+        struct mode *m = &ms->m[ms->n++];
+        m->from_id = sqlite3_column_int64(s, 0);
+        m->keyed = strcmp(text(s, 1), "hmac-sha256") == 0;
+        snprintf(m->key_id, sizeof m->key_id, "%s", text(s, 2));
+        snprintf(m->mac, sizeof m->mac, "%s", text(s, 3));
+        rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return OBX_ECONFIG; /* more keyings than any real history: refuse, do not guess */
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The mode row governing audit row id; NULL = plain SHA-256. */
+static const struct mode *
+mode_of(const struct modes *ms, int64_t id)
+{
+    const struct mode *m = NULL;
+
+    for (int i = 0; i < ms->n && ms->m[i].from_id <= id; i++)
+        m = &ms->m[i];
+    return m;
+}
+
+/* mac of a keyed mode row (audit.h). */
+static enum obx_err
+mode_mac(const unsigned char key[32], int64_t from_id, const char *key_id, char out[65])
+{
+    char msg[128];
+    int n = snprintf(msg, sizeof msg, "outbox-audit-mode\n%lld\n%s", (long long)from_id, key_id);
+
+    return hmac_hex(key, msg, (size_t)n, out);
+}
+
+static const char SQL_NEXT_ID[] =
+    "SELECT coalesce((SELECT min(id) FROM audit_log WHERE hash IS NULL),"
+    " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'audit_log'), 1)";
+static const char SQL_ADD_MODE[] =
+    "INSERT INTO audit_chain_modes (from_id, mode, key_id, mac, created_at_ms)"
+    " VALUES (?1, 'hmac-sha256', ?2, ?3, ?4)";
+
+/*
+ * Which key seals the next rows: st's key once the chain is keyed (starting the keyed
+ * segment at the next row the first time), none for a plain chain without a key.
+ */
+static enum obx_err
+seal_key(struct obx_store *st, const unsigned char **key)
+{
+    struct modes *ms = obx_calloc(1, sizeof *ms);
+    const struct mode *last;
+    sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_ID);
+    sqlite3_stmt *add = obx_db_stmt(st->db, SQL_ADD_MODE);
+    enum obx_err err = ms ? load_modes(st, ms) : OBX_ENOMEM;
+    int64_t from = 0;
+    char mac[65];
+
+    *key = NULL;
+    if (err == OBX_OK && (!next || !add))
+        err = OBX_EDB;
+    last = err == OBX_OK && ms->n ? &ms->m[ms->n - 1] : NULL;
+    if (err != OBX_OK || ((!last || !last->keyed) && (!st->audit_keyed || !st->audit_key_start)))
+        goto out; /* plain, and stays plain here */
+    if (last && last->keyed) {
+        /* Keyed: only the same key may go on sealing. */
+        if (!st->audit_keyed || strcmp(last->key_id, st->audit_key_id) != 0)
+            err = OBX_ECONFIG;
+        else
+            *key = st->audit_key;
+        goto out;
+    }
+    if (sqlite3_step(next) == SQLITE_ROW)
+        from = sqlite3_column_int64(next, 0);
+    sqlite3_reset(next);
+    err = from > 0 ? mode_mac(st->audit_key, from, st->audit_key_id, mac) : OBX_EDB;
+    if (err == OBX_OK) {
+        sqlite3_bind_int64(add, 1, from);
+        obx_db_bind_text(add, 2, st->audit_key_id);
+        obx_db_bind_text(add, 3, mac);
+        sqlite3_bind_int64(add, 4, obx_now_ms(st->clock));
+        err = obx_db_step_done(add);
+    }
+    if (err == OBX_OK)
+        *key = st->audit_key;
+out:
+    obx_free(ms);
+    return err;
+}
+
+enum obx_err
+obx_audit_check_key(struct obx_store *st, char *errmsg, size_t n)
+{
+    struct modes *ms = obx_calloc(1, sizeof *ms);
+    enum obx_err err = ms ? load_modes(st, ms) : OBX_ENOMEM;
+    const struct mode *last = err == OBX_OK && ms->n ? &ms->m[ms->n - 1] : NULL;
+
+    errmsg[0] = '\0';
+    if (last && last->keyed && !st->audit_keyed) {
+        snprintf(errmsg, n, "the audit chain is keyed (key id %s) from row %lld: set "
+                            "audit_key_file to its key", last->key_id, (long long)last->from_id);
+        err = OBX_ECONFIG;
+    } else if (last && last->keyed && strcmp(last->key_id, st->audit_key_id) != 0) {
+        snprintf(errmsg, n, "audit_key_file holds key id %s, but the audit chain is keyed with "
+                            "key id %s", st->audit_key_id, last->key_id);
+        err = OBX_ECONFIG;
+    }
+    obx_free(ms);
     return err;
 }
 
@@ -96,16 +314,19 @@ seal_rows(struct obx_store *st, int max, int64_t *sealed)
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_UNSEALED);
     sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_HASH);
     char prev[65], hash[65];
+    const unsigned char *key = NULL;
     enum obx_err err;
     int rc;
 
     if (!sel || !upd)
         return OBX_EDB;
-    err = last_hash(st, prev);
+    err = seal_key(st, &key);
+    if (err == OBX_OK)
+        err = last_hash(st, prev);
     sqlite3_bind_int(sel, 1, max);
     rc = err == OBX_OK ? sqlite3_step(sel) : SQLITE_DONE;
     while (rc == SQLITE_ROW && err == OBX_OK) {
-        err = row_hash(sel, prev, hash);
+        err = row_hash(sel, prev, key, hash);
         sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
         obx_db_bind_text(upd, 2, hash);
         if (err == OBX_OK)
@@ -139,9 +360,60 @@ static const char SQL_CHAIN[] =
     "SELECT id, at_ms, kind, channel_id, external_message_id, record, hash FROM audit_log"
     " WHERE id > ?1 ORDER BY id";
 
+/* Fills the report's first problem: the row it concerns and why. */
+static void
+report_bad(struct obx_audit_report *r, int64_t id, const char *why)
+{
+    r->first_bad_id = id > 0 ? id : 1;
+    snprintf(r->problem, sizeof r->problem, "%s", why);
+}
+
+/*
+ * Checks the keyed segment's record against st's key (audit.h): the key is needed, must be
+ * the chain's, the record's mac must hold, and no plain segment may follow a keyed one.
+ */
+static enum obx_err
+verify_modes(struct obx_store *st, const struct modes *ms, struct obx_audit_report *r)
+{
+    char mac[65], why[160];
+    int keyed_seen = 0;
+
+    for (int i = 0; i < ms->n && !r->first_bad_id; i++) {
+        const struct mode *m = &ms->m[i];
+        if (!m->keyed) {
+            if (keyed_seen)
+                report_bad(r, m->from_id, "the chain goes back from keyed to plain SHA-256 here");
+            continue;
+        }
+        if (!keyed_seen) {
+            r->keyed_from_id = m->from_id;
+            snprintf(r->key_id, sizeof r->key_id, "%s", m->key_id);
+        }
+        keyed_seen = 1;
+        if (!st->audit_keyed) {
+            snprintf(why, sizeof why, "the chain is keyed (HMAC-SHA256, key id %s) from here: "
+                                      "verifying it needs the key (audit_key_file)", m->key_id);
+            report_bad(r, m->from_id, why);
+        } else if (strcmp(m->key_id, st->audit_key_id) != 0) {
+            snprintf(why, sizeof why, "the key given (key id %s) is not the one the chain is "
+                                      "keyed with (key id %s)", st->audit_key_id, m->key_id);
+            report_bad(r, m->from_id, why);
+        } else if (mode_mac(st->audit_key, m->from_id, m->key_id, mac) != OBX_OK) {
+            return OBX_ENOMEM;
+        } else if (strcmp(mac, m->mac) != 0) {
+            report_bad(r, m->from_id, "the record of the keyed segment was changed (mac)");
+        }
+    }
+    if (!r->first_bad_id && st->audit_keyed && !keyed_seen)
+        report_bad(r, 1, "a key is given but no row is sealed with it: serve has not sealed with "
+                         "the key yet, or the keyed segment's record was removed");
+    return OBX_OK;
+}
+
 /* Compares one row with its recomputed hash; fills the report at the first mismatch. */
 static enum obx_err
-verify_row(sqlite3_stmt *s, char prev[65], int64_t *expected_id, struct obx_audit_report *r)
+verify_row(sqlite3_stmt *s, const unsigned char *key, char prev[65], int64_t *expected_id,
+           struct obx_audit_report *r)
 {
     char hash[65];
     int64_t id = sqlite3_column_int64(s, 0);
@@ -156,7 +428,7 @@ verify_row(sqlite3_stmt *s, char prev[65], int64_t *expected_id, struct obx_audi
         snprintf(r->problem, sizeof r->problem, "sealed row after an unsealed one");
         return OBX_OK;
     }
-    err = row_hash(s, prev, hash);
+    err = row_hash(s, prev, key, hash);
     if (err != OBX_OK)
         return err;
     if (strcmp(hash, text(s, 6)) != 0) {
@@ -177,25 +449,34 @@ enum obx_err
 obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CHAIN);
+    struct modes *ms = obx_calloc(1, sizeof *ms);
     char prev[65];
     int64_t after = 0, last_id = 0;
     enum obx_err err;
     int rc = SQLITE_DONE;
 
     memset(r, 0, sizeof *r);
-    if (!s)
-        return OBX_EDB;
+    if (!s || !ms) {
+        obx_free(ms);
+        return s ? OBX_ENOMEM : OBX_EDB;
+    }
     err = obx_db_exec(st->db, "BEGIN");
     if (err == OBX_OK)
         err = chain_start(st, &after, prev);
+    if (err == OBX_OK)
+        err = load_modes(st, ms);
+    if (err == OBX_OK)
+        err = verify_modes(st, ms, r);
     snprintf(r->head_hash, sizeof r->head_hash, "%s", prev);
     sqlite3_bind_int64(s, 1, after);
-    if (err == OBX_OK)
+    if (err == OBX_OK && !r->first_bad_id)
         rc = sqlite3_step(s);
     while (err == OBX_OK && rc == SQLITE_ROW && !r->first_bad_id) {
-        err = verify_row(s, prev, &last_id, r);
+        const struct mode *m = mode_of(ms, sqlite3_column_int64(s, 0));
+        err = verify_row(s, m && m->keyed ? st->audit_key : NULL, prev, &last_id, r);
         rc = sqlite3_step(s);
     }
+    obx_free(ms);
     sqlite3_reset(s);
     if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         err = obx_err_from_sqlite(rc);

@@ -14,6 +14,20 @@
  * prev_hash of the first row is 64 "0" characters, or the hash kept in the latest
  * audit_checkpoints row after a prune. Changing, inserting or deleting any sealed
  * row breaks every later hash, and verification names the first broken row.
+ *
+ * The keyed chain (audit_key_file, 0008_audit_keyed.sql). A plain chain proves only that
+ * nobody changed rows without re-sealing: whoever can write the database can recompute it.
+ * With a key, rows are sealed with
+ *   hash(row) = hex(HMAC-SHA256(K, prev_hash || "\n" || canonical(row)))
+ *   K = SHA-256(first line of audit_key_file, trailing whitespace trimmed)
+ * and one audit_chain_modes row says from which id on (from_id), under which key
+ * (key_id = first 16 hex digits of SHA-256("outbox-audit-key-id\n" || K)), with
+ *   mac = hex(HMAC-SHA256(K, "outbox-audit-mode\n" || from_id || "\n" || key_id))
+ * so that from_id cannot be moved without the key. Rows before from_id stay plain.
+ * Sealing with a key starts that segment at the next row; sealing without the key, or with
+ * another key, once the chain is keyed is refused (OBX_ECONFIG): rows wait unsealed. Verifying
+ * a keyed chain needs the key; with a key given, a chain with no keyed segment fails too
+ * (its record may have been removed to pass the chain off as plain).
  */
 #ifndef OBX_AUDIT_H
 #define OBX_AUDIT_H
@@ -22,7 +36,27 @@
 
 #define OBX_AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
 
-/* Seals up to max unsealed rows, in id order, in one transaction. */
+/*
+ * Reads the key from the first line of path (at least 16 bytes) into st: later seals and
+ * verifications use the keyed chain. start_segment: this store's seals may start the keyed
+ * segment (serve); without it (the CLI) they only continue one, else seal plain rows, so that
+ * a verifying CLI cannot paper over a removed segment record by starting a new one. errmsg (n bytes) says why on OBX_ECONFIG; it names the
+ * file, never the key.
+ */
+OBX_MUST_CHECK enum obx_err obx_audit_use_key(struct obx_store *st, const char *path,
+                                              int start_segment, char *errmsg, size_t n);
+
+/*
+ * OBX_ECONFIG with errmsg set when the chain is keyed and st holds no key or another key:
+ * serve checks it at start rather than failing to seal every second.
+ */
+OBX_MUST_CHECK enum obx_err obx_audit_check_key(struct obx_store *st, char *errmsg, size_t n);
+
+/*
+ * Seals up to max unsealed rows, in id order, in one transaction. With a key (and
+ * st->audit_key_start), the first seal starts the keyed segment at the next row, even when
+ * nothing is unsealed yet; OBX_ECONFIG when the chain is keyed and st lacks its key.
+ */
 OBX_MUST_CHECK enum obx_err obx_audit_seal(struct obx_store *st, int max,
                                            int64_t *sealed /* OUT */);
 
@@ -33,6 +67,8 @@ struct obx_audit_report {
     int64_t head_id;          /* last sealed row (0 = none) */
     char head_hash[65];
     char problem[160];        /* what is wrong at first_bad_id */
+    int64_t keyed_from_id;    /* first row of the keyed segment; 0 = plain SHA-256 chain */
+    char key_id[17];          /* the keyed segment's key id ("" = none) */
 };
 
 /* Recomputes the whole chain from the latest checkpoint (read-only). */

@@ -164,6 +164,8 @@ static const struct opt opts[] = {
      "PEM bundle of CAs to trust instead of the system store"},
     {"readonly_channels", OPT_STRING, NULL, 0, STR_MAX, FIELD(readonly_channels, char *),
      "comma-separated channel ids created with is_readonly: true", .check = check_channels},
+    {"audit_key_file", OPT_STRING, NULL, 0, STR_MAX, FIELD(audit_key_file, char *),
+     "file whose first line keys the audit chain (HMAC-SHA256); unset = plain SHA-256"},
 
     /* delivery */
     {"max_inflight", OPT_INT, "16", 1, 1024, FIELD(max_inflight, int64_t),

@@ -36,6 +36,7 @@ struct obx_config {
     char *partoo_api_key;           /* secret, loaded by obx_config_load_secrets(); never printed */
     char *ca_file;                  /* NULL = system CA store */
     char *readonly_channels;        /* comma-separated channel ids, NULL = none */
+    char *audit_key_file;           /* key of the keyed audit chain (audit.h); NULL = plain */
 
     /* delivery */
     int64_t max_inflight;           /* concurrent requests; default 16, 1..1024 */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "audit.h"
 #include "httpd.h"
 #include "inbox.h"
 #include "reconcile.h"
@@ -161,6 +162,7 @@ warn_restart_keys(const struct obx_config *old, const struct obx_config *fresh)
         {"connect_timeout", old->connect_timeout_ms != fresh->connect_timeout_ms},
         {"request_timeout", old->request_timeout_ms != fresh->request_timeout_ms},
         {"synchronous", old->synchronous_full != fresh->synchronous_full},
+        {"audit_key_file", str_differs(old->audit_key_file, fresh->audit_key_file)},
     };
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
@@ -375,6 +377,23 @@ add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
     return OBX_OK;
 }
 
+/* The keyed audit chain: serve seals with audit_key_file's key, and refuses to start
+   without the key of a chain that is keyed already (it could not seal). */
+static enum obx_err
+use_audit_key(struct server *s)
+{
+    char msg[512];
+    enum obx_err err = OBX_OK;
+
+    if (s->cfg->audit_key_file)
+        err = obx_audit_use_key(s->st, s->cfg->audit_key_file, 1, msg, sizeof msg);
+    if (err == OBX_OK)
+        err = obx_audit_check_key(s->st, msg, sizeof msg);
+    if (err != OBX_OK)
+        obx_log(OBX_LOG_ERROR, "cannot use the audit key", OBX_KS("error", msg));
+    return err;
+}
+
 static enum obx_err
 open_store(struct server *s)
 {
@@ -400,8 +419,10 @@ open_store(struct server *s)
                 OBX_KS("error", obx_strerror(err)));
         return err;
     }
+    err = use_audit_key(s);
     /* We hold the serve lock: any `sending` row belongs to a process that died. */
-    err = obx_store_recover(s->st, 1, &recovered);
+    if (err == OBX_OK)
+        err = obx_store_recover(s->st, 1, &recovered);
     if (err == OBX_OK && recovered)
         obx_log(OBX_LOG_WARN, "returned messages of a previous process to the queue",
                 OBX_KI("count", recovered));

@@ -21,6 +21,11 @@ struct obx_store {
     int64_t lease_base;        /* random per open, so tokens differ across processes */
     int64_t rr_priority;       /* round-robin cursor: the lane served last ... */
     char rr_business[256];     /* ... (business_id; "" = start of the level) */
+    /* The keyed audit chain (audit.h): set by obx_audit_use_key, else plain SHA-256. */
+    int audit_keyed;
+    int audit_key_start;       /* may start the keyed segment (serve), not only continue it */
+    unsigned char audit_key[32];
+    char audit_key_id[17];
 };
 
 /* The states of SPEC §2. */

@@ -292,3 +292,15 @@ BEGIN
     VALUES (NEW.channel_id, NEW.external_conversation_id, NEW.id)
     ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id;
 END;
+
+-- The keyed audit chain (0008): from which audit_log row on the chain is sealed with
+-- HMAC-SHA256 under audit_key_file's key, and which key (lib/audit.h). No row: the whole
+-- chain is plain SHA-256.
+CREATE TABLE audit_chain_modes (
+    id              INTEGER PRIMARY KEY,
+    from_id         INTEGER NOT NULL,     -- first audit_log id sealed in this mode
+    mode            TEXT NOT NULL CHECK (mode IN ('sha256', 'hmac-sha256')),
+    key_id          TEXT,                 -- hmac: identifies the key (never the key itself)
+    mac             TEXT,                 -- hmac: HMAC of this record, so from_id cannot move
+    created_at_ms   INTEGER NOT NULL
+);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
@@ -205,6 +206,17 @@ open_with(struct cli *c, struct obx_store_opts *o, struct obx_store **out)
     o->synchronous_normal = !c->cfg.synchronous_full;
     o->max_db_size = c->cfg.max_db_size;
     err = obx_store_open(c->cfg.db, o, out);
+    /* The CLI continues a keyed audit chain but never starts one (audit.h). */
+    if (err == OBX_OK && c->cfg.audit_key_file) {
+        char msg[512];
+        err = obx_audit_use_key(*out, c->cfg.audit_key_file, 0, msg, sizeof msg);
+        if (err != OBX_OK) {
+            cli_error(c, "%s", msg);
+            obx_store_free(*out);
+            *out = NULL;
+            return CLI_FAIL;
+        }
+    }
     if (err == OBX_ESCHEMA)
         cli_error(c, "cannot open '%s': its schema is not the one this binary supports "
                      "(newer than this binary, damaged, or not migrated: run 'outbox migrate')",

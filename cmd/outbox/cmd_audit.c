@@ -18,7 +18,8 @@ static const char usage_text[] =
     "An attempt row records exactly what was sent (the Partoo fields) and what came back.\n"
     "T is RFC 3339 (2026-11-24T10:00:00Z) or a duration meaning that long ago (24h).\n\n"
     "'audit verify' recomputes the whole chain and names the first row that was changed,\n"
-    "added or removed; it exits 1 when the chain is broken.\n\n"
+    "added or removed; it exits 1 when the chain is broken. A chain keyed with\n"
+    "audit_key_file (HMAC-SHA256) needs that key to verify.\n\n"
     "Both first seal rows not yet chained (serve does it every second).\n\n" CLI_COMMON_HELP;
 
 struct export_ctx {
@@ -98,17 +99,27 @@ verify(struct cli *c, struct obx_store *st)
         cli_error(c, "cannot verify the audit log: %s", obx_strerror(err));
         return CLI_FAIL;
     }
-    if (c->json)
+    if (c->json) {
+        /* problem and key_id are fixed texts and hex digits: nothing to escape. */
         printf("{\"ok\":%s,\"checked\":%lld,\"unsealed\":%lld,\"first_bad_id\":%lld,"
+               "\"problem\":\"%s\",\"keyed_from_id\":%lld,\"key_id\":\"%s\","
                "\"head\":{\"id\":%lld,\"hash\":\"%s\"}}\n",
                r.first_bad_id ? "false" : "true", (long long)r.checked, (long long)r.unsealed,
-               (long long)r.first_bad_id, (long long)r.head_id, r.head_hash);
-    else if (r.first_bad_id)
+               (long long)r.first_bad_id, r.problem, (long long)r.keyed_from_id, r.key_id,
+               (long long)r.head_id, r.head_hash);
+    } else if (r.first_bad_id) {
         printf("audit chain BROKEN at row %lld: %s (%lld rows verified before it)\n",
                (long long)r.first_bad_id, r.problem, (long long)r.checked);
-    else
+    } else {
         printf("audit chain ok: %lld rows verified, head row %lld hash %s\n",
                (long long)r.checked, (long long)r.head_id, r.head_hash);
+        if (r.keyed_from_id)
+            printf("keyed (HMAC-SHA256) from row %lld on, key id %s; rows before it are plain "
+                   "SHA-256\n", (long long)r.keyed_from_id, r.key_id);
+        else
+            printf("plain SHA-256 chain (no audit_key_file): it shows changes made without "
+                   "re-sealing, not re-sealed ones\n");
+    }
     return r.first_bad_id ? CLI_FAIL : CLI_OK;
 }
 

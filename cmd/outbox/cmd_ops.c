@@ -341,7 +341,7 @@ check_database(struct doctor *d, const char *name)
 }
 
 /*
- * The database, its -wal/-shm/-journal and the key file hold messages and secrets: files
+ * The database, its -wal/-shm/-journal and the key files hold messages and secrets: files
  * group or other can read are a warning (serve creates them 0600, under umask 077).
  */
 static void
@@ -353,14 +353,17 @@ check_permissions(struct doctor *d, const char *name)
     size_t used = 0;
     struct stat sb;
 
-    for (size_t i = 0; i <= sizeof suffixes / sizeof suffixes[0]; i++) {
+    const char *keys[] = {cfg->partoo_api_key_file, cfg->audit_key_file};
+    const size_t nsuffixes = sizeof suffixes / sizeof suffixes[0];
+
+    for (size_t i = 0; i < nsuffixes + sizeof keys / sizeof keys[0]; i++) {
         int n;
-        if (i < sizeof suffixes / sizeof suffixes[0])
+        if (i < nsuffixes)
             n = snprintf(path, sizeof path, "%s%s", cfg->db, suffixes[i]);
-        else if (cfg->partoo_api_key_file)
-            n = snprintf(path, sizeof path, "%s", cfg->partoo_api_key_file);
+        else if (keys[i - nsuffixes])
+            n = snprintf(path, sizeof path, "%s", keys[i - nsuffixes]);
         else
-            break;
+            continue;
         if (n < 0 || (size_t)n >= sizeof path || stat(path, &sb) != 0 || !(sb.st_mode & 077))
             continue;
         n = snprintf(loose + used, sizeof loose - used, "%s'%s' (%03o)", used ? ", " : "", path,
@@ -868,7 +871,7 @@ static const char doctor_usage[] =
     "usage: outbox doctor [--check-api-key] [options]\n\n"
     "Checks that this installation can run, one line per check: ok, warn or FAIL, what is\n"
     "wrong and how to fix it. Checks: the configuration (file, OUTBOX_* and flags); the\n"
-    "database file opens, its files (and the key file) are not readable by group or\n"
+    "database file opens, its files (and the key files) are not readable by group or\n"
     "others, PRAGMA quick_check, its schema version against this binary's;\n"
     "free disk space and the database and WAL sizes against max_db_size; whether serve\n"
     "runs; api_listen and webhook_listen (a non-loopback api_listen needs api_token; a port\n"
