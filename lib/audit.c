@@ -53,9 +53,10 @@ enum obx_err
 obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, char *errmsg,
                   size_t n)
 {
-    char line[4097], id_src[64];
-    unsigned char k[EVP_MAX_MD_SIZE], idmd[EVP_MAX_MD_SIZE];
-    unsigned int klen = 0, idlen = 0;
+    static const char id_msg[] = "outbox-audit-key-id";
+    char line[4097], id[65];
+    unsigned char k[EVP_MAX_MD_SIZE];
+    unsigned int klen = 0;
     FILE *f = fopen(path, "r");
     size_t len = 0;
     enum obx_err err = OBX_ECONFIG;
@@ -73,12 +74,10 @@ obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, cha
         snprintf(errmsg, n, "audit_key_file '%s': the first line must hold at least %d bytes",
                  path, KEY_LINE_MIN);
     } else if (EVP_Digest(line, len, k, &klen, EVP_sha256(), NULL) == 1 && klen == 32) {
-        /* The id is a hash of K, so it names the key without revealing it. */
-        memcpy(id_src, "outbox-audit-key-id\n", 20);
-        memcpy(id_src + 20, k, 32);
-        if (EVP_Digest(id_src, 52, idmd, &idlen, EVP_sha256(), NULL) == 1 && idlen == 32) {
+        /* The id is a MAC under K, so it names the key without revealing it. */
+        if (hmac_hex(k, id_msg, sizeof id_msg - 1, id) == OBX_OK) {
             memcpy(st->audit_key, k, 32);
-            hex(idmd, 8, st->audit_key_id);
+            snprintf(st->audit_key_id, sizeof st->audit_key_id, "%.16s", id);
             st->audit_keyed = 1;
             st->audit_key_start = start_segment;
             errmsg[0] = '\0';
@@ -91,7 +90,6 @@ obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, cha
     }
     OPENSSL_cleanse(line, sizeof line); /* the key must not outlive this call on the stack */
     OPENSSL_cleanse(k, sizeof k);
-    OPENSSL_cleanse(id_src, sizeof id_src);
     return err;
 }
 

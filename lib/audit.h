@@ -21,7 +21,7 @@
  *   hash(row) = hex(HMAC-SHA256(K, prev_hash || "\n" || canonical(row)))
  *   K = SHA-256(first line of audit_key_file, trailing whitespace trimmed)
  * and one audit_chain_modes row says from which id on (from_id), under which key
- * (key_id = first 16 hex digits of SHA-256("outbox-audit-key-id\n" || K)), with
+ * (key_id = first 16 hex digits of HMAC-SHA256(K, "outbox-audit-key-id")), with
  *   mac = hex(HMAC-SHA256(K, "outbox-audit-mode\n" || from_id || "\n" || key_id))
  * so that from_id cannot be moved without the key. Rows before from_id stay plain.
  * Sealing with a key starts that segment at the next row; sealing without the key, or with

@@ -22,6 +22,7 @@ cli_error(const struct cli *c, const char *fmt, ...)
 
     fprintf(stderr, "outbox %s: ", c->command);
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
@@ -67,14 +68,15 @@ add_config_flag(struct cli *c, const char *name, size_t len, const char *value)
         return CLI_USAGE;
     /* argv is readable by every local user (/proc/PID/cmdline, ps): no secret may pass there. */
     if (obx_config_is_secret(c->flags[c->nflags].key_buf)) {
-        char env[80];
+        const char *key = c->flags[c->nflags].key_buf;
+        char env[sizeof c->flags[0].key_buf];
         size_t i;
-        for (i = 0; c->flags[c->nflags].key_buf[i] && i < sizeof env - 8; i++)
-            env[i] = (char)toupper((unsigned char)c->flags[c->nflags].key_buf[i]);
+        for (i = 0; i < sizeof env - 1 && key[i]; i++)
+            env[i] = (char)toupper((unsigned char)key[i]);
         env[i] = '\0';
         cli_error(c, "--%.*s is a secret and the command line is visible to every local user; "
                      "set OUTBOX_%s in the environment or %s in the configuration file",
-                  (int)len, name, env, c->flags[c->nflags].key_buf);
+                  (int)len, name, env, key);
         return CLI_SECRET_FLAG;
     }
     c->flags[c->nflags].key = c->flags[c->nflags].key_buf;
@@ -400,6 +402,7 @@ cli_printf_safe(FILE *out, const char *fmt, ...)
 
     va_start(ap, fmt);
     va_copy(ap2, ap);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     n = vsnprintf(NULL, 0, fmt, ap);
     if (n >= 0)
         text = obx_malloc((size_t)n + 1);
