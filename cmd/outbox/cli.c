@@ -97,6 +97,11 @@ parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *o
     int rc;
 
     assert(!o || !o->value != !o->flag); /* every option of a table has one of the two */
+    if (!o && len == 14 && strncmp(arg, "partoo-api-key", 14) == 0) {
+        cli_error(c, "--partoo-api-key is a secret and the command line is visible to every "
+                     "local user; set OUTBOX_PARTOO_API_KEY or partoo_api_key_file");
+        return CLI_USAGE;
+    }
     if (!o && !(len == 6 && strncmp(arg, "config", 6) == 0) && !is_config_key(arg, len)) {
         cli_error(c, "unknown option --%.*s (see 'outbox %s --help')", (int)len, arg, c->command);
         return CLI_USAGE;

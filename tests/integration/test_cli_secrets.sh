@@ -27,6 +27,9 @@ for flag in api-token webhook-path-secret webhook-required-header; do
     assert_status "--$flag=VALUE is a usage error too" 2 "$B" status --db "$DB" \
         "--$flag=X-Secret-Value: 0123456789abcdef"
 done
+assert_status "--partoo-api-key is a usage error" 2 "$B" status --db "$DB" --partoo-api-key k-0123456789
+assert_contains "... pointing to OUTBOX_PARTOO_API_KEY" "$(cat "$T/last.err")" OUTBOX_PARTOO_API_KEY
+assert_not_contains "... without the value" "$(cat "$T/last.err")" k-0123456789
 assert_eq "refused flags create no database" "$(ls "$DB" 2>/dev/null)" ""
 assert_contains "--help says where secrets come from" "$("$B" status --help)" "OUTBOX_<KEY>"
 
