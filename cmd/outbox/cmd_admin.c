@@ -197,6 +197,16 @@ cmd_purge(int argc, char **argv)
     rc = cli_open_store(&c, 0, &st);
     if (rc != CLI_OK)
         goto out;
+    /* Pruning audit rows seals them first: a keyed chain needs its key, so check before
+       deleting anything rather than stop half-way. */
+    {
+        char msg[512];
+        if (obx_audit_check_key(st, msg, sizeof msg) != OBX_OK) {
+            cli_error(&c, "%s", msg[0] ? msg : "cannot read the audit chain's mode");
+            rc = CLI_FAIL;
+            goto out;
+        }
+    }
     po.include_failed = !keep_failed;
     progress_start(&pc.pr, "purge", "messages", 0);
     err = obx_store_purge(st, obx_now_ms(st->clock) - age_ms, &po, &count);

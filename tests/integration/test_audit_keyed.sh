@@ -94,6 +94,10 @@ assert_status "serve refuses a keyed chain without the key" 1 timeout 20 env OUT
     --webhook-listen 127.0.0.1:0
 assert_contains "... saying why" "$(cat "$T/last.out" "$T/last.err")" "set audit_key_file"
 
+assert_status "purge without the key of a keyed chain: exit 1" 1 "$B" purge --db "$DB" --older-than 0s
+assert_contains "... saying why" "$(cat "$T/last.err")" "set audit_key_file"
+assert_eq "... before deleting anything" "$(sql "$DB" "SELECT count(*) FROM outbox")" 8
+
 # ---- the attacker without the key ---------------------------------------------------------------
 cp "$DB" "$T/attacked.db"
 reseal "$T/attacked.db" $((FROM + 2))
