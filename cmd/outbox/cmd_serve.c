@@ -14,7 +14,9 @@ static const char usage_text[] =
     "per-conversation order. Applies pending migrations first. One serve per database.\n"
     "The Partoo API key comes from OUTBOX_PARTOO_API_KEY or partoo_api_key_file.\n\n"
     "Signals: SIGTERM/SIGINT drain in-flight requests (up to shutdown_timeout) and exit 0;\n"
-    "SIGHUP reloads the configuration (an invalid one is logged and ignored).\n\n"
+    "SIGHUP reloads the configuration (an invalid one is logged and ignored, and so is\n"
+    "one without api_token while api_listen is not loopback); keys read only at start\n"
+    "(listeners, ca_file, timeouts, synchronous, audit_key_file) are named in a warning.\n\n"
     "  --print-config     print the effective configuration (secrets masked) and exit\n\n"
     CLI_COMMON_HELP;
 
