@@ -178,8 +178,13 @@ cmd_audit(int argc, char **argv)
     if (rc != CLI_OK)
         goto out;
     err = obx_audit_seal(st, 1000000, &n);
-    if (err != OBX_OK)
-        cli_error(&c, "warning: cannot seal new audit rows: %s", obx_strerror(err));
+    if (err != OBX_OK) {
+        char msg[512];
+        /* A keyed chain without its key: say which key, not just "configuration error". */
+        if (err != OBX_ECONFIG || obx_audit_check_key(st, msg, sizeof msg) == OBX_OK || !msg[0])
+            snprintf(msg, sizeof msg, "%s", obx_strerror(err));
+        cli_error(&c, "warning: cannot seal new audit rows: %s", msg);
+    }
     if (c.npositional)
         rc = verify(&c, st);
     else

@@ -86,6 +86,7 @@ assert_eq "verify reports where the keyed segment starts" "$(jget "$(vjson)" '$.
 assert_status "text verify names the keyed segment" 0 "$B" audit verify --db "$DB" --config "$T/key.conf"
 assert_contains "... HMAC-SHA256) from row $FROM" "$(cat "$T/last.out")" "(HMAC-SHA256) from row $FROM"
 verify "without the key: fails" 1
+assert_contains "... and the seal warning names the missing key" "$(cat "$T/last.err")" "set audit_key_file"
 assert_contains "... and says the key is needed" "$(jget "$(vjson)" '$.problem')" "needs the key"
 verify "with another key: fails" 1 --config "$T/other.conf"
 assert_contains "... and says it is another key" "$(jget "$(vjson)" '$.problem')" "not the one"
