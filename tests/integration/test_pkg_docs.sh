@@ -107,6 +107,8 @@ for k in log-level log-format synchronous; do
     assert_eq "completion: --$k" "$(complete_words serve --$k '' | tr '\n' ' ')" \
         "$(accepted "$BIN" serve --print-config --$k nope)"
 done
+assert_eq "completion: the command after a global flag's value" \
+    "$(complete_words --db x.db ls --st | tr '\n' ' ')" "--state "
 assert_eq "completion: audit verify" "$(complete_words audit v | tr '\n' ' ')" "verify "
 
 finish
