@@ -9,7 +9,8 @@ packages=(
     libsqlite3-dev libcurl4-openssl-dev libcjson-dev libevent-dev libssl-dev
     sqlite3 curl clang llvm procps python3 util-linux wrk
     clang-tidy cppcheck valgrind
-    dpkg-dev lintian man-db nodejs python3-prometheus-client prometheus
+    # make deb and its checks; the client examples (node); the formats' own tools (promtool)
+    dpkg-dev file lintian man-db nodejs python3-prometheus-client prometheus
 )
 
 missing=()

@@ -22,7 +22,7 @@ if grep -q '^OBX_SANITIZE:STRING=.\+' "$BUILD/CMakeCache.txt" 2>/dev/null; then
     finish
     exit $?
 fi
-for tool in cpack dpkg-deb dpkg-shlibdeps man lintian; do
+for tool in cpack dpkg-deb dpkg-shlibdeps file man lintian; do
     command -v "$tool" >/dev/null || { fail "$tool is not installed (scripts/install-deps.sh)"; finish; exit 1; }
 done
 
