@@ -49,9 +49,12 @@ for k in $keys; do
     case $page5 in *"$k ("*) ;; *) missing="$missing $k" ;; esac
 done
 assert_eq "outbox.conf(5): every key of --print-config" "${missing:-none}" none
+assert_not_contains "outbox.conf(5): every key described in docs/configuration.md" "$page5" \
+    "Not described in docs/configuration.md"
 
-# gen-man.py fails when docs/configuration.md and the binary disagree.
-gen() { python3 "$SRC/scripts/gen-man.py" --bin "$BIN" --config-doc "$1" --version 0 --out-dir "$T/man"; }
+# gen-man.py --strict fails when docs/configuration.md and the binary disagree (the build
+# runs it without --strict: it warns, and the page gets a stub the check above refuses).
+gen() { python3 "$SRC/scripts/gen-man.py" --strict --bin "$BIN" --config-doc "$1" --version 0 --out-dir "$T/man"; }
 assert_status "gen-man: the real key table" 0 gen "$SRC/docs/configuration.md"
 grep -v '^| `rate_burst`' "$SRC/docs/configuration.md" >"$T/conf-missing.md"
 assert_status "gen-man: a key missing from the table fails" 1 gen "$T/conf-missing.md"
