@@ -124,6 +124,8 @@ def page_outbox1(binary, version):
           "Any configuration key in upper case, e.g. \\fBOUTBOX_RATE_LIMIT=120/min\\fR; it",
           "overrides the file and is overridden by the flag.",
           ".SH FILES",
+          "As installed by the Debian package (\\fBcmake \\-\\-install\\fR uses",
+          "\\fI/etc/outbox/\\fR and the prefix given to it instead).",
           ".TP", ".I %s/outbox.conf" % PKG_ETC,
           "Configuration of the packaged service (a conffile: upgrades keep your changes).",
           ".TP", ".I %s/secrets" % PKG_ETC,

@@ -35,13 +35,16 @@ def handle(reply):
 
 def main():
     # Acknowledged replies leave the listing, so each pass starts again from the oldest.
-    handled = 0
+    handled, seen = 0, set()
     while True:
         page = call("GET", "/v1/inbox?limit=100")
-        replies = page["replies"]
+        replies = [r for r in page["replies"] if r["id"] not in seen]
         if not replies:
+            if page["replies"]:
+                sys.exit("acknowledged replies are still listed: %r" % sorted(seen))
             break
         for reply in replies:
+            seen.add(reply["id"])
             handle(reply)
             ack = call("POST", "/v1/inbox/%s/ack" % urllib.parse.quote(str(reply["id"])))
             if ack.get("state") != "acked":
