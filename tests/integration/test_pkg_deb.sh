@@ -59,7 +59,10 @@ for f in usr/bin/outbox etc/partoo-outbox/outbox.conf lib/systemd/system/outbox.
     usr/share/man/man1/outbox.1.gz usr/share/man/man5/outbox.conf.5.gz \
     usr/share/bash-completion/completions/outbox usr/share/doc/partoo-outbox/copyright \
     usr/share/doc/partoo-outbox/changelog.gz usr/share/doc/partoo-outbox/README.md \
-    usr/share/doc/partoo-outbox/configuration.md usr/share/doc/partoo-outbox/openapi.yaml; do
+    usr/share/doc/partoo-outbox/configuration.md usr/share/doc/partoo-outbox/openapi.yaml \
+    usr/share/doc/partoo-outbox/contrib/examples/enqueue.py \
+    usr/share/doc/partoo-outbox/contrib/prometheus/alerts.yml \
+    usr/share/doc/partoo-outbox/contrib/grafana/outbox.json; do
     [ -s "$R/$f" ] && pass "packaged /$f" || fail "packaged /$f: missing or empty"
 done
 assert_status "packaged binary: version" 0 "$R/usr/bin/outbox" version
