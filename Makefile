@@ -56,6 +56,13 @@ lint: deps
 
 check: lint test test-asan test-fuzz
 
+# The Debian package (issue 17): build/partoo-outbox_<version>_<arch>.deb, made by CPack
+# (cmake/deb_stage.cmake adds the conffile, the unit, copyright and changelog).
+# tests/integration/test_pkg_deb.sh builds it in `make check` and runs lintian on it.
+.PHONY: deb
+deb: build
+	cmake --build build --target deb
+
 demo: build
 	scripts/demo.sh
 
