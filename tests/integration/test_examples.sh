@@ -22,7 +22,7 @@ start_wh_mock --echo
 "$EX/inbox_receiver.py" --port 0 --port-file "$T/rcv.port" --out "$T/replies.jsonl" 2>"$T/rcv.err" &
 PIDS+=("$!")
 wait_until 30 '[ -s "$T/rcv.port" ]' || { echo "receiver did not start"; cat "$T/rcv.err"; exit 1; }
-wh_serve --api-token "$TOKEN" --inbox-url "http://127.0.0.1:$(cat "$T/rcv.port")/replies"
+OUTBOX_API_TOKEN=$TOKEN wh_serve --inbox-url "http://127.0.0.1:$(cat "$T/rcv.port")/replies"
 
 # enqueue_checks NAME CMD...: the example enqueues (ch-NAME, m1); runs it four times.
 enqueue_checks() {
