@@ -893,8 +893,14 @@ obx_api_reload(struct obx_api *api, const struct obx_config *cfg)
 
 enum obx_err
 obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-            struct obx_worker *worker, struct obx_api **out)
+            struct obx_worker *worker, size_t max_connections, struct obx_api **out)
 {
+    struct obx_httpd_limits lim = {
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .body_limit_message = "the body exceeds max_body_bytes",
+        .max_connections = max_connections,
+        .body_budget_bytes = (size_t)cfg->http_body_budget,
+    };
     struct obx_api *api;
     enum obx_err err;
 
@@ -912,8 +918,8 @@ obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_conf
     api->worker = worker;
     obx_api_reload(api, cfg);
     api->commit_ev = evtimer_new(base, on_commit, api);
-    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, (size_t)cfg->max_body_bytes,
-                                            &api->http, &api->port)
+    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, &lim, &api->http,
+                                            &api->port)
                          : OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot listen for the producer api",

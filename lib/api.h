@@ -27,12 +27,14 @@ struct obx_api_stats {
 };
 
 /*
- * Binds cfg->api_listen and serves the routes. st, cfg and worker are borrowed
- * and must outlive the API (worker may be NULL: no wake-ups). Refuses a
- * non-loopback address without api_token (OBX_ECONFIG).
+ * Binds cfg->api_listen and serves the routes, with at most max_connections open
+ * connections (0: the httpd default). st, cfg and worker are borrowed and must outlive
+ * the API (worker may be NULL: no wake-ups). Refuses a non-loopback address without
+ * api_token (OBX_ECONFIG).
  */
 OBX_MUST_CHECK enum obx_err obx_api_new(struct event_base *base, struct obx_store *st,
                                         const struct obx_config *cfg, struct obx_worker *worker,
+                                        size_t max_connections,
                                         struct obx_api **out /* OUT */);
 
 /* Stops listening and frees. Requests waiting for a group commit are answered 503. NULL ok. */

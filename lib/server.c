@@ -386,13 +386,13 @@ start(struct server *s)
     if (err == OBX_OK)
         err = obx_inbox_new(s->base, s->st, s->cfg, &s->inbox);
     if (err == OBX_OK)
-        err = obx_api_new(s->base, s->st, s->cfg, s->worker, &s->api);
+        err = obx_api_new(s->base, s->st, s->cfg, s->worker, 0, &s->api);
     if (err == OBX_OK) {
         s->reconcile_ev = evtimer_new(s->base, on_reconcile, s);
         err = s->reconcile_ev ? OBX_OK : OBX_ENOMEM;
     }
     if (err == OBX_OK)
-        err = obx_webhook_new(s->base, s->st, s->cfg, on_events_stored, s, &s->webhook);
+        err = obx_webhook_new(s->base, s->st, s->cfg, 0, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
         struct timeval second = {1, 0};
         s->state_ev = event_new(s->base, -1, EV_PERSIST, on_state_tick, s);

@@ -41,12 +41,14 @@ typedef void (*obx_webhook_stored_fn)(void *ctx, const struct obx_reconcile_resu
                                       int leftover);
 
 /*
- * Listens on cfg->webhook_listen, calling stored after each commit that stored
- * new events. st and cfg are borrowed.
+ * Listens on cfg->webhook_listen (at most max_connections open connections, 0: the
+ * httpd default, bodies up to cfg->webhook_max_body_bytes), calling stored after each
+ * commit that stored new events. st and cfg are borrowed.
  * OBX_ECONFIG for an unusable public key.
  */
 OBX_MUST_CHECK enum obx_err obx_webhook_new(struct event_base *base, struct obx_store *st,
                                             const struct obx_config *cfg,
+                                            size_t max_connections,
                                             obx_webhook_stored_fn stored, void *ctx,
                                             struct obx_webhook **out /* OUT */);
 void obx_webhook_free(struct obx_webhook *wh);

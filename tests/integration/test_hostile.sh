@@ -13,7 +13,7 @@ RAW=$(dirname "$0")/../torture/rawhttp.py
 start_mock --rate-limit 0 --webhook-seed "$SEED"
 PUB=$(mock_pubkey) || exit 1
 make_signer
-start_serve --rate-limit 0 --webhook-public-key "$PUB"
+start_serve --rate-limit 0 --webhook-public-key "$PUB" --webhook-max-body-bytes 1M
 serve_ports || { echo "no serving line"; cat "$T/serve.log"; exit 1; }
 mock_post faults '{"webhook_url":"'"$WH_URL"'"}' >/dev/null
 WH_BASE=http://127.0.0.1:$WH_PORT
@@ -176,7 +176,7 @@ for port in "$API_PORT" "$WH_PORT"; do
     still_serving "$lis transport attacks"
 done
 
-# Bodies over the limit (max_body_bytes 1 MiB; evhttp's own cap is 2 MiB).
+# Bodies over the limit (max_body_bytes and webhook_max_body_bytes 1 MiB).
 head -c 1500000 /dev/zero | tr '\0' a | sed 's/^/{"content":"/; s/$/"}/' >"$T/big1.json"
 head -c 5000000 /dev/zero | tr '\0' a | sed 's/^/{"content":"/; s/$/"}/' >"$T/big5.json"
 assert_eq "api: 1.5 MB body -> 413" "$(api_post "$T/big1.json")" 413
