@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "store.h"
 #include "worker.h"
 
@@ -24,6 +25,7 @@ struct obx_api_stats {
     int64_t messages_duplicate;
     int64_t commits;             /* group-commit transactions */
     int64_t write_failures;      /* 503/507 answers */
+    struct obx_httpd_stats http; /* what the HTTP layer answered itself */
 };
 
 /*

@@ -87,7 +87,6 @@
 #define IO_TIMEOUT_S       12
 #define REQUEST_DEADLINE_S 10 /* a whole request, however fast its bytes come */
 #define DEFAULT_MAX_CONNECTIONS 400
-#define DEFAULT_MAX_LINGERING   64
 #define DEFAULT_BODY_BUDGET     (64 * 1024 * 1024)
 #define LINGER_MAX_BYTES   (64 * 1024 * 1024) /* what a lingering socket reads at most */
 #define LINGER_MAX_S       10
@@ -732,7 +731,8 @@ obx_httpd_new(struct event_base *base, const char *listen, const struct obx_http
     h->refs = 1;
     h->base = base;
     h->max_connections = lim->max_connections ? lim->max_connections : DEFAULT_MAX_CONNECTIONS;
-    h->max_lingering = lim->max_lingering ? lim->max_lingering : DEFAULT_MAX_LINGERING;
+    /* Lingering sockets are descriptors too: a quarter of the connection cap. */
+    h->max_lingering = lim->max_lingering ? lim->max_lingering : h->max_connections / 4 + 1;
     h->body_budget = lim->body_budget_bytes ? lim->body_budget_bytes : DEFAULT_BODY_BUDGET;
     /* One request of the largest size must always fit, or it could never be answered. */
     if (h->body_budget < lim->max_body_bytes + MAX_HEADERS_BYTES)
@@ -749,10 +749,14 @@ obx_httpd_new(struct event_base *base, const char *listen, const struct obx_http
     evhttp_set_max_body_size(h->http, (ev_ssize_t)lim->max_body_bytes);
     evhttp_set_timeout(h->http, IO_TIMEOUT_S);
     evhttp_set_bevcb(h->http, on_new_bev, h);
-    /* Every common method reaches the router, which answers 405 in JSON where needed. */
+    /*
+     * Every method evhttp knows reaches the router, which answers 405 where needed; one it
+     * does not know gets evhttp's 501 (in JSON, see rewrite_error_page).
+     */
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     sock = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
     if (!sock) {
         obx_httpd_free(h);

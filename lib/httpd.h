@@ -22,7 +22,8 @@ struct obx_httpd_limits {
     const char *body_limit_message; /* the 413's message, e.g. "the body exceeds
                                       max_body_bytes" (borrowed, static); NULL: generic */
     size_t max_connections;        /* open connections; default 400 */
-    size_t max_lingering;          /* sockets draining after an error reply; default 64 */
+    size_t max_lingering;          /* sockets draining after their close; default a quarter
+                                      of max_connections, + 1 */
     size_t body_budget_bytes;      /* request bytes received and not yet answered, all
                                       connections together; default 64 MiB, at least
                                       max_body_bytes + 16 KiB */

@@ -269,6 +269,14 @@ render_metrics(void *ctx, struct obx_buf *b)
     in.wh_bad_signature = hs.rejected_signature;
     in.wh_rejected_other = hs.rejected_other;
     in.wh_write_failures = hs.write_failures;
+    in.wh_too_large = hs.rejected_too_large;
+    for (int l = 0; l < 2; l++) {
+        const struct obx_httpd_stats *h = l == 0 ? &as.http : &hs.http;
+        in.http_rejected[l][0] = h->too_large;
+        in.http_rejected[l][1] = h->bad_request;
+        in.http_rejected[l][2] = h->timeout;
+        in.http_rejected[l][3] = h->shed;
+    }
     if (err == OBX_OK)
         err = obx_metrics_render(b, &in);
     obx_free(ch);

@@ -302,6 +302,8 @@ reject(struct obx_webhook *wh, struct evhttp_request *req, int status, const cha
 {
     if (status == 401 && strcmp(code, "bad_signature") == 0)
         wh->stats.rejected_signature++;
+    else if (status == 413)
+        wh->stats.rejected_too_large++;
     else
         wh->stats.rejected_other++;
     obx_log(OBX_LOG_WARN, "webhook rejected", OBX_KI("status", status), OBX_KS("reason", why));
@@ -477,4 +479,8 @@ void
 obx_webhook_stats(const struct obx_webhook *wh, struct obx_webhook_stats *out)
 {
     *out = wh->stats;
+    /* Requests the HTTP layer refused never reached on_request: count them here. */
+    obx_httpd_stats(wh->http, &out->http);
+    out->rejected_too_large += out->http.too_large;
+    out->rejected_other += out->http.bad_request + out->http.timeout + out->http.shed;
 }

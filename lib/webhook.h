@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "reconcile.h"
 #include "store.h"
 
@@ -28,8 +29,10 @@ struct obx_webhook_stats {
     int64_t stored;           /* new events committed */
     int64_t duplicates;       /* verified, byte-identical to a stored one */
     int64_t rejected_signature;
-    int64_t rejected_other;   /* path, method, header, size */
+    int64_t rejected_too_large; /* 413: over webhook_max_body_bytes */
+    int64_t rejected_other;   /* path, method, header; malformed, late or shed (HTTP layer) */
     int64_t write_failures;   /* answered 503 */
+    struct obx_httpd_stats http; /* what the HTTP layer answered itself (counted above too) */
 };
 
 /*

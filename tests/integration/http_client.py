@@ -9,6 +9,10 @@
       answer until the server closes.
   http_client.py slow PORT
       sends the start of a request and then nothing; reads what comes back.
+  http_client.py flood PORT PATH N SIZE
+      N connections each send the headers and SIZE-1 bytes of a SIZE-byte body, all
+      together, then the last byte, and read their answers; prints one line per
+      connection ("ERROR ..." when one was cut off before an answer).
 
 Each prints "STATUS<TAB>CONTENT-TYPE<TAB>BODY" (BODY on one line), or "ERROR <exception>".
 """
@@ -16,6 +20,7 @@ import http.client
 import json
 import socket
 import sys
+import threading
 
 
 def show(status, ctype, body):
@@ -63,6 +68,38 @@ def main():
             s = socket.create_connection(("127.0.0.1", port), timeout=30)
             s.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
             parse(read_all(s))
+        elif mode == "flood":
+            path, n, size = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+            head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Authorization: Bearer wrong\r\nContent-Length: {size}\r\n\r\n").encode()
+            socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(n)]
+            results = [None] * n
+
+            def one(i):
+                try:
+                    socks[i].sendall(head + b" " * (size - 1))
+                    try:
+                        barrier.wait()
+                    except threading.BrokenBarrierError:
+                        pass
+                    socks[i].sendall(b" ")
+                except OSError:
+                    pass  # answered early and closed: read what came below
+                try:
+                    results[i] = read_all(socks[i])
+                except OSError as e:
+                    results[i] = e
+            barrier = threading.Barrier(n, timeout=20)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for r in results:
+                if isinstance(r, bytes) and r:
+                    parse(r)
+                else:
+                    print(f"ERROR {r!r}")
         elif mode == "slow":
             s = socket.create_connection(("127.0.0.1", port), timeout=30)
             s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
