@@ -9,6 +9,9 @@
       answer until the server closes.
   http_client.py slow PORT
       sends the start of a request and then nothing; reads what comes back.
+  http_client.py many PORT N
+      opens N connections at once, sends "GET /healthz" (Connection: close) on each, then
+      reads every answer; prints one line per connection.
   http_client.py flood PORT PATH N SIZE
       N connections each send the headers and SIZE-1 bytes of a SIZE-byte body, all
       together, then the last byte, and read their answers; prints one line per
@@ -68,6 +71,16 @@ def main():
             s = socket.create_connection(("127.0.0.1", port), timeout=30)
             s.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
             parse(read_all(s))
+        elif mode == "many":
+            socks = [socket.create_connection(("127.0.0.1", port), timeout=60)
+                     for _ in range(int(sys.argv[3]))]
+            for s in socks:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            for s in socks:
+                try:
+                    parse(read_all(s))
+                except OSError as e:
+                    print(f"ERROR {e!r}")
         elif mode == "flood":
             path, n, size = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
             head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
