@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,7 @@
 #define MAX_GROUP_ITEMS 20000 /* commit at once past this many pending items */
 #define API_BUSY_MS 1000      /* lock wait before answering 503 */
 #define READY_AFTER_FAILURE_MS 2000
+#define READYZ_PROBE_MS 1000  /* at most one write probe per second (on_readyz) */
 
 /* One POST /v1/messages waiting for the group commit. */
 struct post {
@@ -76,6 +78,9 @@ struct obx_api {
     } group;
     int last_write_failed;
     int64_t last_failure_mono_ms;  /* when a commit last failed */
+    int64_t probes;                /* /readyz write probes so far */
+    int64_t probe_mono_ms;         /* when the last one ran */
+    enum obx_err probe_err;        /* and what it found */
     struct obx_api_stats stats;
     enum obx_err (*metrics)(void *ctx, struct obx_buf *b);
     void *metrics_ctx;
@@ -763,20 +768,33 @@ on_healthz(struct obx_api *api, struct evhttp_request *req, char **seg)
  * Ready when a small real write commits (a lock alone would not show a full disk). A
  * success also clears the memory of an earlier failed commit, so readiness comes back
  * without waiting for a producer's request.
+ *
+ * The write is fsync'ed: probing on every request would let anyone who can reach /readyz
+ * (open without the token) load the disk. So the probe runs at most once every
+ * READYZ_PROBE_MS, and again when a commit failed since the last one; other requests are
+ * answered from its result. The probe row's value counts the probes.
  */
 static void
 on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     static const char *const keys[] = {"readyz_probe"};
-    const char *values[] = {"ok"};
+    int64_t now = obx_mono_ms(obx_clock_real());
+    char count[24];
+    const char *values[] = {count};
     enum obx_err err;
     struct obx_buf b;
 
     (void)seg;
-    obx_store_set_busy_timeout(api->st, 100); /* a probe must answer fast */
-    err = obx_store_publish_state(api->st, keys, values, 1);
-    if (err == OBX_OK)
-        err = obx_store_check_quota(api->st); /* producers would get 507 */
+    if (api->probes == 0 || now - api->probe_mono_ms >= READYZ_PROBE_MS ||
+        (api->last_write_failed && api->probe_mono_ms <= api->last_failure_mono_ms)) {
+        snprintf(count, sizeof count, "%lld", (long long)++api->probes);
+        obx_store_set_busy_timeout(api->st, 100); /* a probe must answer fast */
+        api->probe_err = obx_store_publish_state(api->st, keys, values, 1);
+        if (api->probe_err == OBX_OK)
+            api->probe_err = obx_store_check_quota(api->st); /* producers would get 507 */
+        api->probe_mono_ms = now;
+    }
+    err = api->probe_err;
     /* A tiny probe can fit where a real batch does not (a nearly full disk): stay not
      * ready for a moment after a failed commit, then trust the probe. */
     if (err == OBX_OK && api->last_write_failed &&
@@ -893,8 +911,14 @@ obx_api_reload(struct obx_api *api, const struct obx_config *cfg)
 
 enum obx_err
 obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-            struct obx_worker *worker, struct obx_api **out)
+            struct obx_worker *worker, size_t max_connections, struct obx_api **out)
 {
+    struct obx_httpd_limits lim = {
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .body_limit_message = "the body exceeds max_body_bytes",
+        .max_connections = max_connections,
+        .body_budget_bytes = (size_t)cfg->http_body_budget,
+    };
     struct obx_api *api;
     enum obx_err err;
 
@@ -912,8 +936,8 @@ obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_conf
     api->worker = worker;
     obx_api_reload(api, cfg);
     api->commit_ev = evtimer_new(base, on_commit, api);
-    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, (size_t)cfg->max_body_bytes,
-                                            &api->http, &api->port)
+    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, &lim, &api->http,
+                                            &api->port)
                          : OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot listen for the producer api",
@@ -953,4 +977,5 @@ void
 obx_api_stats(const struct obx_api *api, struct obx_api_stats *out)
 {
     *out = api->stats;
+    obx_httpd_stats(api->http, &out->http);
 }

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "store.h"
 #include "worker.h"
 
@@ -24,15 +25,18 @@ struct obx_api_stats {
     int64_t messages_duplicate;
     int64_t commits;             /* group-commit transactions */
     int64_t write_failures;      /* 503/507 answers */
+    struct obx_httpd_stats http; /* what the HTTP layer answered itself */
 };
 
 /*
- * Binds cfg->api_listen and serves the routes. st, cfg and worker are borrowed
- * and must outlive the API (worker may be NULL: no wake-ups). Refuses a
- * non-loopback address without api_token (OBX_ECONFIG).
+ * Binds cfg->api_listen and serves the routes, with at most max_connections open
+ * connections (0: the httpd default). st, cfg and worker are borrowed and must outlive
+ * the API (worker may be NULL: no wake-ups). Refuses a non-loopback address without
+ * api_token (OBX_ECONFIG).
  */
 OBX_MUST_CHECK enum obx_err obx_api_new(struct event_base *base, struct obx_store *st,
                                         const struct obx_config *cfg, struct obx_worker *worker,
+                                        size_t max_connections,
                                         struct obx_api **out /* OUT */);
 
 /* Stops listening and frees. Requests waiting for a group commit are answered 503. NULL ok. */

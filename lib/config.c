@@ -218,6 +218,10 @@ static const struct opt opts[] = {
     /* limits */
     {"max_body_bytes", OPT_SIZE, "1M", KIB, GIB, FIELD(max_body_bytes, int64_t),
      "largest HTTP request body accepted"},
+    {"webhook_max_body_bytes", OPT_SIZE, "8M", KIB, GIB, FIELD(webhook_max_body_bytes, int64_t),
+     "largest webhook request body accepted"},
+    {"http_body_budget", OPT_SIZE, "64M", MIB, 64 * GIB, FIELD(http_body_budget, int64_t),
+     "request bytes a listener holds unanswered, all connections together"},
     /* At most 1 MiB: the schema's CHECK on outbox.content (0001_init.sql) says so. */
     {"max_content_bytes", OPT_SIZE, "64K", 1, MIB, FIELD(max_content_bytes, int64_t),
      "largest message content"},

@@ -65,6 +65,8 @@ struct obx_config {
 
     /* limits */
     int64_t max_body_bytes;         /* HTTP request bodies; default 1M */
+    int64_t webhook_max_body_bytes; /* webhook request bodies; default 8M */
+    int64_t http_body_budget;       /* unanswered request bytes per listener; default 64M */
     int64_t max_content_bytes;      /* message content; default 64K */
     int64_t max_json_depth;         /* default 32 */
 

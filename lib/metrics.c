@@ -175,6 +175,9 @@ render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
     return err;
 }
 
+const char *const obx_metrics_http_reasons[4] = {"too_large", "bad_request", "timeout",
+                                                  "over_budget"};
+
 static enum obx_err
 counter(struct obx_buf *b, const char *name, const char *help, const char *label,
         const char *value, int64_t n, int with_header)
@@ -211,9 +214,29 @@ render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
     if (err == OBX_OK)
         err = counter(b, wh, NULL, "result", "bad_signature", in->wh_bad_signature, 0);
     if (err == OBX_OK)
-        err = counter(b, wh, NULL, "result", "rejected", in->wh_rejected_other, 0);
+        err = counter(b, wh, NULL, "result", "rejected", in->wh_rejected_other + in->wh_too_large,
+                      0);
     if (err == OBX_OK)
         err = counter(b, wh, NULL, "result", "unavailable", in->wh_write_failures, 0);
+    if (err == OBX_OK)
+        err = counter(b, "outbox_webhook_rejected_total",
+                      "Webhook requests refused, by reason (Partoo does not retry them).",
+                      "reason", "signature", in->wh_bad_signature, 1);
+    if (err == OBX_OK)
+        err = counter(b, "outbox_webhook_rejected_total", NULL, "reason", "too_large",
+                      in->wh_too_large, 0);
+    if (err == OBX_OK)
+        err = counter(b, "outbox_webhook_rejected_total", NULL, "reason", "other",
+                      in->wh_rejected_other, 0);
+    if (err == OBX_OK)
+        err = family(b, "outbox_http_rejected_total", "counter",
+                     "Requests the HTTP layer answered itself (413, 400, 408, 503 over the body "
+                     "budget), by listener and reason.");
+    for (int l = 0; err == OBX_OK && l < 2; l++)
+        for (int r = 0; err == OBX_OK && r < 4; r++)
+            err = obx_buf_printf(b, "outbox_http_rejected_total{listener=\"%s\",reason=\"%s\"} "
+                                    "%lld\n", l == 0 ? "api" : "webhook",
+                                 obx_metrics_http_reasons[r], (long long)in->http_rejected[l][r]);
     return err;
 }
 

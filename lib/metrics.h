@@ -48,8 +48,13 @@ struct obx_metrics_input {
     int64_t api_requests, api_accepted, api_duplicates, api_commits, api_write_failures;
     /* webhook listener */
     int64_t wh_received, wh_stored, wh_duplicates, wh_bad_signature, wh_rejected_other,
-        wh_write_failures;
+        wh_write_failures, wh_too_large;
+    /* errors the HTTP layer answered itself: [api, webhook][obx_metrics_http_reasons] */
+    int64_t http_rejected[2][4];
 };
+
+/* too_large, bad_request, timeout, over_budget: the index order of http_rejected[i]. */
+extern const char *const obx_metrics_http_reasons[4];
 
 /* Outcome names of webhook_events, the index order of webhook_events_by_outcome. */
 extern const char *const obx_metrics_webhook_outcomes[7];

@@ -211,7 +211,12 @@ process_one(struct obx_store *st, const struct obx_config *cfg, int64_t id, cons
     enum obx_err err = OBX_OK;
 
     memset(&e, 0, sizeof e);
-    if (obx_json_parse(body, len, (size_t)cfg->max_body_bytes, (int)cfg->max_json_depth, &doc,
+    /* Events were admitted up to webhook_max_body_bytes (max_body_bytes before it existed). */
+    if (obx_json_parse(body, len,
+                       (size_t)(cfg->webhook_max_body_bytes > cfg->max_body_bytes
+                                    ? cfg->webhook_max_body_bytes
+                                    : cfg->max_body_bytes),
+                       (int)cfg->max_json_depth, &doc,
                        NULL) == OBX_OK && obx_json_is_object(doc)) {
         read_event(doc, &e);
         err = apply_event(st, cfg, id, &e, &outcome, r);

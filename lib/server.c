@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -313,6 +314,14 @@ render_metrics(void *ctx, struct obx_buf *b)
     in.wh_bad_signature = hs.rejected_signature;
     in.wh_rejected_other = hs.rejected_other;
     in.wh_write_failures = hs.write_failures;
+    in.wh_too_large = hs.rejected_too_large;
+    for (int l = 0; l < 2; l++) {
+        const struct obx_httpd_stats *h = l == 0 ? &as.http : &hs.http;
+        in.http_rejected[l][0] = h->too_large;
+        in.http_rejected[l][1] = h->bad_request;
+        in.http_rejected[l][2] = h->timeout;
+        in.http_rejected[l][3] = h->shed;
+    }
     if (err == OBX_OK)
         err = obx_metrics_render(b, &in);
     obx_free(ch);
@@ -429,10 +438,67 @@ open_store(struct server *s)
     return err;
 }
 
+/*
+ * Descriptor budget. Raises the soft RLIMIT_NOFILE to the hard limit, then gives each
+ * listener what the rest of the process cannot need: a fixed part (stdio, the lock, the
+ * event loop, logs), SQLite's files, the worker's libcurl connections and resolver
+ * socketpairs (2 per request in flight, and the multi handle's own), the inbox relay's
+ * (the same for its 4), the verify pool's wake pipe and the two listening sockets. Each
+ * listener's share holds its connections and its lingering sockets (a quarter of the
+ * connections, httpd.c). Beyond the cap, clients wait in the kernel's backlog, which costs
+ * no descriptor; without this, accept() would hit EMFILE and a descriptor SQLite or libcurl
+ * needed could be missing. Returns the cap per listener.
+ */
+#define FD_FIXED 16
+#define FD_SQLITE 8
+#define FD_INBOX (2 * 4 + 4)
+#define FD_VERIFY_POOL 2
+#define FD_LISTENING 2
+#define MIN_CONNECTIONS 8
+#define MAX_CONNECTIONS 4096 /* past this the loop's own work per connection is the limit */
+
+static size_t
+descriptor_budget(const struct obx_config *cfg)
+{
+    struct rlimit rl;
+    int64_t curl = 2 * cfg->max_inflight + 4, reserved, share, conns;
+    int raised = 0;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        rl.rlim_cur = 1024;
+        rl.rlim_max = 1024;
+    } else if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        raised = setrlimit(RLIMIT_NOFILE, &rl) == 0;
+        if (!raised && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = 1024;
+    }
+    reserved = FD_FIXED + FD_SQLITE + curl + FD_INBOX + FD_VERIFY_POOL + FD_LISTENING;
+    share = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT32_MAX
+                ? INT32_MAX
+                : ((int64_t)rl.rlim_cur - reserved) / 2;
+    /* A listener's share holds conns + conns / 4 + 1 lingering sockets. */
+    conns = (share - 1) * 4 / 5;
+    if (conns > MAX_CONNECTIONS)
+        conns = MAX_CONNECTIONS;
+    if (conns < MIN_CONNECTIONS)
+        conns = MIN_CONNECTIONS; /* too few descriptors: accept() will pause on EMFILE */
+    obx_log(conns == MIN_CONNECTIONS ? OBX_LOG_WARN : OBX_LOG_INFO, "descriptor budget",
+            OBX_KI("nofile", rl.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_cur),
+            OBX_KI("raised", raised), OBX_KI("fixed", FD_FIXED), OBX_KI("sqlite", FD_SQLITE),
+            OBX_KI("libcurl", curl), OBX_KI("inbox", FD_INBOX),
+            OBX_KI("verify_pool", FD_VERIFY_POOL), OBX_KI("listening", FD_LISTENING),
+            OBX_KI("connections_per_listener", conns),
+            OBX_KI("lingering_per_listener", conns / 4 + 1));
+    return (size_t)conns;
+}
+
 static enum obx_err
 start(struct server *s)
 {
     enum obx_err err = take_lock(s);
+    size_t conns = descriptor_budget(s->cfg);
 
     if (err == OBX_OK)
         err = open_store(s);
@@ -449,13 +515,13 @@ start(struct server *s)
     if (err == OBX_OK)
         err = obx_inbox_new(s->base, s->st, s->cfg, &s->inbox);
     if (err == OBX_OK)
-        err = obx_api_new(s->base, s->st, s->cfg, s->worker, &s->api);
+        err = obx_api_new(s->base, s->st, s->cfg, s->worker, conns, &s->api);
     if (err == OBX_OK) {
         s->reconcile_ev = evtimer_new(s->base, on_reconcile, s);
         err = s->reconcile_ev ? OBX_OK : OBX_ENOMEM;
     }
     if (err == OBX_OK)
-        err = obx_webhook_new(s->base, s->st, s->cfg, on_events_stored, s, &s->webhook);
+        err = obx_webhook_new(s->base, s->st, s->cfg, conns, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
         struct timeval second = {1, 0};
         s->state_ev = event_new(s->base, -1, EV_PERSIST, on_state_tick, s);

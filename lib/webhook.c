@@ -302,6 +302,8 @@ reject(struct obx_webhook *wh, struct evhttp_request *req, int status, const cha
 {
     if (status == 401 && strcmp(code, "bad_signature") == 0)
         wh->stats.rejected_signature++;
+    else if (status == 413)
+        wh->stats.rejected_too_large++;
     else
         wh->stats.rejected_other++;
     obx_log(OBX_LOG_WARN, "webhook rejected", OBX_KI("status", status), OBX_KS("reason", why));
@@ -363,7 +365,7 @@ on_request(struct evhttp_request *req, void *arg)
         return;
     }
     job->ctx = req;
-    err = obx_httpd_body(req, (size_t)wh->cfg->max_body_bytes, &job->body, &job->len);
+    err = obx_httpd_body(req, (size_t)wh->cfg->webhook_max_body_bytes, &job->body, &job->len);
     sig = evhttp_find_header(evhttp_request_get_input_headers(req), SIGNATURE_HEADER);
     if (err == OBX_OK && sig) {
         job->sig = obx_strdup(sig);
@@ -371,7 +373,7 @@ on_request(struct evhttp_request *req, void *arg)
             err = OBX_ENOMEM;
     }
     if (err == OBX_ETOOBIG)
-        reject(wh, req, 413, "too_large", "the body exceeds max_body_bytes");
+        reject(wh, req, 413, "too_large", "the body exceeds webhook_max_body_bytes");
     else if (err == OBX_OK && !sig)
         reject(wh, req, 401, "bad_signature", "missing or invalid signature");
     else if (err != OBX_OK)
@@ -386,8 +388,15 @@ on_request(struct evhttp_request *req, void *arg)
 
 enum obx_err
 obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-                obx_webhook_stored_fn stored, void *ctx, struct obx_webhook **out)
+                size_t max_connections, obx_webhook_stored_fn stored, void *ctx,
+                struct obx_webhook **out)
 {
+    struct obx_httpd_limits lim = {
+        .max_body_bytes = (size_t)cfg->webhook_max_body_bytes,
+        .body_limit_message = "the body exceeds webhook_max_body_bytes",
+        .max_connections = max_connections,
+        .body_budget_bytes = (size_t)cfg->http_body_budget,
+    };
     struct obx_webhook *wh;
     struct obx_verifier *v = NULL;
     enum obx_err err;
@@ -415,8 +424,8 @@ obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_
         return err;
     }
     wh->commit_ev = evtimer_new(base, on_commit, wh);
-    err = wh->commit_ev ? obx_httpd_new(base, cfg->webhook_listen,
-                                           (size_t)cfg->max_body_bytes, &wh->http, &wh->port)
+    err = wh->commit_ev ? obx_httpd_new(base, cfg->webhook_listen, &lim, &wh->http,
+                                           &wh->port)
                         : OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot listen for webhooks",
@@ -470,4 +479,8 @@ void
 obx_webhook_stats(const struct obx_webhook *wh, struct obx_webhook_stats *out)
 {
     *out = wh->stats;
+    /* Requests the HTTP layer refused never reached on_request: count them here. */
+    obx_httpd_stats(wh->http, &out->http);
+    out->rejected_too_large += out->http.too_large;
+    out->rejected_other += out->http.bad_request + out->http.timeout + out->http.shed;
 }

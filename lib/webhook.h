@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "reconcile.h"
 #include "store.h"
 
@@ -28,8 +29,10 @@ struct obx_webhook_stats {
     int64_t stored;           /* new events committed */
     int64_t duplicates;       /* verified, byte-identical to a stored one */
     int64_t rejected_signature;
-    int64_t rejected_other;   /* path, method, header, size */
+    int64_t rejected_too_large; /* 413: over webhook_max_body_bytes */
+    int64_t rejected_other;   /* path, method, header; malformed, late or shed (HTTP layer) */
     int64_t write_failures;   /* answered 503 */
+    struct obx_httpd_stats http; /* what the HTTP layer answered itself (counted above too) */
 };
 
 /*
@@ -41,12 +44,14 @@ typedef void (*obx_webhook_stored_fn)(void *ctx, const struct obx_reconcile_resu
                                       int leftover);
 
 /*
- * Listens on cfg->webhook_listen, calling stored after each commit that stored
- * new events. st and cfg are borrowed.
+ * Listens on cfg->webhook_listen (at most max_connections open connections, 0: the
+ * httpd default, bodies up to cfg->webhook_max_body_bytes), calling stored after each
+ * commit that stored new events. st and cfg are borrowed.
  * OBX_ECONFIG for an unusable public key.
  */
 OBX_MUST_CHECK enum obx_err obx_webhook_new(struct event_base *base, struct obx_store *st,
                                             const struct obx_config *cfg,
+                                            size_t max_connections,
                                             obx_webhook_stored_fn stored, void *ctx,
                                             struct obx_webhook **out /* OUT */);
 void obx_webhook_free(struct obx_webhook *wh);

@@ -88,6 +88,12 @@ assert_eq "a duplicate answered 202" "$(post_msg vg-1)" 202
 assert_eq "a conflicting duplicate answered 409" "$(post_msg vg-1 other)" 409
 assert_eq "bad JSON answered 400" "$(curl -sS -o /dev/null -w '%{http_code}' -X POST \
     -H 'Content-Type: application/json' -d '{"a":' "$API/v1/messages")" 400
+# Answers of the HTTP layer rewritten to JSON, and the lingering close after them.
+HC="python3 $(dirname "$0")/http_client.py"
+assert_contains "a 2 MiB body answered 413 JSON" "$($HC post "$API_PORT" /v1/messages $((2 << 20)))" \
+    "too_large"
+assert_contains "a bad request line answered 400 JSON" "$($HC raw "$API_PORT" 'GARBAGE\r\n\r\n')" \
+    "bad_request"
 
 # ---- delivery, retry, echoed confirmations ----------------------------------------------------
 wait_until 40 '[ "$(count_state confirmed)" = 7 ]'
@@ -116,6 +122,11 @@ assert_eq "a trickling request head was closed by the 10 s request deadline (10-
 
 # ---- the end: one connection still half-open, then SIGTERM ------------------------------------
 trickle_head "$API_PORT" 30 "$T/head2"
+# and one lingering after its 413: the client neither sends nor closes (2 s idle bound).
+python3 -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+time.sleep(5)' "$API_PORT" &
 sleep 0.5
 kill -TERM "$SERVE_PID"
 wait "$SERVE_PID"
