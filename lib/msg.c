@@ -192,6 +192,27 @@ put_field(struct obx_buf *b, const char *name, const char *value, int first)
     return err;
 }
 
+/* A JSON string literal of s takes at most 6 bytes per input byte (a control character
+ * becomes \u00XX; an invalid byte becomes the 3-byte U+FFFD) plus its two quotes. */
+static size_t
+json_str_max(const char *s)
+{
+    return s ? 6 * strlen(s) + 2 : 0;
+}
+
+size_t
+obx_msg_partoo_body_max(const struct obx_msg *m)
+{
+    /* Braces, commas, colons and the quoted member names of obx_msg_partoo_body(). */
+    size_t n = 256;
+
+    n += json_str_max(m->business_id) + json_str_max(m->external_conversation_id);
+    n += json_str_max(m->external_message_id) + json_str_max(m->content);
+    n += json_str_max(m->sender_type) + json_str_max(m->consumer_name);
+    n += json_str_max(m->consumer_image);
+    return n;
+}
+
 enum obx_err
 obx_msg_partoo_body(const struct obx_msg *m, struct obx_buf *b)
 {
