@@ -338,6 +338,8 @@ setup_easy(struct obx_http *h, struct request *r, const char *url, size_t body_l
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* The path is ours, built from validated ids: never let libcurl merge dot segments. */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     /* Peer and host verification stay on; only the CA bundle may change. */
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -68,6 +68,13 @@ obx_msg_validate(const struct obx_msg *m, const struct obx_msg_limits *lim,
 {
     enum obx_err err = check_id(m->channel_id, "channel_id", lim->max_id_bytes, fe);
 
+    /* The channel id is a segment of the request path: a dot segment would be removed by
+     * URL normalisation and send the message, with its API key, to another path of
+     * Partoo's host. The schema's channel_id_not_dot_segment CHECK says the same. */
+    if (err == OBX_OK && (strcmp(m->channel_id, ".") == 0 || strcmp(m->channel_id, "..") == 0))
+        err = field_error(fe, "invalid_value", "channel_id",
+                          "'%s' must not be \".\" or \"..\"", "channel_id");
+
     if (err == OBX_OK)
         err = check_id(m->external_message_id, "external_message_id", lim->max_id_bytes, fe);
     if (err == OBX_OK)
