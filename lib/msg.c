@@ -263,3 +263,18 @@ obx_msg_same(const struct obx_msg *a, const struct obx_msg *b)
            str_eq(a->consumer_name, b->consumer_name) &&
            str_eq(a->consumer_image, b->consumer_image) && a->priority == b->priority;
 }
+
+int
+obx_msg_partoo_id_valid(const char *id)
+{
+    size_t n = 0;
+
+    if (!id)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++, n++)
+        if (n >= OBX_PARTOO_ID_MAX ||
+            !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return 0;
+    return n > 0;
+}

@@ -53,6 +53,16 @@ OBX_MUST_CHECK enum obx_err obx_msg_partoo_body(const struct obx_msg *m, struct 
  */
 size_t obx_msg_partoo_body_max(const struct obx_msg *m);
 
+/* Longest Partoo message id accepted where it becomes a header (inbox relay). */
+#define OBX_PARTOO_ID_MAX 128
+
+/*
+ * 1 when id (a Partoo message id from a webhook) is 1..OBX_PARTOO_ID_MAX bytes of
+ * [A-Za-z0-9_-]: safe to put into the relay's Idempotency-Key header (no CR/LF, no
+ * truncation). Partoo's ids are integers today; this leaves room for UUIDs and the like.
+ */
+int obx_msg_partoo_id_valid(const char *id);
+
 /* 1 when the Partoo-visible fields and priority of a and b are equal (dedup rule). */
 int obx_msg_same(const struct obx_msg *a, const struct obx_msg *b);
 
