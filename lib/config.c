@@ -30,6 +30,7 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -39,6 +40,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "net.h"
 
 #define MS_S INT64_C(1000)
 #define MS_M (60 * MS_S)
@@ -1172,6 +1174,31 @@ obx_config_validate(const struct obx_config *c, struct obx_buf *err)
 
 /* ---- string format checks: NULL when fine, else why ---- */
 
+/*
+ * http:// carries the API key (partoo_base_url) or the replies (inbox_url) in clear text:
+ * allowed only to a loopback host (tests, a local TLS-terminating proxy). The host comes
+ * from libcurl's own URL parser, so that what is checked is what libcurl will connect to.
+ */
+static const char *
+check_http_host(const char *s)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    const char *why = NULL;
+
+    if (!u)
+        return "out of memory";
+    if (curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        why = "not a valid URL";
+    else if (!obx_net_host_is_loopback(host))
+        why = "http:// is allowed only to a loopback host (127.0.0.0/8, ::1, localhost): "
+              "it would send secrets and messages in clear text; use https://";
+    curl_free(host);
+    curl_url_cleanup(u);
+    return why;
+}
+
 static const char *
 check_url(const char *s)
 {
@@ -1185,6 +1212,8 @@ check_url(const char *s)
         return "expected a URL starting with http:// or https:// and a host";
     if (strchr(s, ' '))
         return "a URL may not contain spaces";
+    if (n == 7)
+        return check_http_host(s);
     return NULL;
 }
 
