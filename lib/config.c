@@ -35,6 +35,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -1062,12 +1063,44 @@ out:
     return rc;
 }
 
+/* OUTBOX_PARTOO_API_KEY once obx_config_hide_env_key() took it out of the environment. */
+static char *hidden_env_key;
+
+enum obx_err
+obx_config_hide_env_key(char **envp)
+{
+    static const char name[] = "OUTBOX_PARTOO_API_KEY";
+    char *value = (char *)env_lookup(envp, name);
+    char *copy;
+
+    if (!value)
+        return OBX_OK;
+    copy = obx_strdup(value);
+    if (!copy)
+        return OBX_ENOMEM;
+    free_string(hidden_env_key, 1);
+    hidden_env_key = copy;
+    explicit_bzero(value, strlen(value));
+    unsetenv(name);
+    return OBX_OK;
+}
+
+void
+obx_config_forget_env_key(void)
+{
+    free_string(hidden_env_key, 1);
+    hidden_env_key = NULL;
+}
+
 enum obx_err
 obx_config_load_secrets(struct obx_config *c, char *const *envp, struct obx_buf *err)
 {
     const char *env = env_lookup(envp, "OUTBOX_PARTOO_API_KEY");
     char *key = NULL;
     enum obx_err rc;
+
+    if (!env)
+        env = hidden_env_key; /* taken out of the environment at serve start */
 
     if (env && *env)
         rc = secret_copy(env, strlen(env), "OUTBOX_PARTOO_API_KEY", &key, err);

@@ -211,6 +211,10 @@ request_free(struct request *r)
         curl_multi_remove_handle(r->h->multi, r->easy);
         curl_easy_cleanup(r->easy);
     }
+    /* Our copies of the headers hold the API key: wipe them (libcurl's own are out of
+     * reach; serve disables core dumps for that reason). */
+    for (struct curl_slist *l = r->headers; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(r->headers);
     obx_free(r->body);
     obx_free(r);
