@@ -71,7 +71,8 @@ obx_msg_validate(const struct obx_msg *m, const struct obx_msg_limits *lim,
     /* The channel id is a segment of the request path: a dot segment would be removed by
      * URL normalisation and send the message, with its API key, to another path of
      * Partoo's host. The schema's channel_id_not_dot_segment CHECK says the same. */
-    if (err == OBX_OK && (strcmp(m->channel_id, ".") == 0 || strcmp(m->channel_id, "..") == 0))
+    if (err == OBX_OK && m->channel_id &&
+        (strcmp(m->channel_id, ".") == 0 || strcmp(m->channel_id, "..") == 0))
         err = field_error(fe, "invalid_value", "channel_id",
                           "'%s' must not be \".\" or \"..\"", "channel_id");
 
