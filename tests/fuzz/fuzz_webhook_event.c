@@ -140,7 +140,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* What reconcile should record as Partoo's id: the exact string, when the id is one. */
+/* What reconcile should record as Partoo's id: the exact string, when the id is one and
+ * fits (an id of 256 bytes or more is documented to leave the event ignored, unstored). */
 static char *
 string_id_of(const char *body, size_t len)
 {
@@ -152,7 +153,7 @@ string_id_of(const char *body, size_t len)
                        NULL) != OBX_OK)
         return NULL;
     id = obx_json_string(obx_json_get(obx_json_get(obx_json_get(doc, "payload"), "message"), "id"));
-    if (id && *id)
+    if (id && *id && strlen(id) < 256)
         copy = strdup(id);
     obx_json_free(doc);
     return copy;
