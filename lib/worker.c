@@ -167,7 +167,8 @@ send_one(struct obx_worker *w, struct inflight *inf)
 
     const char *api_key = w->cfg->partoo_api_key ? w->cfg->partoo_api_key : "";
 
-    obx_buf_init(&url, 4096);
+    /* Percent-encoding at most triples the channel id. */
+    obx_buf_init(&url, strlen(w->cfg->partoo_base_url) + 3 * strlen(inf->c.msg.channel_id) + 64);
     /* Sized from the message itself, so no message can be too big to send: a row written
      * by plain SQL may hold 1 MiB of control characters, 6 MiB once JSON-escaped. */
     obx_buf_init(&body, obx_msg_partoo_body_max(&inf->c.msg));
