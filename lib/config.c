@@ -30,15 +30,18 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "log.h"
 #include "mem.h"
+#include "net.h"
 
 #define OBX_API_TOKEN_MIN 16 /* bytes; see check_token */
 #define MS_S INT64_C(1000)
@@ -1075,12 +1078,44 @@ out:
     return rc;
 }
 
+/* OUTBOX_PARTOO_API_KEY once obx_config_hide_env_key() took it out of the environment. */
+static char *hidden_env_key;
+
+enum obx_err
+obx_config_hide_env_key(char **envp)
+{
+    static const char name[] = "OUTBOX_PARTOO_API_KEY";
+    char *value = (char *)env_lookup(envp, name);
+    char *copy;
+
+    if (!value)
+        return OBX_OK;
+    copy = obx_strdup(value);
+    if (!copy)
+        return OBX_ENOMEM;
+    free_string(hidden_env_key, 1);
+    hidden_env_key = copy;
+    explicit_bzero(value, strlen(value));
+    unsetenv(name);
+    return OBX_OK;
+}
+
+void
+obx_config_forget_env_key(void)
+{
+    free_string(hidden_env_key, 1);
+    hidden_env_key = NULL;
+}
+
 enum obx_err
 obx_config_load_secrets(struct obx_config *c, char *const *envp, struct obx_buf *err)
 {
     const char *env = env_lookup(envp, "OUTBOX_PARTOO_API_KEY");
     char *key = NULL;
     enum obx_err rc;
+
+    if (!env)
+        env = hidden_env_key; /* taken out of the environment at serve start */
 
     if (env && *env)
         rc = secret_copy(env, strlen(env), "OUTBOX_PARTOO_API_KEY", &key, err);
@@ -1187,6 +1222,31 @@ obx_config_validate(const struct obx_config *c, struct obx_buf *err)
 
 /* ---- string format checks: NULL when fine, else why ---- */
 
+/*
+ * http:// carries the API key (partoo_base_url) or the replies (inbox_url) in clear text:
+ * allowed only to a loopback host (tests, a local TLS-terminating proxy). The host comes
+ * from libcurl's own URL parser, so that what is checked is what libcurl will connect to.
+ */
+static const char *
+check_http_host(const char *s)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    const char *why = NULL;
+
+    if (!u)
+        return "out of memory";
+    if (curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+        why = "not a valid URL";
+    else if (!obx_net_host_is_loopback(host))
+        why = "http:// is allowed only to a loopback host (127.0.0.0/8, ::1, localhost): "
+              "it would send secrets and messages in clear text; use https://";
+    curl_free(host);
+    curl_url_cleanup(u);
+    return why;
+}
+
 static const char *
 check_url(const char *s)
 {
@@ -1200,6 +1260,8 @@ check_url(const char *s)
         return "expected a URL starting with http:// or https:// and a host";
     if (strchr(s, ' '))
         return "a URL may not contain spaces";
+    if (n == 7)
+        return check_http_host(s);
     return NULL;
 }
 

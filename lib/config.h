@@ -110,6 +110,21 @@ OBX_MUST_CHECK enum obx_err obx_config_load_env(struct obx_config *c, char *cons
 OBX_MUST_CHECK enum obx_err obx_config_load_secrets(struct obx_config *c, char *const *envp,
                                                     struct obx_buf *err);
 
+/*
+ * Takes OUTBOX_PARTOO_API_KEY out of the process environment (serve, at start): its value
+ * is overwritten in place (so that /proc/PID/environ and a core no longer show it) and the
+ * variable is unset (so that no child inherits it). A copy is kept in this module, and
+ * obx_config_load_secrets() uses it whenever envp has no OUTBOX_PARTOO_API_KEY, so a
+ * SIGHUP reload, which re-reads the environment, still finds the key exactly as before (a
+ * running process's environment cannot change from outside anyway). envp is usually
+ * environ. Returns OBX_ENOMEM if the copy cannot be made (then nothing is changed).
+ * Process-wide, like the environment it stands for; not thread-safe (call before threads).
+ */
+OBX_MUST_CHECK enum obx_err obx_config_hide_env_key(char **envp);
+
+/* Wipes and frees the copy kept by obx_config_hide_env_key(). */
+void obx_config_forget_env_key(void);
+
 /* Cross-field checks (e.g. retry_base <= retry_cap). */
 OBX_MUST_CHECK enum obx_err obx_config_validate(const struct obx_config *c, struct obx_buf *err);
 

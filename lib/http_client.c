@@ -34,6 +34,8 @@ struct request {
     CURL *easy;
     struct curl_slist *headers;
     char *body;
+    size_t body_len;
+    size_t body_sent;            /* bytes handed to libcurl by on_read */
     char resp[OBX_HTTP_BODY_KEEP + 1];
     size_t resp_len;
     char retry_after[128];
@@ -170,6 +172,36 @@ on_header(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
+/* The request body, given to libcurl a piece at a time (see on_seek for why). */
+static size_t
+on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct request *r = userdata;
+    size_t room = size * nitems, left = r->body_len - r->body_sent;
+    size_t n = left < room ? left : room;
+
+    memcpy(buf, r->body + r->body_sent, n);
+    r->body_sent += n;
+    return n;
+}
+
+/*
+ * libcurl asks to rewind the body when a reused connection died after the request went out
+ * and before any answer: it would then send the same POST again on a fresh connection, and
+ * Partoo would get a request that no attempt row records (issue 12). Refusing the rewind
+ * makes that transfer fail with CURLE_SEND_FAIL_REWIND, a transport error that the worker
+ * counts and retries with its own backoff. Rewinding before a byte was read is harmless.
+ */
+static int
+on_seek(void *userdata, curl_off_t offset, int origin)
+{
+    struct request *r = userdata;
+
+    if (origin == SEEK_SET && offset == 0 && r->body_sent == 0)
+        return CURL_SEEKFUNC_OK;
+    return CURL_SEEKFUNC_CANTSEEK;
+}
+
 static void
 request_free(struct request *r)
 {
@@ -179,6 +211,10 @@ request_free(struct request *r)
         curl_multi_remove_handle(r->h->multi, r->easy);
         curl_easy_cleanup(r->easy);
     }
+    /* Our copies of the headers hold the API key: wipe them (libcurl's own are out of
+     * reach; serve disables core dumps for that reason). */
+    for (struct curl_slist *l = r->headers; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(r->headers);
     obx_free(r->body);
     obx_free(r);
@@ -207,6 +243,9 @@ finish_request(struct obx_http *h, struct request *r, CURLcode code)
     if (code == CURLE_OK) {
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         res.status = (int)status;
+    } else if (code == CURLE_SEND_FAIL_REWIND) {
+        /* on_seek refused libcurl's silent re-send; say what happened instead */
+        res.error = "reused connection closed after the request was sent, without an answer";
     } else {
         res.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
     }
@@ -290,7 +329,11 @@ setup_easy(struct obx_http *h, struct request *r, const char *url, size_t body_l
 
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    /* Not CURLOPT_POSTFIELDS: libcurl re-sends those silently (see on_seek). */
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, r);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
@@ -299,6 +342,8 @@ setup_easy(struct obx_http *h, struct request *r, const char *url, size_t body_l
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* The path is ours, built from validated ids: never let libcurl merge dot segments. */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     /* Peer and host verification stay on; only the CA bundle may change. */
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -326,6 +371,7 @@ obx_http_post(struct obx_http *h, const char *url, const char *const *headers, s
     r->done = done;
     r->ctx = ctx;
     r->body = obx_strndup(body, body_len);
+    r->body_len = body_len;
     r->easy = curl_easy_init();
     if (!r->body || !r->easy)
         goto fail;

@@ -77,6 +77,7 @@
 
 #include "clock.h"
 #include "mem.h"
+#include "net.h"
 
 #define MAX_HEADERS_BYTES  (16 * 1024)
 /*
@@ -130,8 +131,9 @@ obx_httpd_is_loopback(const char *listen)
 
     if (split_listen(listen, host, sizeof host, &port) != 0)
         return 0;
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-           strcasecmp(host, "localhost") == 0;
+    /* Resolved, not spelled: "127.1" and "::ffff:127.0.0.1" are loopback, a name is
+     * loopback only if every address it resolves to is. */
+    return obx_net_host_is_loopback(host);
 }
 
 struct lingerer;

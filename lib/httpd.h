@@ -72,7 +72,11 @@ void obx_httpd_free(struct obx_httpd *h);
  */
 void obx_httpd_hold(struct evhttp_request *req);
 
-/* 1 when listen names a loopback address (127.0.0.0/8, ::1, localhost). */
+/*
+ * 1 when the host of listen ("host:port", "[v6]:port") is loopback by
+ * obx_net_host_is_loopback(): every address it resolves to is in 127.0.0.0/8, ::1 or
+ * ::ffff:127.0.0.0/104. May block on a name lookup: for start-up and reload only.
+ */
 int obx_httpd_is_loopback(const char *listen);
 
 /* Replies with status and the JSON document in b (b is left empty). */

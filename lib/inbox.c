@@ -10,6 +10,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
+#include "msg.h"
 #include "query.h"
 #include "view.h"
 
@@ -33,7 +34,7 @@ struct relay {
     struct obx_inbox *ib;
     int64_t id;
     int attempts;
-    char partoo_message_id[64];
+    char partoo_message_id[OBX_PARTOO_ID_MAX + 1];
 };
 
 static void pump(struct obx_inbox *ib);
@@ -109,16 +110,39 @@ on_relayed(void *ctx, const struct obx_http_result *res)
     schedule(ib, 0);
 }
 
+static const char SQL_FAIL_BAD_ID[] =
+    "UPDATE inbox SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'pending'";
+
+/* A reply whose Partoo message id cannot be an Idempotency-Key: failed, never sent. */
+static enum obx_err
+fail_bad_id(struct obx_inbox *ib, const struct obx_inbox_row *row)
+{
+    sqlite3_stmt *s = obx_db_stmt(ib->st->db, SQL_FAIL_BAD_ID);
+
+    if (!s)
+        return OBX_EDB;
+    obx_log(OBX_LOG_WARN, "reply not relayed: its partoo message id is not [A-Za-z0-9_-]{1,128}",
+            OBX_KI("inbox_id", row->id));
+    sqlite3_bind_int64(s, 1, row->id);
+    obx_db_bind_text(s, 2, "partoo message id is not usable as an Idempotency-Key");
+    return obx_db_step_done(s);
+}
+
 /* Posts one reply; the row's next_attempt_at_ms was pushed ahead as a lease. */
 static enum obx_err
 relay_one(struct obx_inbox *ib, const struct obx_inbox_row *row)
 {
-    struct relay *r = obx_calloc(1, sizeof *r);
-    char idem[96];
+    struct relay *r;
+    char idem[sizeof "Idempotency-Key: partoo-" + OBX_PARTOO_ID_MAX];
     const char *headers[2];
     struct obx_buf body;
     enum obx_err err;
 
+    /* Reconcile only stores valid ids; a row from before that check (or written by hand)
+     * is failed here rather than put into a header. */
+    if (!obx_msg_partoo_id_valid(row->partoo_message_id))
+        return fail_bad_id(ib, row);
+    r = obx_calloc(1, sizeof *r);
     if (!r)
         return OBX_ENOMEM;
     r->ib = ib;

@@ -68,6 +68,14 @@ obx_msg_validate(const struct obx_msg *m, const struct obx_msg_limits *lim,
 {
     enum obx_err err = check_id(m->channel_id, "channel_id", lim->max_id_bytes, fe);
 
+    /* The channel id is a segment of the request path: a dot segment would be removed by
+     * URL normalisation and send the message, with its API key, to another path of
+     * Partoo's host. The schema's channel_id_not_dot_segment CHECK says the same. */
+    if (err == OBX_OK && m->channel_id &&
+        (strcmp(m->channel_id, ".") == 0 || strcmp(m->channel_id, "..") == 0))
+        err = field_error(fe, "invalid_value", "channel_id",
+                          "'%s' must not be \".\" or \"..\"", "channel_id");
+
     if (err == OBX_OK)
         err = check_id(m->external_message_id, "external_message_id", lim->max_id_bytes, fe);
     if (err == OBX_OK)
@@ -192,6 +200,27 @@ put_field(struct obx_buf *b, const char *name, const char *value, int first)
     return err;
 }
 
+/* A JSON string literal of s takes at most 6 bytes per input byte (a control character
+ * becomes \u00XX; an invalid byte becomes the 3-byte U+FFFD) plus its two quotes. */
+static size_t
+json_str_max(const char *s)
+{
+    return s ? 6 * strlen(s) + 2 : 0;
+}
+
+size_t
+obx_msg_partoo_body_max(const struct obx_msg *m)
+{
+    /* Braces, commas, colons and the quoted member names of obx_msg_partoo_body(). */
+    size_t n = 256;
+
+    n += json_str_max(m->business_id) + json_str_max(m->external_conversation_id);
+    n += json_str_max(m->external_message_id) + json_str_max(m->content);
+    n += json_str_max(m->sender_type) + json_str_max(m->consumer_name);
+    n += json_str_max(m->consumer_image);
+    return n;
+}
+
 enum obx_err
 obx_msg_partoo_body(const struct obx_msg *m, struct obx_buf *b)
 {
@@ -234,4 +263,19 @@ obx_msg_same(const struct obx_msg *a, const struct obx_msg *b)
            str_eq(a->content, b->content) && str_eq(a->sender_type, b->sender_type) &&
            str_eq(a->consumer_name, b->consumer_name) &&
            str_eq(a->consumer_image, b->consumer_image) && a->priority == b->priority;
+}
+
+int
+obx_msg_partoo_id_valid(const char *id)
+{
+    size_t n = 0;
+
+    if (!id)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++, n++)
+        if (n >= OBX_PARTOO_ID_MAX ||
+            !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return 0;
+    return n > 0;
 }

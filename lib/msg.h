@@ -47,6 +47,22 @@ OBX_MUST_CHECK enum obx_err obx_msg_from_json(const obx_json *obj, const char *c
 /* Appends Partoo's request body for m to b: exactly the Partoo fields, nulls omitted. */
 OBX_MUST_CHECK enum obx_err obx_msg_partoo_body(const struct obx_msg *m, struct obx_buf *b);
 
+/*
+ * The most bytes obx_msg_partoo_body() can append for m, whatever its fields hold (JSON
+ * escaping grows a control character 6 times). A buffer of this max never refuses the body.
+ */
+size_t obx_msg_partoo_body_max(const struct obx_msg *m);
+
+/* Longest Partoo message id accepted where it becomes a header (inbox relay). */
+#define OBX_PARTOO_ID_MAX 128
+
+/*
+ * 1 when id (a Partoo message id from a webhook) is 1..OBX_PARTOO_ID_MAX bytes of
+ * [A-Za-z0-9_-]: safe to put into the relay's Idempotency-Key header (no CR/LF, no
+ * truncation). Partoo's ids are integers today; this leaves room for UUIDs and the like.
+ */
+int obx_msg_partoo_id_valid(const char *id);
+
 /* 1 when the Partoo-visible fields and priority of a and b are equal (dedup rule). */
 int obx_msg_same(const struct obx_msg *a, const struct obx_msg *b);
 

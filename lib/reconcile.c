@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "json.h"
 #include "mem.h"
+#include "msg.h"
 
 /* What one event says, borrowed from its parsed document. */
 struct event_view {
@@ -156,6 +157,12 @@ apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id
         strcmp(e->sender_type, "User") != 0 || !e->channel_id || e->channel_readonly ||
         obx_config_channel_readonly(cfg, e->channel_id))
         return OBX_OK;
+    /* The id becomes the relay's Idempotency-Key header: CR/LF would inject headers. A
+     * reply whose id is not [A-Za-z0-9_-]{1,128} is not taken into the inbox. */
+    if (!obx_msg_partoo_id_valid(e->message_id)) {
+        *outcome = "unparsable";
+        return OBX_OK;
+    }
     err = insert_reply(st, event_id, e, &added);
     if (err == OBX_OK) {
         *outcome = "reply";

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@
 #include "store.h"
 #include "webhook.h"
 #include "worker.h"
+
+extern char **environ;
 
 #define OBX_MODULE "server"
 
@@ -566,6 +569,25 @@ stop(struct server *s)
     obx_free(s->cfg);
 }
 
+/*
+ * The API key lives in this process's memory (and in libcurl's copies of the request
+ * headers, which it frees without wiping): no core file may carry it. RLIMIT_CORE 0 stops
+ * the kernel writing one; not dumpable also stops core handlers that ignore the limit
+ * (systemd-coredump honours PR_SET_DUMPABLE) and ptrace by other processes of the same
+ * user. Failures are not fatal: the unit file sets LimitCORE=0 as well.
+ */
+static void
+harden_process(void)
+{
+    struct rlimit none = {0, 0};
+
+    if (setrlimit(RLIMIT_CORE, &none) != 0)
+        obx_log(OBX_LOG_WARN, "cannot disable core dumps", OBX_KS("error", strerror(errno)));
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        obx_log(OBX_LOG_WARN, "cannot mark the process not dumpable",
+                OBX_KS("error", strerror(errno)));
+}
+
 enum obx_err
 obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
 {
@@ -580,6 +602,12 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
     }
     *s.cfg = *cfg; /* moved: the caller's copy is no longer released */
     memset(cfg, 0, sizeof *cfg);
+    harden_process();
+    if (obx_config_hide_env_key(environ) != OBX_OK) {
+        obx_config_release(s.cfg);
+        obx_free(s.cfg);
+        return OBX_ENOMEM;
+    }
     event_set_log_callback(on_libevent_log);
     /* Only possible before SQLite initialises, i.e. before the database is opened. */
     sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
@@ -602,5 +630,6 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
     }
     stop(&s);
     curl_global_cleanup();
+    obx_config_forget_env_key();
     return err;
 }

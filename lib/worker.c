@@ -165,9 +165,14 @@ send_one(struct obx_worker *w, struct inflight *inf)
     const char *headers[3];
     enum obx_err err;
 
-    obx_buf_init(&url, 4096);
-    obx_buf_init(&body, 1024 * 1024);
-    obx_buf_init(&key, 1024);
+    const char *api_key = w->cfg->partoo_api_key ? w->cfg->partoo_api_key : "";
+
+    /* Percent-encoding at most triples the channel id. */
+    obx_buf_init(&url, strlen(w->cfg->partoo_base_url) + 3 * strlen(inf->c.msg.channel_id) + 64);
+    /* Sized from the message itself, so no message can be too big to send: a row written
+     * by plain SQL may hold 1 MiB of control characters, 6 MiB once JSON-escaped. */
+    obx_buf_init(&body, obx_msg_partoo_body_max(&inf->c.msg));
+    obx_buf_init(&key, strlen(api_key) + 16);
     err = obx_buf_puts(&url, w->cfg->partoo_base_url);
     if (err == OBX_OK && url.len && url.data[url.len - 1] == '/')
         url.data[--url.len] = '\0';
@@ -176,8 +181,7 @@ send_one(struct obx_worker *w, struct inflight *inf)
     if (err == OBX_OK) err = obx_buf_puts(&url, "/messages");
     if (err == OBX_OK) err = obx_msg_partoo_body(&inf->c.msg, &body);
     if (err == OBX_OK)
-        err = obx_buf_printf(&key, "x-APIKey: %s",
-                             w->cfg->partoo_api_key ? w->cfg->partoo_api_key : "");
+        err = obx_buf_printf(&key, "x-APIKey: %s", api_key);
     headers[0] = obx_buf_str(&key);
     headers[1] = "Content-Type: application/json";
     headers[2] = "Expect:"; /* no 100-continue round trip for larger bodies */
@@ -185,9 +189,10 @@ send_one(struct obx_worker *w, struct inflight *inf)
     if (err == OBX_OK)
         err = obx_http_post(w->http, obx_buf_str(&url), headers, 3, obx_buf_str(&body), body.len,
                             on_response, inf);
-    /* The key lives in curl's copy of the headers now; wipe ours. */
+    /* The key lives in curl's copy of the headers now; wipe ours (explicit_bzero: a
+     * memset before free may be optimised away). */
     if (key.data)
-        memset(key.data, 0, key.len);
+        explicit_bzero(key.data, key.len);
     obx_buf_release(&url);
     obx_buf_release(&body);
     obx_buf_release(&key);
@@ -553,18 +558,47 @@ allowance(struct obx_worker *w, int64_t now_mono, int64_t *retry_ms, int *auth_p
 static void
 start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
 {
+    enum obx_err err;
+
     if (w->cfg->rate_limit_per_s > 0)
         obx_ratelimit_take(&w->rl, now_mono);
     obx_circuit_allow(&w->circuit, now_mono);
     link_inflight(w, inf);
-    if (send_one(w, inf) != OBX_OK) {
-        /* Could not even start: release it untouched; the next pump tries again. */
+    err = send_one(w, inf);
+    if (err != OBX_OK) {
+        /* Could not even start. Releasing it untouched would claim it again at once, for
+         * ever, ahead of the rest of its business: record a counted attempt instead (no
+         * request was made; http_status 0 and the error say so). A body that cannot be
+         * built fails the message now; anything else (out of memory, libcurl refusing the
+         * handle) is retried with the usual backoff and ends at max_attempts. */
         struct pending *p;
+        char e[128];
         unlink_inflight(w, inf);
-        p = add_pending(w, &inf->c, OBX_NEXT_RELEASE);
+        /* No request went out, so there is no probe answer to wait for: let the next go. */
+        w->circuit.probe_in_flight = 0;
+        if (inf->auth_probe)
+            w->auth_probe_inflight = 0;
+        p = add_pending(w, &inf->c, OBX_NEXT_RETRY);
         if (p) {
-            snprintf(p->reason, sizeof p->reason, "request could not be started");
+            int64_t now_ms = wall_now();
+            snprintf(e, sizeof e, "request not sent: %s", obx_strerror(err));
+            p->error = obx_strdup(e);
+            p->a.error = p->error;
+            p->a.started_at_ms = inf->started_at_ms ? inf->started_at_ms : now_ms;
             p->a.reason = p->reason;
+            if (err == OBX_ETOOBIG || err == OBX_EINVAL) {
+                p->a.outcome = obx_backoff_outcome_name(OBX_OUTCOME_FATAL);
+                p->a.counted = 1;
+                p->a.next = OBX_NEXT_FAILED;
+                snprintf(p->reason, sizeof p->reason, "request could not be built (%s)",
+                         obx_strerror(err));
+                w->stats.failed++;
+            } else {
+                p->a.outcome = obx_backoff_outcome_name(OBX_OUTCOME_TRANSPORT);
+                decide_retry(w, inf, p, -1, now_ms);
+                if (p->a.next == OBX_NEXT_FAILED)
+                    w->stats.failed++;
+            }
         }
         obx_claimed_release(&inf->c);
         obx_free(inf);

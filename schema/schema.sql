@@ -70,7 +70,10 @@ CREATE TABLE outbox (
     confirm_due_at_ms        INTEGER,  -- re-send if not confirmed by then; NULL = nothing awaited
     prev_id                  INTEGER,  -- the unfinished message this one waits for (0005)
 
-    UNIQUE (channel_id, external_message_id)
+    UNIQUE (channel_id, external_message_id),
+    -- A dot segment would be removed from the request path (RFC 3986 5.2.4), sending the
+    -- message and its x-APIKey to another path of Partoo's host (0006).
+    CONSTRAINT channel_id_not_dot_segment CHECK (channel_id NOT IN ('.', '..'))
 );
 
 -- The claim index: due heads of conversations, by priority then business (round-robin)

@@ -12,7 +12,11 @@
  *   - a refused document or message comes with a code, and its message is valid
  *     UTF-8 (the API puts it in a JSON 400 body, which must be UTF-8, RFC 8259 §8.1);
  *   - an accepted message validates again, equals itself (obx_msg_same), and its
- *     Partoo request body (obx_msg_partoo_body) parses back to the same fields.
+ *     Partoo request body (obx_msg_partoo_body) parses back to the same fields;
+ *   - an accepted channel_id is never a dot segment ("." or ".."), which URL
+ *     normalisation would remove from the request path (issue 19 finding 4);
+ *   - the Partoo body always fits obx_msg_partoo_body_max(), the size worker.c gives
+ *     its buffer (issue 19 finding 1).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -86,9 +90,11 @@ check_accepted(const struct obx_msg *m)
         oracle_fail("accepted message fails obx_msg_validate", fe.message);
     if (!obx_msg_same(m, m))
         oracle_fail("obx_msg_same(m, m) is 0", NULL);
-    obx_buf_init(&body, BODY_MAX);
+    if (strcmp(m->channel_id, ".") == 0 || strcmp(m->channel_id, "..") == 0)
+        oracle_fail("accepted a dot-segment channel_id", m->channel_id);
+    obx_buf_init(&body, obx_msg_partoo_body_max(m));
     if (obx_msg_partoo_body(m, &body) != OBX_OK)
-        oracle_fail("obx_msg_partoo_body failed", NULL);
+        oracle_fail("obx_msg_partoo_body failed within obx_msg_partoo_body_max", NULL);
     if (obx_json_parse(obx_buf_str(&body), body.len, BODY_MAX, max_json_depth, &doc, NULL) !=
         OBX_OK)
         oracle_fail("Partoo body is not valid JSON", obx_buf_str(&body));

@@ -25,6 +25,9 @@
  *   - the Partoo message id is kept as Partoo sent it: when payload.message.id is a
  *     non-empty JSON string, webhook_events.partoo_message_id (and the inbox row of a
  *     reply) holds that exact string;
+ *   - every inbox row's Partoo message id is 1..128 bytes of [A-Za-z0-9_-]
+ *     (obx_msg_partoo_id_valid): lib/inbox.c puts it into the relay's Idempotency-Key
+ *     header, where CR/LF would inject headers (issue 19 finding 5);
  *   - every text reconcile writes (event, inbox, outbox and transition columns) is valid
  *     UTF-8, as the JSON it came from is: these columns end up in JSON answers
  *     (GET /v1/inbox, `outbox show --json`, the audit export).
@@ -42,6 +45,7 @@
 #include "db.h"
 #include "json.h"
 #include "log.h"
+#include "msg.h"
 #include "reconcile.h"
 #include "signature.h"
 #include "store.h"
@@ -136,7 +140,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* What reconcile should record as Partoo's id: the exact string, when the id is one. */
+/* What reconcile should record as Partoo's id: the exact string, when the id is one and
+ * fits (an id of 256 bytes or more is documented to leave the event ignored, unstored). */
 static char *
 string_id_of(const char *body, size_t len)
 {
@@ -148,7 +153,7 @@ string_id_of(const char *body, size_t len)
                        NULL) != OBX_OK)
         return NULL;
     id = obx_json_string(obx_json_get(obx_json_get(obx_json_get(doc, "payload"), "message"), "id"));
-    if (id && *id)
+    if (id && *id && strlen(id) < 256)
         copy = strdup(id);
     obx_json_free(doc);
     return copy;
@@ -172,6 +177,9 @@ check_event(const char *sha, const char *body, size_t len)
     outcome = (const char *)sqlite3_column_text(s, 1);
     if (!outcome || !*outcome)
         oracle_fail("processed event without an outcome", sha);
+    inbox_id = (const char *)sqlite3_column_text(s, 3);
+    if (inbox_id && !obx_msg_partoo_id_valid(inbox_id))
+        oracle_fail("an inbox row holds a Partoo id unfit for a header", inbox_id);
     want = string_id_of(body, len);
     if (want && strcmp(outcome, "unparsable") != 0) {
         stored_id = (const char *)sqlite3_column_text(s, 2);

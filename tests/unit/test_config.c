@@ -9,7 +9,9 @@
 #include "check.h"
 #include "config.h"
 #include "log.h"
+#include "httpd.h"
 #include "mem.h"
+#include "net.h"
 
 #ifndef OBX_SOURCE_DIR
 #define OBX_SOURCE_DIR "." /* CMake passes the real one; "." when run from the checkout */
@@ -338,6 +340,22 @@ test_set_string_formats(void)
         {"partoo_base_url", "https://", OBX_ECONFIG, "bad value for 'partoo_base_url'"},
         {"inbox_url", "https://example.com/inbox", OBX_OK, NULL},
         {"inbox_url", "example.com", OBX_ECONFIG, "bad value for 'inbox_url'"},
+        /* http:// only to loopback hosts, by address, however spelled (issue 19 #12). */
+        {"inbox_url", "http://127.0.0.1:9/in", OBX_OK, NULL},
+        {"inbox_url", "http://127.1/in", OBX_OK, NULL},
+        {"inbox_url", "http://localhost:9/in", OBX_OK, NULL},
+        {"inbox_url", "http://LOCALHOST/in", OBX_OK, NULL},
+        {"inbox_url", "http://[::1]:9/in", OBX_OK, NULL},
+        {"inbox_url", "http://[::ffff:127.0.0.1]/in", OBX_OK, NULL},
+        {"inbox_url", "http://0x7f.1/in", OBX_OK, NULL},
+        {"inbox_url", "http://0.0.0.0:9/in", OBX_ECONFIG, "bad value for 'inbox_url': http://"},
+        {"inbox_url", "http://10.0.0.1/in", OBX_ECONFIG, "only to a loopback host"},
+        {"inbox_url", "http://[::ffff:10.0.0.1]/in", OBX_ECONFIG, "loopback"},
+        {"inbox_url", "http://[::]/in", OBX_ECONFIG, "loopback"},
+        {"inbox_url", "http://128.0.0.1/in", OBX_ECONFIG, "loopback"},
+        {"inbox_url", "https://10.0.0.1/in", OBX_OK, NULL},
+        {"partoo_base_url", "http://192.168.1.1/v2", OBX_ECONFIG,
+         "bad value for 'partoo_base_url': http:// is allowed only to a loopback host"},
         {"api_listen", "[::1]:8787", OBX_OK, NULL},
         {"api_listen", "0.0.0.0:0", OBX_OK, NULL},
         {"api_listen", "localhost:65535", OBX_OK, NULL},
@@ -1033,7 +1051,7 @@ static int
 test_alloc_failures(void)
 {
     TEST_BEGIN;
-    static const char text[] = "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://h/i\n";
+    static const char text[] = "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://127.0.0.1/i\n";
     static const char keyfile[] = "k-key\n";
     char path[64] = "", keypath[64] = "";
     char *envp[] = {"OUTBOX_CA_FILE=/ca.pem", NULL};
@@ -1145,7 +1163,47 @@ end:
     TEST_END;
 }
 
+/*
+ * The one loopback check (lib/net.c), shared by the listener rule (no api_token off
+ * loopback) and the http:// rule: by address, however spelled. Only numeric hosts and
+ * localhost here: another name would send a DNS query off this machine.
+ */
+static int
+test_loopback(void)
+{
+    TEST_BEGIN;
+    static const char *const yes[] = {"127.0.0.1", "127.1", "127.255.255.254", "0x7f.1",
+                                      "::1", "[::1]", "::ffff:127.0.0.1", "localhost",
+                                      "LocalHost"};
+    static const char *const no[] = {"0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1",
+                                     "126.255.255.255", "::ffff:10.0.0.1", "::2", "", "[",
+                                     "[]", "127.0.0.1 ", "1.2.3.4/8"};
+
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!obx_net_host_is_loopback(yes[i]))
+            fprintf(stderr, "  '%s' should be loopback\n", yes[i]);
+        CHECK(obx_net_host_is_loopback(yes[i]));
+    }
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        if (obx_net_host_is_loopback(no[i]))
+            fprintf(stderr, "  '%s' should not be loopback\n", no[i]);
+        CHECK(!obx_net_host_is_loopback(no[i]));
+    }
+    CHECK(!obx_net_host_is_loopback(NULL));
+    /* The listener check goes through the same function. */
+    CHECK(obx_httpd_is_loopback("127.1:8787"));
+    CHECK(obx_httpd_is_loopback("localhost:0"));
+    CHECK(obx_httpd_is_loopback("[::ffff:127.0.0.1]:8787"));
+    CHECK(obx_httpd_is_loopback("[::1]:8787"));
+    CHECK(!obx_httpd_is_loopback("0.0.0.0:8787"));
+    CHECK(!obx_httpd_is_loopback("[::]:8787"));
+    CHECK(!obx_httpd_is_loopback("127.0.0.1"));
+end:
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
+    {"loopback", test_loopback},
     {"defaults", test_defaults},
     {"parse_duration", test_parse_duration},
     {"parse_size", test_parse_size},

@@ -467,6 +467,99 @@ end:
     TEST_END;
 }
 
+/* Applies the embedded migrations up to and including version `upto` by hand. */
+static enum obx_err
+migrate_upto(struct obx_db *db, int upto)
+{
+    char bump[64];
+    enum obx_err err = OBX_OK;
+
+    for (const struct obx_migration *m = obx_migrations; m->version && err == OBX_OK; m++)
+        if (m->version <= upto)
+            err = obx_db_exec(db, m->sql);
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", upto);
+    if (err == OBX_OK)
+        err = obx_db_exec(db, bump);
+    return err;
+}
+
+/*
+ * 0006 rebuilds outbox to add a CHECK: every row, id, attempt and transition survives,
+ * foreign keys are on again afterwards, the triggers work, and "." is refused from then on.
+ */
+static int
+test_0006_keeps_data(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0006");
+
+    CHECK(db);
+    CHECK_OK(migrate_upto(db, 5));
+    CHECK_OK(obx_db_exec(db, "INSERT INTO outbox (id, channel_id, external_message_id,"
+                             " business_id, external_conversation_id, content, sender_type)"
+                             " VALUES (7, 'ch', 'm1', 'b', 'c', 'hi', 'User'),"
+                             " (9, 'ch', 'm2', 'b', 'c', 'yo', 'Consumer');"
+                             " UPDATE outbox SET state = 'failed', state_reason = 'x'"
+                             " WHERE id = 7;"
+                             " INSERT INTO attempts (message_id, started_at_ms, duration_ms,"
+                             " outcome) VALUES (7, 1, 2, 'fatal')"));
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM transitions"), 1);
+    CHECK_OK(obx_migrate_apply(db, NULL, NULL));
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), obx_migrate_latest());
+    CHECK_INT(query_int(db->h, "PRAGMA foreign_keys"), 1);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM outbox WHERE (id = 7 AND state = 'failed')"
+                               " OR (id = 9 AND state = 'queued')"),
+              2);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM attempts WHERE message_id = 7"), 1);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM transitions WHERE message_id = 7"), 1);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM pragma_integrity_check WHERE"
+                               " integrity_check <> 'ok'"),
+              0);
+    /* The transition trigger is back, and the cascade too. */
+    CHECK_OK(obx_db_exec(db, "UPDATE outbox SET state = 'cancelled', state_reason = 'y'"
+                             " WHERE id = 9"));
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM transitions WHERE message_id = 9"), 1);
+    CHECK_OK(obx_db_exec(db, "DELETE FROM outbox WHERE id = 7"));
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM attempts"), 0);
+    CHECK(obx_db_exec(db, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                          " external_conversation_id, content, sender_type)"
+                          " VALUES ('..', 'm3', 'b', 'c', 'hi', 'User')") != OBX_OK);
+    CHECK_OK(obx_db_exec(db, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                             " external_conversation_id, content, sender_type)"
+                             " VALUES ('...', 'm3', 'b', 'c', 'hi', 'User')"));
+end:
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/* A database that already holds a "." channel stops at 0006 with nothing changed. */
+static int
+test_0006_refuses_dot_rows(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0006dot");
+
+    CHECK(db);
+    CHECK_OK(migrate_upto(db, 5));
+    CHECK_OK(obx_db_exec(db, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                             " external_conversation_id, content, sender_type)"
+                             " VALUES ('.', 'm1', 'b', 'c', 'hi', 'User')"));
+    CHECK(obx_migrate_apply(db, NULL, NULL) != OBX_OK);
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), 5);
+    CHECK_INT(query_int(db->h, "PRAGMA foreign_keys"), 1);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM outbox WHERE channel_id = '.'"), 1);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM sqlite_master WHERE name = 'outbox_0006'"),
+              0);
+    CHECK(sqlite3_get_autocommit(db->h));
+    /* Once the row is gone, the migration goes through. */
+    CHECK_OK(obx_db_exec(db, "DELETE FROM outbox"));
+    CHECK_OK(obx_migrate_apply(db, NULL, NULL));
+    CHECK_INT(query_int(db->h, "PRAGMA user_version"), obx_migrate_latest());
+end:
+    close_db(db, path_a);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"empty_to_latest", test_empty_to_latest},
     {"rerun_is_noop", test_rerun_is_noop},
@@ -477,6 +570,8 @@ static const struct test_case tests[] = {
     {"embedded_match_files", test_embedded_match_files},
     {"normaliser", test_normaliser},
     {"schema_drift", test_schema_drift},
+    {"0006_keeps_data", test_0006_keeps_data},
+    {"0006_refuses_dot_rows", test_0006_refuses_dot_rows},
     {NULL, NULL},
 };
 

@@ -517,6 +517,29 @@ end:
     TEST_END;
 }
 
+/* The worst case of JSON escaping in every field still fits obx_msg_partoo_body_max(). */
+static int
+test_partoo_body_max(void)
+{
+    TEST_BEGIN;
+    static char ctl[4097], bad[4097];
+    struct obx_msg m = base_msg();
+    struct obx_buf b;
+
+    memset(ctl, 0x01, sizeof ctl - 1);
+    memset(bad, 0xff, sizeof bad - 1);
+    m.consumer_name = ctl;
+    m.consumer_image = bad;
+    for (size_t i = 0; i < 6; i++)
+        set_field(&m, &fields[i], i % 2 ? ctl : "\"\\\"\\");
+    obx_buf_init(&b, obx_msg_partoo_body_max(&m));
+    CHECK_OK(obx_msg_partoo_body(&m, &b));
+    CHECK(b.len > 6 * 4096);
+    obx_buf_release(&b);
+end:
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"validate_ok", test_validate_ok},
     {"validate_missing_and_empty", test_validate_missing_and_empty},
@@ -528,6 +551,7 @@ static const struct test_case tests[] = {
     {"from_json_channel_by_url", test_from_json_channel_by_url},
     {"partoo_body", test_partoo_body},
     {"msg_same", test_msg_same},
+    {"partoo_body_max", test_partoo_body_max},
     {NULL, NULL},
 };
 

@@ -991,6 +991,33 @@ test_validator_no_looser_than_checks(void)
         }
     }
     CHECK(checked > 20);
+    /* Dot segments: the validator and channel_id_not_dot_segment agree, both ways. */
+    {
+        static const char *const chans[] = {".", "..", "...", ".x", "x.", "./", "%2E"};
+        for (size_t i = 0; i < sizeof chans / sizeof chans[0]; i++) {
+            struct obx_field_error fe;
+            struct obx_msg m = msg("b", "c", "dot");
+            int valid, stored;
+            m.channel_id = chans[i];
+            valid = obx_msg_validate(&m, &lim, &fe) == OBX_OK;
+            obx_db_bind_text(ins, 1, chans[i]);
+            obx_db_bind_text(ins, 2, "dot");
+            obx_db_bind_text(ins, 3, "b");
+            obx_db_bind_text(ins, 4, "c");
+            obx_db_bind_text(ins, 5, "hi");
+            obx_db_bind_text(ins, 6, "User");
+            sqlite3_bind_null(ins, 7);
+            sqlite3_bind_null(ins, 8);
+            stored = sqlite3_step(ins) == SQLITE_DONE;
+            sqlite3_reset(ins);
+            CHECK(sqlite3_exec(st->db->h, "DELETE FROM outbox", NULL, NULL, NULL) == SQLITE_OK);
+            if (valid != stored)
+                fprintf(stderr, "  channel_id '%s': validator %d, constraints %d\n", chans[i],
+                        valid, stored);
+            CHECK_INT(valid, stored);
+            CHECK_INT(valid, i >= 2);
+        }
+    }
     /* The other way round, the validator refuses what the constraints refuse. */
     {
         struct obx_field_error fe;
