@@ -296,7 +296,7 @@ BEGIN
     ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id;
 END;
 
--- The keyed audit chain (0008): from which audit_log row on the chain is sealed with
+-- The keyed audit chain (0007): from which audit_log row on the chain is sealed with
 -- HMAC-SHA256 under audit_key_file's key, and which key (lib/audit.h). No row: the whole
 -- chain is plain SHA-256.
 CREATE TABLE audit_chain_modes (

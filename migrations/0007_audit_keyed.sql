@@ -1,4 +1,4 @@
--- 0008_audit_keyed: an optional keyed audit chain (HMAC-SHA256 instead of plain SHA-256).
+-- 0007_audit_keyed: an optional keyed audit chain (HMAC-SHA256 instead of plain SHA-256).
 --
 -- Anyone who can write the database can rewrite audit rows and recompute a plain SHA-256
 -- chain. With audit_key_file set, serve (and the CLI) seal rows with HMAC-SHA256 under a key
