@@ -251,8 +251,9 @@ static const char SQL_PRUNE_LAST[] =
     "SELECT id, hash FROM audit_log WHERE id < ?1 ORDER BY id DESC LIMIT 1";
 static const char SQL_PRUNE_CHECKPOINT[] =
     "INSERT INTO audit_checkpoints (upto_id, hash, created_at_ms) VALUES (?1, ?2, ?3)";
-static const char SQL_PRUNE_DELETE[] = "DELETE FROM audit_log WHERE id <= ?1";
-
+static const char SQL_PRUNE_DELETE[] =
+    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE id <= ?1 ORDER BY id"
+    " LIMIT ?2)";
 /* The last row of the prunable prefix (id and hash), or id 0 when nothing is prunable. */
 static enum obx_err
 prune_point(struct obx_store *st, int64_t before_ms, int64_t *id, char hash[65])
@@ -282,34 +283,56 @@ prune_point(struct obx_store *st, int64_t before_ms, int64_t *id, char hash[65])
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
+/*
+ * The checkpoint comes first, in the first batch's transaction: from then on the chain
+ * starts after upto_id, so rows at or below it are already outside it (verify and
+ * export skip them) and can be deleted in as many later transactions as it takes. A
+ * prune interrupted half-way leaves rows behind the latest checkpoint, which the next
+ * prune deletes without a new checkpoint.
+ */
 enum obx_err
-obx_audit_prune(struct obx_store *st, int64_t before_ms, int64_t *removed)
+obx_audit_prune_batch(struct obx_store *st, int64_t before_ms, int max_rows, int64_t *upto,
+                      int64_t *removed, int *more)
 {
     sqlite3_stmt *cp = obx_db_stmt(st->db, SQL_PRUNE_CHECKPOINT);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_PRUNE_DELETE);
-    char hash[65] = "";
-    int64_t upto = 0;
+    char hash[65] = "", prev[65];
+    int64_t point = 0, covered = 0, n = 0;
     enum obx_err err = obx_db_begin(st->db);
 
     *removed = 0;
+    *more = 0;
     if (!cp || !del)
         err = err == OBX_OK ? OBX_EDB : err;
-    if (err == OBX_OK)
-        err = prune_point(st, before_ms, &upto, hash);
-    if (err == OBX_OK && upto) {
-        sqlite3_bind_int64(cp, 1, upto);
-        obx_db_bind_text(cp, 2, hash);
-        sqlite3_bind_int64(cp, 3, obx_now_ms(st->clock));
-        err = obx_db_step_done(cp);
-        sqlite3_bind_int64(del, 1, upto);
+    if (err == OBX_OK && *upto < 0) {
+        err = chain_start(st, &covered, prev);
         if (err == OBX_OK)
-            err = obx_db_step_done(del);
+            err = prune_point(st, before_ms, &point, hash);
+        if (err == OBX_OK && point > covered) {
+            sqlite3_bind_int64(cp, 1, point);
+            obx_db_bind_text(cp, 2, hash);
+            sqlite3_bind_int64(cp, 3, obx_now_ms(st->clock));
+            err = obx_db_step_done(cp);
+            covered = point;
+        }
+    } else {
+        covered = *upto;
+    }
+    if (err == OBX_OK && covered > 0) {
+        sqlite3_bind_int64(del, 1, covered);
+        sqlite3_bind_int(del, 2, max_rows);
+        err = obx_db_step_done(del);
         if (err == OBX_OK)
-            *removed = sqlite3_changes(st->db->h);
+            n = sqlite3_changes(st->db->h);
     }
     if (err == OBX_OK)
-        return obx_db_commit(st->db);
-    obx_db_rollback(st->db);
-    *removed = 0;
-    return err;
+        err = obx_db_commit(st->db);
+    else
+        obx_db_rollback(st->db);
+    if (err != OBX_OK)
+        return err;
+    *upto = covered;
+    *removed = n;
+    *more = n == max_rows;
+    return OBX_OK;
 }

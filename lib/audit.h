@@ -58,10 +58,15 @@ OBX_MUST_CHECK enum obx_err obx_audit_export(struct obx_store *st, int64_t since
                                              obx_audit_entry_fn fn, void *ctx);
 
 /*
- * Removes the longest prefix of sealed rows older than before_ms and records a
- * checkpoint with the hash of the last one removed. *removed gets how many.
+ * One batch of pruning, for lib/retention.c. Start with *upto = -1: the first call
+ * finds the longest prefix of sealed rows older than before_ms and, when it reaches
+ * past the latest checkpoint, records a checkpoint with the hash of its last row; it
+ * sets *upto to the last id the checkpoints cover. Every call deletes up to max_rows
+ * rows at or below *upto; *more is 1 while some may remain.
  */
-OBX_MUST_CHECK enum obx_err obx_audit_prune(struct obx_store *st, int64_t before_ms,
-                                            int64_t *removed /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_audit_prune_batch(struct obx_store *st, int64_t before_ms,
+                                                  int max_rows, int64_t *upto /* IN/OUT */,
+                                                  int64_t *removed /* OUT */,
+                                                  int *more /* OUT */);
 
 #endif
