@@ -4,8 +4,8 @@
  *   one persistent timer, every TICK_MS
  *     -> each job whose period has passed, and that is not in the middle of a pass,
  *        runs once
- *     -> a job that answers "more" runs again from a zero-delay timer (the loop serves
- *        requests in between) until it answers "done"
+ *     -> a job that answers "more" runs again from a one-shot timer MORE_GAP_MS later
+ *        (the loop serves requests in between) until it answers "done"
  *
  * Work that is not periodic stays with its owner and runs when work arrives: the
  * worker's claim -> pace -> send -> record pump, and the reconcile of newly stored
@@ -24,6 +24,8 @@
 #define TICK_MS 1000
 #define CRON_BUSY_MS 100 /* lock wait for jobs that run again anyway */
 #define SEAL_BATCH 50000
+/* A retention step in the loop delays every request that arrives meanwhile: keep it short. */
+#define SERVE_RETENTION_STEP_MS 5
 
 /* A job returns 1 when it has more to do right away, 0 when its run is over. */
 typedef int (*job_fn)(struct obx_cron *c);
@@ -164,8 +166,11 @@ job_retention(struct obx_cron *c)
         if (cfg->retention_ms <= 0)
             return 0;
         obx_retention_opts_for(cfg, obx_now_ms(obx_clock_real()), cfg->retention_ms, &o);
+        o.batch_ms = SERVE_RETENTION_STEP_MS;
         obx_retention_init(&c->retention, &o);
         c->retention_started_mono_ms = mono_now();
+        obx_log(OBX_LOG_INFO, "retention pass started",
+                OBX_KI("retention_ms", cfg->retention_ms));
     }
     err = obx_retention_step(c->env.st, &c->retention, &done);
     if (err != OBX_OK) {
@@ -209,10 +214,18 @@ run_job(struct obx_cron *c, size_t i)
     c->more[i] = jobs[i].run(c);
 }
 
+/*
+ * A job with more to do runs again MORE_GAP_MS later, not at once: a request needs a
+ * few loop turns (read, commit, answer), and with back-to-back steps each turn would
+ * wait for a whole step. The gap lets a request that arrived during a step finish
+ * before the next one starts (docs/benchmarks.md, "Purge and retention").
+ */
+#define MORE_GAP_MS 5
+
 static void
 arm_more(struct obx_cron *c)
 {
-    struct timeval now = {0, 0};
+    struct timeval now = {0, MORE_GAP_MS * 1000};
 
     for (size_t i = 0; i < N_JOBS; i++) {
         if (c->more[i] && runnable(c, i)) {

@@ -3,7 +3,7 @@
  * serverCron). The table is in cron.c; each job states its period there.
  *
  * A job runs on the loop thread and must return quickly. A job with more to do than
- * fits in one short run (retention) says so, and runs again on a zero-delay timer:
+ * fits in one short run (retention) says so, and runs again a few milliseconds later:
  * the loop serves requests between two runs.
  */
 #ifndef OBX_CRON_H
