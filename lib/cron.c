@@ -54,7 +54,7 @@ static const struct job jobs[] = {
     /* Leases of requests that never came back (a lost transfer) return to the queue. */
     {"leases", 30000, 30000, 0, job_leases},
     /* The WAL stays small when the disk is tight, and is checkpointed after a full disk. */
-    {"wal_guard", 1000, 1000, 1, job_wal_guard},
+    {"wal_guard", 1000, 0, 1, job_wal_guard},
     /* Deletes what is older than `retention`, in short steps (lib/retention.c). */
     {"retention", 3600000, 60000, 0, job_retention},
     /* Pause and circuit state for `outbox status`. */
@@ -285,6 +285,8 @@ obx_cron_new(struct event_base *base, const struct obx_cron_env *env, struct obx
         obx_cron_free(c);
         return OBX_ENOMEM;
     }
+    /* Jobs due at once (the WAL guard: a disk may be nearly full at start-up) run now. */
+    on_tick(-1, 0, c);
     *out = c;
     return OBX_OK;
 }
