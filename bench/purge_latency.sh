@@ -16,6 +16,9 @@
 #    Each prints one row: requests during the purge, 503s, other errors, p50/p99/max
 #    latency, and the purge's own duration; plus a row for the WARM_S before it.
 #
+# Each copy is synced and left SETTLE_S (10) s before serve starts. RESULTS_DIR keeps the
+# producers' per-request files and serve's log.
+#
 #   bench/purge_latency.sh
 #   N=200000 VARIANTS=cli bench/purge_latency.sh
 #
@@ -27,10 +30,19 @@ set -uo pipefail
 
 N=${N:-1000000}
 RATE=${RATE:-50}
-WARM_S=${WARM_S:-5}
+WARM_S=${WARM_S:-10}
 VARIANTS=${VARIANTS:-cli serve}
 PRODUCER=$BENCH_ROOT/bench/purge_producer.py
 command -v python3 >/dev/null || { log "python3 is needed"; exit 1; }
+
+# copy_db SRC DST: a copy, flushed to the disk before serve starts, so that the kernel's
+# writeback of a gigabyte of fresh page cache does not slow every fsync of the run.
+copy_db() {
+    cp "$1" "$2" && sync "$2"
+    sleep "${SETTLE_S:-10}"
+}
+# keep FILE NAME: with RESULTS_DIR set, keeps a copy of a run's file there.
+keep() { [ -n "${RESULTS_DIR:-}" ] && mkdir -p "$RESULTS_DIR" && cp "$1" "$RESULTS_DIR/$2"; return 0; }
 
 count_accepted() { sql "$1" "SELECT count(*) FROM outbox WHERE state = 'accepted'"; }
 
@@ -80,7 +92,7 @@ header() {
 run_cli() {
     local db t_warm t0 t1 out
     db=$BT/cli.db
-    cp "$SRC" "$db"
+    copy_db "$SRC" "$db"
     start_serve "$db" --retention 0 --log-level info
     start_producers "$db"
     t_warm=$(now_ms)
@@ -92,6 +104,7 @@ run_cli() {
     sleep 2
     stop_producers
     stop_serve
+    keep "$BT/prod.tsv" cli-producers.tsv
     log "cli: $out"
     python3 "$PRODUCER" report "before the purge ($WARM_S s)" "$BT/prod.tsv" "$t_warm" "$t0"
     python3 "$PRODUCER" report "during outbox purge" "$BT/prod.tsv" "$t0" "$t1"
@@ -101,7 +114,7 @@ run_cli() {
 run_serve() {
     local db t_start t0 t1 dur line
     db=$BT/serve.db
-    cp "$SRC" "$db"
+    copy_db "$SRC" "$db"
     : >"$BT/serve.log"
     t_start=$(now_ms)
     start_serve "$db" --retention 1s --readonly-channels bench-ch --log-level info
@@ -116,6 +129,8 @@ run_serve() {
     sleep 2
     stop_producers
     stop_serve
+    keep "$BT/prod.tsv" serve-producers.tsv
+    keep "$BT/serve.log" serve.log
     line=$(grep "retention pass done" "$BT/serve.log" | tail -1)
     dur=$(printf '%s' "$line" | sed -n 's/.*duration_ms=\([0-9]*\).*/\1/p')
     python3 "$PRODUCER" report "before the pass ($(( (t0 - t_start) / 1000 )) s)" "$BT/prod.tsv" "$t_start" "$t0"
