@@ -1362,15 +1362,26 @@ obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms, int64_t ha
 
 /* ---- confirmation ------------------------------------------------------------------------ */
 
+/*
+ * INDEXED BY: without ANALYZE statistics the planner prefers outbox_state (state = ?)
+ * and walks every accepted message, all of them on a read-only channel until
+ * retention: 0.3-0.5 s per call with 1,000,000 of them, every second, on serve's loop
+ * (docs/benchmarks.md, "Purge and retention"). The partial index holds only the
+ * messages that still wait for a confirmation.
+ */
 static const char SQL_RESEND_UNCONFIRMED[] =
-    "UPDATE outbox SET state = 'queued', state_at_ms = ?1, next_attempt_at_ms = 0,"
+    "UPDATE outbox INDEXED BY outbox_confirm_due SET state = 'queued', state_at_ms = ?1, next_attempt_at_ms = 0,"
     " state_reason = 'no confirmation in time; re-sending', resends = resends + 1,"
     " confirm_due_at_ms = NULL"
     " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends < ?2";
 
 static const char SQL_GIVE_UP_UNCONFIRMED[] =
-    "UPDATE outbox SET unconfirmed_at_ms = ?1, confirm_due_at_ms = NULL"
+    "UPDATE outbox INDEXED BY outbox_confirm_due SET unconfirmed_at_ms = ?1,"
+    " confirm_due_at_ms = NULL"
     " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends >= ?2";
+
+const char *const obx_store_confirm_sql[] = {SQL_RESEND_UNCONFIRMED, SQL_GIVE_UP_UNCONFIRMED,
+                                             NULL};
 
 enum obx_err
 obx_store_confirm_timeouts(struct obx_store *st, int64_t max_resends, int64_t *resent,

@@ -95,6 +95,8 @@ void obx_claimed_release(struct obx_claimed *c);
  * query plans. Each must be a range scan of the partial index outbox_claim.
  */
 extern const char *const obx_store_claim_sql[];
+/* The confirmation-timeout statements, for the same kind of plan test. */
+extern const char *const obx_store_confirm_sql[];
 
 /*
  * Claims up to max due messages (state queued, head of their conversation,

@@ -712,6 +712,16 @@ test_claim_query_plan(void)
                            explain_cb, plan, NULL),
               SQLITE_OK);
     CHECK(strstr(plan, "outbox_next"));
+    /* Confirmation timeouts (every second in serve): the partial index of messages that
+     * wait for a confirmation, never every accepted message (outbox_state). */
+    for (int i = 0; obx_store_confirm_sql[i]; i++) {
+        plan[0] = '\0';
+        snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", obx_store_confirm_sql[i]);
+        CHECK_INT(sqlite3_exec(st->db->h, sql, explain_cb, plan, NULL), SQLITE_OK);
+        if (!strstr(plan, "outbox_confirm_due"))
+            fprintf(stderr, "  confirm query %d: plan \"%s\"\n", i, plan);
+        CHECK(strstr(plan, "outbox_confirm_due"));
+    }
 end:
     obx_store_free(st);
     TEST_END;
