@@ -86,7 +86,7 @@ tune(struct obx_db *db, const struct obx_store_opts *opts)
              "PRAGMA cache_size = -%lld; PRAGMA wal_autocheckpoint = %lld;"
              " PRAGMA journal_size_limit = %lld",
              (long long)(opts->cache_kib > 0 ? opts->cache_kib : 8192), (long long)pages,
-             (long long)(pages * 4096));
+             (long long)pages * 4096);
     return obx_db_exec(db, sql);
 }
 
@@ -1598,8 +1598,9 @@ obx_store_guard_wal(struct obx_store *st, struct obx_wal_guard *g)
         pages = st->wal_pages;
     g->tight = pages < st->wal_pages;
     if (pages != g->autocheckpoint_pages) {
-        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %lld; PRAGMA journal_size_limit = %lld",
-                 (long long)pages, (long long)(pages * page));
+        snprintf(sql, sizeof sql,
+                 "PRAGMA wal_autocheckpoint = %lld; PRAGMA journal_size_limit = %lld",
+                 (long long)pages, (long long)pages * page);
         if (obx_db_exec(st->db, sql) != OBX_OK)
             return OBX_EDB;
         g->autocheckpoint_pages = pages;
