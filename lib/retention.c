@@ -4,9 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "audit.h"
 
-enum phase { PH_MESSAGES = 0, PH_REPLIES, PH_EVENTS, PH_SEAL, PH_PRUNE, PH_DONE };
+enum phase { PH_MESSAGES = 0, PH_REPLIES, PH_EVENTS, PH_SEAL, PH_PRUNE_SCAN, PH_PRUNE, PH_DONE };
 
 /* The terminal states, in the order their messages are visited. */
 static const enum obx_state purge_states[] = {OBX_ST_CONFIRMED, OBX_ST_CANCELLED, OBX_ST_FAILED,
@@ -61,9 +60,6 @@ advance(struct obx_retention *r)
     if (r->phase == PH_MESSAGES && ++r->state_idx < N_PURGE_STATES)
         return;
     r->phase++;
-    /* The audit prune's first step has yet to choose (and checkpoint) its prefix. */
-    if (r->phase == PH_PRUNE)
-        r->cursor = -1;
 }
 
 enum obx_err
@@ -99,11 +95,13 @@ obx_retention_step(struct obx_store *st, struct obx_retention *r, int *done)
         r->n.audit_sealed += a;
         more = a == r->o.batch_rows;
         break;
+    case PH_PRUNE_SCAN:
+        /* Audit rows are read and deleted by id range, cheaper per row than a message
+         * and its cascade: a step takes more of them for the same time. */
+        err = obx_audit_prune_scan(st, r->o.before_ms, r->o.batch_rows * 4, &r->prune, &more);
+        break;
     case PH_PRUNE:
-        /* Audit rows are deleted by id range, cheaper per row than a message and its
-         * cascade: a step takes more of them for the same time. */
-        err = obx_audit_prune_batch(st, r->o.before_ms, r->o.batch_rows * 4, &r->cursor, &a,
-                                    &more);
+        err = obx_audit_prune_batch(st, &r->prune, r->o.batch_rows * 4, &a, &more);
         r->n.audit_rows += a;
         break;
     default:

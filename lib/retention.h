@@ -12,7 +12,8 @@
  *     -> replies (delivered/acked)
  *     -> webhook events (bodies; then rows, i.e. replay hashes, past hashes_before_ms)
  *     -> audit seal (rows not yet in the chain; a prune only removes sealed rows)
- *     -> audit prune (checkpoint first, then the rows behind it)
+ *     -> audit prune: find the prefix (reads, in steps), then checkpoint first and the
+ *        rows behind it
  *     -> done
  *
  * Each step commits what it did: a pass interrupted at any point (crash, SIGTERM, a
@@ -21,6 +22,7 @@
 #ifndef OBX_RETENTION_H
 #define OBX_RETENTION_H
 
+#include "audit.h"
 #include "config.h"
 #include "store.h"
 
@@ -51,6 +53,7 @@ struct obx_retention {
     int phase;
     int state_idx;
     int64_t cursor;
+    struct obx_audit_prune prune;
 };
 
 void obx_retention_init(struct obx_retention *r, const struct obx_retention_opts *o);

@@ -559,14 +559,18 @@ test_retention_resumes_audit_prune(void)
     struct obx_store *st = fresh_store();
     struct obx_retention_counts rc;
     struct obx_audit_report rep;
-    int64_t upto = -1, removed = 0;
-    int more = 0;
+    struct obx_audit_prune pp = {0};
+    int64_t removed = 0;
+    int more = 1;
 
     CHECK(st);
     CHECK_INT(fill_for_retention(st), 0);
     CHECK_OK(obx_audit_seal(st, 1000000, &removed));
     fake.now_ms += 10;
-    CHECK_OK(obx_audit_prune_batch(st, fake.now_ms, 5, &upto, &removed, &more));
+    while (more)
+        CHECK_OK(obx_audit_prune_scan(st, fake.now_ms, 7, &pp, &more));
+    CHECK_INT(pp.upto_id, count_rows(st, "SELECT 1 FROM audit_log"));
+    CHECK_OK(obx_audit_prune_batch(st, &pp, 5, &removed, &more));
     CHECK_INT(removed, 5);
     CHECK(more);
     CHECK_OK(obx_audit_verify(st, &rep));
