@@ -26,6 +26,13 @@
 #define SEAL_BATCH 50000
 /* A retention step in the loop delays every request that arrives meanwhile: keep it short. */
 #define SERVE_RETENTION_STEP_MS 5
+/*
+ * During a pass the WAL is checkpointed every 1,000 pages instead of 10,000: a pass
+ * writes the WAL fast, and a 40 MB checkpoint (run inside whichever commit crosses the
+ * mark, often a producer's) stalls the loop for ~50 ms about once a second; 4 MB ones
+ * take a few ms (docs/benchmarks.md, "Purge and retention").
+ */
+#define SERVE_RETENTION_WAL_PAGES 1000
 
 /* A job returns 1 when it has more to do right away, 0 when its run is over. */
 typedef int (*job_fn)(struct obx_cron *c);
@@ -149,6 +156,16 @@ job_wal_guard(struct obx_cron *c)
     return 0;
 }
 
+/* Caps the WAL checkpoint interval (0 = lifts the cap) and applies it at once. */
+static void
+set_wal_cap(struct obx_cron *c, int64_t pages)
+{
+    c->wal.cap_pages = pages;
+    c->wal.autocheckpoint_pages = 0; /* makes the guard set the interval again */
+    if (obx_store_guard_wal(c->env.st, &c->wal) != OBX_OK)
+        obx_log(OBX_LOG_WARN, "cannot check the disk space of the database");
+}
+
 static int
 job_retention(struct obx_cron *c)
 {
@@ -171,8 +188,11 @@ job_retention(struct obx_cron *c)
         c->retention_started_mono_ms = mono_now();
         obx_log(OBX_LOG_INFO, "retention pass started",
                 OBX_KI("retention_ms", cfg->retention_ms));
+        set_wal_cap(c, SERVE_RETENTION_WAL_PAGES);
     }
     err = obx_retention_step(c->env.st, &c->retention, &done);
+    if (err != OBX_OK || done)
+        set_wal_cap(c, 0);
     if (err != OBX_OK) {
         /* Everything done so far is committed; the next hourly pass finishes it. */
         obx_log(OBX_LOG_WARN, "retention stopped; the next pass continues",

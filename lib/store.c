@@ -1597,6 +1597,8 @@ obx_store_guard_wal(struct obx_store *st, struct obx_wal_guard *g)
     if (pages > st->wal_pages)
         pages = st->wal_pages;
     g->tight = pages < st->wal_pages;
+    if (g->cap_pages > 0 && pages > g->cap_pages)
+        pages = g->cap_pages;
     if (pages != g->autocheckpoint_pages) {
         snprintf(sql, sizeof sql,
                  "PRAGMA wal_autocheckpoint = %lld; PRAGMA journal_size_limit = %lld",

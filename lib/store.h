@@ -251,6 +251,7 @@ struct obx_wal_guard {
     int64_t free_bytes;           /* free for us on the database's filesystem */
     int64_t wal_bytes;            /* size of the -wal file */
     int64_t autocheckpoint_pages; /* the checkpoint interval in force */
+    int64_t cap_pages;            /* in: a lower interval the caller wants for now (0 = none) */
     int tight;                    /* below the interval asked for at open */
     int checkpointed;             /* this call's TRUNCATE checkpoint succeeded */
 };
