@@ -42,7 +42,7 @@ int obx_state_parse(const char *s);
 /*
  * How long a statement waits for another process's write lock before failing with
  * OBX_EBUSY. The daemon's loop uses a short wait for work that is retried anyway
- * (claims, outcomes, housekeeping) and a longer one where a producer waits for an
+ * (claims, outcomes, periodic jobs) and a longer one where a producer waits for an
  * answer (enqueue commits), so a lock held elsewhere never stalls the loop for long.
  */
 void obx_store_set_busy_timeout(struct obx_store *st, int64_t ms);
