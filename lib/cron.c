@@ -156,6 +156,12 @@ job_wal_guard(struct obx_cron *c)
     return 0;
 }
 
+static int
+current_readonly(void *ctx, const char *channel)
+{
+    return obx_config_channel_readonly(cfg_of(ctx), channel);
+}
+
 /* Caps the WAL checkpoint interval (0 = lifts the cap) and applies it at once. */
 static void
 set_wal_cap(struct obx_cron *c, int64_t pages)
@@ -184,6 +190,9 @@ job_retention(struct obx_cron *c)
             return 0;
         obx_retention_opts_for(cfg, obx_now_ms(obx_clock_real()), cfg->retention_ms, &o);
         o.batch_ms = SERVE_RETENTION_STEP_MS;
+        /* A pass outlives a SIGHUP, which frees this configuration: ask the current one. */
+        o.is_readonly = current_readonly;
+        o.ctx = c;
         obx_retention_init(&c->retention, &o);
         c->retention_started_mono_ms = mono_now();
         obx_log(OBX_LOG_INFO, "retention pass started",
