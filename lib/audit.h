@@ -93,11 +93,27 @@ OBX_MUST_CHECK enum obx_err obx_audit_export(struct obx_store *st, int64_t since
                                              int64_t until_ms, const char *channel_id,
                                              obx_audit_entry_fn fn, void *ctx);
 
+/* Where a prune ends: the last row of the prunable prefix (0 = none) and its hash. */
+struct obx_audit_prune {
+    int64_t upto_id;
+    char upto_hash[65];
+};
+
 /*
- * Removes the longest prefix of sealed rows older than before_ms and records a
- * checkpoint with the hash of the last one removed. *removed gets how many.
+ * Pruning, for lib/retention.c, in two kinds of step. Start with *p zeroed and call
+ * obx_audit_prune_scan until *more is 0: each reads up to max_rows rows after
+ * p->upto_id and extends the prefix of sealed rows older than before_ms (reads only).
+ * Then obx_audit_prune_batch until *more is 0: its first call records a checkpoint with
+ * the prefix's last hash (unless a checkpoint already covers it), and every call deletes
+ * up to max_rows rows behind the latest checkpoint.
  */
-OBX_MUST_CHECK enum obx_err obx_audit_prune(struct obx_store *st, int64_t before_ms,
-                                            int64_t *removed /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_audit_prune_scan(struct obx_store *st, int64_t before_ms,
+                                                 int max_rows,
+                                                 struct obx_audit_prune *p /* IN/OUT */,
+                                                 int *more /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_audit_prune_batch(struct obx_store *st,
+                                                  const struct obx_audit_prune *p,
+                                                  int max_rows, int64_t *removed /* OUT */,
+                                                  int *more /* OUT */);
 
 #endif

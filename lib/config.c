@@ -157,6 +157,11 @@ static const struct opt opts[] = {
     {"retention", OPT_DURATION, "30d", 0, 3650 * MS_D, FIELD(retention_ms, int64_t),
      "remove finished messages, old audit rows, replies and webhook events older than "
      "this; 0 = keep forever"},
+    {"webhook_hash_retention", OPT_DURATION, "365d", 0, 3650 * MS_D,
+     FIELD(webhook_hash_retention_ms, int64_t),
+     "keep the SHA-256 of each webhook body this long after receipt, beyond the body "
+     "itself, so a replayed old event stays a duplicate; never less than retention; "
+     "0 = forever"},
 
     /* Partoo */
     {"partoo_base_url", OPT_STRING, "https://api.partoo.co/v2", 1, STR_MAX,

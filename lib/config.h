@@ -29,6 +29,7 @@ struct obx_config {
     int synchronous_full;           /* synchronous = full (1, default) | normal (0) */
     int64_t max_db_size;            /* bytes, 0 = no quota */
     int64_t retention_ms;           /* default 30d; 0 = keep forever */
+    int64_t webhook_hash_retention_ms; /* default 365d; 0 = forever (replay guard) */
 
     /* Partoo */
     char *partoo_base_url;          /* default "https://api.partoo.co/v2" */

@@ -111,11 +111,23 @@ enum obx_err
 obx_db_commit(struct obx_db *db)
 {
     enum obx_err err = obx_db_exec(db, "COMMIT");
+    int full;
 
-    if (err == OBX_OK)
+    if (err == OBX_OK) {
         db->in_tx = 0;
-    else
-        obx_db_rollback(db);
+        return OBX_OK;
+    }
+    full = (sqlite3_errcode(db->h) & 0xff) == SQLITE_FULL;
+    obx_db_rollback(db);
+    /*
+     * The disk is full: copy the WAL back into the database while the pages still fit
+     * (PASSIVE never waits for readers), so that the next writer can restart the WAL
+     * from its beginning instead of appending to a file that has no room left. Without
+     * this, a WAL that filled the disk stays full after space returns: the first
+     * commits use up the space again and a checkpoint never fits (docs/reliability.md).
+     */
+    if (full)
+        (void)sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return err;
 }
 

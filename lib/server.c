@@ -26,6 +26,7 @@
 #include "api.h"
 #include "audit.h"
 #include "httpd.h"
+#include "cron.h"
 #include "inbox.h"
 #include "reconcile.h"
 #include "log.h"
@@ -52,7 +53,7 @@ struct server {
     struct obx_webhook *webhook;
     struct obx_inbox *inbox;
     struct event *reconcile_ev;   /* one-shot: interpret stored webhook events */
-    struct event *state_ev;       /* 1 s: publish our state for `outbox status` */
+    struct obx_cron *cron;        /* every periodic job, heartbeat included (lib/cron.c) */
     char published[512];          /* what was published last, to write only changes */
     int64_t published_mono_ms;
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
@@ -140,6 +141,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     s->hard_stop = evtimer_new(s->base, on_hard_stop, s);
     if (s->hard_stop)
         evtimer_add(s->hard_stop, &tv);
+    obx_cron_stop(s->cron);
     obx_worker_stop(s->worker, s->cfg->shutdown_timeout_ms, on_drained, s);
 }
 
@@ -372,11 +374,10 @@ publish_state(struct server *s, int running)
     s->published_mono_ms = now;
 }
 
+/* The cron's heartbeat job. */
 static void
-on_state_tick(evutil_socket_t fd, short what, void *arg)
+heartbeat(void *arg)
 {
-    (void)fd;
-    (void)what;
     publish_state(arg, 1);
 }
 
@@ -526,9 +527,8 @@ start(struct server *s)
     if (err == OBX_OK)
         err = obx_webhook_new(s->base, s->st, s->cfg, conns, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
-        struct timeval second = {1, 0};
-        s->state_ev = event_new(s->base, -1, EV_PERSIST, on_state_tick, s);
-        err = s->state_ev && event_add(s->state_ev, &second) == 0 ? OBX_OK : OBX_ENOMEM;
+        struct obx_cron_env env = {s->st, &s->cfg, s->worker, heartbeat, s};
+        err = obx_cron_new(s->base, &env, &s->cron);
     }
     if (err == OBX_OK) {
         publish_state(s, 1);
@@ -541,10 +541,10 @@ start(struct server *s)
 static void
 stop(struct server *s)
 {
-    if (s->state_ev) {
+    if (s->cron) {
         s->published[0] = '\0'; /* force the write */
         publish_state(s, 0);
-        event_free(s->state_ev);
+        obx_cron_free(s->cron);
     }
     obx_webhook_free(s->webhook);
     obx_api_free(s->api);

@@ -43,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "err.h"
 #include "mem.h"
@@ -69,14 +71,22 @@ obx_state_parse(const char *s)
 
 /* ---- open / close ------------------------------------------------------------ */
 
+/*
+ * journal_size_limit: after a checkpoint resets the WAL, the file is cut back to the
+ * size one checkpoint interval needs, so a burst (a purge, a bulk load) does not keep
+ * its disk space for ever. obx_store_guard_wal lowers both when the disk is tight.
+ */
 static enum obx_err
 tune(struct obx_db *db, const struct obx_store_opts *opts)
 {
-    char sql[128];
+    char sql[192];
+    int64_t pages = opts->wal_pages > 0 ? opts->wal_pages : 1000;
 
-    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%lld; PRAGMA wal_autocheckpoint = %lld",
-             (long long)(opts->cache_kib > 0 ? opts->cache_kib : 8192),
-             (long long)(opts->wal_pages > 0 ? opts->wal_pages : 1000));
+    snprintf(sql, sizeof sql,
+             "PRAGMA cache_size = -%lld; PRAGMA wal_autocheckpoint = %lld;"
+             " PRAGMA journal_size_limit = %lld",
+             (long long)(opts->cache_kib > 0 ? opts->cache_kib : 8192), (long long)pages,
+             (long long)pages * 4096);
     return obx_db_exec(db, sql);
 }
 
@@ -96,6 +106,7 @@ obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_s
         return OBX_ENOMEM;
     st->clock = obx_clock_real();
     st->max_db_size = opts->max_db_size;
+    st->wal_pages = opts->wal_pages > 0 ? opts->wal_pages : 1000;
     if (getrandom(&st->lease_base, sizeof st->lease_base, 0) != sizeof st->lease_base)
         st->lease_base = obx_now_ms(st->clock);
     st->lease_base &= 0x3fffffff00000000LL; /* high bits random, low bits count */
@@ -1107,11 +1118,16 @@ obx_store_retry_failed(struct obx_store *st, const char *channel_id, int64_t *co
     return err;
 }
 
-/* ---- purge ---------------------------------------------------------------------------- */
+/* ---- purge (one batch at a time; lib/retention.c drives the batches) ------------------ */
 
+/*
+ * One state at a time through the (state, id) index: an id cursor per state makes each
+ * batch a short range scan, where a single "state IN (...) AND state_at_ms < ?" query
+ * would read or sort the whole set again on every batch.
+ */
 static const char SQL_PURGE_CANDIDATES[] =
-    "SELECT id, channel_id, state, external_conversation_id FROM outbox WHERE state_at_ms < ?1"
-    " AND state IN ('confirmed', 'cancelled', 'accepted', 'failed')";
+    "SELECT id, channel_id, state_at_ms, external_conversation_id FROM outbox"
+    " WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 
 static const char SQL_DELETE_ID[] = "DELETE FROM outbox WHERE id = ?1";
 
@@ -1138,126 +1154,234 @@ delete_message(sqlite3_stmt *del, sqlite3_stmt *del_conv, sqlite3_stmt *sel)
     return obx_db_step_done(del_conv);
 }
 
+/* Whether messages in `state` can go at all (SPEC §10), before their age is looked at. */
 static int
-purgeable(const char *state, const char *channel, int include_failed,
-          int (*is_readonly)(void *, const char *), void *ctx)
+purgeable_state(enum obx_state state, const struct obx_purge_opts *o)
 {
-    if (strcmp(state, "confirmed") == 0 || strcmp(state, "cancelled") == 0)
+    switch (state) {
+    case OBX_ST_CONFIRMED:
+    case OBX_ST_CANCELLED:
         return 1;
-    if (strcmp(state, "failed") == 0)
-        return include_failed;
-    /* accepted is terminal only for read-only channels (SPEC §10) */
-    return is_readonly && is_readonly(ctx, channel);
+    case OBX_ST_FAILED:
+        return o->include_failed;
+    case OBX_ST_ACCEPTED:
+        /* accepted is terminal only for read-only channels, checked per row */
+        return o->is_readonly != NULL;
+    default:
+        return 0;
+    }
+}
+
+static int
+out_of_time(int64_t until_mono_ms)
+{
+    return until_mono_ms > 0 && obx_mono_ms(obx_clock_real()) >= until_mono_ms;
 }
 
 enum obx_err
-obx_store_purge(struct obx_store *st, int64_t before_ms, const struct obx_purge_opts *o,
-                int64_t *count)
+obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o,
+                      enum obx_state state, const struct obx_batch_limit *lim,
+                      int64_t *cursor, int64_t *deleted, int *more)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_PURGE_CANDIDATES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
     sqlite3_stmt *del_conv = obx_db_stmt(st->db, SQL_DELETE_CONVERSATION);
+    int64_t last = *cursor, n = 0;
+    int scanned = 0, rc = SQLITE_DONE;
     enum obx_err err;
-    int rc;
 
-    *count = 0;
+    *deleted = 0;
+    *more = 0;
+    if (!purgeable_state(state, o))
+        return OBX_OK;
     if (!sel || !del || !del_conv)
         return OBX_EDB;
     err = obx_db_begin(st->db);
-    sqlite3_bind_int64(sel, 1, before_ms);
-    while (err == OBX_OK) {
-        rc = sqlite3_step(sel);
-        if (rc != SQLITE_ROW) {
-            if (rc != SQLITE_DONE)
-                err = obx_err_from_sqlite(rc);
-            break;
+    obx_db_bind_text(sel, 1, obx_state_name(state));
+    sqlite3_bind_int64(sel, 2, *cursor);
+    sqlite3_bind_int(sel, 3, lim->rows);
+    while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        scanned++;
+        last = sqlite3_column_int64(sel, 0);
+        if (sqlite3_column_int64(sel, 2) < o->before_ms &&
+            (state != OBX_ST_ACCEPTED ||
+             o->is_readonly(o->ctx, (const char *)sqlite3_column_text(sel, 1)))) {
+            err = delete_message(del, del_conv, sel);
+            n += err == OBX_OK;
         }
-        if (!purgeable((const char *)sqlite3_column_text(sel, 2),
-                       (const char *)sqlite3_column_text(sel, 1), o->include_failed,
-                       o->is_readonly, o->ctx))
-            continue;
-        err = delete_message(del, del_conv, sel);
-        if (err == OBX_OK && ++(*count) % 1000 == 0 && o->progress)
-            o->progress(o->ctx, *count);
+        if (out_of_time(lim->until_mono_ms))
+            break;
     }
+    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
     sqlite3_reset(sel);
     if (err == OBX_OK)
-        return obx_db_commit(st->db);
-    obx_db_rollback(st->db);
-    *count = 0;
-    return err;
+        err = obx_db_commit(st->db);
+    else
+        obx_db_rollback(st->db);
+    if (err != OBX_OK)
+        return err;
+    /* A batch cut short by rows or time leaves more; one that ran dry does not. */
+    *more = rc == SQLITE_ROW || scanned == lim->rows;
+    *cursor = last;
+    *deleted = n;
+    return OBX_OK;
+}
+
+/*
+ * Replies by id: a reply's time is one of three columns, so there is no index to range
+ * over; the id cursor keeps each batch a bounded scan.
+ */
+static const char SQL_OLD_REPLIES[] =
+    "SELECT id, state IN ('delivered', 'acked')"
+    " AND coalesce(acked_at_ms, delivered_at_ms, received_at_ms) < ?1"
+    " FROM inbox WHERE id > ?2 ORDER BY id LIMIT ?3";
+
+static const char SQL_DELETE_REPLY[] = "DELETE FROM inbox WHERE id = ?1";
+
+enum obx_err
+obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
+                              const struct obx_batch_limit *lim, int64_t *cursor,
+                              int64_t *deleted, int *more)
+{
+    sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_REPLIES);
+    sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_REPLY);
+    int64_t last = *cursor, n = 0;
+    int scanned = 0, rc = SQLITE_DONE;
+    enum obx_err err;
+
+    *deleted = 0;
+    *more = 0;
+    if (!sel || !del)
+        return OBX_EDB;
+    err = obx_db_begin(st->db);
+    sqlite3_bind_int64(sel, 1, before_ms);
+    sqlite3_bind_int64(sel, 2, *cursor);
+    sqlite3_bind_int(sel, 3, lim->rows);
+    while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        scanned++;
+        last = sqlite3_column_int64(sel, 0);
+        if (sqlite3_column_int(sel, 1)) {
+            sqlite3_bind_int64(del, 1, last);
+            err = obx_db_step_done(del);
+            n += err == OBX_OK;
+        }
+        if (out_of_time(lim->until_mono_ms))
+            break;
+    }
+    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
+    sqlite3_reset(sel);
+    if (err == OBX_OK)
+        err = obx_db_commit(st->db);
+    else
+        obx_db_rollback(st->db);
+    if (err != OBX_OK)
+        return err;
+    *more = rc == SQLITE_ROW || scanned == lim->rows;
+    *cursor = last;
+    *deleted = n;
+    return OBX_OK;
 }
 
 /*
  * Webhook events arrive in time order, so the oldest are the lowest ids: the scan
  * stops at the first event too young to go, instead of reading the whole table.
+ * An event past body retention keeps its row without the body: body_sha256 is the
+ * replay guard (an old captured event sent again is a duplicate, not a new event),
+ * so the hash stays until hashes_before_ms, which is never later than before_ms.
  */
 static const char SQL_OLD_EVENTS[] =
     "SELECT id, received_at_ms, processed_at_ms IS NOT NULL"
-    " AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = webhook_events.id)"
-    " FROM webhook_events ORDER BY id";
+    " AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = webhook_events.id),"
+    " length(body) FROM webhook_events WHERE id > ?1 ORDER BY id LIMIT ?2";
 
 static const char SQL_DELETE_EVENT[] = "DELETE FROM webhook_events WHERE id = ?1";
-
-static const char SQL_DELETE_OLD_REPLIES[] =
-    "DELETE FROM inbox WHERE state IN ('delivered', 'acked')"
-    " AND coalesce(acked_at_ms, delivered_at_ms, received_at_ms) < ?1";
+static const char SQL_DROP_EVENT_BODY[] = "UPDATE webhook_events SET body = x'' WHERE id = ?1";
 
 enum obx_err
-obx_store_purge_events(struct obx_store *st, int64_t before_ms, int64_t *events,
-                       int64_t *replies)
+obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms,
+                             const struct obx_batch_limit *lim, int64_t *cursor,
+                             int64_t *bodies, int64_t *hashes, int *more)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_EVENTS);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_EVENT);
-    sqlite3_stmt *inbox = obx_db_stmt(st->db, SQL_DELETE_OLD_REPLIES);
+    sqlite3_stmt *drop = obx_db_stmt(st->db, SQL_DROP_EVENT_BODY);
+    int64_t last = *cursor, nb = 0, nh = 0;
+    int scanned = 0, young = 0, rc = SQLITE_DONE;
     enum obx_err err;
-    int rc;
 
-    *events = *replies = 0;
-    if (!sel || !del || !inbox)
+    *bodies = *hashes = 0;
+    *more = 0;
+    if (!sel || !del || !drop)
         return OBX_EDB;
+    if (hashes_before_ms > before_ms)
+        hashes_before_ms = before_ms;
     err = obx_db_begin(st->db);
-    /* Replies first: an event whose reply goes now can go with it. */
-    sqlite3_bind_int64(inbox, 1, before_ms);
-    if (err == OBX_OK)
-        err = obx_db_step_done(inbox);
-    if (err == OBX_OK)
-        *replies = sqlite3_changes(st->db->h);
-    while (err == OBX_OK) {
-        rc = sqlite3_step(sel);
-        if (rc != SQLITE_ROW) {
-            if (rc != SQLITE_DONE)
-                err = obx_err_from_sqlite(rc);
+    sqlite3_bind_int64(sel, 1, *cursor);
+    sqlite3_bind_int(sel, 2, lim->rows);
+    while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(sel, 0), at = sqlite3_column_int64(sel, 1);
+        int has_body = sqlite3_column_int64(sel, 3) > 0;
+        if (at >= before_ms) {
+            young = 1;
             break;
         }
-        if (sqlite3_column_int64(sel, 1) >= before_ms)
-            break;
+        scanned++;
+        last = id;
         if (!sqlite3_column_int(sel, 2))
             continue; /* not interpreted yet, or a reply still to deliver */
-        sqlite3_bind_int64(del, 1, sqlite3_column_int64(sel, 0));
-        err = obx_db_step_done(del);
-        if (err == OBX_OK)
-            (*events)++;
+        if (at < hashes_before_ms) {
+            sqlite3_bind_int64(del, 1, id);
+            err = obx_db_step_done(del);
+            nh += err == OBX_OK;
+            nb += err == OBX_OK && has_body;
+        } else if (has_body) {
+            sqlite3_bind_int64(drop, 1, id);
+            err = obx_db_step_done(drop);
+            nb += err == OBX_OK;
+        }
+        if (out_of_time(lim->until_mono_ms))
+            break;
     }
+    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
     sqlite3_reset(sel);
     if (err == OBX_OK)
-        return obx_db_commit(st->db);
-    obx_db_rollback(st->db);
-    *events = *replies = 0;
-    return err;
+        err = obx_db_commit(st->db);
+    else
+        obx_db_rollback(st->db);
+    if (err != OBX_OK)
+        return err;
+    *more = !young && (rc == SQLITE_ROW || scanned == lim->rows);
+    *cursor = last;
+    *bodies = nb;
+    *hashes = nh;
+    return OBX_OK;
 }
 
 /* ---- confirmation ------------------------------------------------------------------------ */
 
+/*
+ * INDEXED BY: without ANALYZE statistics the planner prefers outbox_state (state = ?)
+ * and walks every accepted message, all of them on a read-only channel until
+ * retention: 0.3-0.5 s per call with 1,000,000 of them, every second, on serve's loop
+ * (docs/benchmarks.md, "Purge and retention"). The partial index holds only the
+ * messages that still wait for a confirmation.
+ */
 static const char SQL_RESEND_UNCONFIRMED[] =
-    "UPDATE outbox SET state = 'queued', state_at_ms = ?1, next_attempt_at_ms = 0,"
+    "UPDATE outbox INDEXED BY outbox_confirm_due SET state = 'queued', state_at_ms = ?1, next_attempt_at_ms = 0,"
     " state_reason = 'no confirmation in time; re-sending', resends = resends + 1,"
     " confirm_due_at_ms = NULL"
     " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends < ?2";
 
 static const char SQL_GIVE_UP_UNCONFIRMED[] =
-    "UPDATE outbox SET unconfirmed_at_ms = ?1, confirm_due_at_ms = NULL"
+    "UPDATE outbox INDEXED BY outbox_confirm_due SET unconfirmed_at_ms = ?1,"
+    " confirm_due_at_ms = NULL"
     " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends >= ?2";
+
+const char *const obx_store_confirm_sql[] = {SQL_RESEND_UNCONFIRMED, SQL_GIVE_UP_UNCONFIRMED,
+                                             NULL};
 
 enum obx_err
 obx_store_confirm_timeouts(struct obx_store *st, int64_t max_resends, int64_t *resent,
@@ -1432,4 +1556,60 @@ obx_store_publish_state(struct obx_store *st, const char *const *keys, const cha
         return obx_db_commit(st->db);
     obx_db_rollback(st->db);
     return err;
+}
+
+/* ---- the WAL on a tight disk ------------------------------------------------------------ */
+
+/*
+ * Why: a WAL only shrinks after a checkpoint, and a checkpoint needs the database file
+ * to grow by what the WAL holds. Left to wal_pages (40 MB in serve), a WAL on a nearly
+ * full disk takes the last free byte; once space returns, the first commits use it up
+ * again and neither a commit nor a checkpoint fits any more (the stop-10 analysis in
+ * docs/reliability.md). So the WAL may hold at most a quarter of the free space: below
+ * that, checkpoints come earlier, the file is cut back after each, and a TRUNCATE
+ * checkpoint is tried every time (it is what succeeds first after SQLITE_FULL, as
+ * soon as there is room for the pages it copies back).
+ */
+#define WAL_GUARD_MIN_PAGES 32
+#define WAL_GUARD_SHARE 4
+
+enum obx_err
+obx_store_guard_wal(struct obx_store *st, struct obx_wal_guard *g)
+{
+    const char *path = sqlite3_db_filename(st->db->h, "main");
+    char wal[4096], sql[128];
+    struct statvfs vfs;
+    struct stat sb;
+    int64_t page = 4096, pages;
+    int log = 0, done = 0;
+
+    g->checkpointed = 0;
+    if (!path || !*path)
+        return OBX_OK; /* in-memory database */
+    if (statvfs(path, &vfs) != 0)
+        return OBX_EIO;
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    g->free_bytes = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
+    g->wal_bytes = stat(wal, &sb) == 0 ? (int64_t)sb.st_size : 0;
+    pages = g->free_bytes / WAL_GUARD_SHARE / page;
+    if (pages < WAL_GUARD_MIN_PAGES)
+        pages = WAL_GUARD_MIN_PAGES;
+    if (pages > st->wal_pages)
+        pages = st->wal_pages;
+    g->tight = pages < st->wal_pages;
+    if (g->cap_pages > 0 && pages > g->cap_pages)
+        pages = g->cap_pages;
+    if (pages != g->autocheckpoint_pages) {
+        snprintf(sql, sizeof sql,
+                 "PRAGMA wal_autocheckpoint = %lld; PRAGMA journal_size_limit = %lld",
+                 (long long)pages, (long long)pages * page);
+        if (obx_db_exec(st->db, sql) != OBX_OK)
+            return OBX_EDB;
+        g->autocheckpoint_pages = pages;
+    }
+    if (g->tight && g->wal_bytes > 0 && !st->db->in_tx &&
+        sqlite3_wal_checkpoint_v2(st->db->h, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) ==
+            SQLITE_OK)
+        g->checkpointed = 1;
+    return OBX_OK;
 }

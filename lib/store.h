@@ -17,6 +17,7 @@ struct obx_store {
     struct obx_db *db;
     struct obx_clock *clock;   /* borrowed; real clock unless a test swaps it */
     int64_t max_db_size;       /* bytes, 0 = no quota */
+    int64_t wal_pages;         /* the WAL checkpoint interval asked for at open */
     uint64_t lease_seq;        /* makes lease tokens unique within this process */
     int64_t lease_base;        /* random per open, so tokens differ across processes */
     int64_t rr_priority;       /* round-robin cursor: the lane served last ... */
@@ -46,7 +47,7 @@ int obx_state_parse(const char *s);
 /*
  * How long a statement waits for another process's write lock before failing with
  * OBX_EBUSY. The daemon's loop uses a short wait for work that is retried anyway
- * (claims, outcomes, housekeeping) and a longer one where a producer waits for an
+ * (claims, outcomes, periodic jobs) and a longer one where a producer waits for an
  * answer (enqueue commits), so a lock held elsewhere never stalls the loop for long.
  */
 void obx_store_set_busy_timeout(struct obx_store *st, int64_t ms);
@@ -99,6 +100,8 @@ void obx_claimed_release(struct obx_claimed *c);
  * query plans. Each must be a range scan of the partial index outbox_claim.
  */
 extern const char *const obx_store_claim_sql[];
+/* The confirmation-timeout statements, for the same kind of plan test. */
+extern const char *const obx_store_confirm_sql[];
 
 /*
  * Claims up to max due messages (state queued, head of their conversation,
@@ -192,32 +195,79 @@ OBX_MUST_CHECK enum obx_err obx_store_retry_failed(struct obx_store *st, const c
 OBX_MUST_CHECK enum obx_err obx_store_cancel(struct obx_store *st, const char *channel_id,
                                              const char *external_message_id, const char *reason);
 
-/* How obx_store_purge chooses and reports. Callbacks may be NULL. */
+/*
+ * Retention, one short transaction at a time. lib/retention.c drives these batches for
+ * serve and `outbox purge` alike; call them through obx_retention_step, not directly.
+ */
+
+/* How much one batch may do: at most `rows` rows read, and stop at until_mono_ms
+ * (obx_mono_ms of the real clock; 0 = no time bound). */
+struct obx_batch_limit {
+    int rows;
+    int64_t until_mono_ms;
+};
+
+/* Which messages retention removes. is_readonly may be NULL (no read-only channel). */
 struct obx_purge_opts {
+    int64_t before_ms;                                  /* last transition older than this */
     int include_failed;                                 /* also delete failed messages */
     int (*is_readonly)(void *ctx, const char *channel); /* accepted is terminal there */
-    void (*progress)(void *ctx, int64_t deleted);       /* called as rows are deleted */
     void *ctx;
 };
 
 /*
- * Deletes messages in terminal states whose last transition is older than
- * before_ms: confirmed, cancelled, accepted of read-only channels, and failed when
- * o->include_failed. Never queued, sending or (bidirectional) accepted. One
- * transaction. *count gets how many.
+ * One batch: messages in `state` with id > *cursor whose last transition is older than
+ * o->before_ms, if that state is terminal (confirmed, cancelled; failed when
+ * o->include_failed; accepted on a read-only channel). Never queued or sending.
+ * *cursor advances past what was read; *more is 1 while rows of that state remain.
  */
-OBX_MUST_CHECK enum obx_err obx_store_purge(struct obx_store *st, int64_t before_ms,
-                                            const struct obx_purge_opts *o,
-                                            int64_t *count /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_purge_batch(struct obx_store *st,
+                                                  const struct obx_purge_opts *o,
+                                                  enum obx_state state,
+                                                  const struct obx_batch_limit *lim,
+                                                  int64_t *cursor /* IN/OUT */,
+                                                  int64_t *deleted /* OUT */, int *more /* OUT */);
+
+/* One batch of replies (id > *cursor) delivered or acknowledged before before_ms. */
+OBX_MUST_CHECK enum obx_err obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
+                                                          const struct obx_batch_limit *lim,
+                                                          int64_t *cursor /* IN/OUT */,
+                                                          int64_t *deleted /* OUT */,
+                                                          int *more /* OUT */);
 
 /*
- * Retention for what Partoo sent: deletes replies delivered or acknowledged before
- * before_ms, then webhook events received before it that are interpreted and no
- * longer needed by an inbox row. Pending and failed replies, and their events,
- * stay. One transaction.
+ * One batch of webhook events (id > *cursor) received before before_ms, interpreted and
+ * needed by no inbox row: the body goes (*bodies), and the whole row with its
+ * body_sha256 replay guard goes once older than hashes_before_ms (*hashes). Pending
+ * and failed replies keep their events. Stops at the first event too young.
  */
-OBX_MUST_CHECK enum obx_err obx_store_purge_events(struct obx_store *st, int64_t before_ms,
-                                                   int64_t *events /* OUT */,
-                                                   int64_t *replies /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms,
+                                                         int64_t hashes_before_ms,
+                                                         const struct obx_batch_limit *lim,
+                                                         int64_t *cursor /* IN/OUT */,
+                                                         int64_t *bodies /* OUT */,
+                                                         int64_t *hashes /* OUT */,
+                                                         int *more /* OUT */);
+
+/* ---- the WAL on a tight disk ------------------------------------------------------- */
+
+/* What obx_store_guard_wal saw and set; keep it between calls (starts zeroed). */
+struct obx_wal_guard {
+    int64_t free_bytes;           /* free for us on the database's filesystem */
+    int64_t wal_bytes;            /* size of the -wal file */
+    int64_t autocheckpoint_pages; /* the checkpoint interval in force */
+    int64_t cap_pages;            /* in: a lower interval the caller wants for now (0 = none) */
+    int tight;                    /* below the interval asked for at open */
+    int checkpointed;             /* this call's TRUNCATE checkpoint succeeded */
+};
+
+/*
+ * Bounds the WAL by the free disk space (serve runs it every second): the checkpoint
+ * interval and journal_size_limit shrink to a quarter of the free space, and while the
+ * disk is that tight a TRUNCATE checkpoint is tried at every call, which is what
+ * recovers after SQLITE_FULL once space returns. OBX_EIO when statvfs fails.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_guard_wal(struct obx_store *st,
+                                                struct obx_wal_guard *g /* IN/OUT */);
 
 #endif

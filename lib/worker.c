@@ -11,6 +11,10 @@
  * Only what can be sent right now is claimed, so a message never waits in
  * `sending` for a token.
  *
+ * Periodic jobs (confirmation timeouts, expired leases, audit sealing, retention) are
+ * not here: lib/cron.c runs them and wakes the worker with obx_worker_notify when they
+ * made messages sendable again.
+ *
  * Outcomes of one loop turn are collected in `pending` and written by flush() in
  * a single transaction (one fsync for many messages). While that write fails (disk
  * full, locked) nothing new is claimed and the write is retried every second.
@@ -21,7 +25,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "audit.h"
 #include "backoff.h"
 #include "circuit.h"
 #include "http_client.h"
@@ -33,9 +36,6 @@
 #define OBX_MODULE "worker"
 
 #define IDLE_POLL_MS 1000          /* rows inserted by other processes are seen this fast */
-#define HOUSEKEEPING_MS 1000       /* overdue confirmations */
-#define LEASE_CHECK_MS 30000       /* expired leases */
-#define RETENTION_EVERY_MS 3600000 /* hourly retention purge */
 #define DEFAULT_RETRY_AFTER_MS 60000
 #define WORKER_BUSY_MS 100         /* lock wait for work that is retried anyway */
 
@@ -71,10 +71,7 @@ struct obx_worker {
     struct event *pump_ev;          /* one-shot: run pump() */
     int64_t pump_at_mono_ms;        /* when pump_ev fires; 0 = not scheduled */
     struct event *flush_ev;         /* one-shot: write pending outcomes */
-    struct event *housekeeping_ev;  /* persistent */
     struct event *stop_ev;          /* shutdown deadline */
-    int64_t last_retention_mono_ms;
-    int64_t last_lease_check_mono_ms;
 
     struct inflight *inflight;      /* doubly linked */
     int ninflight;
@@ -656,65 +653,6 @@ pump(struct obx_worker *w)
         schedule_pump(w, retry_ms);
 }
 
-/* ---- housekeeping --------------------------------------------------------------------- */
-
-static int
-is_readonly(void *ctx, const char *channel)
-{
-    return obx_config_channel_readonly(((struct obx_worker *)ctx)->cfg, channel);
-}
-
-/* Overdue confirmations: re-send (same key) or give up and report unconfirmed. */
-static void
-check_confirmations(struct obx_worker *w)
-{
-    int64_t resent = 0, given_up = 0;
-
-    if (obx_store_confirm_timeouts(w->st, w->cfg->max_resends, &resent, &given_up) != OBX_OK)
-        return;
-    if (resent) {
-        obx_log(OBX_LOG_WARN, "no confirmation in time; re-sending", OBX_KI("count", resent));
-        schedule_pump(w, 0);
-    }
-    if (given_up)
-        obx_log(OBX_LOG_WARN, "messages left unconfirmed after max_resends",
-                OBX_KI("count", given_up), OBX_KI("max_resends", w->cfg->max_resends));
-}
-
-static void
-on_housekeeping(evutil_socket_t fd, short what, void *arg)
-{
-    struct obx_worker *w = arg;
-    int64_t n = 0, replies = 0, now_mono = mono_now();
-
-    (void)fd;
-    (void)what;
-    obx_store_set_busy_timeout(w->st, WORKER_BUSY_MS);
-    check_confirmations(w);
-    /* Seal the audit rows written since the last tick into the hash chain. */
-    if (obx_audit_seal(w->st, 50000, &n) != OBX_OK)
-        obx_log(OBX_LOG_WARN, "cannot seal the audit log; will retry");
-    if (now_mono - w->last_lease_check_mono_ms >= LEASE_CHECK_MS) {
-        w->last_lease_check_mono_ms = now_mono;
-        if (obx_store_recover(w->st, 0, &n) == OBX_OK && n)
-            obx_log(OBX_LOG_WARN, "expired leases returned to the queue", OBX_KI("count", n));
-    }
-    if (w->cfg->retention_ms > 0 && now_mono - w->last_retention_mono_ms >= RETENTION_EVERY_MS) {
-        w->last_retention_mono_ms = now_mono;
-        struct obx_purge_opts po = {0, is_readonly, NULL, w};
-        if (obx_store_purge(w->st, wall_now() - w->cfg->retention_ms, &po, &n) == OBX_OK && n)
-            obx_log(OBX_LOG_INFO, "retention removed finished messages", OBX_KI("count", n));
-        if (obx_store_purge_events(w->st, wall_now() - w->cfg->retention_ms, &n, &replies) ==
-                OBX_OK &&
-            (n || replies))
-            obx_log(OBX_LOG_INFO, "retention removed old webhook events and replies",
-                    OBX_KI("events", n), OBX_KI("replies", replies));
-        if (obx_audit_prune(w->st, wall_now() - w->cfg->retention_ms, &n) == OBX_OK && n)
-            obx_log(OBX_LOG_INFO, "retention removed old audit rows behind a checkpoint",
-                    OBX_KI("count", n));
-    }
-}
-
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 enum obx_err
@@ -723,7 +661,6 @@ obx_worker_new(struct event_base *base, struct obx_store *st, const struct obx_c
 {
     struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms,
                                cfg->max_inflight, cfg->ca_file, NULL};
-    struct timeval hk = {HOUSEKEEPING_MS / 1000, 0};
     struct obx_worker *w;
     uint64_t seed = 0;
     enum obx_err err;
@@ -740,15 +677,11 @@ obx_worker_new(struct event_base *base, struct obx_store *st, const struct obx_c
     obx_rng_seed(&w->rng, seed);
     obx_ratelimit_init(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now());
     obx_circuit_init(&w->circuit, 5, 1000, 30000);
-    w->last_retention_mono_ms = mono_now() - RETENTION_EVERY_MS + 60000; /* first run after 1m */
     err = obx_http_new(base, &ho, &w->http);
     w->pump_ev = evtimer_new(base, on_pump, w);
     w->flush_ev = evtimer_new(base, on_flush, w);
-    w->housekeeping_ev = event_new(base, -1, EV_PERSIST, on_housekeeping, w);
-    if (err == OBX_OK && (!w->pump_ev || !w->flush_ev || !w->housekeeping_ev))
+    if (err == OBX_OK && (!w->pump_ev || !w->flush_ev))
         err = OBX_ENOMEM;
-    if (err == OBX_OK && event_add(w->housekeeping_ev, &hk) != 0)
-        err = OBX_EIO;
     if (err != OBX_OK) {
         obx_worker_free(w);
         return err;
@@ -777,8 +710,6 @@ obx_worker_free(struct obx_worker *w)
         event_free(w->pump_ev);
     if (w->flush_ev)
         event_free(w->flush_ev);
-    if (w->housekeeping_ev)
-        event_free(w->housekeeping_ev);
     if (w->stop_ev)
         event_free(w->stop_ev);
     obx_free(w);
@@ -848,7 +779,6 @@ obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *
     w->drained = drained;
     w->drained_ctx = ctx;
     evtimer_del(w->pump_ev);
-    event_del(w->housekeeping_ev);
     if (w->ninflight == 0) {
         /* Nothing in flight: record what is pending (if anything) and report drained. */
         w->flush_failing = 0;

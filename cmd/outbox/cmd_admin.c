@@ -5,12 +5,15 @@
 #include <openssl/opensslv.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "cli.h"
 #include "progress.h"
 #include "commands.h"
 #include "migrate.h"
+#include "retention.h"
 
 int
 cmd_migrate(int argc, char **argv)
@@ -144,22 +147,33 @@ cmd_cancel(int argc, char **argv)
     return rc;
 }
 
-struct purge_ctx {
-    struct cli *c;
-    struct progress pr;
-};
-
-/* Purge callbacks: the context is the command's struct cli and its progress line. */
-static int
-readonly_cb(void *ctx, const char *channel)
-{
-    return obx_config_channel_readonly(&((struct purge_ctx *)ctx)->c->cfg, channel);
-}
+/*
+ * Between two retention steps `outbox purge` sleeps about twice as long as the step
+ * took: a serve waiting for the write lock polls it every few milliseconds (SQLite's
+ * busy handler) and must find it free, or its producers wait on our purge.
+ */
+#define PURGE_PAUSE_MIN_US 2000
+#define PURGE_PAUSE_MAX_US 50000
 
 static void
-purge_progress(void *ctx, int64_t deleted)
+purge_pause(int64_t step_us)
 {
-    progress_set(&((struct purge_ctx *)ctx)->pr, deleted);
+    int64_t us = 2 * step_us;
+
+    if (us < PURGE_PAUSE_MIN_US)
+        us = PURGE_PAUSE_MIN_US;
+    if (us > PURGE_PAUSE_MAX_US)
+        us = PURGE_PAUSE_MAX_US;
+    (void)usleep((useconds_t)us);
+}
+
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int
@@ -177,15 +191,20 @@ cmd_purge(int argc, char **argv)
                  "and accepted messages of read-only channels. Queued, sending and\n"
                  "unconfirmed messages are never deleted. Audit rows older than DURATION\n"
                  "are removed too, behind a checkpoint hash: 'audit verify' still passes.\n"
-                 "So are webhook events and delivered or acknowledged replies older than\n"
-                 "DURATION; a reply still to deliver keeps its event.\n\n"
+                 "So are delivered or acknowledged replies older than DURATION and the\n"
+                 "bodies of webhook events; a reply still to deliver keeps its event. The\n"
+                 "SHA-256 of each webhook body stays for webhook_hash_retention (replay\n"
+                 "guard). This is the same pass as serve's hourly retention: many short\n"
+                 "transactions, so a running serve keeps answering meanwhile.\n\n"
                  CLI_COMMON_HELP};
     struct obx_store *st = NULL;
-    int64_t age_ms = 0, count = 0, sealed = 0, pruned = 0, events = 0, replies = 0;
-    struct purge_ctx pc = {.c = &c};
-    struct obx_purge_opts po = {0, readonly_cb, purge_progress, &pc};
-    int rc;
-    enum obx_err err;
+    struct obx_retention_opts ro;
+    struct obx_retention r = {0};
+    const struct obx_retention_counts *n = obx_retention_counts(&r);
+    struct progress pr;
+    int64_t age_ms = 0, t0;
+    int rc, done = 0;
+    enum obx_err err = OBX_OK;
 
     if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
         goto out;
@@ -207,30 +226,46 @@ cmd_purge(int argc, char **argv)
             goto out;
         }
     }
-    po.include_failed = !keep_failed;
-    progress_start(&pc.pr, "purge", "messages", 0);
-    err = obx_store_purge(st, obx_now_ms(st->clock) - age_ms, &po, &count);
-    progress_end(&pc.pr);
-    /* Audit rows of the same age go too, behind a checkpoint that keeps the chain verifiable. */
-    if (err == OBX_OK)
-        err = obx_audit_seal(st, 1000000, &sealed);
-    if (err == OBX_OK)
-        err = obx_audit_prune(st, obx_now_ms(st->clock) - age_ms, &pruned);
-    if (err == OBX_OK)
-        err = obx_store_purge_events(st, obx_now_ms(st->clock) - age_ms, &events, &replies);
+    /*
+     * No fsync per step: a purge step lost to a power cut is redone by the next purge,
+     * and every fsync here competes with the ones a running serve owes its producers.
+     * The checkpoints still sync the database file.
+     */
+    if (obx_db_exec(st->db, "PRAGMA synchronous = NORMAL") != OBX_OK) {
+        cli_error(&c, "cannot set up the database: %s", obx_db_errmsg(st->db));
+        rc = CLI_FAIL;
+        goto out;
+    }
+    obx_retention_opts_for(&c.cfg, obx_now_ms(st->clock), age_ms, &ro);
+    ro.include_failed = !keep_failed;
+    obx_retention_init(&r, &ro);
+    progress_start(&pr, "purge", "rows", 0);
+    while (!done) {
+        t0 = mono_us();
+        err = obx_retention_step(st, &r, &done);
+        if (err != OBX_OK)
+            break;
+        progress_set(&pr, n->messages + n->replies + n->event_bodies + n->audit_rows);
+        if (!done)
+            purge_pause(mono_us() - t0);
+    }
+    progress_end(&pr);
     if (err != OBX_OK) {
-        cli_error(&c, "%s", obx_strerror(err));
+        cli_error(&c, "%s (after %lld messages in %lld transactions; run it again to finish)",
+                  obx_strerror(err), (long long)n->messages, (long long)n->steps);
         rc = CLI_FAIL;
     } else if (c.json) {
         printf("{\"purged\":%lld,\"audit_rows_pruned\":%lld,\"webhook_events_pruned\":%lld,"
-               "\"replies_pruned\":%lld}\n",
-               (long long)count, (long long)pruned, (long long)events, (long long)replies);
+               "\"webhook_hashes_pruned\":%lld,\"replies_pruned\":%lld,\"transactions\":%lld}\n",
+               (long long)n->messages, (long long)n->audit_rows, (long long)n->event_bodies,
+               (long long)n->event_hashes, (long long)n->replies, (long long)n->steps);
     } else {
         printf("purged %lld message%s and %lld audit row%s (behind a checkpoint), "
-               "%lld webhook event%s and %lld repl%s\n",
-               (long long)count, count == 1 ? "" : "s", (long long)pruned, pruned == 1 ? "" : "s",
-               (long long)events, events == 1 ? "" : "s", (long long)replies,
-               replies == 1 ? "y" : "ies");
+               "%lld webhook event%s and %lld repl%s in %lld transaction%s\n",
+               (long long)n->messages, n->messages == 1 ? "" : "s", (long long)n->audit_rows,
+               n->audit_rows == 1 ? "" : "s", (long long)n->event_bodies,
+               n->event_bodies == 1 ? "" : "s", (long long)n->replies,
+               n->replies == 1 ? "y" : "ies", (long long)n->steps, n->steps == 1 ? "" : "s");
     }
 out:
     obx_store_free(st);

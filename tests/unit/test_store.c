@@ -4,9 +4,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "check.h"
 #include "migrate.h"
 #include "query.h"
+#include "retention.h"
 #include "store.h"
 
 static char db_path[256];
@@ -333,6 +335,24 @@ never_readonly(void *ctx, const char *ch)
     return 0;
 }
 
+/* A whole retention pass in steps of `batch` rows (no time bound); counts in *out. */
+static enum obx_err
+retain(struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms, int include_failed,
+       int (*ro)(void *, const char *), int batch, struct obx_retention_counts *out)
+{
+    struct obx_retention_opts o = {before_ms, hashes_before_ms, include_failed, ro, NULL,
+                                   batch, -1};
+    struct obx_retention r;
+    enum obx_err err = OBX_OK;
+    int done = 0;
+
+    obx_retention_init(&r, &o);
+    while (!done && err == OBX_OK)
+        err = obx_retention_step(st, &r, &done);
+    *out = *obx_retention_counts(&r);
+    return err;
+}
+
 static int
 test_purge_terminal_only(void)
 {
@@ -340,9 +360,8 @@ test_purge_terminal_only(void)
     struct obx_store *st = fresh_store();
     struct obx_claimed c[64];
     struct obx_channel_stats *s = NULL;
-    struct obx_purge_opts po = {1, NULL, NULL, NULL};
+    struct obx_retention_counts rc;
     size_t n = 0;
-    int64_t purged = 0;
     char ids[256];
 
     CHECK(st);
@@ -359,10 +378,9 @@ test_purge_terminal_only(void)
     obx_claimed_release(&c[0]);
     CHECK_OK(obx_store_cancel(st, "ch", "can", NULL));
     fake.now_ms += 10000;
-    po.is_readonly = never_readonly;
     CHECK_INT(count_rows(st, "SELECT 1 FROM conversations"), 3);
-    CHECK_OK(obx_store_purge(st, fake.now_ms, &po, &purged));
-    CHECK_INT(purged, 1);
+    CHECK_OK(retain(st, fake.now_ms, 0, 1, never_readonly, 0, &rc));
+    CHECK_INT(rc.messages, 1);
     /* c3's only message is gone, and so is c3; c1 and c2 keep their tails. */
     CHECK_INT(count_rows(st, "SELECT 1 FROM conversations WHERE external_conversation_id"
                              " IN ('c1', 'c2')"),
@@ -408,7 +426,7 @@ test_purge_events_and_replies(void)
 {
     TEST_BEGIN;
     struct obx_store *st = fresh_store();
-    int64_t events = -1, replies = -1;
+    struct obx_retention_counts rc;
     char got[128];
 
     CHECK(st);
@@ -428,18 +446,139 @@ test_purge_events_and_replies(void)
         " ('p5', 5, 'ch', 500, 'failed', NULL, NULL),"
         " ('p6', 6, 'ch', 600, 'acked', NULL, 4500);",
         NULL, NULL, NULL), SQLITE_OK);
-    CHECK_OK(obx_store_purge_events(st, 1000, &events, &replies));
-    CHECK_INT(replies, 1);
-    CHECK_INT(events, 2);
+    /* Bodies go at 1000; hashes stay until 250 (the replay guard outlives the bodies). */
+    CHECK_OK(retain(st, 1000, 250, 0, NULL, 0, &rc));
+    CHECK_INT(rc.replies, 1);
+    CHECK_INT(rc.event_bodies, 2);
+    CHECK_INT(rc.event_hashes, 1);
     CHECK_STR(text_of(st, "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
                       got, sizeof got),
-              "2,4,5,6,7");
+              "2,3,4,5,6,7");
+    CHECK_STR(text_of(st, "SELECT group_concat(id || ':' || length(body)) FROM"
+                          " (SELECT id, body FROM webhook_events ORDER BY id)", got, sizeof got),
+              "2:2,3:0,4:2,5:2,6:2,7:2");
     CHECK_STR(text_of(st, "SELECT group_concat(partoo_message_id) FROM"
                           " (SELECT partoo_message_id FROM inbox ORDER BY id)", got, sizeof got),
               "p4,p5,p6");
+    /* A replayed body of event 3 is still a duplicate (its hash is kept). */
+    CHECK_INT(sqlite3_exec(st->db->h,
+        "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES ('h3', 6000, x'7b7d')"
+        " ON CONFLICT (body_sha256) DO NOTHING", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_changes(st->db->h), 0);
+    /* Later, the hash goes too. */
+    CHECK_OK(retain(st, 1000, 1000, 0, NULL, 0, &rc));
+    CHECK_INT(rc.replies + rc.event_bodies, 0);
+    CHECK_INT(rc.event_hashes, 1);
+    CHECK_STR(text_of(st, "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
+                      got, sizeof got),
+              "2,4,5,6,7");
     /* Nothing left to do: a second run removes nothing. */
-    CHECK_OK(obx_store_purge_events(st, 1000, &events, &replies));
-    CHECK_INT(events + replies, 0);
+    CHECK_OK(retain(st, 1000, 1000, 0, NULL, 0, &rc));
+    CHECK_INT(rc.replies + rc.event_bodies + rc.event_hashes, 0);
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/* 200 messages, 150 of them cancelled; the audit rows their transitions left. */
+static int
+fill_for_retention(struct obx_store *st)
+{
+    char id[32], conv[32];
+    int64_t sealed = 0;
+
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof id, "m%d", i);
+        snprintf(conv, sizeof conv, "c%d", i % 40);
+        if (put(st, msg("b", conv, id)) != OBX_OK)
+            return -1;
+    }
+    for (int i = 0; i < 200; i++) {
+        snprintf(id, sizeof id, "m%d", i);
+        if (i % 4 != 0 && obx_store_cancel(st, "ch", id, NULL) != OBX_OK)
+            return -1;
+    }
+    return obx_audit_seal(st, 7, &sealed) == OBX_OK ? 0 : -1; /* some sealed, most not */
+}
+
+/*
+ * A pass in small steps (7 rows each) removes exactly what one big step removes, one
+ * short transaction at a time, and leaves a chain that verifies.
+ */
+static int
+test_retention_in_batches(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    struct obx_retention_counts small, big;
+    struct obx_audit_report rep;
+    int audit_before;
+
+    CHECK(st);
+    CHECK_INT(fill_for_retention(st), 0);
+    audit_before = count_rows(st, "SELECT 1 FROM audit_log");
+    CHECK(audit_before >= 150);
+    fake.now_ms += 10;
+    CHECK_OK(retain(st, fake.now_ms, 0, 1, NULL, 7, &small));
+    CHECK_INT(small.messages, 150);
+    CHECK(small.steps >= 150 / 7 + audit_before / 7);
+    CHECK_INT(small.audit_rows, audit_before);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE state = 'queued'"), 50);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox"), 50);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM transitions WHERE message_id NOT IN"
+                             " (SELECT id FROM outbox)"), 0);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM audit_log"), 0);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM audit_checkpoints"), 1);
+    CHECK_OK(obx_audit_verify(st, &rep));
+    CHECK_INT(rep.first_bad_id, 0);
+    obx_store_free(st);
+
+    /* The same database, one step per phase. */
+    st = fresh_store();
+    CHECK(st);
+    CHECK_INT(fill_for_retention(st), 0);
+    fake.now_ms += 10;
+    CHECK_OK(retain(st, fake.now_ms, 0, 1, NULL, 1000000, &big));
+    CHECK_INT(big.messages, small.messages);
+    CHECK_INT(big.audit_rows, small.audit_rows);
+    CHECK(big.steps < 12);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox"), 50);
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/*
+ * An audit prune interrupted after its checkpoint (rows behind it still there) is
+ * finished by the next pass without a second checkpoint, and verify passes meanwhile.
+ */
+static int
+test_retention_resumes_audit_prune(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    struct obx_retention_counts rc;
+    struct obx_audit_report rep;
+    struct obx_audit_prune pp = {0};
+    int64_t removed = 0;
+    int more = 1;
+
+    CHECK(st);
+    CHECK_INT(fill_for_retention(st), 0);
+    CHECK_OK(obx_audit_seal(st, 1000000, &removed));
+    fake.now_ms += 10;
+    while (more)
+        CHECK_OK(obx_audit_prune_scan(st, fake.now_ms, 7, &pp, &more));
+    CHECK_INT(pp.upto_id, count_rows(st, "SELECT 1 FROM audit_log"));
+    CHECK_OK(obx_audit_prune_batch(st, &pp, 5, &removed, &more));
+    CHECK_INT(removed, 5);
+    CHECK(more);
+    CHECK_OK(obx_audit_verify(st, &rep));
+    CHECK_INT(rep.first_bad_id, 0);
+    CHECK_INT(rep.checked, 0); /* every row is behind the checkpoint */
+    CHECK_OK(retain(st, fake.now_ms, 0, 1, NULL, 0, &rc));
+    CHECK_INT(count_rows(st, "SELECT 1 FROM audit_log"), 0);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM audit_checkpoints"), 1);
 end:
     obx_store_free(st);
     TEST_END;
@@ -577,6 +716,16 @@ test_claim_query_plan(void)
                            explain_cb, plan, NULL),
               SQLITE_OK);
     CHECK(strstr(plan, "outbox_next"));
+    /* Confirmation timeouts (every second in serve): the partial index of messages that
+     * wait for a confirmation, never every accepted message (outbox_state). */
+    for (int i = 0; obx_store_confirm_sql[i]; i++) {
+        plan[0] = '\0';
+        snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", obx_store_confirm_sql[i]);
+        CHECK_INT(sqlite3_exec(st->db->h, sql, explain_cb, plan, NULL), SQLITE_OK);
+        if (!strstr(plan, "outbox_confirm_due"))
+            fprintf(stderr, "  confirm query %d: plan \"%s\"\n", i, plan);
+        CHECK(strstr(plan, "outbox_confirm_due"));
+    }
 end:
     obx_store_free(st);
     TEST_END;
@@ -1044,6 +1193,8 @@ static const struct test_case tests[] = {
     {"transitions_recorded_and_actions", test_transitions_recorded_and_actions},
     {"purge_terminal_only", test_purge_terminal_only},
     {"purge_events_and_replies", test_purge_events_and_replies},
+    {"retention_in_batches", test_retention_in_batches},
+    {"retention_resumes_audit_prune", test_retention_resumes_audit_prune},
     {"enqueue_in_caller_transaction", test_enqueue_in_caller_transaction},
     {"sql_contract_insert", test_sql_contract_insert},
     {"claim_query_plan", test_claim_query_plan},
