@@ -22,8 +22,8 @@ ulimit -n "$(ulimit -Hn)"
 
 run_case() { # NAME AUTH_HEADER
     rm -f "$BT"/db*
-    OUTBOX_PARTOO_API_KEY=k "$BIN" serve --db "$BT/db" --partoo-base-url http://127.0.0.1:9/v2 \
-        --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 --api-token bench-token-0123456789 \
+    OUTBOX_PARTOO_API_KEY=k OUTBOX_API_TOKEN=bench-token-0123456789 "$BIN" serve --db "$BT/db" --partoo-base-url http://127.0.0.1:9/v2 \
+        --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 \
         >"$BT/serve.log" 2>&1 &
     PID=$!
     for _ in $(seq 100); do grep -q 'msg=serving' "$BT/serve.log" && break; sleep 0.1; done

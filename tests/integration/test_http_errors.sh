@@ -114,7 +114,7 @@ stop_serve
 
 # ---- the body budget: concurrent large uploads past it get 503, serve stays up -----------------
 # 40 connections hold 60 KB each (2.4 MB) against a 1 MiB budget, then finish their bodies.
-api_serve --max-body-bytes 64K --http-body-budget 1M --api-token tok-abcdefghijklmnop
+OUTBOX_API_TOKEN=tok-abcdefghijklmnop api_serve --max-body-bytes 64K --http-body-budget 1M
 $PY flood "${API##*:}" /v1/messages 40 60000 > "$T/flood.txt"
 n503=$(grep -c '^503'$'\t''application/json' "$T/flood.txt")
 n401=$(grep -c '^401'$'\t''application/json' "$T/flood.txt")
