@@ -630,6 +630,9 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
     err = obx_query_stats(api->st, &s, &n);
     if (err == OBX_OK)
         err = obx_query_count_accepted_since(api->st, x.now_ms - 60000, &sent);
+    if (err == OBX_OK)
+        err = obx_query_webhook_rejections(api->st, &x.webhooks_rejected_signature,
+                                           &x.webhooks_rejected_too_large);
     if (api->worker) {
         obx_worker_stats(api->worker, &ws);
         x.paused_reason = ws.paused_reason;

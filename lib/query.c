@@ -2,6 +2,7 @@
 #include "query.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
@@ -503,4 +504,34 @@ obx_query_service_state(struct obx_store *st, obx_state_fn fn, void *ctx)
     }
     sqlite3_reset(s);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+static int
+on_rejection_state(void *ctx, const char *key, const char *value, int64_t updated_at_ms)
+{
+    int64_t *out = ctx;
+
+    (void)updated_at_ms;
+    if (!value)
+        return 0;
+    if (strcmp(key, OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE) == 0)
+        out[0] = strtoll(value, NULL, 10);
+    else if (strcmp(key, OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE) == 0)
+        out[1] = strtoll(value, NULL, 10);
+    return 0;
+}
+
+enum obx_err
+obx_query_webhook_rejections(struct obx_store *st, int64_t *bad_signature, int64_t *too_large)
+{
+    int64_t v[2] = {0, 0};
+    enum obx_err err = obx_query_service_state(st, on_rejection_state, v);
+
+    *bad_signature = 0;
+    *too_large = 0;
+    if (err == OBX_OK) {
+        *bad_signature = v[0];
+        *too_large = v[1];
+    }
+    return err;
 }

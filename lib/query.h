@@ -101,6 +101,18 @@ typedef int (*obx_state_fn)(void *ctx, const char *key, const char *value, int64
 OBX_MUST_CHECK enum obx_err obx_query_service_state(struct obx_store *st, obx_state_fn fn,
                                                     void *ctx);
 
+/* service_state keys: webhooks refused since serve started, by reason. */
+#define OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE "webhooks_rejected_signature"
+#define OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE "webhooks_rejected_too_large"
+
+/*
+ * The webhooks the running (or last) serve refused since it started: 401 for the signature,
+ * 413 over webhook_max_body_bytes. Both 0 when serve never published them.
+ */
+OBX_MUST_CHECK enum obx_err obx_query_webhook_rejections(struct obx_store *st,
+                                                         int64_t *bad_signature /* OUT */,
+                                                         int64_t *too_large /* OUT */);
+
 /* The number of messages sent (attempts answered 2xx) since since_ms. */
 OBX_MUST_CHECK enum obx_err obx_query_count_accepted_since(struct obx_store *st, int64_t since_ms,
                                                            int64_t *out /* OUT */);

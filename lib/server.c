@@ -344,13 +344,21 @@ publish_state(struct server *s, int running)
 {
     static const char *const keys[] = {"running", "pid", "started_at_ms", "circuit",
                                        "paused_reason", "paused_until_ms", "api_port",
-                                       "webhook_port"};
-    char pid[24], started[24], until[24], api[16], wh[16], snapshot[512];
-    const char *values[8];
+                                       "webhook_port", OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE,
+                                       OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE};
+    char pid[24], started[24], until[24], api[16], wh[16], bad_sig[24], too_large[24];
+    char snapshot[512];
+    const char *values[10];
     struct obx_worker_stats ws;
+    struct obx_webhook_stats hs = {0};
     int64_t now = obx_mono_ms(obx_clock_real());
 
     obx_worker_stats(s->worker, &ws);
+    if (s->webhook)
+        obx_webhook_stats(s->webhook, &hs);
+    /* Refused webhooks are lost (Partoo never retries a 4xx): `status` shows them too. */
+    snprintf(bad_sig, sizeof bad_sig, "%lld", (long long)hs.rejected_signature);
+    snprintf(too_large, sizeof too_large, "%lld", (long long)hs.rejected_too_large);
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(started, sizeof started, "%lld", (long long)s->start_time_ms);
     snprintf(until, sizeof until, "%lld", (long long)ws.paused_until_ms);
@@ -364,11 +372,13 @@ publish_state(struct server *s, int running)
     values[5] = ws.paused_reason ? until : NULL;
     values[6] = api;
     values[7] = wh;
-    snprintf(snapshot, sizeof snapshot, "%d|%s|%s", running, ws.circuit,
-             ws.paused_reason ? ws.paused_reason : "-");
+    values[8] = bad_sig;
+    values[9] = too_large;
+    snprintf(snapshot, sizeof snapshot, "%d|%s|%s|%s|%s", running, ws.circuit,
+             ws.paused_reason ? ws.paused_reason : "-", bad_sig, too_large);
     if (strcmp(snapshot, s->published) == 0 && now - s->published_mono_ms < STATE_HEARTBEAT_MS)
         return;
-    if (obx_store_publish_state(s->st, keys, values, 8) != OBX_OK)
+    if (obx_store_publish_state(s->st, keys, values, 10) != OBX_OK)
         return; /* status shows stale state; the next tick tries again */
     snprintf(s->published, sizeof s->published, "%s", snapshot);
     s->published_mono_ms = now;

@@ -190,6 +190,10 @@ obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c, size_t n,
     if (err == OBX_OK) err = obx_buf_printf(b, ",\"send_rate_per_min\":%.1f", x->send_rate_per_min);
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"paused\":");
     if (err == OBX_OK) err = paused_json(b, x);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"webhooks_rejected\":{\"signature\":%lld,\"too_large\":%lld}",
+                             (long long)x->webhooks_rejected_signature,
+                             (long long)x->webhooks_rejected_too_large);
     if (err == OBX_OK) err = obx_buf_puts(b, ",\"channels\":[");
     for (size_t i = 0; err == OBX_OK && i < n; i++) {
         if (i)

@@ -20,6 +20,8 @@ struct obx_view_stats_extra {
     double send_rate_per_min;
     const char *paused_reason; /* NULL = not paused */
     int64_t paused_until_ms;
+    int64_t webhooks_rejected_signature; /* since serve started (obx_query_webhook_rejections) */
+    int64_t webhooks_rejected_too_large;
 };
 
 /* Appends the `status --json` / GET /v1/stats document. */

@@ -132,6 +132,9 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
         err = obx_query_count_accepted_since(st, x.now_ms - 60000, &sent);
     if (err == OBX_OK)
         err = obx_query_service_state(st, on_state, &ss);
+    if (err == OBX_OK)
+        err = obx_query_webhook_rejections(st, &x.webhooks_rejected_signature,
+                                           &x.webhooks_rejected_too_large);
     if (err != OBX_OK) {
         cli_error(c, "%s", obx_strerror(err));
         obx_free(s);
@@ -152,6 +155,11 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
         else
             status_table(s, n, x.now_ms);
         printf("\nsent in the last minute: %lld\n", (long long)sent);
+        if (x.webhooks_rejected_signature || x.webhooks_rejected_too_large)
+            printf("WARNING: webhooks refused since serve started: %lld bad signature, %lld "
+                   "over webhook_max_body_bytes (Partoo does not retry them)\n",
+                   (long long)x.webhooks_rejected_signature,
+                   (long long)x.webhooks_rejected_too_large);
     }
     obx_free(s);
     return rc;

@@ -91,6 +91,17 @@ assert_eq "metrics: webhook rejected, too_large" \
 assert_eq "metrics: webhook 413s of the HTTP layer" \
     "$(metric 'outbox_http_rejected_total{listener="webhook",reason="too_large"}')" 2
 assert_eq "metrics: api 408" "$(metric 'outbox_http_rejected_total{listener="api",reason="timeout"}')" 1
+# The same counts reach `status` (table and --json) and /v1/stats through service_state, which
+# serve publishes within a second of a change.
+wait_until 5 '[ "$(jget "$("$OUTBOX_BIN" status --db "$DB" --json)" "$.webhooks_rejected.signature")" = 1 ]' || true
+st=$("$OUTBOX_BIN" status --db "$DB" --json)
+assert_eq "status --json: webhooks rejected, signature" "$(jget "$st" '$.webhooks_rejected.signature')" 1
+assert_eq "status --json: webhooks rejected, too_large" "$(jget "$st" '$.webhooks_rejected.too_large')" 2
+assert_contains "status warns about refused webhooks" "$("$OUTBOX_BIN" status --db "$DB")" \
+    "webhooks refused since serve started: 1 bad signature, 2 over webhook_max_body_bytes"
+req GET /v1/stats
+assert_eq "/v1/stats: webhooks rejected, signature" "$(jget "$RESP" '$.webhooks_rejected.signature')" 1
+assert_eq "/v1/stats: webhooks rejected, too_large" "$(jget "$RESP" '$.webhooks_rejected.too_large')" 2
 
 # ---- /readyz probes the disk at most once a second (issue 19 finding 8) -------------------------
 probes() { sql "$DB" "SELECT ifnull((SELECT value FROM service_state WHERE key = 'readyz_probe'), 0)"; }
