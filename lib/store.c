@@ -642,6 +642,8 @@ static const char SQL_PICK[] =
     "SELECT id FROM outbox INDEXED BY outbox_claim"
     " WHERE state = 'queued' AND head = 1 AND priority = ?1"
     " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
+    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'" /* held (lib/dash.h) */
+    " AND key = outbox.channel_id AND resumed_at_ms IS NULL)"
     " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
 
 const char *const obx_store_claim_sql[] = {SQL_NEXT_LEVEL, SQL_NEXT_BUSINESS, SQL_PICK, NULL};

@@ -1,0 +1,315 @@
+/* dash: pauses, chart history, bounded counts and bulk actions for the dashboard. */
+#include "dash.h"
+
+#include <string.h>
+
+#include "err.h"
+
+static const char SQL_PAUSE[] =
+    "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
+    " ON CONFLICT (scope, key) WHERE resumed_at_ms IS NULL DO NOTHING";
+
+enum obx_err
+obx_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
+               const char *by, int *created)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSE);
+    enum obx_err err;
+
+    *created = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, scope);
+    obx_db_bind_text(s, 2, key);
+    obx_db_bind_text(s, 3, reason);
+    obx_db_bind_text(s, 4, by);
+    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
+    err = obx_db_step_done(s);
+    if (err == OBX_OK)
+        *created = sqlite3_changes(st->db->h) > 0;
+    return err;
+}
+
+static const char SQL_RESUME[] =
+    "UPDATE pauses SET resumed_at_ms = max(?3, paused_at_ms)"
+    " WHERE scope = ?1 AND key = ?2 AND resumed_at_ms IS NULL";
+
+enum obx_err
+obx_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RESUME);
+    enum obx_err err;
+
+    (void)by; /* the pause row keeps who paused; the resume is logged by the caller */
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, scope);
+    obx_db_bind_text(s, 2, key);
+    sqlite3_bind_int64(s, 3, obx_now_ms(st->clock));
+    err = obx_db_step_done(s);
+    if (err == OBX_OK && sqlite3_changes(st->db->h) == 0)
+        return OBX_ENOTFOUND;
+    return err;
+}
+
+static const char SQL_PAUSES[] =
+    "SELECT scope, key, reason, by, paused_at_ms FROM pauses"
+    " WHERE resumed_at_ms IS NULL ORDER BY scope, key";
+
+enum obx_err
+obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSES);
+    struct obx_pause_row p;
+    int rc;
+
+    if (!s)
+        return OBX_EDB;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        p.scope = (const char *)sqlite3_column_text(s, 0);
+        p.key = (const char *)sqlite3_column_text(s, 1);
+        p.reason = (const char *)sqlite3_column_text(s, 2);
+        p.by = (const char *)sqlite3_column_text(s, 3);
+        p.paused_at_ms = sqlite3_column_int64(s, 4);
+        if (fn(ctx, &p)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The overlap of every pause interval of the channel with [since, now]. */
+static const char SQL_HELD[] =
+    "SELECT coalesce(sum(min(coalesce(resumed_at_ms, ?3), ?3) - max(paused_at_ms, ?2)), 0)"
+    " FROM pauses WHERE scope = 'channel' AND key = ?1"
+    " AND paused_at_ms < ?3 AND coalesce(resumed_at_ms, ?3) > ?2";
+
+enum obx_err
+obx_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms, int64_t now_ms,
+                 int64_t *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HELD);
+    int rc;
+
+    *out = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, channel_id);
+    sqlite3_bind_int64(s, 2, since_ms);
+    sqlite3_bind_int64(s, 3, now_ms);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* At most 4 rows a minute over the range: 7 days is 40,320 rows read by primary key. */
+static const char SQL_HISTORY[] =
+    "SELECT minute, kind, n FROM stats_minute WHERE minute >= ?1 AND minute < ?2";
+
+enum obx_err
+obx_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, int n,
+                 struct obx_history_point *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HISTORY);
+    int64_t first = (now_ms / bucket_ms - (n - 1)) * bucket_ms;
+    int rc;
+
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].at_ms = first + i * bucket_ms;
+    }
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, first / 60000);
+    sqlite3_bind_int64(s, 2, (first + n * bucket_ms) / 60000);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t i = (sqlite3_column_int64(s, 0) * 60000 - first) / bucket_ms;
+        const char *kind = (const char *)sqlite3_column_text(s, 1);
+        int64_t v = sqlite3_column_int64(s, 2);
+
+        if (i < 0 || i >= n || !kind)
+            continue;
+        if (strcmp(kind, "sent") == 0)
+            out[i].sent += v;
+        else if (strcmp(kind, "accepted") == 0)
+            out[i].accepted += v;
+        else if (strcmp(kind, "failed") == 0)
+            out[i].failed += v;
+        else if (strcmp(kind, "confirmed") == 0)
+            out[i].confirmed += v;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The filter, walked through (state, id) so a count or a batch never reads the whole table. */
+#define FILTER_WHERE                                                                           \
+    " WHERE state = ?1 AND (?2 IS NULL OR channel_id = ?2)"                                    \
+    " AND (?3 IS NULL OR external_conversation_id = ?3)"
+
+static const char SQL_COUNT[] =
+    "SELECT count(*) FROM (SELECT 1 FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    " LIMIT ?4)";
+
+static const char SQL_COUNT_ANY[] =
+    "SELECT count(*) FROM (SELECT 1 FROM outbox"
+    " WHERE (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR external_conversation_id = ?3)"
+    " LIMIT ?4)";
+
+static void
+bind_filter(sqlite3_stmt *s, const struct obx_dash_filter *f)
+{
+    obx_db_bind_text(s, 1, f->state);
+    obx_db_bind_text(s, 2, f->channel_id);
+    obx_db_bind_text(s, 3, f->conversation);
+}
+
+enum obx_err
+obx_dash_count(struct obx_store *st, const struct obx_dash_filter *f, int64_t cap, int64_t *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, f->state ? SQL_COUNT : SQL_COUNT_ANY);
+    int rc;
+
+    *out = 0;
+    if (!s)
+        return OBX_EDB;
+    bind_filter(s, f);
+    sqlite3_bind_int64(s, 4, cap);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+static const char SQL_BULK_RETRY[] =
+    "UPDATE outbox SET state = 'queued', state_reason = ?6, state_at_ms = ?5,"
+    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0, unconfirmed_at_ms = NULL,"
+    " confirm_due_at_ms = NULL"
+    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    " ORDER BY id LIMIT ?4) AND state IN ('failed', 'accepted')";
+
+static const char SQL_BULK_CANCEL[] =
+    "UPDATE outbox SET state = 'cancelled', state_reason = ?6, state_at_ms = ?5"
+    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    " ORDER BY id LIMIT ?4) AND state = 'queued'";
+
+enum obx_err
+obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f, int retry, int max,
+              const char *reason, int64_t *touched)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
+    enum obx_err err;
+
+    *touched = 0;
+    if (!s)
+        return OBX_EDB;
+    bind_filter(s, f);
+    sqlite3_bind_int(s, 4, max);
+    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
+    obx_db_bind_text(s, 6, reason);
+    err = obx_db_begin(st->db);
+    if (err == OBX_OK)
+        err = obx_db_step_done(s);
+    if (err == OBX_OK) {
+        *touched = sqlite3_changes(st->db->h);
+        return obx_db_commit(st->db);
+    }
+    obx_db_rollback(st->db);
+    return err;
+}
+
+static const char SQL_CONVERSATION[] =
+    "SELECT id, external_message_id, state, state_reason, attempts, coalesce(head, 0),"
+    " created_at_ms, state_at_ms, next_attempt_at_ms, last_error"
+    " FROM outbox INDEXED BY outbox_conversation"
+    " WHERE channel_id = ?1 AND external_conversation_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4";
+
+enum obx_err
+obx_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
+                      int64_t after_id, int limit, obx_conv_fn fn, void *ctx,
+                      int64_t *next_cursor)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONVERSATION);
+    struct obx_conv_row r;
+    int rc, rows = 0;
+
+    *next_cursor = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, channel_id);
+    obx_db_bind_text(s, 2, conversation);
+    sqlite3_bind_int64(s, 3, after_id);
+    sqlite3_bind_int(s, 4, limit + 1); /* one more tells whether a next page exists */
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (++rows > limit) {
+            *next_cursor = r.id;
+            rc = SQLITE_DONE;
+            break;
+        }
+        r.id = sqlite3_column_int64(s, 0);
+        r.external_message_id = (const char *)sqlite3_column_text(s, 1);
+        r.state = (const char *)sqlite3_column_text(s, 2);
+        r.state_reason = (const char *)sqlite3_column_text(s, 3);
+        r.attempts = sqlite3_column_int(s, 4);
+        r.head = sqlite3_column_int(s, 5);
+        r.created_at_ms = sqlite3_column_int64(s, 6);
+        r.state_at_ms = sqlite3_column_int64(s, 7);
+        r.next_attempt_at_ms = sqlite3_column_int64(s, 8);
+        r.last_error = (const char *)sqlite3_column_text(s, 9);
+        if (fn(ctx, &r)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The channels, one seek each through UNIQUE (channel_id, external_message_id). */
+static const char SQL_NEXT_CHANNEL[] = "SELECT min(channel_id) FROM outbox WHERE channel_id > ?1";
+static const char SQL_HAS[] =
+    "SELECT 1 FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
+
+enum obx_err
+obx_dash_find(struct obx_store *st, const char *external_message_id, int max, obx_channel_fn fn,
+              void *ctx)
+{
+    sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_CHANNEL);
+    sqlite3_stmt *has = obx_db_stmt(st->db, SQL_HAS);
+    char channel[1024] = "";
+    int rc = SQLITE_DONE;
+
+    if (!next || !has)
+        return OBX_EDB;
+    for (int i = 0; i < max; i++) {
+        const char *c;
+        int found;
+
+        sqlite3_bind_text(next, 1, channel, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(next);
+        c = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(next, 0) : NULL;
+        if (!c || strlen(c) >= sizeof channel) {
+            sqlite3_reset(next);
+            rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
+            break;
+        }
+        memcpy(channel, c, strlen(c) + 1);
+        sqlite3_reset(next);
+        obx_db_bind_text(has, 1, channel);
+        obx_db_bind_text(has, 2, external_message_id);
+        rc = sqlite3_step(has);
+        found = rc == SQLITE_ROW;
+        sqlite3_reset(has);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            break;
+        rc = SQLITE_DONE;
+        if (found && fn(ctx, channel))
+            break;
+    }
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}

@@ -1,0 +1,114 @@
+/*
+ * dash: what the dashboard (SPEC §13) needs from the store beyond the plain /v1 views:
+ * pauses that hold messages, per-minute history for the charts, bounded counts and bulk
+ * retry/cancel over a filter. Tables: pauses and stats_minute (migrations/0008).
+ */
+#ifndef OBX_DASH_H
+#define OBX_DASH_H
+
+#include "store.h"
+
+/* Pause scopes: a channel today; a tenant once SPEC §11 lands (the table takes both). */
+#define OBX_PAUSE_CHANNEL "channel"
+#define OBX_PAUSE_TENANT "tenant"
+
+/*
+ * Holds every queued message of (scope, key): the claim skips them. *created = 0 when the
+ * pause already held (idempotent; the first reason stays).
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_pause(struct obx_store *st, const char *scope,
+                                           const char *key, const char *reason, const char *by,
+                                           int *created /* OUT */);
+
+/* Ends the pause of (scope, key). OBX_ENOTFOUND when none holds. */
+OBX_MUST_CHECK enum obx_err obx_dash_resume(struct obx_store *st, const char *scope,
+                                            const char *key, const char *by);
+
+/* An open pause (borrowed during the callback). */
+struct obx_pause_row {
+    const char *scope;
+    const char *key;
+    const char *reason;
+    const char *by;
+    int64_t paused_at_ms;
+};
+typedef int (*obx_pause_fn)(void *ctx, const struct obx_pause_row *p);
+
+/* The open pauses, by scope and key. */
+OBX_MUST_CHECK enum obx_err obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx);
+
+/*
+ * How long the channel was held between since_ms and now_ms: max_age does not count it.
+ * Only asked when a message is about to fail by age, so the interval scan is rare.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_held_ms(struct obx_store *st, const char *channel_id,
+                                             int64_t since_ms, int64_t now_ms,
+                                             int64_t *out /* OUT */);
+
+/* Counts of one kind per bucket: sent, accepted, failed, confirmed. */
+struct obx_history_point {
+    int64_t at_ms;   /* bucket start */
+    int64_t sent, accepted, failed, confirmed;
+};
+
+/*
+ * n buckets of bucket_ms ending with the one holding now_ms (oldest first), from the
+ * per-minute counts the triggers keep. out has room for n points.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_history(struct obx_store *st, int64_t now_ms,
+                                             int64_t bucket_ms, int n,
+                                             struct obx_history_point *out /* OUT */);
+
+/* A filter over messages for counts and bulk actions (NULL = any). */
+struct obx_dash_filter {
+    const char *state;
+    const char *channel_id;
+    const char *conversation;
+};
+
+/* Counts matching messages, stopping at cap (*out == cap means "cap or more"). */
+OBX_MUST_CHECK enum obx_err obx_dash_count(struct obx_store *st, const struct obx_dash_filter *f,
+                                           int64_t cap, int64_t *out /* OUT */);
+
+/*
+ * Retries (failed|accepted -> queued) or cancels (queued -> cancelled) at most max messages
+ * matching f, oldest first, in one transaction with reason as the transition's reason.
+ * Touched rows leave the filter's state, so calling again continues where this one stopped.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f,
+                                          int retry, int max, const char *reason,
+                                          int64_t *touched /* OUT */);
+
+/* A message of a conversation (borrowed during the callback). */
+struct obx_conv_row {
+    int64_t id;
+    const char *external_message_id;
+    const char *state;
+    const char *state_reason;
+    int attempts;
+    int head;                 /* 1: the conversation's next message to send */
+    int64_t created_at_ms;
+    int64_t state_at_ms;
+    int64_t next_attempt_at_ms;
+    const char *last_error;
+};
+typedef int (*obx_conv_fn)(void *ctx, const struct obx_conv_row *r);
+
+/*
+ * The messages of a conversation in order (id ascending), after after_id, at most limit;
+ * *next_cursor gets the id to continue after (0 = end).
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_conversation(struct obx_store *st, const char *channel_id,
+                                                  const char *conversation, int64_t after_id,
+                                                  int limit, obx_conv_fn fn, void *ctx,
+                                                  int64_t *next_cursor /* OUT */);
+
+/*
+ * Calls fn with every channel holding a message external_message_id (at most max channels
+ * visited): one index seek per channel, so a lookup without a channel stays cheap.
+ */
+typedef int (*obx_channel_fn)(void *ctx, const char *channel_id);
+OBX_MUST_CHECK enum obx_err obx_dash_find(struct obx_store *st, const char *external_message_id,
+                                          int max, obx_channel_fn fn, void *ctx);
+
+#endif

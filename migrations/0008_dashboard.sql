@@ -1,0 +1,45 @@
+-- 0008_dashboard: pauses that hold messages, and per-minute counts for the dashboard charts.
+--
+-- A pause holds every queued message of its scope: the claim skips them, so they use no
+-- attempt. Rows are kept after a resume (resumed_at_ms set) because the time a message spent
+-- held does not count toward max_age: the worker subtracts the overlap of these intervals.
+-- scope is 'channel' today; 'tenant' is the other scope SPEC §11 will add.
+CREATE TABLE pauses (
+    id              INTEGER PRIMARY KEY,
+    scope           TEXT NOT NULL CHECK (scope IN ('channel', 'tenant')),
+    key             TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    by              TEXT NOT NULL,        -- cli, api or dashboard
+    paused_at_ms    INTEGER NOT NULL,
+    resumed_at_ms   INTEGER                -- NULL while the pause holds
+);
+-- At most one open pause per scope and key; the claim looks it up by this index.
+CREATE UNIQUE INDEX pauses_open ON pauses (scope, key) WHERE resumed_at_ms IS NULL;
+CREATE INDEX pauses_key ON pauses (scope, key, paused_at_ms);
+
+-- Counts per minute of attempts sent and of messages accepted, failed and confirmed, kept as
+-- rows are written (no COUNT over the outbox for a chart). Minutes older than 7 days are
+-- dropped by the attempt trigger, so the table stays under 4 * 10080 rows.
+CREATE TABLE stats_minute (
+    minute  INTEGER NOT NULL,             -- at_ms / 60000
+    kind    TEXT NOT NULL CHECK (kind IN ('sent', 'accepted', 'failed', 'confirmed')),
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (minute, kind)
+) WITHOUT ROWID;
+
+CREATE TRIGGER stats_attempt AFTER INSERT ON attempts
+BEGIN
+    INSERT INTO stats_minute (minute, kind, n) VALUES (NEW.started_at_ms / 60000, 'sent', 1)
+    ON CONFLICT (minute, kind) DO UPDATE SET n = n + 1;
+    DELETE FROM stats_minute WHERE minute < NEW.started_at_ms / 60000 - 10080;
+END;
+
+CREATE TRIGGER stats_transition AFTER INSERT ON transitions
+WHEN NEW.to_state IN ('accepted', 'failed', 'confirmed')
+BEGIN
+    INSERT INTO stats_minute (minute, kind, n) VALUES (NEW.at_ms / 60000, NEW.to_state, 1)
+    ON CONFLICT (minute, kind) DO UPDATE SET n = n + 1;
+END;
+
+-- One conversation's messages in order, for the dashboard's conversation view.
+CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id);
