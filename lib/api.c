@@ -965,55 +965,11 @@ on_resume(struct obx_api *api, struct evhttp_request *req, char **seg)
     on_pause_resume(api, req, 0);
 }
 
-static int
-on_pause_row(void *ctx, const struct obx_pause_row *p)
-{
-    struct list_ctx *l = ctx;
-
-    if (l->n++)
-        l->err = obx_buf_puts(l->b, ",");
-    if (l->err == OBX_OK)
-        l->err = obx_buf_puts(l->b, "{\"scope\":");
-    if (l->err == OBX_OK)
-        l->err = obx_buf_json_str(l->b, p->scope);
-    if (l->err == OBX_OK)
-        l->err = obx_buf_puts(l->b, strcmp(p->scope, "channel") == 0 ? ",\"channel_id\":"
-                                                                     : ",\"tenant\":");
-    if (l->err == OBX_OK)
-        l->err = obx_buf_json_str(l->b, p->key);
-    if (l->err == OBX_OK)
-        l->err = obx_buf_puts(l->b, ",\"reason\":");
-    if (l->err == OBX_OK)
-        l->err = obx_buf_json_str(l->b, p->reason);
-    if (l->err == OBX_OK)
-        l->err = obx_buf_puts(l->b, ",\"by\":");
-    if (l->err == OBX_OK)
-        l->err = obx_buf_json_str(l->b, p->by);
-    if (l->err == OBX_OK)
-        l->err = obx_buf_puts(l->b, ",\"since\":");
-    if (l->err == OBX_OK)
-        l->err = obx_view_time_or_null(l->b, p->paused_at_ms);
-    if (l->err == OBX_OK)
-        l->err = obx_buf_puts(l->b, "}");
-    return l->err != OBX_OK;
-}
-
-/* Appends "holds":[...] (the open pauses) to the JSON object in b, which ends with '}'. */
+/* Appends "holds":[...] (the open pauses) to the stats document in b. */
 static enum obx_err
 append_holds(struct obx_api *api, struct obx_buf *b)
 {
-    struct list_ctx l = {b, 0, OBX_OK};
-    enum obx_err err;
-
-    if (b->len == 0 || obx_buf_str(b)[b->len - 1] != '}')
-        return OBX_EINVAL;
-    b->len--;
-    err = obx_buf_puts(b, ",\"holds\":[");
-    if (err == OBX_OK)
-        err = obx_dash_pauses(api->st, on_pause_row, &l);
-    if (err == OBX_OK)
-        err = l.err;
-    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
+    return obx_dash_append_holds(api->st, b);
 }
 
 /* GET /v1/stats/history?range=hour|week: per-minute (last hour) or per-hour (7 days) counts. */

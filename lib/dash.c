@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "view.h"
 
 static const char SQL_PAUSE[] =
     "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
@@ -312,4 +313,58 @@ obx_dash_find(struct obx_store *st, const char *external_message_id, int max, ob
             break;
     }
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+struct holds_ctx {
+    struct obx_buf *b;
+    int n;
+    enum obx_err err;
+};
+
+static int
+on_hold(void *ctx, const struct obx_pause_row *p)
+{
+    struct holds_ctx *h = ctx;
+    enum obx_err err = obx_buf_puts(h->b, h->n++ ? ",{\"scope\":" : "{\"scope\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->scope);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, strcmp(p->scope, OBX_PAUSE_CHANNEL) == 0 ? ",\"channel_id\":"
+                                                                         : ",\"tenant\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->key);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, ",\"reason\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->reason);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, ",\"by\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->by);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, ",\"since\":");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(h->b, p->paused_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, "}");
+    h->err = err;
+    return err != OBX_OK;
+}
+
+enum obx_err
+obx_dash_append_holds(struct obx_store *st, struct obx_buf *b)
+{
+    struct holds_ctx h = {b, 0, OBX_OK};
+    enum obx_err err;
+
+    if (b->len == 0 || obx_buf_str(b)[b->len - 1] != '}')
+        return OBX_EINVAL;
+    b->len--; /* reopen the object */
+    err = obx_buf_puts(b, ",\"holds\":[");
+    if (err == OBX_OK)
+        err = obx_dash_pauses(st, on_hold, &h);
+    if (err == OBX_OK)
+        err = h.err;
+    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
 }

@@ -6,6 +6,7 @@
 #ifndef OBX_DASH_H
 #define OBX_DASH_H
 
+#include "buf.h"
 #include "store.h"
 
 /* Pause scopes: a channel today; a tenant once SPEC §11 lands (the table takes both). */
@@ -36,6 +37,12 @@ typedef int (*obx_pause_fn)(void *ctx, const struct obx_pause_row *p);
 
 /* The open pauses, by scope and key. */
 OBX_MUST_CHECK enum obx_err obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx);
+
+/*
+ * Appends "holds":[{"scope","channel_id"|"tenant","reason","by","since"}...] to the JSON
+ * object that b ends with (the stats document of /v1/stats and `outbox status --json`).
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_append_holds(struct obx_store *st, struct obx_buf *b);
 
 /*
  * How long the channel was held between since_ms and now_ms: max_age does not count it.
