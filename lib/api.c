@@ -972,6 +972,112 @@ append_holds(struct obx_api *api, struct obx_buf *b)
     return obx_dash_append_holds(api->st, b);
 }
 
+struct overview_ctx {
+    struct obx_buf *b;
+    int n;
+    int64_t now_ms;
+    int64_t totals[OBX_N_STATES];
+    int64_t oldest_ms;
+    enum obx_err err;
+};
+
+static enum obx_err
+counts_json(struct obx_buf *b, const int64_t *c)
+{
+    enum obx_err err = obx_buf_puts(b, "{");
+
+    for (int i = 0; err == OBX_OK && i < OBX_N_STATES; i++)
+        err = obx_buf_printf(b, "%s\"%s\":%lld", i ? "," : "", obx_state_name((enum obx_state)i),
+                             (long long)c[i]);
+    return err == OBX_OK ? obx_buf_puts(b, "}") : err;
+}
+
+static double
+age_s(int64_t now_ms, int64_t at_ms)
+{
+    return at_ms ? (double)(now_ms - at_ms) / 1000.0 : 0;
+}
+
+static int
+on_overview_row(void *ctx, const struct obx_overview_row *r)
+{
+    struct overview_ctx *o = ctx;
+    enum obx_err err = obx_buf_puts(o->b, o->n++ ? ",{\"channel_id\":" : "{\"channel_id\":");
+
+    for (int i = 0; i < OBX_N_STATES; i++)
+        o->totals[i] += r->counts[i];
+    if (r->oldest_queued_at_ms && (!o->oldest_ms || r->oldest_queued_at_ms < o->oldest_ms))
+        o->oldest_ms = r->oldest_queued_at_ms;
+    if (err == OBX_OK)
+        err = obx_buf_json_str(o->b, r->channel_id);
+    if (err == OBX_OK)
+        err = obx_buf_puts(o->b, ",\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(o->b, r->counts);
+    if (err == OBX_OK)
+        err = obx_buf_printf(o->b, ",\"oldest_queued_age_s\":%.3f}",
+                             age_s(o->now_ms, r->oldest_queued_at_ms));
+    o->err = err;
+    return err != OBX_OK;
+}
+
+/*
+ * GET /v1/stats/overview: what the dashboard's overview refreshes, from kept counts (no
+ * count over the outbox): totals and channels per state, oldest queued, sends of the last
+ * minute, the worker's pause and circuit, the holds.
+ */
+static void
+on_overview(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_worker_stats ws = {0};
+    struct obx_buf b;
+    struct overview_ctx o = {&b, 0, 0, {0}, 0, OBX_OK};
+    int64_t sent = 0;
+    enum obx_err err;
+
+    (void)seg;
+    o.now_ms = obx_now_ms(api->st->clock);
+    if (api->worker)
+        obx_worker_stats(api->worker, &ws);
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = obx_buf_puts(&b, "{\"tenant\":null,\"channels\":[");
+    if (err == OBX_OK)
+        err = obx_dash_overview(api->st, on_overview_row, &o);
+    if (err == OBX_OK)
+        err = o.err;
+    if (err == OBX_OK)
+        err = obx_query_count_accepted_since(api->st, o.now_ms - 60000, &sent);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "],\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(&b, o.totals);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, ",\"oldest_queued_age_s\":%.3f,\"send_rate_per_min\":%lld,"
+                                 "\"circuit\":",
+                             age_s(o.now_ms, o.oldest_ms), (long long)sent);
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(&b, ws.circuit);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, ",\"paused\":");
+    if (err == OBX_OK && ws.paused_reason) {
+        err = obx_buf_puts(&b, "{\"reason\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(&b, ws.paused_reason);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, ",\"until\":");
+        if (err == OBX_OK)
+            err = obx_view_time_or_null(&b, ws.paused_until_ms);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, "}}");
+    } else if (err == OBX_OK) {
+        err = obx_buf_puts(&b, "null}");
+    }
+    if (err == OBX_OK)
+        err = append_holds(api, &b);
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
 /* GET /v1/stats/history?range=hour|week: per-minute (last hour) or per-hour (7 days) counts. */
 static void
 on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
@@ -1415,6 +1521,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, {"v1", "pause"}, on_pause, 0},
     {EVHTTP_REQ_POST, {"v1", "resume"}, on_resume, 0},
     {EVHTTP_REQ_GET, {"v1", "stats", "history"}, on_history, 0},
+    {EVHTTP_REQ_GET, {"v1", "stats", "overview"}, on_overview, 0},
     {EVHTTP_REQ_GET, {"v1", "messages", "count"}, on_count, 0},
     {EVHTTP_REQ_POST, {"v1", "messages", "retry"}, on_bulk_retry, 0},
     {EVHTTP_REQ_POST, {"v1", "messages", "cancel"}, on_bulk_cancel, 0},

@@ -368,3 +368,112 @@ obx_dash_append_holds(struct obx_store *st, struct obx_buf *b)
         err = h.err;
     return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
 }
+
+static const char SQL_COUNT_ADD[] =
+    "INSERT INTO state_counts (channel_id, state, n) VALUES (?1, 'queued', ?2)"
+    " ON CONFLICT (channel_id, state) DO UPDATE SET n = n + excluded.n";
+
+enum obx_err
+obx_dash_count_inserted(struct obx_store *st, const struct obx_enq_item *items, size_t n)
+{
+    sqlite3_stmt *s = NULL;
+    enum obx_err err = OBX_OK;
+    size_t i = 0;
+
+    while (err == OBX_OK && i < n) {
+        const char *channel = NULL;
+        int64_t k = 0;
+
+        /* A run of items of one channel (a batch is usually one channel). */
+        for (; i < n; i++) {
+            const struct obx_enq_item *it = &items[i];
+            if (it->err != OBX_OK || it->result != OBX_ENQ_ACCEPTED)
+                continue;
+            if (channel && strcmp(channel, it->msg.channel_id) != 0)
+                break;
+            channel = it->msg.channel_id;
+            k++;
+        }
+        if (!k)
+            break;
+        if (!s && !(s = obx_db_stmt(st->db, SQL_COUNT_ADD)))
+            return OBX_EDB;
+        obx_db_bind_text(s, 1, channel);
+        sqlite3_bind_int64(s, 2, k);
+        err = obx_db_step_done(s);
+    }
+    return err;
+}
+
+static const char SQL_OVERVIEW[] =
+    "SELECT channel_id, state, n FROM state_counts WHERE n <> 0 ORDER BY channel_id";
+
+/* The oldest queued message of a channel: ids grow with time, so the first in (state, id). */
+static const char SQL_OLDEST_QUEUED[] =
+    "SELECT created_at_ms FROM outbox INDEXED BY outbox_state"
+    " WHERE state = 'queued' AND channel_id = ?1 ORDER BY id LIMIT 1";
+
+static int
+emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn fn, void *ctx,
+              enum obx_err *err)
+{
+    if (r->counts[OBX_ST_QUEUED] > 0) {
+        sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OLDEST_QUEUED);
+        int rc;
+
+        if (!s) {
+            *err = OBX_EDB;
+            return 1;
+        }
+        obx_db_bind_text(s, 1, r->channel_id);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            r->oldest_queued_at_ms = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            *err = obx_err_from_sqlite(rc);
+            return 1;
+        }
+    }
+    return fn(ctx, r);
+}
+
+enum obx_err
+obx_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW);
+    struct obx_overview_row r = {0};
+    char channel[1024] = "";
+    enum obx_err err = OBX_OK;
+    int rc, stop = 0;
+
+    if (!s)
+        return OBX_EDB;
+    /* Rows come grouped by channel; each channel is emitted when the next one starts. */
+    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(s, 0);
+        int state = obx_state_parse((const char *)sqlite3_column_text(s, 1));
+
+        if (!c || strlen(c) >= sizeof channel || state < 0)
+            continue;
+        if (strcmp(c, channel) != 0) {
+            if (channel[0]) {
+                r.channel_id = channel;
+                stop = emit_overview(st, &r, fn, ctx, &err);
+            }
+            memset(&r, 0, sizeof r);
+            memcpy(channel, c, strlen(c) + 1);
+        }
+        r.counts[state] = sqlite3_column_int64(s, 2);
+    }
+    if (!stop)
+        rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
+    sqlite3_reset(s);
+    if (!stop && rc == SQLITE_DONE && channel[0]) {
+        r.channel_id = channel;
+        emit_overview(st, &r, fn, ctx, &err);
+    }
+    if (err != OBX_OK)
+        return err;
+    return stop || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}

@@ -118,4 +118,27 @@ typedef int (*obx_channel_fn)(void *ctx, const char *channel_id);
 OBX_MUST_CHECK enum obx_err obx_dash_find(struct obx_store *st, const char *external_message_id,
                                           int max, obx_channel_fn fn, void *ctx);
 
+/*
+ * Adds the items a batch inserted (result OBX_ENQ_ACCEPTED) to the overview's counts, one
+ * statement per run of the same channel. Called by obx_store_enqueue_batch inside its
+ * transaction. (Plain-SQL rows are counted by a trigger when the store links them.)
+ */
+struct obx_enq_item;
+OBX_MUST_CHECK enum obx_err obx_dash_count_inserted(struct obx_store *st,
+                                                   const struct obx_enq_item *items, size_t n);
+
+/* One channel's line of the overview. */
+struct obx_overview_row {
+    const char *channel_id;
+    int64_t counts[OBX_N_STATES]; /* indexed by enum obx_state */
+    int64_t oldest_queued_at_ms;  /* 0 = nothing queued */
+};
+typedef int (*obx_overview_fn)(void *ctx, const struct obx_overview_row *r);
+
+/*
+ * The overview per channel, sorted by channel id, from state_counts (a few rows) and one
+ * index seek per channel with queued messages for the oldest one.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx);
+
 #endif

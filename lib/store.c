@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "dash.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -549,6 +550,8 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
               : OBX_EDB;
     if (err == OBX_OK) {
         err = enqueue_items(&q, items, n, lim, obx_now_ms(st->clock));
+        if (err == OBX_OK)
+            err = obx_dash_count_inserted(st, items, n); /* the overview's counts */
         if (err == OBX_OK)
             err = obx_db_commit(st->db);
         else

@@ -43,3 +43,41 @@ END;
 
 -- One conversation's messages in order, for the dashboard's conversation view.
 CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id);
+
+-- Messages per channel and state for the dashboard's overview (GET /v1/stats/overview):
+-- kept as rows change, so a refresh reads a few rows instead of counting the outbox. A row
+-- is counted once it is linked into its conversation (head set): the store adds a batch of
+-- library inserts in one statement per channel (lib/dash.c, obx_dash_count_inserted: an
+-- insert trigger would cost a bulk enqueue a third of its speed), the trigger below adds
+-- rows written through plain SQL when the store links them.
+CREATE TABLE state_counts (
+    channel_id  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, state)
+) WITHOUT ROWID;
+
+CREATE TRIGGER counts_link AFTER UPDATE OF head ON outbox
+WHEN OLD.head IS NULL AND NEW.head IS NOT NULL
+BEGIN
+    INSERT INTO state_counts (channel_id, state, n) VALUES (NEW.channel_id, NEW.state, 1)
+    ON CONFLICT (channel_id, state) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER counts_state AFTER UPDATE OF state ON outbox
+WHEN OLD.state <> NEW.state AND OLD.head IS NOT NULL
+BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE channel_id = OLD.channel_id AND state = OLD.state;
+    INSERT INTO state_counts (channel_id, state, n) VALUES (NEW.channel_id, NEW.state, 1)
+    ON CONFLICT (channel_id, state) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER counts_delete AFTER DELETE ON outbox
+WHEN OLD.head IS NOT NULL
+BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE channel_id = OLD.channel_id AND state = OLD.state;
+END;
+
+-- The messages already stored (once, at the upgrade).
+INSERT INTO state_counts (channel_id, state, n)
+SELECT channel_id, state, count(*) FROM outbox WHERE head IS NOT NULL GROUP BY channel_id, state;

@@ -361,6 +361,7 @@ check("POST pause without channel", "POST", "/v1/pause", "/v1/pause", json.dumps
 check("POST resume", "POST", "/v1/resume", "/v1/resume", json.dumps({"channel_id": "held"}), 200)
 check("POST resume, tenant", "POST", "/v1/resume", "/v1/resume", json.dumps({"tenant": "t"}), 400)
 check("GET stats with holds", "GET", "/v1/stats", "/v1/stats", want=200)
+check("GET overview", "GET", "/v1/stats/overview", "/v1/stats/overview", want=200)
 check("GET history", "GET", "/v1/stats/history", "/v1/stats/history?range=week", want=200)
 check("GET history, bad range", "GET", "/v1/stats/history", "/v1/stats/history?range=x", want=400)
 check("GET count", "GET", "/v1/messages/count", "/v1/messages/count?state=accepted", want=200)

@@ -97,9 +97,10 @@ def main():
 
         step("overview counts")
         w.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-total="failed"]')))
-        stats = api("GET", "/v1/stats")
+        stats = api("GET", "/v1/stats")  # the full count, to compare with the kept counts
         assert text('[data-total="failed"]') == str(stats["counts"]["failed"]) == "1", \
             "failed count on the overview"
+        assert text('[data-total="accepted"]') == str(stats["counts"]["accepted"])
         assert text("#holds") == "none"
         assert "single tenant" in text(".facts")
         w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-hour .uplot")))

@@ -46,7 +46,8 @@
 
   function fmtAge(s) {
     if (s === null || s === undefined || s === 0) return "—";
-    if (s < 120) return s + " s";
+    if (s < 1) return "< 1 s";
+    if (s < 120) return Math.round(s) + " s";
     if (s < 7200) return Math.round(s / 60) + " min";
     if (s < 172800) return Math.round(s / 3600) + " h";
     return Math.round(s / 86400) + " d";
@@ -239,7 +240,7 @@
 
   async function viewOverview() {
     const [stats, hour, week] = await Promise.all([
-      api("GET", "/v1/stats"), api("GET", "/v1/stats/history?range=hour"), api("GET", "/v1/stats/history?range=week")]);
+      api("GET", "/v1/stats/overview"), api("GET", "/v1/stats/history?range=hour"), api("GET", "/v1/stats/history?range=week")]);
     const total = {};
     for (const s of STATES) total[s] = stats.counts[s] || 0;
     const cards = h("ul", { class: "cards", id: "totals" }, STATES.map((s) =>
@@ -250,7 +251,7 @@
       h("dt", null, "Tenant"), h("dd", null, "single tenant"),
       h("dt", null, "Oldest queued"), h("dd", null, fmtAge(stats.oldest_queued_age_s)),
       h("dt", null, "Sent last minute"), h("dd", null, String(stats.send_rate_per_min)),
-      h("dt", null, "Circuit"), h("dd", { id: "circuit" }, pausedBy && pausedBy.reason === "circuit_open" ? "open (Partoo unreachable)" : "closed"),
+      h("dt", null, "Circuit"), h("dd", { id: "circuit" }, stats.circuit === "open" ? "open (Partoo unreachable)" : (stats.circuit || "—").replace("_", "-")),
       h("dt", null, "Sending paused"), h("dd", { id: "paused" }, pausedBy ? pausedBy.reason + (pausedBy.until ? " until " + fmtTime(pausedBy.until) : "") : "no"),
       h("dt", null, "Holds"), h("dd", { id: "holds" }, holds.length ? holds.map((p) =>
         h("span", { class: "hold" }, p.scope + " " + (p.channel_id || p.tenant) + " (" + p.reason + ", by " + p.by + ", since " + fmtTime(p.since) + ") ")) : "none"));
