@@ -26,6 +26,7 @@ wait_until 10 '[ "$(state_of ch-a bad-1)" = failed ]' || fail "bad-1 did not fai
 unset TOKEN
 
 mkdir -p "$OBX_BUILD_DIR/ui-screenshots"
+rm -f "$OBX_BUILD_DIR/ui-screenshots/failure.png"
 if OBX_UI_URL=$API OBX_UI_TOKEN=tok-ui-0123456789abcdef OBX_UI_MOCK=http://127.0.0.1:$MOCK_PORT \
     OBX_UI_SHOTS=$OBX_BUILD_DIR/ui-screenshots OBX_UI_TMP=$T \
     timeout 120 $PY "$(dirname "$0")/ui_browser.py"; then

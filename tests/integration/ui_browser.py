@@ -190,6 +190,8 @@ def main():
             shot(name)
         d.find_element(By.ID, "verify-btn").click()
         w.until(EC.text_to_be_present_in_element((By.ID, "verify-result"), "verifies"))
+        d.find_element(By.ID, "export-day").click()  # fetched with the token, then saved
+        w.until(EC.text_to_be_present_in_element((By.ID, "status"), "Exported audit-24h.jsonl"))
 
         step("phone-sized overview")
         d.set_window_size(390, 844)

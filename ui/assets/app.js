@@ -494,13 +494,29 @@
         box.replaceChildren(h("p", { class: "error" }, e.message));
       }
     }
+    /* The export needs the Bearer header, so it is fetched and handed over as a file. */
+    async function download(path, name) {
+      try {
+        const r = await fetch(path, { headers: headers(false), credentials: "omit", cache: "no-store" });
+        if (!r.ok) throw new Error("export failed: HTTP " + r.status);
+        const url = URL.createObjectURL(await r.blob());
+        const a = h("a", { href: url, download: name });
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+        say("Exported " + name);
+      } catch (e) {
+        say(e.message, true);
+      }
+    }
     const since = Date.now() - 86400000;
-    setView("Audit", h("p", null, "Every state change, attempt and dashboard action is in the audit trail, chained by hashes."), box,
-      h("h2", null, "Export"),
-      h("ul", null,
-        h("li", null, h("a", { href: "/v1/audit/export?since_ms=" + since, id: "export-day", download: "audit-24h.jsonl" }, "Last 24 hours (JSON Lines)")),
-        h("li", null, h("a", { href: "/v1/audit/export", download: "audit.jsonl" }, "Everything (JSON Lines)"))),
-      h("p", { class: "hint" }, "With an api_token the export needs the token: use outbox audit export on the host, or curl with the Bearer header."));
+    setView("Audit", h("p", null, "Every state change and attempt, with the dashboard's actions among them, is in the audit trail, chained by hashes."), box,
+      h("h2", null, "Export (JSON Lines)"),
+      h("div", { class: "bulk" },
+        h("button", { type: "button", id: "export-day", onclick: () => download("/v1/audit/export?since_ms=" + since, "audit-24h.jsonl") }, "Last 24 hours"),
+        h("button", { type: "button", id: "export-all", onclick: () => download("/v1/audit/export", "audit.jsonl") }, "Everything (100,000 rows per file)")),
+      h("p", { class: "hint" }, "On the host: outbox audit export and outbox audit verify."));
   }
 
   /* ---- start --------------------------------------------------------------------------- */
