@@ -236,7 +236,7 @@ obx_dash_conversation(struct obx_store *st, const char *channel_id, const char *
                       int64_t *next_cursor)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONVERSATION);
-    struct obx_conv_row r;
+    struct obx_conv_row r = {0};
     int rc, rows = 0;
 
     *next_cursor = 0;
