@@ -1277,13 +1277,16 @@ on_conv_row(void *ctx, const struct obx_conv_row *r)
     return err != OBX_OK;
 }
 
-/* GET /v1/conversations/{channel_id}/{external_conversation_id}?cursor=&limit=: in order. */
+/*
+ * GET /v1/conversations/{channel_id}/{external_conversation_id}?limit=: the unfinished
+ * messages in sending order (or the last one when none is), the head first.
+ */
 static void
 on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *limit = obx_httpd_query_param(req, "limit");
-    char *cursor = obx_httpd_query_param(req, "cursor");
-    int64_t after = 0, lim = 200, next = 0;
+    int64_t lim = 200;
+    int truncated = 0;
     struct obx_buf b;
     struct list_ctx l = {&b, 0, OBX_OK};
     enum obx_err err;
@@ -1291,10 +1294,6 @@ on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (limit && parse_int(limit, 1, 1000, &lim) != 0) {
         obx_httpd_error(req, 400, "invalid_value", "limit must be 1..1000", "limit");
-        goto out;
-    }
-    if (cursor && parse_int(cursor, 0, INT64_MAX, &after) != 0) {
-        obx_httpd_error(req, 400, "invalid_value", "cursor comes from next_cursor", "cursor");
         goto out;
     }
     err = obx_buf_puts(&b, "{\"channel_id\":");
@@ -1307,20 +1306,17 @@ on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
     if (err == OBX_OK)
         err = obx_buf_puts(&b, ",\"messages\":[");
     if (err == OBX_OK)
-        err = obx_dash_conversation(api->st, seg[2], seg[3], after, (int)lim, on_conv_row, &l,
-                                    &next);
+        err = obx_dash_conversation(api->st, seg[2], seg[3], (int)lim, on_conv_row, &l,
+                                    &truncated);
     if (err == OBX_OK)
         err = l.err;
     if (err == OBX_OK)
-        err = next ? obx_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next)
-                   : obx_buf_puts(&b, "],\"next_cursor\":null}");
+        err = obx_buf_printf(&b, "],\"truncated\":%s}", truncated ? "true" : "false");
     reply_doc(req, 200, &b, err);
 out:
     obx_free(limit);
-    obx_free(cursor);
     obx_buf_release(&b);
 }
-
 
 static int
 on_found_channel(void *ctx, const char *channel_id)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "mem.h"
 #include "view.h"
 
 static const char SQL_PAUSE[] =
@@ -224,51 +225,78 @@ obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f, int retry, 
     return err;
 }
 
-static const char SQL_CONVERSATION[] =
+static const char SQL_CONV_TAIL[] =
+    "SELECT tail_id FROM conversations WHERE channel_id = ?1 AND external_conversation_id = ?2";
+
+static const char SQL_CONV_ROW[] =
     "SELECT id, external_message_id, state, state_reason, attempts, coalesce(head, 0),"
-    " created_at_ms, state_at_ms, next_attempt_at_ms, last_error"
-    " FROM outbox INDEXED BY outbox_conversation"
-    " WHERE channel_id = ?1 AND external_conversation_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4";
+    " created_at_ms, state_at_ms, next_attempt_at_ms, last_error, prev_id"
+    " FROM outbox WHERE id = ?1";
 
 enum obx_err
 obx_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
-                      int64_t after_id, int limit, obx_conv_fn fn, void *ctx,
-                      int64_t *next_cursor)
+                      int limit, obx_conv_fn fn, void *ctx, int *truncated)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONVERSATION);
-    struct obx_conv_row r = {0};
-    int rc, rows = 0;
+    sqlite3_stmt *t = obx_db_stmt(st->db, SQL_CONV_TAIL);
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONV_ROW);
+    int64_t *chain, id = 0;
+    int n = 0, rc;
+    enum obx_err err = OBX_OK;
 
-    *next_cursor = 0;
-    if (!s)
+    *truncated = 0;
+    if (!t || !s)
         return OBX_EDB;
-    obx_db_bind_text(s, 1, channel_id);
-    obx_db_bind_text(s, 2, conversation);
-    sqlite3_bind_int64(s, 3, after_id);
-    sqlite3_bind_int(s, 4, limit + 1); /* one more tells whether a next page exists */
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (++rows > limit) {
-            *next_cursor = r.id;
-            rc = SQLITE_DONE;
+    obx_db_bind_text(t, 1, channel_id);
+    obx_db_bind_text(t, 2, conversation);
+    rc = sqlite3_step(t);
+    if (rc == SQLITE_ROW)
+        id = sqlite3_column_int64(t, 0);
+    sqlite3_reset(t);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+    chain = obx_calloc((size_t)limit, sizeof *chain);
+    if (!chain)
+        return OBX_ENOMEM;
+    /* Tail to head through prev_id; each step is one primary-key lookup. */
+    while (id > 0 && err == OBX_OK) {
+        if (n == limit) {
+            *truncated = 1;
             break;
         }
-        r.id = sqlite3_column_int64(s, 0);
-        r.external_message_id = (const char *)sqlite3_column_text(s, 1);
-        r.state = (const char *)sqlite3_column_text(s, 2);
-        r.state_reason = (const char *)sqlite3_column_text(s, 3);
-        r.attempts = sqlite3_column_int(s, 4);
-        r.head = sqlite3_column_int(s, 5);
-        r.created_at_ms = sqlite3_column_int64(s, 6);
-        r.state_at_ms = sqlite3_column_int64(s, 7);
-        r.next_attempt_at_ms = sqlite3_column_int64(s, 8);
-        r.last_error = (const char *)sqlite3_column_text(s, 9);
-        if (fn(ctx, &r)) {
-            rc = SQLITE_DONE;
-            break;
-        }
+        sqlite3_bind_int64(s, 1, id);
+        rc = sqlite3_step(s);
+        chain[n++] = id;
+        id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 10) : 0;
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            err = obx_err_from_sqlite(rc);
     }
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+    /* Head first: the oldest collected is the one sent next. */
+    while (err == OBX_OK && n > 0) {
+        struct obx_conv_row r;
+
+        sqlite3_bind_int64(s, 1, chain[--n]);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            r.id = sqlite3_column_int64(s, 0);
+            r.external_message_id = (const char *)sqlite3_column_text(s, 1);
+            r.state = (const char *)sqlite3_column_text(s, 2);
+            r.state_reason = (const char *)sqlite3_column_text(s, 3);
+            r.attempts = sqlite3_column_int(s, 4);
+            r.head = sqlite3_column_int(s, 5);
+            r.created_at_ms = sqlite3_column_int64(s, 6);
+            r.state_at_ms = sqlite3_column_int64(s, 7);
+            r.next_attempt_at_ms = sqlite3_column_int64(s, 8);
+            r.last_error = (const char *)sqlite3_column_text(s, 9);
+            if (fn(ctx, &r))
+                n = 0;
+        } else if (rc != SQLITE_DONE) {
+            err = obx_err_from_sqlite(rc);
+        }
+        sqlite3_reset(s);
+    }
+    obx_free(chain);
+    return err;
 }
 
 /* The channels, one seek each through UNIQUE (channel_id, external_message_id). */

@@ -102,13 +102,16 @@ struct obx_conv_row {
 typedef int (*obx_conv_fn)(void *ctx, const struct obx_conv_row *r);
 
 /*
- * The messages of a conversation in order (id ascending), after after_id, at most limit;
- * *next_cursor gets the id to continue after (0 = end).
+ * The unfinished messages of a conversation in sending order (its chain: the head first,
+ * then each one waiting for the one before), or its last message when nothing is
+ * unfinished; at most limit, *truncated = 1 when there were more. Walks the chain from the
+ * conversation's tail by primary key: no index on the conversation (docs/schema.md says
+ * why there is none).
  */
 OBX_MUST_CHECK enum obx_err obx_dash_conversation(struct obx_store *st, const char *channel_id,
-                                                  const char *conversation, int64_t after_id,
-                                                  int limit, obx_conv_fn fn, void *ctx,
-                                                  int64_t *next_cursor /* OUT */);
+                                                  const char *conversation, int limit,
+                                                  obx_conv_fn fn, void *ctx,
+                                                  int *truncated /* OUT */);
 
 /*
  * Calls fn with every channel holding a message external_message_id (at most max channels

@@ -350,8 +350,6 @@ BEGIN
     ON CONFLICT (minute, kind) DO UPDATE SET n = n + 1;
 END;
 
--- One conversation's messages in order, for the dashboard's conversation view.
-CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id);
 
 -- Messages per channel and state for the dashboard's overview (GET /v1/stats/overview):
 -- kept as rows change, so a refresh reads a few rows instead of counting the outbox. A row

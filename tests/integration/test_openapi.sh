@@ -375,6 +375,7 @@ check("POST bulk cancel, bad limit", "POST", "/v1/messages/cancel", "/v1/message
 CONV = "/v1/conversations/{channel_id}/{external_conversation_id}"
 check("GET conversation", "GET", CONV, "/v1/conversations/doc/ck", want=200)
 check("GET conversation, bad limit", "GET", CONV, "/v1/conversations/doc/ck?limit=0", want=400)
+check("GET conversation, unknown", "GET", CONV, "/v1/conversations/doc/nope", want=200)
 check("GET audit verify", "GET", "/v1/audit/verify", "/v1/audit/verify", want=200)
 check("GET audit export", "GET", "/v1/audit/export", "/v1/audit/export?since_ms=0", want=200)
 check("GET audit export, bad since", "GET", "/v1/audit/export", "/v1/audit/export?since_ms=x", want=400)

@@ -456,7 +456,7 @@
         h("td", null, badge(m.state), holding ? h("strong", { class: "holds-back" }, " holds the rest back") : null),
         h("td", { class: "num" }, String(m.attempts)), h("td", null, fmtTime(m.created_at)), h("td", { class: "reason" }, m.last_error || m.state_reason || ""));
     });
-    setView("Conversation " + conv, h("p", null, "Channel " + channel + ". Messages are sent in this order; a message waits until the one before it is finished."),
+    setView("Conversation " + conv, h("p", null, "Channel " + channel + ". Its unfinished messages in sending order (or its last message when all are finished): each waits until the one before it is finished." + (c.truncated ? " Only the first 500 are shown." : "")),
       h("div", { class: "scroll" }, h("table", { class: "grid", id: "conversation" }, h("caption", null, "Messages in order"),
         h("thead", null, h("tr", null, ["#", "external_message_id", "state", "attempts", "created", "reason / error"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", null, rows))));
