@@ -255,8 +255,11 @@
       h("dt", null, "Sending paused"), h("dd", { id: "paused" }, pausedBy ? pausedBy.reason + (pausedBy.until ? " until " + fmtTime(pausedBy.until) : "") : "no"),
       h("dt", null, "Holds"), h("dd", { id: "holds" }, holds.length ? holds.map((p) =>
         h("span", { class: "hold" }, p.scope + " " + (p.channel_id || p.tenant) + " (" + p.reason + ", by " + p.by + ", since " + fmtTime(p.since) + ") ")) : "none"));
-    const c1 = h("div", { class: "chart", id: "chart-hour" });
-    const c2 = h("div", { class: "chart", id: "chart-week" });
+    const sum = (d, k) => d[k].reduce((a, b) => a + b, 0);
+    const describe = (d, span) => "Chart, " + span + ": sent " + sum(d, "sent") + ", accepted " + sum(d, "accepted") +
+      ", failed " + sum(d, "failed") + ", confirmed " + sum(d, "confirmed") + ".";
+    const c1 = h("div", { class: "chart", id: "chart-hour", role: "img", "aria-label": describe(hour, "per minute over the last hour") });
+    const c2 = h("div", { class: "chart", id: "chart-week", role: "img", "aria-label": describe(week, "per hour over the last 7 days") });
     setView("Overview", cards, facts, countsTable(stats),
       h("section", { "aria-label": "History" }, h("h2", null, "History"), c1, c2));
     chart("Per minute, last hour", hour, 60, c1);
