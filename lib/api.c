@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
+#include "dash.h"
 #include "httpd.h"
 #include "inbox.h"
 #include "json.h"
@@ -33,6 +35,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "query.h"
+#include "ui.h"
 #include "view.h"
 
 #define OBX_MODULE "api"
@@ -569,15 +572,23 @@ out:
     obx_buf_release(&b);
 }
 
+static const char *actor(struct evhttp_request *req);
+static enum obx_err append_holds(struct obx_api *api, struct obx_buf *b);
+
 static void
 on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry)
 {
+    int dash = strcmp(actor(req), "dashboard") == 0;
     enum obx_err err;
     struct obx_buf b;
 
     obx_store_set_busy_timeout(api->st, API_BUSY_MS);
-    err = retry ? obx_store_retry(api->st, seg[2], seg[3], "retried over the API")
-                : obx_store_cancel(api->st, seg[2], seg[3], "cancelled over the API");
+
+    err = retry ? obx_store_retry(api->st, seg[2], seg[3],
+                                  dash ? "retried from the dashboard" : "retried over the API")
+                : obx_store_cancel(api->st, seg[2], seg[3],
+                                   dash ? "cancelled from the dashboard"
+                                        : "cancelled over the API");
 
     if (err == OBX_ENOTFOUND) {
         obx_httpd_error(req, 404, "not_found", "no such message", NULL);
@@ -642,6 +653,8 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (err == OBX_OK)
         err = obx_view_stats(&b, s, n, &x);
+    if (err == OBX_OK)
+        err = append_holds(api, &b);
     reply_doc(req, 200, &b, err);
     obx_buf_release(&b);
     obx_free(s);
@@ -816,6 +829,680 @@ on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_release(&b);
 }
 
+/* ---- dashboard (SPEC §13): pauses, chart history, counts, bulk actions, conversations ---- */
+
+/* Who acts, for reasons and the audit trail: the dashboard says so; anything else is "api". */
+static const char *
+actor(struct evhttp_request *req)
+{
+    const char *c = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Outbox-Client");
+
+    return c && strcmp(c, "dashboard") == 0 ? "dashboard" : "api";
+}
+
+/* The JSON object body of a dashboard POST, or NULL after answering the error. */
+static obx_json *
+read_object(struct obx_api *api, struct evhttp_request *req)
+{
+    struct obx_json_error je = {0};
+    obx_json *doc = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    enum obx_err err = obx_httpd_body(req, 64 * 1024, &body, &len);
+
+    if (err == OBX_ETOOBIG) {
+        obx_httpd_error(req, 413, "too_large", "the body exceeds 64 KiB", NULL);
+        return NULL;
+    }
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", "cannot read the body", NULL);
+        return NULL;
+    }
+    err = obx_json_parse(body, len, 64 * 1024, (int)api->cfg->max_json_depth, &doc, &je);
+    obx_free(body);
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 400, je.code, je.message, NULL);
+        return NULL;
+    }
+    if (!obx_json_is_object(doc)) {
+        obx_json_free(doc);
+        obx_httpd_error(req, 400, "invalid_json", "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    return doc;
+}
+
+/*
+ * An optional string member of 1..max bytes: *out = NULL when absent or null; -1 after
+ * answering 400 naming the field.
+ */
+static int
+opt_string(struct evhttp_request *req, const obx_json *doc, const char *name, size_t max,
+           const char **out)
+{
+    const obx_json *j = obx_json_get(doc, name);
+    size_t len;
+
+    *out = NULL;
+    if (!j || obx_json_is_null(j))
+        return 0;
+    len = obx_json_is_string(j) ? strlen(obx_json_string(j)) : 0;
+    if (len == 0 || len > max) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s must be a string of 1..%zu bytes", name, max);
+        obx_httpd_error(req, 400, "invalid_value", msg, name);
+        return -1;
+    }
+    *out = obx_json_string(j);
+    return 0;
+}
+
+/* POST /v1/pause and /v1/resume: {"channel_id": "...", "reason": "..."}. */
+static void
+on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
+{
+    obx_json *doc = read_object(api, req);
+    const char *channel = NULL, *reason = NULL, *tenant = NULL, *by = actor(req);
+    char why[320];
+    struct obx_buf b;
+    int created = 0;
+    enum obx_err err;
+
+    if (!doc)
+        return;
+    if (opt_string(req, doc, "tenant", 255, &tenant) != 0 ||
+        opt_string(req, doc, "channel_id", 255, &channel) != 0 ||
+        opt_string(req, doc, "reason", 255, &reason) != 0)
+        goto out;
+    if (tenant) {
+        obx_httpd_error(req, 400, "invalid_value", "this outbox has a single tenant", "tenant");
+        goto out;
+    }
+    if (!channel) {
+        obx_httpd_error(req, 400, "missing_field", "channel_id is required", "channel_id");
+        goto out;
+    }
+    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
+    if (pause) {
+        snprintf(why, sizeof why, "%s", reason ? reason : by);
+        err = obx_dash_pause(api->st, OBX_PAUSE_CHANNEL, channel, why, by, &created);
+    } else {
+        err = obx_dash_resume(api->st, OBX_PAUSE_CHANNEL, channel, by);
+        created = err == OBX_OK;
+        if (err == OBX_ENOTFOUND)
+            err = OBX_OK;
+    }
+    if (err != OBX_OK) {
+        reply_write_error(api, req, err);
+        goto out;
+    }
+    if (created)
+        obx_log(OBX_LOG_INFO, pause ? "channel paused" : "channel resumed",
+                OBX_KS("channel_id", channel), OBX_KS("by", by));
+    if (!pause && api->worker)
+        obx_worker_notify(api->worker);
+    obx_buf_init(&b, 1024);
+    err = obx_buf_puts(&b, "{\"scope\":\"channel\",\"channel_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, channel);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, ",\"paused\":%s,\"changed\":%s}", pause ? "true" : "false",
+                             created ? "true" : "false");
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+out:
+    obx_json_free(doc);
+}
+
+static void
+on_pause(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    (void)seg;
+    on_pause_resume(api, req, 1);
+}
+
+static void
+on_resume(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    (void)seg;
+    on_pause_resume(api, req, 0);
+}
+
+/* Appends "holds":[...] (the open pauses) to the stats document in b. */
+static enum obx_err
+append_holds(struct obx_api *api, struct obx_buf *b)
+{
+    return obx_dash_append_holds(api->st, b);
+}
+
+struct overview_ctx {
+    struct obx_buf *b;
+    int n;
+    int64_t now_ms;
+    int64_t totals[OBX_N_STATES];
+    int64_t oldest_ms;
+    enum obx_err err;
+};
+
+static enum obx_err
+counts_json(struct obx_buf *b, const int64_t *c)
+{
+    enum obx_err err = obx_buf_puts(b, "{");
+
+    for (int i = 0; err == OBX_OK && i < OBX_N_STATES; i++)
+        err = obx_buf_printf(b, "%s\"%s\":%lld", i ? "," : "", obx_state_name((enum obx_state)i),
+                             (long long)c[i]);
+    return err == OBX_OK ? obx_buf_puts(b, "}") : err;
+}
+
+static double
+age_s(int64_t now_ms, int64_t at_ms)
+{
+    return at_ms ? (double)(now_ms - at_ms) / 1000.0 : 0;
+}
+
+static int
+on_overview_row(void *ctx, const struct obx_overview_row *r)
+{
+    struct overview_ctx *o = ctx;
+    enum obx_err err = obx_buf_puts(o->b, o->n++ ? ",{\"channel_id\":" : "{\"channel_id\":");
+
+    for (int i = 0; i < OBX_N_STATES; i++)
+        o->totals[i] += r->counts[i];
+    if (r->oldest_queued_at_ms && (!o->oldest_ms || r->oldest_queued_at_ms < o->oldest_ms))
+        o->oldest_ms = r->oldest_queued_at_ms;
+    if (err == OBX_OK)
+        err = obx_buf_json_str(o->b, r->channel_id);
+    if (err == OBX_OK)
+        err = obx_buf_puts(o->b, ",\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(o->b, r->counts);
+    if (err == OBX_OK)
+        err = obx_buf_printf(o->b, ",\"oldest_queued_age_s\":%.3f}",
+                             age_s(o->now_ms, r->oldest_queued_at_ms));
+    o->err = err;
+    return err != OBX_OK;
+}
+
+/*
+ * GET /v1/stats/overview: what the dashboard's overview refreshes, from kept counts (no
+ * count over the outbox): totals and channels per state, oldest queued, sends of the last
+ * minute, the worker's pause and circuit, the holds.
+ */
+static void
+on_overview(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_worker_stats ws = {0};
+    struct obx_buf b;
+    struct overview_ctx o = {&b, 0, 0, {0}, 0, OBX_OK};
+    int64_t sent = 0;
+    enum obx_err err;
+
+    (void)seg;
+    o.now_ms = obx_now_ms(api->st->clock);
+    if (api->worker)
+        obx_worker_stats(api->worker, &ws);
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = obx_buf_puts(&b, "{\"tenant\":null,\"channels\":[");
+    if (err == OBX_OK)
+        err = obx_dash_overview(api->st, on_overview_row, &o);
+    if (err == OBX_OK)
+        err = o.err;
+    if (err == OBX_OK)
+        err = obx_query_count_accepted_since(api->st, o.now_ms - 60000, &sent);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "],\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(&b, o.totals);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, ",\"oldest_queued_age_s\":%.3f,\"send_rate_per_min\":%lld,"
+                                 "\"circuit\":",
+                             age_s(o.now_ms, o.oldest_ms), (long long)sent);
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(&b, ws.circuit);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, ",\"paused\":");
+    if (err == OBX_OK && ws.paused_reason) {
+        err = obx_buf_puts(&b, "{\"reason\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(&b, ws.paused_reason);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, ",\"until\":");
+        if (err == OBX_OK)
+            err = obx_view_time_or_null(&b, ws.paused_until_ms);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, "}}");
+    } else if (err == OBX_OK) {
+        err = obx_buf_puts(&b, "null}");
+    }
+    if (err == OBX_OK)
+        err = append_holds(api, &b);
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
+/* GET /v1/stats/history?range=hour|week: per-minute (last hour) or per-hour (7 days) counts. */
+static void
+on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    static const char *const kinds[] = {"sent", "accepted", "failed", "confirmed"};
+    char *range = obx_httpd_query_param(req, "range");
+    int week = range && strcmp(range, "week") == 0, n = week ? 168 : 60;
+    int64_t bucket = week ? 3600000 : 60000;
+    struct obx_history_point pts[168];
+    struct obx_buf b;
+    enum obx_err err;
+
+    (void)seg;
+    if (range && !week && strcmp(range, "hour") != 0) {
+        obx_httpd_error(req, 400, "invalid_value", "range must be hour or week", "range");
+        obx_free(range);
+        return;
+    }
+    obx_free(range);
+    err = obx_dash_history(api->st, obx_now_ms(api->st->clock), bucket, n, pts);
+    obx_buf_init(&b, 64 * 1024);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, "{\"range\":\"%s\",\"bucket_seconds\":%lld,\"t\":[",
+                             week ? "week" : "hour", (long long)(bucket / 1000));
+    for (int i = 0; err == OBX_OK && i < n; i++)
+        err = obx_buf_printf(&b, "%s%lld", i ? "," : "", (long long)(pts[i].at_ms / 1000));
+    for (int k = 0; err == OBX_OK && k < 4; k++) {
+        err = obx_buf_printf(&b, "],\"%s\":[", kinds[k]);
+        for (int i = 0; err == OBX_OK && i < n; i++) {
+            int64_t v = k == 0 ? pts[i].sent : k == 1 ? pts[i].accepted
+                      : k == 2 ? pts[i].failed : pts[i].confirmed;
+            err = obx_buf_printf(&b, "%s%lld", i ? "," : "", (long long)v);
+        }
+    }
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "]}");
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
+#define COUNT_CAP 100000 /* a count stops here: "100000 or more" */
+#define BULK_MAX 1000    /* messages one bulk request touches at most */
+
+/* Reads state, channel_id and external_conversation_id; -1 after answering 400. */
+static int
+parse_filter(struct evhttp_request *req, char **state, char **channel, char **conv,
+             struct obx_dash_filter *f)
+{
+    *state = obx_httpd_query_param(req, "state");
+    *channel = obx_httpd_query_param(req, "channel_id");
+    *conv = obx_httpd_query_param(req, "external_conversation_id");
+    f->state = *state && **state ? *state : NULL;
+    f->channel_id = *channel && **channel ? *channel : NULL;
+    f->conversation = *conv && **conv ? *conv : NULL;
+    if (f->state && obx_state_parse(f->state) < 0) {
+        obx_httpd_error(req, 400, "invalid_value", "state must be a known state", "state");
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /v1/messages/count?state=&channel_id=&external_conversation_id=: capped at COUNT_CAP. */
+static void
+on_count(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    char *state, *channel, *conv;
+    struct obx_dash_filter f;
+    int64_t n = 0;
+    struct obx_buf b;
+    enum obx_err err;
+
+    (void)seg;
+    obx_buf_init(&b, 256);
+    if (parse_filter(req, &state, &channel, &conv, &f) == 0) {
+        err = obx_dash_count(api->st, &f, COUNT_CAP, &n);
+        if (err == OBX_OK)
+            err = obx_buf_printf(&b, "{\"count\":%lld,\"capped\":%s}", (long long)n,
+                                 n >= COUNT_CAP ? "true" : "false");
+        reply_doc(req, 200, &b, err);
+    }
+    obx_buf_release(&b);
+    obx_free(state);
+    obx_free(channel);
+    obx_free(conv);
+}
+
+/*
+ * POST /v1/messages/retry|cancel?state=&channel_id=&external_conversation_id=&limit=:
+ * touches at most limit (<= BULK_MAX) matching messages; repeat until "remaining" is 0.
+ */
+static void
+on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
+{
+    char *state, *channel, *conv, *limit = obx_httpd_query_param(req, "limit");
+    struct obx_dash_filter f;
+    int64_t lim = 500, touched = 0, left = 0;
+    char reason[64];
+    struct obx_buf b;
+    enum obx_err err;
+
+    obx_buf_init(&b, 256);
+    if (parse_filter(req, &state, &channel, &conv, &f) != 0)
+        goto out;
+    if (!f.state)
+        f.state = retry ? "failed" : "queued";
+    if (retry ? strcmp(f.state, "failed") != 0 && strcmp(f.state, "accepted") != 0
+              : strcmp(f.state, "queued") != 0) {
+        obx_httpd_error(req, 409, "invalid_state",
+                        retry ? "only failed or accepted messages can be retried"
+                              : "only queued messages can be cancelled",
+                        "state");
+        goto out;
+    }
+    if (limit && parse_int(limit, 1, BULK_MAX, &lim) != 0) {
+        obx_httpd_error(req, 400, "invalid_value", "limit must be 1..1000", "limit");
+        goto out;
+    }
+    snprintf(reason, sizeof reason, "%s in bulk by %s", retry ? "retried" : "cancelled",
+             actor(req));
+    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
+    err = obx_dash_bulk(api->st, &f, retry, (int)lim, reason, &touched);
+    if (err != OBX_OK) {
+        reply_write_error(api, req, err);
+        goto out;
+    }
+    if (touched)
+        obx_log(OBX_LOG_INFO, retry ? "bulk retry" : "bulk cancel", OBX_KI("messages", touched),
+                OBX_KS("by", actor(req)));
+    if (retry && touched && api->worker)
+        obx_worker_notify(api->worker);
+    err = obx_dash_count(api->st, &f, COUNT_CAP, &left);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, "{\"touched\":%lld,\"remaining\":%lld,\"capped\":%s}",
+                             (long long)touched, (long long)left,
+                             left >= COUNT_CAP ? "true" : "false");
+    reply_doc(req, 200, &b, err);
+out:
+    obx_buf_release(&b);
+    obx_free(state);
+    obx_free(channel);
+    obx_free(conv);
+    obx_free(limit);
+}
+
+static void
+on_bulk_retry(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    (void)seg;
+    on_bulk(api, req, 1);
+}
+
+static void
+on_bulk_cancel(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    (void)seg;
+    on_bulk(api, req, 0);
+}
+
+static int
+on_conv_row(void *ctx, const struct obx_conv_row *r)
+{
+    struct list_ctx *l = ctx;
+    struct obx_buf *b = l->b;
+    enum obx_err err = obx_buf_puts(b, l->n++ ? ",{\"external_message_id\":"
+                                              : "{\"external_message_id\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, r->external_message_id);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"state\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, r->state);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"state_reason\":");
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(b, r->state_reason);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"attempts\":%d,\"head\":%s,\"created_at\":", r->attempts,
+                             r->head ? "true" : "false");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(b, r->created_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"state_at\":");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(b, r->state_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"next_attempt_at\":");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(b, r->next_attempt_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"last_error\":");
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(b, r->last_error);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
+    l->err = err;
+    return err != OBX_OK;
+}
+
+/*
+ * GET /v1/conversations/{channel_id}/{external_conversation_id}?limit=: the unfinished
+ * messages in sending order (or the last one when none is), the head first.
+ */
+static void
+on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    char *limit = obx_httpd_query_param(req, "limit");
+    int64_t lim = 200;
+    int truncated = 0;
+    struct obx_buf b;
+    struct list_ctx l = {&b, 0, OBX_OK};
+    enum obx_err err;
+
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    if (limit && parse_int(limit, 1, 1000, &lim) != 0) {
+        obx_httpd_error(req, 400, "invalid_value", "limit must be 1..1000", "limit");
+        goto out;
+    }
+    err = obx_buf_puts(&b, "{\"channel_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, seg[2]);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, ",\"external_conversation_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, seg[3]);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, ",\"messages\":[");
+    if (err == OBX_OK)
+        err = obx_dash_conversation(api->st, seg[2], seg[3], (int)lim, on_conv_row, &l,
+                                    &truncated);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, "],\"truncated\":%s}", truncated ? "true" : "false");
+    reply_doc(req, 200, &b, err);
+out:
+    obx_free(limit);
+    obx_buf_release(&b);
+}
+
+static int
+on_found_channel(void *ctx, const char *channel_id)
+{
+    struct list_ctx *l = ctx;
+
+    l->err = obx_buf_puts(l->b, l->n++ ? ",{\"channel_id\":" : "{\"channel_id\":");
+    if (l->err == OBX_OK)
+        l->err = obx_buf_json_str(l->b, channel_id);
+    if (l->err == OBX_OK)
+        l->err = obx_buf_puts(l->b, "}");
+    return l->err != OBX_OK;
+}
+
+/* GET /v1/messages/find?external_message_id=: the channels holding that id (exact lookup). */
+static void
+on_find(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    char *id = obx_httpd_query_param(req, "external_message_id");
+    struct obx_buf b;
+    struct list_ctx l = {&b, 0, OBX_OK};
+    enum obx_err err;
+
+    (void)seg;
+    obx_buf_init(&b, 1024 * 1024);
+    if (!id || !*id || strlen(id) > 255) {
+        obx_httpd_error(req, 400, "invalid_value", "external_message_id must be 1..255 bytes",
+                        "external_message_id");
+        goto out;
+    }
+    err = obx_buf_puts(&b, "{\"matches\":[");
+    if (err == OBX_OK)
+        err = obx_dash_find(api->st, id, 10000, on_found_channel, &l);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "]}");
+    reply_doc(req, 200, &b, err);
+out:
+    obx_free(id);
+    obx_buf_release(&b);
+}
+
+/* GET /v1/auth (open): whether a token is needed and whether the one sent is good, so the
+ * dashboard can ask for it without provoking a 401. */
+static void
+on_auth(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_buf b;
+
+    (void)seg;
+    obx_buf_init(&b, 128);
+    reply_doc(req, 200, &b,
+              obx_buf_printf(&b, "{\"token_required\":%s,\"token_valid\":%s}",
+                             api->has_token ? "true" : "false",
+                             authorized(api, req) ? "true" : "false"));
+    obx_buf_release(&b);
+}
+
+
+/* GET /v1/audit/verify: recomputes the chain (lib/audit.h); the dashboard asks on a click. */
+static void
+on_audit_verify(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_audit_report r;
+    enum obx_err err = obx_audit_verify(api->st, &r);
+    struct obx_buf b;
+
+    (void)seg;
+    obx_buf_init(&b, 1024);
+    /* problem and key_id are fixed texts and hex digits, as in `outbox audit verify --json`. */
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b,
+                             "{\"ok\":%s,\"checked\":%lld,\"unsealed\":%lld,\"first_bad_id\":%lld,"
+                             "\"problem\":\"%s\",\"keyed_from_id\":%lld,\"key_id\":\"%s\","
+                             "\"head\":{\"id\":%lld,\"hash\":\"%s\"}}",
+                             r.first_bad_id ? "false" : "true", (long long)r.checked,
+                             (long long)r.unsealed, (long long)r.first_bad_id, r.problem,
+                             (long long)r.keyed_from_id, r.key_id, (long long)r.head_id,
+                             r.head_hash);
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
+#define AUDIT_EXPORT_MAX 100000 /* rows per export request */
+
+struct export_ctx {
+    struct obx_buf *b;
+    int64_t rows;
+    int64_t next_since_ms; /* set when the answer stops at AUDIT_EXPORT_MAX */
+    enum obx_err err;
+};
+
+static int
+on_export_row(void *ctx, const struct obx_audit_entry *e)
+{
+    struct export_ctx *x = ctx;
+    char ts[40];
+    enum obx_err err;
+
+    if (x->rows++ == AUDIT_EXPORT_MAX) {
+        x->next_since_ms = e->at_ms;
+        return 1;
+    }
+    obx_clock_format_ms(e->at_ms, ts, sizeof ts);
+    err = obx_buf_printf(x->b, "{\"id\":%lld,\"at\":\"%s\",\"kind\":", (long long)e->id, ts);
+    if (err == OBX_OK)
+        err = obx_buf_json_str(x->b, e->kind);
+    if (err == OBX_OK)
+        err = obx_buf_puts(x->b, ",\"channel_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(x->b, e->channel_id);
+    if (err == OBX_OK)
+        err = obx_buf_puts(x->b, ",\"external_message_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(x->b, e->external_message_id);
+    /* record is a JSON object written by SQLite's json_object(): embedded as is. */
+    if (err == OBX_OK)
+        err = obx_buf_printf(x->b, ",\"record\":%s,\"prev_hash\":", e->record);
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(x->b, e->prev_hash);
+    if (err == OBX_OK)
+        err = obx_buf_puts(x->b, ",\"hash\":");
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(x->b, e->hash);
+    if (err == OBX_OK)
+        err = obx_buf_puts(x->b, "}\n");
+    x->err = err;
+    return err != OBX_OK;
+}
+
+/*
+ * GET /v1/audit/export?since_ms=&until_ms=&channel_id=: JSON Lines, the format of
+ * `outbox audit export`, at most AUDIT_EXPORT_MAX rows; a last line {"next_since_ms":N}
+ * says where to continue.
+ */
+static void
+on_audit_export(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    char *since = obx_httpd_query_param(req, "since_ms");
+    char *until = obx_httpd_query_param(req, "until_ms");
+    char *channel = obx_httpd_query_param(req, "channel_id");
+    int64_t since_ms = 0, until_ms = INT64_MAX;
+    struct obx_buf b;
+    struct export_ctx x = {&b, 0, 0, OBX_OK};
+    enum obx_err err;
+
+    (void)seg;
+    obx_buf_init(&b, 512 * 1024 * 1024);
+    if ((since && parse_int(since, 0, INT64_MAX, &since_ms) != 0) ||
+        (until && parse_int(until, 0, INT64_MAX, &until_ms) != 0)) {
+        obx_httpd_error(req, 400, "invalid_value", "since_ms and until_ms are epoch milliseconds",
+                        since && parse_int(since, 0, INT64_MAX, &since_ms) != 0 ? "since_ms"
+                                                                                : "until_ms");
+        goto out;
+    }
+    err = obx_audit_export(api->st, since_ms, until_ms, channel && *channel ? channel : NULL,
+                           on_export_row, &x);
+    if (err == OBX_OK)
+        err = x.err;
+    if (err == OBX_OK && x.next_since_ms)
+        err = obx_buf_printf(&b, "{\"next_since_ms\":%lld}\n", (long long)x.next_since_ms);
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", "cannot export the audit log", NULL);
+    } else {
+        struct evbuffer *out = evbuffer_new();
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/x-ndjson; charset=utf-8");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Disposition",
+                          "attachment; filename=\"audit.jsonl\"");
+        if (out)
+            evbuffer_add(out, obx_buf_str(&b), b.len);
+        evhttp_send_reply(req, 200, NULL, out);
+        if (out)
+            evbuffer_free(out);
+    }
+out:
+    obx_free(since);
+    obx_free(until);
+    obx_free(channel);
+    obx_buf_release(&b);
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static const struct route routes[] = {
@@ -830,6 +1517,18 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, {"metrics"}, on_metrics, 0},
     {EVHTTP_REQ_GET, {"healthz"}, on_healthz, 1},
     {EVHTTP_REQ_GET, {"readyz"}, on_readyz, 1},
+    {EVHTTP_REQ_POST, {"v1", "pause"}, on_pause, 0},
+    {EVHTTP_REQ_POST, {"v1", "resume"}, on_resume, 0},
+    {EVHTTP_REQ_GET, {"v1", "stats", "history"}, on_history, 0},
+    {EVHTTP_REQ_GET, {"v1", "stats", "overview"}, on_overview, 0},
+    {EVHTTP_REQ_GET, {"v1", "messages", "count"}, on_count, 0},
+    {EVHTTP_REQ_POST, {"v1", "messages", "retry"}, on_bulk_retry, 0},
+    {EVHTTP_REQ_POST, {"v1", "messages", "cancel"}, on_bulk_cancel, 0},
+    {EVHTTP_REQ_GET, {"v1", "conversations", "*", "*"}, on_conversation, 0},
+    {EVHTTP_REQ_GET, {"v1", "messages", "find"}, on_find, 0},
+    {EVHTTP_REQ_GET, {"v1", "auth"}, on_auth, 1},
+    {EVHTTP_REQ_GET, {"v1", "audit", "verify"}, on_audit_verify, 0},
+    {EVHTTP_REQ_GET, {"v1", "audit", "export"}, on_audit_export, 0},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -872,6 +1571,18 @@ on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
     api->stats.requests++;
+    if (n >= 1 && strcmp(seg[0], "ui") == 0) {
+        /* The page is open: it holds no data, and asks for the token itself (SPEC §13). */
+        if (method == EVHTTP_REQ_GET) {
+            obx_ui_serve(req, seg, n);
+        } else {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+            obx_httpd_error(req, 405, "method_not_allowed", "method not allowed on this path",
+                            NULL);
+        }
+        obx_httpd_free_segments(seg, n);
+        return;
+    }
     for (size_t i = 0; n >= 0 && i < N_ROUTES; i++) {
         if (!path_matches(&routes[i], seg, n))
             continue;

@@ -166,6 +166,15 @@ render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
     for (int i = 0; err == OBX_OK && i < 3; i++)
         err = obx_buf_printf(b, "outbox_sending_paused{reason=\"%s\"} %d\n", reasons[i],
                              in->paused_reason && strcmp(in->paused_reason, reasons[i]) == 0);
+    if (err == OBX_OK && in->nheld) /* a family without samples is not valid exposition */
+        err = family(b, "outbox_channel_held", "gauge",
+                     "1 for each channel paused by outbox pause, POST /v1/pause or the "
+                     "dashboard: its messages are held.");
+    for (size_t i = 0; err == OBX_OK && i < in->nheld; i++) {
+        err = obx_buf_puts(b, "outbox_channel_held{channel=\"");
+        if (err == OBX_OK) err = label_value(b, in->held_channels[i]);
+        if (err == OBX_OK) err = obx_buf_puts(b, "\"} 1\n");
+    }
     if (err == OBX_OK)
         err = family(b, "outbox_rate_limit_requests_per_second", "gauge",
                      "Configured pacing of requests per API key (0 = unlimited).");

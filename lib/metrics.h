@@ -36,6 +36,8 @@ struct obx_metrics_input {
     int64_t db_bytes, wal_bytes;
     int64_t inbox_by_state[4];                /* pending, delivered, acked, failed */
     int64_t webhook_events_by_outcome[7];     /* see obx_metrics_webhook_outcomes */
+    const char *const *held_channels;         /* channels paused (held), SPEC §13 */
+    size_t nheld;
     /* delivery (worker) */
     const int64_t *attempts_by_status;        /* OBX_STATUS_SLOTS entries */
     const int64_t *attempts_by_outcome;       /* 6 entries, enum obx_outcome order */

@@ -27,6 +27,7 @@
 #include "audit.h"
 #include "httpd.h"
 #include "cron.h"
+#include "dash.h"
 #include "inbox.h"
 #include "reconcile.h"
 #include "log.h"
@@ -275,6 +276,32 @@ file_size(const char *path)
 }
 
 /* Gathers every module's counters and the database figures for GET /metrics. */
+
+/* The held channels, copied out of the pause rows for the metrics. */
+struct held {
+    char **v;
+    size_t n, cap;
+};
+
+static int
+collect_held(void *ctx, const struct obx_pause_row *p)
+{
+    struct held *h = ctx;
+
+    if (strcmp(p->scope, OBX_PAUSE_CHANNEL) != 0)
+        return 0;
+    if (h->n == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 8;
+        char **nv = obx_realloc(h->v, ncap * sizeof *nv);
+        if (!nv)
+            return 1;
+        h->v = nv;
+        h->cap = ncap;
+    }
+    h->v[h->n] = obx_strdup(p->key);
+    return h->v[h->n++] == NULL;
+}
+
 static enum obx_err
 render_metrics(void *ctx, struct obx_buf *b)
 {
@@ -285,6 +312,7 @@ render_metrics(void *ctx, struct obx_buf *b)
     struct obx_webhook_stats hs;
     struct obx_channel_stats *ch = NULL;
     char wal[4096];
+    struct held held = {0};
     enum obx_err err;
 
     obx_worker_stats(s->worker, &ws);
@@ -328,8 +356,15 @@ render_metrics(void *ctx, struct obx_buf *b)
         in.http_rejected[l][3] = h->shed;
     }
     if (err == OBX_OK)
+        err = obx_dash_pauses(s->st, collect_held, &held);
+    in.held_channels = (const char *const *)held.v;
+    in.nheld = held.n;
+    if (err == OBX_OK)
         err = obx_metrics_render(b, &in);
     obx_free(ch);
+    for (size_t i = 0; i < held.n; i++)
+        obx_free(held.v[i]);
+    obx_free(held.v);
     return err;
 }
 

@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "dash.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -550,6 +551,8 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
     if (err == OBX_OK) {
         err = enqueue_items(&q, items, n, lim, obx_now_ms(st->clock));
         if (err == OBX_OK)
+            err = obx_dash_count_inserted(st, items, n); /* the overview's counts */
+        if (err == OBX_OK)
             err = obx_db_commit(st->db);
         else
             obx_db_rollback(st->db);
@@ -642,6 +645,8 @@ static const char SQL_PICK[] =
     "SELECT id FROM outbox INDEXED BY outbox_claim"
     " WHERE state = 'queued' AND head = 1 AND priority = ?1"
     " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
+    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'" /* held (lib/dash.h) */
+    " AND key = outbox.channel_id AND resumed_at_ms IS NULL)"
     " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
 
 const char *const obx_store_claim_sql[] = {SQL_NEXT_LEVEL, SQL_NEXT_BUSINESS, SQL_PICK, NULL};

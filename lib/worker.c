@@ -27,6 +27,7 @@
 
 #include "backoff.h"
 #include "circuit.h"
+#include "dash.h"
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
@@ -357,6 +358,19 @@ reachable(int status)
     return status != 0 && status != 408 && status < 500;
 }
 
+/* Age toward max_age: time its channel was paused (held) does not count (SPEC §13). */
+static int64_t
+age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
+{
+    int64_t age = now_ms - inf->c.created_at_ms, held = 0;
+
+    if (age >= w->cfg->max_age_ms &&
+        obx_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
+            OBX_OK)
+        age -= held;
+    return age;
+}
+
 static void
 decide_retry(struct obx_worker *w, const struct inflight *inf, struct pending *p,
              int64_t retry_after_ms, int64_t now_ms)
@@ -366,7 +380,7 @@ decide_retry(struct obx_worker *w, const struct inflight *inf, struct pending *p
     int tries = inf->c.counted_attempts + counted;
 
     p->a.counted = counted;
-    if (cfg->max_age_ms && now_ms - inf->c.created_at_ms >= cfg->max_age_ms) {
+    if (cfg->max_age_ms && age_ms(w, inf, now_ms) >= cfg->max_age_ms) {
         p->a.next = OBX_NEXT_FAILED;
         snprintf(p->reason, sizeof p->reason, "max age exceeded after %s", p->a.outcome);
     } else if (counted && tries >= cfg->max_attempts) {

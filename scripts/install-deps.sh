@@ -11,6 +11,8 @@ packages=(
     clang-tidy cppcheck valgrind
     # make deb and its checks; the client examples (node); the formats' own tools (promtool)
     dpkg-dev file lintian man-db nodejs python3-prometheus-client prometheus
+    # the dashboard's browser test (tests/integration/test_ui_browser.sh)
+    chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "dash.h"
 #include "mem.h"
 #include "query.h"
 #include "view.h"
@@ -114,6 +115,19 @@ status_table(const struct obx_channel_stats *s, size_t n, int64_t now_ms)
     cli_table_release(&t);
 }
 
+/* One line per hold (outbox pause, POST /v1/pause, the dashboard). */
+static int
+print_hold(void *ctx, const struct obx_pause_row *p)
+{
+    char ts[40];
+
+    (void)ctx;
+    obx_clock_format_ms(p->paused_at_ms, ts, sizeof ts);
+    printf("held: %s %s since %s by %s (%s): nothing is sent until `outbox resume`\n", p->scope,
+           p->key, ts, p->by, p->reason);
+    return 0;
+}
+
 /* One status screen (or JSON document). */
 static int
 status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
@@ -147,9 +161,15 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
         x.paused_until_ms = ss.paused_until_ms;
     }
     if (c->json) {
-        rc = emit(c, b, obx_view_stats(b, s, n, &x));
+        err = obx_view_stats(b, s, n, &x);
+        if (err == OBX_OK)
+            err = obx_dash_append_holds(st, b);
+        rc = emit(c, b, err);
     } else {
         print_serve_line(&ss, x.now_ms);
+        err = obx_dash_pauses(st, print_hold, NULL);
+        if (err != OBX_OK)
+            cli_error(c, "cannot read the pauses: %s", obx_strerror(err));
         if (n == 0)
             printf("no messages in %s\n", c->cfg.db);
         else

@@ -21,6 +21,8 @@ static const struct command commands[] = {
     {"show", cmd_show, "one message with its transitions and attempts"},
     {"retry", cmd_retry, "send failed (or unconfirmed) messages again"},
     {"cancel", cmd_cancel, "cancel a queued message"},
+    {"pause", cmd_pause, "hold a channel's messages (nothing sent, no attempt used)"},
+    {"resume", cmd_resume, "end a channel's hold"},
     {"audit", cmd_audit, "export attempts and transitions (jsonl or csv)"},
     {"purge", cmd_purge, "delete finished messages older than a duration"},
     {"inbox", cmd_inbox, "list replies written by Partoo users"},

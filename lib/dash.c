@@ -1,0 +1,507 @@
+/* dash: pauses, chart history, bounded counts and bulk actions for the dashboard. */
+#include "dash.h"
+
+#include <string.h>
+
+#include "err.h"
+#include "mem.h"
+#include "view.h"
+
+static const char SQL_PAUSE[] =
+    "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
+    " ON CONFLICT (scope, key) WHERE resumed_at_ms IS NULL DO NOTHING";
+
+enum obx_err
+obx_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
+               const char *by, int *created)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSE);
+    enum obx_err err;
+
+    *created = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, scope);
+    obx_db_bind_text(s, 2, key);
+    obx_db_bind_text(s, 3, reason);
+    obx_db_bind_text(s, 4, by);
+    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
+    err = obx_db_step_done(s);
+    if (err == OBX_OK)
+        *created = sqlite3_changes(st->db->h) > 0;
+    return err;
+}
+
+static const char SQL_RESUME[] =
+    "UPDATE pauses SET resumed_at_ms = max(?3, paused_at_ms)"
+    " WHERE scope = ?1 AND key = ?2 AND resumed_at_ms IS NULL";
+
+enum obx_err
+obx_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RESUME);
+    enum obx_err err;
+
+    (void)by; /* the pause row keeps who paused; the resume is logged by the caller */
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, scope);
+    obx_db_bind_text(s, 2, key);
+    sqlite3_bind_int64(s, 3, obx_now_ms(st->clock));
+    err = obx_db_step_done(s);
+    if (err == OBX_OK && sqlite3_changes(st->db->h) == 0)
+        return OBX_ENOTFOUND;
+    return err;
+}
+
+static const char SQL_PAUSES[] =
+    "SELECT scope, key, reason, by, paused_at_ms FROM pauses"
+    " WHERE resumed_at_ms IS NULL ORDER BY scope, key";
+
+enum obx_err
+obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSES);
+    struct obx_pause_row p;
+    int rc;
+
+    if (!s)
+        return OBX_EDB;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        p.scope = (const char *)sqlite3_column_text(s, 0);
+        p.key = (const char *)sqlite3_column_text(s, 1);
+        p.reason = (const char *)sqlite3_column_text(s, 2);
+        p.by = (const char *)sqlite3_column_text(s, 3);
+        p.paused_at_ms = sqlite3_column_int64(s, 4);
+        if (fn(ctx, &p)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The overlap of every pause interval of the channel with [since, now]. */
+static const char SQL_HELD[] =
+    "SELECT coalesce(sum(min(coalesce(resumed_at_ms, ?3), ?3) - max(paused_at_ms, ?2)), 0)"
+    " FROM pauses WHERE scope = 'channel' AND key = ?1"
+    " AND paused_at_ms < ?3 AND coalesce(resumed_at_ms, ?3) > ?2";
+
+enum obx_err
+obx_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms, int64_t now_ms,
+                 int64_t *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HELD);
+    int rc;
+
+    *out = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, channel_id);
+    sqlite3_bind_int64(s, 2, since_ms);
+    sqlite3_bind_int64(s, 3, now_ms);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* At most 4 rows a minute over the range: 7 days is 40,320 rows read by primary key. */
+static const char SQL_HISTORY[] =
+    "SELECT minute, kind, n FROM stats_minute WHERE minute >= ?1 AND minute < ?2";
+
+enum obx_err
+obx_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, int n,
+                 struct obx_history_point *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HISTORY);
+    int64_t first = (now_ms / bucket_ms - (n - 1)) * bucket_ms;
+    int rc;
+
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].at_ms = first + i * bucket_ms;
+    }
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, first / 60000);
+    sqlite3_bind_int64(s, 2, (first + n * bucket_ms) / 60000);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t i = (sqlite3_column_int64(s, 0) * 60000 - first) / bucket_ms;
+        const char *kind = (const char *)sqlite3_column_text(s, 1);
+        int64_t v = sqlite3_column_int64(s, 2);
+
+        if (i < 0 || i >= n || !kind)
+            continue;
+        if (strcmp(kind, "sent") == 0)
+            out[i].sent += v;
+        else if (strcmp(kind, "accepted") == 0)
+            out[i].accepted += v;
+        else if (strcmp(kind, "failed") == 0)
+            out[i].failed += v;
+        else if (strcmp(kind, "confirmed") == 0)
+            out[i].confirmed += v;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The filter, walked through (state, id) so a count or a batch never reads the whole table. */
+#define FILTER_WHERE                                                                           \
+    " WHERE state = ?1 AND (?2 IS NULL OR channel_id = ?2)"                                    \
+    " AND (?3 IS NULL OR external_conversation_id = ?3)"
+
+static const char SQL_COUNT[] =
+    "SELECT count(*) FROM (SELECT 1 FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    " LIMIT ?4)";
+
+static const char SQL_COUNT_ANY[] =
+    "SELECT count(*) FROM (SELECT 1 FROM outbox"
+    " WHERE (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR external_conversation_id = ?3)"
+    " LIMIT ?4)";
+
+static void
+bind_filter(sqlite3_stmt *s, const struct obx_dash_filter *f)
+{
+    obx_db_bind_text(s, 1, f->state);
+    obx_db_bind_text(s, 2, f->channel_id);
+    obx_db_bind_text(s, 3, f->conversation);
+}
+
+enum obx_err
+obx_dash_count(struct obx_store *st, const struct obx_dash_filter *f, int64_t cap, int64_t *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, f->state ? SQL_COUNT : SQL_COUNT_ANY);
+    int rc;
+
+    *out = 0;
+    if (!s)
+        return OBX_EDB;
+    bind_filter(s, f);
+    sqlite3_bind_int64(s, 4, cap);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+static const char SQL_BULK_RETRY[] =
+    "UPDATE outbox SET state = 'queued', state_reason = ?6, state_at_ms = ?5,"
+    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0, unconfirmed_at_ms = NULL,"
+    " confirm_due_at_ms = NULL"
+    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    " ORDER BY id LIMIT ?4) AND state IN ('failed', 'accepted')";
+
+static const char SQL_BULK_CANCEL[] =
+    "UPDATE outbox SET state = 'cancelled', state_reason = ?6, state_at_ms = ?5"
+    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    " ORDER BY id LIMIT ?4) AND state = 'queued'";
+
+enum obx_err
+obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f, int retry, int max,
+              const char *reason, int64_t *touched)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
+    enum obx_err err;
+
+    *touched = 0;
+    if (!s)
+        return OBX_EDB;
+    bind_filter(s, f);
+    sqlite3_bind_int(s, 4, max);
+    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
+    obx_db_bind_text(s, 6, reason);
+    err = obx_db_begin(st->db);
+    if (err == OBX_OK)
+        err = obx_db_step_done(s);
+    if (err == OBX_OK) {
+        *touched = sqlite3_changes(st->db->h);
+        return obx_db_commit(st->db);
+    }
+    obx_db_rollback(st->db);
+    return err;
+}
+
+static const char SQL_CONV_TAIL[] =
+    "SELECT tail_id FROM conversations WHERE channel_id = ?1 AND external_conversation_id = ?2";
+
+static const char SQL_CONV_ROW[] =
+    "SELECT id, external_message_id, state, state_reason, attempts, coalesce(head, 0),"
+    " created_at_ms, state_at_ms, next_attempt_at_ms, last_error, prev_id"
+    " FROM outbox WHERE id = ?1";
+
+enum obx_err
+obx_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
+                      int limit, obx_conv_fn fn, void *ctx, int *truncated)
+{
+    sqlite3_stmt *t = obx_db_stmt(st->db, SQL_CONV_TAIL);
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONV_ROW);
+    int64_t *chain, id = 0;
+    int n = 0, rc;
+    enum obx_err err = OBX_OK;
+
+    *truncated = 0;
+    if (!t || !s)
+        return OBX_EDB;
+    obx_db_bind_text(t, 1, channel_id);
+    obx_db_bind_text(t, 2, conversation);
+    rc = sqlite3_step(t);
+    if (rc == SQLITE_ROW)
+        id = sqlite3_column_int64(t, 0);
+    sqlite3_reset(t);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+    chain = obx_calloc((size_t)limit, sizeof *chain);
+    if (!chain)
+        return OBX_ENOMEM;
+    /* Tail to head through prev_id; each step is one primary-key lookup. */
+    while (id > 0 && err == OBX_OK) {
+        if (n == limit) {
+            *truncated = 1;
+            break;
+        }
+        sqlite3_bind_int64(s, 1, id);
+        rc = sqlite3_step(s);
+        chain[n++] = id;
+        id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 10) : 0;
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            err = obx_err_from_sqlite(rc);
+    }
+    /* Head first: the oldest collected is the one sent next. */
+    while (err == OBX_OK && n > 0) {
+        struct obx_conv_row r;
+
+        sqlite3_bind_int64(s, 1, chain[--n]);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            r.id = sqlite3_column_int64(s, 0);
+            r.external_message_id = (const char *)sqlite3_column_text(s, 1);
+            r.state = (const char *)sqlite3_column_text(s, 2);
+            r.state_reason = (const char *)sqlite3_column_text(s, 3);
+            r.attempts = sqlite3_column_int(s, 4);
+            r.head = sqlite3_column_int(s, 5);
+            r.created_at_ms = sqlite3_column_int64(s, 6);
+            r.state_at_ms = sqlite3_column_int64(s, 7);
+            r.next_attempt_at_ms = sqlite3_column_int64(s, 8);
+            r.last_error = (const char *)sqlite3_column_text(s, 9);
+            if (fn(ctx, &r))
+                n = 0;
+        } else if (rc != SQLITE_DONE) {
+            err = obx_err_from_sqlite(rc);
+        }
+        sqlite3_reset(s);
+    }
+    obx_free(chain);
+    return err;
+}
+
+/* The channels, one seek each through UNIQUE (channel_id, external_message_id). */
+static const char SQL_NEXT_CHANNEL[] = "SELECT min(channel_id) FROM outbox WHERE channel_id > ?1";
+static const char SQL_HAS[] =
+    "SELECT 1 FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
+
+enum obx_err
+obx_dash_find(struct obx_store *st, const char *external_message_id, int max, obx_channel_fn fn,
+              void *ctx)
+{
+    sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_CHANNEL);
+    sqlite3_stmt *has = obx_db_stmt(st->db, SQL_HAS);
+    char channel[1024] = "";
+    int rc = SQLITE_DONE;
+
+    if (!next || !has)
+        return OBX_EDB;
+    for (int i = 0; i < max; i++) {
+        const char *c;
+        int found;
+
+        sqlite3_bind_text(next, 1, channel, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(next);
+        c = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(next, 0) : NULL;
+        if (!c || strlen(c) >= sizeof channel) {
+            sqlite3_reset(next);
+            rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
+            break;
+        }
+        memcpy(channel, c, strlen(c) + 1);
+        sqlite3_reset(next);
+        obx_db_bind_text(has, 1, channel);
+        obx_db_bind_text(has, 2, external_message_id);
+        rc = sqlite3_step(has);
+        found = rc == SQLITE_ROW;
+        sqlite3_reset(has);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            break;
+        rc = SQLITE_DONE;
+        if (found && fn(ctx, channel))
+            break;
+    }
+    return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+struct holds_ctx {
+    struct obx_buf *b;
+    int n;
+    enum obx_err err;
+};
+
+static int
+on_hold(void *ctx, const struct obx_pause_row *p)
+{
+    struct holds_ctx *h = ctx;
+    enum obx_err err = obx_buf_puts(h->b, h->n++ ? ",{\"scope\":" : "{\"scope\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->scope);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, strcmp(p->scope, OBX_PAUSE_CHANNEL) == 0 ? ",\"channel_id\":"
+                                                                         : ",\"tenant\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->key);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, ",\"reason\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->reason);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, ",\"by\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(h->b, p->by);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, ",\"since\":");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(h->b, p->paused_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(h->b, "}");
+    h->err = err;
+    return err != OBX_OK;
+}
+
+enum obx_err
+obx_dash_append_holds(struct obx_store *st, struct obx_buf *b)
+{
+    struct holds_ctx h = {b, 0, OBX_OK};
+    enum obx_err err;
+
+    if (b->len == 0 || obx_buf_str(b)[b->len - 1] != '}')
+        return OBX_EINVAL;
+    b->len--; /* reopen the object */
+    err = obx_buf_puts(b, ",\"holds\":[");
+    if (err == OBX_OK)
+        err = obx_dash_pauses(st, on_hold, &h);
+    if (err == OBX_OK)
+        err = h.err;
+    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
+}
+
+static const char SQL_COUNT_ADD[] =
+    "INSERT INTO state_counts (channel_id, state, n) VALUES (?1, 'queued', ?2)"
+    " ON CONFLICT (channel_id, state) DO UPDATE SET n = n + excluded.n";
+
+enum obx_err
+obx_dash_count_inserted(struct obx_store *st, const struct obx_enq_item *items, size_t n)
+{
+    sqlite3_stmt *s = NULL;
+    enum obx_err err = OBX_OK;
+    size_t i = 0;
+
+    while (err == OBX_OK && i < n) {
+        const char *channel = NULL;
+        int64_t k = 0;
+
+        /* A run of items of one channel (a batch is usually one channel). */
+        for (; i < n; i++) {
+            const struct obx_enq_item *it = &items[i];
+            if (it->err != OBX_OK || it->result != OBX_ENQ_ACCEPTED)
+                continue;
+            if (channel && strcmp(channel, it->msg.channel_id) != 0)
+                break;
+            channel = it->msg.channel_id;
+            k++;
+        }
+        if (!k)
+            break;
+        if (!s && !(s = obx_db_stmt(st->db, SQL_COUNT_ADD)))
+            return OBX_EDB;
+        obx_db_bind_text(s, 1, channel);
+        sqlite3_bind_int64(s, 2, k);
+        err = obx_db_step_done(s);
+    }
+    return err;
+}
+
+static const char SQL_OVERVIEW[] =
+    "SELECT channel_id, state, n FROM state_counts WHERE n <> 0 ORDER BY channel_id";
+
+/* The oldest queued message of a channel: ids grow with time, so the first in (state, id). */
+static const char SQL_OLDEST_QUEUED[] =
+    "SELECT created_at_ms FROM outbox INDEXED BY outbox_state"
+    " WHERE state = 'queued' AND channel_id = ?1 ORDER BY id LIMIT 1";
+
+static int
+emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn fn, void *ctx,
+              enum obx_err *err)
+{
+    if (r->counts[OBX_ST_QUEUED] > 0) {
+        sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OLDEST_QUEUED);
+        int rc;
+
+        if (!s) {
+            *err = OBX_EDB;
+            return 1;
+        }
+        obx_db_bind_text(s, 1, r->channel_id);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            r->oldest_queued_at_ms = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            *err = obx_err_from_sqlite(rc);
+            return 1;
+        }
+    }
+    return fn(ctx, r);
+}
+
+enum obx_err
+obx_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW);
+    struct obx_overview_row r = {0};
+    char channel[1024] = "";
+    enum obx_err err = OBX_OK;
+    int rc, stop = 0;
+
+    if (!s)
+        return OBX_EDB;
+    /* Rows come grouped by channel; each channel is emitted when the next one starts. */
+    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(s, 0);
+        int state = obx_state_parse((const char *)sqlite3_column_text(s, 1));
+
+        if (!c || strlen(c) >= sizeof channel || state < 0)
+            continue;
+        if (strcmp(c, channel) != 0) {
+            if (channel[0]) {
+                r.channel_id = channel;
+                stop = emit_overview(st, &r, fn, ctx, &err);
+            }
+            memset(&r, 0, sizeof r);
+            memcpy(channel, c, strlen(c) + 1);
+        }
+        r.counts[state] = sqlite3_column_int64(s, 2);
+    }
+    if (!stop)
+        rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
+    sqlite3_reset(s);
+    if (!stop && rc == SQLITE_DONE && channel[0]) {
+        r.channel_id = channel;
+        emit_overview(st, &r, fn, ctx, &err);
+    }
+    if (err != OBX_OK)
+        return err;
+    return stop || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}

@@ -1,0 +1,147 @@
+/*
+ * dash: what the dashboard (SPEC §13) needs from the store beyond the plain /v1 views:
+ * pauses that hold messages, per-minute history for the charts, bounded counts and bulk
+ * retry/cancel over a filter. Tables: pauses and stats_minute (migrations/0008).
+ */
+#ifndef OBX_DASH_H
+#define OBX_DASH_H
+
+#include "buf.h"
+#include "store.h"
+
+/* Pause scopes: a channel today; a tenant once SPEC §11 lands (the table takes both). */
+#define OBX_PAUSE_CHANNEL "channel"
+#define OBX_PAUSE_TENANT "tenant"
+
+/*
+ * Holds every queued message of (scope, key): the claim skips them. *created = 0 when the
+ * pause already held (idempotent; the first reason stays).
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_pause(struct obx_store *st, const char *scope,
+                                           const char *key, const char *reason, const char *by,
+                                           int *created /* OUT */);
+
+/* Ends the pause of (scope, key). OBX_ENOTFOUND when none holds. */
+OBX_MUST_CHECK enum obx_err obx_dash_resume(struct obx_store *st, const char *scope,
+                                            const char *key, const char *by);
+
+/* An open pause (borrowed during the callback). */
+struct obx_pause_row {
+    const char *scope;
+    const char *key;
+    const char *reason;
+    const char *by;
+    int64_t paused_at_ms;
+};
+typedef int (*obx_pause_fn)(void *ctx, const struct obx_pause_row *p);
+
+/* The open pauses, by scope and key. */
+OBX_MUST_CHECK enum obx_err obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx);
+
+/*
+ * Appends "holds":[{"scope","channel_id"|"tenant","reason","by","since"}...] to the JSON
+ * object that b ends with (the stats document of /v1/stats and `outbox status --json`).
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_append_holds(struct obx_store *st, struct obx_buf *b);
+
+/*
+ * How long the channel was held between since_ms and now_ms: max_age does not count it.
+ * Only asked when a message is about to fail by age, so the interval scan is rare.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_held_ms(struct obx_store *st, const char *channel_id,
+                                             int64_t since_ms, int64_t now_ms,
+                                             int64_t *out /* OUT */);
+
+/* Counts of one kind per bucket: sent, accepted, failed, confirmed. */
+struct obx_history_point {
+    int64_t at_ms;   /* bucket start */
+    int64_t sent, accepted, failed, confirmed;
+};
+
+/*
+ * n buckets of bucket_ms ending with the one holding now_ms (oldest first), from the
+ * per-minute counts the triggers keep. out has room for n points.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_history(struct obx_store *st, int64_t now_ms,
+                                             int64_t bucket_ms, int n,
+                                             struct obx_history_point *out /* OUT */);
+
+/* A filter over messages for counts and bulk actions (NULL = any). */
+struct obx_dash_filter {
+    const char *state;
+    const char *channel_id;
+    const char *conversation;
+};
+
+/* Counts matching messages, stopping at cap (*out == cap means "cap or more"). */
+OBX_MUST_CHECK enum obx_err obx_dash_count(struct obx_store *st, const struct obx_dash_filter *f,
+                                           int64_t cap, int64_t *out /* OUT */);
+
+/*
+ * Retries (failed|accepted -> queued) or cancels (queued -> cancelled) at most max messages
+ * matching f, oldest first, in one transaction with reason as the transition's reason.
+ * Touched rows leave the filter's state, so calling again continues where this one stopped.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f,
+                                          int retry, int max, const char *reason,
+                                          int64_t *touched /* OUT */);
+
+/* A message of a conversation (borrowed during the callback). */
+struct obx_conv_row {
+    int64_t id;
+    const char *external_message_id;
+    const char *state;
+    const char *state_reason;
+    int attempts;
+    int head;                 /* 1: the conversation's next message to send */
+    int64_t created_at_ms;
+    int64_t state_at_ms;
+    int64_t next_attempt_at_ms;
+    const char *last_error;
+};
+typedef int (*obx_conv_fn)(void *ctx, const struct obx_conv_row *r);
+
+/*
+ * The unfinished messages of a conversation in sending order (its chain: the head first,
+ * then each one waiting for the one before), or its last message when nothing is
+ * unfinished; at most limit, *truncated = 1 when there were more. Walks the chain from the
+ * conversation's tail by primary key: no index on the conversation (docs/schema.md says
+ * why there is none).
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_conversation(struct obx_store *st, const char *channel_id,
+                                                  const char *conversation, int limit,
+                                                  obx_conv_fn fn, void *ctx,
+                                                  int *truncated /* OUT */);
+
+/*
+ * Calls fn with every channel holding a message external_message_id (at most max channels
+ * visited): one index seek per channel, so a lookup without a channel stays cheap.
+ */
+typedef int (*obx_channel_fn)(void *ctx, const char *channel_id);
+OBX_MUST_CHECK enum obx_err obx_dash_find(struct obx_store *st, const char *external_message_id,
+                                          int max, obx_channel_fn fn, void *ctx);
+
+/*
+ * Adds the items a batch inserted (result OBX_ENQ_ACCEPTED) to the overview's counts, one
+ * statement per run of the same channel. Called by obx_store_enqueue_batch inside its
+ * transaction. (Plain-SQL rows are counted by a trigger when the store links them.)
+ */
+struct obx_enq_item;
+OBX_MUST_CHECK enum obx_err obx_dash_count_inserted(struct obx_store *st,
+                                                   const struct obx_enq_item *items, size_t n);
+
+/* One channel's line of the overview. */
+struct obx_overview_row {
+    const char *channel_id;
+    int64_t counts[OBX_N_STATES]; /* indexed by enum obx_state */
+    int64_t oldest_queued_at_ms;  /* 0 = nothing queued */
+};
+typedef int (*obx_overview_fn)(void *ctx, const struct obx_overview_row *r);
+
+/*
+ * The overview per channel, sorted by channel id, from state_counts (a few rows) and one
+ * index seek per channel with queued messages for the oldest one.
+ */
+OBX_MUST_CHECK enum obx_err obx_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx);
+
+#endif

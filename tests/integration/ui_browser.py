@@ -1,0 +1,217 @@
+"""Drives the dashboard in headless Chromium (called by test_ui_browser.sh).
+
+Environment: OBX_UI_URL (the API base), OBX_UI_TOKEN, OBX_UI_MOCK (mock Partoo base),
+OBX_UI_SHOTS (screenshot directory), OBX_UI_TMP (scratch directory for the profile).
+Exits non-zero on the first failed step, on any console error and on any request that
+leaves the dashboard's origin.
+"""
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE = os.environ["OBX_UI_URL"]
+TOKEN = os.environ["OBX_UI_TOKEN"]
+MOCK = os.environ["OBX_UI_MOCK"]
+SHOTS = os.environ["OBX_UI_SHOTS"]
+WAIT_S = 15  # how long a step may wait for the page (a bound, not an assertion)
+
+
+def api(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    r = urllib.request.Request(BASE + path, data=data, method=method,
+                               headers={"Authorization": "Bearer " + TOKEN,
+                                        "Content-Type": "application/json"})
+    with urllib.request.urlopen(r, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def mock_stats():
+    with urllib.request.urlopen(MOCK + "/_mock/stats", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def msg(channel, ext, conv):
+    return {"channel_id": channel, "external_message_id": ext, "business_id": "b1",
+            "external_conversation_id": conv, "content": "hello " + ext,
+            "sender_type": "Consumer"}
+
+
+def step(name):
+    print("step:", name, flush=True)
+
+
+def main():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1280,900", "--no-first-run", "--disable-extensions",
+              "--disable-background-networking", "--disable-component-update",
+              "--user-data-dir=" + tempfile.mkdtemp(dir=os.environ.get("OBX_UI_TMP"))):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    w = WebDriverWait(d, WAIT_S)
+    problems = []
+    origin = BASE.rstrip("/")
+
+    def shot(name):
+        d.save_screenshot(os.path.join(SHOTS, name + ".png"))
+
+    def check_logs():
+        for e in d.get_log("browser"):
+            if e.get("level") == "SEVERE":
+                problems.append("console error: " + e.get("message", ""))
+        for e in d.get_log("performance"):
+            m = json.loads(e["message"])["message"]
+            if m.get("method") == "Network.requestWillBeSent":
+                url = m["params"]["request"]["url"]
+                # chrome:// and the like are the browser's own pages (a new tab), not the
+                # dashboard's requests.
+                if url.split(":", 1)[0] in ("chrome", "chrome-untrusted", "devtools", "about"):
+                    continue
+                if not (url.startswith(origin + "/") or url.startswith("data:")):
+                    problems.append("request to another origin: " + url)
+
+    def text(css):
+        return d.find_element(By.CSS_SELECTOR, css).text
+
+    try:
+        step("token prompt")
+        d.get(BASE + "/ui/")
+        w.until(EC.visibility_of_element_located((By.ID, "token-input")))
+        shot("token-prompt")
+        d.find_element(By.ID, "token-input").send_keys("wrong-token")
+        d.find_element(By.ID, "token-ok").click()
+        w.until(EC.text_to_be_present_in_element((By.ID, "token-problem"), "refused"))
+        d.find_element(By.ID, "token-input").send_keys(TOKEN)
+        d.find_element(By.ID, "token-ok").click()
+
+        step("overview counts")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-total="failed"]')))
+        stats = api("GET", "/v1/stats")  # the full count, to compare with the kept counts
+        assert text('[data-total="failed"]') == str(stats["counts"]["failed"]) == "1", \
+            "failed count on the overview"
+        assert text('[data-total="accepted"]') == str(stats["counts"]["accepted"])
+        assert text("#holds") == "none"
+        assert "single tenant" in text(".facts")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-hour .uplot")))
+        shot("overview")
+
+        step("find a message by its id")
+        d.find_element(By.CSS_SELECTOR, 'nav a[data-nav="messages"]').click()
+        w.until(EC.presence_of_element_located((By.ID, "f-q")))
+        d.find_element(By.ID, "f-q").send_keys("bad-1")
+        d.find_element(By.ID, "apply").click()
+        w.until(EC.url_contains("/ui/messages/ch-a/bad-1"))
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#attempts tbody tr")))
+        rows = d.find_elements(By.CSS_SELECTOR, "#attempts tbody tr")
+        assert len(rows) == 1 and "400" in rows[0].text, "the 400 attempt is shown"
+        assert text('[data-field="state"]') == "failed"
+        shot("message-failed")
+
+        step("retry and watch it become accepted")
+        d.find_element(By.ID, "retry").click()
+        w.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, '[data-field="state"]'),
+                                                 "accepted"))
+        assert len(d.find_elements(By.CSS_SELECTOR, "#attempts tbody tr")) == 2
+        assert "retried from the dashboard" in text("#timeline")
+        shot("message-accepted")
+
+        step("reload a deep link")
+        d.refresh()
+        w.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, '[data-field="state"]'),
+                                                 "accepted"))
+        d.get(BASE + "/ui/conversations/ch-a/c-bad")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#conversation tbody tr")))
+        shot("conversation")
+
+        step("pause a channel from the overview, nothing is sent")
+        api("POST", "/v1/messages", msg("ch-b", "b-0", "c-b"))
+        d.get(BASE + "/ui/")
+        pause = w.until(EC.element_to_be_clickable((By.CSS_SELECTOR, '[data-pause="ch-b"]')))
+        pause.click()
+        w.until(EC.visibility_of_element_located((By.ID, "confirm-yes"))).click()
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-resume="ch-b"]')))
+        received = mock_stats()["received"]
+        for i in (1, 2, 3):
+            api("POST", "/v1/messages", msg("ch-b", "b-%d" % i, "c-b%d" % i))
+        d.get(BASE + "/ui/")  # the overview shows the hold
+        w.until(EC.text_to_be_present_in_element((By.ID, "holds"), "ch-b"))
+        w.until(EC.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, '[data-count="ch-b:queued"]'), "3"))
+        time.sleep(1.0)  # several worker turns: a held message must stay queued
+        assert mock_stats()["received"] == received, "nothing sent while paused"
+        for i in (1, 2, 3):
+            m = api("GET", "/v1/messages/ch-b/b-%d" % i)
+            assert m["state"] == "queued" and m["attempts"] == 0, m
+        shot("overview-paused")
+
+        step("resume and see it drain")
+        d.find_element(By.CSS_SELECTOR, '[data-resume="ch-b"]').click()
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-pause="ch-b"]')))
+        WebDriverWait(d, WAIT_S).until(
+            lambda _: all(api("GET", "/v1/messages/ch-b/b-%d" % i)["state"] == "accepted"
+                          for i in (1, 2, 3)))
+        d.refresh()
+        w.until(EC.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, '[data-count="ch-b:accepted"]'), "4"))
+
+        step("bulk-cancel a filter after the count")
+        api("POST", "/v1/pause", {"channel_id": "ch-c", "reason": "held for the test"})
+        for i in (1, 2, 3):
+            api("POST", "/v1/messages", msg("ch-c", "c-%d" % i, "c-c%d" % i))
+        d.get(BASE + "/ui/messages?state=queued&channel_id=ch-c")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#messages tbody tr")))
+        assert len(d.find_elements(By.CSS_SELECTOR, "#messages tbody tr")) == 3
+        shot("messages")
+        d.find_element(By.ID, "bulk-cancel").click()
+        w.until(EC.visibility_of_element_located((By.ID, "confirm-text")))
+        assert "Cancel 3 message(s)" in text("#confirm-text"), text("#confirm-text")
+        shot("bulk-confirm")
+        d.find_element(By.ID, "confirm-yes").click()
+        w.until(EC.presence_of_element_located((By.ID, "empty")))
+        assert "Cancelled 3" in text("#status")
+
+        step("inbox, tenants, audit views")
+        for path, css, name in (("/ui/inbox", "#empty, #inbox", "inbox"),
+                                ("/ui/tenants", "#single", "tenants"),
+                                ("/ui/audit", "#verify-btn", "audit")):
+            d.get(BASE + path)
+            w.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+            shot(name)
+        d.find_element(By.ID, "verify-btn").click()
+        w.until(EC.text_to_be_present_in_element((By.ID, "verify-result"), "verifies"))
+        d.find_element(By.ID, "export-day").click()  # fetched with the token, then saved
+        w.until(EC.text_to_be_present_in_element((By.ID, "status"), "Exported audit-24h.jsonl"))
+
+        step("phone-sized overview")
+        d.set_window_size(390, 844)
+        d.get(BASE + "/ui/")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, '[data-total="failed"]')))
+        shot("overview-phone")
+        check_logs()
+    except Exception as e:  # noqa: BLE001 - report any failure with a screenshot
+        problems.append("step failed: %r" % (e,))
+        try:
+            shot("failure")
+            check_logs()
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        d.quit()
+    for p in problems:
+        print("FAIL", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
