@@ -9,7 +9,7 @@
 
 #include "outbox.h"
 
-#define OBX_DB_STMT_CACHE 48
+#define OBX_DB_STMT_CACHE 80
 
 struct obx_db {
     sqlite3 *h;
