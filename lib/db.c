@@ -154,6 +154,12 @@ obx_db_errmsg(struct obx_db *db)
     return sqlite3_errmsg(db->h);
 }
 
+const char *
+obx_db_libversion(void)
+{
+    return sqlite3_libversion();
+}
+
 int
 obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v)
 {

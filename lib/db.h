@@ -54,6 +54,9 @@ OBX_MUST_CHECK enum obx_err obx_db_step_done(sqlite3_stmt *s);
 /* The last SQLite error message of the connection (borrowed). */
 const char *obx_db_errmsg(struct obx_db *db);
 
+/* The SQLite library's version (for `outbox version`: the CLI does not call sqlite3_*). */
+const char *obx_db_libversion(void);
+
 /* Binds a nullable text parameter (NULL binds SQL NULL). */
 int obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v);
 /* Column as a malloc'ed copy (obx_strdup), NULL for SQL NULL. */

@@ -13,7 +13,6 @@ lib/query.c
 lib/reconcile.c
 lib/server.c
 lib/webhook.c
-cmd/outbox/cmd_admin.c
 cmd/outbox/cmd_ops.c
 '
 status=0
