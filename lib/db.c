@@ -160,6 +160,12 @@ obx_db_libversion(void)
     return sqlite3_libversion();
 }
 
+enum obx_err
+obx_db_route_log(void (*fn)(void *ctx, int code, const char *msg))
+{
+    return sqlite3_config(SQLITE_CONFIG_LOG, fn, NULL) == SQLITE_OK ? OBX_OK : OBX_EDB;
+}
+
 int
 obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v)
 {

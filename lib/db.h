@@ -57,6 +57,12 @@ const char *obx_db_errmsg(struct obx_db *db);
 /* The SQLite library's version (for `outbox version`: the CLI does not call sqlite3_*). */
 const char *obx_db_libversion(void);
 
+/*
+ * Routes SQLite's own diagnostics to fn (code: SQLite's extended result code). Only before
+ * SQLite initialises, i.e. before the first database is opened; OBX_EDB otherwise.
+ */
+OBX_MUST_CHECK enum obx_err obx_db_route_log(void (*fn)(void *ctx, int code, const char *msg));
+
 /* Binds a nullable text parameter (NULL binds SQL NULL). */
 int obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v);
 /* Column as a malloc'ed copy (obx_strdup), NULL for SQL NULL. */
