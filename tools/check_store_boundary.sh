@@ -11,7 +11,6 @@ lib/audit.c
 lib/inbox.c
 lib/query.c
 lib/reconcile.c
-lib/webhook.c
 cmd/outbox/cmd_ops.c
 '
 status=0
