@@ -53,6 +53,7 @@ lint: deps
 	    $(LINT_SOURCES)
 	printf '%s\n' $(LINT_SOURCES) | xargs -n1 -P$(JOBS) clang-tidy -p $(LINT_BUILD) --quiet \
 	    --extra-arg=-UNDEBUG
+	tools/check_store_boundary.sh
 
 check: lint test test-asan test-fuzz
 

@@ -181,9 +181,10 @@ mode_mac(const unsigned char key[32], int64_t from_id, const char *key_id, char 
     return hmac_hex(key, msg, (size_t)n, out);
 }
 
+/* The next id of the chain: a legacy audit_log row still unsealed, else the next seal. */
 static const char SQL_NEXT_ID[] =
     "SELECT coalesce((SELECT min(id) FROM audit_log WHERE hash IS NULL),"
-    " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'audit_log'), 1)";
+    " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'audit_seals'), 1)";
 static const char SQL_ADD_MODE[] =
     "INSERT INTO audit_chain_modes (from_id, mode, key_id, mac, created_at_ms)"
     " VALUES (?1, 'hmac-sha256', ?2, ?3, ?4)";
@@ -306,21 +307,24 @@ last_hash(struct obx_store *st, char prev[65])
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
+/*
+ * Seals up to max legacy audit_log rows (those written before 0009_lean_audit) with key;
+ * prev: the chain's hash after the last legacy row sealed. *left: legacy rows still unsealed.
+ */
 static enum obx_err
-seal_rows(struct obx_store *st, int max, int64_t *sealed)
+seal_rows(struct obx_store *st, int max, const unsigned char *key, char prev[65],
+          int64_t *sealed, int *left)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_UNSEALED);
     sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_HASH);
-    char prev[65], hash[65];
-    const unsigned char *key = NULL;
+    char hash[65];
     enum obx_err err;
-    int rc;
+    int rc, n = 0;
 
+    *left = 0;
     if (!sel || !upd)
         return OBX_EDB;
-    err = seal_key(st, &key);
-    if (err == OBX_OK)
-        err = last_hash(st, prev);
+    err = last_hash(st, prev);
     sqlite3_bind_int(sel, 1, max);
     rc = err == OBX_OK ? sqlite3_step(sel) : SQLITE_DONE;
     while (rc == SQLITE_ROW && err == OBX_OK) {
@@ -329,24 +333,233 @@ seal_rows(struct obx_store *st, int max, int64_t *sealed)
         obx_db_bind_text(upd, 2, hash);
         if (err == OBX_OK)
             err = obx_db_step_done(upd);
-        memcpy(prev, hash, sizeof prev);
+        memcpy(prev, hash, 65);
         (*sealed)++;
+        n++;
         rc = sqlite3_step(sel);
     }
     sqlite3_reset(sel);
     if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         err = obx_err_from_sqlite(rc);
+    *left = n == max;
+    return err;
+}
+
+/*
+ * The events of a seal's range, in chain order, as canonical rows (columns 0..5 as audit.h
+ * says): transitions with id in (?1, ?2], then attempts with id in (?3, ?4], each by id.
+ */
+static const char SQL_EVENTS[] =
+    "SELECT t.id, t.at_ms, 'transition', m.channel_id, m.external_message_id,"
+    " json_object('message_id', t.message_id, 'from', t.from_state, 'to', t.to_state,"
+    "             'reason', t.reason), 0"
+    " FROM transitions t LEFT JOIN audit_messages m ON m.message_id = t.message_id"
+    " WHERE t.id > ?1 AND t.id <= ?2"
+    " UNION ALL "
+    "SELECT a.id, a.started_at_ms, 'attempt', m.channel_id, m.external_message_id,"
+    " json_object('message_id', a.message_id, 'sent_sha256', lower(hex(m.sent_sha256)),"
+    "             'duration_ms', a.duration_ms, 'http_status', a.http_status,"
+    "             'outcome', a.outcome, 'error', a.error, 'response_excerpt', a.response_excerpt),"
+    " 1"
+    " FROM attempts a LEFT JOIN audit_messages m ON m.message_id = a.message_id"
+    " WHERE a.id > ?3 AND a.id <= ?4"
+    " ORDER BY 7, 1";
+static const char SQL_SEALS[] =
+    "SELECT id, transitions_upto, attempts_upto, events, at_ms, hash FROM audit_seals"
+    " WHERE id >= coalesce((SELECT max(id) FROM audit_seals WHERE id <= ?1), 0) ORDER BY id";
+static const char SQL_LAST_SEAL[] =
+    "SELECT id, transitions_upto, attempts_upto, hash FROM audit_seals ORDER BY id DESC LIMIT 1";
+static const char SQL_EVENTS_MAX[] =
+    "SELECT coalesce((SELECT max(id) FROM transitions), 0),"
+    " coalesce((SELECT max(id) FROM attempts), 0)";
+static const char SQL_ADD_SEAL[] =
+    "INSERT INTO audit_seals (transitions_upto, attempts_upto, events, at_ms, hash)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)";
+/* What was sent for each message with new events (audit.h, "sent_sha256"). */
+static const char SQL_UNHASHED[] =
+    "SELECT m.message_id, CASE WHEN o.id IS NOT NULL THEN"
+    " json_object('business_id', o.business_id,"
+    "             'external_conversation_id', o.external_conversation_id,"
+    "             'content', o.content, 'sender_type', o.sender_type,"
+    "             'consumer_name', o.consumer_name, 'consumer_image', o.consumer_image) END"
+    " FROM audit_messages m LEFT JOIN outbox o ON o.id = m.message_id"
+    " WHERE m.sent_sha256 IS NULL ORDER BY m.message_id LIMIT 256";
+static const char SQL_SET_SENT[] =
+    "UPDATE audit_messages SET sent_sha256 = ?2 WHERE message_id = ?1";
+
+/* Fills sent_sha256 of every message that has none yet (they all have events to seal). */
+static enum obx_err
+hash_messages(struct obx_store *st)
+{
+    sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_UNHASHED);
+    sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_SENT);
+    static const int batch = 256;
+    int64_t ids[256];
+    unsigned char (*h)[32] = obx_calloc(256, 32);
+    int hn[256];
+    enum obx_err err = (sel && upd && h) ? OBX_OK : (h ? OBX_EDB : OBX_ENOMEM);
+    int n = batch;
+
+    /* In batches read before they are written: a statement must not see its own updates. */
+    while (err == OBX_OK && n == batch) {
+        int rc = SQLITE_DONE;
+        n = 0;
+        while (err == OBX_OK && n < batch && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+            const void *sent = sqlite3_column_text(sel, 1);
+            unsigned int len = 0;
+            ids[n] = sqlite3_column_int64(sel, 0);
+            hn[n] = 0; /* empty: the message was gone before its first seal */
+            if (sent) {
+                if (EVP_Digest(sent, (size_t)sqlite3_column_bytes(sel, 1), h[n], &len,
+                               EVP_sha256(), NULL) != 1 || len != 32)
+                    err = OBX_ENOMEM;
+                hn[n] = 32;
+            }
+            n++;
+        }
+        sqlite3_reset(sel);
+        if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+            err = obx_err_from_sqlite(rc);
+        for (int i = 0; i < n && err == OBX_OK; i++) {
+            sqlite3_bind_int64(upd, 1, ids[i]);
+            sqlite3_bind_blob(upd, 2, h[i], hn[i], SQLITE_TRANSIENT);
+            err = obx_db_step_done(upd);
+        }
+    }
+    obx_free(h);
+    return err;
+}
+
+/* The range a seal covers. */
+struct seal {
+    int64_t id, t_upto, a_upto, events, at_ms;
+    char hash[65];
+};
+
+/*
+ * Chains the events in (from->t_upto, to->t_upto] and (from->a_upto, to->a_upto] onto prev;
+ * *n: events chained, *at_ms: the latest event time. With fn, calls it for each event.
+ */
+typedef int (*event_fn)(void *ctx, sqlite3_stmt *row, const char *prev, const char *hash);
+
+static enum obx_err
+chain_events(struct obx_store *st, const struct seal *from, const struct seal *to,
+             const unsigned char *key, char prev[65], int64_t *n, int64_t *at_ms, event_fn fn,
+             void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EVENTS);
+    char hash[65];
+    enum obx_err err = OBX_OK;
+    int rc;
+
+    *n = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, from->t_upto);
+    sqlite3_bind_int64(s, 2, to->t_upto);
+    sqlite3_bind_int64(s, 3, from->a_upto);
+    sqlite3_bind_int64(s, 4, to->a_upto);
+    while (err == OBX_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        err = row_hash(s, prev, key, hash);
+        if (err == OBX_OK && fn && fn(ctx, s, prev, hash))
+            break;
+        memcpy(prev, hash, 65);
+        if (at_ms && sqlite3_column_int64(s, 1) > *at_ms)
+            *at_ms = sqlite3_column_int64(s, 1);
+        (*n)++;
+    }
+    sqlite3_reset(s);
+    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
+    return err;
+}
+
+static enum obx_err
+last_seal(struct obx_store *st, struct seal *out)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LAST_SEAL);
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->id = sqlite3_column_int64(s, 0);
+        out->t_upto = sqlite3_column_int64(s, 1);
+        out->a_upto = sqlite3_column_int64(s, 2);
+        snprintf(out->hash, sizeof out->hash, "%s", text(s, 3));
+    }
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/*
+ * Seals the events written since the last seal, at most max transitions and max attempts,
+ * into one audit_seals row. prev: the chain's hash after the legacy rows.
+ */
+static enum obx_err
+seal_events(struct obx_store *st, int max, const unsigned char *key, const char *legacy_prev,
+            int64_t *sealed)
+{
+    sqlite3_stmt *mx = obx_db_stmt(st->db, SQL_EVENTS_MAX);
+    sqlite3_stmt *add = obx_db_stmt(st->db, SQL_ADD_SEAL);
+    struct seal last, next;
+    char prev[65];
+    int64_t n = 0, at_ms = 0;
+    enum obx_err err = (mx && add) ? last_seal(st, &last) : OBX_EDB;
+    int rc;
+
+    if (err != OBX_OK)
+        return err;
+    next = last;
+    rc = sqlite3_step(mx);
+    if (rc == SQLITE_ROW) {
+        next.t_upto = sqlite3_column_int64(mx, 0);
+        next.a_upto = sqlite3_column_int64(mx, 1);
+    }
+    sqlite3_reset(mx);
+    if (rc != SQLITE_ROW)
+        return obx_err_from_sqlite(rc);
+    if (next.t_upto > last.t_upto + max)
+        next.t_upto = last.t_upto + max;
+    if (next.a_upto > last.a_upto + max)
+        next.a_upto = last.a_upto + max;
+    if (next.t_upto <= last.t_upto && next.a_upto <= last.a_upto)
+        return OBX_OK; /* nothing new */
+    /* The migration's base row has no hash: the chain goes on from the legacy rows. */
+    snprintf(prev, sizeof prev, "%s", last.hash[0] ? last.hash : legacy_prev);
+    err = hash_messages(st);
+    if (err == OBX_OK)
+        err = chain_events(st, &last, &next, key, prev, &n, &at_ms, NULL, NULL);
+    if (err != OBX_OK)
+        return err;
+    sqlite3_bind_int64(add, 1, next.t_upto);
+    sqlite3_bind_int64(add, 2, next.a_upto);
+    sqlite3_bind_int64(add, 3, n);
+    sqlite3_bind_int64(add, 4, at_ms);
+    obx_db_bind_text(add, 5, prev);
+    err = obx_db_step_done(add);
+    if (err == OBX_OK)
+        *sealed += n;
     return err;
 }
 
 enum obx_err
 obx_audit_seal(struct obx_store *st, int max, int64_t *sealed)
 {
+    const unsigned char *key = NULL;
+    char prev[65];
+    int left = 0;
     enum obx_err err = obx_db_begin(st->db);
 
     *sealed = 0;
     if (err == OBX_OK)
-        err = seal_rows(st, max, sealed);
+        err = seal_key(st, &key);
+    if (err == OBX_OK)
+        err = seal_rows(st, max, key, prev, sealed, &left);
+    if (err == OBX_OK && !left)
+        err = seal_events(st, max, key, prev, sealed);
     if (err == OBX_OK)
         return obx_db_commit(st->db);
     obx_db_rollback(st->db);
@@ -443,6 +656,81 @@ verify_row(sqlite3_stmt *s, const unsigned char *key, char prev[65], int64_t *ex
     return OBX_OK;
 }
 
+static const char SQL_UNSEALED_EVENTS[] =
+    "SELECT (SELECT count(*) FROM transitions WHERE id > ?1)"
+    " + (SELECT count(*) FROM attempts WHERE id > ?2)";
+
+/* Reads one audit_seals row of SQL_SEALS. */
+static void
+seal_row(sqlite3_stmt *s, struct seal *out)
+{
+    out->id = sqlite3_column_int64(s, 0);
+    out->t_upto = sqlite3_column_int64(s, 1);
+    out->a_upto = sqlite3_column_int64(s, 2);
+    out->events = sqlite3_column_int64(s, 3);
+    out->at_ms = sqlite3_column_int64(s, 4);
+    snprintf(out->hash, sizeof out->hash, "%s", text(s, 5));
+}
+
+/*
+ * Recomputes the seals after the chain start (after), going on from prev; the first seal at
+ * or below after (the migration's base row, or the checkpoint's own seal) gives the range the
+ * next one starts from.
+ */
+static enum obx_err
+verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char prev[65],
+             struct obx_audit_report *r)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SEALS);
+    sqlite3_stmt *u = obx_db_stmt(st->db, SQL_UNSEALED_EVENTS);
+    struct seal base = {0}, cur;
+    int64_t n = 0;
+    enum obx_err err = OBX_OK;
+    int rc = SQLITE_DONE, have_base = 0;
+
+    if (!s || !u)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, after);
+    while (err == OBX_OK && !r->first_bad_id && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        seal_row(s, &cur);
+        if (!have_base || cur.id <= after || !cur.hash[0]) {
+            base = cur;
+            have_base = 1;
+            continue;
+        }
+        if (r->unsealed) {
+            report_bad(r, cur.id, "sealed row after an unsealed one");
+            break;
+        }
+        const struct mode *m = mode_of(ms, cur.id);
+        err = chain_events(st, &base, &cur, m && m->keyed ? st->audit_key : NULL, prev, &n, NULL,
+                           NULL, NULL);
+        if (err == OBX_OK && (n != cur.events || strcmp(prev, cur.hash) != 0)) {
+            r->first_bad_id = cur.id;
+            snprintf(r->problem, sizeof r->problem,
+                     "seal %lld: transitions %lld..%lld or attempts %lld..%lld, or an earlier "
+                     "event, changed", (long long)cur.id, (long long)base.t_upto + 1,
+                     (long long)cur.t_upto, (long long)base.a_upto + 1, (long long)cur.a_upto);
+            break;
+        }
+        r->checked += n;
+        r->head_id = cur.id;
+        memcpy(r->head_hash, cur.hash, sizeof r->head_hash);
+        base = cur;
+    }
+    sqlite3_reset(s);
+    if (err == OBX_OK && !r->first_bad_id && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
+    if (err == OBX_OK && !r->first_bad_id && have_base) {
+        sqlite3_bind_int64(u, 1, base.t_upto);
+        sqlite3_bind_int64(u, 2, base.a_upto);
+        if (sqlite3_step(u) == SQLITE_ROW)
+            r->unsealed += sqlite3_column_int64(u, 0);
+        sqlite3_reset(u);
+    }
+    return err;
+}
+
 enum obx_err
 obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
 {
@@ -474,10 +762,12 @@ obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
         err = verify_row(s, m && m->keyed ? st->audit_key : NULL, prev, &last_id, r);
         rc = sqlite3_step(s);
     }
-    obx_free(ms);
     sqlite3_reset(s);
     if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         err = obx_err_from_sqlite(rc);
+    if (err == OBX_OK && !r->first_bad_id)
+        err = verify_seals(st, ms, after, prev, r);
+    obx_free(ms);
     if (obx_db_exec(st->db, "COMMIT") != OBX_OK && err == OBX_OK)
         err = OBX_EDB;
     return err;
@@ -491,9 +781,9 @@ static const char SQL_EXPORT[] =
     " FROM audit_log a WHERE a.at_ms >= ?1 AND a.at_ms < ?2 AND (?3 IS NULL OR a.channel_id = ?3)"
     " ORDER BY a.id";
 
-enum obx_err
-obx_audit_export(struct obx_store *st, int64_t since_ms, int64_t until_ms, const char *channel_id,
-                 obx_audit_entry_fn fn, void *ctx)
+static enum obx_err
+export_legacy(struct obx_store *st, int64_t since_ms, int64_t until_ms, const char *channel_id,
+              obx_audit_entry_fn fn, void *ctx, int *stop)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EXPORT);
     struct obx_audit_entry e;
@@ -515,12 +805,102 @@ obx_audit_export(struct obx_store *st, int64_t since_ms, int64_t until_ms, const
         e.record = text(s, 5);
         e.hash = (const char *)sqlite3_column_text(s, 6);
         e.prev_hash = text(s, 7);
-        if (fn(ctx, &e))
+        if (fn(ctx, &e)) {
+            *stop = 1;
             break;
+        }
         rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* The export of the events (after the legacy rows): filter and callback. */
+struct export_ev {
+    int64_t since_ms, until_ms;
+    const char *channel_id;
+    obx_audit_entry_fn fn;
+    void *ctx;
+    int sealed; /* 0: events after the last seal, or in a keyed segment without its key */
+    int stop;
+};
+
+static int
+export_event(void *ctx, sqlite3_stmt *row, const char *prev, const char *hash)
+{
+    struct export_ev *x = ctx;
+    struct obx_audit_entry e;
+
+    e.at_ms = sqlite3_column_int64(row, 1);
+    e.channel_id = text(row, 3);
+    if (e.at_ms < x->since_ms || e.at_ms >= x->until_ms ||
+        (x->channel_id && strcmp(x->channel_id, e.channel_id) != 0))
+        return 0;
+    e.id = sqlite3_column_int64(row, 0);
+    e.kind = text(row, 2);
+    e.external_message_id = text(row, 4);
+    e.record = text(row, 5);
+    e.prev_hash = x->sealed ? prev : "";
+    e.hash = x->sealed ? hash : NULL;
+    x->stop = x->fn(x->ctx, &e);
+    return x->stop;
+}
+
+enum obx_err
+obx_audit_export(struct obx_store *st, int64_t since_ms, int64_t until_ms, const char *channel_id,
+                 obx_audit_entry_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SEALS);
+    struct modes *ms = obx_calloc(1, sizeof *ms);
+    struct export_ev x = {since_ms, until_ms, channel_id, fn, ctx, 1, 0};
+    struct seal base = {0}, cur, open_end;
+    char prev[65], legacy_prev[65];
+    int64_t after = 0, n = 0;
+    enum obx_err err = (s && ms) ? OBX_OK : (ms ? OBX_EDB : OBX_ENOMEM);
+    int rc = SQLITE_DONE, have_base = 0;
+
+    if (err == OBX_OK)
+        err = export_legacy(st, since_ms, until_ms, channel_id, fn, ctx, &x.stop);
+    if (err == OBX_OK)
+        err = load_modes(st, ms);
+    if (err == OBX_OK)
+        err = chain_start(st, &after, prev);
+    if (err == OBX_OK && !x.stop)
+        err = last_hash(st, legacy_prev);
+    if (err != OBX_OK || x.stop)
+        goto out;
+    snprintf(prev, sizeof prev, "%s", legacy_prev);
+    sqlite3_bind_int64(s, 1, after);
+    while (err == OBX_OK && !x.stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        seal_row(s, &cur);
+        if (!have_base || cur.id <= after || !cur.hash[0]) {
+            base = cur;
+            if (cur.hash[0])
+                snprintf(prev, sizeof prev, "%s", cur.hash);
+            have_base = 1;
+            continue;
+        }
+        const struct mode *m = mode_of(ms, cur.id);
+        x.sealed = !(m && m->keyed && !st->audit_keyed);
+        err = chain_events(st, &base, &cur, m && m->keyed ? st->audit_key : NULL, prev, &n,
+                           NULL, export_event, &x);
+        /* Go on from the stored hash: an export does not verify (audit verify does). */
+        snprintf(prev, sizeof prev, "%s", cur.hash);
+        base = cur;
+    }
+    sqlite3_reset(s);
+    if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        err = obx_err_from_sqlite(rc);
+    if (err == OBX_OK && !x.stop && have_base) {
+        /* Events not sealed yet: exported without hashes. */
+        open_end = base;
+        open_end.t_upto = open_end.a_upto = INT64_MAX;
+        x.sealed = 0;
+        err = chain_events(st, &base, &open_end, NULL, prev, &n, NULL, export_event, &x);
+    }
+out:
+    obx_free(ms);
+    return err;
 }
 
 /*
@@ -529,7 +909,27 @@ obx_audit_export(struct obx_store *st, int64_t since_ms, int64_t until_ms, const
  * over every row, inside one statement (1.1 s for 3,000,000 rows), on serve's loop.
  */
 static const char SQL_PRUNE_SCAN[] =
-    "SELECT id, at_ms, hash FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2";
+    "SELECT id, at_ms, hash FROM audit_log WHERE id > ?1"
+    " UNION ALL SELECT id, at_ms, hash FROM audit_seals WHERE id > ?1 AND hash <> ''"
+    " ORDER BY 1 LIMIT ?2";
+/* The checkpoint's seal stays: the next seal's range starts where it ends. */
+static const char SQL_PRUNE_SEAL_RANGE[] =
+    "SELECT transitions_upto, attempts_upto FROM audit_seals WHERE id = ?1";
+/*
+ * Events behind the checkpoint whose message is gone (a message still there keeps its history
+ * for show and the API; its events go with it when it is purged: 0009's trigger). The scan
+ * starts at the lowest id each time: it passes over the old events of messages still there,
+ * which are few (messages older than the retention that are not finished yet).
+ */
+static const char SQL_PRUNE_TRANSITIONS[] =
+    "DELETE FROM transitions WHERE id IN (SELECT t.id FROM transitions t WHERE t.id <= ?1"
+    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = t.message_id) ORDER BY t.id LIMIT ?2)";
+static const char SQL_PRUNE_ATTEMPTS[] =
+    "DELETE FROM attempts WHERE id IN (SELECT a.id FROM attempts a WHERE a.id <= ?1"
+    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = a.message_id) ORDER BY a.id LIMIT ?2)";
+static const char SQL_PRUNE_SEALS[] =
+    "DELETE FROM audit_seals WHERE id IN (SELECT id FROM audit_seals WHERE id < ?1 ORDER BY id"
+    " LIMIT ?2)";
 static const char SQL_PRUNE_CHECKPOINT[] =
     "INSERT INTO audit_checkpoints (upto_id, hash, created_at_ms) VALUES (?1, ?2, ?3)";
 static const char SQL_PRUNE_DELETE[] =
@@ -573,6 +973,56 @@ obx_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows,
  * prune interrupted half-way leaves rows behind the latest checkpoint, which the next
  * prune deletes without a new checkpoint.
  */
+/*
+ * Deletes up to max events behind the checkpoint's seal (covered) whose message is gone, then
+ * the seals before it; *n counts the events deleted.
+ */
+static enum obx_err
+prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
+{
+    sqlite3_stmt *rg = obx_db_stmt(st->db, SQL_PRUNE_SEAL_RANGE);
+    const char *dels[] = {SQL_PRUNE_TRANSITIONS, SQL_PRUNE_ATTEMPTS};
+    int64_t upto[2] = {0, 0};
+    enum obx_err err = OBX_OK;
+    int rc, found = 0;
+
+    if (!rg)
+        return OBX_EDB;
+    sqlite3_bind_int64(rg, 1, covered);
+    rc = sqlite3_step(rg);
+    if (rc == SQLITE_ROW) {
+        upto[0] = sqlite3_column_int64(rg, 0);
+        upto[1] = sqlite3_column_int64(rg, 1);
+        found = 1;
+    }
+    sqlite3_reset(rg);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return obx_err_from_sqlite(rc);
+    if (!found)
+        return OBX_OK; /* the checkpoint is a legacy row: no event is behind it */
+    for (int i = 0; i < 2 && err == OBX_OK && max > 0; i++) {
+        sqlite3_stmt *d = obx_db_stmt(st->db, dels[i]);
+        if (!d)
+            return OBX_EDB;
+        sqlite3_bind_int64(d, 1, upto[i]);
+        sqlite3_bind_int(d, 2, max);
+        err = obx_db_step_done(d);
+        if (err == OBX_OK) {
+            *n += sqlite3_changes(st->db->h);
+            max -= sqlite3_changes(st->db->h);
+        }
+    }
+    if (err == OBX_OK && max > 0) {
+        sqlite3_stmt *d = obx_db_stmt(st->db, SQL_PRUNE_SEALS);
+        if (!d)
+            return OBX_EDB;
+        sqlite3_bind_int64(d, 1, covered);
+        sqlite3_bind_int(d, 2, max);
+        err = obx_db_step_done(d);
+    }
+    return err;
+}
+
 enum obx_err
 obx_audit_prune_batch(struct obx_store *st, const struct obx_audit_prune *p, int max_rows,
                       int64_t *removed, int *more)
@@ -603,6 +1053,8 @@ obx_audit_prune_batch(struct obx_store *st, const struct obx_audit_prune *p, int
         if (err == OBX_OK)
             n = sqlite3_changes(st->db->h);
     }
+    if (err == OBX_OK && covered > 0 && n < max_rows)
+        err = prune_events(st, covered, max_rows - (int)n, &n);
     if (err == OBX_OK)
         err = obx_db_commit(st->db);
     else

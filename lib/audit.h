@@ -1,8 +1,31 @@
 /*
- * audit: the tamper-evident audit trail. Triggers copy every transition and
- * attempt into audit_log (0003_audit_chain.sql); this module seals those rows
- * into a hash chain, verifies it, exports it, and prunes old rows behind a
- * checkpoint.
+ * audit: the tamper-evident audit trail: this module seals the transitions and
+ * attempts into a hash chain, verifies it, exports it, and prunes old events
+ * behind a checkpoint. Until schema 9, triggers copied every event into audit_log
+ * (0003_audit_chain.sql); those rows stay at the start of the chain.
+ *
+ * The chain since schema 9 (0009_lean_audit.sql): each fact is written once.
+ * The events are the rows of transitions and attempts themselves, kept after their
+ * message is purged until the prune. A seal (one audit_seals row, about one per
+ * second) covers the transitions with id in (previous seal's transitions_upto,
+ * transitions_upto] and then the attempts with id in (previous attempts_upto,
+ * attempts_upto], each in id order; it chains each event exactly as below and
+ * stores the hash after its last event (and the number of events). Seal ids
+ * continue audit_log's ids: "row" in reports, checkpoints and audit_chain_modes
+ * means a legacy audit_log row or a seal. The canonical row of an event is
+ *   [id,at_ms,"transition",channel_id,external_message_id,record] with record =
+ *     json_object('message_id',..,'from',..,'to',..,'reason',..), or
+ *   [id,started_at_ms,"attempt",channel_id,external_message_id,record] with record =
+ *     json_object('message_id',..,'sent_sha256',..,'duration_ms',..,'http_status',..,
+ *                 'outcome',..,'error',..,'response_excerpt',..)
+ * (SQLite's json_object text; channel_id and external_message_id from
+ * audit_messages). sent_sha256 = lower hex of SHA-256 of json_object(
+ * 'business_id','external_conversation_id','content','sender_type',
+ * 'consumer_name','consumer_image') of the message: what was sent, stored once per
+ * message in audit_messages.sent_sha256 (32 bytes) by the sealer, before it seals
+ * the message's first event ("" when the message was already gone). Verification
+ * names the first seal that does not match: a seal covers the events of about one
+ * second, so it locates a change to within those events.
  *
  * The chain, for rows in id order:
  *   hash(row) = hex(SHA-256(prev_hash || "\n" || canonical(row)))
@@ -13,7 +36,8 @@
  * Quoting makes the encoding unambiguous whatever the ids contain.
  * prev_hash of the first row is 64 "0" characters, or the hash kept in the latest
  * audit_checkpoints row after a prune. Changing, inserting or deleting any sealed
- * row breaks every later hash, and verification names the first broken row.
+ * row breaks every later hash, and verification names the first broken row (legacy
+ * row or seal).
  *
  * The keyed chain (audit_key_file, 0008_audit_keyed.sql). A plain chain proves only that
  * nobody changed rows without re-sealing: whoever can write the database can recompute it.

@@ -154,6 +154,18 @@ obx_db_errmsg(struct obx_db *db)
     return sqlite3_errmsg(db->h);
 }
 
+const char *
+obx_db_libversion(void)
+{
+    return sqlite3_libversion();
+}
+
+enum obx_err
+obx_db_route_log(void (*fn)(void *ctx, int code, const char *msg))
+{
+    return sqlite3_config(SQLITE_CONFIG_LOG, fn, NULL) == SQLITE_OK ? OBX_OK : OBX_EDB;
+}
+
 int
 obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v)
 {

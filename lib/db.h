@@ -9,7 +9,12 @@
 
 #include "outbox.h"
 
-#define OBX_DB_STMT_CACHE 96
+/*
+ * Room for every static SQL text the library prepares through obx_db_stmt (about 90 today,
+ * with the dashboard and the lean audit chain) and headroom: a full cache fails the
+ * statement (obx_db_stmt returns NULL), which callers report as a database error.
+ */
+#define OBX_DB_STMT_CACHE 160
 
 struct obx_db {
     sqlite3 *h;
@@ -53,6 +58,15 @@ OBX_MUST_CHECK enum obx_err obx_db_step_done(sqlite3_stmt *s);
 
 /* The last SQLite error message of the connection (borrowed). */
 const char *obx_db_errmsg(struct obx_db *db);
+
+/* The SQLite library's version (for `outbox version`: the CLI does not call sqlite3_*). */
+const char *obx_db_libversion(void);
+
+/*
+ * Routes SQLite's own diagnostics to fn (code: SQLite's extended result code). Only before
+ * SQLite initialises, i.e. before the first database is opened; OBX_EDB otherwise.
+ */
+OBX_MUST_CHECK enum obx_err obx_db_route_log(void (*fn)(void *ctx, int code, const char *msg));
 
 /* Binds a nullable text parameter (NULL binds SQL NULL). */
 int obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v);

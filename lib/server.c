@@ -655,7 +655,8 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
     }
     event_set_log_callback(on_libevent_log);
     /* Only possible before SQLite initialises, i.e. before the database is opened. */
-    sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
+    if (obx_db_route_log(on_sqlite_log) != OBX_OK)
+        obx_log(OBX_LOG_WARN, "cannot route SQLite's diagnostics to the log");
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         stop(&s);

@@ -1301,6 +1301,29 @@ static const char SQL_OLD_EVENTS[] =
     " AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = webhook_events.id),"
     " length(body) FROM webhook_events WHERE id > ?1 ORDER BY id LIMIT ?2";
 
+static const char SQL_STORE_EVENT[] =
+    "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (body_sha256) DO NOTHING";
+
+enum obx_err
+obx_store_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
+                            size_t len, int64_t received_at_ms, int64_t *id)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STORE_EVENT);
+    enum obx_err err;
+
+    *id = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_db_bind_text(s, 1, sha256);
+    sqlite3_bind_int64(s, 2, received_at_ms);
+    sqlite3_bind_blob(s, 3, body, (int)len, SQLITE_STATIC);
+    err = obx_db_step_done(s);
+    if (err == OBX_OK && sqlite3_changes(st->db->h) == 1)
+        *id = sqlite3_last_insert_rowid(st->db->h);
+    return err;
+}
+
 static const char SQL_DELETE_EVENT[] = "DELETE FROM webhook_events WHERE id = ?1";
 static const char SQL_DROP_EVENT_BODY[] = "UPDATE webhook_events SET body = x'' WHERE id = ?1";
 

@@ -236,6 +236,16 @@ OBX_MUST_CHECK enum obx_err obx_store_purge_replies_batch(struct obx_store *st, 
                                                           int *more /* OUT */);
 
 /*
+ * Stores one verified webhook (body, len bytes, and sha256 = hex SHA-256 of the body) received
+ * at received_at_ms, inside the caller's transaction. *id gets the new row's id, or 0 when an
+ * event with the same body is stored already (a replay: nothing written).
+ */
+OBX_MUST_CHECK enum obx_err obx_store_add_webhook_event(struct obx_store *st, const char *sha256,
+                                                        const void *body, size_t len,
+                                                        int64_t received_at_ms,
+                                                        int64_t *id /* OUT */);
+
+/*
  * One batch of webhook events (id > *cursor) received before before_ms, interpreted and
  * needed by no inbox row: the body goes (*bodies), and the whole row with its
  * body_sha256 replay guard goes once older than hashes_before_ms (*hashes). Pending

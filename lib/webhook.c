@@ -117,29 +117,19 @@ reply_ok(struct evhttp_request *req)
     obx_buf_release(&b);
 }
 
-static const char SQL_STORE_EVENT[] =
-    "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES (?1, ?2, ?3)"
-    " ON CONFLICT (body_sha256) DO NOTHING";
-
 /* Inserts the group's events; the new ones (not duplicates) are listed in fresh[]. */
 static enum obx_err
 insert_events(struct obx_webhook *wh, struct obx_reconcile_event *fresh, size_t *nfresh)
 {
-    sqlite3_stmt *s = obx_db_stmt(wh->st->db, SQL_STORE_EVENT);
-    int64_t now_ms = obx_now_ms(wh->st->clock);
+    int64_t now_ms = obx_now_ms(wh->st->clock), id = 0;
     enum obx_err err = OBX_OK;
 
     *nfresh = 0;
-    if (!s)
-        return OBX_EDB;
     for (size_t i = 0; err == OBX_OK && i < wh->npending; i++) {
         struct pending_event *e = &wh->pending[i];
-        obx_db_bind_text(s, 1, e->sha);
-        sqlite3_bind_int64(s, 2, now_ms);
-        sqlite3_bind_blob(s, 3, e->body, (int)e->len, SQLITE_STATIC);
-        err = obx_db_step_done(s);
-        if (err == OBX_OK && sqlite3_changes(wh->st->db->h) == 1) {
-            fresh[*nfresh].id = sqlite3_last_insert_rowid(wh->st->db->h);
+        err = obx_store_add_webhook_event(wh->st, e->sha, e->body, e->len, now_ms, &id);
+        if (err == OBX_OK && id) {
+            fresh[*nfresh].id = id;
             fresh[*nfresh].body = e->body;
             fresh[*nfresh].len = e->len;
             (*nfresh)++;

@@ -89,9 +89,11 @@ CREATE INDEX outbox_state ON outbox (state, id);
 CREATE INDEX outbox_lease ON outbox (lease_expires_at_ms) WHERE state = 'sending';
 
 -- Every state change is recorded, whoever makes it (library, CLI or plain SQL).
+-- (0009_lean_audit: no foreign key, so that purging a message keeps the events the audit chain
+-- covers; AUTOINCREMENT, so that an id is never reused inside a sealed range.)
 CREATE TABLE transitions (
-    id          INTEGER PRIMARY KEY,
-    message_id  INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id  INTEGER NOT NULL,
     at_ms       INTEGER NOT NULL,
     from_state  TEXT NOT NULL,
     to_state    TEXT NOT NULL,
@@ -109,8 +111,8 @@ END;
 
 -- One row per HTTP request made for a message.
 CREATE TABLE attempts (
-    id                INTEGER PRIMARY KEY,
-    message_id        INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id        INTEGER NOT NULL,
     started_at_ms     INTEGER NOT NULL,
     duration_ms       INTEGER NOT NULL,
     http_status       INTEGER,          -- NULL when no HTTP answer (transport error)
@@ -171,9 +173,9 @@ CREATE INDEX inbox_event ON inbox (event_id);
 
 -- ---- added by 0003_audit_chain -------------------------------------------------------
 
--- One row per transition and per attempt, copied by trigger when they are written, so the
--- log is complete whoever wrote them. It has no foreign key: purging messages keeps their
--- audit rows. `hash` chains each row to the previous one (lib/audit.c seals rows in id
+-- Until 0009_lean_audit: one row per transition and per attempt, copied by trigger when they
+-- were written (the triggers are gone; the rows stay, the start of the chain). It has no
+-- foreign key: purging messages keeps their audit rows. `hash` chains each row to the previous one (lib/audit.c seals rows in id
 -- order: hash = sha256(previous hash || '\n' || canonical row)); NULL until sealed.
 CREATE TABLE audit_log (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a prune
@@ -195,30 +197,6 @@ CREATE TABLE audit_checkpoints (
     hash            TEXT NOT NULL,        -- its hash: the chain continues from it
     created_at_ms   INTEGER NOT NULL
 );
-
-CREATE TRIGGER audit_transition AFTER INSERT ON transitions
-BEGIN
-    INSERT INTO audit_log (at_ms, kind, channel_id, external_message_id, record)
-    SELECT NEW.at_ms, 'transition', o.channel_id, o.external_message_id,
-           json_object('message_id', NEW.message_id, 'from', NEW.from_state,
-                       'to', NEW.to_state, 'reason', NEW.reason)
-    FROM outbox o WHERE o.id = NEW.message_id;
-END;
-
--- An attempt records what was sent (the Partoo fields) and what came back.
-CREATE TRIGGER audit_attempt AFTER INSERT ON attempts
-BEGIN
-    INSERT INTO audit_log (at_ms, kind, channel_id, external_message_id, record)
-    SELECT NEW.started_at_ms, 'attempt', o.channel_id, o.external_message_id,
-           json_object('message_id', NEW.message_id, 'business_id', o.business_id,
-                       'external_conversation_id', o.external_conversation_id,
-                       'content', o.content, 'sender_type', o.sender_type,
-                       'consumer_name', o.consumer_name, 'consumer_image', o.consumer_image,
-                       'duration_ms', NEW.duration_ms, 'http_status', NEW.http_status,
-                       'outcome', NEW.outcome, 'error', NEW.error,
-                       'response_excerpt', NEW.response_excerpt)
-    FROM outbox o WHERE o.id = NEW.message_id;
-END;
 
 -- What the running `outbox serve` reports about itself (pause reasons, circuit, rate),
 -- refreshed every few seconds; `outbox status` reads it.
@@ -383,4 +361,63 @@ CREATE TRIGGER counts_delete AFTER DELETE ON outbox
 WHEN OLD.head IS NOT NULL
 BEGIN
     UPDATE state_counts SET n = n - 1 WHERE channel_id = OLD.channel_id AND state = OLD.state;
+END;
+
+-- ---- added by 0009_lean_audit ---------------------------------------------------------
+-- The audit chain runs over transitions and attempts themselves (lib/audit.h): each fact is
+-- written once. audit_messages: once per message, its identity and the SHA-256 of what was
+-- sent; audit_seals: the chain's hash after each sealed range of events.
+CREATE TABLE audit_messages (
+    message_id           INTEGER PRIMARY KEY,
+    channel_id           TEXT NOT NULL,
+    external_message_id  TEXT NOT NULL,
+    sent_sha256          BLOB
+);
+CREATE INDEX audit_messages_unhashed ON audit_messages (message_id) WHERE sent_sha256 IS NULL;
+
+CREATE TRIGGER audit_message AFTER INSERT ON transitions
+BEGIN
+    INSERT OR IGNORE INTO audit_messages (message_id, channel_id, external_message_id)
+    SELECT o.id, o.channel_id, o.external_message_id FROM outbox o WHERE o.id = NEW.message_id;
+END;
+CREATE TRIGGER audit_message_attempt AFTER INSERT ON attempts
+BEGIN
+    INSERT OR IGNORE INTO audit_messages (message_id, channel_id, external_message_id)
+    SELECT o.id, o.channel_id, o.external_message_id FROM outbox o WHERE o.id = NEW.message_id;
+END;
+
+CREATE TABLE audit_seals (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    transitions_upto  INTEGER NOT NULL,
+    attempts_upto     INTEGER NOT NULL,
+    events            INTEGER NOT NULL,   -- events covered
+    at_ms             INTEGER NOT NULL,   -- latest event time covered (prune by age)
+    hash              TEXT NOT NULL       -- the chain's hash after the last event covered
+);
+
+CREATE TRIGGER audit_message_gone_outbox AFTER DELETE ON outbox
+BEGIN
+    DELETE FROM transitions WHERE message_id = OLD.id AND id <= coalesce(
+        (SELECT s.transitions_upto FROM audit_seals s
+         WHERE s.id = (SELECT max(upto_id) FROM audit_checkpoints)), 0);
+    DELETE FROM attempts WHERE message_id = OLD.id AND id <= coalesce(
+        (SELECT s.attempts_upto FROM audit_seals s
+         WHERE s.id = (SELECT max(upto_id) FROM audit_checkpoints)), 0);
+    DELETE FROM audit_messages WHERE message_id = OLD.id
+        AND NOT EXISTS (SELECT 1 FROM transitions WHERE message_id = OLD.id)
+        AND NOT EXISTS (SELECT 1 FROM attempts WHERE message_id = OLD.id);
+END;
+CREATE TRIGGER audit_message_gone_transition AFTER DELETE ON transitions
+BEGIN
+    DELETE FROM audit_messages WHERE message_id = OLD.message_id
+        AND NOT EXISTS (SELECT 1 FROM outbox WHERE id = OLD.message_id)
+        AND NOT EXISTS (SELECT 1 FROM transitions WHERE message_id = OLD.message_id)
+        AND NOT EXISTS (SELECT 1 FROM attempts WHERE message_id = OLD.message_id);
+END;
+CREATE TRIGGER audit_message_gone_attempt AFTER DELETE ON attempts
+BEGIN
+    DELETE FROM audit_messages WHERE message_id = OLD.message_id
+        AND NOT EXISTS (SELECT 1 FROM outbox WHERE id = OLD.message_id)
+        AND NOT EXISTS (SELECT 1 FROM transitions WHERE message_id = OLD.message_id)
+        AND NOT EXISTS (SELECT 1 FROM attempts WHERE message_id = OLD.message_id);
 END;

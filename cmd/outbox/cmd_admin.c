@@ -294,12 +294,12 @@ cmd_version(int argc, char **argv)
     if (c.json)
         printf("{\"version\":\"%s\",\"schema\":%d,\"sqlite\":\"%s\",\"libcurl\":\"%s\","
                "\"libevent\":\"%s\",\"cjson\":\"%s\",\"openssl\":\"%s\"}\n",
-               OBX_VERSION, obx_migrate_latest(), sqlite3_libversion(),
+               OBX_VERSION, obx_migrate_latest(), obx_db_libversion(),
                curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
                OPENSSL_VERSION_STR);
     else
         printf("outbox %s (schema %d; sqlite %s, libcurl %s, libevent %s, cJSON %s, OpenSSL %s)\n",
-               OBX_VERSION, obx_migrate_latest(), sqlite3_libversion(),
+               OBX_VERSION, obx_migrate_latest(), obx_db_libversion(),
                curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
                OPENSSL_VERSION_STR);
     return CLI_OK;

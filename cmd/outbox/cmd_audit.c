@@ -15,10 +15,12 @@ static const char usage_text[] =
     "       outbox audit verify\n\n"
     "Exports every state transition and delivery attempt in the time range, in chain\n"
     "order, each with its hash and the hash of the row before it, then the chain head.\n"
-    "An attempt row records exactly what was sent (the Partoo fields) and what came back.\n"
+    "An attempt row records what came back and the SHA-256 of exactly what was sent (the\n"
+    "Partoo fields, content included; the message itself shows them while it is kept).\n"
     "T is RFC 3339 (2026-11-24T10:00:00Z) or a duration meaning that long ago (24h).\n\n"
-    "'audit verify' recomputes the whole chain and names the first row that was changed,\n"
-    "added or removed; it exits 1 when the chain is broken. A chain keyed with\n"
+    "'audit verify' recomputes the whole chain and names the first row (a seal: the\n"
+    "events of about one second) that was changed, added or removed; it exits 1 when\n"
+    "the chain is broken. A chain keyed with\n"
     "audit_key_file (HMAC-SHA256) needs that key to verify.\n\n"
     "Both first seal rows not yet chained (serve does it every second).\n\n" CLI_COMMON_HELP;
 

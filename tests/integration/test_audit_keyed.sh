@@ -22,8 +22,9 @@ printf 'audit_key_file = %s\n' "$T/audit.key" > "$T/key.conf"
 printf 'audit_key_file = %s\n' "$T/other.key" > "$T/other.conf"
 KEY=$(cat "$T/audit.key")
 
-# reseal DB FROM_ID [drop_modes]: an attacker without the key rewrites row FROM_ID's record
-# and recomputes every hash from there with plain SHA-256 (lib/audit.h's canonical form).
+# reseal DB SEAL_ID [drop_modes]: an attacker without the key rewrites the reason of the first
+# transition that seal SEAL_ID covers and recomputes every seal from there with plain SHA-256
+# (lib/audit.h's canonical form, the events as lib/audit.c reads them).
 reseal() {
     python3 - "$@" <<'PY'
 import hashlib, json, sqlite3, sys
@@ -31,16 +32,30 @@ db, first = sys.argv[1], int(sys.argv[2])
 c = sqlite3.connect(db)
 if len(sys.argv) > 3:
     c.execute("DELETE FROM audit_chain_modes")
-c.execute("UPDATE audit_log SET record = json_set(record, '$.reason', 'forged') WHERE id = ?",
-          (first,))
-row = c.execute("SELECT hash FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT 1",
-                (first,)).fetchone()
-prev = row[0] if row else "0" * 64
-for r in c.execute("SELECT id, at_ms, kind, channel_id, external_message_id, record"
-                   " FROM audit_log WHERE id >= ? ORDER BY id", (first,)).fetchall():
-    canon = json.dumps(list(r), separators=(",", ":"), ensure_ascii=False)
-    prev = hashlib.sha256((prev + "\n" + canon).encode()).hexdigest()
-    c.execute("UPDATE audit_log SET hash = ? WHERE id = ?", (prev, r[0]))
+EVENTS = ("SELECT t.id, t.at_ms, 'transition', coalesce(m.channel_id, ''),"
+    " coalesce(m.external_message_id, ''), json_object('message_id', t.message_id, 'from',"
+    " t.from_state, 'to', t.to_state, 'reason', t.reason), 0 FROM transitions t"
+    " LEFT JOIN audit_messages m ON m.message_id = t.message_id WHERE t.id > ? AND t.id <= ?"
+    " UNION ALL SELECT a.id, a.started_at_ms, 'attempt', coalesce(m.channel_id, ''),"
+    " coalesce(m.external_message_id, ''), json_object('message_id', a.message_id,"
+    " 'sent_sha256', lower(hex(m.sent_sha256)), 'duration_ms', a.duration_ms, 'http_status',"
+    " a.http_status, 'outcome', a.outcome, 'error', a.error, 'response_excerpt',"
+    " a.response_excerpt), 1 FROM attempts a LEFT JOIN audit_messages m"
+    " ON m.message_id = a.message_id WHERE a.id > ? AND a.id <= ? ORDER BY 7, 1")
+seals = c.execute("SELECT id, transitions_upto, attempts_upto, hash FROM audit_seals"
+                  " ORDER BY id").fetchall()
+prev, base = "0" * 64, None
+for sid, tu, au, h in seals:
+    if base is not None and sid >= first and h:
+        if sid == first:
+            c.execute("UPDATE transitions SET reason = 'forged' WHERE id = ?", (base[0] + 1,))
+        for r in c.execute(EVENTS, (base[0], tu, base[1], au)).fetchall():
+            canon = json.dumps(list(r[:6]), separators=(",", ":"), ensure_ascii=False)
+            prev = hashlib.sha256((prev + "\n" + canon).encode()).hexdigest()
+        c.execute("UPDATE audit_seals SET hash = ? WHERE id = ?", (prev, sid))
+    elif h:
+        prev = h
+    base = (tu, au)
 c.commit()
 PY
 }
@@ -51,12 +66,12 @@ vjson() { cat "$T/last.out"; }
 DB2=$T/plain.db
 "$B" migrate --db "$DB2" >/dev/null
 DB=$DB2 enqueue_n 3 p
-for i in 1 2 3; do "$B" cancel --db "$DB2" ch "p$i" >/dev/null; done # audit rows: transitions
+for i in 1 2 3; do "$B" cancel --db "$DB2" ch "p$i" >/dev/null; done # audited: transitions
 verify "plain chain verifies" 0
 assert_eq "... three rows" "$(jget "$(vjson)" '$.checked')" 3
-reseal "$DB2" 2
+reseal "$DB2" 1
 verify "plain chain re-sealed without any key: still verifies" 0
-assert_eq "... the forged record is in it" "$(sql "$DB2" "SELECT json_extract(record, '\$.reason') FROM audit_log WHERE id = 2")" forged
+assert_eq "... the forged record is in it" "$(sql "$DB2" "SELECT reason FROM transitions WHERE id = 1")" forged
 unset DB2
 
 # ---- keyed: plain rows first, then serve seals with the key ------------------------------------
@@ -72,12 +87,12 @@ wait_until 10 '[ "$(sql "$DB" "SELECT count(*) FROM audit_chain_modes")" = 1 ]' 
 FROM=$(sql "$DB" "SELECT from_id FROM audit_chain_modes")
 enqueue_n 5 k
 wait_until 20 '[ "$(count_state accepted)" -ge 5 ] &&
-    [ "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE hash IS NULL")" = 0 ]' ||
+    [ "$(sql "$DB" "SELECT (SELECT max(id) FROM transitions) = (SELECT max(transitions_upto) FROM audit_seals) AND (SELECT max(id) FROM attempts) = (SELECT max(attempts_upto) FROM audit_seals)")" = 1 ]' ||
     fail "messages not delivered and sealed"
 kill -TERM "$SERVE_PID"
 wait "$SERVE_PID"
-assert_eq "the keyed segment starts after the plain rows" "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE id < $FROM")" 3
-assert_ge "rows were sealed with the key" "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE id >= $FROM AND hash IS NOT NULL")" 5
+assert_eq "the keyed segment starts after the plain events" "$(sql "$DB" "SELECT sum(events) FROM audit_seals WHERE id < $FROM")" 3
+assert_ge "events were sealed with the key" "$(sql "$DB" "SELECT sum(events) FROM audit_seals WHERE id >= $FROM")" 5
 assert_not_contains "the key is not in the log" "$(cat "$T/serve.log")" "$KEY"
 assert_eq "the key is not in the database" "$(sql "$DB" "SELECT count(*) FROM audit_chain_modes WHERE key_id = '$KEY' OR mac = '$KEY'")" 0
 
@@ -101,9 +116,9 @@ assert_eq "... before deleting anything" "$(sql "$DB" "SELECT count(*) FROM outb
 
 # ---- the attacker without the key ---------------------------------------------------------------
 cp "$DB" "$T/attacked.db"
-reseal "$T/attacked.db" $((FROM + 2))
+reseal "$T/attacked.db" "$FROM"
 DB2=$T/attacked.db verify "a re-sealed keyed chain fails with the key" 1 --config "$T/key.conf"
-assert_eq "... at the forged row" "$(jget "$(vjson)" '$.first_bad_id')" $((FROM + 2))
+assert_eq "... at the forged seal" "$(jget "$(vjson)" '$.first_bad_id')" "$FROM"
 cp "$DB" "$T/attacked2.db"
 reseal "$T/attacked2.db" 1 drop_modes
 DB2=$T/attacked2.db verify "re-sealed from row 1 with the keyed record removed: fails with the key" 1 \

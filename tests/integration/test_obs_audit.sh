@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The tamper-evident audit trail after a real run (accepted, retried, failed, cancelled):
-# `audit verify` passes; the jsonl export chains row to row and ends with the chain head; every
-# stored hash is recomputed independently in Python from the documented encoding (lib/audit.h);
-# the CSV export carries the same rows; changing any field of one row, deleting a middle row,
-# or forging a hash is detected and the broken row is named.
+# `audit verify` passes; the chain runs over the transitions and attempts themselves (schema 9,
+# lib/audit.h) and no event is copied (audit_log stays empty, each content is stored once); the
+# jsonl export chains event to event and ends with the chain head; every seal is recomputed
+# independently in Python from the documented encoding; the CSV export carries the same rows;
+# changing any field of one event or of a message's identity, deleting or inserting an event,
+# or forging a seal is detected and the broken seal is named.
 . "$(dirname "$0")/lib.sh"
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
 
@@ -29,17 +31,23 @@ wait_until 20 '[ "$(count_state accepted)" = 5 ] && [ "$(count_state failed)" = 
 assert_eq "five accepted" "$(count_state accepted)" 5
 assert_eq "one failed" "$(count_state failed)" 1
 assert_ge "retries happened" "$(sql "$DB" "SELECT count(*) FROM attempts WHERE http_status >= 500")" 2
-sleep 1.5   # serve seals every second: let it seal some rows itself
+sleep 1.5   # serve seals every second: let it seal some events itself
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 assert_eq "serve exits 0" "$?" 0
-assert_eq "serve sealed rows itself" "$([ "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE hash IS NOT NULL")" -gt 0 ] && echo yes)" yes
+assert_ge "serve sealed events itself" "$(sql "$DB" "SELECT count(*) FROM audit_seals WHERE hash <> ''")" 1
 
 assert_eq "audit verify exits 0" "$(verify)" 0
 assert_contains "audit verify says ok" "$(cat "$T/verify.out")" "audit chain ok"
-assert_eq "every row sealed after verify" "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE hash IS NULL")" 0
-assert_eq "one audit row per transition and per attempt" \
-    "$(sql "$DB" "SELECT count(*) FROM audit_log")" \
-    "$(sql "$DB" "SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM attempts)")"
+EVENTS=$(sql "$DB" "SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM attempts)")
+assert_contains "every transition and attempt is verified" "$(cat "$T/verify.out")" "ok: $EVENTS rows verified"
+# Each fact once: nothing is copied into audit_log, and the content only lives in outbox.
+assert_eq "no event copied into audit_log" "$(sql "$DB" "SELECT count(*) FROM audit_log")" 0
+assert_eq "one identity row per message with events" \
+    "$(sql "$DB" "SELECT count(*) FROM audit_messages")" \
+    "$(sql "$DB" "SELECT count(DISTINCT message_id) FROM transitions")"
+assert_eq "every message's sent fields are hashed" \
+    "$(sql "$DB" "SELECT count(*) FROM audit_messages WHERE length(sent_sha256) = 32")" \
+    "$(sql "$DB" "SELECT count(*) FROM audit_messages")"
 
 "$OUTBOX_BIN" audit --db "$DB" --format jsonl >"$T/audit.jsonl" 2>"$T/audit.err"
 assert_eq "audit export exits 0" "$?" 0
@@ -47,7 +55,7 @@ assert_eq "audit export exits 0" "$?" 0
 assert_eq "audit csv export exits 0" "$?" 0
 
 # ---- independent checks in Python ----------------------------------------------------------
-python3 - "$DB" "$T/audit.jsonl" "$T/audit.csv" <<'EOF' >"$T/chain.out" 2>&1
+cat >"$T/chain.py" <<'PYEOF'
 import csv, datetime, hashlib, io, json, sqlite3, sys
 db, jsonl, csvfile = sys.argv[1:4]
 GENESIS = "0" * 64
@@ -62,24 +70,60 @@ def J(t):
     return out + '"'
 
 def canonical(id_, at_ms, kind, ch, ext, record):
-    return "[%d,%d,%s,%s,%s,%s]" % (id_, at_ms, J(kind), J(ch), J(ext), J(record))
+    return "[%d,%d,%s,%s,%s,%s]" % (id_, at_ms, J(kind), J(ch or ""), J(ext or ""), J(record))
 def problem(s):
     problems.append(s)
+def jobj(d):
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
 
 con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
-rows = con.execute("SELECT id, at_ms, kind, channel_id, external_message_id, record, hash"
-                   " FROM audit_log ORDER BY id").fetchall()
-checkpoints = con.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
-if checkpoints:
+if con.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]:
     problem("a checkpoint exists before any purge")
-# 1. recompute the chain from the documented encoding
-prev = GENESIS
-for id_, at_ms, kind, ch, ext, record, h in rows:
-    canon = prev + "\n" + canonical(id_, at_ms, kind, ch, ext, record)
-    want = hashlib.sha256(canon.encode("utf-8")).hexdigest()
-    if h != want:
-        problem("row %d: stored hash %s, recomputed %s" % (id_, h, want))
-    prev = h
+ident = {m: (ch, ext, sent) for m, ch, ext, sent in con.execute(
+    "SELECT message_id, channel_id, external_message_id, sent_sha256 FROM audit_messages")}
+# 0. what was sent: sent_sha256 is the SHA-256 of the JSON object of the Partoo fields
+for m, biz, conv, content, sender, cname, cimg in con.execute(
+        "SELECT id, business_id, external_conversation_id, content, sender_type, consumer_name,"
+        " consumer_image FROM outbox"):
+    sent = jobj({"business_id": biz, "external_conversation_id": conv, "content": content,
+                 "sender_type": sender, "consumer_name": cname, "consumer_image": cimg})
+    if m in ident and hashlib.sha256(sent.encode()).digest() != ident[m][2]:
+        problem("message %d: sent_sha256 is not the hash of its fields %s" % (m, sent))
+# 1. recompute every seal: transitions then attempts of its range, each by id
+def events(t0, t1, a0, a1):
+    out = []
+    for id_, m, at, f, to, reason in con.execute(
+            "SELECT id, message_id, at_ms, from_state, to_state, reason FROM transitions"
+            " WHERE id > ? AND id <= ? ORDER BY id", (t0, t1)):
+        ch, ext, _ = ident.get(m, ("", "", None))
+        out.append((id_, at, "transition", ch, ext,
+                    jobj({"message_id": m, "from": f, "to": to, "reason": reason})))
+    for id_, m, at, dur, st, outc, err, exc in con.execute(
+            "SELECT id, message_id, started_at_ms, duration_ms, http_status, outcome, error,"
+            " response_excerpt FROM attempts WHERE id > ? AND id <= ? ORDER BY id", (a0, a1)):
+        ch, ext, sent = ident.get(m, ("", "", None))
+        out.append((id_, at, "attempt", ch, ext,
+                    jobj({"message_id": m, "sent_sha256": sent.hex() if sent is not None else "",
+                          "duration_ms": dur, "http_status": st, "outcome": outc, "error": err,
+                          "response_excerpt": exc})))
+    return out
+seals = con.execute("SELECT id, transitions_upto, attempts_upto, events, hash FROM audit_seals"
+                    " ORDER BY id").fetchall()
+prev, base, chain = GENESIS, None, []
+for sid, tu, au, n, h in seals:
+    if base is None or not h:
+        base = (tu, au)
+        continue
+    evs = events(base[0], tu, base[1], au)
+    for e in evs:
+        prev = hashlib.sha256((prev + "\n" + canonical(*e)).encode("utf-8")).hexdigest()
+        chain.append(e + (prev,))
+    if prev != h or len(evs) != n:
+        problem("seal %d: stored hash %s, recomputed %s (%d events, %d stored)" % (sid, h, prev, len(evs), n))
+    base = (tu, au)
+total = con.execute("SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM attempts)").fetchone()[0]
+if len(chain) != total:
+    problem("%d events in seals, %d in the tables" % (len(chain), total))
 # 2. the jsonl export
 lines = open(jsonl, encoding="utf-8").read().split("\n")
 if lines[-1] != "":
@@ -96,35 +140,34 @@ if not objs:
 head, exported = objs[-1], objs[:-1]
 if list(head) != ["chain_head"]:
     problem("last line is not {\"chain_head\":...}: %r" % head)
-if len(exported) != len(rows):
-    problem("%d exported rows, %d in audit_log" % (len(exported), len(rows)))
+if len(exported) != len(chain):
+    problem("%d exported rows, %d events in the chain" % (len(exported), len(chain)))
 prev = GENESIS
-for e, r in zip(exported, rows):
+for e, r in zip(exported, chain):
     id_, at_ms, kind, ch, ext, record, h = r
     for k in ("id", "at", "kind", "channel_id", "external_message_id", "record", "prev_hash", "hash"):
         if k not in e:
             problem("row %r has no %s" % (e.get("id"), k))
     if e.get("prev_hash") != prev:
-        problem("row %d: prev_hash %s is not the hash of the row before (%s)"
-                % (id_, e.get("prev_hash"), prev))
-    got = (e.get("id"), e.get("kind"), e.get("channel_id"), e.get("external_message_id"),
-           e.get("hash"))
+        problem("%s %d: prev_hash %s is not the hash of the event before (%s)"
+                % (kind, id_, e.get("prev_hash"), prev))
+    got = (e.get("id"), e.get("kind"), e.get("channel_id"), e.get("external_message_id"), e.get("hash"))
     if got != (id_, kind, ch, ext, h):
-        problem("row %d: export %r differs from the database %r" % (id_, got, (id_, kind, ch, ext, h)))
+        problem("%s %d: export %r differs from the database %r" % (kind, id_, got, (id_, kind, ch, ext, h)))
     if e.get("record") != json.loads(record):
-        problem("row %d: record differs from the database" % id_)
+        problem("%s %d: record differs from the database" % (kind, id_))
     t = datetime.datetime.fromtimestamp(at_ms / 1000, tz=datetime.timezone.utc)
     want_at = t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (at_ms % 1000)
     if e.get("at") != want_at:
-        problem("row %d: at %r, want %r (at_ms %d)" % (id_, e.get("at"), want_at, at_ms))
+        problem("%s %d: at %r, want %r (at_ms %d)" % (kind, id_, e.get("at"), want_at, at_ms))
     prev = e.get("hash")
-if rows and head.get("chain_head") != {"id": rows[-1][0], "hash": rows[-1][6]}:
-    problem("chain_head %r is not the last row (%d, %s)" % (head, rows[-1][0], rows[-1][6]))
-# 3. what an attempt row records: the Partoo fields sent and the answer
-attempts = con.execute("SELECT o.channel_id, o.external_message_id, o.content, a.http_status,"
-                       " a.outcome FROM attempts a JOIN outbox o ON o.id = a.message_id"
-                       " ORDER BY a.id").fetchall()
-recs = [(e["channel_id"], e["external_message_id"], e["record"].get("content"),
+if chain and head.get("chain_head", {}).get("hash") != chain[-1][6]:
+    problem("chain_head %r is not the last event's hash %s" % (head, chain[-1][6]))
+# 3. what an attempt records: the hash of the Partoo fields sent, and the answer
+attempts = con.execute("SELECT o.channel_id, o.external_message_id, lower(hex(m.sent_sha256)),"
+                       " a.http_status, a.outcome FROM attempts a JOIN outbox o ON o.id = a.message_id"
+                       " JOIN audit_messages m ON m.message_id = a.message_id ORDER BY a.id").fetchall()
+recs = [(e["channel_id"], e["external_message_id"], e["record"].get("sent_sha256"),
          e["record"].get("http_status"), e["record"].get("outcome"))
         for e in exported if e.get("kind") == "attempt"]
 if recs != attempts:
@@ -147,97 +190,79 @@ for c, e in zip(body, exported):
     if (int(c[0]), c[1], c[2], c[3], c[4], c[6], c[7]) != (e["id"], e["at"], e["kind"], e["channel_id"],
             e["external_message_id"], e["prev_hash"], e["hash"]) or json.loads(c[5]) != e["record"]:
         problem("csv row %s differs from jsonl" % c[0])
-print("%d rows recomputed" % len(rows))
+print("%d events recomputed in %d seals" % (len(chain), len([s for s in seals if s[4]])))
 for p in problems:
     print("PROBLEM", p)
 sys.exit(1 if problems else 0)
-EOF
+PYEOF
+python3 "$T/chain.py" "$DB" "$T/audit.jsonl" "$T/audit.csv" >"$T/chain.out" 2>&1
 rc=$?
 assert_eq "chain recomputed in Python, exports checked ($(head -1 "$T/chain.out"))" "$rc" 0
 [ "$rc" = 0 ] || cat "$T/chain.out"
 
 # ---- tampering -------------------------------------------------------------------------------
-N=$(sql "$DB" "SELECT count(*) FROM audit_log")
-K=$(sql "$DB" "SELECT id FROM audit_log WHERE kind = 'attempt' AND json_extract(record, '\$.http_status') = 400")
-LAST=$(sql "$DB" "SELECT max(id) FROM audit_log")
-assert_eq "row K ($K) is a middle row" "$([ "$K" -gt 1 ] && [ "$K" -lt "$LAST" ] && echo yes)" yes
+# K: the attempt answered 400; S: the seal covering it; KM: its message.
+K=$(sql "$DB" "SELECT id FROM attempts WHERE http_status = 400")
+S=$(sql "$DB" "SELECT min(id) FROM audit_seals WHERE attempts_upto >= $K AND hash <> ''")
+KM=$(sql "$DB" "SELECT message_id FROM attempts WHERE id = $K")
+LAST=$(sql "$DB" "SELECT max(id) FROM audit_seals")
+assert_eq "attempt K ($K) is sealed (seal $S)" "$([ -n "$S" ] && echo yes)" yes
 sqlite3 "$DB" ".backup '$T/pristine.db'"
 restore() { rm -f "$DB-wal" "$DB-shm"; cp "$T/pristine.db" "$DB"; }
 
-# tamper NAME SQL: apply SQL to row K of a pristine copy; verify must fail and name row K.
+# tamper NAME SQL: apply SQL to a pristine copy; verify must fail and name seal S.
 tamper() {
     restore
     sql "$DB" "$2"
     local rc
     rc=$(verify)
     assert_eq "$1: audit verify exits 1" "$rc" 1
-    assert_contains "$1: row $K is named" "$(cat "$T/verify.out")" "BROKEN at row $K:"
+    assert_contains "$1: seal $S is named" "$(cat "$T/verify.out")" "BROKEN at row $S:"
 }
-tamper "record changed (400 made 200)" \
-    "UPDATE audit_log SET record = json_set(record, '\$.http_status', 200) WHERE id = $K"
-tamper "at_ms changed" "UPDATE audit_log SET at_ms = at_ms + 1 WHERE id = $K"
-tamper "kind changed" "UPDATE audit_log SET kind = 'transition' WHERE id = $K"
-tamper "channel_id changed" "UPDATE audit_log SET channel_id = 'other' WHERE id = $K"
-tamper "external_message_id changed" "UPDATE audit_log SET external_message_id = 'm9' WHERE id = $K"
-tamper "record changed by one byte" "UPDATE audit_log SET record = record || ' ' WHERE id = $K"
-# A forger who also recomputes row K's own hash still breaks row K+1.
+tamper "http_status changed (400 made 200)" "UPDATE attempts SET http_status = 200 WHERE id = $K"
+tamper "started_at_ms changed" "UPDATE attempts SET started_at_ms = started_at_ms + 1 WHERE id = $K"
+tamper "outcome changed" "UPDATE attempts SET outcome = 'accepted' WHERE id = $K"
+tamper "response excerpt changed by one byte" \
+    "UPDATE attempts SET response_excerpt = coalesce(response_excerpt, '') || ' ' WHERE id = $K"
+tamper "attempt moved to another message" "UPDATE attempts SET message_id = message_id + 1 WHERE id = $K"
+tamper "channel_id changed" "UPDATE audit_messages SET channel_id = 'other' WHERE message_id = $KM"
+tamper "external_message_id changed" \
+    "UPDATE audit_messages SET external_message_id = 'm9' WHERE message_id = $KM"
+tamper "what was sent changed" "UPDATE audit_messages SET sent_sha256 = zeroblob(32) WHERE message_id = $KM"
+tamper "attempt deleted" "DELETE FROM attempts WHERE id = $K"
+tamper "an attempt inserted inside the sealed range" \
+    "UPDATE attempts SET id = id + 1000000 WHERE id = $K;
+     INSERT INTO attempts (id, message_id, started_at_ms, duration_ms, outcome)
+         VALUES ($K, $KM, 1, 1, 'fatal')"
+TK=$(sql "$DB" "SELECT min(id) FROM transitions WHERE message_id = $KM AND to_state = 'failed'")
+S2=$(sql "$DB" "SELECT min(id) FROM audit_seals WHERE transitions_upto >= $TK AND hash <> ''")
 restore
-python3 - "$DB" "$K" <<'EOF'
-import hashlib, sqlite3, sys
-con = sqlite3.connect(sys.argv[1]); k = int(sys.argv[2])
-prev = con.execute("SELECT hash FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT 1", (k,)).fetchone()[0]
-id_, at, kind, ch, ext, rec = con.execute("SELECT id, at_ms, kind, channel_id, external_message_id,"
-    " json_set(record, '$.http_status', 200) FROM audit_log WHERE id = ?", (k,)).fetchone()
-def J(t):
-    out = '"'
-    for c in t:
-        out += {'"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t'}.get(
-            c, c if ord(c) >= 0x20 else '\\u%04x' % ord(c))
-    return out + '"'
-canon = prev + "\n" + "[%d,%d,%s,%s,%s,%s]" % (id_, at, J(kind), J(ch), J(ext), J(rec))
-h = hashlib.sha256(canon.encode()).hexdigest()
-con.execute("UPDATE audit_log SET record = ?, hash = ? WHERE id = ?", (rec, h, k)); con.commit()
-EOF
-assert_eq "re-hashed forgery: audit verify exits 1" "$(verify)" 1
-assert_contains "re-hashed forgery: the next row is named" "$(cat "$T/verify.out")" "BROKEN at row $((K + 1)):"
+sql "$DB" "UPDATE transitions SET to_state = 'confirmed' WHERE id = $TK"
+assert_eq "transition changed: audit verify exits 1" "$(verify)" 1
+assert_contains "transition changed: its seal is named" "$(cat "$T/verify.out")" "BROKEN at row $S2:"
 
 restore
-sql "$DB" "DELETE FROM audit_log WHERE id = $K"
-assert_eq "middle row deleted: audit verify exits 1" "$(verify)" 1
-assert_contains "middle row deleted: the row after it is named" "$(cat "$T/verify.out")" \
-    "BROKEN at row $((K + 1)):"
+sql "$DB" "UPDATE audit_seals SET hash = '$GENESIS' WHERE id = $LAST"
+assert_eq "last seal's hash forged: audit verify exits 1" "$(verify)" 1
+assert_contains "last seal's hash forged: named" "$(cat "$T/verify.out")" "BROKEN at row $LAST:"
 "$OUTBOX_BIN" audit --db "$DB" verify --json >"$T/verify.json" 2>&1
 assert_eq "verify --json: ok false" "$(jget "$(cat "$T/verify.json")" '$.ok')" 0
-assert_eq "verify --json: first_bad_id" "$(jget "$(cat "$T/verify.json")" '$.first_bad_id')" $((K + 1))
+assert_eq "verify --json: first_bad_id" "$(jget "$(cat "$T/verify.json")" '$.first_bad_id')" "$LAST"
 
+# Cutting the end of the chain (the last seal and its last event) is what the exported chain
+# head is for: verify alone cannot see it, but its head no longer matches the one an auditor
+# kept from the export.
 restore
-sql "$DB" "DELETE FROM audit_log WHERE id = 1"
-assert_eq "first row deleted: audit verify exits 1" "$(verify)" 1
-assert_contains "first row deleted: row 2 is named" "$(cat "$T/verify.out")" "BROKEN at row 2:"
-
-restore
-sql "$DB" "UPDATE audit_log SET hash = NULL WHERE id = $K"
-assert_eq "a middle row unsealed: audit verify exits 1" "$(verify)" 1
-
-restore
-sql "$DB" "UPDATE audit_log SET hash = '$GENESIS' WHERE id = $LAST"
-assert_eq "last row's hash forged: audit verify exits 1" "$(verify)" 1
-assert_contains "last row's hash forged: named" "$(cat "$T/verify.out")" "BROKEN at row $LAST:"
-
-# Cutting the end of the chain is what the exported chain head is for: verify alone cannot
-# see it, but its head no longer matches the head an auditor kept from the export.
-restore
-sql "$DB" "DELETE FROM audit_log WHERE id = $LAST"
-assert_eq "last row deleted: the rest still verifies" "$(verify)" 0
+sql "$DB" "DELETE FROM audit_seals WHERE id = $LAST; DELETE FROM attempts WHERE id = (SELECT max(id) FROM attempts)"
+assert_eq "last seal and event deleted: the rest still verifies" "$(verify)" 0
 kept_head=$(tail -1 "$T/audit.jsonl")
 "$OUTBOX_BIN" audit --db "$DB" verify --json >"$T/verify.json" 2>&1
-assert_eq "last row deleted: the head moved back from the exported chain head" \
-    "$(jget "$(cat "$T/verify.json")" '$.head.id') $(jget "$kept_head" '$.chain_head.id')" \
-    "$((LAST - 1)) $LAST"
+assert_eq "last seal and event deleted: the head hash moved back from the exported chain head" \
+    "$([ "$(jget "$(cat "$T/verify.json")" '$.head.hash')" != "$(jget "$kept_head" '$.chain_head.hash')" ] && echo moved)" moved
 
 restore
 assert_eq "the pristine copy still verifies" "$(verify)" 0
-assert_contains "and reports every row" "$(cat "$T/verify.out")" "$N rows verified"
+assert_contains "and reports every event" "$(cat "$T/verify.out")" "$EVENTS rows verified"
 
 # ---- the encoding must be unambiguous: ids written by plain SQL may hold a newline ------------
 # The CLI and the API refuse control characters in ids, but the SQL contract cannot. With "\n"
@@ -250,8 +275,8 @@ assert_eq "the CLI refuses a message id holding a newline" "$?" 1
 sql "$DB" "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) VALUES ('ch', 'nl' || char(10) || 'id', 'b1', 'c-nl', 'x', 'Consumer')"
 "$OUTBOX_BIN" cancel --db "$DB" ch $'nl\nid' >/dev/null
 assert_eq "its cancellation verifies" "$(verify)" 0
-R=$(sql "$DB" "SELECT max(id) FROM audit_log")
-sql "$DB" "UPDATE audit_log SET channel_id = 'ch' || char(10) || 'nl', external_message_id = 'id' WHERE id = $R"
-assert_eq "row re-attributed across the channel/message boundary: audit verify exits 1" "$(verify)" 1
+R=$(sql "$DB" "SELECT max(message_id) FROM audit_messages")
+sql "$DB" "UPDATE audit_messages SET channel_id = 'ch' || char(10) || 'nl', external_message_id = 'id' WHERE message_id = $R"
+assert_eq "message re-attributed across the channel/message boundary: audit verify exits 1" "$(verify)" 1
 
 finish

@@ -3,7 +3,7 @@
 # sending, accepted awaiting confirmation, accepted unconfirmed (after max_resends), accepted
 # on a read-only channel, confirmed, failed, cancelled. Only confirmed, failed (unless
 # --keep-failed), cancelled and read-only-accepted (with the read-only config) may go. The
-# audit rows go behind a checkpoint and `audit verify` still passes, also after serve appends
+# audited events go behind a checkpoint and `audit verify` still passes, also after serve appends
 # to the chain again.
 . "$(dirname "$0")/lib.sh"
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
@@ -84,7 +84,9 @@ assert_eq "purge --older-than 0s --keep-failed removes confirmed and cancelled" 
     "$(purge --older-than 0s --keep-failed)" 2
 assert_eq "--keep-failed kept f1" "$(exists f1)" 1
 UPTO=$(sql "$DB" "SELECT upto_id FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-assert_ge "the first checkpoint covers the rows written so far" "${UPTO:-0}" 10
+# The checkpoint is a seal (schema 9): the chain covered every event up to its ranges.
+assert_ge "the first checkpoint covers the events written so far" \
+    "$(sql "$DB" "SELECT transitions_upto + attempts_upto FROM audit_seals WHERE id = ${UPTO:-0}")" 10
 assert_eq "purge --older-than 0s removes the failed one" "$(purge --older-than 0s)" 1
 assert_eq "sending s1 is still there (purge ran while it was in flight)" \
     "$(state_of s1)" sending
@@ -96,8 +98,10 @@ assert_eq "read-only accepted r1 kept when purge is not told the channel is read
 for m in x1 k1 f1; do
     assert_eq "$m deleted" "$(exists "$m")" 0
 done
-assert_eq "their transitions went with them" \
-    "$(sql "$DB" "PRAGMA foreign_keys=ON; SELECT count(*) FROM transitions WHERE message_id NOT IN (SELECT id FROM outbox)")" 0
+assert_eq "their transitions went with them (behind the checkpoint)" \
+    "$(sql "$DB" "SELECT count(*) FROM transitions WHERE message_id NOT IN (SELECT id FROM outbox)")" 0
+assert_eq "their identity rows too" \
+    "$(sql "$DB" "SELECT count(*) FROM audit_messages WHERE message_id NOT IN (SELECT id FROM outbox)")" 0
 assert_eq "their attempts went with them" \
     "$(sql "$DB" "SELECT count(*) FROM attempts WHERE message_id NOT IN (SELECT id FROM outbox)")" 0
 assert_eq "purge with the read-only config removes r1 only" \
@@ -107,8 +111,18 @@ assert_eq "remaining messages" "$(sql "$DB" "SELECT group_concat(external_messag
 
 # ---- the audit chain behind a checkpoint ---------------------------------------------------------
 assert_ge "a checkpoint row exists" "$(sql "$DB" "SELECT count(*) FROM audit_checkpoints")" 1
-assert_eq "audit rows up to the checkpoint were pruned" \
-    "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE id <= $UPTO")" 0
+# behind [after]: events the latest checkpoint's seal covers (after: that it does not cover),
+# of messages gone (all: of any message)
+behind() {
+    local op="<=" gone="AND message_id NOT IN (SELECT id FROM outbox)"
+    [ "${1:-}" = after ] && op=">" && gone=""
+    [ "${2:-}" = all ] && gone=""
+    sql "$DB" "SELECT (SELECT count(*) FROM transitions WHERE id $op s.transitions_upto $gone)
+                    + (SELECT count(*) FROM attempts WHERE id $op s.attempts_upto $gone)
+               FROM audit_seals s WHERE s.id = (SELECT max(upto_id) FROM audit_checkpoints)"
+}
+assert_eq "events of purged messages up to the checkpoint were pruned" "$(behind)" 0
+assert_ge "messages still there keep their history (for show and the API)" "$(behind before all)" 1
 assert_eq "audit verify after purge exits 0" "$(verify)" 0
 assert_contains "audit verify after purge says ok" "$(cat "$T/verify.out")" "audit chain ok"
 
@@ -119,20 +133,20 @@ wait_until 40 '[ "$(state_of s1)" = accepted ] && [ "$(state_of q1)" = accepted 
 assert_eq "s1 then q1 accepted after the purge" "$(state_of s1)/$(state_of q1)" accepted/accepted
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 assert_eq "serve exits 0" "$?" 0
-NROWS=$(sql "$DB" "SELECT count(*) FROM audit_log")
-assert_ge "serve appended audit rows after the purge" "$NROWS" 4
+NROWS=$(behind after)
+assert_ge "serve appended events after the purge" "$NROWS" 4
 assert_eq "audit verify with rows after the checkpoint exits 0" "$(verify)" 0
 assert_contains "audit verify checked every row written after the checkpoint" \
     "$(cat "$T/verify.out")" "ok: $NROWS rows verified"
-assert_eq "new audit rows get ids after every checkpoint's upto_id (max $UPTO)" \
-    "$(sql "$DB" "SELECT count(*) FROM audit_log WHERE id <= $UPTO")" 0
-# Tampering with a row written after the checkpoint is detected.
-TK=$(sql "$DB" "SELECT id FROM audit_log WHERE kind = 'attempt' AND external_message_id = 's1'")
+assert_eq "new events get ids after the checkpoint's ranges (seal $UPTO)" "$(behind)" 0
+# Tampering with an event written after the checkpoint is detected, and its seal named.
+TK=$(sql "$DB" "SELECT max(a.id) FROM attempts a JOIN audit_messages m ON m.message_id = a.message_id WHERE m.external_message_id = 's1'")
+SK=$(sql "$DB" "SELECT min(id) FROM audit_seals WHERE attempts_upto >= $TK AND hash <> ''")
 sqlite3 "$DB" ".backup '$T/before-tamper.db'"
-sql "$DB" "UPDATE audit_log SET record = json_set(record, '\$.http_status', 500) WHERE id = $TK"
-assert_eq "a row after the checkpoint changed: audit verify exits 1" "$(verify)" 1
-assert_contains "a row after the checkpoint changed: row $TK is named" "$(cat "$T/verify.out")" \
-    "BROKEN at row $TK:"
+sql "$DB" "UPDATE attempts SET http_status = 500 WHERE id = $TK"
+assert_eq "an event after the checkpoint changed: audit verify exits 1" "$(verify)" 1
+assert_contains "an event after the checkpoint changed: seal $SK is named" "$(cat "$T/verify.out")" \
+    "BROKEN at row $SK:"
 rm -f "$DB-wal" "$DB-shm"; cp "$T/before-tamper.db" "$DB"
 "$OUTBOX_BIN" audit --db "$DB" >"$T/audit.jsonl"
 python3 - "$DB" "$T/audit.jsonl" >"$T/chain.out" 2>&1 <<'EOF'
@@ -150,20 +164,37 @@ def canonical(id_, at_ms, kind, ch, ext, record):
     return "[%d,%d,%s,%s,%s,%s]" % (id_, at_ms, J(kind), J(ch), J(ext), J(record))
 con = sqlite3.connect(sys.argv[1])
 upto, prev = con.execute("SELECT upto_id, hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
-rows = con.execute("SELECT id, at_ms, kind, channel_id, external_message_id, record, hash FROM audit_log"
-                   " ORDER BY id").fetchall()
-problems = []
-if not rows:
-    problems.append("no audit rows after the checkpoint")
+# The events of a seal's range as lib/audit.c reads them (lib/audit.h, "Chain").
+EVENTS = ("SELECT t.id, t.at_ms, 'transition', coalesce(m.channel_id, ''),"
+    " coalesce(m.external_message_id, ''), json_object('message_id', t.message_id, 'from',"
+    " t.from_state, 'to', t.to_state, 'reason', t.reason), 0 FROM transitions t"
+    " LEFT JOIN audit_messages m ON m.message_id = t.message_id WHERE t.id > ? AND t.id <= ?"
+    " UNION ALL SELECT a.id, a.started_at_ms, 'attempt', coalesce(m.channel_id, ''),"
+    " coalesce(m.external_message_id, ''), json_object('message_id', a.message_id,"
+    " 'sent_sha256', lower(hex(m.sent_sha256)), 'duration_ms', a.duration_ms, 'http_status',"
+    " a.http_status, 'outcome', a.outcome, 'error', a.error, 'response_excerpt',"
+    " a.response_excerpt), 1 FROM attempts a LEFT JOIN audit_messages m"
+    " ON m.message_id = a.message_id WHERE a.id > ? AND a.id <= ? ORDER BY 7, 1")
+base = con.execute("SELECT transitions_upto, attempts_upto FROM audit_seals WHERE id = ?", (upto,)).fetchone()
+seals = con.execute("SELECT id, transitions_upto, attempts_upto, hash FROM audit_seals WHERE id > ?"
+                    " ORDER BY id", (upto,)).fetchall()
+problems, n = [], 0
+if not base:
+    problems.append("the checkpoint's seal %d is gone" % upto)
+    base = (0, 0)
+if not seals:
+    problems.append("no seal after the checkpoint")
 first = json.loads(open(sys.argv[2]).readline())
 if first.get("prev_hash") != prev:
     problems.append("export's first prev_hash %s is not the checkpoint hash %s" % (first.get("prev_hash"), prev))
-for id_, at, kind, ch, ext, rec, h in rows:
-    want = hashlib.sha256((prev + "\n" + canonical(id_, at, kind, ch, ext, rec)).encode()).hexdigest()
-    if h != want:
-        problems.append("row %d: hash %s, recomputed from the checkpoint %s" % (id_, h, want))
-    prev = h
-print("%d rows after checkpoint %d" % (len(rows), upto))
+for sid, tu, au, h in seals:
+    for r in con.execute(EVENTS, (base[0], tu, base[1], au)).fetchall():
+        prev = hashlib.sha256((prev + "\n" + canonical(*r[:6])).encode()).hexdigest()
+        n += 1
+    if h != prev:
+        problems.append("seal %d: hash %s, recomputed from the checkpoint %s" % (sid, h, prev))
+    prev, base = h, (tu, au)
+print("%d events after checkpoint %d" % (n, upto))
 for p in problems:
     print("PROBLEM", p)
 sys.exit(1 if problems else 0)

@@ -10,10 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "buf.h"
 #include "check.h"
 #include "db.h"
 #include "migrate.h"
+#include "signature.h"
 #include "store.h"
 
 #ifndef OBX_SOURCE_DIR
@@ -515,12 +517,13 @@ test_0006_keeps_data(void)
     CHECK_INT(query_int(db->h, "SELECT count(*) FROM pragma_integrity_check WHERE"
                                " integrity_check <> 'ok'"),
               0);
-    /* The transition trigger is back, and the cascade too. */
+    /* The transition trigger is back. Since 0009 a message's events outlive it (the audit
+     * chain covers them; its prune removes them). */
     CHECK_OK(obx_db_exec(db, "UPDATE outbox SET state = 'cancelled', state_reason = 'y'"
                              " WHERE id = 9"));
     CHECK_INT(query_int(db->h, "SELECT count(*) FROM transitions WHERE message_id = 9"), 1);
     CHECK_OK(obx_db_exec(db, "DELETE FROM outbox WHERE id = 7"));
-    CHECK_INT(query_int(db->h, "SELECT count(*) FROM attempts"), 0);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM attempts"), 1);
     CHECK(obx_db_exec(db, "INSERT INTO outbox (channel_id, external_message_id, business_id,"
                           " external_conversation_id, content, sender_type)"
                           " VALUES ('..', 'm3', 'b', 'c', 'hi', 'User')") != OBX_OK);
@@ -560,6 +563,115 @@ end:
     TEST_END;
 }
 
+/* hash = sha256(prev || "\n" || canonical(row)) as schema 7's seal wrote it (lib/audit.h). */
+static enum obx_err
+legacy_seal(sqlite3 *h, int upto_id)
+{
+    sqlite3_stmt *s = NULL, *u = NULL;
+    char prev[65] = "0000000000000000000000000000000000000000000000000000000000000000", hash[65];
+    struct obx_buf b;
+    enum obx_err err = OBX_OK;
+
+    obx_buf_init(&b, 1 << 20);
+    if (sqlite3_prepare_v2(h, "SELECT id, at_ms, kind, channel_id, external_message_id, record"
+                              " FROM audit_log WHERE id <= ?1 ORDER BY id", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "UPDATE audit_log SET hash = ?2 WHERE id = ?1", -1, &u, NULL) != SQLITE_OK)
+        err = OBX_EDB;
+    if (err == OBX_OK)
+        sqlite3_bind_int(s, 1, upto_id);
+    while (err == OBX_OK && sqlite3_step(s) == SQLITE_ROW) {
+        obx_buf_reset(&b);
+        err = obx_buf_printf(&b, "%s\n[%lld,%lld", prev, (long long)sqlite3_column_int64(s, 0),
+                             (long long)sqlite3_column_int64(s, 1));
+        for (int col = 2; err == OBX_OK && col <= 5; col++) {
+            err = obx_buf_puts(&b, ",");
+            if (err == OBX_OK)
+                err = obx_buf_json_str(&b, (const char *)sqlite3_column_text(s, col));
+        }
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, "]");
+        if (err == OBX_OK)
+            err = obx_sha256_hex(obx_buf_str(&b), b.len, hash);
+        sqlite3_bind_int64(u, 1, sqlite3_column_int64(s, 0));
+        sqlite3_bind_text(u, 2, hash, -1, SQLITE_TRANSIENT);
+        if (err == OBX_OK && sqlite3_step(u) != SQLITE_DONE)
+            err = OBX_EDB;
+        sqlite3_reset(u);
+        memcpy(prev, hash, sizeof prev);
+    }
+    sqlite3_finalize(s);
+    sqlite3_finalize(u);
+    obx_buf_release(&b);
+    return err;
+}
+
+/*
+ * 0009 (lean audit): a schema 7 database whose audit_log rows were sealed (two) or not yet
+ * (one) keeps a chain that verifies after the migration; the chain goes on from the legacy
+ * rows into the seals of the new events; a change to a legacy row or to a new event is still
+ * caught, and the new events are not copied into audit_log.
+ */
+static int
+test_0009_keeps_audit_chain(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0009");
+    struct obx_store *st = NULL;
+    struct obx_audit_report r;
+    int64_t sealed = 0;
+
+    CHECK(db);
+    CHECK_OK(migrate_upto(db, 7));
+    CHECK_OK(obx_db_exec(db, "INSERT INTO outbox (id, channel_id, external_message_id,"
+                             " business_id, external_conversation_id, content, sender_type, head)"
+                             " VALUES (7, 'ch', 'm1', 'b', 'c1', 'hi', 'User', 1),"
+                             " (9, 'ch', 'm2', 'b', 'c2', 'yo', 'Consumer', 1);"
+                             " UPDATE outbox SET state = 'sending', state_reason = 'claimed'"
+                             " WHERE id = 7;"
+                             " INSERT INTO attempts (message_id, started_at_ms, duration_ms,"
+                             " http_status, outcome) VALUES (7, 1, 2, 503, 'retry');"
+                             " UPDATE outbox SET state = 'queued', state_reason = 'retry'"
+                             " WHERE id = 7;"));
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM audit_log"), 3);
+    CHECK_OK(legacy_seal(db->h, 2)); /* the third row waits for its seal */
+    obx_db_free(db);
+    db = NULL;
+
+    CHECK_OK(obx_store_open(path_a, NULL, &st));
+    CHECK_INT(query_int(st->db->h, "PRAGMA user_version"), obx_migrate_latest());
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, 0);
+    CHECK_INT(r.checked, 2);
+    CHECK_INT(r.unsealed, 1);
+    /* New events after the migration: delivered and cancelled. */
+    CHECK_OK(obx_db_exec(st->db, "UPDATE outbox SET state = 'cancelled', state_reason = 'x'"
+                                 " WHERE id = 9;"
+                                 " INSERT INTO attempts (message_id, started_at_ms, duration_ms,"
+                                 " http_status, outcome) VALUES (7, 5, 2, 200, 'accepted');"));
+    CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+    CHECK_INT(sealed, 3); /* the legacy row, then the two new events */
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_log"), 3);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_seals WHERE hash <> ''"), 1);
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, 0);
+    CHECK_INT(r.checked, 5);
+    CHECK_INT(r.unsealed, 0);
+    /* A new event changed: its seal is named. */
+    CHECK_OK(obx_db_exec(st->db, "UPDATE attempts SET http_status = 500 WHERE http_status = 200"));
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, query_int(st->db->h, "SELECT max(id) FROM audit_seals"));
+    CHECK_OK(obx_db_exec(st->db, "UPDATE attempts SET http_status = 200 WHERE http_status = 500"));
+    /* A legacy row changed: the legacy row is named. */
+    CHECK_OK(obx_db_exec(st->db, "UPDATE audit_log SET record = json_set(record, '$.reason',"
+                                 " 'forged') WHERE id = 1"));
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, 1);
+end:
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"empty_to_latest", test_empty_to_latest},
     {"rerun_is_noop", test_rerun_is_noop},
@@ -572,6 +684,7 @@ static const struct test_case tests[] = {
     {"schema_drift", test_schema_drift},
     {"0006_keeps_data", test_0006_keeps_data},
     {"0006_refuses_dot_rows", test_0006_refuses_dot_rows},
+    {"0009_keeps_audit_chain", test_0009_keeps_audit_chain},
     {NULL, NULL},
 };
 
