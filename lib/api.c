@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "audit.h"
-#include "dash.h"
+#include "store_dash.h"
 #include "httpd.h"
 #include "inbox.h"
 #include "json.h"
@@ -925,9 +925,9 @@ on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
     obx_store_set_busy_timeout(api->st, API_BUSY_MS);
     if (pause) {
         snprintf(why, sizeof why, "%s", reason ? reason : by);
-        err = obx_dash_pause(api->st, OBX_PAUSE_CHANNEL, channel, why, by, &created);
+        err = obx_store_dash_pause(api->st, OBX_PAUSE_CHANNEL, channel, why, by, &created);
     } else {
-        err = obx_dash_resume(api->st, OBX_PAUSE_CHANNEL, channel, by);
+        err = obx_store_dash_resume(api->st, OBX_PAUSE_CHANNEL, channel, by);
         created = err == OBX_OK;
         if (err == OBX_ENOTFOUND)
             err = OBX_OK;
@@ -972,7 +972,7 @@ on_resume(struct obx_api *api, struct evhttp_request *req, char **seg)
 static enum obx_err
 append_holds(struct obx_api *api, struct obx_buf *b)
 {
-    return obx_dash_append_holds(api->st, b);
+    return obx_store_dash_append_holds(api->st, b);
 }
 
 struct overview_ctx {
@@ -1045,7 +1045,7 @@ on_overview(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_init(&b, 64 * 1024 * 1024);
     err = obx_buf_puts(&b, "{\"tenant\":null,\"channels\":[");
     if (err == OBX_OK)
-        err = obx_dash_overview(api->st, on_overview_row, &o);
+        err = obx_store_dash_overview(api->st, on_overview_row, &o);
     if (err == OBX_OK)
         err = o.err;
     if (err == OBX_OK)
@@ -1100,7 +1100,7 @@ on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
         return;
     }
     obx_free(range);
-    err = obx_dash_history(api->st, obx_now_ms(api->st->clock), bucket, n, pts);
+    err = obx_store_dash_history(api->st, obx_now_ms(api->st->clock), bucket, n, pts);
     obx_buf_init(&b, 64 * 1024);
     if (err == OBX_OK)
         err = obx_buf_printf(&b, "{\"range\":\"%s\",\"bucket_seconds\":%lld,\"t\":[",
@@ -1127,7 +1127,7 @@ on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
 /* Reads state, channel_id and external_conversation_id; -1 after answering 400. */
 static int
 parse_filter(struct evhttp_request *req, char **state, char **channel, char **conv,
-             struct obx_dash_filter *f)
+             struct obx_store_dash_filter *f)
 {
     *state = obx_httpd_query_param(req, "state");
     *channel = obx_httpd_query_param(req, "channel_id");
@@ -1147,7 +1147,7 @@ static void
 on_count(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *state, *channel, *conv;
-    struct obx_dash_filter f;
+    struct obx_store_dash_filter f;
     int64_t n = 0;
     struct obx_buf b;
     enum obx_err err;
@@ -1155,7 +1155,7 @@ on_count(struct obx_api *api, struct evhttp_request *req, char **seg)
     (void)seg;
     obx_buf_init(&b, 256);
     if (parse_filter(req, &state, &channel, &conv, &f) == 0) {
-        err = obx_dash_count(api->st, &f, COUNT_CAP, &n);
+        err = obx_store_dash_count(api->st, &f, COUNT_CAP, &n);
         if (err == OBX_OK)
             err = obx_buf_printf(&b, "{\"count\":%lld,\"capped\":%s}", (long long)n,
                                  n >= COUNT_CAP ? "true" : "false");
@@ -1175,7 +1175,7 @@ static void
 on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
 {
     char *state, *channel, *conv, *limit = obx_httpd_query_param(req, "limit");
-    struct obx_dash_filter f;
+    struct obx_store_dash_filter f;
     int64_t lim = 500, touched = 0, left = 0;
     char reason[64];
     struct obx_buf b;
@@ -1201,7 +1201,7 @@ on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
     snprintf(reason, sizeof reason, "%s in bulk by %s", retry ? "retried" : "cancelled",
              actor(req));
     obx_store_set_busy_timeout(api->st, API_BUSY_MS);
-    err = obx_dash_bulk(api->st, &f, retry, (int)lim, reason, &touched);
+    err = obx_store_dash_bulk(api->st, &f, retry, (int)lim, reason, &touched);
     if (err != OBX_OK) {
         reply_write_error(api, req, err);
         goto out;
@@ -1211,7 +1211,7 @@ on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
                 OBX_KS("by", actor(req)));
     if (retry && touched && api->worker)
         obx_worker_notify(api->worker);
-    err = obx_dash_count(api->st, &f, COUNT_CAP, &left);
+    err = obx_store_dash_count(api->st, &f, COUNT_CAP, &left);
     if (err == OBX_OK)
         err = obx_buf_printf(&b, "{\"touched\":%lld,\"remaining\":%lld,\"capped\":%s}",
                              (long long)touched, (long long)left,
@@ -1309,7 +1309,7 @@ on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
     if (err == OBX_OK)
         err = obx_buf_puts(&b, ",\"messages\":[");
     if (err == OBX_OK)
-        err = obx_dash_conversation(api->st, seg[2], seg[3], (int)lim, on_conv_row, &l,
+        err = obx_store_dash_conversation(api->st, seg[2], seg[3], (int)lim, on_conv_row, &l,
                                     &truncated);
     if (err == OBX_OK)
         err = l.err;
@@ -1352,7 +1352,7 @@ on_find(struct obx_api *api, struct evhttp_request *req, char **seg)
     }
     err = obx_buf_puts(&b, "{\"matches\":[");
     if (err == OBX_OK)
-        err = obx_dash_find(api->st, id, 10000, on_found_channel, &l);
+        err = obx_store_dash_find(api->st, id, 10000, on_found_channel, &l);
     if (err == OBX_OK)
         err = l.err;
     if (err == OBX_OK)

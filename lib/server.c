@@ -27,7 +27,7 @@
 #include "audit.h"
 #include "httpd.h"
 #include "cron.h"
-#include "dash.h"
+#include "store_dash.h"
 #include "inbox.h"
 #include "reconcile.h"
 #include "log.h"
@@ -356,7 +356,7 @@ render_metrics(void *ctx, struct obx_buf *b)
         in.http_rejected[l][3] = h->shed;
     }
     if (err == OBX_OK)
-        err = obx_dash_pauses(s->st, collect_held, &held);
+        err = obx_store_dash_pauses(s->st, collect_held, &held);
     in.held_channels = (const char *const *)held.v;
     in.nheld = held.n;
     if (err == OBX_OK)

@@ -46,7 +46,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include "dash.h"
+#include "store_dash.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -551,7 +551,7 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
     if (err == OBX_OK) {
         err = enqueue_items(&q, items, n, lim, obx_now_ms(st->clock));
         if (err == OBX_OK)
-            err = obx_dash_count_inserted(st, items, n); /* the overview's counts */
+            err = obx_store_dash_count_inserted(st, items, n); /* the overview's counts */
         if (err == OBX_OK)
             err = obx_db_commit(st->db);
         else
@@ -645,7 +645,7 @@ static const char SQL_PICK[] =
     "SELECT id FROM outbox INDEXED BY outbox_claim"
     " WHERE state = 'queued' AND head = 1 AND priority = ?1"
     " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
-    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'" /* held (lib/dash.h) */
+    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'" /* held (lib/store_dash.h) */
     " AND key = outbox.channel_id AND resumed_at_ms IS NULL)"
     " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
 

@@ -27,7 +27,7 @@
 
 #include "backoff.h"
 #include "circuit.h"
-#include "dash.h"
+#include "store_dash.h"
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
@@ -365,7 +365,7 @@ age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
     int64_t age = now_ms - inf->c.created_at_ms, held = 0;
 
     if (age >= w->cfg->max_age_ms &&
-        obx_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
+        obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
             OBX_OK)
         age -= held;
     return age;

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "dash.h"
+#include "store_dash.h"
 #include "mem.h"
 #include "query.h"
 #include "view.h"
@@ -163,11 +163,11 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
     if (c->json) {
         err = obx_view_stats(b, s, n, &x);
         if (err == OBX_OK)
-            err = obx_dash_append_holds(st, b);
+            err = obx_store_dash_append_holds(st, b);
         rc = emit(c, b, err);
     } else {
         print_serve_line(&ss, x.now_ms);
-        err = obx_dash_pauses(st, print_hold, NULL);
+        err = obx_store_dash_pauses(st, print_hold, NULL);
         if (err != OBX_OK)
             cli_error(c, "cannot read the pauses: %s", obx_strerror(err));
         if (n == 0)

@@ -5,7 +5,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "buf.h"
-#include "dash.h"
+#include "store_dash.h"
 
 #define PAUSE_HELP                                                                             \
     "A paused channel's messages are held: serve does not send them, they use no attempt,\n"  \
@@ -52,10 +52,10 @@ pause_resume(int argc, char **argv, int pause)
     if (rc != CLI_OK)
         goto out;
     if (pause) {
-        err = obx_dash_pause(st, OBX_PAUSE_CHANNEL, channel, reason ? reason : "cli", "cli",
+        err = obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, channel, reason ? reason : "cli", "cli",
                              &changed);
     } else {
-        err = obx_dash_resume(st, OBX_PAUSE_CHANNEL, channel, "cli");
+        err = obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, channel, "cli");
         changed = err == OBX_OK;
         if (err == OBX_ENOTFOUND)
             err = OBX_OK;

@@ -1,5 +1,5 @@
-/* dash: pauses, chart history, bounded counts and bulk actions for the dashboard. */
-#include "dash.h"
+/* store_dash: pauses, chart history, kept counts and bulk actions for the dashboard. */
+#include "store_dash.h"
 
 #include <string.h>
 
@@ -12,7 +12,7 @@ static const char SQL_PAUSE[] =
     " ON CONFLICT (scope, key) WHERE resumed_at_ms IS NULL DO NOTHING";
 
 enum obx_err
-obx_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
+obx_store_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
                const char *by, int *created)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSE);
@@ -37,7 +37,7 @@ static const char SQL_RESUME[] =
     " WHERE scope = ?1 AND key = ?2 AND resumed_at_ms IS NULL";
 
 enum obx_err
-obx_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
+obx_store_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RESUME);
     enum obx_err err;
@@ -59,7 +59,7 @@ static const char SQL_PAUSES[] =
     " WHERE resumed_at_ms IS NULL ORDER BY scope, key";
 
 enum obx_err
-obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
+obx_store_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSES);
     struct obx_pause_row p;
@@ -89,7 +89,7 @@ static const char SQL_HELD[] =
     " AND paused_at_ms < ?3 AND coalesce(resumed_at_ms, ?3) > ?2";
 
 enum obx_err
-obx_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms, int64_t now_ms,
+obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms, int64_t now_ms,
                  int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HELD);
@@ -113,7 +113,7 @@ static const char SQL_HISTORY[] =
     "SELECT minute, kind, n FROM stats_minute WHERE minute >= ?1 AND minute < ?2";
 
 enum obx_err
-obx_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, int n,
+obx_store_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, int n,
                  struct obx_history_point *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HISTORY);
@@ -163,7 +163,7 @@ static const char SQL_COUNT_ANY[] =
     " LIMIT ?4)";
 
 static void
-bind_filter(sqlite3_stmt *s, const struct obx_dash_filter *f)
+bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
 {
     obx_db_bind_text(s, 1, f->state);
     obx_db_bind_text(s, 2, f->channel_id);
@@ -171,7 +171,7 @@ bind_filter(sqlite3_stmt *s, const struct obx_dash_filter *f)
 }
 
 enum obx_err
-obx_dash_count(struct obx_store *st, const struct obx_dash_filter *f, int64_t cap, int64_t *out)
+obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f, int64_t cap, int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, f->state ? SQL_COUNT : SQL_COUNT_ANY);
     int rc;
@@ -201,7 +201,7 @@ static const char SQL_BULK_CANCEL[] =
     " ORDER BY id LIMIT ?4) AND state = 'queued'";
 
 enum obx_err
-obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f, int retry, int max,
+obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f, int retry, int max,
               const char *reason, int64_t *touched)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
@@ -234,7 +234,7 @@ static const char SQL_CONV_ROW[] =
     " FROM outbox WHERE id = ?1";
 
 enum obx_err
-obx_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
+obx_store_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
                       int limit, obx_conv_fn fn, void *ctx, int *truncated)
 {
     sqlite3_stmt *t = obx_db_stmt(st->db, SQL_CONV_TAIL);
@@ -305,7 +305,7 @@ static const char SQL_HAS[] =
     "SELECT 1 FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
 
 enum obx_err
-obx_dash_find(struct obx_store *st, const char *external_message_id, int max, obx_channel_fn fn,
+obx_store_dash_find(struct obx_store *st, const char *external_message_id, int max, obx_channel_fn fn,
               void *ctx)
 {
     sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_CHANNEL);
@@ -381,7 +381,7 @@ on_hold(void *ctx, const struct obx_pause_row *p)
 }
 
 enum obx_err
-obx_dash_append_holds(struct obx_store *st, struct obx_buf *b)
+obx_store_dash_append_holds(struct obx_store *st, struct obx_buf *b)
 {
     struct holds_ctx h = {b, 0, OBX_OK};
     enum obx_err err;
@@ -391,7 +391,7 @@ obx_dash_append_holds(struct obx_store *st, struct obx_buf *b)
     b->len--; /* reopen the object */
     err = obx_buf_puts(b, ",\"holds\":[");
     if (err == OBX_OK)
-        err = obx_dash_pauses(st, on_hold, &h);
+        err = obx_store_dash_pauses(st, on_hold, &h);
     if (err == OBX_OK)
         err = h.err;
     return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
@@ -402,7 +402,7 @@ static const char SQL_COUNT_ADD[] =
     " ON CONFLICT (channel_id, state) DO UPDATE SET n = n + excluded.n";
 
 enum obx_err
-obx_dash_count_inserted(struct obx_store *st, const struct obx_enq_item *items, size_t n)
+obx_store_dash_count_inserted(struct obx_store *st, const struct obx_enq_item *items, size_t n)
 {
     sqlite3_stmt *s = NULL;
     enum obx_err err = OBX_OK;
@@ -467,7 +467,7 @@ emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn 
 }
 
 enum obx_err
-obx_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW);
     struct obx_overview_row r = {0};

@@ -1,10 +1,11 @@
 /*
- * dash: what the dashboard (SPEC §13) needs from the store beyond the plain /v1 views:
- * pauses that hold messages, per-minute history for the charts, bounded counts and bulk
- * retry/cancel over a filter. Tables: pauses and stats_minute (migrations/0008).
+ * store_dash: the dashboard's part of the store (SPEC §13), beyond the plain /v1 views:
+ * pauses that hold messages, per-minute history for the charts, kept per-state counts,
+ * bounded counts and bulk retry/cancel over a filter. Tables: pauses, stats_minute and
+ * state_counts (migrations/0008).
  */
-#ifndef OBX_DASH_H
-#define OBX_DASH_H
+#ifndef OBX_STORE_DASH_H
+#define OBX_STORE_DASH_H
 
 #include "buf.h"
 #include "store.h"
@@ -17,12 +18,12 @@
  * Holds every queued message of (scope, key): the claim skips them. *created = 0 when the
  * pause already held (idempotent; the first reason stays).
  */
-OBX_MUST_CHECK enum obx_err obx_dash_pause(struct obx_store *st, const char *scope,
+OBX_MUST_CHECK enum obx_err obx_store_dash_pause(struct obx_store *st, const char *scope,
                                            const char *key, const char *reason, const char *by,
                                            int *created /* OUT */);
 
 /* Ends the pause of (scope, key). OBX_ENOTFOUND when none holds. */
-OBX_MUST_CHECK enum obx_err obx_dash_resume(struct obx_store *st, const char *scope,
+OBX_MUST_CHECK enum obx_err obx_store_dash_resume(struct obx_store *st, const char *scope,
                                             const char *key, const char *by);
 
 /* An open pause (borrowed during the callback). */
@@ -36,19 +37,19 @@ struct obx_pause_row {
 typedef int (*obx_pause_fn)(void *ctx, const struct obx_pause_row *p);
 
 /* The open pauses, by scope and key. */
-OBX_MUST_CHECK enum obx_err obx_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx);
+OBX_MUST_CHECK enum obx_err obx_store_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx);
 
 /*
  * Appends "holds":[{"scope","channel_id"|"tenant","reason","by","since"}...] to the JSON
  * object that b ends with (the stats document of /v1/stats and `outbox status --json`).
  */
-OBX_MUST_CHECK enum obx_err obx_dash_append_holds(struct obx_store *st, struct obx_buf *b);
+OBX_MUST_CHECK enum obx_err obx_store_dash_append_holds(struct obx_store *st, struct obx_buf *b);
 
 /*
  * How long the channel was held between since_ms and now_ms: max_age does not count it.
  * Only asked when a message is about to fail by age, so the interval scan is rare.
  */
-OBX_MUST_CHECK enum obx_err obx_dash_held_ms(struct obx_store *st, const char *channel_id,
+OBX_MUST_CHECK enum obx_err obx_store_dash_held_ms(struct obx_store *st, const char *channel_id,
                                              int64_t since_ms, int64_t now_ms,
                                              int64_t *out /* OUT */);
 
@@ -62,19 +63,19 @@ struct obx_history_point {
  * n buckets of bucket_ms ending with the one holding now_ms (oldest first), from the
  * per-minute counts the triggers keep. out has room for n points.
  */
-OBX_MUST_CHECK enum obx_err obx_dash_history(struct obx_store *st, int64_t now_ms,
+OBX_MUST_CHECK enum obx_err obx_store_dash_history(struct obx_store *st, int64_t now_ms,
                                              int64_t bucket_ms, int n,
                                              struct obx_history_point *out /* OUT */);
 
 /* A filter over messages for counts and bulk actions (NULL = any). */
-struct obx_dash_filter {
+struct obx_store_dash_filter {
     const char *state;
     const char *channel_id;
     const char *conversation;
 };
 
 /* Counts matching messages, stopping at cap (*out == cap means "cap or more"). */
-OBX_MUST_CHECK enum obx_err obx_dash_count(struct obx_store *st, const struct obx_dash_filter *f,
+OBX_MUST_CHECK enum obx_err obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f,
                                            int64_t cap, int64_t *out /* OUT */);
 
 /*
@@ -82,7 +83,7 @@ OBX_MUST_CHECK enum obx_err obx_dash_count(struct obx_store *st, const struct ob
  * matching f, oldest first, in one transaction with reason as the transition's reason.
  * Touched rows leave the filter's state, so calling again continues where this one stopped.
  */
-OBX_MUST_CHECK enum obx_err obx_dash_bulk(struct obx_store *st, const struct obx_dash_filter *f,
+OBX_MUST_CHECK enum obx_err obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f,
                                           int retry, int max, const char *reason,
                                           int64_t *touched /* OUT */);
 
@@ -108,7 +109,7 @@ typedef int (*obx_conv_fn)(void *ctx, const struct obx_conv_row *r);
  * conversation's tail by primary key: no index on the conversation (docs/schema.md says
  * why there is none).
  */
-OBX_MUST_CHECK enum obx_err obx_dash_conversation(struct obx_store *st, const char *channel_id,
+OBX_MUST_CHECK enum obx_err obx_store_dash_conversation(struct obx_store *st, const char *channel_id,
                                                   const char *conversation, int limit,
                                                   obx_conv_fn fn, void *ctx,
                                                   int *truncated /* OUT */);
@@ -118,7 +119,7 @@ OBX_MUST_CHECK enum obx_err obx_dash_conversation(struct obx_store *st, const ch
  * visited): one index seek per channel, so a lookup without a channel stays cheap.
  */
 typedef int (*obx_channel_fn)(void *ctx, const char *channel_id);
-OBX_MUST_CHECK enum obx_err obx_dash_find(struct obx_store *st, const char *external_message_id,
+OBX_MUST_CHECK enum obx_err obx_store_dash_find(struct obx_store *st, const char *external_message_id,
                                           int max, obx_channel_fn fn, void *ctx);
 
 /*
@@ -127,7 +128,7 @@ OBX_MUST_CHECK enum obx_err obx_dash_find(struct obx_store *st, const char *exte
  * transaction. (Plain-SQL rows are counted by a trigger when the store links them.)
  */
 struct obx_enq_item;
-OBX_MUST_CHECK enum obx_err obx_dash_count_inserted(struct obx_store *st,
+OBX_MUST_CHECK enum obx_err obx_store_dash_count_inserted(struct obx_store *st,
                                                    const struct obx_enq_item *items, size_t n);
 
 /* One channel's line of the overview. */
@@ -142,6 +143,6 @@ typedef int (*obx_overview_fn)(void *ctx, const struct obx_overview_row *r);
  * The overview per channel, sorted by channel id, from state_counts (a few rows) and one
  * index seek per channel with queued messages for the oldest one.
  */
-OBX_MUST_CHECK enum obx_err obx_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx);
+OBX_MUST_CHECK enum obx_err obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx);
 
 #endif
