@@ -1310,7 +1310,7 @@ on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
         err = obx_buf_puts(&b, ",\"messages\":[");
     if (err == OBX_OK)
         err = obx_store_dash_conversation(api->st, seg[2], seg[3], (int)lim, on_conv_row, &l,
-                                    &truncated);
+                                          &truncated);
     if (err == OBX_OK)
         err = l.err;
     if (err == OBX_OK)

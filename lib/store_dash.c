@@ -13,7 +13,7 @@ static const char SQL_PAUSE[] =
 
 enum obx_err
 obx_store_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
-               const char *by, int *created)
+                     const char *by, int *created)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSE);
     enum obx_err err;
@@ -89,8 +89,8 @@ static const char SQL_HELD[] =
     " AND paused_at_ms < ?3 AND coalesce(resumed_at_ms, ?3) > ?2";
 
 enum obx_err
-obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms, int64_t now_ms,
-                 int64_t *out)
+obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms,
+                       int64_t now_ms, int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HELD);
     int rc;
@@ -114,7 +114,7 @@ static const char SQL_HISTORY[] =
 
 enum obx_err
 obx_store_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, int n,
-                 struct obx_history_point *out)
+                       struct obx_history_point *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HISTORY);
     int64_t first = (now_ms / bucket_ms - (n - 1)) * bucket_ms;
@@ -171,7 +171,8 @@ bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
 }
 
 enum obx_err
-obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f, int64_t cap, int64_t *out)
+obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f, int64_t cap,
+                     int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, f->state ? SQL_COUNT : SQL_COUNT_ANY);
     int rc;
@@ -202,7 +203,7 @@ static const char SQL_BULK_CANCEL[] =
 
 enum obx_err
 obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f, int retry, int max,
-              const char *reason, int64_t *touched)
+                    const char *reason, int64_t *touched)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
     enum obx_err err;
@@ -235,7 +236,7 @@ static const char SQL_CONV_ROW[] =
 
 enum obx_err
 obx_store_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
-                      int limit, obx_conv_fn fn, void *ctx, int *truncated)
+                            int limit, obx_conv_fn fn, void *ctx, int *truncated)
 {
     sqlite3_stmt *t = obx_db_stmt(st->db, SQL_CONV_TAIL);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONV_ROW);
@@ -305,8 +306,8 @@ static const char SQL_HAS[] =
     "SELECT 1 FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
 
 enum obx_err
-obx_store_dash_find(struct obx_store *st, const char *external_message_id, int max, obx_channel_fn fn,
-              void *ctx)
+obx_store_dash_find(struct obx_store *st, const char *external_message_id, int max,
+                    obx_channel_fn fn, void *ctx)
 {
     sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_CHANNEL);
     sqlite3_stmt *has = obx_db_stmt(st->db, SQL_HAS);

@@ -19,12 +19,12 @@
  * pause already held (idempotent; the first reason stays).
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_pause(struct obx_store *st, const char *scope,
-                                           const char *key, const char *reason, const char *by,
-                                           int *created /* OUT */);
+                                                 const char *key, const char *reason,
+                                                 const char *by, int *created /* OUT */);
 
 /* Ends the pause of (scope, key). OBX_ENOTFOUND when none holds. */
 OBX_MUST_CHECK enum obx_err obx_store_dash_resume(struct obx_store *st, const char *scope,
-                                            const char *key, const char *by);
+                                                  const char *key, const char *by);
 
 /* An open pause (borrowed during the callback). */
 struct obx_pause_row {
@@ -50,8 +50,8 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_append_holds(struct obx_store *st, st
  * Only asked when a message is about to fail by age, so the interval scan is rare.
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_held_ms(struct obx_store *st, const char *channel_id,
-                                             int64_t since_ms, int64_t now_ms,
-                                             int64_t *out /* OUT */);
+                                                   int64_t since_ms, int64_t now_ms,
+                                                   int64_t *out /* OUT */);
 
 /* Counts of one kind per bucket: sent, accepted, failed, confirmed. */
 struct obx_history_point {
@@ -64,8 +64,8 @@ struct obx_history_point {
  * per-minute counts the triggers keep. out has room for n points.
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_history(struct obx_store *st, int64_t now_ms,
-                                             int64_t bucket_ms, int n,
-                                             struct obx_history_point *out /* OUT */);
+                                                   int64_t bucket_ms, int n,
+                                                   struct obx_history_point *out /* OUT */);
 
 /* A filter over messages for counts and bulk actions (NULL = any). */
 struct obx_store_dash_filter {
@@ -75,17 +75,19 @@ struct obx_store_dash_filter {
 };
 
 /* Counts matching messages, stopping at cap (*out == cap means "cap or more"). */
-OBX_MUST_CHECK enum obx_err obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f,
-                                           int64_t cap, int64_t *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_dash_count(struct obx_store *st,
+                                                 const struct obx_store_dash_filter *f, int64_t cap,
+                                                 int64_t *out /* OUT */);
 
 /*
  * Retries (failed|accepted -> queued) or cancels (queued -> cancelled) at most max messages
  * matching f, oldest first, in one transaction with reason as the transition's reason.
  * Touched rows leave the filter's state, so calling again continues where this one stopped.
  */
-OBX_MUST_CHECK enum obx_err obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f,
-                                          int retry, int max, const char *reason,
-                                          int64_t *touched /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_dash_bulk(struct obx_store *st,
+                                                const struct obx_store_dash_filter *f, int retry,
+                                                int max, const char *reason,
+                                                int64_t *touched /* OUT */);
 
 /* A message of a conversation (borrowed during the callback). */
 struct obx_conv_row {
@@ -109,18 +111,20 @@ typedef int (*obx_conv_fn)(void *ctx, const struct obx_conv_row *r);
  * conversation's tail by primary key: no index on the conversation (docs/schema.md says
  * why there is none).
  */
-OBX_MUST_CHECK enum obx_err obx_store_dash_conversation(struct obx_store *st, const char *channel_id,
-                                                  const char *conversation, int limit,
-                                                  obx_conv_fn fn, void *ctx,
-                                                  int *truncated /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_dash_conversation(struct obx_store *st,
+                                                        const char *channel_id,
+                                                        const char *conversation, int limit,
+                                                        obx_conv_fn fn, void *ctx,
+                                                        int *truncated /* OUT */);
 
 /*
  * Calls fn with every channel holding a message external_message_id (at most max channels
  * visited): one index seek per channel, so a lookup without a channel stays cheap.
  */
 typedef int (*obx_channel_fn)(void *ctx, const char *channel_id);
-OBX_MUST_CHECK enum obx_err obx_store_dash_find(struct obx_store *st, const char *external_message_id,
-                                          int max, obx_channel_fn fn, void *ctx);
+OBX_MUST_CHECK enum obx_err obx_store_dash_find(struct obx_store *st,
+                                                const char *external_message_id, int max,
+                                                obx_channel_fn fn, void *ctx);
 
 /*
  * Adds the items a batch inserted (result OBX_ENQ_ACCEPTED) to the overview's counts, one
@@ -143,6 +147,7 @@ typedef int (*obx_overview_fn)(void *ctx, const struct obx_overview_row *r);
  * The overview per channel, sorted by channel id, from state_counts (a few rows) and one
  * index seek per channel with queued messages for the oldest one.
  */
-OBX_MUST_CHECK enum obx_err obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx);
+OBX_MUST_CHECK enum obx_err obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn,
+                                                    void *ctx);
 
 #endif

@@ -53,7 +53,7 @@ pause_resume(int argc, char **argv, int pause)
         goto out;
     if (pause) {
         err = obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, channel, reason ? reason : "cli", "cli",
-                             &changed);
+                                   &changed);
     } else {
         err = obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, channel, "cli");
         changed = err == OBX_OK;
