@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit.h"
 #include "store_dash.h"
@@ -119,6 +120,78 @@ parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     if (*end || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+/*
+ * An RFC 3339 time (2026-11-24T05:48:33.406Z, or with an offset such as +02:00) into epoch
+ * ms; a fraction past the millisecond rounds up when up is set (so "created_at < t" in whole
+ * ms keeps its meaning), down otherwise. 0 on success, -1 otherwise.
+ */
+static int
+parse_rfc3339(const char *s, int up, int64_t *out)
+{
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    int64_t ms = 0, scale = 100, secs;
+    int oh = 0, om = 0, n = 0;
+
+    if (!p || strlen(s) > 40 || tm.tm_year < 0 || tm.tm_year > 8000)
+        return -1;
+    if (*p == '.') {
+        if (!(p[1] >= '0' && p[1] <= '9'))
+            return -1;
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) {
+            ms += scale * (*p - '0');
+            if (!scale && *p != '0' && up)
+                up = 2; /* a non-zero digit past the millisecond */
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+               n == 5 && oh <= 23 && om <= 59) {
+        int sign = *p == '+' ? 1 : -1;
+
+        p += 1 + n;
+        ms -= sign * ((int64_t)oh * 3600 + om * 60) * 1000;
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    secs = (int64_t)timegm(&tm);
+    *out = secs * 1000 + ms + (up == 2);
+    return *out > 0 ? 0 : -1; /* 0 stands for "no bound" */
+}
+
+/*
+ * Reads ?created_after=&created_before= into w and derives its id range; -1 after answering
+ * 400 naming the field (or 500 when the store cannot be read).
+ */
+static int
+parse_window(struct obx_api *api, struct evhttp_request *req, struct obx_id_window *w)
+{
+    static const char *const names[2] = {"created_after", "created_before"};
+    int64_t *dst[2] = {&w->after_ms, &w->before_ms};
+
+    for (int i = 0; i < 2; i++) {
+        char *v = obx_httpd_query_param(req, names[i]);
+        int bad = v && *v && parse_rfc3339(v, i == 1, dst[i]) != 0;
+
+        obx_free(v);
+        if (bad) {
+            obx_httpd_error(req, 400, "invalid_value",
+                            "created_after and created_before are RFC 3339 times, such as "
+                            "2026-11-24T05:48:33.406Z",
+                            names[i]);
+            return -1;
+        }
+    }
+    if (obx_store_dash_id_window(api->st, w) != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", "cannot read the store", NULL);
+        return -1;
+    }
     return 0;
 }
 
@@ -555,7 +628,7 @@ on_list_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
 
     (void)seg;
     obx_buf_init(&b, 256 * 1024 * 1024);
-    if (parse_list_query(req, &q, &state, &channel) != 0)
+    if (parse_list_query(req, &q, &state, &channel) != 0 || parse_window(api, req, &q.win) != 0)
         goto out;
     err = obx_buf_puts(&b, "{\"messages\":[");
     if (err == OBX_OK)
@@ -1147,14 +1220,14 @@ static void
 on_count(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *state, *channel, *conv;
-    struct obx_store_dash_filter f;
+    struct obx_store_dash_filter f = {0};
     int64_t n = 0;
     struct obx_buf b;
     enum obx_err err;
 
     (void)seg;
     obx_buf_init(&b, 256);
-    if (parse_filter(req, &state, &channel, &conv, &f) == 0) {
+    if (parse_filter(req, &state, &channel, &conv, &f) == 0 && parse_window(api, req, &f.win) == 0) {
         err = obx_store_dash_count(api->st, &f, COUNT_CAP, &n);
         if (err == OBX_OK)
             err = obx_buf_printf(&b, "{\"count\":%lld,\"capped\":%s}", (long long)n,
@@ -1175,14 +1248,14 @@ static void
 on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
 {
     char *state, *channel, *conv, *limit = obx_httpd_query_param(req, "limit");
-    struct obx_store_dash_filter f;
+    struct obx_store_dash_filter f = {0};
     int64_t lim = 500, touched = 0, left = 0;
     char reason[64];
     struct obx_buf b;
     enum obx_err err;
 
     obx_buf_init(&b, 256);
-    if (parse_filter(req, &state, &channel, &conv, &f) != 0)
+    if (parse_filter(req, &state, &channel, &conv, &f) != 0 || parse_window(api, req, &f.win) != 0)
         goto out;
     if (!f.state)
         f.state = retry ? "failed" : "queued";

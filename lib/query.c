@@ -58,13 +58,15 @@ read_row(sqlite3_stmt *s, struct obx_row *r)
  */
 static const char SQL_LIST_BY_STATE[] =
     "SELECT " MESSAGE_COLUMNS " FROM outbox INDEXED BY outbox_state"
-    " WHERE state = ?1 AND id < ?3 AND (?2 IS NULL OR channel_id = ?2)"
+    " WHERE state = ?1 AND id < ?3 AND id >= ?6 AND (?2 IS NULL OR channel_id = ?2)"
     " AND (?5 = 0 OR unconfirmed_at_ms IS NOT NULL)"
+    " AND created_at_ms >= ?7 AND created_at_ms < ?8"
     " ORDER BY id DESC LIMIT ?4";
 
 static const char SQL_LIST_ALL[] =
     "SELECT " MESSAGE_COLUMNS " FROM outbox"
-    " WHERE id < ?3 AND (?2 IS NULL OR channel_id = ?2)"
+    " WHERE id < ?3 AND id >= ?6 AND (?2 IS NULL OR channel_id = ?2)"
+    " AND created_at_ms >= ?7 AND created_at_ms < ?8"
     " ORDER BY id DESC LIMIT ?4";
 
 enum obx_err
@@ -75,7 +77,7 @@ obx_query_list(struct obx_store *st, const struct obx_list_query *q, obx_row_fn 
     sqlite3_stmt *s = obx_db_stmt(st->db, by_state ? SQL_LIST_BY_STATE : SQL_LIST_ALL);
     struct obx_row r;
     int rc, rows = 0, stop = 0;
-    int64_t last_id = 0;
+    int64_t last_id = 0, below;
 
     *next_cursor = 0;
     if (!s)
@@ -85,8 +87,14 @@ obx_query_list(struct obx_store *st, const struct obx_list_query *q, obx_row_fn 
         sqlite3_bind_int(s, 5, q->unconfirmed);
     }
     obx_db_bind_text(s, 2, q->channel_id);
-    sqlite3_bind_int64(s, 3, q->before_id > 0 ? q->before_id : INT64_MAX);
+    below = q->before_id > 0 ? q->before_id : INT64_MAX;
+    if (q->win.max_id && q->win.max_id < below) /* max_id is -1 when nothing can match */
+        below = q->win.max_id + 1;
+    sqlite3_bind_int64(s, 3, below);
     sqlite3_bind_int(s, 4, q->limit);
+    sqlite3_bind_int64(s, 6, q->win.min_id);
+    sqlite3_bind_int64(s, 7, q->win.after_ms ? q->win.after_ms : INT64_MIN);
+    sqlite3_bind_int64(s, 8, q->win.before_ms ? q->win.before_ms : INT64_MAX);
     rc = sqlite3_step(s);
     while (rc == SQLITE_ROW && !stop) {
         read_row(s, &r);

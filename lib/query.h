@@ -7,6 +7,7 @@
 #define OBX_QUERY_H
 
 #include "store.h"
+#include "store_dash.h"
 
 
 /* A message row, borrowed from the statement: valid only during the callback. */
@@ -61,6 +62,7 @@ struct obx_list_query {
     int unconfirmed;        /* 1 = only accepted messages given up on confirmation */
     int64_t before_id;      /* cursor: only ids below it; 0 = from the newest */
     int limit;              /* 1..1000 */
+    struct obx_id_window win; /* created_at window; all zero = any time */
 };
 
 /* Lists messages; *next_cursor gets the id to pass as before_id for the next page (0 = end). */

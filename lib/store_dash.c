@@ -148,10 +148,86 @@ obx_store_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, 
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
+/* The first message at or after an id: a primary-key seek. */
+static const char SQL_ID_PROBE[] =
+    "SELECT id, created_at_ms FROM outbox WHERE id >= ?1 ORDER BY id LIMIT 1";
+static const char SQL_ID_BOUNDS[] = "SELECT min(id), max(id) FROM outbox";
+
+/* Sets *first to the lowest id whose created_at is >= at_ms, or hi + 1 when none is. */
+static enum obx_err
+first_id_from(sqlite3_stmt *s, int64_t lo, int64_t hi, int64_t at_ms, int64_t *first)
+{
+    int64_t end = hi + 1; /* answer in [lo, end]; every id probed below end is a row or a gap */
+    int rc;
+
+    while (lo < end) {
+        int64_t mid = lo + (end - lo) / 2, id, at;
+
+        sqlite3_bind_int64(s, 1, mid);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+            sqlite3_reset(s);
+            if (rc != SQLITE_DONE)
+                return obx_err_from_sqlite(rc);
+            end = mid; /* nothing from mid on */
+            continue;
+        }
+        id = sqlite3_column_int64(s, 0);
+        at = sqlite3_column_int64(s, 1);
+        sqlite3_reset(s);
+        if (at >= at_ms)
+            end = mid; /* the row at id qualifies; so does the first row from mid */
+        else
+            lo = id + 1; /* rows up to id are older */
+    }
+    *first = end;
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_dash_id_window(struct obx_store *st, struct obx_id_window *w)
+{
+    sqlite3_stmt *b = obx_db_stmt(st->db, SQL_ID_BOUNDS);
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ID_PROBE);
+    int64_t lo, hi, first = 0;
+    enum obx_err err = OBX_OK;
+    int rc;
+
+    w->min_id = w->max_id = 0;
+    if (!b || !s)
+        return OBX_EDB;
+    if (!w->after_ms && !w->before_ms)
+        return OBX_OK;
+    rc = sqlite3_step(b);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(b);
+        return obx_err_from_sqlite(rc);
+    }
+    if (sqlite3_column_type(b, 0) == SQLITE_NULL) { /* empty: any range answers nothing */
+        sqlite3_reset(b);
+        return OBX_OK;
+    }
+    lo = sqlite3_column_int64(b, 0);
+    hi = sqlite3_column_int64(b, 1);
+    sqlite3_reset(b);
+    if (w->after_ms)
+        err = first_id_from(s, lo, hi, w->after_ms, &first);
+    if (err == OBX_OK && w->after_ms)
+        w->min_id = first;
+    if (err == OBX_OK && w->before_ms)
+        err = first_id_from(s, w->min_id ? w->min_id : lo, hi, w->before_ms, &first);
+    if (err == OBX_OK && w->before_ms)
+        w->max_id = first - 1 > 0 ? first - 1 : -1; /* -1: nothing can match */
+    return err;
+}
+
+/* The created_at window: an id range that the (state, id) or rowid walk can use, then exact. */
+#define WINDOW_AND " AND id >= ?7 AND id <= ?8 AND created_at_ms >= ?9 AND created_at_ms < ?10"
+
 /* The filter, walked through (state, id) so a count or a batch never reads the whole table. */
 #define FILTER_WHERE                                                                           \
     " WHERE state = ?1 AND (?2 IS NULL OR channel_id = ?2)"                                    \
-    " AND (?3 IS NULL OR external_conversation_id = ?3)"
+    " AND (?3 IS NULL OR external_conversation_id = ?3)" WINDOW_AND
 
 static const char SQL_COUNT[] =
     "SELECT count(*) FROM (SELECT 1 FROM outbox INDEXED BY outbox_state" FILTER_WHERE
@@ -160,7 +236,7 @@ static const char SQL_COUNT[] =
 static const char SQL_COUNT_ANY[] =
     "SELECT count(*) FROM (SELECT 1 FROM outbox"
     " WHERE (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR external_conversation_id = ?3)"
-    " LIMIT ?4)";
+    WINDOW_AND " LIMIT ?4)";
 
 static void
 bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
@@ -168,6 +244,10 @@ bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
     obx_db_bind_text(s, 1, f->state);
     obx_db_bind_text(s, 2, f->channel_id);
     obx_db_bind_text(s, 3, f->conversation);
+    sqlite3_bind_int64(s, 7, f->win.min_id);
+    sqlite3_bind_int64(s, 8, f->win.max_id ? f->win.max_id : INT64_MAX);
+    sqlite3_bind_int64(s, 9, f->win.after_ms ? f->win.after_ms : INT64_MIN);
+    sqlite3_bind_int64(s, 10, f->win.before_ms ? f->win.before_ms : INT64_MAX);
 }
 
 enum obx_err

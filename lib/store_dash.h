@@ -67,11 +67,35 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_history(struct obx_store *st, int64_t
                                                    int64_t bucket_ms, int n,
                                                    struct obx_history_point *out /* OUT */);
 
+/*
+ * A created_at window [after_ms, before_ms) and the id range [min_id, max_id] that holds it,
+ * from obx_store_dash_id_window(). 0 = no bound. The SQL keeps the exact created_at predicate, so
+ * the id range only narrows the scan, and the window is answered without an index on created_at.
+ */
+struct obx_id_window {
+    int64_t after_ms;  /* created_at >= after_ms */
+    int64_t before_ms; /* created_at < before_ms */
+    int64_t min_id;
+    int64_t max_id;
+};
+
+/*
+ * Fills w->min_id and w->max_id from w->after_ms and w->before_ms by binary search over ids
+ * (a few dozen primary-key lookups), assuming created_at does not decrease as ids grow: ids
+ * are handed out in commit order and created_at is the clock at enqueue. If the wall clock was
+ * set back, messages created after the jump with times inside the window may fall outside the
+ * id range and be left out (never a message outside the window); the list is exact again once
+ * the clock has passed its old value.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_dash_id_window(struct obx_store *st,
+                                                     struct obx_id_window *w /* IN/OUT */);
+
 /* A filter over messages for counts and bulk actions (NULL = any). */
 struct obx_store_dash_filter {
     const char *state;
     const char *channel_id;
     const char *conversation;
+    struct obx_id_window win; /* created_at window; all zero = any time */
 };
 
 /* Counts matching messages, stopping at cap (*out == cap means "cap or more"). */
