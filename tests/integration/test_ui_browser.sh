@@ -24,6 +24,13 @@ req POST /v1/messages '{"channel_id":"ch-a","external_message_id":"bad-1","busin
 assert_eq "failing message accepted by the API" "$CODE" 202
 wait_until 10 '[ "$(state_of ch-a bad-1)" = failed ]' || fail "bad-1 did not fail"
 unset TOKEN
+# Five messages created a second apart on 2026-01-01 (plain SQL sets created_at), for the
+# time-range step; sent before the walk so the overview's counts are still.
+rows=""
+for i in 0 1 2 3 4; do rows+="('ch-t', 't-$i', 'b1', 'c-t$i', 'x', 'Consumer', $((1767225600000 + i * 1000))),"; done
+sql "$DB" "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, created_at_ms) VALUES ${rows%,}"
+wait_until 10 '[ "$(sql "$DB" "SELECT count(*) FROM outbox WHERE channel_id = '"'ch-t'"' AND state = '"'accepted'"'")" = 5 ]' ||
+    fail "the time-range messages were sent"
 
 mkdir -p "$OBX_BUILD_DIR/ui-screenshots"
 rm -f "$OBX_BUILD_DIR/ui-screenshots/failure.png"

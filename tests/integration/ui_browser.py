@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -180,6 +181,36 @@ def main():
         d.find_element(By.ID, "confirm-yes").click()
         w.until(EC.presence_of_element_located((By.ID, "empty")))
         assert "Cancelled 3" in text("#status")
+
+        step("filter by a time range, then reload its deep link")
+        d.get(BASE + "/ui/messages?channel_id=ch-t")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#messages tbody tr")))
+        assert len(d.find_elements(By.CSS_SELECTOR, "#messages tbody tr")) == 5
+        for name, iso in (("created_after", "2026-01-01T00:00:01Z"),
+                          ("created_before", "2026-01-01T00:00:04Z")):
+            el = d.find_element(By.ID, "f-" + name)
+            assert el.get_attribute("type") == "datetime-local"
+            assert d.find_element(By.CSS_SELECTOR, 'label[for="f-%s"]' % name).text
+            # the input's local time for that instant, whatever the browser's time zone
+            d.execute_script("const t = new Date(arguments[1]);"
+                             "arguments[0].value = new Date(t - t.getTimezoneOffset() * 60000)"
+                             ".toISOString().slice(0, 19);", el, iso)
+        d.find_element(By.ID, "apply").click()
+        w.until(EC.url_contains("created_before=2026-01-01T00%3A00%3A04.000Z"))
+        assert "created_after=2026-01-01T00%3A00%3A01.000Z" in d.current_url, d.current_url
+
+        def shows_window(_):  # the view renders after the URL changes: wait for the list
+            try:
+                return [r.text for r in d.find_elements(By.CSS_SELECTOR,
+                                                        "#messages .msg-link")] == \
+                    ["t-3", "t-2", "t-1"]
+            except StaleElementReferenceException:
+                return False
+        w.until(shows_window, "the window's three messages, newest first")
+        shot("messages-time-range")
+        d.refresh()
+        w.until(shows_window, "the same three after reloading the deep link")
+        assert d.find_element(By.ID, "f-created_after").get_attribute("value")
 
         step("inbox, tenants, audit views")
         for path, css, name in (("/ui/inbox", "#empty, #inbox", "inbox"),

@@ -278,6 +278,8 @@
       field("channel_id", "Channel", h("input", { id: "f-channel_id", name: "channel_id", value: q.get("channel_id") || "" })),
       field("conversation", "Conversation", h("input", { id: "f-conversation", name: "conversation", value: q.get("conversation") || "" })),
       field("q", "external_message_id", h("input", { id: "f-q", name: "q", value: q.get("q") || "", placeholder: "exact id" })),
+      field("created_after", "Created from (local time)", h("input", { id: "f-created_after", name: "created_after", type: "datetime-local", step: "1", value: localInput(q.get("created_after")) })),
+      field("created_before", "Created before (local time)", h("input", { id: "f-created_before", name: "created_before", type: "datetime-local", step: "1", value: localInput(q.get("created_before")) })),
       h("div", { class: "field" }, h("button", { type: "submit", id: "apply" }, "Apply")));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -286,9 +288,21 @@
         const v = form.elements[n].value.trim();
         if (v) p.set(n, v);
       }
+      /* The inputs are local time; the deep link and the API carry UTC (RFC 3339). */
+      for (const n of ["created_after", "created_before"]) {
+        const d = new Date(form.elements[n].value);
+        if (form.elements[n].value && !isNaN(d)) p.set(n, d.toISOString());
+      }
       go("/ui/messages" + (p.toString() ? "?" + p : ""));
     });
     return form;
+  }
+
+  /* An RFC 3339 time as a datetime-local input's value (local time, to the second). */
+  function localInput(iso) {
+    const d = new Date(iso || "");
+    if (!iso || isNaN(d)) return "";
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
   }
 
   function messageRow(m) {
@@ -327,7 +341,7 @@
       return;
     }
     const p = new URLSearchParams();
-    for (const n of ["state", "channel_id", "cursor"]) if (q.get(n)) p.set(n, q.get(n));
+    for (const n of ["state", "channel_id", "cursor", "created_after", "created_before"]) if (q.get(n)) p.set(n, q.get(n));
     p.set("limit", "50");
     const list = await api("GET", "/v1/messages?" + p);
     const tbody = h("tbody", null, list.messages.map(messageRow));
@@ -358,6 +372,7 @@
     if (q.get("state")) p.set("state", q.get("state"));
     if (q.get("channel_id")) p.set("channel_id", q.get("channel_id"));
     if (q.get("conversation")) p.set("external_conversation_id", q.get("conversation"));
+    for (const n of ["created_after", "created_before"]) if (q.get(n)) p.set(n, q.get(n));
     return p;
   }
 
