@@ -80,6 +80,13 @@ time_route "GET /v1/stats/history?range=week" GET '/v1/stats/history?range=week'
 time_route "GET /v1/messages?limit=50" GET '/v1/messages?limit=50'
 time_route "GET /v1/messages?state=failed&channel_id=ch-3" GET '/v1/messages?state=failed&channel_id=ch-3&limit=50'
 time_route "GET /v1/messages?...&cursor (deep page)" GET "/v1/messages?state=accepted&limit=50&cursor=$((N / 2))"
+# a one-hour window in the middle of the outbox (6000 messages), the messages view's time range
+w_s=$(( (now - (N / 2) * 600) / 1000 ))
+WIN="created_after=$(date -u -d "@$w_s" +%Y-%m-%dT%H:%M:%SZ)&created_before=$(date -u -d "@$((w_s + 3600))" +%Y-%m-%dT%H:%M:%SZ)"
+time_route "GET /v1/messages?created_after&created_before" GET "/v1/messages?limit=50&$WIN"
+time_route "GET /v1/messages?state=failed&ch-3&time range" GET "/v1/messages?state=failed&channel_id=ch-3&limit=50&$WIN"
+time_route "GET /v1/messages/count?state=failed&time range" GET "/v1/messages/count?state=failed&$WIN"
+time_route "POST /v1/messages/cancel (time range, none queued in ch-1)" POST "/v1/messages/cancel?channel_id=ch-1&$WIN"
 time_route "GET /v1/messages/count?state=failed" GET '/v1/messages/count?state=failed'
 time_route "GET /v1/messages/count?state=queued&ch" GET '/v1/messages/count?state=queued&channel_id=ch-9'
 time_route "GET /v1/messages/find?external_message_id" GET "/v1/messages/find?external_message_id=m$((N / 3))"

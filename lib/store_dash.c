@@ -151,7 +151,9 @@ obx_store_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, 
 /* The first message at or after an id: a primary-key seek. */
 static const char SQL_ID_PROBE[] =
     "SELECT id, created_at_ms FROM outbox WHERE id >= ?1 ORDER BY id LIMIT 1";
-static const char SQL_ID_BOUNDS[] = "SELECT min(id), max(id) FROM outbox";
+/* Two subqueries: SQLite reads min() or max() from the index only when each stands alone. */
+static const char SQL_ID_BOUNDS[] =
+    "SELECT (SELECT min(id) FROM outbox), (SELECT max(id) FROM outbox)";
 
 /* Sets *first to the lowest id whose created_at is >= at_ms, or hi + 1 when none is. */
 static enum obx_err
