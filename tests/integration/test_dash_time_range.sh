@@ -2,7 +2,8 @@
 # The messages view's time range (SPEC §13): created_after (inclusive) and created_before
 # (exclusive) on GET /v1/messages, /v1/messages/count and the bulk routes: exactly the
 # messages created in the window, paged by cursor across it; a bad time is a 400 naming the
-# field and changes nothing; a bulk cancel touches only the window.
+# field and changes nothing; a bulk cancel touches only the window; gaps in the ids (purged
+# rows) do not mislead the binary search that finds the window's id range.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/api_lib.sh"
 
@@ -66,4 +67,11 @@ assert_eq "exactly the window's messages cancelled" \
     "$(sql "$DB" "SELECT group_concat(external_message_id, ' ') FROM (SELECT external_message_id FROM outbox WHERE state = 'cancelled' ORDER BY id)")" \
     "w3 z3 w4 z4"
 assert_eq "the rest still queued" "$(count_state queued)" 16
+
+# gaps in the ids (purged rows) do not mislead the binary search
+sql "$DB" "DELETE FROM outbox WHERE channel_id = 'tz' OR external_message_id IN ('w0', 'w5')"
+req GET "/v1/messages?created_after=$(at 1)&created_before=$(at 8)"
+assert_eq "the window over gaps" "$(ids)" "w7 w6 w4 w3 w2 w1"
+req GET "/v1/messages?created_after=$(at 5)&created_before=2026-01-01T00:00:05.999Z"
+assert_eq "a window on a gap is empty" "$(ids)" ""
 finish
