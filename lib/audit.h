@@ -9,7 +9,9 @@
  * message is purged until the prune. A seal (one audit_seals row, about one per
  * second) covers the transitions with id in (previous seal's transitions_upto,
  * transitions_upto] and then the attempts with id in (previous attempts_upto,
- * attempts_upto], each in id order; it chains each event exactly as below and
+ * attempts_upto], then (since schema 10, 0010_audit_actions.sql) the actions, pauses and
+ * resumes, with id in (previous actions_upto, actions_upto], each in id order (seals before
+ * schema 10 have actions_upto 0: no action); it chains each event exactly as below and
  * stores the hash after its last event (and the number of events). Seal ids
  * continue audit_log's ids: "row" in reports, checkpoints and audit_chain_modes
  * means a legacy audit_log row or a seal. The canonical row of an event is
@@ -17,7 +19,10 @@
  *     json_object('message_id',..,'from',..,'to',..,'reason',..), or
  *   [id,started_at_ms,"attempt",channel_id,external_message_id,record] with record =
  *     json_object('message_id',..,'sent_sha256',..,'duration_ms',..,'http_status',..,
- *                 'outcome',..,'error',..,'response_excerpt',..)
+ *                 'outcome',..,'error',..,'response_excerpt',..), or
+ *   [id,at_ms,"pause"|"resume",key,"",record] with record =
+ *     json_object('scope',..,'reason',..,'by',..) (key: the channel id for a channel pause;
+ *     by: cli, api or dashboard)
  * (SQLite's json_object text; channel_id and external_message_id from
  * audit_messages). sent_sha256 = lower hex of SHA-256 of json_object(
  * 'business_id','external_conversation_id','content','sender_type',
