@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "err.h"
@@ -670,6 +671,34 @@ verify_row(sqlite3_stmt *s, const unsigned char *key, char prev[65], int64_t *ex
     return OBX_OK;
 }
 
+/* How much one slice may do (obx_audit_verify_slice): rows and monotonic time; 0 = no limit. */
+struct budget {
+    int max_rows;
+    int64_t max_ms;
+    int64_t start_ms;
+    int rows;
+};
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 when the slice has done its share (checked before each row or seal; one always goes). */
+static int
+budget_spent(const struct budget *b)
+{
+    if (b->rows == 0)
+        return 0;
+    if (b->max_rows > 0 && b->rows >= b->max_rows)
+        return 1;
+    return b->max_ms > 0 && mono_ms() - b->start_ms >= b->max_ms;
+}
+
 static const char SQL_UNSEALED_EVENTS[] =
     "SELECT (SELECT count(*) FROM transitions WHERE id > ?1)"
     " + (SELECT count(*) FROM attempts WHERE id > ?2)"
@@ -695,7 +724,7 @@ seal_row(sqlite3_stmt *s, struct seal *out)
  */
 static enum obx_err
 verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char prev[65],
-             struct obx_audit_report *r)
+             struct budget *bud, int *stopped, struct obx_audit_report *r)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SEALS);
     sqlite3_stmt *u = obx_db_stmt(st->db, SQL_UNSEALED_EVENTS);
@@ -714,6 +743,11 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
             have_base = 1;
             continue;
         }
+        if (budget_spent(bud)) {
+            *stopped = 1;
+            break;
+        }
+        bud->rows++;
         if (r->unsealed) {
             report_bad(r, cur.id, "sealed row after an unsealed one");
             break;
@@ -732,6 +766,7 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
             break;
         }
         r->checked += n;
+        r->seals++;
         r->head_id = cur.id;
         memcpy(r->head_hash, cur.hash, sizeof r->head_hash);
         base = cur;
@@ -739,7 +774,7 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
     sqlite3_reset(s);
     if (err == OBX_OK && !r->first_bad_id && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = obx_err_from_sqlite(rc);
-    if (err == OBX_OK && !r->first_bad_id && have_base) {
+    if (err == OBX_OK && !r->first_bad_id && !*stopped && have_base) {
         sqlite3_bind_int64(u, 1, base.t_upto);
         sqlite3_bind_int64(u, 2, base.a_upto);
         sqlite3_bind_int64(u, 3, base.x_upto);
@@ -750,24 +785,50 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
     return err;
 }
 
+static int
+is_hash(const char *h)
+{
+    size_t n = strspn(h, "0123456789abcdef");
+    return n == 64 && h[64] == '\0';
+}
+
 enum obx_err
-obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
+obx_audit_verify_slice(struct obx_store *st, int max_rows, int64_t max_ms,
+                       struct obx_audit_cursor *c, struct obx_audit_report *r, int *done)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CHAIN);
     struct modes *ms = obx_calloc(1, sizeof *ms);
+    struct budget bud = {max_rows, max_ms, mono_ms(), 0};
     char prev[65];
     int64_t after = 0, last_id = 0;
     enum obx_err err;
-    int rc = SQLITE_DONE;
+    int rc = SQLITE_DONE, stopped = 0;
 
     memset(r, 0, sizeof *r);
+    *done = 0;
     if (!s || !ms) {
         obx_free(ms);
         return s ? OBX_ENOMEM : OBX_EDB;
     }
+    if (c->started && !is_hash(c->hash)) {
+        obx_free(ms);
+        return OBX_EINVAL;
+    }
     err = obx_db_exec(st->db, "BEGIN");
-    if (err == OBX_OK)
+    if (err == OBX_OK && !c->started) {
         err = chain_start(st, &after, prev);
+        c->last_id = after;
+        c->head_id = 0;
+        c->checked = c->unsealed = c->seals = 0;
+        memcpy(c->hash, prev, sizeof c->hash);
+    }
+    /* Going on: the cursor says where the chain was verified up to, and its hash there. */
+    after = c->last_id;
+    memcpy(prev, c->hash, sizeof prev);
+    r->checked = c->checked;
+    r->unsealed = c->unsealed;
+    r->seals = c->seals;
+    r->head_id = c->head_id;
     if (err == OBX_OK)
         err = load_modes(st, ms);
     if (err == OBX_OK)
@@ -778,18 +839,51 @@ obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
         rc = sqlite3_step(s);
     while (err == OBX_OK && rc == SQLITE_ROW && !r->first_bad_id) {
         const struct mode *m = mode_of(ms, sqlite3_column_int64(s, 0));
+        /* Unsealed legacy rows end the legacy part: read them all in one slice. */
+        if (!r->unsealed && budget_spent(&bud)) {
+            stopped = 1;
+            break;
+        }
+        bud.rows++;
+        int64_t was = r->checked;
         err = verify_row(s, m && m->keyed ? st->audit_key : NULL, prev, &last_id, r);
+        if (r->checked > was) {
+            after = last_id;
+            r->seals++;
+        }
         rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
     if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         err = obx_err_from_sqlite(rc);
-    if (err == OBX_OK && !r->first_bad_id)
-        err = verify_seals(st, ms, after, prev, r);
+    if (err == OBX_OK && !r->first_bad_id && !stopped)
+        err = verify_seals(st, ms, after, prev, &bud, &stopped, r);
     obx_free(ms);
     if (obx_db_exec(st->db, "COMMIT") != OBX_OK && err == OBX_OK)
         err = OBX_EDB;
-    return err;
+    if (err != OBX_OK)
+        return err;
+    c->started = 1;
+    if (r->head_id > c->last_id)
+        c->last_id = r->head_id;
+    c->head_id = r->head_id;
+    c->checked = r->checked;
+    c->unsealed = r->unsealed;
+    c->seals = r->seals;
+    memcpy(c->hash, r->head_hash, sizeof c->hash);
+    *done = !stopped || r->first_bad_id != 0;
+    return OBX_OK;
+}
+
+enum obx_err
+obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
+{
+    struct obx_audit_cursor c;
+    int done = 0;
+
+    memset(&c, 0, sizeof c);
+    /* No limit: the whole chain in one read transaction. */
+    return obx_audit_verify_slice(st, 0, 0, &c, r, &done);
 }
 
 /* prev_hash: the hash of the row before, in the whole chain (not just the exported slice). */

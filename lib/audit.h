@@ -91,6 +91,7 @@ OBX_MUST_CHECK enum obx_err obx_audit_seal(struct obx_store *st, int max,
 
 struct obx_audit_report {
     int64_t checked;          /* sealed rows recomputed */
+    int64_t seals;            /* seals (and sealed legacy rows) recomputed */
     int64_t unsealed;         /* rows not sealed yet (at the end of the chain) */
     int64_t first_bad_id;     /* 0 = the chain verifies */
     int64_t head_id;          /* last sealed row (0 = none) */
@@ -103,6 +104,34 @@ struct obx_audit_report {
 /* Recomputes the whole chain from the latest checkpoint (read-only). */
 OBX_MUST_CHECK enum obx_err obx_audit_verify(struct obx_store *st,
                                              struct obx_audit_report *out /* OUT */);
+
+/*
+ * Where a sliced verification stands: the last row (legacy row or seal) verified and the
+ * chain's hash there, plus the counts so far. Nothing secret (the hashes are exported anyway);
+ * with a keyed chain the key stays in st. Start with a zeroed cursor.
+ */
+struct obx_audit_cursor {
+    int started;
+    int64_t last_id;   /* rows up to this id are verified (or behind the checkpoint) */
+    int64_t head_id;   /* last row verified (0 = none yet) */
+    int64_t checked;   /* events verified so far */
+    int64_t unsealed;  /* legacy rows not sealed yet, seen so far */
+    int64_t seals;     /* seals (and legacy rows) verified so far */
+    char hash[65];     /* the chain's hash after last_id: 64 lower-case hex digits */
+};
+
+/*
+ * Verifies the chain from *c on, each slice in its own read transaction, and stops after
+ * max_rows seals (or legacy rows) or max_ms of monotonic time (0 = no limit; at least one row
+ * per call), so that serve's loop is never held long. *done = 1 when the chain's end or a
+ * broken row was reached; out then is the verdict obx_audit_verify gives, else the counts so
+ * far. OBX_EINVAL when a started cursor's hash is not 64 lower-case hex digits.
+ */
+OBX_MUST_CHECK enum obx_err obx_audit_verify_slice(struct obx_store *st, int max_rows,
+                                                   int64_t max_ms,
+                                                   struct obx_audit_cursor *c /* IN/OUT */,
+                                                   struct obx_audit_report *out /* OUT */,
+                                                   int *done /* OUT */);
 
 /* One exported row, borrowed during the callback. */
 struct obx_audit_entry {

@@ -3,6 +3,7 @@
 # through the API by the dashboard (X-Outbox-Client: dashboard) and one by the CLI are sealed
 # into the chain; `outbox audit` (jsonl and csv) shows each with who, what and when; `audit
 # verify` counts them, and changing or deleting a stored pause or resume breaks the chain.
+# GET /v1/audit/verify goes in slices, cursor to cursor, to the CLI's verdict.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/api_lib.sh"
 
@@ -82,5 +83,54 @@ sql "$DB" "DELETE FROM actions WHERE action = 'resume'"
 assert_eq "resume deleted: audit verify exits 1" "$(verify)" 1
 restore
 assert_eq "the pristine copy verifies" "$(verify)" 0
+
+# ---- /v1/audit/verify in slices (SPEC §13: every dashboard call is short) -----------------
+# More seals: each `audit verify` seals what is pending (one seal per pause here).
+for i in 1 2 3 4; do
+    "$OUTBOX_BIN" pause --db "$DB" --channel "x$i" >/dev/null
+    "$OUTBOX_BIN" audit --db "$DB" verify >/dev/null
+done
+# slices: walks /v1/audit/verify with max_seals=2, cursor to cursor, until done; prints
+# "CALLS ok checked first_bad_id head_id".
+slices() {
+    python3 - "$API" <<'PYEOF'
+import json, sys, urllib.parse, urllib.request
+api, calls, cursor = sys.argv[1], 0, None
+while True:
+    q = "?max_seals=2" + ("&cursor=" + urllib.parse.quote(cursor) if cursor else "")
+    r = json.load(urllib.request.urlopen(api + "/v1/audit/verify" + q, timeout=30))
+    calls += 1
+    if r["done"]:
+        break
+    assert r["ok"] is None and r["cursor"], r
+    cursor = r["cursor"]
+    if calls > 1000:
+        sys.exit("no end")
+print(calls, r["ok"], r["checked"], r["first_bad_id"], r["head"]["id"])
+PYEOF
+}
+cli_verdict() { # "ok checked first_bad_id head_id" of `outbox audit verify --json`
+    "$OUTBOX_BIN" audit --db "$DB" verify --json 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["ok"], r["checked"], r["first_bad_id"], r["head"]["id"])'
+}
+SEALS=$(sql "$DB" "SELECT count(*) FROM audit_seals WHERE hash <> ''")
+assert_ge "several seals" "$SEALS" 5
+CLI=$(cli_verdict)
+assert_contains "cli: the chain verifies" "$CLI" "True"
+api_serve --rate-limit 0
+out=$(slices)
+assert_ge "the api takes several calls" "${out%% *}" 3
+assert_eq "and ends with the cli's verdict" "${out#* }" "$CLI"
+# A pause changed in the last seal: found by a later slice, as the cli finds it.
+sql "$DB" "UPDATE actions SET by = 'dashboard' WHERE key = 'x4'"
+CLI=$(cli_verdict)
+assert_contains "cli: broken at the last seal" "$CLI" "False"
+out=$(slices)
+assert_ge "tampered: several calls" "${out%% *}" 3
+assert_eq "tampered: the api's verdict is the cli's" "${out#* }" "$CLI"
+req GET '/v1/audit/verify?cursor=v1.1.1.1.0.1.nothex'
+assert_eq "a forged cursor is refused" "$(errsig)" "400 invalid_value cursor"
+req GET '/v1/audit/verify?max_seals=0'
+assert_eq "max_seals is bounded" "$(errsig)" "400 invalid_value max_seals"
+stop_serve
 
 finish
