@@ -815,8 +815,13 @@ obx_audit_verify_slice(struct obx_store *st, int max_rows, int64_t max_ms,
         return OBX_EINVAL;
     }
     err = obx_db_exec(st->db, "BEGIN");
-    if (err == OBX_OK && !c->started) {
+    if (err == OBX_OK)
         err = chain_start(st, &after, prev);
+    /* Pruned since the last slice past where it stopped: the rows it would go on from are
+     * gone, so start again from the new checkpoint. */
+    if (err == OBX_OK && c->started && after > c->last_id)
+        c->started = 0;
+    if (err == OBX_OK && !c->started) {
         c->last_id = after;
         c->head_id = 0;
         c->checked = c->unsealed = c->seals = 0;

@@ -125,7 +125,8 @@ struct obx_audit_cursor {
  * max_rows seals (or legacy rows) or max_ms of monotonic time (0 = no limit; at least one row
  * per call), so that serve's loop is never held long. *done = 1 when the chain's end or a
  * broken row was reached; out then is the verdict obx_audit_verify gives, else the counts so
- * far. OBX_EINVAL when a started cursor's hash is not 64 lower-case hex digits.
+ * far. A prune past the cursor between two slices restarts from the new checkpoint.
+ * OBX_EINVAL when a started cursor's hash is not 64 lower-case hex digits.
  */
 OBX_MUST_CHECK enum obx_err obx_audit_verify_slice(struct obx_store *st, int max_rows,
                                                    int64_t max_ms,

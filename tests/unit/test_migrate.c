@@ -727,6 +727,66 @@ end:
     TEST_END;
 }
 
+/*
+ * A keyed chain with pauses and resumes verifies in slices of one seal to the verdict of a
+ * whole verification, before and after a resume is changed.
+ */
+static int
+test_0010_keyed_slices(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0010k");
+    struct obx_store *st = NULL;
+    struct obx_audit_report whole, r;
+    struct obx_audit_cursor c;
+    char keyfile[300] = "", errmsg[200];
+    int64_t sealed = 0;
+    int created = 0, done = 0, calls = 0;
+    FILE *f;
+
+    CHECK(db);
+    obx_db_free(db);
+    db = NULL;
+    snprintf(keyfile, sizeof keyfile, "%s.key", path_a);
+    f = fopen(keyfile, "w");
+    CHECK(f);
+    fputs("a test key of more than sixteen bytes\n", f);
+    fclose(f);
+    CHECK_OK(obx_store_open(path_a, NULL, &st));
+    CHECK_OK(obx_audit_use_key(st, keyfile, 1, errmsg, sizeof errmsg));
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(obx_store_dash_pause(st, "channel", "ch", "why", "dashboard", &created));
+        CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+        CHECK_OK(obx_store_dash_resume(st, "channel", "ch", "dashboard"));
+        CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+    }
+    for (int tampered = 0; tampered < 2; tampered++) {
+        if (tampered)
+            CHECK_OK(obx_db_exec(st->db, "UPDATE actions SET by = 'cli' WHERE id = 5"));
+        CHECK_OK(obx_audit_verify(st, &whole));
+        CHECK(whole.keyed_from_id > 0);
+        CHECK_INT(whole.first_bad_id != 0, tampered);
+        memset(&c, 0, sizeof c);
+        done = 0;
+        calls = 0;
+        while (!done && calls < 100) {
+            CHECK_OK(obx_audit_verify_slice(st, 1, 0, &c, &r, &done));
+            calls++;
+        }
+        CHECK(calls >= 3);
+        CHECK_INT(r.first_bad_id, whole.first_bad_id);
+        CHECK_INT(r.checked, whole.checked);
+        CHECK_INT(r.head_id, whole.head_id);
+        CHECK(strcmp(r.head_hash, whole.head_hash) == 0);
+    }
+end:
+    if (*keyfile)
+        unlink(keyfile);
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"empty_to_latest", test_empty_to_latest},
     {"rerun_is_noop", test_rerun_is_noop},
@@ -741,6 +801,7 @@ static const struct test_case tests[] = {
     {"0006_refuses_dot_rows", test_0006_refuses_dot_rows},
     {"0009_keeps_audit_chain", test_0009_keeps_audit_chain},
     {"0010_actions_in_chain", test_0010_actions_in_chain},
+    {"0010_keyed_slices", test_0010_keyed_slices},
     {NULL, NULL},
 };
 
