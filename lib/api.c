@@ -1453,27 +1453,99 @@ on_auth(struct obx_api *api, struct evhttp_request *req, char **seg)
 }
 
 
-/* GET /v1/audit/verify: recomputes the chain (lib/audit.h); the dashboard asks on a click. */
+/*
+ * GET /v1/audit/verify[?cursor=&max_seals=]: verifies the chain (lib/audit.h) in slices of at
+ * most AUDIT_VERIFY_SLICE_MS (or max_seals seals), so that serve's loop is never held long
+ * (SPEC §13: every dashboard call < 100 ms). The answer's cursor (null once done) carries what
+ * the next slice needs: the last row verified, the chain's hash there and the counts so far.
+ * Nothing in it is secret (hashes are exported anyway); a keyed chain's key stays here.
+ */
+#define AUDIT_VERIFY_SLICE_MS 50
+#define AUDIT_VERIFY_CURSOR_MAX 200
+#define AUDIT_VERIFY_SEALS_MAX 1000000
+
+/* "v1.last_id.head_id.checked.unsealed.seals.hash" (audit_cursor_format) into *c. */
+static int
+audit_cursor_parse(const char *text, struct obx_audit_cursor *c)
+{
+    char buf[AUDIT_VERIFY_CURSOR_MAX + 1], *save = NULL, *part;
+    int64_t *nums[] = {&c->last_id, &c->head_id, &c->checked, &c->unsealed, &c->seals};
+    size_t n = strlen(text);
+
+    memset(c, 0, sizeof *c);
+    if (n > AUDIT_VERIFY_CURSOR_MAX)
+        return -1;
+    memcpy(buf, text, n + 1);
+    part = strtok_r(buf, ".", &save);
+    if (!part || strcmp(part, "v1") != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        part = strtok_r(NULL, ".", &save);
+        if (!part || parse_int(part, 0, INT64_MAX, nums[i]) != 0)
+            return -1;
+    }
+    part = strtok_r(NULL, ".", &save);
+    if (!part || strlen(part) != 64 || strspn(part, "0123456789abcdef") != 64 ||
+        strtok_r(NULL, ".", &save))
+        return -1;
+    memcpy(c->hash, part, 65);
+    c->started = 1;
+    return 0;
+}
+
 static void
 on_audit_verify(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
+    char *cursor = obx_httpd_query_param(req, "cursor");
+    char *max = obx_httpd_query_param(req, "max_seals");
+    struct obx_audit_cursor c;
     struct obx_audit_report r;
-    enum obx_err err = obx_audit_verify(api->st, &r);
+    int64_t max_seals = AUDIT_VERIFY_SEALS_MAX;
     struct obx_buf b;
+    enum obx_err err;
+    int done = 0;
 
     (void)seg;
     obx_buf_init(&b, 1024);
+    memset(&c, 0, sizeof c);
+    if (cursor && *cursor && audit_cursor_parse(cursor, &c) != 0) {
+        obx_httpd_error(req, 400, "invalid_value",
+                        "cursor must be the cursor of an earlier answer", "cursor");
+        goto out;
+    }
+    if (max && parse_int(max, 1, AUDIT_VERIFY_SEALS_MAX, &max_seals) != 0) {
+        obx_httpd_error(req, 400, "invalid_value", "max_seals must be 1 to 1000000",
+                        "max_seals");
+        goto out;
+    }
+    err = obx_audit_verify_slice(api->st, (int)max_seals, AUDIT_VERIFY_SLICE_MS, &c, &r, &done);
+    if (err == OBX_EINVAL) {
+        obx_httpd_error(req, 400, "invalid_value",
+                        "cursor must be the cursor of an earlier answer", "cursor");
+        goto out;
+    }
     /* problem and key_id are fixed texts and hex digits, as in `outbox audit verify --json`. */
     if (err == OBX_OK)
         err = obx_buf_printf(&b,
-                             "{\"ok\":%s,\"checked\":%lld,\"unsealed\":%lld,\"first_bad_id\":%lld,"
+                             "{\"done\":%s,\"ok\":%s,\"verified_seals\":%lld,\"checked\":%lld,"
+                             "\"unsealed\":%lld,\"first_bad_id\":%lld,"
                              "\"problem\":\"%s\",\"keyed_from_id\":%lld,\"key_id\":\"%s\","
-                             "\"head\":{\"id\":%lld,\"hash\":\"%s\"}}",
-                             r.first_bad_id ? "false" : "true", (long long)r.checked,
-                             (long long)r.unsealed, (long long)r.first_bad_id, r.problem,
-                             (long long)r.keyed_from_id, r.key_id, (long long)r.head_id,
-                             r.head_hash);
+                             "\"head\":{\"id\":%lld,\"hash\":\"%s\"},\"cursor\":",
+                             done ? "true" : "false",
+                             !done ? "null" : r.first_bad_id ? "false" : "true",
+                             (long long)r.seals, (long long)r.checked, (long long)r.unsealed,
+                             (long long)r.first_bad_id, r.problem, (long long)r.keyed_from_id,
+                             r.key_id, (long long)r.head_id, r.head_hash);
+    if (err == OBX_OK)
+        err = done ? obx_buf_puts(&b, "null}")
+                   : obx_buf_printf(&b, "\"v1.%lld.%lld.%lld.%lld.%lld.%s\"}",
+                                    (long long)c.last_id, (long long)c.head_id,
+                                    (long long)c.checked, (long long)c.unsealed,
+                                    (long long)c.seals, c.hash);
     reply_doc(req, 200, &b, err);
+out:
+    obx_free(cursor);
+    obx_free(max);
     obx_buf_release(&b);
 }
 

@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "err.h"
@@ -347,7 +348,8 @@ seal_rows(struct obx_store *st, int max, const unsigned char *key, char prev[65]
 
 /*
  * The events of a seal's range, in chain order, as canonical rows (columns 0..5 as audit.h
- * says): transitions with id in (?1, ?2], then attempts with id in (?3, ?4], each by id.
+ * says): transitions with id in (?1, ?2], then attempts with id in (?3, ?4], then actions
+ * (pauses and resumes) with id in (?5, ?6], each by id.
  */
 static const char SQL_EVENTS[] =
     "SELECT t.id, t.at_ms, 'transition', m.channel_id, m.external_message_id,"
@@ -363,18 +365,24 @@ static const char SQL_EVENTS[] =
     " 1"
     " FROM attempts a LEFT JOIN audit_messages m ON m.message_id = a.message_id"
     " WHERE a.id > ?3 AND a.id <= ?4"
+    " UNION ALL "
+    "SELECT x.id, x.at_ms, x.action, x.key, '',"
+    " json_object('scope', x.scope, 'reason', x.reason, 'by', x.by), 2"
+    " FROM actions x WHERE x.id > ?5 AND x.id <= ?6"
     " ORDER BY 7, 1";
 static const char SQL_SEALS[] =
-    "SELECT id, transitions_upto, attempts_upto, events, at_ms, hash FROM audit_seals"
-    " WHERE id >= coalesce((SELECT max(id) FROM audit_seals WHERE id <= ?1), 0) ORDER BY id";
+    "SELECT id, transitions_upto, attempts_upto, events, at_ms, hash, actions_upto"
+    " FROM audit_seals WHERE id >= coalesce((SELECT max(id) FROM audit_seals WHERE id <= ?1), 0) ORDER BY id";
 static const char SQL_LAST_SEAL[] =
-    "SELECT id, transitions_upto, attempts_upto, hash FROM audit_seals ORDER BY id DESC LIMIT 1";
+    "SELECT id, transitions_upto, attempts_upto, hash, actions_upto FROM audit_seals"
+    " ORDER BY id DESC LIMIT 1";
 static const char SQL_EVENTS_MAX[] =
     "SELECT coalesce((SELECT max(id) FROM transitions), 0),"
-    " coalesce((SELECT max(id) FROM attempts), 0)";
+    " coalesce((SELECT max(id) FROM attempts), 0),"
+    " coalesce((SELECT max(id) FROM actions), 0)";
 static const char SQL_ADD_SEAL[] =
-    "INSERT INTO audit_seals (transitions_upto, attempts_upto, events, at_ms, hash)"
-    " VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO audit_seals (transitions_upto, attempts_upto, events, at_ms, hash, actions_upto)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 /* What was sent for each message with new events (audit.h, "sent_sha256"). */
 static const char SQL_UNHASHED[] =
     "SELECT m.message_id, CASE WHEN o.id IS NOT NULL THEN"
@@ -432,7 +440,7 @@ hash_messages(struct obx_store *st)
 
 /* The range a seal covers. */
 struct seal {
-    int64_t id, t_upto, a_upto, events, at_ms;
+    int64_t id, t_upto, a_upto, events, at_ms, x_upto;
     char hash[65];
 };
 
@@ -459,6 +467,8 @@ chain_events(struct obx_store *st, const struct seal *from, const struct seal *t
     sqlite3_bind_int64(s, 2, to->t_upto);
     sqlite3_bind_int64(s, 3, from->a_upto);
     sqlite3_bind_int64(s, 4, to->a_upto);
+    sqlite3_bind_int64(s, 5, from->x_upto);
+    sqlite3_bind_int64(s, 6, to->x_upto);
     while (err == OBX_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         err = row_hash(s, prev, key, hash);
         if (err == OBX_OK && fn && fn(ctx, s, prev, hash))
@@ -489,6 +499,7 @@ last_seal(struct obx_store *st, struct seal *out)
         out->t_upto = sqlite3_column_int64(s, 1);
         out->a_upto = sqlite3_column_int64(s, 2);
         snprintf(out->hash, sizeof out->hash, "%s", text(s, 3));
+        out->x_upto = sqlite3_column_int64(s, 4);
     }
     sqlite3_reset(s);
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
@@ -517,6 +528,7 @@ seal_events(struct obx_store *st, int max, const unsigned char *key, const char 
     if (rc == SQLITE_ROW) {
         next.t_upto = sqlite3_column_int64(mx, 0);
         next.a_upto = sqlite3_column_int64(mx, 1);
+        next.x_upto = sqlite3_column_int64(mx, 2);
     }
     sqlite3_reset(mx);
     if (rc != SQLITE_ROW)
@@ -525,7 +537,9 @@ seal_events(struct obx_store *st, int max, const unsigned char *key, const char 
         next.t_upto = last.t_upto + max;
     if (next.a_upto > last.a_upto + max)
         next.a_upto = last.a_upto + max;
-    if (next.t_upto <= last.t_upto && next.a_upto <= last.a_upto)
+    if (next.x_upto > last.x_upto + max)
+        next.x_upto = last.x_upto + max;
+    if (next.t_upto <= last.t_upto && next.a_upto <= last.a_upto && next.x_upto <= last.x_upto)
         return OBX_OK; /* nothing new */
     /* The migration's base row has no hash: the chain goes on from the legacy rows. */
     snprintf(prev, sizeof prev, "%s", last.hash[0] ? last.hash : legacy_prev);
@@ -539,6 +553,7 @@ seal_events(struct obx_store *st, int max, const unsigned char *key, const char 
     sqlite3_bind_int64(add, 3, n);
     sqlite3_bind_int64(add, 4, at_ms);
     obx_db_bind_text(add, 5, prev);
+    sqlite3_bind_int64(add, 6, next.x_upto);
     err = obx_db_step_done(add);
     if (err == OBX_OK)
         *sealed += n;
@@ -656,9 +671,38 @@ verify_row(sqlite3_stmt *s, const unsigned char *key, char prev[65], int64_t *ex
     return OBX_OK;
 }
 
+/* How much one slice may do (obx_audit_verify_slice): rows and monotonic time; 0 = no limit. */
+struct budget {
+    int max_rows;
+    int64_t max_ms;
+    int64_t start_ms;
+    int rows;
+};
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 when the slice has done its share (checked before each row or seal; one always goes). */
+static int
+budget_spent(const struct budget *b)
+{
+    if (b->rows == 0)
+        return 0;
+    if (b->max_rows > 0 && b->rows >= b->max_rows)
+        return 1;
+    return b->max_ms > 0 && mono_ms() - b->start_ms >= b->max_ms;
+}
+
 static const char SQL_UNSEALED_EVENTS[] =
     "SELECT (SELECT count(*) FROM transitions WHERE id > ?1)"
-    " + (SELECT count(*) FROM attempts WHERE id > ?2)";
+    " + (SELECT count(*) FROM attempts WHERE id > ?2)"
+    " + (SELECT count(*) FROM actions WHERE id > ?3)";
 
 /* Reads one audit_seals row of SQL_SEALS. */
 static void
@@ -670,6 +714,7 @@ seal_row(sqlite3_stmt *s, struct seal *out)
     out->events = sqlite3_column_int64(s, 3);
     out->at_ms = sqlite3_column_int64(s, 4);
     snprintf(out->hash, sizeof out->hash, "%s", text(s, 5));
+    out->x_upto = sqlite3_column_int64(s, 6);
 }
 
 /*
@@ -679,7 +724,7 @@ seal_row(sqlite3_stmt *s, struct seal *out)
  */
 static enum obx_err
 verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char prev[65],
-             struct obx_audit_report *r)
+             struct budget *bud, int *stopped, struct obx_audit_report *r)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SEALS);
     sqlite3_stmt *u = obx_db_stmt(st->db, SQL_UNSEALED_EVENTS);
@@ -698,6 +743,11 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
             have_base = 1;
             continue;
         }
+        if (budget_spent(bud)) {
+            *stopped = 1;
+            break;
+        }
+        bud->rows++;
         if (r->unsealed) {
             report_bad(r, cur.id, "sealed row after an unsealed one");
             break;
@@ -708,12 +758,15 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
         if (err == OBX_OK && (n != cur.events || strcmp(prev, cur.hash) != 0)) {
             r->first_bad_id = cur.id;
             snprintf(r->problem, sizeof r->problem,
-                     "seal %lld: transitions %lld..%lld or attempts %lld..%lld, or an earlier "
-                     "event, changed", (long long)cur.id, (long long)base.t_upto + 1,
-                     (long long)cur.t_upto, (long long)base.a_upto + 1, (long long)cur.a_upto);
+                     "seal %lld: transitions %lld..%lld, attempts %lld..%lld or actions "
+                     "%lld..%lld, or an earlier event, changed", (long long)cur.id,
+                     (long long)base.t_upto + 1, (long long)cur.t_upto,
+                     (long long)base.a_upto + 1, (long long)cur.a_upto,
+                     (long long)base.x_upto + 1, (long long)cur.x_upto);
             break;
         }
         r->checked += n;
+        r->seals++;
         r->head_id = cur.id;
         memcpy(r->head_hash, cur.hash, sizeof r->head_hash);
         base = cur;
@@ -721,9 +774,10 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
     sqlite3_reset(s);
     if (err == OBX_OK && !r->first_bad_id && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = obx_err_from_sqlite(rc);
-    if (err == OBX_OK && !r->first_bad_id && have_base) {
+    if (err == OBX_OK && !r->first_bad_id && !*stopped && have_base) {
         sqlite3_bind_int64(u, 1, base.t_upto);
         sqlite3_bind_int64(u, 2, base.a_upto);
+        sqlite3_bind_int64(u, 3, base.x_upto);
         if (sqlite3_step(u) == SQLITE_ROW)
             r->unsealed += sqlite3_column_int64(u, 0);
         sqlite3_reset(u);
@@ -731,24 +785,55 @@ verify_seals(struct obx_store *st, const struct modes *ms, int64_t after, char p
     return err;
 }
 
+static int
+is_hash(const char *h)
+{
+    size_t n = strspn(h, "0123456789abcdef");
+    return n == 64 && h[64] == '\0';
+}
+
 enum obx_err
-obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
+obx_audit_verify_slice(struct obx_store *st, int max_rows, int64_t max_ms,
+                       struct obx_audit_cursor *c, struct obx_audit_report *r, int *done)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CHAIN);
     struct modes *ms = obx_calloc(1, sizeof *ms);
+    struct budget bud = {max_rows, max_ms, mono_ms(), 0};
     char prev[65];
     int64_t after = 0, last_id = 0;
     enum obx_err err;
-    int rc = SQLITE_DONE;
+    int rc = SQLITE_DONE, stopped = 0;
 
     memset(r, 0, sizeof *r);
+    *done = 0;
     if (!s || !ms) {
         obx_free(ms);
         return s ? OBX_ENOMEM : OBX_EDB;
     }
+    if (c->started && !is_hash(c->hash)) {
+        obx_free(ms);
+        return OBX_EINVAL;
+    }
     err = obx_db_exec(st->db, "BEGIN");
     if (err == OBX_OK)
         err = chain_start(st, &after, prev);
+    /* Pruned since the last slice past where it stopped: the rows it would go on from are
+     * gone, so start again from the new checkpoint. */
+    if (err == OBX_OK && c->started && after > c->last_id)
+        c->started = 0;
+    if (err == OBX_OK && !c->started) {
+        c->last_id = after;
+        c->head_id = 0;
+        c->checked = c->unsealed = c->seals = 0;
+        memcpy(c->hash, prev, sizeof c->hash);
+    }
+    /* Going on: the cursor says where the chain was verified up to, and its hash there. */
+    after = c->last_id;
+    memcpy(prev, c->hash, sizeof prev);
+    r->checked = c->checked;
+    r->unsealed = c->unsealed;
+    r->seals = c->seals;
+    r->head_id = c->head_id;
     if (err == OBX_OK)
         err = load_modes(st, ms);
     if (err == OBX_OK)
@@ -759,18 +844,51 @@ obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
         rc = sqlite3_step(s);
     while (err == OBX_OK && rc == SQLITE_ROW && !r->first_bad_id) {
         const struct mode *m = mode_of(ms, sqlite3_column_int64(s, 0));
+        /* Unsealed legacy rows end the legacy part: read them all in one slice. */
+        if (!r->unsealed && budget_spent(&bud)) {
+            stopped = 1;
+            break;
+        }
+        bud.rows++;
+        int64_t was = r->checked;
         err = verify_row(s, m && m->keyed ? st->audit_key : NULL, prev, &last_id, r);
+        if (r->checked > was) {
+            after = last_id;
+            r->seals++;
+        }
         rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
     if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
         err = obx_err_from_sqlite(rc);
-    if (err == OBX_OK && !r->first_bad_id)
-        err = verify_seals(st, ms, after, prev, r);
+    if (err == OBX_OK && !r->first_bad_id && !stopped)
+        err = verify_seals(st, ms, after, prev, &bud, &stopped, r);
     obx_free(ms);
     if (obx_db_exec(st->db, "COMMIT") != OBX_OK && err == OBX_OK)
         err = OBX_EDB;
-    return err;
+    if (err != OBX_OK)
+        return err;
+    c->started = 1;
+    if (r->head_id > c->last_id)
+        c->last_id = r->head_id;
+    c->head_id = r->head_id;
+    c->checked = r->checked;
+    c->unsealed = r->unsealed;
+    c->seals = r->seals;
+    memcpy(c->hash, r->head_hash, sizeof c->hash);
+    *done = !stopped || r->first_bad_id != 0;
+    return OBX_OK;
+}
+
+enum obx_err
+obx_audit_verify(struct obx_store *st, struct obx_audit_report *r)
+{
+    struct obx_audit_cursor c;
+    int done = 0;
+
+    memset(&c, 0, sizeof c);
+    /* No limit: the whole chain in one read transaction. */
+    return obx_audit_verify_slice(st, 0, 0, &c, r, &done);
 }
 
 /* prev_hash: the hash of the row before, in the whole chain (not just the exported slice). */
@@ -894,7 +1012,7 @@ obx_audit_export(struct obx_store *st, int64_t since_ms, int64_t until_ms, const
     if (err == OBX_OK && !x.stop && have_base) {
         /* Events not sealed yet: exported without hashes. */
         open_end = base;
-        open_end.t_upto = open_end.a_upto = INT64_MAX;
+        open_end.t_upto = open_end.a_upto = open_end.x_upto = INT64_MAX;
         x.sealed = 0;
         err = chain_events(st, &base, &open_end, NULL, prev, &n, NULL, export_event, &x);
     }
@@ -914,7 +1032,7 @@ static const char SQL_PRUNE_SCAN[] =
     " ORDER BY 1 LIMIT ?2";
 /* The checkpoint's seal stays: the next seal's range starts where it ends. */
 static const char SQL_PRUNE_SEAL_RANGE[] =
-    "SELECT transitions_upto, attempts_upto FROM audit_seals WHERE id = ?1";
+    "SELECT transitions_upto, attempts_upto, actions_upto FROM audit_seals WHERE id = ?1";
 /*
  * Events behind the checkpoint whose message is gone (a message still there keeps its history
  * for show and the API; its events go with it when it is purged: 0009's trigger). The scan
@@ -927,6 +1045,10 @@ static const char SQL_PRUNE_TRANSITIONS[] =
 static const char SQL_PRUNE_ATTEMPTS[] =
     "DELETE FROM attempts WHERE id IN (SELECT a.id FROM attempts a WHERE a.id <= ?1"
     " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = a.message_id) ORDER BY a.id LIMIT ?2)";
+/* Actions have no message to wait for: they go once a checkpoint covers them. */
+static const char SQL_PRUNE_ACTIONS[] =
+    "DELETE FROM actions WHERE id IN (SELECT id FROM actions WHERE id <= ?1 ORDER BY id"
+    " LIMIT ?2)";
 static const char SQL_PRUNE_SEALS[] =
     "DELETE FROM audit_seals WHERE id IN (SELECT id FROM audit_seals WHERE id < ?1 ORDER BY id"
     " LIMIT ?2)";
@@ -981,8 +1103,8 @@ static enum obx_err
 prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
 {
     sqlite3_stmt *rg = obx_db_stmt(st->db, SQL_PRUNE_SEAL_RANGE);
-    const char *dels[] = {SQL_PRUNE_TRANSITIONS, SQL_PRUNE_ATTEMPTS};
-    int64_t upto[2] = {0, 0};
+    const char *dels[] = {SQL_PRUNE_TRANSITIONS, SQL_PRUNE_ATTEMPTS, SQL_PRUNE_ACTIONS};
+    int64_t upto[3] = {0, 0, 0};
     enum obx_err err = OBX_OK;
     int rc, found = 0;
 
@@ -993,6 +1115,7 @@ prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
     if (rc == SQLITE_ROW) {
         upto[0] = sqlite3_column_int64(rg, 0);
         upto[1] = sqlite3_column_int64(rg, 1);
+        upto[2] = sqlite3_column_int64(rg, 2);
         found = 1;
     }
     sqlite3_reset(rg);
@@ -1000,7 +1123,7 @@ prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
         return obx_err_from_sqlite(rc);
     if (!found)
         return OBX_OK; /* the checkpoint is a legacy row: no event is behind it */
-    for (int i = 0; i < 2 && err == OBX_OK && max > 0; i++) {
+    for (int i = 0; i < 3 && err == OBX_OK && max > 0; i++) {
         sqlite3_stmt *d = obx_db_stmt(st->db, dels[i]);
         if (!d)
             return OBX_EDB;

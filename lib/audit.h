@@ -9,7 +9,9 @@
  * message is purged until the prune. A seal (one audit_seals row, about one per
  * second) covers the transitions with id in (previous seal's transitions_upto,
  * transitions_upto] and then the attempts with id in (previous attempts_upto,
- * attempts_upto], each in id order; it chains each event exactly as below and
+ * attempts_upto], then (since schema 10, 0010_audit_actions.sql) the actions, pauses and
+ * resumes, with id in (previous actions_upto, actions_upto], each in id order (seals before
+ * schema 10 have actions_upto 0: no action); it chains each event exactly as below and
  * stores the hash after its last event (and the number of events). Seal ids
  * continue audit_log's ids: "row" in reports, checkpoints and audit_chain_modes
  * means a legacy audit_log row or a seal. The canonical row of an event is
@@ -17,7 +19,10 @@
  *     json_object('message_id',..,'from',..,'to',..,'reason',..), or
  *   [id,started_at_ms,"attempt",channel_id,external_message_id,record] with record =
  *     json_object('message_id',..,'sent_sha256',..,'duration_ms',..,'http_status',..,
- *                 'outcome',..,'error',..,'response_excerpt',..)
+ *                 'outcome',..,'error',..,'response_excerpt',..), or
+ *   [id,at_ms,"pause"|"resume",key,"",record] with record =
+ *     json_object('scope',..,'reason',..,'by',..) (key: the channel id for a channel pause;
+ *     by: cli, api or dashboard)
  * (SQLite's json_object text; channel_id and external_message_id from
  * audit_messages). sent_sha256 = lower hex of SHA-256 of json_object(
  * 'business_id','external_conversation_id','content','sender_type',
@@ -86,6 +91,7 @@ OBX_MUST_CHECK enum obx_err obx_audit_seal(struct obx_store *st, int max,
 
 struct obx_audit_report {
     int64_t checked;          /* sealed rows recomputed */
+    int64_t seals;            /* seals (and sealed legacy rows) recomputed */
     int64_t unsealed;         /* rows not sealed yet (at the end of the chain) */
     int64_t first_bad_id;     /* 0 = the chain verifies */
     int64_t head_id;          /* last sealed row (0 = none) */
@@ -98,6 +104,35 @@ struct obx_audit_report {
 /* Recomputes the whole chain from the latest checkpoint (read-only). */
 OBX_MUST_CHECK enum obx_err obx_audit_verify(struct obx_store *st,
                                              struct obx_audit_report *out /* OUT */);
+
+/*
+ * Where a sliced verification stands: the last row (legacy row or seal) verified and the
+ * chain's hash there, plus the counts so far. Nothing secret (the hashes are exported anyway);
+ * with a keyed chain the key stays in st. Start with a zeroed cursor.
+ */
+struct obx_audit_cursor {
+    int started;
+    int64_t last_id;   /* rows up to this id are verified (or behind the checkpoint) */
+    int64_t head_id;   /* last row verified (0 = none yet) */
+    int64_t checked;   /* events verified so far */
+    int64_t unsealed;  /* legacy rows not sealed yet, seen so far */
+    int64_t seals;     /* seals (and legacy rows) verified so far */
+    char hash[65];     /* the chain's hash after last_id: 64 lower-case hex digits */
+};
+
+/*
+ * Verifies the chain from *c on, each slice in its own read transaction, and stops after
+ * max_rows seals (or legacy rows) or max_ms of monotonic time (0 = no limit; at least one row
+ * per call), so that serve's loop is never held long. *done = 1 when the chain's end or a
+ * broken row was reached; out then is the verdict obx_audit_verify gives, else the counts so
+ * far. A prune past the cursor between two slices restarts from the new checkpoint.
+ * OBX_EINVAL when a started cursor's hash is not 64 lower-case hex digits.
+ */
+OBX_MUST_CHECK enum obx_err obx_audit_verify_slice(struct obx_store *st, int max_rows,
+                                                   int64_t max_ms,
+                                                   struct obx_audit_cursor *c /* IN/OUT */,
+                                                   struct obx_audit_report *out /* OUT */,
+                                                   int *done /* OUT */);
 
 /* One exported row, borrowed during the callback. */
 struct obx_audit_entry {

@@ -11,24 +11,56 @@ static const char SQL_PAUSE[] =
     "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
     " ON CONFLICT (scope, key) WHERE resumed_at_ms IS NULL DO NOTHING";
 
+/* Every pause and resume is an audit event (0010_audit_actions.sql, lib/audit.h). */
+static const char SQL_ACTION[] =
+    "INSERT INTO actions (at_ms, action, scope, key, reason, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+static enum obx_err
+add_action(struct obx_store *st, int64_t at_ms, const char *action, const char *scope,
+           const char *key, const char *reason, const char *by)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ACTION);
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, at_ms);
+    obx_db_bind_text(s, 2, action);
+    obx_db_bind_text(s, 3, scope);
+    obx_db_bind_text(s, 4, key);
+    obx_db_bind_text(s, 5, reason);
+    obx_db_bind_text(s, 6, by);
+    return obx_db_step_done(s);
+}
+
 enum obx_err
 obx_store_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
                      const char *by, int *created)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSE);
+    int64_t now = obx_now_ms(st->clock);
     enum obx_err err;
 
     *created = 0;
     if (!s)
         return OBX_EDB;
+    /* The pause and its audit event commit together, or neither does. */
+    err = obx_db_begin(st->db);
+    if (err != OBX_OK)
+        return err;
     obx_db_bind_text(s, 1, scope);
     obx_db_bind_text(s, 2, key);
     obx_db_bind_text(s, 3, reason);
     obx_db_bind_text(s, 4, by);
-    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
+    sqlite3_bind_int64(s, 5, now);
     err = obx_db_step_done(s);
     if (err == OBX_OK)
         *created = sqlite3_changes(st->db->h) > 0;
+    if (err == OBX_OK && *created)
+        err = add_action(st, now, "pause", scope, key, reason, by);
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
+    *created = 0;
     return err;
 }
 
@@ -40,17 +72,25 @@ enum obx_err
 obx_store_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RESUME);
+    int64_t now = obx_now_ms(st->clock);
     enum obx_err err;
 
-    (void)by; /* the pause row keeps who paused; the resume is logged by the caller */
     if (!s)
         return OBX_EDB;
+    err = obx_db_begin(st->db);
+    if (err != OBX_OK)
+        return err;
     obx_db_bind_text(s, 1, scope);
     obx_db_bind_text(s, 2, key);
-    sqlite3_bind_int64(s, 3, obx_now_ms(st->clock));
+    sqlite3_bind_int64(s, 3, now);
     err = obx_db_step_done(s);
     if (err == OBX_OK && sqlite3_changes(st->db->h) == 0)
-        return OBX_ENOTFOUND;
+        err = OBX_ENOTFOUND;
+    if (err == OBX_OK)
+        err = add_action(st, now, "resume", scope, key, "", by);
+    if (err == OBX_OK)
+        return obx_db_commit(st->db);
+    obx_db_rollback(st->db);
     return err;
 }
 

@@ -16,7 +16,8 @@
 
 /*
  * Holds every queued message of (scope, key): the claim skips them. *created = 0 when the
- * pause already held (idempotent; the first reason stays).
+ * pause already held (idempotent; the first reason stays). A new pause and a resume each
+ * append an audit event (table actions: what, by whom, when) in their own transaction.
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_pause(struct obx_store *st, const char *scope,
                                                  const char *key, const char *reason,

@@ -393,7 +393,8 @@ CREATE TABLE audit_seals (
     events            INTEGER NOT NULL,   -- events covered
     at_ms             INTEGER NOT NULL,   -- latest event time covered (prune by age)
     hash              TEXT NOT NULL       -- the chain's hash after the last event covered
-);
+    -- added by 0010 (ALTER TABLE ... ADD COLUMN, hence the comma): the actions covered
+    , actions_upto INTEGER NOT NULL DEFAULT 0);
 
 CREATE TRIGGER audit_message_gone_outbox AFTER DELETE ON outbox
 BEGIN
@@ -421,3 +422,16 @@ BEGIN
         AND NOT EXISTS (SELECT 1 FROM transitions WHERE message_id = OLD.message_id)
         AND NOT EXISTS (SELECT 1 FROM attempts WHERE message_id = OLD.message_id);
 END;
+
+-- ---- added by 0010_audit_actions ------------------------------------------------------
+-- Pauses and resumes, one row each, appended in the pause's or resume's transaction: the
+-- audit chain seals them after each seal's transitions and attempts (lib/audit.h).
+CREATE TABLE actions (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms   INTEGER NOT NULL,
+    action  TEXT NOT NULL CHECK (action IN ('pause', 'resume')),
+    scope   TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    reason  TEXT NOT NULL,                -- the pause's reason ("" for a resume)
+    by      TEXT NOT NULL                 -- cli, api or dashboard
+);

@@ -13,8 +13,8 @@
 static const char usage_text[] =
     "usage: outbox audit [--since T] [--until T] [--channel C] [--format jsonl|csv]\n"
     "       outbox audit verify\n\n"
-    "Exports every state transition and delivery attempt in the time range, in chain\n"
-    "order, each with its hash and the hash of the row before it, then the chain head.\n"
+    "Exports every state transition, delivery attempt, pause and resume (with who:\n"
+    "cli, api or dashboard) in the time range, in chain order, each with its hash and the hash of the row before it, then the chain head.\n"
     "An attempt row records what came back and the SHA-256 of exactly what was sent (the\n"
     "Partoo fields, content included; the message itself shows them while it is kept).\n"
     "T is RFC 3339 (2026-11-24T10:00:00Z) or a duration meaning that long ago (24h).\n\n"

@@ -17,6 +17,7 @@
 #include "migrate.h"
 #include "signature.h"
 #include "store.h"
+#include "store_dash.h"
 
 #ifndef OBX_SOURCE_DIR
 #error "OBX_SOURCE_DIR must name the repository root"
@@ -672,6 +673,120 @@ end:
     TEST_END;
 }
 
+/*
+ * 0010 (audit actions): a schema 9 database keeps its seals (actions_upto 0: no action, so
+ * their hashes stay) and its chain verifies; pauses and resumes after the migration are sealed
+ * into the chain, and a change to one is caught at its seal.
+ */
+static int
+test_0010_actions_in_chain(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0010");
+    struct obx_store *st = NULL;
+    struct obx_audit_report r;
+    int64_t sealed = 0;
+    int created = 0;
+
+    CHECK(db);
+    CHECK_OK(migrate_upto(db, 9));
+    CHECK_OK(obx_db_exec(db, "INSERT INTO outbox (id, channel_id, external_message_id,"
+                             " business_id, external_conversation_id, content, sender_type, head)"
+                             " VALUES (7, 'ch', 'm1', 'b', 'c1', 'hi', 'User', 1);"
+                             " UPDATE outbox SET state = 'cancelled', state_reason = 'x'"
+                             " WHERE id = 7;"));
+    obx_db_free(db);
+    db = NULL;
+
+    CHECK_OK(obx_store_open(path_a, NULL, &st));
+    CHECK_INT(query_int(st->db->h, "PRAGMA user_version"), obx_migrate_latest());
+    /* The schema 9 base seal: no action covered. */
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_seals WHERE actions_upto = 0"), 1);
+    CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+    CHECK_INT(sealed, 1);
+    CHECK_OK(obx_store_dash_pause(st, "channel", "ch", "why", "dashboard", &created));
+    CHECK_INT(created, 1);
+    CHECK_OK(obx_store_dash_resume(st, "channel", "ch", "dashboard"));
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM actions WHERE by = 'dashboard'"), 2);
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, 0);
+    CHECK_INT(r.unsealed, 2);
+    CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+    CHECK_INT(sealed, 2);
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, 0);
+    CHECK_INT(r.checked, 3);
+    CHECK_INT(r.unsealed, 0);
+    /* A stored pause changed: its seal is named. */
+    CHECK_OK(obx_db_exec(st->db, "UPDATE actions SET reason = 'forged' WHERE action = 'pause'"));
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, query_int(st->db->h, "SELECT max(id) FROM audit_seals"));
+end:
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/*
+ * A keyed chain with pauses and resumes verifies in slices of one seal to the verdict of a
+ * whole verification, before and after a resume is changed.
+ */
+static int
+test_0010_keyed_slices(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0010k");
+    struct obx_store *st = NULL;
+    struct obx_audit_report whole, r;
+    struct obx_audit_cursor c;
+    char keyfile[300] = "", errmsg[200];
+    int64_t sealed = 0;
+    int created = 0, done = 0, calls = 0;
+    FILE *f;
+
+    CHECK(db);
+    obx_db_free(db);
+    db = NULL;
+    snprintf(keyfile, sizeof keyfile, "%s.key", path_a);
+    f = fopen(keyfile, "w");
+    CHECK(f);
+    fputs("a test key of more than sixteen bytes\n", f);
+    fclose(f);
+    CHECK_OK(obx_store_open(path_a, NULL, &st));
+    CHECK_OK(obx_audit_use_key(st, keyfile, 1, errmsg, sizeof errmsg));
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(obx_store_dash_pause(st, "channel", "ch", "why", "dashboard", &created));
+        CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+        CHECK_OK(obx_store_dash_resume(st, "channel", "ch", "dashboard"));
+        CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+    }
+    for (int tampered = 0; tampered < 2; tampered++) {
+        if (tampered)
+            CHECK_OK(obx_db_exec(st->db, "UPDATE actions SET by = 'cli' WHERE id = 5"));
+        CHECK_OK(obx_audit_verify(st, &whole));
+        CHECK(whole.keyed_from_id > 0);
+        CHECK_INT(whole.first_bad_id != 0, tampered);
+        memset(&c, 0, sizeof c);
+        done = 0;
+        calls = 0;
+        while (!done && calls < 100) {
+            CHECK_OK(obx_audit_verify_slice(st, 1, 0, &c, &r, &done));
+            calls++;
+        }
+        CHECK(calls >= 3);
+        CHECK_INT(r.first_bad_id, whole.first_bad_id);
+        CHECK_INT(r.checked, whole.checked);
+        CHECK_INT(r.head_id, whole.head_id);
+        CHECK(strcmp(r.head_hash, whole.head_hash) == 0);
+    }
+end:
+    if (*keyfile)
+        unlink(keyfile);
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"empty_to_latest", test_empty_to_latest},
     {"rerun_is_noop", test_rerun_is_noop},
@@ -685,6 +800,8 @@ static const struct test_case tests[] = {
     {"0006_keeps_data", test_0006_keeps_data},
     {"0006_refuses_dot_rows", test_0006_refuses_dot_rows},
     {"0009_keeps_audit_chain", test_0009_keeps_audit_chain},
+    {"0010_actions_in_chain", test_0010_actions_in_chain},
+    {"0010_keyed_slices", test_0010_keyed_slices},
     {NULL, NULL},
 };
 
