@@ -148,6 +148,27 @@ obx_db_step_done(sqlite3_stmt *s)
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
+enum obx_err
+obx_db_step_in_tx(struct obx_db *db, sqlite3_stmt *s, int64_t *changes)
+{
+    int64_t n = 0;
+    enum obx_err err = obx_db_begin(db);
+
+    *changes = 0;
+    if (err == OBX_OK)
+        err = obx_db_step_done(s);
+    if (err == OBX_OK) {
+        n = sqlite3_changes(db->h);
+        err = obx_db_commit(db);
+    }
+    if (err != OBX_OK) {
+        obx_db_rollback(db);
+        return err;
+    }
+    *changes = n;
+    return OBX_OK;
+}
+
 const char *
 obx_db_errmsg(struct obx_db *db)
 {

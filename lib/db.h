@@ -56,6 +56,13 @@ OBX_MUST_CHECK enum obx_err obx_db_exec(struct obx_db *db, const char *sql);
 /* Steps a statement expecting SQLITE_DONE and resets it; maps the result code. */
 OBX_MUST_CHECK enum obx_err obx_db_step_done(sqlite3_stmt *s);
 
+/*
+ * Runs one bound write statement in its own transaction (BEGIN IMMEDIATE .. COMMIT, rolled
+ * back on failure); *changes gets the rows it changed, 0 unless committed.
+ */
+OBX_MUST_CHECK enum obx_err obx_db_step_in_tx(struct obx_db *db, sqlite3_stmt *s,
+                                              int64_t *changes /* OUT */);
+
 /* The last SQLite error message of the connection (borrowed). */
 const char *obx_db_errmsg(struct obx_db *db);
 

@@ -1105,22 +1105,13 @@ enum obx_err
 obx_store_retry_failed(struct obx_store *st, const char *channel_id, int64_t *count)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RETRY_FAILED);
-    enum obx_err err;
 
     *count = 0;
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
     obx_db_bind_text(s, 2, channel_id);
-    err = obx_db_begin(st->db);
-    if (err == OBX_OK)
-        err = obx_db_step_done(s);
-    if (err == OBX_OK) {
-        *count = sqlite3_changes(st->db->h);
-        return obx_db_commit(st->db);
-    }
-    obx_db_rollback(st->db);
-    return err;
+    return obx_db_step_in_tx(st->db, s, count);
 }
 
 /* ---- purge (one batch at a time; lib/retention.c drives the batches) ------------------ */

@@ -328,7 +328,6 @@ obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f,
                     const char *reason, int64_t *touched)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
-    enum obx_err err;
 
     *touched = 0;
     if (!s)
@@ -337,15 +336,7 @@ obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f,
     sqlite3_bind_int(s, 4, max);
     sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
     obx_db_bind_text(s, 6, reason);
-    err = obx_db_begin(st->db);
-    if (err == OBX_OK)
-        err = obx_db_step_done(s);
-    if (err == OBX_OK) {
-        *touched = sqlite3_changes(st->db->h);
-        return obx_db_commit(st->db);
-    }
-    obx_db_rollback(st->db);
-    return err;
+    return obx_db_step_in_tx(st->db, s, touched);
 }
 
 static const char SQL_CONV_TAIL[] =
