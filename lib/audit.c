@@ -1178,10 +1178,7 @@ obx_audit_prune_batch(struct obx_store *st, const struct obx_audit_prune *p, int
     }
     if (err == OBX_OK && covered > 0 && n < max_rows)
         err = prune_events(st, covered, max_rows - (int)n, &n);
-    if (err == OBX_OK)
-        err = obx_db_commit(st->db);
-    else
-        obx_db_rollback(st->db);
+    err = obx_db_end(st->db, err);
     if (err != OBX_OK)
         return err;
     *removed = n;

@@ -149,6 +149,15 @@ obx_db_step_done(sqlite3_stmt *s)
 }
 
 enum obx_err
+obx_db_end(struct obx_db *db, enum obx_err err)
+{
+    if (err == OBX_OK)
+        return obx_db_commit(db);
+    obx_db_rollback(db);
+    return err;
+}
+
+enum obx_err
 obx_db_step_in_tx(struct obx_db *db, sqlite3_stmt *s, int64_t *changes)
 {
     int64_t n = 0;
@@ -157,16 +166,12 @@ obx_db_step_in_tx(struct obx_db *db, sqlite3_stmt *s, int64_t *changes)
     *changes = 0;
     if (err == OBX_OK)
         err = obx_db_step_done(s);
-    if (err == OBX_OK) {
+    if (err == OBX_OK)
         n = sqlite3_changes(db->h);
-        err = obx_db_commit(db);
-    }
-    if (err != OBX_OK) {
-        obx_db_rollback(db);
-        return err;
-    }
-    *changes = n;
-    return OBX_OK;
+    err = obx_db_end(db, err);
+    if (err == OBX_OK)
+        *changes = n;
+    return err;
 }
 
 const char *

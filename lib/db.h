@@ -50,6 +50,12 @@ OBX_MUST_CHECK enum obx_err obx_db_commit(struct obx_db *db);
 /* Rolls back if a transaction is open; safe to call at any time. */
 void obx_db_rollback(struct obx_db *db);
 
+/*
+ * Ends the open transaction by how the work in it went: commits when err is OBX_OK (and
+ * returns the commit's result), rolls back otherwise (and returns err).
+ */
+OBX_MUST_CHECK enum obx_err obx_db_end(struct obx_db *db, enum obx_err err);
+
 /* Runs SQL without results (may hold several statements). */
 OBX_MUST_CHECK enum obx_err obx_db_exec(struct obx_db *db, const char *sql);
 

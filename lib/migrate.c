@@ -88,10 +88,7 @@ apply_one(struct obx_db *db, const struct obx_migration *m)
     if (err == OBX_OK)
         err = obx_db_exec(db, bump);
 out:
-    if (err == OBX_OK)
-        err = obx_db_commit(db);
-    else
-        obx_db_rollback(db);
+    err = obx_db_end(db, err);
 restore:
     if (fk && obx_db_exec(db, "PRAGMA foreign_keys = ON") != OBX_OK && err == OBX_OK)
         err = OBX_EDB;

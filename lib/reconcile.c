@@ -317,10 +317,7 @@ obx_reconcile_run(struct obx_store *st, const struct obx_config *cfg, int max,
     for (size_t i = 0; ev && i < n; i++)
         obx_free((char *)ev[i].body);
     obx_free(ev);
-    if (err == OBX_OK)
-        err = obx_db_commit(st->db);
-    else
-        obx_db_rollback(st->db);
+    err = obx_db_end(st->db, err);
     if (err == OBX_OK && r)
         *r = res;
     return err;

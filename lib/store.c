@@ -552,10 +552,7 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
         err = enqueue_items(&q, items, n, lim, obx_now_ms(st->clock));
         if (err == OBX_OK)
             err = obx_store_dash_count_inserted(st, items, n); /* the overview's counts */
-        if (err == OBX_OK)
-            err = obx_db_commit(st->db);
-        else
-            obx_db_rollback(st->db);
+        err = obx_db_end(st->db, err);
     }
     /* A flag pragma touches no file and cannot fail; a committed batch stays reported so. */
     if (skip_checks)
@@ -879,10 +876,7 @@ obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_clai
         err = claim_level(&r, priority);
         below = priority;
     }
-    if (err == OBX_OK)
-        err = obx_db_commit(st->db);
-    else
-        obx_db_rollback(st->db);
+    err = obx_db_end(st->db, err);
     if (err != OBX_OK) {
         for (int i = 0; i < r.n; i++)
             obx_claimed_release(&out[i]);
@@ -1211,10 +1205,7 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o,
     if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = obx_err_from_sqlite(rc);
     sqlite3_reset(sel);
-    if (err == OBX_OK)
-        err = obx_db_commit(st->db);
-    else
-        obx_db_rollback(st->db);
+    err = obx_db_end(st->db, err);
     if (err != OBX_OK)
         return err;
     /* A batch cut short by rows or time leaves more; one that ran dry does not. */
@@ -1268,10 +1259,7 @@ obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
     if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = obx_err_from_sqlite(rc);
     sqlite3_reset(sel);
-    if (err == OBX_OK)
-        err = obx_db_commit(st->db);
-    else
-        obx_db_rollback(st->db);
+    err = obx_db_end(st->db, err);
     if (err != OBX_OK)
         return err;
     *more = rc == SQLITE_ROW || scanned == lim->rows;
@@ -1366,10 +1354,7 @@ obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms, int64_t ha
     if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = obx_err_from_sqlite(rc);
     sqlite3_reset(sel);
-    if (err == OBX_OK)
-        err = obx_db_commit(st->db);
-    else
-        obx_db_rollback(st->db);
+    err = obx_db_end(st->db, err);
     if (err != OBX_OK)
         return err;
     *more = !young && (rc == SQLITE_ROW || scanned == lim->rows);

@@ -191,10 +191,7 @@ store_group(struct obx_webhook *wh, int64_t *stored, struct obx_reconcile_result
         err = insert_events(wh, fresh, &nfresh);
     if (err == OBX_OK && nfresh)
         err = reconcile_inline(wh, fresh, nfresh, backlog, r, leftover);
-    if (err == OBX_OK)
-        err = obx_db_commit(wh->st->db);
-    else
-        obx_db_rollback(wh->st->db);
+    err = obx_db_end(wh->st->db, err);
     obx_free(fresh);
     if (err != OBX_OK) {
         memset(r, 0, sizeof *r);
