@@ -36,6 +36,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "query.h"
+#include "store_queue.h"
 #include "ui.h"
 #include "view.h"
 
@@ -44,7 +45,6 @@
 #define MAX_BATCH 1000
 #define MAX_SEGMENTS 8
 #define MAX_GROUP_ITEMS 20000 /* commit at once past this many pending items */
-#define API_BUSY_MS 1000      /* lock wait before answering 503 */
 #define READY_AFTER_FAILURE_MS 2000
 #define READYZ_PROBE_MS 1000  /* at most one write probe per second (on_readyz) */
 
@@ -64,9 +64,25 @@ struct item {
     size_t slot;              /* index into group.items when valid */
 };
 
+/* Messages and requests that share one commit. */
+struct group {
+    struct obx_enq_item *items;
+    size_t n, cap;
+    struct post **posts;
+    size_t nposts, capposts;
+};
+
+/* The group being committed on the store thread (belongs to it while api->committing). */
+struct commit_job {
+    struct obx_storeq_job job;
+    struct group g;
+    struct obx_msg_limits lim;
+};
+
 struct obx_api {
     struct event_base *base;
-    struct obx_store *st;
+    struct obx_store *st;          /* the loop's connection: reads */
+    struct obx_storeq *q;          /* the store thread: every write */
     const struct obx_config *cfg;
     struct obx_worker *worker;
     struct obx_httpd *http;
@@ -74,12 +90,9 @@ struct obx_api {
     unsigned char token_hash[SHA256_DIGEST_LENGTH];
     int has_token;
     struct event *commit_ev;
-    struct {
-        struct obx_enq_item *items;
-        size_t n, cap;
-        struct post **posts;
-        size_t nposts, capposts;
-    } group;
+    struct group group;            /* filling up while `commit` is written */
+    struct commit_job commit;
+    int committing;
     int last_write_failed;
     int64_t last_failure_mono_ms;  /* when a commit last failed */
     int64_t probes;                /* /readyz write probes so far */
@@ -338,8 +351,8 @@ parse_post(struct obx_api *api, struct evhttp_request *req, struct post *p)
     return 0;
 }
 
-static void reply_single(struct obx_api *api, struct post *p, struct obx_buf *b);
-static void reply_batch(struct obx_api *api, struct post *p, struct obx_buf *b);
+static void reply_single(const struct obx_enq_item *items, struct post *p, struct obx_buf *b);
+static void reply_batch(const struct obx_enq_item *items, struct post *p, struct obx_buf *b);
 
 static void
 schedule_commit(struct obx_api *api)
@@ -392,9 +405,9 @@ on_post_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
         struct obx_buf b;
         obx_buf_init(&b, 64 * 1024 * 1024);
         if (p->batch)
-            reply_batch(api, p, &b);
+            reply_batch(api->group.items, p, &b);
         else
-            reply_single(api, p, &b);
+            reply_single(api->group.items, p, &b);
         obx_buf_release(&b);
         goto done;
     }
@@ -416,10 +429,10 @@ done:
 
 /* {"id":..,"state":..,"duplicate":..} or the item's error object. */
 static enum obx_err
-item_json(struct obx_buf *b, const struct obx_api *api, const struct post *p, int i)
+item_json(struct obx_buf *b, const struct obx_enq_item *items, const struct post *p, int i)
 {
     const struct item *it = &p->items[i];
-    const struct obx_enq_item *e = it->invalid ? NULL : &api->group.items[it->slot];
+    const struct obx_enq_item *e = it->invalid ? NULL : &items[it->slot];
     const struct obx_field_error *fe = e && e->err == OBX_EINVAL ? &e->fe : &it->fe;
     char field[300];
     enum obx_err err;
@@ -449,10 +462,10 @@ item_json(struct obx_buf *b, const struct obx_api *api, const struct post *p, in
 }
 
 static void
-reply_single(struct obx_api *api, struct post *p, struct obx_buf *b)
+reply_single(const struct obx_enq_item *items, struct post *p, struct obx_buf *b)
 {
     const struct item *it = &p->items[0];
-    const struct obx_enq_item *e = it->invalid ? NULL : &api->group.items[it->slot];
+    const struct obx_enq_item *e = it->invalid ? NULL : &items[it->slot];
 
     if (!e) {
         obx_httpd_error(p->req, 400, it->fe.code, it->fe.message, it->fe.field);
@@ -472,7 +485,7 @@ reply_single(struct obx_api *api, struct post *p, struct obx_buf *b)
 }
 
 static void
-reply_batch(struct obx_api *api, struct post *p, struct obx_buf *b)
+reply_batch(const struct obx_enq_item *items, struct post *p, struct obx_buf *b)
 {
     enum obx_err err = obx_buf_puts(b, "{\"results\":[");
 
@@ -480,7 +493,7 @@ reply_batch(struct obx_api *api, struct post *p, struct obx_buf *b)
         if (i)
             err = obx_buf_puts(b, ",");
         if (err == OBX_OK)
-            err = item_json(b, api, p, i);
+            err = item_json(b, items, p, i);
     }
     if (err == OBX_OK)
         err = obx_buf_puts(b, "]}");
@@ -488,10 +501,10 @@ reply_batch(struct obx_api *api, struct post *p, struct obx_buf *b)
 }
 
 static void
-count_results(struct obx_api *api)
+count_results(struct obx_api *api, const struct group *g)
 {
-    for (size_t i = 0; i < api->group.n; i++) {
-        const struct obx_enq_item *e = &api->group.items[i];
+    for (size_t i = 0; i < g->n; i++) {
+        const struct obx_enq_item *e = &g->items[i];
         if (e->err != OBX_OK)
             continue;
         if (e->result == OBX_ENQ_DUPLICATE)
@@ -501,48 +514,75 @@ count_results(struct obx_api *api)
     }
 }
 
+/* Store thread: the group's messages, in the store thread's transaction. */
+static enum obx_err
+run_commit(struct obx_store *st, void *arg)
+{
+    struct commit_job *c = &((struct obx_api *)arg)->commit;
+
+    return c->g.n ? obx_store_enqueue_batch(st, c->g.items, c->g.n, &c->lim) : OBX_OK;
+}
+
+/* Loop thread: the group is committed (or not): answer its requests. */
 static void
-on_commit(evutil_socket_t fd, short what, void *arg)
+on_committed(void *arg, enum obx_err err)
 {
     struct obx_api *api = arg;
-    struct obx_msg_limits lim = obx_msg_limits_default();
+    struct group *g = &api->commit.g;
     struct obx_buf b;
-    enum obx_err err = OBX_OK;
 
-    (void)fd;
-    (void)what;
-    lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
-    /* Producers wait for this answer: give another process's lock a second to clear. */
-    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
-    if (api->group.n)
-        err = obx_store_enqueue_batch(api->st, api->group.items, api->group.n, &lim);
+    api->committing = 0;
     api->stats.commits++;
     if (err != OBX_OK && !api->last_write_failed)
         obx_log(OBX_LOG_ERROR, "cannot commit messages; answering 503",
-                OBX_KS("error", obx_strerror(err)), OBX_KI("messages", api->group.n));
+                OBX_KS("error", obx_strerror(err)), OBX_KI("messages", g->n));
     else if (err == OBX_OK && api->last_write_failed)
         obx_log(OBX_LOG_INFO, "messages are committed again");
     api->last_write_failed = err != OBX_OK;
     if (err != OBX_OK)
         api->last_failure_mono_ms = obx_mono_ms(obx_clock_real());
     if (err == OBX_OK)
-        count_results(api);
+        count_results(api, g);
     obx_buf_init(&b, 64 * 1024 * 1024);
-    for (size_t i = 0; i < api->group.nposts; i++) {
-        struct post *p = api->group.posts[i];
+    for (size_t i = 0; i < g->nposts; i++) {
+        struct post *p = g->posts[i];
         if (err != OBX_OK)
             reply_write_error(api, p->req, err);
         else if (p->batch)
-            reply_batch(api, p, &b);
+            reply_batch(g->items, p, &b);
         else
-            reply_single(api, p, &b);
+            reply_single(g->items, p, &b);
         post_free(p);
     }
     obx_buf_release(&b);
-    api->group.n = 0;
-    api->group.nposts = 0;
+    g->n = 0;
+    g->nposts = 0;
     if (err == OBX_OK && api->worker)
         obx_worker_notify(api->worker);
+    if (api->group.nposts)
+        schedule_commit(api); /* what arrived meanwhile */
+}
+
+/*
+ * Hands the group to the store thread; the next one fills up meanwhile. One group at a
+ * time: while it is written, the next grows, and goes as soon as this one is done.
+ */
+static void
+on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_api *api = arg;
+    struct group spare = api->commit.g;
+
+    (void)fd;
+    (void)what;
+    if (api->committing || !api->group.nposts)
+        return;
+    api->commit.g = api->group;
+    api->group = spare; /* empty, keeps its capacity */
+    api->commit.lim = obx_msg_limits_default();
+    api->commit.lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
+    api->committing = 1;
+    obx_storeq_submit(api->q, &api->commit.job);
 }
 
 /* ---- reads and operator actions --------------------------------------------------------- */
@@ -648,6 +688,52 @@ out:
 static const char *actor(struct evhttp_request *req);
 static enum obx_err append_holds(struct obx_api *api, struct obx_buf *b);
 
+/*
+ * Operator actions (retry, cancel, ack, pause, bulk) and the readiness probe write through
+ * the store thread like everything else, but wait for their group's commit in place
+ * (obx_storeq_call): they are rare, and answering them in line keeps each handler whole.
+ * The hot paths (enqueue, webhooks, delivery) never wait.
+ */
+enum op_kind { OP_RETRY, OP_CANCEL, OP_ACK, OP_PROBE, OP_PAUSE, OP_RESUME, OP_BULK };
+
+struct op_call {
+    enum op_kind kind;
+    const char *channel, *ext_id, *reason, *by;
+    int64_t id;
+    const char *const *keys, *const *values; /* OP_PROBE */
+    const struct obx_store_dash_filter *filter;
+    int retry, limit;
+    int64_t out;   /* OP_BULK: messages touched */
+    int created;   /* OP_PAUSE */
+};
+
+static enum obx_err
+run_op(struct obx_store *st, void *arg)
+{
+    struct op_call *o = arg;
+    enum obx_err err;
+
+    switch (o->kind) {
+    case OP_RETRY:
+        return obx_store_retry(st, o->channel, o->ext_id, o->reason);
+    case OP_CANCEL:
+        return obx_store_cancel(st, o->channel, o->ext_id, o->reason);
+    case OP_ACK:
+        return obx_inbox_ack(st, o->id);
+    case OP_PROBE:
+        err = obx_store_publish_state(st, o->keys, o->values, 1);
+        return err == OBX_OK ? obx_store_check_quota(st) : err; /* producers would get 507 */
+    case OP_PAUSE:
+        return obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, o->channel, o->reason, o->by,
+                                    &o->created);
+    case OP_RESUME:
+        return obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, o->channel, o->by);
+    case OP_BULK:
+        return obx_store_dash_bulk(st, o->filter, o->retry, o->limit, o->reason, &o->out);
+    }
+    return OBX_EINVAL;
+}
+
 static void
 on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry)
 {
@@ -655,13 +741,11 @@ on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry
     enum obx_err err;
     struct obx_buf b;
 
-    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
+    struct op_call op = {retry ? OP_RETRY : OP_CANCEL, seg[2], seg[3], NULL, NULL};
 
-    err = retry ? obx_store_retry(api->st, seg[2], seg[3],
-                                  dash ? "retried from the dashboard" : "retried over the API")
-                : obx_store_cancel(api->st, seg[2], seg[3],
-                                   dash ? "cancelled from the dashboard"
-                                        : "cancelled over the API");
+    op.reason = retry ? (dash ? "retried from the dashboard" : "retried over the API")
+                      : (dash ? "cancelled from the dashboard" : "cancelled over the API");
+    err = obx_storeq_call(api->q, run_op, &op);
 
     if (err == OBX_ENOTFOUND) {
         obx_httpd_error(req, 404, "not_found", "no such message", NULL);
@@ -786,9 +870,10 @@ out:
 static void
 on_ack_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
-    int64_t id = 0;
-    enum obx_err err = parse_int(seg[2], 1, INT64_MAX, &id) == 0 ? obx_inbox_ack(api->st, id)
-                                                                 : OBX_ENOTFOUND;
+    struct op_call op = {.kind = OP_ACK};
+    enum obx_err err = parse_int(seg[2], 1, INT64_MAX, &op.id) == 0
+                           ? obx_storeq_call(api->q, run_op, &op)
+                           : OBX_ENOTFOUND;
     struct obx_buf b;
 
     if (err == OBX_ENOTFOUND) {
@@ -801,7 +886,7 @@ on_ack_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
     }
     obx_buf_init(&b, 128);
     reply_doc(req, 200, &b,
-              obx_buf_printf(&b, "{\"id\":%lld,\"state\":\"acked\"}", (long long)id));
+              obx_buf_printf(&b, "{\"id\":%lld,\"state\":\"acked\"}", (long long)op.id));
     obx_buf_release(&b);
 }
 
@@ -877,10 +962,8 @@ on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
     if (api->probes == 0 || now - api->probe_mono_ms >= READYZ_PROBE_MS ||
         (api->last_write_failed && api->probe_mono_ms <= api->last_failure_mono_ms)) {
         snprintf(count, sizeof count, "%lld", (long long)++api->probes);
-        obx_store_set_busy_timeout(api->st, 100); /* a probe must answer fast */
-        api->probe_err = obx_store_publish_state(api->st, keys, values, 1);
-        if (api->probe_err == OBX_OK)
-            api->probe_err = obx_store_check_quota(api->st); /* producers would get 507 */
+        struct op_call op = {.kind = OP_PROBE, .keys = keys, .values = values};
+        api->probe_err = obx_storeq_call(api->q, run_op, &op);
         api->probe_mono_ms = now;
     }
     err = api->probe_err;
@@ -995,12 +1078,14 @@ on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
         obx_httpd_error(req, 400, "missing_field", "channel_id is required", "channel_id");
         goto out;
     }
-    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
     if (pause) {
+        struct op_call op = {.kind = OP_PAUSE, .channel = channel, .reason = why, .by = by};
         snprintf(why, sizeof why, "%s", reason ? reason : by);
-        err = obx_store_dash_pause(api->st, OBX_PAUSE_CHANNEL, channel, why, by, &created);
+        err = obx_storeq_call(api->q, run_op, &op);
+        created = op.created;
     } else {
-        err = obx_store_dash_resume(api->st, OBX_PAUSE_CHANNEL, channel, by);
+        struct op_call op = {.kind = OP_RESUME, .channel = channel, .by = by};
+        err = obx_storeq_call(api->q, run_op, &op);
         created = err == OBX_OK;
         if (err == OBX_ENOTFOUND)
             err = OBX_OK;
@@ -1273,8 +1358,10 @@ on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
     }
     snprintf(reason, sizeof reason, "%s in bulk by %s", retry ? "retried" : "cancelled",
              actor(req));
-    obx_store_set_busy_timeout(api->st, API_BUSY_MS);
-    err = obx_store_dash_bulk(api->st, &f, retry, (int)lim, reason, &touched);
+    struct op_call op = {.kind = OP_BULK, .filter = &f, .retry = retry, .limit = (int)lim,
+                         .reason = reason};
+    err = obx_storeq_call(api->q, run_op, &op);
+    touched = op.out;
     if (err != OBX_OK) {
         reply_write_error(api, req, err);
         goto out;
@@ -1741,6 +1828,8 @@ on_request(struct evhttp_request *req, void *arg)
                             NULL);
         } else {
             routes[i].fn(api, req, seg);
+            /* The next request must see what the store thread committed since. */
+            obx_db_end_reads(api->st->db);
         }
         obx_httpd_free_segments(seg, n);
         return;
@@ -1769,8 +1858,9 @@ obx_api_reload(struct obx_api *api, const struct obx_config *cfg)
 }
 
 enum obx_err
-obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-            struct obx_worker *worker, size_t max_connections, struct obx_api **out)
+obx_api_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
+            const struct obx_config *cfg, struct obx_worker *worker, size_t max_connections,
+            struct obx_api **out)
 {
     struct obx_httpd_limits lim = {
         .max_body_bytes = (size_t)cfg->max_body_bytes,
@@ -1792,7 +1882,11 @@ obx_api_new(struct event_base *base, struct obx_store *st, const struct obx_conf
         return OBX_ENOMEM;
     api->base = base;
     api->st = st;
+    api->q = q;
     api->worker = worker;
+    api->commit.job.run = run_commit;
+    api->commit.job.done = on_committed;
+    api->commit.job.arg = api;
     obx_api_reload(api, cfg);
     api->commit_ev = evtimer_new(base, on_commit, api);
     err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, &lim, &api->http,
@@ -1823,6 +1917,8 @@ obx_api_free(struct obx_api *api)
         event_free(api->commit_ev);
     obx_free(api->group.items);
     obx_free(api->group.posts);
+    obx_free(api->commit.g.items);
+    obx_free(api->commit.g.posts);
     obx_free(api);
 }
 

@@ -28,14 +28,17 @@ struct obx_api_stats {
     struct obx_httpd_stats http; /* what the HTTP layer answered itself */
 };
 
+struct obx_storeq;
+
 /*
  * Binds cfg->api_listen and serves the routes, with at most max_connections open
- * connections (0: the httpd default). st, cfg and worker are borrowed and must outlive
- * the API (worker may be NULL: no wake-ups). Refuses a non-loopback address without
- * api_token (OBX_ECONFIG).
+ * connections (0: the httpd default). st (the loop's connection, read from), q (the store
+ * thread, written through), cfg and worker are borrowed and must outlive the API (worker
+ * may be NULL: no wake-ups). Refuses a non-loopback address without api_token (OBX_ECONFIG).
  */
 OBX_MUST_CHECK enum obx_err obx_api_new(struct event_base *base, struct obx_store *st,
-                                        const struct obx_config *cfg, struct obx_worker *worker,
+                                        struct obx_storeq *q, const struct obx_config *cfg,
+                                        struct obx_worker *worker,
                                         size_t max_connections,
                                         struct obx_api **out /* OUT */);
 

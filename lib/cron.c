@@ -18,11 +18,11 @@
 #include "log.h"
 #include "mem.h"
 #include "retention.h"
+#include "store_queue.h"
 
 #define OBX_MODULE "cron"
 
 #define TICK_MS 1000
-#define CRON_BUSY_MS 100 /* lock wait for jobs that run again anyway */
 #define SEAL_BATCH 50000
 /* A retention step in the loop delays every request that arrives meanwhile: keep it short. */
 #define SERVE_RETENTION_STEP_MS 5
@@ -34,52 +34,88 @@
  */
 #define SERVE_RETENTION_WAL_PAGES 1000
 
-/* A job returns 1 when it has more to do right away, 0 when its run is over. */
-typedef int (*job_fn)(struct obx_cron *c);
+/*
+ * A job has up to three parts: prepare (loop thread; 0 = nothing to do this time), run
+ * (store thread, through lib/store_queue.c: the database work; returns 1 when it has more
+ * to do right away) and after (loop thread, once run's work is committed: logs, wakes the
+ * worker). run only reads and writes its own slot; after reads the slot once run is done.
+ */
+struct slot;
+typedef int (*prepare_fn)(struct obx_cron *c, struct slot *sl);
+typedef int (*run_fn)(struct obx_store *st, struct slot *sl);
+typedef void (*after_fn)(struct obx_cron *c, struct slot *sl);
 
 struct job {
     const char *name;
     int64_t period_ms;
     int64_t first_ms;   /* delay before its first run */
     int while_stopping; /* keeps running after obx_cron_stop (while the worker drains) */
-    job_fn run;
+    int own_tx;         /* run opens its own transactions (checkpoints, retention steps) */
+    prepare_fn prepare; /* may be NULL */
+    run_fn run;         /* NULL: the job is loop work only */
+    after_fn after;     /* may be NULL */
 };
 
-static int job_confirmations(struct obx_cron *c);
-static int job_audit_seal(struct obx_cron *c);
-static int job_leases(struct obx_cron *c);
-static int job_wal_guard(struct obx_cron *c);
-static int job_retention(struct obx_cron *c);
-static int job_heartbeat(struct obx_cron *c);
+/* One job's state. While `busy`, the slot (except `busy` itself) belongs to the store thread. */
+struct slot {
+    struct obx_storeq_job sj;
+    struct obx_cron *c;
+    size_t idx;
+    int busy;                      /* submitted, done callback not yet run */
+    int more;                      /* run says: again right away */
+    enum obx_err err;
+    int64_t n1, n2;                /* run's counts */
+    const struct obx_config *cfg;  /* the configuration of this run (kept alive by server.c) */
+    struct obx_wal_guard wal_before, wal_after;
+};
+
+static int prepare_confirmations(struct obx_cron *c, struct slot *sl);
+static int run_confirmations(struct obx_store *st, struct slot *sl);
+static void after_confirmations(struct obx_cron *c, struct slot *sl);
+static int run_audit_seal(struct obx_store *st, struct slot *sl);
+static void after_audit_seal(struct obx_cron *c, struct slot *sl);
+static int run_leases(struct obx_store *st, struct slot *sl);
+static void after_leases(struct obx_cron *c, struct slot *sl);
+static int run_wal_guard(struct obx_store *st, struct slot *sl);
+static void after_wal_guard(struct obx_cron *c, struct slot *sl);
+static int prepare_retention(struct obx_cron *c, struct slot *sl);
+static int run_retention(struct obx_store *st, struct slot *sl);
+static void after_retention(struct obx_cron *c, struct slot *sl);
+static void after_heartbeat(struct obx_cron *c, struct slot *sl);
 
 /* Every periodic job of serve. */
 static const struct job jobs[] = {
     /* Overdue confirmations: re-send with the same key, or give up (unconfirmed). */
-    {"confirmations", 1000, 1000, 0, job_confirmations},
+    {"confirmations", 1000, 1000, 0, 0, prepare_confirmations, run_confirmations,
+     after_confirmations},
     /* Audit rows written since the last tick join the hash chain. */
-    {"audit_seal", 1000, 1000, 0, job_audit_seal},
+    {"audit_seal", 1000, 1000, 0, 0, NULL, run_audit_seal, after_audit_seal},
     /* Leases of requests that never came back (a lost transfer) return to the queue. */
-    {"leases", 30000, 30000, 0, job_leases},
+    {"leases", 30000, 30000, 0, 0, NULL, run_leases, after_leases},
     /* The WAL stays small when the disk is tight, and is checkpointed after a full disk. */
-    {"wal_guard", 1000, 0, 1, job_wal_guard},
+    {"wal_guard", 1000, 0, 1, 1, NULL, run_wal_guard, after_wal_guard},
     /* Deletes what is older than `retention`, in short steps (lib/retention.c). */
-    {"retention", 3600000, 60000, 0, job_retention},
+    {"retention", 3600000, 60000, 0, 1, prepare_retention, run_retention, after_retention},
     /* Pause and circuit state for `outbox status`. */
-    {"heartbeat", 1000, 1000, 1, job_heartbeat},
+    {"heartbeat", 1000, 1000, 1, 0, NULL, NULL, after_heartbeat},
 };
 #define N_JOBS (sizeof jobs / sizeof jobs[0])
 
+/* Loop thread, except what a busy slot's run touches: the slot, and the store thread's
+ * own `wal` and `retention` (only ever used by run functions, one at a time). */
 struct obx_cron {
     struct obx_cron_env env;
     struct event *tick_ev;          /* persistent, TICK_MS */
-    struct event *more_ev;          /* one-shot, zero delay: jobs with more to do */
+    struct event *more_ev;          /* one-shot: jobs with more to do */
     int64_t due_mono_ms[N_JOBS];
-    int more[N_JOBS];
+    struct slot slots[N_JOBS];
     int stopping;
 
-    struct obx_retention retention; /* the pass in progress, when more[retention] */
-    int64_t retention_started_mono_ms;
+    /* Store thread's (run functions only). */
+    struct obx_retention retention; /* the pass in progress */
+    int retention_new_pass;         /* set by prepare_retention before the first step */
     struct obx_wal_guard wal;       /* what the WAL guard decided last */
+    int64_t retention_started_mono_ms; /* loop's */
 };
 
 static int64_t
@@ -97,135 +133,185 @@ cfg_of(const struct obx_cron *c)
 /* ---- the jobs ------------------------------------------------------------------------- */
 
 static int
-job_confirmations(struct obx_cron *c)
+prepare_confirmations(struct obx_cron *c, struct slot *sl)
 {
-    const struct obx_config *cfg = cfg_of(c);
-    int64_t resent = 0, given_up = 0;
+    sl->n1 = cfg_of(c)->max_resends; /* in: for run */
+    return 1;
+}
 
-    if (obx_store_confirm_timeouts(c->env.st, cfg->max_resends, &resent, &given_up) != OBX_OK)
-        return 0;
-    if (resent) {
-        obx_log(OBX_LOG_WARN, "no confirmation in time; re-sending", OBX_KI("count", resent));
+static int
+run_confirmations(struct obx_store *st, struct slot *sl)
+{
+    int64_t max_resends = sl->n1;
+
+    sl->n1 = sl->n2 = 0;
+    sl->err = obx_store_confirm_timeouts(st, max_resends, &sl->n1, &sl->n2);
+    return 0;
+}
+
+static void
+after_confirmations(struct obx_cron *c, struct slot *sl)
+{
+    if (sl->err != OBX_OK)
+        return;
+    if (sl->n1) {
+        obx_log(OBX_LOG_WARN, "no confirmation in time; re-sending", OBX_KI("count", sl->n1));
         obx_worker_notify(c->env.worker);
     }
-    if (given_up)
+    if (sl->n2)
         obx_log(OBX_LOG_WARN, "messages left unconfirmed after max_resends",
-                OBX_KI("count", given_up), OBX_KI("max_resends", cfg->max_resends));
-    return 0;
+                OBX_KI("count", sl->n2), OBX_KI("max_resends", cfg_of(c)->max_resends));
 }
 
 static int
-job_audit_seal(struct obx_cron *c)
+run_audit_seal(struct obx_store *st, struct slot *sl)
 {
-    int64_t n = 0;
+    sl->err = obx_audit_seal(st, SEAL_BATCH, &sl->n1);
+    return 0;
+}
 
-    if (obx_audit_seal(c->env.st, SEAL_BATCH, &n) != OBX_OK)
+static void
+after_audit_seal(struct obx_cron *c, struct slot *sl)
+{
+    (void)c;
+    if (sl->err != OBX_OK)
         obx_log(OBX_LOG_WARN, "cannot seal the audit log; will retry");
-    return 0;
 }
 
 static int
-job_leases(struct obx_cron *c)
+run_leases(struct obx_store *st, struct slot *sl)
 {
-    int64_t n = 0;
+    sl->n1 = 0;
+    sl->err = obx_store_recover(st, 0, &sl->n1);
+    return 0;
+}
 
-    if (obx_store_recover(c->env.st, 0, &n) == OBX_OK && n) {
-        obx_log(OBX_LOG_WARN, "expired leases returned to the queue", OBX_KI("count", n));
+static void
+after_leases(struct obx_cron *c, struct slot *sl)
+{
+    if (sl->err == OBX_OK && sl->n1) {
+        obx_log(OBX_LOG_WARN, "expired leases returned to the queue", OBX_KI("count", sl->n1));
         obx_worker_notify(c->env.worker);
     }
-    return 0;
 }
 
 static int
-job_wal_guard(struct obx_cron *c)
+run_wal_guard(struct obx_store *st, struct slot *sl)
 {
-    struct obx_wal_guard before = c->wal;
-    enum obx_err err = obx_store_guard_wal(c->env.st, &c->wal);
+    struct obx_cron *c = sl->c;
 
-    if (err != OBX_OK)
-        return 0;
-    if (c->wal.tight != before.tight)
-        obx_log(c->wal.tight ? OBX_LOG_WARN : OBX_LOG_INFO,
-                c->wal.tight ? "disk space is low; checkpointing the WAL early"
-                             : "disk space is back; WAL checkpoints as usual",
-                OBX_KI("free_bytes", c->wal.free_bytes), OBX_KI("wal_bytes", c->wal.wal_bytes),
-                OBX_KI("wal_pages_limit", c->wal.autocheckpoint_pages));
-    if (c->wal.checkpointed && !before.checkpointed)
+    sl->wal_before = c->wal;
+    sl->err = obx_store_guard_wal(st, &c->wal);
+    sl->wal_after = c->wal;
+    return 0;
+}
+
+static void
+after_wal_guard(struct obx_cron *c, struct slot *sl)
+{
+    const struct obx_wal_guard *before = &sl->wal_before, *now = &sl->wal_after;
+
+    (void)c;
+    if (sl->err != OBX_OK)
+        return;
+    if (now->tight != before->tight)
+        obx_log(now->tight ? OBX_LOG_WARN : OBX_LOG_INFO,
+                now->tight ? "disk space is low; checkpointing the WAL early"
+                           : "disk space is back; WAL checkpoints as usual",
+                OBX_KI("free_bytes", now->free_bytes), OBX_KI("wal_bytes", now->wal_bytes),
+                OBX_KI("wal_pages_limit", now->autocheckpoint_pages));
+    if (now->checkpointed && !before->checkpointed)
         obx_log(OBX_LOG_INFO, "WAL checkpointed and truncated", OBX_KI("free_bytes",
-                c->wal.free_bytes));
-    return 0;
+                now->free_bytes));
 }
 
+/* Store thread: read-only channels of the configuration this step was started with. */
 static int
-current_readonly(void *ctx, const char *channel)
+step_readonly(void *ctx, const char *channel)
 {
-    return obx_config_channel_readonly(cfg_of(ctx), channel);
+    const struct slot *sl = ctx;
+
+    return obx_config_channel_readonly(sl->cfg, channel);
 }
 
 /* Caps the WAL checkpoint interval (0 = lifts the cap) and applies it at once. */
 static void
-set_wal_cap(struct obx_cron *c, int64_t pages)
+set_wal_cap(struct obx_store *st, struct obx_cron *c, int64_t pages)
 {
     c->wal.cap_pages = pages;
     c->wal.autocheckpoint_pages = 0; /* makes the guard set the interval again */
-    if (obx_store_guard_wal(c->env.st, &c->wal) != OBX_OK)
-        obx_log(OBX_LOG_WARN, "cannot check the disk space of the database");
+    if (obx_store_guard_wal(st, &c->wal) != OBX_OK)
+        return; /* the next wal_guard run tries again */
 }
 
 static int
-job_retention(struct obx_cron *c)
+prepare_retention(struct obx_cron *c, struct slot *sl)
 {
     const struct obx_config *cfg = cfg_of(c);
-    const struct obx_retention_counts *n = obx_retention_counts(&c->retention);
-    size_t self = 0;
-    enum obx_err err;
+
+    /* A pass outlives a SIGHUP: each step uses the configuration current when it starts. */
+    sl->cfg = cfg;
+    if (sl->more)
+        return 1;
+    /* A new pass. retention = 0 keeps everything. */
+    if (cfg->retention_ms <= 0)
+        return 0;
+    struct obx_retention_opts o;
+    obx_retention_opts_for(cfg, obx_now_ms(obx_clock_real()), cfg->retention_ms, &o);
+    o.batch_ms = SERVE_RETENTION_STEP_MS;
+    o.is_readonly = step_readonly;
+    o.ctx = sl;
+    obx_retention_init(&c->retention, &o); /* the store thread is not using it: no pass */
+    c->retention_new_pass = 1;
+    c->retention_started_mono_ms = mono_now();
+    obx_log(OBX_LOG_INFO, "retention pass started", OBX_KI("retention_ms", cfg->retention_ms));
+    return 1;
+}
+
+static int
+run_retention(struct obx_store *st, struct slot *sl)
+{
+    struct obx_cron *c = sl->c;
     int done = 0;
 
-    while (jobs[self].run != job_retention)
-        self++;
-    if (!c->more[self]) {
-        /* A new pass. retention = 0 keeps everything. */
-        struct obx_retention_opts o;
-        if (cfg->retention_ms <= 0)
-            return 0;
-        obx_retention_opts_for(cfg, obx_now_ms(obx_clock_real()), cfg->retention_ms, &o);
-        o.batch_ms = SERVE_RETENTION_STEP_MS;
-        /* A pass outlives a SIGHUP, which frees this configuration: ask the current one. */
-        o.is_readonly = current_readonly;
-        o.ctx = c;
-        obx_retention_init(&c->retention, &o);
-        c->retention_started_mono_ms = mono_now();
-        obx_log(OBX_LOG_INFO, "retention pass started",
-                OBX_KI("retention_ms", cfg->retention_ms));
-        set_wal_cap(c, SERVE_RETENTION_WAL_PAGES);
+    if (c->retention_new_pass) {
+        c->retention_new_pass = 0;
+        set_wal_cap(st, c, SERVE_RETENTION_WAL_PAGES);
     }
-    err = obx_retention_step(c->env.st, &c->retention, &done);
-    if (err != OBX_OK || done)
-        set_wal_cap(c, 0);
-    if (err != OBX_OK) {
+    sl->err = obx_retention_step(st, &c->retention, &done);
+    if (sl->err != OBX_OK || done)
+        set_wal_cap(st, c, 0);
+    return sl->err == OBX_OK && !done;
+}
+
+static void
+after_retention(struct obx_cron *c, struct slot *sl)
+{
+    const struct obx_retention_counts *n = obx_retention_counts(&c->retention);
+
+    if (sl->err != OBX_OK) {
         /* Everything done so far is committed; the next hourly pass finishes it. */
         obx_log(OBX_LOG_WARN, "retention stopped; the next pass continues",
-                OBX_KS("error", obx_strerror(err)), OBX_KI("messages", n->messages),
+                OBX_KS("error", obx_strerror(sl->err)), OBX_KI("messages", n->messages),
                 OBX_KI("transactions", n->steps));
-        return 0;
+        return;
     }
-    if (!done)
-        return 1;
+    if (sl->more)
+        return;
     if (n->messages || n->replies || n->event_bodies || n->event_hashes || n->audit_rows)
         obx_log(OBX_LOG_INFO, "retention pass done", OBX_KI("messages", n->messages),
                 OBX_KI("replies", n->replies), OBX_KI("webhook_bodies", n->event_bodies),
                 OBX_KI("webhook_hashes", n->event_hashes), OBX_KI("audit_rows", n->audit_rows),
                 OBX_KI("transactions", n->steps),
                 OBX_KI("duration_ms", mono_now() - c->retention_started_mono_ms));
-    return 0;
 }
 
-static int
-job_heartbeat(struct obx_cron *c)
+static void
+after_heartbeat(struct obx_cron *c, struct slot *sl)
 {
+    (void)sl;
     if (c->env.heartbeat)
         c->env.heartbeat(c->env.heartbeat_ctx);
-    return 0;
 }
 
 /* ---- the scheduler -------------------------------------------------------------------- */
@@ -234,13 +320,6 @@ static int
 runnable(const struct obx_cron *c, size_t i)
 {
     return !c->stopping || jobs[i].while_stopping;
-}
-
-static void
-run_job(struct obx_cron *c, size_t i)
-{
-    obx_store_set_busy_timeout(c->env.st, CRON_BUSY_MS);
-    c->more[i] = jobs[i].run(c);
 }
 
 /*
@@ -254,14 +333,63 @@ run_job(struct obx_cron *c, size_t i)
 static void
 arm_more(struct obx_cron *c)
 {
-    struct timeval now = {0, MORE_GAP_MS * 1000};
+    struct timeval gap = {0, MORE_GAP_MS * 1000};
 
     for (size_t i = 0; i < N_JOBS; i++) {
-        if (c->more[i] && runnable(c, i)) {
-            evtimer_add(c->more_ev, &now);
+        if (c->slots[i].more && !c->slots[i].busy && runnable(c, i)) {
+            evtimer_add(c->more_ev, &gap);
             return;
         }
     }
+}
+
+/* Store thread. */
+static enum obx_err
+run_slot(struct obx_store *st, void *arg)
+{
+    struct slot *sl = arg;
+
+    sl->more = jobs[sl->idx].run(st, sl);
+    return sl->err;
+}
+
+/* Loop thread: the run is committed (or failed). */
+static void
+on_slot_done(void *arg, enum obx_err err)
+{
+    struct slot *sl = arg;
+    struct obx_cron *c = sl->c;
+
+    sl->busy = 0;
+    if (err != OBX_OK && sl->err == OBX_OK)
+        sl->err = err; /* the group's commit failed */
+    if (sl->err != OBX_OK)
+        sl->more = 0;
+    if (jobs[sl->idx].after)
+        jobs[sl->idx].after(c, sl);
+    arm_more(c);
+}
+
+static void
+start_job(struct obx_cron *c, size_t i)
+{
+    struct slot *sl = &c->slots[i];
+
+    if (sl->busy)
+        return;
+    if (jobs[i].prepare && !jobs[i].prepare(c, sl)) {
+        sl->more = 0;
+        return;
+    }
+    if (!jobs[i].run) {
+        sl->more = 0;
+        if (jobs[i].after)
+            jobs[i].after(c, sl);
+        return;
+    }
+    sl->err = OBX_OK;
+    sl->busy = 1;
+    obx_storeq_submit(c->env.q, &sl->sj);
 }
 
 static void
@@ -273,10 +401,11 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (size_t i = 0; i < N_JOBS; i++) {
-        if (!runnable(c, i) || c->more[i] || now < c->due_mono_ms[i])
+        if (!runnable(c, i) || c->slots[i].more || c->slots[i].busy ||
+            now < c->due_mono_ms[i])
             continue;
         c->due_mono_ms[i] = now + jobs[i].period_ms;
-        run_job(c, i);
+        start_job(c, i);
     }
     arm_more(c);
 }
@@ -289,8 +418,8 @@ on_more(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (size_t i = 0; i < N_JOBS; i++)
-        if (c->more[i] && runnable(c, i))
-            run_job(c, i);
+        if (c->slots[i].more && !c->slots[i].busy && runnable(c, i))
+            start_job(c, i);
     arm_more(c);
 }
 
@@ -306,8 +435,15 @@ obx_cron_new(struct event_base *base, const struct obx_cron_env *env, struct obx
     if (!c)
         return OBX_ENOMEM;
     c->env = *env;
-    for (size_t i = 0; i < N_JOBS; i++)
+    for (size_t i = 0; i < N_JOBS; i++) {
         c->due_mono_ms[i] = now + jobs[i].first_ms;
+        c->slots[i].c = c;
+        c->slots[i].idx = i;
+        c->slots[i].sj.run = run_slot;
+        c->slots[i].sj.done = on_slot_done;
+        c->slots[i].sj.arg = &c->slots[i];
+        c->slots[i].sj.flags = jobs[i].own_tx ? OBX_STOREQ_OWN_TX : 0;
+    }
     c->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
     c->more_ev = evtimer_new(base, on_more, c);
     if (!c->tick_ev || !c->more_ev || event_add(c->tick_ev, &tick) != 0) {

@@ -2,9 +2,9 @@
  * cron: every periodic job of serve, in one table driven by one timer (like redis's
  * serverCron). The table is in cron.c; each job states its period there.
  *
- * A job runs on the loop thread and must return quickly. A job with more to do than
- * fits in one short run (retention) says so, and runs again a few milliseconds later:
- * the loop serves requests between two runs.
+ * A job's database work runs on the store thread (lib/store_queue.c); its logging and
+ * waking run on the loop once that work is committed. A job with more to do than fits in
+ * one short run (retention) says so, and runs again a few milliseconds later.
  */
 #ifndef OBX_CRON_H
 #define OBX_CRON_H
@@ -16,8 +16,10 @@
 #include "worker.h"
 
 /* What the jobs work on; everything is borrowed and must outlive the cron. */
+struct obx_storeq;
+
 struct obx_cron_env {
-    struct obx_store *st;
+    struct obx_storeq *q;          /* the store thread: every job's database work */
     struct obx_config *const *cfg; /* the server's current configuration (follows reloads) */
     struct obx_worker *worker;     /* woken when a job made messages sendable again */
     void (*heartbeat)(void *ctx);  /* publishes serve's state for `outbox status` */

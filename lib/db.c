@@ -91,28 +91,72 @@ obx_db_stmt(struct obx_db *db, const char *sql)
     return NULL;
 }
 
+void
+obx_db_end_reads(struct obx_db *db)
+{
+    for (int i = 0; i < db->ncache; i++)
+        sqlite3_reset(db->cache[i].stmt);
+}
+
 enum obx_err
 obx_db_exec(struct obx_db *db, const char *sql)
 {
     return obx_err_from_sqlite(sqlite3_exec(db->h, sql, NULL, NULL, NULL));
 }
 
+/*
+ * Transactions nest: the outermost level is BEGIN IMMEDIATE .. COMMIT, every inner one a
+ * savepoint. The store thread (lib/store_queue.c) opens one transaction for a whole group
+ * of jobs and runs each job, and each store function inside a job, one level deeper; an
+ * inner failure rolls back only its own level. All levels share one savepoint name:
+ * SQLite resolves RELEASE and ROLLBACK TO to the innermost savepoint of that name.
+ */
+static enum obx_err
+run_cached(struct obx_db *db, const char *sql)
+{
+    sqlite3_stmt *s = obx_db_stmt(db, sql);
+
+    return s ? obx_db_step_done(s) : OBX_EDB;
+}
+
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_SAVEPOINT[] = "SAVEPOINT obx_level";
+static const char SQL_RELEASE[] = "RELEASE obx_level";
+static const char SQL_ROLLBACK_TO[] = "ROLLBACK TO obx_level";
+
 enum obx_err
 obx_db_begin(struct obx_db *db)
 {
-    enum obx_err err = obx_db_exec(db, "BEGIN IMMEDIATE");
+    enum obx_err err;
 
+    if (db->in_tx > 0 && sqlite3_get_autocommit(db->h)) {
+        /* SQLite ended the outer transaction itself (disk full, I/O error): an inner
+         * level must not silently start a new one. */
+        return OBX_EDB;
+    }
+    err = run_cached(db, db->in_tx > 0 ? SQL_SAVEPOINT : SQL_BEGIN);
     if (err == OBX_OK)
-        db->in_tx = 1;
+        db->in_tx++;
     return err;
 }
 
 enum obx_err
 obx_db_commit(struct obx_db *db)
 {
-    enum obx_err err = obx_db_exec(db, "COMMIT");
+    enum obx_err err;
     int full;
 
+    if (db->in_tx > 1) {
+        err = run_cached(db, SQL_RELEASE);
+        if (err == OBX_OK) {
+            db->in_tx--;
+            return OBX_OK;
+        }
+        obx_db_rollback(db);
+        return err;
+    }
+    err = run_cached(db, SQL_COMMIT);
     if (err == OBX_OK) {
         db->in_tx = 0;
         return OBX_OK;
@@ -133,6 +177,28 @@ obx_db_commit(struct obx_db *db)
 
 void
 obx_db_rollback(struct obx_db *db)
+{
+    if (db->in_tx > 1 && !sqlite3_get_autocommit(db->h)) {
+        /* Undo this level only; RELEASE then drops the savepoint itself. */
+        (void)run_cached(db, SQL_ROLLBACK_TO);
+        (void)run_cached(db, SQL_RELEASE);
+        db->in_tx--;
+        return;
+    }
+    if (!sqlite3_get_autocommit(db->h))
+        (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    /* Whatever the level, the transaction is gone now (or SQLite ended it already). */
+    db->in_tx = db->in_tx > 1 ? db->in_tx - 1 : 0;
+}
+
+int
+obx_db_tx_alive(const struct obx_db *db)
+{
+    return db->in_tx > 0 && !sqlite3_get_autocommit(db->h);
+}
+
+void
+obx_db_abort(struct obx_db *db)
 {
     if (!sqlite3_get_autocommit(db->h))
         (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);

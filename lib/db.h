@@ -24,7 +24,7 @@ struct obx_db {
         sqlite3_stmt *stmt;
     } cache[OBX_DB_STMT_CACHE];
     int ncache;
-    int in_tx; /* 1 inside obx_db_begin .. commit/rollback */
+    int in_tx; /* nesting depth: 0 outside a transaction, 1 in it, >1 in savepoints */
 };
 
 /*
@@ -44,17 +44,33 @@ void obx_db_free(struct obx_db *db);
  */
 sqlite3_stmt *obx_db_stmt(struct obx_db *db, const char *sql);
 
-/* BEGIN IMMEDIATE (the write lock up front, so busy is reported at the start). */
+/*
+ * BEGIN IMMEDIATE (the write lock up front, so busy is reported at the start); inside an
+ * open transaction, a savepoint instead: transactions nest, and commit/rollback end the
+ * innermost level only (how the store thread groups jobs into one commit).
+ */
 OBX_MUST_CHECK enum obx_err obx_db_begin(struct obx_db *db);
 OBX_MUST_CHECK enum obx_err obx_db_commit(struct obx_db *db);
-/* Rolls back if a transaction is open; safe to call at any time. */
+/* Rolls back the innermost level if a transaction is open; safe to call at any time. */
 void obx_db_rollback(struct obx_db *db);
+/* 1 while the outermost transaction is still open (SQLite ends it itself on some errors). */
+int obx_db_tx_alive(const struct obx_db *db);
+/* Rolls back every level at once. */
+void obx_db_abort(struct obx_db *db);
 
 /*
  * Ends the open transaction by how the work in it went: commits when err is OBX_OK (and
  * returns the commit's result), rolls back otherwise (and returns err).
  */
 OBX_MUST_CHECK enum obx_err obx_db_end(struct obx_db *db, enum obx_err err);
+
+/*
+ * Resets every cached statement. A SELECT stepped to a row and never reset keeps its read
+ * transaction open: the connection then reads an old snapshot for ever (and holds the WAL
+ * back). Serve's loop connection only reads, while the store thread writes through
+ * another, so the loop calls this after each piece of reading work.
+ */
+void obx_db_end_reads(struct obx_db *db);
 
 /* Runs SQL without results (may hold several statements). */
 OBX_MUST_CHECK enum obx_err obx_db_exec(struct obx_db *db, const char *sql);

@@ -207,6 +207,20 @@ render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
                                NULL, in->api_requests, 1);
 
     if (err == OBX_OK)
+        err = counter(b, "outbox_store_transactions_total",
+                      "Transactions committed by the store thread (each one fsync, many jobs).",
+                      NULL, NULL, in->store_groups - in->store_failed_groups, 1);
+    if (err == OBX_OK)
+        err = counter(b, "outbox_store_jobs_total",
+                      "Units of work run by the store thread (claims, outcomes, enqueue and "
+                      "webhook groups, periodic jobs).", NULL, NULL, in->store_jobs, 1);
+    if (err == OBX_OK)
+        err = counter(b, "outbox_store_failed_transactions_total",
+                      "Store thread transactions that could not be committed (every job in "
+                      "them was told so and retries or answers 503).", NULL, NULL,
+                      in->store_failed_groups, 1);
+
+    if (err == OBX_OK)
         err = counter(b, api, "Messages enqueued over the API, by result.", "result", "accepted",
                       in->api_accepted, 1);
     if (err == OBX_OK)

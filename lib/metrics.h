@@ -48,6 +48,7 @@ struct obx_metrics_input {
     double rate_limit_per_s;
     /* producer API */
     int64_t api_requests, api_accepted, api_duplicates, api_commits, api_write_failures;
+    int64_t store_groups, store_jobs, store_failed_groups; /* the store thread (store_queue.h) */
     /* webhook listener */
     int64_t wh_received, wh_stored, wh_duplicates, wh_bad_signature, wh_rejected_other,
         wh_write_failures, wh_too_large;

@@ -2,7 +2,8 @@
  * server: the daemon's composition and lifecycle.
  *
  *   start:  lock <db>.lock (one serve per database) -> open + migrate -> return
- *           every `sending` row of a dead process to `queued` -> worker -> loop
+ *           every `sending` row of a dead process to `queued` -> the store thread
+ *           (lib/store_queue.c, every write from now on) -> worker -> loop
  *   SIGHUP: reload the configuration; an invalid one is logged and ignored
  *   SIGTERM/SIGINT: worker stops claiming, drains in-flight requests up to
  *           shutdown_timeout, releases the rest; the loop ends; exit 0
@@ -35,6 +36,7 @@
 #include "query.h"
 #include "mem.h"
 #include "store.h"
+#include "store_queue.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -45,10 +47,34 @@ extern char **environ;
 /* Extra time after shutdown_timeout before the loop is left regardless. */
 #define HARD_STOP_GRACE_MS 5000
 
+/* The state published for `outbox status`, written by the store thread. */
+#define N_STATE_KEYS 10
+struct publish_job {
+    struct obx_storeq_job job;
+    const char *values[N_STATE_KEYS];
+    char text[N_STATE_KEYS][32];
+    char snapshot[512];
+    int64_t mono_ms;
+};
+
+/* The store thread interprets stored webhook events with this configuration. */
+struct reconcile_job {
+    struct obx_storeq_job job;
+    const struct obx_config *cfg;
+    struct obx_reconcile_result r;
+};
+
+/* Loop thread only. */
 struct server {
     struct event_base *base;
     struct obx_config *cfg;       /* owned; replaced on reload */
-    struct obx_store *st;
+    struct obx_store *st;         /* the loop's connection: reads only */
+    struct obx_store *writer;     /* until the store thread takes it over */
+    struct obx_storeq *q;         /* the store thread: every write */
+    struct publish_job pub;
+    int publishing;
+    struct reconcile_job rec;
+    int reconciling;
     struct obx_worker *worker;
     struct obx_api *api;
     struct obx_webhook *webhook;
@@ -178,6 +204,63 @@ warn_restart_keys(const struct obx_config *old, const struct obx_config *fresh)
                     OBX_KS("key", keys[i].key));
 }
 
+/* Store thread: the writer's quota follows a reload. */
+static enum obx_err
+set_quota(struct obx_store *st, void *arg)
+{
+    st->max_db_size = *(const int64_t *)arg;
+    return OBX_OK;
+}
+
+/* A configuration replaced by a reload, freed once the jobs queued before are done. */
+struct retired_config {
+    struct obx_storeq_job job;
+    struct obx_config *cfg;
+};
+
+static enum obx_err
+run_nothing(struct obx_store *st, void *arg)
+{
+    (void)st;
+    (void)arg;
+    return OBX_OK;
+}
+
+static void
+on_config_unused(void *arg, enum obx_err err)
+{
+    struct retired_config *r = arg;
+
+    (void)err;
+    obx_config_release(r->cfg);
+    obx_free(r->cfg);
+    obx_free(r);
+}
+
+/*
+ * Jobs already queued (a webhook group, a retention step) may still read the old
+ * configuration on the store thread; jobs run in order, so a job queued now runs after
+ * all of them, and its done callback is where the old configuration can go.
+ */
+static void
+retire_config(struct server *s, struct obx_config *old)
+{
+    struct retired_config *r = obx_calloc(1, sizeof *r);
+
+    if (!r) {
+        obx_storeq_drain(s->q); /* out of memory: wait for them instead */
+        obx_config_release(old);
+        obx_free(old);
+        return;
+    }
+    r->cfg = old;
+    r->job.run = run_nothing;
+    r->job.done = on_config_unused;
+    r->job.arg = r;
+    r->job.flags = OBX_STOREQ_OWN_TX;
+    obx_storeq_submit(s->q, &r->job);
+}
+
 static void
 on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -212,31 +295,37 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
                 OBX_KS("db", fresh->db));
     warn_restart_keys(s->cfg, fresh);
     obx_log_setup(fresh->log_level, fresh->log_format, NULL);
-    s->st->max_db_size = fresh->max_db_size;
+    int64_t quota = fresh->max_db_size;
+    if (obx_storeq_call(s->q, set_quota, &quota) != OBX_OK)
+        obx_log(OBX_LOG_WARN, "max_db_size not applied");
     obx_worker_reload(s->worker, fresh);
     obx_api_reload(s->api, fresh);
     obx_webhook_reload(s->webhook, fresh);
     obx_inbox_reload(s->inbox, fresh);
-    obx_config_release(s->cfg);
-    obx_free(s->cfg);
+    retire_config(s, s->cfg);
     s->cfg = fresh;
     obx_log(OBX_LOG_INFO, "configuration reloaded");
 }
 
 #define RECONCILE_BATCH 500
 
-/* Interprets stored webhook events, a batch per loop turn until none is left. */
-static void
-on_reconcile(evutil_socket_t fd, short what, void *arg)
+/* Store thread: interprets a batch of stored webhook events. */
+static enum obx_err
+run_reconcile(struct obx_store *st, void *arg)
 {
-    struct server *s = arg;
-    struct obx_reconcile_result r = {0};
-    enum obx_err err;
+    struct reconcile_job *j = arg;
 
-    (void)fd;
-    (void)what;
-    obx_store_set_busy_timeout(s->st, 100); /* retried in a second when locked */
-    err = obx_reconcile_run(s->st, s->cfg, RECONCILE_BATCH, &r);
+    memset(&j->r, 0, sizeof j->r);
+    return obx_reconcile_run(st, j->cfg, RECONCILE_BATCH, &j->r);
+}
+
+static void
+on_reconciled(void *arg, enum obx_err err)
+{
+    struct server *s = (struct server *)((char *)arg - offsetof(struct server, rec));
+    const struct obx_reconcile_result *r = &s->rec.r;
+
+    s->reconciling = 0;
     if (err != OBX_OK) {
         struct timeval retry = {1, 0};
         obx_log(OBX_LOG_ERROR, "cannot process webhook events; retrying",
@@ -244,15 +333,33 @@ on_reconcile(evutil_socket_t fd, short what, void *arg)
         evtimer_add(s->reconcile_ev, &retry);
         return;
     }
-    if (r.processed)
-        obx_log(OBX_LOG_DEBUG, "webhook events processed", OBX_KI("events", r.processed),
-                OBX_KI("confirmed", r.confirmed), OBX_KI("replies", r.replies),
-                OBX_KI("unmatched", r.unmatched), OBX_KI("ignored", r.ignored),
-                OBX_KI("unparsable", r.unparsable));
-    if (r.replies)
+    if (r->processed)
+        obx_log(OBX_LOG_DEBUG, "webhook events processed", OBX_KI("events", r->processed),
+                OBX_KI("confirmed", r->confirmed), OBX_KI("replies", r->replies),
+                OBX_KI("unmatched", r->unmatched), OBX_KI("ignored", r->ignored),
+                OBX_KI("unparsable", r->unparsable));
+    if (r->replies)
         obx_inbox_notify(s->inbox);
-    if (r.processed == RECONCILE_BATCH)
+    if (r->processed == RECONCILE_BATCH)
         event_active(s->reconcile_ev, EV_TIMEOUT, 1);
+}
+
+/* Interprets stored webhook events, a batch at a time on the store thread until none is left. */
+static void
+on_reconcile(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (s->reconciling) {
+        struct timeval soon = {0, 10000};
+        evtimer_add(s->reconcile_ev, &soon); /* after the batch being interpreted */
+        return;
+    }
+    s->rec.cfg = s->cfg;
+    s->reconciling = 1;
+    obx_storeq_submit(s->q, &s->rec.job);
 }
 
 static void
@@ -315,6 +422,12 @@ render_metrics(void *ctx, struct obx_buf *b)
     struct held held = {0};
     enum obx_err err;
 
+    struct obx_storeq_stats qs;
+
+    obx_storeq_stats(s->q, &qs);
+    in.store_groups = qs.groups;
+    in.store_jobs = qs.jobs;
+    in.store_failed_groups = qs.failed_groups;
     obx_worker_stats(s->worker, &ws);
     obx_api_stats(s->api, &as);
     obx_webhook_stats(s->webhook, &hs);
@@ -377,10 +490,6 @@ render_metrics(void *ctx, struct obx_buf *b)
 static void
 publish_state(struct server *s, int running)
 {
-    static const char *const keys[] = {"running", "pid", "started_at_ms", "circuit",
-                                       "paused_reason", "paused_until_ms", "api_port",
-                                       "webhook_port", OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE,
-                                       OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE};
     char pid[24], started[24], until[24], api[16], wh[16], bad_sig[24], too_large[24];
     char snapshot[512];
     const char *values[10];
@@ -413,10 +522,44 @@ publish_state(struct server *s, int running)
              ws.paused_reason ? ws.paused_reason : "-", bad_sig, too_large);
     if (strcmp(snapshot, s->published) == 0 && now - s->published_mono_ms < STATE_HEARTBEAT_MS)
         return;
-    if (obx_store_publish_state(s->st, keys, values, 10) != OBX_OK)
+    if (s->publishing)
+        return; /* the next tick publishes what changed meanwhile */
+    for (int i = 0; i < N_STATE_KEYS; i++) {
+        s->pub.values[i] = NULL;
+        if (values[i]) {
+            snprintf(s->pub.text[i], sizeof s->pub.text[i], "%s", values[i]);
+            s->pub.values[i] = s->pub.text[i];
+        }
+    }
+    snprintf(s->pub.snapshot, sizeof s->pub.snapshot, "%s", snapshot);
+    s->pub.mono_ms = now;
+    s->publishing = 1;
+    obx_storeq_submit(s->q, &s->pub.job);
+}
+
+/* Store thread. */
+static enum obx_err
+run_publish(struct obx_store *st, void *arg)
+{
+    static const char *const keys[N_STATE_KEYS] = {
+        "running", "pid", "started_at_ms", "circuit", "paused_reason", "paused_until_ms",
+        "api_port", "webhook_port", OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE,
+        OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE};
+    struct publish_job *j = arg;
+
+    return obx_store_publish_state(st, keys, j->values, N_STATE_KEYS);
+}
+
+static void
+on_published(void *arg, enum obx_err err)
+{
+    struct server *s = (struct server *)((char *)arg - offsetof(struct server, pub));
+
+    s->publishing = 0;
+    if (err != OBX_OK)
         return; /* status shows stale state; the next tick tries again */
-    snprintf(s->published, sizeof s->published, "%s", snapshot);
-    s->published_mono_ms = now;
+    snprintf(s->published, sizeof s->published, "%s", s->pub.snapshot);
+    s->published_mono_ms = s->pub.mono_ms;
 }
 
 /* The cron's heartbeat job. */
@@ -438,15 +581,15 @@ add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
 /* The keyed audit chain: serve seals with audit_key_file's key, and refuses to start
    without the key of a chain that is keyed already (it could not seal). */
 static enum obx_err
-use_audit_key(struct server *s)
+use_audit_key(struct server *s, struct obx_store *st)
 {
     char msg[512];
     enum obx_err err = OBX_OK;
 
     if (s->cfg->audit_key_file)
-        err = obx_audit_use_key(s->st, s->cfg->audit_key_file, 1, msg, sizeof msg);
+        err = obx_audit_use_key(st, s->cfg->audit_key_file, 1, msg, sizeof msg);
     if (err == OBX_OK)
-        err = obx_audit_check_key(s->st, msg, sizeof msg);
+        err = obx_audit_check_key(st, msg, sizeof msg);
     if (err != OBX_OK)
         obx_log(OBX_LOG_ERROR, "cannot use the audit key", OBX_KS("error", msg));
     return err;
@@ -471,16 +614,22 @@ open_store(struct server *s)
      * (docs/benchmarks.md). The WAL file then stays up to that size on disk.
      */
     o.wal_pages = 10000;
-    err = obx_store_open(s->cfg->db, &o, &s->st);
+    /* Two connections: the writer, which the store thread takes over, and the loop's,
+     * which only reads (WAL: it never waits for the writer). */
+    err = obx_store_open(s->cfg->db, &o, &s->writer);
+    if (err == OBX_OK)
+        err = obx_store_open(s->cfg->db, &o, &s->st);
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot open the database", OBX_KS("db", s->cfg->db),
                 OBX_KS("error", obx_strerror(err)));
         return err;
     }
-    err = use_audit_key(s);
+    err = use_audit_key(s, s->writer);
+    if (err == OBX_OK)
+        err = use_audit_key(s, s->st); /* verifying and exporting the chain read with it */
     /* We hold the serve lock: any `sending` row belongs to a process that died. */
     if (err == OBX_OK)
-        err = obx_store_recover(s->st, 1, &recovered);
+        err = obx_store_recover(s->writer, 1, &recovered);
     if (err == OBX_OK && recovered)
         obx_log(OBX_LOG_WARN, "returned messages of a previous process to the queue",
                 OBX_KI("count", recovered));
@@ -556,23 +705,34 @@ start(struct server *s)
         if (!s->base)
             err = OBX_ENOMEM;
     }
+    if (err == OBX_OK) {
+        struct obx_store *writer = s->writer;
+        s->writer = NULL; /* the store thread's now, even if it could not start */
+        err = obx_storeq_new(s->base, writer, &s->q);
+        s->pub.job.run = run_publish;
+        s->pub.job.done = on_published;
+        s->pub.job.arg = &s->pub;
+        s->rec.job.run = run_reconcile;
+        s->rec.job.done = on_reconciled;
+        s->rec.job.arg = &s->rec;
+    }
     if (err == OBX_OK) err = add_signal(s, &s->sig_term, SIGTERM, on_stop_signal);
     if (err == OBX_OK) err = add_signal(s, &s->sig_int, SIGINT, on_stop_signal);
     if (err == OBX_OK) err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
     if (err == OBX_OK)
-        err = obx_worker_new(s->base, s->st, s->cfg, &s->worker);
+        err = obx_worker_new(s->base, s->st, s->q, s->cfg, &s->worker);
     if (err == OBX_OK)
         err = obx_inbox_new(s->base, s->st, s->cfg, &s->inbox);
     if (err == OBX_OK)
-        err = obx_api_new(s->base, s->st, s->cfg, s->worker, conns, &s->api);
+        err = obx_api_new(s->base, s->st, s->q, s->cfg, s->worker, conns, &s->api);
     if (err == OBX_OK) {
         s->reconcile_ev = evtimer_new(s->base, on_reconcile, s);
         err = s->reconcile_ev ? OBX_OK : OBX_ENOMEM;
     }
     if (err == OBX_OK)
-        err = obx_webhook_new(s->base, s->st, s->cfg, conns, on_events_stored, s, &s->webhook);
+        err = obx_webhook_new(s->base, s->q, s->cfg, conns, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
-        struct obx_cron_env env = {s->st, &s->cfg, s->worker, heartbeat, s};
+        struct obx_cron_env env = {s->q, &s->cfg, s->worker, heartbeat, s};
         err = obx_cron_new(s->base, &env, &s->cron);
     }
     if (err == OBX_OK) {
@@ -588,9 +748,14 @@ stop(struct server *s)
 {
     if (s->cron) {
         s->published[0] = '\0'; /* force the write */
+        if (s->publishing)
+            obx_storeq_drain(s->q);
         publish_state(s, 0);
-        obx_cron_free(s->cron);
     }
+    /* Every job still queued runs, and its done callback, while its module exists. */
+    if (s->q)
+        obx_storeq_drain(s->q);
+    obx_cron_free(s->cron);
     obx_webhook_free(s->webhook);
     obx_api_free(s->api);
     obx_inbox_free(s->inbox);
@@ -605,8 +770,10 @@ stop(struct server *s)
         event_free(s->sig_hup);
     if (s->hard_stop)
         event_free(s->hard_stop);
+    obx_storeq_free(s->q); /* joins the store thread; frees the writer */
     if (s->base)
         event_base_free(s->base);
+    obx_store_free(s->writer);
     obx_store_free(s->st);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

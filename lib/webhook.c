@@ -13,6 +13,7 @@
 #include "mem.h"
 #include "reconcile.h"
 #include "signature.h"
+#include "store_queue.h"
 #include "verify_pool.h"
 
 #define OBX_MODULE "webhook"
@@ -28,9 +29,21 @@ struct pending_event {
     char sha[65];
 };
 
+/* The group being stored on the store thread (belongs to it while obx_webhook.storing). */
+struct store_job {
+    struct obx_storeq_job job;
+    struct pending_event *events;
+    size_t n, cap;
+    const struct obx_config *cfg;  /* this group's configuration (server.c keeps it alive) */
+    int64_t now_ms;
+    int64_t stored;                /* out: new (not duplicate) events */
+    struct obx_reconcile_result r; /* out */
+    int leftover;                  /* out */
+};
+
 struct obx_webhook {
     struct event_base *base;
-    struct obx_store *st;
+    struct obx_storeq *q;         /* the store thread: every write */
     const struct obx_config *cfg;
     struct obx_verify_pool *pool; /* owns the public key */
     int closing;                  /* set while freeing: verdicts still coming back get 503 */
@@ -39,8 +52,10 @@ struct obx_webhook {
     obx_webhook_stored_fn stored;
     void *stored_ctx;
     struct event *commit_ev;
-    struct pending_event *pending;
+    struct pending_event *pending; /* verified, waiting for the next group */
     size_t npending, cap;
+    struct store_job sj;
+    int storing;
     int last_write_failed;
     struct obx_webhook_stats stats;
 };
@@ -119,15 +134,16 @@ reply_ok(struct evhttp_request *req)
 
 /* Inserts the group's events; the new ones (not duplicates) are listed in fresh[]. */
 static enum obx_err
-insert_events(struct obx_webhook *wh, struct obx_reconcile_event *fresh, size_t *nfresh)
+insert_events(struct obx_store *st, const struct store_job *j, struct obx_reconcile_event *fresh,
+              size_t *nfresh)
 {
-    int64_t now_ms = obx_now_ms(wh->st->clock), id = 0;
     enum obx_err err = OBX_OK;
+    int64_t id = 0;
 
     *nfresh = 0;
-    for (size_t i = 0; err == OBX_OK && i < wh->npending; i++) {
-        struct pending_event *e = &wh->pending[i];
-        err = obx_store_add_webhook_event(wh->st, e->sha, e->body, e->len, now_ms, &id);
+    for (size_t i = 0; err == OBX_OK && i < j->n; i++) {
+        const struct pending_event *e = &j->events[i];
+        err = obx_store_add_webhook_event(st, e->sha, e->body, e->len, j->now_ms, &id);
         if (err == OBX_OK && id) {
             fresh[*nfresh].id = id;
             fresh[*nfresh].body = e->body;
@@ -141,87 +157,76 @@ insert_events(struct obx_webhook *wh, struct obx_reconcile_event *fresh, size_t 
 /*
  * Interprets the new events in the transaction that stores them, so a group
  * costs one commit, not two. Only when no older event is still waiting (events
- * are applied in the order they were stored), and under a savepoint: should
+ * are applied in the order they were stored), and at a savepoint of its own: should
  * interpretation fail, the events are committed all the same and
- * obx_reconcile_run tries them again later. *leftover says it has work. Returns
- * an error only when the savepoint itself misbehaves: the group is then lost.
+ * obx_reconcile_run tries them again later. *leftover says it has work.
  */
 static enum obx_err
-reconcile_inline(struct obx_webhook *wh, const struct obx_reconcile_event *fresh, size_t n,
-                 int backlog, struct obx_reconcile_result *r, int *leftover)
+reconcile_inline(struct obx_store *st, const struct obx_config *cfg,
+                 const struct obx_reconcile_event *fresh, size_t n, int backlog,
+                 struct obx_reconcile_result *r, int *leftover)
 {
-    struct obx_db *db = wh->st->db;
     enum obx_err err;
 
     *leftover = 1;
     memset(r, 0, sizeof *r);
     if (backlog)
         return OBX_OK;
-    err = obx_db_exec(db, "SAVEPOINT reconcile");
+    err = obx_db_begin(st->db);
     if (err != OBX_OK)
         return err;
-    err = obx_reconcile_events(wh->st, wh->cfg, fresh, n, r);
+    err = obx_reconcile_events(st, cfg, fresh, n, r);
     *leftover = err != OBX_OK;
     if (err != OBX_OK) {
         obx_log(OBX_LOG_WARN, "webhook events stored; interpreting them later",
                 OBX_KS("error", obx_strerror(err)));
         memset(r, 0, sizeof *r);
-        err = obx_db_exec(db, "ROLLBACK TO reconcile");
+        obx_db_rollback(st->db); /* this level only: the events stay */
+        return OBX_OK;
     }
-    return err == OBX_OK ? obx_db_exec(db, "RELEASE reconcile") : err;
+    return obx_db_commit(st->db);
 }
 
-/* Stores the group in one transaction; *stored counts the new (not duplicate) events. */
+/* Store thread: stores the group in the store thread's transaction. */
 static enum obx_err
-store_group(struct obx_webhook *wh, int64_t *stored, struct obx_reconcile_result *r,
-            int *leftover)
+run_store(struct obx_store *st, void *arg)
 {
-    struct obx_reconcile_event *fresh = obx_calloc(wh->npending, sizeof *fresh);
+    struct store_job *j = &((struct obx_webhook *)arg)->sj;
+    struct obx_reconcile_event *fresh = obx_calloc(j->n ? j->n : 1, sizeof *fresh);
     size_t nfresh = 0;
     int backlog = 1;
-    enum obx_err err = fresh ? obx_db_begin(wh->st->db) : OBX_ENOMEM;
+    enum obx_err err = fresh ? OBX_OK : OBX_ENOMEM;
 
-    *stored = 0;
-    *leftover = 0;
-    memset(r, 0, sizeof *r);
+    j->stored = 0;
+    j->leftover = 0;
+    memset(&j->r, 0, sizeof j->r);
     /* Asked before inserting: the group's own events are not a backlog. */
-    if (err == OBX_OK && obx_reconcile_has_backlog(wh->st, &backlog) != OBX_OK)
+    if (err == OBX_OK && obx_reconcile_has_backlog(st, &backlog) != OBX_OK)
         backlog = 1;
     if (err == OBX_OK)
-        err = insert_events(wh, fresh, &nfresh);
+        err = insert_events(st, j, fresh, &nfresh);
     if (err == OBX_OK && nfresh)
-        err = reconcile_inline(wh, fresh, nfresh, backlog, r, leftover);
-    err = obx_db_end(wh->st->db, err);
+        err = reconcile_inline(st, j->cfg, fresh, nfresh, backlog, &j->r, &j->leftover);
     obx_free(fresh);
-    if (err != OBX_OK) {
-        memset(r, 0, sizeof *r);
-        *leftover = 0;
-        return err;
-    }
-    *stored = (int64_t)nfresh;
-    return OBX_OK;
+    if (err == OBX_OK)
+        j->stored = (int64_t)nfresh;
+    return err;
 }
 
+/* Loop thread: the group is committed (or not): answer Partoo. */
 static void
-on_commit(evutil_socket_t fd, short what, void *arg)
+on_stored(void *arg, enum obx_err err)
 {
     struct obx_webhook *wh = arg;
-    struct obx_reconcile_result r;
-    int64_t stored = 0;
-    int leftover = 0;
-    enum obx_err err;
+    struct store_job *j = &wh->sj;
 
-    (void)fd;
-    (void)what;
-    /* Partoo waits for this answer: give another process's lock a second to clear. */
-    obx_store_set_busy_timeout(wh->st, 1000);
-    err = store_group(wh, &stored, &r, &leftover);
+    wh->storing = 0;
     if (err != OBX_OK && !wh->last_write_failed)
         obx_log(OBX_LOG_ERROR, "cannot store webhook events; answering 503 so Partoo retries",
                 OBX_KS("error", obx_strerror(err)));
     wh->last_write_failed = err != OBX_OK;
-    for (size_t i = 0; i < wh->npending; i++) {
-        struct pending_event *e = &wh->pending[i];
+    for (size_t i = 0; i < j->n; i++) {
+        struct pending_event *e = &j->events[i];
         if (err == OBX_OK) {
             reply_ok(e->req);
         } else {
@@ -232,12 +237,40 @@ on_commit(evutil_socket_t fd, short what, void *arg)
         obx_free(e->body);
     }
     if (err == OBX_OK) {
-        wh->stats.stored += stored;
-        wh->stats.duplicates += (int64_t)wh->npending - stored;
+        wh->stats.stored += j->stored;
+        wh->stats.duplicates += (int64_t)j->n - j->stored;
     }
+    j->n = 0;
+    if (err == OBX_OK && j->stored && wh->stored)
+        wh->stored(wh->stored_ctx, &j->r, j->leftover);
+    if (wh->npending) {
+        struct timeval now = {0, 0};
+        evtimer_add(wh->commit_ev, &now); /* what arrived meanwhile */
+    }
+}
+
+/* Hands the waiting events to the store thread as one group; one group at a time. */
+static void
+on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_webhook *wh = arg;
+    struct pending_event *spare = wh->sj.events;
+    size_t spare_cap = wh->sj.cap;
+
+    (void)fd;
+    (void)what;
+    if (wh->storing || !wh->npending)
+        return;
+    wh->sj.events = wh->pending;
+    wh->sj.cap = wh->cap;
+    wh->sj.n = wh->npending;
+    wh->pending = spare; /* empty, keeps its capacity */
+    wh->cap = spare_cap;
     wh->npending = 0;
-    if (err == OBX_OK && stored && wh->stored)
-        wh->stored(wh->stored_ctx, &r, leftover);
+    wh->sj.cfg = wh->cfg;
+    wh->sj.now_ms = obx_now_ms(obx_clock_real());
+    wh->storing = 1;
+    obx_storeq_submit(wh->q, &wh->sj.job);
 }
 
 static int grow_pending(struct obx_webhook *wh);
@@ -374,7 +407,7 @@ on_request(struct evhttp_request *req, void *arg)
 }
 
 enum obx_err
-obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
+obx_webhook_new(struct event_base *base, struct obx_storeq *q, const struct obx_config *cfg,
                 size_t max_connections, obx_webhook_stored_fn stored, void *ctx,
                 struct obx_webhook **out)
 {
@@ -393,7 +426,10 @@ obx_webhook_new(struct event_base *base, struct obx_store *st, const struct obx_
     if (!wh)
         return OBX_ENOMEM;
     wh->base = base;
-    wh->st = st;
+    wh->q = q;
+    wh->sj.job.run = run_store;
+    wh->sj.job.done = on_stored;
+    wh->sj.job.arg = wh;
     wh->cfg = cfg;
     wh->stored = stored;
     wh->stored_ctx = ctx;
@@ -437,6 +473,7 @@ obx_webhook_free(struct obx_webhook *wh)
         obx_free(wh->pending[i].body);
     }
     obx_free(wh->pending);
+    obx_free(wh->sj.events);
     obx_httpd_free(wh->http);
     if (wh->commit_ev)
         event_free(wh->commit_ev);

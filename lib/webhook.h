@@ -43,13 +43,16 @@ struct obx_webhook_stats {
 typedef void (*obx_webhook_stored_fn)(void *ctx, const struct obx_reconcile_result *r,
                                       int leftover);
 
+struct obx_storeq;
+
 /*
  * Listens on cfg->webhook_listen (at most max_connections open connections, 0: the
  * httpd default, bodies up to cfg->webhook_max_body_bytes), calling stored after each
- * commit that stored new events. st and cfg are borrowed.
+ * commit that stored new events. q (the store thread) and cfg are borrowed.
  * OBX_ECONFIG for an unusable public key.
  */
-OBX_MUST_CHECK enum obx_err obx_webhook_new(struct event_base *base, struct obx_store *st,
+
+OBX_MUST_CHECK enum obx_err obx_webhook_new(struct event_base *base, struct obx_storeq *q,
                                             const struct obx_config *cfg,
                                             size_t max_connections,
                                             obx_webhook_stored_fn stored, void *ctx,

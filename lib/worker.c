@@ -15,9 +15,19 @@
  * not here: lib/cron.c runs them and wakes the worker with obx_worker_notify when they
  * made messages sendable again.
  *
- * Outcomes of one loop turn are collected in `pending` and written by flush() in
- * a single transaction (one fsync for many messages). While that write fails (disk
- * full, locked) nothing new is claimed and the write is retried every second.
+ * The store work runs on the store thread (lib/store_queue.c), so the loop never waits
+ * for a commit and the rounds overlap:
+ *
+ *   claim job ──▶ ready (claimed, leased) ──slot frees──▶ in flight ──answer──▶ pending
+ *       ▲                                                                          │
+ *       └──────── claimed again once the finish job's COMMIT is done ◀── finish job┘
+ *
+ * While unthrottled, up to max_inflight messages wait claimed in `ready`, so a slot
+ * that frees is refilled at once instead of after a claim's commit. The outcomes of one
+ * loop turn go out as one finish job at the end of that turn (sharing a transaction with
+ * whatever else the store thread has queued); several may be outstanding. While a write
+ * fails (disk full, locked) nothing new is claimed and it is retried every second. At
+ * most one claim job is outstanding.
  */
 #include "worker.h"
 
@@ -33,14 +43,16 @@
 #include "mem.h"
 #include "msg.h"
 #include "ratelimit.h"
+#include "store_queue.h"
 
 #define OBX_MODULE "worker"
 
 #define IDLE_POLL_MS 1000          /* rows inserted by other processes are seen this fast */
 #define DEFAULT_RETRY_AFTER_MS 60000
-#define WORKER_BUSY_MS 100         /* lock wait for work that is retried anyway */
+#define CLAIM_MAX 64               /* messages per claim job */
+#define PREFETCH_MAX 256           /* most messages kept claimed ahead of a free slot */
 
-/* One request in flight; owns its claimed message. */
+/* One message claimed for sending (ready, then in flight); owns its claimed message. */
 struct inflight {
     struct obx_worker *w;
     struct obx_claimed c;
@@ -60,9 +72,35 @@ struct pending {
     int attempt_no;
 };
 
+/* The claim job: fills `out` on the store thread; the loop reads it in on_claimed. */
+struct claim_job {
+    struct obx_storeq_job job;
+    struct obx_worker *w;
+    int want;
+    int64_t lease_ms;
+    struct obx_claimed out[CLAIM_MAX];
+    int n;
+};
+
+/* A finish job: the outcomes it writes, moved out of obx_worker.pending. */
+struct finish_job {
+    struct obx_storeq_job job;
+    struct obx_worker *w;
+    struct pending *items;
+    size_t n;
+    struct obx_attempt *batch;      /* n entries, pointing into items */
+    enum obx_err *results;          /* n entries */
+    struct finish_job *next;        /* in obx_worker.failed */
+};
+
+/*
+ * Everything here belongs to the loop thread, except the claim and finish jobs while
+ * they are outstanding (claiming, nfinishing): those belong to the store thread then.
+ */
 struct obx_worker {
     struct event_base *base;        /* borrowed */
-    struct obx_store *st;           /* borrowed */
+    struct obx_store *st;           /* borrowed; the loop's connection, for reads only */
+    struct obx_storeq *q;           /* borrowed; every write goes through it */
     const struct obx_config *cfg;   /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
     struct obx_ratelimit rl;
@@ -76,9 +114,17 @@ struct obx_worker {
 
     struct inflight *inflight;      /* doubly linked */
     int ninflight;
+    struct inflight *ready, *ready_tail; /* claimed, not yet sent (FIFO, via next) */
+    int nready;
     struct pending *pending;
     size_t npending, cap_pending;
     int flush_failing;              /* the last flush failed: stop claiming */
+
+    struct claim_job claim;
+    int claiming;                   /* claim job outstanding */
+    int64_t idle_until_mono_ms;     /* the last claim found less than it wanted: poll then */
+    int nfinishing;                 /* finish jobs submitted, done not yet called */
+    struct finish_job *failed;      /* finish jobs whose commit failed: resubmitted in 1 s */
 
     int auth_paused;
     int64_t auth_probe_at_mono_ms;
@@ -132,7 +178,6 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     w->pump_at_mono_ms = 0;
-    obx_store_set_busy_timeout(w->st, WORKER_BUSY_MS);
     pump(w);
 }
 
@@ -277,66 +322,135 @@ log_attempt(const struct pending *p)
             OBX_KS("error", p->a.error));
 }
 
+/* Everything is recorded after obx_worker_stop: tell the server. */
+static void
+maybe_drained(struct obx_worker *w)
+{
+    if (!w->stopping || w->ninflight || w->nready || w->npending || w->claiming ||
+        w->nfinishing || w->failed || !w->drained)
+        return;
+    void (*cb)(void *) = w->drained;
+    w->drained = NULL;
+    cb(w->drained_ctx);
+}
+
+/* Store thread: a finish job's transaction. */
+static enum obx_err
+run_finish(struct obx_store *st, void *arg)
+{
+    struct finish_job *f = arg;
+
+    return obx_store_finish(st, f->batch, f->n, f->results);
+}
+
+static void
+finish_job_free(struct finish_job *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        pending_release(&f->items[i]);
+    obx_free(f->items);
+    obx_free(f->batch);
+    obx_free(f->results);
+    obx_free(f);
+}
+
+/* Loop thread: a finish job's outcomes are committed (or not). */
+static void
+on_finished(void *arg, enum obx_err err)
+{
+    struct finish_job *f = arg;
+    struct obx_worker *w = f->w;
+
+    w->nfinishing--;
+    if (err != OBX_OK) {
+        /* Nothing of it was written; keep the outcomes and write them again in a second. */
+        if (!w->flush_failing)
+            obx_log(OBX_LOG_ERROR, "cannot record delivery outcomes, will retry",
+                    OBX_KS("error", obx_strerror(err)), OBX_KI("pending", f->n));
+        w->flush_failing = 1;
+        f->next = w->failed;
+        w->failed = f;
+        struct timeval tv = {1, 0};
+        evtimer_add(w->flush_ev, &tv);
+        return;
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        if (f->results[i] == OBX_ECONFLICT)
+            w->stats.lease_conflicts++;
+        log_attempt(&f->items[i]);
+    }
+    finish_job_free(f);
+    if (w->flush_failing && !w->failed && !w->nfinishing) {
+        obx_log(OBX_LOG_INFO, "delivery outcomes recorded again");
+        w->flush_failing = 0;
+    }
+    /* Finished messages may have made their conversations' next messages claimable. */
+    w->idle_until_mono_ms = 0;
+    maybe_drained(w);
+    pump(w);
+}
+
+/*
+ * Moves the pending outcomes into a new finish job and submits it at once: several may be
+ * outstanding, and they run in order. Submitting in the loop turn after the answers keeps
+ * an outcome ahead of anything caused by it, e.g. the message_created webhook Partoo sends
+ * once it has answered 200 (the webhook group is queued after the finish job).
+ */
+static void
+submit_finish(struct obx_worker *w)
+{
+    struct finish_job *f = obx_calloc(1, sizeof *f);
+
+    if (f) {
+        f->batch = obx_calloc(w->npending, sizeof *f->batch);
+        f->results = obx_calloc(w->npending, sizeof *f->results);
+    }
+    if (!f || !f->batch || !f->results) {
+        if (f) {
+            obx_free(f->batch);
+            obx_free(f->results);
+            obx_free(f);
+        }
+        struct timeval tv = {1, 0}; /* out of memory: the outcomes wait in pending */
+        evtimer_add(w->flush_ev, &tv);
+        return;
+    }
+    f->w = w;
+    f->items = w->pending;
+    f->n = w->npending;
+    w->pending = NULL;
+    w->npending = w->cap_pending = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        f->batch[i] = f->items[i].a;
+        /* a.reason may point into an entry that new_pending() has since moved */
+        if (f->items[i].reason[0])
+            f->batch[i].reason = f->items[i].reason;
+    }
+    f->job.run = run_finish;
+    f->job.done = on_finished;
+    f->job.arg = f;
+    w->nfinishing++;
+    obx_storeq_submit(w->q, &f->job);
+}
+
 static void
 on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct obx_worker *w = arg;
-    enum obx_err *results = NULL;
-    enum obx_err err;
-    struct obx_attempt *batch;
 
     (void)fd;
     (void)what;
-    obx_store_set_busy_timeout(w->st, WORKER_BUSY_MS);
-    if (!w->npending)
-        goto out;
-    results = obx_calloc(w->npending, sizeof *results);
-    batch = obx_calloc(w->npending, sizeof *batch);
-    if (!results || !batch) {
-        obx_free(batch);
-        err = OBX_ENOMEM;
-    } else {
-        for (size_t i = 0; i < w->npending; i++) {
-            batch[i] = w->pending[i].a;
-            /* a.reason may point into an entry that new_pending() has since moved */
-            if (w->pending[i].reason[0])
-                batch[i].reason = w->pending[i].reason;
-        }
-        err = obx_store_finish(w->st, batch, w->npending, results);
-        obx_free(batch);
+    while (w->failed) {
+        /* The one-second retry of finish jobs whose commit failed. */
+        struct finish_job *f = w->failed;
+        w->failed = f->next;
+        f->next = NULL;
+        w->nfinishing++;
+        obx_storeq_submit(w->q, &f->job);
     }
-    if (err != OBX_OK) {
-        /* Nothing was written; keep the outcomes and try again shortly. */
-        if (!w->flush_failing)
-            obx_log(OBX_LOG_ERROR, "cannot record delivery outcomes, will retry",
-                    OBX_KS("error", obx_strerror(err)), OBX_KI("pending", w->npending));
-        w->flush_failing = 1;
-        struct timeval tv = {1, 0};
-        evtimer_add(w->flush_ev, &tv);
-        obx_free(results);
-        return;
-    }
-    if (w->flush_failing)
-        obx_log(OBX_LOG_INFO, "delivery outcomes recorded again");
-    w->flush_failing = 0;
-    for (size_t i = 0; i < w->npending; i++) {
-        if (results[i] == OBX_ECONFLICT)
-            w->stats.lease_conflicts++;
-        log_attempt(&w->pending[i]);
-        pending_release(&w->pending[i]);
-    }
-    w->npending = 0;
-out:
-    obx_free(results);
-    if (w->stopping && w->ninflight == 0) {
-        if (w->drained) {
-            void (*cb)(void *) = w->drained;
-            w->drained = NULL;
-            cb(w->drained_ctx);
-        }
-        return;
-    }
-    pump(w);
+    if (w->npending)
+        submit_finish(w);
+    maybe_drained(w);
 }
 
 static void
@@ -345,7 +459,7 @@ start_flush(struct obx_worker *w)
     struct timeval now = {0, 0};
 
     /* A zero timeout runs after the events of this loop turn: their outcomes share it. */
-    if (!w->flush_failing && !evtimer_pending(w->flush_ev, NULL))
+    if (!evtimer_pending(w->flush_ev, NULL))
         evtimer_add(w->flush_ev, &now);
 }
 
@@ -368,6 +482,7 @@ age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
         obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
             OBX_OK)
         age -= held;
+    obx_db_end_reads(w->st->db); /* the loop's connection must not keep an old snapshot */
     return age;
 }
 
@@ -520,6 +635,7 @@ on_response(void *ctx, const struct obx_http_result *r)
     obx_claimed_release(&inf->c);
     obx_free(inf);
     start_flush(w);
+    pump(w); /* a slot is free: send the next ready message now */
 }
 
 /* ---- pumping ------------------------------------------------------------------------ */
@@ -617,61 +733,164 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
     }
 }
 
+/* 1 when nothing but free slots limits sending: then messages are claimed ahead. */
+static int
+unthrottled(const struct obx_worker *w)
+{
+    return w->cfg->rate_limit_per_s <= 0 && !w->auth_paused &&
+           w->circuit.state == OBX_CIRCUIT_CLOSED && !w->flush_failing;
+}
+
+static int
+prefetch_depth(const struct obx_worker *w)
+{
+    return w->cfg->max_inflight < PREFETCH_MAX ? (int)w->cfg->max_inflight : PREFETCH_MAX;
+}
+
+static struct inflight *
+pop_ready(struct obx_worker *w)
+{
+    struct inflight *inf = w->ready;
+
+    w->ready = inf->next;
+    if (!w->ready)
+        w->ready_tail = NULL;
+    inf->next = NULL;
+    w->nready--;
+    return inf;
+}
+
+/* Gives claimed, unsent messages back (a gate closed, or shutdown): recorded as releases. */
+static void
+release_ready(struct obx_worker *w, const char *why)
+{
+    while (w->ready) {
+        struct inflight *inf = pop_ready(w);
+        struct pending *p = add_pending(w, &inf->c, OBX_NEXT_RELEASE);
+        if (p) {
+            snprintf(p->reason, sizeof p->reason, "%s", why);
+            p->a.reason = p->reason;
+        }
+        obx_claimed_release(&inf->c);
+        obx_free(inf);
+    }
+    start_flush(w);
+}
+
+/* Store thread: the claim job. */
+static enum obx_err
+run_claim(struct obx_store *st, void *arg)
+{
+    struct claim_job *c = &((struct obx_worker *)arg)->claim;
+
+    c->n = 0;
+    return obx_store_claim(st, c->want, c->lease_ms, c->out, &c->n);
+}
+
+/* Loop thread: the claimed messages are leased and committed; they join `ready`. */
+static void
+on_claimed(void *arg, enum obx_err err)
+{
+    struct obx_worker *w = arg;
+    struct claim_job *c = &w->claim;
+
+    w->claiming = 0;
+    if (err != OBX_OK) {
+        /* Not committed: the leases do not exist; drop what run_claim filled in. */
+        for (int i = 0; i < c->n; i++)
+            obx_claimed_release(&c->out[i]);
+        obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
+        w->idle_until_mono_ms = mono_now() + IDLE_POLL_MS;
+        schedule_pump(w, IDLE_POLL_MS);
+        return;
+    }
+    for (int i = 0; i < c->n; i++) {
+        struct inflight *inf = obx_calloc(1, sizeof *inf);
+        if (!inf) {
+            struct pending *p = add_pending(w, &c->out[i], OBX_NEXT_RELEASE);
+            if (p)
+                p->a.reason = "out of memory";
+            obx_claimed_release(&c->out[i]);
+            start_flush(w);
+            continue;
+        }
+        inf->w = w;
+        inf->c = c->out[i]; /* now owned by the ready record */
+        if (w->ready_tail)
+            w->ready_tail->next = inf;
+        else
+            w->ready = inf;
+        w->ready_tail = inf;
+        w->nready++;
+    }
+    if (c->n < c->want) {
+        /* Nothing more is due: poll for rows written elsewhere, unless woken sooner. */
+        w->idle_until_mono_ms = mono_now() + IDLE_POLL_MS;
+        schedule_pump(w, IDLE_POLL_MS);
+    }
+    if (w->stopping) {
+        release_ready(w, "released at shutdown");
+        return;
+    }
+    pump(w);
+}
+
+/*
+ * Sends ready messages while the gates allow, then asks the store thread for more: what
+ * the free slots can take, plus (unthrottled) enough to keep max_inflight ready.
+ */
 static void
 pump(struct obx_worker *w)
 {
-    struct obx_claimed claimed[64];
-    int64_t now_mono, retry_ms, lease_ms;
-    int n = 0, want, probe;
-    enum obx_err err;
+    int64_t now_mono, retry_ms = -1, lease_ms;
+    int capacity = 0, probe, want;
 
     if (w->stopping)
         return;
-    lease_ms = w->cfg->connect_timeout_ms + w->cfg->request_timeout_ms + 60000;
     for (;;) {
         now_mono = mono_now();
-        want = allowance(w, now_mono, &retry_ms, &probe);
-        if (want <= 0)
+        capacity = allowance(w, now_mono, &retry_ms, &probe);
+        if (capacity <= 0 || !w->ready)
             break;
-        if (want > 64)
-            want = 64;
-        err = obx_store_claim(w->st, want, lease_ms, claimed, &n);
-        if (err != OBX_OK) {
-            obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
-            retry_ms = IDLE_POLL_MS;
-            break;
-        }
-        for (int i = 0; i < n; i++) {
-            struct inflight *inf = obx_calloc(1, sizeof *inf);
-            if (!inf) {
-                struct pending *p = add_pending(w, &claimed[i], OBX_NEXT_RELEASE);
-                if (p)
-                    p->a.reason = "out of memory";
-                obx_claimed_release(&claimed[i]);
-                start_flush(w);
-                continue;
-            }
-            inf->w = w;
-            inf->c = claimed[i]; /* now owned by the in-flight record */
-            inf->auth_probe = probe;
-            if (probe)
-                w->auth_probe_inflight = 1;
-            start_claimed(w, inf, now_mono);
-        }
-        if (n < want) {
-            retry_ms = IDLE_POLL_MS; /* nothing more is due: poll for rows from elsewhere */
-            break;
-        }
+        struct inflight *inf = pop_ready(w);
+        inf->auth_probe = probe;
+        if (probe)
+            w->auth_probe_inflight = 1;
+        start_claimed(w, inf, now_mono);
+    }
+    if (capacity <= 0 && retry_ms >= 0 && w->ready) {
+        /* A gate (auth pause, breaker, rate limit) holds sending back for a while: the
+         * claimed messages go back rather than sit in `sending` past their lease. */
+        release_ready(w, "released while sending is paused");
     }
     if (retry_ms >= 0)
         schedule_pump(w, retry_ms);
+    if (w->claiming || w->flush_failing)
+        return;
+    if (w->idle_until_mono_ms && now_mono < w->idle_until_mono_ms) {
+        schedule_pump(w, w->idle_until_mono_ms - now_mono);
+        return;
+    }
+    want = capacity > 0 ? capacity : 0;
+    if (unthrottled(w))
+        want += prefetch_depth(w) - w->nready;
+    if (want <= 0)
+        return;
+    if (want > CLAIM_MAX)
+        want = CLAIM_MAX;
+    lease_ms = w->cfg->connect_timeout_ms + w->cfg->request_timeout_ms + 60000;
+    w->idle_until_mono_ms = 0;
+    w->claim.want = want;
+    w->claim.lease_ms = lease_ms;
+    w->claiming = 1;
+    obx_storeq_submit(w->q, &w->claim.job);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 enum obx_err
-obx_worker_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-               struct obx_worker **out)
+obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
+               const struct obx_config *cfg, struct obx_worker **out)
 {
     struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms,
                                cfg->max_inflight, cfg->ca_file, NULL};
@@ -685,7 +904,13 @@ obx_worker_new(struct event_base *base, struct obx_store *st, const struct obx_c
         return OBX_ENOMEM;
     w->base = base;
     w->st = st;
+    w->q = q;
     w->cfg = cfg;
+    w->claim.w = w;
+    w->claim.job.run = run_claim;
+    w->claim.job.done = on_claimed;
+    w->claim.job.arg = w;
+
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)wall_now();
     obx_rng_seed(&w->rng, seed);
@@ -717,9 +942,19 @@ obx_worker_free(struct obx_worker *w)
         obx_claimed_release(&inf->c);
         obx_free(inf);
     }
+    while (w->ready) {
+        struct inflight *inf = pop_ready(w);
+        obx_claimed_release(&inf->c);
+        obx_free(inf);
+    }
     for (size_t i = 0; i < w->npending; i++)
         pending_release(&w->pending[i]);
     obx_free(w->pending);
+    while (w->failed) {
+        struct finish_job *f = w->failed;
+        w->failed = f->next;
+        finish_job_free(f);
+    }
     if (w->pump_ev)
         event_free(w->pump_ev);
     if (w->flush_ev)
@@ -732,6 +967,7 @@ obx_worker_free(struct obx_worker *w)
 void
 obx_worker_notify(struct obx_worker *w)
 {
+    w->idle_until_mono_ms = 0;
     schedule_pump(w, 0);
 }
 
@@ -775,9 +1011,8 @@ on_stop_deadline(evutil_socket_t fd, short what, void *arg)
     if (released)
         obx_log(OBX_LOG_WARN, "shutdown timeout: released in-flight messages",
                 OBX_KI("count", released));
-    w->flush_failing = 0;
-    evtimer_del(w->flush_ev);
-    on_flush(-1, 0, w);
+    start_flush(w);
+    maybe_drained(w);
 }
 
 void
@@ -793,12 +1028,10 @@ obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *
     w->drained = drained;
     w->drained_ctx = ctx;
     evtimer_del(w->pump_ev);
-    if (w->ninflight == 0) {
-        /* Nothing in flight: record what is pending (if anything) and report drained. */
-        w->flush_failing = 0;
-        evtimer_del(w->flush_ev);
-        start_flush(w);
-    }
+    /* Claimed but unsent messages go back now; a claim still running does the same with
+     * its messages when it comes back (on_claimed). */
+    release_ready(w, "released at shutdown");
+    maybe_drained(w);
     w->stop_ev = evtimer_new(w->base, on_stop_deadline, w);
     if (w->stop_ev)
         evtimer_add(w->stop_ev, &tv);

@@ -3,8 +3,8 @@
  * them to Partoo, records every attempt and moves each message to its next state
  * (SPEC §3). Runs on one libevent loop; every function must be called from it.
  *
- *   claim (store) -> gate (auth pause, circuit, token bucket) -> POST (http_client)
- *        -> classify + decide (backoff) -> pending -> one transaction per loop turn
+ *   claim job (store thread) -> ready -> gate (auth pause, circuit, token bucket)
+ *        -> POST (http_client) -> classify + decide (backoff) -> pending -> finish job
  */
 #ifndef OBX_WORKER_H
 #define OBX_WORKER_H
@@ -37,12 +37,15 @@ struct obx_worker_stats {
     int64_t paused_until_ms;    /* wall clock, 0 = unknown */
 };
 
+struct obx_storeq;
+
 /*
- * Creates a worker on base using st and cfg (all borrowed; they must outlive the
- * worker; cfg may be swapped with obx_worker_reload). It starts pumping at once.
+ * Creates a worker on base (all borrowed; they must outlive the worker; cfg may be
+ * swapped with obx_worker_reload). st is the loop's connection, used for reads only;
+ * claims and outcomes go through q, the store thread. It starts pumping at once.
  */
 OBX_MUST_CHECK enum obx_err obx_worker_new(struct event_base *base, struct obx_store *st,
-                                           const struct obx_config *cfg,
+                                           struct obx_storeq *q, const struct obx_config *cfg,
                                            struct obx_worker **out /* OUT */);
 
 /* Frees the worker. Call after the drained callback (or abandon in-flight work). NULL ok. */
