@@ -1,6 +1,6 @@
 /*
  * test_store_api: the store interface's contract, written only against the interface
- * (lib/outbox.h, lib/store.h, lib/query.h, lib/audit.h): no SQL, no sqlite3_* call, no look
+ * (lib/outbox.h, lib/store*.h, lib/query.h, lib/audit.h): no SQL, no sqlite3_* call, no look
  * inside struct obx_store. A second backend (PostgreSQL, issue 13) runs this file unchanged
  * by giving another backend_open().
  */
@@ -13,6 +13,8 @@
 #include "mem.h"
 #include "query.h"
 #include "store.h"
+#include "store_inbox.h"
+#include "store_tx.h"
 
 static char path[256];
 
@@ -297,6 +299,147 @@ end:
     TEST_END;
 }
 
+/* Inbox rows by Partoo message id, as obx_query_inbox lists them (acked included). */
+struct replies {
+    int n;
+    char state[4][16];
+    int attempts[4];
+};
+
+static int
+on_reply(void *ctx, const struct obx_inbox_row *r)
+{
+    struct replies *x = ctx;
+
+    if (x->n < 4) {
+        snprintf(x->state[x->n], sizeof x->state[0], "%s", r->state);
+        x->attempts[x->n] = r->attempts;
+    }
+    x->n++;
+    return 0;
+}
+
+static enum obx_err
+replies(struct obx_store *st, struct replies *x)
+{
+    int64_t next = 0;
+
+    memset(x, 0, sizeof *x);
+    return obx_query_inbox(st, 0, 10, 1, on_reply, x, &next);
+}
+
+/*
+ * Webhook events: stored once per body, listed while uninterpreted, marked, then their body
+ * and row purged once nothing needs them.
+ */
+static int
+test_webhook_events(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("events");
+    static const char body[] = "{\"type\":\"other\"}";
+    static const char *const names[] = {"pending", "ignored", "other"};
+    struct obx_stored_event ev[4];
+    struct obx_batch_limit lim = {100, 0};
+    int64_t id = 0, id2 = -1, counts[3], cursor = 0, bodies = 0, hashes = 0;
+    size_t n = 0;
+    int backlog = -1, more = -1;
+
+    memset(ev, 0, sizeof ev);
+    CHECK(st);
+    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1000, &id));
+    CHECK(id > 0);
+    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1001, &id2));
+    CHECK_INT(id2, 0); /* the same body again: a replay, nothing stored */
+    CHECK_OK(obx_store_inbox_has_backlog(st, &backlog));
+    CHECK_INT(backlog, 1);
+    CHECK_OK(obx_store_inbox_pending_events(st, 4, ev, &n));
+    CHECK_INT(n, 1);
+    CHECK_INT(ev[0].id, id);
+    CHECK_INT(ev[0].len, sizeof body - 1);
+    CHECK_STR(ev[0].body, body);
+    CHECK_OK(obx_store_inbox_mark_event(st, id, "other", "", "ignored"));
+    CHECK_OK(obx_store_inbox_has_backlog(st, &backlog));
+    CHECK_INT(backlog, 0);
+    CHECK_OK(obx_query_webhook_outcomes(st, names, 3, counts));
+    CHECK_INT(counts[0], 0);
+    CHECK_INT(counts[1], 1);
+    /* Body retention past, hash retention not yet: the body goes, the replay guard stays. */
+    CHECK_OK(obx_store_purge_events_batch(st, 5000, 500, &lim, &cursor, &bodies, &hashes, &more));
+    CHECK_INT(bodies, 1);
+    CHECK_INT(hashes, 0);
+    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1002, &id2));
+    CHECK_INT(id2, 0);
+    cursor = 0;
+    CHECK_OK(obx_store_purge_events_batch(st, 5000, 5000, &lim, &cursor, &bodies, &hashes, &more));
+    CHECK_INT(hashes, 1);
+    CHECK_OK(obx_query_webhook_outcomes(st, names, 3, counts));
+    CHECK_INT(counts[1], 0);
+end:
+    obx_store_inbox_events_release(ev, n);
+    backend_close(st);
+    TEST_END;
+}
+
+/*
+ * Replies: inserted once per Partoo message id, leased when due (and not again while the
+ * lease holds), retried, delivered, acknowledged, failed, purged.
+ */
+static int
+test_inbox_replies(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("inbox");
+    struct obx_new_reply nr = {.partoo_message_id = "p1", .channel_id = "ch",
+                               .partoo_conversation_id = "", .sender_type = "User",
+                               .content_type = "TEXT", .content = "hi"};
+    struct obx_batch_limit lim = {100, 0};
+    struct replies x;
+    int64_t id = -1, id2 = -1, counts[4], cursor = 0, deleted = 0;
+    int added = -1, more = -1;
+
+    CHECK(st);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "bb", "{}", 2, 1000, &nr.event_id));
+    CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
+    CHECK_INT(added, 1);
+    CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
+    CHECK_INT(added, 0); /* the same reply again */
+    nr.partoo_message_id = "p2";
+    CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
+    CHECK_INT(added, 1);
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id));
+    CHECK(id > 0);
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id2));
+    CHECK(id2 > 0 && id2 != id);
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id2));
+    CHECK_INT(id2, 0); /* both leased */
+    CHECK_OK(obx_store_inbox_mark_retry(st, id, 503, "unavailable", 0, 0));
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id2));
+    CHECK_INT(id2, id); /* due again */
+    CHECK_OK(obx_store_inbox_mark_delivered(st, id, 200, 1000));
+    CHECK_OK(obx_store_inbox_fail(st, id + 1, "bad id"));
+    CHECK_OK(replies(st, &x));
+    CHECK_INT(x.n, 2);
+    CHECK_STR(x.state[0], "delivered");
+    CHECK_INT(x.attempts[0], 2);
+    CHECK_STR(x.state[1], "failed");
+    CHECK_INT(x.attempts[1], 0);
+    CHECK_OK(obx_store_inbox_ack(st, id));
+    CHECK_INT(obx_store_inbox_ack(st, id + 100), OBX_ENOTFOUND);
+    CHECK_OK(obx_query_inbox_counts(st, counts));
+    CHECK_INT(counts[2], 1); /* acked */
+    CHECK_INT(counts[3], 1); /* failed */
+    CHECK_OK(obx_store_purge_replies_batch(st, INT64_MAX, &lim, &cursor, &deleted, &more));
+    CHECK_INT(deleted, 1); /* the acked one; a failed reply stays */
+    CHECK_OK(replies(st, &x));
+    CHECK_INT(x.n, 1);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue", test_enqueue},
     {"claim_finish_confirm", test_claim_finish_confirm},
@@ -304,6 +447,8 @@ static const struct test_case tests[] = {
     {"cancel_retry", test_cancel_retry},
     {"audit_chain", test_audit_chain},
     {"list_stats", test_list_stats},
+    {"webhook_events", test_webhook_events},
+    {"inbox_replies", test_inbox_replies},
     {NULL, NULL},
 };
 
