@@ -14,6 +14,7 @@
 #include "query.h"
 #include "store.h"
 #include "store_inbox.h"
+#include "store_query.h"
 #include "store_tx.h"
 
 static char path[256];
@@ -325,7 +326,7 @@ replies(struct obx_store *st, struct replies *x)
     int64_t next = 0;
 
     memset(x, 0, sizeof *x);
-    return obx_query_inbox(st, 0, 10, 1, on_reply, x, &next);
+    return obx_store_query_replies(st, 0, 10, 1, on_reply, x, &next);
 }
 
 /*
@@ -361,7 +362,7 @@ test_webhook_events(void)
     CHECK_OK(obx_store_inbox_mark_event(st, id, "other", "", "ignored"));
     CHECK_OK(obx_store_inbox_has_backlog(st, &backlog));
     CHECK_INT(backlog, 0);
-    CHECK_OK(obx_query_webhook_outcomes(st, names, 3, counts));
+    CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
     CHECK_INT(counts[0], 0);
     CHECK_INT(counts[1], 1);
     /* Body retention past, hash retention not yet: the body goes, the replay guard stays. */
@@ -428,7 +429,7 @@ test_inbox_replies(void)
     CHECK_INT(x.attempts[1], 0);
     CHECK_OK(obx_store_inbox_ack(st, id));
     CHECK_INT(obx_store_inbox_ack(st, id + 100), OBX_ENOTFOUND);
-    CHECK_OK(obx_query_inbox_counts(st, counts));
+    CHECK_OK(obx_store_query_reply_states(st, counts));
     CHECK_INT(counts[2], 1); /* acked */
     CHECK_INT(counts[3], 1); /* failed */
     CHECK_OK(obx_store_purge_replies_batch(st, INT64_MAX, &lim, &cursor, &deleted, &more));
@@ -436,6 +437,131 @@ test_inbox_replies(void)
     CHECK_OK(replies(st, &x));
     CHECK_INT(x.n, 1);
 end:
+    backend_close(st);
+    TEST_END;
+}
+
+/* What the store's reads report, gathered by the callbacks below. */
+struct reads {
+    int states;       /* (channel, state) rows */
+    int64_t queued;   /* of channel "ch" */
+    int64_t accepted; /* of channel "ch" */
+    int64_t sent;     /* sends counted for "ch" */
+    int keys;         /* service_state keys */
+    char value[32];   /* of key "k1" */
+};
+
+static int
+on_state_row(void *ctx, const struct obx_channel_state_row *r)
+{
+    struct reads *x = ctx;
+
+    x->states++;
+    if (strcmp(r->channel_id, "ch") == 0 && strcmp(r->state, "queued") == 0)
+        x->queued = r->count;
+    if (strcmp(r->channel_id, "ch") == 0 && strcmp(r->state, "accepted") == 0)
+        x->accepted = r->count;
+    return 0;
+}
+
+static int
+on_sent_row(void *ctx, const char *channel_id, int64_t n)
+{
+    struct reads *x = ctx;
+
+    if (strcmp(channel_id, "ch") == 0)
+        x->sent = n;
+    return 0;
+}
+
+static int
+on_key(void *ctx, const char *key, const char *value, int64_t at_ms)
+{
+    struct reads *x = ctx;
+
+    (void)at_ms;
+    x->keys++;
+    if (strcmp(key, "k1") == 0)
+        snprintf(x->value, sizeof x->value, "%s", value ? value : "");
+    return 0;
+}
+
+/*
+ * The reads behind the views: a page of messages, one message with its history, counts per
+ * channel and state, sends, the last failure, service state and the database size.
+ */
+static int
+test_store_reads(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("reads");
+    struct obx_msg m1 = msg("c1", "r1"), m2 = msg("c2", "r2");
+    struct obx_list_query q = {.limit = 1};
+    struct obx_claimed c[2];
+    struct obx_attempt a[2];
+    const char *keys[] = {"k1", "k2"}, *values[] = {"v1", NULL};
+    char err[64];
+    struct reads x;
+    struct seen s;
+    enum obx_enqueue_result r;
+    enum obx_err res[2];
+    int64_t next = -1, count = -1, bytes = 0;
+    int n = 0, status = -1, found = -1;
+
+    memset(c, 0, sizeof c);
+    memset(&x, 0, sizeof x);
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m1, &r, NULL));
+    CHECK_OK(obx_enqueue(st, &m2, &r, NULL));
+    CHECK_OK(obx_store_query_last_failure(st, "ch", err, sizeof err, &status, &found));
+    CHECK_INT(found, 0);
+    CHECK_OK(obx_store_claim(st, 2, 60000, c, &n));
+    CHECK_INT(n, 2);
+    a[0] = accepted(&c[0]);
+    a[0].started_at_ms = obx_now_ms(obx_clock_real());
+    a[1] = accepted(&c[1]);
+    a[1].http_status = 500;
+    a[1].outcome = "http_5xx";
+    a[1].error = "server error";
+    a[1].next = OBX_NEXT_RETRY;
+    a[1].next_attempt_at_ms = 0;
+    a[1].reason = "http 500";
+    CHECK_OK(obx_store_finish(st, a, 2, res));
+    /* Newest first, one per page: r2, then r1, then the end. */
+    memset(&s, 0, sizeof s);
+    CHECK_OK(obx_store_query_messages(st, &q, on_row, &s, &next));
+    CHECK_STR(s.state, "queued");
+    CHECK(next > 0);
+    q.before_id = next;
+    CHECK_OK(obx_store_query_messages(st, &q, on_row, &s, &next));
+    CHECK_STR(s.state, "accepted");
+    memset(&s, 0, sizeof s);
+    CHECK_OK(obx_store_query_message(st, "ch", "r1", on_row, on_tr, on_at, &s));
+    CHECK_STR(s.state, "accepted");
+    CHECK_INT(s.transitions, 2);
+    CHECK_INT(s.attempts, 1);
+    CHECK_INT(obx_store_query_message(st, "ch", "none", on_row, NULL, NULL, &s), OBX_ENOTFOUND);
+    CHECK_OK(obx_store_query_channel_states(st, 0, on_state_row, &x));
+    CHECK_INT(x.states, 2);
+    CHECK_INT(x.queued, 1);
+    CHECK_INT(x.accepted, 1);
+    CHECK_OK(obx_store_query_sent_by_channel(st, 0, on_sent_row, &x));
+    CHECK_INT(x.sent, 1);
+    CHECK_OK(obx_store_query_count_accepted_since(st, 0, &count));
+    CHECK_INT(count, 1);
+    CHECK_OK(obx_store_query_last_failure(st, "ch", err, sizeof err, &status, &found));
+    CHECK_INT(found, 1);
+    CHECK_STR(err, "server error");
+    CHECK_INT(status, 500);
+    CHECK_OK(obx_store_publish_state(st, keys, values, 2));
+    CHECK_OK(obx_store_query_service_state(st, on_key, &x));
+    CHECK_INT(x.keys, 2);
+    CHECK_STR(x.value, "v1");
+    CHECK_OK(obx_store_query_db_bytes(st, &bytes));
+    CHECK(bytes > 0);
+end:
+    obx_claimed_release(&c[0]);
+    obx_claimed_release(&c[1]);
     backend_close(st);
     TEST_END;
 }
@@ -449,6 +575,7 @@ static const struct test_case tests[] = {
     {"list_stats", test_list_stats},
     {"webhook_events", test_webhook_events},
     {"inbox_replies", test_inbox_replies},
+    {"store_reads", test_store_reads},
     {NULL, NULL},
 };
 
