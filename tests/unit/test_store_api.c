@@ -13,6 +13,7 @@
 #include "mem.h"
 #include "query.h"
 #include "store.h"
+#include "store_file.h"
 #include "store_inbox.h"
 #include "store_query.h"
 #include "store_tx.h"
@@ -566,6 +567,61 @@ end:
     TEST_END;
 }
 
+static void
+on_copied(void *ctx, int64_t done, int64_t total)
+{
+    int64_t *last = ctx;
+
+    *last = done <= total ? done : -1;
+}
+
+/*
+ * The file as the operator tools see it: opened as it is, checked, its schema version read,
+ * copied from one snapshot into a file that holds the same messages.
+ */
+static int
+test_store_file(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("file"), *f = NULL, *copy = NULL;
+    struct obx_msg m = msg("c", "f1");
+    enum obx_enqueue_result r;
+    char dest[300], err[512];
+    int ok = 0, problems = -1, version = 0, snap_version = -1;
+    int64_t pages = 0, done = 0, n = 0;
+
+    snprintf(dest, sizeof dest, "%s.copy", path);
+    unlink(dest);
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m, &r, NULL));
+    CHECK(obx_store_file_open("/nonexistent/dir/x.db", &f, err, sizeof err) != OBX_OK);
+    CHECK(f == NULL);
+    CHECK(err[0]);
+    CHECK_OK(obx_store_file_open(path, &f, err, sizeof err));
+    CHECK_OK(obx_store_file_quick_check(f, &ok, &problems, err, sizeof err));
+    CHECK_INT(ok, 1);
+    CHECK_INT(problems, 0);
+    CHECK_OK(obx_store_file_schema_version(f, &version));
+    CHECK(version > 0);
+    CHECK_OK(obx_store_file_snapshot(f, &snap_version));
+    CHECK_INT(snap_version, version);
+    CHECK_OK(obx_store_file_copy(f, dest, 0600, 2, 10, on_copied, &done, &pages, err, sizeof err));
+    CHECK(pages > 0);
+    CHECK_INT(done, pages);
+    CHECK_OK(obx_store_tx_read_end(f));
+    CHECK_OK(obx_store_file_open(dest, &copy, err, sizeof err));
+    CHECK_OK(obx_store_file_count_messages(copy, &n));
+    CHECK_INT(n, 1);
+    CHECK_OK(obx_store_file_schema_version(copy, &version));
+    CHECK_INT(version, snap_version);
+end:
+    obx_store_free(copy);
+    obx_store_free(f);
+    unlink(dest);
+    backend_close(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue", test_enqueue},
     {"claim_finish_confirm", test_claim_finish_confirm},
@@ -576,6 +632,7 @@ static const struct test_case tests[] = {
     {"webhook_events", test_webhook_events},
     {"inbox_replies", test_inbox_replies},
     {"store_reads", test_store_reads},
+    {"store_file", test_store_file},
     {NULL, NULL},
 };
 
