@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "store_audit.h"
 #include "store_dash.h"
 #include "err.h"
 #include "mem.h"
@@ -888,10 +889,6 @@ obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_clai
 
 /* ---- finish ------------------------------------------------------------------------ */
 
-static const char SQL_INSERT_ATTEMPT[] =
-    "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
-    " response_excerpt) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, ?7)";
-
 /* ?5 = 1 when the attempt counts; ?6 = 1 when an attempt was made at all. */
 /*
  * A confirmation webhook may have arrived while the request was in flight
@@ -931,23 +928,6 @@ static const char SQL_TO_QUEUED[] =
     " last_error = CASE WHEN ?8 THEN ?7 ELSE last_error END,"
     " next_attempt_at_ms = ?9, lease_token = NULL, lease_expires_at_ms = NULL"
     " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
-
-static enum obx_err
-record_attempt(struct obx_store *st, const struct obx_attempt *a)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_ATTEMPT);
-
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, a->message_id);
-    sqlite3_bind_int64(s, 2, a->started_at_ms);
-    sqlite3_bind_int64(s, 3, a->duration_ms);
-    sqlite3_bind_int(s, 4, a->http_status);
-    obx_db_bind_text(s, 5, a->outcome ? a->outcome : "unknown");
-    obx_db_bind_text(s, 6, a->error);
-    obx_db_bind_text(s, 7, a->excerpt);
-    return obx_db_step_done(s);
-}
 
 static enum obx_err
 apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_ms,
@@ -992,7 +972,7 @@ obx_store_finish(struct obx_store *st, const struct obx_attempt *a, size_t n,
     for (size_t i = 0; err == OBX_OK && i < n; i++) {
         enum obx_err r = OBX_OK;
         if (a[i].next != OBX_NEXT_RELEASE)
-            err = record_attempt(st, &a[i]);
+            err = obx_store_audit_add_attempt(st, &a[i]);
         if (err == OBX_OK)
             err = apply_transition(st, &a[i], now_ms, &r);
         if (results)

@@ -30,6 +30,29 @@ read_row(sqlite3_stmt *s, int with_hash, struct obx_audit_row *r)
         r->hash = (const char *)sqlite3_column_text(s, 6);
 }
 
+/* ---- the events ---------------------------------------------------------------------- */
+
+static const char SQL_INSERT_ATTEMPT[] =
+    "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
+    " response_excerpt) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, ?7)";
+
+enum obx_err
+obx_store_audit_add_attempt(struct obx_store *st, const struct obx_attempt *a)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_ATTEMPT);
+
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, a->message_id);
+    sqlite3_bind_int64(s, 2, a->started_at_ms);
+    sqlite3_bind_int64(s, 3, a->duration_ms);
+    sqlite3_bind_int(s, 4, a->http_status);
+    obx_db_bind_text(s, 5, a->outcome ? a->outcome : "unknown");
+    obx_db_bind_text(s, 6, a->error);
+    obx_db_bind_text(s, 7, a->excerpt);
+    return obx_db_step_done(s);
+}
+
 /* ---- keying -------------------------------------------------------------------------- */
 
 static const char SQL_MODES[] =

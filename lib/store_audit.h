@@ -1,8 +1,10 @@
 /*
- * store_audit: the audit chain's tables (audit.h explains the chain): audit_log (legacy rows),
- * audit_seals, audit_checkpoints, audit_chain_modes and audit_messages.sent_sha256, and the
- * events they cover (transitions, attempts, actions), read in chain order. This module only
- * reads and writes rows; hashing, keys and the verdicts are audit.c's.
+ * store_audit: the audit trail's tables (audit.h explains the chain). It owns the events,
+ * transitions (rows appended by trigger on every state change) and attempts (appended here
+ * for obx_store_finish), deleted here behind a checkpoint, and the chain's own tables:
+ * audit_log (legacy rows), audit_seals, audit_checkpoints, audit_chain_modes and
+ * audit_messages. It reads the events (actions too) in chain order. This module only reads
+ * and writes rows; hashing, keys and the verdicts are audit.c's.
  *
  * Writes run inside the caller's transaction (obx_store_tx_begin), except
  * obx_store_audit_prune_batch, which opens its own.
@@ -49,6 +51,15 @@ struct obx_audit_seal {
 };
 /* Returns 0 to go on, non-zero to stop. */
 typedef int (*obx_audit_seal_fn)(void *ctx, const struct obx_audit_seal *s);
+
+/* ---- the events --------------------------------------------------------------------- */
+
+/*
+ * Appends the record of one finished attempt (a->message_id, times, HTTP status, outcome,
+ * error, excerpt) to attempts, inside the caller's transaction (obx_store_finish's).
+ */
+OBX_MUST_CHECK enum obx_err obx_store_audit_add_attempt(struct obx_store *st,
+                                                        const struct obx_attempt *a);
 
 /* ---- keying -------------------------------------------------------------------------- */
 

@@ -10,12 +10,11 @@
 cd "$(dirname "$0")/.." || exit 1
 SHARED_TODO='
 outbox
-attempts
 actions
 '
 # outbox:   lib/store.c; lib/store_dash.c's bulk retry/cancel (obx_store_dash_bulk) too.
-# attempts: lib/store.c inserts; lib/store_audit.c deletes behind an audit checkpoint.
-# actions:  lib/store_dash.c inserts; lib/store_audit.c deletes behind an audit checkpoint.
+# actions:  lib/store_dash.c inserts (a pause, a resume); lib/store_audit.c deletes behind an
+#           audit checkpoint. The insert belongs in lib/store_audit.c, as attempts did.
 verbose=0
 [ "$1" = "-v" ] && verbose=1
 tables=$(sed -nE 's/^CREATE TABLE ([a-z_0-9]+).*/\1/p' schema/schema.sql | sort -u)

@@ -13,6 +13,7 @@
 #include "mem.h"
 #include "query.h"
 #include "store.h"
+#include "store_audit.h"
 #include "store_file.h"
 #include "store_inbox.h"
 #include "store_query.h"
@@ -622,6 +623,148 @@ end:
     TEST_END;
 }
 
+/* What the chain's reads saw. */
+struct chain_seen {
+    int events, transitions, attempts;
+    int seals;
+    int64_t last_seal_events;
+    char last_seal_hash[65];
+};
+
+static int
+on_event(void *ctx, const struct obx_audit_row *r)
+{
+    struct chain_seen *x = ctx;
+
+    x->events++;
+    x->transitions += strcmp(r->kind, "transition") == 0;
+    x->attempts += strcmp(r->kind, "attempt") == 0;
+    return 0;
+}
+
+static int
+on_seal(void *ctx, const struct obx_audit_seal *s)
+{
+    struct chain_seen *x = ctx;
+
+    x->seals++;
+    x->last_seal_events = s->events;
+    snprintf(x->last_seal_hash, sizeof x->last_seal_hash, "%s", s->hash);
+    return 0;
+}
+
+static enum obx_err
+fake_digest(void *ctx, const void *data, size_t len, unsigned char out[32])
+{
+    (void)ctx;
+    (void)data;
+    memset(out, (int)(len & 0xff), 32);
+    return OBX_OK;
+}
+
+/*
+ * The audit trail's rows: an attempt appended, the events of a range in chain order, a seal
+ * added and read back, the next row id, a keyed mode, and a checkpoint after a prune.
+ */
+static int
+test_audit_rows(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("audit_rows");
+    struct obx_msg m = msg("c", "ar1");
+    struct obx_audit_seal none, last, seal;
+    struct obx_audit_mode modes[4];
+    struct obx_attempt a = {.started_at_ms = 5, .duration_ms = 1, .http_status = 503,
+                            .outcome = "http_5xx", .error = "busy"};
+    struct chain_seen x;
+    struct seen s;
+    enum obx_enqueue_result r;
+    char hash[65], prune_hash[65];
+    int64_t id = 0, t = 0, at = 0, ac = 0, next_id = 0, upto = 0, removed = 0;
+    int n = -1, found = -1, more = -1;
+
+    memset(&x, 0, sizeof x);
+    memset(&none, 0, sizeof none);
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m, &r, &id));
+    a.message_id = id;
+    CHECK_OK(obx_store_cancel(st, "ch", "ar1", "test")); /* one transition */
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_audit_add_attempt(st, &a));
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(get(st, "ar1", &s));
+    CHECK_INT(s.attempts, 1);
+    CHECK_OK(obx_store_audit_events_max(st, &t, &at, &ac));
+    CHECK(t > 0 && at > 0);
+    CHECK_INT(ac, 0);
+    CHECK_OK(obx_store_audit_last_seal(st, &last));
+    seal = last;
+    seal.t_upto = t;
+    seal.a_upto = at;
+    CHECK_OK(obx_store_audit_events(st, &last, &seal, on_event, &x));
+    CHECK_INT(x.events, 2);
+    CHECK_INT(x.transitions, 1);
+    CHECK_INT(x.attempts, 1);
+    CHECK_OK(obx_store_audit_count_events_after(st, &none, &t));
+    CHECK_INT(t, 2);
+    /* Seal by hand: sent hashes first, then the seal row, read back as the last one. */
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_audit_fill_sent_hashes(st, fake_digest, NULL));
+    seal.events = 2;
+    seal.at_ms = 5;
+    snprintf(seal.hash, sizeof seal.hash, "%064d", 7);
+    CHECK_OK(obx_store_audit_add_seal(st, &seal));
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_audit_last_seal(st, &last));
+    CHECK_STR(last.hash, seal.hash);
+    CHECK_INT(last.t_upto, seal.t_upto);
+    CHECK_OK(obx_store_audit_count_events_after(st, &last, &t));
+    CHECK_INT(t, 0);
+    CHECK_OK(obx_store_audit_seals(st, 0, on_seal, &x));
+    CHECK(x.seals >= 1);
+    CHECK_INT(x.last_seal_events, 2);
+    CHECK_STR(x.last_seal_hash, seal.hash);
+    /* A fresh store has no legacy rows and no checkpoint. */
+    CHECK_OK(obx_store_audit_last_legacy_hash(st, hash, &found));
+    CHECK_INT(found, 0);
+    CHECK_OK(obx_store_audit_last_checkpoint(st, &upto, hash, &found));
+    CHECK_INT(found, 0);
+    CHECK_OK(obx_store_audit_seal_legacy(st, 10, NULL, NULL, &n));
+    CHECK_INT(n, 0);
+    x.events = 0;
+    CHECK_OK(obx_store_audit_legacy_rows(st, 0, on_event, &x));
+    CHECK_OK(obx_store_audit_export_legacy(st, 0, INT64_MAX, NULL, "0", on_event, &x));
+    CHECK_INT(x.events, 0);
+    /* Keyed from the next row on. */
+    CHECK_OK(obx_store_audit_next_row_id(st, &next_id));
+    CHECK_INT(next_id, last.id + 1);
+    CHECK_OK(obx_store_audit_add_keyed_mode(st, next_id, "0123456789abcdef", "mac"));
+    CHECK_OK(obx_store_audit_modes(st, modes, 4, &n));
+    CHECK_INT(n, 1);
+    CHECK_INT(modes[0].keyed, 1);
+    CHECK_INT(modes[0].from_id, next_id);
+    CHECK_INT(obx_store_audit_modes(st, modes, 0, &n), OBX_ECONFIG);
+    /* Prune up to the seal: the checkpoint takes its hash; the message is gone, its events go. */
+    CHECK_OK(obx_store_purge_batch(st, &(struct obx_purge_opts){.before_ms = INT64_MAX},
+                                   OBX_ST_CANCELLED, &(struct obx_batch_limit){100, 0}, &upto,
+                                   &removed, &more));
+    CHECK_INT(removed, 1);
+    upto = 0;
+    prune_hash[0] = '\0';
+    CHECK_OK(obx_store_audit_prune_scan(st, INT64_MAX, 100, &upto, prune_hash, &more));
+    CHECK_INT(upto, last.id);
+    CHECK_STR(prune_hash, seal.hash);
+    CHECK_OK(obx_store_audit_prune_batch(st, upto, prune_hash, 100, &removed, &more));
+    CHECK_INT(removed, 2);
+    CHECK_OK(obx_store_audit_last_checkpoint(st, &t, hash, &found));
+    CHECK_INT(found, 1);
+    CHECK_INT(t, last.id);
+    CHECK_STR(hash, seal.hash);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue", test_enqueue},
     {"claim_finish_confirm", test_claim_finish_confirm},
@@ -633,6 +776,7 @@ static const struct test_case tests[] = {
     {"inbox_replies", test_inbox_replies},
     {"store_reads", test_store_reads},
     {"store_file", test_store_file},
+    {"audit_rows", test_audit_rows},
     {NULL, NULL},
 };
 
