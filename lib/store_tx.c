@@ -24,3 +24,19 @@ obx_store_tx_read_end(struct obx_store *st)
 {
     return obx_db_exec(st->db, "COMMIT");
 }
+
+enum obx_err
+obx_store_tx_savepoint(struct obx_store *st)
+{
+    return obx_db_exec(st->db, "SAVEPOINT obx_store_tx");
+}
+
+enum obx_err
+obx_store_tx_savepoint_end(struct obx_store *st, enum obx_err err)
+{
+    enum obx_err e = OBX_OK;
+
+    if (err != OBX_OK)
+        e = obx_db_exec(st->db, "ROLLBACK TO obx_store_tx");
+    return e == OBX_OK ? obx_db_exec(st->db, "RELEASE obx_store_tx") : e;
+}

@@ -22,4 +22,17 @@ OBX_MUST_CHECK enum obx_err obx_store_tx_read_begin(struct obx_store *st);
 /* Ends a read transaction (nothing to lose: only whether it could be ended is returned). */
 OBX_MUST_CHECK enum obx_err obx_store_tx_read_end(struct obx_store *st);
 
+/*
+ * A savepoint inside the open write transaction: work after it can be undone alone (e.g. a
+ * webhook's interpretation, while the stored events commit). One level.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_tx_savepoint(struct obx_store *st);
+
+/*
+ * Ends the savepoint by how the work after it went: kept when err is OBX_OK, undone
+ * otherwise. Returns OBX_OK when the savepoint was ended as asked (either way), else the
+ * savepoint's own error (then the whole transaction should be rolled back).
+ */
+OBX_MUST_CHECK enum obx_err obx_store_tx_savepoint_end(struct obx_store *st, enum obx_err err);
+
 #endif

@@ -765,6 +765,40 @@ end:
     TEST_END;
 }
 
+/* Transactions: a savepoint undoes its own work only; a rolled-back transaction writes nothing. */
+static int
+test_transactions(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("tx");
+    int64_t id = -1, counts[3];
+    static const char *const names[] = {"pending", "ignored", "other"};
+
+    CHECK(st);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "t1", "{}", 2, 1, &id));
+    CHECK_OK(obx_store_tx_savepoint(st));
+    CHECK_OK(obx_store_inbox_mark_event(st, id, "x", NULL, "ignored"));
+    CHECK_OK(obx_store_tx_savepoint_end(st, OBX_EINVAL)); /* undone: still pending */
+    CHECK_OK(obx_store_tx_savepoint(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "t2", "{ }", 3, 1, &id));
+    CHECK_OK(obx_store_tx_savepoint_end(st, OBX_OK)); /* kept */
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
+    CHECK_INT(counts[0], 2);
+    CHECK_INT(counts[1], 0);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "t3", "[]", 2, 1, &id));
+    CHECK_INT(obx_store_tx_end(st, OBX_EINVAL), OBX_EINVAL); /* rolled back */
+    CHECK_OK(obx_store_tx_read_begin(st));
+    CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
+    CHECK_OK(obx_store_tx_read_end(st));
+    CHECK_INT(counts[0], 2);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue", test_enqueue},
     {"claim_finish_confirm", test_claim_finish_confirm},
@@ -777,6 +811,7 @@ static const struct test_case tests[] = {
     {"store_reads", test_store_reads},
     {"store_file", test_store_file},
     {"audit_rows", test_audit_rows},
+    {"transactions", test_transactions},
     {NULL, NULL},
 };
 
