@@ -12,6 +12,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "query.h"
+#include "store_inbox.h"
 #include "view.h"
 
 #define OBX_MODULE "inbox"
@@ -56,43 +57,28 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     pump(arg);
 }
 
-static const char SQL_DELIVERED[] =
-    "UPDATE inbox SET state = 'delivered', delivered_at_ms = ?2, attempts = attempts + 1,"
-    " last_http_status = ?3, last_error = NULL WHERE id = ?1 AND state = 'pending'";
-
-static const char SQL_RETRY[] =
-    "UPDATE inbox SET attempts = attempts + 1, last_http_status = NULLIF(?3, 0),"
-    " last_error = ?4, next_attempt_at_ms = ?5,"
-    " state = CASE WHEN ?6 THEN 'failed' ELSE state END WHERE id = ?1 AND state = 'pending'";
-
+/* Records the relay's answer: delivered on 2xx, else due again after a backoff (or failed). */
 static enum obx_err
 record_result(struct obx_inbox *ib, const struct relay *r, const struct obx_http_result *res)
 {
     int ok = res->status >= 200 && res->status < 300;
-    sqlite3_stmt *s = obx_db_stmt(ib->st->db, ok ? SQL_DELIVERED : SQL_RETRY);
     int64_t now_ms = obx_now_ms(ib->st->clock), ra = -1, delay;
     int give_up = r->attempts + 1 >= ib->cfg->max_attempts;
 
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, r->id);
-    sqlite3_bind_int64(s, 2, now_ms);
-    sqlite3_bind_int(s, 3, res->status);
-    if (!ok) {
-        if (res->retry_after &&
-            obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
-            ra = -1;
-        delay = obx_backoff_next_delay_ms(&ib->rng, ib->cfg->retry_base_ms,
-                                          ib->cfg->retry_cap_ms, r->attempts + 1, ra);
-        obx_db_bind_text(s, 4, res->error ? res->error : res->body);
-        sqlite3_bind_int64(s, 5, now_ms + delay);
-        sqlite3_bind_int(s, 6, give_up);
-    }
     obx_log(ok ? OBX_LOG_INFO : OBX_LOG_WARN, "reply relayed",
             OBX_KS("partoo_message_id", r->partoo_message_id), OBX_KI("attempt", r->attempts + 1),
             OBX_KI("status", res->status), OBX_KI("duration_ms", res->duration_ms),
             OBX_KS("error", res->error));
-    return obx_db_step_done(s);
+    if (ok)
+        return obx_store_inbox_mark_delivered(ib->st, r->id, res->status, now_ms);
+    if (res->retry_after &&
+        obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
+        ra = -1;
+    delay = obx_backoff_next_delay_ms(&ib->rng, ib->cfg->retry_base_ms, ib->cfg->retry_cap_ms,
+                                      r->attempts + 1, ra);
+    return obx_store_inbox_mark_retry(ib->st, r->id, res->status,
+                                      res->error ? res->error : res->body, now_ms + delay,
+                                      give_up);
 }
 
 static void
@@ -110,22 +96,14 @@ on_relayed(void *ctx, const struct obx_http_result *res)
     schedule(ib, 0);
 }
 
-static const char SQL_FAIL_BAD_ID[] =
-    "UPDATE inbox SET state = 'failed', last_error = ?2 WHERE id = ?1 AND state = 'pending'";
-
 /* A reply whose Partoo message id cannot be an Idempotency-Key: failed, never sent. */
 static enum obx_err
 fail_bad_id(struct obx_inbox *ib, const struct obx_inbox_row *row)
 {
-    sqlite3_stmt *s = obx_db_stmt(ib->st->db, SQL_FAIL_BAD_ID);
-
-    if (!s)
-        return OBX_EDB;
     obx_log(OBX_LOG_WARN, "reply not relayed: its partoo message id is not [A-Za-z0-9_-]{1,128}",
             OBX_KI("inbox_id", row->id));
-    sqlite3_bind_int64(s, 1, row->id);
-    obx_db_bind_text(s, 2, "partoo message id is not usable as an Idempotency-Key");
-    return obx_db_step_done(s);
+    return obx_store_inbox_fail(ib->st, row->id,
+                                "partoo message id is not usable as an Idempotency-Key");
 }
 
 /* Posts one reply; the row's next_attempt_at_ms was pushed ahead as a lease. */
@@ -165,38 +143,12 @@ relay_one(struct obx_inbox *ib, const struct obx_inbox_row *row)
     return err;
 }
 
-static const char SQL_DUE[] =
-    "SELECT id FROM inbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1"
-    " ORDER BY next_attempt_at_ms, id LIMIT 1";
-static const char SQL_LEASE[] = "UPDATE inbox SET next_attempt_at_ms = ?2 WHERE id = ?1";
-
 /* Takes the next due reply and pushes its due time ahead (a lease surviving a crash). */
 static enum obx_err
 claim_one(struct obx_inbox *ib, int64_t *id)
 {
-    sqlite3_stmt *due = obx_db_stmt(ib->st->db, SQL_DUE);
-    sqlite3_stmt *lease = obx_db_stmt(ib->st->db, SQL_LEASE);
-    int64_t now_ms = obx_now_ms(ib->st->clock);
-    enum obx_err err;
-    int rc;
-
-    *id = 0;
-    if (!due || !lease)
-        return OBX_EDB;
-    sqlite3_bind_int64(due, 1, now_ms);
-    rc = sqlite3_step(due);
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(due, 0);
-    sqlite3_reset(due);
-    if (rc != SQLITE_ROW)
-        return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
-    sqlite3_bind_int64(lease, 1, *id);
-    sqlite3_bind_int64(lease, 2,
-                       now_ms + ib->cfg->connect_timeout_ms + ib->cfg->request_timeout_ms + 10000);
-    err = obx_db_step_done(lease);
-    if (err != OBX_OK)
-        *id = 0;
-    return err;
+    return obx_store_inbox_lease_due(
+        ib->st, ib->cfg->connect_timeout_ms + ib->cfg->request_timeout_ms + 10000, id);
 }
 
 struct one_row {
@@ -296,22 +248,8 @@ obx_inbox_notify(struct obx_inbox *ib)
     schedule(ib, 0);
 }
 
-static const char SQL_ACK[] =
-    "UPDATE inbox SET state = 'acked', acked_at_ms = coalesce(acked_at_ms, ?2)"
-    " WHERE id = ?1";
-
 enum obx_err
 obx_inbox_ack(struct obx_store *st, int64_t id)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ACK);
-    enum obx_err err;
-
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_int64(s, 2, obx_now_ms(st->clock));
-    err = obx_db_step_done(s);
-    if (err == OBX_OK && sqlite3_changes(st->db->h) == 0)
-        err = OBX_ENOTFOUND;
-    return err;
+    return obx_store_inbox_ack(st, id);
 }

@@ -10,6 +10,8 @@
 #include "json.h"
 #include "mem.h"
 #include "msg.h"
+#include "store_inbox.h"
+#include "store_tx.h"
 
 /* What one event says, borrowed from its parsed document. */
 struct event_view {
@@ -84,37 +86,24 @@ read_event(const obx_json *doc, struct event_view *e)
     e->channel_readonly = obx_json_is_true(obx_json_get(cc, "is_readonly"));
 }
 
-static const char SQL_INSERT_REPLY[] =
-    "INSERT INTO inbox (partoo_message_id, event_id, channel_id, external_conversation_id,"
-    " partoo_conversation_id, business_id, sender_type, sender_label, content_type, content,"
-    " message_date, received_at_ms) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''),"
-    " ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (partoo_message_id) DO NOTHING";
-
 static enum obx_err
 insert_reply(struct obx_store *st, int64_t event_id, const struct event_view *e, int *added)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_REPLY);
-    enum obx_err err;
+    struct obx_new_reply r = {
+        .partoo_message_id = e->message_id,
+        .event_id = event_id,
+        .channel_id = e->channel_id,
+        .external_conversation_id = e->external_conversation_id,
+        .partoo_conversation_id = e->conversation_id,
+        .business_id = e->business_id,
+        .sender_type = e->sender_type,
+        .sender_label = e->sender_label,
+        .content_type = e->content_type,
+        .content = e->content,
+        .message_date = e->date,
+    };
 
-    *added = 0;
-    if (!s)
-        return OBX_EDB;
-    obx_db_bind_text(s, 1, e->message_id);
-    sqlite3_bind_int64(s, 2, event_id);
-    obx_db_bind_text(s, 3, e->channel_id);
-    obx_db_bind_text(s, 4, e->external_conversation_id);
-    obx_db_bind_text(s, 5, e->conversation_id);
-    obx_db_bind_text(s, 6, e->business_id);
-    obx_db_bind_text(s, 7, e->sender_type);
-    obx_db_bind_text(s, 8, e->sender_label);
-    obx_db_bind_text(s, 9, e->content_type);
-    obx_db_bind_text(s, 10, e->content);
-    obx_db_bind_text(s, 11, e->date);
-    sqlite3_bind_int64(s, 12, obx_now_ms(st->clock));
-    err = obx_db_step_done(s);
-    if (err == OBX_OK)
-        *added = sqlite3_changes(st->db->h) > 0;
-    return err;
+    return obx_store_inbox_add_reply(st, &r, added);
 }
 
 static int
@@ -171,26 +160,10 @@ apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id
     return err;
 }
 
-static const char SQL_PENDING_EVENTS[] =
-    "SELECT id, body FROM webhook_events WHERE processed_at_ms IS NULL ORDER BY id LIMIT ?1";
-
-static const char SQL_MARK_EVENT[] =
-    "UPDATE webhook_events SET event_type = ?2, partoo_message_id = NULLIF(?3, ''),"
-    " processed_at_ms = ?4, outcome = ?5 WHERE id = ?1";
-
 static enum obx_err
 mark_event(struct obx_store *st, int64_t id, const struct event_view *e, const char *outcome)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_MARK_EVENT);
-
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, id);
-    obx_db_bind_text(s, 2, e->type);
-    obx_db_bind_text(s, 3, e->message_id);
-    sqlite3_bind_int64(s, 4, obx_now_ms(st->clock));
-    obx_db_bind_text(s, 5, outcome);
-    return obx_db_step_done(s);
+    return obx_store_inbox_mark_event(st, id, e->type, e->message_id, outcome);
 }
 
 static void
@@ -236,23 +209,10 @@ process_one(struct obx_store *st, const struct obx_config *cfg, int64_t id, cons
     return err;
 }
 
-static const char SQL_HAS_BACKLOG[] =
-    "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE processed_at_ms IS NULL)";
-
 enum obx_err
 obx_reconcile_has_backlog(struct obx_store *st, int *backlog)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HAS_BACKLOG);
-    int rc;
-
-    *backlog = 0;
-    if (!s)
-        return OBX_EDB;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *backlog = sqlite3_column_int(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_store_inbox_has_backlog(st, backlog);
 }
 
 enum obx_err
@@ -267,57 +227,25 @@ obx_reconcile_events(struct obx_store *st, const struct obx_config *cfg,
     return err;
 }
 
-/* Copies the pending events out of the statement so it can be reset before processing. */
-static enum obx_err
-load_pending(struct obx_store *st, int max, struct obx_reconcile_event **out, size_t *n)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PENDING_EVENTS);
-    struct obx_reconcile_event *ev = obx_calloc((size_t)max, sizeof *ev);
-    enum obx_err err = OBX_OK;
-    size_t count = 0;
-    int rc;
-
-    *out = ev;
-    *n = 0;
-    if (!s || !ev)
-        return !s ? OBX_EDB : OBX_ENOMEM;
-    sqlite3_bind_int(s, 1, max);
-    rc = sqlite3_step(s);
-    while (rc == SQLITE_ROW && err == OBX_OK) {
-        size_t len = (size_t)sqlite3_column_bytes(s, 1);
-        char *body = obx_strndup(sqlite3_column_blob(s, 1), len);
-        ev[count].id = sqlite3_column_int64(s, 0);
-        ev[count].body = body;
-        ev[count].len = len;
-        if (!body && len)
-            err = OBX_ENOMEM;
-        count++;
-        rc = sqlite3_step(s);
-    }
-    sqlite3_reset(s);
-    if (err == OBX_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
-        err = obx_err_from_sqlite(rc);
-    *n = count;
-    return err;
-}
-
 enum obx_err
 obx_reconcile_run(struct obx_store *st, const struct obx_config *cfg, int max,
                   struct obx_reconcile_result *r)
 {
     struct obx_reconcile_result res = {0};
-    struct obx_reconcile_event *ev = NULL;
+    struct obx_stored_event *ev = obx_calloc((size_t)max, sizeof *ev);
     size_t n = 0;
-    enum obx_err err = obx_db_begin(st->db);
+    enum obx_err err = obx_store_tx_begin(st);
 
+    if (err == OBX_OK && !ev)
+        err = OBX_ENOMEM;
+    /* The bodies are copies: the read is over before the events are marked. */
     if (err == OBX_OK)
-        err = load_pending(st, max, &ev, &n);
-    if (err == OBX_OK)
-        err = obx_reconcile_events(st, cfg, ev, n, &res);
-    for (size_t i = 0; ev && i < n; i++)
-        obx_free((char *)ev[i].body);
+        err = obx_store_inbox_pending_events(st, max, ev, &n);
+    for (size_t i = 0; err == OBX_OK && i < n; i++)
+        err = process_one(st, cfg, ev[i].id, ev[i].body ? ev[i].body : "", ev[i].len, &res);
+    obx_store_inbox_events_release(ev, n);
     obx_free(ev);
-    err = obx_db_end(st->db, err);
+    err = obx_store_tx_end(st, err);
     if (err == OBX_OK && r)
         *r = res;
     return err;

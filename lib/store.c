@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "store_audit.h"
 #include "store_dash.h"
 #include "err.h"
 #include "mem.h"
@@ -888,10 +889,6 @@ obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_clai
 
 /* ---- finish ------------------------------------------------------------------------ */
 
-static const char SQL_INSERT_ATTEMPT[] =
-    "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
-    " response_excerpt) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, ?7)";
-
 /* ?5 = 1 when the attempt counts; ?6 = 1 when an attempt was made at all. */
 /*
  * A confirmation webhook may have arrived while the request was in flight
@@ -931,23 +928,6 @@ static const char SQL_TO_QUEUED[] =
     " last_error = CASE WHEN ?8 THEN ?7 ELSE last_error END,"
     " next_attempt_at_ms = ?9, lease_token = NULL, lease_expires_at_ms = NULL"
     " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
-
-static enum obx_err
-record_attempt(struct obx_store *st, const struct obx_attempt *a)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_ATTEMPT);
-
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, a->message_id);
-    sqlite3_bind_int64(s, 2, a->started_at_ms);
-    sqlite3_bind_int64(s, 3, a->duration_ms);
-    sqlite3_bind_int(s, 4, a->http_status);
-    obx_db_bind_text(s, 5, a->outcome ? a->outcome : "unknown");
-    obx_db_bind_text(s, 6, a->error);
-    obx_db_bind_text(s, 7, a->excerpt);
-    return obx_db_step_done(s);
-}
 
 static enum obx_err
 apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_ms,
@@ -992,7 +972,7 @@ obx_store_finish(struct obx_store *st, const struct obx_attempt *a, size_t n,
     for (size_t i = 0; err == OBX_OK && i < n; i++) {
         enum obx_err r = OBX_OK;
         if (a[i].next != OBX_NEXT_RELEASE)
-            err = record_attempt(st, &a[i]);
+            err = obx_store_audit_add_attempt(st, &a[i]);
         if (err == OBX_OK)
             err = apply_transition(st, &a[i], now_ms, &r);
         if (results)
@@ -1212,155 +1192,6 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o,
     *more = rc == SQLITE_ROW || scanned == lim->rows;
     *cursor = last;
     *deleted = n;
-    return OBX_OK;
-}
-
-/*
- * Replies by id: a reply's time is one of three columns, so there is no index to range
- * over; the id cursor keeps each batch a bounded scan.
- */
-static const char SQL_OLD_REPLIES[] =
-    "SELECT id, state IN ('delivered', 'acked')"
-    " AND coalesce(acked_at_ms, delivered_at_ms, received_at_ms) < ?1"
-    " FROM inbox WHERE id > ?2 ORDER BY id LIMIT ?3";
-
-static const char SQL_DELETE_REPLY[] = "DELETE FROM inbox WHERE id = ?1";
-
-enum obx_err
-obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
-                              const struct obx_batch_limit *lim, int64_t *cursor,
-                              int64_t *deleted, int *more)
-{
-    sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_REPLIES);
-    sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_REPLY);
-    int64_t last = *cursor, n = 0;
-    int scanned = 0, rc = SQLITE_DONE;
-    enum obx_err err;
-
-    *deleted = 0;
-    *more = 0;
-    if (!sel || !del)
-        return OBX_EDB;
-    err = obx_db_begin(st->db);
-    sqlite3_bind_int64(sel, 1, before_ms);
-    sqlite3_bind_int64(sel, 2, *cursor);
-    sqlite3_bind_int(sel, 3, lim->rows);
-    while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        scanned++;
-        last = sqlite3_column_int64(sel, 0);
-        if (sqlite3_column_int(sel, 1)) {
-            sqlite3_bind_int64(del, 1, last);
-            err = obx_db_step_done(del);
-            n += err == OBX_OK;
-        }
-        if (out_of_time(lim->until_mono_ms))
-            break;
-    }
-    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = obx_err_from_sqlite(rc);
-    sqlite3_reset(sel);
-    err = obx_db_end(st->db, err);
-    if (err != OBX_OK)
-        return err;
-    *more = rc == SQLITE_ROW || scanned == lim->rows;
-    *cursor = last;
-    *deleted = n;
-    return OBX_OK;
-}
-
-/*
- * Webhook events arrive in time order, so the oldest are the lowest ids: the scan
- * stops at the first event too young to go, instead of reading the whole table.
- * An event past body retention keeps its row without the body: body_sha256 is the
- * replay guard (an old captured event sent again is a duplicate, not a new event),
- * so the hash stays until hashes_before_ms, which is never later than before_ms.
- */
-static const char SQL_OLD_EVENTS[] =
-    "SELECT id, received_at_ms, processed_at_ms IS NOT NULL"
-    " AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = webhook_events.id),"
-    " length(body) FROM webhook_events WHERE id > ?1 ORDER BY id LIMIT ?2";
-
-static const char SQL_STORE_EVENT[] =
-    "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES (?1, ?2, ?3)"
-    " ON CONFLICT (body_sha256) DO NOTHING";
-
-enum obx_err
-obx_store_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
-                            size_t len, int64_t received_at_ms, int64_t *id)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STORE_EVENT);
-    enum obx_err err;
-
-    *id = 0;
-    if (!s)
-        return OBX_EDB;
-    obx_db_bind_text(s, 1, sha256);
-    sqlite3_bind_int64(s, 2, received_at_ms);
-    sqlite3_bind_blob(s, 3, body, (int)len, SQLITE_STATIC);
-    err = obx_db_step_done(s);
-    if (err == OBX_OK && sqlite3_changes(st->db->h) == 1)
-        *id = sqlite3_last_insert_rowid(st->db->h);
-    return err;
-}
-
-static const char SQL_DELETE_EVENT[] = "DELETE FROM webhook_events WHERE id = ?1";
-static const char SQL_DROP_EVENT_BODY[] = "UPDATE webhook_events SET body = x'' WHERE id = ?1";
-
-enum obx_err
-obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms,
-                             const struct obx_batch_limit *lim, int64_t *cursor,
-                             int64_t *bodies, int64_t *hashes, int *more)
-{
-    sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_EVENTS);
-    sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_EVENT);
-    sqlite3_stmt *drop = obx_db_stmt(st->db, SQL_DROP_EVENT_BODY);
-    int64_t last = *cursor, nb = 0, nh = 0;
-    int scanned = 0, young = 0, rc = SQLITE_DONE;
-    enum obx_err err;
-
-    *bodies = *hashes = 0;
-    *more = 0;
-    if (!sel || !del || !drop)
-        return OBX_EDB;
-    if (hashes_before_ms > before_ms)
-        hashes_before_ms = before_ms;
-    err = obx_db_begin(st->db);
-    sqlite3_bind_int64(sel, 1, *cursor);
-    sqlite3_bind_int(sel, 2, lim->rows);
-    while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(sel, 0), at = sqlite3_column_int64(sel, 1);
-        int has_body = sqlite3_column_int64(sel, 3) > 0;
-        if (at >= before_ms) {
-            young = 1;
-            break;
-        }
-        scanned++;
-        last = id;
-        if (!sqlite3_column_int(sel, 2))
-            continue; /* not interpreted yet, or a reply still to deliver */
-        if (at < hashes_before_ms) {
-            sqlite3_bind_int64(del, 1, id);
-            err = obx_db_step_done(del);
-            nh += err == OBX_OK;
-            nb += err == OBX_OK && has_body;
-        } else if (has_body) {
-            sqlite3_bind_int64(drop, 1, id);
-            err = obx_db_step_done(drop);
-            nb += err == OBX_OK;
-        }
-        if (out_of_time(lim->until_mono_ms))
-            break;
-    }
-    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = obx_err_from_sqlite(rc);
-    sqlite3_reset(sel);
-    err = obx_db_end(st->db, err);
-    if (err != OBX_OK)
-        return err;
-    *more = !young && (rc == SQLITE_ROW || scanned == lim->rows);
-    *cursor = last;
-    *bodies = nb;
-    *hashes = nh;
     return OBX_OK;
 }
 

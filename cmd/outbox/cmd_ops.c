@@ -45,6 +45,9 @@
 #include "migrate.h"
 #include "progress.h"
 #include "signature.h"
+#include "store_file.h"
+#include "store_query.h"
+#include "store_tx.h"
 
 extern char **environ;
 
@@ -98,101 +101,6 @@ dir_of(const char *path, char *out, size_t size)
         snprintf(out, size, "%.*s", (int)(slash - path), path);
 }
 
-/*
- * Opens an existing database file: never creates one, and leaves its journal mode
- * alone (obx_db_open would switch it to WAL). The caller owns *out (obx_db_free).
- */
-static enum obx_err
-open_existing(const char *path, struct obx_db **out /* OUT */, char *errmsg, size_t n)
-{
-    struct obx_db *db = obx_calloc(1, sizeof *db);
-    enum obx_err err;
-    int rc;
-
-    *out = NULL;
-    if (!db)
-        return OBX_ENOMEM;
-    rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_extended_result_codes(db->h, 1);
-        sqlite3_busy_timeout(db->h, 5000);
-        *out = db;
-        return OBX_OK;
-    }
-    snprintf(errmsg, n, "%s", db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
-    obx_db_free(db);
-    /* obx_err_from_sqlite() calls SQLITE_ROW and SQLITE_DONE success: never here, where
-     * success would hand the caller a NULL *out. */
-    err = obx_err_from_sqlite(rc);
-    return err != OBX_OK ? err : OBX_EDB;
-}
-
-/*
- * Counts the problems of one quick_check row (several lines when the file is damaged,
- * after a "*** in database main ***" header) and keeps the first one in msg.
- */
-static void
-count_problems(const char *row, char *msg, size_t n, int *count)
-{
-    while (row && *row) {
-        size_t len = strcspn(row, "\n");
-        if (strncmp(row, "*** in database", 15) != 0) {
-            if ((*count)++ == 0)
-                snprintf(msg, n, "%.*s", (int)len, row);
-        }
-        row += len + (row[len] == '\n');
-    }
-}
-
-/*
- * PRAGMA quick_check. Returns 1 when it answers "ok"; 0 when it found problems (the
- * first one in msg, their number in *nproblems); -1 when it could not run at all
- * (SQLite's error in msg), which on a damaged file is the usual answer ("database disk
- * image is malformed").
- */
-static int
-quick_check(struct obx_db *db, char *msg, size_t n, int *nproblems /* OUT */)
-{
-    sqlite3_stmt *s = NULL;
-    int rc, ok = 0;
-
-    *nproblems = 0;
-    msg[0] = '\0';
-    rc = sqlite3_prepare_v2(db->h, "PRAGMA quick_check(100)", -1, &s, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *row = (const char *)sqlite3_column_text(s, 0);
-        if (row && strcmp(row, "ok") == 0)
-            ok = 1;
-        else
-            count_problems(row, msg, n, nproblems);
-        rc = SQLITE_OK;
-    }
-    if (rc != SQLITE_DONE)
-        snprintf(msg, n, "%s", sqlite3_errmsg(db->h));
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE)
-        return -1;
-    return ok && *nproblems == 0;
-}
-
-/* One integer from a single-value query; -1 (SQLite's message in msg) on error. */
-static int
-query_int64(struct obx_db *db, const char *sql, int64_t *out /* OUT */, char *msg, size_t n)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db->h, sql, -1, &s, NULL);
-
-    *out = 0;
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(s, 0);
-    else
-        snprintf(msg, n, "%s", sqlite3_errmsg(db->h));
-    sqlite3_finalize(s);
-    return rc == SQLITE_ROW ? 0 : -1;
-}
-
 /* ---- doctor: results -------------------------------------------------------------------- */
 
 enum { ST_OK = 0, ST_WARN, ST_FAIL, ST_SKIP };
@@ -202,7 +110,7 @@ static const char *const status_json[] = {"ok", "warn", "fail", "skip"};
 struct doctor {
     struct cli *c;
     int cfg_ok;          /* c->cfg holds a valid configuration */
-    struct obx_db *db;   /* the database; NULL when it does not open */
+    struct obx_store *db; /* the database, as it is; NULL when it does not open */
     long serve_pid;      /* pid of the serve holding <db>.lock; 0 none; -1 unknown */
     int probe;           /* --check-api-key */
     int counts[4];       /* results per status */
@@ -322,7 +230,7 @@ check_database(struct doctor *d, const char *name)
                "'%s' is not an SQLite database file", path);
         return;
     }
-    if (open_existing(path, &d->db, msg, sizeof msg) != OBX_OK) {
+    if (obx_store_file_open(path, &d->db, msg, sizeof msg) != OBX_OK) {
         report(d, name, ST_FAIL, "check the file's permissions and the directory's",
                "cannot open '%s': %s", path, msg);
         return;
@@ -387,11 +295,12 @@ check_integrity(struct doctor *d, const char *name)
                               "'outbox backup' (or salvage rows with sqlite3 '.recover'); see "
                               "docs/operations.md";
     char msg[512];
-    int n = 0, rc = quick_check(d->db, msg, sizeof msg, &n);
+    int n = 0, ok = 0;
+    enum obx_err err = obx_store_file_quick_check(d->db, &ok, &n, msg, sizeof msg);
 
-    if (rc == 1)
+    if (err == OBX_OK && ok)
         report(d, name, ST_OK, NULL, "PRAGMA quick_check: ok");
-    else if (rc == 0)
+    else if (err == OBX_OK)
         report(d, name, ST_FAIL, fix, "PRAGMA quick_check found %s%d problem%s, the first: %s",
                n >= 100 ? "at least " : "", n, n == 1 ? "" : "s", msg[0] ? msg : "?");
     else
@@ -403,9 +312,9 @@ check_schema(struct doctor *d, const char *name)
 {
     int version = 0, latest = obx_migrate_latest();
 
-    if (obx_migrate_version(d->db, &version) != OBX_OK)
+    if (obx_store_file_schema_version(d->db, &version) != OBX_OK)
         report(d, name, ST_FAIL, "see the integrity check", "cannot read the schema version: %s",
-               obx_db_errmsg(d->db));
+               obx_store_file_errmsg(d->db));
     else if (version == latest)
         report(d, name, ST_OK, NULL, "schema version %d, this binary's", version);
     else if (version > latest)
@@ -459,16 +368,13 @@ static void
 check_db_size(struct doctor *d, const char *name)
 {
     const struct obx_config *cfg = &d->c->cfg;
-    char wal[PATH_MAX + 8], msg[256], used_s[32], wal_s[32], quota_s[32];
+    char wal[PATH_MAX + 8], used_s[32], wal_s[32], quota_s[32];
     int64_t used = 0, wal_bytes, pct = 0;
 
     snprintf(wal, sizeof wal, "%s-wal", cfg->db);
     wal_bytes = file_size(wal);
     /* The quota counts pages, as the store does when it refuses a message. */
-    if (query_int64(d->db,
-                    "SELECT page_count * page_size FROM pragma_page_count(), "
-                    "pragma_page_size()",
-                    &used, msg, sizeof msg) != 0)
+    if (obx_store_query_db_bytes(d->db, &used) != OBX_OK)
         used = file_size(cfg->db);
     format_bytes(used, used_s, sizeof used_s);
     format_bytes(wal_bytes, wal_s, sizeof wal_s);
@@ -913,7 +819,7 @@ cmd_doctor(int argc, char **argv)
     if (probe)
         curl_global_cleanup();
 out:
-    obx_db_free(d.db);
+    obx_store_free(d.db);
     obx_buf_release(&d.json);
     cli_release(&c);
     return rc;
@@ -928,7 +834,7 @@ struct backup {
     int force;          /* --force: replace FILE */
     int tmp_made;       /* tmp exists and must go on failure */
     mode_t mode;        /* permission bits of the database, given to the copy */
-    struct obx_db *src;
+    struct obx_store *src; /* the database, as it is, in one read snapshot */
     int src_version;  /* schema version of the snapshot copied */
     int64_t pages;    /* pages copied */
     int64_t bytes;    /* size of the copy */
@@ -972,54 +878,35 @@ static int
 backup_open_source(struct backup *b)
 {
     char msg[512];
-    int64_t version = 0;
 
-    if (open_existing(b->c->cfg.db, &b->src, msg, sizeof msg) != OBX_OK) {
+    if (obx_store_file_open(b->c->cfg.db, &b->src, msg, sizeof msg) != OBX_OK) {
         cli_error(b->c, "cannot open '%s': %s", b->c->cfg.db, msg);
         return CLI_FAIL;
     }
-    if (obx_db_exec(b->src, "BEGIN") != OBX_OK ||
-        query_int64(b->src, "SELECT count(*) FROM sqlite_master", &version, msg, sizeof msg) ||
-        query_int64(b->src, "PRAGMA user_version", &version, msg, sizeof msg)) {
+    if (obx_store_file_snapshot(b->src, &b->src_version) != OBX_OK) {
         cli_error(b->c, "cannot read '%s': %s (run 'outbox doctor')", b->c->cfg.db,
-                  obx_db_errmsg(b->src));
+                  obx_store_file_errmsg(b->src));
         return CLI_FAIL;
     }
-    b->src_version = (int)version;
     return CLI_OK;
 }
 
-/* Copies every page, BACKUP_STEP_PAGES at a time, with a progress line on a terminal. */
-static int
-copy_pages(struct backup *b, sqlite3 *dst)
-{
-    sqlite3_backup *bk = sqlite3_backup_init(dst, "main", b->src->h, "main");
-    struct progress p = {0};
-    int rc = SQLITE_OK, busy = 0, started = 0;
+/* The progress line: started at the first step, when the number of pages is known. */
+struct copy_progress {
+    struct progress p;
+    int started;
+};
 
-    if (!bk) {
-        cli_error(b->c, "cannot start the copy: %s", sqlite3_errmsg(dst));
-        return CLI_FAIL;
+static void
+on_copy_progress(void *ctx, int64_t done, int64_t total)
+{
+    struct copy_progress *cp = ctx;
+
+    if (!cp->started) {
+        progress_start(&cp->p, "backup", "pages", total);
+        cp->started = 1;
     }
-    while (rc == SQLITE_OK ||
-           ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && busy++ < BACKUP_BUSY_RETRIES)) {
-        if (rc != SQLITE_OK)
-            sqlite3_sleep(20);
-        rc = sqlite3_backup_step(bk, BACKUP_STEP_PAGES);
-        if (!started) {
-            progress_start(&p, "backup", "pages", sqlite3_backup_pagecount(bk));
-            started = 1;
-        }
-        progress_set(&p, sqlite3_backup_pagecount(bk) - sqlite3_backup_remaining(bk));
-    }
-    b->pages = sqlite3_backup_pagecount(bk);
-    progress_end(&p);
-    sqlite3_backup_finish(bk);
-    if (rc != SQLITE_DONE) {
-        cli_error(b->c, "copy to '%s' failed: %s", b->tmp, sqlite3_errstr(rc));
-        return CLI_FAIL;
-    }
-    return CLI_OK;
+    progress_set(&cp->p, done);
 }
 
 /*
@@ -1030,76 +917,58 @@ copy_pages(struct backup *b, sqlite3 *dst)
 static int
 backup_copy(struct backup *b)
 {
-    sqlite3 *dst = NULL;
-    int rc = CLI_FAIL;
+    struct copy_progress cp;
+    char msg[PATH_MAX + 512];
+    enum obx_err err;
 
+    memset(&cp, 0, sizeof cp);
     snprintf(b->tmp, sizeof b->tmp, "%s.tmp.%ld", b->dest, (long)getpid());
     unlink(b->tmp);
     b->tmp_made = 1;
-    if (sqlite3_open_v2(b->tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        cli_error(b->c, "cannot create '%s': %s", b->tmp,
-                  dst ? sqlite3_errmsg(dst) : "out of memory");
-        goto out;
+    err = obx_store_file_copy(b->src, b->tmp, b->mode, BACKUP_STEP_PAGES, BACKUP_BUSY_RETRIES,
+                              on_copy_progress, &cp, &b->pages, msg, sizeof msg);
+    if (cp.started)
+        progress_end(&cp.p);
+    if (err != OBX_OK) {
+        cli_error(b->c, "%s", msg);
+        return CLI_FAIL;
     }
-    /* The copy holds the same messages: no wider access than the database has. */
-    if (chmod(b->tmp, b->mode) != 0) {
-        cli_error(b->c, "cannot set the permissions of '%s': %s", b->tmp, strerror(errno));
-        goto out;
-    }
-    if (sqlite3_exec(dst, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
-        cli_error(b->c, "cannot prepare '%s': %s", b->tmp, sqlite3_errmsg(dst));
-        goto out;
-    }
-    if (copy_pages(b, dst) != CLI_OK)
-        goto out;
-    if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
-        cli_error(b->c, "cannot finish '%s': %s", b->tmp, sqlite3_errmsg(dst));
-        goto out;
-    }
-    rc = CLI_OK;
-out:
-    if (sqlite3_close(dst) != SQLITE_OK && rc == CLI_OK) {
-        cli_error(b->c, "cannot close '%s'", b->tmp);
-        rc = CLI_FAIL;
-    }
-    return rc;
+    return CLI_OK;
 }
 
 /* Opens the copy as a reader would: quick_check, schema version, message count. */
 static int
 backup_verify(struct backup *b)
 {
-    struct obx_db *db = NULL;
+    struct obx_store *db = NULL;
     char msg[512];
-    int64_t version = 0;
-    int n = 0, rc = CLI_FAIL;
+    int version = 0;
+    int n = 0, ok = 0, rc = CLI_FAIL;
 
-    if (open_existing(b->tmp, &db, msg, sizeof msg) != OBX_OK) {
+    if (obx_store_file_open(b->tmp, &db, msg, sizeof msg) != OBX_OK) {
         cli_error(b->c, "cannot open the copy '%s': %s", b->tmp, msg);
         goto out;
     }
-    if (quick_check(db, msg, sizeof msg, &n) != 1) {
+    if (obx_store_file_quick_check(db, &ok, &n, msg, sizeof msg) != OBX_OK || !ok) {
         cli_error(b->c,
                   "the copy fails PRAGMA quick_check (%s); the database itself is "
                   "probably damaged: run 'outbox doctor'",
                   msg);
         goto out;
     }
-    if (query_int64(db, "PRAGMA user_version", &version, msg, sizeof msg) != 0 ||
-        version != b->src_version) {
-        cli_error(b->c, "the copy has schema version %lld, the database %d", (long long)version,
+    if (obx_store_file_schema_version(db, &version) != OBX_OK || version != b->src_version) {
+        cli_error(b->c, "the copy has schema version %d, the database %d", version,
                   b->src_version);
         goto out;
     }
-    if (query_int64(db, "SELECT count(*) FROM outbox", &b->messages, msg, sizeof msg) != 0) {
-        cli_error(b->c, "cannot count the messages of the copy: %s", msg);
+    if (obx_store_file_count_messages(db, &b->messages) != OBX_OK) {
+        cli_error(b->c, "cannot count the messages of the copy: %s", obx_store_file_errmsg(db));
         goto out;
     }
     b->bytes = file_size(b->tmp);
     rc = CLI_OK;
 out:
-    obx_db_free(db);
+    obx_store_free(db);
     return rc;
 }
 
@@ -1208,8 +1077,10 @@ cmd_backup(int argc, char **argv)
     if (rc == CLI_OK)
         rc = backup_copy(&b);
     if (b.src) {
-        sqlite3_exec(b.src->h, "COMMIT", NULL, NULL, NULL); /* ends the snapshot */
-        obx_db_free(b.src);
+        if (obx_store_tx_read_end(b.src) != OBX_OK) {
+            /* Moot: closing the database just below ends the snapshot all the same. */
+        }
+        obx_store_free(b.src);
         b.src = NULL;
     }
     if (rc == CLI_OK)

@@ -1,6 +1,6 @@
 /*
  * test_store_api: the store interface's contract, written only against the interface
- * (lib/outbox.h, lib/store.h, lib/query.h, lib/audit.h): no SQL, no sqlite3_* call, no look
+ * (lib/outbox.h, lib/store*.h, lib/query.h, lib/audit.h): no SQL, no sqlite3_* call, no look
  * inside struct obx_store. A second backend (PostgreSQL, issue 13) runs this file unchanged
  * by giving another backend_open().
  */
@@ -13,6 +13,11 @@
 #include "mem.h"
 #include "query.h"
 #include "store.h"
+#include "store_audit.h"
+#include "store_file.h"
+#include "store_inbox.h"
+#include "store_query.h"
+#include "store_tx.h"
 
 static char path[256];
 
@@ -297,6 +302,503 @@ end:
     TEST_END;
 }
 
+/* Inbox rows by Partoo message id, as obx_query_inbox lists them (acked included). */
+struct replies {
+    int n;
+    char state[4][16];
+    int attempts[4];
+};
+
+static int
+on_reply(void *ctx, const struct obx_inbox_row *r)
+{
+    struct replies *x = ctx;
+
+    if (x->n < 4) {
+        snprintf(x->state[x->n], sizeof x->state[0], "%s", r->state);
+        x->attempts[x->n] = r->attempts;
+    }
+    x->n++;
+    return 0;
+}
+
+static enum obx_err
+replies(struct obx_store *st, struct replies *x)
+{
+    int64_t next = 0;
+
+    memset(x, 0, sizeof *x);
+    return obx_store_query_replies(st, 0, 10, 1, on_reply, x, &next);
+}
+
+/*
+ * Webhook events: stored once per body, listed while uninterpreted, marked, then their body
+ * and row purged once nothing needs them.
+ */
+static int
+test_webhook_events(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("events");
+    static const char body[] = "{\"type\":\"other\"}";
+    static const char *const names[] = {"pending", "ignored", "other"};
+    struct obx_stored_event ev[4];
+    struct obx_batch_limit lim = {100, 0};
+    int64_t id = 0, id2 = -1, counts[3], cursor = 0, bodies = 0, hashes = 0;
+    size_t n = 0;
+    int backlog = -1, more = -1;
+
+    memset(ev, 0, sizeof ev);
+    CHECK(st);
+    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1000, &id));
+    CHECK(id > 0);
+    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1001, &id2));
+    CHECK_INT(id2, 0); /* the same body again: a replay, nothing stored */
+    CHECK_OK(obx_store_inbox_has_backlog(st, &backlog));
+    CHECK_INT(backlog, 1);
+    CHECK_OK(obx_store_inbox_pending_events(st, 4, ev, &n));
+    CHECK_INT(n, 1);
+    CHECK_INT(ev[0].id, id);
+    CHECK_INT(ev[0].len, sizeof body - 1);
+    CHECK_STR(ev[0].body, body);
+    CHECK_OK(obx_store_inbox_mark_event(st, id, "other", "", "ignored"));
+    CHECK_OK(obx_store_inbox_has_backlog(st, &backlog));
+    CHECK_INT(backlog, 0);
+    CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
+    CHECK_INT(counts[0], 0);
+    CHECK_INT(counts[1], 1);
+    /* Body retention past, hash retention not yet: the body goes, the replay guard stays. */
+    CHECK_OK(obx_store_purge_events_batch(st, 5000, 500, &lim, &cursor, &bodies, &hashes, &more));
+    CHECK_INT(bodies, 1);
+    CHECK_INT(hashes, 0);
+    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1002, &id2));
+    CHECK_INT(id2, 0);
+    cursor = 0;
+    CHECK_OK(obx_store_purge_events_batch(st, 5000, 5000, &lim, &cursor, &bodies, &hashes, &more));
+    CHECK_INT(hashes, 1);
+    CHECK_OK(obx_query_webhook_outcomes(st, names, 3, counts));
+    CHECK_INT(counts[1], 0);
+end:
+    obx_store_inbox_events_release(ev, n);
+    backend_close(st);
+    TEST_END;
+}
+
+/*
+ * Replies: inserted once per Partoo message id, leased when due (and not again while the
+ * lease holds), retried, delivered, acknowledged, failed, purged.
+ */
+static int
+test_inbox_replies(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("inbox");
+    struct obx_new_reply nr = {.partoo_message_id = "p1", .channel_id = "ch",
+                               .partoo_conversation_id = "", .sender_type = "User",
+                               .content_type = "TEXT", .content = "hi"};
+    struct obx_batch_limit lim = {100, 0};
+    struct replies x;
+    int64_t id = -1, id2 = -1, counts[4], cursor = 0, deleted = 0;
+    int added = -1, more = -1;
+
+    CHECK(st);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "bb", "{}", 2, 1000, &nr.event_id));
+    CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
+    CHECK_INT(added, 1);
+    CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
+    CHECK_INT(added, 0); /* the same reply again */
+    nr.partoo_message_id = "p2";
+    CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
+    CHECK_INT(added, 1);
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id));
+    CHECK(id > 0);
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id2));
+    CHECK(id2 > 0 && id2 != id);
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id2));
+    CHECK_INT(id2, 0); /* both leased */
+    CHECK_OK(obx_store_inbox_mark_retry(st, id, 503, "unavailable", 0, 0));
+    CHECK_OK(obx_store_inbox_lease_due(st, 60000, &id2));
+    CHECK_INT(id2, id); /* due again */
+    CHECK_OK(obx_store_inbox_mark_delivered(st, id, 200, 1000));
+    CHECK_OK(obx_store_inbox_fail(st, id + 1, "bad id"));
+    CHECK_OK(replies(st, &x));
+    CHECK_INT(x.n, 2);
+    CHECK_STR(x.state[0], "delivered");
+    CHECK_INT(x.attempts[0], 2);
+    CHECK_STR(x.state[1], "failed");
+    CHECK_INT(x.attempts[1], 0);
+    CHECK_OK(obx_store_inbox_ack(st, id));
+    CHECK_INT(obx_store_inbox_ack(st, id + 100), OBX_ENOTFOUND);
+    CHECK_OK(obx_store_query_reply_states(st, counts));
+    CHECK_INT(counts[2], 1); /* acked */
+    CHECK_INT(counts[3], 1); /* failed */
+    CHECK_OK(obx_store_purge_replies_batch(st, INT64_MAX, &lim, &cursor, &deleted, &more));
+    CHECK_INT(deleted, 1); /* the acked one; a failed reply stays */
+    CHECK_OK(replies(st, &x));
+    CHECK_INT(x.n, 1);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
+/* What the store's reads report, gathered by the callbacks below. */
+struct reads {
+    int states;       /* (channel, state) rows */
+    int64_t queued;   /* of channel "ch" */
+    int64_t accepted; /* of channel "ch" */
+    int64_t sent;     /* sends counted for "ch" */
+    int keys;         /* service_state keys */
+    char value[32];   /* of key "k1" */
+};
+
+static int
+on_state_row(void *ctx, const struct obx_channel_state_row *r)
+{
+    struct reads *x = ctx;
+
+    x->states++;
+    if (strcmp(r->channel_id, "ch") == 0 && strcmp(r->state, "queued") == 0)
+        x->queued = r->count;
+    if (strcmp(r->channel_id, "ch") == 0 && strcmp(r->state, "accepted") == 0)
+        x->accepted = r->count;
+    return 0;
+}
+
+static int
+on_sent_row(void *ctx, const char *channel_id, int64_t n)
+{
+    struct reads *x = ctx;
+
+    if (strcmp(channel_id, "ch") == 0)
+        x->sent = n;
+    return 0;
+}
+
+static int
+on_key(void *ctx, const char *key, const char *value, int64_t at_ms)
+{
+    struct reads *x = ctx;
+
+    (void)at_ms;
+    x->keys++;
+    if (strcmp(key, "k1") == 0)
+        snprintf(x->value, sizeof x->value, "%s", value ? value : "");
+    return 0;
+}
+
+/*
+ * The reads behind the views: a page of messages, one message with its history, counts per
+ * channel and state, sends, the last failure, service state and the database size.
+ */
+static int
+test_store_reads(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("reads");
+    struct obx_msg m1 = msg("c1", "r1"), m2 = msg("c2", "r2");
+    struct obx_list_query q = {.limit = 1};
+    struct obx_claimed c[2];
+    struct obx_attempt a[2];
+    const char *keys[] = {"k1", "k2"}, *values[] = {"v1", NULL};
+    char err[64];
+    struct reads x;
+    struct seen s;
+    enum obx_enqueue_result r;
+    enum obx_err res[2];
+    int64_t next = -1, count = -1, bytes = 0;
+    int n = 0, status = -1, found = -1;
+
+    memset(c, 0, sizeof c);
+    memset(&x, 0, sizeof x);
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m1, &r, NULL));
+    CHECK_OK(obx_enqueue(st, &m2, &r, NULL));
+    CHECK_OK(obx_store_query_last_failure(st, "ch", err, sizeof err, &status, &found));
+    CHECK_INT(found, 0);
+    CHECK_OK(obx_store_claim(st, 2, 60000, c, &n));
+    CHECK_INT(n, 2);
+    a[0] = accepted(&c[0]);
+    a[0].started_at_ms = obx_now_ms(obx_clock_real());
+    a[1] = accepted(&c[1]);
+    a[1].http_status = 500;
+    a[1].outcome = "http_5xx";
+    a[1].error = "server error";
+    a[1].next = OBX_NEXT_RETRY;
+    a[1].next_attempt_at_ms = 0;
+    a[1].reason = "http 500";
+    CHECK_OK(obx_store_finish(st, a, 2, res));
+    /* Newest first, one per page: r2, then r1, then the end. */
+    memset(&s, 0, sizeof s);
+    CHECK_OK(obx_store_query_messages(st, &q, on_row, &s, &next));
+    CHECK_STR(s.state, "queued");
+    CHECK(next > 0);
+    q.before_id = next;
+    CHECK_OK(obx_store_query_messages(st, &q, on_row, &s, &next));
+    CHECK_STR(s.state, "accepted");
+    memset(&s, 0, sizeof s);
+    CHECK_OK(obx_store_query_message(st, "ch", "r1", on_row, on_tr, on_at, &s));
+    CHECK_STR(s.state, "accepted");
+    CHECK_INT(s.transitions, 2);
+    CHECK_INT(s.attempts, 1);
+    CHECK_INT(obx_store_query_message(st, "ch", "none", on_row, NULL, NULL, &s), OBX_ENOTFOUND);
+    CHECK_OK(obx_store_query_channel_states(st, 0, on_state_row, &x));
+    CHECK_INT(x.states, 2);
+    CHECK_INT(x.queued, 1);
+    CHECK_INT(x.accepted, 1);
+    CHECK_OK(obx_store_query_sent_by_channel(st, 0, on_sent_row, &x));
+    CHECK_INT(x.sent, 1);
+    CHECK_OK(obx_store_query_count_accepted_since(st, 0, &count));
+    CHECK_INT(count, 1);
+    CHECK_OK(obx_store_query_last_failure(st, "ch", err, sizeof err, &status, &found));
+    CHECK_INT(found, 1);
+    CHECK_STR(err, "server error");
+    CHECK_INT(status, 500);
+    CHECK_OK(obx_store_publish_state(st, keys, values, 2));
+    CHECK_OK(obx_store_query_service_state(st, on_key, &x));
+    CHECK_INT(x.keys, 2);
+    CHECK_STR(x.value, "v1");
+    CHECK_OK(obx_store_query_db_bytes(st, &bytes));
+    CHECK(bytes > 0);
+end:
+    obx_claimed_release(&c[0]);
+    obx_claimed_release(&c[1]);
+    backend_close(st);
+    TEST_END;
+}
+
+static void
+on_copied(void *ctx, int64_t done, int64_t total)
+{
+    int64_t *last = ctx;
+
+    *last = done <= total ? done : -1;
+}
+
+/*
+ * The file as the operator tools see it: opened as it is, checked, its schema version read,
+ * copied from one snapshot into a file that holds the same messages.
+ */
+static int
+test_store_file(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("file"), *f = NULL, *copy = NULL;
+    struct obx_msg m = msg("c", "f1");
+    enum obx_enqueue_result r;
+    char dest[300], err[512];
+    int ok = 0, problems = -1, version = 0, snap_version = -1;
+    int64_t pages = 0, done = 0, n = 0;
+
+    snprintf(dest, sizeof dest, "%s.copy", path);
+    unlink(dest);
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m, &r, NULL));
+    CHECK(obx_store_file_open("/nonexistent/dir/x.db", &f, err, sizeof err) != OBX_OK);
+    CHECK(f == NULL);
+    CHECK(err[0]);
+    CHECK_OK(obx_store_file_open(path, &f, err, sizeof err));
+    CHECK_OK(obx_store_file_quick_check(f, &ok, &problems, err, sizeof err));
+    CHECK_INT(ok, 1);
+    CHECK_INT(problems, 0);
+    CHECK_OK(obx_store_file_schema_version(f, &version));
+    CHECK(version > 0);
+    CHECK_OK(obx_store_file_snapshot(f, &snap_version));
+    CHECK_INT(snap_version, version);
+    CHECK_OK(obx_store_file_copy(f, dest, 0600, 2, 10, on_copied, &done, &pages, err, sizeof err));
+    CHECK(pages > 0);
+    CHECK_INT(done, pages);
+    CHECK_OK(obx_store_tx_read_end(f));
+    CHECK_OK(obx_store_file_open(dest, &copy, err, sizeof err));
+    CHECK_OK(obx_store_file_count_messages(copy, &n));
+    CHECK_INT(n, 1);
+    CHECK_OK(obx_store_file_schema_version(copy, &version));
+    CHECK_INT(version, snap_version);
+end:
+    obx_store_free(copy);
+    obx_store_free(f);
+    unlink(dest);
+    backend_close(st);
+    TEST_END;
+}
+
+/* What the chain's reads saw. */
+struct chain_seen {
+    int events, transitions, attempts;
+    int seals;
+    int64_t last_seal_events;
+    char last_seal_hash[65];
+};
+
+static int
+on_event(void *ctx, const struct obx_audit_row *r)
+{
+    struct chain_seen *x = ctx;
+
+    x->events++;
+    x->transitions += strcmp(r->kind, "transition") == 0;
+    x->attempts += strcmp(r->kind, "attempt") == 0;
+    return 0;
+}
+
+static int
+on_seal(void *ctx, const struct obx_audit_seal *s)
+{
+    struct chain_seen *x = ctx;
+
+    x->seals++;
+    x->last_seal_events = s->events;
+    snprintf(x->last_seal_hash, sizeof x->last_seal_hash, "%s", s->hash);
+    return 0;
+}
+
+static enum obx_err
+fake_digest(void *ctx, const void *data, size_t len, unsigned char out[32])
+{
+    (void)ctx;
+    (void)data;
+    memset(out, (int)(len & 0xff), 32);
+    return OBX_OK;
+}
+
+/*
+ * The audit trail's rows: an attempt appended, the events of a range in chain order, a seal
+ * added and read back, the next row id, a keyed mode, and a checkpoint after a prune.
+ */
+static int
+test_audit_rows(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("audit_rows");
+    struct obx_msg m = msg("c", "ar1");
+    struct obx_audit_seal none, last, seal;
+    struct obx_audit_mode modes[4];
+    struct obx_attempt a = {.started_at_ms = 5, .duration_ms = 1, .http_status = 503,
+                            .outcome = "http_5xx", .error = "busy"};
+    struct chain_seen x;
+    struct seen s;
+    enum obx_enqueue_result r;
+    char hash[65], prune_hash[65];
+    int64_t id = 0, t = 0, at = 0, ac = 0, next_id = 0, upto = 0, removed = 0;
+    int n = -1, found = -1, more = -1;
+
+    memset(&x, 0, sizeof x);
+    memset(&none, 0, sizeof none);
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m, &r, &id));
+    a.message_id = id;
+    CHECK_OK(obx_store_cancel(st, "ch", "ar1", "test")); /* one transition */
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_audit_add_attempt(st, &a));
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(get(st, "ar1", &s));
+    CHECK_INT(s.attempts, 1);
+    CHECK_OK(obx_store_audit_events_max(st, &t, &at, &ac));
+    CHECK(t > 0 && at > 0);
+    CHECK_INT(ac, 0);
+    CHECK_OK(obx_store_audit_last_seal(st, &last));
+    seal = last;
+    seal.t_upto = t;
+    seal.a_upto = at;
+    CHECK_OK(obx_store_audit_events(st, &last, &seal, on_event, &x));
+    CHECK_INT(x.events, 2);
+    CHECK_INT(x.transitions, 1);
+    CHECK_INT(x.attempts, 1);
+    CHECK_OK(obx_store_audit_count_events_after(st, &none, &t));
+    CHECK_INT(t, 2);
+    /* Seal by hand: sent hashes first, then the seal row, read back as the last one. */
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_audit_fill_sent_hashes(st, fake_digest, NULL));
+    seal.events = 2;
+    seal.at_ms = 5;
+    snprintf(seal.hash, sizeof seal.hash, "%064d", 7);
+    CHECK_OK(obx_store_audit_add_seal(st, &seal));
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_audit_last_seal(st, &last));
+    CHECK_STR(last.hash, seal.hash);
+    CHECK_INT(last.t_upto, seal.t_upto);
+    CHECK_OK(obx_store_audit_count_events_after(st, &last, &t));
+    CHECK_INT(t, 0);
+    CHECK_OK(obx_store_audit_seals(st, 0, on_seal, &x));
+    CHECK(x.seals >= 1);
+    CHECK_INT(x.last_seal_events, 2);
+    CHECK_STR(x.last_seal_hash, seal.hash);
+    /* A fresh store has no legacy rows and no checkpoint. */
+    CHECK_OK(obx_store_audit_last_legacy_hash(st, hash, &found));
+    CHECK_INT(found, 0);
+    CHECK_OK(obx_store_audit_last_checkpoint(st, &upto, hash, &found));
+    CHECK_INT(found, 0);
+    CHECK_OK(obx_store_audit_seal_legacy(st, 10, NULL, NULL, &n));
+    CHECK_INT(n, 0);
+    x.events = 0;
+    CHECK_OK(obx_store_audit_legacy_rows(st, 0, on_event, &x));
+    CHECK_OK(obx_store_audit_export_legacy(st, 0, INT64_MAX, NULL, "0", on_event, &x));
+    CHECK_INT(x.events, 0);
+    /* Keyed from the next row on. */
+    CHECK_OK(obx_store_audit_next_row_id(st, &next_id));
+    CHECK_INT(next_id, last.id + 1);
+    CHECK_OK(obx_store_audit_add_keyed_mode(st, next_id, "0123456789abcdef", "mac"));
+    CHECK_OK(obx_store_audit_modes(st, modes, 4, &n));
+    CHECK_INT(n, 1);
+    CHECK_INT(modes[0].keyed, 1);
+    CHECK_INT(modes[0].from_id, next_id);
+    CHECK_INT(obx_store_audit_modes(st, modes, 0, &n), OBX_ECONFIG);
+    /* Prune up to the seal: the checkpoint takes its hash; the message is gone, its events go. */
+    CHECK_OK(obx_store_purge_batch(st, &(struct obx_purge_opts){.before_ms = INT64_MAX},
+                                   OBX_ST_CANCELLED, &(struct obx_batch_limit){100, 0}, &upto,
+                                   &removed, &more));
+    CHECK_INT(removed, 1);
+    upto = 0;
+    prune_hash[0] = '\0';
+    CHECK_OK(obx_store_audit_prune_scan(st, INT64_MAX, 100, &upto, prune_hash, &more));
+    CHECK_INT(upto, last.id);
+    CHECK_STR(prune_hash, seal.hash);
+    CHECK_OK(obx_store_audit_prune_batch(st, upto, prune_hash, 100, &removed, &more));
+    CHECK_INT(removed, 2);
+    CHECK_OK(obx_store_audit_last_checkpoint(st, &t, hash, &found));
+    CHECK_INT(found, 1);
+    CHECK_INT(t, last.id);
+    CHECK_STR(hash, seal.hash);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
+/* Transactions: a savepoint undoes its own work only; a rolled-back transaction writes nothing. */
+static int
+test_transactions(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("tx");
+    int64_t id = -1, counts[3];
+    static const char *const names[] = {"pending", "ignored", "other"};
+
+    CHECK(st);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "t1", "{}", 2, 1, &id));
+    CHECK_OK(obx_store_tx_savepoint(st));
+    CHECK_OK(obx_store_inbox_mark_event(st, id, "x", NULL, "ignored"));
+    CHECK_OK(obx_store_tx_savepoint_end(st, OBX_EINVAL)); /* undone: still pending */
+    CHECK_OK(obx_store_tx_savepoint(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "t2", "{ }", 3, 1, &id));
+    CHECK_OK(obx_store_tx_savepoint_end(st, OBX_OK)); /* kept */
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
+    CHECK_INT(counts[0], 2);
+    CHECK_INT(counts[1], 0);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_add_webhook_event(st, "t3", "[]", 2, 1, &id));
+    CHECK_INT(obx_store_tx_end(st, OBX_EINVAL), OBX_EINVAL); /* rolled back */
+    CHECK_OK(obx_store_tx_read_begin(st));
+    CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
+    CHECK_OK(obx_store_tx_read_end(st));
+    CHECK_INT(counts[0], 2);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue", test_enqueue},
     {"claim_finish_confirm", test_claim_finish_confirm},
@@ -304,6 +806,12 @@ static const struct test_case tests[] = {
     {"cancel_retry", test_cancel_retry},
     {"audit_chain", test_audit_chain},
     {"list_stats", test_list_stats},
+    {"webhook_events", test_webhook_events},
+    {"inbox_replies", test_inbox_replies},
+    {"store_reads", test_store_reads},
+    {"store_file", test_store_file},
+    {"audit_rows", test_audit_rows},
+    {"transactions", test_transactions},
     {NULL, NULL},
 };
 

@@ -1,0 +1,42 @@
+/* store_tx: transactions over the store (see store_tx.h). */
+#include "store_tx.h"
+
+enum obx_err
+obx_store_tx_begin(struct obx_store *st)
+{
+    return obx_db_begin(st->db);
+}
+
+enum obx_err
+obx_store_tx_end(struct obx_store *st, enum obx_err err)
+{
+    return obx_db_end(st->db, err);
+}
+
+enum obx_err
+obx_store_tx_read_begin(struct obx_store *st)
+{
+    return obx_db_exec(st->db, "BEGIN");
+}
+
+enum obx_err
+obx_store_tx_read_end(struct obx_store *st)
+{
+    return obx_db_exec(st->db, "COMMIT");
+}
+
+enum obx_err
+obx_store_tx_savepoint(struct obx_store *st)
+{
+    return obx_db_exec(st->db, "SAVEPOINT obx_store_tx");
+}
+
+enum obx_err
+obx_store_tx_savepoint_end(struct obx_store *st, enum obx_err err)
+{
+    enum obx_err e = OBX_OK;
+
+    if (err != OBX_OK)
+        e = obx_db_exec(st->db, "ROLLBACK TO obx_store_tx");
+    return e == OBX_OK ? obx_db_exec(st->db, "RELEASE obx_store_tx") : e;
+}
