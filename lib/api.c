@@ -1829,7 +1829,7 @@ on_request(struct evhttp_request *req, void *arg)
         } else {
             routes[i].fn(api, req, seg);
             /* The next request must see what the store thread committed since. */
-            obx_db_end_reads(api->st->db);
+            obx_store_end_reads(api->st);
         }
         obx_httpd_free_segments(seg, n);
         return;

@@ -12,6 +12,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "query.h"
+#include "store_queue.h"
 #include "store_inbox.h"
 #include "view.h"
 
@@ -22,7 +23,8 @@
 
 struct obx_inbox {
     struct event_base *base;
-    struct obx_store *st;
+    struct obx_store *st;          /* the loop's connection: reads */
+    struct obx_storeq *q;          /* the store thread: writes (NULL: write through st) */
     const struct obx_config *cfg;
     struct obx_http *http;
     struct obx_rng rng;
@@ -57,6 +59,43 @@ on_pump(evutil_socket_t fd, short what, void *arg)
     pump(arg);
 }
 
+/*
+ * The relay's writes. In serve they go through the store thread and wait for its commit in
+ * place: at most MAX_INFLIGHT replies move at a time, so the wait is rare and short.
+ */
+enum inbox_op_kind { OP_DELIVERED, OP_RETRY, OP_FAIL, OP_LEASE };
+
+struct inbox_op {
+    enum inbox_op_kind kind;
+    int64_t id, at_ms, lease_ms;
+    int status, give_up;
+    const char *error;
+};
+
+static enum obx_err
+run_inbox_op(struct obx_store *st, void *arg)
+{
+    struct inbox_op *o = arg;
+
+    switch (o->kind) {
+    case OP_DELIVERED:
+        return obx_store_inbox_mark_delivered(st, o->id, o->status, o->at_ms);
+    case OP_RETRY:
+        return obx_store_inbox_mark_retry(st, o->id, o->status, o->error, o->at_ms, o->give_up);
+    case OP_FAIL:
+        return obx_store_inbox_fail(st, o->id, o->error);
+    case OP_LEASE:
+        return obx_store_inbox_lease_due(st, o->lease_ms, &o->id);
+    }
+    return OBX_EINVAL;
+}
+
+static enum obx_err
+write_op(struct obx_inbox *ib, struct inbox_op *o)
+{
+    return ib->q ? obx_storeq_call(ib->q, run_inbox_op, o) : run_inbox_op(ib->st, o);
+}
+
 /* Records the relay's answer: delivered on 2xx, else due again after a backoff (or failed). */
 static enum obx_err
 record_result(struct obx_inbox *ib, const struct relay *r, const struct obx_http_result *res)
@@ -69,16 +108,20 @@ record_result(struct obx_inbox *ib, const struct relay *r, const struct obx_http
             OBX_KS("partoo_message_id", r->partoo_message_id), OBX_KI("attempt", r->attempts + 1),
             OBX_KI("status", res->status), OBX_KI("duration_ms", res->duration_ms),
             OBX_KS("error", res->error));
-    if (ok)
-        return obx_store_inbox_mark_delivered(ib->st, r->id, res->status, now_ms);
+    if (ok) {
+        struct inbox_op o = {.kind = OP_DELIVERED, .id = r->id, .status = res->status,
+                             .at_ms = now_ms};
+        return write_op(ib, &o);
+    }
     if (res->retry_after &&
         obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
         ra = -1;
     delay = obx_backoff_next_delay_ms(&ib->rng, ib->cfg->retry_base_ms, ib->cfg->retry_cap_ms,
                                       r->attempts + 1, ra);
-    return obx_store_inbox_mark_retry(ib->st, r->id, res->status,
-                                      res->error ? res->error : res->body, now_ms + delay,
-                                      give_up);
+    struct inbox_op o = {.kind = OP_RETRY, .id = r->id, .status = res->status,
+                         .error = res->error ? res->error : res->body, .at_ms = now_ms + delay,
+                         .give_up = give_up};
+    return write_op(ib, &o);
 }
 
 static void
@@ -102,8 +145,9 @@ fail_bad_id(struct obx_inbox *ib, const struct obx_inbox_row *row)
 {
     obx_log(OBX_LOG_WARN, "reply not relayed: its partoo message id is not [A-Za-z0-9_-]{1,128}",
             OBX_KI("inbox_id", row->id));
-    return obx_store_inbox_fail(ib->st, row->id,
-                                "partoo message id is not usable as an Idempotency-Key");
+    struct inbox_op o = {.kind = OP_FAIL, .id = row->id,
+                         .error = "partoo message id is not usable as an Idempotency-Key"};
+    return write_op(ib, &o);
 }
 
 /* Posts one reply; the row's next_attempt_at_ms was pushed ahead as a lease. */
@@ -147,8 +191,13 @@ relay_one(struct obx_inbox *ib, const struct obx_inbox_row *row)
 static enum obx_err
 claim_one(struct obx_inbox *ib, int64_t *id)
 {
-    return obx_store_inbox_lease_due(
-        ib->st, ib->cfg->connect_timeout_ms + ib->cfg->request_timeout_ms + 10000, id);
+    struct inbox_op o = {.kind = OP_LEASE,
+                         .lease_ms = ib->cfg->connect_timeout_ms + ib->cfg->request_timeout_ms +
+                                     10000};
+    enum obx_err err = write_op(ib, &o);
+
+    *id = err == OBX_OK ? o.id : 0;
+    return err;
 }
 
 struct one_row {
@@ -181,6 +230,7 @@ pump(struct obx_inbox *ib)
             break;
         o.want = id;
         err = obx_query_inbox(ib->st, id - 1, 1, 0, on_row, &o, &next);
+        obx_store_end_reads(ib->st);
         if (err != OBX_OK || o.err != OBX_OK) {
             obx_log(OBX_LOG_ERROR, "cannot relay a reply",
                     OBX_KS("error", obx_strerror(err != OBX_OK ? err : o.err)));
@@ -191,8 +241,8 @@ pump(struct obx_inbox *ib)
 }
 
 enum obx_err
-obx_inbox_new(struct event_base *base, struct obx_store *st, const struct obx_config *cfg,
-              struct obx_inbox **out)
+obx_inbox_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
+              const struct obx_config *cfg, struct obx_inbox **out)
 {
     struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms, MAX_INFLIGHT,
                                cfg->ca_file, NULL};
@@ -206,6 +256,7 @@ obx_inbox_new(struct event_base *base, struct obx_store *st, const struct obx_co
         return OBX_ENOMEM;
     ib->base = base;
     ib->st = st;
+    ib->q = q;
     ib->cfg = cfg;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)obx_now_ms(st->clock);

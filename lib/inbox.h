@@ -21,9 +21,14 @@
 
 struct obx_inbox;
 
-/* Creates the relay (idle when cfg->inbox_url is NULL). st and cfg are borrowed. */
+struct obx_storeq;
+
+/*
+ * Creates the relay (idle when cfg->inbox_url is NULL). st (read from), q (the store thread,
+ * written through) and cfg are borrowed.
+ */
 OBX_MUST_CHECK enum obx_err obx_inbox_new(struct event_base *base, struct obx_store *st,
-                                          const struct obx_config *cfg,
+                                          struct obx_storeq *q, const struct obx_config *cfg,
                                           struct obx_inbox **out /* OUT */);
 void obx_inbox_free(struct obx_inbox *ib);
 void obx_inbox_reload(struct obx_inbox *ib, const struct obx_config *cfg);

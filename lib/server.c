@@ -581,13 +581,13 @@ add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
 /* The keyed audit chain: serve seals with audit_key_file's key, and refuses to start
    without the key of a chain that is keyed already (it could not seal). */
 static enum obx_err
-use_audit_key(struct server *s, struct obx_store *st)
+use_audit_key(struct server *s, struct obx_store *st, int may_start)
 {
     char msg[512];
     enum obx_err err = OBX_OK;
 
     if (s->cfg->audit_key_file)
-        err = obx_audit_use_key(st, s->cfg->audit_key_file, 1, msg, sizeof msg);
+        err = obx_audit_use_key(st, s->cfg->audit_key_file, may_start, msg, sizeof msg);
     if (err == OBX_OK)
         err = obx_audit_check_key(st, msg, sizeof msg);
     if (err != OBX_OK)
@@ -624,9 +624,12 @@ open_store(struct server *s)
                 OBX_KS("error", obx_strerror(err)));
         return err;
     }
-    err = use_audit_key(s, s->writer);
+    err = use_audit_key(s, s->writer, 1);
     if (err == OBX_OK)
-        err = use_audit_key(s, s->st); /* verifying and exporting the chain read with it */
+        err = use_audit_key(s, s->st, 0); /* verifying and exporting the chain read with it */
+    /* Every write goes through the store thread: one that does not fails loudly. */
+    if (err == OBX_OK)
+        err = obx_store_forbid_writes(s->st);
     /* We hold the serve lock: any `sending` row belongs to a process that died. */
     if (err == OBX_OK)
         err = obx_store_recover(s->writer, 1, &recovered);
@@ -722,7 +725,7 @@ start(struct server *s)
     if (err == OBX_OK)
         err = obx_worker_new(s->base, s->st, s->q, s->cfg, &s->worker);
     if (err == OBX_OK)
-        err = obx_inbox_new(s->base, s->st, s->cfg, &s->inbox);
+        err = obx_inbox_new(s->base, s->st, s->q, s->cfg, &s->inbox);
     if (err == OBX_OK)
         err = obx_api_new(s->base, s->st, s->q, s->cfg, s->worker, conns, &s->api);
     if (err == OBX_OK) {

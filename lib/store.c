@@ -92,6 +92,18 @@ tune(struct obx_db *db, const struct obx_store_opts *opts)
     return obx_db_exec(db, sql);
 }
 
+void
+obx_store_end_reads(struct obx_store *st)
+{
+    obx_db_end_reads(st->db);
+}
+
+enum obx_err
+obx_store_forbid_writes(struct obx_store *st)
+{
+    return obx_db_exec(st->db, "PRAGMA query_only = ON");
+}
+
 enum obx_err
 obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_store **out)
 {

@@ -52,6 +52,19 @@ int obx_state_parse(const char *s);
  */
 void obx_store_set_busy_timeout(struct obx_store *st, int64_t ms);
 
+/*
+ * Ends whatever read is still open on this connection. A connection that only reads while
+ * another one writes (serve's loop) calls it after each piece of reading work, so that it
+ * never keeps an old snapshot (lib/db.h, obx_db_end_reads).
+ */
+void obx_store_end_reads(struct obx_store *st);
+
+/*
+ * Refuses every write on this connection from now on (OBX_EREADONLY): serve's loop
+ * connection, so that a write that bypasses the store thread fails loudly in tests.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_forbid_writes(struct obx_store *st);
+
 /* ---- enqueue ---------------------------------------------------------------- */
 
 /* One item of a batch enqueue: the message in, the result out. */

@@ -14,6 +14,7 @@
 #include "reconcile.h"
 #include "signature.h"
 #include "store_queue.h"
+#include "store_tx.h"
 #include "verify_pool.h"
 
 #define OBX_MODULE "webhook"
@@ -172,7 +173,7 @@ reconcile_inline(struct obx_store *st, const struct obx_config *cfg,
     memset(r, 0, sizeof *r);
     if (backlog)
         return OBX_OK;
-    err = obx_db_begin(st->db);
+    err = obx_store_tx_begin(st); /* a savepoint in the group's transaction */
     if (err != OBX_OK)
         return err;
     err = obx_reconcile_events(st, cfg, fresh, n, r);
@@ -181,10 +182,13 @@ reconcile_inline(struct obx_store *st, const struct obx_config *cfg,
         obx_log(OBX_LOG_WARN, "webhook events stored; interpreting them later",
                 OBX_KS("error", obx_strerror(err)));
         memset(r, 0, sizeof *r);
-        obx_db_rollback(st->db); /* this level only: the events stay */
+        /* Undoes this level only: the events stay. Returns err itself, which the group
+         * must not see as its own failure. */
+        if (obx_store_tx_end(st, err) != err)
+            return OBX_EDB;
         return OBX_OK;
     }
-    return obx_db_commit(st->db);
+    return obx_store_tx_end(st, OBX_OK);
 }
 
 /* Store thread: stores the group in the store thread's transaction. */

@@ -482,7 +482,7 @@ age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
         obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
             OBX_OK)
         age -= held;
-    obx_db_end_reads(w->st->db); /* the loop's connection must not keep an old snapshot */
+    obx_store_end_reads(w->st); /* the loop's connection must not keep an old snapshot */
     return age;
 }
 
