@@ -113,27 +113,25 @@ struct obx_worker {
     struct event *stop_ev;          /* shutdown deadline */
 
     struct inflight *inflight;      /* doubly linked */
-    int ninflight;
     struct inflight *ready, *ready_tail; /* claimed, not yet sent (FIFO, via next) */
-    int nready;
     struct pending *pending;
     size_t npending, cap_pending;
-    int flush_failing;              /* the last flush failed: stop claiming */
-
     struct claim_job claim;
-    int claiming;                   /* claim job outstanding */
     int64_t idle_until_mono_ms;     /* the last claim found less than it wanted: poll then */
-    int nfinishing;                 /* finish jobs submitted, done not yet called */
     struct finish_job *failed;      /* finish jobs whose commit failed: resubmitted in 1 s */
-
-    int auth_paused;
     int64_t auth_probe_at_mono_ms;
-    int auth_probe_inflight;
     int64_t rate_paused_until_ms;   /* wall clock, for status only */
-
-    int stopping;
     void (*drained)(void *ctx);
     void *drained_ctx;
+
+    int ninflight;
+    int nready;
+    int flush_failing;              /* the last flush failed: stop claiming */
+    int claiming;                   /* claim job outstanding */
+    int nfinishing;                 /* finish jobs submitted, done not yet called */
+    int auth_paused;
+    int auth_probe_inflight;
+    int stopping;
 
     struct obx_worker_stats stats;
 };
