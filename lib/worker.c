@@ -49,7 +49,7 @@
 
 #define IDLE_POLL_MS 1000          /* rows inserted by other processes are seen this fast */
 #define DEFAULT_RETRY_AFTER_MS 60000
-#define CLAIM_MAX 64               /* messages per claim job */
+#define CLAIM_MAX 128              /* messages per claim job */
 #define PREFETCH_MAX 256           /* most messages kept claimed ahead of a free slot */
 
 /* One message claimed for sending (ready, then in flight); owns its claimed message. */
@@ -90,6 +90,7 @@ struct finish_job {
     size_t n;
     struct obx_attempt *batch;      /* n entries, pointing into items */
     enum obx_err *results;          /* n entries */
+    int sent;                       /* items for requests that were made (not releases) */
     struct finish_job *next;        /* in obx_worker.failed */
 };
 
@@ -126,6 +127,7 @@ struct obx_worker {
 
     int ninflight;
     int nready;
+    int unrecorded;                 /* answered requests whose outcome is not committed yet */
     int flush_failing;              /* the last flush failed: stop claiming */
     int claiming;                   /* claim job outstanding */
     int nfinishing;                 /* finish jobs submitted, done not yet called */
@@ -297,6 +299,8 @@ add_pending(struct obx_worker *w, const struct obx_claimed *c, enum obx_next nex
     p->a.message_id = c->id;
     p->a.lease_token = c->lease_token;
     p->a.next = next;
+    if (next != OBX_NEXT_RELEASE)
+        w->unrecorded++;
     p->attempt_no = c->attempts + 1;
     snprintf(p->channel_id, sizeof p->channel_id, "%s", c->msg.channel_id);
     snprintf(p->external_message_id, sizeof p->external_message_id, "%s",
@@ -377,6 +381,7 @@ on_finished(void *arg, enum obx_err err)
             w->stats.lease_conflicts++;
         log_attempt(&f->items[i]);
     }
+    w->unrecorded -= f->sent;
     finish_job_free(f);
     if (w->flush_failing && !w->failed && !w->nfinishing) {
         obx_log(OBX_LOG_INFO, "delivery outcomes recorded again");
@@ -419,6 +424,7 @@ submit_finish(struct obx_worker *w)
     w->pending = NULL;
     w->npending = w->cap_pending = 0;
     for (size_t i = 0; i < f->n; i++) {
+        f->sent += f->items[i].a.next != OBX_NEXT_RELEASE;
         f->batch[i] = f->items[i].a;
         /* a.reason may point into an entry that new_pending() has since moved */
         if (f->items[i].reason[0])
@@ -645,7 +651,12 @@ on_response(void *ctx, const struct obx_http_result *r)
 static int
 allowance(struct obx_worker *w, int64_t now_mono, int64_t *retry_ms, int *auth_probe)
 {
-    int capacity = (int)w->cfg->max_inflight - w->ninflight;
+    /*
+     * A request whose answer is not committed yet still counts: were the process killed,
+     * its message would be sent again. So at most max_inflight messages are ever sent
+     * without a committed outcome, which bounds the duplicates of a crash (SPEC §3).
+     */
+    int capacity = (int)w->cfg->max_inflight - w->ninflight - w->unrecorded;
     int64_t wait;
 
     *retry_ms = -1;
@@ -742,7 +753,9 @@ unthrottled(const struct obx_worker *w)
 static int
 prefetch_depth(const struct obx_worker *w)
 {
-    return w->cfg->max_inflight < PREFETCH_MAX ? (int)w->cfg->max_inflight : PREFETCH_MAX;
+    int64_t depth = 2 * w->cfg->max_inflight;
+
+    return depth < PREFETCH_MAX ? (int)depth : PREFETCH_MAX;
 }
 
 static struct inflight *
