@@ -1,7 +1,8 @@
 /*
- * server: composes the daemon: one libevent loop holding the delivery worker
- * (and, as they land, the producer API and webhook listeners), the signals
- * (SIGTERM/SIGINT drain and exit, SIGHUP reload) and the single-instance lock.
+ * server: composes the daemon: one libevent loop holding the delivery worker, the
+ * producer API and webhook listeners, the store thread every write goes through
+ * (store_queue.h), the signals (SIGTERM/SIGINT drain and exit, SIGHUP reload) and the
+ * single-instance lock.
  */
 #ifndef OBX_SERVER_H
 #define OBX_SERVER_H

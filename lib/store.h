@@ -1,9 +1,11 @@
 /*
  * store: the message state machine on top of SQLite (drawn in store.c).
  *
- * Used by the delivery worker and the CLI from one thread each; one struct
- * obx_store per thread. Every function that writes runs in a single transaction
- * and returns only after COMMIT (or rollback on error).
+ * One struct obx_store per thread: serve's store thread (store_queue.h) writes through
+ * one, its loop reads through another, the CLI has its own. Every function that writes
+ * runs in a single transaction and returns only after COMMIT (or rollback on error);
+ * inside a transaction already open (the store thread's group) it runs at a savepoint
+ * and its COMMIT is the group's.
  */
 #ifndef OBX_STORE_H
 #define OBX_STORE_H
@@ -46,9 +48,8 @@ int obx_state_parse(const char *s);
 
 /*
  * How long a statement waits for another process's write lock before failing with
- * OBX_EBUSY. The daemon's loop uses a short wait for work that is retried anyway
- * (claims, outcomes, periodic jobs) and a longer one where a producer waits for an
- * answer (enqueue commits), so a lock held elsewhere never stalls the loop for long.
+ * OBX_EBUSY. Serve's store thread waits up to a second (off the loop, a wait costs only
+ * that group's latency); the CLI keeps the default.
  */
 void obx_store_set_busy_timeout(struct obx_store *st, int64_t ms);
 

@@ -1,7 +1,8 @@
 /*
  * worker: the delivery loop. Claims due messages, paces them per API key, sends
  * them to Partoo, records every attempt and moves each message to its next state
- * (SPEC §3). Runs on one libevent loop; every function must be called from it.
+ * (SPEC §3). Runs on one libevent loop; every function must be called from it. Its
+ * database work runs on the store thread (store_queue.h).
  *
  *   claim job (store thread) -> ready -> gate (auth pause, circuit, token bucket)
  *        -> POST (http_client) -> classify + decide (backoff) -> pending -> finish job
