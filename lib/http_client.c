@@ -17,6 +17,8 @@
 #include "clock.h"
 #include "mem.h"
 
+#define SPARE_HANDLES 64
+
 struct obx_http {
     struct event_base *base;  /* borrowed */
     CURLM *multi;
@@ -26,6 +28,13 @@ struct obx_http {
     char *ca_file;
     int inflight;
     struct request *requests; /* doubly linked, for freeing what is in flight */
+    /*
+     * Easy handles of finished transfers, reset and kept for the next ones: creating a
+     * handle allocates and initialises several kilobytes of state each time. The live
+     * connections themselves are in the multi handle's cache either way.
+     */
+    CURL *spare[SPARE_HANDLES];
+    int nspare;
 };
 
 /* One transfer; owned by the client from obx_http_post until its callback returns. */
@@ -208,8 +217,14 @@ request_free(struct request *r)
     if (!r)
         return;
     if (r->easy) {
-        curl_multi_remove_handle(r->h->multi, r->easy);
-        curl_easy_cleanup(r->easy);
+        struct obx_http *h = r->h;
+        curl_multi_remove_handle(h->multi, r->easy);
+        if (h->nspare < SPARE_HANDLES) {
+            curl_easy_reset(r->easy); /* drops every option, the header list's pointer too */
+            h->spare[h->nspare++] = r->easy;
+        } else {
+            curl_easy_cleanup(r->easy);
+        }
     }
     /* Our copies of the headers hold the API key: wipe them (libcurl's own are out of
      * reach; serve disables core dumps for that reason). */
@@ -313,6 +328,8 @@ obx_http_free(struct obx_http *h)
         unlink_request(h, r);
         request_free(r);
     }
+    while (h->nspare > 0)
+        curl_easy_cleanup(h->spare[--h->nspare]);
     if (h->multi)
         curl_multi_cleanup(h->multi);
     if (h->timer)
@@ -372,7 +389,7 @@ obx_http_post(struct obx_http *h, const char *url, const char *const *headers, s
     r->ctx = ctx;
     r->body = obx_strndup(body, body_len);
     r->body_len = body_len;
-    r->easy = curl_easy_init();
+    r->easy = h->nspare > 0 ? h->spare[--h->nspare] : curl_easy_init();
     if (!r->body || !r->easy)
         goto fail;
     for (size_t i = 0; i < nheaders; i++) {
