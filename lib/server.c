@@ -617,6 +617,9 @@ open_store(struct server *s)
     /* Two connections: the writer, which the store thread takes over, and the loop's,
      * which only reads (WAL: it never waits for the writer). */
     err = obx_store_open(s->cfg->db, &o, &s->writer);
+    /* The loop's reads (lists, stats, the dashboard) are small: a quarter of the page
+     * cache keeps serve's memory near what one connection used. */
+    o.cache_kib = 2048;
     if (err == OBX_OK)
         err = obx_store_open(s->cfg->db, &o, &s->st);
     if (err != OBX_OK) {
