@@ -48,6 +48,7 @@
 
 #include "store_audit.h"
 #include "store_dash.h"
+#include "store_dash_filter.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -1098,6 +1099,35 @@ obx_store_retry_failed(struct obx_store *st, const char *channel_id, int64_t *co
     sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
     obx_db_bind_text(s, 2, channel_id);
     return obx_db_step_in_tx(st->db, s, count);
+}
+
+/* The dashboard's bulk actions: the same transitions as SQL_RETRY and SQL_CANCEL, by filter. */
+static const char SQL_BULK_RETRY[] =
+    "UPDATE outbox SET state = 'queued', state_reason = ?6, state_at_ms = ?5,"
+    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0, unconfirmed_at_ms = NULL,"
+    " confirm_due_at_ms = NULL"
+    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" OBX_DASH_FILTER_WHERE
+    " ORDER BY id LIMIT ?4) AND state IN ('failed', 'accepted')";
+
+static const char SQL_BULK_CANCEL[] =
+    "UPDATE outbox SET state = 'cancelled', state_reason = ?6, state_at_ms = ?5"
+    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" OBX_DASH_FILTER_WHERE
+    " ORDER BY id LIMIT ?4) AND state = 'queued'";
+
+enum obx_err
+obx_store_bulk_transition(struct obx_store *st, const struct obx_store_dash_filter *f, int retry,
+                          int max, int64_t now_ms, const char *reason, int64_t *touched)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
+
+    *touched = 0;
+    if (!s)
+        return OBX_EDB;
+    obx_store_dash_bind_filter(s, f);
+    sqlite3_bind_int(s, 4, max);
+    sqlite3_bind_int64(s, 5, now_ms);
+    obx_db_bind_text(s, 6, reason);
+    return obx_db_step_in_tx(st->db, s, touched);
 }
 
 /* ---- purge (one batch at a time; lib/retention.c drives the batches) ------------------ */

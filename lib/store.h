@@ -210,6 +210,21 @@ OBX_MUST_CHECK enum obx_err obx_store_cancel(struct obx_store *st, const char *c
                                              const char *external_message_id, const char *reason);
 
 /*
+ * The dashboard's bulk retry (retry = 1: failed|accepted -> queued, as obx_store_retry) or
+ * cancel (retry = 0: queued -> cancelled) of at most max messages matching f (the filter of
+ * lib/store_dash.h), oldest first, in one statement and its own transaction (a savepoint in
+ * the caller's, if any), with reason as the transitions' reason and now_ms as their time. Touched
+ * rows leave the filter's state, so calling again continues where this one stopped; *touched
+ * gets how many. Called through obx_store_dash_bulk.
+ */
+struct obx_store_dash_filter;
+OBX_MUST_CHECK enum obx_err obx_store_bulk_transition(struct obx_store *st,
+                                                      const struct obx_store_dash_filter *f,
+                                                      int retry, int max, int64_t now_ms,
+                                                      const char *reason,
+                                                      int64_t *touched /* OUT */);
+
+/*
  * Retention, one short transaction at a time. lib/retention.c drives these batches for
  * serve and `outbox purge` alike; call them through obx_retention_step, not directly.
  */

@@ -6,6 +6,7 @@
 
 #include "err.h"
 #include "mem.h"
+#include "store_dash.h"
 
 static const char *
 text(sqlite3_stmt *s, int col)
@@ -519,10 +520,6 @@ static const char SQL_PRUNE_TRANSITIONS[] =
 static const char SQL_PRUNE_ATTEMPTS[] =
     "DELETE FROM attempts WHERE id IN (SELECT a.id FROM attempts a WHERE a.id <= ?1"
     " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = a.message_id) ORDER BY a.id LIMIT ?2)";
-/* Actions have no message to wait for: they go once a checkpoint covers them. */
-static const char SQL_PRUNE_ACTIONS[] =
-    "DELETE FROM actions WHERE id IN (SELECT id FROM actions WHERE id <= ?1 ORDER BY id"
-    " LIMIT ?2)";
 static const char SQL_PRUNE_SEALS[] =
     "DELETE FROM audit_seals WHERE id IN (SELECT id FROM audit_seals WHERE id < ?1 ORDER BY id"
     " LIMIT ?2)";
@@ -577,7 +574,7 @@ static enum obx_err
 prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
 {
     sqlite3_stmt *rg = obx_db_stmt(st->db, SQL_PRUNE_SEAL_RANGE);
-    const char *dels[] = {SQL_PRUNE_TRANSITIONS, SQL_PRUNE_ATTEMPTS, SQL_PRUNE_ACTIONS};
+    const char *dels[] = {SQL_PRUNE_TRANSITIONS, SQL_PRUNE_ATTEMPTS};
     int64_t upto[3] = {0, 0, 0};
     enum obx_err err = OBX_OK;
     int rc, found = 0;
@@ -597,7 +594,7 @@ prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
         return obx_err_from_sqlite(rc);
     if (!found)
         return OBX_OK; /* the checkpoint is a legacy row: no event is behind it */
-    for (int i = 0; i < 3 && err == OBX_OK && max > 0; i++) {
+    for (int i = 0; i < 2 && err == OBX_OK && max > 0; i++) {
         sqlite3_stmt *d = obx_db_stmt(st->db, dels[i]);
         if (!d)
             return OBX_EDB;
@@ -607,6 +604,15 @@ prune_events(struct obx_store *st, int64_t covered, int max, int64_t *n)
         if (err == OBX_OK) {
             *n += sqlite3_changes(st->db->h);
             max -= sqlite3_changes(st->db->h);
+        }
+    }
+    /* The actions table is lib/store_dash.c's (one writer per table): it deletes them. */
+    if (err == OBX_OK && max > 0) {
+        int64_t gone = 0;
+        err = obx_store_dash_prune_actions(st, upto[2], max, &gone);
+        if (err == OBX_OK) {
+            *n += gone;
+            max -= (int)gone;
         }
     }
     if (err == OBX_OK && max > 0) {

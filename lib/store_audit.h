@@ -181,7 +181,8 @@ OBX_MUST_CHECK enum obx_err obx_store_audit_prune_scan(struct obx_store *st, int
 /*
  * One transaction: writes the checkpoint (upto_id, upto_hash) unless one covers it already,
  * then deletes up to max_rows rows behind the latest checkpoint: legacy rows, then the events
- * whose message is gone, actions, and the seals before the checkpoint's. *removed counts the
+ * whose message is gone, actions (through obx_store_dash_prune_actions: lib/store_dash.c
+ * owns that table), and the seals before the checkpoint's. *removed counts the
  * legacy rows and events deleted; *more = 1 when max_rows were.
  */
 OBX_MUST_CHECK enum obx_err obx_store_audit_prune_batch(struct obx_store *st, int64_t upto_id,

@@ -5,6 +5,7 @@
 
 #include "err.h"
 #include "mem.h"
+#include "store_dash_filter.h"
 #include "view.h"
 
 static const char SQL_PAUSE[] =
@@ -91,6 +92,28 @@ obx_store_dash_resume(struct obx_store *st, const char *scope, const char *key, 
     if (err == OBX_OK)
         return obx_db_commit(st->db);
     obx_db_rollback(st->db);
+    return err;
+}
+
+/* Actions have no message to wait for: they go once a checkpoint covers them. */
+static const char SQL_PRUNE_ACTIONS[] =
+    "DELETE FROM actions WHERE id IN (SELECT id FROM actions WHERE id <= ?1 ORDER BY id"
+    " LIMIT ?2)";
+
+enum obx_err
+obx_store_dash_prune_actions(struct obx_store *st, int64_t upto_id, int max, int64_t *deleted)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PRUNE_ACTIONS);
+    enum obx_err err;
+
+    *deleted = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, upto_id);
+    sqlite3_bind_int(s, 2, max);
+    err = obx_db_step_done(s);
+    if (err == OBX_OK)
+        *deleted = sqlite3_changes(st->db->h);
     return err;
 }
 
@@ -263,25 +286,17 @@ obx_store_dash_id_window(struct obx_store *st, struct obx_id_window *w)
     return err;
 }
 
-/* The created_at window: an id range that the (state, id) or rowid walk can use, then exact. */
-#define WINDOW_AND " AND id >= ?7 AND id <= ?8 AND created_at_ms >= ?9 AND created_at_ms < ?10"
-
-/* The filter, walked through (state, id) so a count or a batch never reads the whole table. */
-#define FILTER_WHERE                                                                           \
-    " WHERE state = ?1 AND (?2 IS NULL OR channel_id = ?2)"                                    \
-    " AND (?3 IS NULL OR external_conversation_id = ?3)" WINDOW_AND
-
 static const char SQL_COUNT[] =
-    "SELECT count(*) FROM (SELECT 1 FROM outbox INDEXED BY outbox_state" FILTER_WHERE
+    "SELECT count(*) FROM (SELECT 1 FROM outbox INDEXED BY outbox_state" OBX_DASH_FILTER_WHERE
     " LIMIT ?4)";
 
 static const char SQL_COUNT_ANY[] =
     "SELECT count(*) FROM (SELECT 1 FROM outbox"
     " WHERE (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR external_conversation_id = ?3)"
-    WINDOW_AND " LIMIT ?4)";
+    OBX_DASH_WINDOW_AND " LIMIT ?4)";
 
-static void
-bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
+void
+obx_store_dash_bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
 {
     obx_db_bind_text(s, 1, f->state);
     obx_db_bind_text(s, 2, f->channel_id);
@@ -302,7 +317,7 @@ obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f
     *out = 0;
     if (!s)
         return OBX_EDB;
-    bind_filter(s, f);
+    obx_store_dash_bind_filter(s, f);
     sqlite3_bind_int64(s, 4, cap);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
@@ -311,32 +326,12 @@ obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f
     return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
-static const char SQL_BULK_RETRY[] =
-    "UPDATE outbox SET state = 'queued', state_reason = ?6, state_at_ms = ?5,"
-    " next_attempt_at_ms = 0, counted_attempts = 0, resends = 0, unconfirmed_at_ms = NULL,"
-    " confirm_due_at_ms = NULL"
-    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" FILTER_WHERE
-    " ORDER BY id LIMIT ?4) AND state IN ('failed', 'accepted')";
-
-static const char SQL_BULK_CANCEL[] =
-    "UPDATE outbox SET state = 'cancelled', state_reason = ?6, state_at_ms = ?5"
-    " WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_state" FILTER_WHERE
-    " ORDER BY id LIMIT ?4) AND state = 'queued'";
-
+/* The UPDATEs are lib/store.c's, the owner of outbox (docs/architecture.md). */
 enum obx_err
 obx_store_dash_bulk(struct obx_store *st, const struct obx_store_dash_filter *f, int retry, int max,
                     const char *reason, int64_t *touched)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
-
-    *touched = 0;
-    if (!s)
-        return OBX_EDB;
-    bind_filter(s, f);
-    sqlite3_bind_int(s, 4, max);
-    sqlite3_bind_int64(s, 5, obx_now_ms(st->clock));
-    obx_db_bind_text(s, 6, reason);
-    return obx_db_step_in_tx(st->db, s, touched);
+    return obx_store_bulk_transition(st, f, retry, max, obx_now_ms(st->clock), reason, touched);
 }
 
 static const char SQL_CONV_TAIL[] =

@@ -2,7 +2,9 @@
  * store_dash: the dashboard's part of the store (SPEC §13), beyond the plain /v1 views:
  * pauses that hold messages, per-minute history for the charts, kept per-state counts,
  * bounded counts and bulk retry/cancel over a filter. Tables: pauses, stats_minute and
- * state_counts (migrations/0008).
+ * state_counts (migrations/0008), and actions (the audit events of pauses and resumes:
+ * appended here, deleted here for the audit prune). The bulk actions' UPDATEs are
+ * lib/store.c's, the owner of outbox (obx_store_bulk_transition).
  */
 #ifndef OBX_STORE_DASH_H
 #define OBX_STORE_DASH_H
@@ -113,6 +115,14 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_bulk(struct obx_store *st,
                                                 const struct obx_store_dash_filter *f, int retry,
                                                 int max, const char *reason,
                                                 int64_t *touched /* OUT */);
+
+/*
+ * The audit prune's part of the actions table (its owner is this module): deletes up to max
+ * actions with id <= upto_id (the ones the checkpoint's seal covers), oldest first, inside
+ * the caller's transaction (obx_store_audit_prune_batch's); *deleted gets how many.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_dash_prune_actions(struct obx_store *st, int64_t upto_id,
+                                                         int max, int64_t *deleted /* OUT */);
 
 /* A message of a conversation (borrowed during the callback). */
 struct obx_conv_row {

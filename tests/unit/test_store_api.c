@@ -14,6 +14,7 @@
 #include "query.h"
 #include "store.h"
 #include "store_audit.h"
+#include "store_dash.h"
 #include "store_file.h"
 #include "store_inbox.h"
 #include "store_query.h"
@@ -765,6 +766,101 @@ end:
     TEST_END;
 }
 
+/*
+ * The dashboard's bulk cancel and retry over a filter: bounded per call, oldest first, each
+ * call going on where the last one stopped; retry takes only failed or accepted messages.
+ */
+static int
+test_bulk_actions(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("bulk");
+    struct obx_msg m1 = msg("c1", "b1"), m2 = msg("c2", "b2"), m3 = msg("c3", "b3");
+    struct obx_store_dash_filter f = {.state = "queued", .channel_id = "ch"};
+    struct seen s;
+    enum obx_enqueue_result r;
+    int64_t touched = -1;
+
+    CHECK(st);
+    CHECK_OK(obx_enqueue(st, &m1, &r, NULL));
+    CHECK_OK(obx_enqueue(st, &m2, &r, NULL));
+    CHECK_OK(obx_enqueue(st, &m3, &r, NULL));
+    CHECK_OK(obx_store_dash_bulk(st, &f, 0, 2, "cancelled in bulk", &touched));
+    CHECK_INT(touched, 2);
+    CHECK_OK(get(st, "b2", &s));
+    CHECK_STR(s.state, "cancelled");
+    CHECK_OK(get(st, "b3", &s));
+    CHECK_STR(s.state, "queued");
+    CHECK_OK(obx_store_dash_bulk(st, &f, 0, 2, "cancelled in bulk", &touched));
+    CHECK_INT(touched, 1);
+    CHECK_OK(obx_store_dash_bulk(st, &f, 0, 2, "cancelled in bulk", &touched));
+    CHECK_INT(touched, 0);
+    f.state = "cancelled"; /* not a state a retry takes */
+    CHECK_OK(obx_store_dash_bulk(st, &f, 1, 10, "retried in bulk", &touched));
+    CHECK_INT(touched, 0);
+    CHECK_OK(get(st, "b3", &s));
+    CHECK_STR(s.state, "cancelled");
+    CHECK_INT(s.transitions, 1);
+end:
+    backend_close(st);
+    TEST_END;
+}
+
+/*
+ * The audit prune deletes the actions (pauses, resumes) its checkpoint's seal covers, at most
+ * max_rows per batch, and keeps the ones after the seal.
+ */
+static int
+test_audit_prune_actions(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = backend_open("prune_actions");
+    struct obx_audit_seal none, last, seal;
+    char prune_hash[65];
+    int64_t t = 0, at = 0, ac = 0, upto = 0, removed = 0, n = 0;
+    int created = 0, more = -1;
+
+    memset(&none, 0, sizeof none);
+    CHECK(st);
+    CHECK_OK(obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, "ch", "maintenance", "test", &created));
+    CHECK_INT(created, 1);
+    CHECK_OK(obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, "ch", "test"));
+    CHECK_OK(obx_store_audit_events_max(st, &t, &at, &ac));
+    CHECK_INT(ac, 2);
+    /* Seal the two actions by hand; a third action comes after the seal. */
+    CHECK_OK(obx_store_audit_last_seal(st, &last));
+    seal = last;
+    seal.t_upto = t;
+    seal.a_upto = at;
+    seal.x_upto = ac;
+    seal.events = 2;
+    seal.at_ms = 5;
+    snprintf(seal.hash, sizeof seal.hash, "%064d", 7);
+    CHECK_OK(obx_store_tx_begin(st));
+    CHECK_OK(obx_store_audit_add_seal(st, &seal));
+    CHECK_OK(obx_store_tx_end(st, OBX_OK));
+    CHECK_OK(obx_store_audit_last_seal(st, &last));
+    CHECK_OK(obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, "ch2", "later", "test", &created));
+    CHECK_OK(obx_store_audit_count_events_after(st, &none, &n));
+    CHECK_INT(n, 3);
+    prune_hash[0] = '\0';
+    CHECK_OK(obx_store_audit_prune_scan(st, INT64_MAX, 100, &upto, prune_hash, &more));
+    CHECK_INT(upto, last.id);
+    CHECK_OK(obx_store_audit_prune_batch(st, upto, prune_hash, 1, &removed, &more));
+    CHECK_INT(removed, 1);
+    CHECK_INT(more, 1);
+    CHECK_OK(obx_store_audit_count_events_after(st, &none, &n));
+    CHECK_INT(n, 2);
+    CHECK_OK(obx_store_audit_prune_batch(st, upto, prune_hash, 100, &removed, &more));
+    CHECK_INT(removed, 1);
+    CHECK_INT(more, 0);
+    CHECK_OK(obx_store_audit_count_events_after(st, &none, &n));
+    CHECK_INT(n, 1); /* the action after the seal stays */
+end:
+    backend_close(st);
+    TEST_END;
+}
+
 /* Transactions: a savepoint undoes its own work only; a rolled-back transaction writes nothing. */
 static int
 test_transactions(void)
@@ -812,6 +908,8 @@ static const struct test_case tests[] = {
     {"store_file", test_store_file},
     {"audit_rows", test_audit_rows},
     {"transactions", test_transactions},
+    {"bulk_actions", test_bulk_actions},
+    {"audit_prune_actions", test_audit_prune_actions},
     {NULL, NULL},
 };
 
