@@ -181,7 +181,7 @@ test_broken_transaction_fails_the_group(void)
     struct event_base *base = event_base_new();
     struct obx_storeq *q = NULL;
     static struct job jobs[4];
-    int order[4], ndone = 0;
+    int order[8], ndone = 0; /* 4 jobs, then one more */
     atomic_int gate = 0;
     TEST_BEGIN;
 
