@@ -11,7 +11,10 @@ T0=1767225600000 # 2026-01-01T00:00:00Z; message wI is created at T0 + I s
 at() { printf '2026-01-01T00:00:%02d.000Z' "$1"; }
 start_mock --rate-limit 0
 api_serve --rate-limit 0
-req POST /v1/pause '{"channel_id":"tw"}' # held: they stay queued
+# held: they stay queued (the worker's 1 s idle poll would otherwise start delivering the
+# rows inserted below while the test runs, sooner in slow builds such as TSan's)
+req POST /v1/pause '{"channel_id":"tw"}'
+req POST /v1/pause '{"channel_id":"tz"}'
 rows=""
 for i in $(seq 0 9); do
     # an other channel's message between each two: ids of the window are not contiguous
