@@ -45,9 +45,9 @@ test-asan: build-asan
 # only, never our code.
 #
 # Tests not run under TSan, each with its reason (a regex for ctest -E):
-#   integration_test_valgrind  valgrind cannot run a TSan binary (TSan's shadow memory is
-#                              mapped at fixed addresses valgrind's own layout refuses); the
-#                              normal build runs it
+#   integration_test_valgrind  valgrind cannot run a TSan binary (serve never starts under
+#                              it: TSan reserves terabytes of shadow memory at fixed
+#                              addresses); the normal build runs it
 TSAN_EXCLUDE = ^integration_test_valgrind$$
 TSAN_REPORTS = $(CURDIR)/build-tsan/tsan-reports
 TSAN_OPTIONS_RUN = halt_on_error=1:second_deadlock_stack=1
