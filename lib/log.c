@@ -7,9 +7,9 @@
 #include "buf.h"
 #include "clock.h"
 
-enum obx_log_level obx_log_threshold = OBX_LOG_INFO;
-static enum obx_log_format log_format = OBX_LOG_TEXT;
-static FILE *log_sink;
+_Atomic enum obx_log_level obx_log_threshold = OBX_LOG_INFO;
+static _Atomic enum obx_log_format log_format = OBX_LOG_TEXT;
+static _Atomic(FILE *) log_sink;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 

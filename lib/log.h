@@ -32,8 +32,11 @@ struct obx_kv {
 #define OBX_KS(k, v) ((struct obx_kv){(k), (v), 0, 0})
 #define OBX_KI(k, v) ((struct obx_kv){(k), NULL, (int64_t)(v), 1})
 
-/* The log sink and its threshold: the only process-wide mutable state (see STYLE.md). */
-extern enum obx_log_level obx_log_threshold;
+/*
+ * The log sink and its threshold: the only process-wide mutable state (see STYLE.md).
+ * Atomic: serve's store thread logs while a reload on the loop may change them.
+ */
+extern _Atomic enum obx_log_level obx_log_threshold;
 
 /* Sets level, format and sink (NULL: stderr). Safe to call again on reload. */
 void obx_log_setup(enum obx_log_level level, enum obx_log_format format, FILE *sink);
