@@ -11,14 +11,15 @@
 #                per message = utime + stime of the serve process (/proc/PID/stat, every
 #                thread, start-up included) read once all N_DRAIN are accepted, / N_DRAIN.
 #                Targets: median drain / median floor >= 0.4; median CPU <= 50 µs.
-#   scale        REPEAT rounds, each: a whole drain of N_SMALL (1,000) queued, then a drain of
+#   scale        SCALE_REPEAT (5) rounds, each: a whole drain of N_SMALL (1,000) queued, then a drain of
 #                N_BIG (1,000,000) queued stopped after BIG_STOP (20,000) acceptances; both
 #                over SCALE_CONVS (100) conversations so that only the queue's length differs.
 #                Both rates are taken over the SAME number of messages: the first N_SMALL
 #                acceptances of each run ((N_SMALL - 1) / (their last - first
 #                accepted_at_ms)), i.e. the whole small drain and the first 1,000 of the big
 #                one. Target: median big / median small within 10 % (0.90-1.10). The big
-#                run's rate over all its BIG_STOP acceptances is shown too. Peak RSS: serve's
+#                run's rate over all its BIG_STOP acceptances, and the median over its
+#                consecutive windows of N_SMALL acceptances, are shown too. Peak RSS: serve's
 #                VmHWM (/proc/PID/status) in the big runs, the largest of them < 40 MB.
 #   api          bench/api_bench.sh with CONNS="32" x REPEAT, no batches: one message per
 #                POST /v1/messages, 32 keep-alive connections (wrk -t2 -c32), API_S (10) s,
@@ -46,7 +47,7 @@
 #   OUTBOX_BIN=/tmp/before/outbox bench/pipeline.sh             # another build of serve
 #
 # Environment: PARTS ("floor scale api webhook latency"; floor includes the 100,000 drain,
-# latency includes idle), REPEAT, FLOOR_S, N_DRAIN, N_SMALL, N_BIG, BIG_STOP, SCALE_CONVS,
+# latency includes idle), REPEAT, SCALE_REPEAT, FLOOR_S, N_DRAIN, N_SMALL, N_BIG, BIG_STOP, SCALE_CONVS,
 # API_S, WH_N, LAT_RATE, LAT_S, IDLE_S, REPORT, and bench/lib.sh's (BUILD, OUTBOX_BIN, MOCK_BIN,
 # BENCH_DIR, BENCH_TEMPLATES, KEEP_TMP). Every sub-script gets this run's private copies of
 # outbox, mock_partoo and curl_floor, so one build is measured throughout. Builds nothing.
@@ -62,12 +63,13 @@ set -uo pipefail
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     # Smoke: every part runs and every row is printed; the figures mean nothing.
-    : "${REPEAT:=1}" "${FLOOR_S:=1}" "${N_DRAIN:=1000}" "${N_SMALL:=200}" "${N_BIG:=5000}"
+    : "${REPEAT:=1}" "${SCALE_REPEAT:=1}" "${FLOOR_S:=1}" "${N_DRAIN:=1000}" "${N_SMALL:=200}" "${N_BIG:=5000}"
     : "${BIG_STOP:=600}" "${API_S:=1}" "${API_FSYNC_S:=1}" "${WH_N:=200}" "${LAT_RATE:=50}"
     : "${LAT_S:=1}" "${IDLE_S:=1}"
 fi
 PARTS=${PARTS:-floor scale api webhook latency}
 REPEAT=${REPEAT:-3}
+SCALE_REPEAT=${SCALE_REPEAT:-5}
 FLOOR_S=${FLOOR_S:-10}
 N_DRAIN=${N_DRAIN:-100000}
 DRAIN_CONVS=${DRAIN_CONVS:-10000}
@@ -180,6 +182,15 @@ drain_run() {
                              ORDER BY accepted_at_ms LIMIT $WINDOW)")
         D_WRATE=$(fmt "(${w_span:-0} > 0 ? ($WINDOW - 1) * 1000 / $w_span : 0)")
     fi
+    D_WMED=0
+    if [ "${WINDOWS:-0}" = 1 ] && [ "${WINDOW:-0}" -gt 1 ]; then
+        # the median over consecutive windows of WINDOW acceptances (whole windows only)
+        D_WMED=$(median $(sql "$db" "SELECT ($WINDOW - 1) * 1000.0 / (max(a) - min(a)) FROM
+            (SELECT accepted_at_ms AS a, row_number() OVER (ORDER BY accepted_at_ms) AS rn
+             FROM outbox WHERE state = 'accepted')
+            GROUP BY (rn - 1) / $WINDOW HAVING count(*) = $WINDOW AND max(a) > min(a)"))
+        D_WMED=$(fmt "${D_WMED:-0}")
+    fi
     D_OTHER=$(sql "$db" "SELECT count(*) FROM attempts WHERE outcome <> 'accepted'")
     rm -f "$db" "$db-wal" "$db-shm" "$db.lock"
     return 0
@@ -237,15 +248,16 @@ fi
 # ---- b. 1,000 vs 1,000,000 queued ---------------------------------------------------------------
 
 if want scale; then
-    small=() big=() bigall=() hwms=() bigcpu=()
+    small=() big=() bigall=() hwms=() bigcpu=() bigwin=() pairs=()
     out "### b. $(commas "$N_SMALL") vs $(commas "$N_BIG") queued ($(commas "$SCALE_CONVS") conversations each)"
     out
-    out "| round | queued | stopped after | accepted | rate over the first $(commas "$N_SMALL") (msg/s) | rate over all accepted (msg/s) | serve CPU per message | serve VmHWM | other attempts | load (1 min) before |"
-    out "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    out "| round | queued | stopped after | accepted | rate over the first $(commas "$N_SMALL") (msg/s) | big / small, this round | rate over all accepted (msg/s) | median of its $(commas "$N_SMALL")-acceptance windows (msg/s) | serve CPU per message | serve VmHWM | other attempts | load (1 min) before |"
+    out "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     # Templates first, so that building them is not inside any round.
     template_db "$N_SMALL" "$SCALE_CONVS" >/dev/null
     template_db "$N_BIG" "$SCALE_CONVS" >/dev/null
-    for i in $(seq 1 "$REPEAT"); do
+    for i in $(seq 1 "$SCALE_REPEAT"); do
+        s_rate=0
         for kind in small big; do
             load=$(cut -d' ' -f1 /proc/loadavg)
             if [ "$kind" = small ]; then
@@ -253,14 +265,17 @@ if want scale; then
             else
                 n=$N_BIG stop=$BIG_STOP
             fi
-            WINDOW=$N_SMALL drain_run "$kind-$i" "$n" "$stop" "$SCALE_CONVS" || FAILED_PARTS=$((FAILED_PARTS + 1))
-            out "| $i | $(commas "$n") | $(commas "$stop") | $(commas "$D_ACC") | **$(commas "$D_WRATE")** | $(commas "$D_RATE") | $D_CPU µs | $(fmt "$D_HWM / 1024" 1) MB | $D_OTHER | $load |"
+            WINDOW=$N_SMALL WINDOWS=1 drain_run "$kind-$i" "$n" "$stop" "$SCALE_CONVS" || FAILED_PARTS=$((FAILED_PARTS + 1))
+            pr=-
             if [ "$kind" = small ]; then
-                [ "$D_WRATE" -gt 0 ] && small+=("$D_WRATE")
+                [ "$D_WRATE" -gt 0 ] && small+=("$D_WRATE") && s_rate=$D_WRATE
             else
-                [ "$D_WRATE" -gt 0 ] && big+=("$D_WRATE") && bigall+=("$D_RATE") && bigcpu+=("$D_CPU")
+                [ "$D_WRATE" -gt 0 ] && big+=("$D_WRATE") && bigall+=("$D_RATE") && bigcpu+=("$D_CPU") &&
+                    bigwin+=("$D_WMED")
+                [ "$D_WRATE" -gt 0 ] && [ "$s_rate" -gt 0 ] && pr=$(fmt "$D_WRATE / $s_rate" 2) && pairs+=("$pr")
                 hwms+=("$D_HWM")
             fi
+            out "| $i | $(commas "$n") | $(commas "$stop") | $(commas "$D_ACC") | **$(commas "$D_WRATE")** | $pr | $(commas "$D_RATE") | $([ "$kind" = big ] && commas "$D_WMED" || echo -) | $D_CPU µs | $(fmt "$D_HWM / 1024" 1) MB | $D_OTHER | $load |"
         done
     done
     out
@@ -269,9 +284,11 @@ if want scale; then
     if [ -n "$S" ] && [ -n "$B" ]; then
         SR=$(fmt "$B / $S" 2)
         out "Medians over the first $(commas "$N_SMALL") acceptances: $(commas "$N_SMALL") queued $(commas "$S") msg/s" \
-            "($(spread "${small[@]}")), $(commas "$N_BIG") queued $(commas "$B") msg/s ($(spread "${big[@]}")): ratio **$SR**." \
-            "The $(commas "$N_BIG")-queue runs over all their acceptances: $(commas "$(median "${bigall[@]}")") msg/s" \
-            "($(spread "${bigall[@]}")), $(median "${bigcpu[@]}") µs of serve CPU per message. Peak RSS (largest VmHWM" \
+            "($(spread "${small[@]}")), $(commas "$N_BIG") queued $(commas "$B") msg/s ($(spread "${big[@]}")): ratio of the" \
+            "medians **$SR** (per round $(spread "${pairs[@]:-}")). The $(commas "$N_BIG")-queue runs over all their" \
+            "acceptances: $(commas "$(median "${bigall[@]}")") msg/s ($(spread "${bigall[@]}")); the median of their" \
+            "$(commas "$N_SMALL")-acceptance windows $(commas "$(median "${bigwin[@]}")") msg/s ($(spread "${bigwin[@]}"));" \
+            "$(median "${bigcpu[@]}") µs of serve CPU per message. Peak RSS (largest VmHWM" \
             "of those runs): $(fmt "$H / 1024" 1) MB."
         row b1 "drain rate with $(commas "$N_BIG") queued within 10 % of $(commas "$N_SMALL") queued (first $(commas "$N_SMALL") acceptances each)" \
             "$(commas "$B") vs $(commas "$S") msg/s" "$SR ×" "$(ok "$SR >= 0.9 && $SR <= 1.1")"
@@ -334,7 +351,7 @@ if want webhook; then
         while IFS='|' read -r _ sync c stored recon reqs lat cpu chk _; do
             i=$((i + 1))
             case $chk in *yes*) vals+=("$(num "$stored")") ;; *) oks+=("run $i: $stored $chk") ;; esac
-            out "| $i |$stored|$recon|$lat|$cpu|$chk|"
+            out "| $i | $(commas "$(num "$stored")") | $(commas "$(num "$recon")") |$lat|$cpu|$chk|"
         done < <(grep -E '^\| full \| 16 \|' "$BT/webhook.md")
         out
     fi
@@ -396,7 +413,7 @@ fi
 
 out "### Summary (issue 13 targets, one run)"
 out
-out "| # | target | measured (median of $REPEAT) | ratio | |"
+out "| # | target | measured (median of $REPEAT; b1: of $SCALE_REPEAT) | ratio | |"
 out "|---|---|---|---:|---|"
 while IFS=$'\t' read -r id target measured ratio verdict; do
     case $verdict in FAIL) verdict="**FAIL**" ;; esac
