@@ -185,6 +185,7 @@ drain_run() {
     D_WMED=0
     if [ "${WINDOWS:-0}" = 1 ] && [ "${WINDOW:-0}" -gt 1 ]; then
         # the median over consecutive windows of WINDOW acceptances (whole windows only)
+        # shellcheck disable=SC2046 # one rate a line, each an argument
         D_WMED=$(median $(sql "$db" "SELECT ($WINDOW - 1) * 1000.0 / (max(a) - min(a)) FROM
             (SELECT accepted_at_ms AS a, row_number() OVER (ORDER BY accepted_at_ms) AS rn
              FROM outbox WHERE state = 'accepted')
@@ -316,7 +317,7 @@ if want api; then
         out "| run | requests | messages/s | p50 ms | p90 ms | p99 ms | fsync/s before | checked |"
         out "|---:|---:|---:|---:|---:|---:|---:|---|"
         i=0
-        while IFS='|' read -r _ c req mps p50 p90 p99 fs _ chk _; do
+        while IFS='|' read -r _ _ req mps p50 p90 p99 fs _ chk _; do
             i=$((i + 1))
             vals+=("$(num "$mps")")
             case $chk in *yes*) ;; *) oks+=("run $i: $chk") ;; esac
@@ -348,7 +349,7 @@ if want webhook; then
         out "| run | stored/s | stored + reconciled/s | latency p50 / p90 / p99 / p99.9 / max (ms) | serve CPU per 1,000 events | checked |"
         out "|---:|---:|---:|---|---:|---|"
         i=0
-        while IFS='|' read -r _ sync c stored recon reqs lat cpu chk _; do
+        while IFS='|' read -r _ _ _ stored recon _ lat cpu chk _; do
             i=$((i + 1))
             case $chk in *yes*) vals+=("$(num "$stored")") ;; *) oks+=("run $i: $stored $chk") ;; esac
             out "| $i | $(commas "$(num "$stored")") | $(commas "$(num "$recon")") |$lat|$cpu|$chk|"
@@ -374,12 +375,12 @@ if want latency; then
     out "### e. Enqueue-to-request latency at $LAT_RATE msg/s for $LAT_S s, f. idle CPU (bench/drain.sh)"
     out
     lat_n=$(( LAT_RATE * LAT_S ))
-    p50= p99= idle=
+    p50='' p99='' idle=
     if sub latency $(( LAT_S + IDLE_S + 180 )) drain.sh SECTIONS="latency idle" LAT_N="$lat_n" \
         LAT_RATE="$LAT_RATE" LAT_PACED_N=0 IDLE_S="$IDLE_S"; then
         out "| measure | messages | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | all delivered once |"
         out "|---|---:|---:|---:|---:|---:|---|"
-        while IFS='|' read -r _ label measure n rate q50 q90 q99 qmax deliv _; do
+        while IFS='|' read -r _ _ measure n _ q50 q90 q99 qmax deliv _; do
             out "|$measure|$n|$q50|$q90|$q99|$qmax|$deliv|"
             case $measure in
             *"POST sent"*) p50=$(num "$q50") p99=$(num "$q99") delivered=$deliv ;;
