@@ -58,6 +58,8 @@ set -uo pipefail
 # run cannot derail the run.
 {
 
+# Which build is measured, for the report (lib.sh replaces OUTBOX_BIN by a private copy).
+BIN_UNDER_TEST=$(readlink -f "${OUTBOX_BIN:-${BUILD:-$(dirname "$0")/../build}/outbox}")
 . "$(dirname "$0")/lib.sh"
 
 QUICK=${QUICK:-0}
@@ -206,6 +208,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 out "## Pipelined delivery, issue 13 (bench/pipeline.sh)"
 out
 out "$(machine_table)"
+out "| serve binary | \`$BIN_UNDER_TEST\`, sha256 $(sha256sum "$OUTBOX_BIN" | cut -c1-12), built $(date -u -r "$BIN_UNDER_TEST" +%Y-%m-%dT%H:%MZ 2>/dev/null); source tree at $(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$BENCH_ROOT" diff --quiet HEAD -- lib cmd 2>/dev/null || echo ' (lib/ or cmd/ modified)') |"
 out "| run | REPEAT=$REPEAT$([ "$QUICK" = 1 ] && echo ", QUICK=1 (smoke counts: figures not meaningful)") |"
 out
 
