@@ -23,7 +23,7 @@
 #
 # Environment: BUILD (default <repo>/build), OUTBOX_BIN, MOCK_BIN, BENCH_DIR (parent of the
 # temporary work directory, default $TMPDIR or /tmp: it must be on the disk to measure),
-# DURATION (10), CONNS ("1 8 64"), BATCH (100), BATCH_CONNS ("1 8 64"), FSYNC_S (3),
+# DURATION (10), CONNS ("1 8 64"), BATCH (100), BATCH_CONNS ("1 8 64"; empty: none), FSYNC_S (3),
 # KEEP_TMP=1 keeps the work directory. Prints Markdown on stdout, progress on stderr. Only
 # talks to 127.0.0.1; every process it starts is killed on exit.
 set -uo pipefail
@@ -35,7 +35,7 @@ MOCK_BIN=${MOCK_BIN:-$BUILD/mock_partoo}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-1 8 64}
 BATCH=${BATCH:-100}
-BATCH_CONNS=${BATCH_CONNS:-1 8 64}
+BATCH_CONNS=${BATCH_CONNS-1 8 64} # set but empty: no batch runs
 FSYNC_S=${FSYNC_S:-3}
 
 log() { echo "api_bench: $*" >&2; }
@@ -172,6 +172,7 @@ for c in $CONNS; do
     [ "$c" = 64 ] && TARGET="$R_MPS $R_FSYNC $x"
 done
 echo
+if [ -n "${BATCH_CONNS// /}" ]; then
 echo "Batches of $BATCH messages per POST:"
 echo
 echo "| clients | requests | batches/s | messages/s | p50 ms | p99 ms | fsync/s before | × fsync | checked |"
@@ -181,6 +182,7 @@ for c in $BATCH_CONNS; do
     echo "| $c | $(commas "$R_REQ") | $(commas "$R_RPS") | **$(commas "$R_MPS")** | $R_P50 | $R_P99 | $(commas "$(fmt "$R_FSYNC")") | $(fmt "$R_MPS / $R_FSYNC" 1) | $R_OK |"
 done
 echo
+fi
 if [ -n "$TARGET" ]; then
     set -- $TARGET
     if awk "BEGIN { exit !($1 >= 10 * $2) }"; then verdict=met; else verdict="NOT met"; fi

@@ -20,7 +20,8 @@
 #   bench/curl_floor.sh
 #   DURATION=3 REPEAT=1 bench/curl_floor.sh
 #
-# Environment: DURATION (10) seconds per run, REPEAT (3) rounds, CONCURRENCY (32),
+# Environment: DURATION (10) seconds per run, REPEAT (3) rounds, CONCURRENCY (32), KINDS
+# ("wrk new reuse": which clients run, in that order; without wrk the ratio column is empty),
 # FLOOR_BIN (build/curl_floor), and bench/lib.sh's (BUILD, MOCK_BIN, BENCH_DIR, KEEP_TMP;
 # lib.sh also insists on build/outbox, which this script does not run). Builds nothing:
 # `cmake --build build --target curl_floor mock_partoo` first. Every run is bounded by
@@ -135,7 +136,7 @@ echo "|---|---:|---:|---:|---:|---:|---|"
 declare -A LABEL=([wrk]="wrk -t1 -c$CONCURRENCY" [new]="curl_floor (new handles)"
     [reuse]="curl_floor -r (reused handles)")
 declare -A ALL_RPS ALL_RATIO ALL_CCPU ALL_MCPU # kind -> newline-separated values over the rounds
-KINDS="wrk new reuse"
+KINDS=${KINDS:-wrk new reuse}
 for round in $(seq 1 "$REPEAT"); do
     WRK_RPS=0
     for kind in $KINDS; do

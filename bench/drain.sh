@@ -21,7 +21,8 @@
 #           the producer API (one message each, LAT_CONVS (5) conversations) at LAT_RATE (20)
 #           per second from one client (bench/latency_client.py), serve and mock unthrottled;
 #           then LAT_PACED_N (90) at LAT_PACED_RATE (3) per second with serve's default pacing
-#           (--rate-limit 290/min, burst 1) and the mock's default limit (300/min). Needs python3
+#           (--rate-limit 290/min, burst 1) and the mock's default limit (300/min; LAT_PACED_N=0
+#           skips it). Needs python3
 #           and a build with the producer API
 #   profile (only when named) where the time goes while draining N_PROFILE (100,000): plans and
 #           timings of the claim queries, strace -c -w and perf record over PROFILE_S (8) s
@@ -378,7 +379,7 @@ if want latency; then
     echo "| run | measure | messages | rate | p50 (ms) | p90 (ms) | **p99 (ms)** | max (ms) | all delivered | load avg (1 min) before |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"
     latency_run unpaced "$LAT_N" "$LAT_RATE" 0
-    latency_run paced "$LAT_PACED_N" "$LAT_PACED_RATE" 300 --rate-limit 290/min
+    [ "$LAT_PACED_N" -gt 0 ] && latency_run paced "$LAT_PACED_N" "$LAT_PACED_RATE" 300 --rate-limit 290/min
     echo
     echo "One client process POSTs one message per request over one keep-alive connection, on a"
     echo "fixed schedule, round-robin over $LAT_CONVS conversations; serve runs on an empty database with"
