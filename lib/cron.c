@@ -336,7 +336,8 @@ arm_more(struct obx_cron *c)
     struct timeval gap = {0, MORE_GAP_MS * 1000};
 
     for (size_t i = 0; i < N_JOBS; i++) {
-        if (c->slots[i].more && !c->slots[i].busy && runnable(c, i)) {
+        /* busy first: a busy slot's `more` is the store thread's until it is done */
+        if (!c->slots[i].busy && c->slots[i].more && runnable(c, i)) {
             evtimer_add(c->more_ev, &gap);
             return;
         }
@@ -401,7 +402,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (size_t i = 0; i < N_JOBS; i++) {
-        if (!runnable(c, i) || c->slots[i].more || c->slots[i].busy ||
+        if (!runnable(c, i) || c->slots[i].busy || c->slots[i].more ||
             now < c->due_mono_ms[i])
             continue;
         c->due_mono_ms[i] = now + jobs[i].period_ms;
@@ -418,7 +419,7 @@ on_more(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (size_t i = 0; i < N_JOBS; i++)
-        if (c->slots[i].more && !c->slots[i].busy && runnable(c, i))
+        if (!c->slots[i].busy && c->slots[i].more && runnable(c, i))
             start_job(c, i);
     arm_more(c);
 }
