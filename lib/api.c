@@ -72,9 +72,10 @@ struct group {
     size_t nposts, capposts;
 };
 
-/* The group being committed on the store thread (belongs to it while api->committing). */
+/* A group being committed on the store thread (belongs to it until on_committed). */
 struct commit_job {
     struct obx_storeq_job job;
+    struct obx_api *api;
     struct group g;
     struct obx_msg_limits lim;
 };
@@ -91,8 +92,7 @@ struct obx_api {
     int has_token;
     struct event *commit_ev;
     struct group group;            /* filling up while `commit` is written */
-    struct commit_job commit;
-    int committing;
+    int committing;                /* groups submitted, not yet answered */
     int last_write_failed;
     int64_t last_failure_mono_ms;  /* when a commit last failed */
     int64_t probes;                /* /readyz write probes so far */
@@ -518,7 +518,7 @@ count_results(struct obx_api *api, const struct group *g)
 static enum obx_err
 run_commit(struct obx_store *st, void *arg)
 {
-    struct commit_job *c = &((struct obx_api *)arg)->commit;
+    struct commit_job *c = arg;
 
     return c->g.n ? obx_store_enqueue_batch(st, c->g.items, c->g.n, &c->lim) : OBX_OK;
 }
@@ -527,11 +527,12 @@ run_commit(struct obx_store *st, void *arg)
 static void
 on_committed(void *arg, enum obx_err err)
 {
-    struct obx_api *api = arg;
-    struct group *g = &api->commit.g;
+    struct commit_job *c = arg;
+    struct obx_api *api = c->api;
+    struct group *g = &c->g;
     struct obx_buf b;
 
-    api->committing = 0;
+    api->committing--;
     api->stats.commits++;
     if (err != OBX_OK && !api->last_write_failed)
         obx_log(OBX_LOG_ERROR, "cannot commit messages; answering 503",
@@ -555,34 +556,45 @@ on_committed(void *arg, enum obx_err err)
         post_free(p);
     }
     obx_buf_release(&b);
-    g->n = 0;
-    g->nposts = 0;
+    obx_free(g->items);
+    obx_free(g->posts);
+    obx_free(c);
     if (err == OBX_OK && api->worker)
         obx_worker_notify(api->worker);
-    if (api->group.nposts)
-        schedule_commit(api); /* what arrived meanwhile */
 }
 
 /*
- * Hands the group to the store thread; the next one fills up meanwhile. One group at a
- * time: while it is written, the next grows, and goes as soon as this one is done.
+ * Hands the group to the store thread at the end of the loop turn in which its requests
+ * arrived; the next one fills up meanwhile and goes as soon as its turn ends, without
+ * waiting for this one's commit (the store thread runs them in order, in one transaction
+ * when they queue up behind a commit).
  */
 static void
 on_commit(evutil_socket_t fd, short what, void *arg)
 {
     struct obx_api *api = arg;
-    struct group spare = api->commit.g;
+    struct commit_job *c;
 
     (void)fd;
     (void)what;
-    if (api->committing || !api->group.nposts)
+    if (!api->group.nposts)
         return;
-    api->commit.g = api->group;
-    api->group = spare; /* empty, keeps its capacity */
-    api->commit.lim = obx_msg_limits_default();
-    api->commit.lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
-    api->committing = 1;
-    obx_storeq_submit(api->q, &api->commit.job);
+    c = obx_calloc(1, sizeof *c);
+    if (!c) {
+        struct timeval soon = {0, 1000}; /* out of memory: try again shortly */
+        evtimer_add(api->commit_ev, &soon);
+        return;
+    }
+    c->api = api;
+    c->g = api->group;
+    memset(&api->group, 0, sizeof api->group);
+    c->lim = obx_msg_limits_default();
+    c->lim.max_content_bytes = (size_t)api->cfg->max_content_bytes;
+    c->job.run = run_commit;
+    c->job.done = on_committed;
+    c->job.arg = c;
+    api->committing++;
+    obx_storeq_submit(api->q, &c->job);
 }
 
 /* ---- reads and operator actions --------------------------------------------------------- */
@@ -1884,9 +1896,7 @@ obx_api_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
     api->st = st;
     api->q = q;
     api->worker = worker;
-    api->commit.job.run = run_commit;
-    api->commit.job.done = on_committed;
-    api->commit.job.arg = api;
+
     obx_api_reload(api, cfg);
     api->commit_ev = evtimer_new(base, on_commit, api);
     err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, &lim, &api->http,
@@ -1917,8 +1927,7 @@ obx_api_free(struct obx_api *api)
         event_free(api->commit_ev);
     obx_free(api->group.items);
     obx_free(api->group.posts);
-    obx_free(api->commit.g.items);
-    obx_free(api->commit.g.posts);
+
     obx_free(api);
 }
 
