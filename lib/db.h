@@ -97,6 +97,10 @@ const char *obx_db_libversion(void);
  */
 OBX_MUST_CHECK enum obx_err obx_db_route_log(void (*fn)(void *ctx, int code, const char *msg));
 
+/* Process-wide SQLite settings for serve (no allocation statistics). Before SQLite
+ * initialises, like obx_db_route_log; OBX_EDB afterwards. */
+OBX_MUST_CHECK enum obx_err obx_db_tune_process(void);
+
 /* Binds a nullable text parameter (NULL binds SQL NULL). */
 int obx_db_bind_text(sqlite3_stmt *s, int idx, const char *v);
 /* Column as a malloc'ed copy (obx_strdup), NULL for SQL NULL. */

@@ -830,6 +830,8 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
     /* Only possible before SQLite initialises, i.e. before the database is opened. */
     if (obx_db_route_log(on_sqlite_log) != OBX_OK)
         obx_log(OBX_LOG_WARN, "cannot route SQLite's diagnostics to the log");
+    if (obx_db_tune_process() != OBX_OK)
+        obx_log(OBX_LOG_WARN, "cannot turn SQLite's allocation statistics off");
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         stop(&s);
