@@ -1095,6 +1095,9 @@ on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
         snprintf(why, sizeof why, "%s", reason ? reason : by);
         err = obx_storeq_call(api->q, run_op, &op);
         created = op.created;
+        /* Messages claimed ahead but not sent yet must not go out either. */
+        if (err == OBX_OK && api->worker)
+            obx_worker_release_channel(api->worker, channel);
     } else {
         struct op_call op = {.kind = OP_RESUME, .channel = channel, .by = by};
         err = obx_storeq_call(api->q, run_op, &op);

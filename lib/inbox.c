@@ -225,7 +225,13 @@ pump(struct obx_inbox *ib)
         return;
     while (ib->inflight < MAX_INFLIGHT) {
         struct one_row o = {ib, 0, OBX_OK};
-        enum obx_err err = claim_one(ib, &id);
+        int due = 0;
+        /* Ask the loop's own connection first: the lease waits for the store thread. */
+        enum obx_err err = obx_store_inbox_any_due(ib->st, &due);
+        obx_store_end_reads(ib->st);
+        if (err != OBX_OK || !due)
+            break;
+        err = claim_one(ib, &id);
         if (err != OBX_OK || !id)
             break;
         o.want = id;

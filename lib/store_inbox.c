@@ -289,6 +289,22 @@ static const char SQL_DUE[] =
 static const char SQL_LEASE[] = "UPDATE inbox SET next_attempt_at_ms = ?2 WHERE id = ?1";
 
 enum obx_err
+obx_store_inbox_any_due(struct obx_store *st, int *due)
+{
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_DUE);
+    int rc;
+
+    *due = 0;
+    if (!s)
+        return OBX_EDB;
+    sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
+    rc = sqlite3_step(s);
+    *due = rc == SQLITE_ROW;
+    sqlite3_reset(s);
+    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+enum obx_err
 obx_store_inbox_lease_due(struct obx_store *st, int64_t lease_ms, int64_t *id)
 {
     sqlite3_stmt *due = obx_db_stmt(st->db, SQL_DUE);

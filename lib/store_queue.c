@@ -78,8 +78,11 @@ run_group(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs, in
 {
     struct obx_db *db = q->st->db;
     struct obx_storeq_job *j, *end;
-    enum obx_err err = obx_db_begin(db);
+    enum obx_err err;
 
+    if (db->in_tx)
+        obx_db_abort(db); /* a job that left a level open must not swallow this group */
+    err = obx_db_begin(db);
     for (j = first; j && !(j->flags & OBX_STOREQ_OWN_TX); j = j->next) {
         (*njobs)++;
         if (err != OBX_OK) {
@@ -88,8 +91,9 @@ run_group(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs, in
         }
         j->err = run_in_savepoint(q->st, j);
         /* Some errors (disk full, I/O) make SQLite end the whole transaction itself:
-         * what the jobs before this one wrote is gone too. */
-        if (!obx_db_tx_alive(db))
+         * what the jobs before this one wrote is gone too. A job that left a level of
+         * its own open would turn the group's COMMIT into a RELEASE: fail the group. */
+        if (!obx_db_tx_alive(db) || db->in_tx != 1)
             err = j->err != OBX_OK ? j->err : OBX_EDB;
     }
     end = j;
@@ -114,6 +118,10 @@ run_batch(struct obx_storeq *q, struct obx_storeq_job *batch, struct obx_storeq_
     while (j) {
         if (j->flags & OBX_STOREQ_OWN_TX) {
             j->err = j->run(q->st, j->arg);
+            if (q->st->db->in_tx && j->err == OBX_OK)
+                j->err = OBX_EDB; /* it promised to end its own transactions */
+            if (q->st->db->in_tx)
+                obx_db_abort(q->st->db);
             s->jobs++;
             j = j->next;
             continue;

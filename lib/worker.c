@@ -51,11 +51,18 @@
 #define DEFAULT_RETRY_AFTER_MS 60000
 #define CLAIM_MAX 128              /* messages per claim job */
 #define PREFETCH_MAX 256           /* most messages kept claimed ahead of a free slot */
+/*
+ * A claimed message not sent within this goes back instead: its lease (connect + request
+ * timeout + 60 s) must outlast the request that has not started yet, or lease recovery
+ * could queue it again while it is being sent (a duplicate).
+ */
+#define READY_MAX_AGE_MS 30000
 
 /* One message claimed for sending (ready, then in flight); owns its claimed message. */
 struct inflight {
     struct obx_worker *w;
     struct obx_claimed c;
+    int64_t claimed_mono_ms;        /* when its claim committed (age limit in `ready`) */
     int64_t started_at_ms;
     int auth_probe;
     struct inflight *prev, *next;
@@ -771,21 +778,27 @@ pop_ready(struct obx_worker *w)
     return inf;
 }
 
-/* Gives claimed, unsent messages back (a gate closed, or shutdown): recorded as releases. */
+/* Gives one claimed, unsent message back: recorded as a release (no attempt). */
+static void
+release_one(struct obx_worker *w, struct inflight *inf, const char *why)
+{
+    struct pending *p = add_pending(w, &inf->c, OBX_NEXT_RELEASE);
+
+    if (p) {
+        snprintf(p->reason, sizeof p->reason, "%s", why);
+        p->a.reason = p->reason;
+    }
+    obx_claimed_release(&inf->c);
+    obx_free(inf);
+    start_flush(w);
+}
+
+/* Gives every claimed, unsent message back (a gate closed, or shutdown). */
 static void
 release_ready(struct obx_worker *w, const char *why)
 {
-    while (w->ready) {
-        struct inflight *inf = pop_ready(w);
-        struct pending *p = add_pending(w, &inf->c, OBX_NEXT_RELEASE);
-        if (p) {
-            snprintf(p->reason, sizeof p->reason, "%s", why);
-            p->a.reason = p->reason;
-        }
-        obx_claimed_release(&inf->c);
-        obx_free(inf);
-    }
-    start_flush(w);
+    while (w->ready)
+        release_one(w, pop_ready(w), why);
 }
 
 /* Store thread: the claim job. */
@@ -804,6 +817,7 @@ on_claimed(void *arg, enum obx_err err)
 {
     struct obx_worker *w = arg;
     struct claim_job *c = &w->claim;
+    int64_t now_mono = mono_now();
 
     w->claiming = 0;
     if (err != OBX_OK) {
@@ -813,6 +827,7 @@ on_claimed(void *arg, enum obx_err err)
         obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
         w->idle_until_mono_ms = mono_now() + IDLE_POLL_MS;
         schedule_pump(w, IDLE_POLL_MS);
+        maybe_drained(w); /* a stop may have been waiting for this claim only */
         return;
     }
     for (int i = 0; i < c->n; i++) {
@@ -827,6 +842,7 @@ on_claimed(void *arg, enum obx_err err)
         }
         inf->w = w;
         inf->c = c->out[i]; /* now owned by the ready record */
+        inf->claimed_mono_ms = now_mono;
         if (w->ready_tail)
             w->ready_tail->next = inf;
         else
@@ -864,14 +880,19 @@ pump(struct obx_worker *w)
         if (capacity <= 0 || !w->ready)
             break;
         struct inflight *inf = pop_ready(w);
+        if (now_mono - inf->claimed_mono_ms > READY_MAX_AGE_MS) {
+            release_one(w, inf, "released: claimed too long ago");
+            continue;
+        }
         inf->auth_probe = probe;
         if (probe)
             w->auth_probe_inflight = 1;
         start_claimed(w, inf, now_mono);
     }
-    if (capacity <= 0 && retry_ms >= 0 && w->ready) {
-        /* A gate (auth pause, breaker, rate limit) holds sending back for a while: the
-         * claimed messages go back rather than sit in `sending` past their lease. */
+    if (capacity <= 0 && w->ready && (retry_ms >= 0 || w->flush_failing || w->auth_paused)) {
+        /* A gate (auth pause, breaker, rate limit, outcomes that cannot be written) holds
+         * sending back for a while: the claimed messages go back rather than sit in
+         * `sending` past their lease. Full slots alone keep them. */
         release_ready(w, "released while sending is paused");
     }
     if (retry_ms >= 0)
@@ -973,6 +994,28 @@ obx_worker_free(struct obx_worker *w)
     if (w->stop_ev)
         event_free(w->stop_ev);
     obx_free(w);
+}
+
+void
+obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
+{
+    struct inflight *keep = NULL, *keep_tail = NULL;
+
+    while (w->ready) {
+        struct inflight *inf = pop_ready(w);
+        if (strcmp(inf->c.msg.channel_id, channel_id) == 0) {
+            release_one(w, inf, "released: channel paused");
+            continue;
+        }
+        if (keep_tail)
+            keep_tail->next = inf;
+        else
+            keep = inf;
+        keep_tail = inf;
+        w->nready++; /* pop_ready counted it out */
+    }
+    w->ready = keep;
+    w->ready_tail = keep_tail;
 }
 
 void

@@ -55,6 +55,12 @@ void obx_worker_free(struct obx_worker *w);
 /* New work was committed by this process: look for it now rather than at the next poll. */
 void obx_worker_notify(struct obx_worker *w);
 
+/*
+ * A channel was paused: its claimed but unsent messages go back to `queued` (recorded as
+ * releases) instead of being sent. Requests already in flight finish.
+ */
+void obx_worker_release_channel(struct obx_worker *w, const char *channel_id);
+
 /* Uses a new configuration (rate, API key, log level, limits). Resumes an auth pause. */
 void obx_worker_reload(struct obx_worker *w, const struct obx_config *cfg);
 
