@@ -91,29 +91,44 @@ obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, cha
     return err;
 }
 
+/* The text an event is hashed over: its record plus identity (a record is bounded by the
+ * SQL that builds it; this bound only stops a corrupt row from taking all memory). */
+#define ROW_TEXT_MAX (64 * 1024 * 1024)
+
 /*
  * hash = sha256(prev || "\n" || canonical(row)), or its HMAC under key when not NULL (see
  * audit.h).
  */
 static enum obx_err
-row_hash(const struct obx_audit_row *r, const char *prev, const unsigned char *key, char out[65])
+row_hash_in(struct obx_buf *b, const struct obx_audit_row *r, const char *prev,
+            const unsigned char *key, char out[65])
 {
     const char *cols[4] = {r->kind, r->channel_id, r->external_message_id, r->record};
+    enum obx_err err;
+
+    obx_buf_reset(b);
+    err = obx_buf_printf(b, "%s\n[%lld,%lld", prev, (long long)r->id, (long long)r->at_ms);
+    for (int i = 0; err == OBX_OK && i < 4; i++) {
+        err = obx_buf_puts(b, ",");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(b, cols[i]);
+    }
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "]");
+    if (err == OBX_OK)
+        err = key ? hmac_hex(key, obx_buf_str(b), b->len, out)
+                  : obx_sha256_hex(obx_buf_str(b), b->len, out);
+    return err;
+}
+
+static enum obx_err
+row_hash(const struct obx_audit_row *r, const char *prev, const unsigned char *key, char out[65])
+{
     struct obx_buf b;
     enum obx_err err;
 
-    obx_buf_init(&b, 64 * 1024 * 1024);
-    err = obx_buf_printf(&b, "%s\n[%lld,%lld", prev, (long long)r->id, (long long)r->at_ms);
-    for (int i = 0; err == OBX_OK && i < 4; i++) {
-        err = obx_buf_puts(&b, ",");
-        if (err == OBX_OK)
-            err = obx_buf_json_str(&b, cols[i]);
-    }
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, "]");
-    if (err == OBX_OK)
-        err = key ? hmac_hex(key, obx_buf_str(&b), b.len, out)
-                  : obx_sha256_hex(obx_buf_str(&b), b.len, out);
+    obx_buf_init(&b, ROW_TEXT_MAX);
+    err = row_hash_in(&b, r, prev, key, out);
     obx_buf_release(&b);
     return err;
 }
@@ -300,6 +315,7 @@ typedef int (*event_fn)(void *ctx, const struct obx_audit_row *row, const char *
                         const char *hash);
 
 struct chain {
+    struct obx_buf scratch; /* one buffer for every event's text, not one malloc each */
     const unsigned char *key;
     char *prev;
     int64_t *n;
@@ -315,7 +331,7 @@ on_chain_event(void *ctx, const struct obx_audit_row *r)
     struct chain *c = ctx;
     char hash[65];
 
-    c->err = row_hash(r, c->prev, c->key, hash);
+    c->err = row_hash_in(&c->scratch, r, c->prev, c->key, hash);
     if (c->err != OBX_OK)
         return 1;
     if (c->fn && c->fn(c->ctx, r, c->prev, hash))
@@ -332,11 +348,14 @@ chain_events(struct obx_store *st, const struct obx_audit_seal *from,
              const struct obx_audit_seal *to, const unsigned char *key, char prev[65],
              int64_t *n, int64_t *at_ms, event_fn fn, void *ctx)
 {
-    struct chain c = {key, prev, n, at_ms, fn, ctx, OBX_OK};
+    struct chain c = {.key = key, .prev = prev, .n = n, .at_ms = at_ms, .fn = fn, .ctx = ctx,
+                      .err = OBX_OK};
     enum obx_err err;
 
+    obx_buf_init(&c.scratch, ROW_TEXT_MAX);
     *n = 0;
     err = obx_store_audit_events(st, from, to, on_chain_event, &c);
+    obx_buf_release(&c.scratch);
     return c.err != OBX_OK ? c.err : err;
 }
 

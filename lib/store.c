@@ -662,8 +662,21 @@ static const char SQL_PICK[] =
 
 const char *const obx_store_claim_sql[] = {SQL_NEXT_LEVEL, SQL_NEXT_BUSINESS, SQL_PICK, NULL};
 
+/*
+ * Statement journals. Inside a transaction SQLite makes every statement that fires
+ * triggers and may abort atomic on its own, by copying each page it is about to change
+ * into a statement journal first: for a delivery's state changes that was a dozen page
+ * copies and their mallocs per statement, the largest single cost of the store thread
+ * (docs/benchmarks.md). The hot statements say OR FAIL instead: a failing statement then
+ * keeps what it already wrote, and needs no journal. That is safe because none of them
+ * runs outside a transaction that is rolled back when it fails (obx_db_end below, and each
+ * job of the store thread at its own savepoint). An OR clause also overrides the conflict
+ * clauses of the triggers it fires, hence no INSERT OR IGNORE in triggers (0011). And no
+ * SQL function in them (NULLIF was one): a function may fail, which asks for the journal
+ * again (measured with a uprobe on sqlite3BtreeBeginStmt: 0 per delivery now).
+ */
 static const char SQL_MARK_SENDING[] =
-    "UPDATE outbox SET state = 'sending', state_reason = 'claimed', state_at_ms = ?2,"
+    "UPDATE OR FAIL outbox SET state = 'sending', state_reason = 'claimed', state_at_ms = ?2,"
     " lease_token = ?3, lease_expires_at_ms = ?4"
     " WHERE id = ?1 AND state = 'queued'"
     " RETURNING id, channel_id, external_message_id, business_id, external_conversation_id,"
@@ -908,14 +921,14 @@ obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_clai
  * (confirmed_at_ms already set): then the message goes straight to confirmed.
  */
 static const char SQL_TO_ACCEPTED[] =
-    "UPDATE outbox SET"
+    "UPDATE OR FAIL outbox SET"
     " state = CASE WHEN confirmed_at_ms IS NULL THEN 'accepted' ELSE 'confirmed' END,"
     " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN ?4"
     "  ELSE ?4 || '; confirmed by an earlier webhook' END,"
     " state_at_ms = ?3, accepted_at_ms = ?3, attempts = attempts + 1,"
-    " counted_attempts = counted_attempts + ?5, last_http_status = NULLIF(?6, 0),"
+    " counted_attempts = counted_attempts + ?5, last_http_status = ?6,"
     " last_error = NULL, lease_token = NULL, lease_expires_at_ms = NULL,"
-    " confirm_due_at_ms = CASE WHEN confirmed_at_ms IS NULL THEN NULLIF(?10, 0) END"
+    " confirm_due_at_ms = CASE WHEN confirmed_at_ms IS NULL THEN ?10 END"
     " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
 
 /*
@@ -923,24 +936,35 @@ static const char SQL_TO_ACCEPTED[] =
  * Partoo has the message, whatever this attempt's answer was (e.g. a lost response).
  */
 static const char SQL_TO_FAILED[] =
-    "UPDATE outbox SET"
+    "UPDATE OR FAIL outbox SET"
     " state = CASE WHEN confirmed_at_ms IS NULL THEN 'failed' ELSE 'confirmed' END,"
     " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN ?4"
     "  ELSE ?4 || '; confirmed by an earlier webhook' END, state_at_ms = ?3,"
     " attempts = attempts + 1, counted_attempts = counted_attempts + ?5,"
-    " last_http_status = NULLIF(?6, 0), last_error = ?7, lease_token = NULL,"
+    " last_http_status = ?6, last_error = ?7, lease_token = NULL,"
     " lease_expires_at_ms = NULL WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
 
 static const char SQL_TO_QUEUED[] =
-    "UPDATE outbox SET"
+    "UPDATE OR FAIL outbox SET"
     " state = CASE WHEN confirmed_at_ms IS NULL THEN 'queued' ELSE 'confirmed' END,"
     " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN ?4"
     "  ELSE ?4 || '; confirmed by an earlier webhook' END, state_at_ms = ?3,"
     " attempts = attempts + ?8, counted_attempts = counted_attempts + ?5,"
-    " last_http_status = CASE WHEN ?8 THEN NULLIF(?6, 0) ELSE last_http_status END,"
+    " last_http_status = CASE WHEN ?8 THEN ?6 ELSE last_http_status END,"
     " last_error = CASE WHEN ?8 THEN ?7 ELSE last_error END,"
     " next_attempt_at_ms = ?9, lease_token = NULL, lease_expires_at_ms = NULL"
     " WHERE id = ?1 AND state = 'sending' AND lease_token = ?2";
+
+/* 0 is bound as NULL here rather than by NULLIF in the SQL: a function call in a
+ * statement is one more thing that may abort it, and so costs a statement journal. */
+static void
+bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+    if (v)
+        sqlite3_bind_int64(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
 
 static enum obx_err
 apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_ms,
@@ -960,11 +984,11 @@ apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_
     sqlite3_bind_int64(s, 3, now_ms);
     obx_db_bind_text(s, 4, a->reason ? a->reason : "");
     sqlite3_bind_int(s, 5, a->counted ? 1 : 0);
-    sqlite3_bind_int(s, 6, a->http_status);
+    bind_int_or_null(s, 6, a->http_status);
     if (a->next != OBX_NEXT_ACCEPTED)
         obx_db_bind_text(s, 7, a->error);
     if (a->next == OBX_NEXT_ACCEPTED)
-        sqlite3_bind_int64(s, 10, a->confirm_due_at_ms);
+        bind_int_or_null(s, 10, a->confirm_due_at_ms);
     if (a->next == OBX_NEXT_RETRY || a->next == OBX_NEXT_RELEASE) {
         sqlite3_bind_int(s, 8, made_attempt);
         sqlite3_bind_int64(s, 9, a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0);

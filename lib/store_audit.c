@@ -33,9 +33,11 @@ read_row(sqlite3_stmt *s, int with_hash, struct obx_audit_row *r)
 
 /* ---- the events ---------------------------------------------------------------------- */
 
+/* OR FAIL, and no SQL function: no statement journal; the caller's transaction is rolled
+ * back if it fails (lib/store.c, "statement journals"). */
 static const char SQL_INSERT_ATTEMPT[] =
-    "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
-    " response_excerpt) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, ?7)";
+    "INSERT OR FAIL INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome,"
+    " error, response_excerpt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 enum obx_err
 obx_store_audit_add_attempt(struct obx_store *st, const struct obx_attempt *a)
@@ -47,7 +49,10 @@ obx_store_audit_add_attempt(struct obx_store *st, const struct obx_attempt *a)
     sqlite3_bind_int64(s, 1, a->message_id);
     sqlite3_bind_int64(s, 2, a->started_at_ms);
     sqlite3_bind_int64(s, 3, a->duration_ms);
-    sqlite3_bind_int(s, 4, a->http_status);
+    if (a->http_status) /* no HTTP answer: NULL, bound here rather than by NULLIF (store.c) */
+        sqlite3_bind_int(s, 4, a->http_status);
+    else
+        sqlite3_bind_null(s, 4);
     obx_db_bind_text(s, 5, a->outcome ? a->outcome : "unknown");
     obx_db_bind_text(s, 6, a->error);
     obx_db_bind_text(s, 7, a->excerpt);

@@ -235,18 +235,25 @@ CREATE INDEX outbox_unlinked ON outbox (channel_id, external_conversation_id, id
 -- A message leaves the unfinished states (SPEC §3: n+1 waits for n). If it was the head,
 -- its successor becomes the head. If it left from the middle (cancelled, or confirmed
 -- while still queued), it is unlinked: its successor now waits for its predecessor, and
--- if it was the tail, its predecessor is the tail again.
-CREATE TRIGGER outbox_chain_leave AFTER UPDATE OF state ON outbox
+-- if it was the tail, its predecessor is the tail again. Two triggers (0011), so that each
+-- case runs only its own statements.
+CREATE TRIGGER outbox_chain_leave_head AFTER UPDATE OF state ON outbox
 WHEN OLD.state IN ('queued', 'sending') AND NEW.state NOT IN ('queued', 'sending')
+     AND NEW.head = 1
 BEGIN
     UPDATE outbox SET head = 1
-    WHERE NEW.head = 1 AND prev_id = NEW.id AND state IN ('queued', 'sending')
+    WHERE prev_id = NEW.id AND state IN ('queued', 'sending')
       AND channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
+END;
+CREATE TRIGGER outbox_chain_leave_middle AFTER UPDATE OF state ON outbox
+WHEN OLD.state IN ('queued', 'sending') AND NEW.state NOT IN ('queued', 'sending')
+     AND NEW.head IS NOT 1
+BEGIN
     UPDATE outbox SET prev_id = NEW.prev_id
-    WHERE NEW.head IS NOT 1 AND prev_id = NEW.id AND state IN ('queued', 'sending')
+    WHERE prev_id = NEW.id AND state IN ('queued', 'sending')
       AND channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
     UPDATE conversations SET tail_id = NEW.prev_id
-    WHERE NEW.head IS NOT 1 AND NEW.prev_id IS NOT NULL AND tail_id = NEW.id
+    WHERE NEW.prev_id IS NOT NULL AND tail_id = NEW.id
       AND channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
 END;
 
@@ -269,9 +276,13 @@ BEGIN
                      AND c.external_conversation_id = NEW.external_conversation_id
                      AND t.state IN ('queued', 'sending') AND t.id <> NEW.id)
     WHERE id = NEW.id;
+    -- (an update, then an insert if there was none: no upsert, see 0011)
+    UPDATE conversations SET tail_id = NEW.id
+    WHERE channel_id = NEW.channel_id AND external_conversation_id = NEW.external_conversation_id;
     INSERT INTO conversations (channel_id, external_conversation_id, tail_id)
-    VALUES (NEW.channel_id, NEW.external_conversation_id, NEW.id)
-    ON CONFLICT (channel_id, external_conversation_id) DO UPDATE SET tail_id = excluded.tail_id;
+    SELECT NEW.channel_id, NEW.external_conversation_id, NEW.id
+    WHERE NOT EXISTS (SELECT 1 FROM conversations WHERE channel_id = NEW.channel_id
+                      AND external_conversation_id = NEW.external_conversation_id);
 END;
 
 -- The keyed audit chain (0007): from which audit_log row on the chain is sealed with
@@ -306,11 +317,12 @@ CREATE INDEX pauses_key ON pauses (scope, key, paused_at_ms);
 
 -- Counts per minute of attempts sent and of messages accepted, failed and confirmed, kept as
 -- rows are written (no COUNT over the outbox for a chart). Minutes older than 7 days are
--- dropped by the attempt trigger, so the table stays under 4 * 10080 rows.
+-- dropped whenever a new minute row appears (0011: not on every attempt), so the table stays
+-- under 4 * 10080 rows.
 CREATE TABLE stats_minute (
     minute  INTEGER NOT NULL,             -- at_ms / 60000
     kind    TEXT NOT NULL CHECK (kind IN ('sent', 'accepted', 'failed', 'confirmed')),
-    n       INTEGER NOT NULL,
+    n       INTEGER,                      -- never NULL; not declared so (0011, lib/store.c)
     PRIMARY KEY (minute, kind)
 ) WITHOUT ROWID;
 
@@ -318,7 +330,12 @@ CREATE TRIGGER stats_attempt AFTER INSERT ON attempts
 BEGIN
     INSERT INTO stats_minute (minute, kind, n) VALUES (NEW.started_at_ms / 60000, 'sent', 1)
     ON CONFLICT (minute, kind) DO UPDATE SET n = n + 1;
-    DELETE FROM stats_minute WHERE minute < NEW.started_at_ms / 60000 - 10080;
+END;
+
+-- An upsert that updates an existing row fires no INSERT trigger: this runs once per new row.
+CREATE TRIGGER stats_minute_prune AFTER INSERT ON stats_minute
+BEGIN
+    DELETE FROM stats_minute WHERE minute < NEW.minute - 10080;
 END;
 
 CREATE TRIGGER stats_transition AFTER INSERT ON transitions
@@ -338,7 +355,7 @@ END;
 CREATE TABLE state_counts (
     channel_id  TEXT NOT NULL,
     state       TEXT NOT NULL,
-    n           INTEGER NOT NULL,
+    n           INTEGER,              -- never NULL; not declared so (0011, lib/store.c)
     PRIMARY KEY (channel_id, state)
 ) WITHOUT ROWID;
 
@@ -349,12 +366,13 @@ BEGIN
     ON CONFLICT (channel_id, state) DO UPDATE SET n = n + 1;
 END;
 
+-- A state change moves one count from the old state to the new one, in one statement (0011).
 CREATE TRIGGER counts_state AFTER UPDATE OF state ON outbox
 WHEN OLD.state <> NEW.state AND OLD.head IS NOT NULL
 BEGIN
-    UPDATE state_counts SET n = n - 1 WHERE channel_id = OLD.channel_id AND state = OLD.state;
-    INSERT INTO state_counts (channel_id, state, n) VALUES (NEW.channel_id, NEW.state, 1)
-    ON CONFLICT (channel_id, state) DO UPDATE SET n = n + 1;
+    INSERT INTO state_counts (channel_id, state, n)
+    VALUES (OLD.channel_id, OLD.state, -1), (NEW.channel_id, NEW.state, 1)
+    ON CONFLICT (channel_id, state) DO UPDATE SET n = n + excluded.n;
 END;
 
 CREATE TRIGGER counts_delete AFTER DELETE ON outbox
@@ -375,14 +393,18 @@ CREATE TABLE audit_messages (
 );
 CREATE INDEX audit_messages_unhashed ON audit_messages (message_id) WHERE sent_sha256 IS NULL;
 
+-- Only when the identity is missing (0011: a primary-key probe, rather than a lookup and an
+-- INSERT OR IGNORE on every event; no OR IGNORE, see lib/store.c, "statement journals").
 CREATE TRIGGER audit_message AFTER INSERT ON transitions
+WHEN NOT EXISTS (SELECT 1 FROM audit_messages WHERE message_id = NEW.message_id)
 BEGIN
-    INSERT OR IGNORE INTO audit_messages (message_id, channel_id, external_message_id)
+    INSERT INTO audit_messages (message_id, channel_id, external_message_id)
     SELECT o.id, o.channel_id, o.external_message_id FROM outbox o WHERE o.id = NEW.message_id;
 END;
 CREATE TRIGGER audit_message_attempt AFTER INSERT ON attempts
+WHEN NOT EXISTS (SELECT 1 FROM audit_messages WHERE message_id = NEW.message_id)
 BEGIN
-    INSERT OR IGNORE INTO audit_messages (message_id, channel_id, external_message_id)
+    INSERT INTO audit_messages (message_id, channel_id, external_message_id)
     SELECT o.id, o.channel_id, o.external_message_id FROM outbox o WHERE o.id = NEW.message_id;
 END;
 

@@ -149,6 +149,14 @@ test_json_str_escaping(void)
     CHECK(json_is("\x01\x08\x0c\x1f", "\"\\u0001\\u0008\\u000c\\u001f\""));
     /* Not control characters: DEL, slash and UTF-8 pass through unchanged. */
     CHECK(json_is("\x7f/é€😀", "\"\x7f/é€😀\""));
+    /* Plain text is copied in runs between the escapes: runs at either end, escapes back to
+     * back, and an invalid byte (a lone continuation byte, a truncated sequence at the end)
+     * replaced by U+FFFD with the text around it kept. */
+    CHECK(json_is("\"abc\"def\\", "\"\\\"abc\\\"def\\\\\""));
+    CHECK(json_is("\n\n", "\"\\n\\n\""));
+    CHECK(json_is("ab\x80" "cd", "\"ab\xef\xbf\xbd" "cd\""));
+    CHECK(json_is("é\xc3", "\"é\xef\xbf\xbd\""));
+    CHECK(json_is("\xff\"€", "\"\xef\xbf\xbd\\\"€\""));
     /* Appends after existing content. */
     CHECK_OK(obx_buf_puts(&b, "{\"k\":"));
     CHECK_OK(obx_buf_json_str(&b, "v\""));

@@ -728,6 +728,76 @@ end:
 }
 
 /*
+ * 0011 (lean triggers): a schema 10 database keeps its counters; a message without an
+ * identity row (its events older than 0009) gets one with its next event, which is sealed
+ * and verifies; the counters and the minute prune work on the rebuilt tables.
+ */
+static int
+test_0011_lean_triggers(void)
+{
+    TEST_BEGIN;
+    struct obx_db *db = fresh_db(path_a, sizeof path_a, "m0011");
+    struct obx_store *st = NULL;
+    struct obx_audit_report r;
+    int64_t sealed = 0;
+
+    CHECK(db);
+    CHECK_OK(migrate_upto(db, 10));
+    CHECK_OK(obx_db_exec(db, "INSERT INTO outbox (id, channel_id, external_message_id,"
+                             " business_id, external_conversation_id, content, sender_type, head)"
+                             " VALUES (7, 'ch', 'm1', 'b', 'c1', 'hi', 'User', 1),"
+                             " (8, 'ch', 'm2', 'b', 'c2', 'hi', 'User', 1);"
+                             " INSERT INTO state_counts VALUES ('ch', 'queued', 2);"
+                             " UPDATE outbox SET state = 'accepted', state_reason = 'x',"
+                             " state_at_ms = 120000 WHERE id = 7;"
+                             " DELETE FROM audit_messages WHERE message_id = 7;"
+                             " INSERT INTO stats_minute VALUES (1, 'sent', 5);"));
+    obx_db_free(db);
+    db = NULL;
+
+    CHECK_OK(obx_store_open(path_a, NULL, &st));
+    CHECK_INT(query_int(st->db->h, "PRAGMA user_version"), obx_migrate_latest());
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 7"),
+              0);
+    CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'queued'"), 1);
+    CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'accepted'"), 1);
+    CHECK_INT(query_int(st->db->h, "SELECT n FROM stats_minute WHERE minute = 1"), 5);
+    /* The message's next event (not out of 'queued') is sealed with its identity. */
+    CHECK_OK(obx_db_exec(st->db, "UPDATE outbox SET state = 'confirmed', state_reason = 'y',"
+                                 " state_at_ms = 180000 WHERE id = 7"));
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 7"),
+              1);
+    CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'accepted'"), 0);
+    CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'confirmed'"), 1);
+    CHECK_INT(query_int(st->db->h, "SELECT n FROM stats_minute WHERE minute = 3"
+                                   " AND kind = 'confirmed'"), 1);
+    CHECK_OK(obx_audit_seal(st, 1000, &sealed));
+    CHECK_OK(obx_audit_verify(st, &r));
+    CHECK_INT(r.first_bad_id, 0);
+    CHECK_INT(r.unsealed, 0);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages"
+                                   " WHERE message_id = 7 AND sent_sha256 IS NOT NULL"), 1);
+    /* An attempt written by hand, with no transition before it, still names its message;
+     * its first transition then adds no second identity row. */
+    CHECK_OK(obx_db_exec(st->db, "INSERT INTO attempts (message_id, started_at_ms, duration_ms,"
+                                 " outcome) VALUES (8, 240000, 1, 'retry')"));
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 8"),
+              1);
+    CHECK_OK(obx_db_exec(st->db, "UPDATE outbox SET state = 'cancelled', state_reason = 'z'"
+                                 " WHERE id = 8"));
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 8"),
+              1);
+    /* A new minute row drops minutes older than 7 days; a repeat of the minute does not. */
+    CHECK_OK(obx_db_exec(st->db, "INSERT INTO stats_minute VALUES (10082, 'sent', 1)"));
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM stats_minute WHERE minute = 1"), 0);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM stats_minute WHERE minute = 3"), 1);
+end:
+    obx_store_free(st);
+    close_db(db, path_a);
+    TEST_END;
+}
+
+/*
  * A keyed chain with pauses and resumes verifies in slices of one seal to the verdict of a
  * whole verification, before and after a resume is changed.
  */
@@ -802,6 +872,7 @@ static const struct test_case tests[] = {
     {"0009_keeps_audit_chain", test_0009_keeps_audit_chain},
     {"0010_actions_in_chain", test_0010_actions_in_chain},
     {"0010_keyed_slices", test_0010_keyed_slices},
+    {"0011_lean_triggers", test_0011_lean_triggers},
     {NULL, NULL},
 };
 
