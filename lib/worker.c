@@ -42,6 +42,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "partoo_request.h"
 #include "ratelimit.h"
 #include "store_queue.h"
 
@@ -190,62 +191,20 @@ on_pump(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sending ---------------------------------------------------------------------- */
 
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-static enum obx_err
-append_path_segment(struct obx_buf *b, const char *s)
-{
-    enum obx_err err = OBX_OK;
-
-    for (const unsigned char *p = (const unsigned char *)s; *p && err == OBX_OK; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~')
-            err = obx_buf_append(b, p, 1);
-        else
-            err = obx_buf_printf(b, "%%%02X", *p);
-    }
-    return err;
-}
-
 static void on_response(void *ctx, const struct obx_http_result *r);
 
 static enum obx_err
 send_one(struct obx_worker *w, struct inflight *inf)
 {
-    struct obx_buf url, body, key;
-    const char *headers[3];
-    enum obx_err err;
+    struct obx_partoo_request req;
+    enum obx_err err = obx_partoo_request_init(&req, w->cfg->partoo_base_url,
+                                               w->cfg->partoo_api_key, inf->c.msg.channel_id,
+                                               &inf->c.msg);
 
-    const char *api_key = w->cfg->partoo_api_key ? w->cfg->partoo_api_key : "";
-
-    /* Percent-encoding at most triples the channel id. */
-    obx_buf_init(&url, strlen(w->cfg->partoo_base_url) + 3 * strlen(inf->c.msg.channel_id) + 64);
-    /* Sized from the message itself, so no message can be too big to send: a row written
-     * by plain SQL may hold 1 MiB of control characters, 6 MiB once JSON-escaped. */
-    obx_buf_init(&body, obx_msg_partoo_body_max(&inf->c.msg));
-    obx_buf_init(&key, strlen(api_key) + 16);
-    err = obx_buf_puts(&url, w->cfg->partoo_base_url);
-    if (err == OBX_OK && url.len && url.data[url.len - 1] == '/')
-        url.data[--url.len] = '\0';
-    if (err == OBX_OK) err = obx_buf_puts(&url, "/custom-channels/");
-    if (err == OBX_OK) err = append_path_segment(&url, inf->c.msg.channel_id);
-    if (err == OBX_OK) err = obx_buf_puts(&url, "/messages");
-    if (err == OBX_OK) err = obx_msg_partoo_body(&inf->c.msg, &body);
-    if (err == OBX_OK)
-        err = obx_buf_printf(&key, "x-APIKey: %s", api_key);
-    headers[0] = obx_buf_str(&key);
-    headers[1] = "Content-Type: application/json";
-    headers[2] = "Expect:"; /* no 100-continue round trip for larger bodies */
     inf->started_at_ms = wall_now();
     if (err == OBX_OK)
-        err = obx_http_post(w->http, obx_buf_str(&url), headers, 3, obx_buf_str(&body), body.len,
-                            on_response, inf);
-    /* The key lives in curl's copy of the headers now; wipe ours (explicit_bzero: a
-     * memset before free may be optimised away). */
-    if (key.data)
-        explicit_bzero(key.data, key.len);
-    obx_buf_release(&url);
-    obx_buf_release(&body);
-    obx_buf_release(&key);
+        err = obx_partoo_request_post(&req, w->http, on_response, inf);
+    obx_partoo_request_release(&req); /* wipes the key: libcurl holds the only copy */
     return err;
 }
 

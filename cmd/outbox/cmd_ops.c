@@ -22,7 +22,6 @@
  * schema version, message count) and only then renamed to FILE, so a failed backup
  * never replaces a good one.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -43,6 +42,7 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "partoo_request.h"
 #include "progress.h"
 #include "signature.h"
 #include "store_file.h"
@@ -608,108 +608,45 @@ check_webhook_key(struct doctor *d, const char *name)
 
 /* ---- doctor: asking Partoo ------------------------------------------------------------------ */
 
-static size_t
-discard_body(char *p, size_t size, size_t n, void *ctx)
-{
-    (void)p;
-    (void)ctx;
-    return size * n;
-}
-
-/* Applies the options every probe shares: timeouts from the configuration, TLS verified. */
-static void
-probe_setopts(CURL *e, const struct obx_config *cfg, struct curl_slist *headers, char *errbuf)
-{
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{}");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "partoo-outbox/" OBX_VERSION);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->request_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (cfg->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-}
-
-/*
- * POSTs {} to a channel that does not exist: Partoo checks the key first (401/403),
- * then answers 400/404/422, and nothing is created. *status gets the HTTP status.
- */
-static CURLcode
-probe_partoo(const struct obx_config *cfg, long *status /* OUT */, char *errbuf)
-{
-    struct obx_buf url, key;
-    struct curl_slist *headers = NULL, *more = NULL;
-    CURL *e = NULL;
-    CURLcode cc = CURLE_OUT_OF_MEMORY;
-
-    *status = 0;
-    obx_buf_init(&url, 8192);
-    obx_buf_init(&key, 8192);
-    if (obx_buf_puts(&url, cfg->partoo_base_url) != OBX_OK)
-        goto out;
-    if (url.len && url.data[url.len - 1] == '/')
-        url.data[--url.len] = '\0';
-    if (obx_buf_puts(&url, "/custom-channels/" PROBE_CHANNEL "/messages") != OBX_OK ||
-        obx_buf_printf(&key, "x-APIKey: %s", cfg->partoo_api_key) != OBX_OK)
-        goto out;
-    headers = curl_slist_append(NULL, obx_buf_str(&key));
-    more = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
-    e = more ? curl_easy_init() : NULL;
-    if (!e)
-        goto out;
-    curl_easy_setopt(e, CURLOPT_URL, obx_buf_str(&url));
-    probe_setopts(e, cfg, headers, errbuf);
-    cc = curl_easy_perform(e);
-    if (cc == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-out:
-    if (key.data)
-        explicit_bzero(key.data, key.len); /* the key lives on in curl's copy only */
-    curl_easy_cleanup(e);
-    curl_slist_free_all(headers);
-    obx_buf_release(&url);
-    obx_buf_release(&key);
-    return cc;
-}
-
 static void
 check_partoo(struct doctor *d, const char *name)
 {
     static const char net_fix[] = "check that this host reaches partoo_base_url (DNS, "
                                   "firewall, proxy, ca_file)";
-    char errbuf[CURL_ERROR_SIZE] = "";
-    long status = 0;
-    CURLcode cc;
+    const struct obx_config *cfg = &d->c->cfg;
+    struct obx_http_opts o = {cfg->connect_timeout_ms, cfg->request_timeout_ms, 1, cfg->ca_file,
+                              NULL};
+    char errbuf[256];
+    int status = 0;
+    enum obx_err err;
 
-    if (!d->c->cfg.partoo_api_key) {
+    if (!cfg->partoo_api_key) {
         report(d, name, ST_SKIP, NULL, "needs an API key");
         return;
     }
-    cc = probe_partoo(&d->c->cfg, &status, errbuf);
-    if (cc != CURLE_OK)
-        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s",
-               errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    /* POSTs {} to a channel that does not exist: Partoo checks the key first (401/403),
+     * then answers 400/404/422, and nothing is created. */
+    err = obx_partoo_request_probe(cfg->partoo_base_url, cfg->partoo_api_key, PROBE_CHANNEL, &o,
+                                   &status, errbuf, sizeof errbuf);
+    if (err != OBX_OK)
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s", obx_strerror(err));
+    else if (status == 0)
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s", errbuf);
     else if (status == 401 || status == 403)
         report(d, name, ST_FAIL,
                "put a valid key (ORG_ADMIN or PROVIDER rights) in place and reload or restart "
                "outbox (docs/operations.md)",
-               "Partoo rejected the API key (HTTP %ld)", status);
+               "Partoo rejected the API key (HTTP %d)", status);
     else if (status == 400 || status == 404 || status == 422)
         report(d, name, ST_OK, NULL,
                "Partoo accepted the API key (the probe, an empty message to a channel that "
-               "does not exist, was answered HTTP %ld)",
+               "does not exist, was answered HTTP %d)",
                status);
     else if (status == 429)
         report(d, name, ST_WARN, "try again in a minute",
                "cannot check the API key: Partoo answered 429 (rate limited)");
     else
-        report(d, name, ST_WARN, net_fix, "cannot check the API key: Partoo answered HTTP %ld",
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: Partoo answered HTTP %d",
                status);
 }
 
@@ -809,15 +746,8 @@ cmd_doctor(int argc, char **argv)
         goto out;
     }
     d.probe = probe;
-    if (probe && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        cli_error(&c, "cannot initialise libcurl");
-        rc = CLI_FAIL;
-        goto out;
-    }
     run_checks(&d);
     rc = doctor_finish(&d);
-    if (probe)
-        curl_global_cleanup();
 out:
     obx_store_free(d.db);
     obx_buf_release(&d.json);
