@@ -422,3 +422,9 @@ obx_http_inflight(const struct obx_http *h)
 {
     return h->inflight;
 }
+
+const char *
+obx_http_libversion(void)
+{
+    return curl_version_info(CURLVERSION_NOW)->version;
+}

@@ -57,6 +57,9 @@ OBX_MUST_CHECK enum obx_err obx_http_post(struct obx_http *h, const char *url,
 /* Requests in flight. */
 int obx_http_inflight(const struct obx_http *h);
 
+/* libcurl's version (for `outbox version`: the CLI does not call curl_*). */
+const char *obx_http_libversion(void);
+
 /* How many response-body bytes are kept for the result (the rest is discarded). */
 #define OBX_HTTP_BODY_KEEP 1024
 
