@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "outbox.h"
 
 struct obx_http;
@@ -22,6 +23,7 @@ struct obx_http_opts {
     long max_connections;    /* per host; also the cache size */
     const char *ca_file;     /* NULL: the system store. Peer verification is always on. */
     const char *user_agent;  /* copied */
+    struct obx_clock *clock; /* borrowed; times requests (duration_ms); NULL = the real one */
 };
 
 /* What came back. Strings are borrowed and valid only during the callback. */

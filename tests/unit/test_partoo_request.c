@@ -1,14 +1,15 @@
 /*
  * Unit tests for lib/partoo_request.c: the URL (base URL's trailing slash, channel id
  * percent-encoded), the headers, the body's fields (/work/shared/partoo-api.md: exactly
- * Partoo's seven fields, nulls omitted; {} for the probe) and that the key is wiped once
- * libcurl holds its copy.
+ * Partoo's seven fields, nulls omitted; {} for the probe), that the key is wiped once
+ * libcurl holds its copy, and that requests are timed on the client's (here fake) clock.
  */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "clock.h"
 #include "http_client.h"
 #include "json.h"
 #include "partoo_request.h"
@@ -199,6 +200,56 @@ end:
     TEST_END;
 }
 
+struct timed {
+    int done;
+    int64_t duration_ms;
+};
+
+static void
+on_timed(void *ctx, const struct obx_http_result *res)
+{
+    struct timed *t = ctx;
+
+    t->done = 1;
+    t->duration_ms = res->duration_ms;
+}
+
+/*
+ * A request is timed on the client's clock, so a fake one makes its duration exact: 1234 ms
+ * pass on the fake monotonic clock between the POST and its (refused) answer, whatever the
+ * real clock did. The wall clock is another reading and must not be used for it.
+ */
+static int
+test_duration_on_fake_clock(void)
+{
+    TEST_BEGIN;
+    struct obx_msg m = full_msg();
+    struct obx_partoo_request r;
+    struct obx_fake_clock fc;
+    struct event_base *base = event_base_new();
+    struct obx_http_opts o = {2000, 2000, 1, NULL, NULL, &fc.base};
+    struct obx_http *h = NULL;
+    struct timed t = {0, -1};
+
+    memset(&r, 0, sizeof r);
+    obx_fake_clock_init(&fc, INT64_C(1700000000000), 5000);
+    CHECK(base);
+    CHECK_OK(obx_http_new(base, &o, &h));
+    CHECK_OK(obx_partoo_request_init(&r, BASE, "k", "ch-1", &m));
+    CHECK_OK(obx_partoo_request_post(&r, h, on_timed, &t));
+    fc.mono_ms += 1234;
+    fc.now_ms -= 60000; /* the wall clock stepped back: no effect on a duration */
+    while (!t.done)
+        CHECK(event_base_loop(base, EVLOOP_ONCE) >= 0);
+    CHECK_INT(t.duration_ms, 1234);
+end:
+    obx_partoo_request_release(&r);
+    obx_http_free(h);
+    if (base)
+        event_base_free(base);
+    TEST_END;
+}
+
 static int
 test_probe_unreachable(void)
 {
@@ -222,6 +273,7 @@ static const struct test_case tests[] = {
     {"body", test_body},
     {"wipe_key", test_wipe_key},
     {"post_wipes_key", test_post_wipes_key},
+    {"duration_on_fake_clock", test_duration_on_fake_clock},
     {"probe_unreachable", test_probe_unreachable},
     {NULL, NULL},
 };
