@@ -32,15 +32,15 @@
  * obx_partoo_request_release(); every other field is private: use the API.
  */
 struct obx_partoo_request {
-    const char *url;                /* NUL-terminated; borrowed from the request */
-    const char *body;               /* JSON, NUL-terminated; borrowed from the request */
+    const char *url;  /* NUL-terminated; borrowed from the request */
+    const char *body; /* JSON, NUL-terminated; borrowed from the request */
     size_t body_len;
     const char *headers[OBX_PARTOO_REQUEST_NHEADERS]; /* "Name: value"; [0] holds the key */
 
     struct obx_buf url_buf;
     struct obx_buf body_buf;
-    char *key_header;               /* "x-APIKey: <key>", exactly sized; secret */
-    size_t key_header_len;          /* strlen(key_header), kept for the wipe */
+    char *key_header;      /* "x-APIKey: <key>", exactly sized; secret */
+    size_t key_header_len; /* strlen(key_header), kept for the wipe */
 };
 
 /*
