@@ -100,6 +100,7 @@ lint: deps
 	printf '%s\n' $(LINT_SOURCES) | xargs -n1 -P$(JOBS) clang-tidy -p $(LINT_BUILD) --quiet \
 	    --extra-arg=-UNDEBUG
 	tools/check_store_boundary.sh
+	tools/check_cli_boundary.sh
 	tools/check_table_owners.sh
 
 check: lint test test-asan test-tsan test-fuzz

@@ -83,6 +83,7 @@ struct commit_job {
 struct obx_api {
     struct event_base *base;
     struct obx_store *st;          /* the loop's connection: reads */
+    struct obx_clock *clock;       /* borrowed: st's (a test may swap it) */
     struct obx_storeq *q;          /* the store thread: every write */
     const struct obx_config *cfg;
     struct obx_worker *worker;
@@ -541,7 +542,7 @@ on_committed(void *arg, enum obx_err err)
         obx_log(OBX_LOG_INFO, "messages are committed again");
     api->last_write_failed = err != OBX_OK;
     if (err != OBX_OK)
-        api->last_failure_mono_ms = obx_mono_ms(obx_clock_real());
+        api->last_failure_mono_ms = obx_mono_ms(api->clock);
     if (err == OBX_OK)
         count_results(api, g);
     obx_buf_init(&b, 64 * 1024 * 1024);
@@ -964,7 +965,7 @@ static void
 on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     static const char *const keys[] = {"readyz_probe"};
-    int64_t now = obx_mono_ms(obx_clock_real());
+    int64_t now = obx_mono_ms(api->clock);
     char count[24];
     const char *values[] = {count};
     enum obx_err err;
@@ -982,7 +983,7 @@ on_readyz(struct obx_api *api, struct evhttp_request *req, char **seg)
     /* A tiny probe can fit where a real batch does not (a nearly full disk): stay not
      * ready for a moment after a failed commit, then trust the probe. */
     if (err == OBX_OK && api->last_write_failed &&
-        obx_mono_ms(obx_clock_real()) - api->last_failure_mono_ms < READY_AFTER_FAILURE_MS)
+        obx_mono_ms(api->clock) - api->last_failure_mono_ms < READY_AFTER_FAILURE_MS)
         err = OBX_EFULL;
     if (err == OBX_OK || err == OBX_EQUOTA)
         api->last_write_failed = 0;
@@ -1897,6 +1898,7 @@ obx_api_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
         return OBX_ENOMEM;
     api->base = base;
     api->st = st;
+    api->clock = st->clock;
     api->q = q;
     api->worker = worker;
 

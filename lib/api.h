@@ -35,6 +35,7 @@ struct obx_storeq;
  * connections (0: the httpd default). st (the loop's connection, read from), q (the store
  * thread, written through), cfg and worker are borrowed and must outlive the API (worker
  * may be NULL: no wake-ups). Refuses a non-loopback address without api_token (OBX_ECONFIG).
+ * Its timers (the /readyz probe) read st->clock's monotonic time.
  */
 OBX_MUST_CHECK enum obx_err obx_api_new(struct event_base *base, struct obx_store *st,
                                         struct obx_storeq *q, const struct obx_config *cfg,

@@ -65,6 +65,9 @@
 
 enum opt_type { OPT_STRING, OPT_INT, OPT_DURATION, OPT_SIZE, OPT_RATE, OPT_ENUM };
 
+/* String options whose value is also kept parsed (config.h, "Parsed forms"). */
+enum derive_kind { DERIVE_NONE = 0, DERIVE_CHANNELS, DERIVE_HEADER };
+
 /* A suffix and what it multiplies by (durations: ms; sizes: bytes) or divides by (rates: s). */
 struct unit {
     const char *suffix; /* NULL ends a list */
@@ -89,6 +92,7 @@ struct opt {
     const char *choices;    /* enums: the accepted names, "a|b" */
     int (*enum_parse)(const char *s); /* enums: name -> stored int, -1 when unknown */
     int secret;             /* strings: obx_config_print shows MASK instead */
+    int derive;             /* strings: enum derive_kind, the parsed form kept beside it */
 };
 
 union val {
@@ -171,7 +175,8 @@ static const struct opt opts[] = {
     {"ca_file", OPT_STRING, NULL, 0, STR_MAX, FIELD(ca_file, char *),
      "PEM bundle of CAs to trust instead of the system store"},
     {"readonly_channels", OPT_STRING, NULL, 0, STR_MAX, FIELD(readonly_channels, char *),
-     "comma-separated channel ids created with is_readonly: true", .check = check_channels},
+     "comma-separated channel ids created with is_readonly: true", .check = check_channels,
+     .derive = DERIVE_CHANNELS},
     {"audit_key_file", OPT_STRING, NULL, 0, STR_MAX, FIELD(audit_key_file, char *),
      "file whose first line keys the audit chain (HMAC-SHA256); unset = plain SHA-256"},
 
@@ -219,7 +224,7 @@ static const struct opt opts[] = {
      .secret = 1},
     {"webhook_required_header", OPT_STRING, NULL, 0, STR_MAX,
      FIELD(webhook_required_header, char *), "\"X-Name: value\" header required on webhooks",
-     .check = check_header, .secret = 1},
+     .check = check_header, .secret = 1, .derive = DERIVE_HEADER},
     {"inbox_url", OPT_STRING, NULL, 0, STR_MAX, FIELD(inbox_url, char *),
      "where replies are POSTed; unset = pull with GET /v1/inbox", .check = check_url},
 
@@ -693,6 +698,120 @@ report_bad_value(struct obx_buf *err, const struct where *w, const struct opt *o
     }
 }
 
+/* ---- parsed forms: built from a new value before anything is stored ---- */
+
+static int next_item(const char **p, const char **item, size_t *len);
+
+/* The parsed form of one string option's value (enum derive_kind); owns what it holds. */
+struct derived {
+    char **ids;   /* DERIVE_CHANNELS: sorted, no duplicates */
+    size_t nids;
+    char *name;   /* DERIVE_HEADER */
+    char *value;  /* DERIVE_HEADER; secret */
+};
+
+static void
+derived_free(struct derived *d)
+{
+    for (size_t i = 0; i < d->nids; i++)
+        obx_free(d->ids[i]);
+    obx_free(d->ids);
+    obx_free(d->name);
+    free_string(d->value, 1);
+    memset(d, 0, sizeof *d);
+}
+
+static int
+cmp_ids(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* s passed check_channels: items are non-empty. */
+static enum obx_err
+split_channels(const char *s, struct derived *d)
+{
+    size_t cap = 1, n = 0, len = 0;
+    const char *item = NULL;
+
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    d->ids = obx_calloc(cap, sizeof *d->ids);
+    if (!d->ids)
+        return OBX_ENOMEM;
+    while (next_item(&s, &item, &len) && d->nids < cap) {
+        d->ids[d->nids] = obx_strndup(item, len);
+        if (!d->ids[d->nids])
+            return OBX_ENOMEM;
+        d->nids++;
+    }
+    qsort(d->ids, d->nids, sizeof *d->ids, cmp_ids);
+    for (size_t i = 0; i < d->nids; i++) {
+        if (n > 0 && strcmp(d->ids[n - 1], d->ids[i]) == 0)
+            obx_free(d->ids[i]); /* listed twice */
+        else
+            d->ids[n++] = d->ids[i];
+    }
+    d->nids = n;
+    return OBX_OK;
+}
+
+/* s passed check_header: "Name:", spaces, a non-empty value. */
+static enum obx_err
+split_header(const char *s, struct derived *d)
+{
+    const char *colon = strchr(s, ':'), *v;
+
+    assert(colon);
+    for (v = colon + 1; *v == ' '; v++)
+        continue;
+    d->name = obx_strndup(s, (size_t)(colon - s));
+    d->value = obx_strdup(v);
+    return d->name && d->value ? OBX_OK : OBX_ENOMEM;
+}
+
+/* Builds o's parsed form of s (NULL = unset: an empty form) into *d; free with derived_free. */
+static enum obx_err
+derive_build(const struct opt *o, const char *s, struct derived *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!s)
+        return OBX_OK;
+    switch (o->derive) {
+    case DERIVE_CHANNELS: return split_channels(s, d);
+    case DERIVE_HEADER: return split_header(s, d);
+    default: return OBX_OK;
+    }
+}
+
+/* Puts *d in c as o's parsed form (ownership moves to c) and frees the one it replaces. */
+static void
+derive_install(struct obx_config *c, const struct opt *o, struct derived *d)
+{
+    struct derived old = {0};
+
+    switch (o->derive) {
+    case DERIVE_CHANNELS:
+        old.ids = c->readonly_channel_ids;
+        old.nids = c->nreadonly_channel_ids;
+        c->readonly_channel_ids = d->ids;
+        c->nreadonly_channel_ids = d->nids;
+        d->ids = NULL;
+        d->nids = 0;
+        break;
+    case DERIVE_HEADER:
+        old.name = c->webhook_header_name;
+        old.value = c->webhook_header_value;
+        c->webhook_header_name = d->name;
+        c->webhook_header_value = d->value;
+        d->name = d->value = NULL;
+        break;
+    default: break;
+    }
+    derived_free(&old);
+    derived_free(d);
+}
+
 /* Parses value for o and stores it; on any failure c is untouched. */
 static enum obx_err
 set_opt(struct obx_config *c, const struct opt *o, const char *value, const struct where *w,
@@ -700,6 +819,7 @@ set_opt(struct obx_config *c, const struct opt *o, const char *value, const stru
 {
     union val v = {0};
     char *dup = NULL;
+    struct derived d = {0};
     const char *why = types[o->type].parse(o, &types[o->type], value, &v);
 
     if (why) {
@@ -713,7 +833,15 @@ set_opt(struct obx_config *c, const struct opt *o, const char *value, const stru
             return OBX_ENOMEM;
         }
     }
+    if (o->derive && derive_build(o, v.s, &d) != OBX_OK) {
+        derived_free(&d);
+        free_string(dup, o->secret);
+        report(err, w, "out of memory setting '%s'", o->name);
+        return OBX_ENOMEM;
+    }
     store(c, o, &v, dup);
+    if (o->derive)
+        derive_install(c, o, &d);
     return OBX_OK;
 }
 
@@ -795,8 +923,10 @@ obx_config_release(struct obx_config *c)
     for (size_t i = 0; i < NOPTS; i++) {
         if (opts[i].type == OPT_STRING) {
             char **p = field(c, &opts[i]);
+            struct derived none = {0};
             free_string(*p, opts[i].secret);
             *p = NULL;
+            derive_install(c, &opts[i], &none);
         }
     }
     free_string(c->partoo_api_key, 1);
@@ -1404,17 +1534,10 @@ check_token(const char *s)
 int
 obx_config_channel_readonly(const struct obx_config *c, const char *channel_id)
 {
-    const char *p = c->readonly_channels;
-    const char *item = NULL;
-    size_t n = 0;
-    size_t want = channel_id ? strlen(channel_id) : 0;
-
-    if (!p || want == 0)
+    if (!channel_id || c->nreadonly_channel_ids == 0)
         return 0;
-    while (next_item(&p, &item, &n))
-        if (n == want && memcmp(item, channel_id, n) == 0)
-            return 1;
-    return 0;
+    return bsearch(&channel_id, c->readonly_channel_ids, c->nreadonly_channel_ids,
+                   sizeof *c->readonly_channel_ids, cmp_ids) != NULL;
 }
 
 /* ---- printing ---- */

@@ -74,6 +74,17 @@ struct obx_config {
     /* logging */
     int log_level;                  /* enum obx_log_level; default info */
     int log_format;                 /* enum obx_log_format; default text */
+
+    /*
+     * Parsed forms of the string options above, built when the option is set (so they are
+     * never parsed again at use time) and freed by obx_config_release. Read them; never
+     * set them, nor the strings they come from, directly.
+     */
+    char **readonly_channel_ids;    /* readonly_channels split, sorted by strcmp, no
+                                       duplicates (obx_config_channel_readonly bsearches it) */
+    size_t nreadonly_channel_ids;
+    char *webhook_header_name;      /* webhook_required_header's name; NULL = none */
+    char *webhook_header_value;     /* and its value (secret: wiped when freed) */
 };
 
 /* Fills c with the defaults. Release with obx_config_release(). */
@@ -138,7 +149,10 @@ int obx_config_has_key(const char *name);
 /* Returns 1 when name is an option key whose value is a secret (masked when printed). */
 int obx_config_is_secret(const char *name);
 
-/* Returns 1 when channel_id is listed in readonly_channels. */
+/*
+ * Returns 1 when channel_id is listed in readonly_channels: a binary search of the list
+ * parsed when the option was set (O(log n), no parsing).
+ */
 int obx_config_channel_readonly(const struct obx_config *c, const char *channel_id);
 
 /* Value parsers shared with the CLI. Each returns OBX_EINVAL on a malformed value. */

@@ -24,6 +24,7 @@ struct obx_http {
     CURLM *multi;
     struct event *timer;
     struct obx_http_opts opts;
+    struct obx_clock *clock;  /* borrowed: opts.clock, or the real one */
     char *user_agent;
     char *ca_file;
     int inflight;
@@ -254,7 +255,7 @@ finish_request(struct obx_http *h, struct request *r, CURLcode code)
     long status = 0;
 
     unlink_request(h, r);
-    res.duration_ms = obx_mono_ms(obx_clock_real()) - r->started_mono_ms;
+    res.duration_ms = obx_mono_ms(h->clock) - r->started_mono_ms;
     if (code == CURLE_OK) {
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         res.status = (int)status;
@@ -300,6 +301,7 @@ obx_http_new(struct event_base *base, const struct obx_http_opts *o, struct obx_
         return OBX_ENOMEM;
     h->base = base;
     h->opts = *o;
+    h->clock = o->clock ? o->clock : obx_clock_real();
     h->user_agent = obx_strdup(o->user_agent ? o->user_agent : "partoo-outbox/" OBX_VERSION);
     h->ca_file = obx_strdup(o->ca_file);
     h->multi = curl_multi_init();
@@ -401,7 +403,7 @@ obx_http_post(struct obx_http *h, const char *url, const char *const *headers, s
     err = setup_easy(h, r, url, body_len);
     if (err != OBX_OK)
         goto fail;
-    r->started_mono_ms = obx_mono_ms(obx_clock_real());
+    r->started_mono_ms = obx_mono_ms(h->clock);
     if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
         err = OBX_EIO;
         goto fail;
@@ -421,4 +423,10 @@ int
 obx_http_inflight(const struct obx_http *h)
 {
     return h->inflight;
+}
+
+const char *
+obx_http_libversion(void)
+{
+    return curl_version_info(CURLVERSION_NOW)->version;
 }

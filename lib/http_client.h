@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "outbox.h"
 
 struct obx_http;
@@ -22,6 +23,7 @@ struct obx_http_opts {
     long max_connections;    /* per host; also the cache size */
     const char *ca_file;     /* NULL: the system store. Peer verification is always on. */
     const char *user_agent;  /* copied */
+    struct obx_clock *clock; /* borrowed; times requests (duration_ms); NULL = the real one */
 };
 
 /* What came back. Strings are borrowed and valid only during the callback. */
@@ -56,6 +58,9 @@ OBX_MUST_CHECK enum obx_err obx_http_post(struct obx_http *h, const char *url,
 
 /* Requests in flight. */
 int obx_http_inflight(const struct obx_http *h);
+
+/* libcurl's version (for `outbox version`: the CLI does not call curl_*). */
+const char *obx_http_libversion(void);
 
 /* How many response-body bytes are kept for the result (the rest is discarded). */
 #define OBX_HTTP_BODY_KEEP 1024

@@ -6,9 +6,11 @@
 #include "store_file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "mem.h"
@@ -215,4 +217,17 @@ out:
         err = OBX_EDB;
     }
     return err;
+}
+
+int
+obx_store_file_has_header(const char *path)
+{
+    static const char magic[16] = "SQLite format 3";
+    char head[16];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, head, sizeof head) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    return n == 0 || (n == (ssize_t)sizeof head && memcmp(head, magic, sizeof magic) == 0);
 }

@@ -63,4 +63,11 @@ OBX_MUST_CHECK enum obx_err obx_store_file_copy(struct obx_store *st, const char
                                                 int64_t *pages /* OUT */, char *errmsg,
                                                 size_t n);
 
+/*
+ * 1 when the file at path starts like an SQLite database (or is empty, which SQLite
+ * accepts), 0 otherwise or when it cannot be read. Looks at the first 16 bytes only,
+ * without SQLite: doctor asks before opening, so that a wrong path is named as such.
+ */
+int obx_store_file_has_header(const char *path);
+
 #endif

@@ -98,26 +98,16 @@ path_ok(struct obx_webhook *wh, struct evhttp_request *req)
     return ok;
 }
 
-/* The optional second factor: webhook_required_header = "X-Name: value". */
+/* The optional second factor: webhook_required_header = "X-Name: value" (split at load). */
 static int
 header_ok(struct obx_webhook *wh, struct evhttp_request *req)
 {
-    const char *spec = wh->cfg->webhook_required_header, *colon, *got;
-    char name[128];
-    size_t len;
+    const char *got;
 
-    if (!spec)
+    if (!wh->cfg->webhook_header_name)
         return 1;
-    colon = strchr(spec, ':');
-    len = colon ? (size_t)(colon - spec) : 0;
-    if (!colon || len == 0 || len >= sizeof name)
-        return 0;
-    memcpy(name, spec, len);
-    name[len] = '\0';
-    for (colon++; *colon == ' '; colon++)
-        ;
-    got = evhttp_find_header(evhttp_request_get_input_headers(req), name);
-    return got && secret_equal(got, colon);
+    got = evhttp_find_header(evhttp_request_get_input_headers(req), wh->cfg->webhook_header_name);
+    return got && secret_equal(got, wh->cfg->webhook_header_value);
 }
 
 static void

@@ -42,6 +42,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "partoo_request.h"
 #include "ratelimit.h"
 #include "store_queue.h"
 
@@ -109,6 +110,7 @@ struct obx_worker {
     struct event_base *base;        /* borrowed */
     struct obx_store *st;           /* borrowed; the loop's connection, for reads only */
     struct obx_storeq *q;           /* borrowed; every write goes through it */
+    struct obx_clock *clock;        /* borrowed: st's, so a test that swaps it swaps both */
     const struct obx_config *cfg;   /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
     struct obx_ratelimit rl;
@@ -149,22 +151,22 @@ static void pump(struct obx_worker *w);
 static void start_flush(struct obx_worker *w);
 
 static int64_t
-mono_now(void)
+mono_now(const struct obx_worker *w)
 {
-    return obx_mono_ms(obx_clock_real());
+    return obx_mono_ms(w->clock);
 }
 
 static int64_t
-wall_now(void)
+wall_now(const struct obx_worker *w)
 {
-    return obx_now_ms(obx_clock_real());
+    return obx_now_ms(w->clock);
 }
 
 /* Arranges for pump() to run in delay_ms, unless it is already due sooner. */
 static void
 schedule_pump(struct obx_worker *w, int64_t delay_ms)
 {
-    int64_t at = mono_now() + (delay_ms > 0 ? delay_ms : 0);
+    int64_t at = mono_now(w) + (delay_ms > 0 ? delay_ms : 0);
     struct timeval tv;
 
     if (w->stopping)
@@ -190,62 +192,20 @@ on_pump(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sending ---------------------------------------------------------------------- */
 
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-static enum obx_err
-append_path_segment(struct obx_buf *b, const char *s)
-{
-    enum obx_err err = OBX_OK;
-
-    for (const unsigned char *p = (const unsigned char *)s; *p && err == OBX_OK; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~')
-            err = obx_buf_append(b, p, 1);
-        else
-            err = obx_buf_printf(b, "%%%02X", *p);
-    }
-    return err;
-}
-
 static void on_response(void *ctx, const struct obx_http_result *r);
 
 static enum obx_err
 send_one(struct obx_worker *w, struct inflight *inf)
 {
-    struct obx_buf url, body, key;
-    const char *headers[3];
-    enum obx_err err;
+    struct obx_partoo_request req;
+    enum obx_err err = obx_partoo_request_init(&req, w->cfg->partoo_base_url,
+                                               w->cfg->partoo_api_key, inf->c.msg.channel_id,
+                                               &inf->c.msg);
 
-    const char *api_key = w->cfg->partoo_api_key ? w->cfg->partoo_api_key : "";
-
-    /* Percent-encoding at most triples the channel id. */
-    obx_buf_init(&url, strlen(w->cfg->partoo_base_url) + 3 * strlen(inf->c.msg.channel_id) + 64);
-    /* Sized from the message itself, so no message can be too big to send: a row written
-     * by plain SQL may hold 1 MiB of control characters, 6 MiB once JSON-escaped. */
-    obx_buf_init(&body, obx_msg_partoo_body_max(&inf->c.msg));
-    obx_buf_init(&key, strlen(api_key) + 16);
-    err = obx_buf_puts(&url, w->cfg->partoo_base_url);
-    if (err == OBX_OK && url.len && url.data[url.len - 1] == '/')
-        url.data[--url.len] = '\0';
-    if (err == OBX_OK) err = obx_buf_puts(&url, "/custom-channels/");
-    if (err == OBX_OK) err = append_path_segment(&url, inf->c.msg.channel_id);
-    if (err == OBX_OK) err = obx_buf_puts(&url, "/messages");
-    if (err == OBX_OK) err = obx_msg_partoo_body(&inf->c.msg, &body);
+    inf->started_at_ms = wall_now(w);
     if (err == OBX_OK)
-        err = obx_buf_printf(&key, "x-APIKey: %s", api_key);
-    headers[0] = obx_buf_str(&key);
-    headers[1] = "Content-Type: application/json";
-    headers[2] = "Expect:"; /* no 100-continue round trip for larger bodies */
-    inf->started_at_ms = wall_now();
-    if (err == OBX_OK)
-        err = obx_http_post(w->http, obx_buf_str(&url), headers, 3, obx_buf_str(&body), body.len,
-                            on_response, inf);
-    /* The key lives in curl's copy of the headers now; wipe ours (explicit_bzero: a
-     * memset before free may be optimised away). */
-    if (key.data)
-        explicit_bzero(key.data, key.len);
-    obx_buf_release(&url);
-    obx_buf_release(&body);
-    obx_buf_release(&key);
+        err = obx_partoo_request_post(&req, w->http, on_response, inf);
+    obx_partoo_request_release(&req); /* wipes the key: libcurl holds the only copy */
     return err;
 }
 
@@ -535,7 +495,7 @@ pause_for_auth(struct obx_worker *w, int status)
                                "reload (SIGHUP) or the next probe",
                 OBX_KI("status", status), OBX_KI("probe_in_ms", w->cfg->auth_probe_interval_ms));
     w->auth_paused = 1;
-    w->auth_probe_at_mono_ms = mono_now() + w->cfg->auth_probe_interval_ms;
+    w->auth_probe_at_mono_ms = mono_now(w) + w->cfg->auth_probe_interval_ms;
 }
 
 static int64_t
@@ -554,7 +514,7 @@ decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result 
        struct pending *p)
 {
     enum obx_outcome o = obx_backoff_classify(r->status);
-    int64_t now_ms = wall_now(), ra = retry_after_ms(r, now_ms);
+    int64_t now_ms = wall_now(w), ra = retry_after_ms(r, now_ms);
 
     p->a.outcome = obx_backoff_outcome_name(o);
     p->a.counted = 1;
@@ -584,7 +544,7 @@ decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result 
             ra = DEFAULT_RETRY_AFTER_MS;
         p->a.next_attempt_at_ms = now_ms + ra;
         snprintf(p->reason, sizeof p->reason, "rate limited for %lldms (http 429)", (long long)ra);
-        obx_ratelimit_pause_until(&w->rl, mono_now() + ra);
+        obx_ratelimit_pause_until(&w->rl, mono_now(w) + ra);
         w->rate_paused_until_ms = now_ms + ra;
         w->stats.rate_limited++;
         break;
@@ -614,7 +574,7 @@ on_response(void *ctx, const struct obx_http_result *r)
         w->stats.by_status[r->status]++;
     w->stats.by_outcome[obx_backoff_classify(r->status)]++;
     obx_histogram_observe(&w->stats.latency, (double)r->duration_ms / 1000.0);
-    obx_circuit_record(&w->circuit, reachable(r->status), mono_now());
+    obx_circuit_record(&w->circuit, reachable(r->status), mono_now(w));
     if (inf->auth_probe) {
         w->auth_probe_inflight = 0;
         if (obx_backoff_classify(r->status) != OBX_OUTCOME_AUTH && w->auth_paused) {
@@ -723,7 +683,7 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
             w->auth_probe_inflight = 0;
         p = add_pending(w, &inf->c, OBX_NEXT_RETRY);
         if (p) {
-            int64_t now_ms = wall_now();
+            int64_t now_ms = wall_now(w);
             snprintf(e, sizeof e, "request not sent: %s", obx_strerror(err));
             p->error = obx_strdup(e);
             p->a.error = p->error;
@@ -817,7 +777,7 @@ on_claimed(void *arg, enum obx_err err)
 {
     struct obx_worker *w = arg;
     struct claim_job *c = &w->claim;
-    int64_t now_mono = mono_now();
+    int64_t now_mono = mono_now(w);
 
     w->claiming = 0;
     if (err != OBX_OK) {
@@ -825,7 +785,7 @@ on_claimed(void *arg, enum obx_err err)
         for (int i = 0; i < c->n; i++)
             obx_claimed_release(&c->out[i]);
         obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
-        w->idle_until_mono_ms = mono_now() + IDLE_POLL_MS;
+        w->idle_until_mono_ms = mono_now(w) + IDLE_POLL_MS;
         schedule_pump(w, IDLE_POLL_MS);
         maybe_drained(w); /* a stop may have been waiting for this claim only */
         return;
@@ -852,7 +812,7 @@ on_claimed(void *arg, enum obx_err err)
     }
     if (c->n < c->want) {
         /* Nothing more is due: poll for rows written elsewhere, unless woken sooner. */
-        w->idle_until_mono_ms = mono_now() + IDLE_POLL_MS;
+        w->idle_until_mono_ms = mono_now(w) + IDLE_POLL_MS;
         schedule_pump(w, IDLE_POLL_MS);
     }
     if (w->stopping) {
@@ -875,7 +835,7 @@ pump(struct obx_worker *w)
     if (w->stopping)
         return;
     for (;;) {
-        now_mono = mono_now();
+        now_mono = mono_now(w);
         capacity = allowance(w, now_mono, &retry_ms, &probe);
         if (capacity <= 0 || !w->ready)
             break;
@@ -937,6 +897,7 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     w->base = base;
     w->st = st;
     w->q = q;
+    w->clock = st->clock;
     w->cfg = cfg;
     w->claim.w = w;
     w->claim.job.run = run_claim;
@@ -944,10 +905,11 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     w->claim.job.arg = w;
 
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
-        seed = (uint64_t)wall_now();
+        seed = (uint64_t)wall_now(w);
     obx_rng_seed(&w->rng, seed);
-    obx_ratelimit_init(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now());
+    obx_ratelimit_init(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now(w));
     obx_circuit_init(&w->circuit, 5, 1000, 30000);
+    ho.clock = w->clock;
     err = obx_http_new(base, &ho, &w->http);
     w->pump_ev = evtimer_new(base, on_pump, w);
     w->flush_ev = evtimer_new(base, on_flush, w);
@@ -1029,10 +991,10 @@ void
 obx_worker_reload(struct obx_worker *w, const struct obx_config *cfg)
 {
     w->cfg = cfg;
-    obx_ratelimit_set_rate(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now());
+    obx_ratelimit_set_rate(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now(w));
     if (w->auth_paused) {
         /* Probe right away with the (maybe corrected) key. */
-        w->auth_probe_at_mono_ms = mono_now();
+        w->auth_probe_at_mono_ms = mono_now(w);
         obx_log(OBX_LOG_INFO, "configuration reloaded; probing the api key again");
     }
     schedule_pump(w, 0);
@@ -1094,7 +1056,7 @@ obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *
 void
 obx_worker_stats(const struct obx_worker *w, struct obx_worker_stats *out)
 {
-    int64_t now_ms = wall_now(), now_mono = mono_now();
+    int64_t now_ms = wall_now(w), now_mono = mono_now(w);
 
     *out = w->stats;
     out->inflight = w->ninflight;

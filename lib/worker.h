@@ -43,7 +43,9 @@ struct obx_storeq;
 /*
  * Creates a worker on base (all borrowed; they must outlive the worker; cfg may be
  * swapped with obx_worker_reload). st is the loop's connection, used for reads only;
- * claims and outcomes go through q, the store thread. It starts pumping at once.
+ * claims and outcomes go through q, the store thread. It starts pumping at once. Its
+ * time (timers' monotonic clock, attempts' wall clock) comes from st->clock, which a test
+ * may swap for a fake one before calling this.
  */
 OBX_MUST_CHECK enum obx_err obx_worker_new(struct event_base *base, struct obx_store *st,
                                            struct obx_storeq *q, const struct obx_config *cfg,

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "audit.h"
@@ -556,4 +557,41 @@ cli_print_key_json(const char *channel, const char *ext_id, const char *name, co
     if (err == OBX_OK)
         fputs(obx_buf_str(&b), stdout);
     obx_buf_release(&b);
+}
+
+/* "512 B", "3.4 KiB", "12.0 MiB", "1.5 GiB". */
+void
+cli_format_bytes(int64_t n, char *out, size_t size)
+{
+    if (n < 1024)
+        snprintf(out, size, "%lld B", (long long)n);
+    else if (n < CLI_MIB)
+        snprintf(out, size, "%.1f KiB", (double)n / 1024);
+    else if (n < CLI_GIB)
+        snprintf(out, size, "%.1f MiB", (double)n / (double)CLI_MIB);
+    else
+        snprintf(out, size, "%.1f GiB", (double)n / (double)CLI_GIB);
+}
+
+/* Size of a file in bytes; 0 when it does not exist. */
+int64_t
+cli_file_size(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+/* The directory part of path ("." when there is none) into out[size]. */
+void
+cli_dir_of(const char *path, char *out, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        snprintf(out, size, ".");
+    else if (slash == path)
+        snprintf(out, size, "/");
+    else
+        snprintf(out, size, "%.*s", (int)(slash - path), path);
 }

@@ -120,4 +120,14 @@ int cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, 
 /* Prints {"channel_id":..,"external_message_id":..,"<name>":"<value>"} and a newline. */
 void cli_print_key_json(const char *channel, const char *ext_id, const char *name,
                         const char *value);
+#define CLI_MIB (INT64_C(1024) * 1024)
+#define CLI_GIB (CLI_MIB * 1024)
+
+/* "512 B", "3.4 KiB", "12.0 MiB", "1.5 GiB" into out[size]. */
+void cli_format_bytes(int64_t n, char *out, size_t size);
+/* Size of a file in bytes; 0 when it does not exist. */
+int64_t cli_file_size(const char *path);
+/* The directory part of path ("." when there is none) into out[size]. */
+void cli_dir_of(const char *path, char *out, size_t size);
+
 #endif

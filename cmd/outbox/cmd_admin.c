@@ -1,5 +1,4 @@
 /* cmd_admin: migrate, retry, cancel, purge, version. */
-#include <curl/curl.h>
 #include <event2/event.h>
 #include <cjson/cJSON.h>
 #include <openssl/opensslv.h>
@@ -12,6 +11,7 @@
 #include "cli.h"
 #include "progress.h"
 #include "commands.h"
+#include "http_client.h"
 #include "migrate.h"
 #include "retention.h"
 
@@ -295,12 +295,12 @@ cmd_version(int argc, char **argv)
         printf("{\"version\":\"%s\",\"schema\":%d,\"sqlite\":\"%s\",\"libcurl\":\"%s\","
                "\"libevent\":\"%s\",\"cjson\":\"%s\",\"openssl\":\"%s\"}\n",
                OBX_VERSION, obx_migrate_latest(), obx_db_libversion(),
-               curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
+               obx_http_libversion(), event_get_version(), cJSON_Version(),
                OPENSSL_VERSION_STR);
     else
         printf("outbox %s (schema %d; sqlite %s, libcurl %s, libevent %s, cJSON %s, OpenSSL %s)\n",
                OBX_VERSION, obx_migrate_latest(), obx_db_libversion(),
-               curl_version_info(CURLVERSION_NOW)->version, event_get_version(), cJSON_Version(),
+               obx_http_libversion(), event_get_version(), cJSON_Version(),
                OPENSSL_VERSION_STR);
     return CLI_OK;
 }

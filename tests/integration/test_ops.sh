@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/integration/test_ops.sh: operator tooling (cmd/outbox/cmd_ops.c).
+# tests/integration/test_ops.sh: operator tooling (cmd/outbox/cmd_doctor.c, cmd/outbox/cmd_backup.c).
 #
 # `outbox doctor` on a healthy installation and on broken ones (configuration, schema
 # version, a damaged database file, keys, listeners, quota), text and --json; then

@@ -1046,12 +1046,93 @@ end:
     TEST_END;
 }
 
+/* 1 when c's parsed readonly list is exactly ids (sorted). */
+static int
+readonly_list_is(const struct obx_config *c, const char *const *ids, size_t n)
+{
+    if (c->nreadonly_channel_ids != n) {
+        fprintf(stderr, "  %zu readonly ids, expected %zu\n", c->nreadonly_channel_ids, n);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c->readonly_channel_ids[i], ids[i]) != 0) {
+            fprintf(stderr, "  readonly id %zu is '%s', expected '%s'\n", i,
+                    c->readonly_channel_ids[i], ids[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Lists and keys are parsed once, when set: readonly_channels into a sorted array without
+ * duplicates (the decision is a binary search), webhook_required_header into name and value.
+ * A value that fails, for a bad format or out of memory, leaves the parsed forms as they were;
+ * unsetting empties them.
+ */
+static int
+test_parsed_at_load(void)
+{
+    TEST_BEGIN;
+    static const char *const sorted[] = {"a", "b-2", "ch~3", "z"};
+    static const char *const solo[] = {"solo"};
+    struct obx_config c;
+    int completed = 0;
+
+    CHECK_OK(obx_config_init(&c));
+    CHECK(readonly_list_is(&c, NULL, 0));
+    CHECK(c.webhook_header_name == NULL && c.webhook_header_value == NULL);
+    CHECK_OK(obx_config_set(&c, "readonly_channels", "z, b-2,a ,ch~3,a,z", OBX_SRC_FILE, NULL));
+    CHECK(readonly_list_is(&c, sorted, 4));
+    for (size_t i = 0; i < 4; i++)
+        CHECK_INT(obx_config_channel_readonly(&c, sorted[i]), 1);
+    CHECK_INT(obx_config_channel_readonly(&c, "b"), 0);
+    CHECK_INT(obx_config_channel_readonly(&c, "0"), 0);
+    CHECK_INT(obx_config_channel_readonly(&c, "zz"), 0);
+    /* A bad value changes neither the string nor its parsed form. */
+    CHECK_INT(obx_config_set(&c, "readonly_channels", "x,,y", OBX_SRC_FLAG, NULL), OBX_ECONFIG);
+    CHECK(readonly_list_is(&c, sorted, 4));
+    /* Nor does running out of memory at any allocation of the new one. */
+    for (long n = 0; n < 20 && !completed; n++) {
+        enum obx_err rc;
+        obx_mem_fail_after(n);
+        rc = obx_config_set(&c, "readonly_channels", "solo, solo", OBX_SRC_ENV, NULL);
+        obx_mem_fail_after(-1);
+        CHECK(rc == OBX_OK || rc == OBX_ENOMEM);
+        if (rc == OBX_ENOMEM) {
+            CHECK(readonly_list_is(&c, sorted, 4));
+            CHECK_STR(c.readonly_channels, "z, b-2,a ,ch~3,a,z");
+        }
+        completed = rc == OBX_OK;
+    }
+    CHECK(completed);
+    CHECK(readonly_list_is(&c, solo, 1));
+    CHECK_OK(obx_config_set(&c, "readonly_channels", "", OBX_SRC_FLAG, NULL));
+    CHECK(readonly_list_is(&c, NULL, 0));
+    CHECK_INT(obx_config_channel_readonly(&c, "solo"), 0);
+
+    CHECK_OK(obx_config_set(&c, "webhook_required_header", "X-Outbox-Secret:   s3 cr3t",
+                            OBX_SRC_FILE, NULL));
+    CHECK_STR(c.webhook_header_name, "X-Outbox-Secret");
+    CHECK_STR(c.webhook_header_value, "s3 cr3t");
+    CHECK_INT(obx_config_set(&c, "webhook_required_header", "X Bad: v", OBX_SRC_FILE, NULL),
+              OBX_ECONFIG);
+    CHECK_STR(c.webhook_header_name, "X-Outbox-Secret");
+    CHECK_OK(obx_config_set(&c, "webhook_required_header", "", OBX_SRC_FILE, NULL));
+    CHECK(c.webhook_header_name == NULL && c.webhook_header_value == NULL);
+end:
+    obx_mem_fail_after(-1);
+    obx_config_release(&c);
+    TEST_END;
+}
+
 /* Fails every allocation in turn through a full load; nothing may leak or crash. */
 static int
 test_alloc_failures(void)
 {
     TEST_BEGIN;
-    static const char text[] = "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://127.0.0.1/i\n";
+    static const char text[] = "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://127.0.0.1/i\n"
+                               "readonly_channels = b, a\nwebhook_required_header = X-A: v\n";
     static const char keyfile[] = "k-key\n";
     char path[64] = "", keypath[64] = "";
     char *envp[] = {"OUTBOX_CA_FILE=/ca.pem", NULL};
@@ -1228,6 +1309,7 @@ static const struct test_case tests[] = {
     {"validate_cross_field", test_validate_cross_field},
     {"validate_fields", test_validate_fields},
     {"readonly_channels", test_readonly_channels},
+    {"parsed_at_load", test_parsed_at_load},
     {"alloc_failures", test_alloc_failures},
     {"example_and_docs", test_example_and_docs},
     {NULL, NULL},

@@ -1,6 +1,5 @@
 /*
- * cmd_ops: operator tooling: `outbox doctor` (can this installation run, and what to
- * do when it cannot) and `outbox backup` (a consistent copy of a live database).
+ * cmd_doctor: `outbox doctor`: can this installation run, and what to do when it cannot.
  *
  * doctor runs the checks of doctor_checks[] in order. Each prints one result, ok,
  * warn or FAIL, with what it found and, when not ok, how to fix it. A check whose
@@ -13,24 +12,13 @@
  * Exit status 1 on any FAIL, else 0 (warnings allowed). doctor only reads the
  * database (opening it may replay a WAL left by a crash, as any SQLite client does)
  * and never prints the API key.
- *
- * backup copies the database with SQLite's online backup API, BACKUP_STEP_PAGES per
- * step, inside one read transaction on the source. In WAL mode a reader never blocks
- * serve's commits, and holding one snapshot keeps the copy consistent; without it,
- * every commit by serve would restart the copy from the first page. The copy goes to
- * FILE.tmp.<pid>, is switched to a single-file journal mode, is checked (quick_check,
- * schema version, message count) and only then renamed to FILE, so a failed backup
- * never replaces a good one.
  */
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -43,63 +31,19 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
-#include "progress.h"
+#include "partoo_request.h"
 #include "signature.h"
 #include "store_file.h"
 #include "store_query.h"
-#include "store_tx.h"
 
 extern char **environ;
 
-#define OPS_MIB             (INT64_C(1024) * 1024)
-#define OPS_GIB             (OPS_MIB * 1024)
-#define DISK_FAIL_BYTES     (100 * OPS_MIB) /* below this, the next commits may fail */
-#define DISK_WARN_BYTES     OPS_GIB
+#define DISK_FAIL_BYTES     (100 * CLI_MIB) /* below this, the next commits may fail */
+#define DISK_WARN_BYTES     CLI_GIB
 #define DISK_WARN_PERCENT   10
 #define QUOTA_WARN_PERCENT  80
-#define WAL_WARN_BYTES      OPS_GIB /* a WAL this large means checkpoints cannot finish */
-#define BACKUP_STEP_PAGES   1000
-#define BACKUP_BUSY_RETRIES 500 /* x 20 ms: give up after ~10 s of SQLITE_BUSY */
+#define WAL_WARN_BYTES      CLI_GIB /* a WAL this large means checkpoints cannot finish */
 #define PROBE_CHANNEL       "outbox-doctor-probe"
-
-/* ---- shared helpers ------------------------------------------------------------------------ */
-
-/* "512 B", "3.4 KiB", "12.0 MiB", "1.5 GiB". */
-static void
-format_bytes(int64_t n, char *out, size_t size)
-{
-    if (n < 1024)
-        snprintf(out, size, "%lld B", (long long)n);
-    else if (n < OPS_MIB)
-        snprintf(out, size, "%.1f KiB", (double)n / 1024);
-    else if (n < OPS_GIB)
-        snprintf(out, size, "%.1f MiB", (double)n / (double)OPS_MIB);
-    else
-        snprintf(out, size, "%.1f GiB", (double)n / (double)OPS_GIB);
-}
-
-/* Size of a file in bytes; 0 when it does not exist. */
-static int64_t
-file_size(const char *path)
-{
-    struct stat sb;
-
-    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
-}
-
-/* The directory part of path ("." when there is none) into out[size]. */
-static void
-dir_of(const char *path, char *out, size_t size)
-{
-    const char *slash = strrchr(path, '/');
-
-    if (!slash)
-        snprintf(out, size, ".");
-    else if (slash == path)
-        snprintf(out, size, "/");
-    else
-        snprintf(out, size, "%.*s", (int)(slash - path), path);
-}
 
 /* ---- doctor: results -------------------------------------------------------------------- */
 
@@ -195,20 +139,6 @@ check_config(struct doctor *d, const char *name)
     obx_buf_release(&err);
 }
 
-/* 1 when the file starts like an SQLite database (or is empty, which SQLite accepts). */
-static int
-has_sqlite_header(const char *path)
-{
-    static const char magic[16] = "SQLite format 3";
-    char head[16];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, head, sizeof head) : -1;
-
-    if (fd >= 0)
-        close(fd);
-    return n == 0 || (n == (ssize_t)sizeof head && memcmp(head, magic, sizeof magic) == 0);
-}
-
 static void
 check_database(struct doctor *d, const char *name)
 {
@@ -224,7 +154,7 @@ check_database(struct doctor *d, const char *name)
         report(d, name, ST_FAIL, fix, "cannot find database '%s': %s", path, strerror(errno));
         return;
     }
-    if (!S_ISREG(sb.st_mode) || !has_sqlite_header(path)) {
+    if (!S_ISREG(sb.st_mode) || !obx_store_file_has_header(path)) {
         report(d, name, ST_FAIL,
                "point db / --db at the outbox database, or restore it from a backup",
                "'%s' is not an SQLite database file", path);
@@ -235,8 +165,8 @@ check_database(struct doctor *d, const char *name)
                "cannot open '%s': %s", path, msg);
         return;
     }
-    dir_of(path, dir, sizeof dir);
-    format_bytes((int64_t)sb.st_size, size, sizeof size);
+    cli_dir_of(path, dir, sizeof dir);
+    cli_format_bytes((int64_t)sb.st_size, size, sizeof size);
     if (access(path, W_OK) != 0 || access(dir, W_OK) != 0)
         report(d, name, ST_WARN,
                "run doctor as the service user (e.g. sudo -u outbox), or give "
@@ -340,7 +270,7 @@ check_disk(struct doctor *d, const char *name)
     int64_t avail, total, pct;
     int status;
 
-    dir_of(d->c->cfg.db, dir, sizeof dir);
+    cli_dir_of(d->c->cfg.db, dir, sizeof dir);
     if (statvfs(dir, &vs) != 0) {
         report(d, name, ST_FAIL,
                "create the directory (StateDirectory=outbox does under systemd) or fix db",
@@ -350,8 +280,8 @@ check_disk(struct doctor *d, const char *name)
     avail = (int64_t)vs.f_bavail * (int64_t)vs.f_frsize;
     total = (int64_t)vs.f_blocks * (int64_t)vs.f_frsize;
     pct = total > 0 ? avail * 100 / total : 100;
-    format_bytes(avail, avail_s, sizeof avail_s);
-    format_bytes(total, total_s, sizeof total_s);
+    cli_format_bytes(avail, avail_s, sizeof avail_s);
+    cli_format_bytes(total, total_s, sizeof total_s);
     status = avail < DISK_FAIL_BYTES                              ? ST_FAIL
              : avail < DISK_WARN_BYTES || pct < DISK_WARN_PERCENT ? ST_WARN
                                                                   : ST_OK;
@@ -372,13 +302,13 @@ check_db_size(struct doctor *d, const char *name)
     int64_t used = 0, wal_bytes, pct = 0;
 
     snprintf(wal, sizeof wal, "%s-wal", cfg->db);
-    wal_bytes = file_size(wal);
+    wal_bytes = cli_file_size(wal);
     /* The quota counts pages, as the store does when it refuses a message. */
     if (obx_store_query_db_bytes(d->db, &used) != OBX_OK)
-        used = file_size(cfg->db);
-    format_bytes(used, used_s, sizeof used_s);
-    format_bytes(wal_bytes, wal_s, sizeof wal_s);
-    format_bytes(cfg->max_db_size, quota_s, sizeof quota_s);
+        used = cli_file_size(cfg->db);
+    cli_format_bytes(used, used_s, sizeof used_s);
+    cli_format_bytes(wal_bytes, wal_s, sizeof wal_s);
+    cli_format_bytes(cfg->max_db_size, quota_s, sizeof quota_s);
     if (cfg->max_db_size > 0)
         pct = used * 100 / cfg->max_db_size;
     if (cfg->max_db_size > 0 && used >= cfg->max_db_size)
@@ -608,108 +538,45 @@ check_webhook_key(struct doctor *d, const char *name)
 
 /* ---- doctor: asking Partoo ------------------------------------------------------------------ */
 
-static size_t
-discard_body(char *p, size_t size, size_t n, void *ctx)
-{
-    (void)p;
-    (void)ctx;
-    return size * n;
-}
-
-/* Applies the options every probe shares: timeouts from the configuration, TLS verified. */
-static void
-probe_setopts(CURL *e, const struct obx_config *cfg, struct curl_slist *headers, char *errbuf)
-{
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{}");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "partoo-outbox/" OBX_VERSION);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->request_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (cfg->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-}
-
-/*
- * POSTs {} to a channel that does not exist: Partoo checks the key first (401/403),
- * then answers 400/404/422, and nothing is created. *status gets the HTTP status.
- */
-static CURLcode
-probe_partoo(const struct obx_config *cfg, long *status /* OUT */, char *errbuf)
-{
-    struct obx_buf url, key;
-    struct curl_slist *headers = NULL, *more = NULL;
-    CURL *e = NULL;
-    CURLcode cc = CURLE_OUT_OF_MEMORY;
-
-    *status = 0;
-    obx_buf_init(&url, 8192);
-    obx_buf_init(&key, 8192);
-    if (obx_buf_puts(&url, cfg->partoo_base_url) != OBX_OK)
-        goto out;
-    if (url.len && url.data[url.len - 1] == '/')
-        url.data[--url.len] = '\0';
-    if (obx_buf_puts(&url, "/custom-channels/" PROBE_CHANNEL "/messages") != OBX_OK ||
-        obx_buf_printf(&key, "x-APIKey: %s", cfg->partoo_api_key) != OBX_OK)
-        goto out;
-    headers = curl_slist_append(NULL, obx_buf_str(&key));
-    more = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
-    e = more ? curl_easy_init() : NULL;
-    if (!e)
-        goto out;
-    curl_easy_setopt(e, CURLOPT_URL, obx_buf_str(&url));
-    probe_setopts(e, cfg, headers, errbuf);
-    cc = curl_easy_perform(e);
-    if (cc == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-out:
-    if (key.data)
-        explicit_bzero(key.data, key.len); /* the key lives on in curl's copy only */
-    curl_easy_cleanup(e);
-    curl_slist_free_all(headers);
-    obx_buf_release(&url);
-    obx_buf_release(&key);
-    return cc;
-}
-
 static void
 check_partoo(struct doctor *d, const char *name)
 {
     static const char net_fix[] = "check that this host reaches partoo_base_url (DNS, "
                                   "firewall, proxy, ca_file)";
-    char errbuf[CURL_ERROR_SIZE] = "";
-    long status = 0;
-    CURLcode cc;
+    const struct obx_config *cfg = &d->c->cfg;
+    struct obx_http_opts o = {cfg->connect_timeout_ms, cfg->request_timeout_ms, 1, cfg->ca_file,
+                              NULL};
+    char errbuf[256];
+    int status = 0;
+    enum obx_err err;
 
-    if (!d->c->cfg.partoo_api_key) {
+    if (!cfg->partoo_api_key) {
         report(d, name, ST_SKIP, NULL, "needs an API key");
         return;
     }
-    cc = probe_partoo(&d->c->cfg, &status, errbuf);
-    if (cc != CURLE_OK)
-        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s",
-               errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    /* POSTs {} to a channel that does not exist: Partoo checks the key first (401/403),
+     * then answers 400/404/422, and nothing is created. */
+    err = obx_partoo_request_probe(cfg->partoo_base_url, cfg->partoo_api_key, PROBE_CHANNEL, &o,
+                                   &status, errbuf, sizeof errbuf);
+    if (err != OBX_OK)
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s", obx_strerror(err));
+    else if (status == 0)
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: %s", errbuf);
     else if (status == 401 || status == 403)
         report(d, name, ST_FAIL,
                "put a valid key (ORG_ADMIN or PROVIDER rights) in place and reload or restart "
                "outbox (docs/operations.md)",
-               "Partoo rejected the API key (HTTP %ld)", status);
+               "Partoo rejected the API key (HTTP %d)", status);
     else if (status == 400 || status == 404 || status == 422)
         report(d, name, ST_OK, NULL,
                "Partoo accepted the API key (the probe, an empty message to a channel that "
-               "does not exist, was answered HTTP %ld)",
+               "does not exist, was answered HTTP %d)",
                status);
     else if (status == 429)
         report(d, name, ST_WARN, "try again in a minute",
                "cannot check the API key: Partoo answered 429 (rate limited)");
     else
-        report(d, name, ST_WARN, net_fix, "cannot check the API key: Partoo answered HTTP %ld",
+        report(d, name, ST_WARN, net_fix, "cannot check the API key: Partoo answered HTTP %d",
                status);
 }
 
@@ -809,293 +676,11 @@ cmd_doctor(int argc, char **argv)
         goto out;
     }
     d.probe = probe;
-    if (probe && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        cli_error(&c, "cannot initialise libcurl");
-        rc = CLI_FAIL;
-        goto out;
-    }
     run_checks(&d);
     rc = doctor_finish(&d);
-    if (probe)
-        curl_global_cleanup();
 out:
     obx_store_free(d.db);
     obx_buf_release(&d.json);
-    cli_release(&c);
-    return rc;
-}
-
-/* ---- backup ------------------------------------------------------------------------------ */
-
-struct backup {
-    struct cli *c;
-    const char *dest;   /* FILE, borrowed from argv */
-    char tmp[PATH_MAX]; /* FILE.tmp.<pid>: the copy until it is checked */
-    int force;          /* --force: replace FILE */
-    int tmp_made;       /* tmp exists and must go on failure */
-    mode_t mode;        /* permission bits of the database, given to the copy */
-    struct obx_store *src; /* the database, as it is, in one read snapshot */
-    int src_version;  /* schema version of the snapshot copied */
-    int64_t pages;    /* pages copied */
-    int64_t bytes;    /* size of the copy */
-    int64_t messages; /* rows of outbox in the copy */
-};
-
-/* Refuses a missing source, an existing FILE without --force, and FILE being the database. */
-static int
-backup_precheck(struct backup *b)
-{
-    struct stat db_sb, dest_sb;
-    const char *db = b->c->cfg.db;
-
-    if (stat(db, &db_sb) != 0) {
-        cli_error(b->c, "cannot back up '%s': %s", db, strerror(errno));
-        return CLI_FAIL;
-    }
-    b->mode = db_sb.st_mode & 0777;
-    if (stat(b->dest, &dest_sb) != 0)
-        return CLI_OK;
-    if (dest_sb.st_dev == db_sb.st_dev && dest_sb.st_ino == db_sb.st_ino) {
-        cli_error(b->c, "'%s' is the database itself; choose another file", b->dest);
-        return CLI_FAIL;
-    }
-    if (!S_ISREG(dest_sb.st_mode)) {
-        cli_error(b->c, "'%s' exists and is not a regular file", b->dest);
-        return CLI_FAIL;
-    }
-    if (!b->force) {
-        cli_error(b->c, "'%s' already exists; add --force to replace it", b->dest);
-        return CLI_FAIL;
-    }
-    return CLI_OK;
-}
-
-/*
- * Opens the source and starts the read transaction the whole copy runs in, and reads
- * the schema version of that same snapshot.
- */
-static int
-backup_open_source(struct backup *b)
-{
-    char msg[512];
-
-    if (obx_store_file_open(b->c->cfg.db, &b->src, msg, sizeof msg) != OBX_OK) {
-        cli_error(b->c, "cannot open '%s': %s", b->c->cfg.db, msg);
-        return CLI_FAIL;
-    }
-    if (obx_store_file_snapshot(b->src, &b->src_version) != OBX_OK) {
-        cli_error(b->c, "cannot read '%s': %s (run 'outbox doctor')", b->c->cfg.db,
-                  obx_store_file_errmsg(b->src));
-        return CLI_FAIL;
-    }
-    return CLI_OK;
-}
-
-/* The progress line: started at the first step, when the number of pages is known. */
-struct copy_progress {
-    struct progress p;
-    int started;
-};
-
-static void
-on_copy_progress(void *ctx, int64_t done, int64_t total)
-{
-    struct copy_progress *cp = ctx;
-
-    if (!cp->started) {
-        progress_start(&cp->p, "backup", "pages", total);
-        cp->started = 1;
-    }
-    progress_set(&cp->p, done);
-}
-
-/*
- * Writes the copy to b->tmp. Afterwards the copy is switched from WAL to the
- * rollback journal, so it is one self-contained file (serve turns WAL back on when it
- * opens a restored copy).
- */
-static int
-backup_copy(struct backup *b)
-{
-    struct copy_progress cp;
-    char msg[PATH_MAX + 512];
-    enum obx_err err;
-
-    memset(&cp, 0, sizeof cp);
-    snprintf(b->tmp, sizeof b->tmp, "%s.tmp.%ld", b->dest, (long)getpid());
-    unlink(b->tmp);
-    b->tmp_made = 1;
-    err = obx_store_file_copy(b->src, b->tmp, b->mode, BACKUP_STEP_PAGES, BACKUP_BUSY_RETRIES,
-                              on_copy_progress, &cp, &b->pages, msg, sizeof msg);
-    if (cp.started)
-        progress_end(&cp.p);
-    if (err != OBX_OK) {
-        cli_error(b->c, "%s", msg);
-        return CLI_FAIL;
-    }
-    return CLI_OK;
-}
-
-/* Opens the copy as a reader would: quick_check, schema version, message count. */
-static int
-backup_verify(struct backup *b)
-{
-    struct obx_store *db = NULL;
-    char msg[512];
-    int version = 0;
-    int n = 0, ok = 0, rc = CLI_FAIL;
-
-    if (obx_store_file_open(b->tmp, &db, msg, sizeof msg) != OBX_OK) {
-        cli_error(b->c, "cannot open the copy '%s': %s", b->tmp, msg);
-        goto out;
-    }
-    if (obx_store_file_quick_check(db, &ok, &n, msg, sizeof msg) != OBX_OK || !ok) {
-        cli_error(b->c,
-                  "the copy fails PRAGMA quick_check (%s); the database itself is "
-                  "probably damaged: run 'outbox doctor'",
-                  msg);
-        goto out;
-    }
-    if (obx_store_file_schema_version(db, &version) != OBX_OK || version != b->src_version) {
-        cli_error(b->c, "the copy has schema version %d, the database %d", version,
-                  b->src_version);
-        goto out;
-    }
-    if (obx_store_file_count_messages(db, &b->messages) != OBX_OK) {
-        cli_error(b->c, "cannot count the messages of the copy: %s", obx_store_file_errmsg(db));
-        goto out;
-    }
-    b->bytes = file_size(b->tmp);
-    rc = CLI_OK;
-out:
-    obx_store_free(db);
-    return rc;
-}
-
-/* fsync of the directory holding path, so that a rename survives a power cut. */
-static void
-sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    int fd;
-
-    dir_of(path, dir, sizeof dir);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
-/*
- * Moves the checked copy to FILE. Without --force, link() refuses an existing FILE
- * atomically (a FILE created since the precheck is not replaced either); where hard
- * links are not supported, a re-check and rename stand in.
- */
-static int
-backup_publish(struct backup *b)
-{
-    int rc;
-
-    if (b->force) {
-        rc = rename(b->tmp, b->dest);
-    } else {
-        rc = link(b->tmp, b->dest);
-        if (rc != 0 && errno != EEXIST && access(b->dest, F_OK) != 0)
-            rc = rename(b->tmp, b->dest);
-        else if (rc != 0)
-            errno = EEXIST;
-    }
-    if (rc != 0) {
-        cli_error(b->c, "cannot write '%s': %s%s", b->dest, strerror(errno),
-                  errno == EEXIST ? " (add --force to replace it)" : "");
-        return CLI_FAIL;
-    }
-    unlink(b->tmp); /* after link(): the second name; after rename(): already gone */
-    b->tmp_made = 0;
-    sync_dir(b->dest);
-    return CLI_OK;
-}
-
-static void
-backup_print(const struct backup *b)
-{
-    char path[PATH_MAX], size[32];
-    struct obx_buf j;
-
-    if (!realpath(b->dest, path))
-        snprintf(path, sizeof path, "%s", b->dest);
-    format_bytes(b->bytes, size, sizeof size);
-    if (!b->c->json) {
-        printf("backed up '%s' to '%s': %s, %lld message%s, schema version %d, quick_check "
-               "ok\n",
-               b->c->cfg.db, path, size, (long long)b->messages, b->messages == 1 ? "" : "s",
-               b->src_version);
-        return;
-    }
-    obx_buf_init(&j, 3 * PATH_MAX + 256);
-    if (obx_buf_puts(&j, "{\"path\":") == OBX_OK && obx_buf_json_str(&j, path) == OBX_OK &&
-        obx_buf_puts(&j, ",\"source\":") == OBX_OK &&
-        obx_buf_json_str(&j, b->c->cfg.db) == OBX_OK &&
-        obx_buf_printf(&j,
-                       ",\"bytes\":%lld,\"pages\":%lld,\"messages\":%lld,"
-                       "\"schema_version\":%d,\"quick_check\":\"ok\"}\n",
-                       (long long)b->bytes, (long long)b->pages, (long long)b->messages,
-                       b->src_version) == OBX_OK)
-        fputs(obx_buf_str(&j), stdout);
-    else
-        cli_error(b->c, "cannot format output: %s", obx_strerror(OBX_ENOMEM));
-    obx_buf_release(&j);
-}
-
-static const char backup_usage[] =
-    "usage: outbox backup FILE [--force] [options]\n\n"
-    "Writes a consistent copy of the database to FILE while serve keeps running (SQLite's\n"
-    "online backup, 1000 pages per step, one snapshot), then opens the copy and checks it\n"
-    "(PRAGMA quick_check, schema version) before giving it the name FILE. Prints its path,\n"
-    "size and number of messages. The copy is a single file in rollback-journal mode; to\n"
-    "restore, stop serve, replace the database with it (removing any -wal and -shm files\n"
-    "beside the database), start serve. A progress line is drawn on a terminal.\n\n"
-    "  --force            replace FILE if it exists\n\n" CLI_COMMON_HELP;
-
-int
-cmd_backup(int argc, char **argv)
-{
-    int force = 0;
-    struct cli_opt opts[] = {{"force", NULL, &force}, {0}};
-    struct cli c = {.command = "backup", .usage = backup_usage};
-    struct backup b = {.c = &c};
-    int rc;
-
-    if (!cli_start(&c, argc, argv, opts, 1, 1, &rc))
-        goto out;
-    b.dest = c.positional[0];
-    b.force = force;
-    rc = backup_precheck(&b);
-    if (rc == CLI_OK)
-        rc = backup_open_source(&b);
-    if (rc == CLI_OK)
-        rc = backup_copy(&b);
-    if (b.src) {
-        if (obx_store_tx_read_end(b.src) != OBX_OK) {
-            /* Moot: closing the database just below ends the snapshot all the same. */
-        }
-        obx_store_free(b.src);
-        b.src = NULL;
-    }
-    if (rc == CLI_OK)
-        rc = backup_verify(&b);
-    if (rc == CLI_OK)
-        rc = backup_publish(&b);
-    if (rc == CLI_OK)
-        backup_print(&b);
-out:
-    if (b.tmp_made) {
-        char journal[PATH_MAX + 16];
-        snprintf(journal, sizeof journal, "%s-journal", b.tmp);
-        unlink(b.tmp);
-        unlink(journal);
-    }
     cli_release(&c);
     return rc;
 }
