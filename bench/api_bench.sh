@@ -29,6 +29,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/lib/common.sh"   # log, now_ms, wait_until, stop_pids, fmt, commas, machine_rows
+LOG_TAG=api_bench
 BUILD=${BUILD:-$ROOT/build}
 OUTBOX_BIN=${OUTBOX_BIN:-$BUILD/outbox}
 MOCK_BIN=${MOCK_BIN:-$BUILD/mock_partoo}
@@ -38,7 +40,6 @@ BATCH=${BATCH:-100}
 BATCH_CONNS=${BATCH_CONNS-1 8 64} # set but empty: no batch runs
 FSYNC_S=${FSYNC_S:-3}
 
-log() { echo "api_bench: $*" >&2; }
 for x in "$OUTBOX_BIN" "$MOCK_BIN"; do
     [ -x "$x" ] || { log "$x not found; build first (make build)"; exit 1; }
 done
@@ -49,14 +50,7 @@ done
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/obx-bench-api.XXXXXX")
 PIDS=()
 cleanup() {
-    local p
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -TERM "$p" 2>/dev/null
-    done
-    sleep 0.5
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
-    done
+    stop_pids 500 "${PIDS[@]:-}"
     wait 2>/dev/null
     [ "${KEEP_TMP:-0}" = 1 ] && log "kept $W" || rm -rf "$W"
 }
@@ -73,27 +67,10 @@ MOCK_BIN=$W/bin/obx-api-bench-mock
 gcc -O2 -o "$W/bin/api_fsync" "$ROOT/bench/api_fsync.c" -lsqlite3 ||
     { log "cannot build bench/api_fsync.c (libsqlite3-dev?)"; exit 1; }
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-wait_until() {
-    local deadline=$(( $(now_ms) + $1 * 1000 ))
-    shift
-    while ! eval "$*" >/dev/null 2>&1; do
-        [ "$(now_ms)" -ge "$deadline" ] && return 1
-        sleep 0.05
-    done
-}
-fmt() { awk "BEGIN { printf \"%.${2:-0}f\", ($1) }"; }
-commas() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
-
 # ---- the machine -------------------------------------------------------------------------------
 echo "## Producer API benchmark (bench/api_bench.sh)"
 echo
-echo "| what | value |"
-echo "|---|---|"
-echo "| CPU | $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), nproc = $(nproc) |"
-echo "| memory | $(free -h | awk '/^Mem:/ { print $2 }') |"
-echo "| disk of the work dir | $(df --output=source,fstype "$W" | tail -1 | tr -s ' ') |"
-echo "| kernel | $(uname -sr) |"
+machine_rows "$W"
 echo "| SQLite | $("$OUTBOX_BIN" version --json 2>/dev/null | sed -n 's/.*"sqlite":"\([^"]*\)".*/\1/p') |"
 echo "| outbox | $("$OUTBOX_BIN" version | head -1) |"
 echo "| wrk | $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2) |"

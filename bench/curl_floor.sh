@@ -49,32 +49,32 @@ done
 cp "$FLOOR_BIN" "$BT/bin/curl-floor-bench" || { log "cannot copy $FLOOR_BIN"; exit 1; }
 FLOOR_BIN=$BT/bin/curl-floor-bench
 
-fmt() { awk "BEGIN { printf \"%.${2:-0}f\", ($1) }"; }
 # field NAME FILE: NAME=value from the RESULT line in FILE (empty when absent).
 field() { sed -n "s/^RESULT .*\<$1=\([0-9]*\).*/\1/p" "$2" | head -1; }
-# median: of the numbers on stdin, one a line.
-median() {
+# median_stdin: of the numbers on stdin, one a line; of an even count, the mean of the two
+# middle ones (common.sh's median, of its arguments, takes the lower middle).
+median_stdin() {
     sort -g | awk '{ v[NR] = $1 }
         END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
-# forget_pid PID: drops a finished process from BENCH_PIDS (its number may be reused).
+# forget_pid PID: drops a finished process from PIDS (its number may be reused).
 forget_pid() {
     local p keep=()
-    for p in "${BENCH_PIDS[@]:-}"; do
+    for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && [ "$p" != "$1" ] && keep+=("$p")
     done
-    BENCH_PIDS=("${keep[@]}")
+    PIDS=("${keep[@]}")
 }
 
-# run_bounded OUT CMD...: runs CMD in the background under `timeout` (recorded in BENCH_PIDS so
+# run_bounded OUT CMD...: runs CMD in the background under `timeout` (recorded in PIDS so
 # that an interrupted script kills it), stdout and stderr to OUT; returns its status.
 run_bounded() {
     local out=$1 pid rc
     shift
     timeout -k 5 "$RUN_LIMIT_S" "$@" >"$out" 2>&1 &
     pid=$!
-    BENCH_PIDS+=("$pid")
+    PIDS+=("$pid")
     wait "$pid"
     rc=$?
     forget_pid "$pid"
@@ -161,7 +161,7 @@ echo "Medians over the rounds (issue #3's target is a ratio of 0.8):"
 echo
 echo "| client | requests/s | ratio to wrk | client CPU µs/request | mock CPU µs/request |"
 echo "|---|---:|---:|---:|---:|"
-m() { printf '%s' "$1" | median; }
+m() { printf '%s' "$1" | median_stdin; }
 for kind in $KINDS; do
     echo "| ${LABEL[$kind]} | $(m "${ALL_RPS[$kind]:-}") | $(m "${ALL_RATIO[$kind]:-}") |" \
         "$(m "${ALL_CCPU[$kind]:-}") | $(m "${ALL_MCPU[$kind]:-}") |"

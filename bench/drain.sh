@@ -66,10 +66,6 @@ LAT_PACED_N=${LAT_PACED_N:-90}
 LAT_PACED_RATE=${LAT_PACED_RATE:-3}
 
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-# fmt EXPR [DECIMALS]: evaluates an arithmetic expression (awk) and prints it rounded.
-fmt() { awk "BEGIN { printf \"%.${2:-0}f\", ($1) }"; }
-# thousands separators for integers
-commas() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 
 MOCK_CAP=""          # requests/s, from the mock section
 declare -A RATE      # label -> messages/s
@@ -194,7 +190,6 @@ run_drain() {
     rm -f "$db" "$db-wal" "$db-shm" "$db.lock"
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 if want drain; then
     echo "### Unthrottled drain of $(commas "$N_DRAIN") messages (--max-inflight $INFLIGHT)"

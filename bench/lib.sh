@@ -1,7 +1,7 @@
 # bench/lib.sh: shared helpers for the delivery benchmarks (bash; sourced, not run).
 #
 # Everything runs on 127.0.0.1 against build/mock_partoo. Processes started through these
-# helpers are recorded in BENCH_PIDS and killed on exit; the work directory ($BT, under
+# helpers are recorded in PIDS and killed on exit; the work directory ($BT, under
 # $BENCH_DIR or /tmp) is removed unless KEEP_TMP=1.
 #
 # Environment:
@@ -12,14 +12,20 @@
 #   BENCH_TEMPLATES  keep the template databases (N queued messages) in this directory and
 #                reuse them in later runs (default: rebuilt in every run, in the work dir)
 #   SERVE_OPTS   extra options for every `outbox serve` (word-split), e.g. "--synchronous normal"
+#
+# The helpers shared with the tests (log, now_ms, wait_until, sql, start_mock, mock_get,
+# mock_stat, serve_holds_lock, stop_serve, stop_pids, cpu_ticks, fmt, commas, median, ...) are in
+# tests/lib/common.sh; the settings below make them behave as the benchmarks need.
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$BENCH_ROOT/tests/lib/common.sh"
+LOG_TAG=bench
 BUILD=${BUILD:-$BENCH_ROOT/build}
 OUTBOX_BIN=${OUTBOX_BIN:-$BUILD/outbox}
 MOCK_BIN=${MOCK_BIN:-$BUILD/mock_partoo}
 BENCH_API_KEY=bench-key
 CLK_TCK=$(getconf CLK_TCK)
-BENCH_PIDS=()
+PIDS=()
 
 for _x in "$OUTBOX_BIN" "$MOCK_BIN"; do
     [ -x "$_x" ] || { echo "bench: $_x not found; build first (make build)" >&2; exit 1; }
@@ -29,6 +35,8 @@ for _x in sqlite3 curl awk; do
 done
 
 BT=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/obx-bench-drain.XXXXXX")
+T=$BT                                   # the work directory of tests/lib/common.sh's helpers
+MOCK_OPTS=(--rate-limit 0 --keep-bodies 0) # every mock unthrottled, keeping no bodies
 
 # Run private copies: a rebuild of build/ during a run must not change the binaries under test.
 mkdir -p "$BT/bin"
@@ -47,56 +55,20 @@ for _k in api_listen webhook_listen; do
     fi
 done
 
-# Kills one process we started: TERM, then KILL after 5 s.
-bench_kill() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
+# On exit: every process we started gets TERM, then KILL after 5 s.
 bench_cleanup() {
-    local p
-    for p in "${BENCH_PIDS[@]:-}"; do
-        [ -n "$p" ] && bench_kill "$p"
-    done
-    [ "${KEEP_TMP:-0}" = 1 ] && echo "bench: kept $BT" >&2 || rm -rf "$BT"
+    stop_pids 5000 "${PIDS[@]:-}"
+    [ "${KEEP_TMP:-0}" = 1 ] && log "kept $BT" || rm -rf "$BT"
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-
-log() { echo "bench: $*" >&2; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# wait_until TIMEOUT_S 'CONDITION': polls every 50 ms.
-wait_until() {
-    local deadline=$(( $(now_ms) + $1 * 1000 ))
-    shift
-    while ! eval "$*" >/dev/null 2>&1; do
-        [ "$(now_ms)" -ge "$deadline" ] && return 1
-        sleep 0.05
-    done
-}
-
-sql() { sqlite3 -batch -noheader -cmd ".timeout 10000" "$1" "$2"; }
 
 # ---- the machine -------------------------------------------------------------------------
 
 machine_table() {
     local v
     v=$("$OUTBOX_BIN" version)
-    echo "| what | value |"
-    echo "|---|---|"
-    echo "| CPU | $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), nproc = $(nproc) |"
-    echo "| memory | $(free -h | awk '/^Mem:/ { print $2 }') |"
-    echo "| disk of the work dir | $(df --output=source,fstype "$BT" | tail -1 | tr -s ' ') |"
-    echo "| kernel | $(uname -sr) |"
+    machine_rows "$BT"
     echo "| outbox version | $v |"
     echo "| wrk | $(wrk -v 2>&1 | head -1 | cut -c1-60) |"
     echo "| load average at start | $(cut -d" " -f1-3 /proc/loadavg) (other work on the machine shares the CPUs) |"
@@ -105,28 +77,15 @@ machine_table() {
 
 # ---- the mock ------------------------------------------------------------------------------
 
-# start_mock [options]: unthrottled mock on a free port. Sets MOCK_PID, MOCK_PORT, MOCK_URL.
-start_mock() {
-    rm -f "$BT/mock.port"
-    "$MOCK_BIN" --listen 127.0.0.1:0 --port-file "$BT/mock.port" --quiet --rate-limit 0 \
-        --keep-bodies 0 "$@" 2>>"$BT/mock.log" &
-    MOCK_PID=$!
-    BENCH_PIDS+=("$MOCK_PID")
-    wait_until 10 '[ -s "$BT/mock.port" ]' || { log "mock did not start"; cat "$BT/mock.log" >&2; exit 1; }
-    MOCK_PORT=$(cat "$BT/mock.port")
-    MOCK_URL=http://127.0.0.1:$MOCK_PORT/v2
-}
-stop_mock() { bench_kill "$MOCK_PID"; }
+# stop_mock: TERM to the mock, KILL after 5 s. (start_mock, mock_get, mock_stat: common.sh)
+stop_mock() { stop_pids 5000 "$MOCK_PID"; }
 # ensure_mock: starts another mock if ours is gone (killed from outside).
 ensure_mock() {
     kill -0 "$MOCK_PID" 2>/dev/null && return 0
     log "the mock is gone (killed from outside?); starting another"
     start_mock
 }
-mock_get() { curl -sS --max-time 10 "http://127.0.0.1:$MOCK_PORT/_mock/$1"; }
 mock_reset() { curl -sS --max-time 10 -X POST "http://127.0.0.1:$MOCK_PORT/_mock/reset" >/dev/null; }
-# mock_stat NAME: one top-level integer of /_mock/stats.
-mock_stat() { mock_get stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 
 # ---- messages and databases ----------------------------------------------------------------
 
@@ -183,61 +142,18 @@ fresh_db() {
 
 # ---- serve ----------------------------------------------------------------------------------
 
-# serve_cmd DB [options]: the serve command line used by every benchmark (unthrottled).
-serve_cmd() {
-    local db=$1
-    shift
-    echo "$OUTBOX_BIN" serve --db "$db" --partoo-base-url "$MOCK_URL" --rate-limit 0 \
-        --log-level warn "${SERVE_LISTEN_OPTS[@]}" ${SERVE_OPTS:-} "$@"
-}
-
-serve_holds_lock() {
-    local ino
-    [ -e "$1.lock" ] || return 1
-    ino=$(stat -c %i "$1.lock")
-    grep -q ":$ino " /proc/locks
-}
-
-# start_serve DB [options]: sets SERVE_PID; waits until serve holds its lock.
-# With STRACE_OUT set, runs under `strace --seccomp-bpf -f -c -e trace=fsync,fdatasync,sync_file_range`,
-# summary written to $STRACE_OUT
-# (SERVE_PID is then strace's pid and SERVE_CHILD the serve process).
-start_serve() {
-    local db=$1
-    shift
-    if [ -n "${STRACE_OUT:-}" ]; then
-        OUTBOX_PARTOO_API_KEY=$BENCH_API_KEY strace --seccomp-bpf -f -c -e trace=fsync,fdatasync,sync_file_range \
-            -o "$STRACE_OUT" $(serve_cmd "$db" "$@") >>"$BT/serve.log" 2>&1 &
-    else
-        OUTBOX_PARTOO_API_KEY=$BENCH_API_KEY $(serve_cmd "$db" "$@") >>"$BT/serve.log" 2>&1 &
-    fi
-    SERVE_PID=$!
-    BENCH_PIDS+=("$SERVE_PID")
-    wait_until 30 'serve_holds_lock "$db"' || { log "serve did not start"; tail -20 "$BT/serve.log" >&2; exit 1; }
-    SERVE_CHILD=$SERVE_PID
-    if [ -n "${STRACE_OUT:-}" ]; then
-        SERVE_CHILD=$(pgrep -P "$SERVE_PID" | head -1)
-    fi
-}
-
-# stop_serve: SIGTERM to serve (it drains and exits 0), then waits for it (and strace).
-stop_serve() {
-    local i
-    kill -TERM "$SERVE_CHILD" 2>/dev/null
-    for i in $(seq 1 300); do
-        kill -0 "$SERVE_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    bench_kill "$SERVE_PID"
-}
+# start_serve DB [options] (common.sh): unthrottled, at log level warn, the listeners above,
+# SERVE_OPTS; sets SERVE_PID and SERVE_CHILD (STRACE_OUT: under strace). stop_serve: TERM,
+# killed after 30 s.
+read -ra _x <<< "${SERVE_OPTS:-}"
+SERVE_ARGS=(--rate-limit 0 --log-level warn "${SERVE_LISTEN_OPTS[@]}" "${_x[@]}")
+API_KEY=$BENCH_API_KEY
+SERVE_START_S=30
+SERVE_STOP_S=30
 
 # ---- /proc ----------------------------------------------------------------------------------
 
-# cpu_ticks PID: utime + stime in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-# hwm_kb PID / rss_kb PID: peak and current resident set, kB.
-hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# (cpu_ticks, hwm_kb, rss_kb: common.sh)
 ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
 
 # serve_api_port DB: the producer API's port of the serve running on DB, read from the

@@ -96,12 +96,9 @@ FLOOR_BIN=$BT/bin/curl-floor-pipeline
 mkdir -p "$(dirname "$REPORT")" && : > "$REPORT" || { log "cannot write $REPORT"; exit 1; }
 
 want() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-fmt() { awk "BEGIN { printf \"%.${2:-0}f\", ($1) }"; }
-commas() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 # out LINE...: one line of the report, to stdout and to REPORT.
 out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-# median / spread of the arguments (numbers); median of an even count: the lower middle.
-median() { printf '%s\n' "$@" | sort -g | awk 'NF { v[++n] = $1 } END { if (n) print v[int((n + 1) / 2)] }'; }
+# spread NUMBER...: "min–max" of the arguments (median, fmt, commas: tests/lib/common.sh).
 spread() {
     printf '%s\n' "$@" | sort -g | awk 'NF { v[++n] = $1 } END { if (n) print (n > 1 ? v[1] "–" v[n] : v[1]) }' |
         sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'
@@ -129,7 +126,7 @@ sub() {
         KEEP_TMP=0 "$@" \
         timeout -k 10 "$limit" bash "$BENCH_ROOT/bench/$script" > "$BT/$name.md" 2> >(tee "$BT/$name.err" >&2) &
     pid=$!
-    BENCH_PIDS+=("$pid")
+    PIDS+=("$pid")
     wait "$pid"
     rc=$?
     [ "$rc" = 0 ] || log "$script ($name) failed (exit $rc); its output: $BT/$name.md"

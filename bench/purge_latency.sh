@@ -76,7 +76,7 @@ start_producers() {
     rm -f "$BT/stop" "$BT/prod.tsv"
     python3 "$PRODUCER" send "$port" "$RATE" "$BT/stop" "$BT/prod.tsv" 4 &
     PROD_PID=$!
-    BENCH_PIDS+=("$PROD_PID")
+    PIDS+=("$PROD_PID")
 }
 stop_producers() {
     touch "$BT/stop"

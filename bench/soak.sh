@@ -58,8 +58,8 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     t=$(( ($(now_ms) - t0) / 1000 ))
     db_kb=$(( ($(stat -c %s "$DB") + $(stat -c %s "$DB-wal" 2>/dev/null || echo 0)) / 1024 ))
     counts=$(sql "$DB" "SELECT sum(state IN ('queued','sending')), sum(state = 'accepted'), sum(state = 'confirmed') FROM outbox")
-    printf '%6s %9s %5s %9s %8s %9s %9s %7s\n' "$t" "$(proc_rss_kb "$SERVE_PID")" \
-        "$(proc_fds "$SERVE_PID")" "$db_kb" "$(echo "$counts" | cut -d'|' -f1)" \
+    printf '%6s %9s %5s %9s %8s %9s %9s %7s\n' "$t" "$(rss_kb "$SERVE_PID")" \
+        "$(fd_count "$SERVE_PID")" "$db_kb" "$(echo "$counts" | cut -d'|' -f1)" \
         "$(echo "$counts" | cut -d'|' -f2)" "$(echo "$counts" | cut -d'|' -f3)" \
         "$(sql "$DB" "SELECT count(*) FROM inbox")" | tee -a "$T/samples.txt"
 done

@@ -15,7 +15,7 @@ OBX_BUILD_DIR=${OBX_BUILD_DIR:-$(dirname "$OUTBOX_BIN")}
 . "$ROOT/tests/torture/common.sh"
 command -v valgrind >/dev/null || { echo "SKIP: valgrind is not installed"; exit 0; }
 torture_private_bins
-make_signer
+make_signer "$SEED"
 
 REAL=$OUTBOX_BIN
 VG_OPTS=(--leak-check=full --show-leak-kinds=definite,indirect,possible
@@ -103,12 +103,6 @@ assert_eq "serve: exit status 0 (99 = valgrind errors)" "$st" 0
 summary() { # LOG: the leak and error summary in one line
     echo "$(grep -E 'definitely lost:|indirectly lost:|possibly lost:|ERROR SUMMARY:' "$1" |
         sed 's/^==[0-9]*== *//' | tr '\n' ';')"
-}
-# lost_bytes LOG KIND: bytes "definitely"/"indirectly" lost (0 when every block was freed).
-lost_bytes() {
-    local n
-    n=$(grep -E "$2 lost:" "$1" | sed 's/.*lost: *\([0-9,]*\) bytes.*/\1/' | tr -d ',' | head -1)
-    echo "${n:-0}"
 }
 check_log() { # NAME LOG
     local s

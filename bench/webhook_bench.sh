@@ -29,6 +29,8 @@ set -uo pipefail
 {
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/lib/common.sh"   # log, now_ms, sql, stop_pids, cpu_ticks, machine_rows
+LOG_TAG=webhook_bench
 BUILD=${BUILD:-$ROOT/build}
 OUTBOX_BIN=${OUTBOX_BIN:-$BUILD/outbox}
 N=${N:-50000}
@@ -42,11 +44,7 @@ CHANNEL=bench-ch
 CLK_TCK=$(getconf CLK_TCK)
 PIDS=()
 
-log() { echo "webhook_bench: $*" >&2; }
-# Milliseconds from bash's own clock: no process per call while a run is being timed.
-now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
 newest_done_ms() { stat -c %.3Y "$BT"/done/* | sort -n | tail -1 | tr -d .; }
-sql() { sqlite3 -batch -noheader -cmd ".timeout 10000" "$1" "$2"; }
 
 for x in wrk sqlite3 curl gcc pkg-config awk; do
     command -v "$x" >/dev/null || { log "the $x command is needed"; exit 1; }
@@ -57,14 +55,7 @@ BT=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/obx-bench-webhook.XXXXXX")
 # A FIFO nobody writes to: `read -t S -u $NAP_FD` is a sleep that forks no process.
 mkfifo "$BT/nap" && exec {NAP_FD}<>"$BT/nap"
 cleanup() {
-    local p
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -TERM "$p" 2>/dev/null
-    done
-    sleep 0.2
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
-    done
+    stop_pids 200 "${PIDS[@]:-}"
     wait 2>/dev/null
     [ "${KEEP_TMP:-0}" = 1 ] && log "kept $BT" || rm -rf "$BT"
 }
@@ -109,8 +100,6 @@ sql "$TEMPLATE" "UPDATE outbox SET state = 'accepted', state_reason = 'bench: ma
 [ "$(sql "$TEMPLATE" "SELECT count(*) FROM outbox WHERE state = 'accepted'")" = "$N" ] ||
     { log "template: not all $N messages are accepted"; exit 1; }
 log "template: $N accepted messages in $(( $(now_ms) - t )) ms"
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # run SYNC CONNS: one measured run; appends a Markdown row to $BT/rows.md.
 run() {
@@ -212,12 +201,7 @@ done
 # ---- report -----------------------------------------------------------------------------------
 echo "Machine:"
 echo
-echo "| what | value |"
-echo "|---|---|"
-echo "| CPU | $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), nproc = $(nproc) |"
-echo "| memory | $(free -h | awk '/^Mem:/ { print $2 }') |"
-echo "| disk of the work dir | $(df --output=source,fstype "$BT" | tail -1 | tr -s ' ') |"
-echo "| kernel | $(uname -sr) |"
+machine_rows "$BT"
 echo "| outbox version | $("$OUTBOX_BIN" version 2>/dev/null | head -1) |"
 echo "| wrk | $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'), $THREADS thread(s), on the same machine |"
 echo "| Ed25519 verifications/s, one core (openssl speed) | $(openssl speed -seconds 2 ed25519 2>/dev/null | awk '/Ed25519/ { printf "%d", $NF }') |"

@@ -6,8 +6,12 @@
 # directory ($T) is removed unless KEEP_TMP=1.
 #
 # Environment (set by CTest): OUTBOX_BIN, OBX_BUILD_DIR, OBX_SOURCE_DIR.
+# The helpers shared with the benchmarks (wait_until, sql, jget, start_mock, stop_serve,
+# free_port, ...) are in tests/lib/common.sh.
 
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 OUTBOX_BIN=${OUTBOX_BIN:-$(dirname "$0")/../../build/outbox}
 OBX_BUILD_DIR=${OBX_BUILD_DIR:-$(dirname "$OUTBOX_BIN")}
 MOCK_BIN=${MOCK_BIN:-$OBX_BUILD_DIR/mock_partoo}
@@ -16,11 +20,12 @@ DB=$T/outbox.db
 PASSED=0
 FAILED=0
 PIDS=()
+# start_serve (common.sh): listeners on free ports (tests run in parallel); a test's own
+# options come later and win.
+SERVE_ARGS=(--api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0)
 
 cleanup() {
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null
-    done
+    stop_pids 0 "${PIDS[@]:-}"
     wait 2>/dev/null
     [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T"
 }
@@ -54,67 +59,9 @@ assert_status() {
     fi
 }
 
-# sql DB QUERY: one query through the sqlite3 shell, list mode.
-sql() { sqlite3 -batch -noheader -cmd ".timeout 10000" "$1" "$2"; }
-# jget JSON PATH: extracts a value with SQLite's JSON functions (no jq needed).
-jget() {
-    local json=$1 path=$2
-    printf '%s' "$json" > "$T/jget.json"
-    sqlite3 -batch -noheader :memory: "SELECT json_extract(readfile('$T/jget.json'), '$path')"
-}
-
-# wait_until TIMEOUT_S 'SHELL CONDITION': evaluates the condition every 50 ms until it holds.
-# Quote it so command substitutions inside run on every poll, not once.
-wait_until() {
-    local deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 ))
-    shift
-    while ! eval "$*" >/dev/null 2>&1; do
-        [ $(( $(date +%s%N) / 1000000 )) -ge $deadline ] && return 1
-        sleep 0.05
-    done
-    return 0
-}
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# start_mock [mock options]: sets MOCK_PID, MOCK_PORT, MOCK_URL (base URL with /v2).
-start_mock() {
-    rm -f "$T/mock.port"
-    "$MOCK_BIN" --listen 127.0.0.1:0 --port-file "$T/mock.port" --quiet "$@" \
-        2>>"$T/mock.log" &
-    MOCK_PID=$!
-    PIDS+=("$MOCK_PID")
-    wait_until 10 '[ -s "$T/mock.port" ]' || { echo "mock did not start"; cat "$T/mock.log"; exit 1; }
-    MOCK_PORT=$(cat "$T/mock.port")
-    MOCK_URL=http://127.0.0.1:$MOCK_PORT/v2
-}
-mock_get() { curl -sS "http://127.0.0.1:$MOCK_PORT/_mock/$1"; }
+# mock_post PATH JSON: POST to the mock's /_mock/PATH.
 mock_post() { curl -sS -X POST -H 'Content-Type: application/json' -d "$2" \
     "http://127.0.0.1:$MOCK_PORT/_mock/$1"; }
-mock_stat() { jget "$(mock_get stats)" "$1"; }
-
-# serve_holds_lock: true while some process holds the flock on $DB.lock.
-serve_holds_lock() {
-    [ -e "$DB.lock" ] || return 1
-    local ino
-    ino=$(stat -c %i "$DB.lock")
-    grep -q ":$ino " /proc/locks
-}
-
-# start_serve [outbox serve options]: runs `outbox serve` on $DB against the mock.
-# Sets SERVE_PID; output goes to $T/serve.log.
-start_serve() {
-    # Listeners on free ports (tests run in parallel); a test's own flags come later and win.
-    OUTBOX_PARTOO_API_KEY=${API_KEY:-test-key} "$OUTBOX_BIN" serve --db "$DB" \
-        --partoo-base-url "$MOCK_URL" --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 \
-        "$@" >>"$T/serve.log" 2>&1 &
-    SERVE_PID=$!
-    PIDS+=("$SERVE_PID")
-    # Started once it holds the single-instance lock (seen in /proc/locks, without taking
-    # it) and has opened the database.
-    wait_until 10 'serve_holds_lock && [ -s "$DB" ]' ||
-        { echo "serve did not start"; cat "$T/serve.log"; exit 1; }
-}
 
 # enqueue_n N [PREFIX] [CONVERSATIONS]: N messages as JSON Lines through the CLI.
 enqueue_n() {
@@ -125,7 +72,26 @@ enqueue_n() {
     done | "$OUTBOX_BIN" enqueue --db "$DB" >/dev/null
 }
 
+# enqueue_one CHANNEL EXT_ID CONVERSATION: one message through `outbox enqueue`.
+enqueue_one() {
+    "$OUTBOX_BIN" enqueue --db "$DB" --channel "$1" --message-id "$2" --business b1 \
+        --conversation "$3" --content "hi $2" --sender Consumer >/dev/null
+}
+# state_of CHANNEL EXT_ID: the message's state.
+state_of() { sql "$DB" "SELECT state FROM outbox WHERE channel_id = '$1' AND external_message_id = '$2'"; }
 count_state() { sql "$DB" "SELECT count(*) FROM outbox WHERE state = '$1'"; }
+
+# restore_pristine: $DB back to the copy a test saved in $T/pristine.db.
+restore_pristine() { rm -f "$DB-wal" "$DB-shm"; cp "$T/pristine.db" "$DB"; }
+# events: how many webhook events are stored.
+events() { sql "$DB" "SELECT count(*) FROM webhook_events"; }
+# serve_port NAME: the port serve logged for its NAME listener (api, webhook, ...).
+serve_port() { grep -Eo "\"?$1_port\"?[=:][0-9]+" "$T/serve.log" | tail -1 | grep -Eo '[0-9]+$'; }
+# audit_verify: runs `outbox audit verify`; output in $T/verify.out, prints the exit status.
+audit_verify() {
+    "$OUTBOX_BIN" audit --db "$DB" verify >"$T/verify.out" 2>&1
+    echo $?
+}
 
 finish() {
     echo "$PASSED passed, $FAILED failed"

@@ -44,38 +44,7 @@ assert_eq "the reply's id is the row's id" "$(jx "$RESP" "json_extract(j,'\$.id'
 # ---- the sender wakes up at once: POST -> Partoo in under 100 ms ------------------------------
 # One Python process takes the time just before each POST (no process start-up inside the
 # measurement) and polls the mock's log for the arrival time; serve is idle before each one.
-python3 - "$API" "$MOCK_PORT" > "$T/latency.txt" <<'EOF'
-import http.client, json, sys, time
-api = sys.argv[1].split("//")[1]
-mock = ("127.0.0.1", int(sys.argv[2]))
-def arrival(ext_id):
-    c = http.client.HTTPConnection(*mock, timeout=10)
-    c.request("GET", "/_mock/received")
-    for line in c.getresponse().read().decode().splitlines():
-        f = line.split("\t")
-        if f[5] == ext_id:
-            return int(f[1])
-    return None
-conn = http.client.HTTPConnection(api, timeout=10)
-for i in range(7):
-    time.sleep(0.5)
-    ext = f"lat{i}"
-    body = json.dumps({"channel_id": "ch", "external_message_id": ext, "business_id": "biz",
-                       "external_conversation_id": f"c-{ext}", "content": "hi",
-                       "sender_type": "Consumer"})
-    t0 = time.time() * 1000
-    conn.request("POST", "/v1/messages", body, {"Content-Type": "application/json"})
-    r = conn.getresponse()
-    r.read()
-    t202 = time.time() * 1000
-    deadline = time.time() + 5
-    arr = None
-    while arr is None and time.time() < deadline:
-        arr = arrival(ext)
-        if arr is None:
-            time.sleep(0.005)
-    print(r.status, int(t202 - t0), int(arr - t0) if arr else 99999)
-EOF
+latency_probes 7 0.5 lat Consumer > "$T/latency.txt"
 echo "# latency (POST -> 202 / POST -> arrival at the mock, ms): $(awk '{ printf "%s/%s ", $2, $3 }' "$T/latency.txt")"
 assert_eq "latency probes: 7 x 202" "$(awk '{ print $1 }' "$T/latency.txt" | sort -u | tr -d '\n')" 202
 lat=$(awk '{ print $3 }' "$T/latency.txt" | sort -n | tr '\n' ' ')
@@ -269,12 +238,6 @@ assert_eq "application/json; charset=utf-8: 202" "$CODE" 202
 CT="Application/JSON" req POST /v1/messages "$(mk external_message_id=ct5 external_conversation_id=c-ct)"
 assert_eq "media type is case-insensitive: 202" "$CODE" 202
 
-# pad N: a valid message padded with JSON whitespace to exactly N bytes, in $T/pad.json
-pad() {
-    local m
-    m=$(mk external_message_id=pad$1 external_conversation_id=c-pad)
-    { printf '%s' "$m"; printf '%*s' $(($1 - ${#m})) ''; } > "$T/pad.json"
-}
 n0=$(total)
 pad 1048577
 req POST /v1/messages @"$T/pad.json"
@@ -349,7 +312,6 @@ done
 req POST /v1/messages "$(batch "${items[@]}")"
 assert_eq "list: seeded 7 messages" "$CODE" 202
 wait_until 10 '[ "$(sql "$DB" "SELECT count(*) FROM outbox WHERE channel_id = '\''lst'\'' AND state = '\''accepted'\''")" = 7 ]'
-ids() { jx "$RESP" "(SELECT group_concat(json_extract(value,'\$.external_message_id'), ' ') FROM json_each(j,'\$.messages'))"; }
 cursor() { jx "$RESP" "ifnull(json_extract(j,'\$.next_cursor'), 'null')"; }
 req GET "/v1/messages?channel_id=lst"
 assert_eq "list by channel: 200, newest first, no cursor at the end" "$CODE $(ids) $(cursor)" \

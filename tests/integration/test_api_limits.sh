@@ -18,49 +18,13 @@ start_mock --rate-limit 0
 api_serve --max-body-bytes 4K --max-content-bytes 1K --max-json-depth 4
 echo "# api at $API"
 # Default pacing (290/min, no burst): with serve idle a token is there, so no wait either.
-python3 - "$API" "$MOCK_PORT" > "$T/latency.txt" <<'EOF'
-import http.client, json, sys, time
-api = sys.argv[1].split("//")[1]
-mock = ("127.0.0.1", int(sys.argv[2]))
-def arrival(ext_id):
-    c = http.client.HTTPConnection(*mock, timeout=10)
-    c.request("GET", "/_mock/received")
-    for line in c.getresponse().read().decode().splitlines():
-        f = line.split("\t")
-        if f[5] == ext_id:
-            return int(f[1])
-    return None
-conn = http.client.HTTPConnection(api, timeout=10)
-for i in range(5):
-    time.sleep(0.6)
-    ext = f"paced{i}"
-    body = json.dumps({"channel_id": "ch", "external_message_id": ext, "business_id": "biz",
-                       "external_conversation_id": f"c-{ext}", "content": "hi",
-                       "sender_type": "User"})
-    t0 = time.time() * 1000
-    conn.request("POST", "/v1/messages", body, {"Content-Type": "application/json"})
-    r = conn.getresponse()
-    r.read()
-    deadline = time.time() + 5
-    arr = None
-    while arr is None and time.time() < deadline:
-        arr = arrival(ext)
-        if arr is None:
-            time.sleep(0.005)
-    print(r.status, int(arr - t0) if arr else 99999)
-EOF
-lat=$(awk '{ print $2 }' "$T/latency.txt" | sort -n | tr '\n' ' ')
+latency_probes 5 0.6 paced User > "$T/latency.txt"
+lat=$(awk '{ print $3 }' "$T/latency.txt" | sort -n | tr '\n' ' ')
 assert_eq "paced latency probes: 5 x 202" "$(awk '{ print $1 }' "$T/latency.txt" | sort -u | tr -d '\n')" 202
 assert_le "default pacing, idle: POST -> mock under 100 ms (median of 5, ms: $lat)" \
     "$(echo "$lat" | awk '{ print $3 }')" 100
 
 n0=$(total)
-# pad N: a valid message padded with JSON whitespace to exactly N bytes, in $T/pad.json
-pad() {
-    local m
-    m=$(mk external_message_id=pad$1 external_conversation_id=c-pad)
-    { printf '%s' "$m"; printf '%*s' $(($1 - ${#m})) ''; } > "$T/pad.json"
-}
 pad 4097
 req POST /v1/messages @"$T/pad.json"
 assert_eq "--max-body-bytes 4K: 4097 bytes -> 413" "$(errsig)" "413 too_large -"
@@ -133,9 +97,6 @@ assert_eq "SIGHUP rotates the token: the new one gets 200" "$CODE" 200
 stop_serve
 
 # ---- a non-loopback api_listen needs a token ----------------------------------------------------------
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 for listen in "0.0.0.0:$(free_port)" "[::]:$(free_port)"; do
     timeout 20 env OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --db "$T/loopback.db" \
         --partoo-base-url "$MOCK_URL" --webhook-listen 127.0.0.1:0 --api-listen "$listen" \

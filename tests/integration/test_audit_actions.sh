@@ -7,10 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/api_lib.sh"
 
-verify() { # runs `audit verify`; output in $T/verify.out, prints the exit status
-    "$OUTBOX_BIN" audit --db "$DB" verify >"$T/verify.out" 2>&1
-    echo $?
-}
 # dash METHOD PATH BODY: a request as the dashboard sends it.
 dash() {
     CODE=$(curl -sS -m 30 -o "$T/resp.body" -w '%{http_code}' -X "$1" -H 'X-Outbox-Client: dashboard' \
@@ -34,7 +30,7 @@ wait_until 10 '[ "$(sql "$DB" "SELECT max(actions_upto) FROM audit_seals")" = 3 
     fail "serve seals the actions"
 stop_serve
 
-assert_eq "audit verify exits 0" "$(verify)" 0
+assert_eq "audit verify exits 0" "$(audit_verify)" 0
 EVENTS=$(sql "$DB" "SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM attempts) + (SELECT count(*) FROM actions)")
 assert_contains "the actions are verified with the events" "$(cat "$T/verify.out")" "ok: $EVENTS rows verified"
 
@@ -71,18 +67,17 @@ assert_contains "csv: by dashboard" "$(grep ',resume,' "$T/audit.csv")" 'dashboa
 
 # Tampering with a stored pause or resume breaks the chain at its seal.
 cp "$DB" "$T/pristine.db"
-restore() { rm -f "$DB-wal" "$DB-shm"; cp "$T/pristine.db" "$DB"; }
 sql "$DB" "UPDATE actions SET by = 'cli' WHERE action = 'pause' AND key = 'ch-held'"
-assert_eq "pause row changed (by): audit verify exits 1" "$(verify)" 1
+assert_eq "pause row changed (by): audit verify exits 1" "$(audit_verify)" 1
 assert_contains "pause row changed: the broken seal is named" "$(cat "$T/verify.out")" "BROKEN at row"
-restore
+restore_pristine
 sql "$DB" "UPDATE actions SET at_ms = at_ms + 60000 WHERE action = 'resume'"
-assert_eq "resume time changed: audit verify exits 1" "$(verify)" 1
-restore
+assert_eq "resume time changed: audit verify exits 1" "$(audit_verify)" 1
+restore_pristine
 sql "$DB" "DELETE FROM actions WHERE action = 'resume'"
-assert_eq "resume deleted: audit verify exits 1" "$(verify)" 1
-restore
-assert_eq "the pristine copy verifies" "$(verify)" 0
+assert_eq "resume deleted: audit verify exits 1" "$(audit_verify)" 1
+restore_pristine
+assert_eq "the pristine copy verifies" "$(audit_verify)" 0
 
 # ---- /v1/audit/verify in slices (SPEC §13: every dashboard call is short) -----------------
 # More seals: each `audit verify` seals what is pending (one seal per pause here).

@@ -12,9 +12,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
+hermetic_env
 B=$OUTBOX_BIN
 head -c 32 /dev/urandom | base64 > "$T/audit.key"
 head -c 32 /dev/urandom | base64 > "$T/other.key"
@@ -26,22 +24,13 @@ KEY=$(cat "$T/audit.key")
 # transition that seal SEAL_ID covers and recomputes every seal from there with plain SHA-256
 # (lib/audit.h's canonical form, the events as lib/audit.c reads them).
 reseal() {
-    python3 - "$@" <<'PY'
+    PYTHONPATH=$SRC/tests/integration PYTHONDONTWRITEBYTECODE=1 python3 - "$@" <<'PY'
 import hashlib, json, sqlite3, sys
+from audit_chain import EVENTS
 db, first = sys.argv[1], int(sys.argv[2])
 c = sqlite3.connect(db)
 if len(sys.argv) > 3:
     c.execute("DELETE FROM audit_chain_modes")
-EVENTS = ("SELECT t.id, t.at_ms, 'transition', coalesce(m.channel_id, ''),"
-    " coalesce(m.external_message_id, ''), json_object('message_id', t.message_id, 'from',"
-    " t.from_state, 'to', t.to_state, 'reason', t.reason), 0 FROM transitions t"
-    " LEFT JOIN audit_messages m ON m.message_id = t.message_id WHERE t.id > ? AND t.id <= ?"
-    " UNION ALL SELECT a.id, a.started_at_ms, 'attempt', coalesce(m.channel_id, ''),"
-    " coalesce(m.external_message_id, ''), json_object('message_id', a.message_id,"
-    " 'sent_sha256', lower(hex(m.sent_sha256)), 'duration_ms', a.duration_ms, 'http_status',"
-    " a.http_status, 'outcome', a.outcome, 'error', a.error, 'response_excerpt',"
-    " a.response_excerpt), 1 FROM attempts a LEFT JOIN audit_messages m"
-    " ON m.message_id = a.message_id WHERE a.id > ? AND a.id <= ? ORDER BY 7, 1")
 seals = c.execute("SELECT id, transitions_upto, attempts_upto, hash FROM audit_seals"
                   " ORDER BY id").fetchall()
 prev, base = "0" * 64, None

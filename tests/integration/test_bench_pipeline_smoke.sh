@@ -4,7 +4,6 @@
 # row is in the summary with a figure and a verdict, and that the Markdown file written is what
 # was printed. Figures are not asserted: they mean nothing at these counts.
 . "$(dirname "$0")/lib.sh"
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 missing=
 for x in wrk gcc pkg-config python3 sqlite3 curl column timeout; do

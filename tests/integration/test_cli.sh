@@ -11,11 +11,8 @@
 . "$(dirname "$0")/lib.sh"
 
 # Hermetic: no OUTBOX_* from the caller's environment except the binary under test.
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
+hermetic_env
 
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=$OUTBOX_BIN
 # The schema version the newest migration file produces (NNNN of migrations/NNNN_*.sql).
 LATEST=$(ls "$SRC"/migrations/ | grep -E '^[0-9]{4}_.*\.sql$' | sort | tail -1 | cut -c1-4 |
@@ -48,7 +45,6 @@ msg_line() {
     printf '{"channel_id":"%s","external_message_id":"%s","business_id":"biz-1","external_conversation_id":"%s","content":"%s","sender_type":"Consumer"%s}\n' \
         "$1" "$2" "${3:-conv-$2}" "${4:-Hello $2}" "${5:-}"
 }
-state_of() { sql "$DB" "SELECT state FROM outbox WHERE channel_id = '$1' AND external_message_id = '$2'"; }
 # set_state CHANNEL EXT_ID STATE [EXTRA_SQL_ASSIGNMENTS]: what the daemon would do, by hand.
 set_state() {
     sql "$DB" "UPDATE outbox SET state = '$3', state_reason = 'test', state_at_ms = $(now_ms) - 5000 ${4:+, $4}

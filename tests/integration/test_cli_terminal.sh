@@ -11,9 +11,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
+hermetic_env
 B=$OUTBOX_BIN
 "$B" migrate --db "$DB" >/dev/null || { echo "migrate failed"; exit 1; }
 

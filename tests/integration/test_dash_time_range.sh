@@ -22,7 +22,6 @@ for i in $(seq 0 9); do
     rows+="('tz', 'z$i', 'b', 'z$i', 'x', 'User', $((T0 + i * 1000 + 500))),"
 done
 sql "$DB" "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, created_at_ms) VALUES ${rows%,}"
-ids() { jx "$RESP" "(SELECT group_concat(json_extract(value,'\$.external_message_id'),' ') FROM json_each(j,'\$.messages'))"; }
 
 req GET "/v1/messages?channel_id=tw&created_after=$(at 3)&created_before=$(at 7)"
 assert_eq "the window, newest first (after inclusive, before exclusive)" "$(ids)" "w6 w5 w4 w3"

@@ -10,10 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/webhook_lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+hermetic_env
 EX=$SRC/contrib/examples
 TOKEN=example-token-0123456789
 export PARTOO_OUTBOX_URL=$API
@@ -44,8 +41,8 @@ enqueue_checks() {
     OUTBOX_API_TOKEN=$TOKEN "$@" "ch-$name" m3 biz-1 conv-1 "" >"$T/$name.out4" 2>&1
     assert_eq "$name: empty content: exit 1" "$?" 1
     assert_contains "$name: empty content: the field is named" "$(cat "$T/$name.out4")" "content"
-    wait_until 15 '[ "$(msg_state "ch-$name" m1)" = confirmed ]'
-    assert_eq "$name: the message reached Partoo and was confirmed" "$(msg_state "ch-$name" m1)" confirmed
+    wait_until 15 '[ "$(state_of "ch-$name" m1)" = confirmed ]'
+    assert_eq "$name: the message reached Partoo and was confirmed" "$(state_of "ch-$name" m1)" confirmed
     assert_eq "$name: stored content exact" \
         "$(sql "$DB" "SELECT content FROM outbox WHERE channel_id = 'ch-$name'")" "Bonjour – é"
 }
@@ -93,8 +90,8 @@ out2=$(python3 "$EX/sqlite_insert.py" "$DB" 42 ch-sql biz-1 conv-7)
 assert_eq "sqlite_insert: again: the same message" "${out2%% *}" "${out%% *}"
 assert_eq "sqlite_insert: the order row, same commit" "$(sql "$DB" "SELECT status FROM orders WHERE id = 42")" ready
 assert_eq "sqlite_insert: one message" "$(sql "$DB" "SELECT count(*) FROM outbox WHERE channel_id = 'ch-sql'")" 1
-wait_until 15 '[ "$(msg_state ch-sql order-42-ready)" = confirmed ]'
-assert_eq "sqlite_insert: serve delivered it" "$(msg_state ch-sql order-42-ready)" confirmed
+wait_until 15 '[ "$(state_of ch-sql order-42-ready)" = confirmed ]'
+assert_eq "sqlite_insert: serve delivered it" "$(state_of ch-sql order-42-ready)" confirmed
 
 # ---- replies: relayed to the example receiver, pulled and acknowledged ----------------------
 for i in 1 2; do

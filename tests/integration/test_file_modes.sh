@@ -9,9 +9,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
+hermetic_env
 umask 022
 B=$OUTBOX_BIN
 mode() { stat -c %a "$1"; }

@@ -12,7 +12,7 @@ RAW=$(dirname "$0")/../torture/rawhttp.py
 
 start_mock --rate-limit 0 --webhook-seed "$SEED"
 PUB=$(mock_pubkey) || exit 1
-make_signer
+make_signer "$SEED"
 # serve under the usual 1,024-descriptor limit, whatever this machine's: its connection cap
 # per listener comes from that limit (the "descriptor budget" log line), 378 here.
 printf '#!/bin/sh\nulimit -n 1024\nexec "%s" "$@"\n' "$OUTBOX_BIN" >"$T/outbox-1024"
@@ -51,7 +51,6 @@ wh_post() {
     curl -sS -m 20 -o "$T/resp" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
         "${h[@]}" --data-binary @"$1" "$WH_URL" 2>/dev/null
 }
-events() { sql "$DB" "SELECT count(*) FROM webhook_events"; }
 raw() { "$PY" "$RAW" send 127.0.0.1 "$1" "${2:-5}"; }
 # 4xx_or_closed VALUE: yes when VALUE is a 4xx status or "closed"
 is_4xx_or_closed() { case $1 in 4??|closed) echo yes ;; *) echo "no ($1)" ;; esac; }
@@ -152,7 +151,7 @@ if [ "${HOSTILE_SLOW:-1}" = 1 ]; then # HOSTILE_SLOW=0 skips these 45 s while it
     still_serving "after slow bodies"
 fi
 assert_eq "slow clients: serve alive" "$(serve_alive)" yes
-echo "open fds after the slow-client phases: $(proc_fds "$SERVE_PID")"
+echo "open fds after the slow-client phases: $(fd_count "$SERVE_PID")"
 
 # ============ transport-level attacks ==========================================================
 big_header=$(head -c 20000 /dev/zero | tr '\0' a)
@@ -373,11 +372,11 @@ still_serving "paths"
 # and leaves the rest in the kernel's backlog, so its descriptors stay bounded; a client beyond
 # the cap waits, the webhook listener (its own cap) keeps working, and once the request deadline
 # closes the stalled connections the waiting client is served.
-fds0=$(proc_fds "$SERVE_PID")
+fds0=$(fd_count "$SERVE_PID")
 "$PY" "$RAW" slowloris 127.0.0.1 "$API_PORT" 420 25 stall-headers >"$T/sl.cap" &
 slp=$!
 sleep 3
-fds1=$(proc_fds "$SERVE_PID")
+fds1=$(fd_count "$SERVE_PID")
 echo "connection cap: serve fds $fds0 before, $fds1 with 420 stalled clients"
 assert_le "connection cap: at most $CAP connections accepted" "$((fds1 - fds0))" "$((CAP + 2))"
 assert_ge "connection cap: the cap was reached" "$((fds1 - fds0))" "$((CAP - 10))"
@@ -390,8 +389,8 @@ assert_eq "connection cap: served once the deadline frees connections" \
     "$(curl -sS -m 20 -o /dev/null -w '%{http_code}' "$API/healthz" 2>/dev/null)" 200
 echo "connection cap: the waiting client was served after $(( $(now_ms) - t_wait )) ms"
 wait "$slp"
-wait_until 15 '[ "$(proc_fds "$SERVE_PID")" -le $((fds0 + 5)) ]'
-assert_le "connection cap: descriptors back to normal" "$(proc_fds "$SERVE_PID")" $((fds0 + 5))
+wait_until 15 '[ "$(fd_count "$SERVE_PID")" -le $((fds0 + 5)) ]'
+assert_le "connection cap: descriptors back to normal" "$(fd_count "$SERVE_PID")" $((fds0 + 5))
 still_serving "connection cap"
 
 # ============ file descriptors exhausted =======================================================
@@ -406,7 +405,7 @@ if command -v prlimit >/dev/null && prlimit --pid "$SERVE_PID" --nofile=128: 2>/
     sleep 4
     c1=$(awk '{print $14 + $15}' "/proc/$SERVE_PID/stat")
     cpu_pct=$(( (c1 - c0) * 100 / $(getconf CLK_TCK) / 4 ))
-    echo "fd exhaustion: serve fds $(proc_fds "$SERVE_PID"), CPU ${cpu_pct}% of a core over 4 s"
+    echo "fd exhaustion: serve fds $(fd_count "$SERVE_PID"), CPU ${cpu_pct}% of a core over 4 s"
     assert_le "fd exhaustion: no busy loop on EMFILE (CPU <= 20 % of a core)" "$cpu_pct" 20
     wait "$slp"
     wait_until 10 '[ "$(http_code GET "$API/healthz")" = 200 ]'
@@ -420,7 +419,7 @@ fi
 assert_eq "serve alive after everything" "$(serve_alive)" yes
 assert_eq "PRAGMA integrity_check" "$(sql "$DB" "PRAGMA integrity_check")" ok
 assert_not_contains "no crash or assertion in the log" "$(cat "$T/serve.log")" "Assertion"
-echo "serve RSS $(proc_rss_kb "$SERVE_PID") kB, fds $(proc_fds "$SERVE_PID")"
+echo "serve RSS $(rss_kb "$SERVE_PID") kB, fds $(fd_count "$SERVE_PID")"
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 assert_eq "SIGTERM exit 0" "$?" 0
 finish

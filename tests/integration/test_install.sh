@@ -12,10 +12,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+hermetic_env
 BUILD=${OBX_BUILD_DIR:-$SRC/build}
 [ -x "$BUILD/outbox" ] || { echo "no binary in $BUILD"; exit 1; }
 

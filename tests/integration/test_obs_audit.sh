@@ -10,21 +10,19 @@
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
 
 GENESIS=0000000000000000000000000000000000000000000000000000000000000000
-enqueue_one() { # EXT_ID CONVERSATION [CHANNEL]
+# enqueue_quoted EXT_ID CONVERSATION [CHANNEL]: content with quotes, a comma and non-ASCII,
+# for the CSV and JSON exports.
+enqueue_quoted() {
     "$OUTBOX_BIN" enqueue --db "$DB" --channel "${3:-ch}" --message-id "$1" --business b1 \
         --conversation "$2" --content "content of $1, with \"quotes\", a comma and é" \
         --sender Consumer >/dev/null
-}
-verify() { # runs `audit verify`; output in $T/verify.out, prints the exit status
-    "$OUTBOX_BIN" audit --db "$DB" verify >"$T/verify.out" 2>&1
-    echo $?
 }
 
 # ---- a real run ----------------------------------------------------------------------------
 start_mock --rate-limit 0
 mock_post faults '{"script":[500,503,400]}' >/dev/null
-for i in 1 2 3 4 5 6; do enqueue_one m$i c$i; done
-enqueue_one gone c7
+for i in 1 2 3 4 5 6; do enqueue_quoted m$i c$i; done
+enqueue_quoted gone c7
 "$OUTBOX_BIN" cancel --db "$DB" ch gone >/dev/null
 start_serve --rate-limit 0 --retry-base 100ms --retry-cap 300ms --max-inflight 2
 wait_until 20 '[ "$(count_state accepted)" = 5 ] && [ "$(count_state failed)" = 1 ]'
@@ -36,7 +34,7 @@ kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 assert_eq "serve exits 0" "$?" 0
 assert_ge "serve sealed events itself" "$(sql "$DB" "SELECT count(*) FROM audit_seals WHERE hash <> ''")" 1
 
-assert_eq "audit verify exits 0" "$(verify)" 0
+assert_eq "audit verify exits 0" "$(audit_verify)" 0
 assert_contains "audit verify says ok" "$(cat "$T/verify.out")" "audit chain ok"
 EVENTS=$(sql "$DB" "SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM attempts)")
 assert_contains "every transition and attempt is verified" "$(cat "$T/verify.out")" "ok: $EVENTS rows verified"
@@ -57,20 +55,11 @@ assert_eq "audit csv export exits 0" "$?" 0
 # ---- independent checks in Python ----------------------------------------------------------
 cat >"$T/chain.py" <<'PYEOF'
 import csv, datetime, hashlib, io, json, sqlite3, sys
+from audit_chain import canonical
 db, jsonl, csvfile = sys.argv[1:4]
 GENESIS = "0" * 64
 problems = []
 
-def J(t):
-    """A JSON string escaped as lib/audit.h documents (obx_buf_json_str)."""
-    out = '"'
-    for c in t:
-        out += {'"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t'}.get(
-            c, c if ord(c) >= 0x20 else '\\u%04x' % ord(c))
-    return out + '"'
-
-def canonical(id_, at_ms, kind, ch, ext, record):
-    return "[%d,%d,%s,%s,%s,%s]" % (id_, at_ms, J(kind), J(ch or ""), J(ext or ""), J(record))
 def problem(s):
     problems.append(s)
 def jobj(d):
@@ -195,7 +184,7 @@ for p in problems:
     print("PROBLEM", p)
 sys.exit(1 if problems else 0)
 PYEOF
-python3 "$T/chain.py" "$DB" "$T/audit.jsonl" "$T/audit.csv" >"$T/chain.out" 2>&1
+PYTHONPATH=$SRC/tests/integration PYTHONDONTWRITEBYTECODE=1 python3 "$T/chain.py" "$DB" "$T/audit.jsonl" "$T/audit.csv" >"$T/chain.out" 2>&1
 rc=$?
 assert_eq "chain recomputed in Python, exports checked ($(head -1 "$T/chain.out"))" "$rc" 0
 [ "$rc" = 0 ] || cat "$T/chain.out"
@@ -208,14 +197,13 @@ KM=$(sql "$DB" "SELECT message_id FROM attempts WHERE id = $K")
 LAST=$(sql "$DB" "SELECT max(id) FROM audit_seals")
 assert_eq "attempt K ($K) is sealed (seal $S)" "$([ -n "$S" ] && echo yes)" yes
 sqlite3 "$DB" ".backup '$T/pristine.db'"
-restore() { rm -f "$DB-wal" "$DB-shm"; cp "$T/pristine.db" "$DB"; }
 
 # tamper NAME SQL: apply SQL to a pristine copy; verify must fail and name seal S.
 tamper() {
-    restore
+    restore_pristine
     sql "$DB" "$2"
     local rc
-    rc=$(verify)
+    rc=$(audit_verify)
     assert_eq "$1: audit verify exits 1" "$rc" 1
     assert_contains "$1: seal $S is named" "$(cat "$T/verify.out")" "BROKEN at row $S:"
 }
@@ -236,14 +224,14 @@ tamper "an attempt inserted inside the sealed range" \
          VALUES ($K, $KM, 1, 1, 'fatal')"
 TK=$(sql "$DB" "SELECT min(id) FROM transitions WHERE message_id = $KM AND to_state = 'failed'")
 S2=$(sql "$DB" "SELECT min(id) FROM audit_seals WHERE transitions_upto >= $TK AND hash <> ''")
-restore
+restore_pristine
 sql "$DB" "UPDATE transitions SET to_state = 'confirmed' WHERE id = $TK"
-assert_eq "transition changed: audit verify exits 1" "$(verify)" 1
+assert_eq "transition changed: audit verify exits 1" "$(audit_verify)" 1
 assert_contains "transition changed: its seal is named" "$(cat "$T/verify.out")" "BROKEN at row $S2:"
 
-restore
+restore_pristine
 sql "$DB" "UPDATE audit_seals SET hash = '$GENESIS' WHERE id = $LAST"
-assert_eq "last seal's hash forged: audit verify exits 1" "$(verify)" 1
+assert_eq "last seal's hash forged: audit verify exits 1" "$(audit_verify)" 1
 assert_contains "last seal's hash forged: named" "$(cat "$T/verify.out")" "BROKEN at row $LAST:"
 "$OUTBOX_BIN" audit --db "$DB" verify --json >"$T/verify.json" 2>&1
 assert_eq "verify --json: ok false" "$(jget "$(cat "$T/verify.json")" '$.ok')" 0
@@ -252,31 +240,31 @@ assert_eq "verify --json: first_bad_id" "$(jget "$(cat "$T/verify.json")" '$.fir
 # Cutting the end of the chain (the last seal and its last event) is what the exported chain
 # head is for: verify alone cannot see it, but its head no longer matches the one an auditor
 # kept from the export.
-restore
+restore_pristine
 sql "$DB" "DELETE FROM audit_seals WHERE id = $LAST; DELETE FROM attempts WHERE id = (SELECT max(id) FROM attempts)"
-assert_eq "last seal and event deleted: the rest still verifies" "$(verify)" 0
+assert_eq "last seal and event deleted: the rest still verifies" "$(audit_verify)" 0
 kept_head=$(tail -1 "$T/audit.jsonl")
 "$OUTBOX_BIN" audit --db "$DB" verify --json >"$T/verify.json" 2>&1
 assert_eq "last seal and event deleted: the head hash moved back from the exported chain head" \
     "$([ "$(jget "$(cat "$T/verify.json")" '$.head.hash')" != "$(jget "$kept_head" '$.chain_head.hash')" ] && echo moved)" moved
 
-restore
-assert_eq "the pristine copy still verifies" "$(verify)" 0
+restore_pristine
+assert_eq "the pristine copy still verifies" "$(audit_verify)" 0
 assert_contains "and reports every event" "$(cat "$T/verify.out")" "$EVENTS rows verified"
 
 # ---- the encoding must be unambiguous: ids written by plain SQL may hold a newline ------------
 # The CLI and the API refuse control characters in ids, but the SQL contract cannot. With "\n"
 # as the only separator, moving text across the channel/message boundary would keep the hash;
 # with quoted fields it cannot.
-restore
+restore_pristine
 "$OUTBOX_BIN" enqueue --db "$DB" --channel "ch" --message-id $'nl\nid' --business b1 \
     --conversation c-nl --content "x" --sender Consumer >/dev/null 2>&1
 assert_eq "the CLI refuses a message id holding a newline" "$?" 1
 sql "$DB" "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) VALUES ('ch', 'nl' || char(10) || 'id', 'b1', 'c-nl', 'x', 'Consumer')"
 "$OUTBOX_BIN" cancel --db "$DB" ch $'nl\nid' >/dev/null
-assert_eq "its cancellation verifies" "$(verify)" 0
+assert_eq "its cancellation verifies" "$(audit_verify)" 0
 R=$(sql "$DB" "SELECT max(message_id) FROM audit_messages")
 sql "$DB" "UPDATE audit_messages SET channel_id = 'ch' || char(10) || 'nl', external_message_id = 'id' WHERE message_id = $R"
-assert_eq "message re-attributed across the channel/message boundary: audit verify exits 1" "$(verify)" 1
+assert_eq "message re-attributed across the channel/message boundary: audit verify exits 1" "$(audit_verify)" 1
 
 finish

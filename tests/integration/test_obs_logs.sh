@@ -9,10 +9,6 @@ FAST="--rate-limit 0 --retry-base 100ms --retry-cap 300ms"
 ODD='we"ird =ch\x'
 
 # enqueue_one CHANNEL EXT_ID CONVERSATION
-enqueue_one() {
-    "$OUTBOX_BIN" enqueue --db "$DB" --channel "$1" --message-id "$2" --business b1 \
-        --conversation "$3" --content "hi $2" --sender Consumer >/dev/null
-}
 
 # ---- JSON ------------------------------------------------------------------------------------
 start_mock --rate-limit 0

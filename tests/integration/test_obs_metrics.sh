@@ -11,9 +11,6 @@ PROM_CHECK="$PROM_DIR/prom_check.py"
 TOKEN=tok-metrics-42-secret
 
 # serve_port api|webhook: the port the latest `msg=serving` line reports (text or JSON log).
-serve_port() {
-    grep -Eo "\"?$1_port\"?[=:][0-9]+" "$T/serve.log" | tail -1 | grep -Eo '[0-9]+$'
-}
 # metrics [CURL OPTIONS]: GET /metrics into $T/metrics.txt (headers in $T/metrics.hdr);
 # prints the HTTP status.
 metrics() {

@@ -9,22 +9,10 @@
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
 
 SEED=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 WH_PORT=$(free_port)
 WH_URL=http://127.0.0.1:$WH_PORT/webhooks/partoo
 
-enqueue_one() { # CHANNEL EXT_ID CONVERSATION
-    "$OUTBOX_BIN" enqueue --db "$DB" --channel "$1" --message-id "$2" --business b1 \
-        --conversation "$3" --content "hi $2" --sender Consumer >/dev/null
-}
-state_of() { sql "$DB" "SELECT state FROM outbox WHERE external_message_id = '$1'"; }
 exists() { sql "$DB" "SELECT count(*) FROM outbox WHERE external_message_id = '$1'"; }
-verify() {
-    "$OUTBOX_BIN" audit --db "$DB" verify >"$T/verify.out" 2>&1
-    echo $?
-}
 purge() { # OPTIONS...: purge --json; prints the number of messages purged
     "$OUTBOX_BIN" purge --db "$DB" --json "$@" >"$T/purge.out" 2>"$T/purge.err" ||
         { echo "purge failed: $(cat "$T/purge.err")" >&2; echo ERR; return; }
@@ -38,7 +26,7 @@ PUB=$(sed -n 's/.*webhook public key \([0-9a-f]\{64\}\).*/\1/p' "$T/mock.log" | 
 # cancelled: before serve starts
 enqueue_one ch x1 c-x
 "$OUTBOX_BIN" cancel --db "$DB" ch x1 >/dev/null
-assert_eq "x1 cancelled" "$(state_of x1)" cancelled
+assert_eq "x1 cancelled" "$(state_of ch x1)" cancelled
 
 start_serve --webhook-listen "127.0.0.1:$WH_PORT" --webhook-public-key "$PUB" --rate-limit 0 \
     --retry-base 100ms --retry-cap 300ms --confirm-timeout 10s --max-resends 0 \
@@ -46,33 +34,33 @@ start_serve --webhook-listen "127.0.0.1:$WH_PORT" --webhook-public-key "$PUB" --
 
 # unconfirmed: accepted, no webhook, max_resends 0 -> unconfirmed after confirm_timeout
 enqueue_one ch u1 c-u
-wait_until 10 '[ "$(state_of u1)" = accepted ]'
+wait_until 10 '[ "$(state_of ch u1)" = accepted ]'
 # confirmed: the mock echoes this one
 mock_post faults '{"echo":true}' >/dev/null
 enqueue_one ch k1 c-k
-wait_until 10 '[ "$(state_of k1)" = confirmed ]'
+wait_until 10 '[ "$(state_of ch k1)" = confirmed ]'
 mock_post faults '{"echo":false}' >/dev/null
-assert_eq "k1 confirmed by its webhook" "$(state_of k1)" confirmed
+assert_eq "k1 confirmed by its webhook" "$(state_of ch k1)" confirmed
 # failed: 400
 mock_post faults '{"script":[400]}' >/dev/null
 enqueue_one ch f1 c-f
-wait_until 10 '[ "$(state_of f1)" = failed ]'
-assert_eq "f1 failed" "$(state_of f1)" failed
+wait_until 10 '[ "$(state_of ch f1)" = failed ]'
+assert_eq "f1 failed" "$(state_of ch f1)" failed
 # accepted on a read-only channel: terminal
 enqueue_one ro r1 c-r
-wait_until 10 '[ "$(state_of r1)" = accepted ]'
-assert_eq "r1 accepted on the read-only channel" "$(state_of r1)" accepted
+wait_until 10 '[ "$(state_of ro r1)" = accepted ]'
+assert_eq "r1 accepted on the read-only channel" "$(state_of ro r1)" accepted
 wait_until 25 '[ "$(sql "$DB" "SELECT unconfirmed_at_ms IS NOT NULL FROM outbox WHERE external_message_id = '\''u1'\''")" = 1 ]'
 assert_eq "u1 unconfirmed" "$("$OUTBOX_BIN" ls --db "$DB" --state unconfirmed --json | grep -c '"u1"')" 1
 # accepted, awaiting confirmation (confirm_timeout not reached yet)
 enqueue_one ch a1 c-a
-wait_until 10 '[ "$(state_of a1)" = accepted ]'
+wait_until 10 '[ "$(state_of ch a1)" = accepted ]'
 # sending: the mock answers 20 s late (longer than the purges below take, even on a loaded
 # machine); q1 waits behind s1 in its conversation (queued)
 mock_post faults '{"delay_ms":20000}' >/dev/null
 enqueue_one ch s1 c-s
 enqueue_one ch q1 c-s
-wait_until 10 '[ "$(state_of s1)" = sending ]'
+wait_until 10 '[ "$(state_of ch s1)" = sending ]'
 sleep 0.1
 
 # ---- purge -----------------------------------------------------------------------------------
@@ -89,7 +77,7 @@ assert_ge "the first checkpoint covers the events written so far" \
     "$(sql "$DB" "SELECT transitions_upto + attempts_upto FROM audit_seals WHERE id = ${UPTO:-0}")" 10
 assert_eq "purge --older-than 0s removes the failed one" "$(purge --older-than 0s)" 1
 assert_eq "sending s1 is still there (purge ran while it was in flight)" \
-    "$(state_of s1)" sending
+    "$(state_of ch s1)" sending
 for m in q1 s1 a1 u1; do
     assert_eq "$m ($(echo "$snapshot" | grep -o "$m:[a-z]*")) kept" "$(exists "$m")" 1
 done
@@ -123,19 +111,19 @@ behind() {
 }
 assert_eq "events of purged messages up to the checkpoint were pruned" "$(behind)" 0
 assert_ge "messages still there keep their history (for show and the API)" "$(behind before all)" 1
-assert_eq "audit verify after purge exits 0" "$(verify)" 0
+assert_eq "audit verify after purge exits 0" "$(audit_verify)" 0
 assert_contains "audit verify after purge says ok" "$(cat "$T/verify.out")" "audit chain ok"
 
 # serve finishes s1 (then q1, answered at once) and appends to the chain after the checkpoint
 mock_post faults '{"delay_ms":0}' >/dev/null
 UPTO=$(sql "$DB" "SELECT max(upto_id) FROM audit_checkpoints")
-wait_until 40 '[ "$(state_of s1)" = accepted ] && [ "$(state_of q1)" = accepted ]'
-assert_eq "s1 then q1 accepted after the purge" "$(state_of s1)/$(state_of q1)" accepted/accepted
+wait_until 40 '[ "$(state_of ch s1)" = accepted ] && [ "$(state_of ch q1)" = accepted ]'
+assert_eq "s1 then q1 accepted after the purge" "$(state_of ch s1)/$(state_of ch q1)" accepted/accepted
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 assert_eq "serve exits 0" "$?" 0
 NROWS=$(behind after)
 assert_ge "serve appended events after the purge" "$NROWS" 4
-assert_eq "audit verify with rows after the checkpoint exits 0" "$(verify)" 0
+assert_eq "audit verify with rows after the checkpoint exits 0" "$(audit_verify)" 0
 assert_contains "audit verify checked every row written after the checkpoint" \
     "$(cat "$T/verify.out")" "ok: $NROWS rows verified"
 assert_eq "new events get ids after the checkpoint's ranges (seal $UPTO)" "$(behind)" 0
@@ -144,37 +132,18 @@ TK=$(sql "$DB" "SELECT max(a.id) FROM attempts a JOIN audit_messages m ON m.mess
 SK=$(sql "$DB" "SELECT min(id) FROM audit_seals WHERE attempts_upto >= $TK AND hash <> ''")
 sqlite3 "$DB" ".backup '$T/before-tamper.db'"
 sql "$DB" "UPDATE attempts SET http_status = 500 WHERE id = $TK"
-assert_eq "an event after the checkpoint changed: audit verify exits 1" "$(verify)" 1
+assert_eq "an event after the checkpoint changed: audit verify exits 1" "$(audit_verify)" 1
 assert_contains "an event after the checkpoint changed: seal $SK is named" "$(cat "$T/verify.out")" \
     "BROKEN at row $SK:"
 rm -f "$DB-wal" "$DB-shm"; cp "$T/before-tamper.db" "$DB"
 "$OUTBOX_BIN" audit --db "$DB" >"$T/audit.jsonl"
-python3 - "$DB" "$T/audit.jsonl" >"$T/chain.out" 2>&1 <<'EOF'
+PYTHONPATH=$SRC/tests/integration PYTHONDONTWRITEBYTECODE=1 \
+    python3 - "$DB" "$T/audit.jsonl" >"$T/chain.out" 2>&1 <<'EOF'
 import hashlib, json, sqlite3, sys
+from audit_chain import EVENTS, canonical
 
-def J(t):
-    """A JSON string escaped as lib/audit.h documents (obx_buf_json_str)."""
-    out = '"'
-    for c in t:
-        out += {'"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t'}.get(
-            c, c if ord(c) >= 0x20 else '\\u%04x' % ord(c))
-    return out + '"'
-
-def canonical(id_, at_ms, kind, ch, ext, record):
-    return "[%d,%d,%s,%s,%s,%s]" % (id_, at_ms, J(kind), J(ch), J(ext), J(record))
 con = sqlite3.connect(sys.argv[1])
 upto, prev = con.execute("SELECT upto_id, hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
-# The events of a seal's range as lib/audit.c reads them (lib/audit.h, "Chain").
-EVENTS = ("SELECT t.id, t.at_ms, 'transition', coalesce(m.channel_id, ''),"
-    " coalesce(m.external_message_id, ''), json_object('message_id', t.message_id, 'from',"
-    " t.from_state, 'to', t.to_state, 'reason', t.reason), 0 FROM transitions t"
-    " LEFT JOIN audit_messages m ON m.message_id = t.message_id WHERE t.id > ? AND t.id <= ?"
-    " UNION ALL SELECT a.id, a.started_at_ms, 'attempt', coalesce(m.channel_id, ''),"
-    " coalesce(m.external_message_id, ''), json_object('message_id', a.message_id,"
-    " 'sent_sha256', lower(hex(m.sent_sha256)), 'duration_ms', a.duration_ms, 'http_status',"
-    " a.http_status, 'outcome', a.outcome, 'error', a.error, 'response_excerpt',"
-    " a.response_excerpt), 1 FROM attempts a LEFT JOIN audit_messages m"
-    " ON m.message_id = a.message_id WHERE a.id > ? AND a.id <= ? ORDER BY 7, 1")
 base = con.execute("SELECT transitions_upto, attempts_upto FROM audit_seals WHERE id = ?", (upto,)).fetchone()
 seals = con.execute("SELECT id, transitions_upto, attempts_upto, hash FROM audit_seals WHERE id > ?"
                     " ORDER BY id", (upto,)).fetchall()
@@ -206,7 +175,7 @@ assert_eq "chain recomputed from the checkpoint in Python ($(head -1 "$T/chain.o
 # A second purge adds a second checkpoint; the chain still verifies.
 purge --older-than 0s >/dev/null
 assert_ge "a second checkpoint" "$(sql "$DB" "SELECT count(*) FROM audit_checkpoints")" 2
-assert_eq "audit verify after the second purge exits 0" "$(verify)" 0
+assert_eq "audit verify after the second purge exits 0" "$(audit_verify)" 0
 assert_eq "accepted messages of a bidirectional channel survive every purge" \
     "$(sql "$DB" "SELECT count(*) FROM outbox WHERE state = 'accepted'")" 4
 

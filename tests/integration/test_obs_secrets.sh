@@ -13,7 +13,6 @@ WRONG_TOK=tok-WRONG-555      # offered by a client, refused: must not be echoed 
 OUT=$T/outputs               # every command output goes here, one file each
 mkdir -p "$OUT"
 
-serve_port() { grep -Eo "\"?$1_port\"?[=:][0-9]+" "$T/serve.log" | tail -1 | grep -Eo '[0-9]+$'; }
 api() { # NAME PATH [CURL OPTIONS]: GET with the token, body into $OUT/api-NAME
     local name=$1 path=$2
     shift 2

@@ -6,7 +6,6 @@
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
 
 PROM_CHECK="$(cd "$(dirname "$0")" && pwd)/prom_check.py"
-serve_port() { grep -Eo "\"?$1_port\"?[=:][0-9]+" "$T/serve.log" | tail -1 | grep -Eo '[0-9]+$'; }
 status_txt() { "$OUTBOX_BIN" status --db "$DB" 2>&1; }
 status_json() { "$OUTBOX_BIN" status --db "$DB" --json 2>&1; }
 

@@ -21,10 +21,7 @@
 #   OUTBOX_BIN=build/outbox bash tests/integration/test_openapi.sh
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+hermetic_env
 API_C=$SRC/lib/api.c
 SPEC=$SRC/docs/openapi.yaml
 

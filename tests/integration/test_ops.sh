@@ -11,9 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # Hermetic: no OUTBOX_* from the caller's environment except the binary under test.
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
+hermetic_env
 B=$OUTBOX_BIN
 [ -x "$B" ] || { echo "no binary at $B"; exit 1; }
 
@@ -55,9 +53,6 @@ expect() {
 garble() {
     yes 'garbage!' | tr -d '\n' | head -c "$3" |
         dd of="$1" bs=1 seek="$2" count="$3" conv=notrunc 2>/dev/null
-}
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 "$B" migrate --db "$DB" >/dev/null

@@ -12,10 +12,7 @@
 #   OBX_BUILD_DIR=build bash tests/integration/test_pkg_deb.sh
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+hermetic_env
 BUILD=${OBX_BUILD_DIR:-$SRC/build}
 if grep -q '^OBX_SANITIZE:STRING=.\+' "$BUILD/CMakeCache.txt" 2>/dev/null; then
     echo "# skip: sanitizer build ($BUILD); the package is built from the release build"

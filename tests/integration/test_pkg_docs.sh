@@ -14,10 +14,7 @@
 #   OUTBOX_BIN=build/outbox OBX_BUILD_DIR=build bash tests/integration/test_pkg_docs.sh
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+hermetic_env
 BUILD=${OBX_BUILD_DIR:-$SRC/build}
 export LC_ALL=C
 BIN=$OUTBOX_BIN

@@ -17,10 +17,7 @@
 #   OUTBOX_BIN=build/outbox bash tests/integration/test_pkg_formats.sh
 . "$(dirname "$0")/lib.sh"
 
-for v in $(compgen -e | grep '^OUTBOX_' || true); do
-    [ "$v" = OUTBOX_BIN ] || unset "$v"
-done
-SRC=${OBX_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+hermetic_env
 # Debian's interpreter, where python3-prometheus-client lives (python3 on PATH may be another).
 PY=/usr/bin/python3
 need() { command -v "$1" >/dev/null || { fail "$1 is not installed (run scripts/install-deps.sh)"; finish; exit 1; }; }

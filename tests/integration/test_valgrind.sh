@@ -135,14 +135,7 @@ echo "serve under valgrind exited with $st after $(( $(now_ms) - T0 )) ms"
 grep -E 'ERROR SUMMARY|definitely lost|indirectly lost|All heap blocks' "$VG_LOG" | sed 's/^==[0-9]*== */valgrind: /'
 assert_eq "serve exit status 0 (99: valgrind found errors or leaks)" "$st" 0
 assert_eq "valgrind: ERROR SUMMARY: 0 errors" "$(grep -c 'ERROR SUMMARY: 0 errors' "$VG_LOG")" 1
-# lost_bytes KIND: bytes "definitely" / "indirectly" lost; 0 when valgrind says "All heap
-# blocks were freed" and prints no LEAK SUMMARY.
-lost_bytes() {
-    local n
-    n=$(grep -E "$1 lost:" "$VG_LOG" | sed 's/.*lost: *\([0-9,]*\) bytes.*/\1/' | tr -d ',' | head -1)
-    echo "${n:-0}"
-}
-assert_eq "valgrind: 0 bytes definitely lost" "$(lost_bytes definitely)" 0
-assert_eq "valgrind: 0 bytes indirectly lost" "$(lost_bytes indirectly)" 0
+assert_eq "valgrind: 0 bytes definitely lost" "$(lost_bytes "$VG_LOG" definitely)" 0
+assert_eq "valgrind: 0 bytes indirectly lost" "$(lost_bytes "$VG_LOG" indirectly)" 0
 assert_contains "valgrind: the log is serve's" "$(head -c 2000 "$VG_LOG")" "serve"
 finish

@@ -5,11 +5,8 @@
 # mock's signatures. A database that cannot be written answers 503 (Partoo retries 5xx).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/webhook_lib.sh"
-# Our own signer (same seed as the mock): openssl on a PKCS#8 DER built from the seed.
-python3 -c "import sys; open(sys.argv[2], 'wb').write(bytes.fromhex('302e020100300506032b657004220420' + sys.argv[1]))" \
-    "$SEED" "$T/seed.der"
-openssl pkey -inform DER -in "$T/seed.der" -out "$T/key.pem" 2>/dev/null || { echo "openssl cannot load the seed"; exit 1; }
-sign_file() { openssl pkeyutl -sign -rawin -inkey "$T/key.pem" -in "$1" | base64 -w0; }
+# Our own signer (same seed as the mock) for sign_file.
+make_signer "$SEED"
 # post FILE SIGNATURE URL [curl args]: prints the HTTP status; the answer goes to $T/resp.
 post() {
     local f=$1 sig=$2 url=$3

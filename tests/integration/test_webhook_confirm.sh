@@ -9,7 +9,6 @@
 outcome_of_msg() { # outcome of the event carrying Partoo message id $1
     sql "$DB" "SELECT group_concat(outcome) FROM webhook_events WHERE partoo_message_id = '$1'"
 }
-msg_field() { jget "$("$OUTBOX_BIN" show --db "$DB" --json "$1" "$2")" "$3"; }
 # ------------------------------------------------------------------------------------------
 
 start_wh_mock --echo
@@ -22,7 +21,7 @@ code=$(curl -sS -o "$T/post.json" -w '%{http_code}' -X POST -H 'Content-Type: ap
     -d '{"channel_id":"ch","external_message_id":"api-1","business_id":"b1","external_conversation_id":"c2","content":"from the api","sender_type":"User"}' \
     "$API/v1/messages")
 assert_eq "API enqueue answers 202" "$code" 202
-wait_until 10 '[ "$(msg_state ch cli-1)" = confirmed ] && [ "$(msg_state ch api-1)" = confirmed ]'
+wait_until 10 '[ "$(state_of ch cli-1)" = confirmed ] && [ "$(state_of ch api-1)" = confirmed ]'
 for k in cli-1 api-1; do
     doc=$("$OUTBOX_BIN" show --db "$DB" --json ch "$k")
     echo_id=$(sql "$DB" "SELECT json_extract(body, '\$.payload.message.id') FROM webhook_events WHERE json_extract(body, '\$.payload.message.custom_channel.external_message_id') = '$k'")
@@ -50,8 +49,8 @@ ev0=$(events)
 wait_until 10 '[ "$(mock_stat "\$.webhooks_sent")" -ge $((sent0 + 2)) ]'
 assert_eq "duplicate: the mock delivered the echo twice, both answered 2xx" \
     "$(mock_stat '$.webhooks_sent')" $((sent0 + 2))
-wait_until 5 '[ "$(msg_state ch dup-1)" = confirmed ]'
-assert_eq "duplicate: confirmed" "$(msg_state ch dup-1)" confirmed
+wait_until 5 '[ "$(state_of ch dup-1)" = confirmed ]'
+assert_eq "duplicate: confirmed" "$(state_of ch dup-1)" confirmed
 assert_eq "duplicate: one webhook_events row" "$(events)" $((ev0 + 1))
 assert_eq "duplicate: one transition to confirmed" \
     "$(sql "$DB" "SELECT count(*) FROM transitions t JOIN outbox o ON o.id = t.message_id WHERE o.external_message_id = 'dup-1' AND t.to_state = 'confirmed'")" 1
@@ -60,8 +59,8 @@ assert_eq "duplicate: one transition to confirmed" \
 mock_post faults '{"echo_duplicate":false,"echo_before_response":true}' >/dev/null
 "$OUTBOX_BIN" enqueue --db "$DB" --channel ch --message-id early-1 --business b1 \
     --conversation c4 --content 'early' --sender Consumer >/dev/null
-wait_until 10 '[ "$(msg_state ch early-1)" = confirmed ]'
-assert_eq "echo before 200: confirmed" "$(msg_state ch early-1)" confirmed
+wait_until 10 '[ "$(state_of ch early-1)" = confirmed ]'
+assert_eq "echo before 200: confirmed" "$(state_of ch early-1)" confirmed
 assert_eq "echo before 200: partoo_status" "$(msg_field ch early-1 '$.partoo_status')" Success
 assert_eq "echo before 200: accepted_at and confirmed_at both set" \
     "$(sql "$DB" "SELECT accepted_at_ms IS NOT NULL AND confirmed_at_ms IS NOT NULL FROM outbox WHERE external_message_id = 'early-1'")" 1
@@ -116,11 +115,11 @@ assert_eq "well-formed JSON with odd shapes is ignored" \
 mock_post faults '{"echo":false}' >/dev/null
 "$OUTBOX_BIN" enqueue --db "$DB" --channel ch --message-id old-1 --business b1 \
     --conversation c5 --content 'old shape' --sender Consumer >/dev/null
-wait_until 10 '[ "$(msg_state ch old-1)" = accepted ]'
+wait_until 10 '[ "$(state_of ch old-1)" = accepted ]'
 st=$(wh_send '{"channel_id":"ch","external_conversation_id":"c5","raw":"{\"type\":\"message_created\",\"payload\":{\"message\":{\"id\":555001,\"status\":\"Success\",\"sender_type\":\"Consumer\",\"custom_channel\":{\"external_message_id\":\"old-1\"}},\"conversation\":{\"id\":43210,\"custom_channel\":null,\"business\":{\"id\":12}}}}"}')
 assert_eq "old shape: answered 200" "$st" 200
-wait_until 5 '[ "$(msg_state ch old-1)" = confirmed ]'
-assert_eq "old shape: confirmed by external id alone" "$(msg_state ch old-1)" confirmed
+wait_until 5 '[ "$(state_of ch old-1)" = confirmed ]'
+assert_eq "old shape: confirmed by external id alone" "$(state_of ch old-1)" confirmed
 assert_eq "old shape: partoo id from an integer" "$(msg_field ch old-1 '$.partoo_message_id')" 555001
 
 # ---- the same external id in two channels and no channel in the event: left unmatched ------
@@ -128,16 +127,16 @@ for c in chA chB; do
     "$OUTBOX_BIN" enqueue --db "$DB" --channel $c --message-id twin-1 --business b1 \
         --conversation c6 --content 'twin' --sender Consumer >/dev/null
 done
-wait_until 10 '[ "$(msg_state chA twin-1)" = accepted ] && [ "$(msg_state chB twin-1)" = accepted ]'
+wait_until 10 '[ "$(state_of chA twin-1)" = accepted ] && [ "$(state_of chB twin-1)" = accepted ]'
 st=$(wh_send '{"channel_id":"chA","external_conversation_id":"c6","raw":"{\"type\":\"message_created\",\"payload\":{\"message\":{\"id\":555002,\"status\":\"Success\",\"custom_channel\":{\"external_message_id\":\"twin-1\"}},\"conversation\":{\"id\":1}}}"}')
 wait_until 5 '[ -n "$(outcome_of_msg 555002)" ]'
 assert_eq "ambiguous external id: unmatched" "$(outcome_of_msg 555002)" unmatched
-assert_eq "ambiguous external id: neither confirmed" "$(msg_state chA twin-1)/$(msg_state chB twin-1)" "accepted/accepted"
+assert_eq "ambiguous external id: neither confirmed" "$(state_of chA twin-1)/$(state_of chB twin-1)" "accepted/accepted"
 # With the channel id in the event, the right one is confirmed.
 st=$(wh_send '{"channel_id":"chB","external_conversation_id":"c6","external_message_id":"twin-1","partoo_message_id":555003,"sender_type":"Consumer"}')
-wait_until 5 '[ "$(msg_state chB twin-1)" = confirmed ]'
+wait_until 5 '[ "$(state_of chB twin-1)" = confirmed ]'
 assert_eq "channel id + external id: only that channel's message confirmed" \
-    "$(msg_state chA twin-1)/$(msg_state chB twin-1)" "accepted/confirmed"
+    "$(state_of chA twin-1)/$(state_of chB twin-1)" "accepted/confirmed"
 
 assert_eq "nothing left unprocessed" \
     "$(sql "$DB" "SELECT count(*) FROM webhook_events WHERE processed_at_ms IS NULL")" 0
@@ -161,7 +160,7 @@ assert_eq "lost answer: the echo came while a later attempt was in flight (the c
     "$(sql "$DB" "SELECT count(*) FROM transitions t JOIN outbox o ON o.id = t.message_id WHERE o.external_message_id = 'lost-1' AND t.to_state = 'sending' AND t.at_ms < o.confirmed_at_ms")" 2
 wait_until 10 '[ "$(sql "$DB" "SELECT state FROM outbox WHERE external_message_id = '\''lost-1'\''")" != sending ]'
 sleep 5 # room for the (wrong) further attempts
-assert_eq "lost answer: ends confirmed" "$(msg_state ch lost-1)" confirmed
+assert_eq "lost answer: ends confirmed" "$(state_of ch lost-1)" confirmed
 assert_eq "lost answer: no attempt started after the confirmation" \
     "$(sql "$DB" "SELECT count(*) FROM attempts a JOIN outbox o ON o.id = a.message_id WHERE o.external_message_id = 'lost-1' AND a.started_at_ms > o.confirmed_at_ms")" 0
 mock_post faults '{"delay_ms":0}' >/dev/null

@@ -20,13 +20,13 @@ assert_eq "the event row is on disk" "$(sql "$DB" "SELECT count(*) FROM webhook_
 # An event that was committed but not interpreted when the process died (as if the kill had
 # come between the commit and the reconciliation): serve interprets it when it starts.
 sql "$DB" "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES ('crash-test-k2', 1, '{\"type\":\"message_created\",\"payload\":{\"message\":{\"id\":610002,\"status\":\"Success\",\"sender_type\":\"Consumer\",\"custom_channel\":{\"external_message_id\":\"k2\"}},\"conversation\":{\"id\":1,\"custom_channel\":{\"id\":\"ch\",\"is_readonly\":false,\"external_conversation_id\":\"c2\"}}}}')"
-assert_eq "k2 not yet confirmed" "$(msg_state ch k2)" accepted
+assert_eq "k2 not yet confirmed" "$(state_of ch k2)" accepted
 wh_serve --max-inflight 64
-wait_until 10 '[ "$(msg_state ch k1)" = confirmed ] && [ "$(msg_state ch k2)" = confirmed ]'
-assert_eq "after restart: k1 confirmed" "$(msg_state ch k1)" confirmed
+wait_until 10 '[ "$(state_of ch k1)" = confirmed ] && [ "$(state_of ch k2)" = confirmed ]'
+assert_eq "after restart: k1 confirmed" "$(state_of ch k1)" confirmed
 assert_eq "after restart: k1 carries Partoo's id" "$(sql "$DB" "SELECT partoo_message_id FROM outbox WHERE external_message_id = 'k1'")" 610001
-assert_eq "after restart: the pending event was reconciled at start (k2 confirmed)" "$(msg_state ch k2)" confirmed
-assert_eq "after restart: k3 untouched" "$(msg_state ch k3)" accepted
+assert_eq "after restart: the pending event was reconciled at start (k2 confirmed)" "$(state_of ch k2)" confirmed
+assert_eq "after restart: k3 untouched" "$(state_of ch k3)" accepted
 assert_eq "no unprocessed event left" "$(sql "$DB" "SELECT count(*) FROM webhook_events WHERE processed_at_ms IS NULL")" 0
 
 # ---- a burst of echoes, kill -9 in the middle --------------------------------------------------

@@ -72,8 +72,8 @@ assert_eq "no further relay once delivered" "$(rlog rcv "len(reqs)")" 3
     --conversation conv-42 --content 'our own words' --sender User >/dev/null
 "$OUTBOX_BIN" enqueue --db "$DB" --channel ch --message-id e-2 --business b1 \
     --conversation conv-43 --content 'our consumer words' --sender Consumer >/dev/null
-wait_until 10 '[ "$(msg_state ch e-1)" = confirmed ] && [ "$(msg_state ch e-2)" = confirmed ]'
-assert_eq "echoes: both confirmed" "$(msg_state ch e-1)/$(msg_state ch e-2)" "confirmed/confirmed"
+wait_until 10 '[ "$(state_of ch e-1)" = confirmed ] && [ "$(state_of ch e-2)" = confirmed ]'
+assert_eq "echoes: both confirmed" "$(state_of ch e-1)/$(state_of ch e-2)" "confirmed/confirmed"
 sleep 1.2
 assert_eq "echoes: inbox unchanged" "$(inbox_count)" 1
 assert_eq "echoes: nothing relayed" "$(rlog rcv "len(reqs)")" 3

@@ -7,10 +7,7 @@
 # (serve's hourly pass runs the same lib/retention.c function; unit_store covers it.)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/webhook_lib.sh"
-python3 -c "import sys; open(sys.argv[2], 'wb').write(bytes.fromhex('302e020100300506032b657004220420' + sys.argv[1]))" \
-    "$SEED" "$T/seed.der"
-openssl pkey -inform DER -in "$T/seed.der" -out "$T/key.pem" 2>/dev/null || { echo "openssl cannot load the seed"; exit 1; }
-sign_file() { openssl pkeyutl -sign -rawin -inkey "$T/key.pem" -in "$1" | base64 -w0; }
+make_signer "$SEED"
 post() { # FILE SIGNATURE: prints the HTTP status
     curl -sS -o "$T/resp" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
         -H "X-Partoo-Signature-v1: $2" --data-binary @"$1" "$WH_URL"

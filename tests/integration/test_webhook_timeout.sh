@@ -6,7 +6,6 @@
 # confirms; `retry` resets the resend count.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/webhook_lib.sh"
-msg_field() { jget "$("$OUTBOX_BIN" show --db "$DB" --json "$1" "$2")" "$3"; }
 # mock_sends EXT_ID: how many deliveries of that key the mock received.
 mock_sends() { mock_get received | awk -F'\t' -v k="$1" '$6 == k' | wc -l | tr -d ' '; }
 # ------------------------------------------------------------------------------------------
@@ -17,8 +16,8 @@ wh_serve --confirm-timeout 2s --max-resends 1 --readonly-channels ro
     --conversation c1 --content 'never echoed' --sender Consumer >/dev/null
 "$OUTBOX_BIN" enqueue --db "$DB" --channel ro --message-id r-1 --business b1 \
     --conversation c1 --content 'read-only channel' --sender Consumer >/dev/null
-wait_until 10 '[ "$(msg_state ch t-1)" = accepted ] && [ "$(msg_state ro r-1)" = accepted ]'
-assert_eq "both accepted at first" "$(msg_state ch t-1)/$(msg_state ro r-1)" "accepted/accepted"
+wait_until 10 '[ "$(state_of ch t-1)" = accepted ] && [ "$(state_of ro r-1)" = accepted ]'
+assert_eq "both accepted at first" "$(state_of ch t-1)/$(state_of ro r-1)" "accepted/accepted"
 wait_until 15 '[ "$(sql "$DB" "SELECT unconfirmed_at_ms IS NOT NULL FROM outbox WHERE external_message_id = '\''t-1'\''")" = 1 ]'
 doc=$("$OUTBOX_BIN" show --db "$DB" --json ch t-1)
 assert_eq "t-1: still accepted, reported unconfirmed" "$(jget "$doc" '$.state') $(jget "$doc" '$.unconfirmed')" "accepted 1"
@@ -36,7 +35,7 @@ assert_ge "t-1: reported no earlier than confirm_timeout after the re-send was a
 sleep 3
 assert_eq "t-1: never a third send (max_resends 1)" "$(mock_sends t-1)" 2
 assert_eq "r-1 (read-only): still accepted, sent once, not unconfirmed" \
-    "$(msg_state ro r-1) $(mock_sends r-1) $(msg_field ro r-1 '$.unconfirmed') $(msg_field ro r-1 '$.resends')" "accepted 1 0 0"
+    "$(state_of ro r-1) $(mock_sends r-1) $(msg_field ro r-1 '$.unconfirmed') $(msg_field ro r-1 '$.resends')" "accepted 1 0 0"
 
 st=$("$OUTBOX_BIN" status --db "$DB" --json)
 assert_eq "status --json: unconfirmed 1" "$(jget "$st" '$.unconfirmed')" 1
@@ -62,8 +61,8 @@ assert_eq "late echo for t-1: 200" \
     "$(wh_send '{"channel_id":"ch","external_conversation_id":"c1","external_message_id":"t-1","sender_type":"Consumer"}')" 200
 assert_eq "late echo for r-1 (read-only): 200" \
     "$(wh_send '{"channel_id":"ro","external_conversation_id":"c1","external_message_id":"r-1","sender_type":"Consumer"}')" 200
-wait_until 5 '[ "$(msg_state ch t-1)" = confirmed ] && [ "$(msg_state ro r-1)" = confirmed ]'
-assert_eq "late echoes confirm both" "$(msg_state ch t-1)/$(msg_state ro r-1)" "confirmed/confirmed"
+wait_until 5 '[ "$(state_of ch t-1)" = confirmed ] && [ "$(state_of ro r-1)" = confirmed ]'
+assert_eq "late echoes confirm both" "$(state_of ch t-1)/$(state_of ro r-1)" "confirmed/confirmed"
 assert_eq "t-1 no longer unconfirmed" "$(msg_field ch t-1 '$.unconfirmed')" 0
 assert_eq "GET /v1/stats: unconfirmed 0" "$(jget "$(curl -sS "$API/v1/stats")" '$.unconfirmed')" 0
 
@@ -96,7 +95,7 @@ stop_serve
 wh_serve
 "$OUTBOX_BIN" enqueue --db "$DB" --channel ch --message-id t-4 --business b1 \
     --conversation c4 --content 'default timeout' --sender Consumer >/dev/null
-wait_until 10 '[ "$(msg_state ch t-4)" = accepted ]'
+wait_until 10 '[ "$(state_of ch t-4)" = accepted ]'
 due=$(sql "$DB" "SELECT confirm_due_at_ms - accepted_at_ms FROM outbox WHERE external_message_id = 't-4'")
 assert_ge "default confirm_timeout is 10 minutes (>= 599.5 s after acceptance)" "$due" 599500
 assert_le "default confirm_timeout is 10 minutes (<= 600 s after acceptance)" "$due" 600000

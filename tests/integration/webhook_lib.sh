@@ -6,9 +6,6 @@
 # serve starts.
 
 SEED=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 WH_PORT=$(free_port)
 API_PORT=$(free_port)
 WH_URL=http://127.0.0.1:$WH_PORT/webhooks/partoo
@@ -17,8 +14,7 @@ API=http://127.0.0.1:$API_PORT
 # start_wh_mock [mock options]: the mock, posting its webhooks to serve; sets PUB.
 start_wh_mock() {
     start_mock --rate-limit 0 --webhook-url "$WH_URL" --webhook-seed "$SEED" "$@"
-    PUB=$(sed -n 's/.*webhook public key \([0-9a-f]\{64\}\).*/\1/p' "$T/mock.log" | tail -1)
-    [ ${#PUB} = 64 ] || { echo "no webhook public key in the mock's log"; exit 1; }
+    PUB=$(mock_pubkey) || exit 1
 }
 # wh_serve_nokey [serve options]: serve with both listeners on our ports, no key option.
 wh_serve_nokey() {
@@ -28,8 +24,7 @@ wh_serve_nokey() {
 }
 # wh_serve [serve options]: the same, trusting the mock's key, with quick retries.
 wh_serve() { wh_serve_nokey --webhook-public-key "$PUB" --retry-base 100ms --retry-cap 300ms "$@"; }
-stop_serve() { kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null; }
 # wh_send JSON: one event through the mock's /_mock/webhook; prints the receiver's status.
 wh_send() { jget "$(mock_post webhook "$1")" '$.status'; }
-events() { sql "$DB" "SELECT count(*) FROM webhook_events"; }
-msg_state() { sql "$DB" "SELECT state FROM outbox WHERE channel_id = '$1' AND external_message_id = '$2'"; }
+# msg_field CHANNEL EXT_ID PATH: one field of `outbox show --json`.
+msg_field() { jget "$("$OUTBOX_BIN" show --db "$DB" --json "$1" "$2")" "$3"; }

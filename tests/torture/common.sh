@@ -1,8 +1,10 @@
 # tests/torture/common.sh: helpers shared by the reliability scripts (bash; sourced after
-# tests/integration/lib.sh, which provides $T, start_mock, start_serve, sql, jget, assert_*).
+# tests/integration/lib.sh, which provides $T, start_mock, start_serve, sql, jget, assert_*,
+# and through tests/lib/common.sh free_port, mock_pubkey, make_signer, sign_file, rss_kb,
+# fd_count).
 #
 # - private copies of the binaries (a concurrent rebuild of build/ must not swap them mid-run)
-# - free ports, the webhook signing seed, our own signer (openssl), serve port discovery
+# - the webhook signing seed, our own signer (openssl), serve port discovery
 
 # A work directory of our own name: a broad `rm -rf /tmp/obx-it.*` run by someone else
 # while a long torture or soak runs must not pull the database from under it.
@@ -14,6 +16,7 @@ DB=$T/outbox.db
 PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
 [ -x "$PY" ] || PY=python3
 
+# The mock's webhook seed (--webhook-seed); `make_signer "$SEED"` gives our own signer.
 SEED=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
 
 # Private copies of outbox and mock_partoo under $T/bin.
@@ -23,18 +26,6 @@ torture_private_bins() {
         { echo "cannot copy the binaries (build first: make build)"; exit 1; }
     OUTBOX_BIN=$T/bin/outbox
     MOCK_BIN=$T/bin/mock_partoo
-}
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# The webhook public key the mock printed for --webhook-seed $SEED.
-mock_pubkey() {
-    local pub
-    pub=$(sed -n 's/.*webhook public key \([0-9a-f]\{64\}\).*/\1/p' "$T/mock.log" | tail -1)
-    [ ${#pub} = 64 ] || { echo "no webhook public key in the mock's log" >&2; return 1; }
-    echo "$pub"
 }
 
 # serve_ports: API_PORT and WH_PORT from the `msg=serving` line of $SERVE_PID in
@@ -49,15 +40,6 @@ serve_ports() {
     WH_URL=http://127.0.0.1:$WH_PORT/webhooks/partoo
     [ -n "$API_PORT" ] && [ -n "$WH_PORT" ]
 }
-
-# Our own Ed25519 signer with the mock's seed: sign_file FILE prints the base64 signature.
-make_signer() {
-    "$PY" -c "import sys; open(sys.argv[2], 'wb').write(bytes.fromhex('302e020100300506032b657004220420' + sys.argv[1]))" \
-        "$SEED" "$T/seed.der"
-    openssl pkey -inform DER -in "$T/seed.der" -out "$T/key.pem" 2>/dev/null ||
-        { echo "openssl cannot load the seed"; exit 1; }
-}
-sign_file() { openssl pkeyutl -sign -rawin -inkey "$T/key.pem" -in "$1" | base64 -w0; }
 
 # http_code METHOD URL [curl args]: the status code only (000 = no answer).
 http_code() {
@@ -74,6 +56,10 @@ post_msg() {
         "$API/v1/messages" 2>/dev/null
 }
 
-# proc_rss_kb PID / proc_fds PID: VmRSS in kB and the number of open fds.
-proc_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
-proc_fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+# lost_bytes LOG KIND: bytes "definitely"/"indirectly" lost in a valgrind log;
+# 0 when valgrind says "All heap blocks were freed" and prints no LEAK SUMMARY.
+lost_bytes() {
+    local n
+    n=$(grep -E "$2 lost:" "$1" | sed 's/.*lost: *\([0-9,]*\) bytes.*/\1/' | tr -d ',' | head -1)
+    echo "${n:-0}"
+}
