@@ -227,6 +227,34 @@ end:
     TEST_END;
 }
 
+/* The cap reached at a key (the message filled the line): dropped in both formats. */
+static int
+test_cap_at_key(void)
+{
+    TEST_BEGIN;
+    size_t n = 64 * 1024 - 80;
+    char *msg = malloc(n + 1);
+
+    CHECK(msg);
+    memset(msg, 'm', n);
+    msg[n] = '\0';
+    for (int f = 0; f < 2; f++) {
+        char key[100];
+        memset(key, 'k', sizeof key - 1);
+        key[sizeof key - 1] = '\0';
+        CHECK_OK(sink_open(OBX_LOG_INFO, f ? OBX_LOG_JSON : OBX_LOG_TEXT));
+        obx_log_write(OBX_LOG_INFO, "test", msg, &OBX_KI(key, 1), 1);
+        CHECK_STR(sink_text(), "");
+        obx_log_write(OBX_LOG_INFO, "test", msg, NULL, 0); /* without the key it fits */
+        CHECK(strlen(sink_text()) > n);
+        sink_close();
+    }
+end:
+    sink_close();
+    free(msg);
+    TEST_END;
+}
+
 /* Allocation n fails: either the whole line or nothing, never a partial line; no leak. */
 static int
 test_alloc_failure(void)
@@ -266,6 +294,7 @@ static const struct test_case tests[] = {
     {"json_format", test_json_format},
     {"writef", test_writef},
     {"too_long_dropped", test_too_long_dropped},
+    {"cap_at_key", test_cap_at_key},
     {"alloc_failure", test_alloc_failure},
     {NULL, NULL},
 };
