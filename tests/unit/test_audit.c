@@ -682,7 +682,7 @@ test_export_events(void)
     struct obx_store *st = open_store(1), *other = NULL;
     struct rows x;
     char msg[300];
-    int64_t n = 0, t0 = fake.now_ms;
+    int64_t n = 0, t0;
 
     memset(&x, 0, sizeof x);
     CHECK(st);
