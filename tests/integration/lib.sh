@@ -17,7 +17,33 @@ PASSED=0
 FAILED=0
 PIDS=()
 
+# A coverage build (make coverage) writes a process's line counters only when it exits
+# normally: there, stop what is still running with SIGTERM first (serve drains and exits)
+# and SIGKILL only what is left after 10 s. Elsewhere SIGKILL at once, as always.
+OBX_COV_BUILD=0
+grep -q '^OBX_COVERAGE:BOOL=ON' "$OBX_BUILD_DIR/CMakeCache.txt" 2>/dev/null && OBX_COV_BUILD=1
+
+# 1 while any of the PIDs still runs (an exited child not yet reaped counts as gone).
+pids_running() {
+    local p st
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] || continue
+        st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || continue
+        [ -n "$st" ] && [ "$st" != Z ] && return 0
+    done
+    return 1
+}
+
 cleanup() {
+    if [ "$OBX_COV_BUILD" = 1 ]; then
+        for p in "${PIDS[@]:-}"; do
+            [ -n "$p" ] && kill -TERM "$p" 2>/dev/null
+        done
+        for _ in $(seq 100); do
+            pids_running || break
+            sleep 0.1
+        done
+    fi
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && kill -9 "$p" 2>/dev/null
     done
