@@ -6,7 +6,7 @@ JOBS ?= 2
 CTEST_JOBS ?= 3
 
 .PHONY: all deps build build-asan build-tsan lint check test test-asan test-tsan test-fuzz demo \
-        bench clean
+        bench clean coverage
 
 all: build
 
@@ -105,6 +105,27 @@ lint: deps
 
 check: lint test test-asan test-tsan test-fuzz
 
+# Line coverage (issue 18), not part of `make check` (CI time): build-cov/ is built with
+# -DOBX_COVERAGE=ON (gcov on the library, the binary and the unit tests, -O0), the whole
+# ctest suite runs (unit and integration: the integration scripts run the instrumented
+# binary, so what they reach counts), then gcovr prints per-file line coverage for lib/ and
+# cmd/ with the lib/ and cmd/ totals (a Markdown table, as docs/testing.md records it) and
+# writes an annotated HTML report to build-cov/coverage/index.html. Counters from an earlier
+# run are removed first. The report is printed even when a test fails; the exit status is
+# then ctest's.
+COV_BUILD = build-cov
+coverage: deps
+	cmake -S . -B $(COV_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOBX_WERROR=ON -DOBX_COVERAGE=ON
+	cmake --build $(COV_BUILD) -j$(JOBS)
+	find $(COV_BUILD) -name '*.gcda' -delete
+	rm -rf $(COV_BUILD)/coverage && mkdir -p $(COV_BUILD)/coverage
+	cd $(COV_BUILD) && ctest --output-on-failure -j$(CTEST_JOBS); echo $$? > coverage/ctest.rc
+	gcovr -r . --object-directory $(COV_BUILD) -j$(JOBS) --filter 'lib/' --filter 'cmd/' \
+	    --json-summary $(COV_BUILD)/coverage/summary.json \
+	    --html-details $(COV_BUILD)/coverage/index.html $(COV_BUILD)
+	scripts/coverage-report.py $(COV_BUILD)/coverage/summary.json
+	@exit $$(cat $(COV_BUILD)/coverage/ctest.rc)
+
 # The Debian package (issue 17): build/partoo-outbox_<version>_<arch>.deb, made by CPack
 # (cmake/deb_stage.cmake adds the conffile, the unit, copyright and changelog).
 # tests/integration/test_pkg_deb.sh builds it in `make check` and runs lintian on it.
@@ -119,4 +140,4 @@ bench: build
 	bench/run_all.sh
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-cov

@@ -203,10 +203,13 @@ obx_store_audit_seal_legacy(struct obx_store *st, int max, obx_audit_hash_fn fn,
     while (rc == SQLITE_ROW && err == OBX_OK) {
         read_row(sel, 0, &r);
         err = fn(ctx, &r, hash);
-        sqlite3_bind_int64(upd, 1, r.id);
-        obx_db_bind_text(upd, 2, hash);
-        if (err == OBX_OK)
+        /* hash is only set when fn succeeded: binding it otherwise reads uninitialised bytes
+         * up to some NUL (valgrind saw it when hashing ran out of memory). */
+        if (err == OBX_OK) {
+            sqlite3_bind_int64(upd, 1, r.id);
+            obx_db_bind_text(upd, 2, hash);
             err = obx_db_step_done(upd);
+        }
         (*n)++;
         rc = sqlite3_step(sel);
     }

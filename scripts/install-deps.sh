@@ -9,6 +9,8 @@ packages=(
     libsqlite3-dev libcurl4-openssl-dev libcjson-dev libevent-dev libssl-dev
     sqlite3 curl clang llvm procps python3 util-linux wrk
     clang-tidy cppcheck valgrind
+    # make coverage: per-file line coverage from gcov
+    gcovr
     # make deb and its checks; the client examples (node); the formats' own tools (promtool)
     dpkg-dev file lintian man-db nodejs python3-prometheus-client prometheus
     # the dashboard's browser test (tests/integration/test_ui_browser.sh)

@@ -24,8 +24,15 @@ PIDS=()
 # options come later and win.
 SERVE_ARGS=(--api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0)
 
+# A coverage build (make coverage) writes a process's line counters only when it exits
+# normally: there, stop what is still running with SIGTERM first (serve drains and exits)
+# and SIGKILL only what is left after 10 s. Elsewhere SIGKILL at once, as always.
+OBX_COV_BUILD=0
+grep -q '^OBX_COVERAGE:BOOL=ON' "$OBX_BUILD_DIR/CMakeCache.txt" 2>/dev/null && OBX_COV_BUILD=1
+
 cleanup() {
-    stop_pids 0 "${PIDS[@]:-}"
+    # 10 s of grace in a coverage build (above), none elsewhere.
+    stop_pids $((OBX_COV_BUILD * 10000)) "${PIDS[@]:-}"
     wait 2>/dev/null
     [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T"
 }

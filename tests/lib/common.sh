@@ -59,6 +59,13 @@ hermetic_env() {
     done
 }
 
+# pid_alive PID: the process still runs (an exited child not yet reaped, a zombie, does not).
+pid_alive() {
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
 # stop_pids GRACE_MS PID...: SIGTERM to each process, up to GRACE_MS for all of them to exit,
 # then SIGKILL to any left, and reaps them (GRACE_MS 0: SIGKILL at once). Empty PIDs are
 # skipped, so "${PIDS[@]:-}" may be passed as it is.
@@ -70,7 +77,7 @@ stop_pids() {
         deadline=$(( $(now_ms) + grace ))
         while [ "$(now_ms)" -lt "$deadline" ]; do
             alive=0
-            for p; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+            for p; do [ -n "$p" ] && pid_alive "$p" && alive=1; done
             [ "$alive" = 0 ] && break
             sleep 0.05
         done
