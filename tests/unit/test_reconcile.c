@@ -151,7 +151,7 @@ test_confirm_reply_and_outcomes(void)
     char long_id[400];
 
     CHECK_OK(obx_config_init(&cfg));
-    cfg.readonly_channels = obx_strdup("ro,other");
+    CHECK_OK(obx_config_set(&cfg, "readonly_channels", "ro,other", OBX_SRC_FILE, NULL));
     CHECK(st);
     CHECK_OK(accepted(st, "ch", "m-1"));
     CHECK_OK(obx_reconcile_has_backlog(st, &backlog));
