@@ -5,8 +5,8 @@
 JOBS ?= 2
 CTEST_JOBS ?= 3
 
-.PHONY: all deps build build-asan build-tsan lint check test test-asan test-tsan test-fuzz demo \
-        bench clean coverage
+.PHONY: all deps build build-asan build-tsan lint format check test test-asan test-tsan test-fuzz \
+        demo bench clean coverage
 
 all: build
 
@@ -90,6 +90,8 @@ test-fuzz: deps
 # nothing is compiled. clang-tidy runs one process per file: clang-tidy 14 invents
 # valist.Uninitialized findings when one process analyses several files. -UNDEBUG: the
 # analyzer should know the invariants the asserts state, as Debug builds do.
+# Then the house rules: tools/check_export_prefix.sh (names point to their file; it builds
+# the obx library of LINT_BUILD for nm), tools/check_format.sh (.clang-format).
 LINT_SOURCES = $(wildcard lib/*.c cmd/outbox/*.c)
 LINT_BUILD ?= build
 lint: deps
@@ -102,6 +104,12 @@ lint: deps
 	tools/check_store_boundary.sh
 	tools/check_cli_boundary.sh
 	tools/check_table_owners.sh
+	JOBS=$(JOBS) tools/check_export_prefix.sh $(LINT_BUILD)
+	tools/check_format.sh
+
+# Rewrites the C sources as .clang-format says (tools/check_format.sh, in `make lint`, checks it).
+format:
+	tools/check_format.sh --fix
 
 check: lint test test-asan test-tsan test-fuzz
 
