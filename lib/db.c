@@ -215,6 +215,16 @@ obx_db_step_done(sqlite3_stmt *s)
 }
 
 enum obx_err
+obx_db_step_int64(sqlite3_stmt *s, int64_t *out)
+{
+    int rc = sqlite3_step(s);
+
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+enum obx_err
 obx_db_end(struct obx_db *db, enum obx_err err)
 {
     if (err == OBX_OK)

@@ -79,6 +79,12 @@ OBX_MUST_CHECK enum obx_err obx_db_exec(struct obx_db *db, const char *sql);
 OBX_MUST_CHECK enum obx_err obx_db_step_done(sqlite3_stmt *s);
 
 /*
+ * Steps s (prepared and bound by the caller) for one value: *out = the first column of its
+ * first row, 0 for NULL or when there is no row; then resets s and maps the result code.
+ */
+OBX_MUST_CHECK enum obx_err obx_db_step_int64(sqlite3_stmt *s, int64_t *out);
+
+/*
  * Runs one bound write statement in its own transaction (BEGIN IMMEDIATE .. COMMIT, rolled
  * back on failure); *changes gets the rows it changed, 0 unless committed.
  */

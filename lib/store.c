@@ -787,7 +787,6 @@ pick_in_lane(struct obx_store *st, int64_t priority, const char *business, int64
              int64_t *id)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PICK);
-    int rc;
 
     *id = 0;
     if (!s)
@@ -795,11 +794,7 @@ pick_in_lane(struct obx_store *st, int64_t priority, const char *business, int64
     sqlite3_bind_int64(s, 1, priority);
     obx_db_bind_text(s, 2, business);
     sqlite3_bind_int64(s, 3, now_ms);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_db_step_int64(s, id);
 }
 
 /* Claim context threaded through the level/lane loops. */

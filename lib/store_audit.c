@@ -97,16 +97,11 @@ enum obx_err
 obx_store_audit_next_row_id(struct obx_store *st, int64_t *id)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_NEXT_ID);
-    int rc;
 
     *id = 0;
     if (!s)
         return OBX_EDB;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *id = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_db_step_int64(s, id);
 }
 
 static const char SQL_ADD_MODE[] =
@@ -431,7 +426,6 @@ obx_store_audit_count_events_after(struct obx_store *st, const struct obx_audit_
                                    int64_t *n)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_UNSEALED_EVENTS);
-    int rc;
 
     *n = 0;
     if (!s)
@@ -439,11 +433,7 @@ obx_store_audit_count_events_after(struct obx_store *st, const struct obx_audit_
     sqlite3_bind_int64(s, 1, base->t_upto);
     sqlite3_bind_int64(s, 2, base->a_upto);
     sqlite3_bind_int64(s, 3, base->x_upto);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *n = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_db_step_int64(s, n);
 }
 
 static const char SQL_CHAIN[] =

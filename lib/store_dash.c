@@ -156,7 +156,6 @@ obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t sin
                        int64_t now_ms, int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HELD);
-    int rc;
 
     *out = 0;
     if (!s)
@@ -164,11 +163,7 @@ obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t sin
     obx_db_bind_text(s, 1, channel_id);
     sqlite3_bind_int64(s, 2, since_ms);
     sqlite3_bind_int64(s, 3, now_ms);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_db_step_int64(s, out);
 }
 
 /* At most 4 rows a minute over the range: 7 days is 40,320 rows read by primary key. */

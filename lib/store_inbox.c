@@ -66,16 +66,15 @@ enum obx_err
 obx_store_inbox_has_backlog(struct obx_store *st, int *backlog)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HAS_BACKLOG);
-    int rc;
+    int64_t v = 0;
+    enum obx_err err;
 
     *backlog = 0;
     if (!s)
         return OBX_EDB;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *backlog = sqlite3_column_int(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    err = obx_db_step_int64(s, &v);
+    *backlog = (int)v;
+    return err;
 }
 
 static const char SQL_MARK_EVENT[] =

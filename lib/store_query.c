@@ -306,17 +306,12 @@ enum obx_err
 obx_store_query_count_accepted_since(struct obx_store *st, int64_t since_ms, int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ACCEPTED_SINCE);
-    int rc;
 
     *out = 0;
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, since_ms);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_db_step_int64(s, out);
 }
 
 /* ---- inbox ------------------------------------------------------------------------------- */
@@ -429,16 +424,11 @@ obx_store_query_db_bytes(struct obx_store *st, int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, "SELECT page_count * page_size FROM"
                                           " pragma_page_count(), pragma_page_size()");
-    int rc;
 
     *out = 0;
     if (!s)
         return OBX_EDB;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+    return obx_db_step_int64(s, out);
 }
 
 /* ---- service state ----------------------------------------------------------------------- */
