@@ -225,6 +225,15 @@ obx_db_step_int64(sqlite3_stmt *s, int64_t *out)
 }
 
 enum obx_err
+obx_db_end_scan(struct obx_db *db, sqlite3_stmt *sel, int rc, enum obx_err err)
+{
+    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = obx_err_from_sqlite(rc);
+    sqlite3_reset(sel);
+    return obx_db_end(db, err);
+}
+
+enum obx_err
 obx_db_end(struct obx_db *db, enum obx_err err)
 {
     if (err == OBX_OK)

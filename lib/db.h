@@ -85,6 +85,14 @@ OBX_MUST_CHECK enum obx_err obx_db_step_done(sqlite3_stmt *s);
 OBX_MUST_CHECK enum obx_err obx_db_step_int64(sqlite3_stmt *s, int64_t *out);
 
 /*
+ * Ends a batch that stepped sel (last result rc) inside obx_db_begin: a step that failed
+ * (neither a row nor the end) becomes the error, sel is reset, and the transaction ends
+ * as obx_db_end does. Returns the batch's result.
+ */
+OBX_MUST_CHECK enum obx_err obx_db_end_scan(struct obx_db *db, sqlite3_stmt *sel, int rc,
+                                            enum obx_err err);
+
+/*
  * Runs one bound write statement in its own transaction (BEGIN IMMEDIATE .. COMMIT, rolled
  * back on failure); *changes gets the rows it changed, 0 unless committed.
  */

@@ -1203,10 +1203,10 @@ purgeable_state(enum obx_state state, const struct obx_purge_opts *o)
     }
 }
 
-static int
-out_of_time(int64_t until_mono_ms)
+int
+obx_store_batch_expired(const struct obx_batch_limit *lim)
 {
-    return until_mono_ms > 0 && obx_mono_ms(obx_clock_real()) >= until_mono_ms;
+    return lim->until_mono_ms > 0 && obx_mono_ms(obx_clock_real()) >= lim->until_mono_ms;
 }
 
 enum obx_err
@@ -1240,13 +1240,10 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o,
             err = delete_message(del, del_conv, sel);
             n += err == OBX_OK;
         }
-        if (out_of_time(lim->until_mono_ms))
+        if (obx_store_batch_expired(lim))
             break;
     }
-    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = obx_err_from_sqlite(rc);
-    sqlite3_reset(sel);
-    err = obx_db_end(st->db, err);
+    err = obx_db_end_scan(st->db, sel, rc, err);
     if (err != OBX_OK)
         return err;
     /* A batch cut short by rows or time leaves more; one that ran dry does not. */

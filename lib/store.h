@@ -236,6 +236,9 @@ struct obx_batch_limit {
     int64_t until_mono_ms;
 };
 
+/* 1 once lim's time bound has passed (never without one). */
+int obx_store_batch_expired(const struct obx_batch_limit *lim);
+
 /* Which messages retention removes. is_readonly may be NULL (no read-only channel). */
 struct obx_purge_opts {
     int64_t before_ms;                                  /* last transition older than this */

@@ -7,12 +7,6 @@
 #include "err.h"
 #include "mem.h"
 
-static int
-out_of_time(int64_t until_mono_ms)
-{
-    return until_mono_ms > 0 && obx_mono_ms(obx_clock_real()) >= until_mono_ms;
-}
-
 /* ---- webhook_events ----------------------------------------------------------------------- */
 
 static const char SQL_PENDING_EVENTS[] =
@@ -135,13 +129,10 @@ obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
             err = obx_db_step_done(del);
             n += err == OBX_OK;
         }
-        if (out_of_time(lim->until_mono_ms))
+        if (obx_store_batch_expired(lim))
             break;
     }
-    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = obx_err_from_sqlite(rc);
-    sqlite3_reset(sel);
-    err = obx_db_end(st->db, err);
+    err = obx_db_end_scan(st->db, sel, rc, err);
     if (err != OBX_OK)
         return err;
     *more = rc == SQLITE_ROW || scanned == lim->rows;
@@ -230,13 +221,10 @@ obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms, int64_t ha
             err = obx_db_step_done(drop);
             nb += err == OBX_OK;
         }
-        if (out_of_time(lim->until_mono_ms))
+        if (obx_store_batch_expired(lim))
             break;
     }
-    if (err == OBX_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = obx_err_from_sqlite(rc);
-    sqlite3_reset(sel);
-    err = obx_db_end(st->db, err);
+    err = obx_db_end_scan(st->db, sel, rc, err);
     if (err != OBX_OK)
         return err;
     *more = !young && (rc == SQLITE_ROW || scanned == lim->rows);
