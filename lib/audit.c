@@ -512,18 +512,10 @@ verify_row(const struct obx_audit_row *row, const unsigned char *key, char prev[
 struct budget {
     int max_rows;
     int64_t max_ms;
+    struct obx_clock *clock; /* the store's: a test's fake clock spends the budget */
     int64_t start_ms;
     int rows;
 };
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* 1 when the slice has done its share (checked before each row or seal; one always goes). */
 static int
@@ -533,7 +525,7 @@ budget_spent(const struct budget *b)
         return 0;
     if (b->max_rows > 0 && b->rows >= b->max_rows)
         return 1;
-    return b->max_ms > 0 && mono_ms() - b->start_ms >= b->max_ms;
+    return b->max_ms > 0 && obx_mono_ms(b->clock) - b->start_ms >= b->max_ms;
 }
 
 /* Verifying the seals: the state carried from one seal to the next. */
@@ -665,7 +657,7 @@ obx_audit_verify_slice(struct obx_store *st, int max_rows, int64_t max_ms,
                        struct obx_audit_cursor *c, struct obx_audit_report *r, int *done)
 {
     struct modes *ms = obx_calloc(1, sizeof *ms);
-    struct budget bud = {max_rows, max_ms, mono_ms(), 0};
+    struct budget bud = {max_rows, max_ms, st->clock, obx_mono_ms(st->clock), 0};
     char prev[65];
     int64_t after = 0;
     enum obx_err err;
