@@ -37,6 +37,17 @@
 
 #include <assert.h>
 
+static void
+set_closed(struct obx_circuit *c)
+{
+    c->state = OBX_CIRCUIT_CLOSED;
+    c->consecutive_failures = 0;
+    c->open_ms = c->min_open_ms;
+    c->open_until_mono_ms = 0;
+    c->probe_in_flight = 0;
+    c->opened_at_mono_ms = 0;
+}
+
 void
 obx_circuit_init(struct obx_circuit *c, int failure_threshold, int64_t min_open_ms,
                  int64_t max_open_ms)
@@ -47,23 +58,7 @@ obx_circuit_init(struct obx_circuit *c, int failure_threshold, int64_t min_open_
     c->max_open_ms = max_open_ms > 0 ? max_open_ms : OBX_CIRCUIT_DEFAULT_MAX_OPEN_MS;
     if (c->max_open_ms < c->min_open_ms)
         c->max_open_ms = c->min_open_ms;
-    c->state = OBX_CIRCUIT_CLOSED;
-    c->consecutive_failures = 0;
-    c->open_ms = c->min_open_ms;
-    c->open_until_mono_ms = 0;
-    c->probe_in_flight = 0;
-    c->opened_at_mono_ms = 0;
-}
-
-static void
-set_closed(struct obx_circuit *c)
-{
-    c->state = OBX_CIRCUIT_CLOSED;
-    c->consecutive_failures = 0;
-    c->open_ms = c->min_open_ms;
-    c->open_until_mono_ms = 0;
-    c->probe_in_flight = 0;
-    c->opened_at_mono_ms = 0;
+    set_closed(c);
 }
 
 /* Enters OPEN for the current open_ms. */

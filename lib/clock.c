@@ -5,23 +5,26 @@
 #include <time.h>
 
 static int64_t
-real_now_ms(struct obx_clock *c)
+read_ms(clockid_t id)
 {
     struct timespec ts;
 
-    (void)c;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+real_now_ms(struct obx_clock *c)
+{
+    (void)c;
+    return read_ms(CLOCK_REALTIME);
 }
 
 static int64_t
 real_mono_ms(struct obx_clock *c)
 {
-    struct timespec ts;
-
     (void)c;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return read_ms(CLOCK_MONOTONIC);
 }
 
 static struct obx_clock real_clock = {real_now_ms, real_mono_ms};
