@@ -183,4 +183,127 @@ raw_call(struct event_base *base, int port, const char *bytes, size_t len)
     return out;
 }
 
+/*
+ * A stub HTTP server on 127.0.0.1:0 for the modules that are clients (http_client, inbox,
+ * worker): it records what it got and answers with the status, Retry-After and body the
+ * test set (status 0: do not answer, hold the request until stub_free).
+ */
+#define STUB_MAX_SEEN 16
+
+struct stub_seen {
+    enum evhttp_cmd_type method;
+    char uri[256];
+    char idempotency_key[160];
+    char content_type[64];
+    char authorization[160];
+    char *body; /* malloc'd, NUL-terminated */
+    size_t len;
+};
+
+struct stub_server {
+    struct evhttp *http;
+    int port;
+    int status;              /* what to answer; 0: hold the request */
+    const char *retry_after; /* NULL: none */
+    const char *reply_body;  /* NULL: "" */
+    int nseen;               /* requests received (all, even past STUB_MAX_SEEN) */
+    struct stub_seen seen[STUB_MAX_SEEN];
+    struct evhttp_request *held;
+};
+
+static inline void
+stub_copy_header(struct evhttp_request *req, const char *name, char *out, size_t n)
+{
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
+
+    snprintf(out, n, "%s", v ? v : "");
+}
+
+static inline void
+stub_on_request(struct evhttp_request *req, void *arg)
+{
+    struct stub_server *s = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+
+    if (s->nseen < STUB_MAX_SEEN) {
+        struct stub_seen *x = &s->seen[s->nseen];
+        x->method = evhttp_request_get_command(req);
+        snprintf(x->uri, sizeof x->uri, "%s", evhttp_request_get_uri(req));
+        stub_copy_header(req, "Idempotency-Key", x->idempotency_key, sizeof x->idempotency_key);
+        stub_copy_header(req, "Content-Type", x->content_type, sizeof x->content_type);
+        stub_copy_header(req, "Authorization", x->authorization, sizeof x->authorization);
+        x->len = evbuffer_get_length(in);
+        x->body = malloc(x->len + 1);
+        if (x->body) {
+            evbuffer_copyout(in, x->body, x->len);
+            x->body[x->len] = '\0';
+        }
+    }
+    s->nseen++;
+    if (s->status == 0) {
+        s->held = req; /* answered (dropped) by stub_free */
+        return;
+    }
+    struct evbuffer *out = evbuffer_new();
+    if (s->retry_after)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", s->retry_after);
+    if (out && s->reply_body)
+        evbuffer_add(out, s->reply_body, strlen(s->reply_body));
+    evhttp_send_reply(req, s->status, "stub", out);
+    if (out)
+        evbuffer_free(out);
+}
+
+/* 0 when listening; s->port is the port. */
+static inline int
+stub_start(struct stub_server *s, struct event_base *base, int status)
+{
+    struct evhttp_bound_socket *bs;
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof sin;
+
+    memset(s, 0, sizeof *s);
+    s->status = status;
+    s->http = evhttp_new(base);
+    if (!s->http)
+        return -1;
+    evhttp_set_gencb(s->http, stub_on_request, s);
+    bs = evhttp_bind_socket_with_handle(s->http, "127.0.0.1", 0);
+    if (!bs || getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sin, &sl) != 0)
+        return -1;
+    s->port = ntohs(sin.sin_port);
+    return 0;
+}
+
+static inline void
+stub_free(struct stub_server *s)
+{
+    for (int i = 0; i < s->nseen && i < STUB_MAX_SEEN; i++)
+        free(s->seen[i].body);
+    if (s->http)
+        evhttp_free(s->http);
+    memset(s, 0, sizeof *s);
+}
+
+/* Runs base until cond(arg) is true (checked after every loop turn) or 5 s pass. */
+static inline int
+run_until_cond(struct event_base *base, int (*cond)(void *), void *arg)
+{
+    struct timeval tv = {5, 0}, tick = {0, 10000};
+    struct event *guard = evtimer_new(base, http_on_guard, base);
+    int ok = cond(arg);
+
+    evtimer_add(guard, &tv);
+    while (!ok) {
+        /* A 10 ms tick, so a condition set by another thread is seen too. */
+        event_base_loopexit(base, &tick);
+        event_base_dispatch(base);
+        ok = cond(arg);
+        if (event_base_got_break(base))
+            break;
+    }
+    event_free(guard);
+    return ok;
+}
+
 #endif
