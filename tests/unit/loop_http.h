@@ -84,26 +84,25 @@ http_on_reply(struct evhttp_request *req, void *arg)
 }
 
 /*
- * Sends one request to 127.0.0.1:port and runs the loop until the answer is in.
- * headers: "Name", "value" pairs, NULL-terminated (may be NULL). body may be NULL.
- * Returns the status (0 when no HTTP answer came); *out (may be NULL) gets the answer.
+ * Starts one request to 127.0.0.1:port without waiting (http_finish waits). headers:
+ * "Name", "value" pairs, NULL-terminated (may be NULL). body may be NULL. *r is filled
+ * when the answer comes. Returns the connection, or NULL (then r->done is set).
  */
-static inline int
-http_call(struct event_base *base, int port, enum evhttp_cmd_type method, const char *path,
-          const char *const *headers, const char *body, size_t len, struct http_reply *out)
+static inline struct evhttp_connection *
+http_begin(struct event_base *base, int port, enum evhttp_cmd_type method, const char *path,
+           const char *const *headers, const char *body, size_t len, struct http_reply *r)
 {
-    struct http_reply local = {0}, *r = out ? out : &local;
     struct evhttp_connection *conn;
     struct evhttp_request *req;
 
     memset(r, 0, sizeof *r);
     conn = evhttp_connection_base_new(base, NULL, "127.0.0.1", (unsigned short)port);
-    if (!conn)
-        return 0;
-    req = evhttp_request_new(http_on_reply, r);
+    req = conn ? evhttp_request_new(http_on_reply, r) : NULL;
     if (!req) {
-        evhttp_connection_free(conn);
-        return 0;
+        if (conn)
+            evhttp_connection_free(conn);
+        r->done = 1;
+        return NULL;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
     for (int i = 0; headers && headers[i]; i += 2)
@@ -112,16 +111,52 @@ http_call(struct event_base *base, int port, enum evhttp_cmd_type method, const 
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
     if (evhttp_make_request(conn, req, method, path) != 0) {
         evhttp_connection_free(conn);
-        return 0;
+        r->done = 1;
+        return NULL;
     }
-    http_run_until(base, &r->done);
-    evhttp_connection_free(conn);
-    {
-        int status = r->status;
-        if (!out)
-            http_reply_release(&local);
-        return status;
+    return conn;
+}
+
+/* Runs at most turns loop turns (each bounded by the safety timer) while the answer is out. */
+static inline void
+http_run_turns(struct event_base *base, const int *done, int turns)
+{
+    struct timeval tv = {5, 0};
+    struct event *guard = evtimer_new(base, http_on_guard, base);
+
+    evtimer_add(guard, &tv);
+    for (int i = 0; i < turns && !*done; i++)
+        if (event_base_loop(base, EVLOOP_ONCE) != 0 || event_base_got_break(base))
+            break;
+    event_free(guard);
+}
+
+/* Waits for the answer of http_begin's request and frees the connection; returns the status. */
+static inline int
+http_finish(struct event_base *base, struct evhttp_connection *conn, struct http_reply *r)
+{
+    if (conn) {
+        http_run_until(base, &r->done);
+        evhttp_connection_free(conn);
     }
+    return r->status;
+}
+
+/*
+ * Sends one request to 127.0.0.1:port and runs the loop until the answer is in.
+ * Returns the status (0 when no HTTP answer came); *out (may be NULL) gets the answer.
+ */
+static inline int
+http_call(struct event_base *base, int port, enum evhttp_cmd_type method, const char *path,
+          const char *const *headers, const char *body, size_t len, struct http_reply *out)
+{
+    struct http_reply local = {0}, *r = out ? out : &local;
+    struct evhttp_connection *conn = http_begin(base, port, method, path, headers, body, len, r);
+    int status = http_finish(base, conn, r);
+
+    if (!out)
+        http_reply_release(&local);
+    return status;
 }
 
 /* A raw exchange: sends bytes as they are, reads until the server closes (or 5 s). */
