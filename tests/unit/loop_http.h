@@ -231,6 +231,7 @@ struct stub_seen {
     char idempotency_key[160];
     char content_type[64];
     char authorization[160];
+    char api_key[160];    /* x-APIKey (Partoo's) */
     char *body; /* malloc'd, NUL-terminated */
     size_t len;
 };
@@ -267,6 +268,7 @@ stub_on_request(struct evhttp_request *req, void *arg)
         stub_copy_header(req, "Idempotency-Key", x->idempotency_key, sizeof x->idempotency_key);
         stub_copy_header(req, "Content-Type", x->content_type, sizeof x->content_type);
         stub_copy_header(req, "Authorization", x->authorization, sizeof x->authorization);
+        stub_copy_header(req, "x-APIKey", x->api_key, sizeof x->api_key);
         x->len = evbuffer_get_length(in);
         x->body = malloc(x->len + 1);
         if (x->body) {
