@@ -126,9 +126,10 @@ fixture_stop(struct fixture *f)
     remove_db();
 }
 
-static const char *const AUTH_JSON[] = {"Authorization", "Bearer " TOKEN, "Content-Type",
-                                        "application/json", NULL};
-static const char *const AUTH[] = {"Authorization", "Bearer " TOKEN, NULL};
+static const char BEARER[] = "Bearer " TOKEN;
+static const char *const AUTH_JSON[] = {"Authorization", BEARER, "Content-Type", "application/json",
+                                        NULL};
+static const char *const AUTH[] = {"Authorization", BEARER, NULL};
 
 static int
 post(struct fixture *f, const char *p, const char *body, struct http_reply *r)
@@ -167,7 +168,8 @@ test_token_and_routing(void)
 {
     struct fixture f;
     struct http_reply r = {0};
-    const char *wrong[] = {"Authorization", "Bearer " TOKEN "x", NULL};
+    static const char wrong_bearer[] = "Bearer " TOKEN "x";
+    const char *wrong[] = {"Authorization", wrong_bearer, NULL};
     const char *basic[] = {"Authorization", "Basic " TOKEN, NULL};
     TEST_BEGIN;
 
@@ -297,7 +299,7 @@ test_post_refusals_name_the_field(void)
     };
     struct fixture f;
     struct http_reply r = {0};
-    const char *text[] = {"Authorization", "Bearer " TOKEN, "Content-Type", "text/plain", NULL};
+    const char *text[] = {"Authorization", BEARER, "Content-Type", "text/plain", NULL};
     char big[5000];
     TEST_BEGIN;
 

@@ -17,18 +17,18 @@
 
 /* What one callback saw (the result's strings are copied: they are borrowed). */
 struct outcome {
-    int calls;
-    int status;
-    int has_error;
-    char error[256];
-    char body[OBX_HTTP_BODY_KEEP + 64];
     size_t body_len;
-    char retry_after[64];
     int64_t duration_ms;
     /* chaining: start this many more requests from the callback */
     struct obx_http *h;
     const char *url;
     int chain;
+    int calls;
+    int status;
+    int has_error;
+    char retry_after[64];
+    char error[256];
+    char body[OBX_HTTP_BODY_KEEP + 64];
 };
 
 static void
