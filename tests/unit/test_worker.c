@@ -54,6 +54,18 @@ sql_int(const char *sql)
     return v;
 }
 
+static int
+sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(path, &db);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
 struct fixture {
     struct event_base *base;
     struct obx_store *st;
@@ -331,6 +343,53 @@ end:
 }
 
 static int
+sending_is(void *arg)
+{
+    long long want = *(int *)arg;
+
+    return sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'") == want;
+}
+
+/*
+ * A paused channel: what is claimed ahead and not sent yet goes back to `queued` at
+ * once; the request in flight finishes; other channels are left alone.
+ */
+static int
+test_release_channel_returns_claimed_ahead(void)
+{
+    static const char *const kv[] = {"max_inflight", "1", NULL};
+    struct fixture f;
+    struct obx_msg m2 = {"ch", "m-2", "b1", "c2", "deux", "Consumer", NULL, NULL, 0};
+    struct obx_msg m3 = {"ch", "m-3", "b1", "c3", "trois", "Consumer", NULL, NULL, 0};
+    enum obx_enqueue_result res;
+    int three = 3, one = 1;
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, 0, "ch", kv)); /* the stub holds every request */
+    CHECK_OK(obx_enqueue(f.st, &m2, &res, NULL));
+    CHECK_OK(obx_enqueue(f.st, &m3, &res, NULL));
+    CHECK_OK(obx_worker_new(f.base, f.st, f.q, &f.cfg, &f.w));
+    /* One in flight; the other two claimed ahead (up to 2 x max_inflight wait ready). */
+    CHECK(run_until_cond(f.base, stub_got_one, &f.stub));
+    CHECK(run_until_cond(f.base, sending_is, &three));
+    obx_worker_release_channel(f.w, "other");
+    obx_storeq_drain(f.q);
+    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'"), 3);
+    /* As POST /v1/pause does: the pause is committed (claims skip the channel), then the
+     * worker lets go of what it holds. */
+    CHECK_INT(sql_exec("INSERT INTO pauses (scope, key, reason, by, paused_at_ms) "
+                       "VALUES ('channel', 'ch', 'test', 'api', 0)"),
+              SQLITE_OK);
+    obx_worker_release_channel(f.w, "ch");
+    CHECK(run_until_cond(f.base, sending_is, &one));
+    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 0"), 2);
+    CHECK_INT(f.stub.nseen, 1);
+end:
+    fixture_stop(&f);
+    TEST_END;
+}
+
+static int
 test_new_allocation_failures(void)
 {
     struct fixture f;
@@ -370,6 +429,7 @@ main(int argc, char **argv)
         {"429_pauses_for_retry_after", test_429_pauses_for_retry_after},
         {"401_pauses_the_key", test_401_pauses_the_key},
         {"stop_releases_unanswered", test_stop_releases_unanswered},
+        {"release_channel_returns_claimed_ahead", test_release_channel_returns_claimed_ahead},
         {"new_allocation_failures", test_new_allocation_failures},
         {NULL, NULL},
     };
