@@ -448,6 +448,61 @@ end:
     TEST_END;
 }
 
+/* POST /v1/pause and /v1/resume: the body is checked and named; the pause is committed. */
+static int
+test_pause_resume(void)
+{
+    static const struct {
+        const char *body;
+        const char *code, *field;
+    } bad[] = {
+        {"{}", "missing_field", "channel_id"},
+        {"{\"channel_id\":\"\"}", "invalid_value", "channel_id"},
+        {"{\"channel_id\":7}", "invalid_value", "channel_id"},
+        {"{\"channel_id\":\"ch\",\"tenant\":\"t1\"}", "invalid_value", "tenant"},
+        {"{\"channel_id\":\"ch\",\"reason\":[]}", "invalid_value", "reason"},
+        {"[\"ch\"]", "invalid_json", NULL},
+    };
+    struct fixture f;
+    struct http_reply r = {0};
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, NULL));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = post(&f, "/v1/pause", bad[i].body, &r);
+        if (st != 400 || !is_error(&r, bad[i].code, bad[i].field)) {
+            fprintf(stderr, "  %s: %d %s\n", bad[i].body, st, r.body ? r.body : "(no body)");
+            CHECK(0);
+        }
+        http_reply_release(&r);
+    }
+    CHECK_INT(sql_int("SELECT count(*) FROM pauses"), 0);
+    CHECK_INT(post(&f, "/v1/pause", "{\"channel_id\":\"ch\",\"reason\":\"maintenance\"}", &r), 200);
+    CHECK_STR(r.body, "{\"scope\":\"channel\",\"channel_id\":\"ch\",\"paused\":true,"
+                      "\"changed\":true}");
+    http_reply_release(&r);
+    CHECK_INT(sql_int("SELECT count(*) FROM pauses WHERE key = 'ch' AND reason = 'maintenance' "
+                      "AND resumed_at_ms IS NULL"),
+              1);
+    /* Idempotent. */
+    CHECK_INT(post(&f, "/v1/pause", "{\"channel_id\":\"ch\"}", &r), 200);
+    CHECK(strstr(r.body, "\"changed\":false"));
+    http_reply_release(&r);
+    CHECK_INT(get(&f, "/v1/stats", &r), 200);
+    CHECK(strstr(r.body, "\"ch\""));
+    http_reply_release(&r);
+    CHECK_INT(post(&f, "/v1/resume", "{\"channel_id\":\"ch\"}", &r), 200);
+    CHECK(strstr(r.body, "\"paused\":false,\"changed\":true"));
+    http_reply_release(&r);
+    CHECK_INT(post(&f, "/v1/resume", "{\"channel_id\":\"ch\"}", &r), 200);
+    CHECK(strstr(r.body, "\"changed\":false"));
+    CHECK_INT(sql_int("SELECT count(*) FROM pauses WHERE resumed_at_ms IS NULL"), 0);
+end:
+    http_reply_release(&r);
+    fixture_stop(&f);
+    TEST_END;
+}
+
 /* A failed commit answers 503 with nothing stored; the next one works again. */
 static int
 test_write_failure_answers_503(void)
@@ -577,6 +632,7 @@ main(int argc, char **argv)
         {"batch_results", test_batch_results},
         {"get_retry_cancel", test_get_retry_cancel},
         {"query_parameters", test_query_parameters},
+        {"pause_resume", test_pause_resume},
         {"write_failure_answers_503", test_write_failure_answers_503},
         {"post_allocation_failures", test_post_allocation_failures},
         {"new_allocation_failures", test_new_allocation_failures},
