@@ -20,6 +20,7 @@
 #include "loop_http.h"
 #include "mem.h"
 #include "store_inbox.h"
+#include "store_queue.h"
 
 static char path[256];
 
@@ -302,6 +303,35 @@ end:
     TEST_END;
 }
 
+/* In serve the relay writes through the store thread: same outcome, committed there. */
+static int
+test_relay_through_store_thread(void)
+{
+    struct fixture f;
+    struct obx_store *wst = NULL;
+    struct obx_storeq *q = NULL;
+    int one = 1;
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, 200, "424247", NULL));
+    CHECK_OK(obx_store_open(path, NULL, &wst));
+    wst->clock = &f.fc.base;
+    CHECK_OK(obx_storeq_new(f.base, wst, &q));
+    CHECK_OK(obx_inbox_new(f.base, f.st, q, &f.cfg, &f.ib));
+    CHECK(run_until_cond(f.base, attempts_at_least, &one));
+    CHECK_INT(sql_int("SELECT count(*) FROM inbox WHERE state = 'delivered' AND "
+                      "last_http_status = 200"),
+              1);
+    CHECK_INT(f.stub.nseen, 1);
+end:
+    obx_inbox_free(f.ib);
+    f.ib = NULL;
+    if (q)
+        obx_storeq_free(q);
+    fixture_stop(&f);
+    TEST_END;
+}
+
 /*
  * A failed allocation while relaying: the reply keeps its lease and no attempt is
  * counted; once the lease is over it is relayed again. Each step of obx_inbox_new fails
@@ -360,6 +390,7 @@ main(int argc, char **argv)
         {"connection_refused_is_retried", test_connection_refused_is_retried},
         {"unusable_id_failed_without_request", test_unusable_id_failed_without_request},
         {"pull_only_then_reload", test_pull_only_then_reload},
+        {"relay_through_store_thread", test_relay_through_store_thread},
         {"allocation_failures", test_allocation_failures},
         {NULL, NULL},
     };

@@ -397,6 +397,33 @@ end:
     TEST_END;
 }
 
+/*
+ * An older event still waits for interpretation: a new one is stored (and answered 200)
+ * but not interpreted ahead of it; the callback says work is left for obx_reconcile_run.
+ */
+static int
+test_backlog_keeps_the_order(void)
+{
+    struct fixture f;
+    struct http_reply r = {0};
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, NULL));
+    CHECK_INT(sql_exec("INSERT INTO webhook_events (body_sha256, received_at_ms, body) "
+                       "VALUES ('older', 1, '{}')"),
+              SQLITE_OK);
+    CHECK_INT(post(&f, "/webhooks/partoo", SEED, REPLY_EVENT, NULL, NULL, &r), 200);
+    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE processed_at_ms IS NULL"), 2);
+    CHECK_INT(sql_int("SELECT count(*) FROM inbox"), 0);
+    CHECK_INT(f.seen.calls, 1);
+    CHECK_INT(f.seen.leftover, 1);
+    CHECK_INT(f.seen.r.processed + f.seen.r.replies, 0);
+end:
+    http_reply_release(&r);
+    fixture_stop(&f);
+    TEST_END;
+}
+
 /* A failed write answers 503 with Retry-After (Partoo retries); nothing is half stored. */
 static int
 test_write_failure_answers_503(void)
@@ -564,6 +591,7 @@ main(int argc, char **argv)
         {"unparsable_and_other_events_are_kept", test_unparsable_and_other_events_are_kept},
         {"rejections_store_nothing", test_rejections_store_nothing},
         {"path_secret_and_required_header", test_path_secret_and_required_header},
+        {"backlog_keeps_the_order", test_backlog_keeps_the_order},
         {"write_failure_answers_503", test_write_failure_answers_503},
         {"reload_swaps_key", test_reload_swaps_key},
         {"request_allocation_failures", test_request_allocation_failures},
