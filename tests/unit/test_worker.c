@@ -390,6 +390,59 @@ end:
 }
 
 static int
+five_attempts(void *arg)
+{
+    (void)arg;
+    return sql_int("SELECT count(*) FROM attempts") >= 5 &&
+           sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'") == 0;
+}
+
+/*
+ * Partoo unreachable: each attempt is a transport error, retried and counted; after five
+ * in a row the circuit breaker stops sending (it stays open or half-open: never closed
+ * while nothing answers).
+ */
+static int
+test_unreachable_opens_the_circuit(void)
+{
+    static const char *const kv[] = {"retry_base", "1m", "retry_cap", "1h", NULL};
+    struct fixture f;
+    struct obx_worker_stats s;
+    char url[80];
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, 200, "ch", kv));
+    for (int i = 2; i <= 5; i++) {
+        char ext[16], conv[16];
+        struct obx_msg m = {"ch", ext, "b1", conv, "x", "Consumer", NULL, NULL, 0};
+        enum obx_enqueue_result res;
+        snprintf(ext, sizeof ext, "m-%d", i);
+        snprintf(conv, sizeof conv, "c%d", i);
+        CHECK_OK(obx_enqueue(f.st, &m, &res, NULL));
+    }
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2", f.stub.port);
+    stub_free(&f.stub); /* nothing listens there any more */
+    CHECK_OK(obx_config_set(&f.cfg, "partoo_base_url", url, OBX_SRC_FLAG, NULL));
+    CHECK_OK(obx_worker_new(f.base, f.st, f.q, &f.cfg, &f.w));
+    CHECK(run_until_cond(f.base, five_attempts, NULL));
+    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE outcome <> 'transport' OR "
+                      "http_status IS NOT NULL OR error IS NULL"),
+              0);
+    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1"), 5);
+    /* The failure that opens the breaker is an outage: it does not count (SPEC §3). */
+    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE counted_attempts = 0 AND "
+                      "state_reason LIKE '%outage%'"),
+              1);
+    obx_worker_stats(f.w, &s);
+    CHECK(s.transport_errors >= 5);
+    CHECK(strcmp(s.circuit, "closed") != 0);
+    CHECK_STR(s.paused_reason, "circuit_open");
+end:
+    fixture_stop(&f);
+    TEST_END;
+}
+
+static int
 test_new_allocation_failures(void)
 {
     struct fixture f;
@@ -430,6 +483,7 @@ main(int argc, char **argv)
         {"401_pauses_the_key", test_401_pauses_the_key},
         {"stop_releases_unanswered", test_stop_releases_unanswered},
         {"release_channel_returns_claimed_ahead", test_release_channel_returns_claimed_ahead},
+        {"unreachable_opens_the_circuit", test_unreachable_opens_the_circuit},
         {"new_allocation_failures", test_new_allocation_failures},
         {NULL, NULL},
     };
