@@ -218,6 +218,60 @@ raw_call(struct event_base *base, int port, const char *bytes, size_t len)
     return out;
 }
 
+/* A raw connection kept open: send in pieces, read what comes, see the close. */
+struct raw_conn {
+    struct bufferevent *bev;
+    struct raw_exchange x; /* x.done: the server closed; x.got: what it sent */
+};
+
+static inline int
+raw_open(struct raw_conn *c, struct event_base *base, int port)
+{
+    struct sockaddr_in sin = {0};
+
+    memset(c, 0, sizeof *c);
+    c->x.got = evbuffer_new();
+    c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->x.got || !c->bev)
+        return -1;
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)port);
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    bufferevent_setcb(c->bev, raw_on_read, NULL, raw_on_event, &c->x);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return bufferevent_socket_connect(c->bev, (struct sockaddr *)&sin, sizeof sin);
+}
+
+static inline void
+raw_send(struct raw_conn *c, const void *bytes, size_t len)
+{
+    bufferevent_write(c->bev, bytes, len);
+}
+
+/* What the server sent so far, NUL-terminated (malloc'd; caller frees). */
+static inline char *
+raw_got(const struct raw_conn *c)
+{
+    size_t n = evbuffer_get_length(c->x.got);
+    char *out = malloc(n + 1);
+
+    if (out) {
+        evbuffer_copyout(c->x.got, out, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
+static inline void
+raw_close(struct raw_conn *c)
+{
+    if (c->bev)
+        bufferevent_free(c->bev);
+    if (c->x.got)
+        evbuffer_free(c->x.got);
+    memset(c, 0, sizeof *c);
+}
+
 /*
  * A stub HTTP server on 127.0.0.1:0 for the modules that are clients (http_client, inbox,
  * worker): it records what it got and answers with the status, Retry-After and body the
@@ -231,8 +285,8 @@ struct stub_seen {
     char idempotency_key[160];
     char content_type[64];
     char authorization[160];
-    char api_key[160];    /* x-APIKey (Partoo's) */
-    char *body; /* malloc'd, NUL-terminated */
+    char api_key[160]; /* x-APIKey (Partoo's) */
+    char *body;        /* malloc'd, NUL-terminated */
     size_t len;
 };
 

@@ -17,6 +17,9 @@
 #include "loop_http.h"
 #include "mem.h"
 
+/* A request /hold left unanswered, for the test to answer. */
+static struct evhttp_request *held;
+
 /* The test's router: /error answers an error; anything else echoes what httpd parsed. */
 static void
 on_request(struct evhttp_request *req, void *arg)
@@ -33,6 +36,11 @@ on_request(struct evhttp_request *req, void *arg)
     (void)arg;
     if (n == 1 && strcmp(seg[0], "error") == 0) {
         obx_httpd_error(req, 422, "invalid_field", "a \"quoted\" message", "content.text");
+        goto out;
+    }
+    if (n == 1 && strcmp(seg[0], "hold") == 0) {
+        obx_httpd_hold(req);
+        held = req;
         goto out;
     }
     if (n == 1 && strcmp(seg[0], "nofield") == 0) {
@@ -253,6 +261,91 @@ end:
     TEST_END;
 }
 
+static int
+is_held(void *arg)
+{
+    (void)arg;
+    return held != NULL;
+}
+
+static int
+closed(void *arg)
+{
+    return ((struct raw_conn *)arg)->x.done;
+}
+
+static int
+got_reply(void *arg)
+{
+    struct raw_conn *c = arg;
+
+    return c->x.done || evbuffer_search(c->x.got, "\r\n\r\n", 4, NULL).pos >= 0;
+}
+
+/*
+ * Memory before authentication is bounded per listener (80 KiB here): a whole 60 KB
+ * request waiting for its answer counts, so a second client sending 50 KB of an
+ * unfinished body crosses the budget and gets a JSON 503 and the close. Once the first
+ * is answered its bytes no longer count: the next large request is served.
+ */
+static int
+test_body_budget_sheds(void)
+{
+    static const char head[] = "POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n";
+    struct obx_httpd_limits lim = {.max_body_bytes = 64 * 1024, .body_budget_bytes = 1};
+    struct event_base *base = event_base_new();
+    struct obx_httpd *h = NULL;
+    struct obx_httpd_stats s;
+    struct raw_conn a = {0}, b = {0};
+    struct obx_buf ok;
+    char *body = malloc(60000), *got = NULL;
+    int port = 0;
+    TEST_BEGIN;
+
+    held = NULL;
+    obx_buf_init(&ok, 64);
+    CHECK(base && body);
+    memset(body, 'b', 60000);
+    CHECK_OK(obx_httpd_new(base, "127.0.0.1:0", &lim, &h, &port));
+    evhttp_set_gencb(obx_httpd_evhttp(h), on_request, NULL);
+    CHECK_OK(raw_open(&a, base, port));
+    raw_send(&a, head, sizeof head - 1);
+    raw_send(&a, body, 60000);
+    CHECK(run_until_cond(base, is_held, NULL));
+    CHECK_OK(raw_open(&b, base, port));
+    raw_send(&b, head, sizeof head - 1);
+    raw_send(&b, body, 50000);
+    CHECK(run_until_cond(base, closed, &b));
+    got = raw_got(&b);
+    CHECK(got);
+    CHECK(strncmp(got, "HTTP/1.1 503 ", 13) == 0);
+    CHECK(strstr(got, "Retry-After: 1"));
+    CHECK(strstr(got, "{\"error\":{\"code\":\"unavailable\""));
+    obx_httpd_stats(h, &s);
+    CHECK_INT(s.shed, 1);
+    /* The held request is answered; its bytes leave the budget. */
+    CHECK_OK(obx_buf_puts(&ok, "{}"));
+    obx_httpd_reply_json(held, 200, &ok);
+    held = NULL;
+    CHECK(run_until_cond(base, got_reply, &a));
+    free(got);
+    got = raw_got(&a);
+    CHECK(got && strncmp(got, "HTTP/1.1 200 ", 13) == 0);
+    CHECK_INT(http_call(base, port, EVHTTP_REQ_POST, "/in", NULL, body, 60000, NULL), 200);
+    obx_httpd_stats(h, &s);
+    CHECK_INT(s.shed, 1);
+end:
+    free(got);
+    free(body);
+    obx_buf_release(&ok);
+    raw_close(&a);
+    raw_close(&b);
+    obx_httpd_free(h);
+    if (base)
+        event_base_free(base);
+    TEST_END;
+}
+
 /* Each allocation of obx_httpd_new failing in turn: an error and nothing held. */
 static int
 test_new_allocation_failures(void)
@@ -296,6 +389,7 @@ main(int argc, char **argv)
         {"error_json_shape", test_error_json_shape},
         {"body_bounds", test_body_bounds},
         {"malformed_request_is_json_400", test_malformed_request_is_json_400},
+        {"body_budget_sheds", test_body_budget_sheds},
         {"new_allocation_failures", test_new_allocation_failures},
         {NULL, NULL},
     };
