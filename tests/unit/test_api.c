@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -503,6 +504,111 @@ end:
     TEST_END;
 }
 
+/* at_ms as RFC 3339 with milliseconds, shifted to the offset off_min (minutes), plus tail. */
+static void
+rfc3339(int64_t at_ms, int off_min, const char *tail, char *out, size_t n)
+{
+    time_t secs = (time_t)((at_ms + (int64_t)off_min * 60000) / 1000);
+    struct tm tm;
+    char zone[16];
+
+    gmtime_r(&secs, &tm);
+    if (off_min)
+        snprintf(zone, sizeof zone, "%%2B%02d:%02d", off_min / 60, off_min % 60);
+    else
+        snprintf(zone, sizeof zone, "Z");
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03d%s%s", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(at_ms % 1000), tail, zone);
+}
+
+/* 1 when GET /v1/messages?<param>=<value> lists the message t1, 0 when not, -1 on error. */
+static int
+listed(struct fixture *f, const char *param, const char *value)
+{
+    struct http_reply r = {0};
+    char p[256];
+    int found;
+
+    snprintf(p, sizeof p, "/v1/messages?%s=%s", param, value);
+    if (get(f, p, &r) != 200) {
+        fprintf(stderr, "  %s: %d %s\n", p, r.status, r.body ? r.body : "(no body)");
+        http_reply_release(&r);
+        return -1;
+    }
+    found = strstr(r.body, "\"external_message_id\":\"t1\"") != NULL;
+    http_reply_release(&r);
+    return found;
+}
+
+/*
+ * created_after (inclusive) and created_before (exclusive) are RFC 3339 times: the offset
+ * is applied, a fraction past the millisecond rounds up for created_before only, and every
+ * malformed value is a 400 naming the parameter.
+ */
+static int
+test_created_window(void)
+{
+    static const char *const bad[] = {
+        "yesterday",
+        "2026-11-24",
+        "2026-11-24T05:48:33",
+        "2026-11-24T05:48:33.Z",
+        "2026-11-24T05:48:33%2B2:00",
+        "2026-11-24T05:48:33%2B24:00",
+        "2026-11-24T05:48:33%2B01:60",
+        "2026-11-24T05:48:33Zjunk",
+        "1970-01-01T00:00:00Z",
+        "2026-11-24T05:48:33.0000000000000000000000000000001Z",
+    };
+    struct fixture f;
+    struct http_reply r = {0};
+    char t[64];
+    int64_t at;
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, NULL));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int k = 0; k < 2; k++) {
+            const char *name = k ? "created_before" : "created_after";
+            char p[200];
+            snprintf(p, sizeof p, "/v1/messages?%s=%s", name, bad[i]);
+            int st = get(&f, p, &r);
+            if (st != 400 || !is_error(&r, "invalid_value", name)) {
+                fprintf(stderr, "  %s: %d %s\n", p, st, r.body ? r.body : "(no body)");
+                CHECK(0);
+            }
+            http_reply_release(&r);
+        }
+    }
+    CHECK_INT(post(&f, "/v1/messages", MSG("t1", "x"), &r), 202);
+    http_reply_release(&r);
+    at = sql_int("SELECT created_at_ms FROM outbox WHERE external_message_id = 't1'");
+    CHECK(at > 0);
+    rfc3339(at, 0, "", t, sizeof t);
+    CHECK_INT(listed(&f, "created_after", t), 1);
+    CHECK_INT(listed(&f, "created_before", t), 0);
+    rfc3339(at + 1, 0, "", t, sizeof t);
+    CHECK_INT(listed(&f, "created_after", t), 0);
+    CHECK_INT(listed(&f, "created_before", t), 1);
+    /* Past the millisecond: created_before rounds up, created_after down. */
+    rfc3339(at, 0, "9", t, sizeof t);
+    CHECK_INT(listed(&f, "created_after", t), 1);
+    CHECK_INT(listed(&f, "created_before", t), 1);
+    rfc3339(at, 0, "0", t, sizeof t);
+    CHECK_INT(listed(&f, "created_before", t), 0);
+    /* The same instants written at +05:30. */
+    rfc3339(at, 330, "", t, sizeof t);
+    CHECK_INT(listed(&f, "created_after", t), 1);
+    CHECK_INT(listed(&f, "created_before", t), 0);
+    rfc3339(at + 1, 330, "", t, sizeof t);
+    CHECK_INT(listed(&f, "created_after", t), 0);
+    CHECK_INT(listed(&f, "created_before", t), 1);
+end:
+    http_reply_release(&r);
+    fixture_stop(&f);
+    TEST_END;
+}
+
 /* A failed commit answers 503 with nothing stored; the next one works again. */
 static int
 test_write_failure_answers_503(void)
@@ -632,6 +738,7 @@ main(int argc, char **argv)
         {"batch_results", test_batch_results},
         {"get_retry_cancel", test_get_retry_cancel},
         {"query_parameters", test_query_parameters},
+        {"created_window", test_created_window},
         {"pause_resume", test_pause_resume},
         {"write_failure_answers_503", test_write_failure_answers_503},
         {"post_allocation_failures", test_post_allocation_failures},
