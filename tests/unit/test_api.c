@@ -510,7 +510,7 @@ rfc3339(int64_t at_ms, int off_min, const char *tail, char *out, size_t n)
 {
     time_t secs = (time_t)((at_ms + (int64_t)off_min * 60000) / 1000);
     struct tm tm;
-    char zone[16];
+    char zone[32];
 
     gmtime_r(&secs, &tm);
     if (off_min)
