@@ -562,7 +562,7 @@ test_created_window(void)
     };
     struct fixture f;
     struct http_reply r = {0};
-    char t[64];
+    char t[128];
     int64_t at;
     TEST_BEGIN;
 
