@@ -144,11 +144,19 @@ serve(void *arg)
     return NULL;
 }
 
+/* The last answer's body (its first bytes). */
+static char answer[16384];
+static size_t answer_len;
+
 static size_t
-discard(char *p, size_t size, size_t n, void *ctx)
+keep(char *p, size_t size, size_t n, void *ctx)
 {
-    (void)p;
+    size_t room = sizeof answer - 1 - answer_len, take = size * n < room ? size * n : room;
+
     (void)ctx;
+    memcpy(answer + answer_len, p, take);
+    answer_len += take;
+    answer[answer_len] = '\0';
     return size * n;
 }
 
@@ -171,7 +179,9 @@ api_request(const char *route, const char *token, const char *body)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep);
+    answer_len = 0;
+    answer[0] = '\0';
     if (body)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     if (curl_easy_perform(e) == CURLE_OK)
@@ -236,6 +246,11 @@ test_serve_reload_refuse_second_stop(void)
         usleep(10000);
     CHECK_INT(api_request("/v1/stats", TOKEN2, NULL), 200);
     CHECK_INT(api_request("/v1/stats", TOKEN, NULL), 401);
+    /* Metrics are served with the token; a paused channel shows as held. */
+    CHECK_INT(api_request("/v1/pause", TOKEN2, "{\"channel_id\":\"held-ch\"}"), 200);
+    CHECK_INT(api_request("/metrics", TOKEN2, NULL), 200);
+    CHECK(strstr(answer, "outbox_channel_held{channel=\"held-ch\"} 1") != NULL);
+    CHECK(strstr(answer, "outbox_sending_paused{reason=\"auth\"} 0") != NULL);
     /* A second instance on the same database is refused at once. */
     CHECK_OK(make_config(&second, path, "error", TOKEN));
     CHECK_INT(obx_server_run(&second, NULL, NULL), OBX_EBUSY);
