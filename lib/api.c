@@ -316,6 +316,14 @@ add_item(struct obx_api *api, const obx_json *obj, struct item *it)
     return 0;
 }
 
+/* Replies 503 to a request that cannot be taken for want of memory; returns -1. */
+static int
+refuse_no_memory(struct evhttp_request *req)
+{
+    obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+    return -1;
+}
+
 /* Checks the envelope and fills p->items. Replies and returns -1 when the request is refused. */
 static int
 parse_post(struct obx_api *api, struct evhttp_request *req, struct post *p)
@@ -344,11 +352,11 @@ parse_post(struct obx_api *api, struct evhttp_request *req, struct post *p)
     }
     p->nitems = n;
     if (!p->batch)
-        return add_item(api, p->doc, &p->items[0]);
+        return add_item(api, p->doc, &p->items[0]) == 0 ? 0 : refuse_no_memory(req);
     n = 0;
     for (obx_json *m = obx_json_child(list); m; m = obx_json_next(m), n++)
         if (add_item(api, m, &p->items[n]) != 0)
-            return -1;
+            return refuse_no_memory(req);
     return 0;
 }
 
@@ -1819,6 +1827,11 @@ on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
     api->stats.requests++;
+    if (n == OBX_HTTPD_PATH_NOMEM) {
+        /* Not a 404: the route may well exist, and the producer should try again. */
+        obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
     if (n >= 1 && strcmp(seg[0], "ui") == 0) {
         /* The page is open: it holds no data, and asks for the token itself (SPEC §13). */
         if (method == EVHTTP_REQ_GET) {

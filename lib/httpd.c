@@ -917,7 +917,7 @@ obx_httpd_path_segments(struct evhttp_request *req, char **seg, int n)
         }
         if (!seg[count]) {
             obx_httpd_free_segments(seg, count);
-            return -1;
+            return OBX_HTTPD_PATH_NOMEM;
         }
         count++;
         path = start + len;

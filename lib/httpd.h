@@ -96,7 +96,13 @@ OBX_MUST_CHECK enum obx_err obx_httpd_body(struct evhttp_request *req, size_t ma
 /* 1 when the Content-Type is application/json (parameters allowed). */
 int obx_httpd_is_json(struct evhttp_request *req);
 
-/* Splits the request path into percent-decoded segments (max n); returns the count or -1. */
+/*
+ * Splits the request path into percent-decoded segments (max n); returns the count, -1 for
+ * a path that has no segments to give (more than n, an encoded NUL, not absolute), or
+ * OBX_HTTPD_PATH_NOMEM when memory ran out (a 503, not a 404: a webhook answered 4xx is
+ * never sent again).
+ */
+#define OBX_HTTPD_PATH_NOMEM (-2)
 int obx_httpd_path_segments(struct evhttp_request *req, char **seg, int n);
 void obx_httpd_free_segments(char **seg, int n);
 

@@ -83,7 +83,11 @@ secret_equal(const char *a, const char *b)
     return la == lb && CRYPTO_memcmp(a, b, la) == 0;
 }
 
-/* /webhooks/partoo, or /webhooks/partoo/<secret> when a path secret is configured. */
+/*
+ * /webhooks/partoo, or /webhooks/partoo/<secret> when a path secret is configured: 1 when
+ * it is, 0 when not, -1 when memory ran out (the caller answers 503 so Partoo sends the
+ * event again; a 404 would lose it).
+ */
 static int
 path_ok(struct obx_webhook *wh, struct evhttp_request *req)
 {
@@ -91,6 +95,8 @@ path_ok(struct obx_webhook *wh, struct evhttp_request *req)
     int n = obx_httpd_path_segments(req, seg, 4), ok;
     const char *secret = wh->cfg->webhook_path_secret;
 
+    if (n == OBX_HTTPD_PATH_NOMEM)
+        return -1;
     ok = n >= 2 && strcmp(seg[0], "webhooks") == 0 && strcmp(seg[1], "partoo") == 0 &&
          (secret ? (n == 3 && secret_equal(seg[2], secret)) : n == 2);
     if (n > 0)
@@ -324,11 +330,17 @@ reject(struct obx_webhook *wh, struct evhttp_request *req, int status, const cha
     obx_httpd_error(req, status, code, why, NULL);
 }
 
+static void reply_unavailable(struct evhttp_request *req, const char *why);
+
 /* Checks everything that can be checked before storing; returns 0 or replies and -1. */
 static int
 admit(struct obx_webhook *wh, struct evhttp_request *req)
 {
-    if (!path_ok(wh, req))
+    int path = path_ok(wh, req);
+
+    if (path < 0)
+        reply_unavailable(req, "out of memory");
+    else if (!path)
         reject(wh, req, 404, "not_found", "no such route");
     else if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         reject(wh, req, 405, "method_not_allowed", "only POST is accepted");
