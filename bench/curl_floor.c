@@ -44,12 +44,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define API_KEY_HEADER     "x-APIKey: bench-key" /* bench/lib.sh's BENCH_API_KEY */
-#define USER_AGENT         "partoo-outbox/bench" /* bench/wrk_post.lua's; the mock only counts it */
-#define BODY_MAX           512
+#define API_KEY_HEADER "x-APIKey: bench-key" /* bench/lib.sh's BENCH_API_KEY */
+#define USER_AGENT "partoo-outbox/bench"     /* bench/wrk_post.lua's; the mock only counts it */
+#define BODY_MAX 512
 #define CONNECT_TIMEOUT_MS 10000L /* serve's defaults (lib/config.c) */
 #define REQUEST_TIMEOUT_MS 30000L
-#define CONCURRENCY_MAX    1024
+#define CONCURRENCY_MAX 1024
 
 struct options {
     long port;
@@ -281,14 +281,14 @@ set_body(struct client *f, struct slot *s)
 {
     uint64_t n = ++f->next_id;
     uint64_t c = n % 10000;
-    int len =
-        snprintf(s->body, sizeof s->body,
-                 "{\"business_id\":\"biz-%llu\",\"external_conversation_id\":\"conv-%llu\","
-                 "\"external_message_id\":\"floor%c-%ld-%llu\",\"content\":\"Bench message "
-                 "%llu: hello, this is a typical short chat message body.\",\"sender_type\":"
-                 "\"Consumer\"}",
-                 (unsigned long long)(c % 10), (unsigned long long)c, f->opt.reuse ? 'r' : 'n',
-                 f->pid, (unsigned long long)n, (unsigned long long)n);
+    int len = snprintf(s->body, sizeof s->body,
+                       "{\"business_id\":\"biz-%llu\",\"external_conversation_id\":\"conv-%llu\","
+                       "\"external_message_id\":\"floor%c-%ld-%llu\",\"content\":\"Bench message "
+                       "%llu: hello, this is a typical short chat message body.\",\"sender_type\":"
+                       "\"Consumer\"}",
+                       (unsigned long long)(c % 10), (unsigned long long)c,
+                       f->opt.reuse ? 'r' : 'n', f->pid, (unsigned long long)n,
+                       (unsigned long long)n);
     CURLcode rc;
 
     if (len < 0 || (size_t)len >= sizeof s->body)
@@ -299,7 +299,7 @@ set_body(struct client *f, struct slot *s)
     return rc;
 }
 
-/* new-handle mode: what obx_http_post() does with libcurl for every request. */
+/* new-handle mode: what obx_http_client_post() does with libcurl for every request. */
 static CURLcode
 prepare_new(struct client *f, struct slot *s)
 {

@@ -469,7 +469,7 @@ if want profile; then
     echo "|---|---:|"
     perf report -i "$BT/perf.data" --stdio --children --percent-limit 0.3 -g none --sort sym 2>/dev/null |
         awk '$3 == "[.]" { name = $4; sub(/%/, "", $1); s[name] += $1 }
-             END { split("pump obx_store_claim claim_level next_business pick_in_lane mark_sending send_one obx_http_post on_flush obx_store_finish record_attempt apply_transition obx_db_commit __GI_fdatasync curl_multi_socket_action curl_easy_init curl_easy_cleanup", order, " ");
+             END { split("pump obx_store_claim claim_level next_business pick_in_lane mark_sending send_one obx_http_client_post on_flush obx_store_finish record_attempt apply_transition obx_db_commit __GI_fdatasync curl_multi_socket_action curl_easy_init curl_easy_cleanup", order, " ");
                    for (i = 1; i in order; i++) if (order[i] in s) printf "| %s | %.1f %% |\n", order[i], s[order[i]] }'
     echo
     echo "(pump = claim + start requests; on_flush = record outcomes; curl_multi_socket_action ="

@@ -70,8 +70,10 @@ now_s(void)
 
 /* About 100 bytes of realistic text around a reference number. */
 static const char *const text_before[] = {
-    "Bonjour, votre commande n°", "Hello! Your appointment #",
-    "Merci pour votre message (ticket ", "Hi, we received your return request ",
+    "Bonjour, votre commande n°",
+    "Hello! Your appointment #",
+    "Merci pour votre message (ticket ",
+    "Hi, we received your return request ",
 };
 static const char *const text_after[] = {
     " est prête. Vous pouvez la retirer en magasin dès demain 9h.",
@@ -101,8 +103,7 @@ content_for(long i, char *out, size_t n)
  * 70% from consumers (with a name, a third of them with an avatar), 30% from users.
  */
 static void
-make_msg(long i, const struct options *o, const char *prefix, struct msg_text *t,
-         struct obx_msg *m)
+make_msg(long i, const struct options *o, const char *prefix, struct msg_text *t, struct obx_msg *m)
 {
     long conv = i % o->conversations;
 
@@ -243,12 +244,18 @@ bench_bulk(const struct options *o, const char *path, struct result *r)
              "batches of %ld, one transaction + fsync per batch; %ld conversations; %s ids%s%s",
              o->batch, o->conversations, o->random_ids ? "random (UUID-like)" : "increasing",
              o->sql ? "; with " : "", o->sql ? o->sql : "");
-    r[0] = (struct result){"bulk enqueue (obx_store_enqueue_batch)", o->n, timed, "messages/s",
-                           note, 0};
-    r[1] = (struct result){"bulk enqueue including the final checkpoint", o->n,
-                           timed + (now_s() - t0), "messages/s",
-                           "the WAL copied into the database file and truncated", 0};
-    r[2] = (struct result){"database size per message", o->n, 0, "bytes",
+    r[0] = (struct result){
+        "bulk enqueue (obx_store_enqueue_batch)", o->n, timed, "messages/s", note, 0};
+    r[1] = (struct result){"bulk enqueue including the final checkpoint",
+                           o->n,
+                           timed + (now_s() - t0),
+                           "messages/s",
+                           "the WAL copied into the database file and truncated",
+                           0};
+    r[2] = (struct result){"database size per message",
+                           o->n,
+                           0,
+                           "bytes",
                            "after PRAGMA wal_checkpoint(TRUNCATE): the table and all its indexes",
                            (double)sb.st_size / (double)o->n};
     rc = 0;
@@ -285,7 +292,7 @@ bench_single(const struct options *o, const char *path, struct result *r)
             goto out;
         }
     }
-    *r = (struct result){"single enqueue (obx_enqueue)", o->single, timed, "messages/s",
+    *r = (struct result){"single enqueue (obx_enqueue)",        o->single, timed, "messages/s",
                          "one transaction + fsync per message", 0};
     rc = 0;
 out:
@@ -306,8 +313,9 @@ bench_raw(const struct options *o, const char *path, struct result *r)
 
     remove_db(path);
     if (sqlite3_open(path, &h) != SQLITE_OK ||
-        sqlite3_exec(h, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                        " CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+        sqlite3_exec(h,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                     " CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
                      NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(h, "INSERT INTO t (body) VALUES (?1)", -1, &s, NULL) != SQLITE_OK) {
         fprintf(stderr, "enqueue_bench: raw setup: %s\n", h ? sqlite3_errmsg(h) : "?");
@@ -326,7 +334,7 @@ bench_raw(const struct options *o, const char *path, struct result *r)
             goto out;
         }
     }
-    *r = (struct result){"raw SQLite INSERT + COMMIT (plain table)", o->raw, timed, "commits/s",
+    *r = (struct result){"raw SQLite INSERT + COMMIT (plain table)",  o->raw, timed, "commits/s",
                          "WAL, synchronous=FULL: the fsync baseline", 0};
     rc = 0;
 out:
@@ -385,8 +393,9 @@ main(int argc, char **argv)
         case 'x': o.sql = optarg; break;
         case 'k': o.keep = optarg; break;
         default:
-            fprintf(stderr, "usage: %s [-n N] [-b BATCH] [-s SINGLE] [-r RAW] [-c CONVERSATIONS]"
-                            " [-u] [-d DIR] [-k KEEP] [-x SQL]\n",
+            fprintf(stderr,
+                    "usage: %s [-n N] [-b BATCH] [-s SINGLE] [-r RAW] [-c CONVERSATIONS]"
+                    " [-u] [-d DIR] [-k KEEP] [-x SQL]\n",
                     argv[0]);
             return c == 'h' ? 0 : 2;
         }

@@ -46,13 +46,13 @@
 #define MAX_SEGMENTS 8
 #define MAX_GROUP_ITEMS 20000 /* commit at once past this many pending items */
 #define READY_AFTER_FAILURE_MS 2000
-#define READYZ_PROBE_MS 1000  /* at most one write probe per second (on_readyz) */
+#define READYZ_PROBE_MS 1000 /* at most one write probe per second (on_readyz) */
 
 /* One POST /v1/messages waiting for the group commit. */
 struct post {
     struct evhttp_request *req;
-    obx_json *doc;            /* owns the strings the items borrow */
-    int batch;                /* 1: {"messages":[...]} */
+    obx_json *doc; /* owns the strings the items borrow */
+    int batch;     /* 1: {"messages":[...]} */
     int nitems;
     struct item *items;
 };
@@ -61,7 +61,7 @@ struct post {
 struct item {
     int invalid;
     struct obx_field_error fe;
-    size_t slot;              /* index into group.items when valid */
+    size_t slot; /* index into group.items when valid */
 };
 
 /* Messages and requests that share one commit. */
@@ -82,9 +82,9 @@ struct commit_job {
 
 struct obx_api {
     struct event_base *base;
-    struct obx_store *st;          /* the loop's connection: reads */
-    struct obx_clock *clock;       /* borrowed: st's (a test may swap it) */
-    struct obx_storeq *q;          /* the store thread: every write */
+    struct obx_store *st;    /* the loop's connection: reads */
+    struct obx_clock *clock; /* borrowed: st's (a test may swap it) */
+    struct obx_storeq *q;    /* the store thread: every write */
     const struct obx_config *cfg;
     struct obx_worker *worker;
     struct obx_httpd *http;
@@ -92,13 +92,13 @@ struct obx_api {
     unsigned char token_hash[SHA256_DIGEST_LENGTH];
     int has_token;
     struct event *commit_ev;
-    struct group group;            /* filling up while `commit` is written */
-    int committing;                /* groups submitted, not yet answered */
+    struct group group; /* filling up while `commit` is written */
+    int committing;     /* groups submitted, not yet answered */
     int last_write_failed;
-    int64_t last_failure_mono_ms;  /* when a commit last failed */
-    int64_t probes;                /* /readyz write probes so far */
-    int64_t probe_mono_ms;         /* when the last one ran */
-    enum obx_err probe_err;        /* and what it found */
+    int64_t last_failure_mono_ms; /* when a commit last failed */
+    int64_t probes;               /* /readyz write probes so far */
+    int64_t probe_mono_ms;        /* when the last one ran */
+    enum obx_err probe_err;       /* and what it found */
     struct obx_api_stats stats;
     enum obx_err (*metrics)(void *ctx, struct obx_buf *b);
     void *metrics_ctx;
@@ -116,7 +116,7 @@ struct route {
     enum evhttp_cmd_type method;
     const char *pattern[MAX_SEGMENTS]; /* literal segments; "*" matches any one */
     route_fn fn;
-    int open;                          /* no token needed */
+    int open; /* no token needed */
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -336,9 +336,9 @@ parse_post(struct obx_api *api, struct evhttp_request *req, struct post *p)
         return -1;
     }
     p->batch = list != NULL;
-    if (p->batch && (!obx_json_is_array(list) || obx_json_array_size(list) > MAX_BATCH ||
-                     obx_json_array_size(list) == 0 || obx_json_child(p->doc) != list ||
-                     obx_json_next(list))) {
+    if (p->batch &&
+        (!obx_json_is_array(list) || obx_json_array_size(list) > MAX_BATCH ||
+         obx_json_array_size(list) == 0 || obx_json_child(p->doc) != list || obx_json_next(list))) {
         obx_httpd_error(req, 400, "invalid_value",
                         "a batch is {\"messages\":[...]} with 1 to 1000 message objects",
                         "messages");
@@ -385,8 +385,8 @@ on_post_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
 
     (void)seg;
     if (!obx_httpd_is_json(req)) {
-        obx_httpd_error(req, 415, "unsupported_media_type",
-                        "Content-Type must be application/json", NULL);
+        obx_httpd_error(req, 415, "unsupported_media_type", "Content-Type must be application/json",
+                        NULL);
         return;
     }
     err = obx_httpd_body(req, (size_t)api->cfg->max_body_bytes, &body, &len);
@@ -400,8 +400,8 @@ on_post_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
         goto fail;
     }
     p->req = req;
-    err = obx_json_parse(body, len, (size_t)api->cfg->max_body_bytes,
-                         (int)api->cfg->max_json_depth, &p->doc, &je);
+    err = obx_json_parse(body, len, (size_t)api->cfg->max_body_bytes, (int)api->cfg->max_json_depth,
+                         &p->doc, &je);
     if (err != OBX_OK) {
         obx_httpd_error(req, 400, je.code, je.message, NULL);
         goto fail;
@@ -459,14 +459,18 @@ item_json(struct obx_buf *b, const struct obx_enq_item *items, const struct post
     err = obx_buf_puts(b, "{\"error\":{\"code\":");
     if (err == OBX_OK)
         err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT ? "conflict" : fe->code);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"message\":");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"message\":");
     if (err == OBX_OK)
         err = obx_buf_json_str(b, e && e->err == OBX_ECONFLICT
                                       ? "the key exists with different fields"
                                       : fe->message);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"field\":");
-    if (err == OBX_OK) err = obx_buf_json_str(b, field);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}}");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"field\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, field);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}}");
     return err;
 }
 
@@ -484,7 +488,8 @@ reply_single(const struct obx_enq_item *items, struct post *p, struct obx_buf *b
     } else if (e->err == OBX_ECONFLICT) {
         obx_httpd_error(p->req, 409, "conflict",
                         "a message with this channel_id and external_message_id exists with "
-                        "different fields", "external_message_id");
+                        "different fields",
+                        "external_message_id");
     } else {
         enum obx_err err = obx_buf_printf(b, "{\"id\":%lld,\"state\":\"%s\",\"duplicate\":%s}",
                                           (long long)e->id, e->state,
@@ -645,8 +650,7 @@ on_list_row(void *ctx, const struct obx_row *r)
 
 /* Reads ?state=&channel_id=&limit=&cursor=; replies 400 naming the field when bad. */
 static int
-parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **state,
-                 char **channel)
+parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **state, char **channel)
 {
     char *limit = obx_httpd_query_param(req, "limit");
     char *cursor = obx_httpd_query_param(req, "cursor");
@@ -660,7 +664,7 @@ parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **st
     if (*state && strcmp(*state, "unconfirmed") == 0) {
         q->state = NULL;
         q->unconfirmed = 1;
-    } else if (*state && obx_state_parse(*state) < 0) {
+    } else if (*state && obx_store_state_parse(*state) < 0) {
         bad = "state";
     }
     if (!bad && limit && parse_int(limit, 1, 1000, &lim) != 0)
@@ -672,8 +676,7 @@ parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **st
     obx_free(cursor);
     if (bad)
         obx_httpd_error(req, 400, "invalid_value",
-                        "state must be a known state, limit 1..1000, cursor from next_cursor",
-                        bad);
+                        "state must be a known state, limit 1..1000, cursor from next_cursor", bad);
     return bad ? -1 : 0;
 }
 
@@ -724,8 +727,8 @@ struct op_call {
     const char *const *keys, *const *values; /* OP_PROBE */
     const struct obx_store_dash_filter *filter;
     int retry, limit;
-    int64_t out;   /* OP_BULK: messages touched */
-    int created;   /* OP_PAUSE */
+    int64_t out; /* OP_BULK: messages touched */
+    int created; /* OP_PAUSE */
 };
 
 static enum obx_err
@@ -735,22 +738,17 @@ run_op(struct obx_store *st, void *arg)
     enum obx_err err;
 
     switch (o->kind) {
-    case OP_RETRY:
-        return obx_store_retry(st, o->channel, o->ext_id, o->reason);
-    case OP_CANCEL:
-        return obx_store_cancel(st, o->channel, o->ext_id, o->reason);
-    case OP_ACK:
-        return obx_inbox_ack(st, o->id);
+    case OP_RETRY: return obx_store_retry(st, o->channel, o->ext_id, o->reason);
+    case OP_CANCEL: return obx_store_cancel(st, o->channel, o->ext_id, o->reason);
+    case OP_ACK: return obx_inbox_ack(st, o->id);
     case OP_PROBE:
         err = obx_store_publish_state(st, o->keys, o->values, 1);
         return err == OBX_OK ? obx_store_check_quota(st) : err; /* producers would get 507 */
     case OP_PAUSE:
         return obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, o->channel, o->reason, o->by,
                                     &o->created);
-    case OP_RESUME:
-        return obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, o->channel, o->by);
-    case OP_BULK:
-        return obx_store_dash_bulk(st, o->filter, o->retry, o->limit, o->reason, &o->out);
+    case OP_RESUME: return obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, o->channel, o->by);
+    case OP_BULK: return obx_store_dash_bulk(st, o->filter, o->retry, o->limit, o->reason, &o->out);
     }
     return OBX_EINVAL;
 }
@@ -1172,8 +1170,8 @@ counts_json(struct obx_buf *b, const int64_t *c)
     enum obx_err err = obx_buf_puts(b, "{");
 
     for (int i = 0; err == OBX_OK && i < OBX_N_STATES; i++)
-        err = obx_buf_printf(b, "%s\"%s\":%lld", i ? "," : "", obx_state_name((enum obx_state)i),
-                             (long long)c[i]);
+        err = obx_buf_printf(b, "%s\"%s\":%lld", i ? "," : "",
+                             obx_store_state_name((enum obx_state)i), (long long)c[i]);
     return err == OBX_OK ? obx_buf_puts(b, "}") : err;
 }
 
@@ -1237,8 +1235,9 @@ on_overview(struct obx_api *api, struct evhttp_request *req, char **seg)
     if (err == OBX_OK)
         err = counts_json(&b, o.totals);
     if (err == OBX_OK)
-        err = obx_buf_printf(&b, ",\"oldest_queued_age_s\":%.3f,\"send_rate_per_min\":%lld,"
-                                 "\"circuit\":",
+        err = obx_buf_printf(&b,
+                             ",\"oldest_queued_age_s\":%.3f,\"send_rate_per_min\":%lld,"
+                             "\"circuit\":",
                              age_s(o.now_ms, o.oldest_ms), (long long)sent);
     if (err == OBX_OK)
         err = obx_view_str_or_null(&b, ws.circuit);
@@ -1292,8 +1291,10 @@ on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
     for (int k = 0; err == OBX_OK && k < 4; k++) {
         err = obx_buf_printf(&b, "],\"%s\":[", kinds[k]);
         for (int i = 0; err == OBX_OK && i < n; i++) {
-            int64_t v = k == 0 ? pts[i].sent : k == 1 ? pts[i].accepted
-                      : k == 2 ? pts[i].failed : pts[i].confirmed;
+            int64_t v = k == 0   ? pts[i].sent
+                        : k == 1 ? pts[i].accepted
+                        : k == 2 ? pts[i].failed
+                                 : pts[i].confirmed;
             err = obx_buf_printf(&b, "%s%lld", i ? "," : "", (long long)v);
         }
     }
@@ -1317,7 +1318,7 @@ parse_filter(struct evhttp_request *req, char **state, char **channel, char **co
     f->state = *state && **state ? *state : NULL;
     f->channel_id = *channel && **channel ? *channel : NULL;
     f->conversation = *conv && **conv ? *conv : NULL;
-    if (f->state && obx_state_parse(f->state) < 0) {
+    if (f->state && obx_store_state_parse(f->state) < 0) {
         obx_httpd_error(req, 400, "invalid_value", "state must be a known state", "state");
         return -1;
     }
@@ -1336,7 +1337,8 @@ on_count(struct obx_api *api, struct evhttp_request *req, char **seg)
 
     (void)seg;
     obx_buf_init(&b, 256);
-    if (parse_filter(req, &state, &channel, &conv, &f) == 0 && parse_window(api, req, &f.win) == 0) {
+    if (parse_filter(req, &state, &channel, &conv, &f) == 0 &&
+        parse_window(api, req, &f.win) == 0) {
         err = obx_store_dash_count(api->st, &f, COUNT_CAP, &n);
         if (err == OBX_OK)
             err = obx_buf_printf(&b, "{\"count\":%lld,\"capped\":%s}", (long long)n,
@@ -1382,8 +1384,8 @@ on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
     }
     snprintf(reason, sizeof reason, "%s in bulk by %s", retry ? "retried" : "cancelled",
              actor(req));
-    struct op_call op = {.kind = OP_BULK, .filter = &f, .retry = retry, .limit = (int)lim,
-                         .reason = reason};
+    struct op_call op = {
+        .kind = OP_BULK, .filter = &f, .retry = retry, .limit = (int)lim, .reason = reason};
     err = obx_storeq_call(api->q, run_op, &op);
     touched = op.out;
     if (err != OBX_OK) {
@@ -1620,19 +1622,18 @@ on_audit_verify(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_init(&b, 1024);
     memset(&c, 0, sizeof c);
     if (cursor && *cursor && audit_cursor_parse(cursor, &c) != 0) {
-        obx_httpd_error(req, 400, "invalid_value",
-                        "cursor must be the cursor of an earlier answer", "cursor");
+        obx_httpd_error(req, 400, "invalid_value", "cursor must be the cursor of an earlier answer",
+                        "cursor");
         goto out;
     }
     if (max && parse_int(max, 1, AUDIT_VERIFY_SEALS_MAX, &max_seals) != 0) {
-        obx_httpd_error(req, 400, "invalid_value", "max_seals must be 1 to 1000000",
-                        "max_seals");
+        obx_httpd_error(req, 400, "invalid_value", "max_seals must be 1 to 1000000", "max_seals");
         goto out;
     }
     err = obx_audit_verify_slice(api->st, (int)max_seals, AUDIT_VERIFY_SLICE_MS, &c, &r, &done);
     if (err == OBX_EINVAL) {
-        obx_httpd_error(req, 400, "invalid_value",
-                        "cursor must be the cursor of an earlier answer", "cursor");
+        obx_httpd_error(req, 400, "invalid_value", "cursor must be the cursor of an earlier answer",
+                        "cursor");
         goto out;
     }
     /* problem and key_id are fixed texts and hex digits, as in `outbox audit verify --json`. */
@@ -1643,16 +1644,17 @@ on_audit_verify(struct obx_api *api, struct evhttp_request *req, char **seg)
                              "\"problem\":\"%s\",\"keyed_from_id\":%lld,\"key_id\":\"%s\","
                              "\"head\":{\"id\":%lld,\"hash\":\"%s\"},\"cursor\":",
                              done ? "true" : "false",
-                             !done ? "null" : r.first_bad_id ? "false" : "true",
+                             !done            ? "null"
+                             : r.first_bad_id ? "false"
+                                              : "true",
                              (long long)r.seals, (long long)r.checked, (long long)r.unsealed,
                              (long long)r.first_bad_id, r.problem, (long long)r.keyed_from_id,
                              r.key_id, (long long)r.head_id, r.head_hash);
     if (err == OBX_OK)
         err = done ? obx_buf_puts(&b, "null}")
-                   : obx_buf_printf(&b, "\"v1.%lld.%lld.%lld.%lld.%lld.%s\"}",
-                                    (long long)c.last_id, (long long)c.head_id,
-                                    (long long)c.checked, (long long)c.unsealed,
-                                    (long long)c.seals, c.hash);
+                   : obx_buf_printf(&b, "\"v1.%lld.%lld.%lld.%lld.%lld.%s\"}", (long long)c.last_id,
+                                    (long long)c.head_id, (long long)c.checked,
+                                    (long long)c.unsealed, (long long)c.seals, c.hash);
     reply_doc(req, 200, &b, err);
 out:
     obx_free(cursor);
@@ -1851,10 +1853,8 @@ on_request(struct evhttp_request *req, void *arg)
         if (routes[i].method != method)
             continue;
         if (!routes[i].open && !authorized(api, req)) {
-            evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                              "Bearer");
-            obx_httpd_error(req, 401, "unauthorized", "a valid bearer token is required",
-                            NULL);
+            evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+            obx_httpd_error(req, 401, "unauthorized", "a valid bearer token is required", NULL);
         } else {
             routes[i].fn(api, req, seg);
             /* The next request must see what the store thread committed since. */
@@ -1864,12 +1864,9 @@ on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (path_known) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          allowed_methods(seg, n));
-        obx_httpd_error(req, 405, "method_not_allowed", "method not allowed on this path",
-                        NULL);
-    }
-    else
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed_methods(seg, n));
+        obx_httpd_error(req, 405, "method_not_allowed", "method not allowed on this path", NULL);
+    } else
         obx_httpd_error(req, 404, "not_found", "no such route", NULL);
     if (n > 0)
         obx_httpd_free_segments(seg, n);
@@ -1917,8 +1914,7 @@ obx_api_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
 
     obx_api_reload(api, cfg);
     api->commit_ev = evtimer_new(base, on_commit, api);
-    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, &lim, &api->http,
-                                            &api->port)
+    err = api->commit_ev ? obx_httpd_new(base, cfg->api_listen, &lim, &api->http, &api->port)
                          : OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot listen for the producer api",

@@ -21,7 +21,7 @@ struct obx_api;
 /* Counters for /metrics and tests (plain numbers, STYLE 20). */
 struct obx_api_stats {
     int64_t requests;
-    int64_t messages_accepted;   /* new rows committed */
+    int64_t messages_accepted; /* new rows committed */
     int64_t messages_duplicate;
     int64_t commits;             /* group-commit transactions */
     int64_t write_failures;      /* 503/507 answers */
@@ -39,8 +39,7 @@ struct obx_storeq;
  */
 OBX_MUST_CHECK enum obx_err obx_api_new(struct event_base *base, struct obx_store *st,
                                         struct obx_storeq *q, const struct obx_config *cfg,
-                                        struct obx_worker *worker,
-                                        size_t max_connections,
+                                        struct obx_worker *worker, size_t max_connections,
                                         struct obx_api **out /* OUT */);
 
 /* Stops listening and frees. Requests waiting for a group commit are answered 503. NULL ok. */

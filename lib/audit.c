@@ -48,8 +48,7 @@ hmac_hex(const unsigned char key[32], const void *data, size_t len, char out[65]
 }
 
 enum obx_err
-obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, char *errmsg,
-                  size_t n)
+obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, char *errmsg, size_t n)
 {
     static const char id_msg[] = "outbox-audit-key-id";
     char line[4097], id[65];
@@ -69,8 +68,8 @@ obx_audit_use_key(struct obx_store *st, const char *path, int start_segment, cha
     }
     fclose(f);
     if (len < KEY_LINE_MIN) {
-        snprintf(errmsg, n, "audit_key_file '%s': the first line must hold at least %d bytes",
-                 path, KEY_LINE_MIN);
+        snprintf(errmsg, n, "audit_key_file '%s': the first line must hold at least %d bytes", path,
+                 KEY_LINE_MIN);
     } else if (EVP_Digest(line, len, k, &klen, EVP_sha256(), NULL) == 1 && klen == 32) {
         /* The id is a MAC under K, so it names the key without revealing it. */
         if (hmac_hex(k, id_msg, sizeof id_msg - 1, id) == OBX_OK) {
@@ -117,7 +116,7 @@ row_hash_in(struct obx_buf *b, const struct obx_audit_row *r, const char *prev,
         err = obx_buf_puts(b, "]");
     if (err == OBX_OK)
         err = key ? hmac_hex(key, obx_buf_str(b), b->len, out)
-                  : obx_sha256_hex(obx_buf_str(b), b->len, out);
+                  : obx_signature_sha256_hex(obx_buf_str(b), b->len, out);
     return err;
 }
 
@@ -212,12 +211,16 @@ obx_audit_check_key(struct obx_store *st, char *errmsg, size_t n)
 
     errmsg[0] = '\0';
     if (last && last->keyed && !st->audit_keyed) {
-        snprintf(errmsg, n, "the audit chain is keyed (key id %s) from row %lld: set "
-                            "audit_key_file to its key", last->key_id, (long long)last->from_id);
+        snprintf(errmsg, n,
+                 "the audit chain is keyed (key id %s) from row %lld: set "
+                 "audit_key_file to its key",
+                 last->key_id, (long long)last->from_id);
         err = OBX_ECONFIG;
     } else if (last && last->keyed && strcmp(last->key_id, st->audit_key_id) != 0) {
-        snprintf(errmsg, n, "audit_key_file holds key id %s, but the audit chain is keyed with "
-                            "key id %s", st->audit_key_id, last->key_id);
+        snprintf(errmsg, n,
+                 "audit_key_file holds key id %s, but the audit chain is keyed with "
+                 "key id %s",
+                 st->audit_key_id, last->key_id);
         err = OBX_ECONFIG;
     }
     obx_free(ms);
@@ -275,8 +278,8 @@ on_legacy_row(void *ctx, const struct obx_audit_row *r, char hash[65])
  * prev: the chain's hash after the last legacy row sealed. *left: legacy rows still unsealed.
  */
 static enum obx_err
-seal_rows(struct obx_store *st, int max, const unsigned char *key, char prev[65],
-          int64_t *sealed, int *left)
+seal_rows(struct obx_store *st, int max, const unsigned char *key, char prev[65], int64_t *sealed,
+          int *left)
 {
     struct legacy_seal x = {key, prev};
     int n = 0;
@@ -296,8 +299,7 @@ sha256_digest(void *ctx, const void *data, size_t len, unsigned char out[32])
     unsigned int n = 0;
 
     (void)ctx;
-    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? OBX_OK
-                                                                             : OBX_ENOMEM;
+    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? OBX_OK : OBX_ENOMEM;
 }
 
 /* Fills sent_sha256 of every message that has none yet (they all have events to seal). */
@@ -345,11 +347,11 @@ on_chain_event(void *ctx, const struct obx_audit_row *r)
 
 static enum obx_err
 chain_events(struct obx_store *st, const struct obx_audit_seal *from,
-             const struct obx_audit_seal *to, const unsigned char *key, char prev[65],
-             int64_t *n, int64_t *at_ms, event_fn fn, void *ctx)
+             const struct obx_audit_seal *to, const unsigned char *key, char prev[65], int64_t *n,
+             int64_t *at_ms, event_fn fn, void *ctx)
 {
-    struct chain c = {.key = key, .prev = prev, .n = n, .at_ms = at_ms, .fn = fn, .ctx = ctx,
-                      .err = OBX_OK};
+    struct chain c = {
+        .key = key, .prev = prev, .n = n, .at_ms = at_ms, .fn = fn, .ctx = ctx, .err = OBX_OK};
     enum obx_err err;
 
     obx_buf_init(&c.scratch, ROW_TEXT_MAX);
@@ -454,12 +456,16 @@ verify_modes(struct obx_store *st, const struct modes *ms, struct obx_audit_repo
         }
         keyed_seen = 1;
         if (!st->audit_keyed) {
-            snprintf(why, sizeof why, "the chain is keyed (HMAC-SHA256, key id %s) from here: "
-                                      "verifying it needs the key (audit_key_file)", m->key_id);
+            snprintf(why, sizeof why,
+                     "the chain is keyed (HMAC-SHA256, key id %s) from here: "
+                     "verifying it needs the key (audit_key_file)",
+                     m->key_id);
             report_bad(r, m->from_id, why);
         } else if (strcmp(m->key_id, st->audit_key_id) != 0) {
-            snprintf(why, sizeof why, "the key given (key id %s) is not the one the chain is "
-                                      "keyed with (key id %s)", st->audit_key_id, m->key_id);
+            snprintf(why, sizeof why,
+                     "the key given (key id %s) is not the one the chain is "
+                     "keyed with (key id %s)",
+                     st->audit_key_id, m->key_id);
             report_bad(r, m->from_id, why);
         } else if (mode_mac(st->audit_key, m->from_id, m->key_id, mac) != OBX_OK) {
             return OBX_ENOMEM;
@@ -468,8 +474,9 @@ verify_modes(struct obx_store *st, const struct modes *ms, struct obx_audit_repo
         }
     }
     if (!r->first_bad_id && st->audit_keyed && !keyed_seen)
-        report_bad(r, 1, "a key is given but no row is sealed with it: serve has not sealed with "
-                         "the key yet, or the keyed segment's record was removed");
+        report_bad(r, 1,
+                   "a key is given but no row is sealed with it: serve has not sealed with "
+                   "the key yet, or the keyed segment's record was removed");
     return OBX_OK;
 }
 
@@ -573,8 +580,8 @@ on_verify_seal(void *ctx, const struct obx_audit_seal *cur)
         r->first_bad_id = cur->id;
         snprintf(r->problem, sizeof r->problem,
                  "seal %lld: transitions %lld..%lld, attempts %lld..%lld or actions "
-                 "%lld..%lld, or an earlier event, changed", (long long)cur->id,
-                 (long long)v->base.t_upto + 1, (long long)cur->t_upto,
+                 "%lld..%lld, or an earlier event, changed",
+                 (long long)cur->id, (long long)v->base.t_upto + 1, (long long)cur->t_upto,
                  (long long)v->base.a_upto + 1, (long long)cur->a_upto,
                  (long long)v->base.x_upto + 1, (long long)cur->x_upto);
         return 1;
@@ -841,8 +848,8 @@ obx_audit_export(struct obx_store *st, int64_t since_ms, int64_t until_ms, const
     enum obx_err err = ms ? OBX_OK : OBX_ENOMEM;
 
     if (err == OBX_OK)
-        err = obx_store_audit_export_legacy(st, since_ms, until_ms, channel_id,
-                                            OBX_AUDIT_GENESIS, on_export_legacy, &xl);
+        err = obx_store_audit_export_legacy(st, since_ms, until_ms, channel_id, OBX_AUDIT_GENESIS,
+                                            on_export_legacy, &xl);
     if (err == OBX_OK)
         err = load_modes(st, ms);
     if (err == OBX_OK)

@@ -69,8 +69,8 @@
  * Reads the key from the first line of path (at least 16 bytes) into st: later seals and
  * verifications use the keyed chain. start_segment: this store's seals may start the keyed
  * segment (serve); without it (the CLI) they only continue one, else seal plain rows, so that
- * a verifying CLI cannot paper over a removed segment record by starting a new one. errmsg (n bytes) says why on OBX_ECONFIG; it names the
- * file, never the key.
+ * a verifying CLI cannot paper over a removed segment record by starting a new one. errmsg (n
+ * bytes) says why on OBX_ECONFIG; it names the file, never the key.
  */
 OBX_MUST_CHECK enum obx_err obx_audit_use_key(struct obx_store *st, const char *path,
                                               int start_segment, char *errmsg, size_t n);
@@ -90,15 +90,15 @@ OBX_MUST_CHECK enum obx_err obx_audit_seal(struct obx_store *st, int max,
                                            int64_t *sealed /* OUT */);
 
 struct obx_audit_report {
-    int64_t checked;          /* sealed rows recomputed */
-    int64_t seals;            /* seals (and sealed legacy rows) recomputed */
-    int64_t unsealed;         /* rows not sealed yet (at the end of the chain) */
-    int64_t first_bad_id;     /* 0 = the chain verifies */
-    int64_t head_id;          /* last sealed row (0 = none) */
+    int64_t checked;      /* sealed rows recomputed */
+    int64_t seals;        /* seals (and sealed legacy rows) recomputed */
+    int64_t unsealed;     /* rows not sealed yet (at the end of the chain) */
+    int64_t first_bad_id; /* 0 = the chain verifies */
+    int64_t head_id;      /* last sealed row (0 = none) */
     char head_hash[65];
-    char problem[160];        /* what is wrong at first_bad_id */
-    int64_t keyed_from_id;    /* first row of the keyed segment; 0 = plain SHA-256 chain */
-    char key_id[17];          /* the keyed segment's key id ("" = none) */
+    char problem[160];     /* what is wrong at first_bad_id */
+    int64_t keyed_from_id; /* first row of the keyed segment; 0 = plain SHA-256 chain */
+    char key_id[17];       /* the keyed segment's key id ("" = none) */
 };
 
 /* Recomputes the whole chain from the latest checkpoint (read-only). */
@@ -112,12 +112,12 @@ OBX_MUST_CHECK enum obx_err obx_audit_verify(struct obx_store *st,
  */
 struct obx_audit_cursor {
     int started;
-    int64_t last_id;   /* rows up to this id are verified (or behind the checkpoint) */
-    int64_t head_id;   /* last row verified (0 = none yet) */
-    int64_t checked;   /* events verified so far */
-    int64_t unsealed;  /* legacy rows not sealed yet, seen so far */
-    int64_t seals;     /* seals (and legacy rows) verified so far */
-    char hash[65];     /* the chain's hash after last_id: 64 lower-case hex digits */
+    int64_t last_id;  /* rows up to this id are verified (or behind the checkpoint) */
+    int64_t head_id;  /* last row verified (0 = none yet) */
+    int64_t checked;  /* events verified so far */
+    int64_t unsealed; /* legacy rows not sealed yet, seen so far */
+    int64_t seals;    /* seals (and legacy rows) verified so far */
+    char hash[65];    /* the chain's hash after last_id: 64 lower-case hex digits */
 };
 
 /*
@@ -141,9 +141,9 @@ struct obx_audit_entry {
     const char *kind;
     const char *channel_id;
     const char *external_message_id;
-    const char *record;      /* JSON object text */
+    const char *record; /* JSON object text */
     const char *prev_hash;
-    const char *hash;        /* NULL when not sealed yet */
+    const char *hash; /* NULL when not sealed yet */
 };
 typedef int (*obx_audit_entry_fn)(void *ctx, const struct obx_audit_entry *e);
 
@@ -171,8 +171,7 @@ OBX_MUST_CHECK enum obx_err obx_audit_prune_scan(struct obx_store *st, int64_t b
                                                  struct obx_audit_prune *p /* IN/OUT */,
                                                  int *more /* OUT */);
 OBX_MUST_CHECK enum obx_err obx_audit_prune_batch(struct obx_store *st,
-                                                  const struct obx_audit_prune *p,
-                                                  int max_rows, int64_t *removed /* OUT */,
-                                                  int *more /* OUT */);
+                                                  const struct obx_audit_prune *p, int max_rows,
+                                                  int64_t *removed /* OUT */, int *more /* OUT */);
 
 #endif

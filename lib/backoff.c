@@ -34,14 +34,10 @@ static const struct {
     int lo, hi;
     enum obx_outcome outcome;
 } outcome_table[] = {
-    {0, 0, OBX_OUTCOME_TRANSPORT},
-    {200, 299, OBX_OUTCOME_ACCEPTED},
-    {401, 401, OBX_OUTCOME_AUTH},
-    {403, 403, OBX_OUTCOME_AUTH},
-    {408, 408, OBX_OUTCOME_RETRY},
-    {425, 425, OBX_OUTCOME_RETRY},
-    {429, 429, OBX_OUTCOME_RATE_LIMITED},
-    {400, 499, OBX_OUTCOME_FATAL},
+    {0, 0, OBX_OUTCOME_TRANSPORT},        {200, 299, OBX_OUTCOME_ACCEPTED},
+    {401, 401, OBX_OUTCOME_AUTH},         {403, 403, OBX_OUTCOME_AUTH},
+    {408, 408, OBX_OUTCOME_RETRY},        {425, 425, OBX_OUTCOME_RETRY},
+    {429, 429, OBX_OUTCOME_RATE_LIMITED}, {400, 499, OBX_OUTCOME_FATAL},
     {500, 599, OBX_OUTCOME_RETRY},
 };
 
@@ -58,12 +54,9 @@ const char *
 obx_backoff_outcome_name(enum obx_outcome o)
 {
     static const char *const names[] = {
-        [OBX_OUTCOME_ACCEPTED] = "accepted",
-        [OBX_OUTCOME_FATAL] = "fatal",
-        [OBX_OUTCOME_AUTH] = "auth",
-        [OBX_OUTCOME_RATE_LIMITED] = "rate_limited",
-        [OBX_OUTCOME_RETRY] = "retry",
-        [OBX_OUTCOME_TRANSPORT] = "transport",
+        [OBX_OUTCOME_ACCEPTED] = "accepted", [OBX_OUTCOME_FATAL] = "fatal",
+        [OBX_OUTCOME_AUTH] = "auth",         [OBX_OUTCOME_RATE_LIMITED] = "rate_limited",
+        [OBX_OUTCOME_RETRY] = "retry",       [OBX_OUTCOME_TRANSPORT] = "transport",
     };
 
     if ((unsigned)o >= sizeof(names) / sizeof(names[0]) || !names[o])
@@ -90,7 +83,7 @@ rotl(uint64_t x, int k)
 }
 
 void
-obx_rng_seed(struct obx_rng *r, uint64_t seed)
+obx_backoff_rng_seed(struct obx_rng *r, uint64_t seed)
 {
     /* splitmix64 is a bijection of its counter, so four outputs are never all zero */
     for (int i = 0; i < 4; i++)
@@ -98,7 +91,7 @@ obx_rng_seed(struct obx_rng *r, uint64_t seed)
 }
 
 uint64_t
-obx_rng_next(struct obx_rng *r)
+obx_backoff_rng_next(struct obx_rng *r)
 {
     uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
@@ -114,7 +107,7 @@ obx_rng_next(struct obx_rng *r)
 }
 
 int64_t
-obx_rng_uniform(struct obx_rng *r, int64_t bound)
+obx_backoff_rng_uniform(struct obx_rng *r, int64_t bound)
 {
     uint64_t range, threshold, x;
 
@@ -124,7 +117,7 @@ obx_rng_uniform(struct obx_rng *r, int64_t bound)
     /* Reject the lowest (2^64 mod range) values so every residue is equally likely. */
     threshold = (0 - range) % range;
     do {
-        x = obx_rng_next(r);
+        x = obx_backoff_rng_next(r);
     } while (x < threshold);
     return (int64_t)(x % range);
 }
@@ -150,7 +143,7 @@ backoff_ceiling_ms(int64_t base_ms, int64_t cap_ms, int attempt)
 int64_t
 obx_backoff_delay_ms(struct obx_rng *r, int64_t base_ms, int64_t cap_ms, int attempt)
 {
-    return obx_rng_uniform(r, backoff_ceiling_ms(base_ms, cap_ms, attempt));
+    return obx_backoff_rng_uniform(r, backoff_ceiling_ms(base_ms, cap_ms, attempt));
 }
 
 int64_t

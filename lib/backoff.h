@@ -47,22 +47,21 @@ const char *obx_backoff_outcome_name(enum obx_outcome o);
 /*
  * A small PRNG we own: xoshiro256**, seeded through splitmix64. Seed it once (per worker) and
  * keep drawing from it; never reseed per call. An unseeded (all-zero) state only yields 0.
- *
- * The obx_rng_* names break STYLE 1 (they are defined in backoff.c, not rng.c) on purpose:
- * the generator is tiny, backoff is its only user, and "rng" reads better at the call site
- * than "obx_backoff_rng_next". Move it to lib/rng.c if a second user appears.
+
+ * It lives here because backoff is the only module that draws from it (inbox.c and worker.c
+ * only seed one for backoff); move it to lib/rng.c, as obx_rng_*, if a second user appears.
  */
 struct obx_rng {
     uint64_t s[4]; /* private: xoshiro256** state, never all zero once seeded */
 };
 
 /* Seeds r from any 64-bit value (0 included). */
-void obx_rng_seed(struct obx_rng *r, uint64_t seed);
+void obx_backoff_rng_seed(struct obx_rng *r, uint64_t seed);
 /* Next 64 uniformly distributed bits. */
-uint64_t obx_rng_next(struct obx_rng *r);
+uint64_t obx_backoff_rng_next(struct obx_rng *r);
 /* Uniform in [0, bound] inclusive, without modulo bias (rejection sampling). bound <= 0
  * gives 0. */
-int64_t obx_rng_uniform(struct obx_rng *r, int64_t bound);
+int64_t obx_backoff_rng_uniform(struct obx_rng *r, int64_t bound);
 
 /*
  * Full-jitter exponential backoff: uniform in [0, min(cap_ms, base_ms * 2^(attempt-1))].

@@ -110,7 +110,7 @@ obx_buf_printf(struct obx_buf *b, const char *fmt, ...)
 }
 
 size_t
-obx_utf8_char_len(const unsigned char *p, size_t avail)
+obx_buf_utf8_char_len(const unsigned char *p, size_t avail)
 {
     size_t n;
     uint32_t cp;
@@ -145,13 +145,13 @@ obx_utf8_char_len(const unsigned char *p, size_t avail)
 }
 
 size_t
-obx_utf8_prefix(const char *s, size_t max)
+obx_buf_utf8_prefix(const char *s, size_t max)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s), at = 0;
 
     while (at < len) {
-        size_t n = obx_utf8_char_len(p + at, len - at);
+        size_t n = obx_buf_utf8_char_len(p + at, len - at);
         if (!n)
             n = 1; /* an invalid byte counts alone */
         if (at + n > max)
@@ -159,6 +159,26 @@ obx_utf8_prefix(const char *s, size_t max)
         at += n;
     }
     return at;
+}
+
+int
+obx_buf_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t at = 0; at < len;) {
+        size_t n;
+        /* Most text is ASCII: step over it without decoding. */
+        if (p[at] < 0x80) {
+            at++;
+            continue;
+        }
+        n = obx_buf_utf8_char_len(p + at, len - at);
+        if (!n)
+            return 0;
+        at += n;
+    }
+    return 1;
 }
 
 static enum obx_err
@@ -186,7 +206,7 @@ obx_buf_json_str(struct obx_buf *b, const char *s)
     /* Characters that need nothing are copied in runs: one append per run, not per byte
      * (the audit sealer quotes every event's record through here). */
     while (err == OBX_OK && at < len) {
-        size_t n = obx_utf8_char_len(p + at, len - at);
+        size_t n = obx_buf_utf8_char_len(p + at, len - at);
         if (n > 1 || (n == 1 && p[at] >= 0x20 && p[at] != '"' && p[at] != '\\')) {
             at += n;
             continue;

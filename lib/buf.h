@@ -15,10 +15,10 @@
 #include "outbox.h"
 
 struct obx_buf {
-    char *data;  /* NULL until the first append */
-    size_t len;  /* bytes used, excluding the NUL */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* hard cap on len */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes used, excluding the NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard cap on len */
 };
 
 /* Initialises an empty buffer that refuses to grow past max bytes. */
@@ -46,10 +46,13 @@ OBX_MUST_CHECK enum obx_err obx_buf_json_str(struct obx_buf *b, const char *s);
  * Length of the UTF-8 character at p (1..4) given avail bytes, or 0 when the bytes
  * there are not a valid, shortest-form, non-surrogate character.
  */
-size_t obx_utf8_char_len(const unsigned char *p, size_t avail);
+size_t obx_buf_utf8_char_len(const unsigned char *p, size_t avail);
 
 /* The largest length <= max that does not cut s inside a character. */
-size_t obx_utf8_prefix(const char *s, size_t max);
+size_t obx_buf_utf8_prefix(const char *s, size_t max);
+
+/* 1 when bytes [s, s+len) are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int obx_buf_utf8_valid(const char *s, size_t len);
 
 /* Returns the contents ("" when empty); borrowed, valid until the next append. */
 const char *obx_buf_str(const struct obx_buf *b);

@@ -76,8 +76,7 @@ int
 obx_circuit_allow(struct obx_circuit *c, int64_t now_mono_ms)
 {
     switch (c->state) {
-    case OBX_CIRCUIT_CLOSED:
-        return 1;
+    case OBX_CIRCUIT_CLOSED: return 1;
     case OBX_CIRCUIT_OPEN:
         if (now_mono_ms < c->open_until_mono_ms)
             return 0;
@@ -123,12 +122,10 @@ int64_t
 obx_circuit_wait_ms(const struct obx_circuit *c, int64_t now_mono_ms)
 {
     switch (c->state) {
-    case OBX_CIRCUIT_CLOSED:
-        return 0;
+    case OBX_CIRCUIT_CLOSED: return 0;
     case OBX_CIRCUIT_OPEN:
         return c->open_until_mono_ms > now_mono_ms ? c->open_until_mono_ms - now_mono_ms : 0;
-    case OBX_CIRCUIT_HALF_OPEN:
-        return c->probe_in_flight ? c->open_ms : 0;
+    case OBX_CIRCUIT_HALF_OPEN: return c->probe_in_flight ? c->open_ms : 0;
     }
     return 0;
 }
@@ -137,12 +134,9 @@ const char *
 obx_circuit_state_name(enum obx_circuit_state s)
 {
     switch (s) {
-    case OBX_CIRCUIT_CLOSED:
-        return "closed";
-    case OBX_CIRCUIT_OPEN:
-        return "open";
-    case OBX_CIRCUIT_HALF_OPEN:
-        return "half_open";
+    case OBX_CIRCUIT_CLOSED: return "closed";
+    case OBX_CIRCUIT_OPEN: return "open";
+    case OBX_CIRCUIT_HALF_OPEN: return "half_open";
     }
     return "unknown";
 }

@@ -22,7 +22,7 @@
 enum obx_circuit_state { OBX_CIRCUIT_CLOSED, OBX_CIRCUIT_OPEN, OBX_CIRCUIT_HALF_OPEN };
 
 /* Embedded in its owner (no allocation, nothing to release). */
-struct obx_circuit {                  /* fields are private: use the API */
+struct obx_circuit { /* fields are private: use the API */
     enum obx_circuit_state state;
     int consecutive_failures;         /* failures in a row while CLOSED */
     int failure_threshold;            /* failures in a row that open it, default 5 */

@@ -48,7 +48,7 @@ fake_mono_ms(struct obx_clock *c)
 }
 
 void
-obx_fake_clock_init(struct obx_fake_clock *fc, int64_t now_ms, int64_t mono_ms)
+obx_clock_fake_init(struct obx_fake_clock *fc, int64_t now_ms, int64_t mono_ms)
 {
     fc->base.now_ms = fake_now_ms;
     fc->base.mono_ms = fake_mono_ms;

@@ -23,7 +23,7 @@ struct obx_fake_clock {
 };
 
 /* Initialises a fake clock reading now_ms (wall) and mono_ms (monotonic). */
-void obx_fake_clock_init(struct obx_fake_clock *fc, int64_t now_ms, int64_t mono_ms);
+void obx_clock_fake_init(struct obx_fake_clock *fc, int64_t now_ms, int64_t mono_ms);
 
 static inline int64_t
 obx_now_ms(struct obx_clock *c)

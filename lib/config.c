@@ -52,16 +52,16 @@
 #define MIB (1024 * KIB)
 #define GIB (1024 * MIB)
 
-#define STR_MAX 4096         /* longest string value, in bytes (= the longest file line) */
-#define STR_MAX_TEXT "4096"  /* the same, for messages */
-#define LINE_MAX_BYTES 4096  /* longest line of a config file, newline excluded */
-#define FILE_MAX_BYTES MIB   /* largest config file */
-#define KEY_FILE_MAX 4096    /* longest first line of partoo_api_key_file */
+#define STR_MAX 4096        /* longest string value, in bytes (= the longest file line) */
+#define STR_MAX_TEXT "4096" /* the same, for messages */
+#define LINE_MAX_BYTES 4096 /* longest line of a config file, newline excluded */
+#define FILE_MAX_BYTES MIB  /* largest config file */
+#define KEY_FILE_MAX 4096   /* longest first line of partoo_api_key_file */
 #define MASK "********"
 #define UNSET "(unset)"
 
 /* offsetof() that refuses to compile unless field f has C type T. */
-#define FIELD(f, T) (offsetof(struct obx_config, f) + _Generic(((struct obx_config *)0)->f, T: 0))
+#define FIELD(f, T) (offsetof(struct obx_config, f) + _Generic(((struct obx_config *)0)->f, T : 0))
 
 enum opt_type { OPT_STRING, OPT_INT, OPT_DURATION, OPT_SIZE, OPT_RATE, OPT_ENUM };
 
@@ -81,18 +81,18 @@ struct unit {
  */
 /* NOLINTNEXTLINE(clang-analyzer-optin.performance.Padding) */
 struct opt {
-    const char *name;       /* key in files and flags; OUTBOX_<NAME> in the environment */
+    const char *name; /* key in files and flags; OUTBOX_<NAME> in the environment */
     enum opt_type type;
-    const char *def;        /* default, parsed like any value; NULL = unset */
-    int64_t min, max;       /* numbers: inclusive bounds in the stored unit (rates: per
-                               second); strings: min 1 = required, max = length in bytes */
-    size_t off;             /* where the value lives in struct obx_config */
-    const char *help;       /* one line for people; the long form is outbox.conf.example */
+    const char *def;  /* default, parsed like any value; NULL = unset */
+    int64_t min, max; /* numbers: inclusive bounds in the stored unit (rates: per
+                         second); strings: min 1 = required, max = length in bytes */
+    size_t off;       /* where the value lives in struct obx_config */
+    const char *help; /* one line for people; the long form is outbox.conf.example */
     const char *(*check)(const char *s); /* strings: format check, NULL or why it failed */
-    const char *choices;    /* enums: the accepted names, "a|b" */
-    int (*enum_parse)(const char *s); /* enums: name -> stored int, -1 when unknown */
-    int secret;             /* strings: obx_config_print shows MASK instead */
-    int derive;             /* strings: enum derive_kind, the parsed form kept beside it */
+    const char *choices;                 /* enums: the accepted names, "a|b" */
+    int (*enum_parse)(const char *s);    /* enums: name -> stored int, -1 when unknown */
+    int secret;                          /* strings: obx_config_print shows MASK instead */
+    int derive; /* strings: enum derive_kind, the parsed form kept beside it */
 };
 
 union val {
@@ -134,11 +134,10 @@ static const char PARSE_RANGE[] = "out of range";
 static const struct unit int_units[] = {{"", 1}, {NULL, 0}};
 /* The bare form means seconds; it comes last so that printing never picks it. */
 static const struct unit duration_units[] = {{"d", MS_D}, {"h", MS_H}, {"m", MS_M}, {"s", MS_S},
-                                             {"ms", 1},    {"", MS_S}, {NULL, 0}};
+                                             {"ms", 1},   {"", MS_S},  {NULL, 0}};
 static const struct unit size_units[] = {{"G", GIB}, {"M", MIB}, {"K", KIB}, {"", 1}, {NULL, 0}};
 /* Rates divide: N/min is N/60 per second. The bare form is accepted for 0 only. */
-static const struct unit rate_units[] = {{"/s", 1}, {"/min", 60}, {"/h", 3600}, {"", 1},
-                                         {NULL, 0}};
+static const struct unit rate_units[] = {{"/s", 1}, {"/min", 60}, {"/h", 3600}, {"", 1}, {NULL, 0}};
 
 static const char *check_url(const char *s);
 static const char *check_listen(const char *s);
@@ -199,8 +198,8 @@ static const struct opt opts[] = {
      "re-send an accepted message not confirmed by webhook within this"},
     {"max_resends", OPT_INT, "2", 0, 100, FIELD(max_resends, int64_t),
      "re-sends for want of confirmation before it is reported unconfirmed"},
-    {"auth_probe_interval", OPT_DURATION, "60s", MS_S, MS_D,
-     FIELD(auth_probe_interval_ms, int64_t), "probe period of an API key paused by 401/403"},
+    {"auth_probe_interval", OPT_DURATION, "60s", MS_S, MS_D, FIELD(auth_probe_interval_ms, int64_t),
+     "probe period of an API key paused by 401/403"},
     {"connect_timeout", OPT_DURATION, "10s", 1, 10 * MS_M, FIELD(connect_timeout_ms, int64_t),
      "TCP and TLS connection timeout"},
     {"request_timeout", OPT_DURATION, "30s", 1, MS_H, FIELD(request_timeout_ms, int64_t),
@@ -220,8 +219,7 @@ static const struct opt opts[] = {
     {"webhook_public_key_file", OPT_STRING, NULL, 0, STR_MAX,
      FIELD(webhook_public_key_file, char *), "PEM file holding that key"},
     {"webhook_path_secret", OPT_STRING, NULL, 0, STR_MAX, FIELD(webhook_path_secret, char *),
-     "path segment required after /webhooks/partoo/", .check = check_path_segment,
-     .secret = 1},
+     "path segment required after /webhooks/partoo/", .check = check_path_segment, .secret = 1},
     {"webhook_required_header", OPT_STRING, NULL, 0, STR_MAX,
      FIELD(webhook_required_header, char *), "\"X-Name: value\" header required on webhooks",
      .check = check_header, .secret = 1, .derive = DERIVE_HEADER},
@@ -246,8 +244,7 @@ static const struct opt opts[] = {
      "least severe level logged", .choices = "debug|info|warn|error",
      .enum_parse = obx_log_level_parse},
     {"log_format", OPT_ENUM, "text", OBX_LOG_TEXT, OBX_LOG_JSON, FIELD(log_format, int),
-     "text (key=value) or json lines", .choices = "text|json",
-     .enum_parse = obx_log_format_parse},
+     "text (key=value) or json lines", .choices = "text|json", .enum_parse = obx_log_format_parse},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -466,7 +463,7 @@ scan_rate(const char *s, double *out)
 }
 
 enum obx_err
-obx_parse_duration_ms(const char *s, int64_t *out /* OUT */)
+obx_config_parse_duration_ms(const char *s, int64_t *out /* OUT */)
 {
     int64_t v = 0;
 
@@ -478,7 +475,7 @@ obx_parse_duration_ms(const char *s, int64_t *out /* OUT */)
 }
 
 enum obx_err
-obx_parse_size(const char *s, int64_t *out /* OUT */)
+obx_config_parse_size(const char *s, int64_t *out /* OUT */)
 {
     int64_t v = 0;
 
@@ -490,7 +487,7 @@ obx_parse_size(const char *s, int64_t *out /* OUT */)
 }
 
 enum obx_err
-obx_parse_rate_per_s(const char *s, double *out /* OUT */)
+obx_config_parse_rate_per_s(const char *s, double *out /* OUT */)
 {
     double v = 0;
 
@@ -691,8 +688,8 @@ report_bad_value(struct obx_buf *err, const struct where *w, const struct opt *o
         format_number(o, o->max, hi, sizeof(hi));
         report(err, w, "bad value for '%s': must be between %s and %s", o->name, lo, hi);
     } else if (why == PARSE_FORMAT) {
-        report(err, w, "bad value for '%s': %sexpected %s", o->name,
-               *s ? "" : "empty value; ", types[o->type].hint);
+        report(err, w, "bad value for '%s': %sexpected %s", o->name, *s ? "" : "empty value; ",
+               types[o->type].hint);
     } else {
         report(err, w, "bad value for '%s': %s", o->name, why);
     }
@@ -704,10 +701,10 @@ static int next_item(const char **p, const char **item, size_t *len);
 
 /* The parsed form of one string option's value (enum derive_kind); owns what it holds. */
 struct derived {
-    char **ids;   /* DERIVE_CHANNELS: sorted, no duplicates */
+    char **ids; /* DERIVE_CHANNELS: sorted, no duplicates */
     size_t nids;
-    char *name;   /* DERIVE_HEADER */
-    char *value;  /* DERIVE_HEADER; secret */
+    char *name;  /* DERIVE_HEADER */
+    char *value; /* DERIVE_HEADER; secret */
 };
 
 static void
@@ -934,8 +931,8 @@ obx_config_release(struct obx_config *c)
 }
 
 enum obx_err
-obx_config_set(struct obx_config *c, const char *key, const char *value,
-               enum obx_config_source src, struct obx_buf *err)
+obx_config_set(struct obx_config *c, const char *key, const char *value, enum obx_config_source src,
+               struct obx_buf *err)
 {
     struct where w = {src, NULL, 0, 0};
 
@@ -1066,8 +1063,7 @@ read_all(const char *path, struct obx_buf *text, struct obx_buf *err)
 }
 
 static enum obx_err
-parse_text(struct obx_config *c, const char *path, const char *p, size_t len,
-           struct obx_buf *err)
+parse_text(struct obx_config *c, const char *path, const char *p, size_t len, struct obx_buf *err)
 {
     const char *end = p + len;
     struct where w = {OBX_SRC_FILE, path, 0, 0};
@@ -1348,8 +1344,9 @@ obx_config_validate(const struct obx_config *c, struct obx_buf *err)
     if (rc == OBX_OK)
         rc = validate_order(c, err);
     if (rc == OBX_OK && c->webhook_public_key && c->webhook_public_key_file) {
-        report(err, NULL, "'webhook_public_key' and 'webhook_public_key_file' are both set; "
-                          "keep one");
+        report(err, NULL,
+               "'webhook_public_key' and 'webhook_public_key_file' are both set; "
+               "keep one");
         rc = OBX_ECONFIG;
     }
     return rc;

@@ -25,28 +25,28 @@ enum obx_config_source { OBX_SRC_DEFAULT = 0, OBX_SRC_FILE, OBX_SRC_ENV, OBX_SRC
 
 struct obx_config {
     /* storage */
-    char *db;                       /* path of the SQLite file; default "outbox.db" */
-    int synchronous_full;           /* synchronous = full (1, default) | normal (0) */
-    int64_t max_db_size;            /* bytes, 0 = no quota */
-    int64_t retention_ms;           /* default 30d; 0 = keep forever */
+    char *db;                          /* path of the SQLite file; default "outbox.db" */
+    int synchronous_full;              /* synchronous = full (1, default) | normal (0) */
+    int64_t max_db_size;               /* bytes, 0 = no quota */
+    int64_t retention_ms;              /* default 30d; 0 = keep forever */
     int64_t webhook_hash_retention_ms; /* default 365d; 0 = forever (replay guard) */
 
     /* Partoo */
-    char *partoo_base_url;          /* default "https://api.partoo.co/v2" */
-    char *partoo_api_key_file;      /* NULL = none */
-    char *partoo_api_key;           /* secret, loaded by obx_config_load_secrets(); never printed */
-    char *ca_file;                  /* NULL = system CA store */
-    char *readonly_channels;        /* comma-separated channel ids, NULL = none */
-    char *audit_key_file;           /* key of the keyed audit chain (audit.h); NULL = plain */
+    char *partoo_base_url;     /* default "https://api.partoo.co/v2" */
+    char *partoo_api_key_file; /* NULL = none */
+    char *partoo_api_key;      /* secret, loaded by obx_config_load_secrets(); never printed */
+    char *ca_file;             /* NULL = system CA store */
+    char *readonly_channels;   /* comma-separated channel ids, NULL = none */
+    char *audit_key_file;      /* key of the keyed audit chain (audit.h); NULL = plain */
 
     /* delivery */
-    int64_t max_inflight;           /* concurrent requests; default 16, 1..1024 */
-    double rate_limit_per_s;        /* requests per second per API key; 0 = unlimited; default 290/min */
-    int64_t rate_burst;             /* token bucket size; default 1 */
-    int64_t retry_base_ms;          /* default 1s */
-    int64_t retry_cap_ms;           /* default 5m */
-    int64_t max_attempts;           /* default 25; attempts that count (not 401/403/429/outage) */
-    int64_t max_age_ms;             /* 0 = never (default) */
+    int64_t max_inflight;    /* concurrent requests; default 16, 1..1024 */
+    double rate_limit_per_s; /* requests per second per API key; 0 = unlimited; default 290/min */
+    int64_t rate_burst;      /* token bucket size; default 1 */
+    int64_t retry_base_ms;   /* default 1s */
+    int64_t retry_cap_ms;    /* default 5m */
+    int64_t max_attempts;    /* default 25; attempts that count (not 401/403/429/outage) */
+    int64_t max_age_ms;      /* 0 = never (default) */
     int64_t confirm_timeout_ms;     /* default 10m */
     int64_t max_resends;            /* default 2 */
     int64_t auth_probe_interval_ms; /* default 60s */
@@ -55,14 +55,14 @@ struct obx_config {
     int64_t shutdown_timeout_ms;    /* default 10s */
 
     /* listeners */
-    char *api_listen;               /* default "127.0.0.1:8787" */
-    char *api_token;                /* secret; NULL = no auth (loopback only) */
-    char *webhook_listen;           /* default "127.0.0.1:8788" */
-    char *webhook_public_key;       /* 64 hex chars or PEM base64 line; NULL = default for base URL */
-    char *webhook_public_key_file;  /* PEM file; NULL = none */
-    char *webhook_path_secret;      /* extra path segment required after /webhooks/partoo; NULL = none */
-    char *webhook_required_header;  /* "X-Name: value" required on webhooks; NULL = none */
-    char *inbox_url;                /* where replies are relayed; NULL = pull only */
+    char *api_listen;         /* default "127.0.0.1:8787" */
+    char *api_token;          /* secret; NULL = no auth (loopback only) */
+    char *webhook_listen;     /* default "127.0.0.1:8788" */
+    char *webhook_public_key; /* 64 hex chars or PEM base64 line; NULL = default for base URL */
+    char *webhook_public_key_file; /* PEM file; NULL = none */
+    char *webhook_path_secret; /* extra path segment required after /webhooks/partoo; NULL = none */
+    char *webhook_required_header; /* "X-Name: value" required on webhooks; NULL = none */
+    char *inbox_url;               /* where replies are relayed; NULL = pull only */
 
     /* limits */
     int64_t max_body_bytes;         /* HTTP request bodies; default 1M */
@@ -72,19 +72,19 @@ struct obx_config {
     int64_t max_json_depth;         /* default 32 */
 
     /* logging */
-    int log_level;                  /* enum obx_log_level; default info */
-    int log_format;                 /* enum obx_log_format; default text */
+    int log_level;  /* enum obx_log_level; default info */
+    int log_format; /* enum obx_log_format; default text */
 
     /*
      * Parsed forms of the string options above, built when the option is set (so they are
      * never parsed again at use time) and freed by obx_config_release. Read them; never
      * set them, nor the strings they come from, directly.
      */
-    char **readonly_channel_ids;    /* readonly_channels split, sorted by strcmp, no
-                                       duplicates (obx_config_channel_readonly bsearches it) */
+    char **readonly_channel_ids; /* readonly_channels split, sorted by strcmp, no
+                                    duplicates (obx_config_channel_readonly bsearches it) */
     size_t nreadonly_channel_ids;
-    char *webhook_header_name;      /* webhook_required_header's name; NULL = none */
-    char *webhook_header_value;     /* and its value (secret: wiped when freed) */
+    char *webhook_header_name;  /* webhook_required_header's name; NULL = none */
+    char *webhook_header_value; /* and its value (secret: wiped when freed) */
 };
 
 /* Fills c with the defaults. Release with obx_config_release(). */
@@ -98,9 +98,8 @@ void obx_config_release(struct obx_config *c);
  * On failure returns OBX_ECONFIG (unknown key, bad value) or OBX_ENOMEM, appends
  * a one-line message naming the key to err (may be NULL) and leaves c unchanged.
  */
-OBX_MUST_CHECK enum obx_err obx_config_set(struct obx_config *c, const char *key,
-                                           const char *value, enum obx_config_source src,
-                                           struct obx_buf *err);
+OBX_MUST_CHECK enum obx_err obx_config_set(struct obx_config *c, const char *key, const char *value,
+                                           enum obx_config_source src, struct obx_buf *err);
 
 /* Reads a `key = value` file. Errors name the file, line and key. */
 OBX_MUST_CHECK enum obx_err obx_config_load_file(struct obx_config *c, const char *path,
@@ -156,8 +155,8 @@ int obx_config_is_secret(const char *name);
 int obx_config_channel_readonly(const struct obx_config *c, const char *channel_id);
 
 /* Value parsers shared with the CLI. Each returns OBX_EINVAL on a malformed value. */
-OBX_MUST_CHECK enum obx_err obx_parse_duration_ms(const char *s, int64_t *out /* OUT */);
-OBX_MUST_CHECK enum obx_err obx_parse_rate_per_s(const char *s, double *out /* OUT */);
-OBX_MUST_CHECK enum obx_err obx_parse_size(const char *s, int64_t *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_config_parse_duration_ms(const char *s, int64_t *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_config_parse_rate_per_s(const char *s, double *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_config_parse_size(const char *s, int64_t *out /* OUT */);
 
 #endif

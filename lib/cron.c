@@ -61,11 +61,11 @@ struct slot {
     struct obx_storeq_job sj;
     struct obx_cron *c;
     size_t idx;
-    int busy;                      /* submitted, done callback not yet run */
-    int more;                      /* run says: again right away */
+    int busy; /* submitted, done callback not yet run */
+    int more; /* run says: again right away */
     enum obx_err err;
-    int64_t n1, n2;                /* run's counts */
-    const struct obx_config *cfg;  /* the configuration of this run (kept alive by server.c) */
+    int64_t n1, n2;               /* run's counts */
+    const struct obx_config *cfg; /* the configuration of this run (kept alive by server.c) */
     struct obx_wal_guard wal_before, wal_after;
 };
 
@@ -105,16 +105,16 @@ static const struct job jobs[] = {
  * own `wal` and `retention` (only ever used by run functions, one at a time). */
 struct obx_cron {
     struct obx_cron_env env;
-    struct event *tick_ev;          /* persistent, TICK_MS */
-    struct event *more_ev;          /* one-shot: jobs with more to do */
+    struct event *tick_ev; /* persistent, TICK_MS */
+    struct event *more_ev; /* one-shot: jobs with more to do */
     int64_t due_mono_ms[N_JOBS];
     struct slot slots[N_JOBS];
     int stopping;
 
     /* Store thread's (run functions only). */
-    struct obx_retention retention; /* the pass in progress */
-    int retention_new_pass;         /* set by prepare_retention before the first step */
-    struct obx_wal_guard wal;       /* what the WAL guard decided last */
+    struct obx_retention retention;    /* the pass in progress */
+    int retention_new_pass;            /* set by prepare_retention before the first step */
+    struct obx_wal_guard wal;          /* what the WAL guard decided last */
     int64_t retention_started_mono_ms; /* loop's */
 };
 
@@ -221,8 +221,8 @@ after_wal_guard(struct obx_cron *c, struct slot *sl)
                 OBX_KI("free_bytes", now->free_bytes), OBX_KI("wal_bytes", now->wal_bytes),
                 OBX_KI("wal_pages_limit", now->autocheckpoint_pages));
     if (now->checkpointed && !before->checkpointed)
-        obx_log(OBX_LOG_INFO, "WAL checkpointed and truncated", OBX_KI("free_bytes",
-                now->free_bytes));
+        obx_log(OBX_LOG_INFO, "WAL checkpointed and truncated",
+                OBX_KI("free_bytes", now->free_bytes));
 }
 
 /* Store thread: read-only channels of the configuration this step was started with. */
@@ -402,8 +402,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (size_t i = 0; i < N_JOBS; i++) {
-        if (!runnable(c, i) || c->slots[i].busy || c->slots[i].more ||
-            now < c->due_mono_ms[i])
+        if (!runnable(c, i) || c->slots[i].busy || c->slots[i].more || now < c->due_mono_ms[i])
             continue;
         c->due_mono_ms[i] = now + jobs[i].period_ms;
         start_job(c, i);

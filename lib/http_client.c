@@ -20,11 +20,11 @@
 #define SPARE_HANDLES 64
 
 struct obx_http {
-    struct event_base *base;  /* borrowed */
+    struct event_base *base; /* borrowed */
     CURLM *multi;
     struct event *timer;
     struct obx_http_opts opts;
-    struct obx_clock *clock;  /* borrowed: opts.clock, or the real one */
+    struct obx_clock *clock; /* borrowed: opts.clock, or the real one */
     char *user_agent;
     char *ca_file;
     int inflight;
@@ -38,14 +38,14 @@ struct obx_http {
     int nspare;
 };
 
-/* One transfer; owned by the client from obx_http_post until its callback returns. */
+/* One transfer; owned by the client from obx_http_client_post until its callback returns. */
 struct request {
     struct obx_http *h;
     CURL *easy;
     struct curl_slist *headers;
     char *body;
     size_t body_len;
-    size_t body_sent;            /* bytes handed to libcurl by on_read */
+    size_t body_sent; /* bytes handed to libcurl by on_read */
     char resp[OBX_HTTP_BODY_KEEP + 1];
     size_t resp_len;
     char retry_after[128];
@@ -291,7 +291,7 @@ collect_done(struct obx_http *h)
 }
 
 enum obx_err
-obx_http_new(struct event_base *base, const struct obx_http_opts *o, struct obx_http **out)
+obx_http_client_new(struct event_base *base, const struct obx_http_opts *o, struct obx_http **out)
 {
     struct obx_http *h;
 
@@ -307,7 +307,7 @@ obx_http_new(struct event_base *base, const struct obx_http_opts *o, struct obx_
     h->multi = curl_multi_init();
     h->timer = evtimer_new(base, on_timeout, h);
     if (!h->user_agent || (o->ca_file && !h->ca_file) || !h->multi || !h->timer) {
-        obx_http_free(h);
+        obx_http_client_free(h);
         return OBX_ENOMEM;
     }
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
@@ -321,7 +321,7 @@ obx_http_new(struct event_base *base, const struct obx_http_opts *o, struct obx_
 }
 
 void
-obx_http_free(struct obx_http *h)
+obx_http_client_free(struct obx_http *h)
 {
     if (!h)
         return;
@@ -378,8 +378,9 @@ setup_easy(struct obx_http *h, struct request *r, const char *url, size_t body_l
 }
 
 enum obx_err
-obx_http_post(struct obx_http *h, const char *url, const char *const *headers, size_t nheaders,
-              const char *body, size_t body_len, obx_http_done_fn done, void *ctx)
+obx_http_client_post(struct obx_http *h, const char *url, const char *const *headers,
+                     size_t nheaders, const char *body, size_t body_len, obx_http_done_fn done,
+                     void *ctx)
 {
     struct request *r = obx_calloc(1, sizeof *r);
     enum obx_err err = OBX_ENOMEM;
@@ -420,13 +421,13 @@ fail:
 }
 
 int
-obx_http_inflight(const struct obx_http *h)
+obx_http_client_inflight(const struct obx_http *h)
 {
     return h->inflight;
 }
 
 const char *
-obx_http_libversion(void)
+obx_http_client_libversion(void)
 {
     return curl_version_info(CURLVERSION_NOW)->version;
 }

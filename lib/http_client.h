@@ -38,29 +38,30 @@ struct obx_http_result {
 typedef void (*obx_http_done_fn)(void *ctx, const struct obx_http_result *r);
 
 /* Creates a client on base (borrowed, must outlive the client). */
-OBX_MUST_CHECK enum obx_err obx_http_new(struct event_base *base, const struct obx_http_opts *o,
-                                         struct obx_http **out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_http_client_new(struct event_base *base,
+                                                const struct obx_http_opts *o,
+                                                struct obx_http **out /* OUT */);
 
 /*
  * Frees the client; requests still in flight are abandoned without callbacks.
  * NULL is a no-op.
  */
-void obx_http_free(struct obx_http *h);
+void obx_http_client_free(struct obx_http *h);
 
 /*
  * Starts a POST of body (copied) to url with the given extra headers (array of
  * "Name: value", copied). done(ctx, result) is called once when it ends.
  */
-OBX_MUST_CHECK enum obx_err obx_http_post(struct obx_http *h, const char *url,
-                                          const char *const *headers, size_t nheaders,
-                                          const char *body, size_t body_len,
-                                          obx_http_done_fn done, void *ctx);
+OBX_MUST_CHECK enum obx_err obx_http_client_post(struct obx_http *h, const char *url,
+                                                 const char *const *headers, size_t nheaders,
+                                                 const char *body, size_t body_len,
+                                                 obx_http_done_fn done, void *ctx);
 
 /* Requests in flight. */
-int obx_http_inflight(const struct obx_http *h);
+int obx_http_client_inflight(const struct obx_http *h);
 
 /* libcurl's version (for `outbox version`: the CLI does not call curl_*). */
-const char *obx_http_libversion(void);
+const char *obx_http_client_libversion(void);
 
 /* How many response-body bytes are kept for the result (the rest is discarded). */
 #define OBX_HTTP_BODY_KEEP 1024

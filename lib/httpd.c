@@ -79,19 +79,19 @@
 #include "mem.h"
 #include "net.h"
 
-#define MAX_HEADERS_BYTES  (16 * 1024)
+#define MAX_HEADERS_BYTES (16 * 1024)
 /*
  * Inactivity: no byte in or out for this long closes a connection. A little longer than
  * the request deadline, so that a stalled request gets the deadline's 408 rather than
  * evhttp's silent close.
  */
-#define IO_TIMEOUT_S       12
+#define IO_TIMEOUT_S 12
 #define REQUEST_DEADLINE_S 10 /* a whole request, however fast its bytes come */
 #define DEFAULT_MAX_CONNECTIONS 400
-#define DEFAULT_BODY_BUDGET     (64 * 1024 * 1024)
-#define LINGER_MAX_BYTES   (64 * 1024 * 1024) /* what a lingering socket reads at most */
-#define LINGER_MAX_S       10
-#define LINGER_IDLE_S      2
+#define DEFAULT_BODY_BUDGET (64 * 1024 * 1024)
+#define LINGER_MAX_BYTES (64 * 1024 * 1024) /* what a lingering socket reads at most */
+#define LINGER_MAX_S 10
+#define LINGER_IDLE_S 2
 #define MAX_ERROR_RESPONSE 4096 /* evhttp's error responses are ~300 bytes */
 
 /* Splits "host:port" / "[v6]:port" into host and port. */
@@ -151,11 +151,11 @@ struct obx_httpd {
     struct evhttp *http;             /* NULL once obx_httpd_free ran */
     struct evconnlistener *listener; /* evhttp's; NULL once obx_httpd_free ran */
     struct event_base *base;
-    size_t open;                     /* connections with a deadline (all but OOM ones) */
+    size_t open; /* connections with a deadline (all but OOM ones) */
     size_t max_connections, max_lingering, body_budget;
-    const char *body_limit_message;  /* the 413's message */
-    size_t inflight;                 /* request bytes received and not answered yet */
-    struct lingerer *lingering;        /* list of sockets draining before their close */
+    const char *body_limit_message; /* the 413's message */
+    size_t inflight;                /* request bytes received and not answered yet */
+    struct lingerer *lingering;     /* list of sockets draining before their close */
     size_t nlingering;
     struct obx_httpd_stats stats;
     int refs;
@@ -214,7 +214,7 @@ struct lingerer {
     struct event *ev;        /* readable, or LINGER_IDLE_S without a byte */
     int fd;                  /* our dup() of the connection's socket */
     size_t drained;
-    int64_t until_ms;        /* monotonic: closed by then whatever the client does */
+    int64_t until_ms; /* monotonic: closed by then whatever the client does */
 };
 
 static void
@@ -261,8 +261,7 @@ on_linger(evutil_socket_t fd, short what, void *arg)
     struct lingerer *l = arg;
 
     (void)fd;
-    if ((what & EV_TIMEOUT) || linger_drain(l) ||
-        obx_mono_ms(obx_clock_real()) >= l->until_ms)
+    if ((what & EV_TIMEOUT) || linger_drain(l) || obx_mono_ms(obx_clock_real()) >= l->until_ms)
         linger_free(l);
 }
 
@@ -312,12 +311,18 @@ error_json(struct obx_buf *b, const char *code, const char *message, const char 
 {
     enum obx_err err = obx_buf_puts(b, "{\"error\":{\"code\":");
 
-    if (err == OBX_OK) err = obx_buf_json_str(b, code);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"message\":");
-    if (err == OBX_OK) err = obx_buf_json_str(b, message);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"field\":");
-    if (err == OBX_OK) err = field ? obx_buf_json_str(b, field) : obx_buf_puts(b, "null");
-    if (err == OBX_OK) err = obx_buf_puts(b, "}}");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, code);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"message\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, message);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"field\":");
+    if (err == OBX_OK)
+        err = field ? obx_buf_json_str(b, field) : obx_buf_puts(b, "null");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}}");
     return err;
 }
 
@@ -378,8 +383,9 @@ error_response(struct obx_httpd *h, struct obx_buf *out, const char *status_line
     obx_buf_init(&json, MAX_ERROR_RESPONSE);
     err = error_json(&json, code, message, NULL);
     if (err == OBX_OK)
-        err = obx_buf_printf(out, "%s\r\n%sContent-Type: application/json\r\n"
-                                  "Content-Length: %zu\r\n%s\r\n%s",
+        err = obx_buf_printf(out,
+                             "%s\r\n%sContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\n%s\r\n%s",
                              status_line, kept_headers, json.len,
                              status == 503 ? "Retry-After: 1\r\n" : "", obx_buf_str(&json));
     obx_buf_release(&json);
@@ -413,8 +419,7 @@ rewrite_error_page(struct obx_httpd *h, struct evbuffer *out)
     if (evbuffer_copyout(out, text, len) != (ev_ssize_t)len)
         return;
     text[len] = '\0';
-    if (memcmp(text + len - (sizeof tail - 1), tail, sizeof tail - 1) != 0 ||
-        strlen(text) != len)
+    if (memcmp(text + len - (sizeof tail - 1), tail, sizeof tail - 1) != 0 || strlen(text) != len)
         return;
     /* evhttp_send_continue()'s interim "100 Continue", not yet written. */
     while (strncmp(text + start, "HTTP/1.1 100 ", 13) == 0 ||
@@ -433,11 +438,10 @@ rewrite_error_page(struct obx_httpd *h, struct evbuffer *out)
     if (!line)
         return;
     *line = '\0';
-    if (sscanf(text + start, "HTTP/1.%*1[01] %3d %n", &status, &reason_at) != 1 ||
-        reason_at == 0 || status < 400 || status > 599 ||
+    if (sscanf(text + start, "HTTP/1.%*1[01] %3d %n", &status, &reason_at) != 1 || reason_at == 0 ||
+        status < 400 || status > 599 ||
         snprintf(reason, sizeof reason, "%s", text + start + reason_at) >= (int)sizeof reason ||
-        snprintf(status_line, sizeof status_line, "%s", text + start) >=
-            (int)sizeof status_line)
+        snprintf(status_line, sizeof status_line, "%s", text + start) >= (int)sizeof status_line)
         return;
     /* ERR_FORMAT of libevent 2.1's http.c, exactly. */
     snprintf(page, sizeof page,
@@ -635,8 +639,7 @@ send_direct(struct conn_deadline *cd, int status, const char *reason)
 
     snprintf(line, sizeof line, "HTTP/1.1 %d %s", status, reason);
     obx_buf_init(&resp, 2 * MAX_ERROR_RESPONSE);
-    if (error_response(cd->httpd, &resp, line, "Connection: close\r\n", status, reason) ==
-        OBX_OK)
+    if (error_response(cd->httpd, &resp, line, "Connection: close\r\n", status, reason) == OBX_OK)
         (void)send((int)bufferevent_getfd(cd->bev), resp.data, resp.len,
                    MSG_DONTWAIT | MSG_NOSIGNAL);
     obx_buf_release(&resp);
@@ -740,7 +743,7 @@ obx_httpd_new(struct event_base *base, const char *listen, const struct obx_http
     if (h->body_budget < lim->max_body_bytes + MAX_HEADERS_BYTES)
         h->body_budget = lim->max_body_bytes + MAX_HEADERS_BYTES;
     h->body_limit_message = lim->body_limit_message ? lim->body_limit_message
-                                                 : "the request body or headers are too large";
+                                                    : "the request body or headers are too large";
     h->http = evhttp_new(base);
     if (!h->http) {
         obx_httpd_free(h);
@@ -756,9 +759,9 @@ obx_httpd_new(struct event_base *base, const char *listen, const struct obx_http
      * does not know gets evhttp's 501 (in JSON, see rewrite_error_page).
      */
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT);
     sock = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
     if (!sock) {
         obx_httpd_free(h);
@@ -773,9 +776,8 @@ obx_httpd_new(struct event_base *base, const char *listen, const struct obx_http
         memset(&ss, 0, sizeof ss); /* clang-analyzer cannot see getsockname() fill it */
         *bound_port = port;
         if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) == 0)
-            *bound_port = ntohs(ss.ss_family == AF_INET6
-                                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                    : ((struct sockaddr_in *)&ss)->sin_port);
+            *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                         : ((struct sockaddr_in *)&ss)->sin_port);
     }
     *out = h;
     return OBX_OK;
@@ -826,8 +828,7 @@ obx_httpd_reply_json(struct evhttp_request *req, int status, struct obx_buf *b)
 {
     struct evbuffer *out = evbuffer_new();
 
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     if (out)
         evbuffer_add(out, obx_buf_str(b), b->len);
     evhttp_send_reply(req, status, NULL, out);

@@ -18,15 +18,15 @@ struct obx_httpd; /* one listening evhttp with the project's limits */
 
 /* What a listener allows; 0 in a size field means the default named there. */
 struct obx_httpd_limits {
-    size_t max_body_bytes;         /* evhttp answers 413 (JSON) past this */
+    size_t max_body_bytes;          /* evhttp answers 413 (JSON) past this */
     const char *body_limit_message; /* the 413's message, e.g. "the body exceeds
                                       max_body_bytes" (borrowed, static); NULL: generic */
-    size_t max_connections;        /* open connections; default 400 */
-    size_t max_lingering;          /* sockets draining after their close; default a quarter
-                                      of max_connections, + 1 */
-    size_t body_budget_bytes;      /* request bytes received and not yet answered, all
-                                      connections together; default 64 MiB, at least
-                                      max_body_bytes + 16 KiB */
+    size_t max_connections;         /* open connections; default 400 */
+    size_t max_lingering;           /* sockets draining after their close; default a quarter
+                                       of max_connections, + 1 */
+    size_t body_budget_bytes;       /* request bytes received and not yet answered, all
+                                       connections together; default 64 MiB, at least
+                                       max_body_bytes + 16 KiB */
 };
 
 /* What the HTTP layer answered by itself (each also counted nowhere else). */
@@ -83,8 +83,8 @@ int obx_httpd_is_loopback(const char *listen);
 void obx_httpd_reply_json(struct evhttp_request *req, int status, struct obx_buf *b);
 
 /* Replies {"error":{"code","message","field"}}; field may be NULL. */
-void obx_httpd_error(struct evhttp_request *req, int status, const char *code,
-                     const char *message, const char *field);
+void obx_httpd_error(struct evhttp_request *req, int status, const char *code, const char *message,
+                     const char *field);
 
 /*
  * Copies the request body into *out (NUL-terminated, caller frees with obx_free)

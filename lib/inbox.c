@@ -23,8 +23,8 @@
 
 struct obx_inbox {
     struct event_base *base;
-    struct obx_store *st;          /* the loop's connection: reads */
-    struct obx_storeq *q;          /* the store thread: writes (NULL: write through st) */
+    struct obx_store *st; /* the loop's connection: reads */
+    struct obx_storeq *q; /* the store thread: writes (NULL: write through st) */
     const struct obx_config *cfg;
     struct obx_http *http;
     struct obx_rng rng;
@@ -78,14 +78,11 @@ run_inbox_op(struct obx_store *st, void *arg)
     struct inbox_op *o = arg;
 
     switch (o->kind) {
-    case OP_DELIVERED:
-        return obx_store_inbox_mark_delivered(st, o->id, o->status, o->at_ms);
+    case OP_DELIVERED: return obx_store_inbox_mark_delivered(st, o->id, o->status, o->at_ms);
     case OP_RETRY:
         return obx_store_inbox_mark_retry(st, o->id, o->status, o->error, o->at_ms, o->give_up);
-    case OP_FAIL:
-        return obx_store_inbox_fail(st, o->id, o->error);
-    case OP_LEASE:
-        return obx_store_inbox_lease_due(st, o->lease_ms, &o->id);
+    case OP_FAIL: return obx_store_inbox_fail(st, o->id, o->error);
+    case OP_LEASE: return obx_store_inbox_lease_due(st, o->lease_ms, &o->id);
     }
     return OBX_EINVAL;
 }
@@ -109,17 +106,19 @@ record_result(struct obx_inbox *ib, const struct relay *r, const struct obx_http
             OBX_KI("status", res->status), OBX_KI("duration_ms", res->duration_ms),
             OBX_KS("error", res->error));
     if (ok) {
-        struct inbox_op o = {.kind = OP_DELIVERED, .id = r->id, .status = res->status,
-                             .at_ms = now_ms};
+        struct inbox_op o = {
+            .kind = OP_DELIVERED, .id = r->id, .status = res->status, .at_ms = now_ms};
         return write_op(ib, &o);
     }
-    if (res->retry_after &&
-        obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
+    if (res->retry_after && obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
         ra = -1;
     delay = obx_backoff_next_delay_ms(&ib->rng, ib->cfg->retry_base_ms, ib->cfg->retry_cap_ms,
                                       r->attempts + 1, ra);
-    struct inbox_op o = {.kind = OP_RETRY, .id = r->id, .status = res->status,
-                         .error = res->error ? res->error : res->body, .at_ms = now_ms + delay,
+    struct inbox_op o = {.kind = OP_RETRY,
+                         .id = r->id,
+                         .status = res->status,
+                         .error = res->error ? res->error : res->body,
+                         .at_ms = now_ms + delay,
                          .give_up = give_up};
     return write_op(ib, &o);
 }
@@ -145,7 +144,8 @@ fail_bad_id(struct obx_inbox *ib, const struct obx_inbox_row *row)
 {
     obx_log(OBX_LOG_WARN, "reply not relayed: its partoo message id is not [A-Za-z0-9_-]{1,128}",
             OBX_KI("inbox_id", row->id));
-    struct inbox_op o = {.kind = OP_FAIL, .id = row->id,
+    struct inbox_op o = {.kind = OP_FAIL,
+                         .id = row->id,
                          .error = "partoo message id is not usable as an Idempotency-Key"};
     return write_op(ib, &o);
 }
@@ -177,8 +177,8 @@ relay_one(struct obx_inbox *ib, const struct obx_inbox_row *row)
     obx_buf_init(&body, 1024 * 1024);
     err = obx_view_inbox(&body, row);
     if (err == OBX_OK)
-        err = obx_http_post(ib->http, ib->cfg->inbox_url, headers, 2, obx_buf_str(&body),
-                            body.len, on_relayed, r);
+        err = obx_http_client_post(ib->http, ib->cfg->inbox_url, headers, 2, obx_buf_str(&body),
+                                   body.len, on_relayed, r);
     obx_buf_release(&body);
     if (err != OBX_OK)
         obx_free(r);
@@ -266,8 +266,8 @@ obx_inbox_new(struct event_base *base, struct obx_store *st, struct obx_storeq *
     ib->cfg = cfg;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)obx_now_ms(st->clock);
-    obx_rng_seed(&ib->rng, seed);
-    err = obx_http_new(base, &ho, &ib->http);
+    obx_backoff_rng_seed(&ib->rng, seed);
+    err = obx_http_client_new(base, &ho, &ib->http);
     ib->pump_ev = evtimer_new(base, on_pump, ib);
     if (err == OBX_OK && !ib->pump_ev)
         err = OBX_ENOMEM;
@@ -286,7 +286,7 @@ obx_inbox_free(struct obx_inbox *ib)
     if (!ib)
         return;
     /* Abandoned relays keep their lease; they are relayed again after it (at-least-once). */
-    obx_http_free(ib->http);
+    obx_http_client_free(ib->http);
     if (ib->pump_ev)
         event_free(ib->pump_ev);
     obx_free(ib);

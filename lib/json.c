@@ -16,26 +16,6 @@ set_error(struct obx_json_error *e, const char *code, const char *message)
     snprintf(e->message, sizeof e->message, "%s", message);
 }
 
-int
-obx_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    for (size_t at = 0; at < len;) {
-        size_t n;
-        /* Most text is ASCII: step over it without decoding. */
-        if (p[at] < 0x80) {
-            at++;
-            continue;
-        }
-        n = obx_utf8_char_len(p + at, len - at);
-        if (!n)
-            return 0;
-        at += n;
-    }
-    return 1;
-}
-
 /*
  * cJSON decodes "\u0000" into a NUL that silently truncates the string. Find such
  * escapes in the raw text: inside a string, a backslash always consumes the next
@@ -87,7 +67,7 @@ obx_json_parse(const char *data, size_t len, size_t max_bytes, int max_depth, ob
         set_error(e, "too_large", "document exceeds the size limit");
         return OBX_ETOOBIG;
     }
-    if (!obx_utf8_valid(data, len)) {
+    if (!obx_buf_utf8_valid(data, len)) {
         set_error(e, "invalid_utf8", "document is not valid UTF-8");
         return OBX_EINVAL;
     }
@@ -124,13 +104,41 @@ obx_json_free(obx_json *doc)
     cJSON_Delete(doc);
 }
 
-int obx_json_is_object(const obx_json *j) { return j && cJSON_IsObject(j); }
-int obx_json_is_array(const obx_json *j) { return j && cJSON_IsArray(j); }
-int obx_json_is_string(const obx_json *j) { return j && cJSON_IsString(j); }
-int obx_json_is_null(const obx_json *j) { return j && cJSON_IsNull(j); }
-int obx_json_is_number(const obx_json *j) { return j && cJSON_IsNumber(j); }
-int obx_json_is_bool(const obx_json *j) { return j && cJSON_IsBool(j); }
-int obx_json_is_true(const obx_json *j) { return j && cJSON_IsTrue(j); }
+int
+obx_json_is_object(const obx_json *j)
+{
+    return j && cJSON_IsObject(j);
+}
+int
+obx_json_is_array(const obx_json *j)
+{
+    return j && cJSON_IsArray(j);
+}
+int
+obx_json_is_string(const obx_json *j)
+{
+    return j && cJSON_IsString(j);
+}
+int
+obx_json_is_null(const obx_json *j)
+{
+    return j && cJSON_IsNull(j);
+}
+int
+obx_json_is_number(const obx_json *j)
+{
+    return j && cJSON_IsNumber(j);
+}
+int
+obx_json_is_bool(const obx_json *j)
+{
+    return j && cJSON_IsBool(j);
+}
+int
+obx_json_is_true(const obx_json *j)
+{
+    return j && cJSON_IsTrue(j);
+}
 
 obx_json *
 obx_json_get(const obx_json *obj, const char *name)

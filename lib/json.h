@@ -17,7 +17,7 @@ typedef struct cJSON obx_json; /* borrowed view into a parsed document */
 
 /* Why a document was refused, for a 400/413 with a message. */
 struct obx_json_error {
-    const char *code;  /* "invalid_json", "invalid_utf8", "too_deep", "too_large" */
+    const char *code; /* "invalid_json", "invalid_utf8", "too_deep", "too_large" */
     char message[128];
 };
 
@@ -31,9 +31,6 @@ OBX_MUST_CHECK enum obx_err obx_json_parse(const char *data, size_t len, size_t 
                                            int max_depth, obx_json **out /* OUT */,
                                            struct obx_json_error *e /* OUT, may be NULL */);
 void obx_json_free(obx_json *doc);
-
-/* 1 when bytes [s, s+len) are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-int obx_utf8_valid(const char *s, size_t len);
 
 int obx_json_is_object(const obx_json *j);
 int obx_json_is_array(const obx_json *j);

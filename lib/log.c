@@ -85,8 +85,9 @@ static enum obx_err
 format_json(struct obx_buf *b, const char *ts, enum obx_log_level level, const char *module,
             const char *msg, const struct obx_kv *kv, size_t nkv)
 {
-    enum obx_err err = obx_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"%s\",\"msg\":",
-                                      ts, level_names[level], module);
+    enum obx_err err = obx_buf_printf(b,
+                                      "{\"ts\":\"%s\",\"level\":\"%s\",\"mod\":\"%s\",\"msg\":", ts,
+                                      level_names[level], module);
 
     if (err == OBX_OK)
         err = obx_buf_json_str(b, msg);

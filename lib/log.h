@@ -51,19 +51,19 @@ void obx_log_write(enum obx_log_level level, const char *module, const char *msg
 void obx_log_writef(enum obx_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define obx_log(level, msg, ...)                                                           \
-    do {                                                                                   \
-        if ((level) >= obx_log_threshold) {                                                \
-            const struct obx_kv obx_kv_[] = {{NULL, NULL, 0, 0}, ##__VA_ARGS__};          \
-            obx_log_write((level), OBX_MODULE, (msg), obx_kv_ + 1,                         \
-                          sizeof(obx_kv_) / sizeof(obx_kv_[0]) - 1);                       \
-        }                                                                                  \
+#define obx_log(level, msg, ...)                                                 \
+    do {                                                                         \
+        if ((level) >= obx_log_threshold) {                                      \
+            const struct obx_kv obx_kv_[] = {{NULL, NULL, 0, 0}, ##__VA_ARGS__}; \
+            obx_log_write((level), OBX_MODULE, (msg), obx_kv_ + 1,               \
+                          sizeof(obx_kv_) / sizeof(obx_kv_[0]) - 1);             \
+        }                                                                        \
     } while (0)
 
-#define obx_logf(level, ...)                                                               \
-    do {                                                                                   \
-        if ((level) >= obx_log_threshold)                                                  \
-            obx_log_writef((level), OBX_MODULE, __VA_ARGS__);                              \
+#define obx_logf(level, ...)                                  \
+    do {                                                      \
+        if ((level) >= obx_log_threshold)                     \
+            obx_log_writef((level), OBX_MODULE, __VA_ARGS__); \
     } while (0)
 
 #endif

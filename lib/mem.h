@@ -10,9 +10,9 @@
 void *obx_malloc(size_t n);
 void *obx_calloc(size_t count, size_t size);
 void *obx_realloc(void *p, size_t n);
-char *obx_strdup(const char *s);               /* NULL in, NULL out */
+char *obx_strdup(const char *s); /* NULL in, NULL out */
 char *obx_strndup(const char *s, size_t n);
-void obx_free(void *p);                        /* NULL is a no-op */
+void obx_free(void *p); /* NULL is a no-op */
 
 /*
  * Test hook: after n more successful allocations, every allocation fails until

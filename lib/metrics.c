@@ -9,8 +9,8 @@
 
 #include "backoff.h"
 
-const double obx_hist_bounds_s[OBX_HIST_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                        0.5,   1,    2.5,   5,    10};
+const double obx_metrics_hist_bounds_s[OBX_HIST_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                0.5,   1,    2.5,   5,    10};
 
 const char *const obx_metrics_webhook_outcomes[7] = {
     "pending", "confirmed", "reply", "unmatched", "ignored", "unparsable", "other",
@@ -19,11 +19,11 @@ const char *const obx_metrics_webhook_outcomes[7] = {
 static const char *const inbox_states[4] = {"pending", "delivered", "acked", "failed"};
 
 void
-obx_histogram_observe(struct obx_histogram *h, double seconds)
+obx_metrics_histogram_observe(struct obx_histogram *h, double seconds)
 {
     int i = 0;
 
-    while (i < OBX_HIST_BUCKETS - 1 && seconds > obx_hist_bounds_s[i])
+    while (i < OBX_HIST_BUCKETS - 1 && seconds > obx_metrics_hist_bounds_s[i])
         i++;
     h->counts[i]++;
     h->count++;
@@ -49,7 +49,7 @@ label_value(struct obx_buf *b, const char *v)
     enum obx_err err = OBX_OK;
 
     while (err == OBX_OK && at < len) {
-        size_t n = obx_utf8_char_len(p + at, len - at);
+        size_t n = obx_buf_utf8_char_len(p + at, len - at);
         if (n == 1 && (p[at] == '\\' || p[at] == '"'))
             err = obx_buf_printf(b, "\\%c", p[at]);
         else if (n == 1 && p[at] == '\n')
@@ -69,9 +69,12 @@ channel_sample(struct obx_buf *b, const char *name, const char *channel, const c
 {
     enum obx_err err = obx_buf_printf(b, "%s{channel=\"", name);
 
-    if (err == OBX_OK) err = label_value(b, channel);
-    if (err == OBX_OK && state) err = obx_buf_printf(b, "\",state=\"%s", state);
-    if (err == OBX_OK) err = obx_buf_printf(b, "\"} %.17g\n", value);
+    if (err == OBX_OK)
+        err = label_value(b, channel);
+    if (err == OBX_OK && state)
+        err = obx_buf_printf(b, "\",state=\"%s", state);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "\"} %.17g\n", value);
     return err;
 }
 
@@ -84,7 +87,7 @@ render_messages(struct obx_buf *b, const struct obx_metrics_input *in)
     for (size_t i = 0; err == OBX_OK && i < in->nchannels; i++)
         for (int s = 0; err == OBX_OK && s < OBX_N_STATES; s++)
             err = channel_sample(b, "outbox_messages", in->channels[i].channel_id,
-                                 obx_state_name(s), (double)in->channels[i].counts[s]);
+                                 obx_store_state_name(s), (double)in->channels[i].counts[s]);
     if (err == OBX_OK)
         err = family(b, "outbox_unconfirmed_messages", "gauge",
                      "Accepted messages still unconfirmed after max_resends re-sends.");
@@ -133,8 +136,8 @@ render_histogram(struct obx_buf *b, const struct obx_metrics_input *in)
     for (int i = 0; err == OBX_OK && i < OBX_HIST_BUCKETS; i++) {
         cumulative += h->counts[i];
         if (i < OBX_HIST_BUCKETS - 1)
-            err = obx_buf_printf(b, "%s_bucket{le=\"%g\"} %lld\n", name, obx_hist_bounds_s[i],
-                                 (long long)cumulative);
+            err = obx_buf_printf(b, "%s_bucket{le=\"%g\"} %lld\n", name,
+                                 obx_metrics_hist_bounds_s[i], (long long)cumulative);
         else
             err = obx_buf_printf(b, "%s_bucket{le=\"+Inf\"} %lld\n", name, (long long)cumulative);
     }
@@ -152,7 +155,8 @@ render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
     enum obx_err err = family(b, "outbox_inflight_requests", "gauge",
                               "Delivery requests in flight.");
 
-    if (err == OBX_OK) err = obx_buf_printf(b, "outbox_inflight_requests %d\n", in->inflight);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "outbox_inflight_requests %d\n", in->inflight);
     if (err == OBX_OK)
         err = family(b, "outbox_circuit_state", "gauge",
                      "Circuit breaker towards Partoo: 1 for the current state.");
@@ -172,8 +176,10 @@ render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
                      "dashboard: its messages are held.");
     for (size_t i = 0; err == OBX_OK && i < in->nheld; i++) {
         err = obx_buf_puts(b, "outbox_channel_held{channel=\"");
-        if (err == OBX_OK) err = label_value(b, in->held_channels[i]);
-        if (err == OBX_OK) err = obx_buf_puts(b, "\"} 1\n");
+        if (err == OBX_OK)
+            err = label_value(b, in->held_channels[i]);
+        if (err == OBX_OK)
+            err = obx_buf_puts(b, "\"} 1\n");
     }
     if (err == OBX_OK)
         err = family(b, "outbox_rate_limit_requests_per_second", "gauge",
@@ -185,11 +191,11 @@ render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
 }
 
 const char *const obx_metrics_http_reasons[4] = {"too_large", "bad_request", "timeout",
-                                                  "over_budget"};
+                                                 "over_budget"};
 
 static enum obx_err
-counter(struct obx_buf *b, const char *name, const char *help, const char *label,
-        const char *value, int64_t n, int with_header)
+counter(struct obx_buf *b, const char *name, const char *help, const char *label, const char *value,
+        int64_t n, int with_header)
 {
     enum obx_err err = with_header ? family(b, name, "counter", help) : OBX_OK;
 
@@ -203,8 +209,8 @@ static enum obx_err
 render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
 {
     const char *api = "outbox_api_messages_total", *wh = "outbox_webhook_requests_total";
-    enum obx_err err = counter(b, "outbox_api_requests_total", "Producer API requests.", NULL,
-                               NULL, in->api_requests, 1);
+    enum obx_err err = counter(b, "outbox_api_requests_total", "Producer API requests.", NULL, NULL,
+                               in->api_requests, 1);
 
     if (err == OBX_OK)
         err = counter(b, "outbox_store_transactions_total",
@@ -213,12 +219,13 @@ render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
     if (err == OBX_OK)
         err = counter(b, "outbox_store_jobs_total",
                       "Units of work run by the store thread (claims, outcomes, enqueue and "
-                      "webhook groups, periodic jobs).", NULL, NULL, in->store_jobs, 1);
+                      "webhook groups, periodic jobs).",
+                      NULL, NULL, in->store_jobs, 1);
     if (err == OBX_OK)
         err = counter(b, "outbox_store_failed_transactions_total",
                       "Store thread transactions that could not be committed (every job in "
-                      "them was told so and retries or answers 503).", NULL, NULL,
-                      in->store_failed_groups, 1);
+                      "them was told so and retries or answers 503).",
+                      NULL, NULL, in->store_failed_groups, 1);
 
     if (err == OBX_OK)
         err = counter(b, api, "Messages enqueued over the API, by result.", "result", "accepted",
@@ -228,7 +235,8 @@ render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
     if (err == OBX_OK)
         err = counter(b, "outbox_api_write_failures_total",
                       "Enqueue requests answered 503/507 because the database could not be "
-                      "written.", NULL, NULL, in->api_write_failures, 1);
+                      "written.",
+                      NULL, NULL, in->api_write_failures, 1);
     if (err == OBX_OK)
         err = counter(b, wh, "Webhook requests by verification result.", "result", "stored",
                       in->wh_stored, 1);
@@ -243,8 +251,8 @@ render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
         err = counter(b, wh, NULL, "result", "unavailable", in->wh_write_failures, 0);
     if (err == OBX_OK)
         err = counter(b, "outbox_webhook_rejected_total",
-                      "Webhook requests refused, by reason (Partoo does not retry them).",
-                      "reason", "signature", in->wh_bad_signature, 1);
+                      "Webhook requests refused, by reason (Partoo does not retry them).", "reason",
+                      "signature", in->wh_bad_signature, 1);
     if (err == OBX_OK)
         err = counter(b, "outbox_webhook_rejected_total", NULL, "reason", "too_large",
                       in->wh_too_large, 0);
@@ -257,9 +265,11 @@ render_listeners(struct obx_buf *b, const struct obx_metrics_input *in)
                      "budget), by listener and reason.");
     for (int l = 0; err == OBX_OK && l < 2; l++)
         for (int r = 0; err == OBX_OK && r < 4; r++)
-            err = obx_buf_printf(b, "outbox_http_rejected_total{listener=\"%s\",reason=\"%s\"} "
-                                    "%lld\n", l == 0 ? "api" : "webhook",
-                                 obx_metrics_http_reasons[r], (long long)in->http_rejected[l][r]);
+            err = obx_buf_printf(b,
+                                 "outbox_http_rejected_total{listener=\"%s\",reason=\"%s\"} "
+                                 "%lld\n",
+                                 l == 0 ? "api" : "webhook", obx_metrics_http_reasons[r],
+                                 (long long)in->http_rejected[l][r]);
     return err;
 }
 
@@ -301,10 +311,15 @@ obx_metrics_render(struct obx_buf *b, const struct obx_metrics_input *in)
 {
     enum obx_err err = render_messages(b, in);
 
-    if (err == OBX_OK) err = render_attempts(b, in);
-    if (err == OBX_OK) err = render_histogram(b, in);
-    if (err == OBX_OK) err = render_sender_state(b, in);
-    if (err == OBX_OK) err = render_listeners(b, in);
-    if (err == OBX_OK) err = render_tables(b, in);
+    if (err == OBX_OK)
+        err = render_attempts(b, in);
+    if (err == OBX_OK)
+        err = render_histogram(b, in);
+    if (err == OBX_OK)
+        err = render_sender_state(b, in);
+    if (err == OBX_OK)
+        err = render_listeners(b, in);
+    if (err == OBX_OK)
+        err = render_tables(b, in);
     return err;
 }

@@ -14,7 +14,7 @@
 
 /* A latency histogram with fixed buckets (seconds); the last bucket is +Inf. */
 #define OBX_HIST_BUCKETS 12
-extern const double obx_hist_bounds_s[OBX_HIST_BUCKETS - 1];
+extern const double obx_metrics_hist_bounds_s[OBX_HIST_BUCKETS - 1];
 
 struct obx_histogram {
     int64_t counts[OBX_HIST_BUCKETS]; /* per bucket, not cumulative */
@@ -22,7 +22,7 @@ struct obx_histogram {
     double sum_s;
 };
 
-void obx_histogram_observe(struct obx_histogram *h, double seconds);
+void obx_metrics_histogram_observe(struct obx_histogram *h, double seconds);
 
 /* HTTP status codes counted individually; 0 = no answer. */
 #define OBX_STATUS_SLOTS 600
@@ -32,19 +32,19 @@ struct obx_metrics_input {
     const struct obx_channel_stats *channels; /* per channel and state, from the database */
     size_t nchannels;
     int64_t now_ms;
-    int64_t start_time_ms;                    /* process start */
+    int64_t start_time_ms; /* process start */
     int64_t db_bytes, wal_bytes;
-    int64_t inbox_by_state[4];                /* pending, delivered, acked, failed */
-    int64_t webhook_events_by_outcome[7];     /* see obx_metrics_webhook_outcomes */
-    const char *const *held_channels;         /* channels paused (held), SPEC §13 */
+    int64_t inbox_by_state[4];            /* pending, delivered, acked, failed */
+    int64_t webhook_events_by_outcome[7]; /* see obx_metrics_webhook_outcomes */
+    const char *const *held_channels;     /* channels paused (held), SPEC §13 */
     size_t nheld;
     /* delivery (worker) */
-    const int64_t *attempts_by_status;        /* OBX_STATUS_SLOTS entries */
-    const int64_t *attempts_by_outcome;       /* 6 entries, enum obx_outcome order */
+    const int64_t *attempts_by_status;  /* OBX_STATUS_SLOTS entries */
+    const int64_t *attempts_by_outcome; /* 6 entries, enum obx_outcome order */
     const struct obx_histogram *request_latency;
     int inflight;
-    const char *circuit;                      /* closed, open, half_open */
-    const char *paused_reason;                /* NULL, auth, rate_limited, circuit_open */
+    const char *circuit;       /* closed, open, half_open */
+    const char *paused_reason; /* NULL, auth, rate_limited, circuit_open */
     double rate_limit_per_s;
     /* producer API */
     int64_t api_requests, api_accepted, api_duplicates, api_commits, api_write_failures;

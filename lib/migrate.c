@@ -10,7 +10,7 @@ obx_migrate_latest(void)
 {
     int latest = 0;
 
-    for (const struct obx_migration *m = obx_migrations; m->version; m++)
+    for (const struct obx_migration *m = obx_migrate_embedded; m->version; m++)
         latest = m->version;
     return latest;
 }
@@ -105,7 +105,7 @@ obx_migrate_apply(struct obx_db *db, int *from, int *to)
         return err;
     if (before > obx_migrate_latest())
         return OBX_ESCHEMA;
-    for (const struct obx_migration *m = obx_migrations; m->version && err == OBX_OK; m++)
+    for (const struct obx_migration *m = obx_migrate_embedded; m->version && err == OBX_OK; m++)
         if (m->version > before)
             err = apply_one(db, m);
     if (err == OBX_OK)

@@ -18,7 +18,7 @@ struct obx_migration {
 };
 
 /* Terminated by an entry with version 0. Generated into the build tree by CMake. */
-extern const struct obx_migration obx_migrations[];
+extern const struct obx_migration obx_migrate_embedded[];
 
 /* The version the newest embedded migration produces. */
 int obx_migrate_latest(void);

@@ -43,7 +43,7 @@ check_string(const char *value, const char *field, int required, size_t max,
         return field_error(fe, "invalid_value", field, "'%s' must not be empty", field);
     if (len > max)
         return field_error(fe, "too_long", field, "'%s' is too long", field);
-    if (!obx_utf8_valid(value, len))
+    if (!obx_buf_utf8_valid(value, len))
         return field_error(fe, "invalid_utf8", field, "'%s' is not valid UTF-8", field);
     return OBX_OK;
 }
@@ -73,16 +73,16 @@ obx_msg_validate(const struct obx_msg *m, const struct obx_msg_limits *lim,
      * Partoo's host. The schema's channel_id_not_dot_segment CHECK says the same. */
     if (err == OBX_OK && m->channel_id &&
         (strcmp(m->channel_id, ".") == 0 || strcmp(m->channel_id, "..") == 0))
-        err = field_error(fe, "invalid_value", "channel_id",
-                          "'%s' must not be \".\" or \"..\"", "channel_id");
+        err = field_error(fe, "invalid_value", "channel_id", "'%s' must not be \".\" or \"..\"",
+                          "channel_id");
 
     if (err == OBX_OK)
         err = check_id(m->external_message_id, "external_message_id", lim->max_id_bytes, fe);
     if (err == OBX_OK)
         err = check_id(m->business_id, "business_id", lim->max_id_bytes, fe);
     if (err == OBX_OK)
-        err = check_id(m->external_conversation_id, "external_conversation_id",
-                       lim->max_id_bytes, fe);
+        err = check_id(m->external_conversation_id, "external_conversation_id", lim->max_id_bytes,
+                       fe);
     if (err == OBX_OK)
         err = check_string(m->content, "content", 1, lim->max_content_bytes, fe);
     if (err == OBX_OK)
@@ -173,7 +173,7 @@ obx_msg_from_json(const obx_json *obj, const char *channel_id, const struct obx_
             /* The name is not one of ours; it may be anything, so it is not echoed as field,
              * and it is cut at a character boundary to keep the message valid UTF-8. */
             return field_error(fe, "unknown_field", NULL, "unknown field '%.*s'",
-                               (int)obx_utf8_prefix(obx_json_name(v), 64), obx_json_name(v));
+                               (int)obx_buf_utf8_prefix(obx_json_name(v), 64), obx_json_name(v));
         if (seen & (1u << i))
             return field_error(fe, "duplicate_field", members[i].name, "'%s' appears twice",
                                members[i].name);
@@ -273,9 +273,8 @@ obx_msg_partoo_id_valid(const char *id)
     if (!id)
         return 0;
     for (const unsigned char *p = (const unsigned char *)id; *p; p++, n++)
-        if (n >= OBX_PARTOO_ID_MAX ||
-            !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '-'))
+        if (n >= OBX_PARTOO_ID_MAX || !((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                                        (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
             return 0;
     return n > 0;
 }

@@ -31,20 +31,20 @@ extern "C" {
 /* Error codes. Specific enough to choose an action; see obx_strerror(). */
 enum obx_err {
     OBX_OK = 0,
-    OBX_EINVAL,     /* invalid input: a field, a flag, a document */
-    OBX_EDUP,       /* the key exists with identical fields: nothing changed */
-    OBX_ECONFLICT,  /* the key exists with other fields, or wrong state / lease lost */
-    OBX_ENOTFOUND,  /* no such message or row */
-    OBX_EBUSY,      /* database locked past the busy timeout */
-    OBX_EFULL,      /* disk full or max_db_size reached */
-    OBX_EREADONLY,  /* database or its directory is read-only */
-    OBX_ENOMEM,     /* allocation failed */
-    OBX_EDB,        /* any other database error */
-    OBX_ESCHEMA,    /* database schema is newer than this binary, or damaged */
-    OBX_EIO,        /* file or network I/O failed */
-    OBX_ECONFIG,    /* bad configuration */
-    OBX_ETOOBIG,    /* a size limit was exceeded */
-    OBX_EQUOTA,     /* max_db_size reached: new messages refused, delivery goes on */
+    OBX_EINVAL,    /* invalid input: a field, a flag, a document */
+    OBX_EDUP,      /* the key exists with identical fields: nothing changed */
+    OBX_ECONFLICT, /* the key exists with other fields, or wrong state / lease lost */
+    OBX_ENOTFOUND, /* no such message or row */
+    OBX_EBUSY,     /* database locked past the busy timeout */
+    OBX_EFULL,     /* disk full or max_db_size reached */
+    OBX_EREADONLY, /* database or its directory is read-only */
+    OBX_ENOMEM,    /* allocation failed */
+    OBX_EDB,       /* any other database error */
+    OBX_ESCHEMA,   /* database schema is newer than this binary, or damaged */
+    OBX_EIO,       /* file or network I/O failed */
+    OBX_ECONFIG,   /* bad configuration */
+    OBX_ETOOBIG,   /* a size limit was exceeded */
+    OBX_EQUOTA,    /* max_db_size reached: new messages refused, delivery goes on */
 };
 
 /* Returns a fixed, lower-case description of err. Never NULL. */
@@ -61,7 +61,7 @@ struct obx_msg {
     const char *business_id;
     const char *external_conversation_id;
     const char *content;
-    const char *sender_type; /* "User" or "Consumer" */
+    const char *sender_type;    /* "User" or "Consumer" */
     const char *consumer_name;  /* optional */
     const char *consumer_image; /* optional, a URL */
     int64_t priority;           /* higher is sent first; default 0 */

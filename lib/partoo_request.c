@@ -90,8 +90,8 @@ enum obx_err
 obx_partoo_request_post(struct obx_partoo_request *r, struct obx_http *h, obx_http_done_fn done,
                         void *ctx)
 {
-    enum obx_err err = obx_http_post(h, r->url, r->headers, OBX_PARTOO_REQUEST_NHEADERS, r->body,
-                                     r->body_len, done, ctx);
+    enum obx_err err = obx_http_client_post(h, r->url, r->headers, OBX_PARTOO_REQUEST_NHEADERS,
+                                            r->body, r->body_len, done, ctx);
 
     obx_partoo_request_wipe_key(r); /* the key lives on in libcurl's copy only */
     return err;
@@ -160,7 +160,7 @@ obx_partoo_request_probe(const char *base_url, const char *api_key, const char *
         err = base ? OBX_OK : OBX_ENOMEM;
     }
     if (err == OBX_OK)
-        err = obx_http_new(base, o, &h);
+        err = obx_http_client_new(base, o, &h);
     if (err == OBX_OK)
         err = obx_partoo_request_post(&r, h, on_probe_done, &p);
     /* The transfer's own timeouts (o) end it; the loop returns once nothing is pending. */
@@ -171,7 +171,7 @@ obx_partoo_request_probe(const char *base_url, const char *api_key, const char *
     }
     if (err == OBX_OK)
         *status = p.status;
-    obx_http_free(h);
+    obx_http_client_free(h);
     if (base)
         event_base_free(base);
     if (curl_ready)

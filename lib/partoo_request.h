@@ -56,7 +56,7 @@ OBX_MUST_CHECK enum obx_err obx_partoo_request_init(struct obx_partoo_request *r
                                                     const struct obx_msg *msg);
 
 /*
- * Starts the request on h (see obx_http_post, which copies everything), then wipes
+ * Starts the request on h (see obx_http_client_post, which copies everything), then wipes
  * the key: from here on only libcurl's copy holds it. done(ctx, result) runs once,
  * from h's loop, unless h is freed first. Loop thread of h.
  */

@@ -23,8 +23,7 @@ enum obx_err
 obx_query_get(struct obx_store *st, const char *channel_id, const char *external_message_id,
               obx_row_fn row_fn, obx_transition_fn tr_fn, obx_attempt_fn at_fn, void *ctx)
 {
-    return obx_store_query_message(st, channel_id, external_message_id, row_fn, tr_fn, at_fn,
-                                   ctx);
+    return obx_store_query_message(st, channel_id, external_message_id, row_fn, tr_fn, at_fn, ctx);
 }
 
 /* ---- stats ---------------------------------------------------------------------------- */
@@ -60,7 +59,7 @@ on_channel_state(void *ctx, const struct obx_channel_state_row *r)
 {
     struct stats_build *b = ctx;
     struct obx_channel_stats *c = channel_entry(b, r->channel_id);
-    int state = obx_state_parse(r->state);
+    int state = obx_store_state_parse(r->state);
 
     if (!c) {
         b->err = OBX_ENOMEM;
@@ -106,8 +105,8 @@ fill_last_error(struct obx_store *st, struct obx_channel_stats *c)
     char e[sizeof c->last_error];
     int status = 0, found = 0;
 
-    if (obx_store_query_last_failure(st, c->channel_id, e, sizeof e, &status, &found) !=
-            OBX_OK || !found)
+    if (obx_store_query_last_failure(st, c->channel_id, e, sizeof e, &status, &found) != OBX_OK ||
+        !found)
         return;
     if (e[0])
         snprintf(c->last_error, sizeof c->last_error, "%s", e);

@@ -21,10 +21,10 @@ struct obx_row {
     int64_t created_at_ms;
     int64_t state_at_ms;
     int64_t next_attempt_at_ms;
-    int64_t accepted_at_ms;   /* 0 = never */
-    int64_t confirmed_at_ms;  /* 0 = never */
-    int last_http_status;     /* 0 = none */
-    const char *last_error;   /* NULL = none */
+    int64_t accepted_at_ms;  /* 0 = never */
+    int64_t confirmed_at_ms; /* 0 = never */
+    int last_http_status;    /* 0 = none */
+    const char *last_error;  /* NULL = none */
     const char *partoo_message_id;
     const char *partoo_status;
     int64_t unconfirmed_at_ms; /* 0 = not given up on confirmation */
@@ -57,11 +57,11 @@ typedef int (*obx_attempt_fn)(void *ctx, const struct obx_attempt_row *a);
 
 /* Filter and page for obx_query_list(): newest first. */
 struct obx_list_query {
-    const char *state;      /* NULL = any */
-    const char *channel_id; /* NULL = any */
-    int unconfirmed;        /* 1 = only accepted messages given up on confirmation */
-    int64_t before_id;      /* cursor: only ids below it; 0 = from the newest */
-    int limit;              /* 1..1000 */
+    const char *state;        /* NULL = any */
+    const char *channel_id;   /* NULL = any */
+    int unconfirmed;          /* 1 = only accepted messages given up on confirmation */
+    int64_t before_id;        /* cursor: only ids below it; 0 = from the newest */
+    int limit;                /* 1..1000 */
     struct obx_id_window win; /* created_at window; all zero = any time */
 };
 
@@ -73,20 +73,18 @@ OBX_MUST_CHECK enum obx_err obx_query_list(struct obx_store *st, const struct ob
 /* One message by key with its transitions and attempts. OBX_ENOTFOUND when absent. */
 OBX_MUST_CHECK enum obx_err obx_query_get(struct obx_store *st, const char *channel_id,
                                           const char *external_message_id, obx_row_fn row_fn,
-                                          obx_transition_fn tr_fn, obx_attempt_fn at_fn,
-                                          void *ctx);
+                                          obx_transition_fn tr_fn, obx_attempt_fn at_fn, void *ctx);
 
 /* Counts per channel and state (indexed by enum obx_state). */
 struct obx_channel_stats {
     char channel_id[256];
-    int64_t counts[6];          /* indexed by enum obx_state */
+    int64_t counts[6];           /* indexed by enum obx_state */
     int64_t oldest_queued_at_ms; /* 0 = nothing queued */
-    int64_t unconfirmed;        /* accepted, awaiting confirmation, resends exhausted */
-    int64_t confirmed_24h;      /* confirmed in the last 24 hours */
-    int64_t sent_last_min;      /* attempts answered 2xx in the last minute */
-    char last_error[256];       /* of the most recent failed attempt, "" = none */
+    int64_t unconfirmed;         /* accepted, awaiting confirmation, resends exhausted */
+    int64_t confirmed_24h;       /* confirmed in the last 24 hours */
+    int64_t sent_last_min;       /* attempts answered 2xx in the last minute */
+    char last_error[256];        /* of the most recent failed attempt, "" = none */
 };
-
 
 
 /*
@@ -132,13 +130,13 @@ struct obx_inbox_row {
     const char *content_type;
     const char *content;
     const char *message_date;
-    const char *state;          /* pending, delivered, acked, failed */
+    const char *state; /* pending, delivered, acked, failed */
     int attempts;
-    int last_http_status;       /* 0 = none */
+    int last_http_status; /* 0 = none */
     const char *last_error;
     int64_t received_at_ms;
-    int64_t delivered_at_ms;    /* 0 = not yet */
-    int64_t acked_at_ms;        /* 0 = not yet */
+    int64_t delivered_at_ms; /* 0 = not yet */
+    int64_t acked_at_ms;     /* 0 = not yet */
 };
 typedef int (*obx_inbox_fn)(void *ctx, const struct obx_inbox_row *r);
 

@@ -69,8 +69,7 @@ refill(struct obx_ratelimit *rl, int64_t now_mono_ms)
 }
 
 void
-obx_ratelimit_init(struct obx_ratelimit *rl, double rate_per_s, int64_t burst,
-                   int64_t now_mono_ms)
+obx_ratelimit_init(struct obx_ratelimit *rl, double rate_per_s, int64_t burst, int64_t now_mono_ms)
 {
     rl->rate_per_s = sane_rate(rate_per_s);
     rl->burst = sane_burst(burst);

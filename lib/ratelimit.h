@@ -17,12 +17,12 @@
  * Embedded in its owner (no allocation, nothing to release). Invariants: 1 <= burst,
  * 0 <= tokens <= burst. While a pause is pending, tokens never exceed 1.
  */
-struct obx_ratelimit {               /* fields are private: use the API */
-    double rate_per_s;               /* tokens per second; 0 = unlimited */
-    double burst;                    /* bucket size in tokens, >= 1 */
-    double tokens;                   /* tokens available at last_mono_ms */
-    int64_t last_mono_ms;            /* when tokens was last brought up to date */
-    int64_t paused_until_mono_ms;    /* 0 = not paused (cleared once the pause is over) */
+struct obx_ratelimit {            /* fields are private: use the API */
+    double rate_per_s;            /* tokens per second; 0 = unlimited */
+    double burst;                 /* bucket size in tokens, >= 1 */
+    double tokens;                /* tokens available at last_mono_ms */
+    int64_t last_mono_ms;         /* when tokens was last brought up to date */
+    int64_t paused_until_mono_ms; /* 0 = not paused (cleared once the pause is over) */
 };
 
 /* Initialises a full bucket. rate_per_s <= 0 (or NaN) means unlimited; burst < 1 means 1. */

@@ -16,10 +16,10 @@
 /* What one event says, borrowed from its parsed document. */
 struct event_view {
     const char *type;
-    char message_id[256];        /* Partoo's message id as text; "" when absent */
+    char message_id[256]; /* Partoo's message id as text; "" when absent */
     char conversation_id[256];
     char business_id[256];
-    int id_too_long;             /* an id did not fit: the event is not interpreted */
+    int id_too_long; /* an id did not fit: the event is not interpreted */
     const char *status;
     const char *sender_type;
     const char *sender_label;
@@ -69,11 +69,11 @@ read_event(const obx_json *doc, struct event_view *e)
 
     memset(e, 0, sizeof *e);
     e->type = str_at(doc, "type");
-    e->id_too_long =
-        id_text(obx_json_get(msg, "id"), e->message_id, sizeof e->message_id) != 0 ||
-        id_text(obx_json_get(conv, "id"), e->conversation_id, sizeof e->conversation_id) != 0 ||
-        id_text(obx_json_get(obx_json_get(conv, "business"), "id"), e->business_id,
-                sizeof e->business_id) != 0;
+    e->id_too_long = id_text(obx_json_get(msg, "id"), e->message_id, sizeof e->message_id) != 0 ||
+                     id_text(obx_json_get(conv, "id"), e->conversation_id,
+                             sizeof e->conversation_id) != 0 ||
+                     id_text(obx_json_get(obx_json_get(conv, "business"), "id"), e->business_id,
+                             sizeof e->business_id) != 0;
     e->status = str_at(msg, "status");
     e->sender_type = str_at(msg, "sender_type");
     e->sender_label = str_at(msg, "sender_label");
@@ -128,10 +128,10 @@ apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id
         /* Cut at character boundaries: the reason lands in the audit trail. */
         const char *status = e->status ? e->status : "unknown";
         snprintf(reason, sizeof reason, "confirmed by %s (partoo message %.*s, status %.*s)",
-                 e->type, (int)obx_utf8_prefix(e->message_id, 64), e->message_id,
-                 (int)obx_utf8_prefix(status, 32), status);
-        err = obx_store_confirm(st, e->channel_id, e->external_message_id, e->message_id,
-                                e->status, reason);
+                 e->type, (int)obx_buf_utf8_prefix(e->message_id, 64), e->message_id,
+                 (int)obx_buf_utf8_prefix(status, 32), status);
+        err = obx_store_confirm(st, e->channel_id, e->external_message_id, e->message_id, e->status,
+                                reason);
         if (err == OBX_ENOTFOUND || err == OBX_ECONFLICT) {
             *outcome = "unmatched";
             return OBX_OK;
@@ -196,8 +196,8 @@ process_one(struct obx_store *st, const struct obx_config *cfg, int64_t id, cons
                        (size_t)(cfg->webhook_max_body_bytes > cfg->max_body_bytes
                                     ? cfg->webhook_max_body_bytes
                                     : cfg->max_body_bytes),
-                       (int)cfg->max_json_depth, &doc,
-                       NULL) == OBX_OK && obx_json_is_object(doc)) {
+                       (int)cfg->max_json_depth, &doc, NULL) == OBX_OK &&
+        obx_json_is_object(doc)) {
         read_event(doc, &e);
         err = apply_event(st, cfg, id, &e, &outcome, r);
     }
@@ -217,8 +217,7 @@ obx_reconcile_has_backlog(struct obx_store *st, int *backlog)
 
 enum obx_err
 obx_reconcile_events(struct obx_store *st, const struct obx_config *cfg,
-                     const struct obx_reconcile_event *ev, size_t n,
-                     struct obx_reconcile_result *r)
+                     const struct obx_reconcile_event *ev, size_t n, struct obx_reconcile_result *r)
 {
     enum obx_err err = OBX_OK;
 

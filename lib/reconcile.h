@@ -19,9 +19,9 @@
 struct obx_reconcile_result {
     int processed;
     int confirmed;
-    int replies;    /* new inbox rows */
-    int unmatched;  /* carried an external id we do not have (or an ambiguous one) */
-    int ignored;    /* other types, echoes of non-ours, read-only channels, ... */
+    int replies;   /* new inbox rows */
+    int unmatched; /* carried an external id we do not have (or an ambiguous one) */
+    int ignored;   /* other types, echoes of non-ours, read-only channels, ... */
     int unparsable;
 };
 
@@ -38,16 +38,14 @@ struct obx_reconcile_event {
  * filled only on success.
  */
 OBX_MUST_CHECK enum obx_err obx_reconcile_run(struct obx_store *st, const struct obx_config *cfg,
-                                              int max,
-                                              struct obx_reconcile_result *r /* OUT */);
+                                              int max, struct obx_reconcile_result *r /* OUT */);
 
 /*
  * Interprets the given stored, unprocessed events inside the caller's open
  * transaction, adding to *r. On error the caller rolls back (to a savepoint): the
  * events stay unprocessed for obx_reconcile_run.
  */
-OBX_MUST_CHECK enum obx_err obx_reconcile_events(struct obx_store *st,
-                                                 const struct obx_config *cfg,
+OBX_MUST_CHECK enum obx_err obx_reconcile_events(struct obx_store *st, const struct obx_config *cfg,
                                                  const struct obx_reconcile_event *ev, size_t n,
                                                  struct obx_reconcile_result *r /* IN/OUT */);
 

@@ -81,12 +81,12 @@ obx_retention_step(struct obx_store *st, struct obx_retention *r, int *done)
         r->n.messages += a;
         break;
     case PH_REPLIES:
-        err = obx_store_purge_replies_batch(st, r->o.before_ms, &lim, &r->cursor, &a, &more);
+        err = obx_store_inbox_purge_replies_batch(st, r->o.before_ms, &lim, &r->cursor, &a, &more);
         r->n.replies += a;
         break;
     case PH_EVENTS:
-        err = obx_store_purge_events_batch(st, r->o.before_ms, r->o.hashes_before_ms, &lim,
-                                           &r->cursor, &a, &b, &more);
+        err = obx_store_inbox_purge_events_batch(st, r->o.before_ms, r->o.hashes_before_ms, &lim,
+                                                 &r->cursor, &a, &b, &more);
         r->n.event_bodies += a;
         r->n.event_hashes += b;
         break;
@@ -104,9 +104,7 @@ obx_retention_step(struct obx_store *st, struct obx_retention *r, int *done)
         err = obx_audit_prune_batch(st, &r->prune, r->o.batch_rows * 4, &a, &more);
         r->n.audit_rows += a;
         break;
-    default:
-        *done = 1;
-        return OBX_OK;
+    default: *done = 1; return OBX_OK;
     }
     if (err != OBX_OK)
         return err;

@@ -36,8 +36,8 @@ struct obx_retention_opts {
     int include_failed;       /* also failed messages (`outbox purge` without --keep-failed) */
     int (*is_readonly)(void *ctx, const char *channel); /* may be NULL */
     void *ctx;
-    int batch_rows;           /* rows per step; 0 = OBX_RETENTION_BATCH_ROWS */
-    int64_t batch_ms;         /* time per step; 0 = OBX_RETENTION_BATCH_MS, < 0 = no bound */
+    int batch_rows;   /* rows per step; 0 = OBX_RETENTION_BATCH_ROWS */
+    int64_t batch_ms; /* time per step; 0 = OBX_RETENTION_BATCH_MS, < 0 = no bound */
 };
 
 /* What a pass removed so far, and how many transactions it took. */

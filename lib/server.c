@@ -67,10 +67,10 @@ struct reconcile_job {
 /* Loop thread only. */
 struct server {
     struct event_base *base;
-    struct obx_config *cfg;       /* owned; replaced on reload */
-    struct obx_store *st;         /* the loop's connection: reads only */
-    struct obx_store *writer;     /* until the store thread takes it over */
-    struct obx_storeq *q;         /* the store thread: every write */
+    struct obx_config *cfg;   /* owned; replaced on reload */
+    struct obx_store *st;     /* the loop's connection: reads only */
+    struct obx_store *writer; /* until the store thread takes it over */
+    struct obx_storeq *q;     /* the store thread: every write */
     struct publish_job pub;
     int publishing;
     struct reconcile_job rec;
@@ -79,9 +79,9 @@ struct server {
     struct obx_api *api;
     struct obx_webhook *webhook;
     struct obx_inbox *inbox;
-    struct event *reconcile_ev;   /* one-shot: interpret stored webhook events */
-    struct obx_cron *cron;        /* every periodic job, heartbeat included (lib/cron.c) */
-    char published[512];          /* what was published last, to write only changes */
+    struct event *reconcile_ev; /* one-shot: interpret stored webhook events */
+    struct obx_cron *cron;      /* every periodic job, heartbeat included (lib/cron.c) */
+    char published[512];        /* what was published last, to write only changes */
     int64_t published_mono_ms;
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
     int lock_fd;
@@ -94,8 +94,8 @@ struct server {
 static void
 on_libevent_log(int severity, const char *msg)
 {
-    obx_log_write(severity >= EVENT_LOG_ERR ? OBX_LOG_ERROR : OBX_LOG_DEBUG, "libevent", msg,
-                  NULL, 0);
+    obx_log_write(severity >= EVENT_LOG_ERR ? OBX_LOG_ERROR : OBX_LOG_DEBUG, "libevent", msg, NULL,
+                  0);
 }
 
 /* SQLite's own diagnostics (recovered WAL frames, I/O trouble) go to our log. */
@@ -432,11 +432,13 @@ render_metrics(void *ctx, struct obx_buf *b)
     obx_api_stats(s->api, &as);
     obx_webhook_stats(s->webhook, &hs);
     err = obx_query_stats(s->st, &ch, &in.nchannels);
-    if (err == OBX_OK) err = obx_query_inbox_counts(s->st, in.inbox_by_state);
+    if (err == OBX_OK)
+        err = obx_query_inbox_counts(s->st, in.inbox_by_state);
     if (err == OBX_OK)
         err = obx_query_webhook_outcomes(s->st, obx_metrics_webhook_outcomes, 7,
                                          in.webhook_events_by_outcome);
-    if (err == OBX_OK) err = obx_query_db_bytes(s->st, &in.db_bytes);
+    if (err == OBX_OK)
+        err = obx_query_db_bytes(s->st, &in.db_bytes);
     snprintf(wal, sizeof wal, "%s-wal", s->cfg->db);
     in.wal_bytes = file_size(wal);
     in.channels = ch;
@@ -541,10 +543,16 @@ publish_state(struct server *s, int running)
 static enum obx_err
 run_publish(struct obx_store *st, void *arg)
 {
-    static const char *const keys[N_STATE_KEYS] = {
-        "running", "pid", "started_at_ms", "circuit", "paused_reason", "paused_until_ms",
-        "api_port", "webhook_port", OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE,
-        OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE};
+    static const char *const keys[N_STATE_KEYS] = {"running",
+                                                   "pid",
+                                                   "started_at_ms",
+                                                   "circuit",
+                                                   "paused_reason",
+                                                   "paused_until_ms",
+                                                   "api_port",
+                                                   "webhook_port",
+                                                   OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE,
+                                                   OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE};
     struct publish_job *j = arg;
 
     return obx_store_publish_state(st, keys, j->values, N_STATE_KEYS);
@@ -722,9 +730,12 @@ start(struct server *s)
         s->rec.job.done = on_reconciled;
         s->rec.job.arg = &s->rec;
     }
-    if (err == OBX_OK) err = add_signal(s, &s->sig_term, SIGTERM, on_stop_signal);
-    if (err == OBX_OK) err = add_signal(s, &s->sig_int, SIGINT, on_stop_signal);
-    if (err == OBX_OK) err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
+    if (err == OBX_OK)
+        err = add_signal(s, &s->sig_term, SIGTERM, on_stop_signal);
+    if (err == OBX_OK)
+        err = add_signal(s, &s->sig_int, SIGINT, on_stop_signal);
+    if (err == OBX_OK)
+        err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
     if (err == OBX_OK)
         err = obx_worker_new(s->base, s->st, s->q, s->cfg, &s->worker);
     if (err == OBX_OK)
@@ -809,7 +820,9 @@ harden_process(void)
 enum obx_err
 obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
 {
-    struct server s = {.lock_fd = -1, .reload = reload, .reload_ctx = reload_ctx,
+    struct server s = {.lock_fd = -1,
+                       .reload = reload,
+                       .reload_ctx = reload_ctx,
                        .start_time_ms = obx_now_ms(obx_clock_real())};
     enum obx_err err;
 

@@ -1,7 +1,7 @@
 /*
  * signature: Ed25519 verification of Partoo webhooks, and SHA-256 as hex.
  *
- * Key text accepted by obx_verifier_new, after trimming surrounding whitespace:
+ * Key text accepted by obx_signature_verifier_new, after trimming surrounding whitespace:
  *
  *   64 hex digits (any case)        -> raw 32-byte key   EVP_PKEY_new_raw_public_key
  *   "-----BEGIN ..." (a PEM text)   -> SPKI in PEM       PEM_read_bio_PUBKEY
@@ -32,9 +32,9 @@
 #include "mem.h"
 
 #define KEY_TEXT_MAX (64 * 1024) /* bytes; a key file or text larger than this is refused */
-#define RAW_KEY_LEN  32          /* bytes of an Ed25519 public key */
-#define SIG_LEN      64          /* bytes of an Ed25519 signature */
-#define SIG_B64_LEN  88          /* characters of SIG_LEN bytes in padded base64 */
+#define RAW_KEY_LEN 32           /* bytes of an Ed25519 public key */
+#define SIG_LEN 64               /* bytes of an Ed25519 signature */
+#define SIG_B64_LEN 88           /* characters of SIG_LEN bytes in padded base64 */
 
 struct obx_verifier {
     EVP_PKEY *pkey; /* an Ed25519 public key; owned */
@@ -219,7 +219,7 @@ parse_key(const char *s, size_t n, EVP_PKEY **pkey)
 }
 
 enum obx_err
-obx_verifier_new(const char *key_text, struct obx_verifier **out /* OUT */)
+obx_signature_verifier_new(const char *key_text, struct obx_verifier **out /* OUT */)
 {
     struct obx_verifier *v = NULL;
     EVP_PKEY *pkey = NULL;
@@ -257,7 +257,7 @@ out:
 }
 
 enum obx_err
-obx_verifier_from_file(const char *path, struct obx_verifier **out /* OUT */)
+obx_signature_verifier_from_file(const char *path, struct obx_verifier **out /* OUT */)
 {
     FILE *f = NULL;
     char *text = NULL;
@@ -282,7 +282,7 @@ obx_verifier_from_file(const char *path, struct obx_verifier **out /* OUT */)
     if (n > KEY_TEXT_MAX || memchr(text, '\0', n))
         goto out;
     text[n] = '\0';
-    err = obx_verifier_new(text, out);
+    err = obx_signature_verifier_new(text, out);
 out:
     if (f)
         fclose(f);
@@ -291,7 +291,7 @@ out:
 }
 
 void
-obx_verifier_free(struct obx_verifier *v)
+obx_signature_verifier_free(struct obx_verifier *v)
 {
     if (!v)
         return;
@@ -300,7 +300,8 @@ obx_verifier_free(struct obx_verifier *v)
 }
 
 int
-obx_verifier_check(const struct obx_verifier *v, const void *body, size_t len, const char *sig_b64)
+obx_signature_verifier_check(const struct obx_verifier *v, const void *body, size_t len,
+                             const char *sig_b64)
 {
     unsigned char sig[SIG_B64_LEN / 4 * 3];
     EVP_MD_CTX *ctx = NULL;
@@ -328,7 +329,7 @@ out:
 }
 
 enum obx_err
-obx_sha256_hex(const void *data, size_t len, char out[65])
+obx_signature_sha256_hex(const void *data, size_t len, char out[65])
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -58,13 +58,13 @@ static const char *const state_names[OBX_N_STATES] = {
 };
 
 const char *
-obx_state_name(enum obx_state s)
+obx_store_state_name(enum obx_state s)
 {
     return (s >= 0 && s < OBX_N_STATES) ? state_names[s] : "unknown";
 }
 
 int
-obx_state_parse(const char *s)
+obx_store_state_parse(const char *s)
 {
     for (int i = 0; i < OBX_N_STATES; i++)
         if (strcmp(s, state_names[i]) == 0)
@@ -223,11 +223,11 @@ struct enq_stmts {
 /* Per valid item of a batch: its place among the items of the same conversation. */
 struct conv_slot {
     const char *channel_id, *conversation_id;
-    size_t item;         /* index in the batch */
-    size_t prev_same;    /* slot of the previous item of the conversation, or NO_SLOT */
-    int64_t tail;        /* the conversation's unfinished tail after this item, 0 if none */
-    int appended;        /* this item or an earlier one of the batch was inserted */
-    int last;            /* no later item of the batch has this conversation */
+    size_t item;      /* index in the batch */
+    size_t prev_same; /* slot of the previous item of the conversation, or NO_SLOT */
+    int64_t tail;     /* the conversation's unfinished tail after this item, 0 if none */
+    int appended;     /* this item or an earlier one of the batch was inserted */
+    int last;         /* no later item of the batch has this conversation */
 };
 #define NO_SLOT SIZE_MAX
 
@@ -495,10 +495,10 @@ enqueue_items(const struct enq_stmts *q, struct obx_enq_item *items, size_t n,
         it->err = obx_msg_validate(&it->msg, lim, &it->fe);
         by_item[i] = NO_SLOT;
         if (it->err == OBX_OK)
-            slots[nvalid++] = (struct conv_slot){.channel_id = it->msg.channel_id,
-                                                 .conversation_id =
-                                                     it->msg.external_conversation_id,
-                                                 .item = i};
+            slots[nvalid++] = (struct conv_slot){
+                .channel_id = it->msg.channel_id,
+                .conversation_id = it->msg.external_conversation_id,
+                .item = i};
     }
     link_conversations(slots, nvalid, by_item);
     err = insert_linked(q, items, n, slots, by_item, now_ms);
@@ -537,8 +537,8 @@ obx_store_check_quota(struct obx_store *st)
 static int
 limits_within_schema(const struct obx_msg_limits *lim)
 {
-    return lim->max_id_bytes <= 255 && lim->max_name_bytes <= 255 &&
-           lim->max_image_bytes <= 2048 && lim->max_content_bytes <= 1048576;
+    return lim->max_id_bytes <= 255 && lim->max_name_bytes <= 255 && lim->max_image_bytes <= 2048 &&
+           lim->max_content_bytes <= 1048576;
 }
 
 enum obx_err
@@ -642,10 +642,9 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
  * INDEXED BY pins the partial claim index: without ANALYZE statistics the planner
  * may prefer outbox_state and sort a million rows (measured: 0.4 s per claim).
  */
-static const char SQL_NEXT_LEVEL[] =
-    "SELECT priority FROM outbox INDEXED BY outbox_claim"
-    " WHERE state = 'queued' AND head = 1 AND priority < ?1"
-    " ORDER BY priority DESC LIMIT 1";
+static const char SQL_NEXT_LEVEL[] = "SELECT priority FROM outbox INDEXED BY outbox_claim"
+                                     " WHERE state = 'queued' AND head = 1 AND priority < ?1"
+                                     " ORDER BY priority DESC LIMIT 1";
 
 static const char SQL_NEXT_BUSINESS[] =
     "SELECT business_id FROM outbox INDEXED BY outbox_claim"
@@ -684,7 +683,7 @@ static const char SQL_MARK_SENDING[] =
     " counted_attempts, resends, created_at_ms, accepted_at_ms";
 
 void
-obx_claimed_release(struct obx_claimed *c)
+obx_store_claimed_release(struct obx_claimed *c)
 {
     if (!c)
         return;
@@ -697,8 +696,9 @@ static enum obx_err
 copy_claim_strings(sqlite3_stmt *s, struct obx_claimed *c)
 {
     const char **fields[8] = {
-        &c->msg.channel_id, &c->msg.external_message_id, &c->msg.business_id,
-        &c->msg.external_conversation_id, &c->msg.content, &c->msg.sender_type,
+        &c->msg.channel_id,    &c->msg.external_message_id,
+        &c->msg.business_id,   &c->msg.external_conversation_id,
+        &c->msg.content,       &c->msg.sender_type,
         &c->msg.consumer_name, &c->msg.consumer_image,
     };
     size_t total = 0, off = 0;
@@ -758,7 +758,7 @@ mark_sending(struct obx_store *st, int64_t id, int64_t now_ms, int64_t lease_ms,
     if (err == OBX_OK && rc != SQLITE_DONE)
         err = obx_err_from_sqlite(rc);
     if (err != OBX_OK)
-        obx_claimed_release(c);
+        obx_store_claimed_release(c);
     return err;
 }
 
@@ -901,7 +901,7 @@ obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_clai
     err = obx_db_end(st->db, err);
     if (err != OBX_OK) {
         for (int i = 0; i < r.n; i++)
-            obx_claimed_release(&out[i]);
+            obx_store_claimed_release(&out[i]);
         return err;
     }
     *n = r.n;
@@ -995,8 +995,7 @@ apply_transition(struct obx_store *st, const struct obx_attempt *a, int64_t now_
 }
 
 enum obx_err
-obx_store_finish(struct obx_store *st, const struct obx_attempt *a, size_t n,
-                 enum obx_err *results)
+obx_store_finish(struct obx_store *st, const struct obx_attempt *a, size_t n, enum obx_err *results)
 {
     int64_t now_ms = obx_now_ms(st->clock);
     enum obx_err err = obx_db_begin(st->db);
@@ -1191,15 +1190,12 @@ purgeable_state(enum obx_state state, const struct obx_purge_opts *o)
 {
     switch (state) {
     case OBX_ST_CONFIRMED:
-    case OBX_ST_CANCELLED:
-        return 1;
-    case OBX_ST_FAILED:
-        return o->include_failed;
+    case OBX_ST_CANCELLED: return 1;
+    case OBX_ST_FAILED: return o->include_failed;
     case OBX_ST_ACCEPTED:
         /* accepted is terminal only for read-only channels, checked per row */
         return o->is_readonly != NULL;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -1210,9 +1206,9 @@ obx_store_batch_expired(const struct obx_batch_limit *lim)
 }
 
 enum obx_err
-obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o,
-                      enum obx_state state, const struct obx_batch_limit *lim,
-                      int64_t *cursor, int64_t *deleted, int *more)
+obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o, enum obx_state state,
+                      const struct obx_batch_limit *lim, int64_t *cursor, int64_t *deleted,
+                      int *more)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_PURGE_CANDIDATES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
@@ -1228,7 +1224,7 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o,
     if (!sel || !del || !del_conv)
         return OBX_EDB;
     err = obx_db_begin(st->db);
-    obx_db_bind_text(sel, 1, obx_state_name(state));
+    obx_db_bind_text(sel, 1, obx_store_state_name(state));
     sqlite3_bind_int64(sel, 2, *cursor);
     sqlite3_bind_int(sel, 3, lim->rows);
     while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
@@ -1273,8 +1269,7 @@ static const char SQL_GIVE_UP_UNCONFIRMED[] =
     " confirm_due_at_ms = NULL"
     " WHERE state = 'accepted' AND confirm_due_at_ms <= ?1 AND resends >= ?2";
 
-const char *const obx_store_confirm_sql[] = {SQL_RESEND_UNCONFIRMED, SQL_GIVE_UP_UNCONFIRMED,
-                                             NULL};
+const char *const obx_store_confirm_sql[] = {SQL_RESEND_UNCONFIRMED, SQL_GIVE_UP_UNCONFIRMED, NULL};
 
 enum obx_err
 obx_store_confirm_timeouts(struct obx_store *st, int64_t max_resends, int64_t *resent,

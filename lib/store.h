@@ -17,16 +17,16 @@
 
 struct obx_store {
     struct obx_db *db;
-    struct obx_clock *clock;   /* borrowed; real clock unless a test swaps it */
-    int64_t max_db_size;       /* bytes, 0 = no quota */
-    int64_t wal_pages;         /* the WAL checkpoint interval asked for at open */
-    uint64_t lease_seq;        /* makes lease tokens unique within this process */
-    int64_t lease_base;        /* random per open, so tokens differ across processes */
-    int64_t rr_priority;       /* round-robin cursor: the lane served last ... */
-    char rr_business[256];     /* ... (business_id; "" = start of the level) */
+    struct obx_clock *clock; /* borrowed; real clock unless a test swaps it */
+    int64_t max_db_size;     /* bytes, 0 = no quota */
+    int64_t wal_pages;       /* the WAL checkpoint interval asked for at open */
+    uint64_t lease_seq;      /* makes lease tokens unique within this process */
+    int64_t lease_base;      /* random per open, so tokens differ across processes */
+    int64_t rr_priority;     /* round-robin cursor: the lane served last ... */
+    char rr_business[256];   /* ... (business_id; "" = start of the level) */
     /* The keyed audit chain (audit.h): set by obx_audit_use_key, else plain SHA-256. */
     int audit_keyed;
-    int audit_key_start;       /* may start the keyed segment (serve), not only continue it */
+    int audit_key_start; /* may start the keyed segment (serve), not only continue it */
     unsigned char audit_key[32];
     char audit_key_id[17];
 };
@@ -43,8 +43,8 @@ enum obx_state {
 #define OBX_N_STATES 6
 
 /* "queued", ... ; and the reverse (-1 when unknown). */
-const char *obx_state_name(enum obx_state s);
-int obx_state_parse(const char *s);
+const char *obx_store_state_name(enum obx_state s);
+int obx_store_state_parse(const char *s);
 
 /*
  * How long a statement waits for another process's write lock before failing with
@@ -70,12 +70,12 @@ OBX_MUST_CHECK enum obx_err obx_store_forbid_writes(struct obx_store *st);
 
 /* One item of a batch enqueue: the message in, the result out. */
 struct obx_enq_item {
-    struct obx_msg msg;              /* in: borrowed */
-    enum obx_err err;                /* out: OBX_OK, OBX_EINVAL (see fe), OBX_ECONFLICT */
-    enum obx_enqueue_result result;  /* out, when err == OBX_OK */
-    int64_t id;                      /* out: row id (new or existing), 0 when invalid */
-    char state[16];                  /* out: current state of the row */
-    struct obx_field_error fe;       /* out, when err == OBX_EINVAL */
+    struct obx_msg msg;             /* in: borrowed */
+    enum obx_err err;               /* out: OBX_OK, OBX_EINVAL (see fe), OBX_ECONFLICT */
+    enum obx_enqueue_result result; /* out, when err == OBX_OK */
+    int64_t id;                     /* out: row id (new or existing), 0 when invalid */
+    char state[16];                 /* out: current state of the row */
+    struct obx_field_error fe;      /* out, when err == OBX_EINVAL */
 };
 
 /*
@@ -93,20 +93,20 @@ OBX_MUST_CHECK enum obx_err obx_store_check_quota(struct obx_store *st);
 
 /* ---- delivery ---------------------------------------------------------------- */
 
-/* A claimed message, owned by the caller until obx_claimed_release(). */
+/* A claimed message, owned by the caller until obx_store_claimed_release(). */
 struct obx_claimed {
     int64_t id;
     int64_t lease_token;
-    int attempts;          /* attempts made before this claim */
-    int counted_attempts;  /* of which count toward max_attempts */
+    int attempts;         /* attempts made before this claim */
+    int counted_attempts; /* of which count toward max_attempts */
     int resends;
     int64_t created_at_ms;
     int64_t accepted_at_ms; /* 0 unless this is a confirmation re-send */
-    struct obx_msg msg;    /* strings point into `strings` */
-    char *strings;         /* one allocation holding every string of msg */
+    struct obx_msg msg;     /* strings point into `strings` */
+    char *strings;          /* one allocation holding every string of msg */
 };
 
-void obx_claimed_release(struct obx_claimed *c);
+void obx_store_claimed_release(struct obx_claimed *c);
 
 /*
  * The three queries a claim runs (next priority level, next business of a level,
@@ -140,10 +140,10 @@ struct obx_attempt {
     int64_t lease_token;
     int64_t started_at_ms;
     int64_t duration_ms;
-    int http_status;            /* 0: no HTTP answer */
-    const char *outcome;        /* obx_backoff_outcome_name() */
-    const char *error;          /* NULL or a short reason */
-    const char *excerpt;        /* NULL or the first bytes of the response body */
+    int http_status;     /* 0: no HTTP answer */
+    const char *outcome; /* obx_backoff_outcome_name() */
+    const char *error;   /* NULL or a short reason */
+    const char *excerpt; /* NULL or the first bytes of the response body */
     enum obx_next next;
     int counted;                /* 1: counts toward max_attempts */
     int64_t next_attempt_at_ms; /* OBX_NEXT_RETRY only */
@@ -193,8 +193,7 @@ OBX_MUST_CHECK enum obx_err obx_store_confirm(struct obx_store *st, const char *
 /* ---- service state ------------------------------------------------------------------ */
 
 /* Writes n key/value pairs into service_state (one transaction); values may be NULL. */
-OBX_MUST_CHECK enum obx_err obx_store_publish_state(struct obx_store *st,
-                                                    const char *const *keys,
+OBX_MUST_CHECK enum obx_err obx_store_publish_state(struct obx_store *st, const char *const *keys,
                                                     const char *const *values, size_t n);
 
 /* ---- operator actions ----------------------------------------------------------- */
@@ -261,21 +260,19 @@ OBX_MUST_CHECK enum obx_err obx_store_purge_batch(struct obx_store *st,
                                                   int64_t *deleted /* OUT */, int *more /* OUT */);
 
 /* One batch of replies (id > *cursor) delivered or acknowledged before before_ms. */
-OBX_MUST_CHECK enum obx_err obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
-                                                          const struct obx_batch_limit *lim,
-                                                          int64_t *cursor /* IN/OUT */,
-                                                          int64_t *deleted /* OUT */,
-                                                          int *more /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_inbox_purge_replies_batch(
+    struct obx_store *st, int64_t before_ms, const struct obx_batch_limit *lim,
+    int64_t *cursor /* IN/OUT */, int64_t *deleted /* OUT */, int *more /* OUT */);
 
 /*
  * Stores one verified webhook (body, len bytes, and sha256 = hex SHA-256 of the body) received
  * at received_at_ms, inside the caller's transaction. *id gets the new row's id, or 0 when an
  * event with the same body is stored already (a replay: nothing written).
  */
-OBX_MUST_CHECK enum obx_err obx_store_add_webhook_event(struct obx_store *st, const char *sha256,
-                                                        const void *body, size_t len,
-                                                        int64_t received_at_ms,
-                                                        int64_t *id /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_inbox_add_webhook_event(struct obx_store *st,
+                                                              const char *sha256, const void *body,
+                                                              size_t len, int64_t received_at_ms,
+                                                              int64_t *id /* OUT */);
 
 /*
  * One batch of webhook events (id > *cursor) received before before_ms, interpreted and
@@ -283,13 +280,10 @@ OBX_MUST_CHECK enum obx_err obx_store_add_webhook_event(struct obx_store *st, co
  * body_sha256 replay guard goes once older than hashes_before_ms (*hashes). Pending
  * and failed replies keep their events. Stops at the first event too young.
  */
-OBX_MUST_CHECK enum obx_err obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms,
-                                                         int64_t hashes_before_ms,
-                                                         const struct obx_batch_limit *lim,
-                                                         int64_t *cursor /* IN/OUT */,
-                                                         int64_t *bodies /* OUT */,
-                                                         int64_t *hashes /* OUT */,
-                                                         int *more /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_inbox_purge_events_batch(
+    struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms,
+    const struct obx_batch_limit *lim, int64_t *cursor /* IN/OUT */, int64_t *bodies /* OUT */,
+    int64_t *hashes /* OUT */, int *more /* OUT */);
 
 /* ---- the WAL on a tight disk ------------------------------------------------------- */
 

@@ -129,8 +129,7 @@ static const char SQL_CHECKPOINT[] =
     "SELECT upto_id, hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1";
 
 enum obx_err
-obx_store_audit_last_checkpoint(struct obx_store *st, int64_t *upto_id, char hash[65],
-                                int *found)
+obx_store_audit_last_checkpoint(struct obx_store *st, int64_t *upto_id, char hash[65], int *found)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CHECKPOINT);
     int rc;
@@ -180,8 +179,7 @@ static const char SQL_UNSEALED[] =
 static const char SQL_SET_HASH[] = "UPDATE audit_log SET hash = ?2 WHERE id = ?1";
 
 enum obx_err
-obx_store_audit_seal_legacy(struct obx_store *st, int max, obx_audit_hash_fn fn, void *ctx,
-                            int *n)
+obx_store_audit_seal_legacy(struct obx_store *st, int max, obx_audit_hash_fn fn, void *ctx, int *n)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_UNSEALED);
     sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_HASH);
@@ -233,7 +231,7 @@ obx_store_audit_fill_sent_hashes(struct obx_store *st, obx_audit_digest_fn fn, v
     sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_SENT);
     static const int batch = 256;
     int64_t ids[256];
-    unsigned char (*h)[32] = obx_calloc(256, 32);
+    unsigned char(*h)[32] = obx_calloc(256, 32);
     int hn[256];
     enum obx_err err = (sel && upd && h) ? OBX_OK : (h ? OBX_EDB : OBX_ENOMEM);
     int n = batch;
@@ -290,14 +288,12 @@ obx_store_audit_last_seal(struct obx_store *st, struct obx_audit_seal *out)
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
-static const char SQL_EVENTS_MAX[] =
-    "SELECT coalesce((SELECT max(id) FROM transitions), 0),"
-    " coalesce((SELECT max(id) FROM attempts), 0),"
-    " coalesce((SELECT max(id) FROM actions), 0)";
+static const char SQL_EVENTS_MAX[] = "SELECT coalesce((SELECT max(id) FROM transitions), 0),"
+                                     " coalesce((SELECT max(id) FROM attempts), 0),"
+                                     " coalesce((SELECT max(id) FROM actions), 0)";
 
 enum obx_err
-obx_store_audit_events_max(struct obx_store *st, int64_t *t_upto, int64_t *a_upto,
-                           int64_t *x_upto)
+obx_store_audit_events_max(struct obx_store *st, int64_t *t_upto, int64_t *a_upto, int64_t *x_upto)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EVENTS_MAX);
     int rc;
@@ -416,10 +412,9 @@ obx_store_audit_seals(struct obx_store *st, int64_t after, obx_audit_seal_fn fn,
     return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
-static const char SQL_UNSEALED_EVENTS[] =
-    "SELECT (SELECT count(*) FROM transitions WHERE id > ?1)"
-    " + (SELECT count(*) FROM attempts WHERE id > ?2)"
-    " + (SELECT count(*) FROM actions WHERE id > ?3)";
+static const char SQL_UNSEALED_EVENTS[] = "SELECT (SELECT count(*) FROM transitions WHERE id > ?1)"
+                                          " + (SELECT count(*) FROM attempts WHERE id > ?2)"
+                                          " + (SELECT count(*) FROM actions WHERE id > ?3)";
 
 enum obx_err
 obx_store_audit_count_events_after(struct obx_store *st, const struct obx_audit_seal *base,
@@ -528,8 +523,8 @@ static const char SQL_PRUNE_DELETE[] =
     " LIMIT ?2)";
 
 enum obx_err
-obx_store_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows,
-                           int64_t *upto_id, char upto_hash[65], int *more)
+obx_store_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows, int64_t *upto_id,
+                           char upto_hash[65], int *more)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PRUNE_SCAN);
     int n = 0, rc;
@@ -542,8 +537,7 @@ obx_store_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         n++;
         /* The prefix ends at the first row too young or not sealed yet. */
-        if (sqlite3_column_int64(s, 1) >= before_ms ||
-            sqlite3_column_type(s, 2) == SQLITE_NULL) {
+        if (sqlite3_column_int64(s, 1) >= before_ms || sqlite3_column_type(s, 2) == SQLITE_NULL) {
             n = -1;
             break;
         }

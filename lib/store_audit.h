@@ -42,12 +42,12 @@ struct obx_audit_mode {
 /* One audit_seals row: the events it covers, by id range of each event table. */
 struct obx_audit_seal {
     int64_t id;
-    int64_t t_upto;  /* transitions_upto */
-    int64_t a_upto;  /* attempts_upto */
+    int64_t t_upto; /* transitions_upto */
+    int64_t a_upto; /* attempts_upto */
     int64_t events;
     int64_t at_ms;
-    int64_t x_upto;  /* actions_upto */
-    char hash[65];   /* "" for the migration's base row */
+    int64_t x_upto; /* actions_upto */
+    char hash[65];  /* "" for the migration's base row */
 };
 /* Returns 0 to go on, non-zero to stop. */
 typedef int (*obx_audit_seal_fn)(void *ctx, const struct obx_audit_seal *s);
@@ -160,10 +160,9 @@ OBX_MUST_CHECK enum obx_err obx_store_audit_legacy_rows(struct obx_store *st, in
  * with prev_hash: the row before's hash in the whole chain (the checkpoint's, else genesis).
  */
 OBX_MUST_CHECK enum obx_err obx_store_audit_export_legacy(struct obx_store *st, int64_t since_ms,
-                                                          int64_t until_ms,
-                                                          const char *channel_id,
-                                                          const char *genesis,
-                                                          obx_audit_row_fn fn, void *ctx);
+                                                          int64_t until_ms, const char *channel_id,
+                                                          const char *genesis, obx_audit_row_fn fn,
+                                                          void *ctx);
 
 /* ---- pruning ------------------------------------------------------------------------- */
 
@@ -173,8 +172,7 @@ OBX_MUST_CHECK enum obx_err obx_store_audit_export_legacy(struct obx_store *st, 
  * *more = 1 when the walk may go on.
  */
 OBX_MUST_CHECK enum obx_err obx_store_audit_prune_scan(struct obx_store *st, int64_t before_ms,
-                                                       int max_rows,
-                                                       int64_t *upto_id /* IN/OUT */,
+                                                       int max_rows, int64_t *upto_id /* IN/OUT */,
                                                        char upto_hash[65] /* IN/OUT */,
                                                        int *more /* OUT */);
 

@@ -65,9 +65,8 @@ obx_store_dash_pause(struct obx_store *st, const char *scope, const char *key, c
     return err;
 }
 
-static const char SQL_RESUME[] =
-    "UPDATE pauses SET resumed_at_ms = max(?3, paused_at_ms)"
-    " WHERE scope = ?1 AND key = ?2 AND resumed_at_ms IS NULL";
+static const char SQL_RESUME[] = "UPDATE pauses SET resumed_at_ms = max(?3, paused_at_ms)"
+                                 " WHERE scope = ?1 AND key = ?2 AND resumed_at_ms IS NULL";
 
 enum obx_err
 obx_store_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
@@ -117,9 +116,8 @@ obx_store_dash_prune_actions(struct obx_store *st, int64_t upto_id, int max, int
     return err;
 }
 
-static const char SQL_PAUSES[] =
-    "SELECT scope, key, reason, by, paused_at_ms FROM pauses"
-    " WHERE resumed_at_ms IS NULL ORDER BY scope, key";
+static const char SQL_PAUSES[] = "SELECT scope, key, reason, by, paused_at_ms FROM pauses"
+                                 " WHERE resumed_at_ms IS NULL ORDER BY scope, key";
 
 enum obx_err
 obx_store_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
@@ -287,8 +285,8 @@ static const char SQL_COUNT[] =
 
 static const char SQL_COUNT_ANY[] =
     "SELECT count(*) FROM (SELECT 1 FROM outbox"
-    " WHERE (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR external_conversation_id = ?3)"
-    OBX_DASH_WINDOW_AND " LIMIT ?4)";
+    " WHERE (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR external_conversation_id = ?3)" OBX_DASH_WINDOW_AND
+    " LIMIT ?4)";
 
 void
 obx_store_dash_bind_filter(sqlite3_stmt *s, const struct obx_store_dash_filter *f)
@@ -463,7 +461,7 @@ on_hold(void *ctx, const struct obx_pause_row *p)
         err = obx_buf_json_str(h->b, p->scope);
     if (err == OBX_OK)
         err = obx_buf_puts(h->b, strcmp(p->scope, OBX_PAUSE_CHANNEL) == 0 ? ",\"channel_id\":"
-                                                                         : ",\"tenant\":");
+                                                                          : ",\"tenant\":");
     if (err == OBX_OK)
         err = obx_buf_json_str(h->b, p->key);
     if (err == OBX_OK)
@@ -584,7 +582,7 @@ obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
     /* Rows come grouped by channel; each channel is emitted when the next one starts. */
     while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *c = (const char *)sqlite3_column_text(s, 0);
-        int state = obx_state_parse((const char *)sqlite3_column_text(s, 1));
+        int state = obx_store_state_parse((const char *)sqlite3_column_text(s, 1));
 
         if (!c || strlen(c) >= sizeof channel || state < 0)
             continue;

@@ -58,7 +58,7 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_held_ms(struct obx_store *st, const c
 
 /* Counts of one kind per bucket: sent, accepted, failed, confirmed. */
 struct obx_history_point {
-    int64_t at_ms;   /* bucket start */
+    int64_t at_ms; /* bucket start */
     int64_t sent, accepted, failed, confirmed;
 };
 
@@ -131,7 +131,7 @@ struct obx_conv_row {
     const char *state;
     const char *state_reason;
     int attempts;
-    int head;                 /* 1: the conversation's next message to send */
+    int head; /* 1: the conversation's next message to send */
     int64_t created_at_ms;
     int64_t state_at_ms;
     int64_t next_attempt_at_ms;
@@ -168,7 +168,8 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_find(struct obx_store *st,
  */
 struct obx_enq_item;
 OBX_MUST_CHECK enum obx_err obx_store_dash_count_inserted(struct obx_store *st,
-                                                   const struct obx_enq_item *items, size_t n);
+                                                          const struct obx_enq_item *items,
+                                                          size_t n);
 
 /* One channel's line of the overview. */
 struct obx_overview_row {

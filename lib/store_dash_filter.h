@@ -12,15 +12,15 @@
 #include "store_dash.h"
 
 /* The created_at window: an id range that the (state, id) or rowid walk can use, then exact. */
-#define OBX_DASH_WINDOW_AND                                                                    \
+#define OBX_DASH_WINDOW_AND \
     " AND id >= ?7 AND id <= ?8 AND created_at_ms >= ?9 AND created_at_ms < ?10"
 
 /*
  * The filter, walked through (state, id) so a count or a batch never reads the whole table.
  * ?4 is left to the statement (its LIMIT); ?5 and ?6 too (a bulk action's time and reason).
  */
-#define OBX_DASH_FILTER_WHERE                                                                  \
-    " WHERE state = ?1 AND (?2 IS NULL OR channel_id = ?2)"                                    \
+#define OBX_DASH_FILTER_WHERE                               \
+    " WHERE state = ?1 AND (?2 IS NULL OR channel_id = ?2)" \
     " AND (?3 IS NULL OR external_conversation_id = ?3)" OBX_DASH_WINDOW_AND
 
 /* Binds f to the parameters the two macros above use (1-3, 7-10). */

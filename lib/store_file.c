@@ -148,9 +148,8 @@ obx_store_file_errmsg(struct obx_store *st)
 
 /* Copies every page into dst, step_pages at a time. */
 static enum obx_err
-copy_pages(struct obx_store *st, sqlite3 *dst, const char *dest, int step_pages,
-           int busy_retries, obx_copy_progress_fn progress, void *ctx, int64_t *pages,
-           char *errmsg, size_t n)
+copy_pages(struct obx_store *st, sqlite3 *dst, const char *dest, int step_pages, int busy_retries,
+           obx_copy_progress_fn progress, void *ctx, int64_t *pages, char *errmsg, size_t n)
 {
     sqlite3_backup *bk = sqlite3_backup_init(dst, "main", st->db->h, "main");
     int rc = SQLITE_OK, busy = 0;

@@ -15,8 +15,7 @@
  * leaves its journal mode alone (obx_store_open would switch it to WAL). On failure *out is
  * NULL and errmsg[n] says why. Free with obx_store_free.
  */
-OBX_MUST_CHECK enum obx_err obx_store_file_open(const char *path,
-                                                struct obx_store **out /* OUT */,
+OBX_MUST_CHECK enum obx_err obx_store_file_open(const char *path, struct obx_store **out /* OUT */,
                                                 char *errmsg, size_t n);
 
 /*
@@ -37,8 +36,7 @@ OBX_MUST_CHECK enum obx_err obx_store_file_schema_version(struct obx_store *st,
  * Starts the read transaction a copy runs in (end it with obx_store_tx_read_end) and reads
  * the schema version of that snapshot. Reading the schema first makes the snapshot start.
  */
-OBX_MUST_CHECK enum obx_err obx_store_file_snapshot(struct obx_store *st,
-                                                    int *version /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_file_snapshot(struct obx_store *st, int *version /* OUT */);
 
 /* How many messages the file holds (outbox rows). */
 OBX_MUST_CHECK enum obx_err obx_store_file_count_messages(struct obx_store *st,
@@ -57,11 +55,10 @@ typedef void (*obx_copy_progress_fn)(void *ctx, int64_t done, int64_t total);
  * journal so it is one self-contained file. *pages gets the pages copied. On failure
  * errmsg[n] holds the whole message (naming dest) and dest may be left behind.
  */
-OBX_MUST_CHECK enum obx_err obx_store_file_copy(struct obx_store *st, const char *dest,
-                                                mode_t mode, int step_pages, int busy_retries,
+OBX_MUST_CHECK enum obx_err obx_store_file_copy(struct obx_store *st, const char *dest, mode_t mode,
+                                                int step_pages, int busy_retries,
                                                 obx_copy_progress_fn progress, void *ctx,
-                                                int64_t *pages /* OUT */, char *errmsg,
-                                                size_t n);
+                                                int64_t *pages /* OUT */, char *errmsg, size_t n);
 
 /*
  * 1 when the file at path starts like an SQLite database (or is empty, which SQLite

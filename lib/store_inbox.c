@@ -103,9 +103,9 @@ static const char SQL_OLD_REPLIES[] =
 static const char SQL_DELETE_REPLY[] = "DELETE FROM inbox WHERE id = ?1";
 
 enum obx_err
-obx_store_purge_replies_batch(struct obx_store *st, int64_t before_ms,
-                              const struct obx_batch_limit *lim, int64_t *cursor,
-                              int64_t *deleted, int *more)
+obx_store_inbox_purge_replies_batch(struct obx_store *st, int64_t before_ms,
+                                    const struct obx_batch_limit *lim, int64_t *cursor,
+                                    int64_t *deleted, int *more)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_REPLIES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_REPLY);
@@ -158,8 +158,8 @@ static const char SQL_STORE_EVENT[] =
     " ON CONFLICT (body_sha256) DO NOTHING";
 
 enum obx_err
-obx_store_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
-                            size_t len, int64_t received_at_ms, int64_t *id)
+obx_store_inbox_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
+                                  size_t len, int64_t received_at_ms, int64_t *id)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STORE_EVENT);
     enum obx_err err;
@@ -180,9 +180,9 @@ static const char SQL_DELETE_EVENT[] = "DELETE FROM webhook_events WHERE id = ?1
 static const char SQL_DROP_EVENT_BODY[] = "UPDATE webhook_events SET body = x'' WHERE id = ?1";
 
 enum obx_err
-obx_store_purge_events_batch(struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms,
-                             const struct obx_batch_limit *lim, int64_t *cursor,
-                             int64_t *bodies, int64_t *hashes, int *more)
+obx_store_inbox_purge_events_batch(struct obx_store *st, int64_t before_ms,
+                                   int64_t hashes_before_ms, const struct obx_batch_limit *lim,
+                                   int64_t *cursor, int64_t *bodies, int64_t *hashes, int *more)
 {
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_EVENTS);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_EVENT);

@@ -4,16 +4,16 @@
  * replies, and their relay to inbox_url). This module is the only writer of both tables
  * (docs/architecture.md, "Who owns which table"):
  *
- *   webhook_events: stored (obx_store_add_webhook_event) -> interpreted
+ *   webhook_events: stored (obx_store_inbox_add_webhook_event) -> interpreted
  *                   (obx_store_inbox_mark_event) -> body dropped, then row deleted
- *                   (obx_store_purge_events_batch)
+ *                   (obx_store_inbox_purge_events_batch)
  *   inbox:          inserted pending (obx_store_inbox_add_reply) -> leased, delivered,
  *                   retried or failed (obx_store_inbox_lease_due, _mark_delivered,
  *                   _mark_retry, _fail) -> acked (obx_store_inbox_ack) -> purged
- *                   (obx_store_purge_replies_batch)
+ *                   (obx_store_inbox_purge_replies_batch)
  *
- * obx_store_add_webhook_event, obx_store_purge_replies_batch and
- * obx_store_purge_events_batch are declared in store.h (their callers include it).
+ * obx_store_inbox_add_webhook_event, obx_store_inbox_purge_replies_batch and
+ * obx_store_inbox_purge_events_batch are declared in store.h (their callers include it).
  * Writes run inside the caller's transaction when one is open (SQLite's autocommit
  * otherwise), except the purges, which open their own.
  */

@@ -7,11 +7,11 @@
 #include "err.h"
 #include "store_tx.h"
 
-#define MESSAGE_COLUMNS                                                                        \
-    "id, channel_id, external_message_id, business_id, external_conversation_id, content,"     \
-    " sender_type, consumer_name, consumer_image, priority, state, state_reason, attempts,"    \
-    " resends, created_at_ms, state_at_ms, next_attempt_at_ms, accepted_at_ms,"                \
-    " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status,"         \
+#define MESSAGE_COLUMNS                                                                     \
+    "id, channel_id, external_message_id, business_id, external_conversation_id, content,"  \
+    " sender_type, consumer_name, consumer_image, priority, state, state_reason, attempts," \
+    " resends, created_at_ms, state_at_ms, next_attempt_at_ms, accepted_at_ms,"             \
+    " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status,"     \
     " unconfirmed_at_ms"
 
 static const char *
@@ -62,15 +62,14 @@ static const char SQL_LIST_BY_STATE[] =
     " AND created_at_ms >= ?7 AND created_at_ms < ?8"
     " ORDER BY id DESC LIMIT ?4";
 
-static const char SQL_LIST_ALL[] =
-    "SELECT " MESSAGE_COLUMNS " FROM outbox"
-    " WHERE id < ?3 AND id >= ?6 AND (?2 IS NULL OR channel_id = ?2)"
-    " AND created_at_ms >= ?7 AND created_at_ms < ?8"
-    " ORDER BY id DESC LIMIT ?4";
+static const char SQL_LIST_ALL[] = "SELECT " MESSAGE_COLUMNS " FROM outbox"
+                                   " WHERE id < ?3 AND id >= ?6 AND (?2 IS NULL OR channel_id = ?2)"
+                                   " AND created_at_ms >= ?7 AND created_at_ms < ?8"
+                                   " ORDER BY id DESC LIMIT ?4";
 
 enum obx_err
-obx_store_query_messages(struct obx_store *st, const struct obx_list_query *q, obx_row_fn fn, void *ctx,
-               int64_t *next_cursor)
+obx_store_query_messages(struct obx_store *st, const struct obx_list_query *q, obx_row_fn fn,
+                         void *ctx, int64_t *next_cursor)
 {
     int by_state = q->unconfirmed || q->state;
     sqlite3_stmt *s = obx_db_stmt(st->db, by_state ? SQL_LIST_BY_STATE : SQL_LIST_ALL);
@@ -110,8 +109,8 @@ obx_store_query_messages(struct obx_store *st, const struct obx_list_query *q, o
     return OBX_OK;
 }
 
-static const char SQL_GET[] =
-    "SELECT " MESSAGE_COLUMNS " FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
+static const char SQL_GET[] = "SELECT " MESSAGE_COLUMNS
+                              " FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
 static const char SQL_TRANSITIONS[] =
     "SELECT id, message_id, at_ms, from_state, to_state, reason FROM transitions"
     " WHERE message_id = ?1 ORDER BY id";
@@ -174,8 +173,9 @@ each_attempt(struct obx_store *st, int64_t id, obx_attempt_fn fn, void *ctx)
 }
 
 enum obx_err
-obx_store_query_message(struct obx_store *st, const char *channel_id, const char *external_message_id,
-              obx_row_fn row_fn, obx_transition_fn tr_fn, obx_attempt_fn at_fn, void *ctx)
+obx_store_query_message(struct obx_store *st, const char *channel_id,
+                        const char *external_message_id, obx_row_fn row_fn, obx_transition_fn tr_fn,
+                        obx_attempt_fn at_fn, void *ctx)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_GET);
     struct obx_row r;
@@ -347,7 +347,7 @@ read_inbox_row(sqlite3_stmt *s, struct obx_inbox_row *r)
 
 enum obx_err
 obx_store_query_replies(struct obx_store *st, int64_t after_id, int limit, int include_acked,
-                obx_inbox_fn fn, void *ctx, int64_t *next_cursor)
+                        obx_inbox_fn fn, void *ctx, int64_t *next_cursor)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INBOX);
     struct obx_inbox_row r;
@@ -377,8 +377,8 @@ obx_store_query_replies(struct obx_store *st, int64_t after_id, int limit, int i
 
 /* Runs a "SELECT name, count" query and adds each count to the slot of its name. */
 static enum obx_err
-count_by_name(struct obx_store *st, const char *sql, const char *const *names, int n,
-              int null_slot, int64_t *out)
+count_by_name(struct obx_store *st, const char *sql, const char *const *names, int n, int null_slot,
+              int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, sql);
     int rc;

@@ -13,9 +13,8 @@
  * cursor, created_at window); *next_cursor = the last id when the page is full (0 = end).
  */
 OBX_MUST_CHECK enum obx_err obx_store_query_messages(struct obx_store *st,
-                                                     const struct obx_list_query *q,
-                                                     obx_row_fn fn, void *ctx,
-                                                     int64_t *next_cursor /* OUT */);
+                                                     const struct obx_list_query *q, obx_row_fn fn,
+                                                     void *ctx, int64_t *next_cursor /* OUT */);
 
 /*
  * One message by key, then its transitions and attempts (each callback may be NULL), all
@@ -44,8 +43,7 @@ OBX_MUST_CHECK enum obx_err obx_store_query_channel_states(struct obx_store *st,
 
 /* Attempts answered 2xx since since_ms, per channel (unsorted). fn returns non-zero to stop. */
 typedef int (*obx_channel_count_fn)(void *ctx, const char *channel_id, int64_t n);
-OBX_MUST_CHECK enum obx_err obx_store_query_sent_by_channel(struct obx_store *st,
-                                                            int64_t since_ms,
+OBX_MUST_CHECK enum obx_err obx_store_query_sent_by_channel(struct obx_store *st, int64_t since_ms,
                                                             obx_channel_count_fn fn, void *ctx);
 
 /*
@@ -66,9 +64,8 @@ OBX_MUST_CHECK enum obx_err obx_store_query_count_accepted_since(struct obx_stor
 
 /* Replies with id > after_id, oldest first, at most limit (acked ones when include_acked). */
 OBX_MUST_CHECK enum obx_err obx_store_query_replies(struct obx_store *st, int64_t after_id,
-                                                    int limit, int include_acked,
-                                                    obx_inbox_fn fn, void *ctx,
-                                                    int64_t *next_cursor /* OUT */);
+                                                    int limit, int include_acked, obx_inbox_fn fn,
+                                                    void *ctx, int64_t *next_cursor /* OUT */);
 
 /* Replies per state: pending, delivered, acked, failed (in that order). */
 OBX_MUST_CHECK enum obx_err obx_store_query_reply_states(struct obx_store *st, int64_t out[4]);
@@ -82,8 +79,7 @@ OBX_MUST_CHECK enum obx_err obx_store_query_event_outcomes(struct obx_store *st,
                                                            int64_t *out /* OUT */);
 
 /* Size in bytes of the database's pages. */
-OBX_MUST_CHECK enum obx_err obx_store_query_db_bytes(struct obx_store *st,
-                                                     int64_t *out /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_query_db_bytes(struct obx_store *st, int64_t *out /* OUT */);
 
 /* Every key/value serve published (service_state), by key. fn returns non-zero to stop. */
 OBX_MUST_CHECK enum obx_err obx_store_query_service_state(struct obx_store *st, obx_state_fn fn,

@@ -38,20 +38,20 @@
 #define GROUP_BUSY_MS 1000
 
 struct obx_storeq {
-    struct obx_store *st;        /* owned by the store thread once started */
-    struct event_base *base;     /* the loop's */
-    struct event *wake_ev;       /* loop side of wake_fd */
-    int wake_fd;                 /* eventfd: the thread says "done has jobs" */
+    struct obx_store *st;    /* owned by the store thread once started */
+    struct event_base *base; /* the loop's */
+    struct event *wake_ev;   /* loop side of wake_fd */
+    int wake_fd;             /* eventfd: the thread says "done has jobs" */
     pthread_t thread;
     int started;
 
     /* Everything below is guarded by `lock`. */
     pthread_mutex_t lock;
-    pthread_cond_t work_cv;      /* todo has jobs, or stop */
-    pthread_cond_t idle_cv;      /* a batch finished (drain and sync callers wait on it) */
-    struct obx_storeq_job *todo, *todo_tail;  /* submitted, not yet taken */
-    struct obx_storeq_job *done, *done_tail;  /* run, waiting for the loop */
-    int busy;                    /* the thread is running a batch it took */
+    pthread_cond_t work_cv; /* todo has jobs, or stop */
+    pthread_cond_t idle_cv; /* a batch finished (drain and sync callers wait on it) */
+    struct obx_storeq_job *todo, *todo_tail; /* submitted, not yet taken */
+    struct obx_storeq_job *done, *done_tail; /* run, waiting for the loop */
+    int busy;                                /* the thread is running a batch it took */
     int stop;
     struct obx_storeq_stats stats;
 };

@@ -33,7 +33,7 @@ typedef void (*obx_storeq_done_fn)(void *arg, enum obx_err err);
 /* One unit of work. Owned by the submitter, who must keep it alive until done() runs. */
 struct obx_storeq_job {
     obx_storeq_run_fn run;
-    obx_storeq_done_fn done;  /* may be NULL */
+    obx_storeq_done_fn done; /* may be NULL */
     void *arg;
     int flags;
     /* private to store_queue.c */
@@ -44,10 +44,10 @@ struct obx_storeq_job {
 
 /* What the thread has done so far (for /metrics and the benchmarks). */
 struct obx_storeq_stats {
-    int64_t groups;       /* transactions committed or failed */
-    int64_t jobs;         /* jobs run */
+    int64_t groups; /* transactions committed or failed */
+    int64_t jobs;   /* jobs run */
     int64_t failed_groups;
-    int64_t max_group;    /* most jobs in one transaction */
+    int64_t max_group; /* most jobs in one transaction */
 };
 
 /*
@@ -65,8 +65,7 @@ void obx_storeq_submit(struct obx_storeq *q, struct obx_storeq_job *job);
  * result. For work outside the loop's hot paths (start-up, the CLI-like operator calls):
  * the caller blocks for one group commit.
  */
-OBX_MUST_CHECK enum obx_err obx_storeq_call(struct obx_storeq *q, obx_storeq_run_fn run,
-                                            void *arg);
+OBX_MUST_CHECK enum obx_err obx_storeq_call(struct obx_storeq *q, obx_storeq_run_fn run, void *arg);
 
 /*
  * Waits until every submitted job has run and calls the done callbacks on this (the

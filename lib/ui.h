@@ -10,12 +10,12 @@
 #include <stddef.h>
 
 struct obx_ui_file {
-    const char *path;          /* relative to ui/, e.g. "assets/app.js" */
-    const char *type;          /* Content-Type */
-    const char *etag;          /* quoted strong ETag */
+    const char *path; /* relative to ui/, e.g. "assets/app.js" */
+    const char *type; /* Content-Type */
+    const char *etag; /* quoted strong ETag */
     const char *data;
     size_t len;
-    const char *gz;            /* the same bytes, gzip-compressed */
+    const char *gz; /* the same bytes, gzip-compressed */
     size_t gzlen;
 };
 
@@ -23,9 +23,9 @@ struct obx_ui_file {
 extern const struct obx_ui_file obx_ui_files[];
 
 /* The Content-Security-Policy of every /ui/ answer: nothing inline, nothing from elsewhere. */
-#define OBX_UI_CSP                                                                             \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"         \
-    " connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none';"              \
+#define OBX_UI_CSP                                                                   \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;" \
+    " connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none';"     \
     " frame-ancestors 'none'"
 
 /* The file for a path under ui/, or NULL. */

@@ -18,16 +18,16 @@ struct job_queue {
 };
 
 struct obx_verify_pool {
-    pthread_mutex_t lock;       /* guards the queues and stopping */
-    pthread_cond_t work;        /* signalled when todo gains a job or stopping is set */
-    pthread_rwlock_t key_lock;  /* read-held while verifying; written to swap the key */
+    pthread_mutex_t lock;      /* guards the queues and stopping */
+    pthread_cond_t work;       /* signalled when todo gains a job or stopping is set */
+    pthread_rwlock_t key_lock; /* read-held while verifying; written to swap the key */
     struct obx_verifier *verifier;
     struct job_queue todo, done;
     int stopping;
-    int idle;                   /* workers waiting on work: submit signals only then */
+    int idle; /* workers waiting on work: submit signals only then */
     pthread_t threads[MAX_THREADS];
     int nthreads;
-    int wake_fd[2];             /* workers write a byte when done goes from empty to not */
+    int wake_fd[2]; /* workers write a byte when done goes from empty to not */
     struct event *wake_ev;
     obx_verify_done_fn done_fn;
     void *done_arg;
@@ -74,11 +74,11 @@ verify(struct obx_verify_pool *p, struct obx_verify_job *job)
     int valid;
 
     pthread_rwlock_rdlock(&p->key_lock);
-    valid = job->sig && obx_verifier_check(p->verifier, job->body, job->len, job->sig);
+    valid = job->sig && obx_signature_verifier_check(p->verifier, job->body, job->len, job->sig);
     pthread_rwlock_unlock(&p->key_lock);
     if (!valid)
         job->verdict = OBX_VERIFY_FORGED;
-    else if (obx_sha256_hex(job->body, job->len, job->sha) != OBX_OK)
+    else if (obx_signature_sha256_hex(job->body, job->len, job->sha) != OBX_OK)
         job->verdict = OBX_VERIFY_NOMEM;
     else
         job->verdict = OBX_VERIFY_VALID;
@@ -192,7 +192,7 @@ obx_verify_pool_new(struct event_base *base, int threads, struct obx_verifier *v
     *out = NULL;
     p = obx_calloc(1, sizeof *p);
     if (!p) {
-        obx_verifier_free(v);
+        obx_signature_verifier_free(v);
         return OBX_ENOMEM;
     }
     p->verifier = v;
@@ -257,7 +257,7 @@ obx_verify_pool_free(struct obx_verify_pool *p)
         close(p->wake_fd[0]);
         close(p->wake_fd[1]);
     }
-    obx_verifier_free(p->verifier);
+    obx_signature_verifier_free(p->verifier);
     pthread_rwlock_destroy(&p->key_lock);
     pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->lock);
@@ -284,11 +284,11 @@ obx_verify_pool_set_verifier(struct obx_verify_pool *p, struct obx_verifier *v)
     old = p->verifier;
     p->verifier = v;
     pthread_rwlock_unlock(&p->key_lock);
-    obx_verifier_free(old);
+    obx_signature_verifier_free(old);
 }
 
 void
-obx_verify_job_free(struct obx_verify_job *job)
+obx_verify_pool_job_free(struct obx_verify_job *job)
 {
     if (!job)
         return;

@@ -26,10 +26,10 @@
 #include "signature.h"
 
 enum obx_verify_verdict {
-    OBX_VERIFY_VALID = 0,  /* signature good; sha holds the body's SHA-256 */
-    OBX_VERIFY_FORGED,     /* missing, malformed or wrong signature */
-    OBX_VERIFY_NOMEM,      /* OpenSSL could not allocate while hashing */
-    OBX_VERIFY_CANCELLED,  /* the pool was freed before the job ran */
+    OBX_VERIFY_VALID = 0, /* signature good; sha holds the body's SHA-256 */
+    OBX_VERIFY_FORGED,    /* missing, malformed or wrong signature */
+    OBX_VERIFY_NOMEM,     /* OpenSSL could not allocate while hashing */
+    OBX_VERIFY_CANCELLED, /* the pool was freed before the job ran */
 };
 
 /* One request's worth of work. The pool never looks at ctx. */
@@ -38,7 +38,7 @@ struct obx_verify_job {
     void *ctx;                   /* the caller's (the evhttp request) */
     char *body;                  /* owned by the job's owner */
     size_t len;
-    char *sig;                   /* the header value, copied; NULL when absent */
+    char *sig;                       /* the header value, copied; NULL when absent */
     enum obx_verify_verdict verdict; /* OUT, set before done() */
     char sha[65];                    /* OUT, when verdict is VALID */
 };
@@ -53,8 +53,7 @@ struct obx_verify_pool;
  */
 OBX_MUST_CHECK enum obx_err obx_verify_pool_new(struct event_base *base, int threads,
                                                 struct obx_verifier *v, obx_verify_done_fn done,
-                                                void *arg,
-                                                struct obx_verify_pool **out /* OUT */);
+                                                void *arg, struct obx_verify_pool **out /* OUT */);
 
 /*
  * Stops and joins the workers. Jobs not yet handed back go to done() with
@@ -75,6 +74,6 @@ void obx_verify_pool_set_verifier(struct obx_verify_pool *p, struct obx_verifier
 int obx_verify_pool_default_threads(void);
 
 /* Frees a job and everything it owns. NULL is fine. */
-void obx_verify_job_free(struct obx_verify_job *job);
+void obx_verify_pool_job_free(struct obx_verify_job *job);
 
 #endif

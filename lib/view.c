@@ -51,34 +51,55 @@ obx_view_message(struct obx_buf *b, const struct obx_row *r)
 {
     enum obx_err err = obx_buf_printf(b, "{\"id\":%lld", (long long)r->id);
 
-    if (err == OBX_OK) err = kv_str(b, "channel_id", r->msg.channel_id);
-    if (err == OBX_OK) err = kv_str(b, "external_message_id", r->msg.external_message_id);
-    if (err == OBX_OK) err = kv_str(b, "business_id", r->msg.business_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "channel_id", r->msg.channel_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "external_message_id", r->msg.external_message_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "business_id", r->msg.business_id);
     if (err == OBX_OK)
         err = kv_str(b, "external_conversation_id", r->msg.external_conversation_id);
-    if (err == OBX_OK) err = kv_str(b, "content", r->msg.content);
-    if (err == OBX_OK) err = kv_str(b, "sender_type", r->msg.sender_type);
-    if (err == OBX_OK) err = kv_str(b, "consumer_name", r->msg.consumer_name);
-    if (err == OBX_OK) err = kv_str(b, "consumer_image", r->msg.consumer_image);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"priority\":%lld", (long long)r->msg.priority);
-    if (err == OBX_OK) err = kv_str(b, "state", r->state);
-    if (err == OBX_OK) err = kv_str(b, "state_reason", r->state_reason);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"attempts\":%d", r->attempts);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"resends\":%d", r->resends);
-    if (err == OBX_OK) err = kv_time(b, "created_at", r->created_at_ms);
-    if (err == OBX_OK) err = kv_time(b, "state_changed_at", r->state_at_ms);
+    if (err == OBX_OK)
+        err = kv_str(b, "content", r->msg.content);
+    if (err == OBX_OK)
+        err = kv_str(b, "sender_type", r->msg.sender_type);
+    if (err == OBX_OK)
+        err = kv_str(b, "consumer_name", r->msg.consumer_name);
+    if (err == OBX_OK)
+        err = kv_str(b, "consumer_image", r->msg.consumer_image);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"priority\":%lld", (long long)r->msg.priority);
+    if (err == OBX_OK)
+        err = kv_str(b, "state", r->state);
+    if (err == OBX_OK)
+        err = kv_str(b, "state_reason", r->state_reason);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"attempts\":%d", r->attempts);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"resends\":%d", r->resends);
+    if (err == OBX_OK)
+        err = kv_time(b, "created_at", r->created_at_ms);
+    if (err == OBX_OK)
+        err = kv_time(b, "state_changed_at", r->state_at_ms);
     if (err == OBX_OK)
         err = kv_time(b, "next_attempt_at",
                       strcmp(r->state, "queued") == 0 ? r->next_attempt_at_ms : 0);
-    if (err == OBX_OK) err = kv_time(b, "accepted_at", r->accepted_at_ms);
-    if (err == OBX_OK) err = kv_time(b, "confirmed_at", r->confirmed_at_ms);
-    if (err == OBX_OK) err = kv_int_or_null(b, "last_http_status", r->last_http_status);
-    if (err == OBX_OK) err = kv_str(b, "last_error", r->last_error);
-    if (err == OBX_OK) err = kv_str(b, "partoo_message_id", r->partoo_message_id);
-    if (err == OBX_OK) err = kv_str(b, "partoo_status", r->partoo_status);
+    if (err == OBX_OK)
+        err = kv_time(b, "accepted_at", r->accepted_at_ms);
+    if (err == OBX_OK)
+        err = kv_time(b, "confirmed_at", r->confirmed_at_ms);
+    if (err == OBX_OK)
+        err = kv_int_or_null(b, "last_http_status", r->last_http_status);
+    if (err == OBX_OK)
+        err = kv_str(b, "last_error", r->last_error);
+    if (err == OBX_OK)
+        err = kv_str(b, "partoo_message_id", r->partoo_message_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "partoo_status", r->partoo_status);
     if (err == OBX_OK)
         err = obx_buf_printf(b, ",\"unconfirmed\":%s", r->unconfirmed_at_ms ? "true" : "false");
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }
 
@@ -87,11 +108,16 @@ obx_view_transition(struct obx_buf *b, const struct obx_transition_row *t)
 {
     enum obx_err err = obx_buf_puts(b, "{\"at\":");
 
-    if (err == OBX_OK) err = obx_view_time_or_null(b, t->at_ms);
-    if (err == OBX_OK) err = kv_str(b, "from", t->from_state);
-    if (err == OBX_OK) err = kv_str(b, "to", t->to_state);
-    if (err == OBX_OK) err = kv_str(b, "reason", t->reason);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(b, t->at_ms);
+    if (err == OBX_OK)
+        err = kv_str(b, "from", t->from_state);
+    if (err == OBX_OK)
+        err = kv_str(b, "to", t->to_state);
+    if (err == OBX_OK)
+        err = kv_str(b, "reason", t->reason);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }
 
@@ -100,13 +126,20 @@ obx_view_attempt(struct obx_buf *b, const struct obx_attempt_row *a)
 {
     enum obx_err err = obx_buf_puts(b, "{\"started_at\":");
 
-    if (err == OBX_OK) err = obx_view_time_or_null(b, a->started_at_ms);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"duration_ms\":%lld", (long long)a->duration_ms);
-    if (err == OBX_OK) err = kv_int_or_null(b, "http_status", a->http_status);
-    if (err == OBX_OK) err = kv_str(b, "outcome", a->outcome);
-    if (err == OBX_OK) err = kv_str(b, "error", a->error);
-    if (err == OBX_OK) err = kv_str(b, "response_excerpt", a->excerpt);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(b, a->started_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"duration_ms\":%lld", (long long)a->duration_ms);
+    if (err == OBX_OK)
+        err = kv_int_or_null(b, "http_status", a->http_status);
+    if (err == OBX_OK)
+        err = kv_str(b, "outcome", a->outcome);
+    if (err == OBX_OK)
+        err = kv_str(b, "error", a->error);
+    if (err == OBX_OK)
+        err = kv_str(b, "response_excerpt", a->excerpt);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }
 
@@ -116,7 +149,7 @@ counts_json(struct obx_buf *b, const int64_t *counts)
     enum obx_err err = obx_buf_puts(b, "{");
 
     for (int s = 0; err == OBX_OK && s < OBX_N_STATES; s++)
-        err = obx_buf_printf(b, "%s\"%s\":%lld", s ? "," : "", obx_state_name(s),
+        err = obx_buf_printf(b, "%s\"%s\":%lld", s ? "," : "", obx_store_state_name(s),
                              (long long)counts[s]);
     if (err == OBX_OK)
         err = obx_buf_puts(b, "}");
@@ -139,9 +172,12 @@ paused_json(struct obx_buf *b, const struct obx_view_stats_extra *x)
     if (!x->paused_reason)
         return obx_buf_puts(b, "null");
     err = obx_buf_puts(b, "{\"reason\":");
-    if (err == OBX_OK) err = obx_buf_json_str(b, x->paused_reason);
-    if (err == OBX_OK) err = kv_time(b, "until", x->paused_until_ms);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, x->paused_reason);
+    if (err == OBX_OK)
+        err = kv_time(b, "until", x->paused_until_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }
 
@@ -151,20 +187,30 @@ channel_json(struct obx_buf *b, const struct obx_channel_stats *c,
 {
     enum obx_err err = obx_buf_puts(b, "{\"channel_id\":");
 
-    if (err == OBX_OK) err = obx_buf_json_str(b, c->channel_id);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"counts\":");
-    if (err == OBX_OK) err = counts_json(b, c->counts);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)c->unconfirmed);
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, c->channel_id);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(b, c->counts);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)c->unconfirmed);
     if (err == OBX_OK)
         err = obx_buf_printf(b, ",\"confirmed_24h\":%lld", (long long)c->confirmed_24h);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
-    if (err == OBX_OK) err = age_json(b, c->oldest_queued_at_ms, x->now_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
+    if (err == OBX_OK)
+        err = age_json(b, c->oldest_queued_at_ms, x->now_ms);
     if (err == OBX_OK)
         err = obx_buf_printf(b, ",\"send_rate_per_min\":%lld", (long long)c->sent_last_min);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"paused\":");
-    if (err == OBX_OK) err = paused_json(b, x);
-    if (err == OBX_OK) err = kv_str(b, "last_error", c->last_error[0] ? c->last_error : NULL);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"paused\":");
+    if (err == OBX_OK)
+        err = paused_json(b, x);
+    if (err == OBX_OK)
+        err = kv_str(b, "last_error", c->last_error[0] ? c->last_error : NULL);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }
 
@@ -183,25 +229,34 @@ obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c, size_t n,
             oldest = c[i].oldest_queued_at_ms;
     }
     err = obx_buf_puts(b, "{\"counts\":");
-    if (err == OBX_OK) err = counts_json(b, total);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)unconfirmed);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
-    if (err == OBX_OK) err = age_json(b, oldest, x->now_ms);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"send_rate_per_min\":%.1f", x->send_rate_per_min);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"paused\":");
-    if (err == OBX_OK) err = paused_json(b, x);
+    if (err == OBX_OK)
+        err = counts_json(b, total);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"unconfirmed\":%lld", (long long)unconfirmed);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"oldest_queued_age_s\":");
+    if (err == OBX_OK)
+        err = age_json(b, oldest, x->now_ms);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"send_rate_per_min\":%.1f", x->send_rate_per_min);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"paused\":");
+    if (err == OBX_OK)
+        err = paused_json(b, x);
     if (err == OBX_OK)
         err = obx_buf_printf(b, ",\"webhooks_rejected\":{\"signature\":%lld,\"too_large\":%lld}",
                              (long long)x->webhooks_rejected_signature,
                              (long long)x->webhooks_rejected_too_large);
-    if (err == OBX_OK) err = obx_buf_puts(b, ",\"channels\":[");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"channels\":[");
     for (size_t i = 0; err == OBX_OK && i < n; i++) {
         if (i)
             err = obx_buf_puts(b, ",");
         if (err == OBX_OK)
             err = channel_json(b, &c[i], x);
     }
-    if (err == OBX_OK) err = obx_buf_puts(b, "]}");
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "]}");
     return err;
 }
 
@@ -255,8 +310,8 @@ obx_view_message_document(struct obx_store *st, const char *channel_id,
                           const char *external_message_id, struct obx_buf *b)
 {
     struct doc_ctx d = {b, 0, 0, OBX_OK};
-    enum obx_err err = obx_query_get(st, channel_id, external_message_id, doc_row,
-                                     doc_transition, doc_attempt, &d);
+    enum obx_err err = obx_query_get(st, channel_id, external_message_id, doc_row, doc_transition,
+                                     doc_attempt, &d);
 
     if (err == OBX_OK)
         err = d.err;
@@ -270,23 +325,41 @@ obx_view_inbox(struct obx_buf *b, const struct obx_inbox_row *r)
 {
     enum obx_err err = obx_buf_printf(b, "{\"id\":%lld", (long long)r->id);
 
-    if (err == OBX_OK) err = kv_str(b, "channel_id", r->channel_id);
-    if (err == OBX_OK) err = kv_str(b, "external_conversation_id", r->external_conversation_id);
-    if (err == OBX_OK) err = kv_str(b, "partoo_message_id", r->partoo_message_id);
-    if (err == OBX_OK) err = kv_str(b, "partoo_conversation_id", r->partoo_conversation_id);
-    if (err == OBX_OK) err = kv_str(b, "business_id", r->business_id);
-    if (err == OBX_OK) err = kv_str(b, "sender_type", r->sender_type);
-    if (err == OBX_OK) err = kv_str(b, "sender_label", r->sender_label);
-    if (err == OBX_OK) err = kv_str(b, "content_type", r->content_type);
-    if (err == OBX_OK) err = kv_str(b, "content", r->content);
-    if (err == OBX_OK) err = kv_str(b, "date", r->message_date);
-    if (err == OBX_OK) err = kv_time(b, "received_at", r->received_at_ms);
-    if (err == OBX_OK) err = kv_str(b, "state", r->state);
-    if (err == OBX_OK) err = obx_buf_printf(b, ",\"attempts\":%d", r->attempts);
-    if (err == OBX_OK) err = kv_int_or_null(b, "last_http_status", r->last_http_status);
-    if (err == OBX_OK) err = kv_str(b, "last_error", r->last_error);
-    if (err == OBX_OK) err = kv_time(b, "delivered_at", r->delivered_at_ms);
-    if (err == OBX_OK) err = kv_time(b, "acked_at", r->acked_at_ms);
-    if (err == OBX_OK) err = obx_buf_puts(b, "}");
+    if (err == OBX_OK)
+        err = kv_str(b, "channel_id", r->channel_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "external_conversation_id", r->external_conversation_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "partoo_message_id", r->partoo_message_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "partoo_conversation_id", r->partoo_conversation_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "business_id", r->business_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "sender_type", r->sender_type);
+    if (err == OBX_OK)
+        err = kv_str(b, "sender_label", r->sender_label);
+    if (err == OBX_OK)
+        err = kv_str(b, "content_type", r->content_type);
+    if (err == OBX_OK)
+        err = kv_str(b, "content", r->content);
+    if (err == OBX_OK)
+        err = kv_str(b, "date", r->message_date);
+    if (err == OBX_OK)
+        err = kv_time(b, "received_at", r->received_at_ms);
+    if (err == OBX_OK)
+        err = kv_str(b, "state", r->state);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"attempts\":%d", r->attempts);
+    if (err == OBX_OK)
+        err = kv_int_or_null(b, "last_http_status", r->last_http_status);
+    if (err == OBX_OK)
+        err = kv_str(b, "last_error", r->last_error);
+    if (err == OBX_OK)
+        err = kv_time(b, "delivered_at", r->delivered_at_ms);
+    if (err == OBX_OK)
+        err = kv_time(b, "acked_at", r->acked_at_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }

@@ -32,8 +32,7 @@ OBX_MUST_CHECK enum obx_err obx_view_stats(struct obx_buf *b, const struct obx_c
  * Appends the full document of one message (SPEC §9: the message plus its
  * `transitions` and `attempts_log` arrays). OBX_ENOTFOUND when absent.
  */
-OBX_MUST_CHECK enum obx_err obx_view_message_document(struct obx_store *st,
-                                                      const char *channel_id,
+OBX_MUST_CHECK enum obx_err obx_view_message_document(struct obx_store *st, const char *channel_id,
                                                       const char *external_message_id,
                                                       struct obx_buf *b);
 

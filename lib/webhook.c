@@ -35,7 +35,7 @@ struct store_job {
     struct obx_storeq_job job;
     struct pending_event *events;
     size_t n, cap;
-    const struct obx_config *cfg;  /* this group's configuration (server.c keeps it alive) */
+    const struct obx_config *cfg; /* this group's configuration (server.c keeps it alive) */
     int64_t now_ms;
     int64_t stored;                /* out: new (not duplicate) events */
     struct obx_reconcile_result r; /* out */
@@ -44,7 +44,7 @@ struct store_job {
 
 struct obx_webhook {
     struct event_base *base;
-    struct obx_storeq *q;         /* the store thread: every write */
+    struct obx_storeq *q; /* the store thread: every write */
     const struct obx_config *cfg;
     struct obx_verify_pool *pool; /* owns the public key */
     int closing;                  /* set while freeing: verdicts still coming back get 503 */
@@ -66,12 +66,13 @@ static enum obx_err
 load_verifier(const struct obx_config *cfg, struct obx_verifier **out)
 {
     if (cfg->webhook_public_key_file)
-        return obx_verifier_from_file(cfg->webhook_public_key_file, out);
+        return obx_signature_verifier_from_file(cfg->webhook_public_key_file, out);
     if (cfg->webhook_public_key)
-        return obx_verifier_new(cfg->webhook_public_key, out);
-    return obx_verifier_new(strstr(cfg->partoo_base_url, "sandbox") ? OBX_PARTOO_SANDBOX_KEY_HEX
-                                                                     : OBX_PARTOO_PROD_KEY_HEX,
-                            out);
+        return obx_signature_verifier_new(cfg->webhook_public_key, out);
+    return obx_signature_verifier_new(strstr(cfg->partoo_base_url, "sandbox")
+                                          ? OBX_PARTOO_SANDBOX_KEY_HEX
+                                          : OBX_PARTOO_PROD_KEY_HEX,
+                                      out);
 }
 
 /* Constant-time string equality (lengths may leak; contents do not). */
@@ -140,7 +141,7 @@ insert_events(struct obx_store *st, const struct store_job *j, struct obx_reconc
     *nfresh = 0;
     for (size_t i = 0; err == OBX_OK && i < j->n; i++) {
         const struct pending_event *e = &j->events[i];
-        err = obx_store_add_webhook_event(st, e->sha, e->body, e->len, j->now_ms, &id);
+        err = obx_store_inbox_add_webhook_event(st, e->sha, e->body, e->len, j->now_ms, &id);
         if (err == OBX_OK && id) {
             fresh[*nfresh].id = id;
             fresh[*nfresh].body = e->body;
@@ -371,7 +372,7 @@ on_verified(struct obx_verify_job *job, void *arg)
         reject(wh, req, 401, "bad_signature", "missing or invalid signature");
     else if (job->verdict != OBX_VERIFY_VALID || queue_event(wh, job) != 0)
         reply_unavailable(req, "out of memory");
-    obx_verify_job_free(job);
+    obx_verify_pool_job_free(job);
 }
 
 static void
@@ -409,7 +410,7 @@ on_request(struct evhttp_request *req, void *arg)
         obx_verify_pool_submit(wh->pool, job); /* on_verified answers */
         return;
     }
-    obx_verify_job_free(job);
+    obx_verify_pool_job_free(job);
 }
 
 enum obx_err
@@ -441,8 +442,10 @@ obx_webhook_new(struct event_base *base, struct obx_storeq *q, const struct obx_
     wh->stored_ctx = ctx;
     err = load_verifier(cfg, &v);
     if (err != OBX_OK) {
-        obx_log(OBX_LOG_ERROR, "unusable webhook public key (webhook_public_key or "
-                               "webhook_public_key_file)", OBX_KS("error", obx_strerror(err)));
+        obx_log(OBX_LOG_ERROR,
+                "unusable webhook public key (webhook_public_key or "
+                "webhook_public_key_file)",
+                OBX_KS("error", obx_strerror(err)));
         obx_webhook_free(wh);
         return OBX_ECONFIG;
     }
@@ -453,8 +456,7 @@ obx_webhook_new(struct event_base *base, struct obx_storeq *q, const struct obx_
         return err;
     }
     wh->commit_ev = evtimer_new(base, on_commit, wh);
-    err = wh->commit_ev ? obx_httpd_new(base, cfg->webhook_listen, &lim, &wh->http,
-                                           &wh->port)
+    err = wh->commit_ev ? obx_httpd_new(base, cfg->webhook_listen, &lim, &wh->http, &wh->port)
                         : OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_log(OBX_LOG_ERROR, "cannot listen for webhooks",

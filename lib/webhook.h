@@ -25,13 +25,13 @@
 struct obx_webhook;
 
 struct obx_webhook_stats {
-    int64_t received;         /* requests on the listener */
-    int64_t stored;           /* new events committed */
-    int64_t duplicates;       /* verified, byte-identical to a stored one */
+    int64_t received;   /* requests on the listener */
+    int64_t stored;     /* new events committed */
+    int64_t duplicates; /* verified, byte-identical to a stored one */
     int64_t rejected_signature;
-    int64_t rejected_too_large; /* 413: over webhook_max_body_bytes */
-    int64_t rejected_other;   /* path, method, header; malformed, late or shed (HTTP layer) */
-    int64_t write_failures;   /* answered 503 */
+    int64_t rejected_too_large;  /* 413: over webhook_max_body_bytes */
+    int64_t rejected_other;      /* path, method, header; malformed, late or shed (HTTP layer) */
+    int64_t write_failures;      /* answered 503 */
     struct obx_httpd_stats http; /* what the HTTP layer answered itself (counted above too) */
 };
 
@@ -53,8 +53,7 @@ struct obx_storeq;
  */
 
 OBX_MUST_CHECK enum obx_err obx_webhook_new(struct event_base *base, struct obx_storeq *q,
-                                            const struct obx_config *cfg,
-                                            size_t max_connections,
+                                            const struct obx_config *cfg, size_t max_connections,
                                             obx_webhook_stored_fn stored, void *ctx,
                                             struct obx_webhook **out /* OUT */);
 void obx_webhook_free(struct obx_webhook *wh);

@@ -48,10 +48,10 @@
 
 #define OBX_MODULE "worker"
 
-#define IDLE_POLL_MS 1000          /* rows inserted by other processes are seen this fast */
+#define IDLE_POLL_MS 1000 /* rows inserted by other processes are seen this fast */
 #define DEFAULT_RETRY_AFTER_MS 60000
-#define CLAIM_MAX 128              /* messages per claim job */
-#define PREFETCH_MAX 256           /* most messages kept claimed ahead of a free slot */
+#define CLAIM_MAX 128    /* messages per claim job */
+#define PREFETCH_MAX 256 /* most messages kept claimed ahead of a free slot */
 /*
  * A claimed message not sent within this goes back instead: its lease (connect + request
  * timeout + 60 s) must outlast the request that has not started yet, or lease recovery
@@ -63,7 +63,7 @@
 struct inflight {
     struct obx_worker *w;
     struct obx_claimed c;
-    int64_t claimed_mono_ms;        /* when its claim committed (age limit in `ready`) */
+    int64_t claimed_mono_ms; /* when its claim committed (age limit in `ready`) */
     int64_t started_at_ms;
     int auth_probe;
     struct inflight *prev, *next;
@@ -96,10 +96,10 @@ struct finish_job {
     struct obx_worker *w;
     struct pending *items;
     size_t n;
-    struct obx_attempt *batch;      /* n entries, pointing into items */
-    enum obx_err *results;          /* n entries */
-    int sent;                       /* items for requests that were made (not releases) */
-    struct finish_job *next;        /* in obx_worker.failed */
+    struct obx_attempt *batch; /* n entries, pointing into items */
+    enum obx_err *results;     /* n entries */
+    int sent;                  /* items for requests that were made (not releases) */
+    struct finish_job *next;   /* in obx_worker.failed */
 };
 
 /*
@@ -107,39 +107,39 @@ struct finish_job {
  * they are outstanding (claiming, nfinishing): those belong to the store thread then.
  */
 struct obx_worker {
-    struct event_base *base;        /* borrowed */
-    struct obx_store *st;           /* borrowed; the loop's connection, for reads only */
-    struct obx_storeq *q;           /* borrowed; every write goes through it */
-    struct obx_clock *clock;        /* borrowed: st's, so a test that swaps it swaps both */
-    const struct obx_config *cfg;   /* borrowed; swapped by obx_worker_reload */
+    struct event_base *base;      /* borrowed */
+    struct obx_store *st;         /* borrowed; the loop's connection, for reads only */
+    struct obx_storeq *q;         /* borrowed; every write goes through it */
+    struct obx_clock *clock;      /* borrowed: st's, so a test that swaps it swaps both */
+    const struct obx_config *cfg; /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
     struct obx_ratelimit rl;
     struct obx_circuit circuit;
     struct obx_rng rng;
 
-    struct event *pump_ev;          /* one-shot: run pump() */
-    int64_t pump_at_mono_ms;        /* when pump_ev fires; 0 = not scheduled */
-    struct event *flush_ev;         /* one-shot: write pending outcomes */
-    struct event *stop_ev;          /* shutdown deadline */
+    struct event *pump_ev;   /* one-shot: run pump() */
+    int64_t pump_at_mono_ms; /* when pump_ev fires; 0 = not scheduled */
+    struct event *flush_ev;  /* one-shot: write pending outcomes */
+    struct event *stop_ev;   /* shutdown deadline */
 
-    struct inflight *inflight;      /* doubly linked */
+    struct inflight *inflight;           /* doubly linked */
     struct inflight *ready, *ready_tail; /* claimed, not yet sent (FIFO, via next) */
     struct pending *pending;
     size_t npending, cap_pending;
     struct claim_job claim;
-    int64_t idle_until_mono_ms;     /* the last claim found less than it wanted: poll then */
-    struct finish_job *failed;      /* finish jobs whose commit failed: resubmitted in 1 s */
+    int64_t idle_until_mono_ms; /* the last claim found less than it wanted: poll then */
+    struct finish_job *failed;  /* finish jobs whose commit failed: resubmitted in 1 s */
     int64_t auth_probe_at_mono_ms;
-    int64_t rate_paused_until_ms;   /* wall clock, for status only */
+    int64_t rate_paused_until_ms; /* wall clock, for status only */
     void (*drained)(void *ctx);
     void *drained_ctx;
 
     int ninflight;
     int nready;
-    int unrecorded;                 /* answered requests whose outcome is not committed yet */
-    int flush_failing;              /* the last flush failed: stop claiming */
-    int claiming;                   /* claim job outstanding */
-    int nfinishing;                 /* finish jobs submitted, done not yet called */
+    int unrecorded;    /* answered requests whose outcome is not committed yet */
+    int flush_failing; /* the last flush failed: stop claiming */
+    int claiming;      /* claim job outstanding */
+    int nfinishing;    /* finish jobs submitted, done not yet called */
     int auth_paused;
     int auth_probe_inflight;
     int stopping;
@@ -283,11 +283,12 @@ log_attempt(const struct pending *p)
     if (p->a.next == OBX_NEXT_RELEASE)
         return;
     obx_log(lvl, "delivery attempt", OBX_KS("channel_id", p->channel_id),
-            OBX_KS("external_message_id", p->external_message_id),
-            OBX_KI("attempt", p->attempt_no), OBX_KI("status", p->a.http_status),
-            OBX_KI("duration_ms", p->a.duration_ms), OBX_KS("outcome", p->a.outcome),
+            OBX_KS("external_message_id", p->external_message_id), OBX_KI("attempt", p->attempt_no),
+            OBX_KI("status", p->a.http_status), OBX_KI("duration_ms", p->a.duration_ms),
+            OBX_KS("outcome", p->a.outcome),
             OBX_KS("next", p->a.next == OBX_NEXT_ACCEPTED ? "accepted"
-                           : p->a.next == OBX_NEXT_FAILED ? "failed" : "retry"),
+                           : p->a.next == OBX_NEXT_FAILED ? "failed"
+                                                          : "retry"),
             OBX_KS("error", p->a.error));
 }
 
@@ -295,8 +296,8 @@ log_attempt(const struct pending *p)
 static void
 maybe_drained(struct obx_worker *w)
 {
-    if (!w->stopping || w->ninflight || w->nready || w->npending || w->claiming ||
-        w->nfinishing || w->failed || !w->drained)
+    if (!w->stopping || w->ninflight || w->nready || w->npending || w->claiming || w->nfinishing ||
+        w->failed || !w->drained)
         return;
     void (*cb)(void *) = w->drained;
     w->drained = NULL;
@@ -491,8 +492,9 @@ static void
 pause_for_auth(struct obx_worker *w, int status)
 {
     if (!w->auth_paused)
-        obx_log(OBX_LOG_ERROR, "partoo rejected the api key; sending paused until a config "
-                               "reload (SIGHUP) or the next probe",
+        obx_log(OBX_LOG_ERROR,
+                "partoo rejected the api key; sending paused until a config "
+                "reload (SIGHUP) or the next probe",
                 OBX_KI("status", status), OBX_KI("probe_in_ms", w->cfg->auth_probe_interval_ms));
     w->auth_paused = 1;
     w->auth_probe_at_mono_ms = mono_now(w) + w->cfg->auth_probe_interval_ms;
@@ -573,7 +575,7 @@ on_response(void *ctx, const struct obx_http_result *r)
     if (r->status >= 0 && r->status < OBX_STATUS_SLOTS)
         w->stats.by_status[r->status]++;
     w->stats.by_outcome[obx_backoff_classify(r->status)]++;
-    obx_histogram_observe(&w->stats.latency, (double)r->duration_ms / 1000.0);
+    obx_metrics_histogram_observe(&w->stats.latency, (double)r->duration_ms / 1000.0);
     obx_circuit_record(&w->circuit, reachable(r->status), mono_now(w));
     if (inf->auth_probe) {
         w->auth_probe_inflight = 0;
@@ -603,7 +605,7 @@ on_response(void *ctx, const struct obx_http_result *r)
         /* Out of memory: the lease will expire and the message will be sent again. */
         obx_log(OBX_LOG_ERROR, "cannot record an attempt: out of memory");
     }
-    obx_claimed_release(&inf->c);
+    obx_store_claimed_release(&inf->c);
     obx_free(inf);
     start_flush(w);
     pump(w); /* a slot is free: send the next ready message now */
@@ -703,7 +705,7 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
                     w->stats.failed++;
             }
         }
-        obx_claimed_release(&inf->c);
+        obx_store_claimed_release(&inf->c);
         obx_free(inf);
         start_flush(w);
     }
@@ -748,7 +750,7 @@ release_one(struct obx_worker *w, struct inflight *inf, const char *why)
         snprintf(p->reason, sizeof p->reason, "%s", why);
         p->a.reason = p->reason;
     }
-    obx_claimed_release(&inf->c);
+    obx_store_claimed_release(&inf->c);
     obx_free(inf);
     start_flush(w);
 }
@@ -783,7 +785,7 @@ on_claimed(void *arg, enum obx_err err)
     if (err != OBX_OK) {
         /* Not committed: the leases do not exist; drop what run_claim filled in. */
         for (int i = 0; i < c->n; i++)
-            obx_claimed_release(&c->out[i]);
+            obx_store_claimed_release(&c->out[i]);
         obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
         w->idle_until_mono_ms = mono_now(w) + IDLE_POLL_MS;
         schedule_pump(w, IDLE_POLL_MS);
@@ -796,7 +798,7 @@ on_claimed(void *arg, enum obx_err err)
             struct pending *p = add_pending(w, &c->out[i], OBX_NEXT_RELEASE);
             if (p)
                 p->a.reason = "out of memory";
-            obx_claimed_release(&c->out[i]);
+            obx_store_claimed_release(&c->out[i]);
             start_flush(w);
             continue;
         }
@@ -884,8 +886,8 @@ enum obx_err
 obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq *q,
                const struct obx_config *cfg, struct obx_worker **out)
 {
-    struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms,
-                               cfg->max_inflight, cfg->ca_file, NULL};
+    struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms, cfg->max_inflight,
+                               cfg->ca_file, NULL};
     struct obx_worker *w;
     uint64_t seed = 0;
     enum obx_err err;
@@ -906,11 +908,11 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
 
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)wall_now(w);
-    obx_rng_seed(&w->rng, seed);
+    obx_backoff_rng_seed(&w->rng, seed);
     obx_ratelimit_init(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now(w));
     obx_circuit_init(&w->circuit, 5, 1000, 30000);
     ho.clock = w->clock;
-    err = obx_http_new(base, &ho, &w->http);
+    err = obx_http_client_new(base, &ho, &w->http);
     w->pump_ev = evtimer_new(base, on_pump, w);
     w->flush_ev = evtimer_new(base, on_flush, w);
     if (err == OBX_OK && (!w->pump_ev || !w->flush_ev))
@@ -929,16 +931,16 @@ obx_worker_free(struct obx_worker *w)
 {
     if (!w)
         return;
-    obx_http_free(w->http); /* abandons requests: their messages' leases expire */
+    obx_http_client_free(w->http); /* abandons requests: their messages' leases expire */
     while (w->inflight) {
         struct inflight *inf = w->inflight;
         unlink_inflight(w, inf);
-        obx_claimed_release(&inf->c);
+        obx_store_claimed_release(&inf->c);
         obx_free(inf);
     }
     while (w->ready) {
         struct inflight *inf = pop_ready(w);
-        obx_claimed_release(&inf->c);
+        obx_store_claimed_release(&inf->c);
         obx_free(inf);
     }
     for (size_t i = 0; i < w->npending; i++)
@@ -1017,12 +1019,12 @@ on_stop_deadline(evutil_socket_t fd, short what, void *arg)
             p->a.reason = p->reason;
         }
         unlink_inflight(w, inf);
-        obx_claimed_release(&inf->c);
+        obx_store_claimed_release(&inf->c);
         obx_free(inf);
         released++;
     }
     /* Their transfers are abandoned with the client. */
-    obx_http_free(w->http);
+    obx_http_client_free(w->http);
     w->http = NULL;
     if (released)
         obx_log(OBX_LOG_WARN, "shutdown timeout: released in-flight messages",

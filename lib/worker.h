@@ -20,22 +20,22 @@ struct obx_worker;
 
 /* Counters for status and /metrics; plain numbers owned by the worker (STYLE 20). */
 struct obx_worker_stats {
-    int64_t attempts;           /* requests finished */
-    int64_t accepted;           /* 2xx */
-    int64_t failed;             /* messages moved to failed */
-    int64_t retried;            /* messages scheduled for another attempt */
-    int64_t rate_limited;       /* 429 answers */
-    int64_t auth_failures;      /* 401/403 answers */
-    int64_t transport_errors;   /* no HTTP answer */
-    int64_t server_errors;      /* 5xx and 408 */
-    int64_t lease_conflicts;    /* results dropped because the lease was lost */
+    int64_t attempts;                    /* requests finished */
+    int64_t accepted;                    /* 2xx */
+    int64_t failed;                      /* messages moved to failed */
+    int64_t retried;                     /* messages scheduled for another attempt */
+    int64_t rate_limited;                /* 429 answers */
+    int64_t auth_failures;               /* 401/403 answers */
+    int64_t transport_errors;            /* no HTTP answer */
+    int64_t server_errors;               /* 5xx and 408 */
+    int64_t lease_conflicts;             /* results dropped because the lease was lost */
     int64_t by_status[OBX_STATUS_SLOTS]; /* finished requests per HTTP status, 0 = none */
-    int64_t by_outcome[6];      /* per enum obx_outcome */
-    struct obx_histogram latency; /* request durations */
+    int64_t by_outcome[6];               /* per enum obx_outcome */
+    struct obx_histogram latency;        /* request durations */
     int inflight;
-    const char *circuit;        /* "closed", "open", "half_open" */
-    const char *paused_reason;  /* NULL, "auth", "rate_limited", "circuit_open" */
-    int64_t paused_until_ms;    /* wall clock, 0 = unknown */
+    const char *circuit;       /* "closed", "open", "half_open" */
+    const char *paused_reason; /* NULL, "auth", "rate_limited", "circuit_open" */
+    int64_t paused_until_ms;   /* wall clock, 0 = unknown */
 };
 
 struct obx_storeq;

@@ -75,8 +75,9 @@ add_config_flag(struct cli *c, const char *name, size_t len, const char *value)
         for (i = 0; i < sizeof env - 1 && key[i]; i++)
             env[i] = (char)toupper((unsigned char)key[i]);
         env[i] = '\0';
-        cli_error(c, "--%.*s is a secret and the command line is visible to every local user; "
-                     "set OUTBOX_%s in the environment or %s in the configuration file",
+        cli_error(c,
+                  "--%.*s is a secret and the command line is visible to every local user; "
+                  "set OUTBOX_%s in the environment or %s in the configuration file",
                   (int)len, name, env, key);
         return CLI_SECRET_FLAG;
     }
@@ -226,8 +227,9 @@ open_with(struct cli *c, struct obx_store_opts *o, struct obx_store **out)
         }
     }
     if (err == OBX_ESCHEMA)
-        cli_error(c, "cannot open '%s': its schema is not the one this binary supports "
-                     "(newer than this binary, damaged, or not migrated: run 'outbox migrate')",
+        cli_error(c,
+                  "cannot open '%s': its schema is not the one this binary supports "
+                  "(newer than this binary, damaged, or not migrated: run 'outbox migrate')",
                   c->cfg.db);
     else if (err != OBX_OK)
         cli_error(c, "cannot open '%s': %s", c->cfg.db, obx_strerror(err));
@@ -291,8 +293,7 @@ parse_rfc3339(const char *s, int64_t *out_ms)
         /* Exactly [+-]hh:mm, checked byte by byte: sscanf's %2d takes "1", " 1" or "-1"
            too, and the six bytes skipped afterwards must be the six that were read. */
         const char *o = p + 1;
-        if (!is_digit(o[0]) || !is_digit(o[1]) || o[2] != ':' || !is_digit(o[3]) ||
-            !is_digit(o[4]))
+        if (!is_digit(o[0]) || !is_digit(o[1]) || o[2] != ':' || !is_digit(o[3]) || !is_digit(o[4]))
             return -1;
         off_min = ((o[0] - '0') * 10 + (o[1] - '0')) * 60 + (o[3] - '0') * 10 + (o[4] - '0');
         off_min *= *p == '-' ? -1 : 1;
@@ -316,7 +317,7 @@ cli_parse_time(const char *s, int64_t now_ms, int64_t *out_ms)
     *out_ms = 0;
     if (parse_rfc3339(s, out_ms) == 0)
         return 0;
-    if (obx_parse_duration_ms(s, &ago) == OBX_OK) {
+    if (obx_config_parse_duration_ms(s, &ago) == OBX_OK) {
         *out_ms = now_ms - ago;
         return 0;
     }
@@ -358,8 +359,10 @@ cli_format_time(int64_t at_ms, char *out, size_t n)
 static size_t
 utf8_len(const unsigned char *s)
 {
-    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-             : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
 
     for (size_t i = 1; i < n; i++)
         if ((s[i] & 0xc0) != 0x80)
@@ -548,12 +551,18 @@ cli_print_key_json(const char *channel, const char *ext_id, const char *name, co
 
     obx_buf_init(&b, 4096);
     err = obx_buf_puts(&b, "{\"channel_id\":");
-    if (err == OBX_OK) err = obx_buf_json_str(&b, channel);
-    if (err == OBX_OK) err = obx_buf_puts(&b, ",\"external_message_id\":");
-    if (err == OBX_OK) err = obx_buf_json_str(&b, ext_id);
-    if (err == OBX_OK) err = obx_buf_printf(&b, ",\"%s\":", name);
-    if (err == OBX_OK) err = obx_buf_json_str(&b, value);
-    if (err == OBX_OK) err = obx_buf_puts(&b, "}\n");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, channel);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, ",\"external_message_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, ext_id);
+    if (err == OBX_OK)
+        err = obx_buf_printf(&b, ",\"%s\":", name);
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, value);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "}\n");
     if (err == OBX_OK)
         fputs(obx_buf_str(&b), stdout);
     obx_buf_release(&b);

@@ -27,19 +27,19 @@ struct cli_opt {
 #define CLI_MAX_CONFIG_FLAGS 32
 
 struct cli {
-    const char *command;       /* e.g. "enqueue" */
-    const char *usage;         /* the command's full --help text */
-    struct obx_config cfg;     /* effective configuration after cli_load_config */
-    int json;                  /* --json */
-    int help;                  /* --help */
-    const char *config_file;   /* --config, else OUTBOX_CONFIG, else none */
+    const char *command;     /* e.g. "enqueue" */
+    const char *usage;       /* the command's full --help text */
+    struct obx_config cfg;   /* effective configuration after cli_load_config */
+    int json;                /* --json */
+    int help;                /* --help */
+    const char *config_file; /* --config, else OUTBOX_CONFIG, else none */
     /* Required options are required only once any option of the table is given (enqueue:
        flags describe one message; without any, lines come on stdin). */
     int required_with_any;
     const char *positional[CLI_MAX_POSITIONAL];
     int npositional;
     struct {
-        const char *key;       /* borrowed from argv, dashes turned into '_' in key_buf */
+        const char *key; /* borrowed from argv, dashes turned into '_' in key_buf */
         const char *value;
         char key_buf[64];
     } flags[CLI_MAX_CONFIG_FLAGS];
@@ -106,7 +106,6 @@ int cli_table_init(struct cli_table *t, int ncols, const char *const *headers);
 int cli_table_add(struct cli_table *t, const char *const *cells);
 void cli_table_print(const struct cli_table *t, FILE *out);
 void cli_table_release(struct cli_table *t);
-
 
 
 /*

@@ -18,11 +18,12 @@
 int
 cmd_migrate(int argc, char **argv)
 {
-    struct cli c = {.command = "migrate",
-                    .usage = "usage: outbox migrate [options]\n\n"
-                             "Creates the database or applies pending migrations, each in its own\n"
-                             "transaction. Running it again is a no-op. A database newer than this\n"
-                             "binary is refused.\n\n" CLI_COMMON_HELP};
+    struct cli c = {
+        .command = "migrate",
+        .usage = "usage: outbox migrate [options]\n\n"
+                 "Creates the database or applies pending migrations, each in its own\n"
+                 "transaction. Running it again is a no-op. A database newer than this\n"
+                 "binary is refused.\n\n" CLI_COMMON_HELP};
     struct obx_db *db = NULL;
     int rc, from = 0, to = 0;
     char msg[256];
@@ -40,8 +41,10 @@ cmd_migrate(int argc, char **argv)
     if (err == OBX_ESCHEMA) {
         if (obx_migrate_version(db, &from) != OBX_OK)
             from = -1;
-        cli_error(&c, "database '%s' is at schema version %d, newer than this binary's %d; "
-                      "upgrade outbox", c.cfg.db, from, obx_migrate_latest());
+        cli_error(&c,
+                  "database '%s' is at schema version %d, newer than this binary's %d; "
+                  "upgrade outbox",
+                  c.cfg.db, from, obx_migrate_latest());
         goto out;
     }
     if (err != OBX_OK) {
@@ -63,8 +66,8 @@ out:
 
 /* retry and cancel by key share everything but the store call. */
 static int
-by_key(struct cli *c, enum obx_err (*fn)(struct obx_store *, const char *, const char *,
-                                         const char *),
+by_key(struct cli *c,
+       enum obx_err (*fn)(struct obx_store *, const char *, const char *, const char *),
        const char *done)
 {
     struct obx_store *st = NULL;
@@ -94,11 +97,12 @@ cmd_retry(int argc, char **argv)
 {
     const char *state = NULL, *channel = NULL;
     struct cli_opt opts[] = {{"state", &state, NULL}, {"channel", &channel, NULL}, {0}};
-    struct cli c = {.command = "retry",
-                    .usage = "usage: outbox retry CHANNEL EXT_ID\n"
-                             "       outbox retry --state failed [--channel C]\n\n"
-                             "Moves a failed (or accepted but unconfirmed) message back to queued,\n"
-                             "resetting its attempt budget and resend count.\n\n" CLI_COMMON_HELP};
+    struct cli c = {
+        .command = "retry",
+        .usage = "usage: outbox retry CHANNEL EXT_ID\n"
+                 "       outbox retry --state failed [--channel C]\n\n"
+                 "Moves a failed (or accepted but unconfirmed) message back to queued,\n"
+                 "resetting its attempt budget and resend count.\n\n" CLI_COMMON_HELP};
     struct obx_store *st = NULL;
     int64_t count = 0;
     int rc;
@@ -181,8 +185,8 @@ cmd_purge(int argc, char **argv)
 {
     const char *older = NULL;
     int keep_failed = 0;
-    struct cli_opt opts[] = {{"older-than", &older, NULL, 1}, {"keep-failed", NULL, &keep_failed},
-                             {0}};
+    struct cli_opt opts[] = {
+        {"older-than", &older, NULL, 1}, {"keep-failed", NULL, &keep_failed}, {0}};
     struct cli c = {
         .command = "purge",
         .usage = "usage: outbox purge --older-than DURATION [--keep-failed]\n\n"
@@ -195,8 +199,7 @@ cmd_purge(int argc, char **argv)
                  "bodies of webhook events; a reply still to deliver keeps its event. The\n"
                  "SHA-256 of each webhook body stays for webhook_hash_retention (replay\n"
                  "guard). This is the same pass as serve's hourly retention: many short\n"
-                 "transactions, so a running serve keeps answering meanwhile.\n\n"
-                 CLI_COMMON_HELP};
+                 "transactions, so a running serve keeps answering meanwhile.\n\n" CLI_COMMON_HELP};
     struct obx_store *st = NULL;
     struct obx_retention_opts ro;
     struct obx_retention r = {0};
@@ -208,7 +211,7 @@ cmd_purge(int argc, char **argv)
 
     if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
         goto out;
-    if (!older || obx_parse_duration_ms(older, &age_ms) != OBX_OK) {
+    if (!older || obx_config_parse_duration_ms(older, &age_ms) != OBX_OK) {
         cli_error(&c, "--older-than needs a duration such as 30d, 12h or 90m");
         rc = CLI_USAGE;
         goto out;
@@ -294,13 +297,11 @@ cmd_version(int argc, char **argv)
     if (c.json)
         printf("{\"version\":\"%s\",\"schema\":%d,\"sqlite\":\"%s\",\"libcurl\":\"%s\","
                "\"libevent\":\"%s\",\"cjson\":\"%s\",\"openssl\":\"%s\"}\n",
-               OBX_VERSION, obx_migrate_latest(), obx_db_libversion(),
-               obx_http_libversion(), event_get_version(), cJSON_Version(),
-               OPENSSL_VERSION_STR);
+               OBX_VERSION, obx_migrate_latest(), obx_db_libversion(), obx_http_client_libversion(),
+               event_get_version(), cJSON_Version(), OPENSSL_VERSION_STR);
     else
         printf("outbox %s (schema %d; sqlite %s, libcurl %s, libevent %s, cJSON %s, OpenSSL %s)\n",
-               OBX_VERSION, obx_migrate_latest(), obx_db_libversion(),
-               obx_http_libversion(), event_get_version(), cJSON_Version(),
-               OPENSSL_VERSION_STR);
+               OBX_VERSION, obx_migrate_latest(), obx_db_libversion(), obx_http_client_libversion(),
+               event_get_version(), cJSON_Version(), OPENSSL_VERSION_STR);
     return CLI_OK;
 }

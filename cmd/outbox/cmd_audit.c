@@ -77,15 +77,19 @@ on_entry(void *ctx, const struct obx_audit_entry *e)
     obx_buf_reset(&x->b);
     err = obx_buf_printf(&x->b, "{\"id\":%lld,\"at\":\"%s\",\"kind\":\"%s\",\"channel_id\":",
                          (long long)e->id, ts, e->kind);
-    if (err == OBX_OK) err = obx_buf_json_str(&x->b, e->channel_id);
-    if (err == OBX_OK) err = obx_buf_puts(&x->b, ",\"external_message_id\":");
-    if (err == OBX_OK) err = obx_buf_json_str(&x->b, e->external_message_id);
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&x->b, e->channel_id);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&x->b, ",\"external_message_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&x->b, e->external_message_id);
     /* record is a JSON object written by SQLite's json_object(): embedded as is. */
     if (err == OBX_OK)
         err = obx_buf_printf(&x->b, ",\"record\":%s,\"prev_hash\":\"%s\",\"hash\":", e->record,
                              e->prev_hash);
     if (err == OBX_OK)
-        err = e->hash ? obx_buf_printf(&x->b, "\"%s\"}\n", e->hash) : obx_buf_puts(&x->b, "null}\n");
+        err = e->hash ? obx_buf_printf(&x->b, "\"%s\"}\n", e->hash)
+                      : obx_buf_puts(&x->b, "null}\n");
     if (err == OBX_OK)
         fputs(obx_buf_str(&x->b), stdout);
     return err != OBX_OK;
@@ -113,11 +117,12 @@ verify(struct cli *c, struct obx_store *st)
         printf("audit chain BROKEN at row %lld: %s (%lld rows verified before it)\n",
                (long long)r.first_bad_id, r.problem, (long long)r.checked);
     } else {
-        printf("audit chain ok: %lld rows verified, head row %lld hash %s\n",
-               (long long)r.checked, (long long)r.head_id, r.head_hash);
+        printf("audit chain ok: %lld rows verified, head row %lld hash %s\n", (long long)r.checked,
+               (long long)r.head_id, r.head_hash);
         if (r.keyed_from_id)
             printf("keyed (HMAC-SHA256) from row %lld on, key id %s; rows before it are plain "
-                   "SHA-256\n", (long long)r.keyed_from_id, r.key_id);
+                   "SHA-256\n",
+                   (long long)r.keyed_from_id, r.key_id);
         else
             printf("plain SHA-256 chain (no audit_key_file): it shows changes made without "
                    "re-sealing, not re-sealed ones\n");
@@ -126,8 +131,8 @@ verify(struct cli *c, struct obx_store *st)
 }
 
 static int
-export(struct cli *c, struct obx_store *st, int csv, int64_t since_ms, int64_t until_ms,
-       const char *channel)
+export_rows(struct cli *c, struct obx_store *st, int csv, int64_t since_ms, int64_t until_ms,
+            const char *channel)
 {
     struct export_ctx x = {.csv = csv};
     enum obx_err err;
@@ -156,8 +161,11 @@ int
 cmd_audit(int argc, char **argv)
 {
     const char *since = NULL, *until = NULL, *format = "jsonl", *channel = NULL;
-    struct cli_opt opts[] = {{"since", &since, NULL}, {"until", &until, NULL},
-                             {"format", &format, NULL}, {"channel", &channel, NULL}, {0}};
+    struct cli_opt opts[] = {{"since", &since, NULL},
+                             {"until", &until, NULL},
+                             {"format", &format, NULL},
+                             {"channel", &channel, NULL},
+                             {0}};
     struct cli c = {.command = "audit", .usage = usage_text};
     struct obx_store *st = NULL;
     int64_t now_ms = obx_now_ms(obx_clock_real()), since_ms = 0, until_ms = INT64_MAX, n = 0;
@@ -190,7 +198,7 @@ cmd_audit(int argc, char **argv)
     if (c.npositional)
         rc = verify(&c, st);
     else
-        rc = export(&c, st, csv, since_ms, until_ms, channel);
+        rc = export_rows(&c, st, csv, since_ms, until_ms, channel);
 out:
     obx_store_free(st);
     cli_release(&c);

@@ -24,21 +24,21 @@
 #include "store_file.h"
 #include "store_tx.h"
 
-#define BACKUP_STEP_PAGES   1000
+#define BACKUP_STEP_PAGES 1000
 #define BACKUP_BUSY_RETRIES 500 /* x 20 ms: give up after ~10 s of SQLITE_BUSY */
 
 struct backup {
     struct cli *c;
-    const char *dest;   /* FILE, borrowed from argv */
-    char tmp[PATH_MAX]; /* FILE.tmp.<pid>: the copy until it is checked */
-    int force;          /* --force: replace FILE */
-    int tmp_made;       /* tmp exists and must go on failure */
-    mode_t mode;        /* permission bits of the database, given to the copy */
+    const char *dest;      /* FILE, borrowed from argv */
+    char tmp[PATH_MAX];    /* FILE.tmp.<pid>: the copy until it is checked */
+    int force;             /* --force: replace FILE */
+    int tmp_made;          /* tmp exists and must go on failure */
+    mode_t mode;           /* permission bits of the database, given to the copy */
     struct obx_store *src; /* the database, as it is, in one read snapshot */
-    int src_version;  /* schema version of the snapshot copied */
-    int64_t pages;    /* pages copied */
-    int64_t bytes;    /* size of the copy */
-    int64_t messages; /* rows of outbox in the copy */
+    int src_version;       /* schema version of the snapshot copied */
+    int64_t pages;         /* pages copied */
+    int64_t bytes;         /* size of the copy */
+    int64_t messages;      /* rows of outbox in the copy */
 };
 
 /* Refuses a missing source, an existing FILE without --force, and FILE being the database. */
@@ -157,8 +157,7 @@ backup_verify(struct backup *b)
         goto out;
     }
     if (obx_store_file_schema_version(db, &version) != OBX_OK || version != b->src_version) {
-        cli_error(b->c, "the copy has schema version %d, the database %d", version,
-                  b->src_version);
+        cli_error(b->c, "the copy has schema version %d, the database %d", version, b->src_version);
         goto out;
     }
     if (obx_store_file_count_messages(db, &b->messages) != OBX_OK) {

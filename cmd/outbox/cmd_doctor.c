@@ -38,12 +38,12 @@
 
 extern char **environ;
 
-#define DISK_FAIL_BYTES     (100 * CLI_MIB) /* below this, the next commits may fail */
-#define DISK_WARN_BYTES     CLI_GIB
-#define DISK_WARN_PERCENT   10
-#define QUOTA_WARN_PERCENT  80
-#define WAL_WARN_BYTES      CLI_GIB /* a WAL this large means checkpoints cannot finish */
-#define PROBE_CHANNEL       "outbox-doctor-probe"
+#define DISK_FAIL_BYTES (100 * CLI_MIB) /* below this, the next commits may fail */
+#define DISK_WARN_BYTES CLI_GIB
+#define DISK_WARN_PERCENT 10
+#define QUOTA_WARN_PERCENT 80
+#define WAL_WARN_BYTES CLI_GIB /* a WAL this large means checkpoints cannot finish */
+#define PROBE_CHANNEL "outbox-doctor-probe"
 
 /* ---- doctor: results -------------------------------------------------------------------- */
 
@@ -53,13 +53,13 @@ static const char *const status_json[] = {"ok", "warn", "fail", "skip"};
 
 struct doctor {
     struct cli *c;
-    int cfg_ok;          /* c->cfg holds a valid configuration */
+    int cfg_ok;           /* c->cfg holds a valid configuration */
     struct obx_store *db; /* the database, as it is; NULL when it does not open */
-    long serve_pid;      /* pid of the serve holding <db>.lock; 0 none; -1 unknown */
-    int probe;           /* --check-api-key */
-    int counts[4];       /* results per status */
-    int json_failed;     /* could not build the JSON document (out of memory) */
-    struct obx_buf json; /* --json: the elements of "checks" so far */
+    long serve_pid;       /* pid of the serve holding <db>.lock; 0 none; -1 unknown */
+    int probe;            /* --check-api-key */
+    int counts[4];        /* results per status */
+    int json_failed;      /* could not build the JSON document (out of memory) */
+    struct obx_buf json;  /* --json: the elements of "checks" so far */
 };
 
 /* Appends one check to the JSON array. */
@@ -213,8 +213,9 @@ check_permissions(struct doctor *d, const char *name)
         report(d, name, ST_OK, NULL, "the database files are readable by their owner only");
         return;
     }
-    snprintf(fix, sizeof fix, "chmod 600 each file named (and keep serve's umask 077); "
-                              "anyone who can read them reads every message");
+    snprintf(fix, sizeof fix,
+             "chmod 600 each file named (and keep serve's umask 077); "
+             "anyone who can read them reads every message");
     report(d, name, ST_WARN, fix, "readable by group or others: %s", loose);
 }
 
@@ -513,16 +514,18 @@ check_webhook_key(struct doctor *d, const char *name)
     /* The same choice as lib/webhook.c: file, then inline key, then the default. */
     if (cfg->webhook_public_key_file) {
         what = "webhook_public_key_file";
-        err = obx_verifier_from_file(cfg->webhook_public_key_file, &v);
+        err = obx_signature_verifier_from_file(cfg->webhook_public_key_file, &v);
     } else if (cfg->webhook_public_key) {
         what = "webhook_public_key";
-        err = obx_verifier_new(cfg->webhook_public_key, &v);
+        err = obx_signature_verifier_new(cfg->webhook_public_key, &v);
     } else {
         what = sandbox ? "Partoo's sandbox key (default for a sandbox partoo_base_url)"
                        : "Partoo's production key (the default)";
-        err = obx_verifier_new(sandbox ? OBX_PARTOO_SANDBOX_KEY_HEX : OBX_PARTOO_PROD_KEY_HEX, &v);
+        err = obx_signature_verifier_new(sandbox ? OBX_PARTOO_SANDBOX_KEY_HEX
+                                                 : OBX_PARTOO_PROD_KEY_HEX,
+                                         &v);
     }
-    obx_verifier_free(v);
+    obx_signature_verifier_free(v);
     if (err == OBX_OK)
         report(d, name, ST_OK, NULL, "%s is an Ed25519 public key", what);
     else if (err == OBX_EIO)

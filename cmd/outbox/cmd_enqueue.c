@@ -28,8 +28,7 @@ static const char usage_text[] =
     "   \"external_conversation_id\":\"c1\",\"content\":\"Hi\",\"sender_type\":\"Consumer\"}\n"
     "Lines are committed in batches of 5000. Each line is reported as accepted, duplicate\n"
     "(same key, same fields: nothing changes), conflict (same key, other fields) or invalid,\n"
-    "with its line number; the exit status is 1 when any line was a conflict or invalid.\n\n"
-    CLI_COMMON_HELP;
+    "with its line number; the exit status is 1 when any line was a conflict or invalid.\n\n" CLI_COMMON_HELP;
 
 struct tally {
     long accepted, duplicate, conflict, invalid;
@@ -74,11 +73,15 @@ report(const struct cli *c, long line, const struct obx_enq_item *it, struct tal
         err = obx_buf_printf(&b, ",\"error\":{\"code\":\"%s\",\"field\":", it->fe.code);
         if (err == OBX_OK)
             err = it->fe.field ? obx_buf_json_str(&b, it->fe.field) : obx_buf_puts(&b, "null");
-        if (err == OBX_OK) err = obx_buf_puts(&b, ",\"message\":");
-        if (err == OBX_OK) err = obx_buf_json_str(&b, it->fe.message);
-        if (err == OBX_OK) err = obx_buf_puts(&b, "}");
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, ",\"message\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(&b, it->fe.message);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&b, "}");
     }
-    if (err == OBX_OK) err = obx_buf_puts(&b, "}\n");
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "}\n");
     if (err == OBX_OK)
         fputs(obx_buf_str(&b), stdout);
     obx_buf_release(&b);
@@ -207,8 +210,8 @@ enqueue_stdin(struct cli *c, struct obx_store *st, const struct obx_msg_limits *
     free(line);
     obx_free(b);
     if (!c->json)
-        printf("accepted %ld, duplicate %ld, conflict %ld, invalid %ld\n", t.accepted,
-               t.duplicate, t.conflict, t.invalid);
+        printf("accepted %ld, duplicate %ld, conflict %ld, invalid %ld\n", t.accepted, t.duplicate,
+               t.conflict, t.invalid);
     return (failed || t.conflict || t.invalid) ? CLI_FAIL : CLI_OK;
 }
 

@@ -28,7 +28,7 @@ emit(struct cli *c, struct obx_buf *b, enum obx_err err)
 
 /* What the running serve published (service_state), for the status header. */
 struct serve_state {
-    int running;           /* 1 when the last publication says running and is recent */
+    int running; /* 1 when the last publication says running and is recent */
     long pid;
     int64_t started_at_ms, updated_at_ms, paused_until_ms;
     char circuit[16];
@@ -67,8 +67,8 @@ print_serve_line(const struct serve_state *ss, int64_t now_ms)
     char up[24], until[32];
 
     if (!ss->running) {
-        printf("serve: not running%s\n", ss->updated_at_ms ? " (state below is from the database)"
-                                                          : "");
+        printf("serve: not running%s\n",
+               ss->updated_at_ms ? " (state below is from the database)" : "");
         return;
     }
     cli_format_age(now_ms - ss->started_at_ms, up, sizeof up);
@@ -84,9 +84,9 @@ print_serve_line(const struct serve_state *ss, int64_t now_ms)
 static void
 status_table(const struct obx_channel_stats *s, size_t n, int64_t now_ms)
 {
-    static const char *const head[] = {"CHANNEL",       "QUEUED",  "SENDING",  "AWAITING CONF",
-                                       "UNCONFIRMED",   "CONF 24H", "FAILED",  "OLDEST QUEUED",
-                                       "SENT/MIN",      "LAST ERROR"};
+    static const char *const head[] = {"CHANNEL",     "QUEUED",    "SENDING", "AWAITING CONF",
+                                       "UNCONFIRMED", "CONF 24H",  "FAILED",  "OLDEST QUEUED",
+                                       "SENT/MIN",    "LAST ERROR"};
     struct cli_table t;
 
     if (cli_table_init(&t, 10, head) != 0)
@@ -94,9 +94,14 @@ status_table(const struct obx_channel_stats *s, size_t n, int64_t now_ms)
     for (size_t i = 0; i < n; i++) {
         char num[8][24], age[24];
         const char *row[10];
-        int64_t v[8] = {s[i].counts[OBX_ST_QUEUED], s[i].counts[OBX_ST_SENDING],
-                        s[i].counts[OBX_ST_ACCEPTED] - s[i].unconfirmed, s[i].unconfirmed,
-                        s[i].confirmed_24h, s[i].counts[OBX_ST_FAILED], 0, s[i].sent_last_min};
+        int64_t v[8] = {s[i].counts[OBX_ST_QUEUED],
+                        s[i].counts[OBX_ST_SENDING],
+                        s[i].counts[OBX_ST_ACCEPTED] - s[i].unconfirmed,
+                        s[i].unconfirmed,
+                        s[i].confirmed_24h,
+                        s[i].counts[OBX_ST_FAILED],
+                        0,
+                        s[i].sent_last_min};
         row[0] = s[i].channel_id;
         for (int k = 0; k < 8; k++) {
             snprintf(num[k], sizeof num[k], "%lld", (long long)v[k]);
@@ -268,19 +273,22 @@ on_ls_row(void *ctx, const struct obx_row *r)
 int
 cmd_ls(int argc, char **argv)
 {
-    static const char *const head[] = {"ID", "CHANNEL", "MESSAGE", "STATE", "ATTEMPTS", "AGE",
-                                       "LAST RESULT"};
+    static const char *const head[] = {"ID",       "CHANNEL", "MESSAGE",    "STATE",
+                                       "ATTEMPTS", "AGE",     "LAST RESULT"};
     const char *state = NULL, *channel = NULL, *limit = "50", *cursor = NULL;
-    struct cli_opt opts[] = {{"state", &state, NULL}, {"channel", &channel, NULL},
-                             {"limit", &limit, NULL}, {"cursor", &cursor, NULL}, {0}};
-    struct cli c = {.command = "ls",
-                    .usage = "usage: outbox ls [--state S] [--channel C] [--limit N] [--cursor X]\n\n"
-                             "Lists messages, newest first. --state is a state name or\n"
-                             "'unconfirmed' (accepted, no confirmation after max_resends).\n"
-                             "--limit is any number from 1 (default 50); more than 1000 are\n"
-                             "read 1000 at a time. Pass the printed next cursor as --cursor\n"
-                             "for the next page.\n\n"
-                             CLI_COMMON_HELP};
+    struct cli_opt opts[] = {{"state", &state, NULL},
+                             {"channel", &channel, NULL},
+                             {"limit", &limit, NULL},
+                             {"cursor", &cursor, NULL},
+                             {0}};
+    struct cli c = {
+        .command = "ls",
+        .usage = "usage: outbox ls [--state S] [--channel C] [--limit N] [--cursor X]\n\n"
+                 "Lists messages, newest first. --state is a state name or\n"
+                 "'unconfirmed' (accepted, no confirmation after max_resends).\n"
+                 "--limit is any number from 1 (default 50); more than 1000 are\n"
+                 "read 1000 at a time. Pass the printed next cursor as --cursor\n"
+                 "for the next page.\n\n" CLI_COMMON_HELP};
     struct ls_ctx l = {.c = &c, .first = 1};
     struct obx_list_query q = {0};
     struct obx_store *st = NULL;
@@ -306,7 +314,7 @@ cmd_ls(int argc, char **argv)
             q.before_id = -1;
     }
     if (*end || !*limit || errno == ERANGE || want < 1 ||
-        (state && !q.unconfirmed && obx_state_parse(state) < 0) ||
+        (state && !q.unconfirmed && obx_store_state_parse(state) < 0) ||
         (cursor && q.before_id <= 0)) {
         cli_error(&c, "bad --limit (a number from 1), --state (queued, sending, accepted, "
                       "confirmed, failed, cancelled, unconfirmed) or --cursor");
@@ -370,16 +378,16 @@ on_show_row(void *ctx, const struct obx_row *r)
     cli_format_time(r->accepted_at_ms, t2, sizeof t2);
     cli_format_time(r->confirmed_at_ms, t3, sizeof t3);
     SHOW("message      %s / %s (id %lld)\n", r->msg.channel_id, r->msg.external_message_id,
-        (long long)r->id);
+         (long long)r->id);
     SHOW("conversation %s   business %s   sender %s   priority %lld\n",
-        r->msg.external_conversation_id, r->msg.business_id, r->msg.sender_type,
-        (long long)r->msg.priority);
+         r->msg.external_conversation_id, r->msg.business_id, r->msg.sender_type,
+         (long long)r->msg.priority);
     SHOW("state        %s (%s)   attempts %d   resends %d\n", r->state, r->state_reason,
-        r->attempts, r->resends);
+         r->attempts, r->resends);
     SHOW("created      %s   accepted %s   confirmed %s\n", t1, t2, t3);
     if (r->partoo_message_id)
         SHOW("partoo       message %s, status %s\n", r->partoo_message_id,
-            r->partoo_status ? r->partoo_status : "-");
+             r->partoo_status ? r->partoo_status : "-");
     if (r->last_error || r->last_http_status)
         SHOW("last result  %d %s\n", r->last_http_status, r->last_error ? r->last_error : "");
     SHOW("content      %s\n\ntransitions:\n", r->msg.content);
@@ -407,7 +415,7 @@ on_show_attempt(void *ctx, const struct obx_attempt_row *a)
         SHOW("\nattempts:\n");
     cli_format_time(a->started_at_ms, ts, sizeof ts);
     SHOW("  %s  %-12s http %-3d %5lldms  %s\n", ts, a->outcome, a->http_status,
-        (long long)a->duration_ms, a->error ? a->error : (a->excerpt ? a->excerpt : ""));
+         (long long)a->duration_ms, a->error ? a->error : (a->excerpt ? a->excerpt : ""));
     return 0;
 }
 
@@ -434,8 +442,8 @@ cmd_show(int argc, char **argv)
     if (c.json)
         err = obx_view_message_document(st, c.positional[0], c.positional[1], &b);
     else
-        err = obx_query_get(st, c.positional[0], c.positional[1], on_show_row,
-                            on_show_transition, on_show_attempt, &nattempts);
+        err = obx_query_get(st, c.positional[0], c.positional[1], on_show_row, on_show_transition,
+                            on_show_attempt, &nattempts);
     if (err == OBX_ENOTFOUND) {
         cli_error(&c, "no message '%s' in channel '%s'", c.positional[1], c.positional[0]);
         rc = CLI_FAIL;
@@ -488,12 +496,12 @@ on_inbox(void *ctx, const struct obx_inbox_row *r)
 int
 cmd_inbox(int argc, char **argv)
 {
-    static const char *const head[] = {"ID", "RECEIVED", "CHANNEL", "CONVERSATION", "FROM",
-                                       "STATE", "CONTENT"};
+    static const char *const head[] = {"ID",   "RECEIVED", "CHANNEL", "CONVERSATION",
+                                       "FROM", "STATE",    "CONTENT"};
     const char *limit = "50", *cursor = NULL;
     int all = 0;
-    struct cli_opt opts[] = {{"limit", &limit, NULL}, {"cursor", &cursor, NULL},
-                             {"all", NULL, &all}, {0}};
+    struct cli_opt opts[] = {
+        {"limit", &limit, NULL}, {"cursor", &cursor, NULL}, {"all", NULL, &all}, {0}};
     struct cli c = {.command = "inbox",
                     .usage = "usage: outbox inbox [--all] [--limit N] [--cursor X]\n\n"
                              "Lists replies written by Partoo users, oldest first: those not\n"

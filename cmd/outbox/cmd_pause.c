@@ -7,20 +7,18 @@
 #include "buf.h"
 #include "store_dash.h"
 
-#define PAUSE_HELP                                                                             \
-    "A paused channel's messages are held: serve does not send them, they use no attempt,\n"  \
-    "and the time they spend held does not count toward max_age. `outbox status`,\n"          \
-    "GET /v1/stats and /metrics show the holds. --tenant is refused while the outbox\n"       \
+#define PAUSE_HELP                                                                           \
+    "A paused channel's messages are held: serve does not send them, they use no attempt,\n" \
+    "and the time they spend held does not count toward max_age. `outbox status`,\n"         \
+    "GET /v1/stats and /metrics show the holds. --tenant is refused while the outbox\n"      \
     "has a single tenant.\n\n" CLI_COMMON_HELP
 
 static int
 pause_resume(int argc, char **argv, int pause)
 {
     const char *channel = NULL, *tenant = NULL, *reason = NULL;
-    struct cli_opt opts[] = {{"channel", &channel, NULL, 1},
-                             {"tenant", &tenant, NULL},
-                             {"reason", &reason, NULL},
-                             {0}};
+    struct cli_opt opts[] = {
+        {"channel", &channel, NULL, 1}, {"tenant", &tenant, NULL}, {"reason", &reason, NULL}, {0}};
     struct cli c = {.command = pause ? "pause" : "resume",
                     .usage = pause ? "usage: outbox pause --channel C [--reason TEXT]\n\n"
                                      "Holds every queued message of channel C until `outbox "
@@ -67,7 +65,8 @@ pause_resume(int argc, char **argv, int pause)
         struct obx_buf b;
 
         obx_buf_init(&b, 4096);
-        if (obx_buf_puts(&b, "{\"channel_id\":") == OBX_OK && obx_buf_json_str(&b, channel) == OBX_OK &&
+        if (obx_buf_puts(&b, "{\"channel_id\":") == OBX_OK &&
+            obx_buf_json_str(&b, channel) == OBX_OK &&
             obx_buf_printf(&b, ",\"paused\":%s,\"changed\":%s}\n", pause ? "true" : "false",
                            changed ? "true" : "false") == OBX_OK)
             fputs(obx_buf_str(&b), stdout);

@@ -17,8 +17,7 @@ static const char usage_text[] =
     "SIGHUP reloads the configuration (an invalid one is logged and ignored, and so is\n"
     "one without api_token while api_listen is not loopback); keys read only at start\n"
     "(listeners, ca_file, timeouts, synchronous, audit_key_file) are named in a warning.\n\n"
-    "  --print-config     print the effective configuration (secrets masked) and exit\n\n"
-    CLI_COMMON_HELP;
+    "  --print-config     print the effective configuration (secrets masked) and exit\n\n" CLI_COMMON_HELP;
 
 /* Builds the configuration, secrets included; used at start and on SIGHUP. */
 static enum obx_err

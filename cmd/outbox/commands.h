@@ -25,11 +25,11 @@ int cmd_backup(int argc, char **argv);
     "  --db PATH          database file (config key db; default outbox.db)\n"              \
     "  --config FILE      configuration file (default: $OUTBOX_CONFIG, else none)\n"       \
     "  --KEY VALUE        any configuration key, e.g. --rate-limit 120/min; not the\n"     \
-    "                     secret ones (api_token, webhook_path_secret, ...): those come\n"  \
+    "                     secret ones (api_token, webhook_path_secret, ...): those come\n" \
     "                     from OUTBOX_<KEY> or the file, never the visible command line\n" \
     "  --json             machine-readable output\n"                                       \
     "  --help             this help\n"                                                     \
-    "Tables and show print control characters of stored text as escapes (\\x1b);\n"      \
+    "Tables and show print control characters of stored text as escapes (\\x1b);\n"        \
     "--json output keeps the exact text.\n"                                                \
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
 

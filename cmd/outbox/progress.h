@@ -10,9 +10,9 @@
 
 struct progress {
     int enabled;
-    const char *label;      /* borrowed */
-    const char *unit;       /* "lines", "bytes", "rows" */
-    int64_t total;          /* 0 = unknown */
+    const char *label; /* borrowed */
+    const char *unit;  /* "lines", "bytes", "rows" */
+    int64_t total;     /* 0 = unknown */
     int64_t done;
     int64_t last_draw_ms;
 };

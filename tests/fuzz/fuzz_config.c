@@ -35,7 +35,7 @@
 #include "log.h"
 
 #define MAX_LINES 256
-#define ERR_MAX   (64 * 1024)
+#define ERR_MAX (64 * 1024)
 #define PRINT_MAX (256 * 1024) /* every option at its longest (4096 bytes) fits */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -25,8 +25,8 @@
 #include "log.h"
 #include "msg.h"
 
-#define MAX_LINES 1000              /* one batch of cmd_enqueue.c */
-#define BODY_MAX  (8 * 1024 * 1024) /* cap of a rendered Partoo body */
+#define MAX_LINES 1000             /* one batch of cmd_enqueue.c */
+#define BODY_MAX (8 * 1024 * 1024) /* cap of a rendered Partoo body */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -120,7 +120,7 @@ add_line(const char *line, size_t len)
     }
     if (!fe.code)
         oracle_fail("invalid line without an error code", NULL);
-    if (!obx_utf8_valid(fe.message, strlen(fe.message)))
+    if (!obx_buf_utf8_valid(fe.message, strlen(fe.message)))
         oracle_fail("invalid line's message is not valid UTF-8", fe.message);
     return doc;
 }

@@ -29,8 +29,8 @@
 #include "log.h"
 #include "msg.h"
 
-#define MAX_BATCH 1000              /* items of a batch, as lib/api.c allows */
-#define BODY_MAX  (8 * 1024 * 1024) /* cap of a rendered Partoo body: far above any valid one */
+#define MAX_BATCH 1000             /* items of a batch, as lib/api.c allows */
+#define BODY_MAX (8 * 1024 * 1024) /* cap of a rendered Partoo body: far above any valid one */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -73,7 +73,7 @@ check_field_error(const struct obx_field_error *fe)
         oracle_fail("refused message without an error code", NULL);
     if (memchr(fe->message, '\0', sizeof fe->message) == NULL)
         oracle_fail("field error message not NUL-terminated", NULL);
-    if (!obx_utf8_valid(fe->message, strlen(fe->message)))
+    if (!obx_buf_utf8_valid(fe->message, strlen(fe->message)))
         oracle_fail("field error message is not valid UTF-8", fe->message);
 }
 
@@ -133,7 +133,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         OBX_OK) {
         if (doc)
             oracle_fail("obx_json_parse failed but returned a document", NULL);
-        if (!je.code || !obx_utf8_valid(je.message, strlen(je.message)))
+        if (!je.code || !obx_buf_utf8_valid(je.message, strlen(je.message)))
             oracle_fail("JSON error without a code or with a non-UTF-8 message", je.message);
         return 0;
     }

@@ -1,5 +1,5 @@
 /*
- * fuzz_signature: the webhook signature check (lib/signature.c obx_verifier_check),
+ * fuzz_signature: the webhook signature check (lib/signature.c obx_signature_verifier_check),
  * which runs on the raw request before anything is parsed.
  *
  * Input layout: the X-Partoo-Signature-v1 header value up to the first '\n', then the
@@ -12,7 +12,7 @@
  *                  replaced by the valid signature of the body (no '*': the signature
  *                  alone). This reaches the Ed25519 verification with valid and almost
  *                  valid signatures, which random bytes never would.
- *   header "#"     key mode: the body is given to obx_verifier_new as key text (hex,
+ *   header "#"     key mode: the body is given to obx_signature_verifier_new as key text (hex,
  *                  base64 SPKI, PEM), for leaks and crashes in key parsing.
  *   anything else  the header as Partoo's client (or an attacker) sent it.
  *
@@ -32,7 +32,7 @@
 #include "log.h"
 #include "signature.h"
 
-#define SIG_LEN     64
+#define SIG_LEN 64
 #define SIG_B64_LEN 88
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -61,9 +61,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     obx_log_setup(OBX_LOG_OFF, OBX_LOG_TEXT, NULL);
-    signer =
-        EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, test1_secret, sizeof test1_secret);
-    if (!signer || obx_verifier_new(test1_public_hex, &verifier) != OBX_OK)
+    signer = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, test1_secret,
+                                          sizeof test1_secret);
+    if (!signer || obx_signature_verifier_new(test1_public_hex, &verifier) != OBX_OK)
         oracle_fail("cannot set up the RFC 8032 key", test1_public_hex);
     return 0;
 }
@@ -133,9 +133,9 @@ key_mode(const uint8_t *body, size_t len)
         return;
     memcpy(text, body, len);
     text[len] = '\0';
-    if (obx_verifier_new(text, &v) == OBX_OK && !v)
-        oracle_fail("obx_verifier_new succeeded without a verifier", "#");
-    obx_verifier_free(v);
+    if (obx_signature_verifier_new(text, &v) == OBX_OK && !v)
+        oracle_fail("obx_signature_verifier_new succeeded without a verifier", "#");
+    obx_signature_verifier_free(v);
     free(text);
 }
 
@@ -170,9 +170,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             goto out;
         h = signed_header;
     }
-    ok = obx_verifier_check(verifier, blen ? body : NULL, blen, h);
+    ok = obx_signature_verifier_check(verifier, blen ? body : NULL, blen, h);
     if (ok != 0 && ok != 1)
-        oracle_fail("obx_verifier_check returned neither 0 nor 1", h);
+        oracle_fail("obx_signature_verifier_check returned neither 0 nor 1", h);
     if (ok || h == signed_header) {
         if (h != signed_header)
             sign_b64(body, blen, sig);

@@ -12,7 +12,7 @@
  *   2. the input is cut at each SEP ("\n--\n", which no JSON text contains) into up to
  *      MAX_EVENTS bodies, which may hold any byte, NUL included, as a signed body may;
  *      each is stored as lib/webhook.c stores it: INSERT ... ON CONFLICT (body_sha256)
- *      DO NOTHING, the SHA-256 from obx_sha256_hex;
+ *      DO NOTHING, the SHA-256 from obx_signature_sha256_hex;
  *   3. obx_reconcile_run(st, cfg, 500, &r), as lib/server.c runs it.
  *
  * Properties checked besides ASan/UBSan/LSan (abort() on violation):
@@ -50,10 +50,10 @@
 #include "signature.h"
 #include "store.h"
 
-#define MAX_EVENTS      4
-#define SEP             "\n--\n"               /* between two event bodies in the input */
-#define RECONCILE_BATCH 500                    /* lib/server.c */
-#define NOW_MS          INT64_C(1735689600000) /* 2025-01-01T00:00:00Z */
+#define MAX_EVENTS 4
+#define SEP "\n--\n"                  /* between two event bodies in the input */
+#define RECONCILE_BATCH 500           /* lib/server.c */
+#define NOW_MS INT64_C(1735689600000) /* 2025-01-01T00:00:00Z */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -135,7 +135,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     opts.synchronous_normal = 1;
     if (obx_store_open(":memory:", &opts, &st) != OBX_OK)
         oracle_fail("cannot open the in-memory store", NULL);
-    obx_fake_clock_init(&fake_clock, NOW_MS, 0);
+    obx_clock_fake_init(&fake_clock, NOW_MS, 0);
     st->clock = &fake_clock.base;
     return 0;
 }
@@ -204,7 +204,7 @@ check_written_text(void)
     rc = sqlite3_step(s);
     while (rc == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(s, 0);
-        if (t && !obx_utf8_valid(t, (size_t)sqlite3_column_bytes(s, 0)))
+        if (t && !obx_buf_utf8_valid(t, (size_t)sqlite3_column_bytes(s, 0)))
             oracle_fail("reconcile wrote text that is not valid UTF-8", t);
         rc = sqlite3_step(s);
     }
@@ -243,7 +243,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STORE_EVENT);
-        if (!s || obx_sha256_hex(bodies[i], lens[i], shas[i]) != OBX_OK)
+        if (!s || obx_signature_sha256_hex(bodies[i], lens[i], shas[i]) != OBX_OK)
             oracle_fail("cannot prepare the event insert", obx_db_errmsg(st->db));
         obx_db_bind_text(s, 1, shas[i]);
         sqlite3_bind_int64(s, 2, NOW_MS);

@@ -299,7 +299,7 @@ on_received(struct mock *m, struct evhttp_request *req)
         return;
     }
     last = (uint64_t)since + (uint64_t)limit < (uint64_t)since ? m->log.n
-                                                                : (uint64_t)since + (uint64_t)limit;
+                                                               : (uint64_t)since + (uint64_t)limit;
     last = last < m->log.n ? last : m->log.n;
     if (json) {
         received_json(m, req, (uint64_t)since + 1, last);
@@ -363,11 +363,11 @@ struct change {
     int has_down;
     int64_t down_ms;
     int has_script;
-    int *script;                /* owned until committed */
+    int *script; /* owned until committed */
     size_t script_len;
-    const cJSON *key_status;    /* checked; applied at commit */
+    const cJSON *key_status; /* checked; applied at commit */
     int has_webhook_url;
-    const char *webhook_url;    /* NULL clears */
+    const char *webhook_url; /* NULL clears */
 };
 
 struct fault_field;
@@ -378,9 +378,9 @@ typedef const char *(*fault_parse_fn)(struct change *c, const cJSON *item,
 struct fault_field {
     const char *name;
     fault_parse_fn parse;
-    size_t offset;              /* in struct mock_settings, for the generic parsers */
-    size_t size;                /* string capacity, for parse_str */
-    int64_t max;                /* for parse_int */
+    size_t offset; /* in struct mock_settings, for the generic parsers */
+    size_t size;   /* string capacity, for parse_str */
+    int64_t max;   /* for parse_int */
 };
 
 static const char *
@@ -423,8 +423,7 @@ parse_str(struct change *c, const cJSON *item, const struct fault_field *f)
     char num[32];
     const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
 
-    if (s == NULL && cJSON_IsNumber(item) && item->valuedouble >= 0 &&
-        item->valuedouble < 1e15) {
+    if (s == NULL && cJSON_IsNumber(item) && item->valuedouble >= 0 && item->valuedouble < 1e15) {
         snprintf(num, sizeof(num), "%.0f", item->valuedouble);
         s = num;
     }
@@ -473,7 +472,8 @@ parse_script(struct change *c, const cJSON *item, const struct fault_field *f)
     if (c->script == NULL) {
         return "out of memory";
     }
-    cJSON_ArrayForEach(code, item) {
+    cJSON_ArrayForEach(code, item)
+    {
         v = cJSON_IsNumber(code) ? code->valueint : -1;
         if (!cJSON_IsNumber(code) || (double)v != code->valuedouble ||
             !(v == 0 || (v >= 100 && v <= 599))) {
@@ -495,9 +495,10 @@ parse_key_status(struct change *c, const cJSON *item, const struct fault_field *
     if (!cJSON_IsObject(item)) {
         return "must be an object of key: 0|401|403";
     }
-    cJSON_ArrayForEach(entry, item) {
-        if (!cJSON_IsNumber(entry) || (entry->valuedouble != 0 && entry->valuedouble != 401 &&
-                                       entry->valuedouble != 403)) {
+    cJSON_ArrayForEach(entry, item)
+    {
+        if (!cJSON_IsNumber(entry) ||
+            (entry->valuedouble != 0 && entry->valuedouble != 401 && entry->valuedouble != 403)) {
             return "values must be 0, 401 or 403";
         }
         if (entry->string == NULL || *entry->string == '\0') {
@@ -570,7 +571,8 @@ check_faults(struct mock *m, const cJSON *doc, struct change *c, const char **fi
     const char *why;
 
     c->set = m->set;
-    cJSON_ArrayForEach(item, doc) {
+    cJSON_ArrayForEach(item, doc)
+    {
         *field = item->string;
         f = find_fault_field(item->string);
         if (f == NULL) {
@@ -594,7 +596,8 @@ apply_key_status(struct mock *m, const cJSON *key_status)
     const cJSON *entry;
     struct mock_key *key;
 
-    cJSON_ArrayForEach(entry, key_status) {
+    cJSON_ArrayForEach(entry, key_status)
+    {
         key = mock_keys_find(&m->keys, entry->string, 1);
         if (key == NULL) {
             return -1;

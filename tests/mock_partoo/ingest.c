@@ -52,7 +52,7 @@ struct mock_pending {
     LIST_ENTRY(mock_pending) link;
     struct mock *m;
     struct evhttp_request *req;
-    struct event *timer;        /* the delay; NULL while waiting for an echo */
+    struct event *timer; /* the delay; NULL while waiting for an echo */
 };
 
 /* Bodies for statuses chosen by faults. */
@@ -60,10 +60,18 @@ static const struct {
     int code;
     const char *body;
 } canned[] = {
-    {400, BODY_400_TYPE}, {401, BODY_401}, {403, BODY_403}, {404, BODY_404},
-    {405, BODY_405},      {413, BODY_413}, {415, BODY_415}, {429, BODY_429},
-    {500, BODY_500},      {502, "{\"error\":\"Bad gateway\"}"},
-    {503, "{\"error\":\"Service unavailable\"}"}, {504, "{\"error\":\"Gateway timeout\"}"},
+    {400, BODY_400_TYPE},
+    {401, BODY_401},
+    {403, BODY_403},
+    {404, BODY_404},
+    {405, BODY_405},
+    {413, BODY_413},
+    {415, BODY_415},
+    {429, BODY_429},
+    {500, BODY_500},
+    {502, "{\"error\":\"Bad gateway\"}"},
+    {503, "{\"error\":\"Service unavailable\"}"},
+    {504, "{\"error\":\"Gateway timeout\"}"},
 };
 
 /* The request body fields Partoo documents, and how each is checked. */
@@ -71,14 +79,11 @@ static const struct field {
     const char *name;
     int required;
     int non_empty;
-    int sender_type;            /* must be "User" or "Consumer" */
+    int sender_type; /* must be "User" or "Consumer" */
 } fields[] = {
-    {"business_id", 1, 1, 0},
-    {"external_conversation_id", 1, 1, 0},
-    {"external_message_id", 1, 1, 0},
-    {"content", 1, 1, 0},
-    {"sender_type", 1, 0, 1},
-    {"consumer_name", 0, 0, 0},
+    {"business_id", 1, 1, 0},         {"external_conversation_id", 1, 1, 0},
+    {"external_message_id", 1, 1, 0}, {"content", 1, 1, 0},
+    {"sender_type", 1, 0, 1},         {"consumer_name", 0, 0, 0},
     {"consumer_image", 0, 0, 0},
 };
 
@@ -178,10 +183,10 @@ method_name(enum evhttp_cmd_type cmd)
         enum evhttp_cmd_type cmd;
         const char *name;
     } names[] = {
-        {EVHTTP_REQ_GET, "GET"},         {EVHTTP_REQ_POST, "POST"},
-        {EVHTTP_REQ_HEAD, "HEAD"},       {EVHTTP_REQ_PUT, "PUT"},
-        {EVHTTP_REQ_DELETE, "DELETE"},   {EVHTTP_REQ_OPTIONS, "OPTIONS"},
-        {EVHTTP_REQ_TRACE, "TRACE"},     {EVHTTP_REQ_CONNECT, "CONNECT"},
+        {EVHTTP_REQ_GET, "GET"},       {EVHTTP_REQ_POST, "POST"},
+        {EVHTTP_REQ_HEAD, "HEAD"},     {EVHTTP_REQ_PUT, "PUT"},
+        {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_OPTIONS, "OPTIONS"},
+        {EVHTTP_REQ_TRACE, "TRACE"},   {EVHTTP_REQ_CONNECT, "CONNECT"},
         {EVHTTP_REQ_PATCH, "PATCH"},
     };
     size_t i;
@@ -211,7 +216,8 @@ remember_last(struct mock *m, struct evhttp_request *req)
     last->headers.len = 0;
     last->body.len = 0;
     bad = bad || mock_util_buf_add(&last->uri, uri, strlen(uri)) != 0;
-    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
         bad = bad || mock_util_buf_add(&last->headers, kv->key, strlen(kv->key) + 1) != 0;
         bad = bad || mock_util_buf_add(&last->headers, kv->value, strlen(kv->value) + 1) != 0;
     }
@@ -431,7 +437,8 @@ count_extras(struct mock *m, const cJSON *root)
     int nulls = 0;
     int unknown = 0;
 
-    cJSON_ArrayForEach(child, root) {
+    cJSON_ArrayForEach(child, root)
+    {
         nulls = nulls || cJSON_IsNull(child);
         unknown = unknown || child->string == NULL || !is_known_field(child->string);
     }
@@ -499,8 +506,7 @@ check_user_agent(struct mock *m, struct evhttp_request *req)
 /* ---- accepting ------------------------------------------------------------------------- */
 
 int64_t
-mock_ingest_conversation(struct mock *m, const char *channel, const char *conv,
-                         uint32_t *conv_off)
+mock_ingest_conversation(struct mock *m, const char *channel, const char *conv, uint32_t *conv_off)
 {
     uint32_t number = (uint32_t)m->convs.count + 1;
     uint32_t off;
@@ -624,8 +630,11 @@ record(struct mock *m, struct evhttp_request *req, const char *channel, struct m
         return -1;
     }
     created = mock_table_put(&m->dedup, m->scratch.p, m->scratch.len, &unused, &rec.msg_off);
-    conversation_id = created < 0 ? -1 : mock_ingest_conversation(
-                          m, channel, str_field(root, "external_conversation_id"), &rec.conv_off);
+    conversation_id = created < 0
+                          ? -1
+                          : mock_ingest_conversation(m, channel,
+                                                     str_field(root, "external_conversation_id"),
+                                                     &rec.conv_off);
     if (conversation_id < 0) {
         return -1;
     }
@@ -645,8 +654,7 @@ record(struct mock *m, struct evhttp_request *req, const char *channel, struct m
 }
 
 static void
-accept_message(struct mock *m, struct evhttp_request *req, struct mock_key *key,
-               const cJSON *root)
+accept_message(struct mock *m, struct evhttp_request *req, struct mock_key *key, const cJSON *root)
 {
     char channel[CHANNEL_MAX];
     int64_t conversation_id;

@@ -35,12 +35,12 @@ struct evhttp_connection;
 struct evhttp_request;
 struct evp_pkey_st;
 
-#define MOCK_BODY_LIMIT (1024 * 1024)     /* larger request bodies get 413 */
+#define MOCK_BODY_LIMIT (1024 * 1024)          /* larger request bodies get 413 */
 #define MOCK_BODY_HARD_LIMIT (4 * 1024 * 1024) /* evhttp itself refuses beyond this */
-#define MOCK_MAX_KEYS 4096                 /* distinct API keys tracked at once */
-#define MOCK_MAX_RATE_LIMIT 1000000        /* requests per minute per key */
-#define MOCK_MAX_SCRIPT 100000             /* scripted responses queued at once */
-#define MOCK_WINDOW_MS 60000               /* Partoo's rate-limit window */
+#define MOCK_MAX_KEYS 4096                     /* distinct API keys tracked at once */
+#define MOCK_MAX_RATE_LIMIT 1000000            /* requests per minute per key */
+#define MOCK_MAX_SCRIPT 100000                 /* scripted responses queued at once */
+#define MOCK_WINDOW_MS 60000                   /* Partoo's rate-limit window */
 
 /* ---- util.c ---------------------------------------------------------------------------- */
 
@@ -55,8 +55,8 @@ int mock_util_buf_add(struct mock_buf *b, const void *data, size_t len);
 int mock_util_buf_addc(struct mock_buf *b, char c);
 void mock_util_buf_release(struct mock_buf *b);
 
-int64_t mock_util_now_ms(void);      /* wall clock, epoch milliseconds */
-int64_t mock_util_mono_ms(void);     /* monotonic clock, for timers and rate windows */
+int64_t mock_util_now_ms(void);  /* wall clock, epoch milliseconds */
+int64_t mock_util_mono_ms(void); /* monotonic clock, for timers and rate windows */
 uint64_t mock_util_rand(uint64_t *state);
 int mock_util_roll(uint64_t *state, double p); /* 1 with probability p; no draw when p <= 0 */
 
@@ -77,20 +77,20 @@ void mock_util_log(int quiet, const char *fmt, ...) __attribute__((format(printf
 /* Append-only storage for keys. Offsets stay valid when it grows; pointers do not. */
 struct mock_pool {
     char *data;
-    size_t len;                 /* bytes in use; offset 0 is reserved so that 0 means "none" */
+    size_t len; /* bytes in use; offset 0 is reserved so that 0 means "none" */
     size_t cap;
 };
 
 struct mock_slot {
     uint64_t hash;
-    uint32_t key_off;           /* offset of the key in the pool; 0 = empty slot */
+    uint32_t key_off; /* offset of the key in the pool; 0 = empty slot */
     uint32_t value;
 };
 
 /* Byte-string keys -> uint32 values. No deletion: mock_table_clear() empties it. */
 struct mock_table {
     struct mock_slot *slots;
-    size_t cap;                 /* power of two, 0 until the first insert */
+    size_t cap; /* power of two, 0 until the first insert */
     size_t count;
     struct mock_pool pool;
 };
@@ -111,15 +111,15 @@ const char *mock_table_key(const struct mock_table *t, uint32_t key_off, size_t 
 
 struct mock_key {
     char *name;
-    uint32_t idx;               /* position in mock_keys.v */
-    int listed;                 /* accepted: named by --api-keys, or any key when none were */
-    int forced_status;          /* 0, 401 or 403, set through /_mock/faults key_status */
-    uint64_t requests;          /* Partoo requests that presented this key and passed auth */
+    uint32_t idx;      /* position in mock_keys.v */
+    int listed;        /* accepted: named by --api-keys, or any key when none were */
+    int forced_status; /* 0, 401 or 403, set through /_mock/faults key_status */
+    uint64_t requests; /* Partoo requests that presented this key and passed auth */
     uint64_t accepted;
     uint64_t rate_limited;
-    int64_t *window;            /* ring: mono ms of the last window_cap admitted requests */
-    size_t window_cap;          /* the rate limit the ring was sized for */
-    size_t window_head;         /* oldest entry */
+    int64_t *window;    /* ring: mono ms of the last window_cap admitted requests */
+    size_t window_cap;  /* the rate limit the ring was sized for */
+    size_t window_head; /* oldest entry */
     size_t window_len;
 };
 
@@ -127,8 +127,8 @@ struct mock_keys {
     struct mock_key **v;
     size_t n;
     size_t cap;
-    struct mock_table index;    /* name -> idx */
-    int any_key;                /* 1 when --api-keys was not given */
+    struct mock_table index; /* name -> idx */
+    int any_key;             /* 1 when --api-keys was not given */
 };
 
 int mock_keys_init(struct mock_keys *k, const char *csv);
@@ -146,27 +146,27 @@ void mock_keys_reset(struct mock_keys *k);
 
 /* One accepted delivery: 24 bytes, strings live in the dedup and conversation pools. */
 struct mock_recv {
-    int64_t arrival_ms;         /* epoch ms */
-    uint32_t msg_off;           /* dedup pool: "channel\0external_message_id" */
-    uint32_t conv_off;          /* conversation pool: "channel\0external_conversation_id" */
-    uint32_t key_idx;           /* index in mock_keys.v */
-    uint32_t dup;               /* 1 when the same key had been delivered before */
+    int64_t arrival_ms; /* epoch ms */
+    uint32_t msg_off;   /* dedup pool: "channel\0external_message_id" */
+    uint32_t conv_off;  /* conversation pool: "channel\0external_conversation_id" */
+    uint32_t key_idx;   /* index in mock_keys.v */
+    uint32_t dup;       /* 1 when the same key had been delivered before */
 };
 
 struct mock_body {
-    uint64_t seq;               /* 0 = empty */
+    uint64_t seq; /* 0 = empty */
     char *data;
     size_t len;
     size_t cap;
 };
 
 struct mock_recvlog {
-    struct mock_recv *v;        /* seq n is v[n - 1] */
+    struct mock_recv *v; /* seq n is v[n - 1] */
     size_t n;
     size_t cap;
-    size_t max;                 /* entries kept at most; later ones are counted in overflow */
+    size_t max; /* entries kept at most; later ones are counted in overflow */
     uint64_t overflow;
-    struct mock_body *bodies;   /* ring: raw bodies of the last nbodies entries */
+    struct mock_body *bodies; /* ring: raw bodies of the last nbodies entries */
     size_t nbodies;
 };
 
@@ -182,10 +182,10 @@ const char *mock_recvlog_body(const struct mock_recvlog *l, uint64_t seq, size_t
 /* ---- webhook.c ------------------------------------------------------------------------- */
 
 enum mock_sign {
-    MOCK_SIGN_OK,               /* X-Partoo-Signature-v1 with the configured key */
-    MOCK_SIGN_NONE,             /* no signature header */
-    MOCK_SIGN_OTHER_KEY,        /* signed with a key the receiver does not know */
-    MOCK_SIGN_FLIPPED           /* right key, one bit of the signature flipped */
+    MOCK_SIGN_OK,        /* X-Partoo-Signature-v1 with the configured key */
+    MOCK_SIGN_NONE,      /* no signature header */
+    MOCK_SIGN_OTHER_KEY, /* signed with a key the receiver does not know */
+    MOCK_SIGN_FLIPPED    /* right key, one bit of the signature flipped */
 };
 
 /* What a message_created / message_updated event says. NULL strings become JSON null. */
@@ -193,7 +193,7 @@ struct mock_event {
     const char *type;
     int64_t message_id;
     int64_t conversation_id;
-    const char *date;           /* NULL: now */
+    const char *date; /* NULL: now */
     const char *content_type;
     const char *sender_type;
     const char *sender_label;
@@ -215,18 +215,18 @@ struct mock_wh_job;
 
 struct mock_webhook {
     struct event_base *base;
-    struct evp_pkey_st *key;    /* from --webhook-seed, NULL when not given */
-    struct evp_pkey_st *other;  /* a second key, for forged signatures */
-    char *url;                  /* as given */
+    struct evp_pkey_st *key;   /* from --webhook-seed, NULL when not given */
+    struct evp_pkey_st *other; /* a second key, for forged signatures */
+    char *url;                 /* as given */
     char *host;
     int port;
-    char *path;                 /* path and query sent in the request line */
+    char *path;                       /* path and query sent in the request line */
     struct evhttp_connection **conns; /* keep-alive pool, created on first use */
-    int *conn_load;             /* requests queued on each connection */
+    int *conn_load;                   /* requests queued on each connection */
     int nconns;
     LIST_HEAD(mock_wh_jobs, mock_wh_job) jobs;
-    uint64_t sent;              /* answered 2xx */
-    uint64_t failed;            /* other status or no answer */
+    uint64_t sent;   /* answered 2xx */
+    uint64_t failed; /* other status or no answer */
     int64_t next_message_id;
     int quiet;
 };
@@ -255,44 +255,44 @@ void mock_webhook_release(struct mock_webhook *wh);
 
 /* Everything /_mock/faults can change. /_mock/reset restores the copy taken at start-up. */
 struct mock_settings {
-    int down;                   /* Partoo requests closed unanswered (see README) */
-    double drop_rate;           /* fraction closed unanswered */
-    int64_t delay_ms;           /* answer this late */
-    double error_rate;          /* fraction answered 500 */
-    double rate_429;            /* fraction answered 429 */
-    char retry_after[64];       /* Retry-After of injected 429s */
-    int64_t rate_limit;         /* per key per minute, 0 = unlimited */
-    int echo;                   /* send a message_created echo per accepted message */
+    int down;             /* Partoo requests closed unanswered (see README) */
+    double drop_rate;     /* fraction closed unanswered */
+    int64_t delay_ms;     /* answer this late */
+    double error_rate;    /* fraction answered 500 */
+    double rate_429;      /* fraction answered 429 */
+    char retry_after[64]; /* Retry-After of injected 429s */
+    int64_t rate_limit;   /* per key per minute, 0 = unlimited */
+    int echo;             /* send a message_created echo per accepted message */
     int64_t echo_delay_ms;
-    int echo_duplicate;         /* send each echo twice */
-    int echo_redeliveries;      /* also echo a key accepted before (Partoo ignores those) */
-    int echo_before_response;   /* answer the client only once the echo was answered */
-    char echo_status[32];       /* "status" of echoed messages */
+    int echo_duplicate;       /* send each echo twice */
+    int echo_redeliveries;    /* also echo a key accepted before (Partoo ignores those) */
+    int echo_before_response; /* answer the client only once the echo was answered */
+    char echo_status[32];     /* "status" of echoed messages */
 };
 
 struct mock_stats {
-    uint64_t requests;          /* every request outside /_mock/ */
-    uint64_t accepted;          /* answered 200 */
+    uint64_t requests; /* every request outside /_mock/ */
+    uint64_t accepted; /* answered 200 */
     uint64_t unique;
     uint64_t duplicates;
-    uint64_t rate_limited;      /* 429 from the per-key limiter */
-    uint64_t injected;          /* answers chosen by faults (script, error_rate, rate_429) */
-    uint64_t rejected[600];     /* non-200 answers by status code */
-    uint64_t dropped;           /* closed without an answer, down included */
-    uint64_t down_closed;       /* closed because the mock was down */
-    uint64_t nulls_seen;        /* bodies with a JSON null at the top level */
+    uint64_t rate_limited;  /* 429 from the per-key limiter */
+    uint64_t injected;      /* answers chosen by faults (script, error_rate, rate_429) */
+    uint64_t rejected[600]; /* non-200 answers by status code */
+    uint64_t dropped;       /* closed without an answer, down included */
+    uint64_t down_closed;   /* closed because the mock was down */
+    uint64_t nulls_seen;    /* bodies with a JSON null at the top level */
     uint64_t unknown_fields_seen;
     uint64_t bad_user_agent;
-    uint64_t in_flight;         /* Partoo requests not answered yet */
-    uint64_t max_concurrent;    /* highest in_flight */
-    uint64_t log_full;          /* accepted but not logged: --max-log reached */
+    uint64_t in_flight;      /* Partoo requests not answered yet */
+    uint64_t max_concurrent; /* highest in_flight */
+    uint64_t log_full;       /* accepted but not logged: --max-log reached */
 };
 
 /* The scripted answers queued by /_mock/faults "script". */
 struct mock_script {
     int *codes;
     size_t len;
-    size_t pos;                 /* next to use */
+    size_t pos; /* next to use */
 };
 
 /* The last request outside /_mock/, kept raw and turned into JSON on demand. */
@@ -300,7 +300,7 @@ struct mock_last {
     int present;
     char method[16];
     struct mock_buf uri;
-    struct mock_buf headers;    /* name\0value\0 pairs */
+    struct mock_buf headers; /* name\0value\0 pairs */
     struct mock_buf body;
 };
 
@@ -308,19 +308,19 @@ struct mock_pending;
 
 struct mock {
     struct event_base *base;
-    struct evhttp *http;        /* main listener: Partoo API and /_mock/ */
-    struct evhttp *control_http; /* --control-listen: /_mock/ only; NULL when not given */
+    struct evhttp *http;               /* main listener: Partoo API and /_mock/ */
+    struct evhttp *control_http;       /* --control-listen: /_mock/ only; NULL when not given */
     struct evhttp_bound_socket *bound; /* main socket; NULL while closed by down */
     char *listen_host;
-    int port;                   /* actual port of the main socket */
-    struct event *up_timer;     /* ends a down_ms outage */
+    int port;               /* actual port of the main socket */
+    struct event *up_timer; /* ends a down_ms outage */
     struct mock_settings set;
     struct mock_settings startup;
     struct mock_script script;
     struct mock_stats st;
     struct mock_keys keys;
-    struct mock_table dedup;    /* "channel\0external_message_id" */
-    struct mock_table convs;    /* "channel\0external_conversation_id" -> conversation number */
+    struct mock_table dedup; /* "channel\0external_message_id" */
+    struct mock_table convs; /* "channel\0external_conversation_id" -> conversation number */
     struct mock_recvlog log;
     struct mock_last last;
     struct mock_webhook wh;

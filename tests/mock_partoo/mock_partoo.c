@@ -62,10 +62,10 @@ typedef const char *(*opt_apply_fn)(struct options *o, const char *arg, const st
 /* One command-line option. apply returns NULL or why the value is refused. */
 struct opt {
     const char *name;
-    const char *arg_name;       /* NULL: a flag */
+    const char *arg_name; /* NULL: a flag */
     opt_apply_fn apply;
-    size_t offset;              /* of the target in struct options */
-    int64_t max;                /* for opt_int */
+    size_t offset; /* of the target in struct options */
+    int64_t max;   /* for opt_int */
     const char *help;
 };
 
@@ -124,8 +124,7 @@ static const char *
 opt_retry_after(struct options *o, const char *arg, const struct opt *spec)
 {
     (void)spec;
-    if (*arg == '\0' || strlen(arg) >= sizeof(o->set.retry_after) ||
-        strpbrk(arg, "\r\n") != NULL) {
+    if (*arg == '\0' || strlen(arg) >= sizeof(o->set.retry_after) || strpbrk(arg, "\r\n") != NULL) {
         return "must be a short non-empty string";
     }
     snprintf(o->set.retry_after, sizeof(o->set.retry_after), "%s", arg);
@@ -359,8 +358,8 @@ http_new(struct mock *m, void (*cb)(struct evhttp_request *, void *))
     }
     evhttp_set_gencb(http, cb, m);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(http, MOCK_BODY_HARD_LIMIT);
     evhttp_set_max_headers_size(http, MAX_HEADERS_SIZE);
     evhttp_set_timeout(http, IDLE_TIMEOUT_S);
@@ -481,8 +480,7 @@ init_state(struct mock *m, const struct options *o)
         fprintf(stderr, "mock_partoo: out of memory\n");
         return -1;
     }
-    if (mock_webhook_init(&m->wh, m->base, o->webhook_seed, (int)o->webhook_conns,
-                          m->quiet) != 0) {
+    if (mock_webhook_init(&m->wh, m->base, o->webhook_seed, (int)o->webhook_conns, m->quiet) != 0) {
         fprintf(stderr, "mock_partoo: --webhook-seed: expected 64 hex characters\n");
         return -1;
     }

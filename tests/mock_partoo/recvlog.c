@@ -73,8 +73,7 @@ keep_body(struct mock_recvlog *l, uint64_t seq, const char *body, size_t len)
 }
 
 uint64_t
-mock_recvlog_add(struct mock_recvlog *l, const struct mock_recv *r, const char *body,
-                 size_t len)
+mock_recvlog_add(struct mock_recvlog *l, const struct mock_recv *r, const char *body, size_t len)
 {
     struct mock_recv *v;
     size_t cap;

@@ -107,8 +107,8 @@ mock_table_key(const struct mock_table *t, uint32_t key_off, size_t *len)
 }
 
 static int
-slot_matches(const struct mock_table *t, const struct mock_slot *s, uint64_t hash,
-             const char *key, size_t len)
+slot_matches(const struct mock_table *t, const struct mock_slot *s, uint64_t hash, const char *key,
+             size_t len)
 {
     const char *stored;
     size_t stored_len;

@@ -130,8 +130,7 @@ reason_phrase(int code)
 void
 mock_util_reply(struct evhttp_request *req, int code, const char *body)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
     evhttp_send_reply(req, code, reason_phrase(code), NULL);
 }

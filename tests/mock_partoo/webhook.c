@@ -34,11 +34,11 @@
 struct mock_wh_job {
     LIST_ENTRY(mock_wh_job) link;
     struct mock_webhook *wh;
-    char *body;                 /* owned, NUL-terminated */
+    char *body; /* owned, NUL-terminated */
     size_t len;
-    char sig[SIG_B64_LEN + 1];  /* empty: send unsigned */
+    char sig[SIG_B64_LEN + 1]; /* empty: send unsigned */
     struct event *timer;
-    int conn;                   /* connection carrying the request, -1 before dispatch */
+    int conn; /* connection carrying the request, -1 before dispatch */
     mock_webhook_done_fn done;
     void *arg;
 };
@@ -149,7 +149,7 @@ struct target {
     char *url;
     char *host;
     int port;
-    char *path;                 /* path and query */
+    char *path; /* path and query */
 };
 
 static void
@@ -295,8 +295,8 @@ build_message(const struct mock_event *ev, const char *date)
     int bad = msg == NULL;
 
     bad = bad || cJSON_AddNumberToObject(msg, "id", (double)ev->message_id) == NULL;
-    bad = bad || cJSON_AddNumberToObject(msg, "conversation_id",
-                                         (double)ev->conversation_id) == NULL;
+    bad = bad ||
+          cJSON_AddNumberToObject(msg, "conversation_id", (double)ev->conversation_id) == NULL;
     bad = bad || add_str(msg, "date", date) != 0;
     bad = bad || add_str(msg, "content_type", ev->content_type) != 0;
     bad = bad || add_str(msg, "sender_type", ev->sender_type) != 0;

@@ -13,35 +13,35 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            rc_ = 1;                                                                       \
-            goto end;                                                                      \
-        }                                                                                  \
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            rc_ = 1;                                                                   \
+            goto end;                                                                  \
+        }                                                                              \
     } while (0)
 
-#define CHECK_INT(a, b)                                                                    \
-    do {                                                                                   \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                \
-        if (a_ != b_) {                                                                    \
-            fprintf(stderr, "  %s:%d: %s == %lld, expected %s == %lld\n", __FILE__,        \
-                    __LINE__, #a, a_, #b, b_);                                             \
-            rc_ = 1;                                                                       \
-            goto end;                                                                      \
-        }                                                                                  \
+#define CHECK_INT(a, b)                                                                           \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        if (a_ != b_) {                                                                           \
+            fprintf(stderr, "  %s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, \
+                    a_, #b, b_);                                                                  \
+            rc_ = 1;                                                                              \
+            goto end;                                                                             \
+        }                                                                                         \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                    \
-    do {                                                                                   \
-        const char *a_ = (a), *b_ = (b);                                                   \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                           \
-            fprintf(stderr, "  %s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, \
-                    #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                           \
-            rc_ = 1;                                                                       \
-            goto end;                                                                      \
-        }                                                                                  \
+#define CHECK_STR(a, b)                                                                         \
+    do {                                                                                        \
+        const char *a_ = (a), *b_ = (b);                                                        \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                \
+            fprintf(stderr, "  %s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a, \
+                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                    \
+            rc_ = 1;                                                                            \
+            goto end;                                                                           \
+        }                                                                                       \
     } while (0)
 
 #define CHECK_OK(expr) CHECK_INT((expr), 0)
@@ -79,7 +79,10 @@ test_run_table(const struct test_case *t, int argc, char **argv)
     return failed ? 1 : 0;
 }
 
-#define TEST_MAIN(table)                                                                   \
-    int main(int argc, char **argv) { return test_run_table((table), argc, argv); }
+#define TEST_MAIN(table)                            \
+    int main(int argc, char **argv)                 \
+    {                                               \
+        return test_run_table((table), argc, argv); \
+    }
 
 #endif

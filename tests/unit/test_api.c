@@ -27,9 +27,9 @@
 static char path[256];
 
 #define TOKEN "unit-test-token-0123456789abcdef"
-#define MSG(ext, content)                                                                          \
-    "{\"channel_id\":\"ch\",\"external_message_id\":\"" ext "\",\"business_id\":\"b1\","           \
-    "\"external_conversation_id\":\"c1\",\"content\":\"" content "\",\"sender_type\":"             \
+#define MSG(ext, content)                                                                \
+    "{\"channel_id\":\"ch\",\"external_message_id\":\"" ext "\",\"business_id\":\"b1\"," \
+    "\"external_conversation_id\":\"c1\",\"content\":\"" content "\",\"sender_type\":"   \
     "\"Consumer\"}"
 
 static void

@@ -43,7 +43,7 @@ open_store(int fresh)
     if (fresh) {
         snprintf(db_path, sizeof db_path, "/tmp/obx_test_audit_%d.db", (int)getpid());
         remove_files();
-        obx_fake_clock_init(&fake, 1700000000000, 1000);
+        obx_clock_fake_init(&fake, 1700000000000, 1000);
     }
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
         return NULL;
@@ -58,8 +58,7 @@ key_file(int slot, const char *content)
     static char paths[4][256];
     FILE *f;
 
-    snprintf(paths[slot], sizeof paths[slot], "/tmp/obx_test_audit_%d.key%d", (int)getpid(),
-             slot);
+    snprintf(paths[slot], sizeof paths[slot], "/tmp/obx_test_audit_%d.key%d", (int)getpid(), slot);
     f = fopen(paths[slot], "w");
     if (!f)
         return "/nonexistent";
@@ -109,7 +108,7 @@ deliver(struct obx_store *st, const char *ch, const char *prefix, int n)
         a.next = OBX_NEXT_ACCEPTED;
         a.counted = 1;
         a.reason = "http 200";
-        obx_claimed_release(&c);
+        obx_store_claimed_release(&c);
         if (obx_store_finish(st, &a, 1, &res) != OBX_OK || res != OBX_OK)
             return -1;
         fake.now_ms += 1000;
@@ -166,7 +165,8 @@ test_use_key(void)
     CHECK_INT(st->audit_keyed, 0);
     /* 15 bytes after trimming trailing blanks: too short. */
     CHECK_INT(obx_audit_use_key(st, key_file(0, "0123456789abcde \t\r\nsecond line\n"), 1, msg,
-                                sizeof msg), OBX_ECONFIG);
+                                sizeof msg),
+              OBX_ECONFIG);
     CHECK(strstr(msg, "the first line must hold at least 16 bytes"));
     CHECK(!strstr(msg, "0123456789abcde"));
     CHECK_INT(st->audit_keyed, 0);
@@ -781,8 +781,7 @@ test_alloc_failure(void)
 
     CHECK(st);
     CHECK_OK(add_legacy_rows(st));
-    CHECK_OK(obx_audit_use_key(st, key_file(0, "alloc-test-key-0123456789\n"), 1, msg,
-                               sizeof msg));
+    CHECK_OK(obx_audit_use_key(st, key_file(0, "alloc-test-key-0123456789\n"), 1, msg, sizeof msg));
     CHECK_OK(deliver(st, "ch", "m", 2));
     for (i = 0; i < 1000; i++) {
         obx_mem_fail_after(i);

@@ -20,24 +20,18 @@ test_classify_table(void)
         int status;
         enum obx_outcome want;
     } cases[] = {
-        {0, OBX_OUTCOME_TRANSPORT},      {100, OBX_OUTCOME_RETRY},
-        {199, OBX_OUTCOME_RETRY},        {200, OBX_OUTCOME_ACCEPTED},
-        {201, OBX_OUTCOME_ACCEPTED},     {299, OBX_OUTCOME_ACCEPTED},
-        {300, OBX_OUTCOME_RETRY},        {304, OBX_OUTCOME_RETRY},
-        {399, OBX_OUTCOME_RETRY},        {400, OBX_OUTCOME_FATAL},
-        {401, OBX_OUTCOME_AUTH},         {402, OBX_OUTCOME_FATAL},
-        {403, OBX_OUTCOME_AUTH},         {404, OBX_OUTCOME_FATAL},
-        {407, OBX_OUTCOME_FATAL},        {408, OBX_OUTCOME_RETRY},
-        {409, OBX_OUTCOME_FATAL},        {413, OBX_OUTCOME_FATAL},
-        {415, OBX_OUTCOME_FATAL},        {422, OBX_OUTCOME_FATAL},
-        {424, OBX_OUTCOME_FATAL},        {425, OBX_OUTCOME_RETRY},
-        {426, OBX_OUTCOME_FATAL},        {428, OBX_OUTCOME_FATAL},
-        {429, OBX_OUTCOME_RATE_LIMITED}, {430, OBX_OUTCOME_FATAL},
-        {499, OBX_OUTCOME_FATAL},        {500, OBX_OUTCOME_RETRY},
-        {502, OBX_OUTCOME_RETRY},        {503, OBX_OUTCOME_RETRY},
-        {504, OBX_OUTCOME_RETRY},        {599, OBX_OUTCOME_RETRY},
-        {600, OBX_OUTCOME_RETRY},        {-1, OBX_OUTCOME_RETRY},
-        {99, OBX_OUTCOME_RETRY},         {INT_MAX, OBX_OUTCOME_RETRY},
+        {0, OBX_OUTCOME_TRANSPORT},      {100, OBX_OUTCOME_RETRY},    {199, OBX_OUTCOME_RETRY},
+        {200, OBX_OUTCOME_ACCEPTED},     {201, OBX_OUTCOME_ACCEPTED}, {299, OBX_OUTCOME_ACCEPTED},
+        {300, OBX_OUTCOME_RETRY},        {304, OBX_OUTCOME_RETRY},    {399, OBX_OUTCOME_RETRY},
+        {400, OBX_OUTCOME_FATAL},        {401, OBX_OUTCOME_AUTH},     {402, OBX_OUTCOME_FATAL},
+        {403, OBX_OUTCOME_AUTH},         {404, OBX_OUTCOME_FATAL},    {407, OBX_OUTCOME_FATAL},
+        {408, OBX_OUTCOME_RETRY},        {409, OBX_OUTCOME_FATAL},    {413, OBX_OUTCOME_FATAL},
+        {415, OBX_OUTCOME_FATAL},        {422, OBX_OUTCOME_FATAL},    {424, OBX_OUTCOME_FATAL},
+        {425, OBX_OUTCOME_RETRY},        {426, OBX_OUTCOME_FATAL},    {428, OBX_OUTCOME_FATAL},
+        {429, OBX_OUTCOME_RATE_LIMITED}, {430, OBX_OUTCOME_FATAL},    {499, OBX_OUTCOME_FATAL},
+        {500, OBX_OUTCOME_RETRY},        {502, OBX_OUTCOME_RETRY},    {503, OBX_OUTCOME_RETRY},
+        {504, OBX_OUTCOME_RETRY},        {599, OBX_OUTCOME_RETRY},    {600, OBX_OUTCOME_RETRY},
+        {-1, OBX_OUTCOME_RETRY},         {99, OBX_OUTCOME_RETRY},     {INT_MAX, OBX_OUTCOME_RETRY},
     };
     TEST_BEGIN;
 
@@ -76,17 +70,17 @@ test_rng_deterministic(void)
     int differ = 0;
     TEST_BEGIN;
 
-    obx_rng_seed(&a, 42);
-    obx_rng_seed(&b, 42);
-    obx_rng_seed(&z, 0);
+    obx_backoff_rng_seed(&a, 42);
+    obx_backoff_rng_seed(&b, 42);
+    obx_backoff_rng_seed(&z, 0);
     CHECK(z.s[0] | z.s[1] | z.s[2] | z.s[3]); /* seed 0 still gives a usable state */
     for (int i = 0; i < 1000; i++)
-        CHECK(obx_rng_next(&a) == obx_rng_next(&b));
-    obx_rng_seed(&b, 43);
+        CHECK(obx_backoff_rng_next(&a) == obx_backoff_rng_next(&b));
+    obx_backoff_rng_seed(&b, 43);
     for (int i = 0; i < 10; i++)
-        differ += obx_rng_next(&a) != obx_rng_next(&b);
+        differ += obx_backoff_rng_next(&a) != obx_backoff_rng_next(&b);
     CHECK(differ >= 9);
-    CHECK(obx_rng_next(&z) != 0 || obx_rng_next(&z) != 0);
+    CHECK(obx_backoff_rng_next(&z) != 0 || obx_backoff_rng_next(&z) != 0);
 end:
     TEST_END;
 }
@@ -99,11 +93,11 @@ test_rng_uniform(void)
     int hist[K] = {0};
     TEST_BEGIN;
 
-    obx_rng_seed(&r, 1);
-    CHECK_INT(obx_rng_uniform(&r, 0), 0);
-    CHECK_INT(obx_rng_uniform(&r, -5), 0);
+    obx_backoff_rng_seed(&r, 1);
+    CHECK_INT(obx_backoff_rng_uniform(&r, 0), 0);
+    CHECK_INT(obx_backoff_rng_uniform(&r, -5), 0);
     for (int i = 0; i < N; i++) {
-        int64_t v = obx_rng_uniform(&r, K - 1);
+        int64_t v = obx_backoff_rng_uniform(&r, K - 1);
 
         CHECK(v >= 0 && v <= K - 1);
         hist[v]++;
@@ -111,8 +105,8 @@ test_rng_uniform(void)
     for (int k = 0; k < K; k++)
         CHECK(hist[k] > N / K * 9 / 10 && hist[k] < N / K * 11 / 10);
     for (int i = 0; i < 1000; i++) {
-        int64_t v = obx_rng_uniform(&r, INT64_MAX);
-        int64_t w = obx_rng_uniform(&r, 1);
+        int64_t v = obx_backoff_rng_uniform(&r, INT64_MAX);
+        int64_t w = obx_backoff_rng_uniform(&r, 1);
 
         CHECK(v >= 0);
         CHECK(w == 0 || w == 1);
@@ -123,7 +117,7 @@ test_rng_uniform(void)
         int below = 0;
 
         for (int i = 0; i < 30000; i++)
-            below += obx_rng_uniform(&r, 3 * (INT64_C(1) << 61) - 1) < (INT64_C(1) << 62);
+            below += obx_backoff_rng_uniform(&r, 3 * (INT64_C(1) << 61) - 1) < (INT64_C(1) << 62);
         CHECK(below > 30000 * 65 / 100 && below < 30000 * 69 / 100);
     }
 end:
@@ -140,7 +134,7 @@ test_delay_bounds_and_mean(void)
     struct obx_rng r;
     TEST_BEGIN;
 
-    obx_rng_seed(&r, 7);
+    obx_backoff_rng_seed(&r, 7);
     for (int attempt = 1; attempt <= 12; attempt++) {
         int64_t ceiling = base_ms << (attempt - 1);
         int64_t max_seen = 0;
@@ -159,8 +153,7 @@ test_delay_bounds_and_mean(void)
         }
         mean = sum / DRAWS;
         if (mean < 0.47 * (double)ceiling || mean > 0.53 * (double)ceiling)
-            fprintf(stderr, "  attempt %d mean %.1f ceiling %" PRId64 "\n", attempt, mean,
-                    ceiling);
+            fprintf(stderr, "  attempt %d mean %.1f ceiling %" PRId64 "\n", attempt, mean, ceiling);
         CHECK(mean > 0.47 * (double)ceiling && mean < 0.53 * (double)ceiling);
         CHECK(max_seen > ceiling * 95 / 100); /* the whole range is used */
     }
@@ -175,7 +168,7 @@ test_delay_huge_attempts(void)
     struct obx_rng r;
     TEST_BEGIN;
 
-    obx_rng_seed(&r, 99);
+    obx_backoff_rng_seed(&r, 99);
     for (size_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
         for (int k = 0; k < 200; k++) {
             int64_t d = obx_backoff_delay_ms(&r, 1000, 300000, attempts[i]);
@@ -200,9 +193,9 @@ test_delay_edges(void)
     struct obx_rng r;
     TEST_BEGIN;
 
-    obx_rng_seed(&r, 5);
+    obx_backoff_rng_seed(&r, 5);
     for (int k = 0; k < 500; k++) {
-        CHECK(obx_backoff_delay_ms(&r, 1000, 60000, 0) <= 1000);  /* attempt < 1 is 1 */
+        CHECK(obx_backoff_delay_ms(&r, 1000, 60000, 0) <= 1000); /* attempt < 1 is 1 */
         CHECK(obx_backoff_delay_ms(&r, 1000, 60000, -7) <= 1000);
         CHECK(obx_backoff_delay_ms(&r, 1000, 60000, 1) <= 1000);
         CHECK(obx_backoff_delay_ms(&r, 1000, 60000, 2) <= 2000);
@@ -223,7 +216,7 @@ test_next_delay_floor(void)
     int above_floor_seen = 0;
     TEST_BEGIN;
 
-    obx_rng_seed(&r, 11);
+    obx_backoff_rng_seed(&r, 11);
     for (int k = 0; k < 2000; k++) {
         int64_t d;
 
@@ -241,8 +234,8 @@ test_next_delay_floor(void)
     }
     CHECK(above_floor_seen > 100); /* jitter still applies above the floor */
     /* without a floor it is exactly the jittered delay */
-    obx_rng_seed(&a, 3);
-    obx_rng_seed(&b, 3);
+    obx_backoff_rng_seed(&a, 3);
+    obx_backoff_rng_seed(&b, 3);
     for (int k = 0; k < 100; k++)
         CHECK(obx_backoff_next_delay_ms(&a, 250, 10000, 4, -1) ==
               obx_backoff_delay_ms(&b, 250, 10000, 4));

@@ -154,7 +154,10 @@ test_json_str_escaping(void)
      * replaced by U+FFFD with the text around it kept. */
     CHECK(json_is("\"abc\"def\\", "\"\\\"abc\\\"def\\\\\""));
     CHECK(json_is("\n\n", "\"\\n\\n\""));
-    CHECK(json_is("ab\x80" "cd", "\"ab\xef\xbf\xbd" "cd\""));
+    CHECK(json_is("ab\x80"
+                  "cd",
+                  "\"ab\xef\xbf\xbd"
+                  "cd\""));
     CHECK(json_is("é\xc3", "\"é\xef\xbf\xbd\""));
     CHECK(json_is("\xff\"€", "\"\xef\xbf\xbd\\\"€\""));
     /* Appends after existing content. */

@@ -100,7 +100,7 @@ test_one_probe(void)
     CHECK_INT(c.state, OBX_CIRCUIT_HALF_OPEN);
     CHECK(c.probe_in_flight);
     for (int i = 0; i < 100; i++)
-        CHECK(!obx_circuit_allow(&c, 1000 + i * 1000)); /* nothing else while it flies */
+        CHECK(!obx_circuit_allow(&c, 1000 + i * 1000));  /* nothing else while it flies */
     CHECK_INT(obx_circuit_wait_ms(&c, 1000), c.open_ms); /* a re-check hint */
     CHECK_STR(obx_circuit_state_name(c.state), "half_open");
 end:
@@ -194,7 +194,7 @@ test_late_results(void)
     TEST_BEGIN;
 
     obx_circuit_init(&c, 5, 1000, 30000);
-    fail_n(&c, 5, 0); /* OPEN until 1000 */
+    fail_n(&c, 5, 0);    /* OPEN until 1000 */
     fail_n(&c, 10, 500); /* more failures from before: no extension, no doubling */
     CHECK_INT(c.state, OBX_CIRCUIT_OPEN);
     CHECK_INT(c.open_until_mono_ms, 1000);

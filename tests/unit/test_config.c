@@ -115,20 +115,35 @@ test_parse_duration(void)
 {
     TEST_BEGIN;
     static const struct i64_case cases[] = {
-        {"0", 1, 0},          {"5", 1, 5000},           {"250ms", 1, 250},
-        {"1s", 1, 1000},      {"2m", 1, 120000},        {"3h", 1, 10800000},
-        {"30d", 1, 2592000000LL}, {"007s", 1, 7000},    {"9223372036854775807ms", 1, INT64_MAX},
-        {"", 0, 0},           {"s", 0, 0},              {"-1s", 0, 0},
-        {"+1s", 0, 0},        {"1 s", 0, 0},            {" 1s", 0, 0},
-        {"1s ", 0, 0},        {"1sec", 0, 0},           {"1S", 0, 0},
-        {"1.5s", 0, 0},       {"1w", 0, 0},             {"10s5", 0, 0},
-        {"9223372036854775807s", 0, 0}, {"99999999999999999999", 0, 0},
+        {"0", 1, 0},
+        {"5", 1, 5000},
+        {"250ms", 1, 250},
+        {"1s", 1, 1000},
+        {"2m", 1, 120000},
+        {"3h", 1, 10800000},
+        {"30d", 1, 2592000000LL},
+        {"007s", 1, 7000},
+        {"9223372036854775807ms", 1, INT64_MAX},
+        {"", 0, 0},
+        {"s", 0, 0},
+        {"-1s", 0, 0},
+        {"+1s", 0, 0},
+        {"1 s", 0, 0},
+        {" 1s", 0, 0},
+        {"1s ", 0, 0},
+        {"1sec", 0, 0},
+        {"1S", 0, 0},
+        {"1.5s", 0, 0},
+        {"1w", 0, 0},
+        {"10s5", 0, 0},
+        {"9223372036854775807s", 0, 0},
+        {"99999999999999999999", 0, 0},
         {"106751991167301d", 0, 0},
     };
     int64_t v = -1;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum obx_err rc = obx_parse_duration_ms(cases[i].in, &v);
+        enum obx_err rc = obx_config_parse_duration_ms(cases[i].in, &v);
         if (rc != (cases[i].ok ? OBX_OK : OBX_EINVAL) || v != cases[i].want)
             fprintf(stderr, "  duration case \"%s\"\n", cases[i].in);
         CHECK_INT(rc, cases[i].ok ? OBX_OK : OBX_EINVAL);
@@ -143,17 +158,28 @@ test_parse_size(void)
 {
     TEST_BEGIN;
     static const struct i64_case cases[] = {
-        {"0", 1, 0},          {"1500", 1, 1500},         {"1K", 1, 1024},
-        {"64K", 1, 65536},    {"1M", 1, 1048576},        {"2G", 1, 2147483648LL},
-        {"", 0, 0},           {"K", 0, 0},               {"-1", 0, 0},
-        {"1k", 0, 0},         {"1KB", 0, 0},             {"1 M", 0, 0},
-        {"1T", 0, 0},         {"1.5M", 0, 0},            {"0x10", 0, 0},
-        {"8589934592G", 0, 0}, {"18446744073709551616", 0, 0},
+        {"0", 1, 0},
+        {"1500", 1, 1500},
+        {"1K", 1, 1024},
+        {"64K", 1, 65536},
+        {"1M", 1, 1048576},
+        {"2G", 1, 2147483648LL},
+        {"", 0, 0},
+        {"K", 0, 0},
+        {"-1", 0, 0},
+        {"1k", 0, 0},
+        {"1KB", 0, 0},
+        {"1 M", 0, 0},
+        {"1T", 0, 0},
+        {"1.5M", 0, 0},
+        {"0x10", 0, 0},
+        {"8589934592G", 0, 0},
+        {"18446744073709551616", 0, 0},
     };
     int64_t v = -1;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum obx_err rc = obx_parse_size(cases[i].in, &v);
+        enum obx_err rc = obx_config_parse_size(cases[i].in, &v);
         if (rc != (cases[i].ok ? OBX_OK : OBX_EINVAL) || v != cases[i].want)
             fprintf(stderr, "  size case \"%s\"\n", cases[i].in);
         CHECK_INT(rc, cases[i].ok ? OBX_OK : OBX_EINVAL);
@@ -172,18 +198,29 @@ test_parse_rate(void)
         int ok;
         double want;
     } cases[] = {
-        {"0", 1, 0},          {"0/min", 1, 0},          {"5/s", 1, 5},
-        {"290/min", 1, 290.0 / 60}, {"300/min", 1, 5},  {"3600/h", 1, 1},
+        {"0", 1, 0},
+        {"0/min", 1, 0},
+        {"5/s", 1, 5},
+        {"290/min", 1, 290.0 / 60},
+        {"300/min", 1, 5},
+        {"3600/h", 1, 1},
         {"1/h", 1, 1.0 / 3600},
-        {"", 0, 0},           {"5", 0, 0},              {"/s", 0, 0},
-        {"-5/s", 0, 0},       {"5/sec", 0, 0},          {"5/m", 0, 0},
-        {"5 /s", 0, 0},       {"5/s ", 0, 0},           {"1.5/s", 0, 0},
-        {"5/min/s", 0, 0},    {"99999999999999999999/s", 0, 0},
+        {"", 0, 0},
+        {"5", 0, 0},
+        {"/s", 0, 0},
+        {"-5/s", 0, 0},
+        {"5/sec", 0, 0},
+        {"5/m", 0, 0},
+        {"5 /s", 0, 0},
+        {"5/s ", 0, 0},
+        {"1.5/s", 0, 0},
+        {"5/min/s", 0, 0},
+        {"99999999999999999999/s", 0, 0},
     };
     double v = -1;
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum obx_err rc = obx_parse_rate_per_s(cases[i].in, &v);
+        enum obx_err rc = obx_config_parse_rate_per_s(cases[i].in, &v);
         if (rc != (cases[i].ok ? OBX_OK : OBX_EINVAL))
             fprintf(stderr, "  rate case \"%s\"\n", cases[i].in);
         CHECK_INT(rc, cases[i].ok ? OBX_OK : OBX_EINVAL);
@@ -379,10 +416,10 @@ test_set_string_formats(void)
         /* no padding; wrong algorithm prefix; a character outside base64 */
         {"webhook_public_key", "MCowBQYDK2VwAyEA0G9ciHL6XZQXuWq6W4dFLvwNEPWgcdtQgEVlBIwZWB",
          OBX_ECONFIG, "64 hex"},
-        {"webhook_public_key", "MCowBQYDK2VwAyEB0G9ciHL6XZQXuWq6W4dFLvwNEPWgcdtQgEVlBIwZWBQ=",
-         OBX_ECONFIG, "64 hex"},
-        {"webhook_public_key", "MCowBQYDK2VwAyEA0G9ciHL6XZQXuWq6W4dFLvwNEPWgcdtQgEVlBIw!WBQ=",
-         OBX_ECONFIG, "64 hex"},
+        {"webhook_public_key",
+         "MCowBQYDK2VwAyEB0G9ciHL6XZQXuWq6W4dFLvwNEPWgcdtQgEVlBIwZWBQ=", OBX_ECONFIG, "64 hex"},
+        {"webhook_public_key",
+         "MCowBQYDK2VwAyEA0G9ciHL6XZQXuWq6W4dFLvwNEPWgcdtQgEVlBIw!WBQ=", OBX_ECONFIG, "64 hex"},
         {"webhook_path_secret", "a1-b2_c3.d~", OBX_OK, NULL},
         {"webhook_path_secret", "a/b", OBX_ECONFIG, "bad value for 'webhook_path_secret'"},
         {"api_token", "tok en", OBX_ECONFIG, "bad value for 'api_token': may not contain spaces"},
@@ -568,7 +605,9 @@ test_file_errors(void)
         {"api_token = \"abc\n", OBX_ECONFIG, ":1: bad value for 'api_token': unterminated quote"},
         {"api_token = \"abc\"def\n", OBX_ECONFIG, "text after the closing quote"},
         {"api_token = \"abc\"#x\n", OBX_ECONFIG, "text after the closing quote"},
-        {"ca_file = a\x01" "b\n", OBX_ECONFIG, ":1: bad value for 'ca_file': contains a control"},
+        {"ca_file = a\x01"
+         "b\n",
+         OBX_ECONFIG, ":1: bad value for 'ca_file': contains a control"},
         {"ca_file = a\0b\n", OBX_ECONFIG, ":1: NUL byte in line", 14},
         {"max_inflight = 1 2\n", OBX_ECONFIG, "bad value for 'max_inflight'"},
     };
@@ -678,11 +717,11 @@ test_precedence(void)
     CHECK_OK(obx_config_load_file(&c, path, &err));
     CHECK_OK(obx_config_load_env(&c, envp, &err));
     CHECK_OK(obx_config_set(&c, "max-inflight", "9", OBX_SRC_FLAG, &err));
-    CHECK_INT(c.retry_base_ms, 2000);  /* file only */
-    CHECK(c.rate_limit_per_s == 2.0);  /* env over file */
-    CHECK_INT(c.max_inflight, 9);      /* flag over env over file */
+    CHECK_INT(c.retry_base_ms, 2000); /* file only */
+    CHECK(c.rate_limit_per_s == 2.0); /* env over file */
+    CHECK_INT(c.max_inflight, 9);     /* flag over env over file */
     CHECK_INT(c.log_level, OBX_LOG_WARN);
-    CHECK(c.ca_file == NULL);          /* an empty variable unsets */
+    CHECK(c.ca_file == NULL); /* an empty variable unsets */
     CHECK_STR(c.db, "outbox.db");
     CHECK_OK(obx_config_load_env(&c, NULL, &err));
 end:
@@ -698,9 +737,13 @@ test_env_errors(void)
 {
     TEST_BEGIN;
     char *allowed[] = {
-        "OUTBOX_PARTOO_API_KEY=k-env-secret", "OUTBOX_CONFIG=/etc/outbox.conf",
-        "OUTBOX_BIN=/usr/bin/outbox", "OUTBOX_TEST_PORT=1234", "OUTBOX_TEST_=x",
-        "OUTBOX_NO_EQUALS_SIGN", NULL,
+        "OUTBOX_PARTOO_API_KEY=k-env-secret",
+        "OUTBOX_CONFIG=/etc/outbox.conf",
+        "OUTBOX_BIN=/usr/bin/outbox",
+        "OUTBOX_TEST_PORT=1234",
+        "OUTBOX_TEST_=x",
+        "OUTBOX_NO_EQUALS_SIGN",
+        NULL,
     };
     char *unknown[] = {"OUTBOX_LOG_LEVEL=debug", "OUTBOX_FOO=1", NULL};
     char *bad[] = {"OUTBOX_MAX_ATTEMPTS=lots", NULL};
@@ -843,11 +886,21 @@ test_print_formats(void)
 {
     TEST_BEGIN;
     static const char *const want[] = {
-        "db = outbox.db\n",        "synchronous = full\n",    "max_db_size = 0\n",
-        "retention = 30d\n",       "rate_limit = 290/min\n",  "retry_base = 1s\n",
-        "retry_cap = 5m\n",        "max_age = 0\n",           "auth_probe_interval = 1m\n",
-        "max_body_bytes = 1M\n",   "max_content_bytes = 64K\n", "log_level = info\n",
-        "log_format = text\n",     "ca_file = (unset)\n",     "api_listen = 127.0.0.1:8787\n",
+        "db = outbox.db\n",
+        "synchronous = full\n",
+        "max_db_size = 0\n",
+        "retention = 30d\n",
+        "rate_limit = 290/min\n",
+        "retry_base = 1s\n",
+        "retry_cap = 5m\n",
+        "max_age = 0\n",
+        "auth_probe_interval = 1m\n",
+        "max_body_bytes = 1M\n",
+        "max_content_bytes = 64K\n",
+        "log_level = info\n",
+        "log_format = text\n",
+        "ca_file = (unset)\n",
+        "api_listen = 127.0.0.1:8787\n",
         "partoo_base_url = https://api.partoo.co/v2\n",
     };
     struct obx_config c;
@@ -1131,8 +1184,9 @@ static int
 test_alloc_failures(void)
 {
     TEST_BEGIN;
-    static const char text[] = "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://127.0.0.1/i\n"
-                               "readonly_channels = b, a\nwebhook_required_header = X-A: v\n";
+    static const char text[] =
+        "db = x.db\napi_token = t-0123456789abcdef\ninbox_url = http://127.0.0.1/i\n"
+        "readonly_channels = b, a\nwebhook_required_header = X-A: v\n";
     static const char keyfile[] = "k-key\n";
     char path[64] = "", keypath[64] = "";
     char *envp[] = {"OUTBOX_CA_FILE=/ca.pem", NULL};
@@ -1253,12 +1307,12 @@ static int
 test_loopback(void)
 {
     TEST_BEGIN;
-    static const char *const yes[] = {"127.0.0.1", "127.1", "127.255.255.254", "0x7f.1",
-                                      "::1", "[::1]", "::ffff:127.0.0.1", "localhost",
-                                      "LocalHost"};
-    static const char *const no[] = {"0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1",
-                                     "126.255.255.255", "::ffff:10.0.0.1", "::2", "", "[",
-                                     "[]", "127.0.0.1 ", "1.2.3.4/8"};
+    static const char *const yes[] = {"127.0.0.1",        "127.1",     "127.255.255.254",
+                                      "0x7f.1",           "::1",       "[::1]",
+                                      "::ffff:127.0.0.1", "localhost", "LocalHost"};
+    static const char *const no[] = {
+        "0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1",  "126.255.255.255", "::ffff:10.0.0.1",
+        "::2",     "",   "[",    "[]",       "127.0.0.1 ", "1.2.3.4/8"};
 
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
         if (!obx_net_host_is_loopback(yes[i]))

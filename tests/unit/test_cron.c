@@ -26,8 +26,8 @@ static char path[256];
 
 #define T0 1800000000000LL
 /* 1 while some transition is not covered by the audit chain's last seal. */
-#define UNSEALED                                                                                   \
-    "SELECT (SELECT max(id) FROM transitions) > "                                                  \
+#define UNSEALED                                  \
+    "SELECT (SELECT max(id) FROM transitions) > " \
     "(SELECT coalesce(max(transitions_upto), 0) FROM audit_seals)"
 
 static void
@@ -112,7 +112,7 @@ fixture_start(struct fixture *f)
         f->base = event_base_new_with_config(ec);
     if (ec)
         event_config_free(ec);
-    obx_fake_clock_init(&f->fc, T0, 1000);
+    obx_clock_fake_init(&f->fc, T0, 1000);
     if (!f->base || obx_store_open(path, NULL, &st) != OBX_OK)
         return -1;
     st->clock = &f->fc.base;
@@ -131,11 +131,11 @@ fixture_start(struct fixture *f)
                             .reason = "http 200",
                             .confirm_due_at_ms = T0 + 1000};
     if (obx_store_finish(st, &a, 1, &r) != OBX_OK || r != OBX_OK) {
-        obx_claimed_release(&c);
+        obx_store_claimed_release(&c);
         obx_store_free(st);
         return -1;
     }
-    obx_claimed_release(&c);
+    obx_store_claimed_release(&c);
     f->fc.now_ms = T0 + 3600 * 1000;
     if (obx_storeq_new(f->base, st, &f->q) != OBX_OK) {
         obx_store_free(st);

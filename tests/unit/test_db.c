@@ -132,7 +132,8 @@ test_open_errors(void)
         FILE *f = fopen(db_path, "w");
         CHECK(f);
         fputs("this is not an SQLite database, just some text of more than 100 bytes ......"
-              "..............................................................", f);
+              "..............................................................",
+              f);
         fclose(f);
     }
     msg[0] = '\0';
@@ -356,7 +357,7 @@ test_commit_refused(void)
     CHECK_OK(obx_db_begin(db));
     CHECK_OK(insert(db, 1));
     CHECK_OK(obx_db_exec(db, "INSERT INTO c (pid) VALUES (42)")); /* no p 42 */
-    CHECK_INT(obx_db_commit(db), OBX_EINVAL); /* SQLITE_CONSTRAINT_FOREIGNKEY */
+    CHECK_INT(obx_db_commit(db), OBX_EINVAL);                     /* SQLITE_CONSTRAINT_FOREIGNKEY */
     CHECK_INT(db->in_tx, 0);
     CHECK_INT(obx_db_tx_alive(db), 0);
     CHECK(sqlite3_get_autocommit(db->h));

@@ -2,7 +2,7 @@
  * Unit tests of http_client against a stub server on 127.0.0.1 sharing the loop: the POST
  * arrives byte for byte with its headers; status, Retry-After and the first
  * OBX_HTTP_BODY_KEEP bytes of the answer come back; each callback runs exactly once, may
- * start the next request, and never runs after obx_http_free; no answer is a transport
+ * start the next request, and never runs after obx_http_client_free; no answer is a transport
  * error (status 0); a failed allocation in new or post is OBX_ENOMEM with no callback.
  */
 #include <stdio.h>
@@ -46,7 +46,7 @@ on_done(void *ctx, const struct obx_http_result *r)
     o->duration_ms = r->duration_ms;
     if (o->chain > 0) {
         o->chain--;
-        if (obx_http_post(o->h, o->url, NULL, 0, "again", 5, on_done, o) != OBX_OK)
+        if (obx_http_client_post(o->h, o->url, NULL, 0, "again", 5, on_done, o) != OBX_OK)
             o->calls += 1000; /* seen as a failure below */
     }
 }
@@ -99,10 +99,10 @@ test_post_roundtrip(void)
     CHECK_OK(stub_start(&s, base, 201));
     s.retry_after = "30";
     s.reply_body = "{\"id\":\"p-1\"}";
-    CHECK_OK(obx_http_new(base, &OPTS, &h));
+    CHECK_OK(obx_http_client_new(base, &OPTS, &h));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/messages?x=1", s.port);
-    CHECK_OK(obx_http_post(h, url, hdr, 2, body, sizeof body - 1, on_done, &o));
-    CHECK_INT(obx_http_inflight(h), 1);
+    CHECK_OK(obx_http_client_post(h, url, hdr, 2, body, sizeof body - 1, on_done, &o));
+    CHECK_INT(obx_http_client_inflight(h), 1);
     CHECK(run_until_cond(base, calls_at_least, &o));
     CHECK_INT(o.calls, 1);
     CHECK_INT(o.status, 201);
@@ -110,7 +110,7 @@ test_post_roundtrip(void)
     CHECK_STR(o.body, "{\"id\":\"p-1\"}");
     CHECK_STR(o.retry_after, "30");
     CHECK(o.duration_ms >= 0);
-    CHECK_INT(obx_http_inflight(h), 0);
+    CHECK_INT(obx_http_client_inflight(h), 0);
     CHECK_INT(s.nseen, 1);
     CHECK_INT(s.seen[0].method, EVHTTP_REQ_POST);
     CHECK_STR(s.seen[0].uri, "/v2/messages?x=1");
@@ -119,7 +119,7 @@ test_post_roundtrip(void)
     CHECK_INT(s.seen[0].len, sizeof body - 1);
     CHECK(memcmp(s.seen[0].body, body, sizeof body - 1) == 0);
 end:
-    obx_http_free(h);
+    obx_http_client_free(h);
     stub_free(&s);
     if (base)
         event_base_free(base);
@@ -143,16 +143,16 @@ test_long_answer_truncated(void)
     big[5000] = '\0';
     CHECK_OK(stub_start(&s, base, 500));
     s.reply_body = big;
-    CHECK_OK(obx_http_new(base, &OPTS, &h));
+    CHECK_OK(obx_http_client_new(base, &OPTS, &h));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
-    CHECK_OK(obx_http_post(h, url, NULL, 0, "", 0, on_done, &o));
+    CHECK_OK(obx_http_client_post(h, url, NULL, 0, "", 0, on_done, &o));
     CHECK(run_until_cond(base, calls_at_least, &o));
     CHECK_INT(o.status, 500);
     CHECK_INT(o.body_len, OBX_HTTP_BODY_KEEP);
     CHECK_STR(o.retry_after, "");
     CHECK_INT(s.seen[0].len, 0);
 end:
-    obx_http_free(h);
+    obx_http_client_free(h);
     stub_free(&s);
     free(big);
     if (base)
@@ -175,16 +175,16 @@ test_connection_refused(void)
     CHECK_OK(stub_start(&s, base, 200));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
     stub_free(&s); /* the port is closed now */
-    CHECK_OK(obx_http_new(base, &OPTS, &h));
-    CHECK_OK(obx_http_post(h, url, NULL, 0, "x", 1, on_done, &o));
+    CHECK_OK(obx_http_client_new(base, &OPTS, &h));
+    CHECK_OK(obx_http_client_post(h, url, NULL, 0, "x", 1, on_done, &o));
     CHECK(run_until_cond(base, calls_at_least, &o));
     CHECK_INT(o.calls, 1);
     CHECK_INT(o.status, 0);
     CHECK_INT(o.has_error, 1);
     CHECK(o.error[0] != '\0');
-    CHECK_INT(obx_http_inflight(h), 0);
+    CHECK_INT(obx_http_client_inflight(h), 0);
 end:
-    obx_http_free(h);
+    obx_http_client_free(h);
     if (base)
         event_base_free(base);
     TEST_END;
@@ -205,16 +205,16 @@ test_request_timeout(void)
     CHECK(base);
     CHECK_OK(stub_start(&s, base, 0)); /* holds every request */
     opts.request_timeout_ms = 300;
-    CHECK_OK(obx_http_new(base, &opts, &h));
+    CHECK_OK(obx_http_client_new(base, &opts, &h));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
-    CHECK_OK(obx_http_post(h, url, NULL, 0, "x", 1, on_done, &o));
+    CHECK_OK(obx_http_client_post(h, url, NULL, 0, "x", 1, on_done, &o));
     CHECK(run_until_cond(base, calls_at_least, &o));
     CHECK_INT(s.nseen, 1);
     CHECK_INT(o.status, 0);
     CHECK_INT(o.has_error, 1);
     CHECK(strstr(o.error, "imeout") || strstr(o.error, "imed out"));
 end:
-    obx_http_free(h);
+    obx_http_client_free(h);
     stub_free(&s);
     if (base)
         event_base_free(base);
@@ -234,19 +234,19 @@ test_free_abandons_inflight(void)
 
     CHECK(base);
     CHECK_OK(stub_start(&s, base, 0));
-    CHECK_OK(obx_http_new(base, &OPTS, &h));
+    CHECK_OK(obx_http_client_new(base, &OPTS, &h));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
-    CHECK_OK(obx_http_post(h, url, NULL, 0, "x", 1, on_done, &o));
-    CHECK_OK(obx_http_post(h, url, NULL, 0, "y", 1, on_done, &o));
+    CHECK_OK(obx_http_client_post(h, url, NULL, 0, "x", 1, on_done, &o));
+    CHECK_OK(obx_http_client_post(h, url, NULL, 0, "y", 1, on_done, &o));
     CHECK(run_until_cond(base, stub_got_one, &s));
-    CHECK_INT(obx_http_inflight(h), 2);
-    obx_http_free(h);
+    CHECK_INT(obx_http_client_inflight(h), 2);
+    obx_http_client_free(h);
     h = NULL;
     for (int i = 0; i < 5; i++)
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     CHECK_INT(o.calls, 0);
 end:
-    obx_http_free(h);
+    obx_http_client_free(h);
     stub_free(&s);
     if (base)
         event_base_free(base);
@@ -269,11 +269,11 @@ test_many_and_chained(void)
     memset(o, 0, sizeof o);
     CHECK(base);
     CHECK_OK(stub_start(&s, base, 202));
-    CHECK_OK(obx_http_new(base, &OPTS, &h));
+    CHECK_OK(obx_http_client_new(base, &OPTS, &h));
     snprintf(url, sizeof url, "http://127.0.0.1:%d/m", s.port);
     for (int i = 0; i < 20; i++)
-        CHECK_OK(obx_http_post(h, url, NULL, 0, "m", 1, on_done, &o[i]));
-    CHECK_INT(obx_http_inflight(h), 20);
+        CHECK_OK(obx_http_client_post(h, url, NULL, 0, "m", 1, on_done, &o[i]));
+    CHECK_INT(obx_http_client_inflight(h), 20);
     CHECK(run_until_cond(base, all_called, &m));
     for (int i = 0; i < 20; i++) {
         CHECK_INT(o[i].calls, 1);
@@ -284,16 +284,16 @@ test_many_and_chained(void)
     c.h = h;
     c.url = url;
     c.chain = 2;
-    CHECK_OK(obx_http_post(h, url, NULL, 0, "c", 1, on_done, &c));
+    CHECK_OK(obx_http_client_post(h, url, NULL, 0, "c", 1, on_done, &c));
     m.o = &c;
     m.n = 1;
     m.want = 3;
     CHECK(run_until_cond(base, all_called, &m));
     CHECK_INT(c.calls, 3);
     CHECK_INT(s.nseen, 23);
-    CHECK_INT(obx_http_inflight(h), 0);
+    CHECK_INT(obx_http_client_inflight(h), 0);
 end:
-    obx_http_free(h);
+    obx_http_client_free(h);
     stub_free(&s);
     if (base)
         event_base_free(base);
@@ -317,7 +317,7 @@ test_allocation_failures(void)
     CHECK(base);
     for (long n = 0; n < 50 && err != OBX_OK; n++) {
         obx_mem_fail_after(n);
-        err = obx_http_new(base, &OPTS, &h);
+        err = obx_http_client_new(base, &OPTS, &h);
         obx_mem_fail_after(-1);
         if (err != OBX_OK) {
             CHECK_INT(err, OBX_ENOMEM);
@@ -333,11 +333,11 @@ test_allocation_failures(void)
     failures = 0;
     for (long n = 0; n < 50 && err != OBX_OK; n++) {
         obx_mem_fail_after(n);
-        err = obx_http_post(h, url, hdr, 2, "body", 4, on_done, &o);
+        err = obx_http_client_post(h, url, hdr, 2, "body", 4, on_done, &o);
         obx_mem_fail_after(-1);
         if (err != OBX_OK) {
             CHECK_INT(err, OBX_ENOMEM);
-            CHECK_INT(obx_http_inflight(h), 0);
+            CHECK_INT(obx_http_client_inflight(h), 0);
             failures++;
         }
     }
@@ -349,7 +349,7 @@ test_allocation_failures(void)
     CHECK_INT(s.nseen, 1);
 end:
     obx_mem_fail_after(-1);
-    obx_http_free(h);
+    obx_http_client_free(h);
     stub_free(&s);
     if (base)
         event_base_free(base);

@@ -98,7 +98,7 @@ fixture_start(struct fixture *f, int status, const char *pid, const char *const 
 
     memset(f, 0, sizeof *f);
     remove_db();
-    obx_fake_clock_init(&f->fc, T0, 1000);
+    obx_clock_fake_init(&f->fc, T0, 1000);
     f->base = event_base_new();
     if (!f->base || stub_start(&f->stub, f->base, status) != 0)
         return -1;
@@ -115,7 +115,7 @@ fixture_start(struct fixture *f, int status, const char *pid, const char *const 
         return -1;
     f->st->clock = &f->fc.base;
     if (pid) {
-        if (obx_store_add_webhook_event(f->st, "00", "{}", 2, T0, &r.event_id) != OBX_OK ||
+        if (obx_store_inbox_add_webhook_event(f->st, "00", "{}", 2, T0, &r.event_id) != OBX_OK ||
             obx_store_inbox_add_reply(f->st, &r, &added) != OBX_OK || added != 1)
             return -1;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "check.h"
 #include "json.h"
 
@@ -136,8 +137,18 @@ test_utf8_validator(void)
     TEST_BEGIN;
     /* Valid: ASCII, 2/3/4-byte forms, the edges around the surrogates and U+10FFFF. */
     static const char *const good[] = {
-        "", "plain", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xc2\x80", "\xdf\xbf",
-        "\xe0\xa0\x80", "\xed\x9f\xbf", "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80",
+        "",
+        "plain",
+        "\xc3\xa9",
+        "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80",
+        "\xc2\x80",
+        "\xdf\xbf",
+        "\xe0\xa0\x80",
+        "\xed\x9f\xbf",
+        "\xee\x80\x80",
+        "\xef\xbf\xbf",
+        "\xf0\x90\x80\x80",
         "\xf4\x8f\xbf\xbf",
     };
     static const char *const bad[] = {
@@ -151,27 +162,30 @@ test_utf8_validator(void)
         "\xed\xbf\xbf",     /* U+DFFF */
         "\xf4\x90\x80\x80", /* U+110000 */
         "\xf5\x80\x80\x80", /* lead byte past U+10FFFF */
-        "\xff", "\xfe", "\x80", "\xbf",
-        "\xe2\x82",         /* truncated */
-        "\xf0\x9f\x98",     /* truncated */
-        "\xc3",             /* truncated */
-        "a\xc3(",           /* bad continuation */
-        "\xe2\x28\xa1",     /* bad continuation */
+        "\xff",
+        "\xfe",
+        "\x80",
+        "\xbf",
+        "\xe2\x82",     /* truncated */
+        "\xf0\x9f\x98", /* truncated */
+        "\xc3",         /* truncated */
+        "a\xc3(",       /* bad continuation */
+        "\xe2\x28\xa1", /* bad continuation */
     };
 
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        if (!obx_utf8_valid(good[i], strlen(good[i])))
+        if (!obx_buf_utf8_valid(good[i], strlen(good[i])))
             fprintf(stderr, "  good[%zu] refused\n", i);
-        CHECK(obx_utf8_valid(good[i], strlen(good[i])));
+        CHECK(obx_buf_utf8_valid(good[i], strlen(good[i])));
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (obx_utf8_valid(bad[i], strlen(bad[i])))
+        if (obx_buf_utf8_valid(bad[i], strlen(bad[i])))
             fprintf(stderr, "  bad[%zu] accepted\n", i);
-        CHECK(!obx_utf8_valid(bad[i], strlen(bad[i])));
+        CHECK(!obx_buf_utf8_valid(bad[i], strlen(bad[i])));
     }
     /* The length is honoured: a sequence cut by len is truncated even if bytes follow. */
-    CHECK(!obx_utf8_valid("\xe2\x82\xac", 2));
-    CHECK(obx_utf8_valid("\xe2\x82\xac\xff", 3));
+    CHECK(!obx_buf_utf8_valid("\xe2\x82\xac", 2));
+    CHECK(obx_buf_utf8_valid("\xe2\x82\xac\xff", 3));
 end:
     TEST_END;
 }

@@ -137,10 +137,9 @@ test_text_format(void)
     const char *t;
 
     CHECK_OK(sink_open(OBX_LOG_INFO, OBX_LOG_TEXT));
-    obx_log(OBX_LOG_WARN, "message accepted", OBX_KS("channel_id", "ch-1"),
-            OBX_KI("attempt", 3), OBX_KI("neg", -42), OBX_KS("empty", ""),
-            OBX_KS("none", NULL), OBX_KS("spaced", "a b"), OBX_KS("eq", "k=v"),
-            OBX_KS("quote", "say \"hi\""));
+    obx_log(OBX_LOG_WARN, "message accepted", OBX_KS("channel_id", "ch-1"), OBX_KI("attempt", 3),
+            OBX_KI("neg", -42), OBX_KS("empty", ""), OBX_KS("none", NULL), OBX_KS("spaced", "a b"),
+            OBX_KS("eq", "k=v"), OBX_KS("quote", "say \"hi\""));
     t = sink_text();
     CHECK(strncmp(t, "ts=", 3) == 0);
     /* RFC 3339 UTC with milliseconds: 2026-01-02T03:04:05.678Z */

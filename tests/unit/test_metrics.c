@@ -58,12 +58,12 @@ test_histogram_buckets(void)
     struct obx_histogram h;
 
     memset(&h, 0, sizeof h);
-    obx_histogram_observe(&h, 0);      /* first bucket: le 0.005 */
-    obx_histogram_observe(&h, 0.005);  /* the bound itself belongs to its bucket */
-    obx_histogram_observe(&h, 0.0051); /* next bucket: le 0.01 */
-    obx_histogram_observe(&h, 10);     /* last finite bucket */
-    obx_histogram_observe(&h, 10.5);   /* +Inf */
-    obx_histogram_observe(&h, 1e9);    /* +Inf */
+    obx_metrics_histogram_observe(&h, 0);      /* first bucket: le 0.005 */
+    obx_metrics_histogram_observe(&h, 0.005);  /* the bound itself belongs to its bucket */
+    obx_metrics_histogram_observe(&h, 0.0051); /* next bucket: le 0.01 */
+    obx_metrics_histogram_observe(&h, 10);     /* last finite bucket */
+    obx_metrics_histogram_observe(&h, 10.5);   /* +Inf */
+    obx_metrics_histogram_observe(&h, 1e9);    /* +Inf */
     CHECK_INT(h.counts[0], 2);
     CHECK_INT(h.counts[1], 1);
     CHECK_INT(h.counts[OBX_HIST_BUCKETS - 2], 1);
@@ -84,10 +84,10 @@ test_render_histogram_cumulative(void)
 
     fixture_init(&f);
     obx_buf_init(&b, 1 << 20);
-    obx_histogram_observe(&f.hist, 0.003);
-    obx_histogram_observe(&f.hist, 0.2);
-    obx_histogram_observe(&f.hist, 0.2);
-    obx_histogram_observe(&f.hist, 60);
+    obx_metrics_histogram_observe(&f.hist, 0.003);
+    obx_metrics_histogram_observe(&f.hist, 0.2);
+    obx_metrics_histogram_observe(&f.hist, 0.2);
+    obx_metrics_histogram_observe(&f.hist, 60);
     CHECK_OK(obx_metrics_render(&b, &f.in));
     t = obx_buf_str(&b);
     CHECK(has_line(t, "# TYPE outbox_delivery_request_duration_seconds histogram"));

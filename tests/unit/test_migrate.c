@@ -188,8 +188,9 @@ test_newer_refused_untouched(void)
     int from = -7, to = -7, v = 0;
 
     CHECK(db);
-    snprintf(sql, sizeof sql, "CREATE TABLE marker (x); INSERT INTO marker VALUES (42);"
-                              " PRAGMA user_version = %d",
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE marker (x); INSERT INTO marker VALUES (42);"
+             " PRAGMA user_version = %d",
              obx_migrate_latest() + 1);
     CHECK_OK(obx_db_exec(db, sql));
     CHECK_INT(obx_migrate_apply(db, &from, &to), OBX_ESCHEMA);
@@ -258,8 +259,9 @@ failing_migration_rolls_back(const char *tag, const char *taken)
     CHECK(obx_migrate_apply(db, &from, &to) != OBX_OK);
     CHECK_INT(query_int(db->h, "PRAGMA user_version"), 0);
     CHECK_INT(count_objects(db->h), 1);
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM sqlite_master WHERE name = '%s'"
-                              " AND sql = 'CREATE TABLE %s (x)'",
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM sqlite_master WHERE name = '%s'"
+             " AND sql = 'CREATE TABLE %s (x)'",
              taken, taken);
     CHECK_INT(query_int(db->h, sql), 1);
     CHECK(sqlite3_get_autocommit(db->h));
@@ -304,12 +306,12 @@ test_embedded_match_files(void)
     while ((de = readdir(dir)) != NULL) {
         const char *n = de->d_name;
         size_t len = strlen(n);
-        if (len > 9 && n[0] >= '0' && n[0] <= '9' && n[1] >= '0' && n[1] <= '9' &&
-            n[2] >= '0' && n[2] <= '9' && n[3] >= '0' && n[3] <= '9' && n[4] == '_' &&
+        if (len > 9 && n[0] >= '0' && n[0] <= '9' && n[1] >= '0' && n[1] <= '9' && n[2] >= '0' &&
+            n[2] <= '9' && n[3] >= '0' && n[3] <= '9' && n[4] == '_' &&
             strcmp(n + len - 4, ".sql") == 0)
             on_disk++;
     }
-    for (const struct obx_migration *m = obx_migrations; m->version; m++) {
+    for (const struct obx_migration *m = obx_migrate_embedded; m->version; m++) {
         embedded++;
         CHECK(m->version > prev); /* strictly increasing */
         prev = m->version;
@@ -477,7 +479,7 @@ migrate_upto(struct obx_db *db, int upto)
     char bump[64];
     enum obx_err err = OBX_OK;
 
-    for (const struct obx_migration *m = obx_migrations; m->version && err == OBX_OK; m++)
+    for (const struct obx_migration *m = obx_migrate_embedded; m->version && err == OBX_OK; m++)
         if (m->version <= upto)
             err = obx_db_exec(db, m->sql);
     snprintf(bump, sizeof bump, "PRAGMA user_version = %d", upto);
@@ -552,8 +554,7 @@ test_0006_refuses_dot_rows(void)
     CHECK_INT(query_int(db->h, "PRAGMA user_version"), 5);
     CHECK_INT(query_int(db->h, "PRAGMA foreign_keys"), 1);
     CHECK_INT(query_int(db->h, "SELECT count(*) FROM outbox WHERE channel_id = '.'"), 1);
-    CHECK_INT(query_int(db->h, "SELECT count(*) FROM sqlite_master WHERE name = 'outbox_0006'"),
-              0);
+    CHECK_INT(query_int(db->h, "SELECT count(*) FROM sqlite_master WHERE name = 'outbox_0006'"), 0);
     CHECK(sqlite3_get_autocommit(db->h));
     /* Once the row is gone, the migration goes through. */
     CHECK_OK(obx_db_exec(db, "DELETE FROM outbox"));
@@ -574,9 +575,12 @@ legacy_seal(sqlite3 *h, int upto_id)
     enum obx_err err = OBX_OK;
 
     obx_buf_init(&b, 1 << 20);
-    if (sqlite3_prepare_v2(h, "SELECT id, at_ms, kind, channel_id, external_message_id, record"
-                              " FROM audit_log WHERE id <= ?1 ORDER BY id", -1, &s, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(h, "UPDATE audit_log SET hash = ?2 WHERE id = ?1", -1, &u, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(h,
+                           "SELECT id, at_ms, kind, channel_id, external_message_id, record"
+                           " FROM audit_log WHERE id <= ?1 ORDER BY id",
+                           -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "UPDATE audit_log SET hash = ?2 WHERE id = ?1", -1, &u, NULL) !=
+            SQLITE_OK)
         err = OBX_EDB;
     if (err == OBX_OK)
         sqlite3_bind_int(s, 1, upto_id);
@@ -592,7 +596,7 @@ legacy_seal(sqlite3 *h, int upto_id)
         if (err == OBX_OK)
             err = obx_buf_puts(&b, "]");
         if (err == OBX_OK)
-            err = obx_sha256_hex(obx_buf_str(&b), b.len, hash);
+            err = obx_signature_sha256_hex(obx_buf_str(&b), b.len, hash);
         sqlite3_bind_int64(u, 1, sqlite3_column_int64(s, 0));
         sqlite3_bind_text(u, 2, hash, -1, SQLITE_TRANSIENT);
         if (err == OBX_OK && sqlite3_step(u) != SQLITE_DONE)
@@ -757,36 +761,34 @@ test_0011_lean_triggers(void)
 
     CHECK_OK(obx_store_open(path_a, NULL, &st));
     CHECK_INT(query_int(st->db->h, "PRAGMA user_version"), obx_migrate_latest());
-    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 7"),
-              0);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 7"), 0);
     CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'queued'"), 1);
     CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'accepted'"), 1);
     CHECK_INT(query_int(st->db->h, "SELECT n FROM stats_minute WHERE minute = 1"), 5);
     /* The message's next event (not out of 'queued') is sealed with its identity. */
     CHECK_OK(obx_db_exec(st->db, "UPDATE outbox SET state = 'confirmed', state_reason = 'y',"
                                  " state_at_ms = 180000 WHERE id = 7"));
-    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 7"),
-              1);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 7"), 1);
     CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'accepted'"), 0);
     CHECK_INT(query_int(st->db->h, "SELECT n FROM state_counts WHERE state = 'confirmed'"), 1);
     CHECK_INT(query_int(st->db->h, "SELECT n FROM stats_minute WHERE minute = 3"
-                                   " AND kind = 'confirmed'"), 1);
+                                   " AND kind = 'confirmed'"),
+              1);
     CHECK_OK(obx_audit_seal(st, 1000, &sealed));
     CHECK_OK(obx_audit_verify(st, &r));
     CHECK_INT(r.first_bad_id, 0);
     CHECK_INT(r.unsealed, 0);
     CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages"
-                                   " WHERE message_id = 7 AND sent_sha256 IS NOT NULL"), 1);
+                                   " WHERE message_id = 7 AND sent_sha256 IS NOT NULL"),
+              1);
     /* An attempt written by hand, with no transition before it, still names its message;
      * its first transition then adds no second identity row. */
     CHECK_OK(obx_db_exec(st->db, "INSERT INTO attempts (message_id, started_at_ms, duration_ms,"
                                  " outcome) VALUES (8, 240000, 1, 'retry')"));
-    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 8"),
-              1);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 8"), 1);
     CHECK_OK(obx_db_exec(st->db, "UPDATE outbox SET state = 'cancelled', state_reason = 'z'"
                                  " WHERE id = 8"));
-    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 8"),
-              1);
+    CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM audit_messages WHERE message_id = 8"), 1);
     /* A new minute row drops minutes older than 7 days; a repeat of the minute does not. */
     CHECK_OK(obx_db_exec(st->db, "INSERT INTO stats_minute VALUES (10082, 'sent', 1)"));
     CHECK_INT(query_int(st->db->h, "SELECT count(*) FROM stats_minute WHERE minute = 1"), 0);

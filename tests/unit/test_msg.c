@@ -42,8 +42,7 @@ fails_with(const struct obx_msg *m, const struct obx_msg_limits *lim, const char
     memset(&fe, 0, sizeof fe);
     err = obx_msg_validate(m, lim, &fe);
     if (err != OBX_EINVAL || !fe.code || strcmp(fe.code, code) != 0 ||
-        (field ? !fe.field || strcmp(fe.field, field) != 0 : fe.field != NULL) ||
-        !fe.message[0]) {
+        (field ? !fe.field || strcmp(fe.field, field) != 0 : fe.field != NULL) || !fe.message[0]) {
         fprintf(stderr, "  validate: err %d code %s field %s message '%s', expected %s/%s\n", err,
                 fe.code ? fe.code : "(null)", fe.field ? fe.field : "(null)", fe.message, code,
                 field ? field : "(null)");
@@ -137,7 +136,7 @@ test_validate_lengths(void)
         size_t limit = strcmp(fields[i].name, "content") == 0          ? lim.max_content_bytes
                        : strcmp(fields[i].name, "consumer_name") == 0  ? lim.max_name_bytes
                        : strcmp(fields[i].name, "consumer_image") == 0 ? lim.max_image_bytes
-                                                                        : lim.max_id_bytes;
+                                                                       : lim.max_id_bytes;
         if (strcmp(fields[i].name, "sender_type") == 0)
             continue; /* an enum, checked below */
         at = repeat('a', limit);
@@ -189,8 +188,8 @@ test_validate_sender_type(void)
     TEST_BEGIN;
     struct obx_msg_limits lim = obx_msg_limits_default();
     struct obx_msg m = base_msg();
-    static const char *const bad[] = {"Robot", "user", "consumer", "USER", "User ", " User",
-                                      "Users", "Use"};
+    static const char *const bad[] = {"Robot", "user",  "consumer", "USER",
+                                      "User ", " User", "Users",    "Use"};
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         m.sender_type = bad[i];
@@ -268,7 +267,7 @@ json_fails(const char *doc, const char *url_channel, const char *code, const cha
     return ok;
 }
 
-#define FULL_BODY                                                                          \
+#define FULL_BODY                                                                                \
     "\"external_message_id\":\"m1\",\"business_id\":\"b1\",\"external_conversation_id\":\"c1\"," \
     "\"content\":\"Hi\",\"sender_type\":\"User\""
 
@@ -311,8 +310,7 @@ test_from_json_ok(void)
     CHECK_INT(m.priority, 0);
     obx_json_free(d);
     d = NULL;
-    CHECK_OK(from_json("{\"priority\":-3,\"channel_id\":\"ch\"," FULL_BODY "}", NULL, &d, &m,
-                       &fe));
+    CHECK_OK(from_json("{\"priority\":-3,\"channel_id\":\"ch\"," FULL_BODY "}", NULL, &d, &m, &fe));
     CHECK_INT(m.priority, -3);
     obx_json_free(d);
     d = NULL;

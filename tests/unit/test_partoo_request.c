@@ -19,8 +19,15 @@
 static struct obx_msg
 full_msg(void)
 {
-    struct obx_msg m = {"ch-1",  "msg-1",    "biz-1",    "conv-1", "Hello \"you\"",
-                        "User",  "Jane Doe", "https://img.example/j.png", 7};
+    struct obx_msg m = {"ch-1",
+                        "msg-1",
+                        "biz-1",
+                        "conv-1",
+                        "Hello \"you\"",
+                        "User",
+                        "Jane Doe",
+                        "https://img.example/j.png",
+                        7};
     return m;
 }
 
@@ -110,13 +117,30 @@ test_body(void)
     TEST_BEGIN;
     struct obx_msg m = full_msg();
     struct obx_partoo_request r;
-    static const char *const full[] = {
-        "business_id", "biz-1", "external_conversation_id", "conv-1",
-        "external_message_id", "msg-1", "content", "Hello \"you\"", "sender_type", "User",
-        "consumer_name", "Jane Doe", "consumer_image", "https://img.example/j.png"};
-    static const char *const minimal[] = {
-        "business_id", "biz-1", "external_conversation_id", "conv-1",
-        "external_message_id", "msg-1", "content", "Hello \"you\"", "sender_type", "Consumer"};
+    static const char *const full[] = {"business_id",
+                                       "biz-1",
+                                       "external_conversation_id",
+                                       "conv-1",
+                                       "external_message_id",
+                                       "msg-1",
+                                       "content",
+                                       "Hello \"you\"",
+                                       "sender_type",
+                                       "User",
+                                       "consumer_name",
+                                       "Jane Doe",
+                                       "consumer_image",
+                                       "https://img.example/j.png"};
+    static const char *const minimal[] = {"business_id",
+                                          "biz-1",
+                                          "external_conversation_id",
+                                          "conv-1",
+                                          "external_message_id",
+                                          "msg-1",
+                                          "content",
+                                          "Hello \"you\"",
+                                          "sender_type",
+                                          "Consumer"};
 
     /* All seven fields of Partoo's table; neither channel_id (in the URL) nor priority. */
     CHECK_OK(obx_partoo_request_init(&r, BASE, "k", m.channel_id, &m));
@@ -182,7 +206,7 @@ test_post_wipes_key(void)
 
     memset(&r, 0, sizeof r);
     CHECK(base);
-    CHECK_OK(obx_http_new(base, &o, &h));
+    CHECK_OK(obx_http_client_new(base, &o, &h));
     CHECK_OK(obx_partoo_request_init(&r, BASE, "s3cret-key", "ch-1", &m));
     key = r.headers[0];
     n = strlen(key);
@@ -194,7 +218,7 @@ test_post_wipes_key(void)
     CHECK_INT(done, 1);
 end:
     obx_partoo_request_release(&r);
-    obx_http_free(h);
+    obx_http_client_free(h);
     if (base)
         event_base_free(base);
     TEST_END;
@@ -232,9 +256,9 @@ test_duration_on_fake_clock(void)
     struct timed t = {0, -1};
 
     memset(&r, 0, sizeof r);
-    obx_fake_clock_init(&fc, INT64_C(1700000000000), 5000);
+    obx_clock_fake_init(&fc, INT64_C(1700000000000), 5000);
     CHECK(base);
-    CHECK_OK(obx_http_new(base, &o, &h));
+    CHECK_OK(obx_http_client_new(base, &o, &h));
     CHECK_OK(obx_partoo_request_init(&r, BASE, "k", "ch-1", &m));
     CHECK_OK(obx_partoo_request_post(&r, h, on_timed, &t));
     fc.mono_ms += 1234;
@@ -244,7 +268,7 @@ test_duration_on_fake_clock(void)
     CHECK_INT(t.duration_ms, 1234);
 end:
     obx_partoo_request_release(&r);
-    obx_http_free(h);
+    obx_http_client_free(h);
     if (base)
         event_base_free(base);
     TEST_END;

@@ -41,7 +41,7 @@ fresh_store(void)
     remove_files();
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
         return NULL;
-    obx_fake_clock_init(&fake, 1700000000000, 1000);
+    obx_clock_fake_init(&fake, 1700000000000, 1000);
     st->clock = &fake.base;
     return st;
 }
@@ -65,8 +65,7 @@ send_one(struct obx_store *st, const char *ch, const char *ext, int status, cons
     enum obx_err res = OBX_OK;
     int got = 0;
 
-    if (enqueue(st, ch, ext) != 0 || obx_store_claim(st, 1, 60000, &c, &got) != OBX_OK ||
-        got != 1)
+    if (enqueue(st, ch, ext) != 0 || obx_store_claim(st, 1, 60000, &c, &got) != OBX_OK || got != 1)
         return -1;
     a.message_id = c.id;
     a.lease_token = c.lease_token;
@@ -78,7 +77,7 @@ send_one(struct obx_store *st, const char *ch, const char *ext, int status, cons
     a.counted = 1;
     a.next_attempt_at_ms = fake.now_ms + 3600000;
     a.reason = "test";
-    obx_claimed_release(&c);
+    obx_store_claimed_release(&c);
     return obx_store_finish(st, &a, 1, &res) == OBX_OK && res == OBX_OK ? 0 : -1;
 }
 

@@ -39,7 +39,7 @@ test_window_290_stepping(void)
         int64_t w = obx_ratelimit_wait_ms(&rl, t);
         int taken = obx_ratelimit_take(&rl, t);
 
-        CHECK_INT(w == 0, taken); /* wait_ms says 0 exactly when take succeeds */
+        CHECK_INT(w == 0, taken);               /* wait_ms says 0 exactly when take succeeds */
         CHECK(obx_ratelimit_take(&rl, t) == 0); /* burst 1: never two at once */
         if (taken) {
             CHECK(n < MAX_TAKES);

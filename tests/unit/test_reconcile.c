@@ -43,7 +43,7 @@ fresh_store(void)
     remove_files();
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
         return NULL;
-    obx_fake_clock_init(&fake, 1700000000000, 1000);
+    obx_clock_fake_init(&fake, 1700000000000, 1000);
     st->clock = &fake.base;
     return st;
 }
@@ -69,7 +69,7 @@ accepted(struct obx_store *st, const char *ch, const char *ext)
     a.next = OBX_NEXT_ACCEPTED;
     a.counted = 1;
     a.reason = "http 200";
-    obx_claimed_release(&c);
+    obx_store_claimed_release(&c);
     return obx_store_finish(st, &a, 1, &res) == OBX_OK && res == OBX_OK ? 0 : -1;
 }
 
@@ -83,8 +83,10 @@ store_event(struct obx_store *st, const char *body)
     int64_t id = -1;
 
     snprintf(key, sizeof key, "k%d", ++seq);
-    if (sqlite3_prepare_v2(st->db->h, "INSERT INTO webhook_events (body_sha256, received_at_ms,"
-                           " body) VALUES (?1, 1, ?2)", -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(st->db->h,
+                           "INSERT INTO webhook_events (body_sha256, received_at_ms,"
+                           " body) VALUES (?1, 1, ?2)",
+                           -1, &s, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s, 2, body, (int)strlen(body), SQLITE_STATIC);
@@ -122,20 +124,19 @@ outcome(struct obx_store *st, int64_t id)
 {
     char sql[128];
 
-    snprintf(sql, sizeof sql, "SELECT outcome FROM webhook_events WHERE id = %lld",
-             (long long)id);
+    snprintf(sql, sizeof sql, "SELECT outcome FROM webhook_events WHERE id = %lld", (long long)id);
     return query_text(st, sql);
 }
 
-#define CONFIRM(type, mid, ext, ch)                                                        \
-    "{\"type\":\"" type "\",\"payload\":{\"message\":{\"id\":" mid ",\"status\":\"delivered\"," \
+#define CONFIRM(type, mid, ext, ch)                                                              \
+    "{\"type\":\"" type "\",\"payload\":{\"message\":{\"id\":" mid ",\"status\":\"delivered\","  \
     "\"sender_type\":\"Consumer\",\"custom_channel\":{\"external_message_id\":\"" ext "\"}},"    \
     "\"conversation\":{\"id\":77,\"business\":{\"id\":\"biz\"},\"custom_channel\":{\"id\":\"" ch \
     "\",\"external_conversation_id\":\"conv\"}}}}"
 
-#define REPLY(mid, ch, extra)                                                              \
+#define REPLY(mid, ch, extra)                                                                   \
     "{\"type\":\"message_created\",\"payload\":{\"message\":{\"id\":" mid ",\"sender_type\":"   \
-    "\"User\",\"sender_label\":\"Agent\",\"content_type\":\"TEXT\",\"content\":\"Hi back\","     \
+    "\"User\",\"sender_label\":\"Agent\",\"content_type\":\"TEXT\",\"content\":\"Hi back\","    \
     "\"date\":\"2024-01-01T00:00:00Z\"},\"conversation\":{\"id\":\"c-9\",\"business\":{\"id\":" \
     "12},\"custom_channel\":{\"id\":\"" ch "\",\"external_conversation_id\":\"conv\"" extra "}}}}"
 
@@ -206,7 +207,8 @@ test_confirm_reply_and_outcomes(void)
               "confirmed by message_created (partoo message 9001, status delivered)");
     /* The event rows record type and Partoo id. */
     CHECK_STR(query_text(st, "SELECT event_type || ',' || partoo_message_id FROM webhook_events "
-                             "WHERE id = 1"), "message_created,9001");
+                             "WHERE id = 1"),
+              "message_created,9001");
     CHECK_STR(query_text(st, "SELECT event_type FROM webhook_events WHERE id = 8"), "(null)");
     CHECK_INT(query_int(st, "SELECT count(*) FROM webhook_events WHERE processed_at_ms IS NULL"),
               0);
@@ -344,7 +346,8 @@ test_alloc_failure(void)
         failures++;
         CHECK_INT(r.processed, 0);
         CHECK_INT(query_int(st, "SELECT count(*) FROM webhook_events WHERE processed_at_ms IS "
-                                "NOT NULL"), 0);
+                                "NOT NULL"),
+                  0);
         CHECK_INT(query_int(st, "SELECT count(*) FROM inbox"), 0);
         CHECK_STR(query_text(st, "SELECT state FROM outbox"), "accepted");
     }

@@ -28,7 +28,7 @@
 static char path[256];
 static int api_port, webhook_port;
 
-#define TOKEN  "server-unit-test-token-0123456789"
+#define TOKEN "server-unit-test-token-0123456789"
 #define TOKEN2 "server-unit-test-token-after-reload"
 
 static void

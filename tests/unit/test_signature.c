@@ -181,25 +181,25 @@ vector_check(const struct vector *t, const struct vector *other)
 
     CHECK_INT(unhex(t->sig_hex, sig), 64);
     b64(sig, 64, sig_b64);
-    CHECK_OK(obx_verifier_new(t->public_hex, &v));
-    CHECK_INT(obx_verifier_check(v, msg, mlen, sig_b64), 1);
-    CHECK_INT(obx_verifier_check(v, msg, mlen + 1, sig_b64), 0); /* one byte more */
+    CHECK_OK(obx_signature_verifier_new(t->public_hex, &v));
+    CHECK_INT(obx_signature_verifier_check(v, msg, mlen, sig_b64), 1);
+    CHECK_INT(obx_signature_verifier_check(v, msg, mlen + 1, sig_b64), 0); /* one byte more */
     for (size_t bit = 0; bit < mlen * 8; bit++) {
         msg[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-        CHECK_INT(obx_verifier_check(v, msg, mlen, sig_b64), 0);
+        CHECK_INT(obx_signature_verifier_check(v, msg, mlen, sig_b64), 0);
         msg[bit / 8] ^= (unsigned char)(1u << (bit % 8));
     }
     for (size_t bit = 0; bit < 512; bit += 7) {
         sig[bit / 8] ^= (unsigned char)(1u << (bit % 8));
         b64(sig, 64, bad_b64);
-        CHECK_INT(obx_verifier_check(v, msg, mlen, bad_b64), 0);
+        CHECK_INT(obx_signature_verifier_check(v, msg, mlen, bad_b64), 0);
         sig[bit / 8] ^= (unsigned char)(1u << (bit % 8));
     }
-    CHECK_OK(obx_verifier_new(other->public_hex, &w));
-    CHECK_INT(obx_verifier_check(w, msg, mlen, sig_b64), 0);
+    CHECK_OK(obx_signature_verifier_new(other->public_hex, &w));
+    CHECK_INT(obx_signature_verifier_check(w, msg, mlen, sig_b64), 0);
 end:
-    obx_verifier_free(v);
-    obx_verifier_free(w);
+    obx_signature_verifier_free(v);
+    obx_signature_verifier_free(w);
     TEST_END;
 }
 
@@ -232,10 +232,10 @@ test_partoo_keys(void)
         snprintf(pem, sizeof pem, "-----BEGIN PUBLIC KEY-----\n%s\n-----END PUBLIC KEY-----\n",
                  partoo_keys[i][1]);
         for (size_t f = 0; f < 3; f++) {
-            CHECK_OK(obx_verifier_new(forms[f], &v));
+            CHECK_OK(obx_signature_verifier_new(forms[f], &v));
             CHECK(v);
-            CHECK_INT(obx_verifier_check(v, "{}", 2, zero_sig), 0);
-            obx_verifier_free(v);
+            CHECK_INT(obx_signature_verifier_check(v, "{}", 2, zero_sig), 0);
+            obx_signature_verifier_free(v);
             v = NULL;
         }
         /* the base64 line is the SPKI wrapping of exactly the hex key */
@@ -245,7 +245,7 @@ test_partoo_keys(void)
         CHECK(memcmp(der + 12, raw, 32) == 0);
     }
 end:
-    obx_verifier_free(v);
+    obx_signature_verifier_free(v);
     TEST_END;
 }
 
@@ -281,33 +281,33 @@ test_fresh_key_all_forms(void)
     CHECK_OK(sign_b64(pkey, "", 0, empty_sig));
     for (size_t f = 0; f < 8; f++) {
         snprintf(padded, sizeof padded, f < 4 ? "%s" : " \t\r\n%s\n\n ", forms[f % 4]);
-        CHECK_OK(obx_verifier_new(padded, &v));
-        CHECK_INT(obx_verifier_check(v, body, sizeof body, sig), 1);
-        CHECK_INT(obx_verifier_check(v, body, sizeof body - 1, sig), 0);
-        CHECK_INT(obx_verifier_check(v, body, 6, sig), 0); /* stops at the first NUL */
-        CHECK_INT(obx_verifier_check(v, "", 0, empty_sig), 1);
-        CHECK_INT(obx_verifier_check(v, NULL, 0, empty_sig), 1);
-        CHECK_INT(obx_verifier_check(v, "", 0, sig), 0);
-        obx_verifier_free(v);
+        CHECK_OK(obx_signature_verifier_new(padded, &v));
+        CHECK_INT(obx_signature_verifier_check(v, body, sizeof body, sig), 1);
+        CHECK_INT(obx_signature_verifier_check(v, body, sizeof body - 1, sig), 0);
+        CHECK_INT(obx_signature_verifier_check(v, body, 6, sig), 0); /* stops at the first NUL */
+        CHECK_INT(obx_signature_verifier_check(v, "", 0, empty_sig), 1);
+        CHECK_INT(obx_signature_verifier_check(v, NULL, 0, empty_sig), 1);
+        CHECK_INT(obx_signature_verifier_check(v, "", 0, sig), 0);
+        obx_signature_verifier_free(v);
         v = NULL;
     }
 end:
-    obx_verifier_free(v);
+    obx_signature_verifier_free(v);
     EVP_PKEY_free(pkey);
     TEST_END;
 }
 
-/* obx_verifier_new(text) is OBX_EINVAL and leaves *out NULL. */
+/* obx_signature_verifier_new(text) is OBX_EINVAL and leaves *out NULL. */
 static int
 rejected(const char *text)
 {
     struct obx_verifier *v = (struct obx_verifier *)&v; /* must be reset to NULL */
-    enum obx_err err = obx_verifier_new(text, &v);
+    enum obx_err err = obx_signature_verifier_new(text, &v);
 
     if (err != OBX_EINVAL || v != NULL) {
         fprintf(stderr, "  key text \"%s\" gave %d\n", text ? text : "(null)", (int)err);
         if (err == OBX_OK)
-            obx_verifier_free(v);
+            obx_signature_verifier_free(v);
         return 0;
     }
     return 1;
@@ -388,40 +388,40 @@ test_malformed_signatures(void)
 
     CHECK(pkey);
     CHECK_OK(key_forms(pkey, forms));
-    CHECK_OK(obx_verifier_new(forms[0], &v));
+    CHECK_OK(obx_signature_verifier_new(forms[0], &v));
     CHECK_OK(sign_b64(pkey, "hello", 5, sig));
     CHECK_INT(strlen(sig), 88);
-    CHECK_INT(obx_verifier_check(v, "hello", 5, sig), 1);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, sig), 1);
     snprintf(bad, sizeof bad, " \t%s\r\n", sig);
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 1);
-    CHECK_INT(obx_verifier_check(v, "hello", 5, NULL), 0);
-    CHECK_INT(obx_verifier_check(NULL, "hello", 5, sig), 0);
-    CHECK_INT(obx_verifier_check(v, NULL, 5, sig), 0);
-    CHECK_INT(obx_verifier_check(v, "hello", 5, ""), 0);
-    CHECK_INT(obx_verifier_check(v, "hello", 5, "   "), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 1);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, NULL), 0);
+    CHECK_INT(obx_signature_verifier_check(NULL, "hello", 5, sig), 0);
+    CHECK_INT(obx_signature_verifier_check(v, NULL, 5, sig), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, ""), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, "   "), 0);
     snprintf(bad, sizeof bad, "%.84s", sig); /* too short */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     snprintf(bad, sizeof bad, "%.86s", sig); /* unpadded */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     snprintf(bad, sizeof bad, "%sAAAA", sig); /* too long */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     memset(raw, 0xab, sizeof raw);
     b64(raw, sizeof raw, bad); /* well-formed base64 of 69 bytes: 92 characters */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     snprintf(bad, sizeof bad, "%.40s %s", sig, sig + 41); /* space inside */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     snprintf(bad, sizeof bad, "%.86sAA", sig); /* padding replaced */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     for (const char *c = "*-_.=\x80"; *c; c++) {
         snprintf(bad, sizeof bad, "%s", sig);
         bad[17] = *c; /* a character outside the standard alphabet */
-        CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+        CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
     }
     snprintf(bad, sizeof bad, "%s", sig);
     flip_low_bit(bad, 85); /* same 64 bytes to a lax decoder, non-zero padding bits */
-    CHECK_INT(obx_verifier_check(v, "hello", 5, bad), 0);
+    CHECK_INT(obx_signature_verifier_check(v, "hello", 5, bad), 0);
 end:
-    obx_verifier_free(v);
+    obx_signature_verifier_free(v);
     EVP_PKEY_free(pkey);
     TEST_END;
 }
@@ -452,30 +452,30 @@ test_from_file(void)
     CHECK_OK(key_forms(pkey, forms));
     CHECK_OK(sign_b64(pkey, "x", 1, sig));
     CHECK_OK(write_file(path, forms[3], strlen(forms[3])));
-    CHECK_OK(obx_verifier_from_file(path, &v));
-    CHECK_INT(obx_verifier_check(v, "x", 1, sig), 1);
-    obx_verifier_free(v);
+    CHECK_OK(obx_signature_verifier_from_file(path, &v));
+    CHECK_INT(obx_signature_verifier_check(v, "x", 1, sig), 1);
+    obx_signature_verifier_free(v);
     v = NULL;
     CHECK_OK(write_file(path, "not a key\n", 10));
-    CHECK_INT(obx_verifier_from_file(path, &v), OBX_EINVAL);
+    CHECK_INT(obx_signature_verifier_from_file(path, &v), OBX_EINVAL);
     CHECK_OK(write_file(path, forms[0], 65)); /* the hex key and its NUL */
-    CHECK_INT(obx_verifier_from_file(path, &v), OBX_EINVAL);
+    CHECK_INT(obx_signature_verifier_from_file(path, &v), OBX_EINVAL);
     big = calloc(1, 70000);
     CHECK(big);
     memset(big, ' ', 70000);
     memcpy(big, forms[3], strlen(forms[3]));
     CHECK_OK(write_file(path, big, 70000)); /* a valid PEM, but past 64 KiB */
-    CHECK_INT(obx_verifier_from_file(path, &v), OBX_EINVAL);
+    CHECK_INT(obx_signature_verifier_from_file(path, &v), OBX_EINVAL);
     CHECK(v == NULL);
     unlink(path);
-    CHECK_INT(obx_verifier_from_file(path, &v), OBX_EIO);
+    CHECK_INT(obx_signature_verifier_from_file(path, &v), OBX_EIO);
     CHECK(v == NULL);
-    CHECK_INT(obx_verifier_from_file("/tmp", &v), OBX_EIO);
-    CHECK_INT(obx_verifier_from_file(NULL, &v), OBX_EINVAL);
+    CHECK_INT(obx_signature_verifier_from_file("/tmp", &v), OBX_EIO);
+    CHECK_INT(obx_signature_verifier_from_file(NULL, &v), OBX_EINVAL);
 end:
     unlink(path);
     free(big);
-    obx_verifier_free(v);
+    obx_signature_verifier_free(v);
     EVP_PKEY_free(pkey);
     TEST_END;
 }
@@ -486,13 +486,13 @@ test_sha256_hex(void)
     char out[65];
     TEST_BEGIN;
 
-    CHECK_OK(obx_sha256_hex("abc", 3, out));
+    CHECK_OK(obx_signature_sha256_hex("abc", 3, out));
     CHECK_STR(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    CHECK_OK(obx_sha256_hex("", 0, out));
+    CHECK_OK(obx_signature_sha256_hex("", 0, out));
     CHECK_STR(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    CHECK_OK(obx_sha256_hex(NULL, 0, out));
+    CHECK_OK(obx_signature_sha256_hex(NULL, 0, out));
     CHECK_STR(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    CHECK_OK(obx_sha256_hex("a\0b", 3, out)); /* bytes after a NUL count */
+    CHECK_OK(obx_signature_sha256_hex("a\0b", 3, out)); /* bytes after a NUL count */
     CHECK(strcmp(out, "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb") != 0);
     CHECK_INT(strlen(out), 64);
 end:
@@ -510,17 +510,18 @@ sweep(const char *text, int is_file, const char *sig)
     for (long n = 0; err != OBX_OK; n++) {
         CHECK(n < 20);
         obx_mem_fail_after(n);
-        err = is_file ? obx_verifier_from_file(text, &v) : obx_verifier_new(text, &v);
+        err = is_file ? obx_signature_verifier_from_file(text, &v)
+                      : obx_signature_verifier_new(text, &v);
         obx_mem_fail_after(-1);
         if (err != OBX_OK) {
             CHECK_INT(err, OBX_ENOMEM);
             CHECK(v == NULL);
         }
     }
-    CHECK_INT(obx_verifier_check(v, "y", 1, sig), 1);
+    CHECK_INT(obx_signature_verifier_check(v, "y", 1, sig), 1);
 end:
     obx_mem_fail_after(-1);
-    obx_verifier_free(v);
+    obx_signature_verifier_free(v);
     TEST_END;
 }
 

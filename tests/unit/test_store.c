@@ -27,7 +27,7 @@ fresh_store(void)
     db_path[strlen(db_path) - 4] = '\0';
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
         return NULL;
-    obx_fake_clock_init(&fake, 1000000, 1000000);
+    obx_clock_fake_init(&fake, 1000000, 1000000);
     st->clock = &fake.base;
     return st;
 }
@@ -63,7 +63,7 @@ claim_ids(struct obx_store *st, int max, char *out, size_t n, struct obx_claimed
         if (keep)
             keep[i] = c[i];
         else
-            obx_claimed_release(&c[i]);
+            obx_store_claimed_release(&c[i]);
     }
     return got;
 }
@@ -71,8 +71,8 @@ claim_ids(struct obx_store *st, int max, char *out, size_t n, struct obx_claimed
 static enum obx_err
 finish(struct obx_store *st, const struct obx_claimed *c, enum obx_next next, int status)
 {
-    struct obx_attempt a = {c->id, c->lease_token, 1000, 5, status, "test", NULL, NULL,
-                            next, 1, 0, "test"};
+    struct obx_attempt a = {c->id, c->lease_token, 1000, 5, status, "test",
+                            NULL,  NULL,           next, 1, 0,      "test"};
     enum obx_err r = OBX_OK, err = obx_store_finish(st, &a, 1, &r);
     return err != OBX_OK ? err : r;
 }
@@ -169,8 +169,8 @@ test_claim_conversation_order(void)
     CHECK_OK(finish(st, &c[0], OBX_NEXT_ACCEPTED, 200));
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, NULL), 1);
     CHECK_STR(ids, "a2");
-    obx_claimed_release(&c[0]);
-    obx_claimed_release(&c[1]);
+    obx_store_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[1]);
 end:
     obx_store_free(st);
     TEST_END;
@@ -190,10 +190,11 @@ test_retry_backoff_blocks_conversation(void)
     CHECK_OK(put(st, msg("b", "c1", "a1")));
     CHECK_OK(put(st, msg("b", "c1", "a2")));
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, c), 1);
-    a = (struct obx_attempt){c[0].id, c[0].lease_token, 1000, 5, 500, "retry", NULL, NULL,
-                             OBX_NEXT_RETRY, 1, fake.now_ms + 5000, "http 500"};
+    a = (struct obx_attempt){
+        c[0].id, c[0].lease_token,   1000,      5, 500, "retry", NULL, NULL, OBX_NEXT_RETRY,
+        1,       fake.now_ms + 5000, "http 500"};
     CHECK_OK(obx_store_finish(st, &a, 1, NULL));
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, NULL), 0);
     fake.now_ms += 5000;
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, NULL), 1);
@@ -269,8 +270,8 @@ test_lease_expiry_and_stale_worker(void)
     /* The first worker's lease is gone: its result must not land. */
     CHECK_INT(finish(st, &c[0], OBX_NEXT_ACCEPTED, 200), OBX_ECONFLICT);
     CHECK_OK(finish(st, &c2[0], OBX_NEXT_ACCEPTED, 200));
-    obx_claimed_release(&c[0]);
-    obx_claimed_release(&c2[0]);
+    obx_store_claimed_release(&c[0]);
+    obx_store_claimed_release(&c2[0]);
 end:
     obx_store_free(st);
     TEST_END;
@@ -321,7 +322,7 @@ test_transitions_recorded_and_actions(void)
     CHECK_OK(obx_query_get(st, "ch", "a1", NULL, on_transition, on_attempt, &col));
     CHECK_STR(col.buf, "queued>sending,sending>failed,failed>queued,queued>cancelled");
     CHECK_INT(col.n, 4 + 100);
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
 end:
     obx_store_free(st);
     TEST_END;
@@ -340,8 +341,8 @@ static enum obx_err
 retain(struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms, int include_failed,
        int (*ro)(void *, const char *), int batch, struct obx_retention_counts *out)
 {
-    struct obx_retention_opts o = {before_ms, hashes_before_ms, include_failed, ro, NULL,
-                                   batch, -1};
+    struct obx_retention_opts o = {before_ms, hashes_before_ms, include_failed, ro, NULL, batch,
+                                   -1};
     struct obx_retention r;
     enum obx_err err = OBX_OK;
     int done = 0;
@@ -365,17 +366,17 @@ test_purge_terminal_only(void)
     char ids[256];
 
     CHECK(st);
-    CHECK_OK(put(st, msg("b", "c1", "q")));      /* stays queued */
-    CHECK_OK(put(st, msg("b", "c2", "acc")));    /* accepted, bidirectional: kept */
-    CHECK_OK(put(st, msg("b", "c3", "can")));    /* cancelled: purged */
+    CHECK_OK(put(st, msg("b", "c1", "q")));             /* stays queued */
+    CHECK_OK(put(st, msg("b", "c2", "acc")));           /* accepted, bidirectional: kept */
+    CHECK_OK(put(st, msg("b", "c3", "can")));           /* cancelled: purged */
     CHECK_INT(claim_ids(st, 1, ids, sizeof ids, c), 1); /* claims "q" (c1 first) */
     CHECK_STR(ids, "q");
     CHECK_OK(finish(st, &c[0], OBX_NEXT_RETRY, 500));
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     fake.now_ms += 1;
     CHECK_INT(claim_ids(st, 1, ids, sizeof ids, c), 1);
     CHECK_OK(finish(st, &c[0], OBX_NEXT_ACCEPTED, 200));
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     CHECK_OK(obx_store_cancel(st, "ch", "can", NULL));
     fake.now_ms += 10000;
     CHECK_INT(count_rows(st, "SELECT 1 FROM conversations"), 3);
@@ -430,46 +431,59 @@ test_purge_events_and_replies(void)
     char got[128];
 
     CHECK(st);
-    CHECK_INT(sqlite3_exec(st->db->h,
-        "INSERT INTO webhook_events (id, body_sha256, received_at_ms, body, processed_at_ms) VALUES"
-        " (1, 'h1', 100, x'7b7d', 101),"    /* old, interpreted: goes */
-        " (2, 'h2', 200, x'7b7d', NULL),"   /* old, not interpreted: stays */
-        " (3, 'h3', 300, x'7b7d', 301),"    /* old, its reply delivered long ago: both go */
-        " (4, 'h4', 400, x'7b7d', 401),"    /* old, its reply pending: stays */
-        " (5, 'h5', 500, x'7b7d', 501),"    /* old, its reply failed: stays */
-        " (6, 'h6', 600, x'7b7d', 601),"    /* old, reply acknowledged recently: stays */
-        " (7, 'h7', 5000, x'7b7d', 5001);"  /* young: stays */
-        "INSERT INTO inbox (partoo_message_id, event_id, channel_id, received_at_ms, state,"
-        " delivered_at_ms, acked_at_ms) VALUES"
-        " ('p3', 3, 'ch', 300, 'delivered', 350, NULL),"
-        " ('p4', 4, 'ch', 400, 'pending', NULL, NULL),"
-        " ('p5', 5, 'ch', 500, 'failed', NULL, NULL),"
-        " ('p6', 6, 'ch', 600, 'acked', NULL, 4500);",
-        NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(
+        sqlite3_exec(
+            st->db->h,
+            "INSERT INTO webhook_events (id, body_sha256, received_at_ms, body, processed_at_ms) VALUES"
+            " (1, 'h1', 100, x'7b7d', 101),"   /* old, interpreted: goes */
+            " (2, 'h2', 200, x'7b7d', NULL),"  /* old, not interpreted: stays */
+            " (3, 'h3', 300, x'7b7d', 301),"   /* old, its reply delivered long ago: both go */
+            " (4, 'h4', 400, x'7b7d', 401),"   /* old, its reply pending: stays */
+            " (5, 'h5', 500, x'7b7d', 501),"   /* old, its reply failed: stays */
+            " (6, 'h6', 600, x'7b7d', 601),"   /* old, reply acknowledged recently: stays */
+            " (7, 'h7', 5000, x'7b7d', 5001);" /* young: stays */
+            "INSERT INTO inbox (partoo_message_id, event_id, channel_id, received_at_ms, state,"
+            " delivered_at_ms, acked_at_ms) VALUES"
+            " ('p3', 3, 'ch', 300, 'delivered', 350, NULL),"
+            " ('p4', 4, 'ch', 400, 'pending', NULL, NULL),"
+            " ('p5', 5, 'ch', 500, 'failed', NULL, NULL),"
+            " ('p6', 6, 'ch', 600, 'acked', NULL, 4500);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
     /* Bodies go at 1000; hashes stay until 250 (the replay guard outlives the bodies). */
     CHECK_OK(retain(st, 1000, 250, 0, NULL, 0, &rc));
     CHECK_INT(rc.replies, 1);
     CHECK_INT(rc.event_bodies, 2);
     CHECK_INT(rc.event_hashes, 1);
-    CHECK_STR(text_of(st, "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
+    CHECK_STR(text_of(st,
+                      "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
                       got, sizeof got),
               "2,3,4,5,6,7");
-    CHECK_STR(text_of(st, "SELECT group_concat(id || ':' || length(body)) FROM"
-                          " (SELECT id, body FROM webhook_events ORDER BY id)", got, sizeof got),
+    CHECK_STR(text_of(st,
+                      "SELECT group_concat(id || ':' || length(body)) FROM"
+                      " (SELECT id, body FROM webhook_events ORDER BY id)",
+                      got, sizeof got),
               "2:2,3:0,4:2,5:2,6:2,7:2");
-    CHECK_STR(text_of(st, "SELECT group_concat(partoo_message_id) FROM"
-                          " (SELECT partoo_message_id FROM inbox ORDER BY id)", got, sizeof got),
+    CHECK_STR(text_of(st,
+                      "SELECT group_concat(partoo_message_id) FROM"
+                      " (SELECT partoo_message_id FROM inbox ORDER BY id)",
+                      got, sizeof got),
               "p4,p5,p6");
     /* A replayed body of event 3 is still a duplicate (its hash is kept). */
-    CHECK_INT(sqlite3_exec(st->db->h,
-        "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES ('h3', 6000, x'7b7d')"
-        " ON CONFLICT (body_sha256) DO NOTHING", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(
+        sqlite3_exec(
+            st->db->h,
+            "INSERT INTO webhook_events (body_sha256, received_at_ms, body) VALUES ('h3', 6000, x'7b7d')"
+            " ON CONFLICT (body_sha256) DO NOTHING",
+            NULL, NULL, NULL),
+        SQLITE_OK);
     CHECK_INT(sqlite3_changes(st->db->h), 0);
     /* Later, the hash goes too. */
     CHECK_OK(retain(st, 1000, 1000, 0, NULL, 0, &rc));
     CHECK_INT(rc.replies + rc.event_bodies, 0);
     CHECK_INT(rc.event_hashes, 1);
-    CHECK_STR(text_of(st, "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
+    CHECK_STR(text_of(st,
+                      "SELECT group_concat(id) FROM (SELECT id FROM webhook_events ORDER BY id)",
                       got, sizeof got),
               "2,4,5,6,7");
     /* Nothing left to do: a second run removes nothing. */
@@ -526,7 +540,8 @@ test_retention_in_batches(void)
     CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE state = 'queued'"), 50);
     CHECK_INT(count_rows(st, "SELECT 1 FROM outbox"), 50);
     CHECK_INT(count_rows(st, "SELECT 1 FROM transitions WHERE message_id NOT IN"
-                             " (SELECT id FROM outbox)"), 0);
+                             " (SELECT id FROM outbox)"),
+              0);
     CHECK_INT(count_rows(st, "SELECT 1 FROM transitions UNION ALL SELECT 1 FROM attempts"), 0);
     CHECK_INT(count_rows(st, "SELECT 1 FROM audit_messages"), 0);
     CHECK_INT(count_rows(st, "SELECT 1 FROM audit_checkpoints"), 1);
@@ -671,9 +686,9 @@ plan_uses(struct obx_store *st, const char *sql, const char *what)
  * The claim runs in the write transaction, so each of its queries (the real SQL,
  * exported by the store) must be a short range scan of the partial index
  * outbox_claim, never a walk over every queued row; the tail lookup of an insert and
- * the successor lookup of a promotion are probes too. Without ANALYZE the plan depends only on the schema,
- * so an empty database shows it. Rows are added first to make sure nothing changes
- * with data.
+ * the successor lookup of a promotion are probes too. Without ANALYZE the plan depends only on the
+ * schema, so an empty database shows it. Rows are added first to make sure nothing changes with
+ * data.
  */
 static int
 test_claim_query_plan(void)
@@ -754,15 +769,15 @@ drain_all(struct obx_store *st, char *out, size_t n)
         /* Never two messages of one conversation in flight (SPEC §3). */
         for (int i = 0; i < got; i++)
             for (int j = 0; j < i; j++)
-                if (strcmp(c[i].msg.external_conversation_id,
-                           c[j].msg.external_conversation_id) == 0) {
-                    fprintf(stderr, "  %s and %s claimed together\n",
-                            c[i].msg.external_message_id, c[j].msg.external_message_id);
+                if (strcmp(c[i].msg.external_conversation_id, c[j].msg.external_conversation_id) ==
+                    0) {
+                    fprintf(stderr, "  %s and %s claimed together\n", c[i].msg.external_message_id,
+                            c[j].msg.external_message_id);
                     got = -1;
                 }
         for (int i = 0; i < (got < 0 ? 0 : got); i++) {
             enum obx_err err = finish(st, &c[i], OBX_NEXT_ACCEPTED, 200);
-            obx_claimed_release(&c[i]);
+            obx_store_claimed_release(&c[i]);
             if (err != OBX_OK)
                 return -1;
         }
@@ -801,7 +816,7 @@ test_chain_bulk_batch_order(void)
     struct obx_store *st = fresh_store();
     struct obx_msg_limits lim = obx_msg_limits_default();
     struct obx_enq_item *it = calloc(N, sizeof *it);
-    char (*keys)[32] = calloc(N, 32), (*convs)[16] = calloc(CONVS, 16);
+    char(*keys)[32] = calloc(N, 32), (*convs)[16] = calloc(CONVS, 16);
     char *order = calloc(1, 16 * N);
     int last_seq[CONVS], accepted = 0;
 
@@ -914,14 +929,14 @@ test_chain_retry_goes_to_back(void)
     CHECK_OK(put(st, msg("b", "c", "a2")));
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, c), 1);
     CHECK_OK(finish(st, &c[0], OBX_NEXT_FAILED, 400));
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, c), 1);
     CHECK_STR(ids, "a2");
     CHECK_OK(obx_store_retry(st, "ch", "a1", "operator"));
     CHECK_INT(claim_ids(st, 10, ids, sizeof ids, NULL), 0);
     CHECK_OK(put(st, msg("b", "c", "a3")));
     CHECK_OK(finish(st, &c[0], OBX_NEXT_ACCEPTED, 200));
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     CHECK_INT(drain_all(st, ids, sizeof ids), 2);
     CHECK_STR(ids, "a1,a3");
     /* Nothing unfinished: a retried message is the head at once. */
@@ -988,8 +1003,9 @@ test_chain_sql_rows_linked_where_needed(void)
     CHECK(strstr(ids, "z1") < strstr(ids, "z2"));
     CHECK_INT(count_rows(st, "SELECT 1 FROM outbox WHERE head IS NULL"), 0);
     /* Both lookups of unlinked rows are probes of outbox_unlinked. */
-    CHECK(plan_uses(st, "SELECT id FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL"
-                        " AND channel_id = 'ch' AND external_conversation_id = 'a' LIMIT 1",
+    CHECK(plan_uses(st,
+                    "SELECT id FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL"
+                    " AND channel_id = 'ch' AND external_conversation_id = 'a' LIMIT 1",
                     "outbox_unlinked (channel_id=? AND external_conversation_id=?)"));
 end:
     obx_store_free(st);
@@ -1031,27 +1047,26 @@ test_chain_migration_keeps_backlog(void)
     struct obx_store *st = NULL;
     sqlite3 *h = NULL;
     char ids[256];
-    const char *rows =
-        "INSERT INTO outbox (channel_id, external_message_id, business_id,"
-        " external_conversation_id, content, sender_type) VALUES"
-        " ('ch','a1','b','c','x','User'), ('ch','a2','b','c','x','User'),"
-        " ('ch','a3','b','c','x','User'), ('ch','z1','b','d','x','User');"
-        /* a1 failed, a2 became the head, then a1 was retried and waits */
-        "UPDATE outbox SET state = 'failed' WHERE external_message_id = 'a1';"
-        "UPDATE outbox SET state = 'queued' WHERE external_message_id = 'a1';"
-        "UPDATE outbox SET state = 'cancelled' WHERE external_message_id = 'z1';";
+    const char *rows = "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                       " external_conversation_id, content, sender_type) VALUES"
+                       " ('ch','a1','b','c','x','User'), ('ch','a2','b','c','x','User'),"
+                       " ('ch','a3','b','c','x','User'), ('ch','z1','b','d','x','User');"
+                       /* a1 failed, a2 became the head, then a1 was retried and waits */
+                       "UPDATE outbox SET state = 'failed' WHERE external_message_id = 'a1';"
+                       "UPDATE outbox SET state = 'queued' WHERE external_message_id = 'a1';"
+                       "UPDATE outbox SET state = 'cancelled' WHERE external_message_id = 'z1';";
 
     snprintf(db_path, sizeof db_path, "/tmp/obx_test_store_v4_%d.db", (int)getpid());
     unlink(db_path);
     CHECK_INT(sqlite3_open(db_path, &h), SQLITE_OK);
-    for (int i = 0; obx_migrations[i].version && obx_migrations[i].version <= 4; i++)
-        CHECK_INT(sqlite3_exec(h, obx_migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; obx_migrate_embedded[i].version && obx_migrate_embedded[i].version <= 4; i++)
+        CHECK_INT(sqlite3_exec(h, obx_migrate_embedded[i].sql, NULL, NULL, NULL), SQLITE_OK);
     CHECK_INT(sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     CHECK_INT(sqlite3_exec(h, rows, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     h = NULL;
     CHECK_OK(obx_store_open(db_path, NULL, &st));
-    obx_fake_clock_init(&fake, 1000000, 1000000);
+    obx_clock_fake_init(&fake, 1000000, 1000000);
     st->clock = &fake.base;
     CHECK_OK(put(st, msg("b", "c", "a4")));
     CHECK_OK(put(st, msg("b", "d", "z2")));
@@ -1087,8 +1102,7 @@ test_confirm_by_external_id_alone(void)
                              " AND channel_id = 'ch-c' AND state = 'confirmed'"),
               1);
     CHECK_INT(obx_store_confirm(st, NULL, "shared", "p-2", "Success", "webhook"), OBX_ECONFLICT);
-    CHECK_INT(obx_store_confirm(st, NULL, "nowhere", "p-3", "Success", "webhook"),
-              OBX_ENOTFOUND);
+    CHECK_INT(obx_store_confirm(st, NULL, "nowhere", "p-3", "Success", "webhook"), OBX_ENOTFOUND);
 end:
     obx_store_free(st);
     TEST_END;

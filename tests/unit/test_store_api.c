@@ -54,8 +54,11 @@ backend_close(struct obx_store *st)
 static struct obx_msg
 msg(const char *conv, const char *ext)
 {
-    struct obx_msg m = {.channel_id = "ch", .external_message_id = ext, .business_id = "b",
-                        .external_conversation_id = conv, .content = "hello",
+    struct obx_msg m = {.channel_id = "ch",
+                        .external_message_id = ext,
+                        .business_id = "b",
+                        .external_conversation_id = conv,
+                        .content = "hello",
                         .sender_type = "User"};
     return m;
 }
@@ -103,9 +106,14 @@ get(struct obx_store *st, const char *ext, struct seen *s)
 static struct obx_attempt
 accepted(const struct obx_claimed *c)
 {
-    struct obx_attempt a = {.message_id = c->id, .lease_token = c->lease_token,
-                            .started_at_ms = 1, .duration_ms = 2, .http_status = 200,
-                            .outcome = "accepted", .next = OBX_NEXT_ACCEPTED, .counted = 1,
+    struct obx_attempt a = {.message_id = c->id,
+                            .lease_token = c->lease_token,
+                            .started_at_ms = 1,
+                            .duration_ms = 2,
+                            .http_status = 200,
+                            .outcome = "accepted",
+                            .next = OBX_NEXT_ACCEPTED,
+                            .counted = 1,
                             .reason = "http 200"};
     return a;
 }
@@ -165,11 +173,11 @@ test_claim_finish_confirm(void)
     a = accepted(&c[0]);
     CHECK_OK(obx_store_finish(st, &a, 1, &res));
     CHECK_OK(res);
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     CHECK_OK(obx_store_claim(st, 4, 60000, c, &n));
     CHECK_INT(n, 1);
     CHECK_STR(c[0].msg.external_message_id, "d2");
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     CHECK_OK(obx_store_confirm(st, "ch", "d1", "p-1", "delivered", "webhook"));
     CHECK_OK(get(st, "d1", &s));
     CHECK_STR(s.state, "confirmed");
@@ -208,7 +216,7 @@ test_lease_fences(void)
     CHECK_OK(get(st, "l1", &s));
     CHECK_STR(s.state, "sending");
 end:
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     backend_close(st);
     TEST_END;
 }
@@ -269,7 +277,7 @@ test_audit_chain(void)
     CHECK_INT(rep.checked, 3);
     CHECK_INT(rep.unsealed, 0);
 end:
-    obx_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[0]);
     backend_close(st);
     TEST_END;
 }
@@ -351,9 +359,9 @@ test_webhook_events(void)
 
     memset(ev, 0, sizeof ev);
     CHECK(st);
-    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1000, &id));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "aa", body, sizeof body - 1, 1000, &id));
     CHECK(id > 0);
-    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1001, &id2));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "aa", body, sizeof body - 1, 1001, &id2));
     CHECK_INT(id2, 0); /* the same body again: a replay, nothing stored */
     CHECK_OK(obx_store_inbox_has_backlog(st, &backlog));
     CHECK_INT(backlog, 1);
@@ -369,13 +377,15 @@ test_webhook_events(void)
     CHECK_INT(counts[0], 0);
     CHECK_INT(counts[1], 1);
     /* Body retention past, hash retention not yet: the body goes, the replay guard stays. */
-    CHECK_OK(obx_store_purge_events_batch(st, 5000, 500, &lim, &cursor, &bodies, &hashes, &more));
+    CHECK_OK(obx_store_inbox_purge_events_batch(st, 5000, 500, &lim, &cursor, &bodies, &hashes,
+                                                &more));
     CHECK_INT(bodies, 1);
     CHECK_INT(hashes, 0);
-    CHECK_OK(obx_store_add_webhook_event(st, "aa", body, sizeof body - 1, 1002, &id2));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "aa", body, sizeof body - 1, 1002, &id2));
     CHECK_INT(id2, 0);
     cursor = 0;
-    CHECK_OK(obx_store_purge_events_batch(st, 5000, 5000, &lim, &cursor, &bodies, &hashes, &more));
+    CHECK_OK(obx_store_inbox_purge_events_batch(st, 5000, 5000, &lim, &cursor, &bodies, &hashes,
+                                                &more));
     CHECK_INT(hashes, 1);
     CHECK_OK(obx_query_webhook_outcomes(st, names, 3, counts));
     CHECK_INT(counts[1], 0);
@@ -394,9 +404,12 @@ test_inbox_replies(void)
 {
     TEST_BEGIN;
     struct obx_store *st = backend_open("inbox");
-    struct obx_new_reply nr = {.partoo_message_id = "p1", .channel_id = "ch",
-                               .partoo_conversation_id = "", .sender_type = "User",
-                               .content_type = "TEXT", .content = "hi"};
+    struct obx_new_reply nr = {.partoo_message_id = "p1",
+                               .channel_id = "ch",
+                               .partoo_conversation_id = "",
+                               .sender_type = "User",
+                               .content_type = "TEXT",
+                               .content = "hi"};
     struct obx_batch_limit lim = {100, 0};
     struct replies x;
     int64_t id = -1, id2 = -1, counts[4], cursor = 0, deleted = 0;
@@ -404,7 +417,7 @@ test_inbox_replies(void)
 
     CHECK(st);
     CHECK_OK(obx_store_tx_begin(st));
-    CHECK_OK(obx_store_add_webhook_event(st, "bb", "{}", 2, 1000, &nr.event_id));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "bb", "{}", 2, 1000, &nr.event_id));
     CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
     CHECK_INT(added, 1);
     CHECK_OK(obx_store_inbox_add_reply(st, &nr, &added));
@@ -435,7 +448,7 @@ test_inbox_replies(void)
     CHECK_OK(obx_store_query_reply_states(st, counts));
     CHECK_INT(counts[2], 1); /* acked */
     CHECK_INT(counts[3], 1); /* failed */
-    CHECK_OK(obx_store_purge_replies_batch(st, INT64_MAX, &lim, &cursor, &deleted, &more));
+    CHECK_OK(obx_store_inbox_purge_replies_batch(st, INT64_MAX, &lim, &cursor, &deleted, &more));
     CHECK_INT(deleted, 1); /* the acked one; a failed reply stays */
     CHECK_OK(replies(st, &x));
     CHECK_INT(x.n, 1);
@@ -563,8 +576,8 @@ test_store_reads(void)
     CHECK_OK(obx_store_query_db_bytes(st, &bytes));
     CHECK(bytes > 0);
 end:
-    obx_claimed_release(&c[0]);
-    obx_claimed_release(&c[1]);
+    obx_store_claimed_release(&c[0]);
+    obx_store_claimed_release(&c[1]);
     backend_close(st);
     TEST_END;
 }
@@ -675,8 +688,11 @@ test_audit_rows(void)
     struct obx_msg m = msg("c", "ar1");
     struct obx_audit_seal none, last, seal;
     struct obx_audit_mode modes[4];
-    struct obx_attempt a = {.started_at_ms = 5, .duration_ms = 1, .http_status = 503,
-                            .outcome = "http_5xx", .error = "busy"};
+    struct obx_attempt a = {.started_at_ms = 5,
+                            .duration_ms = 1,
+                            .http_status = 503,
+                            .outcome = "http_5xx",
+                            .error = "busy"};
     struct chain_seen x;
     struct seen s;
     enum obx_enqueue_result r;
@@ -872,19 +888,19 @@ test_transactions(void)
 
     CHECK(st);
     CHECK_OK(obx_store_tx_begin(st));
-    CHECK_OK(obx_store_add_webhook_event(st, "t1", "{}", 2, 1, &id));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "t1", "{}", 2, 1, &id));
     CHECK_OK(obx_store_tx_savepoint(st));
     CHECK_OK(obx_store_inbox_mark_event(st, id, "x", NULL, "ignored"));
     CHECK_OK(obx_store_tx_savepoint_end(st, OBX_EINVAL)); /* undone: still pending */
     CHECK_OK(obx_store_tx_savepoint(st));
-    CHECK_OK(obx_store_add_webhook_event(st, "t2", "{ }", 3, 1, &id));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "t2", "{ }", 3, 1, &id));
     CHECK_OK(obx_store_tx_savepoint_end(st, OBX_OK)); /* kept */
     CHECK_OK(obx_store_tx_end(st, OBX_OK));
     CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));
     CHECK_INT(counts[0], 2);
     CHECK_INT(counts[1], 0);
     CHECK_OK(obx_store_tx_begin(st));
-    CHECK_OK(obx_store_add_webhook_event(st, "t3", "[]", 2, 1, &id));
+    CHECK_OK(obx_store_inbox_add_webhook_event(st, "t3", "[]", 2, 1, &id));
     CHECK_INT(obx_store_tx_end(st, OBX_EINVAL), OBX_EINVAL); /* rolled back */
     CHECK_OK(obx_store_tx_read_begin(st));
     CHECK_OK(obx_store_query_event_outcomes(st, names, 3, counts));

@@ -42,11 +42,11 @@ remove_db(void)
 struct job {
     struct obx_storeq_job sj;
     char key[32];
-    int fail;        /* return OBX_EINVAL after writing */
-    int end_tx;      /* roll back the whole transaction, as SQLite does on a full disk */
-    atomic_int *gate; /* wait until *gate != 0 before running (keeps the thread busy) */
+    int fail;            /* return OBX_EINVAL after writing */
+    int end_tx;          /* roll back the whole transaction, as SQLite does on a full disk */
+    atomic_int *gate;    /* wait until *gate != 0 before running (keeps the thread busy) */
     atomic_int *started; /* set when run begins (the thread is inside this job) */
-    int *order;      /* done appends its index here */
+    int *order;          /* done appends its index here */
     int *ndone;
     int idx;
     enum obx_err err;

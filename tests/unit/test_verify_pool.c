@@ -13,7 +13,7 @@
 /* RFC 8032 section 7.1, TEST 2: the one-byte message 0x72 ("r"). */
 #define PUBLIC_HEX "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
 #define OTHER_PUBLIC_HEX "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-#define SIG_HEX                                                                            \
+#define SIG_HEX                                                                                \
     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613" \
     "d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
 #define SHA256_OF_R "454349e422f05297191ead13e21d3db520e5abef52055e4964b82fb213f593a1"
@@ -44,7 +44,7 @@ on_done(struct obx_verify_job *job, void *arg)
     if (seq < t->last_seq)
         t->out_of_order++;
     t->last_seq = seq;
-    obx_verify_job_free(job);
+    obx_verify_pool_job_free(job);
     if (t->done == t->expected)
         event_base_loopbreak(t->base);
 }
@@ -90,7 +90,7 @@ test_verdicts_come_back_on_the_loop(void)
 
     t.base = event_base_new();
     CHECK(t.base);
-    CHECK_OK(obx_verifier_new(PUBLIC_HEX, &v));
+    CHECK_OK(obx_signature_verifier_new(PUBLIC_HEX, &v));
     CHECK_OK(obx_verify_pool_new(t.base, 1, v, on_done, &t, &p));
     t.expected = 300;
     t.last_seq = -1;
@@ -119,7 +119,7 @@ test_key_swap_applies_to_later_jobs(void)
 
     t.base = event_base_new();
     CHECK(t.base);
-    CHECK_OK(obx_verifier_new(PUBLIC_HEX, &v));
+    CHECK_OK(obx_signature_verifier_new(PUBLIC_HEX, &v));
     CHECK_OK(obx_verify_pool_new(t.base, 2, v, on_done, &t, &p));
     t.expected = 10;
     for (long i = 0; i < 10; i++)
@@ -128,7 +128,7 @@ test_key_swap_applies_to_later_jobs(void)
     CHECK_INT(t.valid, 10);
 
     /* The same pool under another key: the RFC signature no longer verifies. */
-    CHECK_OK(obx_verifier_new(OTHER_PUBLIC_HEX, &other));
+    CHECK_OK(obx_signature_verifier_new(OTHER_PUBLIC_HEX, &other));
     obx_verify_pool_set_verifier(p, other);
     t.expected = 20;
     for (long i = 10; i < 20; i++)
@@ -154,7 +154,7 @@ test_free_hands_back_every_job(void)
 
     t.base = event_base_new();
     CHECK(t.base);
-    CHECK_OK(obx_verifier_new(PUBLIC_HEX, &v));
+    CHECK_OK(obx_signature_verifier_new(PUBLIC_HEX, &v));
     CHECK_OK(obx_verify_pool_new(t.base, 2, v, on_done, &t, &p));
     t.expected = -1; /* never break: everything comes back from within free */
     t.last_seq = -1;

@@ -39,7 +39,7 @@ fresh_store(void)
     remove_db();
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
         return NULL;
-    obx_fake_clock_init(&fake, 1700000000000, 1000);
+    obx_clock_fake_init(&fake, 1700000000000, 1000);
     st->clock = &fake.base;
     return st;
 }
@@ -269,7 +269,7 @@ make_history(struct obx_store *st)
         a.counted = 1;
         a.next_attempt_at_ms = fake.now_ms;
         a.reason = i ? "http 200" : "http 503";
-        obx_claimed_release(&c);
+        obx_store_claimed_release(&c);
         if (obx_store_finish(st, &a, 1, &res) != OBX_OK || res != OBX_OK)
             return -1;
         fake.now_ms += 1000;

@@ -33,11 +33,11 @@ static const unsigned char SEED2[32] = {
     0x4c, 0xcd, 0x08, 0x9b, 0x28, 0xff, 0x96, 0xda, 0x9d, 0xb6, 0xc3, 0x46, 0xec, 0x11, 0x4e, 0x0f,
     0x5b, 0x8a, 0x31, 0x9f, 0x35, 0xab, 0xa6, 0x24, 0xda, 0x8c, 0xf6, 0xed, 0x4f, 0xb8, 0xa6, 0xfb};
 
-#define REPLY_EVENT                                                                                \
-    "{\"type\":\"message_created\",\"payload\":{\"message\":{\"id\":424242,"                       \
-    "\"sender_type\":\"User\",\"sender_label\":\"Jane\",\"content_type\":\"TEXT\","                \
-    "\"content\":\"hello\",\"date\":\"2026-11-24 09:15:02+00:00\",\"custom_channel\":null},"       \
-    "\"conversation\":{\"id\":77,\"business\":{\"id\":5},\"custom_channel\":{\"id\":\"ch\","       \
+#define REPLY_EVENT                                                                          \
+    "{\"type\":\"message_created\",\"payload\":{\"message\":{\"id\":424242,"                 \
+    "\"sender_type\":\"User\",\"sender_label\":\"Jane\",\"content_type\":\"TEXT\","          \
+    "\"content\":\"hello\",\"date\":\"2026-11-24 09:15:02+00:00\",\"custom_channel\":null}," \
+    "\"conversation\":{\"id\":77,\"business\":{\"id\":5},\"custom_channel\":{\"id\":\"ch\"," \
     "\"is_readonly\":false,\"external_conversation_id\":\"conv-42\"}}}}"
 
 /* Base64 Ed25519 signature of body under seed into out[89]; 0 on success. */
@@ -235,7 +235,7 @@ test_signed_event_stored_once(void)
     CHECK(strstr(r.content_type, "application/json") != NULL);
     http_reply_release(&r);
     /* Committed before the 200: another connection sees the row, under its SHA-256. */
-    CHECK_OK(obx_sha256_hex(REPLY_EVENT, strlen(REPLY_EVENT), sha));
+    CHECK_OK(obx_signature_sha256_hex(REPLY_EVENT, strlen(REPLY_EVENT), sha));
     snprintf(sql, sizeof sql, "SELECT count(*) FROM webhook_events WHERE body_sha256 = '%s'", sha);
     CHECK_INT(sql_int(sql), 1);
     /* Interpreted in the same transaction: a user's reply is in the inbox. */
@@ -274,9 +274,9 @@ test_unparsable_and_other_events_are_kept(void)
     CHECK_OK(fixture_start(&f, NULL));
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, "this is not json", NULL, NULL, &r), 200);
     http_reply_release(&r);
-    CHECK_INT(
-        post(&f, "/webhooks/partoo", SEED, "{\"type\":\"conversation_closed\"}", NULL, NULL, &r),
-        200);
+    CHECK_INT(post(&f, "/webhooks/partoo", SEED, "{\"type\":\"conversation_closed\"}", NULL, NULL,
+                   &r),
+              200);
     CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 2);
     CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE outcome = 'unparsable'"), 1);
     CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE outcome = 'ignored' AND "
@@ -368,25 +368,25 @@ test_path_secret_and_required_header(void)
     CHECK_OK(fixture_start(&f, kv));
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein", &r), 404);
     http_reply_release(&r);
-    CHECK_INT(
-        post(&f, "/webhooks/partoo/s3cr3t-patH", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein", &r),
-        404);
+    CHECK_INT(post(&f, "/webhooks/partoo/s3cr3t-patH", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein",
+                   &r),
+              404);
     http_reply_release(&r);
-    CHECK_INT(
-        post(&f, "/webhooks/partoo/s3cr3t-pat", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein", &r),
-        404);
+    CHECK_INT(post(&f, "/webhooks/partoo/s3cr3t-pat", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein",
+                   &r),
+              404);
     http_reply_release(&r);
     CHECK_INT(post(&f, "/webhooks/partoo/s3cr3t-path", SEED, REPLY_EVENT, NULL, NULL, &r), 401);
     CHECK(strstr(r.body, "\"code\":\"unauthorized\"") != NULL);
     http_reply_release(&r);
-    CHECK_INT(
-        post(&f, "/webhooks/partoo/s3cr3t-path", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmeout", &r),
-        401);
+    CHECK_INT(post(&f, "/webhooks/partoo/s3cr3t-path", SEED, REPLY_EVENT, "X-Proxy-Auth",
+                   "letmeout", &r),
+              401);
     http_reply_release(&r);
     CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 0);
-    CHECK_INT(
-        post(&f, "/webhooks/partoo/s3cr3t-path", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein", &r),
-        200);
+    CHECK_INT(post(&f, "/webhooks/partoo/s3cr3t-path", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein",
+                   &r),
+              200);
     CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 1);
     obx_webhook_stats(f.wh, &s);
     CHECK_INT(s.rejected_other, 5);
@@ -517,7 +517,7 @@ test_request_allocation_failures(void)
         obx_mem_fail_after(n);
         int status = post(&f, "/webhooks/partoo", SEED, body, NULL, NULL, &r);
         obx_mem_fail_after(-1);
-        CHECK_OK(obx_sha256_hex(body, strlen(body), sha));
+        CHECK_OK(obx_signature_sha256_hex(body, strlen(body), sha));
         snprintf(sql, sizeof sql, "SELECT count(*) FROM webhook_events WHERE body_sha256 = '%s'",
                  sha);
         if (status == 200) {
