@@ -23,6 +23,7 @@
 #include "loop_http.h"
 #include "mem.h"
 #include "store_queue.h"
+#include "testdb.h"
 
 static char path[256];
 
@@ -31,45 +32,6 @@ static char path[256];
     "{\"channel_id\":\"ch\",\"external_message_id\":\"" ext "\",\"business_id\":\"b1\"," \
     "\"external_conversation_id\":\"c1\",\"content\":\"" content "\",\"sender_type\":"   \
     "\"Consumer\"}"
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm"};
-    char p[300];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
-static long long
-sql_int(const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-static int
-sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open(path, &db);
-
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc;
-}
 
 struct fixture {
     struct event_base *base;
@@ -87,7 +49,7 @@ fixture_start(struct fixture *f, const char *const *kv)
     struct obx_store *wst = NULL;
 
     memset(f, 0, sizeof *f);
-    remove_db();
+    testdb_remove(path);
     if (obx_config_init(&f->cfg) != OBX_OK)
         return -1;
     f->cfg_ok = 1;
@@ -124,7 +86,7 @@ fixture_stop(struct fixture *f)
         event_base_free(f->base);
     if (f->cfg_ok)
         obx_config_release(&f->cfg);
-    remove_db();
+    testdb_remove(path);
 }
 
 static const char BEARER[] = "Bearer " TOKEN;
@@ -194,7 +156,7 @@ test_token_and_routing(void)
                         MSG("m0", "x"), strlen(MSG("m0", "x")), &r),
               401);
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 0);
     /* Routing. */
     CHECK_INT(get(&f, "/v2/nothing", &r), 404);
     CHECK(is_error(&r, "not_found", NULL));
@@ -248,8 +210,8 @@ test_enqueue_dup_conflict(void)
     CHECK(strstr(r.body, "\"state\":\"queued\",\"duplicate\":false"));
     http_reply_release(&r);
     /* Committed before the 202. */
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE external_message_id = 'm1' AND "
-                      "content = 'hello' AND state = 'queued'"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE external_message_id = 'm1' AND "
+                               "content = 'hello' AND state = 'queued'"),
               1);
     CHECK_INT(post(&f, "/v1/messages", MSG("m1", "hello"), &r), 202);
     CHECK(strstr(r.body, "\"duplicate\":true"));
@@ -257,8 +219,8 @@ test_enqueue_dup_conflict(void)
     CHECK_INT(post(&f, "/v1/messages", MSG("m1", "changed"), &r), 409);
     CHECK(is_error(&r, "conflict", "external_message_id"));
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 1);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE content = 'hello'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE content = 'hello'"), 1);
     obx_api_stats(f.api, &s);
     CHECK_INT(s.messages_accepted, 1);
     CHECK_INT(s.messages_duplicate, 1);
@@ -326,7 +288,7 @@ test_post_refusals_name_the_field(void)
     big[sizeof big - 2] = '}';
     CHECK_INT(post(&f, "/v1/messages", big, &r), 413);
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 0);
 end:
     http_reply_release(&r);
     fixture_stop(&f);
@@ -355,15 +317,15 @@ test_batch_results(void)
     CHECK(strstr(r.body, "\"code\":\"conflict\""));
     CHECK(strstr(r.body, "\"field\":\"messages[2].external_message_id\""));
     CHECK(strstr(r.body, "\"duplicate\":true"));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 2);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE external_message_id = 'k' AND "
-                      "content = 'original'"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 2);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE external_message_id = 'k' AND "
+                               "content = 'original'"),
               1);
     http_reply_release(&r);
     /* All invalid: answered at once, nothing stored. */
     CHECK_INT(post(&f, "/v1/messages", "{\"messages\":[{\"channel_id\":\"ch\"}]}", &r), 202);
     CHECK(strstr(r.body, "\"field\":\"messages[0]."));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 2);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 2);
 end:
     http_reply_release(&r);
     fixture_stop(&f);
@@ -394,7 +356,7 @@ test_get_retry_cancel(void)
     CHECK_INT(post(&f, "/v1/messages/ch/g1/cancel", NULL, &r), 200);
     CHECK(strstr(r.body, "\"state\":\"cancelled\""));
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'cancelled'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'cancelled'"), 1);
     CHECK_INT(post(&f, "/v1/messages/ch/g1/cancel", NULL, &r), 409);
     http_reply_release(&r);
     CHECK_INT(post(&f, "/v1/messages/ch/nope/cancel", NULL, &r), 404);
@@ -477,13 +439,14 @@ test_pause_resume(void)
         }
         http_reply_release(&r);
     }
-    CHECK_INT(sql_int("SELECT count(*) FROM pauses"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM pauses"), 0);
     CHECK_INT(post(&f, "/v1/pause", "{\"channel_id\":\"ch\",\"reason\":\"maintenance\"}", &r), 200);
     CHECK_STR(r.body, "{\"scope\":\"channel\",\"channel_id\":\"ch\",\"paused\":true,"
                       "\"changed\":true}");
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM pauses WHERE key = 'ch' AND reason = 'maintenance' "
-                      "AND resumed_at_ms IS NULL"),
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM pauses WHERE key = 'ch' AND reason = 'maintenance' "
+                         "AND resumed_at_ms IS NULL"),
               1);
     /* Idempotent. */
     CHECK_INT(post(&f, "/v1/pause", "{\"channel_id\":\"ch\"}", &r), 200);
@@ -497,7 +460,7 @@ test_pause_resume(void)
     http_reply_release(&r);
     CHECK_INT(post(&f, "/v1/resume", "{\"channel_id\":\"ch\"}", &r), 200);
     CHECK(strstr(r.body, "\"changed\":false"));
-    CHECK_INT(sql_int("SELECT count(*) FROM pauses WHERE resumed_at_ms IS NULL"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM pauses WHERE resumed_at_ms IS NULL"), 0);
 end:
     http_reply_release(&r);
     fixture_stop(&f);
@@ -582,7 +545,7 @@ test_created_window(void)
     }
     CHECK_INT(post(&f, "/v1/messages", MSG("t1", "x"), &r), 202);
     http_reply_release(&r);
-    at = sql_int("SELECT created_at_ms FROM outbox WHERE external_message_id = 't1'");
+    at = testdb_int(path, "SELECT created_at_ms FROM outbox WHERE external_message_id = 't1'");
     CHECK(at > 0);
     rfc3339(at, 0, "", t, sizeof t);
     CHECK_INT(listed(&f, "created_after", t), 1);
@@ -620,16 +583,16 @@ test_write_failure_answers_503(void)
 
     CHECK_OK(fixture_start(&f, NULL));
     /* The store thread's statements no longer find their table. */
-    CHECK_INT(sql_exec("ALTER TABLE outbox RENAME TO outbox_gone"), SQLITE_OK);
+    CHECK_INT(testdb_exec(path, "ALTER TABLE outbox RENAME TO outbox_gone"), SQLITE_OK);
     CHECK_INT(post(&f, "/v1/messages", MSG("w1", "x"), &r), 503);
     CHECK(is_error(&r, "unavailable", NULL));
     http_reply_release(&r);
     obx_api_stats(f.api, &s);
     CHECK_INT(s.write_failures, 1);
-    CHECK_INT(sql_exec("ALTER TABLE outbox_gone RENAME TO outbox"), SQLITE_OK);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 0);
+    CHECK_INT(testdb_exec(path, "ALTER TABLE outbox_gone RENAME TO outbox"), SQLITE_OK);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 0);
     CHECK_INT(post(&f, "/v1/messages", MSG("w1", "x"), &r), 202);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox"), 1);
 end:
     http_reply_release(&r);
     fixture_stop(&f);
@@ -670,19 +633,19 @@ test_post_allocation_failures(void)
                  ext);
         if (status == 202 && !(batch && strstr(r.body, "\"error\""))) {
             ok++;
-            CHECK_INT(sql_int(sql), 1);
+            CHECK_INT(testdb_int(path, sql), 1);
         } else if (status == 500) {
             /* Committed, but the answer could not be built: the producer retries with
              * the same key, which is deduplicated. */
             late++;
-            CHECK_INT(sql_int(sql), 1);
+            CHECK_INT(testdb_int(path, sql), 1);
         } else {
             refused++;
             if (status != 503)
                 fprintf(stderr, "  n=%ld batch=%d: %d %s\n", n, batch, status,
                         r.body ? r.body : "(no body)");
             CHECK_INT(status, 503);
-            CHECK_INT(sql_int(sql), 0);
+            CHECK_INT(testdb_int(path, sql), 0);
         }
         http_reply_release(&r);
     }

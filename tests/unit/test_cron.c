@@ -21,6 +21,7 @@
 #include "loop_http.h"
 #include "mem.h"
 #include "store_queue.h"
+#include "testdb.h"
 
 static char path[256];
 
@@ -29,33 +30,6 @@ static char path[256];
 #define UNSEALED                                  \
     "SELECT (SELECT max(id) FROM transitions) > " \
     "(SELECT coalesce(max(transitions_upto), 0) FROM audit_seals)"
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm"};
-    char p[300];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
-static long long
-sql_int(const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_type(s, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
 
 struct fixture {
     struct event_base *base;
@@ -95,7 +69,7 @@ fixture_start(struct fixture *f)
     enum obx_err r = OBX_OK;
 
     memset(f, 0, sizeof *f);
-    remove_db();
+    testdb_remove(path);
     if (obx_config_init(&f->cfg) != OBX_OK)
         return -1;
     f->cfg_ok = 1;
@@ -155,7 +129,7 @@ fixture_stop(struct fixture *f)
         event_base_free(f->base);
     if (f->cfg_ok)
         obx_config_release(&f->cfg);
-    remove_db();
+    testdb_remove(path);
 }
 
 static int
@@ -166,19 +140,19 @@ test_first_tick_runs_the_jobs(void)
     TEST_BEGIN;
 
     CHECK_OK(fixture_start(&f));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'accepted' AND "
-                      "unconfirmed_at_ms IS NULL"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'accepted' AND "
+                               "unconfirmed_at_ms IS NULL"),
               1);
-    CHECK_INT(sql_int(UNSEALED), 1);
+    CHECK_INT(testdb_int(path, UNSEALED), 1);
     env = (struct obx_cron_env){f.q, &f.cfgp, NULL, on_heartbeat, &f};
     CHECK_OK(obx_cron_new(f.base, &env, &f.cron));
     CHECK_INT(f.beats, 0); /* the heartbeat's first run is one tick away */
     CHECK(run_until_cond(f.base, beat, &f));
     obx_storeq_drain(f.q); /* the tick's database work, committed and called back */
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'accepted' AND "
-                      "unconfirmed_at_ms IS NOT NULL"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'accepted' AND "
+                               "unconfirmed_at_ms IS NOT NULL"),
               1);
-    CHECK_INT(sql_int(UNSEALED), 0);
+    CHECK_INT(testdb_int(path, UNSEALED), 0);
 end:
     fixture_stop(&f);
     TEST_END;
@@ -198,8 +172,8 @@ test_stopped_cron_keeps_only_the_heartbeat(void)
     CHECK(run_until_cond(f.base, beat, &f));
     obx_storeq_drain(f.q);
     /* Same tick as the heartbeat, but not a job that runs while stopping. */
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE unconfirmed_at_ms IS NULL"), 1);
-    CHECK_INT(sql_int(UNSEALED), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE unconfirmed_at_ms IS NULL"), 1);
+    CHECK_INT(testdb_int(path, UNSEALED), 1);
 end:
     fixture_stop(&f);
     TEST_END;

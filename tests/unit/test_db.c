@@ -14,20 +14,9 @@
 #include "check.h"
 #include "db.h"
 #include "mem.h"
+#include "testdb.h"
 
 static char db_path[256];
-
-static void
-remove_db(void)
-{
-    char p[300];
-
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
-}
 
 /* A fresh database with table t(v) and the deferred-FK pair p/c. */
 static struct obx_db *
@@ -36,7 +25,7 @@ fresh_db(void)
     struct obx_db *db = NULL;
 
     snprintf(db_path, sizeof db_path, "/tmp/obx_test_db_%d.db", (int)getpid());
-    remove_db();
+    testdb_remove(db_path);
     if (obx_db_open(db_path, 0, 2000, &db, NULL, 0) != OBX_OK)
         return NULL;
     if (obx_db_exec(db, "CREATE TABLE t (v INTEGER);"
@@ -107,7 +96,7 @@ test_open_pragmas(void)
 end:
     sqlite3_finalize(s);
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -127,7 +116,7 @@ test_open_errors(void)
     CHECK(db == NULL);
     /* Not a database: the pragmas fail and say so. */
     snprintf(db_path, sizeof db_path, "/tmp/obx_test_db_%d.db", (int)getpid());
-    remove_db();
+    testdb_remove(db_path);
     {
         FILE *f = fopen(db_path, "w");
         CHECK(f);
@@ -141,7 +130,7 @@ test_open_errors(void)
     CHECK(db == NULL);
     CHECK(strstr(msg, "not a database"));
     /* synchronous FULL when asked. */
-    remove_db();
+    testdb_remove(db_path);
     CHECK_OK(obx_db_open(db_path, 1, 0, &db, msg, sizeof msg));
     {
         sqlite3_stmt *s = NULL;
@@ -153,7 +142,7 @@ test_open_errors(void)
 end:
     if (db != (struct obx_db *)&db)
         obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -165,7 +154,7 @@ test_open_alloc_failure(void)
     char msg[100] = "";
 
     snprintf(db_path, sizeof db_path, "/tmp/obx_test_db_%d.db", (int)getpid());
-    remove_db();
+    testdb_remove(db_path);
     obx_mem_fail_after(0);
     CHECK_INT(obx_db_open(db_path, 0, 100, &db, msg, sizeof msg), OBX_ENOMEM);
     obx_mem_fail_after(-1);
@@ -175,7 +164,7 @@ test_open_alloc_failure(void)
 end:
     obx_mem_fail_after(-1);
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -221,7 +210,7 @@ test_stmt_cache(void)
     CHECK(obx_db_stmt(db, sel) == s);
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -275,7 +264,7 @@ test_nested_savepoints(void)
     CHECK_INT(db->in_tx, 0);
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -306,7 +295,7 @@ test_abort_all_levels(void)
     CHECK_STR(values(db), "1,4");
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -342,7 +331,7 @@ test_tx_ended_by_sqlite(void)
     obx_db_abort(db);
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -369,7 +358,7 @@ test_commit_refused(void)
     CHECK_INT(db->in_tx, 0);
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -417,7 +406,7 @@ test_step_in_tx(void)
     CHECK_STR(values(db), "3,11,12");
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -450,7 +439,7 @@ end:
     obx_mem_fail_after(-1);
     obx_free(b);
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -485,7 +474,7 @@ test_process_settings(void)
     CHECK_INT(obx_db_tune_process(), OBX_EDB);
 end:
     obx_db_free(db);
-    remove_db();
+    testdb_remove(db_path);
     if (sqlite3_shutdown() == SQLITE_OK)
         if (obx_db_route_log(NULL) != OBX_OK)
             rc_ = 1;

@@ -21,38 +21,11 @@
 #include "mem.h"
 #include "store_inbox.h"
 #include "store_queue.h"
+#include "testdb.h"
 
 static char path[256];
 
 #define T0 1800000000000LL /* the fake clock's start, epoch ms */
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm"};
-    char p[300];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
-/* One integer from the database, read on a connection of its own. */
-static long long
-sql_int(const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_type(s, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
 
 /* One text value (copied into out) from the database. */
 static const char *
@@ -97,7 +70,7 @@ fixture_start(struct fixture *f, int status, const char *pid, const char *const 
     int added = 0;
 
     memset(f, 0, sizeof *f);
-    remove_db();
+    testdb_remove(path);
     obx_clock_fake_init(&f->fc, T0, 1000);
     f->base = event_base_new();
     if (!f->base || stub_start(&f->stub, f->base, status) != 0)
@@ -132,20 +105,20 @@ fixture_stop(struct fixture *f)
         event_base_free(f->base);
     if (f->cfg_ok)
         obx_config_release(&f->cfg);
-    remove_db();
+    testdb_remove(path);
 }
 
 static int
 attempts_at_least(void *arg)
 {
-    return sql_int("SELECT attempts FROM inbox") >= *(int *)arg;
+    return testdb_int(path, "SELECT attempts FROM inbox") >= *(int *)arg;
 }
 
 static int
 state_is_failed(void *arg)
 {
     (void)arg;
-    return sql_int("SELECT count(*) FROM inbox WHERE state = 'failed'") == 1;
+    return testdb_int(path, "SELECT count(*) FROM inbox WHERE state = 'failed'") == 1;
 }
 
 /* Runs the loop until the pump timer set by new/notify has run (it is due at once). */
@@ -168,8 +141,8 @@ test_2xx_marks_delivered(void)
     CHECK_OK(obx_inbox_new(f.base, f.st, NULL, &f.cfg, &f.ib));
     CHECK(run_until_cond(f.base, attempts_at_least, &one));
     CHECK_STR(sql_text("SELECT state FROM inbox", buf, sizeof buf), "delivered");
-    CHECK_INT(sql_int("SELECT last_http_status FROM inbox"), 204);
-    CHECK_INT(sql_int("SELECT delivered_at_ms FROM inbox"), T0);
+    CHECK_INT(testdb_int(path, "SELECT last_http_status FROM inbox"), 204);
+    CHECK_INT(testdb_int(path, "SELECT delivered_at_ms FROM inbox"), T0);
     CHECK_INT(f.stub.nseen, 1);
     CHECK_INT(f.stub.seen[0].method, EVHTTP_REQ_POST);
     CHECK_STR(f.stub.seen[0].uri, "/replies");
@@ -182,9 +155,9 @@ test_2xx_marks_delivered(void)
     f.fc.now_ms += 3600 * 1000;
     obx_inbox_notify(f.ib);
     run_pump(&f);
-    CHECK_INT(sql_int("SELECT attempts FROM inbox"), 1);
+    CHECK_INT(testdb_int(path, "SELECT attempts FROM inbox"), 1);
     /* The producer acknowledges it; a second ack of a missing id is ENOTFOUND. */
-    CHECK_OK(obx_inbox_ack(f.st, sql_int("SELECT id FROM inbox")));
+    CHECK_OK(obx_inbox_ack(f.st, testdb_int(path, "SELECT id FROM inbox")));
     CHECK_STR(sql_text("SELECT state FROM inbox", buf, sizeof buf), "acked");
     CHECK_INT(obx_inbox_ack(f.st, 999), OBX_ENOTFOUND);
 end:
@@ -209,21 +182,21 @@ test_5xx_retried_after_retry_after_then_failed(void)
     CHECK_OK(obx_inbox_new(f.base, f.st, NULL, &f.cfg, &f.ib));
     CHECK(run_until_cond(f.base, attempts_at_least, &one));
     CHECK_STR(sql_text("SELECT state FROM inbox", buf, sizeof buf), "pending");
-    CHECK_INT(sql_int("SELECT last_http_status FROM inbox"), 503);
+    CHECK_INT(testdb_int(path, "SELECT last_http_status FROM inbox"), 503);
     CHECK_STR(sql_text("SELECT last_error FROM inbox", buf, sizeof buf), "busy");
-    due = sql_int("SELECT next_attempt_at_ms FROM inbox");
+    due = testdb_int(path, "SELECT next_attempt_at_ms FROM inbox");
     CHECK(due >= T0 + 120000);
     CHECK(due <= T0 + 300000); /* retry_cap (5 min by default) */
     /* Not due yet: a notify sends nothing (and leases nothing). */
     obx_inbox_notify(f.ib);
     run_pump(&f);
-    CHECK_INT(sql_int("SELECT next_attempt_at_ms FROM inbox"), due);
+    CHECK_INT(testdb_int(path, "SELECT next_attempt_at_ms FROM inbox"), due);
     CHECK_INT(f.stub.nseen, 1);
     /* Due: the second attempt is the last (max_attempts = 2). */
     f.fc.now_ms = due;
     obx_inbox_notify(f.ib);
     CHECK(run_until_cond(f.base, state_is_failed, NULL));
-    CHECK_INT(sql_int("SELECT attempts FROM inbox"), 2);
+    CHECK_INT(testdb_int(path, "SELECT attempts FROM inbox"), 2);
     CHECK_INT(f.stub.nseen, 2);
     CHECK_STR(f.stub.seen[1].idempotency_key, "partoo-424243");
 end:
@@ -248,9 +221,10 @@ test_connection_refused_is_retried(void)
     CHECK_OK(obx_inbox_new(f.base, f.st, NULL, &f.cfg, &f.ib));
     CHECK(run_until_cond(f.base, attempts_at_least, &one));
     CHECK_STR(sql_text("SELECT state FROM inbox", buf, sizeof buf), "pending");
-    CHECK_INT(sql_int("SELECT last_http_status FROM inbox"), -2); /* NULL: no HTTP answer */
+    CHECK_INT(testdb_int(path, "SELECT last_http_status FROM inbox"),
+              -2); /* NULL: no HTTP answer */
     CHECK(strcmp(sql_text("SELECT last_error FROM inbox", buf, sizeof buf), "(none)") != 0);
-    CHECK(sql_int("SELECT next_attempt_at_ms FROM inbox") > T0);
+    CHECK(testdb_int(path, "SELECT next_attempt_at_ms FROM inbox") > T0);
 end:
     fixture_stop(&f);
     TEST_END;
@@ -268,7 +242,7 @@ test_unusable_id_failed_without_request(void)
     CHECK_OK(obx_inbox_new(f.base, f.st, NULL, &f.cfg, &f.ib));
     CHECK(run_until_cond(f.base, state_is_failed, NULL));
     CHECK(strstr(sql_text("SELECT last_error FROM inbox", buf, sizeof buf), "Idempotency-Key"));
-    CHECK_INT(sql_int("SELECT attempts FROM inbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT attempts FROM inbox"), 0);
     CHECK_INT(f.stub.nseen, 0);
 end:
     fixture_stop(&f);
@@ -290,12 +264,12 @@ test_pull_only_then_reload(void)
     CHECK_OK(obx_inbox_new(f.base, f.st, NULL, &pull, &f.ib));
     obx_inbox_notify(f.ib);
     run_pump(&f);
-    CHECK_INT(sql_int("SELECT next_attempt_at_ms FROM inbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT next_attempt_at_ms FROM inbox"), 0);
     CHECK_INT(f.stub.nseen, 0);
     obx_inbox_reload(f.ib, &f.cfg);
     CHECK(run_until_cond(f.base, attempts_at_least, &one));
     CHECK_INT(f.stub.nseen, 1);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox WHERE state = 'delivered'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox WHERE state = 'delivered'"), 1);
 end:
     fixture_stop(&f);
     if (pull_ok)
@@ -319,8 +293,8 @@ test_relay_through_store_thread(void)
     CHECK_OK(obx_storeq_new(f.base, wst, &q));
     CHECK_OK(obx_inbox_new(f.base, f.st, q, &f.cfg, &f.ib));
     CHECK(run_until_cond(f.base, attempts_at_least, &one));
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox WHERE state = 'delivered' AND "
-                      "last_http_status = 200"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox WHERE state = 'delivered' AND "
+                               "last_http_status = 200"),
               1);
     CHECK_INT(f.stub.nseen, 1);
 end:
@@ -365,14 +339,14 @@ test_allocation_failures(void)
     run_pump(&f);
     obx_mem_fail_after(-1);
     CHECK_INT(f.stub.nseen, 0);
-    CHECK_INT(sql_int("SELECT attempts FROM inbox"), 0);
-    lease = sql_int("SELECT next_attempt_at_ms FROM inbox");
+    CHECK_INT(testdb_int(path, "SELECT attempts FROM inbox"), 0);
+    lease = testdb_int(path, "SELECT next_attempt_at_ms FROM inbox");
     CHECK(lease > T0);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox WHERE state = 'pending'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox WHERE state = 'pending'"), 1);
     f.fc.now_ms = lease;
     obx_inbox_notify(f.ib);
     CHECK(run_until_cond(f.base, attempts_at_least, &one));
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox WHERE state = 'delivered'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox WHERE state = 'delivered'"), 1);
     CHECK_INT(f.stub.nseen, 1);
 end:
     obx_mem_fail_after(-1);

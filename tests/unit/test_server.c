@@ -24,39 +24,13 @@
 #include "log.h"
 #include "mem.h"
 #include "server.h"
+#include "testdb.h"
 
 static char path[256];
 static int api_port, webhook_port;
 
 #define TOKEN "server-unit-test-token-0123456789"
 #define TOKEN2 "server-unit-test-token-after-reload"
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm", ".lock"};
-    char p[300];
-
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
-static long long
-sql_int(const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
 
 /* A port nothing listens on right now (bound, read, closed). */
 static int
@@ -222,7 +196,7 @@ test_serve_reload_refuse_second_stop(void)
     int started = 0;
     TEST_BEGIN;
 
-    remove_db();
+    testdb_remove(path);
     CHECK_OK(make_config(&r.cfg, path, "error", TOKEN));
     CHECK_INT(pthread_create(&r.thread, NULL, serve, &r), 0);
     started = 1;
@@ -232,7 +206,7 @@ test_serve_reload_refuse_second_stop(void)
                           "\"business_id\":\"b\",\"external_conversation_id\":\"c\","
                           "\"content\":\"hi\",\"sender_type\":\"Consumer\"}"),
               202);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE external_message_id = 's1'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE external_message_id = 's1'"), 1);
     /* SIGHUP: a failing reload keeps the running configuration, a good one is taken. */
     r.reload.fail = 1;
     CHECK_INT(kill(getpid(), SIGHUP), 0);
@@ -260,15 +234,15 @@ test_serve_reload_refuse_second_stop(void)
     CHECK_INT(pthread_join(r.thread, NULL), 0);
     started = 0;
     CHECK_OK(r.err);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE external_message_id = 's1' AND "
-                      "state IN ('queued', 'failed')"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE external_message_id = 's1' AND "
+                               "state IN ('queued', 'failed')"),
               1);
 end:
     if (started) {
         kill(getpid(), SIGTERM);
         pthread_join(r.thread, NULL);
     }
-    remove_db();
+    testdb_remove(path);
     TEST_END;
 }
 
@@ -287,7 +261,7 @@ test_start_failures(void)
     obx_mem_fail_after(-1);
 end:
     obx_mem_fail_after(-1);
-    remove_db();
+    testdb_remove(path);
     TEST_END;
 }
 

@@ -15,6 +15,7 @@
 #include "query.h"
 #include "store.h"
 #include "store_queue.h"
+#include "testdb.h"
 
 static char path[256];
 
@@ -24,18 +25,6 @@ open_store(void)
     struct obx_store *st = NULL;
 
     return obx_store_open(path, NULL, &st) == OBX_OK ? st : NULL;
-}
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm"};
-    char p[300];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
 }
 
 /* A job writes service_state[key] = value; fail makes it return an error afterwards. */
@@ -178,7 +167,7 @@ end:
     obx_storeq_free(q);
     if (base)
         event_base_free(base);
-    remove_db();
+    testdb_remove(path);
     TEST_END;
 }
 
@@ -218,7 +207,7 @@ end:
     obx_storeq_free(q);
     if (base)
         event_base_free(base);
-    remove_db();
+    testdb_remove(path);
     TEST_END;
 }
 
@@ -255,7 +244,7 @@ end:
     obx_storeq_free(q);
     if (base)
         event_base_free(base);
-    remove_db();
+    testdb_remove(path);
     TEST_END;
 }
 
@@ -271,6 +260,6 @@ main(int argc, char **argv)
     };
 
     snprintf(path, sizeof path, "/tmp/obx_test_store_queue_%d.db", (int)getpid());
-    remove_db();
+    testdb_remove(path);
     return test_run_table(tests, argc, argv);
 }

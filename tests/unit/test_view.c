@@ -14,21 +14,10 @@
 #include "mem.h"
 #include "store.h"
 #include "view.h"
+#include "testdb.h"
 
 static char db_path[256];
 static struct obx_fake_clock fake;
-
-static void
-remove_db(void)
-{
-    char p[300];
-
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
-}
 
 static struct obx_store *
 fresh_store(void)
@@ -36,7 +25,7 @@ fresh_store(void)
     struct obx_store *st = NULL;
 
     snprintf(db_path, sizeof db_path, "/tmp/obx_test_view_%d.db", (int)getpid());
-    remove_db();
+    testdb_remove(db_path);
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
         return NULL;
     obx_clock_fake_init(&fake, 1700000000000, 1000);
@@ -326,7 +315,7 @@ test_message_document(void)
 end:
     obx_buf_release(&b);
     obx_store_free(st);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -376,7 +365,7 @@ end:
     obx_mem_fail_after(-1);
     obx_buf_release(&b);
     obx_store_free(st);
-    remove_db();
+    testdb_remove(db_path);
     TEST_END;
 }
 

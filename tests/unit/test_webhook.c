@@ -22,6 +22,7 @@
 #include "signature.h"
 #include "store_queue.h"
 #include "webhook.h"
+#include "testdb.h"
 
 static char path[256];
 
@@ -70,46 +71,6 @@ public_hex(const unsigned char seed[32], char out[65])
         for (int i = 0; i < 32; i++)
             snprintf(out + 2 * i, 3, "%02x", pub[i]);
     EVP_PKEY_free(k);
-}
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm"};
-    char p[300];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
-/* One integer from the database, read on a connection of its own (so: committed). */
-static long long
-sql_int(const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-static int
-sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open(path, &db);
-
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc;
 }
 
 /* What the stored callback saw. */
@@ -167,7 +128,7 @@ fixture_start(struct fixture *f, const char *const *kv)
     struct obx_store *st = NULL;
 
     memset(f, 0, sizeof *f);
-    remove_db();
+    testdb_remove(path);
     if (fixture_config(f, kv) != 0)
         return -1;
     f->base = event_base_new();
@@ -194,7 +155,7 @@ fixture_stop(struct fixture *f)
         event_base_free(f->base);
     if (f->cfg_ok)
         obx_config_release(&f->cfg);
-    remove_db();
+    testdb_remove(path);
 }
 
 /* POSTs body to path, signed with seed (NULL: unsigned); extra headers appended. */
@@ -237,12 +198,12 @@ test_signed_event_stored_once(void)
     /* Committed before the 200: another connection sees the row, under its SHA-256. */
     CHECK_OK(obx_signature_sha256_hex(REPLY_EVENT, strlen(REPLY_EVENT), sha));
     snprintf(sql, sizeof sql, "SELECT count(*) FROM webhook_events WHERE body_sha256 = '%s'", sha);
-    CHECK_INT(sql_int(sql), 1);
+    CHECK_INT(testdb_int(path, sql), 1);
     /* Interpreted in the same transaction: a user's reply is in the inbox. */
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE outcome = 'reply' AND "
-                      "processed_at_ms IS NOT NULL"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events WHERE outcome = 'reply' AND "
+                               "processed_at_ms IS NOT NULL"),
               1);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox WHERE partoo_message_id = '424242'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox WHERE partoo_message_id = '424242'"), 1);
     CHECK_INT(f.seen.calls, 1);
     CHECK_INT(f.seen.r.replies, 1);
     CHECK_INT(f.seen.leftover, 0);
@@ -250,8 +211,8 @@ test_signed_event_stored_once(void)
     /* The same bytes again: 200, nothing new stored, no callback. */
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, REPLY_EVENT, NULL, NULL, &r), 200);
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 1);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox"), 1);
     CHECK_INT(f.seen.calls, 1);
     obx_webhook_stats(f.wh, &s);
     CHECK_INT(s.received, 2);
@@ -277,12 +238,13 @@ test_unparsable_and_other_events_are_kept(void)
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, "{\"type\":\"conversation_closed\"}", NULL, NULL,
                    &r),
               200);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 2);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE outcome = 'unparsable'"), 1);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE outcome = 'ignored' AND "
-                      "event_type = 'conversation_closed'"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 2);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events WHERE outcome = 'unparsable'"),
               1);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events WHERE outcome = 'ignored' AND "
+                               "event_type = 'conversation_closed'"),
+              1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox"), 0);
     CHECK_INT(f.seen.calls, 2);
     CHECK_INT(f.seen.r.unparsable, 1);
     CHECK_INT(f.seen.r.ignored, 1);
@@ -341,7 +303,7 @@ test_rejections_store_nothing(void)
     CHECK(strstr(r.body, "webhook_max_body_bytes") != NULL);
     http_reply_release(&r);
 
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 0);
     CHECK_INT(f.seen.calls, 0);
     obx_webhook_stats(f.wh, &s);
     CHECK_INT(s.stored, 0);
@@ -383,11 +345,11 @@ test_path_secret_and_required_header(void)
                    "letmeout", &r),
               401);
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 0);
     CHECK_INT(post(&f, "/webhooks/partoo/s3cr3t-path", SEED, REPLY_EVENT, "X-Proxy-Auth", "letmein",
                    &r),
               200);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 1);
     obx_webhook_stats(f.wh, &s);
     CHECK_INT(s.rejected_other, 5);
     CHECK_INT(s.stored, 1);
@@ -409,12 +371,13 @@ test_backlog_keeps_the_order(void)
     TEST_BEGIN;
 
     CHECK_OK(fixture_start(&f, NULL));
-    CHECK_INT(sql_exec("INSERT INTO webhook_events (body_sha256, received_at_ms, body) "
-                       "VALUES ('older', 1, '{}')"),
+    CHECK_INT(testdb_exec(path, "INSERT INTO webhook_events (body_sha256, received_at_ms, body) "
+                                "VALUES ('older', 1, '{}')"),
               SQLITE_OK);
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, REPLY_EVENT, NULL, NULL, &r), 200);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events WHERE processed_at_ms IS NULL"), 2);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events WHERE processed_at_ms IS NULL"),
+              2);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox"), 0);
     CHECK_INT(f.seen.calls, 1);
     CHECK_INT(f.seen.leftover, 1);
     CHECK_INT(f.seen.r.processed + f.seen.r.replies, 0);
@@ -435,21 +398,23 @@ test_write_failure_answers_503(void)
 
     CHECK_OK(fixture_start(&f, NULL));
     /* The store thread's connection re-prepares and fails: no such table. */
-    CHECK_INT(sql_exec("ALTER TABLE webhook_events RENAME TO webhook_events_gone"), SQLITE_OK);
+    CHECK_INT(testdb_exec(path, "ALTER TABLE webhook_events RENAME TO webhook_events_gone"),
+              SQLITE_OK);
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, REPLY_EVENT, NULL, NULL, &r), 503);
     CHECK_STR(r.retry_after, "1");
     CHECK(strstr(r.body, "\"code\":\"unavailable\"") != NULL);
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events_gone"), 0);
-    CHECK_INT(sql_int("SELECT count(*) FROM inbox"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events_gone"), 0);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox"), 0);
     obx_webhook_stats(f.wh, &s);
     CHECK_INT(s.write_failures, 1);
     CHECK_INT(s.stored, 0);
     CHECK_INT(f.seen.calls, 0);
     /* Back to normal: Partoo's retry is stored. */
-    CHECK_INT(sql_exec("ALTER TABLE webhook_events_gone RENAME TO webhook_events"), SQLITE_OK);
+    CHECK_INT(testdb_exec(path, "ALTER TABLE webhook_events_gone RENAME TO webhook_events"),
+              SQLITE_OK);
     CHECK_INT(post(&f, "/webhooks/partoo", SEED, REPLY_EVENT, NULL, NULL, &r), 200);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 1);
 end:
     http_reply_release(&r);
     fixture_stop(&f);
@@ -487,7 +452,7 @@ test_reload_swaps_key(void)
     http_reply_release(&r);
     CHECK_INT(post(&f, "/webhooks/partoo", SEED2, "{\"n\":3}", NULL, NULL, &r), 200);
     http_reply_release(&r);
-    CHECK_INT(sql_int("SELECT count(*) FROM webhook_events"), 2);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM webhook_events"), 2);
 end:
     http_reply_release(&r);
     fixture_stop(&f); /* before the configs it borrows go */
@@ -522,12 +487,12 @@ test_request_allocation_failures(void)
                  sha);
         if (status == 200) {
             ok++;
-            CHECK_INT(sql_int(sql), 1);
+            CHECK_INT(testdb_int(path, sql), 1);
         } else {
             unavailable++;
             CHECK_INT(status, 503);
             CHECK_STR(r.retry_after, "1");
-            CHECK_INT(sql_int(sql), 0);
+            CHECK_INT(testdb_int(path, sql), 0);
         }
         http_reply_release(&r);
     }

@@ -22,49 +22,11 @@
 #include "mem.h"
 #include "store_queue.h"
 #include "worker.h"
+#include "testdb.h"
 
 static char path[256];
 
 #define API_KEY "partoo-key-for-unit-tests"
-
-static void
-remove_db(void)
-{
-    const char *sfx[] = {"", "-wal", "-shm"};
-    char p[300];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-        unlink(p);
-    }
-}
-
-static long long
-sql_int(const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-        v = sqlite3_column_type(s, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-static int
-sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open(path, &db);
-
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc;
-}
 
 struct fixture {
     struct event_base *base;
@@ -86,7 +48,7 @@ fixture_start(struct fixture *f, int status, const char *channel, const char *co
     char url[80];
 
     memset(f, 0, sizeof *f);
-    remove_db();
+    testdb_remove(path);
     f->base = event_base_new();
     if (!f->base || stub_start(&f->stub, f->base, status) != 0)
         return -1;
@@ -144,7 +106,7 @@ fixture_stop(struct fixture *f)
         event_base_free(f->base);
     if (f->cfg_ok)
         obx_config_release(&f->cfg);
-    remove_db();
+    testdb_remove(path);
 }
 
 /* The first attempt is recorded and the message has left `sending`. */
@@ -152,8 +114,8 @@ static int
 attempt_recorded(void *arg)
 {
     (void)arg;
-    return sql_int("SELECT count(*) FROM attempts") >= 1 &&
-           sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'") == 0;
+    return testdb_int(path, "SELECT count(*) FROM attempts") >= 1 &&
+           testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'sending'") == 0;
 }
 
 /* Runs one delivery against the stub answering status; 0 when its attempt is recorded. */
@@ -182,11 +144,12 @@ test_accepted_awaits_confirmation(void)
     CHECK(strstr(f.stub.seen[0].body, "\"external_message_id\":\"m-1\""));
     CHECK(strstr(f.stub.seen[0].body, "\"content\":\"bonjour\""));
     CHECK(strstr(f.stub.seen[0].body, "\"sender_type\":\"Consumer\""));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'accepted' AND attempts = 1 "
-                      "AND last_http_status = 200 AND confirm_due_at_ms > accepted_at_ms"),
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'accepted' AND attempts = 1 "
+                         "AND last_http_status = 200 AND confirm_due_at_ms > accepted_at_ms"),
               1);
-    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE http_status = 200 AND "
-                      "outcome = 'accepted' AND response_excerpt LIKE '%success%'"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM attempts WHERE http_status = 200 AND "
+                               "outcome = 'accepted' AND response_excerpt LIKE '%success%'"),
               1);
     obx_worker_stats(f.w, &s);
     CHECK_INT(s.attempts, 1);
@@ -206,8 +169,8 @@ test_readonly_channel_awaits_nothing(void)
     TEST_BEGIN;
 
     CHECK_OK(deliver(&f, 200, "ro", kv));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'accepted' AND "
-                      "confirm_due_at_ms IS NULL"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'accepted' AND "
+                               "confirm_due_at_ms IS NULL"),
               1);
 end:
     fixture_stop(&f);
@@ -222,10 +185,10 @@ test_4xx_fails(void)
     TEST_BEGIN;
 
     CHECK_OK(deliver(&f, 400, "ch", NULL));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'failed' AND "
-                      "last_http_status = 400 AND counted_attempts = 1"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'failed' AND "
+                               "last_http_status = 400 AND counted_attempts = 1"),
               1);
-    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE outcome = 'fatal'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM attempts WHERE outcome = 'fatal'"), 1);
     obx_worker_stats(f.w, &s);
     CHECK_INT(s.failed, 1);
     CHECK_INT(f.stub.nseen, 1);
@@ -244,13 +207,15 @@ test_5xx_retried_later(void)
     TEST_BEGIN;
 
     CHECK_OK(deliver(&f, 503, "ch", kv));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1 "
-                      "AND counted_attempts = 1 AND last_http_status = 503"),
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1 "
+                         "AND counted_attempts = 1 AND last_http_status = 503"),
               1);
     /* Full jitter within [0, retry_base]: due after the attempt, at most a minute later. */
-    CHECK(sql_int("SELECT o.next_attempt_at_ms - a.started_at_ms FROM outbox o JOIN attempts "
-                  "a ON a.message_id = o.id") <= 60000 + 60000);
-    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE outcome = 'retry'"), 1);
+    CHECK(testdb_int(path,
+                     "SELECT o.next_attempt_at_ms - a.started_at_ms FROM outbox o JOIN attempts "
+                     "a ON a.message_id = o.id") <= 60000 + 60000);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM attempts WHERE outcome = 'retry'"), 1);
     obx_worker_stats(f.w, &s);
     CHECK_INT(s.retried, 1);
     CHECK_INT(s.server_errors, 1);
@@ -271,12 +236,14 @@ test_429_pauses_for_retry_after(void)
     f.stub.retry_after = "120";
     CHECK_OK(obx_worker_new(f.base, f.st, f.q, &f.cfg, &f.w));
     CHECK(run_until_cond(f.base, attempt_recorded, NULL));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1 "
-                      "AND counted_attempts = 0"),
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1 "
+                         "AND counted_attempts = 0"),
               1);
-    CHECK(sql_int("SELECT o.next_attempt_at_ms - a.started_at_ms FROM outbox o JOIN attempts "
-                  "a ON a.message_id = o.id") >= 120000);
-    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE outcome = 'rate_limited'"), 1);
+    CHECK(testdb_int(path,
+                     "SELECT o.next_attempt_at_ms - a.started_at_ms FROM outbox o JOIN attempts "
+                     "a ON a.message_id = o.id") >= 120000);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM attempts WHERE outcome = 'rate_limited'"), 1);
     obx_worker_stats(f.w, &s);
     CHECK_INT(s.rate_limited, 1);
     CHECK_STR(s.paused_reason, "rate_limited");
@@ -294,10 +261,11 @@ test_401_pauses_the_key(void)
     TEST_BEGIN;
 
     CHECK_OK(deliver(&f, 401, "ch", NULL));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1 "
-                      "AND counted_attempts = 0"),
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1 "
+                         "AND counted_attempts = 0"),
               1);
-    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE outcome = 'auth'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM attempts WHERE outcome = 'auth'"), 1);
     obx_worker_stats(f.w, &s);
     CHECK_INT(s.auth_failures, 1);
     CHECK_STR(s.paused_reason, "auth");
@@ -327,13 +295,13 @@ test_stop_releases_unanswered(void)
     CHECK(run_until_cond(f.base, stub_got_one, &f.stub));
     obx_worker_stats(f.w, &s);
     CHECK_INT(s.inflight, 1);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'sending'"), 1);
     obx_worker_stop(f.w, 50, on_drained, &drained);
     CHECK(run_until_cond(f.base, is_set, &drained));
     obx_storeq_drain(f.q);
     CHECK_INT(drained, 1);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND "
-                      "counted_attempts = 0"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'queued' AND "
+                               "counted_attempts = 0"),
               1);
     obx_worker_free(f.w);
     f.w = NULL;
@@ -347,7 +315,7 @@ sending_is(void *arg)
 {
     long long want = *(int *)arg;
 
-    return sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'") == want;
+    return testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'sending'") == want;
 }
 
 /*
@@ -374,15 +342,17 @@ test_release_channel_returns_claimed_ahead(void)
     CHECK(run_until_cond(f.base, sending_is, &three));
     obx_worker_release_channel(f.w, "other");
     obx_storeq_drain(f.q);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'"), 3);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'sending'"), 3);
     /* As POST /v1/pause does: the pause is committed (claims skip the channel), then the
      * worker lets go of what it holds. */
-    CHECK_INT(sql_exec("INSERT INTO pauses (scope, key, reason, by, paused_at_ms) "
-                       "VALUES ('channel', 'ch', 'test', 'api', 0)"),
+    CHECK_INT(testdb_exec(path, "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) "
+                                "VALUES ('channel', 'ch', 'test', 'api', 0)"),
               SQLITE_OK);
     obx_worker_release_channel(f.w, "ch");
     CHECK(run_until_cond(f.base, sending_is, &one));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 0"), 2);
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 0"),
+              2);
     CHECK_INT(f.stub.nseen, 1);
 end:
     fixture_stop(&f);
@@ -393,8 +363,8 @@ static int
 five_attempts(void *arg)
 {
     (void)arg;
-    return sql_int("SELECT count(*) FROM attempts") >= 5 &&
-           sql_int("SELECT count(*) FROM outbox WHERE state = 'sending'") == 0;
+    return testdb_int(path, "SELECT count(*) FROM attempts") >= 5 &&
+           testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'sending'") == 0;
 }
 
 /*
@@ -425,13 +395,15 @@ test_unreachable_opens_the_circuit(void)
     CHECK_OK(obx_config_set(&f.cfg, "partoo_base_url", url, OBX_SRC_FLAG, NULL));
     CHECK_OK(obx_worker_new(f.base, f.st, f.q, &f.cfg, &f.w));
     CHECK(run_until_cond(f.base, five_attempts, NULL));
-    CHECK_INT(sql_int("SELECT count(*) FROM attempts WHERE outcome <> 'transport' OR "
-                      "http_status IS NOT NULL OR error IS NULL"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM attempts WHERE outcome <> 'transport' OR "
+                               "http_status IS NOT NULL OR error IS NULL"),
               0);
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1"), 5);
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 1"),
+              5);
     /* The failure that opens the breaker is an outage: it does not count (SPEC §3). */
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE counted_attempts = 0 AND "
-                      "state_reason LIKE '%outage%'"),
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE counted_attempts = 0 AND "
+                               "state_reason LIKE '%outage%'"),
               1);
     obx_worker_stats(f.w, &s);
     CHECK(s.transport_errors >= 5);
@@ -464,7 +436,7 @@ test_new_allocation_failures(void)
     CHECK_OK(err);
     CHECK(failures > 0);
     CHECK(run_until_cond(f.base, attempt_recorded, NULL));
-    CHECK_INT(sql_int("SELECT count(*) FROM outbox WHERE state = 'accepted'"), 1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'accepted'"), 1);
 end:
     obx_mem_fail_after(-1);
     fixture_stop(&f);

@@ -1,0 +1,54 @@
+/*
+ * testdb: a unit test's scratch database file, used from outside the code under test: remove
+ * it with its WAL and shared-memory files, and read or write it on a connection of the
+ * test's own (so a read sees only what was committed).
+ */
+#ifndef OBX_TEST_TESTDB_H
+#define OBX_TEST_TESTDB_H
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static inline void
+testdb_remove(const char *path)
+{
+    const char *sfx[] = {"", "-wal", "-shm"};
+    char p[300];
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        unlink(p);
+    }
+}
+
+/* The first column of sql's first row: -1 when there is none (or on an error), -2 for NULL. */
+static inline long long
+testdb_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    long long v = -1;
+
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_type(s, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Runs sql (several statements allowed); SQLite's result code. */
+static inline int
+testdb_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(path, &db);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+#endif
