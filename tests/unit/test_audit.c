@@ -18,21 +18,10 @@
 #include "mem.h"
 #include "store.h"
 #include "store_dash.h"
+#include "testdb.h"
 
 static char db_path[256];
 static struct obx_fake_clock fake;
-
-static void
-remove_files(void)
-{
-    char p[300];
-
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
-}
 
 /* A store on db_path (fresh when fresh is 1) with the fake clock. */
 static struct obx_store *
@@ -42,7 +31,7 @@ open_store(int fresh)
 
     if (fresh) {
         snprintf(db_path, sizeof db_path, "/tmp/obx_test_audit_%d.db", (int)getpid());
-        remove_files();
+        testdb_remove(db_path);
         obx_clock_fake_init(&fake, 1700000000000, 1000);
     }
     if (obx_store_open(db_path, NULL, &st) != OBX_OK)
@@ -187,7 +176,7 @@ test_use_key(void)
     CHECK(strcmp(st->audit_key_id, id1) != 0);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     remove_keys();
     TEST_END;
 }
@@ -251,7 +240,7 @@ test_seal_verify_plain(void)
               7);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -317,7 +306,7 @@ test_tamper_detected(void)
     CHECK_INT(bad_id(st, why, sizeof why), query_int(st, "SELECT max(id) FROM audit_seals"));
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -405,7 +394,7 @@ test_keyed_chain(void)
 end:
     obx_store_free(other);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     remove_keys();
     TEST_END;
 }
@@ -434,7 +423,7 @@ test_keyed_hashes_need_key(void)
     CHECK(strncmp(r.problem, "seal ", 5) == 0);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     remove_keys();
     TEST_END;
 }
@@ -526,7 +515,7 @@ test_verify_slices(void)
     CHECK_STR(r.head_hash, whole.head_hash);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -648,7 +637,7 @@ test_legacy_rows(void)
     CHECK_INT(bad_id(st, why, sizeof why), 4);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -671,7 +660,7 @@ test_legacy_last_unsealed(void)
     CHECK_STR(why, "sealed row after an unsealed one");
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -745,7 +734,7 @@ test_export_events(void)
 end:
     obx_store_free(other);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     remove_keys();
     TEST_END;
 }
@@ -831,7 +820,7 @@ test_alloc_failure(void)
 end:
     obx_mem_fail_after(-1);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     remove_keys();
     TEST_END;
 }

@@ -16,34 +16,15 @@
 #include "mem.h"
 #include "query.h"
 #include "store.h"
+#include "testdb.h"
 
 static char db_path[256];
 static struct obx_fake_clock fake;
 
-static void
-remove_files(void)
-{
-    char p[300];
-
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
-}
-
 static struct obx_store *
 fresh_store(void)
 {
-    struct obx_store *st = NULL;
-
-    snprintf(db_path, sizeof db_path, "/tmp/obx_test_query_%d.db", (int)getpid());
-    remove_files();
-    if (obx_store_open(db_path, NULL, &st) != OBX_OK)
-        return NULL;
-    obx_clock_fake_init(&fake, 1700000000000, 1000);
-    st->clock = &fake.base;
-    return st;
+    return testdb_fresh_store(db_path, sizeof db_path, "query", &fake, 1700000000000, 1000);
 }
 
 static int
@@ -166,7 +147,7 @@ test_stats(void)
 end:
     obx_free(c);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -235,7 +216,7 @@ test_list_and_get(void)
     CHECK_INT(x.n, 1);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -306,7 +287,7 @@ test_service_state_and_counts(void)
     CHECK(bytes > 0 && bytes % 512 == 0);
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -359,7 +340,7 @@ test_inbox_pages(void)
     CHECK_STR(x.pm[1], "p2");
 end:
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -402,7 +383,7 @@ end:
     obx_mem_fail_after(-1);
     obx_free(c);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 

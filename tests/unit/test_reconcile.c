@@ -18,34 +18,15 @@
 #include "reconcile.h"
 #include "store.h"
 #include "store_tx.h"
+#include "testdb.h"
 
 static char db_path[256];
 static struct obx_fake_clock fake;
 
-static void
-remove_files(void)
-{
-    char p[300];
-
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
-}
-
 static struct obx_store *
 fresh_store(void)
 {
-    struct obx_store *st = NULL;
-
-    snprintf(db_path, sizeof db_path, "/tmp/obx_test_reconcile_%d.db", (int)getpid());
-    remove_files();
-    if (obx_store_open(db_path, NULL, &st) != OBX_OK)
-        return NULL;
-    obx_clock_fake_init(&fake, 1700000000000, 1000);
-    st->clock = &fake.base;
-    return st;
+    return testdb_fresh_store(db_path, sizeof db_path, "reconcile", &fake, 1700000000000, 1000);
 }
 
 /* Enqueues ext on channel ch and takes it to accepted. */
@@ -229,7 +210,7 @@ test_confirm_reply_and_outcomes(void)
 end:
     obx_config_release(&cfg);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -262,7 +243,7 @@ test_max_and_order(void)
 end:
     obx_config_release(&cfg);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -311,7 +292,7 @@ test_events_inline(void)
 end:
     obx_config_release(&cfg);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 
@@ -362,7 +343,7 @@ end:
     obx_mem_fail_after(-1);
     obx_config_release(&cfg);
     obx_store_free(st);
-    remove_files();
+    testdb_remove(db_path);
     TEST_END;
 }
 

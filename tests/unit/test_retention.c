@@ -15,6 +15,7 @@
 #include "mem.h"
 #include "retention.h"
 #include "store.h"
+#include "testdb.h"
 
 static char db_path[256];
 static struct obx_fake_clock fake;
@@ -23,20 +24,7 @@ static struct obx_fake_clock fake;
 static struct obx_store *
 fresh_store(void)
 {
-    struct obx_store *st = NULL;
-    char side[300];
-
-    snprintf(db_path, sizeof db_path, "/tmp/obx_test_retention_%d.db", (int)getpid());
-    unlink(db_path);
-    snprintf(side, sizeof side, "%s-wal", db_path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", db_path);
-    unlink(side);
-    if (obx_store_open(db_path, NULL, &st) != OBX_OK)
-        return NULL;
-    obx_clock_fake_init(&fake, 1000000, 1000000);
-    st->clock = &fake.base;
-    return st;
+    return testdb_fresh_store(db_path, sizeof db_path, "retention", &fake, 1000000, 1000000);
 }
 
 static enum obx_err

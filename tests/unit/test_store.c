@@ -10,6 +10,7 @@
 #include "query.h"
 #include "retention.h"
 #include "store.h"
+#include "testdb.h"
 
 static char db_path[256];
 static struct obx_fake_clock fake;
@@ -18,18 +19,7 @@ static struct obx_fake_clock fake;
 static struct obx_store *
 fresh_store(void)
 {
-    struct obx_store *st = NULL;
-
-    snprintf(db_path, sizeof db_path, "/tmp/obx_test_store_%d.db", (int)getpid());
-    unlink(db_path);
-    strcat(db_path, "-wal");
-    unlink(db_path);
-    db_path[strlen(db_path) - 4] = '\0';
-    if (obx_store_open(db_path, NULL, &st) != OBX_OK)
-        return NULL;
-    obx_clock_fake_init(&fake, 1000000, 1000000);
-    st->clock = &fake.base;
-    return st;
+    return testdb_fresh_store(db_path, sizeof db_path, "store", &fake, 1000000, 1000000);
 }
 
 static struct obx_msg

@@ -22,15 +22,7 @@ static struct obx_fake_clock fake;
 static struct obx_store *
 fresh_store(void)
 {
-    struct obx_store *st = NULL;
-
-    snprintf(db_path, sizeof db_path, "/tmp/obx_test_view_%d.db", (int)getpid());
-    testdb_remove(db_path);
-    if (obx_store_open(db_path, NULL, &st) != OBX_OK)
-        return NULL;
-    obx_clock_fake_init(&fake, 1700000000000, 1000);
-    st->clock = &fake.base;
-    return st;
+    return testdb_fresh_store(db_path, sizeof db_path, "view", &fake, 1700000000000, 1000);
 }
 
 static struct obx_row

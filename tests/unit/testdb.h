@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "store.h"
+
 static inline void
 testdb_remove(const char *path)
 {
@@ -49,6 +52,25 @@ testdb_exec(const char *path, const char *sql)
         rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     sqlite3_close(db);
     return rc;
+}
+
+/*
+ * A new, empty store at /tmp/obx_test_<tag>_<pid>.db (its path written to path), whose clock
+ * is the fake clock fake, started at wall_ms and mono_ms.
+ */
+static inline struct obx_store *
+testdb_fresh_store(char *path, size_t n, const char *tag, struct obx_fake_clock *fake,
+                   int64_t wall_ms, int64_t mono_ms)
+{
+    struct obx_store *st = NULL;
+
+    snprintf(path, n, "/tmp/obx_test_%s_%d.db", tag, (int)getpid());
+    testdb_remove(path);
+    if (obx_store_open(path, NULL, &st) != OBX_OK)
+        return NULL;
+    obx_clock_fake_init(fake, wall_ms, mono_ms);
+    st->clock = &fake->base;
+    return st;
 }
 
 #endif
