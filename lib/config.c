@@ -178,6 +178,8 @@ static const struct opt opts[] = {
      .derive = DERIVE_CHANNELS},
     {"audit_key_file", OPT_STRING, NULL, 0, STR_MAX, FIELD(audit_key_file, char *),
      "file whose first line keys the audit chain (HMAC-SHA256); unset = plain SHA-256"},
+    {"secrets_key_file", OPT_STRING, NULL, 0, STR_MAX, FIELD(secrets_key_file, char *),
+     "32-byte key (raw, or 64 hex digits) encrypting tenant API keys at rest; unset = in clear"},
 
     /* delivery */
     {"max_inflight", OPT_INT, "16", 1, 1024, FIELD(max_inflight, int64_t),

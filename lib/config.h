@@ -38,6 +38,7 @@ struct obx_config {
     char *ca_file;             /* NULL = system CA store */
     char *readonly_channels;   /* comma-separated channel ids, NULL = none */
     char *audit_key_file;      /* key of the keyed audit chain (audit.h); NULL = plain */
+    char *secrets_key_file;    /* key sealing tenant API keys (secretbox.h); NULL = clear */
 
     /* delivery */
     int64_t max_inflight;    /* concurrent requests; default 16, 1..1024 */
