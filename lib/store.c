@@ -169,8 +169,9 @@ obx_store_free(struct obx_store *st)
 static const char SQL_INSERT[] =
     "INSERT INTO outbox (channel_id, external_message_id, business_id,"
     " external_conversation_id, content, sender_type, consumer_name, consumer_image,"
-    " priority, state_at_ms, created_at_ms, prev_id, head)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?11 IS NULL)"
+    " priority, state_at_ms, created_at_ms, prev_id, head, tenant)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?11 IS NULL,"
+    " (SELECT tenant FROM tenant_channels WHERE channel_id = ?1))"
     " ON CONFLICT (channel_id, external_message_id) DO NOTHING";
 
 static const char SQL_EXISTING[] =
@@ -204,7 +205,11 @@ static const char SQL_NEXT_UNLINKED_IN[] =
     " FROM outbox INDEXED BY outbox_unlinked WHERE head IS NULL"
     " AND channel_id = ?1 AND external_conversation_id = ?2 LIMIT 1";
 
-static const char SQL_LINK[] = "UPDATE outbox SET prev_id = ?2, head = ?3 WHERE id = ?1";
+/* A row inserted through plain SQL learns its tenant when it is linked (0012). */
+static const char SQL_LINK[] =
+    "UPDATE outbox SET prev_id = ?2, head = ?3,"
+    " tenant = (SELECT tenant FROM tenant_channels WHERE channel_id = outbox.channel_id)"
+    " WHERE id = ?1";
 
 /*
  * A batch at least this large skips SQLite's CHECK constraints (below). Changing the pragma
@@ -643,20 +648,23 @@ obx_enqueue_sqlite(struct sqlite3 *h, const struct obx_msg *m, enum obx_enqueue_
  * may prefer outbox_state and sort a million rows (measured: 0.4 s per claim).
  */
 static const char SQL_NEXT_LEVEL[] = "SELECT priority FROM outbox INDEXED BY outbox_claim"
-                                     " WHERE state = 'queued' AND head = 1 AND priority < ?1"
-                                     " ORDER BY priority DESC LIMIT 1";
+                                     " WHERE state = 'queued' AND head = 1 AND tenant IS ?2"
+                                     " AND priority < ?1 ORDER BY priority DESC LIMIT 1";
 
 static const char SQL_NEXT_BUSINESS[] =
     "SELECT business_id FROM outbox INDEXED BY outbox_claim"
-    " WHERE state = 'queued' AND head = 1 AND priority = ?1"
+    " WHERE state = 'queued' AND head = 1 AND tenant IS ?3 AND priority = ?1"
     " AND business_id > ?2 ORDER BY priority DESC, business_id LIMIT 1";
 
+/* A channel pause and a tenant pause both hold a message (lib/store_dash.h). */
 static const char SQL_PICK[] =
     "SELECT id FROM outbox INDEXED BY outbox_claim"
-    " WHERE state = 'queued' AND head = 1 AND priority = ?1"
+    " WHERE state = 'queued' AND head = 1 AND tenant IS ?4 AND priority = ?1"
     " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
-    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'" /* held (lib/store_dash.h) */
+    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'"
     " AND key = outbox.channel_id AND resumed_at_ms IS NULL)"
+    " AND (tenant IS NULL OR NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'tenant'"
+    " AND key = outbox.tenant AND resumed_at_ms IS NULL))"
     " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
 
 const char *const obx_store_claim_sql[] = {SQL_NEXT_LEVEL, SQL_NEXT_BUSINESS, SQL_PICK, NULL};
@@ -680,7 +688,8 @@ static const char SQL_MARK_SENDING[] =
     " WHERE id = ?1 AND state = 'queued'"
     " RETURNING id, channel_id, external_message_id, business_id, external_conversation_id,"
     " content, sender_type, consumer_name, consumer_image, priority, attempts,"
-    " counted_attempts, resends, created_at_ms, accepted_at_ms";
+    " counted_attempts, resends, created_at_ms, accepted_at_ms, tenant,"
+    " (SELECT readonly FROM tenant_channels WHERE channel_id = outbox.channel_id)";
 
 void
 obx_store_claimed_release(struct obx_claimed *c)
@@ -750,6 +759,9 @@ mark_sending(struct obx_store *st, int64_t id, int64_t now_ms, int64_t lease_ms,
     c->resends = sqlite3_column_int(s, 12);
     c->created_at_ms = sqlite3_column_int64(s, 13);
     c->accepted_at_ms = sqlite3_column_int64(s, 14);
+    if (sqlite3_column_type(s, 15) == SQLITE_TEXT)
+        snprintf(c->tenant, sizeof c->tenant, "%s", (const char *)sqlite3_column_text(s, 15));
+    c->readonly = sqlite3_column_type(s, 16) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 16);
     err = copy_claim_strings(s, c);
     /* RETURNING rows must be stepped to the end for the UPDATE to complete. */
     while (rc == SQLITE_ROW)
@@ -764,7 +776,8 @@ mark_sending(struct obx_store *st, int64_t id, int64_t now_ms, int64_t lease_ms,
 
 /* Next business after `after` in a priority level, or "" at the end of the level. */
 static enum obx_err
-next_business(struct obx_store *st, int64_t priority, const char *after, char *out, size_t n)
+next_business(struct obx_store *st, const char *tenant, int64_t priority, const char *after,
+              char *out, size_t n)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_NEXT_BUSINESS);
     int rc;
@@ -773,6 +786,7 @@ next_business(struct obx_store *st, int64_t priority, const char *after, char *o
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, priority);
     obx_db_bind_text(s, 2, after);
+    obx_db_bind_text(s, 3, tenant);
     rc = sqlite3_step(s);
     out[0] = '\0';
     if (rc == SQLITE_ROW)
@@ -783,8 +797,8 @@ next_business(struct obx_store *st, int64_t priority, const char *after, char *o
 
 /* The oldest due head of one (priority, business) lane, or 0. */
 static enum obx_err
-pick_in_lane(struct obx_store *st, int64_t priority, const char *business, int64_t now_ms,
-             int64_t *id)
+pick_in_lane(struct obx_store *st, const char *tenant, int64_t priority, const char *business,
+             int64_t now_ms, int64_t *id)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PICK);
 
@@ -794,13 +808,16 @@ pick_in_lane(struct obx_store *st, int64_t priority, const char *business, int64
     sqlite3_bind_int64(s, 1, priority);
     obx_db_bind_text(s, 2, business);
     sqlite3_bind_int64(s, 3, now_ms);
+    obx_db_bind_text(s, 4, tenant);
     return obx_db_step_int64(s, id);
 }
 
-/* Claim context threaded through the level/lane loops. */
+/* Claim context threaded through the level/lane loops: one tenant's share of a claim. */
 struct claim_run {
     struct obx_store *st;
     int64_t now_ms, lease_ms;
+    const char *tenant;
+    struct obx_claim_cursor *rr;
     int max;
     struct obx_claimed *out;
     int n;
@@ -815,16 +832,17 @@ static enum obx_err
 claim_level(struct claim_run *r, int64_t priority)
 {
     struct obx_store *st = r->st;
+    struct obx_claim_cursor *rr = r->rr;
     char business[256];
     int claimed_this_turn = 0, wrapped = 0;
     enum obx_err err = OBX_OK;
 
-    if (st->rr_priority != priority)
-        st->rr_business[0] = '\0';
-    st->rr_priority = priority;
+    if (rr->priority != priority)
+        rr->business[0] = '\0';
+    rr->priority = priority;
     while (err == OBX_OK && r->n < r->max) {
         int64_t id = 0;
-        err = next_business(st, priority, st->rr_business, business, sizeof business);
+        err = next_business(st, r->tenant, priority, rr->business, business, sizeof business);
         if (err != OBX_OK)
             break;
         if (!business[0]) {
@@ -833,11 +851,11 @@ claim_level(struct claim_run *r, int64_t priority)
                 break;
             wrapped = 1;
             claimed_this_turn = 0;
-            st->rr_business[0] = '\0';
+            rr->business[0] = '\0';
             continue;
         }
-        snprintf(st->rr_business, sizeof st->rr_business, "%s", business);
-        err = pick_in_lane(st, priority, business, r->now_ms, &id);
+        snprintf(rr->business, sizeof rr->business, "%s", business);
+        err = pick_in_lane(st, r->tenant, priority, business, r->now_ms, &id);
         if (err != OBX_OK || !id)
             continue;
         err = mark_sending(st, id, r->now_ms, r->lease_ms, &r->out[r->n]);
@@ -845,6 +863,32 @@ claim_level(struct claim_run *r, int64_t priority)
             r->n++;
             claimed_this_turn = 1;
         }
+    }
+    return err;
+}
+
+/* One tenant's share: its priority levels, highest first. */
+static enum obx_err
+claim_tenant(struct claim_run *r)
+{
+    int64_t below = INT64_MAX;
+    enum obx_err err = OBX_OK;
+
+    while (err == OBX_OK && r->n < r->max) {
+        sqlite3_stmt *s = obx_db_stmt(r->st->db, SQL_NEXT_LEVEL);
+        int64_t priority;
+        int rc;
+        if (!s)
+            return OBX_EDB;
+        sqlite3_bind_int64(s, 1, below);
+        obx_db_bind_text(s, 2, r->tenant);
+        rc = sqlite3_step(s);
+        priority = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW)
+            return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+        err = claim_level(r, priority);
+        below = priority;
     }
     return err;
 }
@@ -868,44 +912,45 @@ link_sql_rows(struct obx_store *st)
 }
 
 enum obx_err
-obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_claimed *out, int *n)
+obx_store_claim_tenants(struct obx_store *st, struct obx_claim_want *wants, size_t nwants,
+                        int64_t lease_ms, struct obx_claimed *out, int *n)
 {
-    struct claim_run r = {st, obx_now_ms(st->clock), lease_ms, max, out, 0};
-    sqlite3_stmt *s;
-    int64_t below = INT64_MAX;
+    struct claim_run r = {.st = st, .now_ms = obx_now_ms(st->clock), .lease_ms = lease_ms};
+    int total = 0;
     enum obx_err err;
 
     *n = 0;
     err = obx_db_begin(st->db);
     if (err == OBX_OK)
         err = link_sql_rows(st);
-    while (err == OBX_OK && r.n < max) {
-        int rc;
-        int64_t priority;
-        s = obx_db_stmt(st->db, SQL_NEXT_LEVEL);
-        if (!s) {
-            err = OBX_EDB;
-            break;
-        }
-        sqlite3_bind_int64(s, 1, below);
-        rc = sqlite3_step(s);
-        priority = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-        sqlite3_reset(s);
-        if (rc != SQLITE_ROW) {
-            err = rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
-            break;
-        }
-        err = claim_level(&r, priority);
-        below = priority;
+    for (size_t i = 0; i < nwants && err == OBX_OK; i++) {
+        r.tenant = wants[i].tenant;
+        r.rr = wants[i].cursor;
+        r.max = wants[i].want;
+        r.out = out + total;
+        r.n = 0;
+        err = claim_tenant(&r);
+        wants[i].got = r.n;
+        total += r.n;
     }
     err = obx_db_end(st->db, err);
     if (err != OBX_OK) {
-        for (int i = 0; i < r.n; i++)
+        for (int i = 0; i < total; i++)
             obx_store_claimed_release(&out[i]);
+        for (size_t i = 0; i < nwants; i++)
+            wants[i].got = 0;
         return err;
     }
-    *n = r.n;
+    *n = total;
     return OBX_OK;
+}
+
+enum obx_err
+obx_store_claim(struct obx_store *st, int max, int64_t lease_ms, struct obx_claimed *out, int *n)
+{
+    struct obx_claim_want w = {NULL, &st->rr, max, 0};
+
+    return obx_store_claim_tenants(st, &w, 1, lease_ms, out, n);
 }
 
 /* ---- finish ------------------------------------------------------------------------ */

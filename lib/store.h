@@ -15,15 +15,20 @@
 #include "msg.h"
 #include "outbox.h"
 
+/* Where a tenant's round-robin over businesses stands: the lane it served last. */
+struct obx_claim_cursor {
+    int64_t priority;
+    char business[256]; /* "" = start of the level */
+};
+
 struct obx_store {
     struct obx_db *db;
-    struct obx_clock *clock; /* borrowed; real clock unless a test swaps it */
-    int64_t max_db_size;     /* bytes, 0 = no quota */
-    int64_t wal_pages;       /* the WAL checkpoint interval asked for at open */
-    uint64_t lease_seq;      /* makes lease tokens unique within this process */
-    int64_t lease_base;      /* random per open, so tokens differ across processes */
-    int64_t rr_priority;     /* round-robin cursor: the lane served last ... */
-    char rr_business[256];   /* ... (business_id; "" = start of the level) */
+    struct obx_clock *clock;    /* borrowed; real clock unless a test swaps it */
+    int64_t max_db_size;        /* bytes, 0 = no quota */
+    int64_t wal_pages;          /* the WAL checkpoint interval asked for at open */
+    uint64_t lease_seq;         /* makes lease tokens unique within this process */
+    int64_t lease_base;         /* random per open, so tokens differ across processes */
+    struct obx_claim_cursor rr; /* obx_store_claim's round-robin (the default tenant's) */
     /* The keyed audit chain (audit.h): set by obx_audit_use_key, else plain SHA-256. */
     int audit_keyed;
     int audit_key_start; /* may start the keyed segment (serve), not only continue it */
@@ -104,6 +109,9 @@ struct obx_claimed {
     int64_t accepted_at_ms; /* 0 unless this is a confirmation re-send */
     struct obx_msg msg;     /* strings point into `strings` */
     char *strings;          /* one allocation holding every string of msg */
+    char tenant[65];        /* the tenant owning the channel; "" = none (default) */
+    int readonly;           /* the tenant's channel is read-only: 1, bidirectional: 0,
+                               no tenant owns it: -1 (readonly_channels decides) */
 };
 
 void obx_store_claimed_release(struct obx_claimed *c);
@@ -125,6 +133,25 @@ extern const char *const obx_store_confirm_sql[];
  */
 OBX_MUST_CHECK enum obx_err obx_store_claim(struct obx_store *st, int max, int64_t lease_ms,
                                             struct obx_claimed *out /* OUT */, int *n /* OUT */);
+
+/* One tenant's part of a claim: up to `want` of its messages, round-robin from *cursor. */
+struct obx_claim_want {
+    const char *tenant;              /* NULL: channels no tenant owns (the default tenant) */
+    struct obx_claim_cursor *cursor; /* borrowed; advanced by the claim */
+    int want;
+    int got; /* OUT: how many of out are this tenant's (they follow the previous tenant's) */
+};
+
+/*
+ * The claim of several tenants in one transaction, in the order given: wants[0]'s messages
+ * first in out, then wants[1]'s, and so on. out must have room for the sum of the wants.
+ * obx_store_claim is this for the default tenant alone, with the store's own cursor.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_claim_tenants(struct obx_store *st,
+                                                    struct obx_claim_want *wants, size_t nwants,
+                                                    int64_t lease_ms,
+                                                    struct obx_claimed *out /* OUT */,
+                                                    int *n /* OUT */);
 
 /* What happens to a message after an attempt (the worker's decision). */
 enum obx_next {

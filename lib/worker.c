@@ -1,15 +1,24 @@
 /*
- * worker: claim -> pace -> send -> record -> transition.
+ * worker: claim -> pace -> send -> record -> transition, for every tenant (SPEC §11).
  *
- * Gates, checked in this order before anything is claimed:
- *   auth pause   (401/403: the whole key waits; one probe every auth_probe_interval,
- *                 or a config reload, lifts it)
+ * A lane is one tenant (the implicit tenant `default`, with the configured key, included):
+ * its key, its base URL, its token bucket, its auth pause and the messages claimed for it.
+ * Gates, checked per lane before anything of it is claimed:
+ *   auth pause   (401/403: every lane with that key waits; one probe every
+ *                 auth_probe_interval, or a new key, lifts it)
  *   circuit      (repeated 5xx/transport errors: no requests while open; one probe
- *                 when it half-opens)
- *   token bucket (rate_limit per key, no burst by default; a 429 pauses it for
+ *                 when it half-opens; one breaker for the service)
+ *   token bucket (the lane's rate_limit, no burst by default; a 429 pauses the lane for
  *                 Retry-After)
- * Only what can be sent right now is claimed, so a message never waits in
- * `sending` for a token.
+ * A lane is claimed for only when its next token is due within CLAIM_AHEAD_MS, so a
+ * message waits in `sending` for its token at most that long, and a tenant whose budget
+ * is spent holds no send slot: the max_inflight slots are shared by the lanes that can
+ * send now, first come first served (`runnable`, a FIFO). A tenant's backlog is only ever
+ * one claimed message ahead of its token, so it delays no other tenant.
+ *
+ * Lanes come from the tenant registry (lib/store_tenant.h). The worker reads its version
+ * every second, and at once when this process changed it (obx_worker_tenants_changed):
+ * a tenant added or changed while serve runs sends within a second.
  *
  * Periodic jobs (confirmation timeouts, expired leases, audit sealing, retention) are
  * not here: lib/cron.c runs them and wakes the worker with obx_worker_notify when they
@@ -22,36 +31,46 @@
  *       ▲                                                                          │
  *       └──────── claimed again once the finish job's COMMIT is done ◀── finish job┘
  *
- * While unthrottled, up to max_inflight messages wait claimed in `ready`, so a slot
- * that frees is refilled at once instead of after a claim's commit. The outcomes of one
- * loop turn go out as one finish job at the end of that turn (sharing a transaction with
- * whatever else the store thread has queued); several may be outstanding. While a write
- * fails (disk full, locked) nothing new is claimed and it is retried every second. At
- * most one claim job is outstanding.
+ * An unthrottled lane keeps up to max_inflight messages claimed ahead in its `ready`, so
+ * a slot that frees is refilled at once instead of after a claim's commit. The outcomes
+ * of one loop turn go out as one finish job at the end of that turn (sharing a
+ * transaction with whatever else the store thread has queued); several may be
+ * outstanding. While a write fails (disk full, locked) nothing new is claimed and it is
+ * retried every second. At most one claim job is outstanding; it carries the lanes that
+ * want messages, each with its own share.
  */
 #include "worker.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "backoff.h"
 #include "circuit.h"
 #include "store_dash.h"
+#include "store_tenant.h"
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
 #include "partoo_request.h"
 #include "ratelimit.h"
+#include "secretbox.h"
 #include "store_queue.h"
 
 #define OBX_MODULE "worker"
 
-#define IDLE_POLL_MS 1000 /* rows inserted by other processes are seen this fast */
+#define IDLE_POLL_MS 1000     /* rows inserted by other processes are seen this fast */
+#define REGISTRY_POLL_MS 1000 /* tenants changed by `outbox tenant` are seen this fast */
 #define DEFAULT_RETRY_AFTER_MS 60000
-#define CLAIM_MAX 128    /* messages per claim job */
-#define PREFETCH_MAX 256 /* most messages kept claimed ahead of a free slot */
+#define CLAIM_MAX 128        /* messages per lane per claim job */
+#define CLAIM_TOTAL_MAX 1024 /* messages per claim job */
+#define CLAIM_LANES_MAX 512  /* lanes per claim job */
+#define PREFETCH_MAX 256     /* most messages kept claimed ahead of a free slot */
+#define CLAIM_AHEAD_MS 50    /* a throttled lane is claimed for this long before its token */
+#define WAKE_IDLE_MIN_MS 20  /* obx_worker_notify wakes idle lanes at most this often */
+#define RATE_SLOTS 60        /* one-second buckets of a lane's send rate */
 /*
  * A claimed message not sent within this goes back instead: its lease (connect + request
  * timeout + 60 s) must outlast the request that has not started yet, or lease recovery
@@ -59,14 +78,52 @@
  */
 #define READY_MAX_AGE_MS 30000
 
+struct lane;
+
 /* One message claimed for sending (ready, then in flight); owns its claimed message. */
 struct inflight {
     struct obx_worker *w;
+    struct lane *lane;
     struct obx_claimed c;
     int64_t claimed_mono_ms; /* when its claim committed (age limit in `ready`) */
     int64_t started_at_ms;
     int auth_probe;
     struct inflight *prev, *next;
+};
+
+/*
+ * One tenant's delivery (see the top). Loop thread only. A lane dropped from the registry
+ * is `gone`: it is freed once no claim, ready or in-flight message refers to it.
+ */
+struct lane {
+    struct obx_worker *w;
+    char name[OBX_TENANT_NAME_MAX + 1]; /* "" for the default tenant */
+    char *api_key;                      /* owned (wiped); NULL: cannot send */
+    const char *no_key;                 /* why api_key is NULL (static text) */
+    char key_fingerprint[16];
+    char *base_url;      /* owned; NULL: the configured partoo_base_url */
+    double rate_per_min; /* as registered; 0: the configured rate_limit */
+    int64_t burst;       /* as registered; 0: the configured rate_burst */
+    struct obx_ratelimit rl;
+    int64_t rate_paused_until_ms; /* wall clock, for status only */
+    int auth_paused;
+    int auth_probe_inflight;
+    int64_t auth_probe_at_mono_ms;
+    struct inflight *ready, *ready_tail; /* claimed, not yet sent (FIFO, via next) */
+    int nready;
+    int ninflight;
+    int in_claim;               /* messages asked for in the outstanding claim job */
+    int idle;                   /* its last claim found less than it wanted ... */
+    int64_t idle_until_mono_ms; /* ... so it is asked again then (or when notified) */
+    struct obx_claim_cursor rr;
+    struct event *timer; /* kick at the next token, probe or poll */
+    int64_t timer_at_mono_ms;
+    int runnable, wanted, gone;
+    int kept; /* apply_registry's mark: still registered */
+    struct lane *run_next, *want_next;
+    int64_t sent_total;
+    int32_t rate_slots[RATE_SLOTS]; /* sends per second, ring indexed by second */
+    int64_t rate_slot_sec;          /* the second rate_slots[.. % RATE_SLOTS] was last set */
 };
 
 /* An attempt waiting for the next flush; owns the strings the attempt points to. */
@@ -77,6 +134,7 @@ struct pending {
     char reason[96];
     char channel_id[256];
     char external_message_id[256];
+    char tenant[OBX_TENANT_NAME_MAX + 1];
     int attempt_no;
 };
 
@@ -84,9 +142,12 @@ struct pending {
 struct claim_job {
     struct obx_storeq_job job;
     struct obx_worker *w;
-    int want;
     int64_t lease_ms;
-    struct obx_claimed out[CLAIM_MAX];
+    struct lane *lanes[CLAIM_LANES_MAX];
+    struct obx_claim_want wants[CLAIM_LANES_MAX];
+    size_t nlanes;
+    int total_want;
+    struct obx_claimed out[CLAIM_TOTAL_MAX];
     int n;
 };
 
@@ -113,35 +174,41 @@ struct obx_worker {
     struct obx_clock *clock;      /* borrowed: st's, so a test that swaps it swaps both */
     const struct obx_config *cfg; /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
-    struct obx_ratelimit rl;
     struct obx_circuit circuit;
     struct obx_rng rng;
 
-    struct event *pump_ev;   /* one-shot: run pump() */
-    int64_t pump_at_mono_ms; /* when pump_ev fires; 0 = not scheduled */
-    struct event *flush_ev;  /* one-shot: write pending outcomes */
-    struct event *stop_ev;   /* shutdown deadline */
+    struct lane *def;    /* the default tenant: the configured key */
+    struct lane **lanes; /* the registry's tenants, sorted by name */
+    size_t nlanes;
+    struct lane *gone;        /* dropped lanes still referred to (via run_next) */
+    int64_t registry_version; /* -1: not read yet */
+    uint8_t sealing_key[OBX_SECRETBOX_KEY_BYTES];
+    int has_sealing_key;
+    struct lane *run_head, *run_tail;   /* lanes that can send now (FIFO) */
+    struct lane *want_head, *want_tail; /* lanes that want a claim (FIFO) */
+    int wake_idle;                      /* obx_worker_notify asked: wake idle lanes */
+    int64_t woke_idle_mono_ms;
 
-    struct inflight *inflight;           /* doubly linked */
-    struct inflight *ready, *ready_tail; /* claimed, not yet sent (FIFO, via next) */
+    struct event *pump_ev;     /* one-shot: run pump() */
+    int64_t pump_at_mono_ms;   /* when pump_ev fires; 0 = not scheduled */
+    struct event *flush_ev;    /* one-shot: write pending outcomes */
+    struct event *stop_ev;     /* shutdown deadline */
+    struct event *registry_ev; /* every REGISTRY_POLL_MS: the registry's version */
+
+    struct inflight *inflight; /* doubly linked */
     struct pending *pending;
     size_t npending, cap_pending;
     struct claim_job claim;
-    int64_t idle_until_mono_ms; /* the last claim found less than it wanted: poll then */
-    struct finish_job *failed;  /* finish jobs whose commit failed: resubmitted in 1 s */
-    int64_t auth_probe_at_mono_ms;
-    int64_t rate_paused_until_ms; /* wall clock, for status only */
+    struct finish_job *failed; /* finish jobs whose commit failed: resubmitted in 1 s */
     void (*drained)(void *ctx);
     void *drained_ctx;
 
     int ninflight;
-    int nready;
+    int nready;        /* over every lane */
     int unrecorded;    /* answered requests whose outcome is not committed yet */
     int flush_failing; /* the last flush failed: stop claiming */
     int claiming;      /* claim job outstanding */
     int nfinishing;    /* finish jobs submitted, done not yet called */
-    int auth_paused;
-    int auth_probe_inflight;
     int stopping;
 
     struct obx_worker_stats stats;
@@ -197,10 +264,11 @@ static void on_response(void *ctx, const struct obx_http_result *r);
 static enum obx_err
 send_one(struct obx_worker *w, struct inflight *inf)
 {
+    struct lane *l = inf->lane;
     struct obx_partoo_request req;
-    enum obx_err err = obx_partoo_request_init(&req, w->cfg->partoo_base_url,
-                                               w->cfg->partoo_api_key, inf->c.msg.channel_id,
-                                               &inf->c.msg);
+    enum obx_err err = obx_partoo_request_init(&req,
+                                               l->base_url ? l->base_url : w->cfg->partoo_base_url,
+                                               l->api_key, inf->c.msg.channel_id, &inf->c.msg);
 
     inf->started_at_ms = wall_now(w);
     if (err == OBX_OK)
@@ -269,6 +337,7 @@ add_pending(struct obx_worker *w, const struct obx_claimed *c, enum obx_next nex
     if (next != OBX_NEXT_RELEASE)
         w->unrecorded++;
     p->attempt_no = c->attempts + 1;
+    snprintf(p->tenant, sizeof p->tenant, "%s", c->tenant[0] ? c->tenant : "default");
     snprintf(p->channel_id, sizeof p->channel_id, "%s", c->msg.channel_id);
     snprintf(p->external_message_id, sizeof p->external_message_id, "%s",
              c->msg.external_message_id);
@@ -282,7 +351,8 @@ log_attempt(const struct pending *p)
 
     if (p->a.next == OBX_NEXT_RELEASE)
         return;
-    obx_log(lvl, "delivery attempt", OBX_KS("channel_id", p->channel_id),
+    obx_log(lvl, "delivery attempt", OBX_KS("tenant", p->tenant),
+            OBX_KS("channel_id", p->channel_id),
             OBX_KS("external_message_id", p->external_message_id), OBX_KI("attempt", p->attempt_no),
             OBX_KI("status", p->a.http_status), OBX_KI("duration_ms", p->a.duration_ms),
             OBX_KS("outcome", p->a.outcome),
@@ -324,6 +394,21 @@ finish_job_free(struct finish_job *f)
     obx_free(f);
 }
 
+static struct lane *find_lane(struct lane **lanes, size_t n, const char *name);
+static void kick(struct lane *l);
+
+/* An idle lane looks again now (by its label: "default" is the default tenant). */
+static void
+wake_lane(struct obx_worker *w, const char *label)
+{
+    struct lane *l = strcmp(label, "default") == 0 ? w->def : find_lane(w->lanes, w->nlanes, label);
+
+    if (l && l->idle) {
+        l->idle = 0;
+        kick(l);
+    }
+}
+
 /* Loop thread: a finish job's outcomes are committed (or not). */
 static void
 on_finished(void *arg, enum obx_err err)
@@ -350,13 +435,14 @@ on_finished(void *arg, enum obx_err err)
         log_attempt(&f->items[i]);
     }
     w->unrecorded -= f->sent;
-    finish_job_free(f);
     if (w->flush_failing && !w->failed && !w->nfinishing) {
         obx_log(OBX_LOG_INFO, "delivery outcomes recorded again");
         w->flush_failing = 0;
     }
     /* Finished messages may have made their conversations' next messages claimable. */
-    w->idle_until_mono_ms = 0;
+    for (size_t i = 0; i < f->n; i++)
+        wake_lane(w, f->items[i].tenant);
+    finish_job_free(f);
     maybe_drained(w);
     pump(w);
 }
@@ -488,16 +574,36 @@ decide_retry(struct obx_worker *w, const struct inflight *inf, struct pending *p
         w->stats.retried++;
 }
 
-static void
-pause_for_auth(struct obx_worker *w, int status)
+static void release_lane_ready(struct lane *l, const char *why);
+
+static const char *
+lane_label(const struct lane *l)
 {
-    if (!w->auth_paused)
-        obx_log(OBX_LOG_ERROR,
-                "partoo rejected the api key; sending paused until a config "
-                "reload (SIGHUP) or the next probe",
-                OBX_KI("status", status), OBX_KI("probe_in_ms", w->cfg->auth_probe_interval_ms));
-    w->auth_paused = 1;
-    w->auth_probe_at_mono_ms = mono_now(w) + w->cfg->auth_probe_interval_ms;
+    return l->name[0] ? l->name : "default";
+}
+
+/* A 401/403 pauses every lane that uses the same key, and no other (SPEC §11). */
+static void
+pause_for_auth(struct obx_worker *w, struct lane *hit, int status)
+{
+    int64_t probe_at = mono_now(w) + w->cfg->auth_probe_interval_ms;
+    size_t i = 0;
+
+    for (struct lane *l = w->def; l; l = i < w->nlanes ? w->lanes[i++] : NULL) {
+        if (l != hit && (!l->api_key || !hit->api_key || strcmp(l->api_key, hit->api_key) != 0))
+            continue;
+        if (!l->auth_paused)
+            obx_log(OBX_LOG_ERROR,
+                    "partoo rejected the api key; sending for this tenant paused until its "
+                    "key changes or the next probe",
+                    OBX_KS("tenant", lane_label(l)), OBX_KS("key_fingerprint", l->key_fingerprint),
+                    OBX_KI("status", status),
+                    OBX_KI("probe_in_ms", w->cfg->auth_probe_interval_ms));
+        l->auth_paused = 1;
+        l->auth_probe_at_mono_ms = probe_at;
+        release_lane_ready(l, "released while sending is paused");
+        kick(l);
+    }
 }
 
 static int64_t
@@ -523,8 +629,10 @@ decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result 
     switch (o) {
     case OBX_OUTCOME_ACCEPTED:
         p->a.next = OBX_NEXT_ACCEPTED;
-        /* Bidirectional channels wait for the message_created webhook (SPEC §3). */
-        if (!obx_config_channel_readonly(w->cfg, inf->c.msg.channel_id))
+        /* Bidirectional channels wait for the message_created webhook (SPEC §3). The
+         * owning tenant's flag decides; readonly_channels decides for the others. */
+        if (inf->c.readonly == 0 ||
+            (inf->c.readonly < 0 && !obx_config_channel_readonly(w->cfg, inf->c.msg.channel_id)))
             p->a.confirm_due_at_ms = now_ms + w->cfg->confirm_timeout_ms;
         snprintf(p->reason, sizeof p->reason, "accepted (http %d)", r->status);
         w->stats.accepted++;
@@ -538,7 +646,7 @@ decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result 
         p->a.next_attempt_at_ms = now_ms;
         snprintf(p->reason, sizeof p->reason, "api key rejected (http %d)", r->status);
         w->stats.auth_failures++;
-        pause_for_auth(w, r->status);
+        pause_for_auth(w, inf->lane, r->status);
         break;
     case OBX_OUTCOME_RATE_LIMITED:
         p->a.counted = 0;
@@ -546,8 +654,8 @@ decide(struct obx_worker *w, struct inflight *inf, const struct obx_http_result 
             ra = DEFAULT_RETRY_AFTER_MS;
         p->a.next_attempt_at_ms = now_ms + ra;
         snprintf(p->reason, sizeof p->reason, "rate limited for %lldms (http 429)", (long long)ra);
-        obx_ratelimit_pause_until(&w->rl, mono_now(w) + ra);
-        w->rate_paused_until_ms = now_ms + ra;
+        obx_ratelimit_pause_until(&inf->lane->rl, mono_now(w) + ra);
+        inf->lane->rate_paused_until_ms = now_ms + ra;
         w->stats.rate_limited++;
         break;
     case OBX_OUTCOME_RETRY:
@@ -570,7 +678,10 @@ on_response(void *ctx, const struct obx_http_result *r)
     struct obx_worker *w = inf->w;
     struct pending *p;
 
+    struct lane *l = inf->lane;
+
     unlink_inflight(w, inf);
+    l->ninflight--;
     w->stats.attempts++;
     if (r->status >= 0 && r->status < OBX_STATUS_SLOTS)
         w->stats.by_status[r->status]++;
@@ -578,10 +689,11 @@ on_response(void *ctx, const struct obx_http_result *r)
     obx_metrics_histogram_observe(&w->stats.latency, (double)r->duration_ms / 1000.0);
     obx_circuit_record(&w->circuit, reachable(r->status), mono_now(w));
     if (inf->auth_probe) {
-        w->auth_probe_inflight = 0;
-        if (obx_backoff_classify(r->status) != OBX_OUTCOME_AUTH && w->auth_paused) {
-            w->auth_paused = 0;
-            obx_log(OBX_LOG_INFO, "api key accepted again; sending resumed");
+        l->auth_probe_inflight = 0;
+        if (obx_backoff_classify(r->status) != OBX_OUTCOME_AUTH && l->auth_paused) {
+            l->auth_paused = 0;
+            obx_log(OBX_LOG_INFO, "api key accepted again; sending resumed",
+                    OBX_KS("tenant", lane_label(l)));
         }
     }
     p = add_pending(w, &inf->c, OBX_NEXT_RETRY);
@@ -608,67 +720,228 @@ on_response(void *ctx, const struct obx_http_result *r)
     obx_store_claimed_release(&inf->c);
     obx_free(inf);
     start_flush(w);
+    kick(l);
     pump(w); /* a slot is free: send the next ready message now */
 }
 
-/* ---- pumping ------------------------------------------------------------------------ */
+/* ---- lanes ---------------------------------------------------------------------------- */
 
-/*
- * How many messages may be claimed now (0 = none), and when to look again
- * (*retry_ms, -1 = when an in-flight request ends). Sets *probe for a single probe.
- */
-static int
-allowance(struct obx_worker *w, int64_t now_mono, int64_t *retry_ms, int *auth_probe)
+static double
+lane_rate_per_s(const struct obx_worker *w, const struct lane *l)
 {
-    /*
-     * A request whose answer is not committed yet still counts: were the process killed,
-     * its message would be sent again. So at most max_inflight messages are ever sent
-     * without a committed outcome, which bounds the duplicates of a crash (SPEC §3).
-     */
-    int capacity = (int)w->cfg->max_inflight - w->ninflight - w->unrecorded;
-    int64_t wait;
-
-    *retry_ms = -1;
-    *auth_probe = 0;
-    if (capacity <= 0 || w->flush_failing)
-        return 0;
-    if (w->auth_paused) {
-        if (w->auth_probe_inflight)
-            return 0;
-        if (now_mono < w->auth_probe_at_mono_ms) {
-            *retry_ms = w->auth_probe_at_mono_ms - now_mono;
-            return 0;
-        }
-        *auth_probe = 1;
-        capacity = 1;
-    }
-    wait = obx_circuit_wait_ms(&w->circuit, now_mono);
-    if (wait > 0) {
-        *retry_ms = wait;
-        return 0;
-    }
-    if (w->circuit.state != OBX_CIRCUIT_CLOSED)
-        capacity = 1; /* the half-open probe */
-    if (w->cfg->rate_limit_per_s > 0) {
-        wait = obx_ratelimit_wait_ms(&w->rl, now_mono);
-        if (wait > 0) {
-            *retry_ms = wait;
-            return 0;
-        }
-        capacity = 1; /* one token at a time: never claim what cannot be sent now */
-    }
-    return capacity;
+    return l->rate_per_min > 0 ? l->rate_per_min / 60.0 : w->cfg->rate_limit_per_s;
 }
 
+static int64_t
+lane_burst(const struct obx_worker *w, const struct lane *l)
+{
+    return l->burst > 0 ? l->burst : w->cfg->rate_burst;
+}
+
+static int
+lane_throttled(const struct obx_worker *w, const struct lane *l)
+{
+    return lane_rate_per_s(w, l) > 0;
+}
+
+static void
+on_lane_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct lane *l = arg;
+
+    (void)fd;
+    (void)what;
+    l->timer_at_mono_ms = 0;
+    kick(l);
+    pump(l->w);
+}
+
+/* Kicks the lane in delay_ms, unless a kick is already due sooner. */
+static void
+lane_set_timer(struct lane *l, int64_t delay_ms)
+{
+    struct obx_worker *w = l->w;
+    int64_t at = mono_now(w) + (delay_ms > 0 ? delay_ms : 0);
+    struct timeval tv;
+
+    if (l->timer_at_mono_ms && l->timer_at_mono_ms <= at)
+        return;
+    if (!l->timer) {
+        l->timer = evtimer_new(w->base, on_lane_timer, l);
+        if (!l->timer) {
+            schedule_pump(w, delay_ms); /* out of memory: the 1 s poll kicks it instead */
+            return;
+        }
+    }
+    l->timer_at_mono_ms = at;
+    tv.tv_sec = delay_ms / 1000;
+    tv.tv_usec = (delay_ms % 1000) * 1000;
+    evtimer_add(l->timer, &tv);
+}
+
+static void
+push_runnable(struct lane *l)
+{
+    struct obx_worker *w = l->w;
+
+    if (l->runnable)
+        return;
+    l->runnable = 1;
+    l->run_next = NULL;
+    if (w->run_tail)
+        w->run_tail->run_next = l;
+    else
+        w->run_head = l;
+    w->run_tail = l;
+}
+
+static void
+push_wanted(struct lane *l)
+{
+    struct obx_worker *w = l->w;
+
+    if (l->wanted)
+        return;
+    l->wanted = 1;
+    l->want_next = NULL;
+    if (w->want_tail)
+        w->want_tail->want_next = l;
+    else
+        w->want_head = l;
+    w->want_tail = l;
+}
+
+static int
+prefetch_depth(const struct obx_worker *w)
+{
+    int64_t depth = 2 * w->cfg->max_inflight;
+
+    return depth < PREFETCH_MAX ? (int)depth : PREFETCH_MAX;
+}
+
+/* How many messages the lane should be claimed for now. */
+static int
+lane_want(const struct obx_worker *w, const struct lane *l)
+{
+    int want;
+
+    if (l->auth_paused || lane_throttled(w, l))
+        return l->nready ? 0 : 1; /* a probe, or one token at a time */
+    want = prefetch_depth(w) - l->nready;
+    return want < CLAIM_MAX ? want : CLAIM_MAX;
+}
+
+/*
+ * Decides what the lane needs next: a send slot (runnable), a claim (wanted), or a timer
+ * for its next token, probe or poll. Cheap and idempotent: called whenever anything about
+ * the lane changed.
+ */
+static void
+kick(struct lane *l)
+{
+    struct obx_worker *w = l->w;
+    int64_t now = mono_now(w), wait = 0;
+
+    if (l->gone || w->stopping || !l->api_key)
+        return;
+    if (l->auth_paused) {
+        if (l->auth_probe_inflight)
+            return;
+        if (now < l->auth_probe_at_mono_ms) {
+            lane_set_timer(l, l->auth_probe_at_mono_ms - now);
+            return;
+        }
+    } else if (lane_throttled(w, l)) {
+        wait = obx_ratelimit_wait_ms(&l->rl, now);
+    }
+    if (l->ready) {
+        if (wait == 0)
+            push_runnable(l);
+        else
+            lane_set_timer(l, wait);
+    }
+    if (l->in_claim || lane_want(w, l) <= 0)
+        return;
+    if (l->idle) {
+        if (now < l->idle_until_mono_ms) {
+            lane_set_timer(l, l->idle_until_mono_ms - now);
+            return;
+        }
+        l->idle = 0;
+    }
+    if (wait > CLAIM_AHEAD_MS) {
+        lane_set_timer(l, wait - CLAIM_AHEAD_MS);
+        return;
+    }
+    push_wanted(l);
+}
+
+static struct inflight *
+pop_ready(struct lane *l)
+{
+    struct inflight *inf = l->ready;
+
+    l->ready = inf->next;
+    if (!l->ready)
+        l->ready_tail = NULL;
+    inf->next = NULL;
+    l->nready--;
+    l->w->nready--;
+    return inf;
+}
+
+static void
+push_ready(struct lane *l, struct inflight *inf)
+{
+    inf->next = NULL;
+    if (l->ready_tail)
+        l->ready_tail->next = inf;
+    else
+        l->ready = inf;
+    l->ready_tail = inf;
+    l->nready++;
+    l->w->nready++;
+}
+
+/* Counts one send in the lane's per-second ring (send_rate_per_min). */
+static void
+count_send(struct lane *l, int64_t now_mono)
+{
+    int64_t sec = now_mono / 1000;
+
+    if (sec != l->rate_slot_sec) {
+        int64_t from = sec - l->rate_slot_sec > RATE_SLOTS ? sec - RATE_SLOTS : l->rate_slot_sec;
+        for (int64_t t = from + 1; t <= sec; t++)
+            l->rate_slots[t % RATE_SLOTS] = 0;
+        l->rate_slot_sec = sec;
+    }
+    l->rate_slots[sec % RATE_SLOTS]++;
+    l->sent_total++;
+}
+
+static int64_t
+send_rate_per_min(const struct lane *l, int64_t now_mono)
+{
+    int64_t sec = now_mono / 1000, sum = 0;
+
+    if (sec - l->rate_slot_sec >= RATE_SLOTS)
+        return 0;
+    for (int64_t t = sec - RATE_SLOTS + 1; t <= sec; t++)
+        if (t <= l->rate_slot_sec && t > l->rate_slot_sec - RATE_SLOTS)
+            sum += l->rate_slots[((t % RATE_SLOTS) + RATE_SLOTS) % RATE_SLOTS];
+    return sum;
+}
+
+/* Sends one ready message; its lane's token (if throttled) is already taken. */
 static void
 start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
 {
     enum obx_err err;
 
-    if (w->cfg->rate_limit_per_s > 0)
-        obx_ratelimit_take(&w->rl, now_mono);
     obx_circuit_allow(&w->circuit, now_mono);
     link_inflight(w, inf);
+    inf->lane->ninflight++;
+    count_send(inf->lane, now_mono);
     err = send_one(w, inf);
     if (err != OBX_OK) {
         /* Could not even start. Releasing it untouched would claim it again at once, for
@@ -679,10 +952,11 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
         struct pending *p;
         char e[128];
         unlink_inflight(w, inf);
+        inf->lane->ninflight--;
         /* No request went out, so there is no probe answer to wait for: let the next go. */
         w->circuit.probe_in_flight = 0;
         if (inf->auth_probe)
-            w->auth_probe_inflight = 0;
+            inf->lane->auth_probe_inflight = 0;
         p = add_pending(w, &inf->c, OBX_NEXT_RETRY);
         if (p) {
             int64_t now_ms = wall_now(w);
@@ -711,35 +985,6 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
     }
 }
 
-/* 1 when nothing but free slots limits sending: then messages are claimed ahead. */
-static int
-unthrottled(const struct obx_worker *w)
-{
-    return w->cfg->rate_limit_per_s <= 0 && !w->auth_paused &&
-           w->circuit.state == OBX_CIRCUIT_CLOSED && !w->flush_failing;
-}
-
-static int
-prefetch_depth(const struct obx_worker *w)
-{
-    int64_t depth = 2 * w->cfg->max_inflight;
-
-    return depth < PREFETCH_MAX ? (int)depth : PREFETCH_MAX;
-}
-
-static struct inflight *
-pop_ready(struct obx_worker *w)
-{
-    struct inflight *inf = w->ready;
-
-    w->ready = inf->next;
-    if (!w->ready)
-        w->ready_tail = NULL;
-    inf->next = NULL;
-    w->nready--;
-    return inf;
-}
-
 /* Gives one claimed, unsent message back: recorded as a release (no attempt). */
 static void
 release_one(struct obx_worker *w, struct inflight *inf, const char *why)
@@ -755,12 +1000,20 @@ release_one(struct obx_worker *w, struct inflight *inf, const char *why)
     start_flush(w);
 }
 
+static void
+release_lane_ready(struct lane *l, const char *why)
+{
+    while (l->ready)
+        release_one(l->w, pop_ready(l), why);
+}
+
 /* Gives every claimed, unsent message back (a gate closed, or shutdown). */
 static void
 release_ready(struct obx_worker *w, const char *why)
 {
-    while (w->ready)
-        release_one(w, pop_ready(w), why);
+    release_lane_ready(w->def, why);
+    for (size_t i = 0; i < w->nlanes; i++)
+        release_lane_ready(w->lanes[i], why);
 }
 
 /* Store thread: the claim job. */
@@ -770,16 +1023,36 @@ run_claim(struct obx_store *st, void *arg)
     struct claim_job *c = &((struct obx_worker *)arg)->claim;
 
     c->n = 0;
-    return obx_store_claim(st, c->want, c->lease_ms, c->out, &c->n);
+    return obx_store_claim_tenants(st, c->wants, c->nlanes, c->lease_ms, c->out, &c->n);
 }
 
-/* Loop thread: the claimed messages are leased and committed; they join `ready`. */
+static void lane_free(struct lane *l);
+
+/* Frees the dropped lanes that nothing refers to any more. */
+static void
+sweep_gone(struct obx_worker *w)
+{
+    struct lane **pp = &w->gone;
+
+    while (*pp) {
+        struct lane *l = *pp;
+        if (l->ninflight || l->in_claim || l->nready) {
+            pp = &l->run_next;
+            continue;
+        }
+        *pp = l->run_next;
+        lane_free(l);
+    }
+}
+
+/* Loop thread: the claimed messages are leased and committed; they join their lanes. */
 static void
 on_claimed(void *arg, enum obx_err err)
 {
     struct obx_worker *w = arg;
     struct claim_job *c = &w->claim;
     int64_t now_mono = mono_now(w);
+    int k = 0;
 
     w->claiming = 0;
     if (err != OBX_OK) {
@@ -787,97 +1060,385 @@ on_claimed(void *arg, enum obx_err err)
         for (int i = 0; i < c->n; i++)
             obx_store_claimed_release(&c->out[i]);
         obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
-        w->idle_until_mono_ms = mono_now(w) + IDLE_POLL_MS;
-        schedule_pump(w, IDLE_POLL_MS);
-        maybe_drained(w); /* a stop may have been waiting for this claim only */
-        return;
     }
-    for (int i = 0; i < c->n; i++) {
-        struct inflight *inf = obx_calloc(1, sizeof *inf);
-        if (!inf) {
-            struct pending *p = add_pending(w, &c->out[i], OBX_NEXT_RELEASE);
-            if (p)
-                p->a.reason = "out of memory";
-            obx_store_claimed_release(&c->out[i]);
-            start_flush(w);
-            continue;
+    for (size_t j = 0; j < c->nlanes; j++) {
+        struct lane *l = c->lanes[j];
+        int got = err == OBX_OK ? c->wants[j].got : 0;
+        l->in_claim = 0;
+        for (int i = 0; i < got; i++, k++) {
+            struct inflight *inf = l->gone || w->stopping ? NULL : obx_calloc(1, sizeof *inf);
+            if (!inf) {
+                struct pending *p = add_pending(w, &c->out[k], OBX_NEXT_RELEASE);
+                if (p)
+                    p->a.reason = l->gone       ? "released: tenant removed"
+                                  : w->stopping ? "released at shutdown"
+                                                : "out of memory";
+                obx_store_claimed_release(&c->out[k]);
+                start_flush(w);
+                continue;
+            }
+            inf->w = w;
+            inf->lane = l;
+            inf->c = c->out[k]; /* now owned by the ready record */
+            inf->claimed_mono_ms = now_mono;
+            push_ready(l, inf);
         }
-        inf->w = w;
-        inf->c = c->out[i]; /* now owned by the ready record */
-        inf->claimed_mono_ms = now_mono;
-        if (w->ready_tail)
-            w->ready_tail->next = inf;
-        else
-            w->ready = inf;
-        w->ready_tail = inf;
-        w->nready++;
+        if (got < c->wants[j].want) {
+            /* Nothing more is due: poll for rows written elsewhere, unless woken sooner. */
+            l->idle = 1;
+            l->idle_until_mono_ms = now_mono + IDLE_POLL_MS;
+        }
+        kick(l);
     }
-    if (c->n < c->want) {
-        /* Nothing more is due: poll for rows written elsewhere, unless woken sooner. */
-        w->idle_until_mono_ms = mono_now(w) + IDLE_POLL_MS;
-        schedule_pump(w, IDLE_POLL_MS);
-    }
-    if (w->stopping) {
-        release_ready(w, "released at shutdown");
-        return;
-    }
+    c->nlanes = 0;
+    sweep_gone(w);
+    maybe_drained(w); /* a stop may have been waiting for this claim only */
     pump(w);
 }
 
+/* Builds and submits one claim job from the lanes that want messages. */
+static void
+submit_claim(struct obx_worker *w)
+{
+    struct claim_job *c = &w->claim;
+
+    c->nlanes = 0;
+    c->total_want = 0;
+    while (w->want_head && c->nlanes < CLAIM_LANES_MAX) {
+        struct lane *l = w->want_head;
+        int want = lane_want(w, l);
+        if (want > CLAIM_TOTAL_MAX - c->total_want)
+            break; /* the next job takes it */
+        w->want_head = l->want_next;
+        if (!w->want_head)
+            w->want_tail = NULL;
+        l->wanted = 0;
+        if (l->gone || want <= 0 || l->in_claim || !l->api_key)
+            continue;
+        l->in_claim = want;
+        c->lanes[c->nlanes] = l;
+        c->wants[c->nlanes] = (struct obx_claim_want){l->name[0] ? l->name : NULL, &l->rr, want, 0};
+        c->nlanes++;
+        c->total_want += want;
+    }
+    if (!c->nlanes)
+        return;
+    c->lease_ms = w->cfg->connect_timeout_ms + w->cfg->request_timeout_ms + 60000;
+    w->claiming = 1;
+    obx_storeq_submit(w->q, &c->job);
+}
+
+/* obx_worker_notify asked: idle lanes look again (at most every WAKE_IDLE_MIN_MS). */
+static void
+wake_idle_lanes(struct obx_worker *w, int64_t now)
+{
+    if (!w->wake_idle)
+        return;
+    if (now - w->woke_idle_mono_ms < WAKE_IDLE_MIN_MS) {
+        schedule_pump(w, WAKE_IDLE_MIN_MS - (now - w->woke_idle_mono_ms));
+        return;
+    }
+    w->wake_idle = 0;
+    w->woke_idle_mono_ms = now;
+    w->def->idle = 0;
+    kick(w->def);
+    for (size_t i = 0; i < w->nlanes; i++) {
+        w->lanes[i]->idle = 0;
+        kick(w->lanes[i]);
+    }
+}
+
 /*
- * Sends ready messages while the gates allow, then asks the store thread for more: what
- * the free slots can take, plus (unthrottled) enough to keep max_inflight ready.
+ * Hands the free send slots to the runnable lanes, one message each in turn, then asks
+ * the store thread for the messages the lanes want.
  */
 static void
 pump(struct obx_worker *w)
 {
-    int64_t now_mono, retry_ms = -1, lease_ms;
-    int capacity = 0, probe, want;
+    /*
+     * A request whose answer is not committed yet still counts: were the process killed,
+     * its message would be sent again. So at most max_inflight messages are ever sent
+     * without a committed outcome, which bounds the duplicates of a crash (SPEC §3).
+     */
+    int capacity = (int)w->cfg->max_inflight - w->ninflight - w->unrecorded;
+    int64_t now = mono_now(w), circuit_wait;
 
     if (w->stopping)
         return;
-    for (;;) {
-        now_mono = mono_now(w);
-        capacity = allowance(w, now_mono, &retry_ms, &probe);
-        if (capacity <= 0 || !w->ready)
-            break;
-        struct inflight *inf = pop_ready(w);
-        if (now_mono - inf->claimed_mono_ms > READY_MAX_AGE_MS) {
+    wake_idle_lanes(w, now);
+    if (w->flush_failing) {
+        /* Outcomes cannot be written: claimed messages go back rather than sit in
+         * `sending` past their lease. */
+        release_ready(w, "released while sending is paused");
+        return;
+    }
+    circuit_wait = obx_circuit_wait_ms(&w->circuit, now);
+    if (circuit_wait > 0) {
+        release_ready(w, "released while sending is paused");
+        schedule_pump(w, circuit_wait);
+        return;
+    }
+    while (capacity > 0 && w->run_head) {
+        struct lane *l = w->run_head;
+        struct inflight *inf;
+        int probe = 0;
+        w->run_head = l->run_next;
+        if (!w->run_head)
+            w->run_tail = NULL;
+        l->runnable = 0;
+        if (l->gone || !l->ready)
+            continue;
+        if (l->auth_paused) {
+            if (l->auth_probe_inflight || now < l->auth_probe_at_mono_ms) {
+                kick(l);
+                continue;
+            }
+            probe = 1;
+        } else if (lane_throttled(w, l) && !obx_ratelimit_take(&l->rl, now)) {
+            kick(l); /* its token is not there yet: a timer brings it back */
+            continue;
+        }
+        inf = pop_ready(l);
+        if (now - inf->claimed_mono_ms > READY_MAX_AGE_MS) {
             release_one(w, inf, "released: claimed too long ago");
+            kick(l);
             continue;
         }
         inf->auth_probe = probe;
         if (probe)
-            w->auth_probe_inflight = 1;
-        start_claimed(w, inf, now_mono);
+            l->auth_probe_inflight = 1;
+        start_claimed(w, inf, now);
+        capacity--;
+        kick(l);
+        if (w->circuit.state != OBX_CIRCUIT_CLOSED)
+            break; /* the half-open probe goes alone */
     }
-    if (capacity <= 0 && w->ready && (retry_ms >= 0 || w->flush_failing || w->auth_paused)) {
-        /* A gate (auth pause, breaker, rate limit, outcomes that cannot be written) holds
-         * sending back for a while: the claimed messages go back rather than sit in
-         * `sending` past their lease. Full slots alone keep them. */
-        release_ready(w, "released while sending is paused");
+    if (!w->claiming && w->want_head)
+        submit_claim(w);
+}
+
+/* ---- tenants ---------------------------------------------------------------------------- */
+
+static void
+lane_set_key(struct lane *l, const char *key, const char *fingerprint)
+{
+    if (l->api_key)
+        obx_secretbox_free_plain(l->api_key);
+    l->api_key = key ? obx_strdup(key) : NULL;
+    if (key && !l->api_key)
+        l->no_key = "out of memory";
+    snprintf(l->key_fingerprint, sizeof l->key_fingerprint, "%s", fingerprint ? fingerprint : "");
+}
+
+static struct lane *
+lane_new(struct obx_worker *w, const char *name)
+{
+    struct lane *l = obx_calloc(1, sizeof *l);
+
+    if (!l)
+        return NULL;
+    l->w = w;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->rate_slot_sec = mono_now(w) / 1000;
+    obx_ratelimit_init(&l->rl, w->cfg->rate_limit_per_s, w->cfg->rate_burst, mono_now(w));
+    return l;
+}
+
+static void
+lane_free(struct lane *l)
+{
+    if (!l)
+        return;
+    if (l->api_key)
+        obx_secretbox_free_plain(l->api_key);
+    obx_free(l->base_url);
+    if (l->timer)
+        event_free(l->timer);
+    obx_free(l);
+}
+
+/* Applies a pace, key or base URL that may have changed. */
+static void
+lane_configure(struct lane *l, const char *key, const char *fingerprint, const char *no_key,
+               double rate_per_min, int64_t burst, const char *base_url)
+{
+    struct obx_worker *w = l->w;
+    int key_changed = (key == NULL) != (l->api_key == NULL) ||
+                      (key && l->api_key && strcmp(key, l->api_key) != 0);
+
+    if (key_changed)
+        lane_set_key(l, key, fingerprint);
+    l->no_key = key ? NULL : no_key;
+    if ((base_url == NULL) != (l->base_url == NULL) ||
+        (base_url && strcmp(base_url, l->base_url) != 0)) {
+        obx_free(l->base_url);
+        l->base_url = base_url ? obx_strdup(base_url) : NULL;
     }
-    if (retry_ms >= 0)
-        schedule_pump(w, retry_ms);
-    if (w->claiming || w->flush_failing)
-        return;
-    if (w->idle_until_mono_ms && now_mono < w->idle_until_mono_ms) {
-        schedule_pump(w, w->idle_until_mono_ms - now_mono);
-        return;
+    l->rate_per_min = rate_per_min;
+    l->burst = burst;
+    obx_ratelimit_set_rate(&l->rl, lane_rate_per_s(w, l), lane_burst(w, l), mono_now(w));
+    if (key_changed && l->auth_paused) {
+        /* Probe right away with the (maybe corrected) key. */
+        l->auth_probe_at_mono_ms = mono_now(w);
+        obx_log(OBX_LOG_INFO, "the tenant's api key changed; probing it",
+                OBX_KS("tenant", lane_label(l)));
     }
-    want = capacity > 0 ? capacity : 0;
-    if (unthrottled(w))
-        want += prefetch_depth(w) - w->nready;
-    if (want <= 0)
+    l->idle = 0;
+    kick(l);
+}
+
+static int
+lane_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct lane *const *)a)->name, (*(struct lane *const *)b)->name);
+}
+
+static struct lane *
+find_lane(struct lane **lanes, size_t n, const char *name)
+{
+    struct lane key, *kp = &key, **hit;
+
+    snprintf(key.name, sizeof key.name, "%s", name);
+    hit = bsearch(&kp, lanes, n, sizeof *lanes, lane_cmp);
+    return hit ? *hit : NULL;
+}
+
+/* Removes l from the runnable and wanted lists (a lane leaving). */
+static void
+unlist(struct obx_worker *w, struct lane *l)
+{
+    struct lane **pp, *prev = NULL;
+
+    for (pp = &w->run_head; *pp; prev = *pp, pp = &(*pp)->run_next)
+        if (*pp == l) {
+            *pp = l->run_next;
+            if (w->run_tail == l)
+                w->run_tail = prev;
+            break;
+        }
+    prev = NULL;
+    for (pp = &w->want_head; *pp; prev = *pp, pp = &(*pp)->want_next)
+        if (*pp == l) {
+            *pp = l->want_next;
+            if (w->want_tail == l)
+                w->want_tail = prev;
+            break;
+        }
+    l->runnable = l->wanted = 0;
+}
+
+/* Makes the lanes match the registry: new ones start, changed ones change, removed go. */
+static enum obx_err
+apply_registry(struct obx_worker *w)
+{
+    struct obx_tenant_conf *t = NULL;
+    struct lane **lanes;
+    size_t n = 0;
+    int64_t version = 0;
+    enum obx_err err = obx_store_tenant_version(w->st, &version);
+
+    if (err == OBX_OK && version == w->registry_version)
+        return OBX_OK;
+    if (err == OBX_OK)
+        err = obx_store_tenant_load(w->st, w->has_sealing_key ? w->sealing_key : NULL, &t, &n);
+    if (err != OBX_OK) {
+        obx_log(OBX_LOG_WARN, "cannot read the tenant registry",
+                OBX_KS("error", obx_strerror(err)));
+        return err;
+    }
+    lanes = obx_calloc(n ? n : 1, sizeof *lanes);
+    if (!lanes) {
+        obx_store_tenant_conf_free(t, n);
+        return OBX_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct lane *l = find_lane(w->lanes, w->nlanes, t[i].name);
+        if (l) {
+            l->kept = 1; /* not dropped below */
+        } else {
+            l = lane_new(w, t[i].name);
+            if (!l) {
+                err = OBX_ENOMEM;
+                n = i;
+                break;
+            }
+            obx_log(OBX_LOG_INFO, "tenant added", OBX_KS("tenant", t[i].name),
+                    OBX_KS("key_fingerprint", t[i].key_fingerprint));
+        }
+        lanes[i] = l;
+    }
+    /* Lanes no longer registered go; the others were marked above. */
+    for (size_t i = 0; i < w->nlanes; i++) {
+        struct lane *l = w->lanes[i];
+        if (l->kept) {
+            l->kept = 0;
+            continue;
+        }
+        obx_log(OBX_LOG_INFO, "tenant removed", OBX_KS("tenant", l->name));
+        l->gone = 1;
+        unlist(w, l);
+        release_lane_ready(l, "released: tenant removed");
+        if (l->timer)
+            evtimer_del(l->timer);
+        l->run_next = w->gone;
+        w->gone = l;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lane_configure(lanes[i], t[i].api_key, t[i].key_fingerprint, t[i].key_error,
+                       t[i].rate_limit_per_min, t[i].rate_burst, t[i].partoo_base_url);
+    }
+    obx_free(w->lanes);
+    w->lanes = lanes;
+    w->nlanes = n;
+    obx_store_tenant_conf_free(t, n);
+    if (err == OBX_OK)
+        w->registry_version = version;
+    sweep_gone(w);
+    schedule_pump(w, 0);
+    return err;
+}
+
+static void
+on_registry_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct obx_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    if (!w->stopping)
+        (void)apply_registry(w); /* a failure is logged and tried again in a second */
+}
+
+void
+obx_worker_tenants_changed(struct obx_worker *w)
+{
+    if (!w->stopping)
+        (void)apply_registry(w);
+}
+
+/* The configured key, pace and base URL make the default tenant; the sealing key opens
+ * the registry's sealed keys. */
+static void
+configure_default(struct obx_worker *w)
+{
+    struct obx_buf err;
+    char fp[OBX_SECRETBOX_FINGERPRINT_LEN + 1] = "";
+
+    if (w->cfg->partoo_api_key)
+        obx_secretbox_fingerprint(w->cfg->partoo_api_key, strlen(w->cfg->partoo_api_key), fp);
+    lane_configure(w->def, w->cfg->partoo_api_key, fp,
+                   "no default API key (OUTBOX_PARTOO_API_KEY or partoo_api_key_file)", 0, 0, NULL);
+    w->has_sealing_key = 0;
+    explicit_bzero(w->sealing_key, sizeof w->sealing_key);
+    if (!w->cfg->secrets_key_file)
         return;
-    if (want > CLAIM_MAX)
-        want = CLAIM_MAX;
-    lease_ms = w->cfg->connect_timeout_ms + w->cfg->request_timeout_ms + 60000;
-    w->idle_until_mono_ms = 0;
-    w->claim.want = want;
-    w->claim.lease_ms = lease_ms;
-    w->claiming = 1;
-    obx_storeq_submit(w->q, &w->claim.job);
+    obx_buf_init(&err, 512);
+    if (obx_secretbox_load_key(w->cfg->secrets_key_file, w->sealing_key, &err) == OBX_OK)
+        w->has_sealing_key = 1;
+    else
+        obx_log(OBX_LOG_ERROR, "cannot load secrets_key_file; sealed tenant keys stay closed",
+                OBX_KS("error", obx_buf_str(&err)));
+    obx_buf_release(&err);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
@@ -888,6 +1449,7 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
 {
     struct obx_http_opts ho = {cfg->connect_timeout_ms, cfg->request_timeout_ms, cfg->max_inflight,
                                cfg->ca_file, NULL};
+    struct timeval every = {REGISTRY_POLL_MS / 1000, (REGISTRY_POLL_MS % 1000) * 1000};
     struct obx_worker *w;
     uint64_t seed = 0;
     enum obx_err err;
@@ -901,6 +1463,7 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     w->q = q;
     w->clock = st->clock;
     w->cfg = cfg;
+    w->registry_version = -1;
     w->claim.w = w;
     w->claim.job.run = run_claim;
     w->claim.job.done = on_claimed;
@@ -909,21 +1472,47 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)wall_now(w);
     obx_backoff_rng_seed(&w->rng, seed);
-    obx_ratelimit_init(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now(w));
     obx_circuit_init(&w->circuit, 5, 1000, 30000);
     ho.clock = w->clock;
     err = obx_http_client_new(base, &ho, &w->http);
     w->pump_ev = evtimer_new(base, on_pump, w);
     w->flush_ev = evtimer_new(base, on_flush, w);
-    if (err == OBX_OK && (!w->pump_ev || !w->flush_ev))
+    w->registry_ev = event_new(base, -1, EV_PERSIST, on_registry_poll, w);
+    w->def = lane_new(w, "");
+    if (err == OBX_OK && (!w->pump_ev || !w->flush_ev || !w->registry_ev || !w->def))
         err = OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_worker_free(w);
         return err;
     }
+    configure_default(w);
+    if (cfg->partoo_api_key && !w->def->api_key)
+        err = OBX_ENOMEM;
+    if (err == OBX_OK && apply_registry(w) == OBX_ENOMEM)
+        err = OBX_ENOMEM; /* other failures are logged; the poll tries again */
+    if (err != OBX_OK) {
+        obx_worker_free(w);
+        return err;
+    }
+    if (!cfg->partoo_api_key)
+        obx_log(OBX_LOG_WARN,
+                "no default Partoo API key (OUTBOX_PARTOO_API_KEY or "
+                "partoo_api_key_file): only the channels of tenants are sent",
+                OBX_KI("tenants", (int64_t)w->nlanes));
+    event_add(w->registry_ev, &every);
     schedule_pump(w, 0);
     *out = w;
     return OBX_OK;
+}
+
+static void
+free_lane_messages(struct lane *l)
+{
+    while (l->ready) {
+        struct inflight *inf = pop_ready(l);
+        obx_store_claimed_release(&inf->c);
+        obx_free(inf);
+    }
 }
 
 void
@@ -938,10 +1527,19 @@ obx_worker_free(struct obx_worker *w)
         obx_store_claimed_release(&inf->c);
         obx_free(inf);
     }
-    while (w->ready) {
-        struct inflight *inf = pop_ready(w);
-        obx_store_claimed_release(&inf->c);
-        obx_free(inf);
+    if (w->def)
+        free_lane_messages(w->def);
+    lane_free(w->def);
+    for (size_t i = 0; i < w->nlanes; i++) {
+        free_lane_messages(w->lanes[i]);
+        lane_free(w->lanes[i]);
+    }
+    obx_free(w->lanes);
+    while (w->gone) {
+        struct lane *l = w->gone;
+        w->gone = l->run_next;
+        free_lane_messages(l);
+        lane_free(l);
     }
     for (size_t i = 0; i < w->npending; i++)
         pending_release(&w->pending[i]);
@@ -957,18 +1555,22 @@ obx_worker_free(struct obx_worker *w)
         event_free(w->flush_ev);
     if (w->stop_ev)
         event_free(w->stop_ev);
+    if (w->registry_ev)
+        event_free(w->registry_ev);
+    explicit_bzero(w->sealing_key, sizeof w->sealing_key);
     obx_free(w);
 }
 
-void
-obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
+static void
+release_lane_channel(struct lane *l, const char *channel_id)
 {
     struct inflight *keep = NULL, *keep_tail = NULL;
+    int n = 0;
 
-    while (w->ready) {
-        struct inflight *inf = pop_ready(w);
+    while (l->ready) {
+        struct inflight *inf = pop_ready(l);
         if (strcmp(inf->c.msg.channel_id, channel_id) == 0) {
-            release_one(w, inf, "released: channel paused");
+            release_one(l->w, inf, "released: channel paused");
             continue;
         }
         if (keep_tail)
@@ -976,16 +1578,35 @@ obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
         else
             keep = inf;
         keep_tail = inf;
-        w->nready++; /* pop_ready counted it out */
+        n++;
     }
-    w->ready = keep;
-    w->ready_tail = keep_tail;
+    l->ready = keep;
+    l->ready_tail = keep_tail;
+    l->nready = n;
+    l->w->nready += n; /* pop_ready counted them out */
+}
+
+void
+obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
+{
+    release_lane_channel(w->def, channel_id);
+    for (size_t i = 0; i < w->nlanes; i++)
+        release_lane_channel(w->lanes[i], channel_id);
+}
+
+void
+obx_worker_release_tenant(struct obx_worker *w, const char *tenant)
+{
+    struct lane *l = find_lane(w->lanes, w->nlanes, tenant);
+
+    if (l)
+        release_lane_ready(l, "released: tenant paused");
 }
 
 void
 obx_worker_notify(struct obx_worker *w)
 {
-    w->idle_until_mono_ms = 0;
+    w->wake_idle = 1;
     schedule_pump(w, 0);
 }
 
@@ -993,12 +1614,16 @@ void
 obx_worker_reload(struct obx_worker *w, const struct obx_config *cfg)
 {
     w->cfg = cfg;
-    obx_ratelimit_set_rate(&w->rl, cfg->rate_limit_per_s, cfg->rate_burst, mono_now(w));
-    if (w->auth_paused) {
+    configure_default(w);
+    if (w->def->auth_paused) {
         /* Probe right away with the (maybe corrected) key. */
-        w->auth_probe_at_mono_ms = mono_now(w);
+        w->def->auth_probe_at_mono_ms = mono_now(w);
         obx_log(OBX_LOG_INFO, "configuration reloaded; probing the api key again");
     }
+    /* Lanes that inherit the configured pace follow it; sealed keys may open now. */
+    w->registry_version = -1;
+    (void)apply_registry(w);
+    kick(w->def);
     schedule_pump(w, 0);
 }
 
@@ -1019,6 +1644,7 @@ on_stop_deadline(evutil_socket_t fd, short what, void *arg)
             p->a.reason = p->reason;
         }
         unlink_inflight(w, inf);
+        inf->lane->ninflight--;
         obx_store_claimed_release(&inf->c);
         obx_free(inf);
         released++;
@@ -1046,6 +1672,7 @@ obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *
     w->drained = drained;
     w->drained_ctx = ctx;
     evtimer_del(w->pump_ev);
+    evtimer_del(w->registry_ev);
     /* Claimed but unsent messages go back now; a claim still running does the same with
      * its messages when it comes back (on_claimed). */
     release_ready(w, "released at shutdown");
@@ -1055,24 +1682,79 @@ obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *
         evtimer_add(w->stop_ev, &tv);
 }
 
+/* Why the lane does not send now, if it does not (static text), and until when. */
+static const char *
+lane_paused(const struct obx_worker *w, const struct lane *l, int64_t now_ms, int64_t now_mono,
+            int64_t *until_ms)
+{
+    *until_ms = 0;
+    if (!l->api_key)
+        return "no_key";
+    if (l->auth_paused) {
+        *until_ms = now_ms + (l->auth_probe_at_mono_ms - now_mono);
+        return "auth";
+    }
+    if (w->circuit.state != OBX_CIRCUIT_CLOSED) {
+        *until_ms = now_ms + obx_circuit_wait_ms(&w->circuit, now_mono);
+        return "circuit_open";
+    }
+    if (obx_ratelimit_paused(&l->rl, now_mono)) {
+        *until_ms = l->rate_paused_until_ms;
+        return "rate_limited";
+    }
+    return NULL;
+}
+
 void
 obx_worker_stats(const struct obx_worker *w, struct obx_worker_stats *out)
 {
     int64_t now_ms = wall_now(w), now_mono = mono_now(w);
+    const char *why;
 
     *out = w->stats;
     out->inflight = w->ninflight;
     out->circuit = obx_circuit_state_name(w->circuit.state);
-    out->paused_reason = NULL;
-    out->paused_until_ms = 0;
-    if (w->auth_paused) {
-        out->paused_reason = "auth";
-        out->paused_until_ms = now_ms + (w->auth_probe_at_mono_ms - now_mono);
-    } else if (w->circuit.state != OBX_CIRCUIT_CLOSED) {
-        out->paused_reason = "circuit_open";
-        out->paused_until_ms = now_ms + obx_circuit_wait_ms(&w->circuit, now_mono);
-    } else if (obx_ratelimit_paused(&w->rl, now_mono)) {
-        out->paused_reason = "rate_limited";
-        out->paused_until_ms = w->rate_paused_until_ms;
+    why = lane_paused(w, w->def, now_ms, now_mono, &out->paused_until_ms);
+    /* With tenants, a default tenant without a key is normal, not a pause. */
+    if (why && strcmp(why, "no_key") == 0)
+        why = w->nlanes ? NULL : "no_key";
+    out->paused_reason = why;
+    if (!why)
+        out->paused_until_ms = 0;
+    out->tenants = (int64_t)w->nlanes;
+}
+
+static void
+fill_tenant(const struct obx_worker *w, const struct lane *l, int64_t now_ms, int64_t now_mono,
+            struct obx_worker_tenant *t)
+{
+    memset(t, 0, sizeof *t);
+    t->name = lane_label(l);
+    t->is_default = l == w->def;
+    t->key_fingerprint = l->key_fingerprint;
+    t->no_key = l->api_key ? NULL : l->no_key;
+    t->paused_reason = lane_paused(w, l, now_ms, now_mono, &t->paused_until_ms);
+    t->rate_limit_per_min = lane_rate_per_s(w, l) * 60.0;
+    t->rate_burst = lane_burst(w, l);
+    t->send_rate_per_min = send_rate_per_min(l, now_mono);
+    t->sent = l->sent_total;
+    t->inflight = l->ninflight;
+    t->ready = l->nready;
+    t->base_url = l->base_url;
+}
+
+void
+obx_worker_tenants(const struct obx_worker *w, obx_worker_tenant_fn fn, void *ctx)
+{
+    int64_t now_ms = wall_now(w), now_mono = mono_now(w);
+    struct obx_worker_tenant t;
+
+    fill_tenant(w, w->def, now_ms, now_mono, &t);
+    if (fn(ctx, &t))
+        return;
+    for (size_t i = 0; i < w->nlanes; i++) {
+        fill_tenant(w, w->lanes[i], now_ms, now_mono, &t);
+        if (fn(ctx, &t))
+            return;
     }
 }

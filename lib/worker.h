@@ -34,9 +34,28 @@ struct obx_worker_stats {
     struct obx_histogram latency;        /* request durations */
     int inflight;
     const char *circuit;       /* "closed", "open", "half_open" */
-    const char *paused_reason; /* NULL, "auth", "rate_limited", "circuit_open" */
+    const char *paused_reason; /* the default tenant's: NULL, "auth", "rate_limited",
+                                  "circuit_open", "no_key" (no key and no tenant) */
     int64_t paused_until_ms;   /* wall clock, 0 = unknown */
+    int64_t tenants;           /* tenants in the registry (the default one not counted) */
 };
+
+/* One tenant's delivery as the worker sees it (borrowed during the callback). */
+struct obx_worker_tenant {
+    const char *name; /* "default" for the configured key */
+    int is_default;
+    const char *key_fingerprint; /* "" when there is no key */
+    const char *no_key;          /* why there is no key to send with, or NULL */
+    const char *paused_reason;   /* NULL, "no_key", "auth", "circuit_open", "rate_limited" */
+    int64_t paused_until_ms;     /* wall clock, 0 = unknown */
+    double rate_limit_per_min;   /* in effect (0 = unlimited) */
+    int64_t rate_burst;
+    int64_t send_rate_per_min; /* requests sent in the last 60 s */
+    int64_t sent;              /* requests sent since start */
+    int inflight, ready;
+    const char *base_url; /* NULL: the configured one */
+};
+typedef int (*obx_worker_tenant_fn)(void *ctx, const struct obx_worker_tenant *t);
 
 struct obx_storeq;
 
@@ -63,7 +82,8 @@ void obx_worker_notify(struct obx_worker *w);
  */
 void obx_worker_release_channel(struct obx_worker *w, const char *channel_id);
 
-/* Uses a new configuration (rate, API key, log level, limits). Resumes an auth pause. */
+/* Uses a new configuration (rate, API key, log level, limits, secrets_key_file). Resumes
+ * the default tenant's auth pause. */
 void obx_worker_reload(struct obx_worker *w, const struct obx_config *cfg);
 
 /*
@@ -74,5 +94,14 @@ void obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(v
                      void *ctx);
 
 void obx_worker_stats(const struct obx_worker *w, struct obx_worker_stats *out /* OUT */);
+
+/* Every tenant, the default one first, then by name; fn returns nonzero to stop. */
+void obx_worker_tenants(const struct obx_worker *w, obx_worker_tenant_fn fn, void *ctx);
+
+/* This process changed the tenant registry: apply it now, not at the next 1 s poll. */
+void obx_worker_tenants_changed(struct obx_worker *w);
+
+/* A tenant was paused: its claimed but unsent messages go back (as for a channel). */
+void obx_worker_release_tenant(struct obx_worker *w, const char *tenant);
 
 #endif

@@ -69,6 +69,7 @@ CREATE TABLE outbox (
     unconfirmed_at_ms        INTEGER,  -- resends exhausted without confirmation (0002)
     confirm_due_at_ms        INTEGER,  -- re-send if not confirmed by then; NULL = nothing awaited
     prev_id                  INTEGER,  -- the unfinished message this one waits for (0005)
+    tenant                   TEXT,     -- the tenant owning channel_id; NULL = default (0012)
 
     UNIQUE (channel_id, external_message_id),
     -- A dot segment would be removed from the request path (RFC 3986 5.2.4), sending the
@@ -76,10 +77,10 @@ CREATE TABLE outbox (
     CONSTRAINT channel_id_not_dot_segment CHECK (channel_id NOT IN ('.', '..'))
 );
 
--- The claim index: due heads of conversations, by priority then business (round-robin)
--- then due time. Only rows that can be claimed are in it, so it stays small even with
--- millions of delivered rows, and claiming is a range scan.
-CREATE INDEX outbox_claim ON outbox (priority DESC, business_id, next_attempt_at_ms, id)
+-- The claim index: due heads of conversations, by tenant (0012), then priority, then
+-- business (round-robin), then due time. Only rows that can be claimed are in it, so it
+-- stays small even with millions of delivered rows, and claiming is a range scan.
+CREATE INDEX outbox_claim ON outbox (tenant, priority DESC, business_id, next_attempt_at_ms, id)
     WHERE state = 'queued' AND head = 1;
 
 -- Listing by state, newest first (ls --state, GET /v1/messages?state=).
@@ -457,3 +458,49 @@ CREATE TABLE actions (
     reason  TEXT NOT NULL,                -- the pause's reason ("" for a resume)
     by      TEXT NOT NULL                 -- cli, api or dashboard
 );
+
+-- ---- added by 0012_tenants ------------------------------------------------------------
+-- A tenant is one Partoo organisation (SPEC §11); written by lib/store_tenant.c only. The key
+-- column holds the key, or (key_sealed = 1) its AES-256-GCM sealing under secrets_key_file.
+CREATE TABLE tenants (
+    name                TEXT PRIMARY KEY
+        CHECK (typeof(name) = 'text' AND length(name) BETWEEN 1 AND 64
+               AND name NOT GLOB '*[^A-Za-z0-9._-]*'),
+    api_key             BLOB NOT NULL,
+    key_sealed          INTEGER NOT NULL CHECK (key_sealed IN (0, 1)),
+    key_fingerprint     TEXT NOT NULL,        -- first 12 hex digits of SHA-256(key)
+    rate_limit_per_min  REAL,                 -- NULL: the configured rate_limit
+    rate_burst          INTEGER,              -- NULL: the configured rate_burst
+    partoo_base_url     TEXT,                 -- NULL: the configured partoo_base_url
+    created_at_ms       INTEGER NOT NULL,
+    updated_at_ms       INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- A channel belongs to one tenant: the primary key is the channel.
+CREATE TABLE tenant_channels (
+    channel_id  TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    readonly    INTEGER NOT NULL DEFAULT 0 CHECK (readonly IN (0, 1))
+) WITHOUT ROWID;
+CREATE INDEX tenant_channels_tenant ON tenant_channels (tenant, channel_id);
+
+CREATE TABLE tenant_registry (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL
+);
+INSERT INTO tenant_registry (id, version) VALUES (1, 0);
+
+-- (outbox.tenant and the claim index's leading tenant column are declared above.) The
+-- triggers keep outbox.tenant true for every row of a channel that changes hands.
+CREATE TRIGGER tenant_channel_claimed AFTER INSERT ON tenant_channels
+BEGIN
+    UPDATE outbox SET tenant = NEW.tenant WHERE channel_id = NEW.channel_id;
+END;
+CREATE TRIGGER tenant_channel_moved AFTER UPDATE OF tenant ON tenant_channels
+BEGIN
+    UPDATE outbox SET tenant = NEW.tenant WHERE channel_id = NEW.channel_id;
+END;
+CREATE TRIGGER tenant_channel_released AFTER DELETE ON tenant_channels
+BEGIN
+    UPDATE outbox SET tenant = NULL WHERE channel_id = OLD.channel_id;
+END;

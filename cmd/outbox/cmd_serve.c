@@ -12,7 +12,8 @@ static const char usage_text[] =
     "usage: outbox serve [--print-config] [options]\n\n"
     "Runs the delivery daemon: drains the outbox to Partoo with retries, pacing and\n"
     "per-conversation order. Applies pending migrations first. One serve per database.\n"
-    "The Partoo API key comes from OUTBOX_PARTOO_API_KEY or partoo_api_key_file.\n\n"
+    "The Partoo API key comes from OUTBOX_PARTOO_API_KEY or partoo_api_key_file (the\n"
+    "implicit tenant `default`); tenants added with `outbox tenant` bring their own.\n\n"
     "Signals: SIGTERM/SIGINT drain in-flight requests (up to shutdown_timeout) and exit 0;\n"
     "SIGHUP reloads the configuration (an invalid one is logged and ignored, and so is\n"
     "one without api_token while api_listen is not loopback); keys read only at start\n"
@@ -28,12 +29,8 @@ load_all(void *ctx, struct obx_config *out, struct obx_buf *err)
 
     if (e == OBX_OK)
         e = obx_config_load_secrets(out, environ, err);
-    if (e == OBX_OK && !out->partoo_api_key) {
-        e = OBX_ECONFIG;
-        if (obx_buf_puts(err, "no Partoo API key: set OUTBOX_PARTOO_API_KEY or "
-                              "partoo_api_key_file") != OBX_OK)
-            e = OBX_ENOMEM;
-    }
+    /* No key is no error: tenants (SPEC §11) bring their own, and `status` names the
+     * channels that wait for one. */
     if (e != OBX_OK)
         obx_config_release(out);
     return e;
