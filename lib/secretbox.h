@@ -5,7 +5,7 @@
  * covers the ciphertext, the nonce, the version tag and the caller's `aad` (the tenant
  * name), so a sealed key copied onto another tenant's row, or altered in any bit, does not
  * open. Random 96-bit nonces are safe up to 2^32 seals under one key (NIST SP 800-38D
- * 8.3); the registry seals one per key change of a tenant.
+ * 8.3); a tenant registry seals one value per API key it stores.
  *
  * Nothing here logs and nothing keeps state: every function is safe from any thread.
  * Secrets (the key, plaintexts) are wiped from every temporary before it is freed.
