@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store_tenant.h"
 #include "err.h"
 #include "buf.h"
 #include "json.h"
@@ -113,6 +114,17 @@ is_message_event(const char *type)
 }
 
 /* Applies one parsed event; returns the outcome name through *outcome. */
+/* The owning tenant's flag decides (SPEC §11); readonly_channels decides for the others. */
+static int
+channel_readonly(struct obx_store *st, const struct obx_config *cfg, const char *channel)
+{
+    int ro = -1;
+
+    if (obx_store_tenant_channel_readonly(st, channel, &ro) != OBX_OK)
+        ro = -1;
+    return ro >= 0 ? ro : obx_config_channel_readonly(cfg, channel);
+}
+
 static enum obx_err
 apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id,
             const struct event_view *e, const char **outcome, struct obx_reconcile_result *r)
@@ -144,7 +156,7 @@ apply_event(struct obx_store *st, const struct obx_config *cfg, int64_t event_id
      * conversation of a bidirectional custom channel. */
     if (strcmp(e->type, "message_created") != 0 || !e->sender_type ||
         strcmp(e->sender_type, "User") != 0 || !e->channel_id || e->channel_readonly ||
-        obx_config_channel_readonly(cfg, e->channel_id))
+        channel_readonly(st, cfg, e->channel_id))
         return OBX_OK;
     /* The id becomes the relay's Idempotency-Key header: CR/LF would inject headers. A
      * reply whose id is not [A-Za-z0-9_-]{1,128} is not taken into the inbox. */

@@ -37,6 +37,7 @@
  *    claimed again) can no longer move the message.
  */
 #include "store.h"
+#include "store_tenant.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -1229,6 +1230,19 @@ delete_message(sqlite3_stmt *del, sqlite3_stmt *del_conv, sqlite3_stmt *sel)
     return obx_db_step_done(del_conv);
 }
 
+/* A channel's own tenant says whether it is read-only; for the others, is_readonly. */
+static int
+channel_readonly(struct obx_store *st, const struct obx_purge_opts *o, const char *channel)
+{
+    int ro = -1;
+
+    if (obx_store_tenant_channel_readonly(st, channel, &ro) != OBX_OK)
+        return 0; /* unsure: keep it */
+    if (ro >= 0)
+        return ro;
+    return o->is_readonly && o->is_readonly(o->ctx, channel);
+}
+
 /* Whether messages in `state` can go at all (SPEC §10), before their age is looked at. */
 static int
 purgeable_state(enum obx_state state, const struct obx_purge_opts *o)
@@ -1238,8 +1252,9 @@ purgeable_state(enum obx_state state, const struct obx_purge_opts *o)
     case OBX_ST_CANCELLED: return 1;
     case OBX_ST_FAILED: return o->include_failed;
     case OBX_ST_ACCEPTED:
-        /* accepted is terminal only for read-only channels, checked per row */
-        return o->is_readonly != NULL;
+        /* accepted is terminal only for read-only channels (a tenant's, or one named by
+         * is_readonly), checked per row */
+        return 1;
     default: return 0;
     }
 }
@@ -1277,7 +1292,7 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o, enum
         last = sqlite3_column_int64(sel, 0);
         if (sqlite3_column_int64(sel, 2) < o->before_ms &&
             (state != OBX_ST_ACCEPTED ||
-             o->is_readonly(o->ctx, (const char *)sqlite3_column_text(sel, 1)))) {
+             channel_readonly(st, o, (const char *)sqlite3_column_text(sel, 1)))) {
             err = delete_message(del, del_conv, sel);
             n += err == OBX_OK;
         }

@@ -7,7 +7,8 @@
  *   auth pause   (401/403: every lane with that key waits; one probe every
  *                 auth_probe_interval, or a new key, lifts it)
  *   circuit      (repeated 5xx/transport errors: no requests while open; one probe
- *                 when it half-opens; one breaker for the service)
+ *                 when it half-opens; one breaker per Partoo base URL, so a sandbox
+ *                 that is down does not stop the tenants sent to production)
  *   token bucket (the lane's rate_limit, no burst by default; a 429 pauses the lane for
  *                 Retry-After)
  * A lane is claimed for only when its next token is due within CLAIM_AHEAD_MS, so a
@@ -68,7 +69,7 @@
 #define CLAIM_TOTAL_MAX 1024 /* messages per claim job */
 #define CLAIM_LANES_MAX 512  /* lanes per claim job */
 #define PREFETCH_MAX 256     /* most messages kept claimed ahead of a free slot */
-#define CLAIM_AHEAD_MS 50    /* a throttled lane is claimed for this long before its token */
+#define CLAIM_AHEAD_MS 1000  /* a throttled lane is claimed for this long before its token */
 #define WAKE_IDLE_MIN_MS 20  /* obx_worker_notify wakes idle lanes at most this often */
 #define RATE_SLOTS 60        /* one-second buckets of a lane's send rate */
 /*
@@ -79,6 +80,13 @@
 #define READY_MAX_AGE_MS 30000
 
 struct lane;
+
+/* The circuit breaker of one Partoo base URL, shared by the lanes sent there. */
+struct breaker {
+    char *base_url; /* owned; NULL: the configured partoo_base_url */
+    struct obx_circuit c;
+    struct breaker *next;
+};
 
 /* One message claimed for sending (ready, then in flight); owns its claimed message. */
 struct inflight {
@@ -102,6 +110,7 @@ struct lane {
     const char *no_key;                 /* why api_key is NULL (static text) */
     char key_fingerprint[16];
     char *base_url;      /* owned; NULL: the configured partoo_base_url */
+    struct breaker *br;  /* its base URL's breaker (owned by the worker) */
     double rate_per_min; /* as registered; 0: the configured rate_limit */
     int64_t burst;       /* as registered; 0: the configured rate_burst */
     struct obx_ratelimit rl;
@@ -174,7 +183,7 @@ struct obx_worker {
     struct obx_clock *clock;      /* borrowed: st's, so a test that swaps it swaps both */
     const struct obx_config *cfg; /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
-    struct obx_circuit circuit;
+    struct breaker *breakers; /* one per base URL in use, kept until the worker goes */
     struct obx_rng rng;
 
     struct lane *def;    /* the default tenant: the configured key */
@@ -549,7 +558,7 @@ decide_retry(struct obx_worker *w, const struct inflight *inf, struct pending *p
              int64_t retry_after_ms, int64_t now_ms)
 {
     const struct obx_config *cfg = w->cfg;
-    int counted = w->circuit.state == OBX_CIRCUIT_CLOSED;
+    int counted = inf->lane->br->c.state == OBX_CIRCUIT_CLOSED;
     int tries = inf->c.counted_attempts + counted;
 
     p->a.counted = counted;
@@ -575,6 +584,7 @@ decide_retry(struct obx_worker *w, const struct inflight *inf, struct pending *p
 }
 
 static void release_lane_ready(struct lane *l, const char *why);
+static void breaker_record(struct obx_worker *w, struct breaker *b, int success);
 
 static const char *
 lane_label(const struct lane *l)
@@ -687,7 +697,7 @@ on_response(void *ctx, const struct obx_http_result *r)
         w->stats.by_status[r->status]++;
     w->stats.by_outcome[obx_backoff_classify(r->status)]++;
     obx_metrics_histogram_observe(&w->stats.latency, (double)r->duration_ms / 1000.0);
-    obx_circuit_record(&w->circuit, reachable(r->status), mono_now(w));
+    breaker_record(w, l->br, reachable(r->status));
     if (inf->auth_probe) {
         l->auth_probe_inflight = 0;
         if (obx_backoff_classify(r->status) != OBX_OUTCOME_AUTH && l->auth_paused) {
@@ -722,6 +732,51 @@ on_response(void *ctx, const struct obx_http_result *r)
     start_flush(w);
     kick(l);
     pump(w); /* a slot is free: send the next ready message now */
+}
+
+/* ---- breakers --------------------------------------------------------------------------- */
+
+/*
+ * The breaker of base_url (NULL: the configured one), made on first use. Out of memory,
+ * the configured URL's breaker stands in: a shared breaker only pauses more, never less.
+ */
+static struct breaker *
+breaker_for(struct obx_worker *w, const char *base_url)
+{
+    struct breaker *b;
+
+    for (b = w->breakers; b; b = b->next)
+        if ((b->base_url == NULL && base_url == NULL) ||
+            (b->base_url && base_url && strcmp(b->base_url, base_url) == 0))
+            return b;
+    b = obx_calloc(1, sizeof *b);
+    if (b && base_url && !(b->base_url = obx_strdup(base_url))) {
+        obx_free(b);
+        b = NULL;
+    }
+    if (!b)
+        return base_url ? breaker_for(w, NULL) : w->breakers;
+    obx_circuit_init(&b->c, OBX_CIRCUIT_DEFAULT_THRESHOLD, OBX_CIRCUIT_DEFAULT_MIN_OPEN_MS,
+                     OBX_CIRCUIT_DEFAULT_MAX_OPEN_MS);
+    b->next = w->breakers;
+    w->breakers = b;
+    return b;
+}
+
+/* Records an answer (or none); when the breaker closes again, its lanes look at once. */
+static void
+breaker_record(struct obx_worker *w, struct breaker *b, int success)
+{
+    int was_closed = b->c.state == OBX_CIRCUIT_CLOSED;
+
+    obx_circuit_record(&b->c, success, mono_now(w));
+    if (was_closed || b->c.state != OBX_CIRCUIT_CLOSED)
+        return;
+    if (w->def->br == b)
+        kick(w->def);
+    for (size_t i = 0; i < w->nlanes; i++)
+        if (w->lanes[i]->br == b)
+            kick(w->lanes[i]);
 }
 
 /* ---- lanes ---------------------------------------------------------------------------- */
@@ -819,14 +874,28 @@ prefetch_depth(const struct obx_worker *w)
     return depth < PREFETCH_MAX ? (int)depth : PREFETCH_MAX;
 }
 
-/* How many messages the lane should be claimed for now. */
+/*
+ * How many messages the lane should be claimed for now. A throttled lane keeps what its
+ * tokens will send in the next CLAIM_AHEAD_MS claimed (at least one), and asks again once
+ * half of that is sent: at 290/min that is a claim of two or three messages every half
+ * second, instead of one claim job per message.
+ */
 static int
 lane_want(const struct obx_worker *w, const struct lane *l)
 {
+    int64_t ahead;
     int want;
 
-    if (l->auth_paused || lane_throttled(w, l))
-        return l->nready ? 0 : 1; /* a probe, or one token at a time */
+    if (l->auth_paused)
+        return l->nready ? 0 : 1; /* a probe */
+    if (lane_throttled(w, l)) {
+        ahead = (int64_t)(lane_rate_per_s(w, l) * CLAIM_AHEAD_MS / 1000.0);
+        if (ahead < 1)
+            ahead = 1;
+        if (ahead > CLAIM_MAX)
+            ahead = CLAIM_MAX;
+        return l->nready * 2 > ahead ? 0 : (int)ahead - l->nready;
+    }
     want = prefetch_depth(w) - l->nready;
     return want < CLAIM_MAX ? want : CLAIM_MAX;
 }
@@ -844,6 +913,10 @@ kick(struct lane *l)
 
     if (l->gone || w->stopping || !l->api_key)
         return;
+    if (obx_circuit_wait_ms(&l->br->c, now) > 0) {
+        lane_set_timer(l, obx_circuit_wait_ms(&l->br->c, now));
+        return;
+    }
     if (l->auth_paused) {
         if (l->auth_probe_inflight)
             return;
@@ -938,7 +1011,7 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
 {
     enum obx_err err;
 
-    obx_circuit_allow(&w->circuit, now_mono);
+    obx_circuit_allow(&inf->lane->br->c, now_mono);
     link_inflight(w, inf);
     inf->lane->ninflight++;
     count_send(inf->lane, now_mono);
@@ -954,7 +1027,7 @@ start_claimed(struct obx_worker *w, struct inflight *inf, int64_t now_mono)
         unlink_inflight(w, inf);
         inf->lane->ninflight--;
         /* No request went out, so there is no probe answer to wait for: let the next go. */
-        w->circuit.probe_in_flight = 0;
+        inf->lane->br->c.probe_in_flight = 0;
         if (inf->auth_probe)
             inf->lane->auth_probe_inflight = 0;
         p = add_pending(w, &inf->c, OBX_NEXT_RETRY);
@@ -1161,7 +1234,7 @@ pump(struct obx_worker *w)
      * without a committed outcome, which bounds the duplicates of a crash (SPEC §3).
      */
     int capacity = (int)w->cfg->max_inflight - w->ninflight - w->unrecorded;
-    int64_t now = mono_now(w), circuit_wait;
+    int64_t now = mono_now(w);
 
     if (w->stopping)
         return;
@@ -1170,12 +1243,6 @@ pump(struct obx_worker *w)
         /* Outcomes cannot be written: claimed messages go back rather than sit in
          * `sending` past their lease. */
         release_ready(w, "released while sending is paused");
-        return;
-    }
-    circuit_wait = obx_circuit_wait_ms(&w->circuit, now);
-    if (circuit_wait > 0) {
-        release_ready(w, "released while sending is paused");
-        schedule_pump(w, circuit_wait);
         return;
     }
     while (capacity > 0 && w->run_head) {
@@ -1188,6 +1255,12 @@ pump(struct obx_worker *w)
         l->runnable = 0;
         if (l->gone || !l->ready)
             continue;
+        if (obx_circuit_wait_ms(&l->br->c, now) > 0) {
+            /* Its base URL is down: what it claimed goes back; a timer brings it back. */
+            release_lane_ready(l, "released while sending is paused");
+            kick(l);
+            continue;
+        }
         if (l->auth_paused) {
             if (l->auth_probe_inflight || now < l->auth_probe_at_mono_ms) {
                 kick(l);
@@ -1209,9 +1282,7 @@ pump(struct obx_worker *w)
             l->auth_probe_inflight = 1;
         start_claimed(w, inf, now);
         capacity--;
-        kick(l);
-        if (w->circuit.state != OBX_CIRCUIT_CLOSED)
-            break; /* the half-open probe goes alone */
+        kick(l); /* a half-open breaker now waits for its probe: kick sets a timer */
     }
     if (!w->claiming && w->want_head)
         submit_claim(w);
@@ -1241,6 +1312,7 @@ lane_new(struct obx_worker *w, const char *name)
     snprintf(l->name, sizeof l->name, "%s", name);
     l->rate_slot_sec = mono_now(w) / 1000;
     obx_ratelimit_init(&l->rl, w->cfg->rate_limit_per_s, w->cfg->rate_burst, mono_now(w));
+    l->br = breaker_for(w, NULL);
     return l;
 }
 
@@ -1274,6 +1346,7 @@ lane_configure(struct lane *l, const char *key, const char *fingerprint, const c
         obx_free(l->base_url);
         l->base_url = base_url ? obx_strdup(base_url) : NULL;
     }
+    l->br = breaker_for(w, l->base_url);
     l->rate_per_min = rate_per_min;
     l->burst = burst;
     obx_ratelimit_set_rate(&l->rl, lane_rate_per_s(w, l), lane_burst(w, l), mono_now(w));
@@ -1472,14 +1545,16 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)wall_now(w);
     obx_backoff_rng_seed(&w->rng, seed);
-    obx_circuit_init(&w->circuit, 5, 1000, 30000);
     ho.clock = w->clock;
     err = obx_http_client_new(base, &ho, &w->http);
     w->pump_ev = evtimer_new(base, on_pump, w);
     w->flush_ev = evtimer_new(base, on_flush, w);
     w->registry_ev = event_new(base, -1, EV_PERSIST, on_registry_poll, w);
+    w->breakers = NULL;
+    (void)breaker_for(w, NULL); /* the configured URL's: first, so it is the fallback */
     w->def = lane_new(w, "");
-    if (err == OBX_OK && (!w->pump_ev || !w->flush_ev || !w->registry_ev || !w->def))
+    if (err == OBX_OK &&
+        (!w->pump_ev || !w->flush_ev || !w->registry_ev || !w->def || !w->breakers))
         err = OBX_ENOMEM;
     if (err != OBX_OK) {
         obx_worker_free(w);
@@ -1557,6 +1632,12 @@ obx_worker_free(struct obx_worker *w)
         event_free(w->stop_ev);
     if (w->registry_ev)
         event_free(w->registry_ev);
+    while (w->breakers) {
+        struct breaker *b = w->breakers;
+        w->breakers = b->next;
+        obx_free(b->base_url);
+        obx_free(b);
+    }
     explicit_bzero(w->sealing_key, sizeof w->sealing_key);
     obx_free(w);
 }
@@ -1684,8 +1765,7 @@ obx_worker_stop(struct obx_worker *w, int64_t timeout_ms, void (*drained)(void *
 
 /* Why the lane does not send now, if it does not (static text), and until when. */
 static const char *
-lane_paused(const struct obx_worker *w, const struct lane *l, int64_t now_ms, int64_t now_mono,
-            int64_t *until_ms)
+lane_paused(const struct lane *l, int64_t now_ms, int64_t now_mono, int64_t *until_ms)
 {
     *until_ms = 0;
     if (!l->api_key)
@@ -1694,8 +1774,8 @@ lane_paused(const struct obx_worker *w, const struct lane *l, int64_t now_ms, in
         *until_ms = now_ms + (l->auth_probe_at_mono_ms - now_mono);
         return "auth";
     }
-    if (w->circuit.state != OBX_CIRCUIT_CLOSED) {
-        *until_ms = now_ms + obx_circuit_wait_ms(&w->circuit, now_mono);
+    if (l->br->c.state != OBX_CIRCUIT_CLOSED) {
+        *until_ms = now_ms + obx_circuit_wait_ms(&l->br->c, now_mono);
         return "circuit_open";
     }
     if (obx_ratelimit_paused(&l->rl, now_mono)) {
@@ -1713,8 +1793,8 @@ obx_worker_stats(const struct obx_worker *w, struct obx_worker_stats *out)
 
     *out = w->stats;
     out->inflight = w->ninflight;
-    out->circuit = obx_circuit_state_name(w->circuit.state);
-    why = lane_paused(w, w->def, now_ms, now_mono, &out->paused_until_ms);
+    out->circuit = obx_circuit_state_name(w->def->br->c.state);
+    why = lane_paused(w->def, now_ms, now_mono, &out->paused_until_ms);
     /* With tenants, a default tenant without a key is normal, not a pause. */
     if (why && strcmp(why, "no_key") == 0)
         why = w->nlanes ? NULL : "no_key";
@@ -1733,7 +1813,7 @@ fill_tenant(const struct obx_worker *w, const struct lane *l, int64_t now_ms, in
     t->is_default = l == w->def;
     t->key_fingerprint = l->key_fingerprint;
     t->no_key = l->api_key ? NULL : l->no_key;
-    t->paused_reason = lane_paused(w, l, now_ms, now_mono, &t->paused_until_ms);
+    t->paused_reason = lane_paused(l, now_ms, now_mono, &t->paused_until_ms);
     t->rate_limit_per_min = lane_rate_per_s(w, l) * 60.0;
     t->rate_burst = lane_burst(w, l);
     t->send_rate_per_min = send_rate_per_min(l, now_mono);
