@@ -558,6 +558,11 @@ on_committed(void *arg, enum obx_err err)
         api->last_failure_mono_ms = obx_mono_ms(api->clock);
     if (err == OBX_OK)
         count_results(api, g);
+    /* Wake the tenants whose channels got messages (the strings live until post_free). */
+    for (size_t i = 0; err == OBX_OK && api->worker && i < g->n; i++)
+        if (g->items[i].err == OBX_OK && g->items[i].result == OBX_ENQ_ACCEPTED &&
+            (i == 0 || strcmp(g->items[i].msg.channel_id, g->items[i - 1].msg.channel_id) != 0))
+            obx_worker_notify_channel(api->worker, g->items[i].msg.channel_id);
     obx_buf_init(&b, 64 * 1024 * 1024);
     for (size_t i = 0; i < g->nposts; i++) {
         struct post *p = g->posts[i];
@@ -573,8 +578,6 @@ on_committed(void *arg, enum obx_err err)
     obx_free(g->items);
     obx_free(g->posts);
     obx_free(c);
-    if (err == OBX_OK && api->worker)
-        obx_worker_notify(api->worker);
 }
 
 /*

@@ -135,6 +135,12 @@ struct lane {
     int64_t rate_slot_sec;          /* the second rate_slots[.. % RATE_SLOTS] was last set */
 };
 
+/* A channel a tenant owns: which lane to wake when a message for it is queued. */
+struct channel_ref {
+    char *channel_id; /* owned */
+    struct lane *lane;
+};
+
 /* An attempt waiting for the next flush; owns the strings the attempt points to. */
 struct pending {
     struct obx_attempt a;
@@ -189,6 +195,8 @@ struct obx_worker {
     struct lane *def;    /* the default tenant: the configured key */
     struct lane **lanes; /* the registry's tenants, sorted by name */
     size_t nlanes;
+    struct channel_ref *channels; /* the registry's channels and their lanes, by id */
+    size_t nchannels;
     struct lane *gone;        /* dropped lanes still referred to (via run_next) */
     int64_t registry_version; /* -1: not read yet */
     uint8_t sealing_key[OBX_SECRETBOX_KEY_BYTES];
@@ -1400,6 +1408,75 @@ unlist(struct obx_worker *w, struct lane *l)
     l->runnable = l->wanted = 0;
 }
 
+static void
+free_channels(struct obx_worker *w)
+{
+    for (size_t i = 0; i < w->nchannels; i++)
+        obx_free(w->channels[i].channel_id);
+    obx_free(w->channels);
+    w->channels = NULL;
+    w->nchannels = 0;
+}
+
+static int
+channel_ref_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct channel_ref *)a)->channel_id,
+                  ((const struct channel_ref *)b)->channel_id);
+}
+
+struct channel_load {
+    struct obx_worker *w;
+    struct channel_ref *v;
+    size_t n, cap;
+    enum obx_err err;
+};
+
+static int
+collect_channels(void *ctx, const struct obx_tenant_row *t)
+{
+    struct channel_load *cl = ctx;
+    struct lane *l = find_lane(cl->w->lanes, cl->w->nlanes, t->name);
+
+    for (size_t i = 0; l && i < t->nchannels; i++) {
+        if (cl->n == cl->cap) {
+            size_t ncap = cl->cap ? cl->cap * 2 : 64;
+            struct channel_ref *v = obx_realloc(cl->v, ncap * sizeof *v);
+            if (!v) {
+                cl->err = OBX_ENOMEM;
+                return 1;
+            }
+            cl->v = v;
+            cl->cap = ncap;
+        }
+        cl->v[cl->n].lane = l;
+        cl->v[cl->n].channel_id = obx_strdup(t->channels[i].channel_id);
+        if (!cl->v[cl->n].channel_id) {
+            cl->err = OBX_ENOMEM;
+            return 1;
+        }
+        cl->n++;
+    }
+    return 0;
+}
+
+/* The channel -> lane map that obx_worker_notify_channel looks in. */
+static enum obx_err
+load_channels(struct obx_worker *w)
+{
+    struct channel_load cl = {w, NULL, 0, 0, OBX_OK};
+    enum obx_err err = obx_store_tenant_list(w->st, NULL, collect_channels, &cl);
+
+    if (err == OBX_OK)
+        err = cl.err;
+    free_channels(w);
+    w->channels = cl.v;
+    w->nchannels = cl.n;
+    if (w->nchannels)
+        qsort(w->channels, w->nchannels, sizeof *w->channels, channel_ref_cmp);
+    return err;
+}
+
 /* Makes the lanes match the registry: new ones start, changed ones change, removed go. */
 static enum obx_err
 apply_registry(struct obx_worker *w)
@@ -1464,6 +1541,8 @@ apply_registry(struct obx_worker *w)
     w->lanes = lanes;
     w->nlanes = n;
     obx_store_tenant_conf_free(t, n);
+    if (err == OBX_OK)
+        err = load_channels(w);
     if (err == OBX_OK)
         w->registry_version = version;
     sweep_gone(w);
@@ -1610,6 +1689,7 @@ obx_worker_free(struct obx_worker *w)
         lane_free(w->lanes[i]);
     }
     obx_free(w->lanes);
+    free_channels(w);
     while (w->gone) {
         struct lane *l = w->gone;
         w->gone = l->run_next;
@@ -1676,12 +1756,19 @@ obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
 }
 
 void
-obx_worker_release_tenant(struct obx_worker *w, const char *tenant)
+obx_worker_notify_channel(struct obx_worker *w, const char *channel_id)
 {
-    struct lane *l = find_lane(w->lanes, w->nlanes, tenant);
+    struct channel_ref key = {(char *)channel_id, NULL};
+    struct channel_ref *hit = w->nchannels ? bsearch(&key, w->channels, w->nchannels,
+                                                     sizeof *w->channels, channel_ref_cmp)
+                                           : NULL;
+    struct lane *l = hit ? hit->lane : w->def;
 
-    if (l)
-        release_lane_ready(l, "released: tenant paused");
+    if (l->idle) {
+        l->idle = 0;
+        kick(l);
+        schedule_pump(w, 0);
+    }
 }
 
 void

@@ -76,6 +76,10 @@ void obx_worker_free(struct obx_worker *w);
 /* New work was committed by this process: look for it now rather than at the next poll. */
 void obx_worker_notify(struct obx_worker *w);
 
+/* The same for work of one channel only: wakes only the tenant that owns it (or the
+ * default one), so a stream of enqueues does not make thousands of idle tenants look. */
+void obx_worker_notify_channel(struct obx_worker *w, const char *channel_id);
+
 /*
  * A channel was paused: its claimed but unsent messages go back to `queued` (recorded as
  * releases) instead of being sent. Requests already in flight finish.
@@ -101,7 +105,5 @@ void obx_worker_tenants(const struct obx_worker *w, obx_worker_tenant_fn fn, voi
 /* This process changed the tenant registry: apply it now, not at the next 1 s poll. */
 void obx_worker_tenants_changed(struct obx_worker *w);
 
-/* A tenant was paused: its claimed but unsent messages go back (as for a channel). */
-void obx_worker_release_tenant(struct obx_worker *w, const char *tenant);
 
 #endif

@@ -127,7 +127,8 @@ serve_holds_lock() {
 # start_serve [DB] [serve options]: `outbox serve` on DB (default $DB; a first argument that
 # does not start with "-" is the database) against the mock, SERVE_ARGS then the options,
 # output appended to $T/serve.log. Returns once serve holds the single-instance lock and has
-# opened the database. Sets SERVE_PID and SERVE_CHILD, the serve process: with STRACE_OUT
+# opened the database. API_KEY is serve's default key: test-key when unset, none when set
+# and empty (tenants only). Sets SERVE_PID and SERVE_CHILD, the serve process: with STRACE_OUT
 # set, serve runs under `strace -f -c` counting fsync, fdatasync and sync_file_range (summary
 # in $STRACE_OUT), SERVE_PID is strace and SERVE_CHILD serve.
 start_serve() {
@@ -137,7 +138,7 @@ start_serve() {
         ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} "$@")
     [ -n "${STRACE_OUT:-}" ] &&
         cmd=(strace --seccomp-bpf -f -c -e 'trace=fsync,fdatasync,sync_file_range' -o "$STRACE_OUT" "${cmd[@]}")
-    OUTBOX_PARTOO_API_KEY=${API_KEY:-test-key} "${cmd[@]}" >>"$T/serve.log" 2>&1 &
+    OUTBOX_PARTOO_API_KEY=${API_KEY-test-key} "${cmd[@]}" >>"$T/serve.log" 2>&1 &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
     wait_until "${SERVE_START_S:-10}" 'serve_holds_lock "$db" && [ -s "$db" ]' ||
