@@ -1483,7 +1483,7 @@ apply_registry(struct obx_worker *w)
 {
     struct obx_tenant_conf *t = NULL;
     struct lane **lanes;
-    size_t n = 0;
+    size_t n = 0, loaded = 0;
     int64_t version = 0;
     enum obx_err err = obx_store_tenant_version(w->st, &version);
 
@@ -1509,6 +1509,7 @@ apply_registry(struct obx_worker *w)
             l = lane_new(w, t[i].name);
             if (!l) {
                 err = OBX_ENOMEM;
+                loaded = n;
                 n = i;
                 break;
             }
@@ -1540,7 +1541,7 @@ apply_registry(struct obx_worker *w)
     obx_free(w->lanes);
     w->lanes = lanes;
     w->nlanes = n;
-    obx_store_tenant_conf_free(t, n);
+    obx_store_tenant_conf_free(t, loaded ? loaded : n);
     if (err == OBX_OK)
         err = load_channels(w);
     if (err == OBX_OK)
