@@ -559,12 +559,12 @@ cmd_tenant(int argc, char **argv)
     rc = check_action_flags(&c, &a);
     if (rc != CLI_OK)
         goto out;
-    if ((size_t)(a.channels.n + a.readonly.n) > OBX_TENANT_CHANNELS_MAX) {
+    if ((size_t)a.channels.n + (size_t)a.readonly.n > OBX_TENANT_CHANNELS_MAX) {
         cli_error(&c, "at most %d channels in one change", OBX_TENANT_CHANNELS_MAX);
         rc = CLI_USAGE;
         goto out;
     }
-    ch = obx_calloc((size_t)(a.channels.n + a.readonly.n) + 1, sizeof *ch);
+    ch = obx_calloc((size_t)a.channels.n + (size_t)a.readonly.n + 1, sizeof *ch);
     rc = ch ? cli_open_store(&c, 0, &st) : CLI_FAIL;
     if (rc != CLI_OK)
         goto out;
