@@ -571,8 +571,8 @@ static void
 check_tenant_keys(struct doctor *d, const char *name)
 {
     static const char seal_fix[] =
-        "set secrets_key_file to a file of 32 random bytes, owner-only (head -c 32 "
-        "/dev/urandom > F; chmod 600 F), then give each key again (outbox tenant set NAME "
+        "set secrets_key_file to a file of 32 random bytes, owner-only ((umask 077; openssl "
+        "rand -hex 32 > FILE)), then give each key again (outbox tenant set NAME "
         "--api-key-file F): it is stored sealed";
     const struct obx_config *cfg = &d->c->cfg;
     uint8_t key[OBX_SECRETBOX_KEY_BYTES];
