@@ -7,9 +7,12 @@
  * notices a change within a second (the registry version), so no restart and no signal.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cli.h"
@@ -65,19 +68,42 @@ struct tenant_args {
 /* ---- the key: first line of a file or stdin, wiped after use ---------------------------- */
 
 /*
- * Reads the first line of f into key (OBX_TENANT_KEY_MAX + 2 bytes): surrounding
- * whitespace trimmed, as partoo_api_key_file. Returns NULL or why not (never the key).
+ * Reads up to the first newline of fd into key (size = OBX_TENANT_KEY_MAX + 2 bytes) with
+ * read(2), not stdio, so that no library buffer keeps a copy; stops at the newline, so a
+ * key typed or piped needs no end of file. Returns the bytes read, or -1.
+ */
+static ssize_t
+read_line(int fd, char *key, size_t size)
+{
+    size_t n = 0;
+
+    while (n < size - 1 && !memchr(key, '\n', n)) {
+        ssize_t r = read(fd, key + n, size - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    key[n] = '\0';
+    return (ssize_t)n;
+}
+
+/*
+ * The first line of fd into key: surrounding whitespace trimmed, as partoo_api_key_file.
+ * Returns NULL or why not (never the key). Whatever followed the line is wiped.
  */
 static const char *
-read_key(FILE *f, char *key, size_t size)
+read_key(int fd, char *key, size_t size)
 {
-    size_t n = fread(key, 1, size - 1, f), start = 0;
-    char *nl;
+    ssize_t got = read_line(fd, key, size);
+    size_t n = got > 0 ? (size_t)got : 0, start = 0;
+    char *nl = memchr(key, '\n', n);
 
-    if (ferror(f))
+    if (got < 0)
         return "cannot be read";
-    key[n] = '\0';
-    nl = memchr(key, '\n', n);
     if (!nl && n == size - 1)
         return KEY_TOO_LONG;
     if (nl)
@@ -88,7 +114,7 @@ read_key(FILE *f, char *key, size_t size)
         start++;
     memmove(key, key + start, n - start);
     n -= start;
-    explicit_bzero(key + n, size - n); /* the rest of the file, if any */
+    explicit_bzero(key + n, size - n);
     if (n == 0)
         return "holds no key (its first line is empty)";
     if (n > OBX_TENANT_KEY_MAX)
@@ -99,20 +125,35 @@ read_key(FILE *f, char *key, size_t size)
     return NULL;
 }
 
-/* The key named by --api-key-file or --api-key-stdin into key; CLI_OK or CLI_FAIL. */
+/*
+ * The key named by --api-key-file or --api-key-stdin into key; CLI_OK or CLI_FAIL. On a
+ * terminal, the typed key is not echoed (as passwd does).
+ */
 static int
 load_key(struct cli *c, const struct tenant_args *a, char *key, size_t size)
 {
-    FILE *f = a->key_stdin ? stdin : fopen(a->key_file, "r");
+    int fd = a->key_stdin ? STDIN_FILENO : open(a->key_file, O_RDONLY | O_CLOEXEC);
+    struct termios saved, quiet;
+    int tty = a->key_stdin && isatty(fd) && tcgetattr(fd, &saved) == 0;
     const char *why;
 
-    if (!f) {
+    if (fd < 0) {
         cli_error(c, "cannot read --api-key-file '%s': %s", a->key_file, strerror(errno));
         return CLI_FAIL;
     }
-    why = read_key(f, key, size);
+    if (tty) {
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        fputs("API key: ", stderr);
+        tty = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+    }
+    why = read_key(fd, key, size);
+    if (tty) {
+        (void)tcsetattr(fd, TCSAFLUSH, &saved);
+        fputc('\n', stderr);
+    }
     if (!a->key_stdin)
-        fclose(f);
+        close(fd);
     if (why) {
         if (a->key_stdin)
             cli_error(c, "--api-key-stdin: standard input %s", why);
