@@ -1824,8 +1824,9 @@ field_400(struct evhttp_request *req, const char *code, const char *field, const
 
 /* "rate_limit": null (the configured one), a number per minute, or "290/min" as configured. */
 static int
-tenant_rate(struct evhttp_request *req, const obx_json *j, struct obx_tenant_spec *s)
+tenant_rate(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
 {
+    struct obx_tenant_spec *s = &p->spec;
     static const char why[] = "must be null (the configured rate_limit), a number of requests "
                               "per minute (0 < n <= 60000000), or N/s, N/min or N/h; a tenant "
                               "cannot be unlimited (Partoo limits each organisation)";
@@ -1850,8 +1851,9 @@ tenant_rate(struct evhttp_request *req, const obx_json *j, struct obx_tenant_spe
 }
 
 static int
-tenant_burst(struct evhttp_request *req, const obx_json *j, struct obx_tenant_spec *s)
+tenant_burst(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
 {
+    struct obx_tenant_spec *s = &p->spec;
     double v = obx_json_is_number(j) ? obx_json_number(j) : 0;
 
     s->set_rate_burst = 1;
@@ -1866,8 +1868,9 @@ tenant_burst(struct evhttp_request *req, const obx_json *j, struct obx_tenant_sp
 }
 
 static int
-tenant_url(struct evhttp_request *req, const obx_json *j, struct obx_tenant_spec *s)
+tenant_url(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
 {
+    struct obx_tenant_spec *s = &p->spec;
     const char *why;
 
     s->set_base_url = 1;
@@ -1888,8 +1891,9 @@ tenant_url(struct evhttp_request *req, const obx_json *j, struct obx_tenant_spec
 
 /* "api_key": 1..OBX_TENANT_KEY_MAX bytes, no control character. Never echoed. */
 static int
-tenant_key(struct evhttp_request *req, const obx_json *j, struct obx_tenant_spec *s)
+tenant_key(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
 {
+    struct obx_tenant_spec *s = &p->spec;
     const char *k = obx_json_string(j);
     size_t n = k ? strlen(k) : 0;
 
@@ -1977,29 +1981,34 @@ tenant_channels(struct evhttp_request *req, const obx_json *j, struct tenant_put
 }
 
 /* Reads the body's members into p; -1 after answering 400 naming the field. */
+static const struct {
+    const char *name;
+    int (*read)(struct evhttp_request *req, const obx_json *j, struct tenant_put *p);
+} tenant_members[] = {
+    {"api_key", tenant_key},         {"rate_limit", tenant_rate},   {"rate_burst", tenant_burst},
+    {"partoo_base_url", tenant_url}, {"channels", tenant_channels},
+};
+#define N_TENANT_MEMBERS (sizeof tenant_members / sizeof tenant_members[0])
+
 static int
 tenant_parse(struct evhttp_request *req, const obx_json *doc, struct tenant_put *p)
 {
+    unsigned seen = 0;
     char buf[68];
 
     for (const obx_json *m = obx_json_child(doc); m; m = obx_json_next(m)) {
         const char *name = obx_json_name(m);
-        int rc;
-        if (strcmp(name, "api_key") == 0)
-            rc = tenant_key(req, m, &p->spec);
-        else if (strcmp(name, "rate_limit") == 0)
-            rc = tenant_rate(req, m, &p->spec);
-        else if (strcmp(name, "rate_burst") == 0)
-            rc = tenant_burst(req, m, &p->spec);
-        else if (strcmp(name, "partoo_base_url") == 0)
-            rc = tenant_url(req, m, &p->spec);
-        else if (strcmp(name, "channels") == 0)
-            rc = tenant_channels(req, m, p);
-        else
-            rc = field_400(req, "unknown_field", short_name(name, buf, sizeof buf),
-                           "is not a field of a tenant (api_key, rate_limit, rate_burst, "
-                           "partoo_base_url, channels)");
-        if (rc != 0)
+        size_t i = 0;
+        while (i < N_TENANT_MEMBERS && strcmp(name, tenant_members[i].name) != 0)
+            i++;
+        if (i == N_TENANT_MEMBERS)
+            return field_400(req, "unknown_field", short_name(name, buf, sizeof buf),
+                             "is not a field of a tenant (api_key, rate_limit, rate_burst, "
+                             "partoo_base_url, channels)");
+        if (seen & (1u << i))
+            return field_400(req, "duplicate_field", name, "is given twice");
+        seen |= 1u << i;
+        if (tenant_members[i].read(req, m, p) != 0)
             return -1;
     }
     return 0;

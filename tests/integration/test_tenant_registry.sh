@@ -217,6 +217,8 @@ put delta "{\"api_key\":\"\"}"
 assert_eq "an empty key: 400 api_key" "$(errsig)" "400 invalid_value api_key"
 put delta "{\"api_key\":\"$K3\",\"apikey\":\"x\"}"
 assert_eq "an unknown field: 400 naming it" "$(errsig)" "400 unknown_field apikey"
+put delta "{\"api_key\":\"$K3\",\"rate_limit\":60,\"rate_limit\":\"1/s\"}"
+assert_eq "a field twice: 400 naming it" "$(errsig)" "400 duplicate_field rate_limit"
 put delta '[1]'
 assert_eq "not an object: 400" "$CODE" 400
 assert_eq "nothing changed by any of them" \
