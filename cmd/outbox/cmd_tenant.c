@@ -56,7 +56,9 @@ static const char usage_text[] =
     "                          owner, or go with the configured key if there is one\n\n"
     "The key is stored AES-256-GCM sealed under secrets_key_file when that is set, else in\n"
     "the clear (doctor warns). No command prints it: `ls` shows a SHA-256 fingerprint.\n"
-    "A channel another tenant owns is refused (exit 1) and nothing changes.\n\n" CLI_COMMON_HELP;
+    "A channel another tenant owns is refused (exit 1) and nothing changes. With --json,\n"
+    "ls prints an array of tenants as GET /v1/tenants/{name} shows one, add and set print\n"
+    "the tenant, rm {\"deleted\":NAME}.\n\n" CLI_COMMON_HELP;
 
 struct tenant_args {
     const char *action, *name;
