@@ -10,6 +10,8 @@
  *   GET  /v1/inbox                             replies from Partoo users, unacknowledged
  *   POST /v1/inbox/{id}/ack                    acknowledge a reply
  *   GET  /metrics                              Prometheus text (lib/metrics.c)
+ *   GET  /v1/tenants                           the tenant registry (SPEC §11), never a key
+ *   GET|PUT|DELETE /v1/tenants/{name}          one tenant: read, create or change, remove
  *   GET  /healthz, /readyz                     open even when api_token is set
  *
  * Group commit: a POST /v1/messages is parsed and validated at once, its valid
@@ -36,7 +38,9 @@
 #include "mem.h"
 #include "msg.h"
 #include "query.h"
+#include "secretbox.h"
 #include "store_queue.h"
+#include "store_tenant.h"
 #include "ui.h"
 #include "view.h"
 
@@ -1764,6 +1768,501 @@ out:
     obx_buf_release(&b);
 }
 
+/* ---- tenants (SPEC §11): PUT, GET, DELETE /v1/tenants/{name} --------------------------------- */
+
+#define TENANT_ID_MAX 255                  /* bytes of a channel id, as for messages */
+#define TENANT_RATE_MAX_PER_MIN 60000000.0 /* rate_limit's bound, 1000000/s */
+
+/* A PUT's body, as the store takes it; strings borrowed from the parsed document. */
+struct tenant_put {
+    struct obx_tenant_spec spec;
+    struct obx_tenant_channel *channels;
+    enum obx_tenant_put_mode mode;
+    const uint8_t *sealing_key;
+    int created;
+    char conflict[TENANT_ID_MAX + 1];
+};
+
+static enum obx_err
+run_tenant_put(struct obx_store *st, void *arg)
+{
+    struct tenant_put *p = arg;
+
+    return obx_store_tenant_put(st, &p->spec, p->mode, p->sealing_key, &p->created, p->conflict,
+                                sizeof p->conflict);
+}
+
+static enum obx_err
+run_tenant_remove(struct obx_store *st, void *arg)
+{
+    return obx_store_tenant_remove(st, arg);
+}
+
+/* NULL when id may name a channel (as a message's channel_id), else why not. */
+static const char *
+tenant_channel_problem(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+
+    if (n == 0 || n > TENANT_ID_MAX)
+        return "must be a string of 1..255 bytes";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+            return "must not contain control characters";
+    if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
+        return "must not be \".\" or \"..\"";
+    return NULL; /* valid UTF-8: obx_json_parse checked the whole body */
+}
+
+/* 400 naming the field: "<field> <what>"; returns -1 for the caller to pass on. */
+static int
+field_400(struct evhttp_request *req, const char *code, const char *field, const char *what)
+{
+    char msg[320];
+
+    snprintf(msg, sizeof msg, "%s %s", field, what);
+    obx_httpd_error(req, 400, code, msg, field);
+    return -1;
+}
+
+/* "rate_limit": null (the configured one), a number per minute, or "290/min" as configured. */
+static int
+tenant_rate(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
+{
+    struct obx_tenant_spec *s = &p->spec;
+    static const char why[] = "must be null (the configured rate_limit), a number of requests "
+                              "per minute (0 < n <= 60000000), or N/s, N/min or N/h; a tenant "
+                              "cannot be unlimited (Partoo limits each organisation)";
+    double per_s = 0;
+
+    s->set_rate_limit = 1;
+    if (obx_json_is_null(j))
+        return 0;
+    if (obx_json_is_number(j)) {
+        s->rate_limit_per_min = obx_json_number(j);
+        if (s->rate_limit_per_min > 0 && s->rate_limit_per_min <= TENANT_RATE_MAX_PER_MIN)
+            return 0;
+        return field_400(req, "invalid_value", "rate_limit", why);
+    }
+    if (obx_json_is_string(j) &&
+        obx_config_parse_rate_per_s(obx_json_string(j), &per_s) == OBX_OK && per_s > 0 &&
+        per_s * 60.0 <= TENANT_RATE_MAX_PER_MIN) {
+        s->rate_limit_per_min = per_s * 60.0;
+        return 0;
+    }
+    return field_400(req, "invalid_value", "rate_limit", why);
+}
+
+static int
+tenant_burst(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
+{
+    struct obx_tenant_spec *s = &p->spec;
+    double v = obx_json_is_number(j) ? obx_json_number(j) : 0;
+
+    s->set_rate_burst = 1;
+    if (obx_json_is_null(j))
+        return 0;
+    if (obx_json_is_number(j) && v >= 1 && v <= 1000 && v == (double)(int64_t)v) {
+        s->rate_burst = (int64_t)v;
+        return 0;
+    }
+    return field_400(req, "invalid_value", "rate_burst",
+                     "must be null (the configured rate_burst) or a whole number 1..1000");
+}
+
+static int
+tenant_url(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
+{
+    struct obx_tenant_spec *s = &p->spec;
+    const char *why;
+
+    s->set_base_url = 1;
+    if (obx_json_is_null(j))
+        return 0;
+    if (!obx_json_is_string(j))
+        return field_400(req, "invalid_value", "partoo_base_url",
+                         "must be null (the configured one) or a URL");
+    why = obx_config_check_url(obx_json_string(j));
+    if (why) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "is not accepted: %s", why);
+        return field_400(req, "invalid_value", "partoo_base_url", msg);
+    }
+    s->partoo_base_url = obx_json_string(j);
+    return 0;
+}
+
+/* "api_key": 1..OBX_TENANT_KEY_MAX bytes, no control character. Never echoed. */
+static int
+tenant_key(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
+{
+    struct obx_tenant_spec *s = &p->spec;
+    const char *k = obx_json_string(j);
+    size_t n = k ? strlen(k) : 0;
+
+    if (obx_json_is_null(j))
+        return 0; /* keep the stored key */
+    if (n == 0 || n > OBX_TENANT_KEY_MAX)
+        return field_400(req, n ? "too_large" : "invalid_value", "api_key",
+                         "must be a string of 1..4096 bytes"); /* OBX_TENANT_KEY_MAX */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x20 || k[i] == 0x7f)
+            return field_400(req, "invalid_value", "api_key",
+                             "must not contain control characters");
+    s->api_key = k;
+    return 0;
+}
+
+/* A member name as echoed in an error: at most size - 4 bytes, whole UTF-8 characters. */
+static const char *
+short_name(const char *name, char *buf, size_t size)
+{
+    size_t n = obx_buf_utf8_prefix(name, size - 4);
+
+    snprintf(buf, size, "%.*s%s", (int)n, name, name[n] ? "..." : "");
+    return buf;
+}
+
+/* One item of "channels": {"channel_id": "...", "readonly": false}. */
+static int
+tenant_channel(struct evhttp_request *req, const obx_json *item, int i, struct tenant_put *p)
+{
+    char field[64], buf[36];
+    const char *why;
+    size_t n = p->spec.nchannels;
+
+    snprintf(field, sizeof field, "channels[%d]", i);
+    if (!obx_json_is_object(item))
+        return field_400(req, "invalid_value", field,
+                         "must be an object {\"channel_id\", \"readonly\"}");
+    for (const obx_json *m = obx_json_child(item); m; m = obx_json_next(m)) {
+        const char *name = obx_json_name(m);
+        if (strcmp(name, "readonly") == 0 && obx_json_is_bool(m)) {
+            p->channels[n].readonly = obx_json_is_true(m);
+        } else if (strcmp(name, "readonly") == 0) {
+            snprintf(field, sizeof field, "channels[%d].readonly", i);
+            return field_400(req, "invalid_value", field, "must be true or false");
+        } else if (strcmp(name, "channel_id") != 0) {
+            snprintf(field, sizeof field, "channels[%d].%s", i, short_name(name, buf, 36));
+            return field_400(req, "unknown_field", field, "is not a field of a channel");
+        }
+    }
+    p->channels[n].channel_id = obx_json_string(obx_json_get(item, "channel_id"));
+    snprintf(field, sizeof field, "channels[%d].channel_id", i);
+    why = tenant_channel_problem(p->channels[n].channel_id);
+    if (why)
+        return field_400(req, "invalid_value", field, why);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(p->channels[k].channel_id, p->channels[n].channel_id) == 0)
+            return field_400(req, "invalid_value", field, "names a channel given before");
+    p->spec.nchannels++;
+    return 0;
+}
+
+static int
+tenant_channels(struct evhttp_request *req, const obx_json *j, struct tenant_put *p)
+{
+    int n = obx_json_is_array(j) ? obx_json_array_size(j) : -1, i = 0;
+
+    if (n < 0)
+        return field_400(req, "invalid_value", "channels",
+                         "must be an array of {\"channel_id\", \"readonly\"}");
+    if (n > OBX_TENANT_CHANNELS_MAX)
+        return field_400(req, "too_large", "channels",
+                         "holds at most 10000 channels"); /* OBX_TENANT_CHANNELS_MAX */
+    p->channels = obx_calloc((size_t)n + 1, sizeof *p->channels);
+    if (!p->channels) {
+        refuse_no_memory(req);
+        return -1;
+    }
+    p->spec.channels = p->channels;
+    p->spec.replace_channels = 1; /* the whole set: channels left out are released */
+    for (const obx_json *item = obx_json_child(j); item; item = obx_json_next(item), i++)
+        if (tenant_channel(req, item, i, p) != 0)
+            return -1;
+    return 0;
+}
+
+/* Reads the body's members into p; -1 after answering 400 naming the field. */
+static const struct {
+    const char *name;
+    int (*read)(struct evhttp_request *req, const obx_json *j, struct tenant_put *p);
+} tenant_members[] = {
+    {"api_key", tenant_key},         {"rate_limit", tenant_rate},   {"rate_burst", tenant_burst},
+    {"partoo_base_url", tenant_url}, {"channels", tenant_channels},
+};
+#define N_TENANT_MEMBERS (sizeof tenant_members / sizeof tenant_members[0])
+
+static int
+tenant_parse(struct evhttp_request *req, const obx_json *doc, struct tenant_put *p)
+{
+    unsigned seen = 0;
+    char buf[68];
+
+    for (const obx_json *m = obx_json_child(doc); m; m = obx_json_next(m)) {
+        const char *name = obx_json_name(m);
+        size_t i = 0;
+        while (i < N_TENANT_MEMBERS && strcmp(name, tenant_members[i].name) != 0)
+            i++;
+        if (i == N_TENANT_MEMBERS)
+            return field_400(req, "unknown_field", short_name(name, buf, sizeof buf),
+                             "is not a field of a tenant (api_key, rate_limit, rate_burst, "
+                             "partoo_base_url, channels)");
+        if (seen & (1u << i))
+            return field_400(req, "duplicate_field", name, "is given twice");
+        seen |= 1u << i;
+        if (tenant_members[i].read(req, m, p) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+on_tenant_row(void *ctx, const struct obx_tenant_row *t)
+{
+    struct list_ctx *l = ctx;
+
+    if (l->n++)
+        l->err = obx_buf_puts(l->b, ",");
+    if (l->err == OBX_OK)
+        l->err = obx_view_tenant(l->b, t);
+    return l->err != OBX_OK;
+}
+
+/* Answers status with the tenant's view (after a change, or for GET). */
+static void
+reply_tenant(struct obx_api *api, struct evhttp_request *req, int status, const char *name)
+{
+    struct obx_buf b;
+    struct list_ctx l = {&b, 0, OBX_OK};
+    enum obx_err err;
+
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = obx_store_tenant_list(api->st, name, on_tenant_row, &l);
+    if (err == OBX_ENOTFOUND)
+        obx_httpd_error(req, 404, "not_found", "no such tenant", NULL);
+    else
+        reply_doc(req, status, &b, err == OBX_OK ? l.err : err);
+    obx_buf_release(&b);
+}
+
+struct owner_find {
+    const char *channel_id;
+    char owner[OBX_TENANT_NAME_MAX + 1];
+};
+
+static int
+on_owner_row(void *ctx, const struct obx_tenant_row *t)
+{
+    struct owner_find *o = ctx;
+
+    for (size_t i = 0; i < t->nchannels; i++)
+        if (strcmp(t->channels[i].channel_id, o->channel_id) == 0) {
+            snprintf(o->owner, sizeof o->owner, "%s", t->name);
+            return 1;
+        }
+    return 0;
+}
+
+/* 409: the channel another tenant owns, named by its index in the body. */
+static void
+reply_tenant_conflict(struct obx_api *api, struct evhttp_request *req, const struct tenant_put *p)
+{
+    struct owner_find o = {p->conflict, "?"};
+    char field[64] = "channels", msg[512];
+
+    for (size_t i = 0; i < p->spec.nchannels; i++)
+        if (strcmp(p->spec.channels[i].channel_id, p->conflict) == 0)
+            snprintf(field, sizeof field, "channels[%zu].channel_id", i);
+    if (obx_store_tenant_list(api->st, NULL, on_owner_row, &o) != OBX_OK)
+        snprintf(o.owner, sizeof o.owner, "?");
+    snprintf(msg, sizeof msg, "channel '%.255s' belongs to tenant '%s'; nothing changed",
+             p->conflict, o.owner);
+    obx_httpd_error(req, 409, "conflict", msg, field);
+}
+
+/* Reads a PUT's JSON object body under max_body_bytes, or answers the error (NULL). */
+static obx_json *
+read_tenant_body(struct obx_api *api, struct evhttp_request *req, char **body, size_t *len)
+{
+    struct obx_json_error je = {0};
+    size_t cap = (size_t)api->cfg->max_body_bytes;
+    obx_json *doc = NULL;
+    enum obx_err err = obx_httpd_body(req, cap, body, len);
+
+    if (err == OBX_ETOOBIG) {
+        obx_httpd_error(req, 413, "too_large", "the body exceeds max_body_bytes", NULL);
+        return NULL;
+    }
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", "cannot read the body", NULL);
+        return NULL;
+    }
+    err = obx_json_parse(*body, *len, cap, (int)api->cfg->max_json_depth, &doc, &je);
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 400, je.code, je.message, NULL);
+        return NULL;
+    }
+    if (!obx_json_is_object(doc)) {
+        obx_json_free(doc);
+        obx_httpd_error(req, 400, "invalid_json", "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    return doc;
+}
+
+/* 400 for a name that cannot be a tenant's; 0 when it can. */
+static int
+tenant_name_problem(struct evhttp_request *req, const char *name)
+{
+    if (strcmp(name, "default") == 0) {
+        obx_httpd_error(req, 400, "invalid_value",
+                        "'default' is reserved for the configured key (partoo_api_key_file), "
+                        "which serves every channel no tenant owns",
+                        "tenant");
+        return -1;
+    }
+    if (!obx_store_tenant_name_valid(name)) {
+        obx_httpd_error(req, 400, "invalid_value",
+                        "a tenant name is 1..64 characters of A-Z a-z 0-9 . _ -", "tenant");
+        return -1;
+    }
+    return 0;
+}
+
+/* Stores p through the store thread with the sealing key, if one is configured. */
+static enum obx_err
+tenant_store(struct obx_api *api, struct evhttp_request *req, struct tenant_put *p)
+{
+    uint8_t key[OBX_SECRETBOX_KEY_BYTES];
+    struct obx_buf why;
+    enum obx_err err = OBX_OK;
+
+    obx_buf_init(&why, 4096);
+    if (api->cfg->secrets_key_file) {
+        err = obx_secretbox_load_key(api->cfg->secrets_key_file, key, &why);
+        if (err != OBX_OK) {
+            obx_log(OBX_LOG_ERROR, "cannot read secrets_key_file",
+                    OBX_KS("error", obx_buf_str(&why)));
+            obx_httpd_error(req, 500, "internal",
+                            "secrets_key_file cannot be read: nothing changed (see the log)", NULL);
+        } else {
+            p->sealing_key = key;
+        }
+    }
+    if (err == OBX_OK)
+        err = obx_storeq_call(api->q, run_tenant_put, p);
+    else
+        err = OBX_ECONFIG; /* answered above */
+    p->sealing_key = NULL;
+    explicit_bzero(key, sizeof key);
+    obx_buf_release(&why);
+    return err;
+}
+
+/* PUT /v1/tenants/{name}: create (201) or change (200); the whole view comes back. */
+static void
+on_tenant_put(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct tenant_put p = {.mode = OBX_TENANT_UPSERT};
+    char *body = NULL;
+    size_t len = 0;
+    obx_json *doc = NULL;
+    enum obx_err err;
+
+    p.spec.name = seg[2];
+    if (tenant_name_problem(req, seg[2]) != 0)
+        goto out;
+    doc = read_tenant_body(api, req, &body, &len);
+    if (!doc || tenant_parse(req, doc, &p) != 0)
+        goto out;
+    err = tenant_store(api, req, &p);
+    if (err == OBX_ECONFIG)
+        goto out;
+    if (err == OBX_EINVAL && !p.spec.api_key) {
+        obx_httpd_error(req, 400, "missing_field", "api_key is required for a new tenant",
+                        "api_key");
+    } else if (err == OBX_ECONFLICT) {
+        reply_tenant_conflict(api, req, &p);
+    } else if (err != OBX_OK) {
+        reply_write_error(api, req, err);
+    } else {
+        obx_log(OBX_LOG_INFO, p.created ? "tenant added" : "tenant changed",
+                OBX_KS("tenant", seg[2]), OBX_KS("by", actor(req)),
+                OBX_KS("key", !p.spec.api_key              ? "kept"
+                              : api->cfg->secrets_key_file ? "set, sealed"
+                                                           : "set, in the clear"));
+        if (api->worker)
+            obx_worker_tenants_changed(api->worker);
+        reply_tenant(api, req, p.created ? 201 : 200, seg[2]);
+    }
+out:
+    /* The key passed through these buffers: wipe them before they go back to the heap. */
+    if (p.spec.api_key)
+        explicit_bzero((char *)p.spec.api_key, strlen(p.spec.api_key));
+    if (body)
+        explicit_bzero(body, len);
+    obx_free(body);
+    obx_json_free(doc);
+    obx_free(p.channels);
+}
+
+static void
+on_tenant_get(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    reply_tenant(api, req, 200, seg[2]);
+}
+
+static void
+on_tenants_list(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct obx_buf b;
+    struct list_ctx l = {&b, 0, OBX_OK};
+    enum obx_err err;
+
+    (void)seg;
+    obx_buf_init(&b, 256 * 1024 * 1024);
+    err = obx_buf_puts(&b, "{\"tenants\":[");
+    if (err == OBX_OK)
+        err = obx_store_tenant_list(api->st, NULL, on_tenant_row, &l);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "]}");
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
+/* DELETE /v1/tenants/{name}: 200 {"deleted": name}; its channels are released. */
+static void
+on_tenant_delete(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    enum obx_err err = obx_store_tenant_name_valid(seg[2])
+                           ? obx_storeq_call(api->q, run_tenant_remove, seg[2])
+                           : OBX_ENOTFOUND;
+    struct obx_buf b;
+
+    if (err == OBX_ENOTFOUND) {
+        obx_httpd_error(req, 404, "not_found", "no such tenant", NULL);
+        return;
+    }
+    if (err != OBX_OK) {
+        reply_write_error(api, req, err);
+        return;
+    }
+    obx_log(OBX_LOG_INFO, "tenant removed", OBX_KS("tenant", seg[2]), OBX_KS("by", actor(req)));
+    if (api->worker)
+        obx_worker_tenants_changed(api->worker);
+    obx_buf_init(&b, 256);
+    err = obx_buf_puts(&b, "{\"deleted\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(&b, seg[2]);
+    if (err == OBX_OK)
+        err = obx_buf_puts(&b, "}");
+    reply_doc(req, 200, &b, err);
+    obx_buf_release(&b);
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static const struct route routes[] = {
@@ -1790,6 +2289,10 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, {"v1", "auth"}, on_auth, 1},
     {EVHTTP_REQ_GET, {"v1", "audit", "verify"}, on_audit_verify, 0},
     {EVHTTP_REQ_GET, {"v1", "audit", "export"}, on_audit_export, 0},
+    {EVHTTP_REQ_GET, {"v1", "tenants"}, on_tenants_list, 0},
+    {EVHTTP_REQ_GET, {"v1", "tenants", "*"}, on_tenant_get, 0},
+    {EVHTTP_REQ_PUT, {"v1", "tenants", "*"}, on_tenant_put, 0},
+    {EVHTTP_REQ_DELETE, {"v1", "tenants", "*"}, on_tenant_delete, 0},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -1808,19 +2311,29 @@ path_matches(const struct route *r, char **seg, int n)
     return 1;
 }
 
-/* The Allow header for a path that exists: "GET", "POST" or "GET, POST". */
+/* The Allow header for a path that exists: its methods, e.g. "GET, PUT, DELETE". */
 static const char *
-allowed_methods(char **seg, int n)
+allowed_methods(char **seg, int n, char *buf, size_t size)
 {
-    int get = 0, post = 0;
+    static const struct {
+        enum evhttp_cmd_type m;
+        const char *name;
+    } names[] = {{EVHTTP_REQ_GET, "GET"},
+                 {EVHTTP_REQ_POST, "POST"},
+                 {EVHTTP_REQ_PUT, "PUT"},
+                 {EVHTTP_REQ_DELETE, "DELETE"}};
+    size_t used = 0;
 
-    for (size_t i = 0; i < N_ROUTES; i++) {
-        if (!path_matches(&routes[i], seg, n))
-            continue;
-        get |= routes[i].method == EVHTTP_REQ_GET;
-        post |= routes[i].method == EVHTTP_REQ_POST;
-    }
-    return get && post ? "GET, POST" : get ? "GET" : "POST";
+    buf[0] = '\0';
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        for (size_t i = 0; i < N_ROUTES; i++)
+            if (routes[i].method == names[k].m && path_matches(&routes[i], seg, n)) {
+                int w = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", names[k].name);
+                if (w > 0 && (size_t)w < size - used)
+                    used += (size_t)w;
+                break;
+            }
+    return buf;
 }
 
 static void
@@ -1867,7 +2380,9 @@ on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (path_known) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed_methods(seg, n));
+        char allow[64];
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          allowed_methods(seg, n, allow, sizeof allow));
         obx_httpd_error(req, 405, "method_not_allowed", "method not allowed on this path", NULL);
     } else
         obx_httpd_error(req, 404, "not_found", "no such route", NULL);

@@ -1399,6 +1399,17 @@ check_url(const char *s)
     return NULL;
 }
 
+const char *
+obx_config_check_url(const char *s)
+{
+    if (strlen(s) > STR_MAX)
+        return "longer than " STR_MAX_TEXT " bytes";
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return "contains a control character";
+    return check_url(s);
+}
+
 static const char *
 check_listen(const char *s)
 {

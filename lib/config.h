@@ -155,6 +155,12 @@ int obx_config_is_secret(const char *name);
  */
 int obx_config_channel_readonly(const struct obx_config *c, const char *channel_id);
 
+/*
+ * NULL when s is a URL partoo_base_url accepts (http:// or https:// and a host; http:// only
+ * to a loopback host), else why not (static text): tenants' base URLs obey the same rule.
+ */
+const char *obx_config_check_url(const char *s);
+
 /* Value parsers shared with the CLI. Each returns OBX_EINVAL on a malformed value. */
 OBX_MUST_CHECK enum obx_err obx_config_parse_duration_ms(const char *s, int64_t *out /* OUT */);
 OBX_MUST_CHECK enum obx_err obx_config_parse_rate_per_s(const char *s, double *out /* OUT */);

@@ -363,3 +363,49 @@ obx_view_inbox(struct obx_buf *b, const struct obx_inbox_row *r)
         err = obx_buf_puts(b, "}");
     return err;
 }
+
+/* ,"channels":[{"channel_id":..,"readonly":..},...] */
+static enum obx_err
+tenant_channels(struct obx_buf *b, const struct obx_tenant_row *t)
+{
+    enum obx_err err = obx_buf_puts(b, ",\"channels\":[");
+
+    for (size_t i = 0; err == OBX_OK && i < t->nchannels; i++) {
+        err = obx_buf_puts(b, i ? ",{\"channel_id\":" : "{\"channel_id\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(b, t->channels[i].channel_id);
+        if (err == OBX_OK)
+            err = obx_buf_printf(b, ",\"readonly\":%s}",
+                                 t->channels[i].readonly ? "true" : "false");
+    }
+    return err == OBX_OK ? obx_buf_puts(b, "]") : err;
+}
+
+enum obx_err
+obx_view_tenant(struct obx_buf *b, const struct obx_tenant_row *t)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"tenant\":");
+
+    /* The key itself is not in the row: only what may be shown of it. */
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, t->name);
+    if (err == OBX_OK)
+        err = kv_str(b, "key_fingerprint", t->key_fingerprint);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"key_sealed\":%s", t->key_sealed ? "true" : "false");
+    if (err == OBX_OK)
+        err = t->rate_limit_per_min > 0
+                  ? obx_buf_printf(b, ",\"rate_limit_per_min\":%.10g", t->rate_limit_per_min)
+                  : obx_buf_puts(b, ",\"rate_limit_per_min\":null");
+    if (err == OBX_OK)
+        err = kv_int_or_null(b, "rate_burst", t->rate_burst);
+    if (err == OBX_OK)
+        err = kv_str(b, "partoo_base_url", t->partoo_base_url);
+    if (err == OBX_OK)
+        err = tenant_channels(b, t);
+    if (err == OBX_OK)
+        err = kv_time(b, "created_at", t->created_at_ms);
+    if (err == OBX_OK)
+        err = kv_time(b, "updated_at", t->updated_at_ms);
+    return err == OBX_OK ? obx_buf_puts(b, "}") : err;
+}

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "query.h"
+#include "store_tenant.h"
 
 /* Appends a message object (SPEC §9 field names, times RFC 3339 UTC with ms). */
 OBX_MUST_CHECK enum obx_err obx_view_message(struct obx_buf *b, const struct obx_row *r);
@@ -43,5 +44,13 @@ OBX_MUST_CHECK enum obx_err obx_view_inbox(struct obx_buf *b, const struct obx_i
 OBX_MUST_CHECK enum obx_err obx_view_str_or_null(struct obx_buf *b, const char *s);
 /* Appends an RFC 3339 time string, or null for 0. */
 OBX_MUST_CHECK enum obx_err obx_view_time_or_null(struct obx_buf *b, int64_t at_ms);
+
+/*
+ * Appends a tenant (SPEC §11): {"tenant","key_fingerprint","key_sealed","rate_limit_per_min",
+ * "rate_burst","partoo_base_url","channels":[{"channel_id","readonly"}],"created_at",
+ * "updated_at"}; null stands for "the configured one". Never the key: the row has none.
+ * Shared by `outbox tenant ls --json` and /v1/tenants.
+ */
+OBX_MUST_CHECK enum obx_err obx_view_tenant(struct obx_buf *b, const struct obx_tenant_row *t);
 
 #endif

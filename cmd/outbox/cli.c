@@ -95,10 +95,11 @@ parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *o
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     const struct cli_opt *o = find_opt(opts, arg, len);
     const char *value = eq ? eq + 1 : NULL;
-    int takes_value = !o || o->value;
+    int takes_value = !o || o->value || o->list;
     int rc;
 
-    assert(!o || !o->value != !o->flag); /* every option of a table has one of the two */
+    /* every option of a table has exactly one of the three */
+    assert(!o || (o->value != NULL) + (o->flag != NULL) + (o->list != NULL) == 1);
     if (!o && len == 14 && strncmp(arg, "partoo-api-key", 14) == 0) {
         cli_error(c, "--partoo-api-key is a secret and the command line is visible to every "
                      "local user; set OUTBOX_PARTOO_API_KEY or partoo_api_key_file");
@@ -122,6 +123,14 @@ parse_long(struct cli *c, int argc, char **argv, int *i, const struct cli_opt *o
             return CLI_USAGE;
         }
         value = argv[++*i];
+    }
+    if (o && o->list) {
+        if (o->list->n >= o->list->max) {
+            cli_error(c, "option --%.*s is given more than %d times", (int)len, arg, o->list->max);
+            return CLI_USAGE;
+        }
+        o->list->v[o->list->n++] = value;
+        return CLI_OK;
     }
     if (o) {
         *o->value = value;
@@ -504,7 +513,7 @@ check_required(const struct cli *c, const struct cli_opt *opts)
     int any = 0;
 
     for (const struct cli_opt *o = opts; o && o->name; o++)
-        any |= o->value ? *o->value != NULL : *o->flag;
+        any |= o->value ? *o->value != NULL : o->flag ? *o->flag : o->list->n > 0;
     if (c->required_with_any && !any)
         return CLI_OK;
     for (const struct cli_opt *o = opts; o && o->name; o++)

@@ -15,12 +15,20 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
-/* One command-specific option. Exactly one of value/flag is set. */
+/* A repeatable option's values in the order given (`--channel A --channel B`). */
+struct cli_list {
+    const char **v; /* room for max values, provided by the command; borrowed from argv */
+    int n;
+    int max; /* one more is a usage error */
+};
+
+/* One command-specific option. Exactly one of value/flag/list is set. */
 struct cli_opt {
-    const char *name;   /* without the leading dashes */
-    const char **value; /* takes an argument: where to store it (borrowed from argv) */
-    int *flag;          /* no argument: set to 1 */
-    int required;       /* a usage error (exit 2) when missing; see cli.required_with_any */
+    const char *name;      /* without the leading dashes */
+    const char **value;    /* takes an argument: where to store it (borrowed from argv) */
+    int *flag;             /* no argument: set to 1 */
+    int required;          /* a usage error (exit 2) when missing; see cli.required_with_any */
+    struct cli_list *list; /* takes an argument, may be repeated: every value */
 };
 
 #define CLI_MAX_POSITIONAL 4

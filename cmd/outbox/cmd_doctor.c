@@ -7,6 +7,7 @@
  *
  *   config --+-- database --+-- integrity, schema, db_size
  *            +-- disk, serve, api_listen, webhook_listen, api_key, webhook_key
+ *            |   (database --) tenant_keys
  *            `-- partoo (only with --check-api-key, and only when a key is present)
  *
  * Exit status 1 on any FAIL, else 0 (warnings allowed). doctor only reads the
@@ -32,9 +33,11 @@
 #include "mem.h"
 #include "migrate.h"
 #include "partoo_request.h"
+#include "secretbox.h"
 #include "signature.h"
 #include "store_file.h"
 #include "store_query.h"
+#include "store_tenant.h"
 
 extern char **environ;
 
@@ -482,6 +485,17 @@ check_webhook_listen(struct doctor *d, const char *name)
 
 /* ---- doctor: keys ------------------------------------------------------------------------- */
 
+/* How many tenants the registry holds; 0 when the database does not open or predates it. */
+static int64_t
+tenant_count(struct doctor *d)
+{
+    int64_t n = 0, clear = 0;
+
+    if (!d->db || obx_store_tenant_count(d->db, &n, &clear) != OBX_OK)
+        return 0;
+    return n;
+}
+
 static void
 check_api_key(struct doctor *d, const char *name)
 {
@@ -493,8 +507,16 @@ check_api_key(struct doctor *d, const char *name)
     obx_buf_init(&err, 4096);
     if (obx_config_load_secrets(&d->c->cfg, environ, &err) != OBX_OK)
         report(d, name, ST_FAIL, fix, "%s", obx_buf_str(&err));
+    else if (!d->c->cfg.partoo_api_key && tenant_count(d) > 0)
+        report(d, name, ST_OK, NULL,
+               "no default key: %lld tenant%s with %s own key%s; messages of channels no "
+               "tenant owns wait (outbox status names them)",
+               (long long)tenant_count(d), tenant_count(d) == 1 ? " sends" : "s send",
+               tenant_count(d) == 1 ? "its" : "their", tenant_count(d) == 1 ? "" : "s");
     else if (!d->c->cfg.partoo_api_key)
-        report(d, name, ST_FAIL, fix, "no Partoo API key: serve refuses to start");
+        report(d, name, ST_FAIL, fix,
+               "no Partoo API key and no tenant: serve starts but sends nothing (add tenants "
+               "with 'outbox tenant add' or set the key)");
     else
         report(d, name, ST_OK, NULL, "present (from %s)%s",
                env && *env ? "OUTBOX_PARTOO_API_KEY" : "partoo_api_key_file",
@@ -537,6 +559,71 @@ check_webhook_key(struct doctor *d, const char *name)
                "use Partoo's published key: 64 hex characters, the base64 line of its PEM, or "
                "a PEM file",
                "%s is not an Ed25519 public key: serve refuses to start", what);
+}
+
+/*
+ * Tenants' keys (SPEC §11): sealed under secrets_key_file, or a warning that a copy of the
+ * database or of a backup reveals them. A sealed key that does not open (no or another
+ * secrets_key_file) leaves its tenant unable to send: a failure. The keys are opened in
+ * memory only to learn that, wiped at once, and never printed.
+ */
+static void
+check_tenant_keys(struct doctor *d, const char *name)
+{
+    static const char seal_fix[] =
+        "set secrets_key_file to a file of 32 random bytes, owner-only ((umask 077; openssl "
+        "rand -hex 32 > FILE)), then give each key again (outbox tenant set NAME "
+        "--api-key-file F): it is stored sealed";
+    const struct obx_config *cfg = &d->c->cfg;
+    uint8_t key[OBX_SECRETBOX_KEY_BYTES];
+    struct obx_tenant_conf *t = NULL;
+    int64_t n = 0, clear = 0;
+    size_t nt = 0, closed = 0;
+    struct obx_buf err;
+    int have_key = 0;
+
+    obx_buf_init(&err, 4096);
+    if (obx_store_tenant_count(d->db, &n, &clear) != OBX_OK) {
+        report(d, name, ST_SKIP, NULL, "cannot read the tenant registry (see schema)");
+        goto out;
+    }
+    if (n == 0) {
+        report(d, name, ST_OK, NULL, "no tenants: the configured key serves every channel");
+        goto out;
+    }
+    if (cfg->secrets_key_file) {
+        if (obx_secretbox_load_key(cfg->secrets_key_file, key, &err) != OBX_OK) {
+            report(d, name, ST_FAIL,
+                   "fix secrets_key_file (32 raw bytes or 64 hex digits, mode 600)",
+                   "%s: sealed tenant keys cannot be opened", obx_buf_str(&err));
+            goto out;
+        }
+        have_key = 1;
+    }
+    if (n > clear && obx_store_tenant_load(d->db, have_key ? key : NULL, &t, &nt) == OBX_OK)
+        for (size_t i = 0; i < nt; i++)
+            closed += t[i].api_key == NULL;
+    obx_store_tenant_conf_free(t, nt); /* wipes the opened keys */
+    if (closed)
+        report(d, name, ST_FAIL,
+               have_key ? "point secrets_key_file at the key the tenants were sealed with, or "
+                          "give their keys again (outbox tenant set NAME --api-key-file F)"
+                        : "set secrets_key_file to the key the tenants were sealed with",
+               "%zu of %lld tenant key%s cannot be opened%s: those tenants send nothing", closed,
+               (long long)n, n == 1 ? "" : "s", have_key ? " with secrets_key_file" : "");
+    else if (clear)
+        report(
+            d, name, ST_WARN, seal_fix,
+            "%lld of %lld tenant key%s %s stored in the clear in '%s': a copy of the database or "
+            "of a backup reveals %s",
+            (long long)clear, (long long)n, n == 1 ? "" : "s", clear == 1 ? "is" : "are", cfg->db,
+            clear == 1 ? "it" : "them");
+    else
+        report(d, name, ST_OK, NULL, "%lld tenant key%s sealed (AES-256-GCM, secrets_key_file)",
+               (long long)n, n == 1 ? "" : "s");
+out:
+    explicit_bzero(key, sizeof key);
+    obx_buf_release(&err);
 }
 
 /* ---- doctor: asking Partoo ------------------------------------------------------------------ */
@@ -604,6 +691,7 @@ static const struct check {
     {"webhook_listen", NEED_CONFIG, check_webhook_listen},
     {"api_key", NEED_CONFIG, check_api_key},
     {"webhook_key", NEED_CONFIG, check_webhook_key},
+    {"tenant_keys", NEED_CONFIG | NEED_DB, check_tenant_keys},
     {"partoo", NEED_CONFIG | NEED_PROBE, check_partoo},
 };
 
@@ -652,7 +740,8 @@ static const char doctor_usage[] =
     "free disk space and the database and WAL sizes against max_db_size; whether serve\n"
     "runs; api_listen and webhook_listen (a non-loopback api_listen needs api_token; a port\n"
     "in use by another process is a warning); the Partoo API key is present (never\n"
-    "printed); the webhook public key parses. Only reads the database.\n\n"
+    "printed); the webhook public key parses; tenants' keys are sealed (secrets_key_file)\n"
+    "and open. Only reads the database.\n\n"
     "  --check-api-key    also ask Partoo whether it accepts the key: one POST of {} to a\n"
     "                     channel that does not exist (401/403: rejected)\n\n"
     "Exit status 0 when nothing failed (warnings allowed), 1 otherwise.\n\n" CLI_COMMON_HELP;

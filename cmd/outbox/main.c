@@ -27,6 +27,7 @@ static const struct command commands[] = {
     {"purge", cmd_purge, "delete finished messages older than a duration"},
     {"inbox", cmd_inbox, "list replies written by Partoo users"},
     {"doctor", cmd_doctor, "check configuration, database, disk, listeners and keys"},
+    {"tenant", cmd_tenant, "add, change, remove or list tenants (Partoo organisations)"},
     {"backup", cmd_backup, "write a consistent copy of the database while serve runs"},
     {"version", cmd_version, "print the version"},
     {NULL, NULL, NULL},

@@ -3,13 +3,16 @@
 # Partoo (the mock knows another key), a SIGHUP reload, delivery, debug logging — then every
 # place an operator or a scraper can look: the serve log, --print-config (text and JSON),
 # status, ls, show, audit (jsonl, csv, verify), the API's JSON answers, /metrics, and the
-# database (.dump and the raw files). Neither the key nor the token may appear.
+# database (.dump and the raw files). Neither the key nor the token may appear, nor the keys
+# of two tenants (one given to `outbox tenant add`, one to PUT /v1/tenants; sealed).
 . "$(dirname "$0")/lib.sh"
 [ "${KEEP_TMP:-0}" = 1 ] && echo "work dir: $T"
 
 KEY=sekret-KEY-123456
 TOK=tok-ABCDEF-987-secret
 WRONG_TOK=tok-WRONG-555      # offered by a client, refused: must not be echoed either
+TKEY=tenant-KEY-CLI-777      # tenants' keys (SPEC §11): one given to the CLI, one to the API
+TKEY2=tenant-KEY-API-888
 OUT=$T/outputs               # every command output goes here, one file each
 mkdir -p "$OUT"
 
@@ -28,7 +31,10 @@ msg() { # EXT_ID CONVERSATION: JSON of one message on channel ch
     printf '{"channel_id":"ch","external_message_id":"%s","business_id":"b1","external_conversation_id":"%s","content":"hello %s","sender_type":"Consumer"}' "$1" "$2" "$1"
 }
 
+head -c 32 /dev/urandom >"$T/secrets.key"
+chmod 600 "$T/secrets.key"
 cat >"$T/outbox.conf" <<EOF
+secrets_key_file = $T/secrets.key
 retry_base = 100ms
 retry_cap = 300ms
 rate_limit = 0
@@ -85,6 +91,16 @@ assert_eq "/metrics without a token: 401" \
     "$(curl -sS -o "$OUT/api-metrics-noauth" -w '%{http_code}' "$API/metrics")" 401
 assert_eq "/metrics with the wrong token: 401" \
     "$(curl -sS -o "$OUT/api-metrics-wrong" -w '%{http_code}' -H "Authorization: Bearer $WRONG_TOK" "$API/metrics")" 401
+printf '%s\n' "$TKEY" | "$OUTBOX_BIN" tenant add org2 --db "$DB" --config "$T/outbox.conf" \
+    --api-key-stdin --channel tch2 >"$OUT/tenant-add" 2>&1
+assert_eq "a tenant added from stdin" "$?" 0
+assert_eq "tenant PUT: 201" "$(api tenant-put /v1/tenants/org3 -X PUT -H 'Content-Type: application/json' \
+    -d "{\"api_key\":\"$TKEY2\",\"channels\":[{\"channel_id\":\"tch3\"}]}")" 201
+assert_eq "tenants: 200" "$(api tenants /v1/tenants)" 200
+run tenant-ls "$OUTBOX_BIN" tenant ls --db "$DB"
+run tenant-ls-json "$OUTBOX_BIN" tenant ls --db "$DB" --json
+run doctor "$OUTBOX_BIN" doctor --db "$DB" --config "$T/outbox.conf"
+assert_contains "both tenant keys are sealed" "$(cat "$OUT/doctor")" "2 tenant keys sealed"
 run status "$OUTBOX_BIN" status --db "$DB"
 run status-json "$OUTBOX_BIN" status --db "$DB" --json
 run ls "$OUTBOX_BIN" ls --db "$DB"
@@ -104,7 +120,8 @@ echo "api_token = $TOK" >"$T/tok.conf"
 run print-config-file env -u OUTBOX_PARTOO_API_KEY "$OUTBOX_BIN" serve --db "$DB" \
     --config "$T/tok.conf" --partoo-api-key-file "$T/keyfile" --print-config
 for c in status status-json ls ls-json show show-json audit audit-csv audit-verify \
-    audit-verify-json inbox print-config print-config-json print-config-file; do
+    audit-verify-json inbox print-config print-config-json print-config-file tenant-ls \
+    tenant-ls-json; do
     assert_eq "$c exits 0" "$(cat "$OUT/$c.rc")" 0
 done
 assert_contains "print-config masks the key" "$(cat "$OUT/print-config")" "partoo_api_key = ********"
@@ -126,7 +143,7 @@ assert_contains "the dump holds the messages" "$(cat "$OUT/db-dump")" "hello s1"
 cp "$T/serve.log" "$OUT/serve.log"
 nfiles=$(ls "$OUT" | wc -l)
 assert_ge "outputs collected" "$nfiles" 30
-for s in "$KEY" "$TOK" "$WRONG_TOK" "KEY-123456" "ABCDEF-987"; do
+for s in "$KEY" "$TOK" "$WRONG_TOK" "KEY-123456" "ABCDEF-987" "$TKEY" "$TKEY2" KEY-CLI KEY-API; do
     hits=$(grep -l -a -F -- "$s" "$OUT"/* 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')
     assert_eq "'$s' in no output, log, metrics or dump" "$hits" ""
 done
@@ -134,6 +151,8 @@ for f in "$DB" "$DB-wal" "$DB-shm" "$T/outbox.conf"; do
     [ -e "$f" ] || continue
     assert_eq "key bytes not in $(basename "$f")" "$(grep -c -a -F -- "$KEY" "$f")" 0
     assert_eq "token bytes not in $(basename "$f")" "$(grep -c -a -F -- "$TOK" "$f")" 0
+    assert_eq "tenant key bytes not in $(basename "$f")" \
+        "$(grep -c -a -e "$TKEY" -e "$TKEY2" "$f")" 0
 done
 
 finish

@@ -377,6 +377,19 @@ check("GET audit verify", "GET", "/v1/audit/verify", "/v1/audit/verify", want=20
 check("GET audit verify, bad cursor", "GET", "/v1/audit/verify", "/v1/audit/verify?cursor=x", want=400)
 check("GET audit export", "GET", "/v1/audit/export", "/v1/audit/export?since_ms=0", want=200)
 check("GET audit export, bad since", "GET", "/v1/audit/export", "/v1/audit/export?since_ms=x", want=400)
+TEN = "/v1/tenants/{tenant}"
+TB = json.dumps({"api_key": "doc-tenant-key", "rate_limit": "5/s",
+                 "channels": [{"channel_id": "tc1"}, {"channel_id": "tc2", "readonly": True}]})
+check("PUT tenant (create)", "PUT", TEN, "/v1/tenants/doc", TB, 201)
+check("PUT tenant (update)", "PUT", TEN, "/v1/tenants/doc", json.dumps({"rate_burst": 2}), 200)
+check("PUT tenant, no key for a new one", "PUT", TEN, "/v1/tenants/doc2", json.dumps({}), 400)
+check("PUT tenant, channel owned by another", "PUT", TEN, "/v1/tenants/doc2",
+      json.dumps({"api_key": "k", "channels": [{"channel_id": "tc1"}]}), 409)
+check("GET tenants", "GET", "/v1/tenants", "/v1/tenants", want=200)
+check("GET tenant", "GET", TEN, "/v1/tenants/doc", want=200)
+check("GET tenant, unknown", "GET", TEN, "/v1/tenants/nope", want=404)
+check("DELETE tenant", "DELETE", TEN, "/v1/tenants/doc", want=200)
+check("DELETE tenant, unknown", "DELETE", TEN, "/v1/tenants/doc", want=404)
 check("GET metrics", "GET", "/metrics", "/metrics", want=200)
 check("GET metrics without the token", "GET", "/metrics", "/metrics", want=401, token=None)
 

@@ -361,6 +361,47 @@ end:
     TEST_END;
 }
 
+/* The tenant view (SPEC §11): null for "the configured one", channels in order, no key. */
+static int
+test_tenant(void)
+{
+    TEST_BEGIN;
+    struct obx_buf b;
+    struct obx_tenant_channel ch[] = {{"c\"1", 0}, {"c2", 1}};
+    struct obx_tenant_row t = {.name = "acme",
+                               .key_fingerprint = "0123456789ab",
+                               .key_sealed = 1,
+                               .rate_limit_per_min = 290,
+                               .created_at_ms = 1700000000000,
+                               .updated_at_ms = 1700000000001,
+                               .channels = ch,
+                               .nchannels = 2};
+
+    obx_buf_init(&b, 1 << 16);
+    CHECK_OK(obx_view_tenant(&b, &t));
+    CHECK_STR(obx_buf_str(&b),
+              "{\"tenant\":\"acme\",\"key_fingerprint\":\"0123456789ab\",\"key_sealed\":true,"
+              "\"rate_limit_per_min\":290,\"rate_burst\":null,\"partoo_base_url\":null,"
+              "\"channels\":[{\"channel_id\":\"c\\\"1\",\"readonly\":false},"
+              "{\"channel_id\":\"c2\",\"readonly\":true}],"
+              "\"created_at\":\"2023-11-14T22:13:20.000Z\","
+              "\"updated_at\":\"2023-11-14T22:13:20.001Z\"}");
+    obx_buf_reset(&b);
+    t.key_sealed = 0;
+    t.rate_limit_per_min = 0.5;
+    t.rate_burst = 3;
+    t.partoo_base_url = "https://sandbox.example/v2";
+    t.nchannels = 0;
+    CHECK_OK(obx_view_tenant(&b, &t));
+    CHECK(strstr(obx_buf_str(&b), "\"key_sealed\":false,\"rate_limit_per_min\":0.5,"
+                                  "\"rate_burst\":3,"
+                                  "\"partoo_base_url\":\"https://sandbox.example/v2\","
+                                  "\"channels\":[],"));
+end:
+    obx_buf_release(&b);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"message", test_message},
     {"transition_attempt", test_transition_attempt},
@@ -368,6 +409,7 @@ static const struct test_case tests[] = {
     {"inbox", test_inbox},
     {"message_document", test_message_document},
     {"alloc_failure", test_alloc_failure},
+    {"tenant", test_tenant},
     {NULL, NULL},
 };
 
