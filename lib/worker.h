@@ -104,4 +104,10 @@ void obx_worker_tenants_changed(struct obx_worker *w);
 /* A tenant was paused: its claimed but unsent messages go back (as for a channel). */
 void obx_worker_release_tenant(struct obx_worker *w, const char *tenant);
 
+struct obx_tenant_stats_set;
+
+/* Fills the pause, pace in effect and send rate of each tenant of s from its lane (the
+ * tenants section of /v1/stats and /metrics); a lane s lacks is skipped. */
+void obx_worker_tenant_stats(const struct obx_worker *w, struct obx_tenant_stats_set *s);
+
 #endif

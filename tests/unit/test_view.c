@@ -60,7 +60,7 @@ test_message(void)
     obx_buf_init(&b, 1 << 16);
     CHECK_OK(obx_view_message(&b, &r));
     CHECK_STR(obx_buf_str(&b),
-              "{\"id\":42,\"channel_id\":\"ch\",\"external_message_id\":\"m-1\","
+              "{\"id\":42,\"channel_id\":\"ch\",\"tenant\":null,\"external_message_id\":\"m-1\","
               "\"business_id\":\"b\",\"external_conversation_id\":\"conv\","
               "\"content\":\"say \\\"hi\\\"\\n\",\"sender_type\":\"Consumer\","
               "\"consumer_name\":null,\"consumer_image\":null,\"priority\":3,"
@@ -80,7 +80,9 @@ test_message(void)
     r.partoo_status = "delivered";
     r.unconfirmed_at_ms = 5;
     r.msg.consumer_name = "Ann";
+    r.tenant = "acme";
     CHECK_OK(obx_view_message(&b, &r));
+    CHECK(strstr(obx_buf_str(&b), "\"channel_id\":\"ch\",\"tenant\":\"acme\","));
     CHECK(strstr(obx_buf_str(&b), "\"next_attempt_at\":null,"
                                   "\"accepted_at\":\"2023-11-14T22:13:22.000Z\","));
     CHECK(strstr(obx_buf_str(&b), "\"consumer_name\":\"Ann\","));
@@ -280,8 +282,10 @@ test_message_document(void)
     CHECK_OK(make_history(st));
     CHECK_OK(obx_view_message_document(st, "ch", "m-1", &b));
     t = obx_buf_str(&b);
-    CHECK(strncmp(t, "{\"id\":1,\"channel_id\":\"ch\",\"external_message_id\":\"m-1\",",
-                  strlen("{\"id\":1,\"channel_id\":\"ch\",\"external_message_id\":\"m-1\",")) == 0);
+    CHECK(strncmp(
+              t, "{\"id\":1,\"channel_id\":\"ch\",\"tenant\":null,\"external_message_id\":\"m-1\",",
+              strlen("{\"id\":1,\"channel_id\":\"ch\",\"tenant\":null,"
+                     "\"external_message_id\":\"m-1\",")) == 0);
     CHECK(strstr(t, "\"state\":\"accepted\""));
     CHECK(strstr(t, ",\"unconfirmed\":false,\"transitions\":[{\"at\":"));
     CHECK(strstr(t, "\"transitions\":[{\"at\":\"2023-11-14T22:13:20.000Z\",\"from\":\"queued\","
