@@ -310,14 +310,17 @@ cmd_status(int argc, char **argv)
 {
     int watch = 0;
     struct cli_opt opts[] = {{"watch", NULL, &watch}, {0}};
-    struct cli c = {.command = "status",
-                    .usage = "usage: outbox status [--watch] [options]\n\n"
-                             "Whether serve runs (and why sending is paused, if it is), then per\n"
-                             "channel: queued, sending, accepted awaiting confirmation,\n"
-                             "unconfirmed (no confirmation after max_resends), confirmed in the\n"
-                             "last 24 h, failed, age of the oldest queued message, messages sent\n"
-                             "in the last minute and the last delivery error. --watch redraws it\n"
-                             "every 2 s until interrupted.\n\n" CLI_COMMON_HELP};
+    struct cli c = {
+        .command = "status",
+        .usage = "usage: outbox status [--watch] [options]\n\n"
+                 "Whether serve runs (and why sending is paused, if it is), then per\n"
+                 "channel: queued, sending, accepted awaiting confirmation,\n"
+                 "unconfirmed (no confirmation after max_resends), confirmed in the\n"
+                 "last 24 h, failed, age of the oldest queued message, messages sent\n"
+                 "in the last minute and the last delivery error; with tenants, per\n"
+                 "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
+                 "channels waiting for a tenant. --watch redraws it every 2 s until\n"
+                 "interrupted.\n\n" CLI_COMMON_HELP};
     struct obx_store *st = NULL;
     struct obx_buf b;
     int rc;
