@@ -1299,6 +1299,8 @@ find_lane(struct lane **lanes, size_t n, const char *name)
 {
     struct lane key, *kp = &key, **hit;
 
+    if (n == 0)
+        return NULL; /* lanes may be NULL then, which bsearch must not get (UBSan) */
     snprintf(key.name, sizeof key.name, "%s", name);
     hit = bsearch(&kp, lanes, n, sizeof *lanes, lane_cmp);
     return hit ? *hit : NULL;

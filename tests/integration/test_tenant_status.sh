@@ -145,4 +145,7 @@ assert_eq "1202 tenants: /metrics passes prom_check, 3 series per tenant not pau
     "$(python3 "$PROM_CHECK" <"$T/metrics.txt" >/dev/null && grep -c '^outbox_tenant_.*tenant="t[0-9]' "$T/metrics.txt")" \
     3600
 
+stop_serve
+assert_eq "serve stops cleanly (exit 0; under ASan: no leak)" "$?" 0
+
 finish
