@@ -145,6 +145,18 @@ assert_eq "1202 tenants: /metrics passes prom_check, 3 series per tenant not pau
     "$(python3 "$PROM_CHECK" <"$T/metrics.txt" >/dev/null && grep -c '^outbox_tenant_.*tenant="t[0-9]' "$T/metrics.txt")" \
     3600
 
+# ---- no tenant and no default key: nothing at all can be sent -----------------------------------
+sql "$DB" "DELETE FROM tenant_channels; DELETE FROM tenants"
+bump
+enqueue_one ch-free free-2 c2
+wait_until 5 '[ "$(jget "$(status_json)" "\$.paused.reason")" = no_key ]'
+js=$(status_json)
+assert_eq "no tenant, no key: status --json top-level paused no_key" "$(jget "$js" '$.paused.reason')" no_key
+assert_eq "no tenant, no key: /v1/stats top-level paused no_key" \
+    "$(jget "$(curl -sS "$API/v1/stats")" '$.paused.reason')" no_key
+assert_eq "no tenant, no key: ch-free's reason names it, the message waits queued" \
+    "$(channel_get "$js" ch-free '$.paused.reason')|$(state_of ch-free free-2)" "$want_free|queued"
+
 stop_serve
 assert_eq "serve stops cleanly (exit 0; under ASan: no leak)" "$?" 0
 
