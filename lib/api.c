@@ -812,6 +812,8 @@ static void
 on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     struct obx_channel_stats *s = NULL;
+    struct obx_tenant_stats_set ts = {0};
+    char *owners = NULL;
     struct obx_view_stats_extra x = {0};
     struct obx_worker_stats ws = {0};
     struct obx_buf b;
@@ -833,6 +835,20 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
         x.paused_until_ms = ws.paused_until_ms;
     }
     x.send_rate_per_min = (double)sent;
+    /* SPEC §11: per tenant, pause and pace from the worker's lanes. */
+    if (err == OBX_OK)
+        err = obx_store_tenant_stats_collect(api->st, &ts);
+    if (err == OBX_OK && n && !(owners = obx_calloc(n, OBX_TENANT_NAME_MAX + 1)))
+        err = OBX_ENOMEM;
+    if (err == OBX_OK)
+        err = obx_store_tenant_stats_owners(api->st, s, n, owners);
+    if (err == OBX_OK) {
+        if (api->worker)
+            obx_worker_tenant_stats(api->worker, &ts);
+        obx_store_tenant_stats_finish(&ts);
+        x.tenants = &ts;
+        x.channel_owners = api->worker ? owners : NULL;
+    }
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (err == OBX_OK)
         err = obx_view_stats(&b, s, n, &x);
@@ -840,6 +856,8 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
         err = append_holds(api, &b);
     reply_doc(req, 200, &b, err);
     obx_buf_release(&b);
+    obx_store_tenant_stats_release(&ts);
+    obx_free(owners);
     obx_free(s);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backoff.h"
+#include "store_tenant_stats.h"
 
 const double obx_metrics_hist_bounds_s[OBX_HIST_BUCKETS - 1] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                                 0.5,   1,    2.5,   5,    10};
@@ -306,6 +307,62 @@ render_tables(struct obx_buf *b, const struct obx_metrics_input *in)
     return err;
 }
 
+/*
+ * The tenant label (SPEC §11), on what an operator alerts on only, since there may be
+ * thousands of tenants: per tenant its backlog and failures (2 series), the requests it
+ * sent (1) and, only while it is paused, why (1). Everything else stays per channel or
+ * global. Names are [A-Za-z0-9._-]; label_value escapes anyway.
+ */
+static enum obx_err
+tenant_sample(struct obx_buf *b, const char *name, const char *tenant, const char *label,
+              const char *value, double v)
+{
+    enum obx_err err = obx_buf_printf(b, "%s{tenant=\"", name);
+
+    if (err == OBX_OK)
+        err = label_value(b, tenant);
+    if (err == OBX_OK && label)
+        err = obx_buf_printf(b, "\",%s=\"%s", label, value);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "\"} %.17g\n", v);
+    return err;
+}
+
+static enum obx_err
+render_tenants(struct obx_buf *b, const struct obx_tenant_stats_set *s)
+{
+    enum obx_err err = OBX_OK;
+    size_t npaused = 0;
+
+    if (!s || s->n == 0) /* a family without samples is not valid exposition */
+        return OBX_OK;
+    err = family(b, "outbox_tenant_messages", "gauge",
+                 "Messages per tenant in the states an operator alerts on (queued, failed).");
+    for (size_t i = 0; err == OBX_OK && i < s->n; i++) {
+        err = tenant_sample(b, "outbox_tenant_messages", s->v[i].name, "state", "queued",
+                            (double)s->v[i].counts[OBX_ST_QUEUED]);
+        if (err == OBX_OK)
+            err = tenant_sample(b, "outbox_tenant_messages", s->v[i].name, "state", "failed",
+                                (double)s->v[i].counts[OBX_ST_FAILED]);
+        npaused += s->v[i].paused_reason[0] != 0;
+    }
+    if (err == OBX_OK)
+        err = family(b, "outbox_tenant_requests_total", "counter",
+                     "Delivery requests sent with the tenant's key since serve started.");
+    for (size_t i = 0; err == OBX_OK && i < s->n; i++)
+        err = tenant_sample(b, "outbox_tenant_requests_total", s->v[i].name, NULL, NULL,
+                            (double)s->v[i].sent_total);
+    if (err == OBX_OK && npaused)
+        err = family(b, "outbox_tenant_paused", "gauge",
+                     "1 for each tenant whose sending is paused, by reason (auth, "
+                     "rate_limited, circuit_open, no_key); absent when it is not.");
+    for (size_t i = 0; err == OBX_OK && i < s->n; i++)
+        if (s->v[i].paused_reason[0])
+            err = tenant_sample(b, "outbox_tenant_paused", s->v[i].name, "reason",
+                                s->v[i].paused_reason, 1);
+    return err;
+}
+
 enum obx_err
 obx_metrics_render(struct obx_buf *b, const struct obx_metrics_input *in)
 {
@@ -321,5 +378,7 @@ obx_metrics_render(struct obx_buf *b, const struct obx_metrics_input *in)
         err = render_listeners(b, in);
     if (err == OBX_OK)
         err = render_tables(b, in);
+    if (err == OBX_OK)
+        err = render_tenants(b, in->tenants);
     return err;
 }

@@ -27,6 +27,8 @@ void obx_metrics_histogram_observe(struct obx_histogram *h, double seconds);
 /* HTTP status codes counted individually; 0 = no answer. */
 #define OBX_STATUS_SLOTS 600
 
+struct obx_tenant_stats_set;
+
 /* Everything /metrics shows. Pointers are borrowed for the duration of the call. */
 struct obx_metrics_input {
     const struct obx_channel_stats *channels; /* per channel and state, from the database */
@@ -54,6 +56,8 @@ struct obx_metrics_input {
         wh_write_failures, wh_too_large;
     /* errors the HTTP layer answered itself: [api, webhook][obx_metrics_http_reasons] */
     int64_t http_rejected[2][4];
+    /* per tenant (SPEC §11), finished (store_tenant_stats.h); NULL = none */
+    const struct obx_tenant_stats_set *tenants;
 };
 
 /* too_large, bad_request, timeout, over_budget: the index order of http_rejected[i]. */

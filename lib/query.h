@@ -28,6 +28,7 @@ struct obx_row {
     const char *partoo_message_id;
     const char *partoo_status;
     int64_t unconfirmed_at_ms; /* 0 = not given up on confirmation */
+    const char *tenant;        /* the tenant owning the channel, NULL = none (SPEC §11) */
 };
 
 struct obx_transition_row {

@@ -37,6 +37,7 @@
 #include "mem.h"
 #include "store.h"
 #include "store_queue.h"
+#include "store_tenant_stats.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -48,11 +49,12 @@ extern char **environ;
 #define HARD_STOP_GRACE_MS 5000
 
 /* The state published for `outbox status`, written by the store thread. */
-#define N_STATE_KEYS 10
+#define N_STATE_KEYS 11
 struct publish_job {
     struct obx_storeq_job job;
     const char *values[N_STATE_KEYS];
     char text[N_STATE_KEYS][32];
+    char tenants[OBX_TENANT_STATS_PUBLISH_MAX + 1]; /* the last key: paused tenants */
     char snapshot[512];
     int64_t mono_ms;
 };
@@ -420,6 +422,7 @@ render_metrics(void *ctx, struct obx_buf *b)
     struct obx_channel_stats *ch = NULL;
     char wal[4096];
     struct held held = {0};
+    struct obx_tenant_stats_set ts = {0};
     enum obx_err err;
 
     struct obx_storeq_stats qs;
@@ -475,7 +478,15 @@ render_metrics(void *ctx, struct obx_buf *b)
     in.held_channels = (const char *const *)held.v;
     in.nheld = held.n;
     if (err == OBX_OK)
+        err = obx_store_tenant_stats_collect(s->st, &ts);
+    if (err == OBX_OK) {
+        obx_worker_tenant_stats(s->worker, &ts);
+        obx_store_tenant_stats_finish(&ts);
+        in.tenants = &ts;
+    }
+    if (err == OBX_OK)
         err = obx_metrics_render(b, &in);
+    obx_store_tenant_stats_release(&ts);
     obx_free(ch);
     for (size_t i = 0; i < held.n; i++)
         obx_free(held.v[i]);
@@ -484,6 +495,44 @@ render_metrics(void *ctx, struct obx_buf *b)
 }
 
 #define STATE_HEARTBEAT_MS 30000
+
+/* The paused tenants as published (OBX_STATE_TENANTS_PAUSED), and a hash of their names and
+   reasons so that a change is written at once. */
+struct paused_pub {
+    char text[OBX_TENANT_STATS_PUBLISH_MAX + 1];
+    size_t len;
+    uint64_t sig;
+};
+
+static uint64_t
+fnv(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL;
+}
+
+static int
+on_paused_lane(void *ctx, const struct obx_worker_tenant *t)
+{
+    struct paused_pub *p = ctx;
+    size_t room = sizeof p->text - 1 - p->len; /* one byte kept for the closing ] */
+    int n;
+
+    if (!t->paused_reason)
+        return 0;
+    /* Names are [A-Za-z0-9._-] (the registry's CHECK) and reasons static words: no escaping. */
+    n = snprintf(p->text + p->len, room,
+                 "%s{\"tenant\":\"%s\",\"reason\":\"%s\",\"until_ms\":%lld}", p->len > 1 ? "," : "",
+                 t->name, t->paused_reason, (long long)t->paused_until_ms);
+    if (n < 0 || (size_t)n >= room) {
+        p->text[p->len] = '\0'; /* bounded: the rest is left out */
+        return 1;
+    }
+    p->len += (size_t)n;
+    p->sig = fnv(fnv(p->sig, t->name), t->paused_reason);
+    return 0;
+}
 
 /*
  * Publishes pause and circuit state into service_state for `outbox status`: when it
@@ -494,7 +543,8 @@ publish_state(struct server *s, int running)
 {
     char pid[24], started[24], until[24], api[16], wh[16], bad_sig[24], too_large[24];
     char snapshot[512];
-    const char *values[10];
+    const char *values[N_STATE_KEYS - 1]; /* the last key, the paused tenants, is pp */
+    static struct paused_pub pp;          /* loop thread only; too big for the stack */
     struct obx_worker_stats ws;
     struct obx_webhook_stats hs = {0};
     int64_t now = obx_mono_ms(obx_clock_real());
@@ -502,6 +552,12 @@ publish_state(struct server *s, int running)
     obx_worker_stats(s->worker, &ws);
     if (s->webhook)
         obx_webhook_stats(s->webhook, &hs);
+    pp.text[0] = '[';
+    pp.len = 1;
+    pp.sig = 14695981039346656037ULL;
+    obx_worker_tenants(s->worker, on_paused_lane, &pp);
+    pp.text[pp.len++] = ']';
+    pp.text[pp.len] = '\0';
     /* Refused webhooks are lost (Partoo never retries a 4xx): `status` shows them too. */
     snprintf(bad_sig, sizeof bad_sig, "%lld", (long long)hs.rejected_signature);
     snprintf(too_large, sizeof too_large, "%lld", (long long)hs.rejected_too_large);
@@ -520,19 +576,22 @@ publish_state(struct server *s, int running)
     values[7] = wh;
     values[8] = bad_sig;
     values[9] = too_large;
-    snprintf(snapshot, sizeof snapshot, "%d|%s|%s|%s|%s", running, ws.circuit,
-             ws.paused_reason ? ws.paused_reason : "-", bad_sig, too_large);
+    snprintf(snapshot, sizeof snapshot, "%d|%s|%s|%s|%s|%016llx", running, ws.circuit,
+             ws.paused_reason ? ws.paused_reason : "-", bad_sig, too_large,
+             (unsigned long long)pp.sig);
     if (strcmp(snapshot, s->published) == 0 && now - s->published_mono_ms < STATE_HEARTBEAT_MS)
         return;
     if (s->publishing)
         return; /* the next tick publishes what changed meanwhile */
-    for (int i = 0; i < N_STATE_KEYS; i++) {
+    for (int i = 0; i < N_STATE_KEYS - 1; i++) {
         s->pub.values[i] = NULL;
         if (values[i]) {
             snprintf(s->pub.text[i], sizeof s->pub.text[i], "%s", values[i]);
             s->pub.values[i] = s->pub.text[i];
         }
     }
+    memcpy(s->pub.tenants, pp.text, pp.len + 1);
+    s->pub.values[N_STATE_KEYS - 1] = s->pub.tenants;
     snprintf(s->pub.snapshot, sizeof s->pub.snapshot, "%s", snapshot);
     s->pub.mono_ms = now;
     s->publishing = 1;
@@ -552,7 +611,8 @@ run_publish(struct obx_store *st, void *arg)
                                                    "api_port",
                                                    "webhook_port",
                                                    OBX_STATE_WEBHOOKS_REJECTED_SIGNATURE,
-                                                   OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE};
+                                                   OBX_STATE_WEBHOOKS_REJECTED_TOO_LARGE,
+                                                   OBX_STATE_TENANTS_PAUSED};
     struct publish_job *j = arg;
 
     return obx_store_publish_state(st, keys, j->values, N_STATE_KEYS);

@@ -12,7 +12,7 @@
     " sender_type, consumer_name, consumer_image, priority, state, state_reason, attempts," \
     " resends, created_at_ms, state_at_ms, next_attempt_at_ms, accepted_at_ms,"             \
     " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status,"     \
-    " unconfirmed_at_ms"
+    " unconfirmed_at_ms, tenant"
 
 static const char *
 text(sqlite3_stmt *s, int col)
@@ -48,6 +48,7 @@ read_row(sqlite3_stmt *s, struct obx_row *r)
     r->partoo_message_id = text(s, 21);
     r->partoo_status = text(s, 22);
     r->unconfirmed_at_ms = sqlite3_column_int64(s, 23);
+    r->tenant = text(s, 24);
 }
 
 /*

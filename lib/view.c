@@ -1,6 +1,7 @@
 /* view: JSON rendering of rows. Writes with obx_buf; parses nothing. */
 #include "view.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "clock.h"
@@ -53,6 +54,8 @@ obx_view_message(struct obx_buf *b, const struct obx_row *r)
 
     if (err == OBX_OK)
         err = kv_str(b, "channel_id", r->msg.channel_id);
+    if (err == OBX_OK)
+        err = kv_str(b, "tenant", r->tenant);
     if (err == OBX_OK)
         err = kv_str(b, "external_message_id", r->msg.external_message_id);
     if (err == OBX_OK)
@@ -182,7 +185,94 @@ paused_json(struct obx_buf *b, const struct obx_view_stats_extra *x)
 }
 
 static enum obx_err
-channel_json(struct obx_buf *b, const struct obx_channel_stats *c,
+paused_as(struct obx_buf *b, const char *reason, int64_t until_ms)
+{
+    struct obx_view_stats_extra p = {0};
+
+    p.paused_reason = reason;
+    p.paused_until_ms = until_ms;
+    return paused_json(b, &p);
+}
+
+/*
+ * A channel's pause: its tenant's (SPEC §11). A channel no tenant owns while the default
+ * tenant has no key waits `queued`; the reason names the channel so that an operator sees
+ * which one to give a tenant.
+ */
+static enum obx_err
+channel_paused_json(struct obx_buf *b, const struct obx_channel_stats *c, size_t i,
+                    const struct obx_view_stats_extra *x)
+{
+    const char *owner;
+    const struct obx_tenant_stats *t;
+    char why[512];
+
+    if (!x->channel_owners || !x->tenants)
+        return paused_json(b, x);
+    owner = x->channel_owners + i * (OBX_TENANT_NAME_MAX + 1);
+    t = obx_store_tenant_stats_find(x->tenants, owner[0] ? owner : "default");
+    if (!t || !t->paused_reason[0])
+        return obx_buf_puts(b, "null");
+    if (t->is_default && t->no_key) {
+        snprintf(why, sizeof why, "no tenant owns channel %s and no default API key is configured",
+                 c->channel_id);
+        return paused_as(b, why, 0);
+    }
+    return paused_as(b, t->paused_reason, t->paused_until_ms);
+}
+
+static enum obx_err
+tenant_json(struct obx_buf *b, const struct obx_tenant_stats *t)
+{
+    enum obx_err err = obx_buf_puts(b, "{\"tenant\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, t->name);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(b, t->counts);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"paused\":");
+    if (err == OBX_OK)
+        err = t->paused_reason[0] ? paused_as(b, t->paused_reason, t->paused_until_ms)
+                                  : obx_buf_puts(b, "null");
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"send_rate_per_min\":%lld,\"rate_limit\":%.17g",
+                             (long long)t->send_rate_per_min, t->rate_limit_per_min);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"channels\":[");
+    for (size_t k = 0; err == OBX_OK && k < t->nchannels; k++) {
+        if (k)
+            err = obx_buf_puts(b, ",");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(b, t->channels[k]);
+    }
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, t->channels_truncated ? "],\"channels_truncated\":true}" : "]}");
+    return err;
+}
+
+/* "tenants":[...] (the first OBX_TENANT_STATS_MAX, in the set's order) and whether cut. */
+static enum obx_err
+tenants_json(struct obx_buf *b, const struct obx_tenant_stats_set *s)
+{
+    size_t n = s->n < OBX_TENANT_STATS_MAX ? s->n : OBX_TENANT_STATS_MAX;
+    enum obx_err err = obx_buf_puts(b, ",\"tenants\":[");
+
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        if (i)
+            err = obx_buf_puts(b, ",");
+        if (err == OBX_OK)
+            err = tenant_json(b, &s->v[i]);
+    }
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "],\"tenants_truncated\":%s", n < s->n ? "true" : "false");
+    return err;
+}
+
+static enum obx_err
+channel_json(struct obx_buf *b, const struct obx_channel_stats *c, size_t i,
              const struct obx_view_stats_extra *x)
 {
     enum obx_err err = obx_buf_puts(b, "{\"channel_id\":");
@@ -206,7 +296,7 @@ channel_json(struct obx_buf *b, const struct obx_channel_stats *c,
     if (err == OBX_OK)
         err = obx_buf_puts(b, ",\"paused\":");
     if (err == OBX_OK)
-        err = paused_json(b, x);
+        err = channel_paused_json(b, c, i, x);
     if (err == OBX_OK)
         err = kv_str(b, "last_error", c->last_error[0] ? c->last_error : NULL);
     if (err == OBX_OK)
@@ -253,10 +343,14 @@ obx_view_stats(struct obx_buf *b, const struct obx_channel_stats *c, size_t n,
         if (i)
             err = obx_buf_puts(b, ",");
         if (err == OBX_OK)
-            err = channel_json(b, &c[i], x);
+            err = channel_json(b, &c[i], i, x);
     }
     if (err == OBX_OK)
-        err = obx_buf_puts(b, "]}");
+        err = obx_buf_puts(b, "]");
+    if (err == OBX_OK && x->tenants)
+        err = tenants_json(b, x->tenants);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "}");
     return err;
 }
 

@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "query.h"
 #include "store_tenant.h"
+#include "store_tenant_stats.h"
 
 /* Appends a message object (SPEC §9 field names, times RFC 3339 UTC with ms). */
 OBX_MUST_CHECK enum obx_err obx_view_message(struct obx_buf *b, const struct obx_row *r);
@@ -23,6 +24,11 @@ struct obx_view_stats_extra {
     int64_t paused_until_ms;
     int64_t webhooks_rejected_signature; /* since serve started (obx_query_webhook_rejections) */
     int64_t webhooks_rejected_too_large;
+    /* SPEC §11: the tenants (finished: obx_store_tenant_stats_finish), NULL = no section, and
+     * each channel's owner (obx_store_tenant_stats_owners), NULL = every channel shows the
+     * top-level pause. With owners a channel shows its tenant's pause. */
+    const struct obx_tenant_stats_set *tenants;
+    const char *channel_owners;
 };
 
 /* Appends the `status --json` / GET /v1/stats document. */

@@ -51,6 +51,7 @@
 #include "circuit.h"
 #include "store_dash.h"
 #include "store_tenant.h"
+#include "store_tenant_stats.h"
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
@@ -1927,4 +1928,31 @@ obx_worker_tenants(const struct obx_worker *w, obx_worker_tenant_fn fn, void *ct
         if (fn(ctx, &t))
             return;
     }
+}
+
+/* Copies each lane's pause, pace and send rate into the stats of its tenant (SPEC §11). */
+static int
+fill_stats_of(void *ctx, const struct obx_worker_tenant *t)
+{
+    struct obx_tenant_stats_set *s = ctx;
+    const struct obx_tenant_stats *found = obx_store_tenant_stats_find(s, t->name);
+    struct obx_tenant_stats *x;
+
+    if (!found || found->is_default != t->is_default)
+        return 0; /* added after the stats were read: shown next time */
+    x = &s->v[found - s->v];
+    x->send_rate_per_min = t->send_rate_per_min;
+    x->sent_total = t->sent;
+    x->rate_limit_per_min = t->rate_limit_per_min;
+    snprintf(x->paused_reason, sizeof x->paused_reason, "%s",
+             t->paused_reason ? t->paused_reason : "");
+    x->paused_until_ms = t->paused_reason ? t->paused_until_ms : 0;
+    x->no_key = t->is_default && t->no_key != NULL;
+    return 0;
+}
+
+void
+obx_worker_tenant_stats(const struct obx_worker *w, struct obx_tenant_stats_set *s)
+{
+    obx_worker_tenants(w, fill_stats_of, s);
 }

@@ -106,4 +106,10 @@ void obx_worker_tenants(const struct obx_worker *w, obx_worker_tenant_fn fn, voi
 void obx_worker_tenants_changed(struct obx_worker *w);
 
 
+struct obx_tenant_stats_set;
+
+/* Fills the pause, pace in effect and send rate of each tenant of s from its lane (the
+ * tenants section of /v1/stats and /metrics); a lane s lacks is skipped. */
+void obx_worker_tenant_stats(const struct obx_worker *w, struct obx_tenant_stats_set *s);
+
 #endif

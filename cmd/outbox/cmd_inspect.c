@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "store_dash.h"
+#include "store_tenant_stats.h"
 #include "mem.h"
 #include "query.h"
 #include "view.h"
@@ -33,6 +34,7 @@ struct serve_state {
     int64_t started_at_ms, updated_at_ms, paused_until_ms;
     char circuit[16];
     char paused_reason[32];
+    char *tenants_paused; /* JSON array (OBX_STATE_TENANTS_PAUSED), owned; NULL = none */
 };
 
 #define SERVE_FRESH_MS 65000 /* serve writes at least every 30 s while it runs */
@@ -58,6 +60,8 @@ on_state(void *ctx, const char *key, const char *value, int64_t updated_at_ms)
         snprintf(ss->paused_reason, sizeof ss->paused_reason, "%s", value);
     else if (strcmp(key, "paused_until_ms") == 0)
         ss->paused_until_ms = strtoll(value, NULL, 10);
+    else if (strcmp(key, OBX_STATE_TENANTS_PAUSED) == 0 && !ss->tenants_paused)
+        ss->tenants_paused = obx_strdup(value);
     return 0;
 }
 
@@ -133,6 +137,97 @@ print_hold(void *ctx, const struct obx_pause_row *p)
     return 0;
 }
 
+#define STATUS_TENANT_ROWS 20      /* tenants in the table, by backlog */
+#define STATUS_UNOWNED_CHANNELS 10 /* channels named as waiting for a tenant */
+
+/*
+ * The tenants section (SPEC §11): counts from the database, pace from the registry or the
+ * configuration, send rate from the attempts of its channels in the last minute, pauses
+ * from what the running serve published. owners gets each channel's owner.
+ */
+static enum obx_err
+tenant_stats(struct cli *c, struct obx_store *st, const struct obx_channel_stats *s, size_t n,
+             const struct serve_state *ss, struct obx_tenant_stats_set *ts /* OUT */,
+             char **owners /* OUT */)
+{
+    enum obx_err err = obx_store_tenant_stats_collect(st, ts);
+
+    *owners = NULL;
+    if (err == OBX_OK && n && !(*owners = obx_calloc(n, OBX_TENANT_NAME_MAX + 1)))
+        err = OBX_ENOMEM;
+    if (err == OBX_OK)
+        err = obx_store_tenant_stats_owners(st, s, n, *owners);
+    if (err != OBX_OK)
+        return err;
+    for (size_t i = 0; i < ts->n; i++)
+        if (ts->v[i].rate_limit_per_min <= 0)
+            ts->v[i].rate_limit_per_min = c->cfg.rate_limit_per_s * 60.0;
+    for (size_t i = 0; i < n; i++) {
+        const char *o = *owners + i * (OBX_TENANT_NAME_MAX + 1);
+        const struct obx_tenant_stats *t = obx_store_tenant_stats_find(ts, o[0] ? o : "default");
+
+        if (t)
+            ts->v[t - ts->v].send_rate_per_min += s[i].sent_last_min;
+    }
+    if (ss->running)
+        obx_store_tenant_stats_apply_published(ts, ss->tenants_paused);
+    obx_store_tenant_stats_finish(ts);
+    return OBX_OK;
+}
+
+static void
+tenant_table(const struct obx_tenant_stats_set *ts, int64_t now_ms)
+{
+    static const char *const head[] = {"TENANT",   "QUEUED",   "SENDING",  "FAILED",
+                                       "SENT/MIN", "RATE/MIN", "CHANNELS", "PAUSED"};
+    size_t shown = ts->n < STATUS_TENANT_ROWS ? ts->n : STATUS_TENANT_ROWS;
+    struct cli_table t;
+
+    if (cli_table_init(&t, 8, head) != 0)
+        return;
+    for (size_t i = 0; i < shown; i++) {
+        const struct obx_tenant_stats *x = &ts->v[i];
+        char num[6][24], paused[96], until[32];
+        const char *row[8];
+
+        snprintf(num[0], sizeof num[0], "%lld", (long long)x->counts[OBX_ST_QUEUED]);
+        snprintf(num[1], sizeof num[1], "%lld", (long long)x->counts[OBX_ST_SENDING]);
+        snprintf(num[2], sizeof num[2], "%lld", (long long)x->counts[OBX_ST_FAILED]);
+        snprintf(num[3], sizeof num[3], "%lld", (long long)x->send_rate_per_min);
+        snprintf(num[4], sizeof num[4], "%.0f", x->rate_limit_per_min);
+        snprintf(num[5], sizeof num[5], "%zu%s", x->nchannels, x->channels_truncated ? "+" : "");
+        if (x->paused_reason[0] && x->paused_until_ms > now_ms) {
+            cli_format_time(x->paused_until_ms, until, sizeof until);
+            snprintf(paused, sizeof paused, "%s until %s", x->paused_reason, until);
+        } else {
+            snprintf(paused, sizeof paused, "%s", x->paused_reason[0] ? x->paused_reason : "-");
+        }
+        row[0] = x->name;
+        for (int k = 0; k < 6; k++)
+            row[k + 1] = num[k];
+        row[7] = paused;
+        if (cli_table_add(&t, row) != 0)
+            break;
+    }
+    cli_table_print(&t, stdout);
+    cli_table_release(&t);
+    if (shown < ts->n)
+        printf("... and %zu more tenants (outbox status --json lists up to %d)\n", ts->n - shown,
+               OBX_TENANT_STATS_MAX);
+}
+
+static int
+print_unowned(void *ctx, const char *channel_id)
+{
+    (void)ctx;
+    cli_printf_safe(stdout,
+                    "waiting: no tenant owns channel %s and no default API key is configured: "
+                    "its messages stay queued until a tenant owns it (outbox tenant set NAME "
+                    "--channel %s)\n",
+                    channel_id, channel_id);
+    return 0;
+}
+
 /* One status screen (or JSON document). */
 static int
 status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
@@ -140,6 +235,8 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
     struct obx_channel_stats *s = NULL;
     struct obx_view_stats_extra x = {0};
     struct serve_state ss = {0};
+    struct obx_tenant_stats_set ts = {0};
+    char *owners = NULL;
     size_t n = 0;
     int64_t sent = 0;
     int rc = CLI_OK;
@@ -154,17 +251,21 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
     if (err == OBX_OK)
         err = obx_query_webhook_rejections(st, &x.webhooks_rejected_signature,
                                            &x.webhooks_rejected_too_large);
+    ss.running = ss.running && x.now_ms - ss.updated_at_ms < SERVE_FRESH_MS;
+    if (err == OBX_OK)
+        err = tenant_stats(c, st, s, n, &ss, &ts, &owners);
     if (err != OBX_OK) {
         cli_error(c, "%s", obx_strerror(err));
-        obx_free(s);
-        return CLI_FAIL;
+        rc = CLI_FAIL;
+        goto out;
     }
-    ss.running = ss.running && x.now_ms - ss.updated_at_ms < SERVE_FRESH_MS;
     x.send_rate_per_min = (double)sent;
     if (ss.running && ss.paused_reason[0]) {
         x.paused_reason = ss.paused_reason;
         x.paused_until_ms = ss.paused_until_ms;
     }
+    x.tenants = &ts;
+    x.channel_owners = ss.running ? owners : NULL;
     if (c->json) {
         err = obx_view_stats(b, s, n, &x);
         if (err == OBX_OK)
@@ -180,12 +281,26 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
         else
             status_table(s, n, x.now_ms);
         printf("\nsent in the last minute: %lld\n", (long long)sent);
+        if (ts.n && (ts.n > 1 || !ts.v[0].is_default)) {
+            printf("\n");
+            tenant_table(&ts, x.now_ms);
+        }
+        /* The default tenant has no key: name the channels that wait for a tenant. */
+        for (size_t i = 0; i < ts.n; i++)
+            if (ts.v[i].is_default && ts.v[i].no_key &&
+                obx_store_tenant_unowned_waiting(st, STATUS_UNOWNED_CHANNELS, print_unowned,
+                                                 NULL) != OBX_OK)
+                cli_error(c, "cannot read the channels waiting for a tenant");
         if (x.webhooks_rejected_signature || x.webhooks_rejected_too_large)
             printf("WARNING: webhooks refused since serve started: %lld bad signature, %lld "
                    "over webhook_max_body_bytes (Partoo does not retry them)\n",
                    (long long)x.webhooks_rejected_signature,
                    (long long)x.webhooks_rejected_too_large);
     }
+out:
+    obx_store_tenant_stats_release(&ts);
+    obx_free(ss.tenants_paused);
+    obx_free(owners);
     obx_free(s);
     return rc;
 }
@@ -195,14 +310,17 @@ cmd_status(int argc, char **argv)
 {
     int watch = 0;
     struct cli_opt opts[] = {{"watch", NULL, &watch}, {0}};
-    struct cli c = {.command = "status",
-                    .usage = "usage: outbox status [--watch] [options]\n\n"
-                             "Whether serve runs (and why sending is paused, if it is), then per\n"
-                             "channel: queued, sending, accepted awaiting confirmation,\n"
-                             "unconfirmed (no confirmation after max_resends), confirmed in the\n"
-                             "last 24 h, failed, age of the oldest queued message, messages sent\n"
-                             "in the last minute and the last delivery error. --watch redraws it\n"
-                             "every 2 s until interrupted.\n\n" CLI_COMMON_HELP};
+    struct cli c = {
+        .command = "status",
+        .usage = "usage: outbox status [--watch] [options]\n\n"
+                 "Whether serve runs (and why sending is paused, if it is), then per\n"
+                 "channel: queued, sending, accepted awaiting confirmation,\n"
+                 "unconfirmed (no confirmation after max_resends), confirmed in the\n"
+                 "last 24 h, failed, age of the oldest queued message, messages sent\n"
+                 "in the last minute and the last delivery error; with tenants, per\n"
+                 "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
+                 "channels waiting for a tenant. --watch redraws it every 2 s until\n"
+                 "interrupted.\n\n" CLI_COMMON_HELP};
     struct obx_store *st = NULL;
     struct obx_buf b;
     int rc;
@@ -379,6 +497,7 @@ on_show_row(void *ctx, const struct obx_row *r)
     cli_format_time(r->confirmed_at_ms, t3, sizeof t3);
     SHOW("message      %s / %s (id %lld)\n", r->msg.channel_id, r->msg.external_message_id,
          (long long)r->id);
+    SHOW("tenant       %s\n", r->tenant ? r->tenant : "default (no tenant owns the channel)");
     SHOW("conversation %s   business %s   sender %s   priority %lld\n",
          r->msg.external_conversation_id, r->msg.business_id, r->msg.sender_type,
          (long long)r->msg.priority);

@@ -13,6 +13,7 @@
 #include "check.h"
 #include "mem.h"
 #include "store.h"
+#include "store_tenant.h"
 #include "view.h"
 #include "testdb.h"
 
@@ -60,7 +61,7 @@ test_message(void)
     obx_buf_init(&b, 1 << 16);
     CHECK_OK(obx_view_message(&b, &r));
     CHECK_STR(obx_buf_str(&b),
-              "{\"id\":42,\"channel_id\":\"ch\",\"external_message_id\":\"m-1\","
+              "{\"id\":42,\"channel_id\":\"ch\",\"tenant\":null,\"external_message_id\":\"m-1\","
               "\"business_id\":\"b\",\"external_conversation_id\":\"conv\","
               "\"content\":\"say \\\"hi\\\"\\n\",\"sender_type\":\"Consumer\","
               "\"consumer_name\":null,\"consumer_image\":null,\"priority\":3,"
@@ -80,7 +81,9 @@ test_message(void)
     r.partoo_status = "delivered";
     r.unconfirmed_at_ms = 5;
     r.msg.consumer_name = "Ann";
+    r.tenant = "acme";
     CHECK_OK(obx_view_message(&b, &r));
+    CHECK(strstr(obx_buf_str(&b), "\"channel_id\":\"ch\",\"tenant\":\"acme\","));
     CHECK(strstr(obx_buf_str(&b), "\"next_attempt_at\":null,"
                                   "\"accepted_at\":\"2023-11-14T22:13:22.000Z\","));
     CHECK(strstr(obx_buf_str(&b), "\"consumer_name\":\"Ann\","));
@@ -280,8 +283,10 @@ test_message_document(void)
     CHECK_OK(make_history(st));
     CHECK_OK(obx_view_message_document(st, "ch", "m-1", &b));
     t = obx_buf_str(&b);
-    CHECK(strncmp(t, "{\"id\":1,\"channel_id\":\"ch\",\"external_message_id\":\"m-1\",",
-                  strlen("{\"id\":1,\"channel_id\":\"ch\",\"external_message_id\":\"m-1\",")) == 0);
+    CHECK(strncmp(
+              t, "{\"id\":1,\"channel_id\":\"ch\",\"tenant\":null,\"external_message_id\":\"m-1\",",
+              strlen("{\"id\":1,\"channel_id\":\"ch\",\"tenant\":null,"
+                     "\"external_message_id\":\"m-1\",")) == 0);
     CHECK(strstr(t, "\"state\":\"accepted\""));
     CHECK(strstr(t, ",\"unconfirmed\":false,\"transitions\":[{\"at\":"));
     CHECK(strstr(t, "\"transitions\":[{\"at\":\"2023-11-14T22:13:20.000Z\",\"from\":\"queued\","
@@ -402,6 +407,144 @@ end:
     TEST_END;
 }
 
+static int
+enqueue_on(struct obx_store *st, const char *channel, const char *id)
+{
+    struct obx_msg m = {channel, id, "b", id, "hi", "Consumer", NULL, NULL, 0};
+    enum obx_enqueue_result r;
+
+    return obx_enqueue(st, &m, &r, NULL) == OBX_OK ? 0 : -1;
+}
+
+static enum obx_err
+put_tenant(struct obx_store *st, const char *name, const struct obx_tenant_channel *ch, size_t n)
+{
+    struct obx_tenant_spec spec = {0};
+    char conflict[256];
+    int created = 0;
+
+    spec.name = name;
+    spec.api_key = "key";
+    spec.channels = ch;
+    spec.nchannels = n;
+    return obx_store_tenant_put(st, &spec, OBX_TENANT_CREATE, NULL, &created, conflict,
+                                sizeof conflict);
+}
+
+/* The tenants section (SPEC §11): counts per tenant from the kept per-channel counts, the
+ * default tenant for unowned channels, the order (paused, backlog, name), each channel's
+ * pause from its tenant (the unowned one named when there is no default key), the channel
+ * cap, and what `status` reads back from serve's publication (malformed input ignored). */
+static int
+test_tenant_stats(void)
+{
+    TEST_BEGIN;
+    struct obx_store *st = fresh_store();
+    struct obx_tenant_channel acme[150], beta = {"ch-b", 0};
+    char ids[150][16];
+    struct obx_tenant_stats_set ts = {0};
+    struct obx_channel_stats *c = NULL;
+    struct obx_view_stats_extra x = {0};
+    const struct obx_tenant_stats *t;
+    char owners[4][OBX_TENANT_NAME_MAX + 1];
+    struct obx_buf b;
+    size_t n = 0;
+    const char *out;
+    enum obx_err err = OBX_OK;
+    long k;
+
+    obx_buf_init(&b, 1 << 20);
+    CHECK(st);
+    for (int i = 0; i < 150; i++) {
+        snprintf(ids[i], sizeof ids[i], "ch-a%03d", i);
+        acme[i].channel_id = ids[i];
+        acme[i].readonly = 0;
+    }
+    CHECK_INT(enqueue_on(st, "ch-a000", "m1"), 0);
+    CHECK_INT(enqueue_on(st, "ch-a001", "m2"), 0);
+    CHECK_INT(enqueue_on(st, "ch-b", "m3"), 0);
+    CHECK_INT(enqueue_on(st, "ch-free", "m4"), 0);
+    CHECK_OK(put_tenant(st, "acme", acme, 150));
+    CHECK_OK(put_tenant(st, "beta", &beta, 1));
+    CHECK_OK(put_tenant(st, "idle", NULL, 0));
+    CHECK_OK(obx_store_tenant_stats_collect(st, &ts));
+    CHECK_INT(ts.n, 4);
+    CHECK(ts.v[0].is_default);
+    CHECK_INT(ts.v[0].counts[OBX_ST_QUEUED], 1);
+    CHECK_INT(ts.v[0].nchannels, 1);
+    CHECK_STR(ts.v[0].channels[0], "ch-free");
+    CHECK((t = obx_store_tenant_stats_find(&ts, "acme")) != NULL);
+    CHECK_INT(t->counts[OBX_ST_QUEUED], 2);
+    CHECK_INT(t->nchannels, OBX_TENANT_STATS_CHANNELS_MAX);
+    CHECK_INT(t->channels_truncated, 1);
+    CHECK((t = obx_store_tenant_stats_find(&ts, "idle")) != NULL);
+    CHECK_INT(t->counts[OBX_ST_QUEUED], 0);
+    CHECK(obx_store_tenant_stats_find(&ts, "nobody") == NULL);
+
+    /* Malformed publications change nothing; a valid one pauses the tenants it names. */
+    obx_store_tenant_stats_apply_published(&ts, NULL);
+    obx_store_tenant_stats_apply_published(&ts, "nonsense");
+    obx_store_tenant_stats_apply_published(&ts, "[1,{\"tenant\":5},{\"tenant\":\"acme\"}]");
+    for (size_t i = 0; i < ts.n; i++)
+        CHECK_STR(ts.v[i].paused_reason, "");
+    obx_store_tenant_stats_apply_published(
+        &ts, "[{\"tenant\":\"acme\",\"reason\":\"auth\",\"until_ms\":1700000060000},"
+             "{\"tenant\":\"default\",\"reason\":\"no_key\",\"until_ms\":0},"
+             "{\"tenant\":\"ghost\",\"reason\":\"auth\",\"until_ms\":0}]");
+    CHECK_INT(ts.v[0].no_key, 1);
+    obx_store_tenant_stats_finish(&ts);
+    CHECK_STR(ts.v[0].name, "acme");    /* paused, backlog 2 */
+    CHECK_STR(ts.v[1].name, "default"); /* paused (no key), backlog 1 */
+    CHECK_STR(ts.v[2].name, "beta");
+    CHECK_STR(ts.v[3].name, "idle");
+
+    CHECK_OK(obx_query_stats(st, &c, &n));
+    CHECK_INT(n, 4); /* ch-a000, ch-a001, ch-b, ch-free */
+    CHECK_OK(obx_store_tenant_stats_owners(st, c, n, owners[0]));
+    CHECK_STR(owners[0], "acme");
+    CHECK_STR(owners[2], "beta");
+    CHECK_STR(owners[3], "");
+    x.now_ms = fake.now_ms;
+    x.tenants = &ts;
+    x.channel_owners = owners[0];
+    CHECK_OK(obx_view_stats(&b, c, n, &x));
+    out = obx_buf_str(&b);
+    CHECK(strstr(out, "\"channel_id\":\"ch-a000\""));
+    CHECK(strstr(out, "\"paused\":{\"reason\":\"auth\",\"until\":\"2023-11-14T22:14:20.000Z\"}"));
+    CHECK(strstr(out, "\"paused\":{\"reason\":\"no tenant owns channel ch-free and no default "
+                      "API key is configured\",\"until\":null}"));
+    CHECK(strstr(out, ",\"tenants\":[{\"tenant\":\"acme\",\"counts\":{\"queued\":2,"));
+    CHECK(strstr(out, "\"channels_truncated\":true}"));
+    CHECK(strstr(out, "{\"tenant\":\"idle\",\"counts\":{\"queued\":0,\"sending\":0,\"accepted\":0,"
+                      "\"confirmed\":0,\"failed\":0,\"cancelled\":0},\"paused\":null,"
+                      "\"send_rate_per_min\":0,\"rate_limit\":0,\"channels\":[]}"));
+    CHECK(strstr(out, "],\"tenants_truncated\":false}"));
+    CHECK(out[strlen(out) - 1] == '}');
+
+    /* Every allocation of collect: OBX_ENOMEM and nothing leaked (ASan), then success. */
+    obx_store_tenant_stats_release(&ts);
+    for (k = 0; k < 1000; k++) {
+        obx_mem_fail_after(k);
+        err = obx_store_tenant_stats_collect(st, &ts);
+        obx_mem_fail_after(-1);
+        if (err == OBX_OK)
+            break;
+        CHECK_INT(err, OBX_ENOMEM);
+        CHECK(ts.v == NULL);
+    }
+    CHECK_OK(err);
+    CHECK(k > 0);
+    CHECK_INT(ts.n, 4);
+end:
+    obx_mem_fail_after(-1);
+    obx_free(c);
+    obx_store_tenant_stats_release(&ts);
+    obx_buf_release(&b);
+    obx_store_free(st);
+    testdb_remove(db_path);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"message", test_message},
     {"transition_attempt", test_transition_attempt},
@@ -410,6 +553,7 @@ static const struct test_case tests[] = {
     {"message_document", test_message_document},
     {"alloc_failure", test_alloc_failure},
     {"tenant", test_tenant},
+    {"tenant_stats", test_tenant_stats},
     {NULL, NULL},
 };
 
