@@ -98,7 +98,7 @@ for i in $(seq 1 "$ONBOARD"); do
         [ -n "$got" ] && break
         sleep 0.05
     done
-    onboard_ms+=("${got:+$(( got - put_ms ))}")
+    if [ -n "$got" ]; then onboard_ms+=("$(( got - put_ms ))"); else onboard_ms+=(NA); fi
     sleep 1
 done
 

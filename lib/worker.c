@@ -66,13 +66,19 @@
 #define IDLE_POLL_MS 1000     /* rows inserted by other processes are seen this fast */
 #define REGISTRY_POLL_MS 1000 /* tenants changed by `outbox tenant` are seen this fast */
 #define DEFAULT_RETRY_AFTER_MS 60000
-#define CLAIM_MAX 128        /* messages per lane per claim job */
-#define CLAIM_TOTAL_MAX 1024 /* messages per claim job */
-#define CLAIM_LANES_MAX 512  /* lanes per claim job */
-#define PREFETCH_MAX 256     /* most messages kept claimed ahead of a free slot */
-#define CLAIM_AHEAD_MS 1000  /* a throttled lane is claimed for this long before its token */
-#define WAKE_IDLE_MIN_MS 20  /* obx_worker_notify wakes idle lanes at most this often */
-#define RATE_SLOTS 60        /* one-second buckets of a lane's send rate */
+#define CLAIM_MAX 128 /* messages per lane per claim job */
+/*
+ * Messages per claim job. Small, because a claim job holds the store thread and every
+ * outcome's commit waits behind it: at 1,024 the send slots filled up with outcomes
+ * waiting to be recorded and 2,000 paced tenants lost an eighth of their tokens
+ * (docs/benchmarks.md, "Tenants").
+ */
+#define CLAIM_TOTAL_MAX 256
+#define CLAIM_LANES_MAX 512 /* lanes per claim job */
+#define PREFETCH_MAX 256    /* most messages kept claimed ahead of a free slot */
+#define CLAIM_AHEAD_MS 2000 /* a throttled lane is claimed for this long before its token */
+#define WAKE_IDLE_MIN_MS 20 /* obx_worker_notify wakes idle lanes at most this often */
+#define RATE_SLOTS 60       /* one-second buckets of a lane's send rate */
 /*
  * A claimed message not sent within this goes back instead: its lease (connect + request
  * timeout + 60 s) must outlast the request that has not started yet, or lease recovery
@@ -886,8 +892,8 @@ prefetch_depth(const struct obx_worker *w)
 /*
  * How many messages the lane should be claimed for now. A throttled lane keeps what its
  * tokens will send in the next CLAIM_AHEAD_MS claimed (at least one), and asks again once
- * half of that is sent: at 290/min that is a claim of two or three messages every half
- * second, instead of one claim job per message.
+ * half of that is sent: at 290/min that is a claim of five messages a second, instead of
+ * one claim job per message, and a claim may take a second before the lane runs dry.
  */
 static int
 lane_want(const struct obx_worker *w, const struct lane *l)
