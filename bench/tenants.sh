@@ -24,7 +24,7 @@
 # Prints Markdown on stdout and writes it to REPORT (default
 # bench/results/tenants-<UTC time>.md). QUICK=1: 50 tenants, 20 s, a smoke run.
 #
-# Environment: TENANTS, RATE, RUN_S, WARM_S, INFLIGHT, ONBOARD, BACKLOG, REPORT, and
+# Environment: TENANTS, RATE, RUN_S, WARM_S, INFLIGHT, ONBOARD, BACKLOG, REPORT, SERVE_OPTS, and
 # bench/lib.sh's (BUILD, OUTBOX_BIN, MOCK_BIN, BENCH_DIR, KEEP_TMP). Only 127.0.0.1.
 set -uo pipefail
 {
@@ -68,7 +68,7 @@ start_mock
 API_PORT=$(free_port)
 OUTBOX_PARTOO_API_KEY= "$OUTBOX_BIN" serve --db "$DB" --partoo-base-url "$MOCK_URL" \
     --api-listen "127.0.0.1:$API_PORT" --webhook-listen 127.0.0.1:0 --max-inflight "$INFLIGHT" \
-    --log-level warn >"$BT/serve.log" 2>&1 &
+    --log-level warn ${SERVE_OPTS:-} >"$BT/serve.log" 2>&1 &
 SERVE_PID=$!
 PIDS+=("$SERVE_PID")
 wait_until 20 'curl -sf "http://127.0.0.1:$API_PORT/healthz" >/dev/null' ||
