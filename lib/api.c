@@ -1115,7 +1115,8 @@ on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
         opt_string(req, doc, "reason", 255, &reason) != 0)
         goto out;
     if (tenant) {
-        obx_httpd_error(req, 400, "invalid_value", "this outbox has a single tenant", "tenant");
+        obx_httpd_error(req, 400, "invalid_value",
+                        "a whole tenant is not paused yet: pause its channels", "tenant");
         goto out;
     }
     if (!channel) {

@@ -10,8 +10,8 @@
 #define PAUSE_HELP                                                                           \
     "A paused channel's messages are held: serve does not send them, they use no attempt,\n" \
     "and the time they spend held does not count toward max_age. `outbox status`,\n"         \
-    "GET /v1/stats and /metrics show the holds. --tenant is refused while the outbox\n"      \
-    "has a single tenant.\n\n" CLI_COMMON_HELP
+    "GET /v1/stats and /metrics show the holds. --tenant is refused: a whole tenant is\n"    \
+    "not paused yet; pause its channels (`outbox tenant ls` lists them).\n\n" CLI_COMMON_HELP
 
 static int
 pause_resume(int argc, char **argv, int pause)
@@ -37,7 +37,8 @@ pause_resume(int argc, char **argv, int pause)
     if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
         goto out;
     if (tenant) {
-        cli_error(&c, "--tenant: this outbox has a single tenant; use --channel");
+        cli_error(&c, "--tenant: a whole tenant is not paused yet; pause its channels with "
+                      "--channel (`outbox tenant ls` lists them)");
         rc = CLI_USAGE;
         goto out;
     }
