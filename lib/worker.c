@@ -1325,8 +1325,6 @@ lane_set_key(struct lane *l, const char *key, const char *fingerprint)
     if (l->api_key)
         obx_secretbox_free_plain(l->api_key);
     l->api_key = key ? obx_strdup(key) : NULL;
-    if (key && !l->api_key)
-        l->no_key = "out of memory";
     snprintf(l->key_fingerprint, sizeof l->key_fingerprint, "%s", fingerprint ? fingerprint : "");
 }
 
@@ -1369,7 +1367,11 @@ lane_configure(struct lane *l, const char *key, const char *fingerprint, const c
 
     if (key_changed)
         lane_set_key(l, key, fingerprint);
-    l->no_key = key ? NULL : no_key;
+    l->no_key = l->api_key ? NULL : key ? "out of memory" : no_key;
+    /* Without a key nothing of it can be sent: what it claimed goes back to `queued` now
+     * rather than wait in `sending` for its lease to expire. */
+    if (!l->api_key)
+        release_lane_ready(l, "released: the tenant has no usable key");
     if ((base_url == NULL) != (l->base_url == NULL) ||
         (base_url && strcmp(base_url, l->base_url) != 0)) {
         obx_free(l->base_url);
