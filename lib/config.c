@@ -41,6 +41,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "pg.h"
 #include "net.h"
 
 #define OBX_API_TOKEN_MIN 16 /* bytes; see check_token */
@@ -146,12 +147,16 @@ static const char *check_public_key(const char *s);
 static const char *check_channels(const char *s);
 static const char *check_path_segment(const char *s);
 static const char *check_token(const char *s);
+static const char *check_db_schema(const char *s);
 static int parse_synchronous(const char *s);
 
 static const struct opt opts[] = {
     /* storage */
     {"db", OPT_STRING, "outbox.db", 1, STR_MAX, FIELD(db, char *),
-     "path of the SQLite database file"},
+     "path of the SQLite database file, or a PostgreSQL URI (postgresql://...; only"
+     " `outbox migrate` uses one so far)"},
+    {"db_schema", OPT_STRING, "outbox", 1, STR_MAX, FIELD(db_schema, char *),
+     "PostgreSQL schema holding the outbox (ignored for SQLite)", .check = check_db_schema},
     {"synchronous", OPT_ENUM, "full", 0, 1, FIELD(synchronous_full, int),
      "full: every commit survives power loss; normal: faster, may lose the last commits",
      .choices = "full|normal", .enum_parse = parse_synchronous},
@@ -1533,6 +1538,12 @@ check_path_segment(const char *s)
 }
 
 static const char *
+check_db_schema(const char *s)
+{
+    return obx_pg_check_schema(s);
+}
+
+static const char *
 check_token(const char *s)
 {
     if (strchr(s, ' '))
@@ -1562,7 +1573,14 @@ value_text(const struct obx_config *c, const struct opt *o, char *buf, size_t si
     case OPT_STRING:
         if (!*(char *const *)f)
             return UNSET;
-        return o->secret ? MASK : *(char *const *)f;
+        if (o->secret)
+            return MASK;
+        /* A PostgreSQL URI may carry a password (SPEC §12). */
+        if (o->off == offsetof(struct obx_config, db) && obx_pg_is_uri(*(char *const *)f)) {
+            obx_pg_redact_uri(*(char *const *)f, buf, size);
+            return buf;
+        }
+        return *(char *const *)f;
     case OPT_RATE: format_rate(*(const double *)f, buf, size); break;
     case OPT_ENUM: format_enum(o, *(const int *)f, buf, size); break;
     default: format_number(o, *(const int64_t *)f, buf, size); break;
@@ -1573,7 +1591,7 @@ value_text(const struct obx_config *c, const struct opt *o, char *buf, size_t si
 void
 obx_config_print(const struct obx_config *c, FILE *out)
 {
-    char buf[64];
+    char buf[4096 + 8];
 
     for (size_t i = 0; i < NOPTS; i++) {
         fprintf(out, "%s = %s\n", opts[i].name, value_text(c, &opts[i], buf, sizeof(buf)));

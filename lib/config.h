@@ -26,6 +26,7 @@ enum obx_config_source { OBX_SRC_DEFAULT = 0, OBX_SRC_FILE, OBX_SRC_ENV, OBX_SRC
 struct obx_config {
     /* storage */
     char *db;                          /* path of the SQLite file; default "outbox.db" */
+    char *db_schema;                   /* PostgreSQL schema; default "outbox" */
     int synchronous_full;              /* synchronous = full (1, default) | normal (0) */
     int64_t max_db_size;               /* bytes, 0 = no quota */
     int64_t retention_ms;              /* default 30d; 0 = keep forever */

@@ -4,7 +4,7 @@
  *
  * Procedure for a schema change: add migrations/NNNN+1_<what>.sql (never edit a
  * released one), update schema/schema.sql to the resulting schema (the drift test
- * compares them), and describe it in docs/migrations.md.
+ * compares them), and describe it in docs/schema.md.
  */
 #ifndef OBX_MIGRATE_H
 #define OBX_MIGRATE_H

@@ -13,6 +13,9 @@ packages=(
     gcovr
     # make deb and its checks; the client examples (node); the formats' own tools (promtool)
     dpkg-dev file lintian man-db nodejs python3-prometheus-client prometheus
+    # PostgreSQL (issue 15): libpq to build with, the server for the tests' throwaway
+    # clusters (tests/integration/pg_cluster.sh; the package's own cluster is not used)
+    libpq-dev postgresql
     # the dashboard's browser test (tests/integration/test_ui_browser.sh)
     chromium chromium-driver python3-selenium
 )

@@ -58,9 +58,11 @@ PUBLIC_HEADER=lib/outbox.h
 
 # Generated sources compiled into the library (object basename -> module that owns them).
 #   migrations_embedded (cmake/embed_migrations.cmake): the migrations, read by migrate.c.
+#   migrations_pg_embedded (the same, from migrations/postgresql): read by migrate_pg.c.
 #   ui_embedded (cmake/embed_ui.cmake): the dashboard's files, served by ui.c.
 GENERATED='
 migrations_embedded:migrate
+migrations_pg_embedded:migrate_pg
 ui_embedded:ui
 '
 

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "pg.h"
 
 extern char **environ;
 
@@ -525,6 +526,39 @@ check_required(const struct cli *c, const struct cli_opt *opts)
     return CLI_OK;
 }
 
+/*
+ * A PostgreSQL db (SPEC §12): its password never on the command line (any user may read
+ * a process's arguments), and only the commands that support PostgreSQL go on.
+ */
+static int
+check_postgresql(const struct cli *c)
+{
+    char shown[4096];
+
+    obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
+    for (int i = 0; i < c->nflags; i++) {
+        if (strcmp(c->flags[i].key, "db") == 0 && strcmp(c->flags[i].value, shown) != 0) {
+            cli_error(c, "--db: a password on the command line is visible to every user of "
+                         "this machine; put it in PGPASSWORD, ~/.pgpass or the config file");
+            return CLI_USAGE;
+        }
+    }
+    return c->postgresql_ok ? CLI_OK : cli_refuse_postgresql(c);
+}
+
+int
+cli_refuse_postgresql(const struct cli *c)
+{
+    char shown[4096];
+
+    obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
+    cli_error(c,
+              "db is a PostgreSQL database (%s): only `outbox migrate` supports PostgreSQL "
+              "so far; `%s` needs a SQLite file",
+              shown, c->command);
+    return CLI_FAIL;
+}
+
 int
 cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int min_pos,
           int max_pos, int *exit_code)
@@ -549,6 +583,8 @@ cli_start(struct cli *c, int argc, char **argv, const struct cli_opt *opts, int 
         return 0;
     }
     *exit_code = cli_load_config(c);
+    if (*exit_code == CLI_OK && obx_pg_is_uri(c->cfg.db))
+        *exit_code = check_postgresql(c);
     return *exit_code == CLI_OK;
 }
 

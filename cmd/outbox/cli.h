@@ -52,6 +52,7 @@ struct cli {
         char key_buf[64];
     } flags[CLI_MAX_CONFIG_FLAGS];
     int nflags;
+    int postgresql_ok; /* the command works on a PostgreSQL db (migrate, so far) */
 };
 
 /*
@@ -65,6 +66,10 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct cli_opt *opts);
  * then validates it. Used at start and again on SIGHUP. Errors go to err.
  */
 enum obx_err cli_build_config(const struct cli *c, struct obx_config *out, struct obx_buf *err);
+
+/* Prints why this command cannot work on c->cfg.db, a PostgreSQL URI (shown without its
+ * password); returns CLI_FAIL. */
+int cli_refuse_postgresql(const struct cli *c);
 
 /* Loads defaults, the file, OUTBOX_* and flags into c->cfg. Prints errors; CLI_OK or CLI_FAIL. */
 int cli_load_config(struct cli *c);

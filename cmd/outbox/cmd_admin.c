@@ -13,17 +13,63 @@
 #include "commands.h"
 #include "http_client.h"
 #include "migrate.h"
+#include "migrate_pg.h"
+#include "pg.h"
 #include "retention.h"
+
+static void
+print_migrated(const struct cli *c, int from, int to)
+{
+    if (c->json)
+        printf("{\"from\":%d,\"to\":%d}\n", from, to);
+    else if (from == to)
+        printf("schema already at version %d\n", to);
+    else
+        printf("migrated schema from version %d to %d\n", from, to);
+}
+
+/* migrate on PostgreSQL (SPEC §12): the schema db_schema, created when missing. */
+static int
+migrate_postgresql(struct cli *c)
+{
+    struct obx_pg *pg = NULL;
+    char shown[4096], msg[256];
+    int from = 0, to = 0;
+    enum obx_err err;
+
+    obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
+    err = obx_pg_open(c->cfg.db, c->cfg.db_schema, &pg, msg, sizeof msg);
+    if (err != OBX_OK) {
+        cli_error(c, "cannot open '%s': %s", shown, msg);
+        return CLI_FAIL;
+    }
+    err = obx_migrate_pg_apply(pg, &from, &to);
+    if (err == OBX_ESCHEMA)
+        cli_error(c,
+                  "schema '%s' of '%s' is at version %d, newer than this binary's %d; "
+                  "upgrade outbox",
+                  c->cfg.db_schema, shown, from, obx_migrate_pg_latest());
+    else if (err != OBX_OK)
+        cli_error(c, "migration failed: %s (%s)", obx_strerror(err), obx_pg_errmsg(pg));
+    else
+        print_migrated(c, from, to);
+    obx_pg_free(pg);
+    return err == OBX_OK ? CLI_OK : CLI_FAIL;
+}
 
 int
 cmd_migrate(int argc, char **argv)
 {
     struct cli c = {
         .command = "migrate",
-        .usage = "usage: outbox migrate [options]\n\n"
-                 "Creates the database or applies pending migrations, each in its own\n"
-                 "transaction. Running it again is a no-op. A database newer than this\n"
-                 "binary is refused.\n\n" CLI_COMMON_HELP};
+        .usage =
+            "usage: outbox migrate [options]\n\n"
+            "Creates the database or applies pending migrations, each in its own\n"
+            "transaction. Running it again is a no-op. A database newer than this\n"
+            "binary is refused. With a PostgreSQL db (postgresql://...), the schema\n"
+            "db_schema (default outbox) is created and migrated; the password comes\n"
+            "from PGPASSWORD, ~/.pgpass or the config file, never from --db.\n\n" CLI_COMMON_HELP,
+        .postgresql_ok = 1};
     struct obx_db *db = NULL;
     int rc, from = 0, to = 0;
     char msg[256];
@@ -31,6 +77,10 @@ cmd_migrate(int argc, char **argv)
 
     if (!cli_start(&c, argc, argv, NULL, 0, 0, &rc))
         goto out;
+    if (obx_pg_is_uri(c.cfg.db)) {
+        rc = migrate_postgresql(&c);
+        goto out;
+    }
     rc = CLI_FAIL;
     err = obx_db_open(c.cfg.db, c.cfg.synchronous_full, 5000, &db, msg, sizeof msg);
     if (err != OBX_OK) {
@@ -51,12 +101,7 @@ cmd_migrate(int argc, char **argv)
         cli_error(&c, "migration failed: %s (%s)", obx_strerror(err), obx_db_errmsg(db));
         goto out;
     }
-    if (c.json)
-        printf("{\"from\":%d,\"to\":%d}\n", from, to);
-    else if (from == to)
-        printf("schema already at version %d\n", to);
-    else
-        printf("migrated schema from version %d to %d\n", from, to);
+    print_migrated(&c, from, to);
     rc = CLI_OK;
 out:
     obx_db_free(db);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pg.h"
 #include "commands.h"
 #include "err.h"
 #include "httpd.h"
@@ -702,6 +703,13 @@ run_checks(struct doctor *d)
         const struct check *k = &doctor_checks[i];
         if ((k->needs & NEED_PROBE) && !d->probe)
             continue;
+        /* Its checks read a SQLite file; a PostgreSQL URI (and its password) stays unread. */
+        if (d->cfg_ok && obx_pg_is_uri(d->c->cfg.db) && k->needs) {
+            d->cfg_ok = 0;
+            (void)cli_refuse_postgresql(d->c);
+            report(d, k->name, ST_FAIL, NULL, "db is a PostgreSQL database");
+            continue;
+        }
         if ((k->needs & NEED_CONFIG) && !d->cfg_ok)
             report(d, k->name, ST_SKIP, NULL, "needs a valid configuration");
         else if ((k->needs & NEED_DB) && !d->db)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "pg.h"
 #include "commands.h"
 #include "server.h"
 
@@ -41,7 +42,8 @@ cmd_serve(int argc, char **argv)
 {
     int print_config = 0;
     struct cli_opt opts[] = {{"print-config", NULL, &print_config}, {0}};
-    struct cli c = {.command = "serve", .usage = usage_text};
+    /* --print-config works on a PostgreSQL db (it shows the URI without its password). */
+    struct cli c = {.command = "serve", .usage = usage_text, .postgresql_ok = 1};
     struct obx_config cfg;
     struct obx_buf err;
     int rc;
@@ -58,6 +60,10 @@ cmd_serve(int argc, char **argv)
             goto out;
         }
         obx_config_print(&c.cfg, stdout);
+        goto out;
+    }
+    if (obx_pg_is_uri(c.cfg.db)) {
+        rc = cli_refuse_postgresql(&c);
         goto out;
     }
     if (load_all(&c, &cfg, &err) != OBX_OK) {

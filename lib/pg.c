@@ -1,0 +1,206 @@
+/*
+ * pg: libpq connection helper (pg.h).
+ */
+#include "pg.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+
+struct obx_pg {
+    PGconn *conn;
+    char schema[64];
+    char err[256]; /* the last error: libpq's message, newlines folded */
+};
+
+int
+obx_pg_is_uri(const char *db)
+{
+    return db && (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0);
+}
+
+/* Appends text to out[*o], keeping room for the terminator. */
+static void
+append(char *out, size_t n, size_t *o, const char *text)
+{
+    while (*text && *o + 1 < n)
+        out[(*o)++] = *text++;
+}
+
+void
+obx_pg_redact_uri(const char *uri, char *out, size_t n)
+{
+    const char *scheme_end = strstr(uri, "://");
+    const char *authority = scheme_end ? scheme_end + 3 : uri;
+    const char *at = NULL, *colon = NULL, *p = uri;
+    size_t o = 0;
+
+    if (n == 0)
+        return;
+    /* The userinfo ends at the last '@' before the path: "user:pass@host". */
+    for (const char *q = authority; *q && *q != '/' && *q != '?'; q++)
+        if (*q == '@')
+            at = q;
+    if (at)
+        colon = memchr(authority, ':', (size_t)(at - authority));
+    while (*p && o + 1 < n) {
+        if (colon && p == colon + 1) {
+            append(out, n, &o, "****");
+            p = at;
+        } else if (p > authority && (p[-1] == '?' || p[-1] == '&') &&
+                   strncmp(p, "password=", 9) == 0) {
+            append(out, n, &o, "password=****");
+            p += 9 + strcspn(p + 9, "&");
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+}
+
+const char *
+obx_pg_check_schema(const char *schema)
+{
+    size_t len = schema ? strlen(schema) : 0;
+
+    if (len < 1 || len > 63)
+        return "must be 1 to 63 characters";
+    if (schema[0] >= '0' && schema[0] <= '9')
+        return "must not start with a digit";
+    for (size_t i = 0; i < len; i++)
+        if (!((schema[i] >= 'a' && schema[i] <= 'z') || (schema[i] >= '0' && schema[i] <= '9') ||
+              schema[i] == '_'))
+            return "may hold only a-z, 0-9 and _";
+    return NULL;
+}
+
+/* Notices ("schema already exists, skipping") are not errors: libpq would print them. */
+static void
+quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static void
+keep_error(struct obx_pg *pg, const char *msg)
+{
+    snprintf(pg->err, sizeof pg->err, "%s", msg ? msg : "");
+    for (char *p = pg->err; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    for (size_t len = strlen(pg->err); len > 0 && pg->err[len - 1] == ' ';)
+        pg->err[--len] = '\0';
+}
+
+enum obx_err
+obx_pg_exec(struct obx_pg *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg->conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    enum obx_err err = OBX_OK;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        err = OBX_EDB;
+    }
+    PQclear(r);
+    return err;
+}
+
+void
+obx_pg_exec_quiet(struct obx_pg *pg, const char *sql)
+{
+    PQclear(PQexec(pg->conn, sql));
+}
+
+enum obx_err
+obx_pg_query_int(struct obx_pg *pg, const char *sql, long long *out, int *found)
+{
+    PGresult *r = PQexec(pg->conn, sql);
+    enum obx_err err = OBX_OK;
+
+    *out = 0;
+    *found = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        err = OBX_EDB;
+    } else if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
+        *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        *found = 1;
+    }
+    PQclear(r);
+    return err;
+}
+
+enum obx_err
+obx_pg_open(const char *uri, const char *schema, struct obx_pg **out, char *errmsg, size_t n)
+{
+    struct obx_pg *pg;
+    char sql[256], *ident;
+    enum obx_err err;
+
+    *out = NULL;
+    if (obx_pg_check_schema(schema)) {
+        snprintf(errmsg, n, "db_schema '%s' %s", schema ? schema : "", obx_pg_check_schema(schema));
+        return OBX_ECONFIG;
+    }
+    pg = obx_calloc(1, sizeof *pg);
+    if (!pg)
+        return OBX_ENOMEM;
+    snprintf(pg->schema, sizeof pg->schema, "%s", schema);
+    pg->conn = PQconnectdb(uri);
+    if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
+        keep_error(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+        snprintf(errmsg, n, "%s", pg->err);
+        obx_pg_free(pg);
+        return OBX_EIO;
+    }
+    PQsetNoticeProcessor(pg->conn, quiet_notice, NULL);
+    ident = PQescapeIdentifier(pg->conn, schema, strlen(schema));
+    if (!ident) {
+        obx_pg_free(pg);
+        return OBX_ENOMEM;
+    }
+    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path = %s", ident, ident);
+    PQfreemem(ident);
+    err = obx_pg_exec(pg, sql);
+    if (err != OBX_OK) {
+        snprintf(errmsg, n, "%s", pg->err);
+        obx_pg_free(pg);
+        return err;
+    }
+    *out = pg;
+    return OBX_OK;
+}
+
+void
+obx_pg_free(struct obx_pg *pg)
+{
+    if (!pg)
+        return;
+    if (pg->conn)
+        PQfinish(pg->conn);
+    obx_free(pg);
+}
+
+const char *
+obx_pg_errmsg(const struct obx_pg *pg)
+{
+    return pg ? pg->err : "";
+}
+
+const char *
+obx_pg_schema(const struct obx_pg *pg)
+{
+    return pg->schema;
+}
+
+int
+obx_pg_libversion(void)
+{
+    return PQlibVersion();
+}

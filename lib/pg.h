@@ -1,0 +1,59 @@
+/*
+ * pg: one PostgreSQL connection through libpq (SPEC §12), the counterpart of db.h for the
+ * PostgreSQL backend. Silent (no logs). Today only `outbox migrate` uses it; the store on
+ * PostgreSQL is still to come (issue 15).
+ *
+ * The URI may carry a password (postgresql://user:secret@host/db): it is never printed.
+ * Messages show obx_pg_redact_uri's form, and libpq's own messages name no password.
+ */
+#ifndef OBX_PG_H
+#define OBX_PG_H
+
+#include <stddef.h>
+
+#include "outbox.h"
+
+struct obx_pg;
+
+/* 1 when db names a PostgreSQL database (postgresql:// or postgres://), 0 for a SQLite path. */
+int obx_pg_is_uri(const char *db);
+
+/*
+ * Copies uri into out with the password, if any, replaced by "****", and any
+ * "password=" query parameter's value likewise. Always terminates out.
+ */
+void obx_pg_redact_uri(const char *uri, char *out, size_t n);
+
+/*
+ * Connects (blocking) and sets the session's search_path to schema, which is created when
+ * missing. schema must be a plain identifier (obx_pg_check_schema). On failure, errmsg gets
+ * libpq's reason; OBX_EIO (cannot connect) or OBX_EDB.
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_open(const char *uri, const char *schema,
+                                        struct obx_pg **out /* OUT */, char *errmsg, size_t n);
+void obx_pg_free(struct obx_pg *pg);
+
+/* NULL when schema is a usable db_schema: 1-63 of [a-z0-9_], not starting with a digit. */
+const char *obx_pg_check_schema(const char *schema);
+
+/* Runs one or more statements without parameters; OBX_EDB with obx_pg_errmsg on failure. */
+OBX_MUST_CHECK enum obx_err obx_pg_exec(struct obx_pg *pg, const char *sql);
+
+/* Runs sql and forgets its outcome, leaving obx_pg_errmsg as it was: ROLLBACK or an
+ * unlock after a failure, whose own error would hide the one that matters. */
+void obx_pg_exec_quiet(struct obx_pg *pg, const char *sql);
+
+/* The first column of the first row of sql as an integer; *found = 0 when no row. */
+OBX_MUST_CHECK enum obx_err obx_pg_query_int(struct obx_pg *pg, const char *sql,
+                                             long long *out /* OUT */, int *found /* OUT */);
+
+/* The last error of this connection (libpq's text), "" when none. */
+const char *obx_pg_errmsg(const struct obx_pg *pg);
+
+/* The schema the session works in (as given to obx_pg_open). */
+const char *obx_pg_schema(const struct obx_pg *pg);
+
+/* libpq's version, for `outbox version`. */
+int obx_pg_libversion(void);
+
+#endif

@@ -1,0 +1,220 @@
+-- schema/postgresql.sql: the PostgreSQL schema that migrations/postgresql/ produce, written
+-- out whole (the counterpart of schema/schema.sql). The drift test (tests/integration/
+-- test_pg_migrate.sh) loads it into one schema, runs `outbox migrate` into another and
+-- compares pg_dump's view of both. Loaded with search_path set to the target schema.
+
+-- Written by `outbox migrate` (lib/migrate_pg.c) before the first migration.
+CREATE TABLE schema_version (
+    id integer PRIMARY KEY CHECK (id = 1),
+    version integer NOT NULL
+);
+
+CREATE SEQUENCE outbox_id_seq AS bigint;
+
+CREATE TABLE outbox (
+    -- Set by outbox_order below, never by the producer (a value given is replaced).
+    id                       bigint PRIMARY KEY,
+    channel_id               text NOT NULL
+        CHECK (octet_length(channel_id) BETWEEN 1 AND 255),
+    external_message_id      text NOT NULL
+        CHECK (octet_length(external_message_id) BETWEEN 1 AND 255),
+    business_id              text NOT NULL
+        CHECK (octet_length(business_id) BETWEEN 1 AND 255),
+    external_conversation_id text NOT NULL
+        CHECK (octet_length(external_conversation_id) BETWEEN 1 AND 255),
+    content                  text NOT NULL
+        CHECK (octet_length(content) BETWEEN 1 AND 1048576),
+    sender_type              text NOT NULL CHECK (sender_type IN ('User', 'Consumer')),
+    consumer_name            text CHECK (octet_length(consumer_name) <= 255),
+    consumer_image           text CHECK (octet_length(consumer_image) <= 2048),
+    priority                 integer NOT NULL DEFAULT 0,
+
+    state                    text NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'sending', 'accepted', 'confirmed', 'failed', 'cancelled')),
+    state_reason             text NOT NULL DEFAULT 'enqueued',
+    state_at_ms              bigint NOT NULL
+        DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+    attempts                 integer NOT NULL DEFAULT 0,
+    counted_attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at_ms       bigint NOT NULL DEFAULT 0,
+    lease_token              bigint,
+    lease_expires_at_ms      bigint,
+    created_at_ms            bigint NOT NULL
+        DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+    accepted_at_ms           bigint,
+    confirmed_at_ms          bigint,
+    resends                  integer NOT NULL DEFAULT 0,
+    last_http_status         integer,
+    last_error               text,
+    partoo_message_id        text,
+    partoo_status            text,
+    unconfirmed_at_ms        bigint,
+    confirm_due_at_ms        bigint,
+    tenant                   text,
+
+    CONSTRAINT outbox_key UNIQUE (channel_id, external_message_id),
+    -- A dot segment would be removed from the request path (RFC 3986 5.2.4), sending the
+    -- message and its x-APIKey to another path of Partoo's host (SQLite's 0006).
+    CONSTRAINT channel_id_not_dot_segment CHECK (channel_id NOT IN ('.', '..'))
+);
+
+ALTER SEQUENCE outbox_id_seq OWNED BY outbox.id;
+
+-- Sending order: the oldest unfinished message of a conversation goes first.
+CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id)
+    WHERE state IN ('queued', 'sending');
+CREATE INDEX outbox_state ON outbox (state, id);
+
+-- Order per conversation with many producers at once. An id taken from the sequence when
+-- the row is built does not follow commit order: a producer that took id 10 may commit
+-- after one that took id 11, and a sender that had already sent 11 would send 10 after
+-- it. So the id is taken under a lock on the conversation, held until the transaction
+-- ends: inserts into one conversation follow each other, and within a conversation id
+-- order is commit order. Other conversations are not held up (a hash collision only
+-- makes two conversations wait for each other). A producer that inserts into several
+-- conversations in one transaction should do so in a consistent order, as with any lock.
+CREATE FUNCTION outbox_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(NEW.channel_id || chr(31) || NEW.external_conversation_id, 0));
+    NEW.id := nextval(format('%I.outbox_id_seq', TG_TABLE_SCHEMA)::regclass);
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER outbox_order BEFORE INSERT ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_order();
+
+-- serve LISTENs on "<schema>.outbox": one notification per committing transaction that
+-- inserted rows (PostgreSQL delivers them at COMMIT, never for a rolled-back one, and
+-- folds identical ones of a transaction into one). Polling covers a missed one.
+CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox', '');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+
+-- 0002_nodes: several serve processes (lib: migrations/postgresql/0002_nodes.sql explains).
+
+CREATE TABLE nodes (
+    name            text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND 255),
+    started_at_ms   bigint NOT NULL,
+    beat_at_ms      bigint NOT NULL,
+    expires_at_ms   bigint NOT NULL      -- the last beat + node_lease: dead after this
+);
+
+-- One row per tenant a node has ever held ("default" is the configured key). The epoch
+-- goes up by one each time the tenant changes hands, never down: a write made under an
+-- older epoch is refused by lease_check.
+CREATE TABLE tenant_leases (
+    tenant          text PRIMARY KEY CHECK (octet_length(tenant) BETWEEN 1 AND 64),
+    node            text,                -- NULL: free
+    epoch           bigint NOT NULL DEFAULT 0,
+    expires_at_ms   bigint NOT NULL DEFAULT 0
+);
+
+-- Pacing that must survive a takeover, so the next holder neither bursts past Partoo's
+-- limit nor sends into a pause: Retry-After and auth pauses, the circuit, and when the
+-- tenant last sent (its bucket starts empty on the new node from then).
+CREATE TABLE tenant_pacing (
+    tenant              text PRIMARY KEY CHECK (octet_length(tenant) BETWEEN 1 AND 64),
+    paused_until_ms     bigint NOT NULL DEFAULT 0,   -- 429 Retry-After
+    auth_paused         boolean NOT NULL DEFAULT false,
+    circuit_open_until_ms bigint NOT NULL DEFAULT 0,
+    last_sent_at_ms     bigint NOT NULL DEFAULT 0,
+    updated_at_ms       bigint NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION outbox_now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+$$;
+
+-- A node's heartbeat: registers it, keeps it alive until now + lease_ms, renews every
+-- lease it still holds, and returns them (tenant, epoch). A node that finds a tenant gone
+-- from the result has lost it and must stop sending for it at once.
+CREATE FUNCTION node_beat(p_node text, p_lease_ms bigint, p_now bigint DEFAULT NULL)
+RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms bigint := coalesce(p_now, outbox_now_ms());
+BEGIN
+    INSERT INTO nodes AS n (name, started_at_ms, beat_at_ms, expires_at_ms)
+    VALUES (p_node, now_ms, now_ms, now_ms + p_lease_ms)
+    ON CONFLICT (name) DO UPDATE
+        SET beat_at_ms = excluded.beat_at_ms, expires_at_ms = excluded.expires_at_ms;
+    -- Nodes dead for a day are forgotten (status lists the live ones anyway).
+    DELETE FROM nodes AS n WHERE n.expires_at_ms < now_ms - 86400000;
+    RETURN QUERY
+        UPDATE tenant_leases AS l SET expires_at_ms = now_ms + p_lease_ms
+        WHERE l.node = p_node AND l.expires_at_ms > now_ms
+        RETURNING l.tenant, l.epoch;
+END $$;
+
+-- Spreads p_tenants over the live nodes: this node takes free or expired tenants until it
+-- holds its fair share (ceil(tenants / live nodes)), and gives back what it holds beyond
+-- it, so a node that joins gets work and the tenants of a dead node move once its lease
+-- ran out. Every node calls it after each beat; SKIP LOCKED lets two of them take
+-- different tenants at the same time. Returns what this node holds afterwards.
+CREATE FUNCTION lease_rebalance(p_node text, p_tenants text[], p_lease_ms bigint,
+                                p_now bigint DEFAULT NULL)
+RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms bigint := coalesce(p_now, outbox_now_ms());
+    live int;
+    share int;
+    held int;
+BEGIN
+    INSERT INTO tenant_leases (tenant) SELECT DISTINCT t FROM unnest(p_tenants) AS t
+    ON CONFLICT DO NOTHING;
+    SELECT count(*) INTO live FROM nodes n WHERE n.expires_at_ms > now_ms OR n.name = p_node;
+    share := ceil(cardinality(p_tenants)::numeric / greatest(live, 1));
+    SELECT count(*) INTO held FROM tenant_leases l
+        WHERE l.node = p_node AND l.expires_at_ms > now_ms AND l.tenant = ANY (p_tenants);
+    IF held > share THEN
+        UPDATE tenant_leases AS l SET node = NULL, expires_at_ms = 0
+        WHERE l.tenant IN (SELECT x.tenant FROM tenant_leases x
+                           WHERE x.node = p_node AND x.expires_at_ms > now_ms
+                           ORDER BY x.tenant DESC LIMIT held - share);
+    ELSIF held < share THEN
+        UPDATE tenant_leases AS l
+        SET node = p_node, epoch = l.epoch + 1, expires_at_ms = now_ms + p_lease_ms
+        WHERE l.tenant IN (SELECT x.tenant FROM tenant_leases x
+                           WHERE x.tenant = ANY (p_tenants)
+                             AND (x.node IS NULL OR x.expires_at_ms <= now_ms)
+                           ORDER BY x.tenant LIMIT share - held
+                           FOR UPDATE SKIP LOCKED);
+    END IF;
+    -- A tenant removed from the registry is let go.
+    UPDATE tenant_leases AS l SET node = NULL, expires_at_ms = 0
+    WHERE l.node = p_node AND NOT (l.tenant = ANY (p_tenants));
+    RETURN QUERY SELECT l.tenant, l.epoch FROM tenant_leases l
+        WHERE l.node = p_node AND l.expires_at_ms > now_ms ORDER BY l.tenant;
+END $$;
+
+-- Fencing: called first in every transaction a sender commits for a tenant. It locks the
+-- lease row (FOR SHARE) until that transaction ends, so a takeover, which updates the row,
+-- waits for the write to commit and then sees it; and it raises, rolling the transaction
+-- back, unless p_node still holds the lease under p_epoch and it has not expired. A node
+-- that was paused past its lease (SIGSTOP, a long GC, a partition) records nothing more.
+CREATE FUNCTION lease_check(p_tenant text, p_node text, p_epoch bigint,
+                            p_now bigint DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    now_ms bigint := coalesce(p_now, outbox_now_ms());
+    l tenant_leases%ROWTYPE;
+BEGIN
+    SELECT * INTO l FROM tenant_leases x WHERE x.tenant = p_tenant FOR SHARE;
+    IF NOT FOUND OR l.node IS DISTINCT FROM p_node OR l.epoch <> p_epoch
+       OR l.expires_at_ms <= now_ms THEN
+        RAISE EXCEPTION 'lease lost: tenant % is not held by node % under epoch %',
+            p_tenant, p_node, p_epoch
+            USING ERRCODE = 'OBX01';
+    END IF;
+END $$;
+
+-- A node that stops cleanly gives its tenants back at once instead of after node_lease.
+CREATE FUNCTION node_leave(p_node text) RETURNS void LANGUAGE sql AS $$
+    UPDATE tenant_leases SET node = NULL, expires_at_ms = 0 WHERE node = p_node;
+    DELETE FROM nodes WHERE name = p_node;
+$$;

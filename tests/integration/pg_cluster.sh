@@ -1,0 +1,55 @@
+# Sourced by tests that need PostgreSQL: a throwaway cluster from Debian's packages
+# (postgresql, installed by scripts/install-deps.sh), made with initdb in a temporary
+# directory, run by an unprivileged user (initdb refuses root), listening on a Unix socket
+# in that directory only (no TCP port), and stopped and removed by pg_cluster_stop, which
+# the sourcing test calls from its EXIT trap. Nothing started by hand is ever used.
+#
+#   pg_cluster_start DIR   sets PG_URI (postgresql:///postgres?host=DIR/sock&user=outbox_test)
+#                          and PG_PSQL (a psql command line for it); returns 1 when no
+#                          PostgreSQL server binaries are installed
+#   pg_cluster_stop        stops the server (immediate mode) and removes its files
+#   pg_sql SQL...          runs SQL with psql (ON_ERROR_STOP), unaligned, tuples only
+
+pg_bindir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+    done
+    return 1
+}
+
+PG_DIR=
+PG_RUN_AS=
+
+pg_cluster_start() {
+    local bin dir=$1
+    bin=$(pg_bindir) || { echo "pg_cluster: no PostgreSQL server (apt-get install postgresql)" >&2; return 1; }
+    PG_DIR=$dir/pg
+    mkdir -p "$PG_DIR/sock"
+    PG_RUN_AS=()
+    if [ "$(id -u)" = 0 ]; then
+        # initdb and postgres refuse to run as root: the package's own user runs them.
+        chown -R postgres: "$PG_DIR"
+        chmod 755 "$dir"
+        PG_RUN_AS=(runuser -u postgres --)
+    fi
+    "${PG_RUN_AS[@]}" "$bin/initdb" -D "$PG_DIR/data" -U outbox_test -A trust -E UTF8 \
+        --no-sync >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+    "${PG_RUN_AS[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+        -o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR/sock' -c fsync=off" \
+        start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
+    PG_BIN=$bin
+    PG_URI="postgresql:///postgres?host=$PG_DIR/sock&user=outbox_test"
+    PG_PSQL=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -d "$PG_URI")
+}
+
+pg_cluster_stop() {
+    [ -n "$PG_DIR" ] && [ -d "$PG_DIR/data" ] || return 0
+    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1
+    rm -rf "$PG_DIR"
+    PG_DIR=
+}
+
+pg_sql() {
+    "${PG_PSQL[@]}" -A -t -c "$*"
+}
