@@ -45,6 +45,11 @@ CREATE TABLE outbox (
     unconfirmed_at_ms        bigint,
     confirm_due_at_ms        bigint,
     tenant                   text,
+    -- Order within a conversation (outbox_order below): head marks the one message of the
+    -- conversation that may be sent now, conv_seq its place in line (the id at insert, a
+    -- new number when a message is queued again, which puts it at the end).
+    head                     boolean NOT NULL DEFAULT false,
+    conv_seq                 bigint NOT NULL DEFAULT 0,
 
     CONSTRAINT outbox_key UNIQUE (channel_id, external_message_id),
     -- A dot segment would be removed from the request path (RFC 3986 5.2.4), sending the
@@ -54,9 +59,11 @@ CREATE TABLE outbox (
 
 ALTER SEQUENCE outbox_id_seq OWNED BY outbox.id;
 
--- Sending order: the oldest unfinished message of a conversation goes first.
-CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, id)
+-- The unfinished messages of a conversation in their order, and what may be claimed now.
+CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id, conv_seq)
     WHERE state IN ('queued', 'sending');
+CREATE INDEX outbox_claim ON outbox (tenant, priority DESC, next_attempt_at_ms, id)
+    WHERE state = 'queued' AND head;
 CREATE INDEX outbox_state ON outbox (state, id);
 
 -- Order per conversation with many producers at once. An id taken from the sequence when
@@ -67,21 +74,90 @@ CREATE INDEX outbox_state ON outbox (state, id);
 -- order is commit order. Other conversations are not held up (a hash collision only
 -- makes two conversations wait for each other). A producer that inserts into several
 -- conversations in one transaction should do so in a consistent order, as with any lock.
-CREATE FUNCTION outbox_order() RETURNS trigger LANGUAGE plpgsql AS $$
+--
+-- The same lock guards `head`, the one message of a conversation that may be sent: set
+-- at insert when nothing else of the conversation is unfinished, handed to the next in
+-- line (lowest conv_seq) when the head finishes, and given to a message queued again only
+-- when the conversation has nothing else unfinished (otherwise it joins the end of the
+-- line). Without the lock, an insert could look while the head's finish is uncommitted,
+-- and the finish pick its successor before the insert committed: no head, and the
+-- conversation would wait for ever.
+--
+-- The functions run with the search_path of the migration (SET search_path FROM CURRENT),
+-- so that a producer's own search_path neither breaks nor redirects them.
+CREATE FUNCTION outbox_lock_conversation(p_channel text, p_conversation text)
+RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
+    SELECT pg_advisory_xact_lock(hashtextextended(p_channel || chr(31) || p_conversation, 0))
+$$;
+
+CREATE FUNCTION outbox_unfinished_in(p_channel text, p_conversation text, p_except bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT EXISTS (SELECT 1 FROM outbox o
+                   WHERE o.channel_id = p_channel AND o.external_conversation_id = p_conversation
+                     AND o.state IN ('queued', 'sending') AND o.id <> p_except)
+$$;
+
+CREATE FUNCTION outbox_order() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(
-        hashtextextended(NEW.channel_id || chr(31) || NEW.external_conversation_id, 0));
-    NEW.id := nextval(format('%I.outbox_id_seq', TG_TABLE_SCHEMA)::regclass);
+    PERFORM outbox_lock_conversation(NEW.channel_id, NEW.external_conversation_id);
+    NEW.id := nextval('outbox_id_seq');
+    NEW.conv_seq := NEW.id;
+    NEW.head := NEW.state IN ('queued', 'sending')
+        AND NOT outbox_unfinished_in(NEW.channel_id, NEW.external_conversation_id, NEW.id);
     RETURN NEW;
 END $$;
 
 CREATE TRIGGER outbox_order BEFORE INSERT ON outbox
     FOR EACH ROW EXECUTE FUNCTION outbox_order();
 
+-- A message leaving the line (accepted, failed, cancelled, ...) or joining it again.
+CREATE FUNCTION outbox_line_change() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    was boolean := OLD.state IN ('queued', 'sending');
+    is_now boolean := NEW.state IN ('queued', 'sending');
+BEGIN
+    IF was = is_now THEN
+        RETURN NEW;
+    END IF;
+    PERFORM outbox_lock_conversation(NEW.channel_id, NEW.external_conversation_id);
+    IF is_now THEN
+        NEW.conv_seq := nextval('outbox_id_seq');
+        NEW.head := NOT outbox_unfinished_in(NEW.channel_id, NEW.external_conversation_id,
+                                             NEW.id);
+    ELSE
+        NEW.head := false;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER outbox_line_change BEFORE UPDATE OF state ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_line_change();
+
+-- The head left the line: the next in it (under the lock taken above) becomes head.
+CREATE FUNCTION outbox_next_head() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE outbox SET head = true
+    WHERE id = (SELECT o.id FROM outbox o
+                WHERE o.channel_id = NEW.channel_id
+                  AND o.external_conversation_id = NEW.external_conversation_id
+                  AND o.state IN ('queued', 'sending')
+                ORDER BY o.conv_seq LIMIT 1);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER outbox_next_head AFTER UPDATE OF state ON outbox
+    FOR EACH ROW WHEN (OLD.head AND OLD.state IN ('queued', 'sending')
+                       AND NEW.state NOT IN ('queued', 'sending'))
+    EXECUTE FUNCTION outbox_next_head();
+
 -- serve LISTENs on "<schema>.outbox": one notification per committing transaction that
 -- inserted rows (PostgreSQL delivers them at COMMIT, never for a rolled-back one, and
 -- folds identical ones of a transaction into one). Polling covers a missed one.
-CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox', '');
     RETURN NULL;

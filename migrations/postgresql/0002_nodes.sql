@@ -34,7 +34,7 @@ CREATE TABLE tenant_pacing (
     updated_at_ms       bigint NOT NULL DEFAULT 0
 );
 
-CREATE FUNCTION outbox_now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+CREATE FUNCTION outbox_now_ms() RETURNS bigint LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
     SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
 $$;
 
@@ -42,7 +42,7 @@ $$;
 -- lease it still holds, and returns them (tenant, epoch). A node that finds a tenant gone
 -- from the result has lost it and must stop sending for it at once.
 CREATE FUNCTION node_beat(p_node text, p_lease_ms bigint, p_now bigint DEFAULT NULL)
-RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql AS $$
+RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     now_ms bigint := coalesce(p_now, outbox_now_ms());
 BEGIN
@@ -65,7 +65,7 @@ END $$;
 -- different tenants at the same time. Returns what this node holds afterwards.
 CREATE FUNCTION lease_rebalance(p_node text, p_tenants text[], p_lease_ms bigint,
                                 p_now bigint DEFAULT NULL)
-RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql AS $$
+RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     now_ms bigint := coalesce(p_now, outbox_now_ms());
     live int;
@@ -106,7 +106,7 @@ END $$;
 -- that was paused past its lease (SIGSTOP, a long GC, a partition) records nothing more.
 CREATE FUNCTION lease_check(p_tenant text, p_node text, p_epoch bigint,
                             p_now bigint DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     now_ms bigint := coalesce(p_now, outbox_now_ms());
     l tenant_leases%ROWTYPE;
@@ -121,7 +121,7 @@ BEGIN
 END $$;
 
 -- A node that stops cleanly gives its tenants back at once instead of after node_lease.
-CREATE FUNCTION node_leave(p_node text) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION node_leave(p_node text) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
     UPDATE tenant_leases SET node = NULL, expires_at_ms = 0 WHERE node = p_node;
     DELETE FROM nodes WHERE name = p_node;
 $$;
