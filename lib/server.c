@@ -126,7 +126,10 @@ take_lock(struct server *s)
     }
     /* flock is released by the kernel when the process dies, even by SIGKILL. */
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        obx_log(OBX_LOG_ERROR, "another outbox serve is running on this database",
+        /* SPEC §12: SQLite is single-node; several serve processes need PostgreSQL. */
+        obx_log(OBX_LOG_ERROR,
+                "another outbox serve is running on this database: a SQLite outbox has one "
+                "serve (several nodes need PostgreSQL)",
                 OBX_KS("db", s->cfg->db));
         return OBX_EBUSY;
     }
