@@ -13,7 +13,9 @@
 struct obx_pg {
     PGconn *conn;
     char schema[64];
-    char err[256]; /* the last error: libpq's message, newlines folded */
+    char err[256];                         /* the last error: libpq's message, newlines folded */
+    const char *prepared[OBX_PG_PREPARED]; /* names prepared on conn (static strings) */
+    int nprepared;
 };
 
 int
@@ -185,6 +187,40 @@ obx_pg_free(struct obx_pg *pg)
     if (pg->conn)
         PQfinish(pg->conn);
     obx_free(pg);
+}
+
+struct pg_conn *
+obx_pg_conn(struct obx_pg *pg)
+{
+    return pg->conn;
+}
+
+void
+obx_pg_set_error(struct obx_pg *pg, const char *msg)
+{
+    keep_error(pg, msg);
+}
+
+enum obx_err
+obx_pg_prepare(struct obx_pg *pg, const char *name, const char *sql)
+{
+    PGresult *r;
+    enum obx_err err = OBX_OK;
+
+    for (int i = 0; i < pg->nprepared; i++)
+        if (strcmp(pg->prepared[i], name) == 0)
+            return OBX_OK;
+    if (pg->nprepared == OBX_PG_PREPARED)
+        return OBX_ETOOBIG;
+    r = PQprepare(pg->conn, name, sql, 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        err = OBX_EDB;
+    } else {
+        pg->prepared[pg->nprepared++] = name;
+    }
+    PQclear(r);
+    return err;
 }
 
 const char *

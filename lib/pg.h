@@ -14,6 +14,7 @@
 #include "outbox.h"
 
 struct obx_pg;
+struct pg_conn; /* libpq's PGconn */
 
 /* 1 when db names a PostgreSQL database (postgresql:// or postgres://), 0 for a SQLite path. */
 int obx_pg_is_uri(const char *db);
@@ -52,6 +53,19 @@ const char *obx_pg_errmsg(const struct obx_pg *pg);
 
 /* The schema the session works in (as given to obx_pg_open). */
 const char *obx_pg_schema(const struct obx_pg *pg);
+
+/* The libpq connection, for the store on PostgreSQL (lib/store_pg.c) only. */
+struct pg_conn *obx_pg_conn(struct obx_pg *pg);
+
+/*
+ * Prepares sql under name on this connection unless it already was (each name once per
+ * connection; at most OBX_PG_PREPARED names). Parameter types come from casts in sql.
+ */
+#define OBX_PG_PREPARED 32
+OBX_MUST_CHECK enum obx_err obx_pg_prepare(struct obx_pg *pg, const char *name, const char *sql);
+
+/* Keeps msg (libpq's text, newlines folded) as this connection's last error. */
+void obx_pg_set_error(struct obx_pg *pg, const char *msg);
 
 /* libpq's version, for `outbox version`. */
 int obx_pg_libversion(void);

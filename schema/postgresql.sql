@@ -294,3 +294,41 @@ CREATE FUNCTION node_leave(p_node text) RETURNS void LANGUAGE sql SET search_pat
     UPDATE tenant_leases SET node = NULL, expires_at_ms = 0 WHERE node = p_node;
     DELETE FROM nodes WHERE name = p_node;
 $$;
+
+-- 0003_history: transitions and attempts (migrations/postgresql/0003_history.sql explains).
+
+CREATE TABLE transitions (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id  bigint NOT NULL,
+    at_ms       bigint NOT NULL,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    reason      text NOT NULL
+);
+CREATE INDEX transitions_message ON transitions (message_id, id);
+CREATE INDEX transitions_at ON transitions (at_ms);
+
+CREATE TABLE attempts (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id        bigint NOT NULL,
+    started_at_ms     bigint NOT NULL,
+    duration_ms       bigint NOT NULL,
+    http_status       integer,          -- NULL when no HTTP answer (transport error)
+    outcome           text NOT NULL,    -- accepted|fatal|auth|rate_limited|retry|transport
+    error             text,
+    response_excerpt  text
+);
+CREATE INDEX attempts_message ON attempts (message_id, id);
+CREATE INDEX attempts_started ON attempts (started_at_ms);
+
+CREATE FUNCTION outbox_record_transition() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO transitions (message_id, at_ms, from_state, to_state, reason)
+    VALUES (NEW.id, NEW.state_at_ms, OLD.state, NEW.state, NEW.state_reason);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER outbox_record_transition AFTER UPDATE OF state ON outbox
+    FOR EACH ROW WHEN (OLD.state <> NEW.state)
+    EXECUTE FUNCTION outbox_record_transition();

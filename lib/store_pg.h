@@ -1,0 +1,48 @@
+/*
+ * store_pg: the delivery core of the store on PostgreSQL (issue 15, in progress): enqueue,
+ * claim and finish with the same items and results as their SQLite counterparts in
+ * store.h (obx_store_enqueue_batch, obx_store_claim_tenants, obx_store_finish), on the
+ * schema of migrations/postgresql. serve does not use it yet; tests/unit/test_store_pg.c
+ * and bench/pg_store.sh do.
+ *
+ * Each call is one transaction, sent as one libpq pipeline (a round trip per chunk of
+ * statements, not per statement). Order per conversation, the head, transitions and the
+ * fencing of several nodes are the schema's (triggers and functions), so that a producer's
+ * own SQL gets them too.
+ */
+#ifndef OBX_STORE_PG_H
+#define OBX_STORE_PG_H
+
+#include "pg.h"
+#include "store.h"
+
+/*
+ * Enqueues n items in one transaction, with obx_store_enqueue_batch's results: OBX_OK and
+ * OBX_ENQ_ACCEPTED (new) or OBX_ENQ_DUPLICATE (the key exists with identical fields),
+ * OBX_ECONFLICT (the key exists with other fields), OBX_EINVAL (see fe). Returns the
+ * transaction's error; then nothing was written.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_enqueue_batch(struct obx_pg *pg,
+                                                       struct obx_enq_item *items, size_t n,
+                                                       const struct obx_msg_limits *lim);
+
+/*
+ * Claims up to max due heads of tenant (NULL: the channels no tenant owns), highest
+ * priority first, then oldest due: each becomes `sending` under a fresh lease token until
+ * now + lease_ms. Rows another node or process holds locked are skipped (SKIP LOCKED).
+ * out must have room for max; release each with obx_store_claimed_release.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_claim(struct obx_pg *pg, const char *tenant, int max,
+                                               int64_t lease_ms,
+                                               struct obx_claimed *out /* OUT, max */,
+                                               int *n /* OUT */);
+
+/*
+ * Records n attempts and applies their transitions in one transaction, as
+ * obx_store_finish: a transition whose lease is no longer held is OBX_ECONFLICT in
+ * results[i] (may be NULL), its attempt still recorded.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_finish(struct obx_pg *pg, const struct obx_attempt *a,
+                                                size_t n, enum obx_err *results /* OUT, n */);
+
+#endif

@@ -1,0 +1,245 @@
+/*
+ * test_store_pg: the delivery core of the store on PostgreSQL (lib/store_pg.c) against a
+ * real server: enqueue's results (new, duplicate, conflict, invalid), claim (heads only,
+ * priority, tenants, leases), finish (transitions, attempts, a lost lease, the next head),
+ * retry and release. Needs OBX_TEST_PG_URI: tests/integration/test_store_pg.sh starts a
+ * throwaway cluster and runs this with it. Each test works in a schema of its own.
+ */
+#include <stdlib.h>
+
+#include "check.h"
+#include "migrate_pg.h"
+#include "store_pg.h"
+
+static struct obx_pg *
+open_schema(const char *schema)
+{
+    struct obx_pg *pg = NULL;
+    char msg[256], sql[128];
+    const char *uri = getenv("OBX_TEST_PG_URI");
+
+    if (!uri) {
+        fprintf(stderr, "  OBX_TEST_PG_URI is not set (run tests/integration/test_store_pg.sh)\n");
+        return NULL;
+    }
+    if (obx_pg_open(uri, schema, &pg, msg, sizeof msg) != OBX_OK) {
+        fprintf(stderr, "  cannot open %s: %s\n", schema, msg);
+        return NULL;
+    }
+    /* A fresh schema each run. */
+    snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE; CREATE SCHEMA %s", schema, schema);
+    if (obx_pg_exec(pg, sql) != OBX_OK || obx_migrate_pg_apply(pg, NULL, NULL) != OBX_OK) {
+        fprintf(stderr, "  cannot migrate %s: %s\n", schema, obx_pg_errmsg(pg));
+        obx_pg_free(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+static struct obx_msg
+msg(const char *id, const char *conversation)
+{
+    struct obx_msg m = {"ch", id, "biz", conversation, "hello", "Consumer", NULL, NULL, 0};
+    return m;
+}
+
+/* The first column of the first row of sql, as text (static buffer). */
+static const char *
+value(struct obx_pg *pg, const char *sql)
+{
+    static char out[256];
+    long long v = 0;
+    int found = 0;
+
+    if (obx_pg_query_int(pg, sql, &v, &found) != OBX_OK || !found)
+        return "?";
+    snprintf(out, sizeof out, "%lld", v);
+    return out;
+}
+
+static void
+release_all(struct obx_claimed *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        obx_store_claimed_release(&c[i]);
+}
+
+static int
+test_enqueue_results(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_enqueue");
+    struct obx_enq_item it[4] = {{.msg = msg("m1", "c1")}, {.msg = msg("m2", "c1")}};
+
+    CHECK(pg);
+    CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 2, NULL));
+    CHECK_INT(it[0].err, OBX_OK);
+    CHECK_INT(it[0].result, OBX_ENQ_ACCEPTED);
+    CHECK(it[0].id > 0 && it[1].id > it[0].id);
+    CHECK_STR(it[0].state, "queued");
+    /* Again: a duplicate, the same id; changed content: a conflict; bad: invalid. */
+    it[0].msg = msg("m1", "c1");
+    it[1].msg = msg("m2", "c1");
+    it[1].msg.content = "changed";
+    it[2].msg = msg("", "c1");
+    it[3].msg = msg("m3", "c2");
+    CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 4, NULL));
+    CHECK_INT(it[0].err, OBX_OK);
+    CHECK_INT(it[0].result, OBX_ENQ_DUPLICATE);
+    CHECK_INT(it[1].err, OBX_ECONFLICT);
+    CHECK_INT(it[2].err, OBX_EINVAL);
+    CHECK_STR(it[2].fe.field, "external_message_id");
+    CHECK_INT(it[3].err, OBX_OK);
+    CHECK_INT(it[3].result, OBX_ENQ_ACCEPTED);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox"), "3");
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE content = 'changed'"), "0");
+end:
+    obx_pg_free(pg);
+    TEST_END;
+}
+
+static int
+test_claim_and_finish(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_claim");
+    struct obx_enq_item it[3] = {
+        {.msg = msg("a1", "ca")}, {.msg = msg("a2", "ca")}, {.msg = msg("b1", "cb")}};
+    struct obx_claimed c[8];
+    struct obx_attempt at = {0};
+    enum obx_err res[2];
+    int n = 0;
+
+    CHECK(pg);
+    it[2].msg.priority = 5;
+    CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 3, NULL));
+    /* Heads only, the higher priority first. */
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n));
+    CHECK_INT(n, 2);
+    CHECK_STR(c[0].msg.external_message_id, "b1");
+    CHECK_STR(c[1].msg.external_message_id, "a1");
+    CHECK_STR(c[1].msg.content, "hello");
+    CHECK(c[1].msg.consumer_name == NULL);
+    CHECK_INT(c[1].readonly, -1);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'sending'"), "2");
+    /* Nothing more is due: a2 waits behind a1. */
+    release_all(c, n);
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n));
+    CHECK_INT(n, 0);
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n)); /* claims nothing, keeps c empty */
+
+    /* a1 accepted: an attempt row, the transitions, and a2 becomes the head. */
+    at.message_id = it[0].id;
+    at.lease_token = 0; /* set below from the row */
+    CHECK_OK(obx_pg_exec(pg, "SELECT 1"));
+    {
+        long long token = 0;
+        int found = 0;
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT lease_token FROM outbox WHERE id = %lld",
+                 (long long)it[0].id);
+        CHECK_OK(obx_pg_query_int(pg, sql, &token, &found));
+        at.lease_token = token;
+    }
+    at.started_at_ms = 1000;
+    at.duration_ms = 12;
+    at.http_status = 200;
+    at.outcome = "accepted";
+    at.next = OBX_NEXT_ACCEPTED;
+    at.counted = 1;
+    at.reason = "http 200";
+    at.confirm_due_at_ms = 99999;
+    {
+        struct obx_attempt two[2] = {at, at};
+        two[1].lease_token = at.lease_token + 1; /* a lease that is not held */
+        CHECK_OK(obx_store_pg_finish(pg, two, 2, res));
+    }
+    CHECK_INT(res[0], OBX_OK);
+    CHECK_INT(res[1], OBX_ECONFLICT);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'accepted'"
+                        " AND attempts = 1 AND last_http_status = 200 AND lease_token IS NULL"
+                        " AND confirm_due_at_ms = 99999"),
+              "1");
+    CHECK_STR(value(pg, "SELECT count(*) FROM attempts"), "2"); /* both recorded */
+    CHECK_STR(value(pg, "SELECT count(*) FROM transitions WHERE to_state IN ('sending',"
+                        " 'accepted')"),
+              "3");
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n));
+    CHECK_INT(n, 1);
+    CHECK_STR(c[0].msg.external_message_id, "a2");
+    release_all(c, n);
+end:
+    obx_pg_free(pg);
+    TEST_END;
+}
+
+static int
+test_retry_release_tenants(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_retry");
+    struct obx_enq_item it[2] = {{.msg = msg("r1", "cr")}, {.msg = msg("t1", "ct")}};
+    struct obx_claimed c[4];
+    struct obx_attempt at = {0};
+    enum obx_err res;
+    int n = 0;
+
+    CHECK(pg);
+    CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 2, NULL));
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET tenant = 'acme' WHERE external_message_id = 't1'"));
+    /* The default lane sees only r1; acme's sees only t1. */
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_INT(n, 1);
+    CHECK_STR(c[0].msg.external_message_id, "r1");
+    at.message_id = c[0].id;
+    at.lease_token = c[0].lease_token;
+    release_all(c, n);
+    CHECK_OK(obx_store_pg_claim(pg, "acme", 4, 60000, c, &n));
+    CHECK_INT(n, 1);
+    CHECK_STR(c[0].msg.external_message_id, "t1");
+    CHECK_STR(c[0].tenant, "acme");
+    release_all(c, n);
+    /* A retry an hour away: queued, not due. */
+    at.started_at_ms = 1000;
+    at.http_status = 503;
+    at.outcome = "retry";
+    at.error = "http 503";
+    at.next = OBX_NEXT_RETRY;
+    at.counted = 1;
+    at.reason = "http 503";
+    at.next_attempt_at_ms = (int64_t)4102444800000; /* 2100 */
+    CHECK_OK(obx_store_pg_finish(pg, &at, 1, &res));
+    CHECK_INT(res, OBX_OK);
+    CHECK_STR(value(pg, "SELECT attempts FROM outbox WHERE external_message_id = 'r1'"
+                        " AND state = 'queued' AND last_error = 'http 503'"),
+              "1");
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_INT(n, 0);
+    /* Due now, claimed, then released (shutdown): queued again, no attempt counted. */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET next_attempt_at_ms = 0"));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_INT(n, 1);
+    at.lease_token = c[0].lease_token;
+    at.next = OBX_NEXT_RELEASE;
+    at.counted = 0;
+    at.reason = "released";
+    release_all(c, n);
+    CHECK_OK(obx_store_pg_finish(pg, &at, 1, &res));
+    CHECK_INT(res, OBX_OK);
+    CHECK_STR(value(pg, "SELECT attempts FROM outbox WHERE external_message_id = 'r1'"
+                        " AND state = 'queued' AND head"),
+              "1");
+    CHECK_STR(value(pg, "SELECT count(*) FROM attempts"), "1"); /* none for the release */
+end:
+    obx_pg_free(pg);
+    TEST_END;
+}
+
+static const struct test_case tests[] = {
+    {"enqueue_results", test_enqueue_results},
+    {"claim_and_finish", test_claim_and_finish},
+    {"retry_release_tenants", test_retry_release_tenants},
+    {NULL, NULL},
+};
+
+TEST_MAIN(tests)
