@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "mem.h"
 #include "msg.h"
@@ -126,72 +127,178 @@ run_transaction(struct obx_pg *pg, size_t n, build_fn build, take_fn take, void 
     return err;
 }
 
+static int64_t
+col_int(PGresult *r, int row, int col)
+{
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* ---- array parameters --------------------------------------------------------------------- */
+
+/*
+ * A batch goes to the server as one statement over unnest($1::text[], ...): one row of work
+ * per message instead of one statement each (measured: a statement costs the server more
+ * than the row it writes). Each array is PostgreSQL's text form, {"a","b",NULL}: elements
+ * in double quotes, with '"' and '\' escaped by a backslash.
+ */
+struct arrays {
+    struct obx_buf col[PARAMS_MAX];
+    int ncols;
+};
+
+static void
+arrays_init(struct arrays *a, int ncols)
+{
+    a->ncols = ncols;
+    for (int i = 0; i < ncols; i++)
+        obx_buf_init(&a->col[i], (size_t)64 << 20);
+}
+
+static void
+arrays_release(struct arrays *a)
+{
+    for (int i = 0; i < a->ncols; i++)
+        obx_buf_release(&a->col[i]);
+}
+
+static enum obx_err
+array_sep(struct obx_buf *b)
+{
+    return obx_buf_puts(b, b->len == 0 ? "{" : ",");
+}
+
+static enum obx_err
+array_text(struct obx_buf *b, const char *v)
+{
+    enum obx_err err = array_sep(b);
+
+    if (err != OBX_OK || !v)
+        return err == OBX_OK ? obx_buf_puts(b, "NULL") : err;
+    err = obx_buf_puts(b, "\"");
+    while (err == OBX_OK && *v) {
+        size_t run = strcspn(v, "\"\\");
+        err = obx_buf_append(b, v, run);
+        v += run;
+        if (err == OBX_OK && *v) {
+            char esc[2] = {'\\', *v++};
+            err = obx_buf_append(b, esc, 2);
+        }
+    }
+    return err == OBX_OK ? obx_buf_puts(b, "\"") : err;
+}
+
+static enum obx_err
+array_int(struct obx_buf *b, int64_t v, int is_null)
+{
+    enum obx_err err = array_sep(b);
+
+    if (err != OBX_OK)
+        return err;
+    return is_null ? obx_buf_puts(b, "NULL") : obx_buf_printf(b, "%lld", (long long)v);
+}
+
+/* Closes every array and points s's parameters at them. */
+static enum obx_err
+arrays_params(struct arrays *a, struct pg_stmt *s)
+{
+    enum obx_err err = OBX_OK;
+
+    for (int i = 0; i < a->ncols && err == OBX_OK; i++) {
+        err = obx_buf_puts(&a->col[i], a->col[i].len == 0 ? "{}" : "}");
+        s->vals[i] = obx_buf_str(&a->col[i]);
+    }
+    s->nparams = a->ncols;
+    return err;
+}
+
 /* ---- enqueue ------------------------------------------------------------------------------ */
+
+#define ENQ_UNNEST                                                                               \
+    "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]," \
+    " $8::text[], $9::integer[])"
 
 static const char SQL_ENQUEUE[] =
     "INSERT INTO outbox (channel_id, external_message_id, business_id,"
     " external_conversation_id, content, sender_type, consumer_name, consumer_image, priority)"
-    " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,"
-    " $9::integer) ON CONFLICT (channel_id, external_message_id) DO NOTHING RETURNING id";
+    " SELECT * FROM " ENQ_UNNEST " ON CONFLICT (channel_id, external_message_id) DO NOTHING"
+    " RETURNING id";
 
-/* The row a key already has, to tell a duplicate (identical fields) from a conflict. */
-static const char SQL_EXISTING[] =
-    "SELECT id, state, business_id = $3::text AND external_conversation_id = $4::text"
-    " AND content = $5::text AND sender_type = $6::text"
-    " AND consumer_name IS NOT DISTINCT FROM $7::text"
-    " AND consumer_image IS NOT DISTINCT FROM $8::text AND priority = $9::integer"
-    " FROM outbox WHERE channel_id = $1::text AND external_message_id = $2::text";
+/*
+ * Every item's row after the INSERT, in the batch's order: its id (new or not), state, and
+ * whether its fields are the item's (a duplicate) or not (a conflict).
+ */
+static const char SQL_ENQUEUED[] =
+    "SELECT u.ord, o.id, o.state, o.business_id = u.b AND o.external_conversation_id = u.conv"
+    " AND o.content = u.content AND o.sender_type = u.sender"
+    " AND o.consumer_name IS NOT DISTINCT FROM u.name"
+    " AND o.consumer_image IS NOT DISTINCT FROM u.image AND o.priority = u.prio"
+    " FROM " ENQ_UNNEST " WITH ORDINALITY AS u(ch, ext, b, conv, content, sender, name, image,"
+    " prio, ord) JOIN outbox o ON o.channel_id = u.ch AND o.external_message_id = u.ext"
+    " ORDER BY u.ord";
 
 struct enq_run {
     struct obx_enq_item *items;
-    int second_pass; /* 0: the INSERTs; 1: the keys that were there already */
+    size_t *valid; /* index in items of the batch's k-th valid item */
+    size_t nvalid;
+    struct pg_stmt stmt; /* the arrays, the same for both statements */
+    int64_t *inserted;   /* ids the INSERT returned, sorted */
+    char *taken;         /* taken[k]: an item already got inserted[k] */
+    int ninserted;
 };
 
 static int
 build_enqueue(void *ctx, size_t i, struct pg_stmt *s)
 {
     struct enq_run *e = ctx;
-    struct obx_enq_item *it = &e->items[i];
-    const struct obx_msg *m = &it->msg;
 
-    if (it->err != OBX_OK || (e->second_pass && it->id != 0))
-        return 0;
-    s->name = e->second_pass ? "obx_existing" : "obx_enqueue";
-    s->nparams = 9;
-    s->vals[0] = m->channel_id;
-    s->vals[1] = m->external_message_id;
-    s->vals[2] = m->business_id;
-    s->vals[3] = m->external_conversation_id;
-    s->vals[4] = m->content;
-    s->vals[5] = m->sender_type;
-    s->vals[6] = m->consumer_name;
-    s->vals[7] = m->consumer_image;
-    stmt_int(s, 8, m->priority);
+    *s = e->stmt;
+    s->name = i == 0 ? "obx_enqueue" : "obx_enqueued";
     return 1;
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
 }
 
 static enum obx_err
 take_enqueue(void *ctx, size_t i, PGresult *r)
 {
     struct enq_run *e = ctx;
-    struct obx_enq_item *it = &e->items[i];
+    int rows = PQntuples(r);
 
-    if (!e->second_pass) {
-        if (PQntuples(r) == 1) {
-            it->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-            it->result = OBX_ENQ_ACCEPTED;
-            snprintf(it->state, sizeof it->state, "queued");
-        }
+    if (i == 0) {
+        e->inserted = obx_malloc(sizeof *e->inserted * (size_t)(rows ? rows : 1));
+        e->taken = obx_calloc((size_t)(rows ? rows : 1), 1);
+        if (!e->inserted || !e->taken)
+            return OBX_ENOMEM;
+        for (int k = 0; k < rows; k++)
+            e->inserted[k] = col_int(r, k, 0);
+        e->ninserted = rows;
+        qsort(e->inserted, (size_t)rows, sizeof *e->inserted, cmp_id);
         return OBX_OK;
     }
-    if (PQntuples(r) != 1)
-        return OBX_EDB; /* the key vanished between the two passes (a purge): retry */
-    it->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    snprintf(it->state, sizeof it->state, "%s", PQgetvalue(r, 0, 1));
-    if (strcmp(PQgetvalue(r, 0, 2), "t") == 0)
-        it->result = OBX_ENQ_DUPLICATE;
-    else
-        it->err = OBX_ECONFLICT;
+    for (int k = 0; k < rows; k++) {
+        int64_t ord = col_int(r, k, 0), id = col_int(r, k, 1);
+        int64_t *hit = bsearch(&id, e->inserted, (size_t)e->ninserted, sizeof id, cmp_id);
+        struct obx_enq_item *it;
+        if (ord < 1 || (size_t)ord > e->nvalid)
+            return OBX_EDB;
+        it = &e->items[e->valid[ord - 1]];
+        it->id = id;
+        snprintf(it->state, sizeof it->state, "%s", PQgetvalue(r, k, 2));
+        if (hit && !e->taken[hit - e->inserted]) {
+            /* The first item with a key inserted it; a later one in the batch repeats it. */
+            it->result = OBX_ENQ_ACCEPTED;
+            e->taken[hit - e->inserted] = 1;
+        } else if (strcmp(PQgetvalue(r, k, 3), "t") == 0) {
+            it->result = OBX_ENQ_DUPLICATE;
+        } else {
+            it->err = OBX_ECONFLICT;
+        }
+    }
     return OBX_OK;
 }
 
@@ -200,27 +307,53 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
                            const struct obx_msg_limits *lim)
 {
     struct obx_msg_limits dflt = obx_msg_limits_default();
-    struct enq_run e = {items, 0};
+    struct enq_run e = {.items = items};
+    struct arrays a;
     enum obx_err err = obx_pg_prepare(pg, "obx_enqueue", SQL_ENQUEUE);
-    int again = 0;
 
     if (err == OBX_OK)
-        err = obx_pg_prepare(pg, "obx_existing", SQL_EXISTING);
+        err = obx_pg_prepare(pg, "obx_enqueued", SQL_ENQUEUED);
     if (err != OBX_OK)
         return err;
-    for (size_t i = 0; i < n; i++) {
+    e.valid = obx_malloc(sizeof *e.valid * (n ? n : 1));
+    if (!e.valid)
+        return OBX_ENOMEM;
+    arrays_init(&a, 9);
+    for (size_t i = 0; i < n && err == OBX_OK; i++) {
+        const struct obx_msg *m = &items[i].msg;
         items[i].id = 0;
         items[i].state[0] = '\0';
         items[i].result = OBX_ENQ_ACCEPTED;
-        items[i].err = obx_msg_validate(&items[i].msg, lim ? lim : &dflt, &items[i].fe);
+        items[i].err = obx_msg_validate(m, lim ? lim : &dflt, &items[i].fe);
+        if (items[i].err != OBX_OK)
+            continue;
+        e.valid[e.nvalid++] = i;
+        err = array_text(&a.col[0], m->channel_id);
+        if (err == OBX_OK)
+            err = array_text(&a.col[1], m->external_message_id);
+        if (err == OBX_OK)
+            err = array_text(&a.col[2], m->business_id);
+        if (err == OBX_OK)
+            err = array_text(&a.col[3], m->external_conversation_id);
+        if (err == OBX_OK)
+            err = array_text(&a.col[4], m->content);
+        if (err == OBX_OK)
+            err = array_text(&a.col[5], m->sender_type);
+        if (err == OBX_OK)
+            err = array_text(&a.col[6], m->consumer_name);
+        if (err == OBX_OK)
+            err = array_text(&a.col[7], m->consumer_image);
+        if (err == OBX_OK)
+            err = array_int(&a.col[8], m->priority, 0);
     }
-    err = run_transaction(pg, n, build_enqueue, take_enqueue, &e);
-    for (size_t i = 0; err == OBX_OK && i < n; i++)
-        again |= items[i].err == OBX_OK && items[i].id == 0;
-    if (err == OBX_OK && again) {
-        e.second_pass = 1;
-        err = run_transaction(pg, n, build_enqueue, take_enqueue, &e);
-    }
+    if (err == OBX_OK)
+        err = arrays_params(&a, &e.stmt);
+    if (err == OBX_OK && e.nvalid > 0)
+        err = run_transaction(pg, 2, build_enqueue, take_enqueue, &e);
+    arrays_release(&a);
+    obx_free(e.inserted);
+    obx_free(e.taken);
+    obx_free(e.valid);
     return err;
 }
 
@@ -273,12 +406,6 @@ copy_claimed(PGresult *r, int row, struct obx_claimed *c)
         off += len + 1;
     }
     return OBX_OK;
-}
-
-static int64_t
-col_int(PGresult *r, int row, int col)
-{
-    return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
 enum obx_err
@@ -343,100 +470,55 @@ obx_store_pg_claim(struct obx_pg *pg, const char *tenant, int max, int64_t lease
 
 /* ---- finish ------------------------------------------------------------------------------- */
 
-static const char SQL_ATTEMPT[] =
+static const char SQL_ATTEMPTS[] =
     "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
-    " response_excerpt) VALUES ($1::bigint, $2::bigint, $3::bigint, $4::integer, $5::text,"
-    " $6::text, $7::text)";
+    " response_excerpt) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
+    " $4::integer[], $5::text[], $6::text[], $7::text[])";
 
-/* As store.c's: a confirmation that arrived while the request was in flight wins. */
-static const char SQL_TO_ACCEPTED[] =
-    "UPDATE outbox SET"
-    " state = CASE WHEN confirmed_at_ms IS NULL THEN 'accepted' ELSE 'confirmed' END,"
-    " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN $4::text"
-    "  ELSE $4::text || '; confirmed by an earlier webhook' END,"
-    " state_at_ms = $3::bigint, accepted_at_ms = $3::bigint, attempts = attempts + 1,"
-    " counted_attempts = counted_attempts + $5::integer, last_http_status = $6::integer,"
-    " last_error = NULL, lease_token = NULL, lease_expires_at_ms = NULL,"
-    " confirm_due_at_ms = CASE WHEN confirmed_at_ms IS NULL THEN $7::bigint END"
-    " WHERE id = $1::bigint AND state = 'sending' AND lease_token = $2::bigint";
-
-static const char SQL_TO_FAILED[] =
-    "UPDATE outbox SET"
-    " state = CASE WHEN confirmed_at_ms IS NULL THEN 'failed' ELSE 'confirmed' END,"
-    " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN $4::text"
-    "  ELSE $4::text || '; confirmed by an earlier webhook' END, state_at_ms = $3::bigint,"
-    " attempts = attempts + 1, counted_attempts = counted_attempts + $5::integer,"
-    " last_http_status = $6::integer, last_error = $7::text, lease_token = NULL,"
-    " lease_expires_at_ms = NULL"
-    " WHERE id = $1::bigint AND state = 'sending' AND lease_token = $2::bigint";
-
-/* $8 = 1 when an attempt was made (retry), 0 for a release. */
-static const char SQL_TO_QUEUED[] =
-    "UPDATE outbox SET"
-    " state = CASE WHEN confirmed_at_ms IS NULL THEN 'queued' ELSE 'confirmed' END,"
-    " state_reason = CASE WHEN confirmed_at_ms IS NULL THEN $4::text"
-    "  ELSE $4::text || '; confirmed by an earlier webhook' END, state_at_ms = $3::bigint,"
-    " attempts = attempts + $8::integer, counted_attempts = counted_attempts + $5::integer,"
-    " last_http_status = CASE WHEN $8::integer = 1 THEN $6::integer ELSE last_http_status END,"
-    " last_error = CASE WHEN $8::integer = 1 THEN $7::text ELSE last_error END,"
-    " next_attempt_at_ms = $9::bigint, lease_token = NULL, lease_expires_at_ms = NULL"
-    " WHERE id = $1::bigint AND state = 'sending' AND lease_token = $2::bigint";
+/*
+ * Every outcome in one UPDATE, with the rules of store.c's three: f.next is the state the
+ * attempt leads to (accepted, failed or queued), f.made 1 when an attempt was made (0: a
+ * release). A confirmation that arrived while the request was in flight wins. A row whose
+ * lease is no longer held is not returned: its item gets OBX_ECONFLICT.
+ */
+static const char SQL_OUTCOMES[] =
+    "UPDATE outbox o SET"
+    " state = CASE WHEN o.confirmed_at_ms IS NULL THEN f.next ELSE 'confirmed' END,"
+    " state_reason = CASE WHEN o.confirmed_at_ms IS NULL THEN f.reason"
+    "  ELSE f.reason || '; confirmed by an earlier webhook' END,"
+    " state_at_ms = $11::bigint,"
+    " accepted_at_ms = CASE WHEN f.next = 'accepted' THEN $11::bigint ELSE o.accepted_at_ms END,"
+    " attempts = o.attempts + f.made, counted_attempts = o.counted_attempts + f.counted,"
+    " last_http_status = CASE WHEN f.made = 1 THEN f.status ELSE o.last_http_status END,"
+    " last_error = CASE WHEN f.next = 'accepted' THEN NULL WHEN f.made = 1 THEN f.error"
+    "  ELSE o.last_error END,"
+    " next_attempt_at_ms = CASE WHEN f.next = 'queued' THEN f.next_at"
+    "  ELSE o.next_attempt_at_ms END,"
+    " confirm_due_at_ms = CASE WHEN f.next <> 'accepted' THEN o.confirm_due_at_ms"
+    "  WHEN o.confirmed_at_ms IS NULL THEN f.confirm_due END,"
+    " lease_token = NULL, lease_expires_at_ms = NULL"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::integer[],"
+    " $6::integer[], $7::integer[], $8::text[], $9::bigint[], $10::bigint[]) WITH ORDINALITY"
+    " AS f(id, token, next, reason, made, counted, status, error, next_at, confirm_due, ord)"
+    " WHERE o.id = f.id AND o.state = 'sending' AND o.lease_token = f.token"
+    " RETURNING f.ord";
 
 struct finish_run {
-    const struct obx_attempt *a;
+    struct pg_stmt attempts, outcomes;
+    int has_attempts;
     enum obx_err *results;
-    int64_t now_ms;
+    size_t n;
 };
 
-/* Index 2k is attempt k's attempt row (none for a release), 2k+1 its transition. */
 static int
 build_finish(void *ctx, size_t i, struct pg_stmt *s)
 {
     struct finish_run *f = ctx;
-    const struct obx_attempt *a = &f->a[i / 2];
 
-    if (i % 2 == 0) {
-        if (a->next == OBX_NEXT_RELEASE)
-            return 0;
-        s->name = "obx_attempt";
-        s->nparams = 7;
-        stmt_int(s, 0, a->message_id);
-        stmt_int(s, 1, a->started_at_ms);
-        stmt_int(s, 2, a->duration_ms);
-        if (a->http_status)
-            stmt_int(s, 3, a->http_status);
-        s->vals[4] = a->outcome ? a->outcome : "";
-        s->vals[5] = a->error;
-        s->vals[6] = a->excerpt;
-        return 1;
-    }
-    stmt_int(s, 0, a->message_id);
-    stmt_int(s, 1, a->lease_token);
-    stmt_int(s, 2, f->now_ms);
-    s->vals[3] = a->reason ? a->reason : "";
-    stmt_int(s, 4, a->counted ? 1 : 0);
-    if (a->http_status)
-        stmt_int(s, 5, a->http_status);
-    switch (a->next) {
-    case OBX_NEXT_ACCEPTED:
-        s->name = "obx_to_accepted";
-        s->nparams = 7;
-        if (a->confirm_due_at_ms)
-            stmt_int(s, 6, a->confirm_due_at_ms);
-        break;
-    case OBX_NEXT_FAILED:
-        s->name = "obx_to_failed";
-        s->nparams = 7;
-        s->vals[6] = a->error;
-        break;
-    default:
-        s->name = "obx_to_queued";
-        s->nparams = 9;
-        s->vals[6] = a->error;
-        stmt_int(s, 7, a->next == OBX_NEXT_RETRY ? 1 : 0);
-        stmt_int(s, 8, a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0);
-        break;
-    }
+    if (i == 0 && !f->has_attempts)
+        return 0;
+    *s = i == 0 ? f->attempts : f->outcomes;
+    s->name = i == 0 ? "obx_attempts" : "obx_outcomes";
     return 1;
 }
 
@@ -445,26 +527,100 @@ take_finish(void *ctx, size_t i, PGresult *r)
 {
     struct finish_run *f = ctx;
 
-    if (i % 2 == 1 && f->results)
-        f->results[i / 2] = strcmp(PQcmdTuples(r), "1") == 0 ? OBX_OK : OBX_ECONFLICT;
+    if (i == 0 || !f->results)
+        return OBX_OK;
+    for (int k = 0; k < PQntuples(r); k++) {
+        int64_t ord = col_int(r, k, 0);
+        if (ord >= 1 && (size_t)ord <= f->n)
+            f->results[ord - 1] = OBX_OK;
+    }
     return OBX_OK;
+}
+
+static const char *
+next_state(enum obx_next next)
+{
+    return next == OBX_NEXT_ACCEPTED ? "accepted" : next == OBX_NEXT_FAILED ? "failed" : "queued";
+}
+
+/* Appends attempt a's values to the two statements' arrays. */
+static enum obx_err
+add_outcome(struct arrays *at, struct arrays *out, const struct obx_attempt *a)
+{
+    int made = a->next != OBX_NEXT_RELEASE;
+    enum obx_err err = OBX_OK;
+
+    if (made) {
+        err = array_int(&at->col[0], a->message_id, 0);
+        if (err == OBX_OK)
+            err = array_int(&at->col[1], a->started_at_ms, 0);
+        if (err == OBX_OK)
+            err = array_int(&at->col[2], a->duration_ms, 0);
+        if (err == OBX_OK)
+            err = array_int(&at->col[3], a->http_status, a->http_status == 0);
+        if (err == OBX_OK)
+            err = array_text(&at->col[4], a->outcome ? a->outcome : "");
+        if (err == OBX_OK)
+            err = array_text(&at->col[5], a->error);
+        if (err == OBX_OK)
+            err = array_text(&at->col[6], a->excerpt);
+    }
+    if (err == OBX_OK)
+        err = array_int(&out->col[0], a->message_id, 0);
+    if (err == OBX_OK)
+        err = array_int(&out->col[1], a->lease_token, 0);
+    if (err == OBX_OK)
+        err = array_text(&out->col[2], next_state(a->next));
+    if (err == OBX_OK)
+        err = array_text(&out->col[3], a->reason ? a->reason : "");
+    if (err == OBX_OK)
+        err = array_int(&out->col[4], made, 0);
+    if (err == OBX_OK)
+        err = array_int(&out->col[5], a->counted ? 1 : 0, 0);
+    if (err == OBX_OK)
+        err = array_int(&out->col[6], a->http_status, a->http_status == 0);
+    if (err == OBX_OK)
+        err = array_text(&out->col[7], a->error);
+    if (err == OBX_OK)
+        err = array_int(&out->col[8], a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0, 0);
+    if (err == OBX_OK)
+        err = array_int(&out->col[9], a->confirm_due_at_ms, a->confirm_due_at_ms == 0);
+    return err;
 }
 
 enum obx_err
 obx_store_pg_finish(struct obx_pg *pg, const struct obx_attempt *a, size_t n, enum obx_err *results)
 {
-    struct finish_run f = {a, results, obx_now_ms(obx_clock_real())};
-    static const struct {
-        const char *name, *sql;
-    } stmts[] = {{"obx_attempt", SQL_ATTEMPT},
-                 {"obx_to_accepted", SQL_TO_ACCEPTED},
-                 {"obx_to_failed", SQL_TO_FAILED},
-                 {"obx_to_queued", SQL_TO_QUEUED}};
-    enum obx_err err = OBX_OK;
+    struct finish_run f = {.results = results, .n = n};
+    struct arrays at, out;
+    enum obx_err err = obx_pg_prepare(pg, "obx_attempts", SQL_ATTEMPTS);
 
-    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0] && err == OBX_OK; i++)
-        err = obx_pg_prepare(pg, stmts[i].name, stmts[i].sql);
+    if (err == OBX_OK)
+        err = obx_pg_prepare(pg, "obx_outcomes", SQL_OUTCOMES);
     if (err != OBX_OK)
         return err;
-    return run_transaction(pg, 2 * n, build_finish, take_finish, &f);
+    arrays_init(&at, 7);
+    arrays_init(&out, 11);
+    for (size_t i = 0; i < n && err == OBX_OK; i++) {
+        if (results)
+            results[i] = OBX_ECONFLICT; /* until the UPDATE returns it */
+        f.has_attempts |= a[i].next != OBX_NEXT_RELEASE;
+        err = add_outcome(&at, &out, &a[i]);
+    }
+    /* $11: now, one value for the whole batch (not an array). */
+    if (err == OBX_OK)
+        err = obx_buf_printf(&out.col[10], "%lld", (long long)obx_now_ms(obx_clock_real()));
+    if (err == OBX_OK)
+        err = arrays_params(&at, &f.attempts);
+    out.ncols = 10;
+    if (err == OBX_OK)
+        err = arrays_params(&out, &f.outcomes);
+    f.outcomes.vals[10] = obx_buf_str(&out.col[10]);
+    f.outcomes.nparams = 11;
+    out.ncols = 11;
+    if (err == OBX_OK && n > 0)
+        err = run_transaction(pg, 2, build_finish, take_finish, &f);
+    arrays_release(&at);
+    arrays_release(&out);
+    return err;
 }

@@ -132,26 +132,43 @@ BEGIN
     RETURN NEW;
 END $$;
 
+-- Only for a change in or out of the line: a claim (queued -> sending) does not call it.
 CREATE TRIGGER outbox_line_change BEFORE UPDATE OF state ON outbox
-    FOR EACH ROW EXECUTE FUNCTION outbox_line_change();
+    FOR EACH ROW WHEN ((OLD.state IN ('queued', 'sending'))
+                       IS DISTINCT FROM (NEW.state IN ('queued', 'sending')))
+    EXECUTE FUNCTION outbox_line_change();
 
--- The head left the line: the next in it (under the lock taken above) becomes head.
-CREATE FUNCTION outbox_next_head() RETURNS trigger LANGUAGE plpgsql
+-- Heads that left the line (accepted, failed, cancelled, ...): the next in each of their
+-- conversations becomes head, under the locks outbox_line_change took. Once per statement
+-- over its transition tables, so that a sender finishing 256 messages in one UPDATE pays
+-- one set-based UPDATE here, not 256 (each row's own trigger measured 62 µs).
+CREATE FUNCTION outbox_next_heads() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
-    UPDATE outbox SET head = true
-    WHERE id = (SELECT o.id FROM outbox o
-                WHERE o.channel_id = NEW.channel_id
-                  AND o.external_conversation_id = NEW.external_conversation_id
-                  AND o.state IN ('queued', 'sending')
-                ORDER BY o.conv_seq LIMIT 1);
+    -- Its own UPDATE below fires it again: with no head leaving, it must not run another
+    -- (even one that changes no row), or it would recurse without end.
+    IF NOT EXISTS (SELECT 1 FROM left_old l JOIN left_new n ON n.id = l.id
+                   WHERE l.head AND l.state IN ('queued', 'sending')
+                     AND n.state NOT IN ('queued', 'sending')) THEN
+        RETURN NULL;
+    END IF;
+    UPDATE outbox x SET head = true
+    FROM (SELECT DISTINCT ON (o.channel_id, o.external_conversation_id) o.id
+          FROM (SELECT DISTINCT n.channel_id, n.external_conversation_id
+                FROM left_old l JOIN left_new n ON n.id = l.id
+                WHERE l.head AND l.state IN ('queued', 'sending')
+                  AND n.state NOT IN ('queued', 'sending')) c
+          JOIN outbox o ON o.channel_id = c.channel_id
+                       AND o.external_conversation_id = c.external_conversation_id
+                       AND o.state IN ('queued', 'sending')
+          ORDER BY o.channel_id, o.external_conversation_id, o.conv_seq) nx
+    WHERE x.id = nx.id AND NOT x.head;
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER outbox_next_head AFTER UPDATE OF state ON outbox
-    FOR EACH ROW WHEN (OLD.head AND OLD.state IN ('queued', 'sending')
-                       AND NEW.state NOT IN ('queued', 'sending'))
-    EXECUTE FUNCTION outbox_next_head();
+CREATE TRIGGER outbox_next_heads AFTER UPDATE ON outbox
+    REFERENCING OLD TABLE AS left_old NEW TABLE AS left_new
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_next_heads();
 
 -- serve LISTENs on "<schema>.outbox": one notification per committing transaction that
 -- inserted rows (PostgreSQL delivers them at COMMIT, never for a rolled-back one, and

@@ -26,14 +26,19 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_message ON attempts (message_id, id);
 CREATE INDEX attempts_started ON attempts (started_at_ms);
 
-CREATE FUNCTION outbox_record_transition() RETURNS trigger LANGUAGE plpgsql
+-- Once per statement over its transition tables: a claim of 256 messages in one UPDATE
+-- records its 256 transitions in one INSERT.
+CREATE FUNCTION outbox_record_transitions() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO transitions (message_id, at_ms, from_state, to_state, reason)
-    VALUES (NEW.id, NEW.state_at_ms, OLD.state, NEW.state, NEW.state_reason);
+    SELECT n.id, n.state_at_ms, o.state, n.state, n.state_reason
+    FROM changed_old o JOIN changed_new n ON n.id = o.id
+    WHERE o.state <> n.state
+    ORDER BY n.id;
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER outbox_record_transition AFTER UPDATE OF state ON outbox
-    FOR EACH ROW WHEN (OLD.state <> NEW.state)
-    EXECUTE FUNCTION outbox_record_transition();
+CREATE TRIGGER outbox_record_transitions AFTER UPDATE ON outbox
+    REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_record_transitions();

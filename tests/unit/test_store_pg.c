@@ -98,6 +98,46 @@ end:
     TEST_END;
 }
 
+/* One batch repeating a key, and contents that need quoting in an array parameter. */
+static int
+test_enqueue_in_batch(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_batch");
+    const char *odd = "say \"hi\", {x}\\ NULL\nline 2, \u00e9";
+    struct obx_enq_item it[4] = {{.msg = msg("k1", "c1")},
+                                 {.msg = msg("k1", "c1")},
+                                 {.msg = msg("k1", "c1")},
+                                 {.msg = msg("q1", "c2")}};
+    struct obx_claimed c[4];
+    int n = 0;
+
+    CHECK(pg);
+    it[2].msg.content = "other";
+    it[3].msg.content = odd;
+    it[3].msg.consumer_name = "NULL";
+    CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 4, NULL));
+    CHECK_INT(it[0].err, OBX_OK);
+    CHECK_INT(it[0].result, OBX_ENQ_ACCEPTED);
+    CHECK_INT(it[1].err, OBX_OK);
+    CHECK_INT(it[1].result, OBX_ENQ_DUPLICATE);
+    CHECK_INT(it[1].id, it[0].id);
+    CHECK_INT(it[2].err, OBX_ECONFLICT);
+    CHECK_INT(it[3].result, OBX_ENQ_ACCEPTED);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox"), "2");
+    CHECK_OK(obx_pg_exec(pg,
+                         "UPDATE outbox SET state = 'cancelled' WHERE external_message_id = 'k1'"));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_INT(n, 1);
+    CHECK_STR(c[0].msg.content, odd);
+    CHECK_STR(c[0].msg.consumer_name, "NULL"); /* the string, not SQL NULL */
+    CHECK(c[0].msg.consumer_image == NULL);
+    release_all(c, n);
+end:
+    obx_pg_free(pg);
+    TEST_END;
+}
+
 static int
 test_claim_and_finish(void)
 {
@@ -237,6 +277,7 @@ end:
 
 static const struct test_case tests[] = {
     {"enqueue_results", test_enqueue_results},
+    {"enqueue_in_batch", test_enqueue_in_batch},
     {"claim_and_finish", test_claim_and_finish},
     {"retry_release_tenants", test_retry_release_tenants},
     {NULL, NULL},
