@@ -48,12 +48,12 @@ pg_enqueue(void *h, struct obx_enq_item *it, size_t n)
 static enum obx_err
 pg_claim(void *h, int max, struct obx_claimed *out, int *n)
 {
-    return obx_store_pg_claim(h, NULL, max, 60000, out, n);
+    return obx_store_pg_claim(h, NULL, NULL, max, 60000, out, n);
 }
 static enum obx_err
 pg_finish(void *h, const struct obx_attempt *a, size_t n)
 {
-    return obx_store_pg_finish(h, a, n, NULL);
+    return obx_store_pg_finish(h, NULL, a, n, NULL);
 }
 static enum obx_err
 lite_enqueue(void *h, struct obx_enq_item *it, size_t n)

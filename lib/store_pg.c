@@ -62,30 +62,56 @@ send_plain(PGconn *c, const char *sql)
     return PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0) ? OBX_OK : OBX_EDB;
 }
 
+static const char SQL_FENCE[] = "SELECT lease_check($1::text, $2::text, $3::bigint)";
+
+/* The SQLSTATE lease_check raises (0002_nodes.sql). */
+#define SQLSTATE_LEASE_LOST "OBX01"
+
+static enum obx_err
+result_error(struct obx_pg *pg, PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+    obx_pg_set_error(pg, PQresultErrorMessage(r));
+    return state && strcmp(state, SQLSTATE_LEASE_LOST) == 0 ? OBX_ECONFLICT : OBX_EDB;
+}
+
 /*
- * BEGIN; the statements build() gives for 0..n-1, each result to take(); COMMIT. Chunks of
- * PIPE_CHUNK statements each end with a sync. The first failure rolls everything back.
+ * BEGIN; with a fence, its lease_check; the statements build() gives for 0..n-1, each
+ * result to take(); COMMIT. Chunks of PIPE_CHUNK statements each end with a sync. The
+ * first failure rolls everything back.
  */
 static enum obx_err
-run_transaction(struct obx_pg *pg, size_t n, build_fn build, take_fn take, void *ctx)
+run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, build_fn build,
+                take_fn take, void *ctx)
 {
     PGconn *c = obx_pg_conn(pg);
     enum obx_err err = OBX_OK;
     size_t i = 0;
     int begun = 0, committed = 0;
 
+    if (fence && (err = obx_pg_prepare(pg, "obx_fence", SQL_FENCE)) != OBX_OK)
+        return err;
     if (!PQenterPipelineMode(c)) {
         obx_pg_set_error(pg, PQerrorMessage(c));
         return OBX_EDB;
     }
     while (err == OBX_OK && !committed) {
         size_t idx[PIPE_CHUNK];
-        int sent = 0, has_begin = 0, has_commit = 0;
+        int sent = 0, has_begin = 0, has_commit = 0; /* has_begin: BEGIN and the fence */
         struct pg_stmt s;
 
         if (!begun) {
             err = send_plain(c, "BEGIN");
             has_begin = begun = 1;
+            if (err == OBX_OK && fence) {
+                char epoch[24];
+                const char *vals[3] = {fence->tenant, fence->node, epoch};
+                snprintf(epoch, sizeof epoch, "%lld", (long long)fence->epoch);
+                if (!PQsendQueryPrepared(c, "obx_fence", 3, vals, NULL, NULL, 0))
+                    err = OBX_EDB;
+                has_begin = 2;
+            }
         }
         while (err == OBX_OK && i < n && sent < PIPE_CHUNK) {
             memset(&s, 0, sizeof s);
@@ -111,8 +137,7 @@ run_transaction(struct obx_pg *pg, size_t n, build_fn build, take_fn take, void 
             PGresult *r = next_result(c);
             ExecStatusType st = PQresultStatus(r);
             if (err == OBX_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                obx_pg_set_error(pg, PQresultErrorMessage(r));
-                err = OBX_EDB;
+                err = result_error(pg, r);
             } else if (err == OBX_OK && k >= 0 && k < sent && take) {
                 err = take(ctx, idx[k], r);
             }
@@ -349,7 +374,7 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
     if (err == OBX_OK)
         err = arrays_params(&a, &e.stmt);
     if (err == OBX_OK && e.nvalid > 0)
-        err = run_transaction(pg, 2, build_enqueue, take_enqueue, &e);
+        err = run_transaction(pg, NULL, 2, build_enqueue, take_enqueue, &e);
     arrays_release(&a);
     obx_free(e.inserted);
     obx_free(e.taken);
@@ -408,64 +433,84 @@ copy_claimed(PGresult *r, int row, struct obx_claimed *c)
     return OBX_OK;
 }
 
+struct claim_run {
+    struct pg_stmt stmt;
+    int64_t token;
+    int max;
+    struct obx_claimed *out;
+    int n;
+};
+
+static int
+build_claim(void *ctx, size_t i, struct pg_stmt *s)
+{
+    struct claim_run *cl = ctx;
+
+    (void)i;
+    *s = cl->stmt; /* its numbers stay in cl->stmt, which outlives the send */
+    return 1;
+}
+
+static enum obx_err
+take_claim(void *ctx, size_t i, PGresult *r)
+{
+    struct claim_run *cl = ctx;
+    enum obx_err err = OBX_OK;
+
+    (void)i;
+    for (int k = 0; k < PQntuples(r) && cl->n < cl->max && err == OBX_OK; k++) {
+        struct obx_claimed *c = &cl->out[cl->n];
+        memset(c, 0, sizeof *c);
+        c->id = col_int(r, k, 0);
+        c->lease_token = cl->token;
+        c->msg.priority = col_int(r, k, 9);
+        c->attempts = (int)col_int(r, k, 10);
+        c->counted_attempts = (int)col_int(r, k, 11);
+        c->resends = (int)col_int(r, k, 12);
+        c->created_at_ms = col_int(r, k, 13);
+        c->accepted_at_ms = col_int(r, k, 14);
+        if (!PQgetisnull(r, k, 15))
+            snprintf(c->tenant, sizeof c->tenant, "%s", PQgetvalue(r, k, 15));
+        c->readonly = -1; /* tenant channels are not on PostgreSQL yet */
+        err = copy_claimed(r, k, c);
+        if (err == OBX_OK)
+            cl->n++;
+    }
+    return err;
+}
+
 enum obx_err
-obx_store_pg_claim(struct obx_pg *pg, const char *tenant, int max, int64_t lease_ms,
-                   struct obx_claimed *out, int *n)
+obx_store_pg_claim(struct obx_pg *pg, const struct obx_pg_fence *fence, const char *tenant, int max,
+                   int64_t lease_ms, struct obx_claimed *out, int *n)
 {
     const char *name = tenant ? "obx_claim_tenant" : "obx_claim_default";
     enum obx_err err = obx_pg_prepare(pg, name, tenant ? SQL_CLAIM_TENANT : SQL_CLAIM_DEFAULT);
-    struct pg_stmt s;
-    int64_t token;
-    PGresult *r;
-    int rows;
+    struct claim_run cl = {.max = max, .out = out};
 
     *n = 0;
     if (err != OBX_OK || max <= 0)
         return err;
     /* One token per claim: a finish names its message and this token, so a message claimed
      * again (after its lease ran out) cannot be finished by the earlier claim. */
-    if (getrandom(&token, sizeof token, 0) != sizeof token)
+    if (getrandom(&cl.token, sizeof cl.token, 0) != sizeof cl.token)
         return OBX_EIO;
-    token &= INT64_MAX;
-    memset(&s, 0, sizeof s);
-    s.vals[0] = tenant;
-    stmt_int(&s, 1, obx_now_ms(obx_clock_real()));
-    stmt_int(&s, 2, token);
-    stmt_int(&s, 3, lease_ms);
-    stmt_int(&s, 4, max);
-    r = PQexecPrepared(obx_pg_conn(pg), name, 5, s.vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        obx_pg_set_error(pg, PQresultErrorMessage(r));
-        PQclear(r);
-        return OBX_EDB;
-    }
-    rows = PQntuples(r);
-    for (int i = 0; i < rows && i < max && err == OBX_OK; i++) {
-        struct obx_claimed *c = &out[i];
-        memset(c, 0, sizeof *c);
-        c->id = col_int(r, i, 0);
-        c->lease_token = token;
-        c->msg.priority = col_int(r, i, 9);
-        c->attempts = (int)col_int(r, i, 10);
-        c->counted_attempts = (int)col_int(r, i, 11);
-        c->resends = (int)col_int(r, i, 12);
-        c->created_at_ms = col_int(r, i, 13);
-        c->accepted_at_ms = col_int(r, i, 14);
-        if (!PQgetisnull(r, i, 15))
-            snprintf(c->tenant, sizeof c->tenant, "%s", PQgetvalue(r, i, 15));
-        c->readonly = -1; /* tenant channels are not on PostgreSQL yet */
-        err = copy_claimed(r, i, c);
-        if (err == OBX_OK)
-            (*n)++;
-    }
-    PQclear(r);
+    cl.token &= INT64_MAX;
+    cl.stmt.name = name;
+    cl.stmt.nparams = 5;
+    cl.stmt.vals[0] = tenant;
+    stmt_int(&cl.stmt, 1, obx_now_ms(obx_clock_real()));
+    stmt_int(&cl.stmt, 2, cl.token);
+    stmt_int(&cl.stmt, 3, lease_ms);
+    stmt_int(&cl.stmt, 4, max);
+    err = run_transaction(pg, fence, 1, build_claim, take_claim, &cl);
     if (err != OBX_OK) {
-        /* The rows stay `sending` until their lease runs out and they are claimed again. */
-        for (int i = 0; i < *n; i++)
+        /* Rolled back: nothing was claimed. */
+        for (int i = 0; i < cl.n; i++)
             obx_store_claimed_release(&out[i]);
-        *n = 0;
+        return err;
     }
-    return err;
+    *n = cl.n;
+    return OBX_OK;
 }
 
 /* ---- finish ------------------------------------------------------------------------------- */
@@ -589,7 +634,8 @@ add_outcome(struct arrays *at, struct arrays *out, const struct obx_attempt *a)
 }
 
 enum obx_err
-obx_store_pg_finish(struct obx_pg *pg, const struct obx_attempt *a, size_t n, enum obx_err *results)
+obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
+                    const struct obx_attempt *a, size_t n, enum obx_err *results)
 {
     struct finish_run f = {.results = results, .n = n};
     struct arrays at, out;
@@ -619,7 +665,7 @@ obx_store_pg_finish(struct obx_pg *pg, const struct obx_attempt *a, size_t n, en
     f.outcomes.nparams = 11;
     out.ncols = 11;
     if (err == OBX_OK && n > 0)
-        err = run_transaction(pg, 2, build_finish, take_finish, &f);
+        err = run_transaction(pg, fence, 2, build_finish, take_finish, &f);
     arrays_release(&at);
     arrays_release(&out);
     return err;

@@ -17,6 +17,19 @@
 #include "store.h"
 
 /*
+ * Fencing for several nodes (migrations/postgresql/0002_nodes.sql): the lease under which
+ * this node writes for tenant ("default" for the configured key). A call given one checks it
+ * first, in its own transaction (lease_check), and writes nothing when the lease is no
+ * longer this node's under that epoch: it returns OBX_ECONFLICT ("lease lost" in
+ * obx_pg_errmsg) and the node must stop sending for that tenant. NULL: no check (one node).
+ */
+struct obx_pg_fence {
+    const char *tenant;
+    const char *node;
+    int64_t epoch;
+};
+
+/*
  * Enqueues n items in one transaction, with obx_store_enqueue_batch's results: OBX_OK and
  * OBX_ENQ_ACCEPTED (new) or OBX_ENQ_DUPLICATE (the key exists with identical fields),
  * OBX_ECONFLICT (the key exists with other fields), OBX_EINVAL (see fe). Returns the
@@ -32,8 +45,8 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_enqueue_batch(struct obx_pg *pg,
  * now + lease_ms. Rows another node or process holds locked are skipped (SKIP LOCKED).
  * out must have room for max; release each with obx_store_claimed_release.
  */
-OBX_MUST_CHECK enum obx_err obx_store_pg_claim(struct obx_pg *pg, const char *tenant, int max,
-                                               int64_t lease_ms,
+OBX_MUST_CHECK enum obx_err obx_store_pg_claim(struct obx_pg *pg, const struct obx_pg_fence *fence,
+                                               const char *tenant, int max, int64_t lease_ms,
                                                struct obx_claimed *out /* OUT, max */,
                                                int *n /* OUT */);
 
@@ -42,7 +55,8 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_claim(struct obx_pg *pg, const char *te
  * obx_store_finish: a transition whose lease is no longer held is OBX_ECONFLICT in
  * results[i] (may be NULL), its attempt still recorded.
  */
-OBX_MUST_CHECK enum obx_err obx_store_pg_finish(struct obx_pg *pg, const struct obx_attempt *a,
-                                                size_t n, enum obx_err *results /* OUT, n */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
+                                                const struct obx_attempt *a, size_t n,
+                                                enum obx_err *results /* OUT, n */);
 
 #endif

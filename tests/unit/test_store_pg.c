@@ -127,7 +127,7 @@ test_enqueue_in_batch(void)
     CHECK_STR(value(pg, "SELECT count(*) FROM outbox"), "2");
     CHECK_OK(obx_pg_exec(pg,
                          "UPDATE outbox SET state = 'cancelled' WHERE external_message_id = 'k1'"));
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 4, 60000, c, &n));
     CHECK_INT(n, 1);
     CHECK_STR(c[0].msg.content, odd);
     CHECK_STR(c[0].msg.consumer_name, "NULL"); /* the string, not SQL NULL */
@@ -154,7 +154,7 @@ test_claim_and_finish(void)
     it[2].msg.priority = 5;
     CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 3, NULL));
     /* Heads only, the higher priority first. */
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 8, 60000, c, &n));
     CHECK_INT(n, 2);
     CHECK_STR(c[0].msg.external_message_id, "b1");
     CHECK_STR(c[1].msg.external_message_id, "a1");
@@ -164,9 +164,10 @@ test_claim_and_finish(void)
     CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'sending'"), "2");
     /* Nothing more is due: a2 waits behind a1. */
     release_all(c, n);
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 8, 60000, c, &n));
     CHECK_INT(n, 0);
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n)); /* claims nothing, keeps c empty */
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 8, 60000, c,
+                                &n)); /* claims nothing, keeps c empty */
 
     /* a1 accepted: an attempt row, the transitions, and a2 becomes the head. */
     at.message_id = it[0].id;
@@ -192,7 +193,7 @@ test_claim_and_finish(void)
     {
         struct obx_attempt two[2] = {at, at};
         two[1].lease_token = at.lease_token + 1; /* a lease that is not held */
-        CHECK_OK(obx_store_pg_finish(pg, two, 2, res));
+        CHECK_OK(obx_store_pg_finish(pg, NULL, two, 2, res));
     }
     CHECK_INT(res[0], OBX_OK);
     CHECK_INT(res[1], OBX_ECONFLICT);
@@ -204,7 +205,7 @@ test_claim_and_finish(void)
     CHECK_STR(value(pg, "SELECT count(*) FROM transitions WHERE to_state IN ('sending',"
                         " 'accepted')"),
               "3");
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 8, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 8, 60000, c, &n));
     CHECK_INT(n, 1);
     CHECK_STR(c[0].msg.external_message_id, "a2");
     release_all(c, n);
@@ -228,13 +229,13 @@ test_retry_release_tenants(void)
     CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 2, NULL));
     CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET tenant = 'acme' WHERE external_message_id = 't1'"));
     /* The default lane sees only r1; acme's sees only t1. */
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 4, 60000, c, &n));
     CHECK_INT(n, 1);
     CHECK_STR(c[0].msg.external_message_id, "r1");
     at.message_id = c[0].id;
     at.lease_token = c[0].lease_token;
     release_all(c, n);
-    CHECK_OK(obx_store_pg_claim(pg, "acme", 4, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, "acme", 4, 60000, c, &n));
     CHECK_INT(n, 1);
     CHECK_STR(c[0].msg.external_message_id, "t1");
     CHECK_STR(c[0].tenant, "acme");
@@ -248,23 +249,23 @@ test_retry_release_tenants(void)
     at.counted = 1;
     at.reason = "http 503";
     at.next_attempt_at_ms = (int64_t)4102444800000; /* 2100 */
-    CHECK_OK(obx_store_pg_finish(pg, &at, 1, &res));
+    CHECK_OK(obx_store_pg_finish(pg, NULL, &at, 1, &res));
     CHECK_INT(res, OBX_OK);
     CHECK_STR(value(pg, "SELECT attempts FROM outbox WHERE external_message_id = 'r1'"
                         " AND state = 'queued' AND last_error = 'http 503'"),
               "1");
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 4, 60000, c, &n));
     CHECK_INT(n, 0);
     /* Due now, claimed, then released (shutdown): queued again, no attempt counted. */
     CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET next_attempt_at_ms = 0"));
-    CHECK_OK(obx_store_pg_claim(pg, NULL, 4, 60000, c, &n));
+    CHECK_OK(obx_store_pg_claim(pg, NULL, NULL, 4, 60000, c, &n));
     CHECK_INT(n, 1);
     at.lease_token = c[0].lease_token;
     at.next = OBX_NEXT_RELEASE;
     at.counted = 0;
     at.reason = "released";
     release_all(c, n);
-    CHECK_OK(obx_store_pg_finish(pg, &at, 1, &res));
+    CHECK_OK(obx_store_pg_finish(pg, NULL, &at, 1, &res));
     CHECK_INT(res, OBX_OK);
     CHECK_STR(value(pg, "SELECT attempts FROM outbox WHERE external_message_id = 'r1'"
                         " AND state = 'queued' AND head"),
@@ -275,11 +276,66 @@ end:
     TEST_END;
 }
 
+/*
+ * Fencing: node A claims for tenant acme under its lease; once the lease is B's (a higher
+ * epoch), A's finish and A's next claim write nothing and say the lease is lost.
+ */
+static int
+test_fencing(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_fence");
+    struct obx_enq_item it[2] = {{.msg = msg("f1", "cf")}, {.msg = msg("f2", "cg")}};
+    struct obx_pg_fence a = {"acme", "A", 0};
+    struct obx_claimed c[4];
+    struct obx_attempt at = {0};
+    enum obx_err res;
+    int n = 0;
+
+    CHECK(pg);
+    CHECK_OK(obx_store_pg_enqueue_batch(pg, it, 2, NULL));
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET tenant = 'acme'"));
+    CHECK_OK(obx_pg_exec(pg, "SELECT count(*) FROM node_beat('A', 60000)"));
+    CHECK_OK(obx_pg_exec(pg, "SELECT count(*) FROM lease_rebalance('A', ARRAY['acme'], 60000)"));
+    a.epoch = atoll(value(pg, "SELECT epoch FROM tenant_leases WHERE tenant = 'acme'"));
+    CHECK_INT(a.epoch, 1);
+    CHECK_OK(obx_store_pg_claim(pg, &a, "acme", 1, 60000, c, &n));
+    CHECK_INT(n, 1);
+    at.message_id = c[0].id;
+    at.lease_token = c[0].lease_token;
+    release_all(c, n);
+    /* B takes the tenant over (as lease_rebalance does once A's lease ran out). */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE tenant_leases SET node = 'B', epoch = epoch + 1"));
+    at.started_at_ms = 1000;
+    at.http_status = 200;
+    at.outcome = "accepted";
+    at.next = OBX_NEXT_ACCEPTED;
+    at.counted = 1;
+    at.reason = "http 200";
+    CHECK_INT(obx_store_pg_finish(pg, &a, &at, 1, &res), OBX_ECONFLICT);
+    CHECK(strstr(obx_pg_errmsg(pg), "lease lost") != NULL);
+    CHECK_STR(value(pg, "SELECT count(*) FROM attempts"), "0");
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'sending'"), "1");
+    CHECK_INT(obx_store_pg_claim(pg, &a, "acme", 4, 60000, c, &n), OBX_ECONFLICT);
+    CHECK_INT(n, 0);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'sending'"), "1");
+    /* The same finish under B's lease goes through. */
+    a.node = "B";
+    a.epoch++;
+    CHECK_OK(obx_store_pg_finish(pg, &a, &at, 1, &res));
+    CHECK_INT(res, OBX_OK);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'accepted'"), "1");
+end:
+    obx_pg_free(pg);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_results", test_enqueue_results},
     {"enqueue_in_batch", test_enqueue_in_batch},
     {"claim_and_finish", test_claim_and_finish},
     {"retry_release_tenants", test_retry_release_tenants},
+    {"fencing", test_fencing},
     {NULL, NULL},
 };
 
