@@ -1,11 +1,11 @@
 /*
  * store_pg: enqueue, claim and finish on PostgreSQL (store_pg.h).
  *
- * Every call runs its statements in one transaction through libpq's pipeline mode: the
- * statements of a chunk go out together and their results are read after one sync, so a
- * batch of 256 finishes costs one round trip per chunk instead of 512. Chunks stay small
- * because libpq in blocking mode writes the whole chunk before it reads: a chunk whose
- * results fill the socket buffers while the server still waits to send would stall both.
+ * A batch is one set-based statement over array parameters (or two), not a statement per
+ * message. A call sends BEGIN, the fence, its statements and a sync through libpq's
+ * pipeline mode, reads every result, and then commits or rolls back: two round trips
+ * whatever the batch's size. The COMMIT waits for the results on purpose: one queued in the
+ * pipeline would commit even when taking a result failed here (out of memory).
  */
 #include "store_pg.h"
 
@@ -20,7 +20,7 @@
 #include "mem.h"
 #include "msg.h"
 
-#define PIPE_CHUNK 256 /* statements per sync */
+#define PIPE_MAX 4 /* statements per call, each over a whole batch */
 #define PARAMS_MAX 12
 
 /* ---- the pipeline runner ------------------------------------------------------------------ */
@@ -77,78 +77,65 @@ result_error(struct obx_pg *pg, PGresult *r)
 }
 
 /*
- * BEGIN; with a fence, its lease_check; the statements build() gives for 0..n-1, each
- * result to take(); COMMIT. Chunks of PIPE_CHUNK statements each end with a sync. The
- * first failure rolls everything back.
+ * BEGIN; with a fence, its lease_check; the statements build() gives for 0..n-1 (n <=
+ * PIPE_MAX), each result to take(); then COMMIT, or ROLLBACK after the first failure. A
+ * send that fails means the connection is gone: the caller opens another.
  */
 static enum obx_err
 run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, build_fn build,
                 take_fn take, void *ctx)
 {
     PGconn *c = obx_pg_conn(pg);
+    size_t idx[PIPE_MAX];
+    int sent = 0, lead = fence ? 2 : 1; /* BEGIN and the fence come first */
     enum obx_err err = OBX_OK;
-    size_t i = 0;
-    int begun = 0, committed = 0;
 
+    if (n > PIPE_MAX)
+        return OBX_EINVAL;
     if (fence && (err = obx_pg_prepare(pg, "obx_fence", SQL_FENCE)) != OBX_OK)
         return err;
     if (!PQenterPipelineMode(c)) {
         obx_pg_set_error(pg, PQerrorMessage(c));
         return OBX_EDB;
     }
-    while (err == OBX_OK && !committed) {
-        size_t idx[PIPE_CHUNK];
-        int sent = 0, has_begin = 0, has_commit = 0; /* has_begin: BEGIN and the fence */
-        struct pg_stmt s;
-
-        if (!begun) {
-            err = send_plain(c, "BEGIN");
-            has_begin = begun = 1;
-            if (err == OBX_OK && fence) {
-                char epoch[24];
-                const char *vals[3] = {fence->tenant, fence->node, epoch};
-                snprintf(epoch, sizeof epoch, "%lld", (long long)fence->epoch);
-                if (!PQsendQueryPrepared(c, "obx_fence", 3, vals, NULL, NULL, 0))
-                    err = OBX_EDB;
-                has_begin = 2;
-            }
-        }
-        while (err == OBX_OK && i < n && sent < PIPE_CHUNK) {
-            memset(&s, 0, sizeof s);
-            if (build(ctx, i, &s)) {
-                if (!PQsendQueryPrepared(c, s.name, s.nparams, s.vals, NULL, NULL, 0))
-                    err = OBX_EDB;
-                idx[sent++] = i;
-            }
-            i++;
-        }
-        if (err == OBX_OK && i == n) {
-            err = send_plain(c, "COMMIT");
-            has_commit = 1;
-        }
-        if (err == OBX_OK && !PQpipelineSync(c))
+    err = send_plain(c, "BEGIN");
+    if (err == OBX_OK && fence) {
+        char epoch[24];
+        const char *vals[3] = {fence->tenant, fence->node, epoch};
+        snprintf(epoch, sizeof epoch, "%lld", (long long)fence->epoch);
+        if (!PQsendQueryPrepared(c, "obx_fence", 3, vals, NULL, NULL, 0))
             err = OBX_EDB;
-        if (err != OBX_OK) {
-            obx_pg_set_error(pg, PQerrorMessage(c));
-            break;
-        }
-        /* Every result up to the sync is read, whatever failed, to leave the pipeline clean. */
-        for (int k = -has_begin; k < sent + has_commit; k++) {
-            PGresult *r = next_result(c);
-            ExecStatusType st = PQresultStatus(r);
-            if (err == OBX_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                err = result_error(pg, r);
-            } else if (err == OBX_OK && k >= 0 && k < sent && take) {
-                err = take(ctx, idx[k], r);
-            }
-            PQclear(r);
-        }
-        PQclear(PQgetResult(c)); /* the sync's PGRES_PIPELINE_SYNC */
-        committed = has_commit && err == OBX_OK;
     }
+    for (size_t i = 0; i < n && err == OBX_OK; i++) {
+        struct pg_stmt s;
+        memset(&s, 0, sizeof s);
+        if (!build(ctx, i, &s))
+            continue;
+        if (!PQsendQueryPrepared(c, s.name, s.nparams, s.vals, NULL, NULL, 0))
+            err = OBX_EDB;
+        idx[sent++] = i;
+    }
+    if (err == OBX_OK && !PQpipelineSync(c))
+        err = OBX_EDB;
+    if (err != OBX_OK) {
+        obx_pg_set_error(pg, PQerrorMessage(c));
+        return err;
+    }
+    /* Every result up to the sync is read, whatever failed, to leave the pipeline clean. */
+    for (int k = -lead; k < sent; k++) {
+        PGresult *r = next_result(c);
+        ExecStatusType st = PQresultStatus(r);
+        if (err == OBX_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            err = result_error(pg, r);
+        else if (err == OBX_OK && k >= 0 && take)
+            err = take(ctx, idx[k], r);
+        PQclear(r);
+    }
+    PQclear(PQgetResult(c)); /* the sync's PGRES_PIPELINE_SYNC */
     PQexitPipelineMode(c);
-    if (err != OBX_OK)
-        obx_pg_exec_quiet(pg, "ROLLBACK");
+    if (err == OBX_OK)
+        return obx_pg_exec(pg, "COMMIT");
+    obx_pg_exec_quiet(pg, "ROLLBACK");
     return err;
 }
 
@@ -385,20 +372,23 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
 /* ---- claim -------------------------------------------------------------------------------- */
 
 /*
- * The due heads in the order of the partial index outbox_claim; FOR UPDATE SKIP LOCKED so
- * that two claimers (nodes, or a claim racing a producer's UPDATE) take different rows.
+ * The due heads in the order of the partial index outbox_claim, returned in that order
+ * (an UPDATE's RETURNING has none); FOR UPDATE SKIP LOCKED so that two claimers (nodes, or
+ * a claim racing a producer's UPDATE) take different rows.
  */
-#define CLAIM_SQL(TENANT_MATCH)                                                                  \
-    "UPDATE outbox o SET state = 'sending', state_reason = 'claimed', state_at_ms = $2::bigint," \
-    " lease_token = $3::bigint, lease_expires_at_ms = $2::bigint + $4::bigint"                   \
-    " FROM (SELECT id FROM outbox WHERE " TENANT_MATCH " AND state = 'queued' AND head"          \
-    " AND next_attempt_at_ms <= $2::bigint"                                                      \
-    " ORDER BY priority DESC, next_attempt_at_ms, id LIMIT $5::integer"                          \
-    " FOR UPDATE SKIP LOCKED) c WHERE o.id = c.id"                                               \
-    " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"                       \
-    " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"                    \
-    " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"                  \
-    " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant"
+#define CLAIM_SQL(TENANT_MATCH)                                                         \
+    "WITH c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"       \
+    " state_at_ms = $2::bigint, lease_token = $3::bigint,"                              \
+    " lease_expires_at_ms = $2::bigint + $4::bigint"                                    \
+    " FROM (SELECT id FROM outbox WHERE " TENANT_MATCH " AND state = 'queued' AND head" \
+    " AND next_attempt_at_ms <= $2::bigint"                                             \
+    " ORDER BY priority DESC, next_attempt_at_ms, id LIMIT $5::integer"                 \
+    " FOR UPDATE SKIP LOCKED) due WHERE o.id = due.id"                                  \
+    " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"              \
+    " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"           \
+    " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"         \
+    " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms)"  \
+    " SELECT * FROM c ORDER BY priority DESC, next_attempt_at_ms, id"
 
 static const char SQL_CLAIM_TENANT[] = CLAIM_SQL("tenant = $1::text");
 static const char SQL_CLAIM_DEFAULT[] = CLAIM_SQL("tenant IS NULL AND $1::text IS NULL");

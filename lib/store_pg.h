@@ -5,10 +5,10 @@
  * schema of migrations/postgresql. serve does not use it yet; tests/unit/test_store_pg.c
  * and bench/pg_store.sh do.
  *
- * Each call is one transaction, sent as one libpq pipeline (a round trip per chunk of
- * statements, not per statement). Order per conversation, the head, transitions and the
- * fencing of several nodes are the schema's (triggers and functions), so that a producer's
- * own SQL gets them too.
+ * Each call is one transaction of one or two set-based statements over the whole batch
+ * (array parameters), sent through a libpq pipeline: two round trips whatever its size.
+ * Order per conversation, the head, transitions and the fencing of several nodes are the
+ * schema's (triggers and functions), so that a producer's own SQL gets them too.
  */
 #ifndef OBX_STORE_PG_H
 #define OBX_STORE_PG_H
