@@ -8,7 +8,10 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include <event2/event.h>
+
 #include "migrate_pg.h"
+#include "store_pg_listen.h"
 #include "store_pg.h"
 
 static struct obx_pg *
@@ -330,12 +333,74 @@ end:
     TEST_END;
 }
 
+/* The listener: nothing for a rolled-back INSERT, a call within the loop's next turns for a
+ * committed one, and nothing for an INSERT into another schema's outbox. */
+struct heard {
+    int calls;
+    struct event_base *base;
+};
+
+static void
+on_heard(void *ctx)
+{
+    struct heard *h = ctx;
+
+    h->calls++;
+    event_base_loopbreak(h->base);
+}
+
+/* Runs the loop until the callback or ms have passed. */
+static void
+listen_for(struct event_base *base, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+static int
+test_listen(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_listen"), *other = open_schema("t_listen_other");
+    struct event_base *base = event_base_new();
+    struct heard h = {0, base};
+    struct obx_store_pg_listen *l = NULL;
+    char msg[256];
+    const char *ins = "INSERT INTO outbox (channel_id, external_message_id, business_id,"
+                      " external_conversation_id, content, sender_type)"
+                      " VALUES ('ch', 'n1', 'b', 'c', 'x', 'User')";
+
+    CHECK(pg && other && base);
+    CHECK_OK(obx_store_pg_listen_new(base, getenv("OBX_TEST_PG_URI"), "t_listen", on_heard, &h, &l,
+                                     msg, sizeof msg));
+    CHECK_OK(obx_pg_exec(pg, "BEGIN"));
+    CHECK_OK(obx_pg_exec(pg, ins));
+    CHECK_OK(obx_pg_exec(pg, "ROLLBACK"));
+    CHECK_OK(obx_pg_exec(other, ins)); /* another schema, another channel */
+    listen_for(base, 300);
+    CHECK_INT(h.calls, 0);
+    CHECK_OK(obx_pg_exec(pg, ins));
+    listen_for(base, 5000);
+    CHECK_INT(h.calls, 1);
+    CHECK_INT(obx_store_pg_listen_count(l), 1);
+end:
+    obx_store_pg_listen_free(l);
+    if (base)
+        event_base_free(base);
+    obx_pg_free(pg);
+    obx_pg_free(other);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_results", test_enqueue_results},
     {"enqueue_in_batch", test_enqueue_in_batch},
     {"claim_and_finish", test_claim_and_finish},
     {"retry_release_tenants", test_retry_release_tenants},
     {"fencing", test_fencing},
+    {"listen", test_listen},
     {NULL, NULL},
 };
 
