@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "mem.h"
 
 struct obx_pg {
@@ -239,4 +240,46 @@ int
 obx_pg_libversion(void)
 {
     return PQlibVersion();
+}
+
+static enum obx_err
+array_sep(struct obx_buf *b)
+{
+    return obx_buf_puts(b, b->len == 0 ? "{" : ",");
+}
+
+enum obx_err
+obx_pg_array_text(struct obx_buf *b, const char *v)
+{
+    enum obx_err err = array_sep(b);
+
+    if (err != OBX_OK || !v)
+        return err == OBX_OK ? obx_buf_puts(b, "NULL") : err;
+    err = obx_buf_puts(b, "\"");
+    while (err == OBX_OK && *v) {
+        size_t run = strcspn(v, "\"\\");
+        err = obx_buf_append(b, v, run);
+        v += run;
+        if (err == OBX_OK && *v) {
+            char esc[2] = {'\\', *v++};
+            err = obx_buf_append(b, esc, 2);
+        }
+    }
+    return err == OBX_OK ? obx_buf_puts(b, "\"") : err;
+}
+
+enum obx_err
+obx_pg_array_int(struct obx_buf *b, int64_t v, int is_null)
+{
+    enum obx_err err = array_sep(b);
+
+    if (err != OBX_OK)
+        return err;
+    return is_null ? obx_buf_puts(b, "NULL") : obx_buf_printf(b, "%lld", (long long)v);
+}
+
+enum obx_err
+obx_pg_array_end(struct obx_buf *b)
+{
+    return obx_buf_puts(b, b->len == 0 ? "{}" : "}");
 }

@@ -10,6 +10,7 @@
 #define OBX_PG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "outbox.h"
 
@@ -66,6 +67,16 @@ OBX_MUST_CHECK enum obx_err obx_pg_prepare(struct obx_pg *pg, const char *name, 
 
 /* Keeps msg (libpq's text, newlines folded) as this connection's last error. */
 void obx_pg_set_error(struct obx_pg *pg, const char *msg);
+
+/*
+ * Array parameters in PostgreSQL's text form, {"a","b",NULL}: each call appends one element
+ * to b (which starts empty), text in double quotes with '"' and '\' escaped by a backslash;
+ * obx_pg_array_end closes it ("{}" when empty). For statements over unnest($1::text[], ...).
+ */
+struct obx_buf;
+OBX_MUST_CHECK enum obx_err obx_pg_array_text(struct obx_buf *b, const char *v /* NULL: NULL */);
+OBX_MUST_CHECK enum obx_err obx_pg_array_int(struct obx_buf *b, int64_t v, int is_null);
+OBX_MUST_CHECK enum obx_err obx_pg_array_end(struct obx_buf *b);
 
 /* libpq's version, for `outbox version`. */
 int obx_pg_libversion(void);

@@ -150,8 +150,7 @@ col_int(PGresult *r, int row, int col)
 /*
  * A batch goes to the server as one statement over unnest($1::text[], ...): one row of work
  * per message instead of one statement each (measured: a statement costs the server more
- * than the row it writes). Each array is PostgreSQL's text form, {"a","b",NULL}: elements
- * in double quotes, with '"' and '\' escaped by a backslash.
+ * than the row it writes). Each column is one array parameter (obx_pg_array_*).
  */
 struct arrays {
     struct obx_buf col[PARAMS_MAX];
@@ -173,42 +172,6 @@ arrays_release(struct arrays *a)
         obx_buf_release(&a->col[i]);
 }
 
-static enum obx_err
-array_sep(struct obx_buf *b)
-{
-    return obx_buf_puts(b, b->len == 0 ? "{" : ",");
-}
-
-static enum obx_err
-array_text(struct obx_buf *b, const char *v)
-{
-    enum obx_err err = array_sep(b);
-
-    if (err != OBX_OK || !v)
-        return err == OBX_OK ? obx_buf_puts(b, "NULL") : err;
-    err = obx_buf_puts(b, "\"");
-    while (err == OBX_OK && *v) {
-        size_t run = strcspn(v, "\"\\");
-        err = obx_buf_append(b, v, run);
-        v += run;
-        if (err == OBX_OK && *v) {
-            char esc[2] = {'\\', *v++};
-            err = obx_buf_append(b, esc, 2);
-        }
-    }
-    return err == OBX_OK ? obx_buf_puts(b, "\"") : err;
-}
-
-static enum obx_err
-array_int(struct obx_buf *b, int64_t v, int is_null)
-{
-    enum obx_err err = array_sep(b);
-
-    if (err != OBX_OK)
-        return err;
-    return is_null ? obx_buf_puts(b, "NULL") : obx_buf_printf(b, "%lld", (long long)v);
-}
-
 /* Closes every array and points s's parameters at them. */
 static enum obx_err
 arrays_params(struct arrays *a, struct pg_stmt *s)
@@ -216,7 +179,7 @@ arrays_params(struct arrays *a, struct pg_stmt *s)
     enum obx_err err = OBX_OK;
 
     for (int i = 0; i < a->ncols && err == OBX_OK; i++) {
-        err = obx_buf_puts(&a->col[i], a->col[i].len == 0 ? "{}" : "}");
+        err = obx_pg_array_end(&a->col[i]);
         s->vals[i] = obx_buf_str(&a->col[i]);
     }
     s->nparams = a->ncols;
@@ -340,23 +303,23 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
         if (items[i].err != OBX_OK)
             continue;
         e.valid[e.nvalid++] = i;
-        err = array_text(&a.col[0], m->channel_id);
+        err = obx_pg_array_text(&a.col[0], m->channel_id);
         if (err == OBX_OK)
-            err = array_text(&a.col[1], m->external_message_id);
+            err = obx_pg_array_text(&a.col[1], m->external_message_id);
         if (err == OBX_OK)
-            err = array_text(&a.col[2], m->business_id);
+            err = obx_pg_array_text(&a.col[2], m->business_id);
         if (err == OBX_OK)
-            err = array_text(&a.col[3], m->external_conversation_id);
+            err = obx_pg_array_text(&a.col[3], m->external_conversation_id);
         if (err == OBX_OK)
-            err = array_text(&a.col[4], m->content);
+            err = obx_pg_array_text(&a.col[4], m->content);
         if (err == OBX_OK)
-            err = array_text(&a.col[5], m->sender_type);
+            err = obx_pg_array_text(&a.col[5], m->sender_type);
         if (err == OBX_OK)
-            err = array_text(&a.col[6], m->consumer_name);
+            err = obx_pg_array_text(&a.col[6], m->consumer_name);
         if (err == OBX_OK)
-            err = array_text(&a.col[7], m->consumer_image);
+            err = obx_pg_array_text(&a.col[7], m->consumer_image);
         if (err == OBX_OK)
-            err = array_int(&a.col[8], m->priority, 0);
+            err = obx_pg_array_int(&a.col[8], m->priority, 0);
     }
     if (err == OBX_OK)
         err = arrays_params(&a, &e.stmt);
@@ -586,40 +549,41 @@ add_outcome(struct arrays *at, struct arrays *out, const struct obx_attempt *a)
     enum obx_err err = OBX_OK;
 
     if (made) {
-        err = array_int(&at->col[0], a->message_id, 0);
+        err = obx_pg_array_int(&at->col[0], a->message_id, 0);
         if (err == OBX_OK)
-            err = array_int(&at->col[1], a->started_at_ms, 0);
+            err = obx_pg_array_int(&at->col[1], a->started_at_ms, 0);
         if (err == OBX_OK)
-            err = array_int(&at->col[2], a->duration_ms, 0);
+            err = obx_pg_array_int(&at->col[2], a->duration_ms, 0);
         if (err == OBX_OK)
-            err = array_int(&at->col[3], a->http_status, a->http_status == 0);
+            err = obx_pg_array_int(&at->col[3], a->http_status, a->http_status == 0);
         if (err == OBX_OK)
-            err = array_text(&at->col[4], a->outcome ? a->outcome : "");
+            err = obx_pg_array_text(&at->col[4], a->outcome ? a->outcome : "");
         if (err == OBX_OK)
-            err = array_text(&at->col[5], a->error);
+            err = obx_pg_array_text(&at->col[5], a->error);
         if (err == OBX_OK)
-            err = array_text(&at->col[6], a->excerpt);
+            err = obx_pg_array_text(&at->col[6], a->excerpt);
     }
     if (err == OBX_OK)
-        err = array_int(&out->col[0], a->message_id, 0);
+        err = obx_pg_array_int(&out->col[0], a->message_id, 0);
     if (err == OBX_OK)
-        err = array_int(&out->col[1], a->lease_token, 0);
+        err = obx_pg_array_int(&out->col[1], a->lease_token, 0);
     if (err == OBX_OK)
-        err = array_text(&out->col[2], next_state(a->next));
+        err = obx_pg_array_text(&out->col[2], next_state(a->next));
     if (err == OBX_OK)
-        err = array_text(&out->col[3], a->reason ? a->reason : "");
+        err = obx_pg_array_text(&out->col[3], a->reason ? a->reason : "");
     if (err == OBX_OK)
-        err = array_int(&out->col[4], made, 0);
+        err = obx_pg_array_int(&out->col[4], made, 0);
     if (err == OBX_OK)
-        err = array_int(&out->col[5], a->counted ? 1 : 0, 0);
+        err = obx_pg_array_int(&out->col[5], a->counted ? 1 : 0, 0);
     if (err == OBX_OK)
-        err = array_int(&out->col[6], a->http_status, a->http_status == 0);
+        err = obx_pg_array_int(&out->col[6], a->http_status, a->http_status == 0);
     if (err == OBX_OK)
-        err = array_text(&out->col[7], a->error);
+        err = obx_pg_array_text(&out->col[7], a->error);
     if (err == OBX_OK)
-        err = array_int(&out->col[8], a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0, 0);
+        err = obx_pg_array_int(&out->col[8], a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0,
+                               0);
     if (err == OBX_OK)
-        err = array_int(&out->col[9], a->confirm_due_at_ms, a->confirm_due_at_ms == 0);
+        err = obx_pg_array_int(&out->col[9], a->confirm_due_at_ms, a->confirm_due_at_ms == 0);
     return err;
 }
 

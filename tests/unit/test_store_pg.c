@@ -6,12 +6,14 @@
  * throwaway cluster and runs this with it. Each test works in a schema of its own.
  */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "check.h"
 #include <event2/event.h>
 
 #include "migrate_pg.h"
 #include "store_pg_listen.h"
+#include "store_pg_nodes.h"
 #include "store_pg.h"
 
 static struct obx_pg *
@@ -394,6 +396,77 @@ end:
     TEST_END;
 }
 
+static void
+on_nodes(void *ctx)
+{
+    (void)ctx;
+}
+
+/* Polls until node holds want tenants or seconds pass; returns what it holds. */
+static size_t
+wait_held(struct obx_store_pg_nodes *nd, size_t want, int seconds, struct obx_store_pg_held *out)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < seconds * 20; i++) {
+        n = obx_store_pg_nodes_held(nd, out, 8);
+        if (n == want)
+            break;
+        usleep(50000);
+    }
+    return n;
+}
+
+/*
+ * Two node threads share four tenants; one stops without leaving (as a killed node) and the
+ * other takes its tenants, under higher epochs, once its lease ran out; a clean leave frees
+ * everything at once.
+ */
+static int
+test_nodes(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_nodes");
+    struct event_base *base = event_base_new();
+    struct obx_store_pg_nodes *a = NULL, *b = NULL;
+    struct obx_store_pg_nodes_opts o = {getenv("OBX_TEST_PG_URI"), "t_nodes", "A", 1500, 250};
+    const char *tenants[] = {"t1", "t2", "t3", "t4"};
+    struct obx_store_pg_held ha[8], hb[8];
+    char msg[256];
+    int64_t before;
+
+    CHECK(pg && base);
+    CHECK_OK(obx_store_pg_nodes_new(base, &o, on_nodes, NULL, &a, msg, sizeof msg));
+    o.node = "B";
+    CHECK_OK(obx_store_pg_nodes_new(base, &o, on_nodes, NULL, &b, msg, sizeof msg));
+    CHECK_OK(obx_store_pg_nodes_set_tenants(a, tenants, 4));
+    CHECK_OK(obx_store_pg_nodes_set_tenants(b, tenants, 4));
+    CHECK_INT(wait_held(a, 2, 10, ha), 2);
+    CHECK_INT(wait_held(b, 2, 10, hb), 2);
+    CHECK(strcmp(ha[0].tenant, hb[0].tenant) != 0 && strcmp(ha[1].tenant, hb[0].tenant) != 0);
+    CHECK(ha[0].until_mono_ms > 0);
+    before = ha[0].epoch;
+    /* A stops beating, as a killed node: B takes its two once its lease ran out. */
+    obx_store_pg_nodes_free(a, 0);
+    a = NULL;
+    CHECK_INT(wait_held(b, 4, 10, hb), 4);
+    for (int i = 0; i < 4; i++)
+        if (strcmp(hb[i].tenant, ha[0].tenant) == 0)
+            CHECK_INT(hb[i].epoch, before + 1);
+    /* B leaves cleanly: nothing is held. */
+    obx_store_pg_nodes_free(b, 1);
+    b = NULL;
+    CHECK_STR(value(pg, "SELECT count(*) FROM tenant_leases WHERE node IS NOT NULL"), "0");
+    CHECK_STR(value(pg, "SELECT count(*) FROM nodes"), "1"); /* A, dead, kept a day */
+end:
+    obx_store_pg_nodes_free(a, 0);
+    obx_store_pg_nodes_free(b, 0);
+    if (base)
+        event_base_free(base);
+    obx_pg_free(pg);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_results", test_enqueue_results},
     {"enqueue_in_batch", test_enqueue_in_batch},
@@ -401,6 +474,7 @@ static const struct test_case tests[] = {
     {"retry_release_tenants", test_retry_release_tenants},
     {"fencing", test_fencing},
     {"listen", test_listen},
+    {"nodes", test_nodes},
     {NULL, NULL},
 };
 
