@@ -90,7 +90,10 @@ CREATE INDEX outbox_state ON outbox (state, id);
 -- conversation would wait for ever.
 --
 -- The functions run with the search_path of the migration (SET search_path FROM CURRENT),
--- so that a producer's own search_path neither breaks nor redirects them.
+-- so that a producer's own search_path neither breaks nor redirects them. The trigger
+-- functions run as the outbox's owner (SECURITY DEFINER, safe with that fixed search_path):
+-- a producer's role needs only USAGE on the schema and INSERT on outbox, not the right to
+-- read the outbox or to draw from its sequence.
 CREATE FUNCTION outbox_lock_conversation(p_channel text, p_conversation text)
 RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
     SELECT pg_advisory_xact_lock(hashtextextended(p_channel || chr(31) || p_conversation, 0))
@@ -104,7 +107,7 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
 $$;
 
 CREATE FUNCTION outbox_order() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM outbox_lock_conversation(NEW.channel_id, NEW.external_conversation_id);
     NEW.id := nextval('outbox_id_seq');
@@ -119,7 +122,7 @@ CREATE TRIGGER outbox_order BEFORE INSERT ON outbox
 
 -- A message leaving the line (accepted, failed, cancelled, ...) or joining it again.
 CREATE FUNCTION outbox_line_change() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     was boolean := OLD.state IN ('queued', 'sending');
     is_now boolean := NEW.state IN ('queued', 'sending');
@@ -149,7 +152,7 @@ CREATE TRIGGER outbox_line_change BEFORE UPDATE OF state ON outbox
 -- over its transition tables, so that a sender finishing 256 messages in one UPDATE pays
 -- one set-based UPDATE here, not 256 (each row's own trigger measured 62 µs).
 CREATE FUNCTION outbox_next_heads() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     -- Its own UPDATE below fires it again: with no head leaving, it must not run another
     -- (even one that changes no row), or it would recurse without end.
@@ -180,7 +183,7 @@ CREATE TRIGGER outbox_next_heads AFTER UPDATE ON outbox
 -- inserted rows (PostgreSQL delivers them at COMMIT, never for a rolled-back one, and
 -- folds identical ones of a transaction into one). Polling covers a missed one.
 CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox', '');
     RETURN NULL;
@@ -341,7 +344,7 @@ CREATE INDEX attempts_started ON attempts (started_at_ms);
 -- Once per statement over its transition tables: a claim of 256 messages in one UPDATE
 -- records its 256 transitions in one INSERT.
 CREATE FUNCTION outbox_record_transitions() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO transitions (message_id, at_ms, from_state, to_state, reason)
     SELECT n.id, n.state_at_ms, o.state, n.state, n.state_reason

@@ -29,7 +29,7 @@ CREATE INDEX attempts_started ON attempts (started_at_ms);
 -- Once per statement over its transition tables: a claim of 256 messages in one UPDATE
 -- records its 256 transitions in one INSERT.
 CREATE FUNCTION outbox_record_transitions() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO transitions (message_id, at_ms, from_state, to_state, reason)
     SELECT n.id, n.state_at_ms, o.state, n.state, n.state_reason

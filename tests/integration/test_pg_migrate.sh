@@ -104,6 +104,16 @@ pg_sql "BEGIN; INSERT INTO outbox.outbox ($COLS) VALUES $(row ch rolled c1); ROL
 assert_eq "contract: a rolled-back row is not there" \
     "$(pg_sql "SELECT count(*) FROM outbox.outbox WHERE external_message_id = 'rolled'")" 0
 
+# A producer's role needs only USAGE on the schema and INSERT on the table (the triggers run
+# as the outbox's owner); it can neither read the outbox nor change it.
+pg_sql "CREATE ROLE crm_producer; GRANT USAGE ON SCHEMA outbox TO crm_producer; GRANT INSERT ON outbox.outbox TO crm_producer" >/dev/null
+out=$("${PSQL[@]}" -c "SET ROLE crm_producer; INSERT INTO outbox.outbox ($COLS) VALUES $(row ch granted c9)" 2>&1)
+assert_eq "grants: INSERT alone is enough to enqueue" "$out" ""
+assert_eq "grants: ... and the row is a queued head" \
+    "$(pg_sql "SELECT state || ' ' || head FROM outbox.outbox WHERE external_message_id = 'granted'")" "queued true"
+out=$("${PSQL[@]}" -c "SET ROLE crm_producer; SELECT count(*) FROM outbox.outbox" 2>&1)
+assert_contains "grants: the producer cannot read the outbox" "$out" "permission denied"
+
 # NOTIFY: a listener (psql fed through a FIFO, one command at a time) sees a notification
 # after a COMMIT and none after a ROLLBACK. psql prints what arrived after each command.
 mkfifo "$T/listen.in"
