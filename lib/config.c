@@ -154,7 +154,7 @@ static const struct opt opts[] = {
     /* storage */
     {"db", OPT_STRING, "outbox.db", 1, STR_MAX, FIELD(db, char *),
      "path of the SQLite database file, or a PostgreSQL URI (postgresql://...; only"
-     " `outbox migrate` uses one so far)"},
+     " `outbox migrate` and `outbox status` use one so far)"},
     {"db_schema", OPT_STRING, "outbox", 1, STR_MAX, FIELD(db_schema, char *),
      "PostgreSQL schema holding the outbox (ignored for SQLite)", .check = check_db_schema},
     {"synchronous", OPT_ENUM, "full", 0, 1, FIELD(synchronous_full, int),

@@ -1,7 +1,7 @@
 /*
  * pg: one PostgreSQL connection through libpq (SPEC §12), the counterpart of db.h for the
- * PostgreSQL backend. Silent (no logs). Today only `outbox migrate` uses it; the store on
- * PostgreSQL is still to come (issue 15).
+ * PostgreSQL backend. Silent (no logs). Today `outbox migrate` and `outbox status` use it; the
+ * store on PostgreSQL is still to come (issue 15).
  *
  * The URI may carry a password (postgresql://user:secret@host/db): it is never printed.
  * Messages show obx_pg_redact_uri's form, and libpq's own messages name no password.

@@ -624,3 +624,51 @@ obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
     arrays_release(&out);
     return err;
 }
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+const char *const obx_store_pg_state_names[OBX_PG_STATES] = {"queued",    "sending", "accepted",
+                                                             "confirmed", "failed",  "cancelled"};
+
+static const char SQL_STATE_COUNTS[] = "SELECT state, count(*) FROM outbox GROUP BY state";
+
+static const char SQL_NODES[] =
+    "SELECT n.name, n.expires_at_ms > outbox_now_ms(), outbox_now_ms() - n.beat_at_ms,"
+    " coalesce((SELECT string_agg(l.tenant || ':' || l.epoch, ',' ORDER BY l.tenant)"
+    "  FROM tenant_leases l WHERE l.node = n.name AND l.expires_at_ms > outbox_now_ms()), '')"
+    " FROM nodes n ORDER BY 2 DESC, n.name";
+
+enum obx_err
+obx_store_pg_status(struct obx_pg *pg, int64_t counts[OBX_PG_STATES], obx_store_pg_node_fn on_node,
+                    void *ctx)
+{
+    PGconn *c = obx_pg_conn(pg);
+    PGresult *r = PQexec(c, SQL_STATE_COUNTS);
+    enum obx_err err = OBX_OK;
+
+    memset(counts, 0, sizeof(int64_t) * OBX_PG_STATES);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        obx_pg_set_error(pg, PQresultErrorMessage(r));
+        PQclear(r);
+        return OBX_EDB;
+    }
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int k = 0; k < OBX_PG_STATES; k++)
+            if (strcmp(PQgetvalue(r, i, 0), obx_store_pg_state_names[k]) == 0)
+                counts[k] = col_int(r, i, 1);
+    PQclear(r);
+    r = PQexec(c, SQL_NODES);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        obx_pg_set_error(pg, PQresultErrorMessage(r));
+        err = OBX_EDB;
+    }
+    for (int i = 0; err == OBX_OK && i < PQntuples(r); i++) {
+        struct obx_store_pg_node_row n = {PQgetvalue(r, i, 0),
+                                          strcmp(PQgetvalue(r, i, 1), "t") == 0, col_int(r, i, 2),
+                                          PQgetvalue(r, i, 3)};
+        if (on_node(ctx, &n))
+            break;
+    }
+    PQclear(r);
+    return err;
+}

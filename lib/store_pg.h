@@ -59,4 +59,28 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_finish(struct obx_pg *pg, const struct 
                                                 const struct obx_attempt *a, size_t n,
                                                 enum obx_err *results /* OUT, n */);
 
+/* ---- status -------------------------------------------------------------------------------- */
+
+/* The message states, in the order of obx_store_pg_status's counts. */
+#define OBX_PG_STATES 6
+extern const char *const obx_store_pg_state_names[OBX_PG_STATES];
+
+/* One node as `outbox status` shows it (borrowed during the callback). */
+struct obx_store_pg_node_row {
+    const char *name;
+    int live;            /* its lease runs: it beat less than node_lease ago */
+    int64_t beat_age_ms; /* since its last beat, by PostgreSQL's clock */
+    const char *held;    /* the tenants it holds, "t1:3,t2:1" (tenant:epoch), "" for none */
+};
+typedef int (*obx_store_pg_node_fn)(void *ctx, const struct obx_store_pg_node_row *n);
+
+/*
+ * Counts the messages per state into counts (obx_store_pg_state_names' order; a count of
+ * the table, so it reads every row) and calls on_node for every node, live ones first; a
+ * non-zero return stops it.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_status(struct obx_pg *pg,
+                                                int64_t counts[OBX_PG_STATES] /* OUT */,
+                                                obx_store_pg_node_fn on_node, void *ctx);
+
 #endif

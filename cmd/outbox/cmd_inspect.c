@@ -9,6 +9,8 @@
 #include "store_dash.h"
 #include "store_tenant_stats.h"
 #include "mem.h"
+#include "pg.h"
+#include "store_pg.h"
 #include "query.h"
 #include "view.h"
 
@@ -305,6 +307,144 @@ out:
     return rc;
 }
 
+/* ---- status on PostgreSQL (issue 15, in progress): the messages and the nodes --------- */
+
+struct pg_status {
+    struct cli_table t;
+    struct obx_buf *json; /* --json: the nodes array being built */
+    int first, live, gone;
+};
+
+/* "t1:3,t2:1" -> "t1 (epoch 3), t2 (epoch 1)" or a JSON array; appended to out. */
+static enum obx_err
+held_text(const char *held, int json, struct obx_buf *out)
+{
+    enum obx_err err = json ? obx_buf_puts(out, "[") : OBX_OK;
+    const char *p = held;
+
+    while (err == OBX_OK && *p) {
+        size_t len = strcspn(p, ","), colon;
+        char tenant[80];
+        for (colon = len; colon > 0 && p[colon] != ':'; colon--)
+            ;
+        snprintf(tenant, sizeof tenant, "%.*s", (int)(colon < sizeof tenant ? colon : 0), p);
+        if (p != held)
+            err = obx_buf_puts(out, json ? "," : ", ");
+        if (err == OBX_OK && json) {
+            err = obx_buf_puts(out, "{\"tenant\":");
+            if (err == OBX_OK)
+                err = obx_buf_json_str(out, tenant);
+            if (err == OBX_OK)
+                err = obx_buf_printf(out, ",\"epoch\":%.*s}", (int)(len - colon - 1),
+                                     p + colon + 1);
+        } else if (err == OBX_OK) {
+            err = obx_buf_printf(out, "%s (epoch %.*s)", tenant, (int)(len - colon - 1),
+                                 p + colon + 1);
+        }
+        p += len + (p[len] == ',');
+    }
+    return err == OBX_OK && json ? obx_buf_puts(out, "]") : err;
+}
+
+static int
+on_pg_node(void *ctx, const struct obx_store_pg_node_row *n)
+{
+    struct pg_status *ps = ctx;
+    struct obx_buf held;
+    char age[32];
+    const char *row[4];
+    int rc = 0;
+
+    n->live ? ps->live++ : ps->gone++;
+    obx_buf_init(&held, 1024 * 1024);
+    if (ps->json) {
+        enum obx_err err = obx_buf_puts(ps->json, ps->first ? "{\"name\":" : ",{\"name\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(ps->json, n->name);
+        if (err == OBX_OK)
+            err = obx_buf_printf(ps->json, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":",
+                                 n->live ? "true" : "false", (long long)n->beat_age_ms);
+        if (err == OBX_OK)
+            err = held_text(n->held, 1, ps->json);
+        if (err == OBX_OK)
+            err = obx_buf_puts(ps->json, "}");
+        rc = err != OBX_OK;
+    } else {
+        snprintf(age, sizeof age, "%.1f s ago", (double)n->beat_age_ms / 1000.0);
+        rc = held_text(n->held, 0, &held) != OBX_OK;
+        row[0] = n->name;
+        row[1] = n->live ? "live" : "gone";
+        row[2] = age;
+        row[3] = held.len ? obx_buf_str(&held) : "-";
+        rc = rc || cli_table_add(&ps->t, row) != 0;
+    }
+    ps->first = 0;
+    obx_buf_release(&held);
+    return rc;
+}
+
+static int
+status_postgresql(struct cli *c)
+{
+    static const char *const headers[] = {"NODE", "STATE", "BEAT", "TENANTS (EPOCH)"};
+    struct pg_status ps = {.first = 1};
+    struct obx_buf nodes, doc;
+    struct obx_pg *pg = NULL;
+    int64_t counts[OBX_PG_STATES];
+    char shown[4096], msg[256];
+    enum obx_err err;
+    int rc = CLI_FAIL;
+
+    obx_buf_init(&nodes, 64 * 1024 * 1024);
+    obx_buf_init(&doc, 64 * 1024 * 1024);
+    obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
+    if (cli_table_init(&ps.t, 4, headers) != 0)
+        goto out;
+    if (obx_pg_open(c->cfg.db, c->cfg.db_schema, &pg, msg, sizeof msg) != OBX_OK) {
+        cli_error(c, "cannot open '%s': %s", shown, msg);
+        goto out;
+    }
+    ps.json = c->json ? &nodes : NULL;
+    err = obx_store_pg_status(pg, counts, on_pg_node, &ps);
+    if (err != OBX_OK) {
+        cli_error(c, "cannot read the status: %s (%s)", obx_strerror(err), obx_pg_errmsg(pg));
+        goto out;
+    }
+    if (c->json) {
+        err = obx_buf_puts(&doc, "{\"backend\":\"postgresql\",\"schema\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(&doc, c->cfg.db_schema);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&doc, ",\"messages\":{");
+        for (int k = 0; k < OBX_PG_STATES && err == OBX_OK; k++)
+            err = obx_buf_printf(&doc, "%s\"%s\":%lld", k ? "," : "", obx_store_pg_state_names[k],
+                                 (long long)counts[k]);
+        if (err == OBX_OK)
+            err = obx_buf_printf(&doc, "},\"nodes\":[%s]}\n", obx_buf_str(&nodes));
+        if (err != OBX_OK) {
+            cli_error(c, "cannot format output: %s", obx_strerror(err));
+            goto out;
+        }
+        fputs(obx_buf_str(&doc), stdout);
+        rc = CLI_OK;
+        goto out;
+    }
+    printf("PostgreSQL outbox, schema %s (serve does not run on PostgreSQL yet)\n\nmessages:",
+           c->cfg.db_schema);
+    for (int k = 0; k < OBX_PG_STATES; k++)
+        printf("%s %lld %s", k ? "," : "", (long long)counts[k], obx_store_pg_state_names[k]);
+    printf("\n\nnodes: %d live, %d gone\n", ps.live, ps.gone);
+    if (ps.live + ps.gone)
+        cli_table_print(&ps.t, stdout);
+    rc = CLI_OK;
+out:
+    cli_table_release(&ps.t);
+    obx_buf_release(&nodes);
+    obx_buf_release(&doc);
+    obx_pg_free(pg);
+    return rc;
+}
+
 int
 cmd_status(int argc, char **argv)
 {
@@ -320,7 +460,10 @@ cmd_status(int argc, char **argv)
                  "in the last minute and the last delivery error; with tenants, per\n"
                  "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
                  "channels waiting for a tenant. --watch redraws it every 2 s until\n"
-                 "interrupted.\n\n" CLI_COMMON_HELP};
+                 "interrupted. On a PostgreSQL db (serve does not run there yet): the\n"
+                 "messages per state and the nodes, live or gone, with the tenants each\n"
+                 "holds and their fencing epochs.\n\n" CLI_COMMON_HELP,
+        .postgresql_ok = 1};
     struct obx_store *st = NULL;
     struct obx_buf b;
     int rc;
@@ -328,6 +471,10 @@ cmd_status(int argc, char **argv)
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
         goto out;
+    if (obx_pg_is_uri(c.cfg.db)) {
+        rc = status_postgresql(&c);
+        goto out;
+    }
     rc = cli_open_store(&c, 0, &st);
     if (rc != CLI_OK)
         goto out;

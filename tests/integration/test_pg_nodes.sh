@@ -97,4 +97,22 @@ wait "$W" 2>/dev/null
 rebalance C 40001 >/dev/null
 assert_eq "in-flight write done: the taker has it" "$(q "SELECT node FROM tenant_leases WHERE tenant = '$B_T'")" C
 assert_eq "one node left: it holds all six" "$(held_by C 40001)" 6
+
+# outbox status lists the nodes, live or gone, with the tenants each holds. N1 beats on
+# PostgreSQL's clock; OLD beat two minutes ago (gone); A, B and C beat in 1970, more than a
+# day ago: forgotten by the next beat.
+q "SELECT count(*) FROM node_beat('OLD', 60000, outbox_now_ms() - 120000)" >/dev/null
+q "SELECT count(*) FROM node_beat('N1', 60000)" >/dev/null
+q "SELECT count(*) FROM lease_rebalance('N1', ARRAY['default', 't1'], 60000)" >/dev/null
+out=$("$OUTBOX_BIN" status --db "$PG_URI" 2>&1)
+assert_contains "status: the live node" "$out" "N1"
+assert_contains "status: its tenants and epochs" "$out" "default (epoch"
+assert_contains "status: live and gone counted" "$out" "nodes: 1 live, 1 gone"
+out=$("$OUTBOX_BIN" status --db "$PG_URI" --json 2>&1)
+assert_eq "status --json: N1 live with its two tenants" "$(printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+n = [x for x in d["nodes"] if x["name"] == "N1"][0]
+print(d["backend"], n["live"], sorted(t["tenant"] for t in n["tenants"]), len(d["nodes"]), "queued" in d["messages"])')" \
+    "postgresql True ['default', 't1'] 2 True"
 finish
