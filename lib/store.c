@@ -701,9 +701,8 @@ obx_store_claimed_release(struct obx_claimed *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Copies the RETURNING row's strings (columns 1..8) into one block owned by c. */
-static enum obx_err
-copy_claim_strings(sqlite3_stmt *s, struct obx_claimed *c)
+enum obx_err
+obx_store_claimed_copy_strings(struct obx_claimed *c, const char *const v[8], const size_t len[8])
 {
     const char **fields[8] = {
         &c->msg.channel_id,    &c->msg.external_message_id,
@@ -714,22 +713,35 @@ copy_claim_strings(sqlite3_stmt *s, struct obx_claimed *c)
     size_t total = 0, off = 0;
 
     for (int i = 0; i < 8; i++)
-        total += (size_t)sqlite3_column_bytes(s, i + 1) + 1;
+        total += len[i] + 1;
     c->strings = obx_malloc(total);
     if (!c->strings)
         return OBX_ENOMEM;
     for (int i = 0; i < 8; i++) {
-        const char *v = (const char *)sqlite3_column_text(s, i + 1);
-        size_t len = (size_t)sqlite3_column_bytes(s, i + 1);
-        if (!v) {
+        if (!v[i]) {
             *fields[i] = NULL;
             continue;
         }
-        memcpy(c->strings + off, v, len + 1);
+        memcpy(c->strings + off, v[i], len[i]);
+        c->strings[off + len[i]] = '\0';
         *fields[i] = c->strings + off;
-        off += len + 1;
+        off += len[i] + 1;
     }
     return OBX_OK;
+}
+
+/* The RETURNING row's strings (columns 1..8). */
+static enum obx_err
+copy_claim_strings(sqlite3_stmt *s, struct obx_claimed *c)
+{
+    const char *v[8];
+    size_t len[8];
+
+    for (int i = 0; i < 8; i++) {
+        v[i] = (const char *)sqlite3_column_text(s, i + 1);
+        len[i] = (size_t)sqlite3_column_bytes(s, i + 1);
+    }
+    return obx_store_claimed_copy_strings(c, v, len);
 }
 
 static enum obx_err

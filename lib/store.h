@@ -117,6 +117,15 @@ struct obx_claimed {
 void obx_store_claimed_release(struct obx_claimed *c);
 
 /*
+ * Copies a claimed message's eight strings into one block owned by c (each backend's claim):
+ * channel_id, external_message_id, business_id, external_conversation_id, content,
+ * sender_type, consumer_name, consumer_image; v[i] NULL for SQL NULL, len[i] its bytes.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_claimed_copy_strings(struct obx_claimed *c,
+                                                           const char *const v[8],
+                                                           const size_t len[8]);
+
+/*
  * The three queries a claim runs (next priority level, next business of a level,
  * due head of a lane), NULL-terminated: exported so tests and docs can show their
  * query plans. Each must be a range scan of the partial index outbox_claim.

@@ -356,34 +356,18 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
 static const char SQL_CLAIM_TENANT[] = CLAIM_SQL("tenant = $1::text");
 static const char SQL_CLAIM_DEFAULT[] = CLAIM_SQL("tenant IS NULL AND $1::text IS NULL");
 
-/* Copies row i's strings (columns 1..8) into one block owned by c, as the SQLite claim. */
+/* Row i's strings (columns 1..8). */
 static enum obx_err
 copy_claimed(PGresult *r, int row, struct obx_claimed *c)
 {
-    const char **fields[8] = {
-        &c->msg.channel_id,    &c->msg.external_message_id,
-        &c->msg.business_id,   &c->msg.external_conversation_id,
-        &c->msg.content,       &c->msg.sender_type,
-        &c->msg.consumer_name, &c->msg.consumer_image,
-    };
-    size_t total = 0, off = 0;
+    const char *v[8];
+    size_t len[8];
 
-    for (int i = 0; i < 8; i++)
-        total += (size_t)PQgetlength(r, row, i + 1) + 1;
-    c->strings = obx_malloc(total);
-    if (!c->strings)
-        return OBX_ENOMEM;
     for (int i = 0; i < 8; i++) {
-        size_t len = (size_t)PQgetlength(r, row, i + 1);
-        if (PQgetisnull(r, row, i + 1)) {
-            *fields[i] = NULL;
-            continue;
-        }
-        memcpy(c->strings + off, PQgetvalue(r, row, i + 1), len + 1);
-        *fields[i] = c->strings + off;
-        off += len + 1;
+        v[i] = PQgetisnull(r, row, i + 1) ? NULL : PQgetvalue(r, row, i + 1);
+        len[i] = (size_t)PQgetlength(r, row, i + 1);
     }
-    return OBX_OK;
+    return obx_store_claimed_copy_strings(c, v, len);
 }
 
 struct claim_run {
