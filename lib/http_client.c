@@ -355,13 +355,16 @@ setup_easy(struct obx_http *h, struct request *r, const char *url, size_t body_l
     curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     /*
-     * The smallest buffers libcurl takes (16 KiB each way; 64 KiB for the upload is its
-     * default): a body is a few hundred bytes and an answer is capped anyway, and with
-     * max_inflight transfers at once (several hundred with many tenants) the default
-     * upload buffers alone were 48 KiB more per transfer in serve's RSS.
+     * Small buffers: a body is a few hundred bytes and only OBX_HTTP_BODY_KEEP bytes of an
+     * answer are kept (a longer one just arrives in more calls of on_body), and libcurl
+     * 7.88 gives every transfer buffers of its own, so with max_inflight transfers at
+     * once (768 with 2,000 tenants) each KiB here is 0.75 MB of serve's RSS. The upload
+     * buffer's least is 16 KiB (its default 64 KiB); the receive buffer's 1 KiB: 4 KiB
+     * instead of the default 16 took serve from 73.7 to 61.3 MB at 2,000 tenants
+     * (docs/benchmarks.md, "Tenants").
      */
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)h->opts.connect_timeout_ms);
