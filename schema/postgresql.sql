@@ -179,6 +179,38 @@ CREATE TRIGGER outbox_next_heads AFTER UPDATE ON outbox
     REFERENCING OLD TABLE AS left_old NEW TABLE AS left_new
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_next_heads();
 
+-- A head deleted while still in line (a producer's DELETE, a purge of a cancelled line):
+-- the next in its conversation becomes head, under the conversation's lock as for a finish.
+CREATE FUNCTION outbox_lock_deleted_head() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM outbox_lock_conversation(OLD.channel_id, OLD.external_conversation_id);
+    RETURN OLD;
+END $$;
+
+CREATE TRIGGER outbox_lock_deleted_head BEFORE DELETE ON outbox
+    FOR EACH ROW WHEN (OLD.head AND OLD.state IN ('queued', 'sending'))
+    EXECUTE FUNCTION outbox_lock_deleted_head();
+
+CREATE FUNCTION outbox_next_heads_deleted() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE outbox x SET head = true
+    FROM (SELECT DISTINCT ON (o.channel_id, o.external_conversation_id) o.id
+          FROM (SELECT DISTINCT g.channel_id, g.external_conversation_id FROM gone g
+                WHERE g.head AND g.state IN ('queued', 'sending')) c
+          JOIN outbox o ON o.channel_id = c.channel_id
+                       AND o.external_conversation_id = c.external_conversation_id
+                       AND o.state IN ('queued', 'sending')
+          ORDER BY o.channel_id, o.external_conversation_id, o.conv_seq) nx
+    WHERE x.id = nx.id AND NOT x.head;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER outbox_next_heads_deleted AFTER DELETE ON outbox
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_next_heads_deleted();
+
 -- serve LISTENs on "<schema>.outbox": one notification per committing transaction that
 -- inserted rows (PostgreSQL delivers them at COMMIT, never for a rolled-back one, and
 -- folds identical ones of a transaction into one). Polling covers a missed one.

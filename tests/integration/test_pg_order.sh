@@ -45,6 +45,9 @@ to m4 accepted
 assert_eq "... then m1" "$(heads k)" m1
 ins x1 other
 assert_eq "another conversation has its own head" "$(heads other)" x1
+ins x2 other
+pg_sql "DELETE FROM outbox.outbox WHERE external_message_id = 'x1'" >/dev/null
+assert_eq "the head deleted: the next one is the head" "$(heads other)" x2
 assert_eq "one head per conversation" "$(pg_sql "$BROKEN")" 0
 
 # The race the conversation lock closes: a sender finishes the head (uncommitted) while a
