@@ -141,31 +141,41 @@ CREATE TRIGGER outbox_line_change BEFORE UPDATE OF state ON outbox
                        IS DISTINCT FROM (NEW.state IN ('queued', 'sending')))
     EXECUTE FUNCTION outbox_line_change();
 
+-- The next in line (lowest conv_seq) of each given conversation becomes head, unless it
+-- is already: what a head leaving the line, by a state change or a DELETE, hands over.
+CREATE FUNCTION outbox_promote_heads(p_channels text[], p_conversations text[])
+RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
+    UPDATE outbox x SET head = true
+    FROM (SELECT DISTINCT ON (o.channel_id, o.external_conversation_id) o.id
+          FROM unnest(p_channels, p_conversations) AS c(channel_id, conversation)
+          JOIN outbox o ON o.channel_id = c.channel_id
+                       AND o.external_conversation_id = c.conversation
+                       AND o.state IN ('queued', 'sending')
+          ORDER BY o.channel_id, o.external_conversation_id, o.conv_seq) nx
+    WHERE x.id = nx.id AND NOT x.head
+$$;
+
 -- Heads that left the line (accepted, failed, cancelled, ...): the next in each of their
 -- conversations becomes head, under the locks outbox_line_change took. Once per statement
 -- over its transition tables, so that a sender finishing 256 messages in one UPDATE pays
 -- one set-based UPDATE here, not 256 (each row's own trigger measured 62 µs).
 CREATE FUNCTION outbox_next_heads() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    channels text[];
+    conversations text[];
 BEGIN
-    -- Its own UPDATE below fires it again: with no head leaving, it must not run another
-    -- (even one that changes no row), or it would recurse without end.
-    IF NOT EXISTS (SELECT 1 FROM left_old l JOIN left_new n ON n.id = l.id
-                   WHERE l.head AND l.state IN ('queued', 'sending')
-                     AND n.state NOT IN ('queued', 'sending')) THEN
-        RETURN NULL;
+    SELECT array_agg(c.channel_id), array_agg(c.external_conversation_id)
+    INTO channels, conversations
+    FROM (SELECT DISTINCT n.channel_id, n.external_conversation_id
+          FROM left_old l JOIN left_new n ON n.id = l.id
+          WHERE l.head AND l.state IN ('queued', 'sending')
+            AND n.state NOT IN ('queued', 'sending')) c;
+    -- The promotion's own UPDATE fires this again: with no head leaving, it must not run
+    -- another (even one that changes no row), or it would recurse without end.
+    IF channels IS NOT NULL THEN
+        PERFORM outbox_promote_heads(channels, conversations);
     END IF;
-    UPDATE outbox x SET head = true
-    FROM (SELECT DISTINCT ON (o.channel_id, o.external_conversation_id) o.id
-          FROM (SELECT DISTINCT n.channel_id, n.external_conversation_id
-                FROM left_old l JOIN left_new n ON n.id = l.id
-                WHERE l.head AND l.state IN ('queued', 'sending')
-                  AND n.state NOT IN ('queued', 'sending')) c
-          JOIN outbox o ON o.channel_id = c.channel_id
-                       AND o.external_conversation_id = c.external_conversation_id
-                       AND o.state IN ('queued', 'sending')
-          ORDER BY o.channel_id, o.external_conversation_id, o.conv_seq) nx
-    WHERE x.id = nx.id AND NOT x.head;
     RETURN NULL;
 END $$;
 
@@ -189,15 +199,8 @@ CREATE TRIGGER outbox_lock_deleted_head BEFORE DELETE ON outbox
 CREATE FUNCTION outbox_next_heads_deleted() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    UPDATE outbox x SET head = true
-    FROM (SELECT DISTINCT ON (o.channel_id, o.external_conversation_id) o.id
-          FROM (SELECT DISTINCT g.channel_id, g.external_conversation_id FROM gone g
-                WHERE g.head AND g.state IN ('queued', 'sending')) c
-          JOIN outbox o ON o.channel_id = c.channel_id
-                       AND o.external_conversation_id = c.external_conversation_id
-                       AND o.state IN ('queued', 'sending')
-          ORDER BY o.channel_id, o.external_conversation_id, o.conv_seq) nx
-    WHERE x.id = nx.id AND NOT x.head;
+    PERFORM outbox_promote_heads(array_agg(g.channel_id), array_agg(g.external_conversation_id))
+    FROM gone g WHERE g.head AND g.state IN ('queued', 'sending');
     RETURN NULL;
 END $$;
 
