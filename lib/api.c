@@ -31,6 +31,7 @@
 
 #include "audit.h"
 #include "store_dash.h"
+#include "store_pg.h"
 #include "httpd.h"
 #include "inbox.h"
 #include "json.h"
@@ -749,6 +750,8 @@ run_op(struct obx_store *st, void *arg)
     case OP_CANCEL: return obx_store_cancel(st, o->channel, o->ext_id, o->reason);
     case OP_ACK: return obx_inbox_ack(st, o->id);
     case OP_PROBE:
+        if (obx_store_pg_in_use(st))
+            return obx_store_pg_ping(st->pg);
         err = obx_store_publish_state(st, o->keys, o->values, 1);
         return err == OBX_OK ? obx_store_check_quota(st) : err; /* producers would get 507 */
     case OP_PAUSE:
@@ -2355,6 +2358,16 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
     return buf;
 }
 
+/*
+ * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
+ * readiness, the token check. The others answer 501 there.
+ */
+static int
+on_postgresql(route_fn fn)
+{
+    return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -2390,6 +2403,9 @@ on_request(struct evhttp_request *req, void *arg)
         if (!routes[i].open && !authorized(api, req)) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
             obx_httpd_error(req, 401, "unauthorized", "a valid bearer token is required", NULL);
+        } else if (obx_store_pg_in_use(api->st) && !on_postgresql(routes[i].fn)) {
+            obx_httpd_error(req, 501, "not_implemented",
+                            "this route is not available on PostgreSQL yet; it is on SQLite", NULL);
         } else {
             routes[i].fn(api, req, seg);
             /* The next request must see what the store thread committed since. */

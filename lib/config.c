@@ -148,15 +148,22 @@ static const char *check_channels(const char *s);
 static const char *check_path_segment(const char *s);
 static const char *check_token(const char *s);
 static const char *check_db_schema(const char *s);
+static const char *check_node_name(const char *s);
 static int parse_synchronous(const char *s);
 
 static const struct opt opts[] = {
     /* storage */
     {"db", OPT_STRING, "outbox.db", 1, STR_MAX, FIELD(db, char *),
-     "path of the SQLite database file, or a PostgreSQL URI (postgresql://...; only"
-     " `outbox migrate` and `outbox status` use one so far)"},
+     "path of the SQLite database file, or a PostgreSQL URI (postgresql://...; `outbox"
+     " migrate`, `outbox status` and `outbox serve`'s delivery use one so far)"},
     {"db_schema", OPT_STRING, "outbox", 1, STR_MAX, FIELD(db_schema, char *),
      "PostgreSQL schema holding the outbox (ignored for SQLite)", .check = check_db_schema},
+    {"node_name", OPT_STRING, NULL, 0, 64, FIELD(node_name, char *),
+     "this serve's name among the nodes on one PostgreSQL database; unset: hostname:pid",
+     .check = check_node_name},
+    {"node_lease", OPT_DURATION, "10s", 3000, 10 * MS_M, FIELD(node_lease_ms, int64_t),
+     "PostgreSQL: how long a node's hold on its tenants outlives its last beat; a dead"
+     " node's tenants move after this"},
     {"synchronous", OPT_ENUM, "full", 0, 1, FIELD(synchronous_full, int),
      "full: every commit survives power loss; normal: faster, may lose the last commits",
      .choices = "full|normal", .enum_parse = parse_synchronous},
@@ -1541,6 +1548,15 @@ static const char *
 check_db_schema(const char *s)
 {
     return obx_pg_check_schema(s);
+}
+
+static const char *
+check_node_name(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == ',' || *p == 0x7f)
+            return "may not contain spaces, commas or control characters";
+    return NULL;
 }
 
 static const char *

@@ -27,6 +27,8 @@ struct obx_config {
     /* storage */
     char *db;                          /* path of the SQLite file; default "outbox.db" */
     char *db_schema;                   /* PostgreSQL schema; default "outbox" */
+    char *node_name;                   /* PostgreSQL: this node's name; NULL: hostname:pid */
+    int64_t node_lease_ms;             /* PostgreSQL: default 10s */
     int synchronous_full;              /* synchronous = full (1, default) | normal (0) */
     int64_t max_db_size;               /* bytes, 0 = no quota */
     int64_t retention_ms;              /* default 30d; 0 = keep forever */

@@ -224,6 +224,29 @@ obx_pg_prepare(struct obx_pg *pg, const char *name, const char *sql)
     return err;
 }
 
+enum obx_err
+obx_pg_revive(struct obx_pg *pg)
+{
+    char sql[160], *ident;
+    enum obx_err err;
+
+    if (PQstatus(pg->conn) == CONNECTION_OK)
+        return OBX_OK;
+    PQreset(pg->conn);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        return OBX_EIO;
+    }
+    pg->nprepared = 0; /* a new session: nothing is prepared on it */
+    ident = PQescapeIdentifier(pg->conn, pg->schema, strlen(pg->schema));
+    if (!ident)
+        return OBX_ENOMEM;
+    snprintf(sql, sizeof sql, "SET search_path = %s", ident);
+    PQfreemem(ident);
+    err = obx_pg_exec(pg, sql);
+    return err;
+}
+
 const char *
 obx_pg_errmsg(const struct obx_pg *pg)
 {

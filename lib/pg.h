@@ -49,6 +49,13 @@ void obx_pg_exec_quiet(struct obx_pg *pg, const char *sql);
 OBX_MUST_CHECK enum obx_err obx_pg_query_int(struct obx_pg *pg, const char *sql,
                                              long long *out /* OUT */, int *found /* OUT */);
 
+/*
+ * Connects again when the connection was lost (the server restarted, failed over, or
+ * dropped it), restoring the search_path; prepared statements are prepared again on use.
+ * OBX_OK at once when the connection is fine; OBX_EIO when it cannot connect yet.
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_revive(struct obx_pg *pg);
+
 /* The last error of this connection (libpq's text), "" when none. */
 const char *obx_pg_errmsg(const struct obx_pg *pg);
 

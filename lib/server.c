@@ -36,6 +36,10 @@
 #include "query.h"
 #include "mem.h"
 #include "store.h"
+#include "pg.h"
+#include "store_pg.h"
+#include "store_pg_listen.h"
+#include "store_pg_nodes.h"
 #include "store_queue.h"
 #include "store_tenant_stats.h"
 #include "webhook.h"
@@ -83,7 +87,11 @@ struct server {
     struct obx_inbox *inbox;
     struct event *reconcile_ev; /* one-shot: interpret stored webhook events */
     struct obx_cron *cron;      /* every periodic job, heartbeat included (lib/cron.c) */
-    char published[512];        /* what was published last, to write only changes */
+    /* PostgreSQL (start_pg): the ear for producers' COMMITs, this node among the others */
+    struct obx_store_pg_listen *listen;
+    struct obx_store_pg_nodes *nodes;
+    char node[128];
+    char published[512]; /* what was published last, to write only changes */
     int64_t published_mono_ms;
     struct event *sig_term, *sig_int, *sig_hup, *hard_stop;
     int lock_fd;
@@ -173,7 +181,8 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     s->hard_stop = evtimer_new(s->base, on_hard_stop, s);
     if (s->hard_stop)
         evtimer_add(s->hard_stop, &tv);
-    obx_cron_stop(s->cron);
+    if (s->cron)
+        obx_cron_stop(s->cron);
     obx_worker_stop(s->worker, s->cfg->shutdown_timeout_ms, on_drained, s);
 }
 
@@ -295,9 +304,11 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
         obx_free(fresh);
         return;
     }
-    if (strcmp(fresh->db, s->cfg->db) != 0)
-        obx_log(OBX_LOG_WARN, "db cannot change on reload; restart to use it",
-                OBX_KS("db", fresh->db));
+    if (strcmp(fresh->db, s->cfg->db) != 0) {
+        char shown[512];
+        obx_pg_redact_uri(fresh->db, shown, sizeof shown);
+        obx_log(OBX_LOG_WARN, "db cannot change on reload; restart to use it", OBX_KS("db", shown));
+    }
     warn_restart_keys(s->cfg, fresh);
     obx_log_setup(fresh->log_level, fresh->log_format, NULL);
     int64_t quota = fresh->max_db_size;
@@ -305,8 +316,10 @@ on_reload_signal(evutil_socket_t sig, short what, void *arg)
         obx_log(OBX_LOG_WARN, "max_db_size not applied");
     obx_worker_reload(s->worker, fresh);
     obx_api_reload(s->api, fresh);
-    obx_webhook_reload(s->webhook, fresh);
-    obx_inbox_reload(s->inbox, fresh);
+    if (s->webhook)
+        obx_webhook_reload(s->webhook, fresh);
+    if (s->inbox)
+        obx_inbox_reload(s->inbox, fresh);
     retire_config(s, s->cfg);
     s->cfg = fresh;
     obx_log(OBX_LOG_INFO, "configuration reloaded");
@@ -649,6 +662,19 @@ add_signal(struct server *s, struct event **ev, int sig, event_callback_fn fn)
     return OBX_OK;
 }
 
+/* TERM and INT drain and stop; HUP reloads. */
+static enum obx_err
+add_signals(struct server *s)
+{
+    enum obx_err err = add_signal(s, &s->sig_term, SIGTERM, on_stop_signal);
+
+    if (err == OBX_OK)
+        err = add_signal(s, &s->sig_int, SIGINT, on_stop_signal);
+    if (err == OBX_OK)
+        err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
+    return err;
+}
+
 /* The keyed audit chain: serve seals with audit_key_file's key, and refuses to start
    without the key of a chain that is keyed already (it could not seal). */
 static enum obx_err
@@ -794,11 +820,7 @@ start(struct server *s)
         s->rec.job.arg = &s->rec;
     }
     if (err == OBX_OK)
-        err = add_signal(s, &s->sig_term, SIGTERM, on_stop_signal);
-    if (err == OBX_OK)
-        err = add_signal(s, &s->sig_int, SIGINT, on_stop_signal);
-    if (err == OBX_OK)
-        err = add_signal(s, &s->sig_hup, SIGHUP, on_reload_signal);
+        err = add_signals(s);
     if (err == OBX_OK)
         err = obx_worker_new(s->base, s->st, s->q, s->cfg, &s->worker);
     if (err == OBX_OK)
@@ -823,6 +845,94 @@ start(struct server *s)
     return err;
 }
 
+/* ---- PostgreSQL -------------------------------------------------------------------------- */
+
+static void
+on_pg_notify(void *ctx)
+{
+    struct server *s = ctx;
+
+    obx_worker_notify(s->worker);
+}
+
+static void
+on_nodes_changed(void *ctx)
+{
+    struct server *s = ctx;
+
+    obx_worker_nodes_changed(s->worker);
+}
+
+/*
+ * serve on PostgreSQL (SPEC §12; issue 15, in progress): the delivery core only. The store
+ * thread writes through its own connection, the loop has none (so it never waits on the
+ * network), a listener hears producers' COMMITs, and the node thread holds this node's
+ * tenant leases, which fence every write. Not yet here: webhooks, the reply relay, the
+ * periodic jobs, the tenant registry and the read routes (they answer 501).
+ */
+static enum obx_err
+start_pg(struct server *s, size_t conns)
+{
+    char msg[512], shown[512], host[64] = "localhost";
+    static const char *const default_tenant[] = {"default"};
+    struct obx_store_pg_nodes_opts no = {0};
+    enum obx_err err;
+
+    obx_pg_redact_uri(s->cfg->db, shown, sizeof shown);
+    if (s->cfg->node_name)
+        snprintf(s->node, sizeof s->node, "%s", s->cfg->node_name);
+    else {
+        (void)gethostname(host, sizeof host - 1);
+        snprintf(s->node, sizeof s->node, "%s:%d", host, (int)getpid());
+    }
+    err = obx_store_pg_open_store(s->cfg->db, s->cfg->db_schema, s->node, 1, &s->writer, msg,
+                                  sizeof msg);
+    if (err == OBX_OK)
+        err = obx_store_pg_open_store(s->cfg->db, s->cfg->db_schema, s->node, 0, &s->st, msg,
+                                      sizeof msg);
+    if (err != OBX_OK) {
+        obx_log(OBX_LOG_ERROR, "cannot open the database", OBX_KS("db", shown),
+                OBX_KS("error", msg));
+        return err;
+    }
+    s->base = event_base_new();
+    if (!s->base)
+        return OBX_ENOMEM;
+    err = obx_storeq_new(s->base, s->writer, &s->q);
+    s->writer = NULL; /* the store thread's now, even if it could not start */
+    if (err == OBX_OK)
+        err = add_signals(s);
+    if (err == OBX_OK)
+        err = obx_worker_new(s->base, s->st, s->q, s->cfg, &s->worker);
+    if (err == OBX_OK)
+        err = obx_api_new(s->base, s->st, s->q, s->cfg, s->worker, conns, &s->api);
+    if (err == OBX_OK) {
+        err = obx_store_pg_listen_new(s->base, s->cfg->db, s->cfg->db_schema, on_pg_notify, s,
+                                      &s->listen, msg, sizeof msg);
+        if (err != OBX_OK)
+            obx_log(OBX_LOG_ERROR, "cannot listen for new messages", OBX_KS("error", msg));
+    }
+    if (err == OBX_OK) {
+        no.uri = s->cfg->db;
+        no.schema = s->cfg->db_schema;
+        no.node = s->node;
+        no.lease_ms = s->cfg->node_lease_ms;
+        err = obx_store_pg_nodes_new(s->base, &no, on_nodes_changed, s, &s->nodes, msg, sizeof msg);
+        if (err != OBX_OK)
+            obx_log(OBX_LOG_ERROR, "cannot join the nodes", OBX_KS("error", msg));
+    }
+    if (err == OBX_OK)
+        err = obx_store_pg_nodes_set_tenants(s->nodes, default_tenant, 1);
+    if (err == OBX_OK) {
+        obx_worker_use_nodes(s->worker, s->nodes);
+        obx_log(OBX_LOG_WARN,
+                "PostgreSQL: delivery and enqueue only so far; webhooks, the reply relay, "
+                "periodic jobs, tenants and the read routes are not served yet",
+                OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
+    }
+    return err;
+}
+
 static void
 stop(struct server *s)
 {
@@ -839,7 +949,11 @@ stop(struct server *s)
     obx_webhook_free(s->webhook);
     obx_api_free(s->api);
     obx_inbox_free(s->inbox);
+    obx_store_pg_listen_free(s->listen);
     obx_worker_free(s->worker);
+    /* After the worker: its last outcomes are written; a clean stop hands the tenants on
+     * at once (a killed node's move after node_lease). */
+    obx_store_pg_nodes_free(s->nodes, 1);
     if (s->reconcile_ev)
         event_free(s->reconcile_ev);
     if (s->sig_term)
@@ -913,13 +1027,18 @@ obx_server_run(struct obx_config *cfg, obx_reload_fn reload, void *reload_ctx)
         stop(&s);
         return OBX_EIO;
     }
-    err = start(&s);
+    if (obx_pg_is_uri(s.cfg->db))
+        err = start_pg(&s, descriptor_budget(s.cfg));
+    else
+        err = start(&s);
     if (err == OBX_OK) {
-        obx_log(OBX_LOG_INFO, "serving", OBX_KS("db", s.cfg->db),
+        char shown[512];
+        obx_pg_redact_uri(s.cfg->db, shown, sizeof shown);
+        obx_log(OBX_LOG_INFO, "serving", OBX_KS("db", shown),
                 OBX_KS("partoo_base_url", s.cfg->partoo_base_url),
                 OBX_KS("api_listen", s.cfg->api_listen), OBX_KI("api_port", obx_api_port(s.api)),
                 OBX_KS("webhook_listen", s.cfg->webhook_listen),
-                OBX_KI("webhook_port", obx_webhook_port(s.webhook)),
+                OBX_KI("webhook_port", s.webhook ? obx_webhook_port(s.webhook) : 0),
                 OBX_KI("max_inflight", s.cfg->max_inflight),
                 OBX_KI("rate_limit_per_min", (int64_t)(s.cfg->rate_limit_per_s * 60 + 0.5)),
                 OBX_KI("pid", getpid()));

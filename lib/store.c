@@ -50,6 +50,7 @@
 #include "store_audit.h"
 #include "store_dash.h"
 #include "store_dash_filter.h"
+#include "store_pg.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -97,7 +98,8 @@ tune(struct obx_db *db, const struct obx_store_opts *opts)
 void
 obx_store_end_reads(struct obx_store *st)
 {
-    obx_db_end_reads(st->db);
+    if (st->db)
+        obx_db_end_reads(st->db);
 }
 
 enum obx_err
@@ -146,7 +148,8 @@ obx_store_open(const char *path, const struct obx_store_opts *opts, struct obx_s
 void
 obx_store_set_busy_timeout(struct obx_store *st, int64_t ms)
 {
-    sqlite3_busy_timeout(st->db->h, (int)ms);
+    if (st->db)
+        sqlite3_busy_timeout(st->db->h, (int)ms);
 }
 
 void
@@ -155,6 +158,8 @@ obx_store_free(struct obx_store *st)
     if (!st)
         return;
     obx_db_free(st->db);
+    obx_pg_free(st->pg);
+    obx_free(st->node);
     obx_free(st);
 }
 
@@ -521,8 +526,8 @@ obx_store_check_quota(struct obx_store *st)
     sqlite3_stmt *s;
     int64_t bytes = 0;
 
-    if (st->max_db_size <= 0)
-        return OBX_OK;
+    if (st->max_db_size <= 0 || !st->db)
+        return OBX_OK; /* on PostgreSQL the quota is the server's (docs/operations.md) */
     /* Pages on the free list are reused before the file grows: they do not count. */
     s = obx_db_stmt(st->db, "SELECT (page_count - freelist_count) * page_size"
                             " FROM pragma_page_count(), pragma_freelist_count(),"
@@ -551,10 +556,13 @@ enum obx_err
 obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t n,
                         const struct obx_msg_limits *lim)
 {
-    struct enq_stmts q = {.h = st->db->h};
+    struct enq_stmts q = {.h = st->db ? st->db->h : NULL};
     int skip_checks = n >= BULK_ITEMS && limits_within_schema(lim);
-    enum obx_err err = obx_store_check_quota(st);
+    enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_enqueue_batch(st->pg, items, n, lim);
+    err = obx_store_check_quota(st);
     if (err != OBX_OK)
         return err;
     if (skip_checks && (err = obx_db_exec(st->db, "PRAGMA ignore_check_constraints = 1")) != OBX_OK)
@@ -948,6 +956,8 @@ obx_store_claim_tenants(struct obx_store *st, struct obx_claim_want *wants, size
     int total = 0;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_claim_tenants(st, wants, nwants, lease_ms, out, n);
     *n = 0;
     err = obx_db_begin(st->db);
     if (err == OBX_OK)
@@ -1072,8 +1082,11 @@ enum obx_err
 obx_store_finish(struct obx_store *st, const struct obx_attempt *a, size_t n, enum obx_err *results)
 {
     int64_t now_ms = obx_now_ms(st->clock);
-    enum obx_err err = obx_db_begin(st->db);
+    enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_finish_fenced(st, a, n, results);
+    err = obx_db_begin(st->db);
     for (size_t i = 0; err == OBX_OK && i < n; i++) {
         enum obx_err r = OBX_OK;
         if (a[i].next != OBX_NEXT_RELEASE)

@@ -21,8 +21,13 @@ struct obx_claim_cursor {
     char business[256]; /* "" = start of the level */
 };
 
+struct obx_pg;
+
 struct obx_store {
-    struct obx_db *db;
+    struct obx_db *db;          /* SQLite; NULL on PostgreSQL */
+    struct obx_pg *pg;          /* PostgreSQL (store_pg.h); NULL on SQLite */
+    char *node;                 /* PostgreSQL: this node's name, for the fences; owned */
+    int pg_loop;                /* PostgreSQL: the loop's store, without a connection */
     struct obx_clock *clock;    /* borrowed; real clock unless a test swaps it */
     int64_t max_db_size;        /* bytes, 0 = no quota */
     int64_t wal_pages;          /* the WAL checkpoint interval asked for at open */
@@ -112,6 +117,7 @@ struct obx_claimed {
     char tenant[65];        /* the tenant owning the channel; "" = none (default) */
     int readonly;           /* the tenant's channel is read-only: 1, bidirectional: 0,
                                no tenant owns it: -1 (readonly_channels decides) */
+    int64_t epoch;          /* PostgreSQL: the lease epoch it was claimed under (0: none) */
 };
 
 void obx_store_claimed_release(struct obx_claimed *c);
@@ -148,7 +154,8 @@ struct obx_claim_want {
     const char *tenant;              /* NULL: channels no tenant owns (the default tenant) */
     struct obx_claim_cursor *cursor; /* borrowed; advanced by the claim */
     int want;
-    int got; /* OUT: how many of out are this tenant's (they follow the previous tenant's) */
+    int got;       /* OUT: how many of out are this tenant's (they follow the previous tenant's) */
+    int64_t epoch; /* PostgreSQL: the tenant's lease epoch on this node (the fence); 0: none */
 };
 
 /*
@@ -185,6 +192,10 @@ struct obx_attempt {
     int64_t next_attempt_at_ms; /* OBX_NEXT_RETRY only */
     const char *reason;         /* transition reason, e.g. "http 500" */
     int64_t confirm_due_at_ms;  /* OBX_NEXT_ACCEPTED: re-send if unconfirmed by then; 0 = none */
+    /* PostgreSQL: the lease it was claimed under (obx_claimed.epoch), fencing the write;
+     * fence_tenant "default" for the default tenant. Ignored on SQLite. */
+    const char *fence_tenant;
+    int64_t epoch;
 };
 
 /*

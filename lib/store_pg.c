@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "mem.h"
+#include "migrate_pg.h"
 #include "msg.h"
 
 #define PIPE_MAX 4 /* statements per call, each over a whole batch */
@@ -454,8 +455,9 @@ obx_store_pg_claim(struct obx_pg *pg, const struct obx_pg_fence *fence, const ch
 
 static const char SQL_ATTEMPTS[] =
     "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
-    " response_excerpt) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
-    " $4::integer[], $5::text[], $6::text[], $7::text[])";
+    " response_excerpt, lease_token) SELECT * FROM unnest($1::bigint[], $2::bigint[],"
+    " $3::bigint[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::bigint[])"
+    " ON CONFLICT (message_id, lease_token) DO NOTHING";
 
 /*
  * Every outcome in one UPDATE, with the rules of store.c's three: f.next is the state the
@@ -485,9 +487,29 @@ static const char SQL_OUTCOMES[] =
     " WHERE o.id = f.id AND o.state = 'sending' AND o.lease_token = f.token"
     " RETURNING f.ord";
 
+/*
+ * The tenant's pacing state (0002's tenant_pacing), kept from the attempts a fenced finish
+ * records, in its transaction: a 429's Retry-After (the retry time of a rate_limited
+ * attempt), whether the key was refused (the run's last word on it: any `auth` attempt),
+ * and the last send. A node that takes the tenant over starts from it (obx_store_pg_takeover)
+ * instead of a fresh bucket: it neither sends into a pause nor bursts.
+ */
+static const char SQL_PACING[] =
+    "INSERT INTO tenant_pacing (tenant, paused_until_ms, auth_paused, last_sent_at_ms,"
+    " updated_at_ms)"
+    " SELECT $1::text, coalesce(max(a.next_at) FILTER (WHERE a.outcome = 'rate_limited'), 0),"
+    " bool_or(a.outcome = 'auth'), max(a.started), $4::bigint"
+    " FROM unnest($2::text[], $3::bigint[], $5::bigint[]) AS a(outcome, started, next_at)"
+    " HAVING count(*) > 0"
+    " ON CONFLICT (tenant) DO UPDATE SET"
+    " paused_until_ms = greatest(tenant_pacing.paused_until_ms, excluded.paused_until_ms),"
+    " auth_paused = excluded.auth_paused,"
+    " last_sent_at_ms = greatest(tenant_pacing.last_sent_at_ms, excluded.last_sent_at_ms),"
+    " updated_at_ms = excluded.updated_at_ms";
+
 struct finish_run {
-    struct pg_stmt attempts, outcomes;
-    int has_attempts;
+    struct pg_stmt attempts, outcomes, pacing;
+    int has_attempts, has_pacing;
     enum obx_err *results;
     size_t n;
 };
@@ -497,10 +519,10 @@ build_finish(void *ctx, size_t i, struct pg_stmt *s)
 {
     struct finish_run *f = ctx;
 
-    if (i == 0 && !f->has_attempts)
+    if ((i == 0 && !f->has_attempts) || (i == 2 && (!f->has_attempts || !f->has_pacing)))
         return 0;
-    *s = i == 0 ? f->attempts : f->outcomes;
-    s->name = i == 0 ? "obx_attempts" : "obx_outcomes";
+    *s = i == 0 ? f->attempts : i == 1 ? f->outcomes : f->pacing;
+    s->name = i == 0 ? "obx_attempts" : i == 1 ? "obx_outcomes" : "obx_pacing";
     return 1;
 }
 
@@ -509,7 +531,7 @@ take_finish(void *ctx, size_t i, PGresult *r)
 {
     struct finish_run *f = ctx;
 
-    if (i == 0 || !f->results)
+    if (i != 1 || !f->results)
         return OBX_OK;
     for (int k = 0; k < PQntuples(r); k++) {
         int64_t ord = col_int(r, k, 0);
@@ -546,6 +568,8 @@ add_outcome(struct arrays *at, struct arrays *out, const struct obx_attempt *a)
             err = obx_pg_array_text(&at->col[5], a->error);
         if (err == OBX_OK)
             err = obx_pg_array_text(&at->col[6], a->excerpt);
+        if (err == OBX_OK)
+            err = obx_pg_array_int(&at->col[7], a->lease_token, 0);
     }
     if (err == OBX_OK)
         err = obx_pg_array_int(&out->col[0], a->message_id, 0);
@@ -575,21 +599,43 @@ enum obx_err
 obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
                     const struct obx_attempt *a, size_t n, enum obx_err *results)
 {
-    struct finish_run f = {.results = results, .n = n};
-    struct arrays at, out;
+    struct finish_run f = {.results = results, .n = n, .has_pacing = fence != NULL};
+    struct arrays at, out, pace;
+    char now[24];
     enum obx_err err = obx_pg_prepare(pg, "obx_attempts", SQL_ATTEMPTS);
 
     if (err == OBX_OK)
         err = obx_pg_prepare(pg, "obx_outcomes", SQL_OUTCOMES);
+    if (err == OBX_OK && fence)
+        err = obx_pg_prepare(pg, "obx_pacing", SQL_PACING);
     if (err != OBX_OK)
         return err;
-    arrays_init(&at, 7);
+    arrays_init(&at, 8);
     arrays_init(&out, 11);
+    arrays_init(&pace, 3);
     for (size_t i = 0; i < n && err == OBX_OK; i++) {
         if (results)
             results[i] = OBX_ECONFLICT; /* until the UPDATE returns it */
         f.has_attempts |= a[i].next != OBX_NEXT_RELEASE;
         err = add_outcome(&at, &out, &a[i]);
+        if (err == OBX_OK && fence && a[i].next != OBX_NEXT_RELEASE) {
+            err = obx_pg_array_text(&pace.col[0], a[i].outcome ? a[i].outcome : "");
+            if (err == OBX_OK)
+                err = obx_pg_array_int(&pace.col[1], a[i].started_at_ms, 0);
+            if (err == OBX_OK)
+                err = obx_pg_array_int(&pace.col[2], a[i].next_attempt_at_ms, 0);
+        }
+    }
+    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(obx_clock_real()));
+    if (err == OBX_OK && fence) {
+        /* $1 tenant, $2 outcomes, $3 starts, $4 now, $5 retry times */
+        err = arrays_params(&pace, &f.pacing);
+        f.pacing.vals[4] = f.pacing.vals[2];
+        f.pacing.vals[2] = f.pacing.vals[1];
+        f.pacing.vals[1] = f.pacing.vals[0];
+        f.pacing.vals[0] = fence->tenant;
+        f.pacing.vals[3] = now;
+        f.pacing.nparams = 5;
     }
     /* $11: now, one value for the whole batch (not an array). */
     if (err == OBX_OK)
@@ -603,9 +649,246 @@ obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
     f.outcomes.nparams = 11;
     out.ncols = 11;
     if (err == OBX_OK && n > 0)
-        err = run_transaction(pg, fence, 2, build_finish, take_finish, &f);
+        err = run_transaction(pg, fence, 3, build_finish, take_finish, &f);
     arrays_release(&at);
     arrays_release(&out);
+    arrays_release(&pace);
+    return err;
+}
+
+/* ---- takeover ----------------------------------------------------------------------------- */
+
+static const char SQL_REQUEUE_TENANT[] =
+    "UPDATE outbox SET state = 'queued', state_reason = 'sent again: its node lost the lease',"
+    " state_at_ms = $2::bigint, lease_token = NULL, lease_expires_at_ms = NULL"
+    " WHERE state = 'sending' AND tenant IS NOT DISTINCT FROM $1::text";
+
+static const char SQL_PACING_OF[] =
+    "SELECT paused_until_ms, auth_paused, last_sent_at_ms FROM tenant_pacing"
+    " WHERE tenant = $1::text";
+
+struct requeue_run {
+    struct pg_stmt stmt, pacing;
+    int64_t count;
+    struct obx_pg_pacing *out;
+};
+
+static int
+build_requeue(void *ctx, size_t i, struct pg_stmt *s)
+{
+    struct requeue_run *rq = ctx;
+
+    *s = i == 0 ? rq->stmt : rq->pacing;
+    return 1;
+}
+
+static enum obx_err
+take_requeue(void *ctx, size_t i, PGresult *r)
+{
+    struct requeue_run *rq = ctx;
+
+    if (i == 0) {
+        rq->count = strtoll(PQcmdTuples(r), NULL, 10);
+    } else if (PQntuples(r) == 1) {
+        rq->out->paused_until_ms = col_int(r, 0, 0);
+        rq->out->auth_paused = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+        rq->out->last_sent_at_ms = col_int(r, 0, 2);
+    }
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_requeue_tenant(struct obx_pg *pg, const struct obx_pg_fence *fence, const char *tenant,
+                            int64_t *count, struct obx_pg_pacing *pacing)
+{
+    struct obx_pg_pacing ignored;
+    struct requeue_run rq = {.out = pacing ? pacing : &ignored};
+    enum obx_err err = obx_pg_prepare(pg, "obx_requeue_tenant", SQL_REQUEUE_TENANT);
+
+    if (count)
+        *count = 0;
+    memset(rq.out, 0, sizeof *rq.out);
+    if (err == OBX_OK)
+        err = obx_pg_prepare(pg, "obx_pacing_of", SQL_PACING_OF);
+    if (err != OBX_OK)
+        return err;
+    rq.stmt.name = "obx_requeue_tenant";
+    rq.stmt.nparams = 2;
+    rq.stmt.vals[0] = tenant;
+    stmt_int(&rq.stmt, 1, obx_now_ms(obx_clock_real()));
+    rq.pacing.name = "obx_pacing_of";
+    rq.pacing.nparams = 1;
+    rq.pacing.vals[0] = fence ? fence->tenant : tenant ? tenant : "default";
+    err = run_transaction(pg, fence, 2, build_requeue, take_requeue, &rq);
+    if (err == OBX_OK && count)
+        *count = rq.count;
+    return err;
+}
+
+enum obx_err
+obx_store_pg_takeover(struct obx_store *st, const char *tenant, int64_t epoch, int64_t *count,
+                      struct obx_pg_pacing *pacing)
+{
+    struct obx_pg_fence fence = {tenant ? tenant : "default", st->node, epoch};
+
+    if (count)
+        *count = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    return obx_store_pg_requeue_tenant(st->pg, &fence, tenant, count, pacing);
+}
+
+enum obx_err
+obx_store_pg_ping(struct obx_pg *pg)
+{
+    long long one = 0;
+    int found = 0;
+
+    return obx_pg_query_int(pg, "SELECT 1", &one, &found);
+}
+
+/* ---- struct obx_store on PostgreSQL ------------------------------------------------------- */
+
+enum obx_err
+obx_store_pg_open_store(const char *uri, const char *schema, const char *node, int connect,
+                        struct obx_store **out, char *errmsg, size_t n)
+{
+    struct obx_store *st = obx_calloc(1, sizeof *st);
+    enum obx_err err = OBX_OK;
+    int version = 0;
+
+    *out = NULL;
+    if (!st || !(st->node = obx_strdup(node))) {
+        obx_free(st);
+        return OBX_ENOMEM;
+    }
+    st->clock = obx_clock_real();
+    st->pg_loop = !connect;
+    if (connect)
+        err = obx_pg_open(uri, schema, &st->pg, errmsg, n);
+    if (connect && err == OBX_OK) {
+        err = obx_migrate_pg_version(st->pg, &version);
+        if (err != OBX_OK)
+            snprintf(errmsg, n, "%s", obx_pg_errmsg(st->pg));
+        else if (version != obx_migrate_pg_latest()) {
+            snprintf(errmsg, n,
+                     "schema '%s' is at version %d, this binary needs %d: run `outbox migrate`"
+                     " (or the newer binary)",
+                     schema, version, obx_migrate_pg_latest());
+            err = OBX_ESCHEMA;
+        }
+    }
+    if (err != OBX_OK) {
+        obx_store_free(st);
+        return err;
+    }
+    *out = st;
+    return OBX_OK;
+}
+
+int
+obx_store_pg_in_use(const struct obx_store *st)
+{
+    return st->pg != NULL || st->pg_loop;
+}
+
+enum obx_err
+obx_store_pg_claim_tenants(struct obx_store *st, struct obx_claim_want *wants, size_t nwants,
+                           int64_t lease_ms, struct obx_claimed *out, int *n)
+{
+    int total = 0;
+    enum obx_err err = OBX_OK;
+
+    *n = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    for (size_t i = 0; i < nwants; i++)
+        wants[i].got = 0;
+    for (size_t i = 0; i < nwants && err == OBX_OK; i++) {
+        struct obx_pg_fence fence = {wants[i].tenant ? wants[i].tenant : "default", st->node,
+                                     wants[i].epoch};
+        int got = 0;
+        err = obx_store_pg_claim(st->pg, wants[i].epoch ? &fence : NULL, wants[i].tenant,
+                                 wants[i].want, lease_ms, out + total, &got);
+        if (err == OBX_ECONFLICT) {
+            err = OBX_OK; /* that tenant's lease is lost: nothing for it; the others go on */
+            continue;
+        }
+        for (int k = 0; k < got; k++)
+            out[total + k].epoch = wants[i].epoch;
+        wants[i].got = got;
+        total += got;
+    }
+    if (err != OBX_OK) {
+        /* Each tenant's claim committed on its own: what was claimed before the failure
+         * stays `sending` until recovered; the caller drops it (as SQLite's rollback). */
+        for (int k = 0; k < total; k++)
+            obx_store_claimed_release(&out[k]);
+        for (size_t i = 0; i < nwants; i++)
+            wants[i].got = 0;
+        return err;
+    }
+    *n = total;
+    return OBX_OK;
+}
+
+static int
+same_fence(const struct obx_attempt *a, const struct obx_attempt *b)
+{
+    const char *x = a->fence_tenant ? a->fence_tenant : "",
+               *y = b->fence_tenant ? b->fence_tenant : "";
+
+    return a->epoch == b->epoch && strcmp(x, y) == 0;
+}
+
+enum obx_err
+obx_store_pg_finish_fenced(struct obx_store *st, const struct obx_attempt *a, size_t n,
+                           enum obx_err *results)
+{
+    struct obx_attempt *run = NULL;
+    enum obx_err *res = NULL, err = OBX_OK;
+    size_t *idx = NULL;
+    char *done = NULL;
+
+    if (!st->pg)
+        return OBX_EINVAL;
+    if (n == 0)
+        return OBX_OK;
+    run = obx_malloc(n * sizeof *run);
+    res = obx_malloc(n * sizeof *res);
+    idx = obx_malloc(n * sizeof *idx);
+    done = obx_calloc(n, 1);
+    if (!run || !res || !idx || !done)
+        err = OBX_ENOMEM;
+    /* Runs of one fence, in the order of their first attempt. */
+    for (size_t i = 0; i < n && err == OBX_OK; i++) {
+        struct obx_pg_fence fence = {a[i].fence_tenant ? a[i].fence_tenant : "default", st->node,
+                                     a[i].epoch};
+        size_t m = 0;
+        if (done[i])
+            continue;
+        for (size_t k = i; k < n; k++)
+            if (!done[k] && same_fence(&a[i], &a[k])) {
+                done[k] = 1;
+                idx[m] = k;
+                run[m++] = a[k];
+            }
+        /* A failure after earlier runs committed makes the caller write them all again:
+         * harmless, an attempt is written once (0004_attempt_once) and the outcomes'
+         * guarded UPDATE matches no finished row. */
+        err = obx_store_pg_finish(st->pg, a[i].epoch ? &fence : NULL, run, m, res);
+        if (err == OBX_ECONFLICT) {
+            for (size_t k = 0; k < m; k++)
+                res[k] = OBX_ECONFLICT;
+            err = OBX_OK;
+        }
+        for (size_t k = 0; k < m && err == OBX_OK && results; k++)
+            results[idx[k]] = res[k];
+    }
+    obx_free(run);
+    obx_free(res);
+    obx_free(idx);
+    obx_free(done);
     return err;
 }
 

@@ -59,6 +59,71 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_finish(struct obx_pg *pg, const struct 
                                                 const struct obx_attempt *a, size_t n,
                                                 enum obx_err *results /* OUT, n */);
 
+/*
+ * A tenant's pacing as the nodes share it (tenant_pacing), written by every fenced finish
+ * from the attempts it records: the end of a 429's Retry-After, whether the last answer
+ * refused the key, the last send (wall-clock ms).
+ */
+struct obx_pg_pacing {
+    int64_t paused_until_ms;
+    int auth_paused;
+    int64_t last_sent_at_ms;
+};
+
+/*
+ * Returns to `queued` every message of tenant (NULL: the channels no tenant owns) left in
+ * `sending`, under fence: a node that has just taken the tenant's lease over runs it before
+ * its first claim, so what the previous holder had in flight is sent again (at most its
+ * max_inflight: the duplicates SPEC §12 allows per failover). *count (may be NULL) gets how
+ * many; *pacing (may be NULL) the tenant's pacing state, zero when none was recorded.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_requeue_tenant(struct obx_pg *pg,
+                                                        const struct obx_pg_fence *fence,
+                                                        const char *tenant,
+                                                        int64_t *count /* OUT */,
+                                                        struct obx_pg_pacing *pacing /* OUT */);
+
+/* obx_store_pg_requeue_tenant for serve's store thread: under st's node and epoch. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_takeover(struct obx_store *st, const char *tenant,
+                                                  int64_t epoch, int64_t *count /* OUT */,
+                                                  struct obx_pg_pacing *pacing /* OUT */);
+
+/* A round trip that shows the database answers (serve's /readyz on PostgreSQL). */
+OBX_MUST_CHECK enum obx_err obx_store_pg_ping(struct obx_pg *pg);
+
+/* ---- struct obx_store on PostgreSQL (serve) ------------------------------------------------ */
+
+/*
+ * Opens a struct obx_store on PostgreSQL for serve: connect = 1 for the store thread's (it
+ * checks that the schema is migrated: OBX_ESCHEMA otherwise, see errmsg); connect = 0 for
+ * the loop's, which has no connection (every read or write of serve on PostgreSQL goes
+ * through the store thread, so the loop never waits on the network). node names this node
+ * in the fences. Free with obx_store_free.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_open_store(const char *uri, const char *schema,
+                                                    const char *node, int connect,
+                                                    struct obx_store **out /* OUT */, char *errmsg,
+                                                    size_t n);
+
+/* 1 when st is a store on PostgreSQL (serve's, either kind). */
+int obx_store_pg_in_use(const struct obx_store *st);
+
+/*
+ * obx_store_claim_tenants and obx_store_finish on PostgreSQL (store.c dispatches here).
+ * A want with an epoch claims under that tenant's fence ("default" for the tenant NULL);
+ * the claimed messages carry the epoch. Attempts are written in runs of one tenant and
+ * epoch, each its own transaction: a run whose lease is lost writes nothing and its
+ * results are OBX_ECONFLICT (the new holder sends those messages again), the others are
+ * written.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_claim_tenants(struct obx_store *st,
+                                                       struct obx_claim_want *wants, size_t nwants,
+                                                       int64_t lease_ms, struct obx_claimed *out,
+                                                       int *n);
+OBX_MUST_CHECK enum obx_err obx_store_pg_finish_fenced(struct obx_store *st,
+                                                       const struct obx_attempt *a, size_t n,
+                                                       enum obx_err *results /* OUT, n */);
+
 /* ---- status -------------------------------------------------------------------------------- */
 
 /* The message states, in the order of obx_store_pg_status's counts. */

@@ -257,6 +257,19 @@ obx_store_pg_nodes_held(struct obx_store_pg_nodes *nd, struct obx_store_pg_held 
     return n;
 }
 
+int64_t
+obx_store_pg_nodes_until(struct obx_store_pg_nodes *nd, const char *tenant, int64_t epoch)
+{
+    int64_t until = 0;
+
+    pthread_mutex_lock(&nd->lock);
+    for (size_t i = 0; i < nd->nheld; i++)
+        if (nd->held[i].epoch == epoch && strcmp(nd->held[i].tenant, tenant) == 0)
+            until = nd->held[i].until_mono_ms;
+    pthread_mutex_unlock(&nd->lock);
+    return until;
+}
+
 void
 obx_store_pg_nodes_free(struct obx_store_pg_nodes *nd, int leave)
 {

@@ -58,6 +58,13 @@ size_t obx_store_pg_nodes_held(struct obx_store_pg_nodes *nd,
                                struct obx_store_pg_held *out /* OUT, max */, size_t max);
 
 /*
+ * Until when this node may send for tenant under epoch (obx_mono_ms of the real clock), as
+ * of the last beat that renewed it; 0 when it no longer holds it under that epoch. A beat
+ * that renews a lease does not call the callback: a sender whose deadline passed asks here.
+ */
+int64_t obx_store_pg_nodes_until(struct obx_store_pg_nodes *nd, const char *tenant, int64_t epoch);
+
+/*
  * Stops the thread. leave = 1: gives the tenants back at once (node_leave), for a clean
  * stop; 0: they move once the lease runs out, as after a crash.
  */

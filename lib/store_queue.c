@@ -28,6 +28,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "pg.h"
 
 #define OBX_MODULE "store_queue"
 
@@ -116,6 +117,20 @@ run_batch(struct obx_storeq *q, struct obx_storeq_job *batch, struct obx_storeq_
     struct obx_storeq_job *j = batch;
 
     while (j) {
+        if (!q->st->db) {
+            /* PostgreSQL: each call of store_pg is one transaction of its own already (one
+             * set-based statement per batch), so a job is its own group. A connection lost
+             * meanwhile is opened again first; a job that finds none fails (and its owner
+             * tries again, as after a failed commit). */
+            j->err = obx_pg_revive(q->st->pg);
+            if (j->err == OBX_OK)
+                j->err = j->run(q->st, j->arg);
+            s->jobs++;
+            s->groups++;
+            s->failed_groups += j->err != OBX_OK;
+            j = j->next;
+            continue;
+        }
         if (j->flags & OBX_STOREQ_OWN_TX) {
             j->err = j->run(q->st, j->arg);
             if (q->st->db->in_tx && j->err == OBX_OK)

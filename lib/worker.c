@@ -59,6 +59,8 @@
 #include "partoo_request.h"
 #include "ratelimit.h"
 #include "secretbox.h"
+#include "store_pg.h"
+#include "store_pg_nodes.h"
 #include "store_queue.h"
 
 #define OBX_MODULE "worker"
@@ -91,6 +93,9 @@
  * could queue it again while it is being sent (a duplicate).
  */
 #define READY_MAX_AGE_MS 30000
+/* PostgreSQL: a lane whose hold ran out while its lease is still listed looks again. */
+#define HOLD_RECHECK_MS 100
+#define TAKEOVER_RETRY_MS 1000
 
 struct lane;
 
@@ -146,6 +151,14 @@ struct lane {
     int64_t sent_total;
     int32_t rate_slots[RATE_SLOTS]; /* sends per second, ring indexed by second */
     int64_t rate_slot_sec;          /* the second rate_slots[.. % RATE_SLOTS] was last set */
+    /*
+     * PostgreSQL (several nodes): the lane sends only while this node holds its tenant's
+     * lease (store_pg_nodes.h), and every write for it carries the lease's epoch.
+     */
+    int64_t epoch;              /* 0: not held here */
+    int64_t hold_until_mono_ms; /* send nothing after this unless a beat renewed it */
+    int taking_over;            /* the takeover job (requeue) runs: claim after it */
+    struct event *takeover_ev;  /* retries a takeover job that failed */
 };
 
 /* A channel a tenant owns: which lane to wake when a message for it is queued. */
@@ -180,6 +193,16 @@ struct claim_job {
     int n;
 };
 
+/* PostgreSQL: a lane's first job after its tenant's lease came to this node. */
+struct takeover_job {
+    struct obx_storeq_job job;
+    struct lane *l;
+    char tenant[OBX_TENANT_NAME_MAX + 1]; /* "" for the default tenant */
+    int64_t epoch;
+    int64_t requeued;
+    struct obx_pg_pacing pacing; /* where the previous holder left the tenant's pacing */
+};
+
 /* A finish job: the outcomes it writes, moved out of obx_worker.pending. */
 struct finish_job {
     struct obx_storeq_job job;
@@ -197,11 +220,13 @@ struct finish_job {
  * they are outstanding (claiming, nfinishing): those belong to the store thread then.
  */
 struct obx_worker {
-    struct event_base *base;      /* borrowed */
-    struct obx_store *st;         /* borrowed; the loop's connection, for reads only */
-    struct obx_storeq *q;         /* borrowed; every write goes through it */
-    struct obx_clock *clock;      /* borrowed: st's, so a test that swaps it swaps both */
-    const struct obx_config *cfg; /* borrowed; swapped by obx_worker_reload */
+    struct event_base *base;          /* borrowed */
+    struct obx_store *st;             /* borrowed; the loop's connection, for reads only */
+    struct obx_storeq *q;             /* borrowed; every write goes through it */
+    struct obx_clock *clock;          /* borrowed: st's, so a test that swaps it swaps both */
+    struct obx_store_pg_nodes *nodes; /* borrowed; PostgreSQL: the leases this node holds */
+    int ntakeovers;                   /* takeover jobs outstanding */
+    const struct obx_config *cfg;     /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
     struct breaker *breakers; /* one per base URL in use, kept until the worker goes */
     struct obx_rng rng;
@@ -364,6 +389,7 @@ add_pending(struct obx_worker *w, const struct obx_claimed *c, enum obx_next nex
         return NULL;
     p->a.message_id = c->id;
     p->a.lease_token = c->lease_token;
+    p->a.epoch = c->epoch;
     p->a.next = next;
     if (next != OBX_NEXT_RELEASE)
         w->unrecorded++;
@@ -398,7 +424,7 @@ static void
 maybe_drained(struct obx_worker *w)
 {
     if (!w->stopping || w->ninflight || w->nready || w->npending || w->claiming || w->nfinishing ||
-        w->failed || !w->drained)
+        w->ntakeovers || w->failed || !w->drained)
         return;
     void (*cb)(void *) = w->drained;
     w->drained = NULL;
@@ -514,6 +540,7 @@ submit_finish(struct obx_worker *w)
         /* a.reason may point into an entry that new_pending() has since moved */
         if (f->items[i].reason[0])
             f->batch[i].reason = f->items[i].reason;
+        f->batch[i].fence_tenant = f->items[i].tenant;
     }
     f->job.run = run_finish;
     f->job.done = on_finished;
@@ -567,6 +594,8 @@ age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
 {
     int64_t age = now_ms - inf->c.created_at_ms, held = 0;
 
+    if (obx_store_pg_in_use(w->st))
+        return age; /* channel pauses are not on PostgreSQL yet */
     if (age >= w->cfg->max_age_ms &&
         obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
             OBX_OK)
@@ -923,6 +952,26 @@ lane_want(const struct obx_worker *w, const struct lane *l)
 }
 
 /*
+ * PostgreSQL: whether this node may send for the lane now: it holds the tenant's lease,
+ * the takeover job is done, and the last beat that renewed the lease is recent enough
+ * (store_pg_nodes.h: a node paused past its lease stops by its own clock). Always 1 on
+ * SQLite (one node).
+ */
+static int
+lane_holds(struct obx_worker *w, struct lane *l, int64_t now)
+{
+    if (!w->nodes)
+        return 1;
+    if (!l->epoch || l->taking_over)
+        return 0;
+    if (now < l->hold_until_mono_ms)
+        return 1;
+    l->hold_until_mono_ms = obx_store_pg_nodes_until(w->nodes, l->name[0] ? l->name : "default",
+                                                     l->epoch);
+    return now < l->hold_until_mono_ms;
+}
+
+/*
  * Decides what the lane needs next: a send slot (runnable), a claim (wanted), or a timer
  * for its next token, probe or poll. Cheap and idempotent: called whenever anything about
  * the lane changed.
@@ -935,6 +984,13 @@ kick(struct lane *l)
 
     if (l->gone || w->stopping || !l->api_key)
         return;
+    if (!lane_holds(w, l, now)) {
+        /* Held but not renewed in time (a late beat): look again shortly. Not held: the
+         * nodes callback kicks it when it comes. */
+        if (l->epoch && !l->taking_over)
+            lane_set_timer(l, HOLD_RECHECK_MS);
+        return;
+    }
     if (obx_circuit_wait_ms(&l->br->c, now) > 0) {
         lane_set_timer(l, obx_circuit_wait_ms(&l->br->c, now));
         return;
@@ -1131,7 +1187,7 @@ sweep_gone(struct obx_worker *w)
 
     while (*pp) {
         struct lane *l = *pp;
-        if (l->ninflight || l->in_claim || l->nready) {
+        if (l->ninflight || l->in_claim || l->nready || l->taking_over) {
             pp = &l->run_next;
             continue;
         }
@@ -1214,11 +1270,12 @@ submit_claim(struct obx_worker *w)
         if (!w->want_head)
             w->want_tail = NULL;
         l->wanted = 0;
-        if (l->gone || want <= 0 || l->in_claim || !l->api_key)
+        if (l->gone || want <= 0 || l->in_claim || !l->api_key || !lane_holds(w, l, mono_now(w)))
             continue;
         l->in_claim = want;
         c->lanes[c->nlanes] = l;
-        c->wants[c->nlanes] = (struct obx_claim_want){l->name[0] ? l->name : NULL, &l->rr, want, 0};
+        c->wants[c->nlanes] = (struct obx_claim_want){l->name[0] ? l->name : NULL, &l->rr, want, 0,
+                                                      l->epoch};
         c->nlanes++;
         c->total_want += want;
     }
@@ -1284,6 +1341,10 @@ pump(struct obx_worker *w)
         l->runnable = 0;
         if (l->gone || !l->ready)
             continue;
+        if (!lane_holds(w, l, now)) {
+            kick(l); /* sets the timer that looks again; puts nothing back here */
+            continue;
+        }
         if (obx_circuit_wait_ms(&l->br->c, now) > 0) {
             /* Its base URL is down: what it claimed goes back; a timer brings it back. */
             release_lane_ready(l, "released while sending is paused");
@@ -1353,6 +1414,8 @@ lane_free(struct lane *l)
     obx_free(l->base_url);
     if (l->timer)
         event_free(l->timer);
+    if (l->takeover_ev)
+        event_free(l->takeover_ev);
     obx_free(l);
 }
 
@@ -1619,6 +1682,162 @@ configure_default(struct obx_worker *w)
     obx_buf_release(&err);
 }
 
+/* ---- several nodes (PostgreSQL) --------------------------------------------------------- */
+
+static void submit_takeover(struct lane *l);
+
+/* Store thread: what the tenant's previous holder left in `sending` goes back to `queued`. */
+static enum obx_err
+run_takeover(struct obx_store *st, void *arg)
+{
+    struct takeover_job *t = arg;
+
+    return obx_store_pg_takeover(st, t->tenant[0] ? t->tenant : NULL, t->epoch, &t->requeued,
+                                 &t->pacing);
+}
+
+static void
+on_takeover_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    submit_takeover(arg);
+}
+
+/*
+ * The lane starts where the previous holder left the tenant: an empty bucket (its first send
+ * waits for a token, so a takeover never bursts), the rest of a 429's Retry-After, and an
+ * auth pause that waits for its probe.
+ */
+static void
+apply_pacing(struct obx_worker *w, struct lane *l, const struct obx_pg_pacing *p)
+{
+    int64_t now_ms = wall_now(w), now_mono = mono_now(w);
+    int64_t pause = p->paused_until_ms > now_ms ? p->paused_until_ms - now_ms : 0;
+
+    obx_ratelimit_pause_until(&l->rl, pause ? now_mono + pause : 0);
+    if (pause)
+        l->rate_paused_until_ms = p->paused_until_ms;
+    if (p->auth_paused && !l->auth_paused) {
+        l->auth_paused = 1;
+        l->auth_probe_at_mono_ms = now_mono + w->cfg->auth_probe_interval_ms;
+        obx_log(OBX_LOG_WARN, "taken over with the key refused; sending waits for the next probe",
+                OBX_KS("tenant", lane_label(l)),
+                OBX_KI("probe_in_ms", w->cfg->auth_probe_interval_ms));
+    }
+}
+
+/* Loop thread: the lane may claim now, unless the lease moved on meanwhile. */
+static void
+on_takeover(void *arg, enum obx_err err)
+{
+    struct takeover_job *t = arg;
+    struct lane *l = t->l;
+    struct obx_worker *w = l->w;
+
+    w->ntakeovers--;
+    l->taking_over = 0;
+    if (l->epoch == t->epoch && !w->stopping) {
+        if (err == OBX_OK) {
+            apply_pacing(w, l, &t->pacing);
+            obx_log(OBX_LOG_INFO, "sending for a tenant", OBX_KS("tenant", lane_label(l)),
+                    OBX_KI("epoch", l->epoch), OBX_KI("requeued", t->requeued),
+                    OBX_KI("paused_until_ms", t->pacing.paused_until_ms));
+            l->idle = 0;
+            kick(l);
+        } else if (err != OBX_ECONFLICT) {
+            /* The database is away: try again; a lost lease shows in the next beat. */
+            struct timeval tv = {TAKEOVER_RETRY_MS / 1000, 0};
+            obx_log(OBX_LOG_WARN, "cannot take a tenant over, will retry",
+                    OBX_KS("tenant", lane_label(l)), OBX_KS("error", obx_strerror(err)));
+            l->taking_over = 1;
+            if (!l->takeover_ev)
+                l->takeover_ev = evtimer_new(w->base, on_takeover_retry, l);
+            if (l->takeover_ev)
+                evtimer_add(l->takeover_ev, &tv);
+        }
+    }
+    obx_free(t);
+    maybe_drained(w);
+    pump(w);
+}
+
+static void
+submit_takeover(struct lane *l)
+{
+    struct obx_worker *w = l->w;
+    struct takeover_job *t;
+
+    l->taking_over = 0;
+    if (!l->epoch || w->stopping)
+        return;
+    t = obx_calloc(1, sizeof *t);
+    if (!t) {
+        l->epoch = 0; /* out of memory: not held, as far as sending goes */
+        return;
+    }
+    t->l = l;
+    snprintf(t->tenant, sizeof t->tenant, "%s", l->name);
+    t->epoch = l->epoch;
+    t->job.run = run_takeover;
+    t->job.done = on_takeover;
+    t->job.arg = t;
+    l->taking_over = 1;
+    w->ntakeovers++;
+    obx_storeq_submit(w->q, &t->job);
+}
+
+/* Brings one lane in line with what this node holds now. */
+static void
+apply_hold(struct lane *l, const struct obx_store_pg_held *held, size_t n)
+{
+    const char *label = l->name[0] ? l->name : "default";
+    const struct obx_store_pg_held *h = NULL;
+
+    for (size_t i = 0; i < n && !h; i++)
+        if (strcmp(held[i].tenant, label) == 0)
+            h = &held[i];
+    if (h && h->epoch == l->epoch) {
+        l->hold_until_mono_ms = h->until_mono_ms;
+        return;
+    }
+    if (l->epoch) {
+        obx_log(OBX_LOG_WARN, "lease lost: stop sending for a tenant", OBX_KS("tenant", label),
+                OBX_KI("epoch", l->epoch));
+        /* Written under the old epoch, these releases are refused: the next holder queues
+         * the messages again itself. */
+        release_lane_ready(l, "released: lease lost");
+    }
+    l->epoch = h ? h->epoch : 0;
+    l->hold_until_mono_ms = h ? h->until_mono_ms : 0;
+    if (h)
+        submit_takeover(l);
+}
+
+void
+obx_worker_nodes_changed(struct obx_worker *w)
+{
+    struct obx_store_pg_held held[64];
+    size_t n;
+
+    if (!w->nodes)
+        return;
+    n = obx_store_pg_nodes_held(w->nodes, held, sizeof held / sizeof held[0]);
+    if (n > sizeof held / sizeof held[0])
+        n = sizeof held / sizeof held[0]; /* one lane today: the default tenant */
+    apply_hold(w->def, held, n);
+    for (size_t i = 0; i < w->nlanes; i++)
+        apply_hold(w->lanes[i], held, n);
+    pump(w);
+}
+
+void
+obx_worker_use_nodes(struct obx_worker *w, struct obx_store_pg_nodes *nodes)
+{
+    w->nodes = nodes;
+    obx_worker_nodes_changed(w);
+}
+
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 enum obx_err
@@ -1670,7 +1889,8 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     configure_default(w);
     if (cfg->partoo_api_key && !w->def->api_key)
         err = OBX_ENOMEM;
-    if (err == OBX_OK && apply_registry(w) == OBX_ENOMEM)
+    /* The tenant registry is not on PostgreSQL yet: there, the default tenant only. */
+    if (err == OBX_OK && !obx_store_pg_in_use(st) && apply_registry(w) == OBX_ENOMEM)
         err = OBX_ENOMEM; /* other failures are logged; the poll tries again */
     if (err != OBX_OK) {
         obx_worker_free(w);
@@ -1681,7 +1901,8 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
                 "no default Partoo API key (OUTBOX_PARTOO_API_KEY or "
                 "partoo_api_key_file): only the channels of tenants are sent",
                 OBX_KI("tenants", (int64_t)w->nlanes));
-    event_add(w->registry_ev, &every);
+    if (!obx_store_pg_in_use(st))
+        event_add(w->registry_ev, &every);
     schedule_pump(w, 0);
     *out = w;
     return OBX_OK;

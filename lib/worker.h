@@ -76,6 +76,16 @@ void obx_worker_free(struct obx_worker *w);
 /* New work was committed by this process: look for it now rather than at the next poll. */
 void obx_worker_notify(struct obx_worker *w);
 
+/*
+ * PostgreSQL with several nodes: from now on the worker sends for a tenant only while this
+ * node holds its lease (store_pg_nodes.h), fences every write with the lease's epoch, and
+ * first queues again what the previous holder left in `sending`. nodes is borrowed and
+ * must outlive the worker. obx_worker_nodes_changed: call it from the nodes callback.
+ */
+struct obx_store_pg_nodes;
+void obx_worker_use_nodes(struct obx_worker *w, struct obx_store_pg_nodes *nodes);
+void obx_worker_nodes_changed(struct obx_worker *w);
+
 /* The same for work of one channel only: wakes only the tenant that owns it (or the
  * default one), so a stream of enqueues does not make thousands of idle tenants look. */
 void obx_worker_notify_channel(struct obx_worker *w, const char *channel_id);

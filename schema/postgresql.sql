@@ -371,10 +371,13 @@ CREATE TABLE attempts (
     http_status       integer,          -- NULL when no HTTP answer (transport error)
     outcome           text NOT NULL,    -- accepted|fatal|auth|rate_limited|retry|transport
     error             text,
-    response_excerpt  text
+    response_excerpt  text,
+    lease_token       bigint            -- 0004: the claim it was made under
 );
 CREATE INDEX attempts_message ON attempts (message_id, id);
 CREATE INDEX attempts_started ON attempts (started_at_ms);
+-- 0004_attempt_once: written once, even when an outcome is written again after a lost reply
+CREATE UNIQUE INDEX attempts_once ON attempts (message_id, lease_token);
 
 -- Once per statement over its transition tables: a claim of 256 messages in one UPDATE
 -- records its 256 transitions in one INSERT.

@@ -553,8 +553,8 @@ cli_refuse_postgresql(const struct cli *c)
 
     obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
     cli_error(c,
-              "db is a PostgreSQL database (%s): only `outbox migrate` and `outbox status` "
-              "support PostgreSQL so far; `%s` needs a SQLite file",
+              "db is a PostgreSQL database (%s): only `outbox migrate`, `outbox status` and "
+              "`outbox serve` support PostgreSQL so far; `%s` needs a SQLite file",
               shown, c->command);
     return CLI_FAIL;
 }

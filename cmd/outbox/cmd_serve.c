@@ -19,6 +19,9 @@ static const char usage_text[] =
     "SIGHUP reloads the configuration (an invalid one is logged and ignored, and so is\n"
     "one without api_token while api_listen is not loopback); keys read only at start\n"
     "(listeners, ca_file, timeouts, synchronous, audit_key_file) are named in a warning.\n\n"
+    "With a PostgreSQL db (postgresql://..., migrated by `outbox migrate`), any number of\n"
+    "serve processes may share it (node_name, node_lease); so far they deliver and take\n"
+    "enqueues, and the other routes, webhooks and periodic jobs are SQLite's only.\n\n"
     "  --print-config     print the effective configuration (secrets masked) and exit\n\n" CLI_COMMON_HELP;
 
 /* Builds the configuration, secrets included; used at start and on SIGHUP. */
@@ -42,7 +45,8 @@ cmd_serve(int argc, char **argv)
 {
     int print_config = 0;
     struct cli_opt opts[] = {{"print-config", NULL, &print_config}, {0}};
-    /* --print-config works on a PostgreSQL db (it shows the URI without its password). */
+    /* On PostgreSQL, serve runs the delivery core (lib/server.c, start_pg); --print-config
+     * shows the URI without its password. */
     struct cli c = {.command = "serve", .usage = usage_text, .postgresql_ok = 1};
     struct obx_config cfg;
     struct obx_buf err;
@@ -60,10 +64,6 @@ cmd_serve(int argc, char **argv)
             goto out;
         }
         obx_config_print(&c.cfg, stdout);
-        goto out;
-    }
-    if (obx_pg_is_uri(c.cfg.db)) {
-        rc = cli_refuse_postgresql(&c);
         goto out;
     }
     if (load_all(&c, &cfg, &err) != OBX_OK) {

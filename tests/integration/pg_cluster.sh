@@ -9,6 +9,13 @@
 #                          PostgreSQL server binaries are installed
 #   pg_cluster_stop        stops the server (immediate mode) and removes its files
 #   pg_sql SQL...          runs SQL with psql (ON_ERROR_STOP), unaligned, tuples only
+#
+# For the tests of serve on PostgreSQL (after lib.sh):
+#   pg_outbox_cluster      a cluster stopped at exit, with the outbox migrated (schema outbox)
+#   q SQL...               pg_sql in the schema outbox
+#   start_pg_node NAME [serve options]
+#                          serve on the cluster against the mock as node NAME, log in
+#                          $T/NAME.log; returns once it serves; sets NODE_PID, NODE_PORT
 
 pg_bindir() {
     local d
@@ -52,4 +59,25 @@ pg_cluster_stop() {
 
 pg_sql() {
     "${PG_PSQL[@]}" -A -t -c "$*"
+}
+
+pg_outbox_cluster() {
+    trap 'pg_cluster_stop; cleanup' EXIT
+    pg_cluster_start "$T" || { echo "FAIL cannot start a PostgreSQL cluster"; exit 1; }
+    "$OUTBOX_BIN" migrate --db "$PG_URI" >/dev/null || { echo "FAIL migrate"; exit 1; }
+}
+
+q() { pg_sql "SET search_path = outbox; $*"; }
+
+start_pg_node() {
+    local name=$1
+    shift
+    OUTBOX_PARTOO_API_KEY=test-key "$OUTBOX_BIN" serve --db "$PG_URI" --partoo-base-url "$MOCK_URL" \
+        --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 --node-name "$name" \
+        "$@" >>"$T/$name.log" 2>&1 &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    wait_until 15 'grep -q "serving" "$T/$name.log"' ||
+        { log "serve $name did not start"; tail -n 50 "$T/$name.log" >&2; exit 1; }
+    NODE_PORT=$(grep -Eo '"?api_port"?[=:][0-9]+' "$T/$name.log" | tail -1 | grep -Eo '[0-9]+$')
 }

@@ -5,7 +5,8 @@
 #     a schema newer than the binary is refused; a bad db_schema is refused;
 #   - drift: what migrations/postgresql/ produce is exactly schema/postgresql.sql (pg_dump);
 #   - the password: refused on the command line, shown as **** by --print-config, and
-#     every command but migrate refuses a PostgreSQL db with a message that names no password;
+#     the commands that do not run on PostgreSQL yet refuse it, and serve's log, with a
+#     message that names no password;
 #   - the SQL contract: a producer's INSERT in its own transaction, constraints that reject
 #     each kind of bad row, ON CONFLICT DO NOTHING, a NOTIFY at COMMIT and none at ROLLBACK,
 #     and per conversation, id order = commit order for concurrent producers.
@@ -65,11 +66,18 @@ printf 'db = postgresql://outbox_test@localhost/postgres?password=pw-n0t-for-log
 out=$("$OUTBOX_BIN" serve --config "$T/pg2.conf" --print-config 2>&1)
 assert_contains "--print-config: a password= parameter masked" "$out" "?password=****&sslmode=require"
 assert_not_contains "--print-config: no password (parameter)" "$out" "pw-n0t-for-logs"
-for cmd in serve "ls" doctor; do
+for cmd in "ls" doctor; do
     assert_status "$cmd on PostgreSQL: refused" 1 "$OUTBOX_BIN" $cmd --config "$T/pg.conf"
-    assert_contains "$cmd on PostgreSQL: says why" "$(cat "$T/last.err")" "only \`outbox migrate\` and \`outbox status\` support PostgreSQL"
+    assert_contains "$cmd on PostgreSQL: says why" "$(cat "$T/last.err")" "\`outbox serve\` support PostgreSQL so far"
     assert_not_contains "$cmd on PostgreSQL: no password" "$(cat "$T/last.err")" "pw-n0t-for-logs"
 done
+# serve runs on PostgreSQL: a server it cannot reach stops it, and its log names no password.
+OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --config "$T/pg.conf" --api-listen 127.0.0.1:0 \
+    --webhook-listen 127.0.0.1:0 >"$T/serve-pg.log" 2>&1
+assert_eq "serve on an unreachable PostgreSQL: exits 1" "$?" 1
+assert_contains "serve on an unreachable PostgreSQL: says so" "$(cat "$T/serve-pg.log")" "cannot open the database"
+assert_contains "serve on an unreachable PostgreSQL: shows the URI masked" "$(cat "$T/serve-pg.log")" "outbox_test:****@localhost"
+assert_not_contains "serve on an unreachable PostgreSQL: no password" "$(cat "$T/serve-pg.log")" "pw-n0t-for-logs"
 
 # ---- the SQL contract -------------------------------------------------------------------
 COLS="channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, consumer_name, consumer_image"

@@ -6,6 +6,7 @@
  * throwaway cluster and runs this with it. Each test works in a schema of its own.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -14,6 +15,7 @@
 #include "migrate_pg.h"
 #include "store_pg_listen.h"
 #include "store_pg_nodes.h"
+#include "store.h"
 #include "store_pg.h"
 
 static struct obx_pg *
@@ -467,6 +469,135 @@ end:
     TEST_END;
 }
 
+/*
+ * struct obx_store on PostgreSQL, as serve's store thread uses it (store.c dispatches to
+ * store_pg): an unmigrated schema is refused; a claim over two tenants fences each with its
+ * epoch; once one lease is lost, that tenant's outcomes are refused (OBX_ECONFLICT) and the
+ * other's written, in the same call; writing the outcomes again (a lost reply to a COMMIT)
+ * records no attempt twice; the takeover queues again what is left in `sending`.
+ */
+static int
+test_serve_store(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_serve");
+    struct obx_store *st = NULL, *bad = NULL;
+    struct obx_enq_item it[4] = {{.msg = msg("s1", "ca")},
+                                 {.msg = msg("s2", "cb")},
+                                 {.msg = msg("s3", "cc")},
+                                 {.msg = msg("s4", "cd")}};
+    struct obx_claim_want w[2] = {{"acme", NULL, 2, 0, 0}, {"beta", NULL, 2, 0, 0}};
+    struct obx_claimed c[4];
+    struct obx_attempt at[4];
+    enum obx_err res[4];
+    char errmsg[512];
+    int64_t requeued = -1;
+    struct obx_pg_pacing pacing;
+    int n = 0;
+
+    CHECK(pg);
+    CHECK_INT(obx_store_pg_open_store(getenv("OBX_TEST_PG_URI"), "t_never", "A", 1, &bad, errmsg,
+                                      sizeof errmsg),
+              OBX_ESCHEMA);
+    CHECK(strstr(errmsg, "outbox migrate") != NULL);
+    CHECK_OK(obx_store_pg_open_store(getenv("OBX_TEST_PG_URI"), "t_serve", "A", 1, &st, errmsg,
+                                     sizeof errmsg));
+    CHECK(obx_store_pg_in_use(st));
+    CHECK_OK(obx_store_enqueue_batch(st, it, 4, NULL));
+    CHECK_INT(it[3].result, OBX_ENQ_ACCEPTED);
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET tenant = CASE WHEN external_message_id IN"
+                             " ('s1', 's2') THEN 'acme' ELSE 'beta' END"));
+    CHECK_OK(obx_pg_exec(pg, "SELECT count(*) FROM node_beat('A', 60000)"));
+    CHECK_OK(obx_pg_exec(pg,
+                         "SELECT count(*) FROM lease_rebalance('A', ARRAY['acme','beta'], 60000)"));
+    w[0].epoch = atoll(value(pg, "SELECT epoch FROM tenant_leases WHERE tenant = 'acme'"));
+    w[1].epoch = atoll(value(pg, "SELECT epoch FROM tenant_leases WHERE tenant = 'beta'"));
+    CHECK_INT(w[0].epoch, 1);
+    CHECK_OK(obx_store_claim_tenants(st, w, 2, 60000, c, &n));
+    CHECK_INT(n, 4);
+    CHECK_INT(w[0].got, 2);
+    CHECK_INT(w[1].got, 2);
+    CHECK_INT(c[0].epoch, 1);
+    for (int i = 0; i < 4; i++) {
+        memset(&at[i], 0, sizeof at[i]);
+        at[i].message_id = c[i].id;
+        at[i].lease_token = c[i].lease_token;
+        at[i].started_at_ms = 1000;
+        at[i].http_status = 200;
+        at[i].outcome = "accepted";
+        at[i].next = OBX_NEXT_ACCEPTED;
+        at[i].counted = 1;
+        at[i].reason = "http 200";
+        at[i].fence_tenant = i < 2 ? "acme" : "beta";
+        at[i].epoch = c[i].epoch;
+    }
+    release_all(c, 4);
+    /* acme goes to node B. */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE tenant_leases SET node = 'B', epoch = epoch + 1"
+                             " WHERE tenant = 'acme'"));
+    CHECK_OK(obx_store_finish(st, at, 4, res));
+    CHECK_INT(res[0], OBX_ECONFLICT);
+    CHECK_INT(res[1], OBX_ECONFLICT);
+    CHECK_INT(res[2], OBX_OK);
+    CHECK_INT(res[3], OBX_OK);
+    CHECK_STR(value(pg, "SELECT count(*) FROM attempts"), "2");
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'accepted'"), "2");
+    /* Written again, as after a reply lost on the way back: nothing twice. */
+    CHECK_OK(obx_store_finish(st, at + 2, 2, res));
+    CHECK_INT(res[0], OBX_ECONFLICT);
+    CHECK_STR(value(pg, "SELECT count(*) FROM attempts"), "2");
+    /* A claim for acme under the lost epoch gets nothing, beta's goes on. */
+    CHECK_OK(obx_store_claim_tenants(st, w, 1, 60000, c, &n));
+    CHECK_INT(n, 0);
+    /* The takeover, by B's store, of what A left in `sending`. */
+    obx_store_free(st);
+    st = NULL;
+    CHECK_OK(obx_store_pg_open_store(getenv("OBX_TEST_PG_URI"), "t_serve", "B", 1, &st, errmsg,
+                                     sizeof errmsg));
+    CHECK_INT(obx_store_pg_takeover(st, "acme", 1, &requeued, &pacing), OBX_ECONFLICT);
+    CHECK_OK(obx_store_pg_takeover(st, "acme", 2, &requeued, &pacing));
+    CHECK_INT(requeued, 2);
+    CHECK_INT(pacing.paused_until_ms, 0); /* A's outcomes for acme were refused: none kept */
+    CHECK_INT(pacing.last_sent_at_ms, 0);
+    /* beta moves to B too; B's takeover starts from the pacing A's attempts left. */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE tenant_leases SET node = 'B', epoch = epoch + 1"
+                             " WHERE tenant = 'beta'"));
+    CHECK_OK(obx_store_pg_takeover(st, "beta", 2, &requeued, &pacing));
+    CHECK_INT(requeued, 0);
+    CHECK_INT(pacing.last_sent_at_ms, 1000);
+    CHECK_INT(pacing.paused_until_ms, 0);
+    CHECK_INT(pacing.auth_paused, 0);
+    /* B gets a 429 for beta (retry at 5000): the pause is kept for whoever takes over next. */
+    it[0].msg = msg("s5", "ce");
+    CHECK_OK(obx_store_enqueue_batch(st, it, 1, NULL));
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET tenant = 'beta' WHERE external_message_id = 's5'"));
+    w[1].epoch = 2;
+    CHECK_OK(obx_store_claim_tenants(st, w + 1, 1, 60000, c, &n));
+    CHECK_INT(n, 1);
+    at[0].message_id = c[0].id;
+    at[0].lease_token = c[0].lease_token;
+    at[0].started_at_ms = 2000;
+    at[0].http_status = 429;
+    at[0].outcome = "rate_limited";
+    at[0].next = OBX_NEXT_RETRY;
+    at[0].next_attempt_at_ms = 5000;
+    at[0].fence_tenant = "beta";
+    at[0].epoch = 2;
+    obx_store_claimed_release(&c[0]);
+    CHECK_OK(obx_store_finish(st, at, 1, res));
+    CHECK_INT(res[0], OBX_OK);
+    CHECK_OK(obx_store_pg_takeover(st, "beta", 2, &requeued, &pacing));
+    CHECK_INT(pacing.paused_until_ms, 5000);
+    CHECK_INT(pacing.last_sent_at_ms, 2000);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE state = 'queued' AND tenant = 'acme'"),
+              "2");
+end:
+    obx_store_free(bad);
+    obx_store_free(st);
+    obx_pg_free(pg);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_results", test_enqueue_results},
     {"enqueue_in_batch", test_enqueue_in_batch},
@@ -475,6 +606,7 @@ static const struct test_case tests[] = {
     {"fencing", test_fencing},
     {"listen", test_listen},
     {"nodes", test_nodes},
+    {"serve_store", test_serve_store},
     {NULL, NULL},
 };
 
