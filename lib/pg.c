@@ -17,6 +17,8 @@ struct obx_pg {
     char err[256];                         /* the last error: libpq's message, newlines folded */
     const char *prepared[OBX_PG_PREPARED]; /* names prepared on conn (static strings) */
     int nprepared;
+    int in_group;      /* obx_pg_group_begin ran: calls work at savepoints of its transaction */
+    char session[160]; /* obx_pg_set_session's SQL, run again on every new session */
 };
 
 int
@@ -225,6 +227,47 @@ obx_pg_prepare(struct obx_pg *pg, const char *name, const char *sql)
 }
 
 enum obx_err
+obx_pg_group_begin(struct obx_pg *pg)
+{
+    enum obx_err err = obx_pg_exec(pg, "BEGIN");
+
+    pg->in_group = err == OBX_OK;
+    return err;
+}
+
+enum obx_err
+obx_pg_group_commit(struct obx_pg *pg)
+{
+    PGresult *r = PQexec(pg->conn, "COMMIT");
+    enum obx_err err = OBX_OK;
+
+    pg->in_group = 0;
+    /* A transaction that failed outside every savepoint answers COMMIT with ROLLBACK. */
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        err = OBX_EDB;
+    } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+        keep_error(pg, "the transaction was rolled back");
+        err = OBX_EDB;
+    }
+    PQclear(r);
+    return err;
+}
+
+void
+obx_pg_group_abort(struct obx_pg *pg)
+{
+    pg->in_group = 0;
+    obx_pg_exec_quiet(pg, "ROLLBACK");
+}
+
+int
+obx_pg_in_group(const struct obx_pg *pg)
+{
+    return pg->in_group;
+}
+
+enum obx_err
 obx_pg_revive(struct obx_pg *pg)
 {
     char sql[160], *ident;
@@ -238,13 +281,25 @@ obx_pg_revive(struct obx_pg *pg)
         return OBX_EIO;
     }
     pg->nprepared = 0; /* a new session: nothing is prepared on it */
+    pg->in_group = 0;
     ident = PQescapeIdentifier(pg->conn, pg->schema, strlen(pg->schema));
     if (!ident)
         return OBX_ENOMEM;
     snprintf(sql, sizeof sql, "SET search_path = %s", ident);
     PQfreemem(ident);
     err = obx_pg_exec(pg, sql);
+    if (err == OBX_OK && pg->session[0])
+        err = obx_pg_exec(pg, pg->session);
     return err;
+}
+
+enum obx_err
+obx_pg_set_session(struct obx_pg *pg, const char *sql)
+{
+    if (strlen(sql) >= sizeof pg->session)
+        return OBX_ETOOBIG;
+    snprintf(pg->session, sizeof pg->session, "%s", sql);
+    return obx_pg_exec(pg, sql);
 }
 
 const char *

@@ -50,11 +50,29 @@ OBX_MUST_CHECK enum obx_err obx_pg_query_int(struct obx_pg *pg, const char *sql,
                                              long long *out /* OUT */, int *found /* OUT */);
 
 /*
+ * A group of calls in one transaction, for serve's store thread (group commit, as on
+ * SQLite): one COMMIT, one WAL flush for the lot. Between begin and commit, every call of
+ * store_pg runs at a savepoint of its own, so one that fails takes back only its own
+ * writes. commit returns OBX_EDB when PostgreSQL did not commit (then nothing of the group
+ * was written).
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_group_begin(struct obx_pg *pg);
+OBX_MUST_CHECK enum obx_err obx_pg_group_commit(struct obx_pg *pg);
+void obx_pg_group_abort(struct obx_pg *pg);
+int obx_pg_in_group(const struct obx_pg *pg);
+
+/*
  * Connects again when the connection was lost (the server restarted, failed over, or
  * dropped it), restoring the search_path; prepared statements are prepared again on use.
  * OBX_OK at once when the connection is fine; OBX_EIO when it cannot connect yet.
  */
 OBX_MUST_CHECK enum obx_err obx_pg_revive(struct obx_pg *pg);
+
+/*
+ * Runs sql (SET statements) now and again on every session obx_pg_revive opens, so the
+ * session keeps its settings across a reconnection. At most 159 bytes.
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_set_session(struct obx_pg *pg, const char *sql);
 
 /* The last error of this connection (libpq's text), "" when none. */
 const char *obx_pg_errmsg(const struct obx_pg *pg);

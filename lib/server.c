@@ -887,6 +887,21 @@ start_pg(struct server *s, size_t conns)
     }
     err = obx_store_pg_open_store(s->cfg->db, s->cfg->db_schema, s->node, 1, &s->writer, msg,
                                   sizeof msg);
+    if (err == OBX_OK) {
+        /*
+         * A node stopped inside a transaction (SIGSTOP, a VM paused) holds its lease row
+         * locked (lease_check's FOR SHARE), and a taker skips locked rows: without a limit
+         * its tenants would wait for it however long it sleeps. PostgreSQL ends such a
+         * session after a third of node_lease, well before the lease runs out; a node that
+         * wakes up finds its connection gone and its lease lost.
+         */
+        char set[96];
+        snprintf(set, sizeof set, "SET idle_in_transaction_session_timeout = %lld",
+                 (long long)(s->cfg->node_lease_ms / 3));
+        err = obx_pg_set_session(s->writer->pg, set);
+        if (err != OBX_OK)
+            snprintf(msg, sizeof msg, "%s", obx_pg_errmsg(s->writer->pg));
+    }
     if (err == OBX_OK)
         err = obx_store_pg_open_store(s->cfg->db, s->cfg->db_schema, s->node, 0, &s->st, msg,
                                       sizeof msg);

@@ -89,6 +89,7 @@ run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, b
     PGconn *c = obx_pg_conn(pg);
     size_t idx[PIPE_MAX];
     int sent = 0, lead = fence ? 2 : 1; /* BEGIN and the fence come first */
+    int grouped = obx_pg_in_group(pg);  /* a savepoint in the store thread's group instead */
     enum obx_err err = OBX_OK;
 
     if (n > PIPE_MAX)
@@ -99,7 +100,7 @@ run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, b
         obx_pg_set_error(pg, PQerrorMessage(c));
         return OBX_EDB;
     }
-    err = send_plain(c, "BEGIN");
+    err = send_plain(c, grouped ? "SAVEPOINT obx_call" : "BEGIN");
     if (err == OBX_OK && fence) {
         char epoch[24];
         const char *vals[3] = {fence->tenant, fence->node, epoch};
@@ -135,8 +136,9 @@ run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, b
     PQclear(PQgetResult(c)); /* the sync's PGRES_PIPELINE_SYNC */
     PQexitPipelineMode(c);
     if (err == OBX_OK)
-        return obx_pg_exec(pg, "COMMIT");
-    obx_pg_exec_quiet(pg, "ROLLBACK");
+        return obx_pg_exec(pg, grouped ? "RELEASE SAVEPOINT obx_call" : "COMMIT");
+    obx_pg_exec_quiet(pg, grouped ? "ROLLBACK TO SAVEPOINT obx_call; RELEASE SAVEPOINT obx_call"
+                                  : "ROLLBACK");
     return err;
 }
 
@@ -201,7 +203,9 @@ static const char SQL_ENQUEUE[] =
 
 /*
  * Every item's row after the INSERT, in the batch's order: its id (new or not), state, and
- * whether its fields are the item's (a duplicate) or not (a conflict).
+ * whether its fields are the item's (a duplicate) or not (a conflict). LATERAL: one probe of
+ * the key's unique index per item; as a join, the generic plan hashed a scan of the whole
+ * outbox (0.85 ms for 8 items at 20,000 rows, and growing with the table).
  */
 static const char SQL_ENQUEUED[] =
     "SELECT u.ord, o.id, o.state, o.business_id = u.b AND o.external_conversation_id = u.conv"
@@ -209,7 +213,8 @@ static const char SQL_ENQUEUED[] =
     " AND o.consumer_name IS NOT DISTINCT FROM u.name"
     " AND o.consumer_image IS NOT DISTINCT FROM u.image AND o.priority = u.prio"
     " FROM " ENQ_UNNEST " WITH ORDINALITY AS u(ch, ext, b, conv, content, sender, name, image,"
-    " prio, ord) JOIN outbox o ON o.channel_id = u.ch AND o.external_message_id = u.ext"
+    " prio, ord) CROSS JOIN LATERAL (SELECT * FROM outbox x WHERE x.channel_id = u.ch"
+    " AND x.external_message_id = u.ext) o"
     " ORDER BY u.ord";
 
 struct enq_run {
@@ -338,7 +343,11 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
 /*
  * The due heads in the order of the partial index outbox_claim, returned in that order
  * (an UPDATE's RETURNING has none); FOR UPDATE SKIP LOCKED so that two claimers (nodes, or
- * a claim racing a producer's UPDATE) take different rows.
+ * a claim racing a producer's UPDATE) take different rows. The ORDER BY names the index's
+ * leading column, tenant, although one claim reads one tenant: for `tenant IS NULL` the
+ * planner does not know the column is constant, and without it sorted every due head of
+ * the default tenant on each claim (EXPLAIN: a seq scan and a sort of 10,000 heads, 5 ms,
+ * against an index range of 32 rows, 0.1 ms).
  */
 #define CLAIM_SQL(TENANT_MATCH)                                                         \
     "WITH c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"       \
@@ -346,7 +355,7 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
     " lease_expires_at_ms = $2::bigint + $4::bigint"                                    \
     " FROM (SELECT id FROM outbox WHERE " TENANT_MATCH " AND state = 'queued' AND head" \
     " AND next_attempt_at_ms <= $2::bigint"                                             \
-    " ORDER BY priority DESC, next_attempt_at_ms, id LIMIT $5::integer"                 \
+    " ORDER BY tenant, priority DESC, next_attempt_at_ms, id LIMIT $5::integer"         \
     " FOR UPDATE SKIP LOCKED) due WHERE o.id = due.id"                                  \
     " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"              \
     " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"           \

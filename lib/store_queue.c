@@ -111,6 +111,36 @@ run_group(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs, in
     return end;
 }
 
+/*
+ * PostgreSQL: the same group commit. A connection lost meanwhile is opened again first; a
+ * group that finds none fails (and each job's owner tries again, as after a failed commit).
+ * Each store_pg call works at a savepoint of the group's transaction (pg.h).
+ */
+static struct obx_storeq_job *
+run_group_pg(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs, int *failed)
+{
+    struct obx_pg *pg = q->st->pg;
+    struct obx_storeq_job *j, *end;
+    enum obx_err err = obx_pg_revive(pg);
+
+    if (err == OBX_OK)
+        err = obx_pg_group_begin(pg);
+    for (j = first; j; j = j->next) {
+        (*njobs)++;
+        j->err = err != OBX_OK ? err : j->run(q->st, j->arg);
+    }
+    end = j;
+    if (err == OBX_OK)
+        err = obx_pg_group_commit(pg);
+    else if (obx_pg_in_group(pg))
+        obx_pg_group_abort(pg);
+    *failed = err != OBX_OK;
+    for (j = first; err != OBX_OK && j != end; j = j->next)
+        if (j->err == OBX_OK)
+            j->err = err;
+    return end;
+}
+
 static void
 run_batch(struct obx_storeq *q, struct obx_storeq_job *batch, struct obx_storeq_stats *s)
 {
@@ -118,17 +148,14 @@ run_batch(struct obx_storeq *q, struct obx_storeq_job *batch, struct obx_storeq_
 
     while (j) {
         if (!q->st->db) {
-            /* PostgreSQL: each call of store_pg is one transaction of its own already (one
-             * set-based statement per batch), so a job is its own group. A connection lost
-             * meanwhile is opened again first; a job that finds none fails (and its owner
-             * tries again, as after a failed commit). */
-            j->err = obx_pg_revive(q->st->pg);
-            if (j->err == OBX_OK)
-                j->err = j->run(q->st, j->arg);
-            s->jobs++;
+            int64_t n = 0;
+            int failed = 0;
+            j = run_group_pg(q, j, &n, &failed);
             s->groups++;
-            s->failed_groups += j->err != OBX_OK;
-            j = j->next;
+            s->failed_groups += failed;
+            s->jobs += n;
+            if (n > s->max_group)
+                s->max_group = n;
             continue;
         }
         if (j->flags & OBX_STOREQ_OWN_TX) {

@@ -1211,6 +1211,7 @@ on_claimed(void *arg, enum obx_err err)
         /* Not committed: the leases do not exist; drop what run_claim filled in. */
         for (int i = 0; i < c->n; i++)
             obx_store_claimed_release(&c->out[i]);
+        c->n = 0;
         obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
     }
     for (size_t j = 0; j < c->nlanes; j++) {
@@ -1270,8 +1271,12 @@ submit_claim(struct obx_worker *w)
         if (!w->want_head)
             w->want_tail = NULL;
         l->wanted = 0;
-        if (l->gone || want <= 0 || l->in_claim || !l->api_key || !lane_holds(w, l, mono_now(w)))
+        if (l->gone || want <= 0 || l->in_claim || !l->api_key)
             continue;
+        if (!lane_holds(w, l, mono_now(w))) {
+            kick(l); /* its hold ran out since it asked: kick's timer looks again */
+            continue;
+        }
         l->in_claim = want;
         c->lanes[c->nlanes] = l;
         c->wants[c->nlanes] = (struct obx_claim_want){l->name[0] ? l->name : NULL, &l->rr, want, 0,
@@ -1282,6 +1287,10 @@ submit_claim(struct obx_worker *w)
     if (!c->nlanes)
         return;
     c->lease_ms = w->cfg->connect_timeout_ms + w->cfg->request_timeout_ms + 60000;
+    /* run_claim sets it, but a group that fails before its jobs run (BEGIN, a lost
+     * connection) never calls run: on_claimed must not see the last claim's count, whose
+     * messages the lanes own now. */
+    c->n = 0;
     c->busy = 1;
     w->claiming++;
     obx_storeq_submit(w->q, &c->job);

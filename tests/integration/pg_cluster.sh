@@ -7,6 +7,7 @@
 #   pg_cluster_start DIR   sets PG_URI (postgresql:///postgres?host=DIR/sock&user=outbox_test)
 #                          and PG_PSQL (a psql command line for it); returns 1 when no
 #                          PostgreSQL server binaries are installed
+#   pg_cluster_restart S   stops the server at once and starts it again S seconds later
 #   pg_cluster_stop        stops the server (immediate mode) and removes its files
 #   pg_sql SQL...          runs SQL with psql (ON_ERROR_STOP), unaligned, tuples only
 #
@@ -50,6 +51,16 @@ pg_cluster_start() {
     PG_PSQL=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -d "$PG_URI")
 }
 
+# pg_cluster_restart SECONDS: the server stops at once (as in a crash or a failover) and
+# comes back SECONDS later, on the same socket.
+pg_cluster_restart() {
+    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1
+    sleep "$1"
+    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+        -o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR/sock' -c fsync=off" \
+        start >/dev/null
+}
+
 pg_cluster_stop() {
     [ -n "$PG_DIR" ] && [ -d "$PG_DIR/data" ] || return 0
     "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1
@@ -70,14 +81,15 @@ pg_outbox_cluster() {
 q() { pg_sql "SET search_path = outbox; $*"; }
 
 start_pg_node() {
-    local name=$1
+    local name=$1 before
     shift
+    before=$(grep -c "msg=serving" "$T/$name.log" 2>/dev/null)
     OUTBOX_PARTOO_API_KEY=test-key "$OUTBOX_BIN" serve --db "$PG_URI" --partoo-base-url "$MOCK_URL" \
         --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 --node-name "$name" \
         "$@" >>"$T/$name.log" 2>&1 &
     NODE_PID=$!
     PIDS+=("$NODE_PID")
-    wait_until 15 'grep -q "serving" "$T/$name.log"' ||
+    wait_until 15 '[ "$(grep -c "msg=serving" "$T/$name.log")" -gt "${before:-0}" ]' ||
         { log "serve $name did not start"; tail -n 50 "$T/$name.log" >&2; exit 1; }
     NODE_PORT=$(grep -Eo '"?api_port"?[=:][0-9]+' "$T/$name.log" | tail -1 | grep -Eo '[0-9]+$')
 }
