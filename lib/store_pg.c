@@ -710,7 +710,7 @@ enum obx_err
 obx_store_pg_requeue_tenant(struct obx_pg *pg, const struct obx_pg_fence *fence, const char *tenant,
                             int64_t *count, struct obx_pg_pacing *pacing)
 {
-    struct obx_pg_pacing ignored;
+    struct obx_pg_pacing ignored = {0, 0, 0};
     struct requeue_run rq = {.out = pacing ? pacing : &ignored};
     enum obx_err err = obx_pg_prepare(pg, "obx_requeue_tenant", SQL_REQUEUE_TENANT);
 

@@ -11,6 +11,11 @@
  * own SQLite connection); its done() on the loop thread. Between submit and done the job
  * and whatever run() reads belong to the store thread: the loop must not touch them.
  * Jobs run in the order they were submitted.
+ *
+ * On PostgreSQL (a store from obx_store_pg_open_store) the same: one transaction per group,
+ * each job's store_pg calls at savepoints of it, the connection opened again first when it
+ * was lost. OBX_STOREQ_OWN_TX is not needed there (no job of serve on PostgreSQL manages
+ * its own transactions) and is ignored.
  */
 #ifndef OBX_STORE_QUEUE_H
 #define OBX_STORE_QUEUE_H
