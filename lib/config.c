@@ -155,7 +155,7 @@ static const struct opt opts[] = {
     /* storage */
     {"db", OPT_STRING, "outbox.db", 1, STR_MAX, FIELD(db, char *),
      "path of the SQLite database file, or a PostgreSQL URI (postgresql://...; `outbox"
-     " migrate`, `outbox status` and `outbox serve`'s delivery use one so far)"},
+     " migrate`, `status`, `tenant` and `serve`'s delivery use one so far)"},
     {"db_schema", OPT_STRING, "outbox", 1, STR_MAX, FIELD(db_schema, char *),
      "PostgreSQL schema holding the outbox (ignored for SQLite)", .check = check_db_schema},
     {"node_name", OPT_STRING, NULL, 0, 64, FIELD(node_name, char *),

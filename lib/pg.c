@@ -268,6 +268,23 @@ obx_pg_in_group(const struct obx_pg *pg)
 }
 
 enum obx_err
+obx_pg_tx_begin(struct obx_pg *pg)
+{
+    return obx_pg_exec(pg, pg->in_group ? "SAVEPOINT obx_call" : "BEGIN");
+}
+
+enum obx_err
+obx_pg_tx_end(struct obx_pg *pg, enum obx_err err)
+{
+    if (err == OBX_OK)
+        return obx_pg_exec(pg, pg->in_group ? "RELEASE SAVEPOINT obx_call" : "COMMIT");
+    obx_pg_exec_quiet(pg, pg->in_group
+                              ? "ROLLBACK TO SAVEPOINT obx_call; RELEASE SAVEPOINT obx_call"
+                              : "ROLLBACK");
+    return err;
+}
+
+enum obx_err
 obx_pg_revive(struct obx_pg *pg)
 {
     char sql[160], *ident;

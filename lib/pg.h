@@ -62,6 +62,13 @@ void obx_pg_group_abort(struct obx_pg *pg);
 int obx_pg_in_group(const struct obx_pg *pg);
 
 /*
+ * One call's transaction: BEGIN, or a savepoint inside a group. tx_end commits (releases)
+ * when err is OBX_OK, else rolls back, and returns the outcome.
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_tx_begin(struct obx_pg *pg);
+OBX_MUST_CHECK enum obx_err obx_pg_tx_end(struct obx_pg *pg, enum obx_err err);
+
+/*
  * Connects again when the connection was lost (the server restarted, failed over, or
  * dropped it), restoring the search_path; prepared statements are prepared again on use.
  * OBX_OK at once when the connection is fine; OBX_EIO when it cannot connect yet.

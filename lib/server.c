@@ -874,7 +874,6 @@ static enum obx_err
 start_pg(struct server *s, size_t conns)
 {
     char msg[512], shown[512], host[64] = "localhost";
-    static const char *const default_tenant[] = {"default"};
     struct obx_store_pg_nodes_opts no = {0};
     enum obx_err err;
 
@@ -936,13 +935,11 @@ start_pg(struct server *s, size_t conns)
         if (err != OBX_OK)
             obx_log(OBX_LOG_ERROR, "cannot join the nodes", OBX_KS("error", msg));
     }
-    if (err == OBX_OK)
-        err = obx_store_pg_nodes_set_tenants(s->nodes, default_tenant, 1);
     if (err == OBX_OK) {
         obx_worker_use_nodes(s->worker, s->nodes);
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: delivery and enqueue only so far; webhooks, the reply relay, "
-                "periodic jobs, tenants and the read routes are not served yet",
+                "PostgreSQL: delivery, enqueue and tenants only so far; webhooks, the reply "
+                "relay, periodic jobs and the read routes are not served yet",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;

@@ -360,7 +360,9 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
     " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"              \
     " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"           \
     " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"         \
-    " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms)"  \
+    " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms,"  \
+    " coalesce((SELECT tc.readonly::integer FROM tenant_channels tc"                    \
+    "  WHERE tc.channel_id = o.channel_id), -1) AS readonly)"                           \
     " SELECT * FROM c ORDER BY priority DESC, next_attempt_at_ms, id"
 
 static const char SQL_CLAIM_TENANT[] = CLAIM_SQL("tenant = $1::text");
@@ -418,7 +420,7 @@ take_claim(void *ctx, size_t i, PGresult *r)
         c->accepted_at_ms = col_int(r, k, 14);
         if (!PQgetisnull(r, k, 15))
             snprintf(c->tenant, sizeof c->tenant, "%s", PQgetvalue(r, k, 15));
-        c->readonly = -1; /* tenant channels are not on PostgreSQL yet */
+        c->readonly = (int)col_int(r, k, 17); /* -1: no tenant owns it */
         err = copy_claimed(r, k, c);
         if (err == OBX_OK)
             cl->n++;

@@ -12,6 +12,7 @@
 #include "err.h"
 #include "mem.h"
 #include "secretbox.h"
+#include "store_pg_tenant.h"
 
 int
 obx_store_tenant_name_valid(const char *name)
@@ -272,6 +273,19 @@ release_unnamed(struct obx_store *st, const struct obx_tenant_spec *t)
     return err;
 }
 
+enum obx_err
+obx_store_tenant_put_allowed(const struct obx_tenant_spec *t, enum obx_tenant_put_mode mode,
+                             int exists)
+{
+    if (exists && mode == OBX_TENANT_CREATE)
+        return OBX_EDUP;
+    if (!exists && mode == OBX_TENANT_UPDATE)
+        return OBX_ENOTFOUND;
+    if (!exists && !t->api_key)
+        return OBX_EINVAL; /* a new tenant needs its key */
+    return OBX_OK;
+}
+
 static enum obx_err
 put_in_tx(struct obx_store *st, const struct obx_tenant_spec *t, enum obx_tenant_put_mode mode,
           const uint8_t *sealing_key, int *created, char *conflict, size_t conflict_len)
@@ -284,12 +298,9 @@ put_in_tx(struct obx_store *st, const struct obx_tenant_spec *t, enum obx_tenant
         err = obx_db_step_int64(s, &exists);
     if (err != OBX_OK)
         return err;
-    if (exists && mode == OBX_TENANT_CREATE)
-        return OBX_EDUP;
-    if (!exists && mode == OBX_TENANT_UPDATE)
-        return OBX_ENOTFOUND;
-    if (!exists && !t->api_key)
-        return OBX_EINVAL; /* a new tenant needs its key */
+    err = obx_store_tenant_put_allowed(t, mode, exists != 0);
+    if (err != OBX_OK)
+        return err;
     if (exists) {
         err = set_fields(st, t, sealing_key);
     } else {
@@ -327,6 +338,8 @@ obx_store_tenant_put(struct obx_store *st, const struct obx_tenant_spec *t,
     /* "default" is the implicit tenant of the configured key (SPEC §11). */
     if (!obx_store_tenant_name_valid(t->name) || strcmp(t->name, "default") == 0)
         return OBX_EINVAL;
+    if (st->pg)
+        return obx_store_pg_tenant_put(st, t, mode, sealing_key, created, conflict, conflict_len);
     err = obx_db_begin(st->db);
     if (err != OBX_OK)
         return err;
@@ -341,8 +354,11 @@ enum obx_err
 obx_store_tenant_remove(struct obx_store *st, const char *name)
 {
     sqlite3_stmt *s;
-    enum obx_err err = obx_db_begin(st->db);
+    enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_tenant_remove(st, name);
+    err = obx_db_begin(st->db);
     if (err != OBX_OK)
         return err;
     err = step_sql(st, SQL_RELEASE_ALL, name, &s);
@@ -434,10 +450,13 @@ read_channels(struct obx_store *st, const char *name, struct obx_tenant_channel 
 enum obx_err
 obx_store_tenant_list(struct obx_store *st, const char *name, obx_tenant_fn fn, void *ctx)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LIST);
+    sqlite3_stmt *s;
     enum obx_err err = OBX_OK;
     int rc, found = 0;
 
+    if (st->pg)
+        return obx_store_pg_tenant_list(st, name, fn, ctx);
+    s = obx_db_stmt(st->db, SQL_LIST);
     if (!s)
         return OBX_EDB;
     obx_db_bind_text(s, 1, name);
@@ -479,10 +498,13 @@ obx_store_tenant_list(struct obx_store *st, const char *name, obx_tenant_fn fn, 
 enum obx_err
 obx_store_tenant_version(struct obx_store *st, int64_t *version)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, "SELECT version FROM tenant_registry WHERE id = 1");
+    sqlite3_stmt *s;
     enum obx_err err;
 
     *version = 0;
+    if (st->pg)
+        return obx_store_pg_tenant_version(st, version);
+    s = obx_db_stmt(st->db, "SELECT version FROM tenant_registry WHERE id = 1");
     if (!s)
         return OBX_EDB;
     err = obx_db_step_int64(s, version);
@@ -525,7 +547,7 @@ enum obx_err
 obx_store_tenant_load(struct obx_store *st, const uint8_t *sealing_key,
                       struct obx_tenant_conf **out, size_t *n)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LOAD);
+    sqlite3_stmt *s;
     struct obx_tenant_conf *t = NULL;
     size_t len = 0, cap = 0;
     enum obx_err err = OBX_OK;
@@ -533,6 +555,9 @@ obx_store_tenant_load(struct obx_store *st, const uint8_t *sealing_key,
 
     *out = NULL;
     *n = 0;
+    if (st->pg)
+        return obx_store_pg_tenant_load(st, sealing_key, out, n);
+    s = obx_db_stmt(st->db, SQL_LOAD);
     if (!s)
         return OBX_EDB;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

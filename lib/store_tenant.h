@@ -66,6 +66,11 @@ OBX_MUST_CHECK enum obx_err obx_store_tenant_put(struct obx_store *st,
                                                  const uint8_t *sealing_key, int *created /* OUT */,
                                                  char *conflict /* OUT */, size_t conflict_len);
 
+/* Whether a put in mode may go on when the tenant exists (or not): OBX_EDUP, OBX_ENOTFOUND,
+ * OBX_EINVAL (a new tenant without a key) or OBX_OK. Both backends' rule. */
+OBX_MUST_CHECK enum obx_err obx_store_tenant_put_allowed(const struct obx_tenant_spec *t,
+                                                         enum obx_tenant_put_mode mode, int exists);
+
 /* Removes the tenant; its channels are released (their messages wait for an owner, or go
  * with the default key). OBX_ENOTFOUND when there is no such tenant. */
 OBX_MUST_CHECK enum obx_err obx_store_tenant_remove(struct obx_store *st, const char *name);

@@ -226,6 +226,8 @@ struct obx_worker {
     struct obx_clock *clock;          /* borrowed: st's, so a test that swaps it swaps both */
     struct obx_store_pg_nodes *nodes; /* borrowed; PostgreSQL: the leases this node holds */
     int ntakeovers;                   /* takeover jobs outstanding */
+    int registry_busy;                /* PostgreSQL: a registry job is outstanding */
+    int registry_failing;             /* ... and the last one failed (logged once) */
     const struct obx_config *cfg;     /* borrowed; swapped by obx_worker_reload */
     struct obx_http *http;
     struct breaker *breakers; /* one per base URL in use, kept until the worker goes */
@@ -424,7 +426,7 @@ static void
 maybe_drained(struct obx_worker *w)
 {
     if (!w->stopping || w->ninflight || w->nready || w->npending || w->claiming || w->nfinishing ||
-        w->ntakeovers || w->failed || !w->drained)
+        w->ntakeovers || w->registry_busy || w->failed || !w->drained)
         return;
     void (*cb)(void *) = w->drained;
     w->drained = NULL;
@@ -1574,25 +1576,19 @@ load_channels(struct obx_worker *w)
     return err;
 }
 
-/* Makes the lanes match the registry: new ones start, changed ones change, removed go. */
-static enum obx_err
-apply_registry(struct obx_worker *w)
-{
-    struct obx_tenant_conf *t = NULL;
-    struct lane **lanes;
-    size_t n = 0, loaded = 0;
-    int64_t version = 0;
-    enum obx_err err = obx_store_tenant_version(w->st, &version);
+static void publish_tenants(struct obx_worker *w);
 
-    if (err == OBX_OK && version == w->registry_version)
-        return OBX_OK;
-    if (err == OBX_OK)
-        err = obx_store_tenant_load(w->st, w->has_sealing_key ? w->sealing_key : NULL, &t, &n);
-    if (err != OBX_OK) {
-        obx_log(OBX_LOG_WARN, "cannot read the tenant registry",
-                OBX_KS("error", obx_strerror(err)));
-        return err;
-    }
+/*
+ * Makes the lanes match the registry at version (its tenants t, n of them, which this frees):
+ * new ones start, changed ones change, removed go.
+ */
+static enum obx_err
+apply_tenants(struct obx_worker *w, int64_t version, struct obx_tenant_conf *t, size_t n)
+{
+    struct lane **lanes;
+    size_t loaded = 0;
+    enum obx_err err = OBX_OK;
+
     lanes = obx_calloc(n ? n : 1, sizeof *lanes);
     if (!lanes) {
         obx_store_tenant_conf_free(t, n);
@@ -1639,13 +1635,109 @@ apply_registry(struct obx_worker *w)
     w->lanes = lanes;
     w->nlanes = n;
     obx_store_tenant_conf_free(t, loaded ? loaded : n);
-    if (err == OBX_OK)
+    /* PostgreSQL: no channel map (it would be a read on the loop); a producer's COMMIT
+     * wakes every idle lane there (store_pg_listen). */
+    if (err == OBX_OK && !w->nodes)
         err = load_channels(w);
     if (err == OBX_OK)
         w->registry_version = version;
     sweep_gone(w);
+    publish_tenants(w);
     schedule_pump(w, 0);
     return err;
+}
+
+/* Reads the registry on the loop's connection (SQLite) and applies it when it changed. */
+static enum obx_err
+apply_registry(struct obx_worker *w)
+{
+    struct obx_tenant_conf *t = NULL;
+    size_t n = 0;
+    int64_t version = 0;
+    enum obx_err err = obx_store_tenant_version(w->st, &version);
+
+    if (err == OBX_OK && version == w->registry_version)
+        return OBX_OK;
+    if (err == OBX_OK)
+        err = obx_store_tenant_load(w->st, w->has_sealing_key ? w->sealing_key : NULL, &t, &n);
+    if (err != OBX_OK) {
+        obx_log(OBX_LOG_WARN, "cannot read the tenant registry",
+                OBX_KS("error", obx_strerror(err)));
+        return err;
+    }
+    return apply_tenants(w, version, t, n);
+}
+
+/*
+ * PostgreSQL: the registry is read on the store thread (the loop never waits on the
+ * network), and applied when its version changed.
+ */
+struct registry_job {
+    struct obx_storeq_job job;
+    struct obx_worker *w;
+    int64_t known, version;
+    uint8_t sealing_key[OBX_SECRETBOX_KEY_BYTES];
+    int has_sealing_key;
+    int loaded;
+    struct obx_tenant_conf *t;
+    size_t n;
+};
+
+static enum obx_err
+run_registry(struct obx_store *st, void *arg)
+{
+    struct registry_job *j = arg;
+    enum obx_err err = obx_store_tenant_version(st, &j->version);
+
+    if (err == OBX_OK && j->version != j->known) {
+        err = obx_store_tenant_load(st, j->has_sealing_key ? j->sealing_key : NULL, &j->t, &j->n);
+        j->loaded = err == OBX_OK;
+    }
+    return err;
+}
+
+static void
+on_registry(void *arg, enum obx_err err)
+{
+    struct registry_job *j = arg;
+    struct obx_worker *w = j->w;
+
+    w->registry_busy = 0;
+    /* Once per outage: it is tried every second. */
+    if (err != OBX_OK && !w->registry_failing)
+        obx_log(OBX_LOG_WARN, "cannot read the tenant registry, will retry",
+                OBX_KS("error", obx_strerror(err)));
+    else if (err == OBX_OK && w->registry_failing)
+        obx_log(OBX_LOG_INFO, "the tenant registry is read again");
+    w->registry_failing = err != OBX_OK;
+    if (j->loaded && err == OBX_OK && !w->stopping)
+        (void)apply_tenants(w, j->version, j->t, j->n); /* frees j->t */
+    else
+        obx_store_tenant_conf_free(j->t, j->n);
+    explicit_bzero(j->sealing_key, sizeof j->sealing_key);
+    obx_free(j);
+    maybe_drained(w);
+}
+
+static void
+submit_registry(struct obx_worker *w)
+{
+    struct registry_job *j;
+
+    if (w->registry_busy || w->stopping)
+        return;
+    j = obx_calloc(1, sizeof *j);
+    if (!j)
+        return; /* the next poll tries again */
+    j->w = w;
+    j->known = w->registry_version;
+    j->has_sealing_key = w->has_sealing_key;
+    memcpy(j->sealing_key, w->sealing_key, sizeof j->sealing_key);
+    j->job.run = run_registry;
+    j->job.done = on_registry;
+    j->job.arg = j;
+    w->registry_busy = 1;
+    obx_storeq_submit(w->q, &j->job);
 }
 
 static void
@@ -1655,14 +1747,22 @@ on_registry_poll(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!w->stopping)
+    if (w->stopping)
+        return;
+    if (obx_store_pg_in_use(w->st))
+        submit_registry(w);
+    else
         (void)apply_registry(w); /* a failure is logged and tried again in a second */
 }
 
 void
 obx_worker_tenants_changed(struct obx_worker *w)
 {
-    if (!w->stopping)
+    if (w->stopping)
+        return;
+    if (obx_store_pg_in_use(w->st))
+        submit_registry(w);
+    else
         (void)apply_registry(w);
 }
 
@@ -1823,20 +1923,47 @@ apply_hold(struct lane *l, const struct obx_store_pg_held *held, size_t n)
         submit_takeover(l);
 }
 
-void
-obx_worker_nodes_changed(struct obx_worker *w)
+/*
+ * PostgreSQL: the tenants the nodes spread among themselves are the registry's and the
+ * default; after a change, the lanes learn what this node holds of them.
+ */
+static void
+publish_tenants(struct obx_worker *w)
 {
-    struct obx_store_pg_held held[64];
-    size_t n;
+    const char **names;
 
     if (!w->nodes)
         return;
-    n = obx_store_pg_nodes_held(w->nodes, held, sizeof held / sizeof held[0]);
-    if (n > sizeof held / sizeof held[0])
-        n = sizeof held / sizeof held[0]; /* one lane today: the default tenant */
+    names = obx_calloc(w->nlanes + 1, sizeof *names);
+    if (!names)
+        return; /* the next registry change tries again */
+    names[0] = "default";
+    for (size_t i = 0; i < w->nlanes; i++)
+        names[i + 1] = w->lanes[i]->name;
+    if (obx_store_pg_nodes_set_tenants(w->nodes, names, w->nlanes + 1) != OBX_OK)
+        obx_log(OBX_LOG_WARN, "cannot hand the tenants to the node thread");
+    obx_free(names);
+    obx_worker_nodes_changed(w);
+}
+
+void
+obx_worker_nodes_changed(struct obx_worker *w)
+{
+    struct obx_store_pg_held *held;
+    size_t n, max = w->nlanes + 1;
+
+    if (!w->nodes)
+        return;
+    held = obx_calloc(max, sizeof *held);
+    if (!held)
+        return; /* the next change tries again; what is held stays bounded by its lease */
+    n = obx_store_pg_nodes_held(w->nodes, held, max);
+    if (n > max)
+        n = max; /* tenants the registry no longer has: no lane sends for them */
     apply_hold(w->def, held, n);
     for (size_t i = 0; i < w->nlanes; i++)
         apply_hold(w->lanes[i], held, n);
+    obx_free(held);
     pump(w);
 }
 
@@ -1844,7 +1971,7 @@ void
 obx_worker_use_nodes(struct obx_worker *w, struct obx_store_pg_nodes *nodes)
 {
     w->nodes = nodes;
-    obx_worker_nodes_changed(w);
+    publish_tenants(w);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
@@ -1898,7 +2025,6 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
     configure_default(w);
     if (cfg->partoo_api_key && !w->def->api_key)
         err = OBX_ENOMEM;
-    /* The tenant registry is not on PostgreSQL yet: there, the default tenant only. */
     if (err == OBX_OK && !obx_store_pg_in_use(st) && apply_registry(w) == OBX_ENOMEM)
         err = OBX_ENOMEM; /* other failures are logged; the poll tries again */
     if (err != OBX_OK) {
@@ -1910,8 +2036,9 @@ obx_worker_new(struct event_base *base, struct obx_store *st, struct obx_storeq 
                 "no default Partoo API key (OUTBOX_PARTOO_API_KEY or "
                 "partoo_api_key_file): only the channels of tenants are sent",
                 OBX_KI("tenants", (int64_t)w->nlanes));
-    if (!obx_store_pg_in_use(st))
-        event_add(w->registry_ev, &every);
+    event_add(w->registry_ev, &every);
+    if (obx_store_pg_in_use(st))
+        submit_registry(w); /* PostgreSQL: read on the store thread */
     schedule_pump(w, 0);
     *out = w;
     return OBX_OK;

@@ -114,6 +114,7 @@ BEGIN
     NEW.conv_seq := NEW.id;
     NEW.head := NEW.state IN ('queued', 'sending')
         AND NOT outbox_unfinished_in(NEW.channel_id, NEW.external_conversation_id, NEW.id);
+    NEW.tenant := (SELECT c.tenant FROM tenant_channels c WHERE c.channel_id = NEW.channel_id);
     RETURN NEW;
 END $$;
 
@@ -395,3 +396,45 @@ END $$;
 CREATE TRIGGER outbox_record_transitions AFTER UPDATE ON outbox
     REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_record_transitions();
+
+-- 0005_tenants: the tenant registry (migrations/postgresql/0005_tenants.sql explains).
+
+CREATE TABLE tenants (
+    name                text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9._-]{1,64}$'),
+    api_key             bytea NOT NULL,
+    key_sealed          boolean NOT NULL,
+    key_fingerprint     text NOT NULL,
+    rate_limit_per_min  double precision,  -- NULL: the configured rate_limit
+    rate_burst          bigint,            -- NULL: the configured rate_burst
+    partoo_base_url     text,              -- NULL: the configured partoo_base_url
+    created_at_ms       bigint NOT NULL,
+    updated_at_ms       bigint NOT NULL
+);
+
+CREATE TABLE tenant_channels (
+    channel_id  text PRIMARY KEY,
+    tenant      text NOT NULL,
+    readonly    boolean NOT NULL DEFAULT false
+);
+CREATE INDEX tenant_channels_tenant ON tenant_channels (tenant, channel_id);
+
+CREATE TABLE tenant_registry (
+    id       integer PRIMARY KEY CHECK (id = 1),
+    version  bigint NOT NULL
+);
+INSERT INTO tenant_registry (id, version) VALUES (1, 0);
+
+CREATE FUNCTION tenant_channel_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        UPDATE outbox SET tenant = NULL WHERE channel_id = OLD.channel_id;
+    ELSE
+        UPDATE outbox SET tenant = NEW.tenant
+        WHERE channel_id = NEW.channel_id AND tenant IS DISTINCT FROM NEW.tenant;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER tenant_channel_changed AFTER INSERT OR DELETE OR UPDATE OF tenant
+    ON tenant_channels FOR EACH ROW EXECUTE FUNCTION tenant_channel_changed();

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pg.h"
+#include "store_pg.h"
 
 extern char **environ;
 
@@ -222,6 +223,15 @@ open_with(struct cli *c, struct obx_store_opts *o, struct obx_store **out)
 {
     enum obx_err err;
 
+    if (obx_pg_is_uri(c->cfg.db)) {
+        /* Only the commands marked postgresql_ok get here (check_postgresql). */
+        char msg[512], shown[4096];
+        obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
+        err = obx_store_pg_open_store(c->cfg.db, c->cfg.db_schema, "cli", 1, out, msg, sizeof msg);
+        if (err != OBX_OK)
+            cli_error(c, "cannot open '%s': %s", shown, msg);
+        return err == OBX_OK ? CLI_OK : CLI_FAIL;
+    }
     o->synchronous_normal = !c->cfg.synchronous_full;
     o->max_db_size = c->cfg.max_db_size;
     err = obx_store_open(c->cfg.db, o, out);
@@ -553,8 +563,9 @@ cli_refuse_postgresql(const struct cli *c)
 
     obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
     cli_error(c,
-              "db is a PostgreSQL database (%s): only `outbox migrate`, `outbox status` and "
-              "`outbox serve` support PostgreSQL so far; `%s` needs a SQLite file",
+              "db is a PostgreSQL database (%s): only `outbox migrate`, `outbox status`, "
+              "`outbox tenant` and `outbox serve` support PostgreSQL so far; `%s` needs a "
+              "SQLite file",
               shown, c->command);
     return CLI_FAIL;
 }

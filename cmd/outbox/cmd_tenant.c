@@ -583,7 +583,7 @@ cmd_tenant(int argc, char **argv)
         {"remove-channel", NULL, NULL, 0, &a.removed},
         {0},
     };
-    struct cli c = {.command = "tenant", .usage = usage_text};
+    struct cli c = {.command = "tenant", .usage = usage_text, .postgresql_ok = 1};
     struct obx_store *st = NULL;
     int rc = CLI_FAIL;
 

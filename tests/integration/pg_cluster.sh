@@ -16,7 +16,8 @@
 #   q SQL...               pg_sql in the schema outbox
 #   start_pg_node NAME [serve options]
 #                          serve on the cluster against the mock as node NAME, log in
-#                          $T/NAME.log; returns once it serves; sets NODE_PID, NODE_PORT
+#                          $T/NAME.log; returns once it serves; sets NODE_PID, NODE_PORT.
+#                          The default key is test-key, PG_NODE_KEY when set (empty: none)
 
 pg_bindir() {
     local d
@@ -84,7 +85,7 @@ start_pg_node() {
     local name=$1 before
     shift
     before=$(grep -c "msg=serving" "$T/$name.log" 2>/dev/null)
-    OUTBOX_PARTOO_API_KEY=test-key "$OUTBOX_BIN" serve --db "$PG_URI" --partoo-base-url "$MOCK_URL" \
+    OUTBOX_PARTOO_API_KEY=${PG_NODE_KEY-test-key} "$OUTBOX_BIN" serve --db "$PG_URI" --partoo-base-url "$MOCK_URL" \
         --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 --node-name "$name" \
         "$@" >>"$T/$name.log" 2>&1 &
     NODE_PID=$!

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Tenants on PostgreSQL (issue 15 with SPEC §11): the registry of `outbox tenant` on a
+# PostgreSQL db, and several nodes sharing the tenants:
+#   - add, set and ls through the CLI, the key never printed, a channel owned twice refused;
+#   - a producer's INSERT into a tenant's channel carries the tenant (the schema's trigger);
+#   - three nodes spread six tenants (five and the default), each sends with its tenant's
+#     key, paced per key (the mock enforces 300 per 60 s per key: no 429);
+#   - a node killed with SIGKILL: its tenants move to the live nodes, everything delivered;
+#   - a tenant added while the nodes run sends what already waited for its channel.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/pg_cluster.sh"
+
+pg_outbox_cluster
+tenant() { "$OUTBOX_BIN" tenant --db "$PG_URI" "$@"; }
+
+# ---- the registry through the CLI -------------------------------------------------------------
+for i in 1 2 3 4 5; do
+    echo "key-$i-secret" | tenant add "t$i" --api-key-stdin --rate-limit 600/min --channel "ch$i" >/dev/null ||
+        fail "tenant add t$i"
+done
+ls_json=$(tenant ls --json)
+assert_eq "tenant ls: five tenants" "$(jget "$ls_json" '$[4].tenant'),$(jget "$ls_json" '$[5].tenant')" "t5,"
+assert_eq "tenant ls: t3 owns ch3" "$(jget "$ls_json" '$[2].channels[0].channel_id')" ch3
+assert_not_contains "tenant ls: no key printed" "$ls_json" "secret"
+assert_not_contains "the database holds no key in a view" "$(q "SELECT string_agg(key_fingerprint, ',') FROM tenants")" "secret"
+assert_status "a channel another tenant owns: refused" 1 tenant set t2 --channel ch1
+assert_eq "... and nothing changed" "$(q "SELECT tenant FROM tenant_channels WHERE channel_id = 'ch1'")" t1
+assert_status "tenant set: a new rate" 0 tenant set t5 --rate-limit 600/min
+assert_eq "registry version bumped by every change" "$(q "SELECT version FROM tenant_registry")" 6
+
+# ---- a producer's INSERT carries the tenant ------------------------------------------------------
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'ch' || c, 'm' || c || '-' || g, 'b', 'conv' || (g % 3), 'x', 'User' FROM generate_series(1, 5) c, generate_series(1, 20) g" >/dev/null
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'ch6', 'late' || g, 'b', 'c6', 'x', 'User' FROM generate_series(1, 5) g" >/dev/null
+assert_eq "messages of a tenant's channel carry the tenant" \
+    "$(q "SELECT count(*) FROM outbox WHERE tenant = 't' || substr(channel_id, 3)")" 100
+assert_eq "... and those of an unowned channel none" "$(q "SELECT count(*) FROM outbox WHERE channel_id = 'ch6' AND tenant IS NULL")" 5
+
+# ---- three nodes share six tenants -------------------------------------------------------------
+start_mock # 300 per 60 s per key
+# No default key: the unowned channel ch6 waits for a tenant.
+for n in A B C; do
+    PG_NODE_KEY= start_pg_node "$n" --node-lease 3s
+    eval "PID_$n=$NODE_PID"
+done
+wait_until 15 '[ "$(q "SELECT count(*) FROM tenant_leases WHERE node IS NOT NULL AND expires_at_ms > outbox_now_ms()")" = 6 ]'
+assert_eq "six tenants held" "$(q "SELECT count(*) FROM tenant_leases WHERE node IS NOT NULL AND expires_at_ms > outbox_now_ms()")" 6
+spread() { q "SELECT string_agg(c::text, ',') FROM (SELECT count(*) c FROM tenant_leases WHERE expires_at_ms > outbox_now_ms() GROUP BY node) x"; }
+# The first node to start takes all six, and gives back its surplus as the others join.
+wait_until 15 '[ "$(spread)" = "2,2,2" ]'
+assert_eq "spread: two per node" "$(q "SELECT string_agg(c::text, ',') FROM (SELECT count(*) c FROM tenant_leases WHERE expires_at_ms > outbox_now_ms() GROUP BY node) x")" "2,2,2"
+wait_until 30 '[ "$(q "SELECT count(*) FROM outbox WHERE state = '"'accepted'"'")" -ge 40 ]'
+
+# ---- SIGKILL a node that holds tenants -----------------------------------------------------------
+victim=$(q "SELECT node FROM tenant_leases WHERE tenant = 't1'")
+eval "kill -KILL \$PID_$victim"
+wait_until 15 '[ "$(q "SELECT count(*) FROM tenant_leases WHERE node <> '"'$victim'"' AND expires_at_ms > outbox_now_ms()")" = 6 ]'
+assert_eq "SIGKILL: the live nodes hold all six tenants" \
+    "$(q "SELECT count(*) FROM tenant_leases WHERE node <> '$victim' AND expires_at_ms > outbox_now_ms()")" 6
+wait_until 60 '[ "$(q "SELECT count(*) FROM outbox WHERE state = '"'accepted'"' AND tenant IS NOT NULL")" = 100 ]'
+assert_eq "every tenant's message delivered" "$(q "SELECT count(*) FROM outbox WHERE state = 'accepted' AND tenant IS NOT NULL")" 100
+stats=$(mock_get stats)
+for i in 1 2 3 4 5; do
+    got=$(jget "$stats" "\$.by_key.\"key-$i-secret\".accepted")
+    assert_ge "t$i's messages went with t$i's key ($got)" "${got:-0}" 20
+done
+assert_eq "no 429 from the per-key limit" "$(jget "$stats" '$.rate_limited')" 0
+assert_eq "the unowned channel waits" "$(q "SELECT count(*) FROM outbox WHERE channel_id = 'ch6' AND state = 'queued'")" 5
+
+# ---- a tenant added while the nodes run ---------------------------------------------------------
+t0=$(now_ms)
+echo "key-6-secret" | tenant add t6 --api-key-stdin --channel ch6 >/dev/null
+wait_until 20 '[ "$(q "SELECT count(*) FROM outbox WHERE channel_id = '"'ch6'"' AND state = '"'accepted'"'")" = 5 ]'
+took=$(( $(now_ms) - t0 ))
+assert_eq "a tenant added while serve runs sends what waited" \
+    "$(q "SELECT count(*) FROM outbox WHERE channel_id = 'ch6' AND state = 'accepted'")" 5
+log "t6's five waiting messages delivered ${took} ms after tenant add"
+assert_eq "... with its own key" "$(jget "$(mock_get stats)" '$.by_key."key-6-secret".accepted')" 5
+
+finish
