@@ -356,7 +356,7 @@ on_reconciled(void *arg, enum obx_err err)
                 OBX_KI("confirmed", r->confirmed), OBX_KI("replies", r->replies),
                 OBX_KI("unmatched", r->unmatched), OBX_KI("ignored", r->ignored),
                 OBX_KI("unparsable", r->unparsable));
-    if (r->replies)
+    if (r->replies && s->inbox)
         obx_inbox_notify(s->inbox);
     if (r->processed == RECONCILE_BATCH)
         event_active(s->reconcile_ev, EV_TIMEOUT, 1);
@@ -386,7 +386,7 @@ on_events_stored(void *ctx, const struct obx_reconcile_result *r, int leftover)
     struct server *s = ctx;
     struct timeval now = {0, 0};
 
-    if (r->replies)
+    if (r->replies && s->inbox)
         obx_inbox_notify(s->inbox);
     if (leftover && !evtimer_pending(s->reconcile_ev, NULL))
         evtimer_add(s->reconcile_ev, &now);
@@ -864,11 +864,11 @@ on_nodes_changed(void *ctx)
 }
 
 /*
- * serve on PostgreSQL (SPEC §12; issue 15, in progress): the delivery core only. The store
- * thread writes through its own connection, the loop has none (so it never waits on the
- * network), a listener hears producers' COMMITs, and the node thread holds this node's
- * tenant leases, which fence every write. Not yet here: webhooks, the reply relay, the
- * periodic jobs, the tenant registry and the read routes (they answer 501).
+ * serve on PostgreSQL (SPEC §12; issue 15, in progress): the delivery core, tenants and
+ * webhooks. The store thread writes through its own connection, the loop has none (so it
+ * never waits on the network), a listener hears producers' COMMITs, and the node thread
+ * holds this node's tenant leases, which fence every write. Not yet here: the reply relay,
+ * the periodic jobs and the read routes (they answer 501).
  */
 static enum obx_err
 start_pg(struct server *s, size_t conns)
@@ -921,6 +921,15 @@ start_pg(struct server *s, size_t conns)
     if (err == OBX_OK)
         err = obx_api_new(s->base, s->st, s->q, s->cfg, s->worker, conns, &s->api);
     if (err == OBX_OK) {
+        s->rec.job.run = run_reconcile;
+        s->rec.job.done = on_reconciled;
+        s->rec.job.arg = &s->rec;
+        s->reconcile_ev = evtimer_new(s->base, on_reconcile, s);
+        err = s->reconcile_ev ? OBX_OK : OBX_ENOMEM;
+    }
+    if (err == OBX_OK)
+        err = obx_webhook_new(s->base, s->q, s->cfg, conns, on_events_stored, s, &s->webhook);
+    if (err == OBX_OK) {
         err = obx_store_pg_listen_new(s->base, s->cfg->db, s->cfg->db_schema, on_pg_notify, s,
                                       &s->listen, msg, sizeof msg);
         if (err != OBX_OK)
@@ -937,8 +946,9 @@ start_pg(struct server *s, size_t conns)
     }
     if (err == OBX_OK) {
         obx_worker_use_nodes(s->worker, s->nodes);
+        event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: delivery, enqueue and tenants only so far; webhooks, the reply "
+                "PostgreSQL: delivery, enqueue, tenants and webhooks only so far; the reply "
                 "relay, periodic jobs and the read routes are not served yet",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }

@@ -51,6 +51,7 @@
 #include "store_dash.h"
 #include "store_dash_filter.h"
 #include "store_pg.h"
+#include "store_pg_inbox.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -1501,6 +1502,9 @@ obx_store_confirm(struct obx_store *st, const char *channel_id, const char *exte
     int64_t id = 0;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_confirm(st, channel_id, external_message_id, partoo_message_id,
+                                    partoo_status, reason);
     if (channel_id)
         err = find_by_key(st, channel_id, external_message_id, &id);
     else

@@ -6,6 +6,7 @@
 
 #include "err.h"
 #include "mem.h"
+#include "store_pg_inbox.h"
 
 /* ---- webhook_events ----------------------------------------------------------------------- */
 
@@ -16,11 +17,14 @@ enum obx_err
 obx_store_inbox_pending_events(struct obx_store *st, int max, struct obx_stored_event *out,
                                size_t *n)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PENDING_EVENTS);
+    sqlite3_stmt *s;
     enum obx_err err = OBX_OK;
     size_t count = 0;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_pending_events(st, max, out, n);
+    s = obx_db_stmt(st->db, SQL_PENDING_EVENTS);
     *n = 0;
     if (!s)
         return OBX_EDB;
@@ -59,10 +63,13 @@ static const char SQL_HAS_BACKLOG[] =
 enum obx_err
 obx_store_inbox_has_backlog(struct obx_store *st, int *backlog)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HAS_BACKLOG);
+    sqlite3_stmt *s;
     int64_t v = 0;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_has_backlog(st, backlog);
+    s = obx_db_stmt(st->db, SQL_HAS_BACKLOG);
     *backlog = 0;
     if (!s)
         return OBX_EDB;
@@ -79,8 +86,11 @@ enum obx_err
 obx_store_inbox_mark_event(struct obx_store *st, int64_t id, const char *event_type,
                            const char *partoo_message_id, const char *outcome)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_MARK_EVENT);
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_mark_event(st, id, event_type, partoo_message_id, outcome);
+    s = obx_db_stmt(st->db, SQL_MARK_EVENT);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, id);
@@ -161,9 +171,12 @@ enum obx_err
 obx_store_inbox_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
                                   size_t len, int64_t received_at_ms, int64_t *id)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STORE_EVENT);
+    sqlite3_stmt *s;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_add_webhook_event(st, sha256, body, len, received_at_ms, id);
+    s = obx_db_stmt(st->db, SQL_STORE_EVENT);
     *id = 0;
     if (!s)
         return OBX_EDB;
@@ -246,9 +259,12 @@ static const char SQL_INSERT_REPLY[] =
 enum obx_err
 obx_store_inbox_add_reply(struct obx_store *st, const struct obx_new_reply *r, int *added)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INSERT_REPLY);
+    sqlite3_stmt *s;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_add_reply(st, r, added);
+    s = obx_db_stmt(st->db, SQL_INSERT_REPLY);
     *added = 0;
     if (!s)
         return OBX_EDB;

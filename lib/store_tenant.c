@@ -12,6 +12,7 @@
 #include "err.h"
 #include "mem.h"
 #include "secretbox.h"
+#include "store_pg_inbox.h"
 #include "store_pg_tenant.h"
 
 int
@@ -662,11 +663,13 @@ obx_store_tenant_unowned_waiting(struct obx_store *st, int max, obx_tenant_chann
 enum obx_err
 obx_store_tenant_channel_readonly(struct obx_store *st, const char *channel_id, int *readonly)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db,
-                                  "SELECT readonly FROM tenant_channels WHERE channel_id = ?1");
+    sqlite3_stmt *s;
     int rc;
 
     *readonly = -1;
+    if (st->pg)
+        return obx_store_pg_channel_readonly(st, channel_id, readonly);
+    s = obx_db_stmt(st->db, "SELECT readonly FROM tenant_channels WHERE channel_id = ?1");
     if (!s)
         return OBX_EDB;
     obx_db_bind_text(s, 1, channel_id);

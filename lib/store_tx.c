@@ -1,16 +1,19 @@
 /* store_tx: transactions over the store (see store_tx.h). */
 #include "store_tx.h"
 
+#include "pg.h"
+
+/* On PostgreSQL a call's transaction is BEGIN, or a savepoint of the store thread's group. */
 enum obx_err
 obx_store_tx_begin(struct obx_store *st)
 {
-    return obx_db_begin(st->db);
+    return st->pg ? obx_pg_tx_begin(st->pg) : obx_db_begin(st->db);
 }
 
 enum obx_err
 obx_store_tx_end(struct obx_store *st, enum obx_err err)
 {
-    return obx_db_end(st->db, err);
+    return st->pg ? obx_pg_tx_end(st->pg, err) : obx_db_end(st->db, err);
 }
 
 enum obx_err

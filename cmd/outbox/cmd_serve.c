@@ -20,8 +20,9 @@ static const char usage_text[] =
     "one without api_token while api_listen is not loopback); keys read only at start\n"
     "(listeners, ca_file, timeouts, synchronous, audit_key_file) are named in a warning.\n\n"
     "With a PostgreSQL db (postgresql://..., migrated by `outbox migrate`), any number of\n"
-    "serve processes may share it (node_name, node_lease); so far they deliver and take\n"
-    "enqueues, and the other routes, webhooks and periodic jobs are SQLite's only.\n\n"
+    "serve processes may share it (node_name, node_lease); so far they deliver, take\n"
+    "enqueues and webhooks and serve the tenants of `outbox tenant`; the read routes,\n"
+    "the reply relay and the periodic jobs are SQLite's only.\n\n"
     "  --print-config     print the effective configuration (secrets masked) and exit\n\n" CLI_COMMON_HELP;
 
 /* Builds the configuration, secrets included; used at start and on SIGHUP. */

@@ -1,0 +1,232 @@
+/*
+ * store_pg_inbox: Partoo's webhooks on PostgreSQL (store_pg_inbox.h), the counterpart of the
+ * parts of store_inbox.c and store.c that serve's webhook path uses: an event stored once,
+ * interpreted later (confirmation of our message, or a reply for the producer). Tables of
+ * migrations/postgresql/0006_webhooks; each call runs in the caller's transaction (the store
+ * thread's group), as its SQLite counterpart does.
+ */
+#include "store_pg_inbox.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "mem.h"
+#include "pg.h"
+
+/* Runs sql with text parameters (NULL = SQL NULL); the result, or NULL with the error kept. */
+static PGresult *
+run(struct obx_pg *pg, const char *sql, int n, const char *const *vals)
+{
+    PGresult *r = PQexecParams(obx_pg_conn(pg), sql, n, NULL, vals, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    obx_pg_set_error(pg, PQresultErrorMessage(r));
+    PQclear(r);
+    return NULL;
+}
+
+static const char *
+num(char *buf, size_t n, int64_t v)
+{
+    snprintf(buf, n, "%lld", (long long)v);
+    return buf;
+}
+
+enum obx_err
+obx_store_pg_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
+                               size_t len, int64_t received_at_ms, int64_t *id)
+{
+    char at[24];
+    const char *vals[3] = {sha256, num(at, sizeof at, received_at_ms), body};
+    int lens[3] = {0, 0, (int)len}, formats[3] = {0, 0, 1};
+    PGresult *r;
+
+    *id = 0;
+    r = PQexecParams(obx_pg_conn(st->pg),
+                     "INSERT INTO webhook_events (body_sha256, received_at_ms, body)"
+                     " VALUES ($1, $2::bigint, $3) ON CONFLICT (body_sha256) DO NOTHING"
+                     " RETURNING id",
+                     3, NULL, vals, lens, formats, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        obx_pg_set_error(st->pg, PQresultErrorMessage(r));
+        PQclear(r);
+        return OBX_EDB;
+    }
+    if (PQntuples(r) == 1)
+        *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_pending_events(struct obx_store *st, int max, struct obx_stored_event *out, size_t *n)
+{
+    char lim[24];
+    const char *vals[1] = {num(lim, sizeof lim, max)};
+    PGresult *r = run(st->pg,
+                      "SELECT id, body FROM webhook_events WHERE processed_at_ms IS NULL"
+                      " ORDER BY id LIMIT $1::integer",
+                      1, vals);
+    enum obx_err err = OBX_OK;
+
+    *n = 0;
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r) && i < max && err == OBX_OK; i++) {
+        size_t len = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &len);
+        struct obx_stored_event *e = &out[*n];
+        if (!raw) {
+            err = OBX_ENOMEM;
+            break;
+        }
+        e->id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        e->len = len;
+        e->body = NULL;
+        if (len) {
+            e->body = obx_malloc(len + 1);
+            if (e->body) {
+                memcpy(e->body, raw, len);
+                e->body[len] = '\0';
+            } else {
+                err = OBX_ENOMEM;
+            }
+        }
+        PQfreemem(raw);
+        if (err == OBX_OK)
+            (*n)++;
+    }
+    PQclear(r);
+    if (err != OBX_OK) {
+        obx_store_inbox_events_release(out, *n);
+        *n = 0;
+    }
+    return err;
+}
+
+enum obx_err
+obx_store_pg_has_backlog(struct obx_store *st, int *backlog)
+{
+    long long v = 0;
+    int found = 0;
+    enum obx_err err = obx_pg_query_int(
+        st->pg, "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE processed_at_ms IS NULL)::int",
+        &v, &found);
+
+    *backlog = v != 0;
+    return err;
+}
+
+enum obx_err
+obx_store_pg_mark_event(struct obx_store *st, int64_t id, const char *event_type,
+                        const char *partoo_message_id, const char *outcome)
+{
+    char ids[24], now[24];
+    const char *vals[5] = {num(ids, sizeof ids, id), event_type, partoo_message_id,
+                           num(now, sizeof now, obx_now_ms(st->clock)), outcome};
+    PGresult *r =
+        run(st->pg,
+            "UPDATE webhook_events SET event_type = $2, partoo_message_id = NULLIF($3, ''),"
+            " processed_at_ms = $4::bigint, outcome = $5 WHERE id = $1::bigint",
+            5, vals);
+
+    if (!r)
+        return OBX_EDB;
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_add_reply(struct obx_store *st, const struct obx_new_reply *rp, int *added)
+{
+    char ev[24], now[24];
+    const char *vals[12] = {rp->partoo_message_id,
+                            num(ev, sizeof ev, rp->event_id),
+                            rp->channel_id,
+                            rp->external_conversation_id,
+                            rp->partoo_conversation_id,
+                            rp->business_id,
+                            rp->sender_type,
+                            rp->sender_label,
+                            rp->content_type,
+                            rp->content,
+                            rp->message_date,
+                            num(now, sizeof now, obx_now_ms(st->clock))};
+    PGresult *r = run(st->pg,
+                      "INSERT INTO inbox (partoo_message_id, event_id, channel_id,"
+                      " external_conversation_id, partoo_conversation_id, business_id,"
+                      " sender_type, sender_label, content_type, content, message_date,"
+                      " received_at_ms) VALUES ($1, $2::bigint, $3, $4, NULLIF($5, ''),"
+                      " NULLIF($6, ''), $7, $8, $9, $10, $11, $12::bigint)"
+                      " ON CONFLICT (partoo_message_id) DO NOTHING",
+                      12, vals);
+
+    *added = 0;
+    if (!r)
+        return OBX_EDB;
+    *added = strtoll(PQcmdTuples(r), NULL, 10) > 0;
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_confirm(struct obx_store *st, const char *channel_id, const char *external_message_id,
+                     const char *partoo_message_id, const char *partoo_status, const char *reason)
+{
+    char now[24];
+    const char *vals[6] = {channel_id,
+                           external_message_id,
+                           partoo_message_id,
+                           partoo_status,
+                           num(now, sizeof now, obx_now_ms(st->clock)),
+                           reason};
+    /*
+     * The key's row, or (channel_id NULL) the one row with that external id when there is
+     * exactly one. A confirmation that arrives while the message is still sending is kept
+     * in confirmed_at_ms: its outcome's write makes it confirmed (store_pg.c, SQL_OUTCOMES).
+     */
+    PGresult *r = run(st->pg,
+                      "WITH m AS (SELECT id FROM outbox WHERE external_message_id = $2"
+                      "  AND ($1::text IS NULL OR channel_id = $1) LIMIT 2),"
+                      " one AS (SELECT id FROM m WHERE (SELECT count(*) FROM m) = 1),"
+                      " u AS (UPDATE outbox o SET partoo_message_id = $3, partoo_status = $4,"
+                      "  confirmed_at_ms = coalesce(o.confirmed_at_ms, $5::bigint),"
+                      "  confirm_due_at_ms = NULL, unconfirmed_at_ms = NULL,"
+                      "  state_reason = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                      "   THEN $6 ELSE o.state_reason END,"
+                      "  state_at_ms = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                      "   THEN $5::bigint ELSE o.state_at_ms END,"
+                      "  state = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                      "   THEN 'confirmed' ELSE o.state END"
+                      "  FROM one WHERE o.id = one.id RETURNING o.id)"
+                      " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM u)",
+                      6, vals);
+    long long matched;
+
+    if (!r)
+        return OBX_EDB;
+    matched = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return matched == 0 ? OBX_ENOTFOUND : matched > 1 ? OBX_ECONFLICT : OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_channel_readonly(struct obx_store *st, const char *channel_id, int *readonly)
+{
+    const char *vals[1] = {channel_id};
+    PGresult *r = run(st->pg, "SELECT readonly FROM tenant_channels WHERE channel_id = $1", 1,
+                      vals);
+
+    *readonly = -1;
+    if (!r)
+        return OBX_EDB;
+    if (PQntuples(r) == 1)
+        *readonly = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return OBX_OK;
+}
