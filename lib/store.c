@@ -51,7 +51,6 @@
 #include "store_dash.h"
 #include "store_dash_filter.h"
 #include "store_pg.h"
-#include "store_pg_inbox.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"

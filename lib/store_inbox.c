@@ -23,7 +23,7 @@ obx_store_inbox_pending_events(struct obx_store *st, int max, struct obx_stored_
     int rc;
 
     if (st->pg)
-        return obx_store_pg_pending_events(st, max, out, n);
+        return obx_store_pg_inbox_pending_events(st, max, out, n);
     s = obx_db_stmt(st->db, SQL_PENDING_EVENTS);
     *n = 0;
     if (!s)
@@ -68,7 +68,7 @@ obx_store_inbox_has_backlog(struct obx_store *st, int *backlog)
     enum obx_err err;
 
     if (st->pg)
-        return obx_store_pg_has_backlog(st, backlog);
+        return obx_store_pg_inbox_has_backlog(st, backlog);
     s = obx_db_stmt(st->db, SQL_HAS_BACKLOG);
     *backlog = 0;
     if (!s)
@@ -89,7 +89,7 @@ obx_store_inbox_mark_event(struct obx_store *st, int64_t id, const char *event_t
     sqlite3_stmt *s;
 
     if (st->pg)
-        return obx_store_pg_mark_event(st, id, event_type, partoo_message_id, outcome);
+        return obx_store_pg_inbox_mark_event(st, id, event_type, partoo_message_id, outcome);
     s = obx_db_stmt(st->db, SQL_MARK_EVENT);
     if (!s)
         return OBX_EDB;
@@ -175,7 +175,7 @@ obx_store_inbox_add_webhook_event(struct obx_store *st, const char *sha256, cons
     enum obx_err err;
 
     if (st->pg)
-        return obx_store_pg_add_webhook_event(st, sha256, body, len, received_at_ms, id);
+        return obx_store_pg_inbox_add_event(st, sha256, body, len, received_at_ms, id);
     s = obx_db_stmt(st->db, SQL_STORE_EVENT);
     *id = 0;
     if (!s)
@@ -263,7 +263,7 @@ obx_store_inbox_add_reply(struct obx_store *st, const struct obx_new_reply *r, i
     enum obx_err err;
 
     if (st->pg)
-        return obx_store_pg_add_reply(st, r, added);
+        return obx_store_pg_inbox_add_reply(st, r, added);
     s = obx_db_stmt(st->db, SQL_INSERT_REPLY);
     *added = 0;
     if (!s)

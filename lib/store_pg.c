@@ -903,6 +903,51 @@ obx_store_pg_finish_fenced(struct obx_store *st, const struct obx_attempt *a, si
     return err;
 }
 
+/* ---- confirmation (the webhook path; store_pg_inbox.h has the rest of it) --------------- */
+
+enum obx_err
+obx_store_pg_confirm(struct obx_store *st, const char *channel_id, const char *external_message_id,
+                     const char *partoo_message_id, const char *partoo_status, const char *reason)
+{
+    char now[24];
+    const char *vals[6] = {channel_id, external_message_id, partoo_message_id, partoo_status, now,
+                           reason};
+    long long matched;
+    PGresult *r;
+
+    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
+    /*
+     * The key's row, or (channel_id NULL) the one row with that external id when there is
+     * exactly one. A confirmation that arrives while the message is still sending is kept
+     * in confirmed_at_ms: its outcome's write makes it confirmed (SQL_OUTCOMES above).
+     */
+    r = PQexecParams(obx_pg_conn(st->pg),
+                     "WITH m AS (SELECT id FROM outbox WHERE external_message_id = $2"
+                     "  AND ($1::text IS NULL OR channel_id = $1) LIMIT 2),"
+                     " one AS (SELECT id FROM m WHERE (SELECT count(*) FROM m) = 1),"
+                     " u AS (UPDATE outbox o SET partoo_message_id = $3, partoo_status = $4,"
+                     "  confirmed_at_ms = coalesce(o.confirmed_at_ms, $5::bigint),"
+                     "  confirm_due_at_ms = NULL, unconfirmed_at_ms = NULL,"
+                     "  state_reason = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                     "   THEN $6 ELSE o.state_reason END,"
+                     "  state_at_ms = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                     "   THEN $5::bigint ELSE o.state_at_ms END,"
+                     "  state = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                     "   THEN 'confirmed' ELSE o.state END"
+                     "  FROM one WHERE o.id = one.id RETURNING o.id)"
+                     " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM u)",
+                     6, NULL, vals, NULL, NULL, 0);
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        obx_pg_set_error(st->pg, PQresultErrorMessage(r));
+        PQclear(r);
+        return OBX_EDB;
+    }
+    matched = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return matched == 0 ? OBX_ENOTFOUND : matched > 1 ? OBX_ECONFLICT : OBX_OK;
+}
+
 /* ---- status ------------------------------------------------------------------------------- */
 
 const char *const obx_store_pg_state_names[OBX_PG_STATES] = {"queued",    "sending", "accepted",

@@ -124,6 +124,12 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_finish_fenced(struct obx_store *st,
                                                        const struct obx_attempt *a, size_t n,
                                                        enum obx_err *results /* OUT, n */);
 
+/* Records Partoo's confirmation of a key, as obx_store_confirm (which hands its call here). */
+OBX_MUST_CHECK enum obx_err obx_store_pg_confirm(struct obx_store *st, const char *channel_id,
+                                                 const char *external_message_id,
+                                                 const char *partoo_message_id,
+                                                 const char *partoo_status, const char *reason);
+
 /* ---- status -------------------------------------------------------------------------------- */
 
 /* The message states, in the order of obx_store_pg_status's counts. */

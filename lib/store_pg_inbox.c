@@ -38,8 +38,8 @@ num(char *buf, size_t n, int64_t v)
 }
 
 enum obx_err
-obx_store_pg_add_webhook_event(struct obx_store *st, const char *sha256, const void *body,
-                               size_t len, int64_t received_at_ms, int64_t *id)
+obx_store_pg_inbox_add_event(struct obx_store *st, const char *sha256, const void *body, size_t len,
+                             int64_t received_at_ms, int64_t *id)
 {
     char at[24];
     const char *vals[3] = {sha256, num(at, sizeof at, received_at_ms), body};
@@ -64,7 +64,8 @@ obx_store_pg_add_webhook_event(struct obx_store *st, const char *sha256, const v
 }
 
 enum obx_err
-obx_store_pg_pending_events(struct obx_store *st, int max, struct obx_stored_event *out, size_t *n)
+obx_store_pg_inbox_pending_events(struct obx_store *st, int max, struct obx_stored_event *out,
+                                  size_t *n)
 {
     char lim[24];
     const char *vals[1] = {num(lim, sizeof lim, max)};
@@ -110,7 +111,7 @@ obx_store_pg_pending_events(struct obx_store *st, int max, struct obx_stored_eve
 }
 
 enum obx_err
-obx_store_pg_has_backlog(struct obx_store *st, int *backlog)
+obx_store_pg_inbox_has_backlog(struct obx_store *st, int *backlog)
 {
     long long v = 0;
     int found = 0;
@@ -123,8 +124,8 @@ obx_store_pg_has_backlog(struct obx_store *st, int *backlog)
 }
 
 enum obx_err
-obx_store_pg_mark_event(struct obx_store *st, int64_t id, const char *event_type,
-                        const char *partoo_message_id, const char *outcome)
+obx_store_pg_inbox_mark_event(struct obx_store *st, int64_t id, const char *event_type,
+                              const char *partoo_message_id, const char *outcome)
 {
     char ids[24], now[24];
     const char *vals[5] = {num(ids, sizeof ids, id), event_type, partoo_message_id,
@@ -142,7 +143,7 @@ obx_store_pg_mark_event(struct obx_store *st, int64_t id, const char *event_type
 }
 
 enum obx_err
-obx_store_pg_add_reply(struct obx_store *st, const struct obx_new_reply *rp, int *added)
+obx_store_pg_inbox_add_reply(struct obx_store *st, const struct obx_new_reply *rp, int *added)
 {
     char ev[24], now[24];
     const char *vals[12] = {rp->partoo_message_id,
@@ -170,63 +171,6 @@ obx_store_pg_add_reply(struct obx_store *st, const struct obx_new_reply *rp, int
     if (!r)
         return OBX_EDB;
     *added = strtoll(PQcmdTuples(r), NULL, 10) > 0;
-    PQclear(r);
-    return OBX_OK;
-}
-
-enum obx_err
-obx_store_pg_confirm(struct obx_store *st, const char *channel_id, const char *external_message_id,
-                     const char *partoo_message_id, const char *partoo_status, const char *reason)
-{
-    char now[24];
-    const char *vals[6] = {channel_id,
-                           external_message_id,
-                           partoo_message_id,
-                           partoo_status,
-                           num(now, sizeof now, obx_now_ms(st->clock)),
-                           reason};
-    /*
-     * The key's row, or (channel_id NULL) the one row with that external id when there is
-     * exactly one. A confirmation that arrives while the message is still sending is kept
-     * in confirmed_at_ms: its outcome's write makes it confirmed (store_pg.c, SQL_OUTCOMES).
-     */
-    PGresult *r = run(st->pg,
-                      "WITH m AS (SELECT id FROM outbox WHERE external_message_id = $2"
-                      "  AND ($1::text IS NULL OR channel_id = $1) LIMIT 2),"
-                      " one AS (SELECT id FROM m WHERE (SELECT count(*) FROM m) = 1),"
-                      " u AS (UPDATE outbox o SET partoo_message_id = $3, partoo_status = $4,"
-                      "  confirmed_at_ms = coalesce(o.confirmed_at_ms, $5::bigint),"
-                      "  confirm_due_at_ms = NULL, unconfirmed_at_ms = NULL,"
-                      "  state_reason = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
-                      "   THEN $6 ELSE o.state_reason END,"
-                      "  state_at_ms = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
-                      "   THEN $5::bigint ELSE o.state_at_ms END,"
-                      "  state = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
-                      "   THEN 'confirmed' ELSE o.state END"
-                      "  FROM one WHERE o.id = one.id RETURNING o.id)"
-                      " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM u)",
-                      6, vals);
-    long long matched;
-
-    if (!r)
-        return OBX_EDB;
-    matched = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return matched == 0 ? OBX_ENOTFOUND : matched > 1 ? OBX_ECONFLICT : OBX_OK;
-}
-
-enum obx_err
-obx_store_pg_channel_readonly(struct obx_store *st, const char *channel_id, int *readonly)
-{
-    const char *vals[1] = {channel_id};
-    PGresult *r = run(st->pg, "SELECT readonly FROM tenant_channels WHERE channel_id = $1", 1,
-                      vals);
-
-    *readonly = -1;
-    if (!r)
-        return OBX_EDB;
-    if (PQntuples(r) == 1)
-        *readonly = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);
     return OBX_OK;
 }

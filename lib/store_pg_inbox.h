@@ -1,36 +1,29 @@
 /*
  * store_pg_inbox: Partoo's webhooks on PostgreSQL (issue 15): the store calls of serve's
  * webhook path (lib/webhook.c, lib/reconcile.c) with the items and results of their SQLite
- * counterparts (store_inbox.h, obx_store_confirm, obx_store_tenant_channel_readonly), on
- * the tables of migrations/postgresql/0006_webhooks. Those counterparts hand their calls
- * here for a PostgreSQL store.
+ * counterparts (store_inbox.h), on the tables of migrations/postgresql/0006_webhooks, which
+ * hands its calls here for a PostgreSQL store. The confirmation itself, a write of outbox,
+ * is store_pg.c's (obx_store_pg_confirm), the readonly flag store_pg_tenant.c's.
  */
 #ifndef OBX_STORE_PG_INBOX_H
 #define OBX_STORE_PG_INBOX_H
 
 #include "store_inbox.h"
 
-OBX_MUST_CHECK enum obx_err obx_store_pg_add_webhook_event(struct obx_store *st, const char *sha256,
-                                                           const void *body, size_t len,
-                                                           int64_t received_at_ms,
-                                                           int64_t *id /* OUT */);
-OBX_MUST_CHECK enum obx_err obx_store_pg_pending_events(struct obx_store *st, int max,
-                                                        struct obx_stored_event *out /* OUT */,
-                                                        size_t *n /* OUT */);
-OBX_MUST_CHECK enum obx_err obx_store_pg_has_backlog(struct obx_store *st, int *backlog /* OUT */);
-OBX_MUST_CHECK enum obx_err obx_store_pg_mark_event(struct obx_store *st, int64_t id,
-                                                    const char *event_type,
-                                                    const char *partoo_message_id,
-                                                    const char *outcome);
-OBX_MUST_CHECK enum obx_err obx_store_pg_add_reply(struct obx_store *st,
-                                                   const struct obx_new_reply *r,
-                                                   int *added /* OUT */);
-OBX_MUST_CHECK enum obx_err obx_store_pg_confirm(struct obx_store *st, const char *channel_id,
-                                                 const char *external_message_id,
-                                                 const char *partoo_message_id,
-                                                 const char *partoo_status, const char *reason);
-OBX_MUST_CHECK enum obx_err obx_store_pg_channel_readonly(struct obx_store *st,
-                                                          const char *channel_id,
-                                                          int *readonly /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_add_event(struct obx_store *st, const char *sha256,
+                                                         const void *body, size_t len,
+                                                         int64_t received_at_ms,
+                                                         int64_t *id /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_pending_events(
+    struct obx_store *st, int max, struct obx_stored_event *out /* OUT */, size_t *n /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_has_backlog(struct obx_store *st,
+                                                           int *backlog /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_mark_event(struct obx_store *st, int64_t id,
+                                                          const char *event_type,
+                                                          const char *partoo_message_id,
+                                                          const char *outcome);
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_add_reply(struct obx_store *st,
+                                                         const struct obx_new_reply *r,
+                                                         int *added /* OUT */);
 
 #endif

@@ -410,3 +410,19 @@ obx_store_pg_tenant_load(struct obx_store *st, const uint8_t *sealing_key,
     *n = (size_t)rows;
     return OBX_OK;
 }
+
+enum obx_err
+obx_store_pg_tenant_channel_readonly(struct obx_store *st, const char *channel_id, int *readonly)
+{
+    const char *vals[1] = {channel_id};
+    PGresult *r = run(st->pg, "SELECT readonly FROM tenant_channels WHERE channel_id = $1", 1, vals,
+                      NULL, 0);
+
+    *readonly = -1;
+    if (!r)
+        return OBX_EDB;
+    if (PQntuples(r) == 1)
+        *readonly = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return OBX_OK;
+}

@@ -25,4 +25,9 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_tenant_load(struct obx_store *st,
                                                      struct obx_tenant_conf **out /* OUT */,
                                                      size_t *n /* OUT */);
 
+/* As obx_store_tenant_channel_readonly. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_tenant_channel_readonly(struct obx_store *st,
+                                                                 const char *channel_id,
+                                                                 int *readonly /* OUT */);
+
 #endif

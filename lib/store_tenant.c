@@ -12,7 +12,6 @@
 #include "err.h"
 #include "mem.h"
 #include "secretbox.h"
-#include "store_pg_inbox.h"
 #include "store_pg_tenant.h"
 
 int
@@ -668,7 +667,7 @@ obx_store_tenant_channel_readonly(struct obx_store *st, const char *channel_id, 
 
     *readonly = -1;
     if (st->pg)
-        return obx_store_pg_channel_readonly(st, channel_id, readonly);
+        return obx_store_pg_tenant_channel_readonly(st, channel_id, readonly);
     s = obx_db_stmt(st->db, "SELECT readonly FROM tenant_channels WHERE channel_id = ?1");
     if (!s)
         return OBX_EDB;
