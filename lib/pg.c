@@ -290,10 +290,17 @@ obx_pg_revive(struct obx_pg *pg)
     char sql[160], *ident;
     enum obx_err err;
 
-    if (PQstatus(pg->conn) == CONNECTION_OK)
+    /*
+     * A call that lost its connection in the middle of a pipeline leaves it in pipeline
+     * mode with results that will never come; every later synchronous call would fail
+     * ("not allowed in pipeline mode"). Such a connection is opened again too.
+     */
+    if (PQstatus(pg->conn) == CONNECTION_OK && PQpipelineStatus(pg->conn) == PQ_PIPELINE_OFF)
         return OBX_OK;
     PQreset(pg->conn);
-    if (PQstatus(pg->conn) != CONNECTION_OK) {
+    if (PQstatus(pg->conn) == CONNECTION_OK && PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF)
+        (void)PQexitPipelineMode(pg->conn); /* a fresh session has nothing pending */
+    if (PQstatus(pg->conn) != CONNECTION_OK || PQpipelineStatus(pg->conn) != PQ_PIPELINE_OFF) {
         keep_error(pg, PQerrorMessage(pg->conn));
         return OBX_EIO;
     }
