@@ -6,6 +6,11 @@
  * runs in a single transaction and returns only after COMMIT (or rollback on error);
  * inside a transaction already open (the store thread's group) it runs at a savepoint
  * and its COMMIT is the group's.
+ *
+ * On PostgreSQL (a store from obx_store_pg_open_store, issue 15 in progress) the functions
+ * serve's delivery, enqueue, tenants and webhooks use hand their calls to store_pg*.c,
+ * which take the same items and give the same results; the others are SQLite's only so far
+ * (serve answers 501 for the routes that need them, the CLI refuses a PostgreSQL db).
  */
 #ifndef OBX_STORE_H
 #define OBX_STORE_H

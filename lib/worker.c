@@ -1740,13 +1740,10 @@ submit_registry(struct obx_worker *w)
     obx_storeq_submit(w->q, &j->job);
 }
 
+/* Looks at the registry's version now: on the loop (SQLite) or the store thread (PostgreSQL). */
 static void
-on_registry_poll(evutil_socket_t fd, short what, void *arg)
+refresh_registry(struct obx_worker *w)
 {
-    struct obx_worker *w = arg;
-
-    (void)fd;
-    (void)what;
     if (w->stopping)
         return;
     if (obx_store_pg_in_use(w->st))
@@ -1755,15 +1752,18 @@ on_registry_poll(evutil_socket_t fd, short what, void *arg)
         (void)apply_registry(w); /* a failure is logged and tried again in a second */
 }
 
+static void
+on_registry_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    refresh_registry(arg);
+}
+
 void
 obx_worker_tenants_changed(struct obx_worker *w)
 {
-    if (w->stopping)
-        return;
-    if (obx_store_pg_in_use(w->st))
-        submit_registry(w);
-    else
-        (void)apply_registry(w);
+    refresh_registry(w);
 }
 
 /* The configured key, pace and base URL make the default tenant; the sealing key opens
