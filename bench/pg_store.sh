@@ -14,15 +14,9 @@ N=${N:-100000}
 BATCH=${BATCH:-256}
 T=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/obx-pg-bench.XXXXXX")
 . "$ROOT/tests/integration/pg_cluster.sh"
-# The bench wants PostgreSQL's durable defaults: drop the tests' fsync=off.
-pg_cluster_durable() {
-    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null &&
-        "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
-            -o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR/sock'" start >/dev/null
-}
 trap 'pg_cluster_stop; rm -rf "$T"' EXIT
 pg_cluster_start "$T" || exit 1
-pg_cluster_durable || { cat "$PG_DIR/server.log" >&2; exit 1; }
+pg_cluster_durable || exit 1
 echo "# PostgreSQL store against SQLite ($(date -u +%Y-%m-%dT%H:%MZ))"
 echo
 echo "N=$N BATCH=$BATCH; PostgreSQL $(pg_sql 'SHOW server_version'): fsync $(pg_sql 'SHOW fsync'), synchronous_commit $(pg_sql 'SHOW synchronous_commit'); SQLite synchronous=full, WAL"

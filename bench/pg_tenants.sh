@@ -25,10 +25,7 @@ BACKLOG=$(( RATE * (RUN_S + WARM_S + 30) / 60 ))
 
 trap 'pg_cluster_stop; bench_cleanup' EXIT
 pg_cluster_start "$BT" || exit 1
-"${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null &&
-    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
-        -o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR/sock'" start >/dev/null ||
-    { cat "$PG_DIR/server.log" >&2; exit 1; }
+pg_cluster_durable || exit 1
 "$OUTBOX_BIN" migrate --db "$PG_URI" >/dev/null || { log "migrate failed"; exit 1; }
 q() { pg_sql "SET search_path = outbox; $*"; }
 

@@ -326,6 +326,20 @@ obx_pg_set_session(struct obx_pg *pg, const char *sql)
     return obx_pg_exec(pg, sql);
 }
 
+struct pg_result *
+obx_pg_run(struct obx_pg *pg, const char *sql, int n, const char *const *vals, const int *lens,
+           const int *formats)
+{
+    PGresult *r = PQexecParams(pg->conn, sql, n, NULL, vals, lens, formats, 0);
+    ExecStatusType st = PQresultStatus(r);
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    keep_error(pg, PQresultErrorMessage(r));
+    PQclear(r);
+    return NULL;
+}
+
 const char *
 obx_pg_errmsg(const struct obx_pg *pg)
 {

@@ -81,6 +81,15 @@ OBX_MUST_CHECK enum obx_err obx_pg_revive(struct obx_pg *pg);
  */
 OBX_MUST_CHECK enum obx_err obx_pg_set_session(struct obx_pg *pg, const char *sql);
 
+/*
+ * Runs sql with n parameters (text, or binary where formats[i] is 1 with lens[i] bytes;
+ * lens and formats may be NULL) and returns libpq's result (PQclear it), or NULL with the
+ * error kept on pg. For the store on PostgreSQL (lib/store_pg*.c).
+ */
+struct pg_result; /* libpq's PGresult */
+struct pg_result *obx_pg_run(struct obx_pg *pg, const char *sql, int n, const char *const *vals,
+                             const int *lens, const int *formats);
+
 /* The last error of this connection (libpq's text), "" when none. */
 const char *obx_pg_errmsg(const struct obx_pg *pg);
 

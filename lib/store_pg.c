@@ -921,28 +921,24 @@ obx_store_pg_confirm(struct obx_store *st, const char *channel_id, const char *e
      * exactly one. A confirmation that arrives while the message is still sending is kept
      * in confirmed_at_ms: its outcome's write makes it confirmed (SQL_OUTCOMES above).
      */
-    r = PQexecParams(obx_pg_conn(st->pg),
-                     "WITH m AS (SELECT id FROM outbox WHERE external_message_id = $2"
-                     "  AND ($1::text IS NULL OR channel_id = $1) LIMIT 2),"
-                     " one AS (SELECT id FROM m WHERE (SELECT count(*) FROM m) = 1),"
-                     " u AS (UPDATE outbox o SET partoo_message_id = $3, partoo_status = $4,"
-                     "  confirmed_at_ms = coalesce(o.confirmed_at_ms, $5::bigint),"
-                     "  confirm_due_at_ms = NULL, unconfirmed_at_ms = NULL,"
-                     "  state_reason = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
-                     "   THEN $6 ELSE o.state_reason END,"
-                     "  state_at_ms = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
-                     "   THEN $5::bigint ELSE o.state_at_ms END,"
-                     "  state = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
-                     "   THEN 'confirmed' ELSE o.state END"
-                     "  FROM one WHERE o.id = one.id RETURNING o.id)"
-                     " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM u)",
-                     6, NULL, vals, NULL, NULL, 0);
-
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        obx_pg_set_error(st->pg, PQresultErrorMessage(r));
-        PQclear(r);
+    r = obx_pg_run(st->pg,
+                   "WITH m AS (SELECT id FROM outbox WHERE external_message_id = $2"
+                   "  AND ($1::text IS NULL OR channel_id = $1) LIMIT 2),"
+                   " one AS (SELECT id FROM m WHERE (SELECT count(*) FROM m) = 1),"
+                   " u AS (UPDATE outbox o SET partoo_message_id = $3, partoo_status = $4,"
+                   "  confirmed_at_ms = coalesce(o.confirmed_at_ms, $5::bigint),"
+                   "  confirm_due_at_ms = NULL, unconfirmed_at_ms = NULL,"
+                   "  state_reason = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                   "   THEN $6 ELSE o.state_reason END,"
+                   "  state_at_ms = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                   "   THEN $5::bigint ELSE o.state_at_ms END,"
+                   "  state = CASE WHEN o.state IN ('accepted', 'failed', 'queued')"
+                   "   THEN 'confirmed' ELSE o.state END"
+                   "  FROM one WHERE o.id = one.id RETURNING o.id)"
+                   " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM u)",
+                   6, vals, NULL, NULL);
+    if (!r)
         return OBX_EDB;
-    }
     matched = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return matched == 0 ? OBX_ENOTFOUND : matched > 1 ? OBX_ECONFLICT : OBX_OK;

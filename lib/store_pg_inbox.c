@@ -16,20 +16,6 @@
 #include "mem.h"
 #include "pg.h"
 
-/* Runs sql with text parameters (NULL = SQL NULL); the result, or NULL with the error kept. */
-static PGresult *
-run(struct obx_pg *pg, const char *sql, int n, const char *const *vals)
-{
-    PGresult *r = PQexecParams(obx_pg_conn(pg), sql, n, NULL, vals, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return r;
-    obx_pg_set_error(pg, PQresultErrorMessage(r));
-    PQclear(r);
-    return NULL;
-}
-
 static const char *
 num(char *buf, size_t n, int64_t v)
 {
@@ -47,16 +33,13 @@ obx_store_pg_inbox_add_event(struct obx_store *st, const char *sha256, const voi
     PGresult *r;
 
     *id = 0;
-    r = PQexecParams(obx_pg_conn(st->pg),
-                     "INSERT INTO webhook_events (body_sha256, received_at_ms, body)"
-                     " VALUES ($1, $2::bigint, $3) ON CONFLICT (body_sha256) DO NOTHING"
-                     " RETURNING id",
-                     3, NULL, vals, lens, formats, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        obx_pg_set_error(st->pg, PQresultErrorMessage(r));
-        PQclear(r);
+    r = obx_pg_run(st->pg,
+                   "INSERT INTO webhook_events (body_sha256, received_at_ms, body)"
+                   " VALUES ($1, $2::bigint, $3) ON CONFLICT (body_sha256) DO NOTHING"
+                   " RETURNING id",
+                   3, vals, lens, formats);
+    if (!r)
         return OBX_EDB;
-    }
     if (PQntuples(r) == 1)
         *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
@@ -69,10 +52,10 @@ obx_store_pg_inbox_pending_events(struct obx_store *st, int max, struct obx_stor
 {
     char lim[24];
     const char *vals[1] = {num(lim, sizeof lim, max)};
-    PGresult *r = run(st->pg,
-                      "SELECT id, body FROM webhook_events WHERE processed_at_ms IS NULL"
-                      " ORDER BY id LIMIT $1::integer",
-                      1, vals);
+    PGresult *r = obx_pg_run(st->pg,
+                             "SELECT id, body FROM webhook_events WHERE processed_at_ms IS NULL"
+                             " ORDER BY id LIMIT $1::integer",
+                             1, vals, NULL, NULL);
     enum obx_err err = OBX_OK;
 
     *n = 0;
@@ -131,10 +114,10 @@ obx_store_pg_inbox_mark_event(struct obx_store *st, int64_t id, const char *even
     const char *vals[5] = {num(ids, sizeof ids, id), event_type, partoo_message_id,
                            num(now, sizeof now, obx_now_ms(st->clock)), outcome};
     PGresult *r =
-        run(st->pg,
-            "UPDATE webhook_events SET event_type = $2, partoo_message_id = NULLIF($3, ''),"
-            " processed_at_ms = $4::bigint, outcome = $5 WHERE id = $1::bigint",
-            5, vals);
+        obx_pg_run(st->pg,
+                   "UPDATE webhook_events SET event_type = $2, partoo_message_id = NULLIF($3, ''),"
+                   " processed_at_ms = $4::bigint, outcome = $5 WHERE id = $1::bigint",
+                   5, vals, NULL, NULL);
 
     if (!r)
         return OBX_EDB;
@@ -158,14 +141,14 @@ obx_store_pg_inbox_add_reply(struct obx_store *st, const struct obx_new_reply *r
                             rp->content,
                             rp->message_date,
                             num(now, sizeof now, obx_now_ms(st->clock))};
-    PGresult *r = run(st->pg,
-                      "INSERT INTO inbox (partoo_message_id, event_id, channel_id,"
-                      " external_conversation_id, partoo_conversation_id, business_id,"
-                      " sender_type, sender_label, content_type, content, message_date,"
-                      " received_at_ms) VALUES ($1, $2::bigint, $3, $4, NULLIF($5, ''),"
-                      " NULLIF($6, ''), $7, $8, $9, $10, $11, $12::bigint)"
-                      " ON CONFLICT (partoo_message_id) DO NOTHING",
-                      12, vals);
+    PGresult *r = obx_pg_run(st->pg,
+                             "INSERT INTO inbox (partoo_message_id, event_id, channel_id,"
+                             " external_conversation_id, partoo_conversation_id, business_id,"
+                             " sender_type, sender_label, content_type, content, message_date,"
+                             " received_at_ms) VALUES ($1, $2::bigint, $3, $4, NULLIF($5, ''),"
+                             " NULLIF($6, ''), $7, $8, $9, $10, $11, $12::bigint)"
+                             " ON CONFLICT (partoo_message_id) DO NOTHING",
+                             12, vals, NULL, NULL);
 
     *added = 0;
     if (!r)

@@ -29,9 +29,7 @@ run(struct obx_pg *pg, const char *sql, int n, const char *const *vals, const vo
     size_t key_len)
 {
     int lens[10] = {0}, formats[10] = {0};
-    const char *v[10];
-    PGresult *r;
-    ExecStatusType st;
+    const char *v[10] = {NULL};
 
     for (int i = 0; i < n; i++)
         v[i] = vals[i];
@@ -40,13 +38,7 @@ run(struct obx_pg *pg, const char *sql, int n, const char *const *vals, const vo
         lens[1] = (int)key_len;
         formats[1] = 1;
     }
-    r = PQexecParams(obx_pg_conn(pg), sql, n, NULL, v, lens, formats, 0);
-    st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return r;
-    obx_pg_set_error(pg, PQresultErrorMessage(r));
-    PQclear(r);
-    return NULL;
+    return obx_pg_run(pg, sql, n, v, lens, formats);
 }
 
 /* Runs sql for its effect; *changed (may be NULL) gets the rows it touched. */

@@ -1213,7 +1213,6 @@ on_claimed(void *arg, enum obx_err err)
         /* Not committed: the leases do not exist; drop what run_claim filled in. */
         for (int i = 0; i < c->n; i++)
             obx_store_claimed_release(&c->out[i]);
-        c->n = 0;
         obx_log(OBX_LOG_WARN, "cannot claim messages", OBX_KS("error", obx_strerror(err)));
     }
     for (size_t j = 0; j < c->nlanes; j++) {

@@ -8,6 +8,7 @@
 #                          and PG_PSQL (a psql command line for it); returns 1 when no
 #                          PostgreSQL server binaries are installed
 #   pg_cluster_restart S   stops the server at once and starts it again S seconds later
+#   pg_cluster_durable     restarts it with fsync on (for the benchmarks)
 #   pg_cluster_stop        stops the server (immediate mode) and removes its files
 #   pg_sql SQL...          runs SQL with psql (ON_ERROR_STOP), unaligned, tuples only
 #
@@ -60,6 +61,15 @@ pg_cluster_restart() {
     "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
         -o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR/sock' -c fsync=off" \
         start >/dev/null
+}
+
+# pg_cluster_durable: restarts the server with PostgreSQL's durable defaults (fsync on), which
+# the benchmarks measure; the tests' clusters run with fsync off.
+pg_cluster_durable() {
+    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null &&
+        "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
+            -o "-c listen_addresses='' -c unix_socket_directories='$PG_DIR/sock'" start >/dev/null ||
+        { cat "$PG_DIR/server.log" >&2; return 1; }
 }
 
 pg_cluster_stop() {
