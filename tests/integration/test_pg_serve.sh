@@ -5,7 +5,6 @@
 #     INSERTs in its own transaction are all delivered once, in order per conversation;
 #     a rolled-back INSERT is never sent; attempts and transitions are recorded;
 #   - the node holds the default tenant's lease (outbox status) and gives it back on SIGTERM;
-#   - PostgreSQL restarted under it (every connection lost): serve carries on, nothing lost;
 #   - what it does not serve yet on PostgreSQL answers 501 naming that, not a crash;
 #   - a schema that was not migrated is refused at start with what to do;
 #   - what a previous holder left in `sending` is sent again by the next holder;
@@ -74,27 +73,6 @@ assert_eq "one attempt recorded per message" "$(q "SELECT count(*) FROM attempts
 assert_eq "every attempt names its claim" "$(q "SELECT count(*) FROM attempts WHERE lease_token IS NULL")" 0
 assert_eq "transitions: queued->sending->accepted for each" \
     "$(q "SELECT count(*) FROM transitions WHERE to_state IN ('sending', 'accepted')")" 440
-
-# ---- the database goes away and comes back -----------------------------------------------------
-# Every connection of serve is lost at once (a crash or a failover of PostgreSQL); serve keeps
-# what it could not write, connects again and finishes, without a restart.
-q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'ch', 'gone' || g, 'b', 'cg' || (g % 500), 'x', 'User' FROM generate_series(1, 6000) g" >/dev/null
-wait_until 20 '[ "$(q "SELECT count(*) FROM outbox WHERE state = '"'accepted'"'")" -ge 1000 ]'
-pg_cluster_restart 3
-wait_until 60 '[ "$(q "SELECT count(*) FROM outbox WHERE state = '"'accepted'"'")" = 6220 ]'
-accepted=$(q "SELECT count(*) FROM outbox WHERE state = 'accepted'")
-assert_eq "PostgreSQL restarted: every message delivered" "$accepted" 6220
-if [ "$accepted" != 6220 ]; then # what is in the way, for the record
-    q "SELECT state, head, count(*), min(next_attempt_at_ms) - outbox_now_ms(), count(*) FILTER (WHERE tenant IS NOT NULL) FROM outbox WHERE state IN ('queued', 'sending') GROUP BY 1, 2" >&2
-    q "EXPLAIN (ANALYZE, COSTS OFF) SELECT id FROM outbox WHERE tenant IS NULL AND state = 'queued' AND head AND next_attempt_at_ms <= outbox_now_ms() ORDER BY tenant, priority DESC, next_attempt_at_ms, id LIMIT 64 FOR UPDATE SKIP LOCKED" >&2
-    q "SELECT locktype, mode, granted, pid FROM pg_locks WHERE relation = 'outbox'::regclass OR locktype = 'advisory'" | head -5 >&2
-    q "SELECT tenant || ' ' || coalesce(node, '-') || ' ' || epoch || ' ' || (expires_at_ms - outbox_now_ms()) FROM tenant_leases" >&2
-    q "SELECT pid, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE datname = 'postgres'" >&2
-    grep -v "delivery attempt" "$T/A.log" | tail -15 >&2
-fi
-assert_eq "PostgreSQL restarted: serve is still running" "$(kill -0 "$NODE_PID" && echo yes)" yes
-assert_eq "PostgreSQL restarted: no attempt recorded twice" \
-    "$(q "SELECT count(*) FROM (SELECT message_id, lease_token FROM attempts GROUP BY 1, 2 HAVING count(*) > 1) x")" 0
 
 # ---- what is not served on PostgreSQL yet ------------------------------------------------------
 code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats")
