@@ -34,6 +34,11 @@ if [ "$accepted" != 6000 ]; then # what is in the way, for the record
     q "SELECT tenant || ' ' || coalesce(node, '-') || ' ' || epoch || ' ' || (expires_at_ms - outbox_now_ms()) FROM tenant_leases" >&2
     q "SELECT pid, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE datname = 'postgres'" >&2
     grep -v "delivery attempt" "$T/A.log" | tail -15 >&2
+    echo "mock alive: $(kill -0 "$MOCK_PID" 2>/dev/null && echo yes || echo no); stats: $(mock_get stats | head -c 600)" >&2
+    tail -5 "$T/mock.log" >&2
+    grep -c "delivery attempt" "$T/A.log" >&2
+    grep "delivery attempt" "$T/A.log" | tail -3 >&2
+    echo "keeping $T" >&2; KEEP_TMP=1
 fi
 assert_eq "PostgreSQL restarted: serve is still running" "$(kill -0 "$NODE_PID" && echo yes)" yes
 assert_eq "PostgreSQL restarted: no attempt recorded twice" \

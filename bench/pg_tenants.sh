@@ -81,6 +81,18 @@ echo
 echo "| aggregate msg/s | of the sum of the limits | per tenant /min (lowest–highest) | 429 | tenants per node | nodes' CPU per message |"
 echo "|---:|---:|---|---:|---|---:|"
 log "lease epochs: $epochs"
+# Tenants that sent less than half their limit in the window, for the record: their lease
+# and what waits.
+join -a1 -e0 -o 0,1.2,2.2 <(sort "$BT/k1") <(sort "$BT/k0") | awk -v m="$(fmt "$RATE * $secs / 120" 0)" '$2 - $3 < m { print $1 }' >"$BT/slow"
+if [ -s "$BT/slow" ]; then
+    log "$(wc -l <"$BT/slow") tenants under half their limit, e.g. $(head -3 "$BT/slow" | tr '\n' ' ')"
+    for k in $(head -3 "$BT/slow"); do
+        t=t${k#key-}
+        log "  $t: lease $(q "SELECT node || ' epoch ' || epoch || ' expires in ' || (expires_at_ms - outbox_now_ms()) FROM tenant_leases WHERE tenant = '$t'");" \
+            "$(q "SELECT string_agg(state || (CASE WHEN head THEN ' head' ELSE '' END) || ' ' || c, ', ') FROM (SELECT state, head, count(*) c FROM outbox WHERE tenant = '$t' GROUP BY 1, 2) x")"
+    done
+    grep -h "lease\|tenant" "$BT"/n*.log | cut -c1-200 | sort | uniq -c | sort -rn | head -8 >&2
+fi
 echo "| $agg (target ≥ $(fmt "$target * 0.95" 1)) | $(fmt "100 * $agg / $target" 1) % | $(fmt "$lo * 60 / $secs" 0)–$(fmt "$hi * 60 / $secs" 0) | $(jget "$stats" '$.rate_limited') | $spread | $(fmt "($ticks1 - $ticks0) * 1000000 / $CLK_TCK / ($total + 1)" 0) µs |"
 exit 0
 }

@@ -22,7 +22,7 @@
 #include "msg.h"
 
 #define PIPE_MAX 4 /* statements per call, each over a whole batch */
-#define PARAMS_MAX 12
+#define PARAMS_MAX 20
 
 /* ---- the pipeline runner ------------------------------------------------------------------ */
 
@@ -338,35 +338,73 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
     return err;
 }
 
+/* ---- fences ------------------------------------------------------------------------------- */
+
+/*
+ * The leases a claim or finish writes under, checked inside its one statement: `held` locks
+ * (FOR SHARE, in tenant order) each lease named in $F that this node ($N) still holds, unexpired.
+ * A node taking a tenant over updates its lease row, so it waits for this transaction, and
+ * this statement, had it waited, sees the new holder and writes nothing for that tenant. A
+ * row whose fence epoch is 0 is not checked (one node, no leases). lease_check
+ * (0002_nodes.sql) is the same rule for one lease at a time.
+ */
+#define HELD_SQL(F, N)                                                    \
+    "held AS MATERIALIZED (SELECT l.tenant, l.epoch FROM tenant_leases l" \
+    " WHERE l.tenant = ANY(" F "::text[]) AND l.node = " N "::text"       \
+    " AND l.expires_at_ms > outbox_now_ms() ORDER BY l.tenant FOR SHARE)"
+#define HELD_BY(ROW)                                                                    \
+    "(" ROW ".epoch = 0 OR EXISTS (SELECT 1 FROM held h WHERE h.tenant = " ROW ".fence" \
+    " AND h.epoch = " ROW ".epoch))"
+
+/* The lease key of tenant: "default" stands for the channels no tenant owns. */
+static const char *
+fence_key(const char *tenant)
+{
+    return tenant ? tenant : "default";
+}
+
 /* ---- claim -------------------------------------------------------------------------------- */
 
 /*
- * The due heads in the order of the partial index outbox_claim, returned in that order
- * (an UPDATE's RETURNING has none); FOR UPDATE SKIP LOCKED so that two claimers (nodes, or
- * a claim racing a producer's UPDATE) take different rows. The ORDER BY names the index's
- * leading column, tenant, although one claim reads one tenant: for `tenant IS NULL` the
- * planner does not know the column is constant, and without it sorted every due head of
- * the default tenant on each claim (EXPLAIN: a seq scan and a sort of 10,000 heads, 5 ms,
+ * The due heads of several tenants in one statement: for each want (tenant, how many, its
+ * fence), up to that many heads in the order of the partial index outbox_claim, with FOR
+ * UPDATE SKIP LOCKED so that two claimers (nodes, or a claim racing a producer's UPDATE)
+ * take different rows. Returned in the wants' order, then priority, then oldest due. The
+ * ORDER BY names the index's leading column, tenant, although it is constant: for `tenant
+ * IS NULL` the planner does not know it, and without it sorted every due head of the
+ * default tenant on each claim (EXPLAIN: a seq scan and a sort of 10,000 heads, 5 ms,
  * against an index range of 32 rows, 0.1 ms).
  */
-#define CLAIM_SQL(TENANT_MATCH)                                                         \
-    "WITH c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"       \
-    " state_at_ms = $2::bigint, lease_token = $3::bigint,"                              \
-    " lease_expires_at_ms = $2::bigint + $4::bigint"                                    \
-    " FROM (SELECT id FROM outbox WHERE " TENANT_MATCH " AND state = 'queued' AND head" \
-    " AND next_attempt_at_ms <= $2::bigint"                                             \
-    " ORDER BY tenant, priority DESC, next_attempt_at_ms, id LIMIT $5::integer"         \
-    " FOR UPDATE SKIP LOCKED) due WHERE o.id = due.id"                                  \
-    " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"              \
-    " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"           \
-    " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"         \
-    " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms,"  \
-    " coalesce((SELECT tc.readonly::integer FROM tenant_channels tc"                    \
-    "  WHERE tc.channel_id = o.channel_id), -1) AS readonly)"                           \
-    " SELECT * FROM c ORDER BY priority DESC, next_attempt_at_ms, id"
+#define CLAIM_DUE(TENANT_MATCH)                                                                \
+    " SELECT d.id, w.ord FROM w CROSS JOIN LATERAL (SELECT id FROM outbox WHERE " TENANT_MATCH \
+    " AND state = 'queued' AND head AND next_attempt_at_ms <= $2::bigint"                      \
+    " ORDER BY tenant, priority DESC, next_attempt_at_ms, id LIMIT w.want"                     \
+    " FOR UPDATE SKIP LOCKED) d"
 
-static const char SQL_CLAIM_TENANT[] = CLAIM_SQL("tenant = $1::text");
-static const char SQL_CLAIM_DEFAULT[] = CLAIM_SQL("tenant IS NULL AND $1::text IS NULL");
+static const char SQL_CLAIM[] = "WITH " HELD_SQL(
+    "$6",
+    "$7") ","
+          " w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $5::integer[], $6::text[],"
+          " $8::bigint[]) WITH ORDINALITY AS w(tenant, want, fence, epoch, ord) WHERE " HELD_BY(
+              "w") "),"
+                   " due AS (" CLAIM_DUE(
+                       "tenant = w.tenant") " WHERE w.tenant IS NOT NULL"
+                                            " UNION ALL" CLAIM_DUE(
+                                                "tenant IS NULL") " WHERE w.tenant IS NULL),"
+                                                                  " c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"
+                                                                  " state_at_ms = $2::bigint, lease_token = $3::bigint,"
+                                                                  " lease_expires_at_ms = $2::bigint + $4::bigint FROM due WHERE o.id = due.id"
+                                                                  " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"
+                                                                  " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"
+                                                                  " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"
+                                                                  " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms,"
+                                                                  " coalesce((SELECT tc.readonly::integer FROM tenant_channels tc"
+                                                                  "  WHERE tc.channel_id = o.channel_id), -1) AS readonly, due.ord)"
+                                                                  /* One row even when nothing was
+                                                                     due: it says how many leases
+                                                                     were held. */
+                                                                  " SELECT c.*, h.n FROM (SELECT count(*) AS n FROM held) h LEFT JOIN c ON true"
+                                                                  " ORDER BY c.ord, c.priority DESC, c.next_attempt_at_ms, c.id";
 
 /* Row i's strings (columns 1..8). */
 static enum obx_err
@@ -385,9 +423,12 @@ copy_claimed(PGresult *r, int row, struct obx_claimed *c)
 struct claim_run {
     struct pg_stmt stmt;
     int64_t token;
-    int max;
+    struct obx_claim_want *wants;
+    size_t *want_of; /* the want of array element k (wants with nothing to ask are left out) */
+    size_t nasked;
     struct obx_claimed *out;
-    int n;
+    int max, n;
+    int64_t held;
 };
 
 static int
@@ -407,8 +448,12 @@ take_claim(void *ctx, size_t i, PGresult *r)
     enum obx_err err = OBX_OK;
 
     (void)i;
-    for (int k = 0; k < PQntuples(r) && cl->n < cl->max && err == OBX_OK; k++) {
+    for (int k = 0; k < PQntuples(r) && err == OBX_OK; k++) {
         struct obx_claimed *c = &cl->out[cl->n];
+        int64_t ord = col_int(r, k, 18);
+        cl->held = col_int(r, k, 19);
+        if (PQgetisnull(r, k, 0) || cl->n == cl->max || ord < 1 || ord > (int64_t)cl->nasked)
+            continue; /* the row of an empty claim */
         memset(c, 0, sizeof *c);
         c->id = col_int(r, k, 0);
         c->lease_token = cl->token;
@@ -422,107 +467,152 @@ take_claim(void *ctx, size_t i, PGresult *r)
             snprintf(c->tenant, sizeof c->tenant, "%s", PQgetvalue(r, k, 15));
         c->readonly = (int)col_int(r, k, 17); /* -1: no tenant owns it */
         err = copy_claimed(r, k, c);
-        if (err == OBX_OK)
+        if (err == OBX_OK) {
+            struct obx_claim_want *w = &cl->wants[cl->want_of[ord - 1]];
+            c->epoch = w->epoch;
+            w->got++;
             cl->n++;
+        }
     }
     return err;
 }
 
-enum obx_err
-obx_store_pg_claim(struct obx_pg *pg, const struct obx_pg_fence *fence, const char *tenant, int max,
-                   int64_t lease_ms, struct obx_claimed *out, int *n)
+/*
+ * Claims for every want in one statement, under node's leases (wants[i].epoch; 0: none).
+ * A want whose lease is lost gets nothing. *held: how many of the leases were held.
+ */
+static enum obx_err
+claim_wants(struct obx_pg *pg, const char *node, struct obx_claim_want *wants, size_t nwants,
+            int64_t lease_ms, struct obx_claimed *out, int *n, int64_t *held)
 {
-    const char *name = tenant ? "obx_claim_tenant" : "obx_claim_default";
-    enum obx_err err = obx_pg_prepare(pg, name, tenant ? SQL_CLAIM_TENANT : SQL_CLAIM_DEFAULT);
-    struct claim_run cl = {.max = max, .out = out};
+    struct claim_run cl = {.wants = wants, .out = out};
+    struct arrays arr;
+    enum obx_err err = obx_pg_prepare(pg, "obx_claim", SQL_CLAIM);
 
     *n = 0;
-    if (err != OBX_OK || max <= 0)
+    *held = 0;
+    for (size_t i = 0; i < nwants; i++) {
+        wants[i].got = 0;
+        if (wants[i].want > 0)
+            cl.max += wants[i].want;
+    }
+    if (err != OBX_OK || cl.max == 0)
         return err;
     /* One token per claim: a finish names its message and this token, so a message claimed
      * again (after its lease ran out) cannot be finished by the earlier claim. */
     if (getrandom(&cl.token, sizeof cl.token, 0) != sizeof cl.token)
         return OBX_EIO;
     cl.token &= INT64_MAX;
-    cl.stmt.name = name;
-    cl.stmt.nparams = 5;
-    cl.stmt.vals[0] = tenant;
-    stmt_int(&cl.stmt, 1, obx_now_ms(obx_clock_real()));
-    stmt_int(&cl.stmt, 2, cl.token);
-    stmt_int(&cl.stmt, 3, lease_ms);
-    stmt_int(&cl.stmt, 4, max);
-    err = run_transaction(pg, fence, 1, build_claim, take_claim, &cl);
+    cl.want_of = obx_malloc(nwants * sizeof *cl.want_of);
+    if (!cl.want_of)
+        return OBX_ENOMEM;
+    arrays_init(&arr, 4); /* tenant, want, fence, epoch */
+    for (size_t i = 0; i < nwants && err == OBX_OK; i++) {
+        if (wants[i].want <= 0)
+            continue;
+        cl.want_of[cl.nasked++] = i;
+        err = obx_pg_array_text(&arr.col[0], wants[i].tenant);
+        if (err == OBX_OK)
+            err = obx_pg_array_int(&arr.col[1], wants[i].want, 0);
+        if (err == OBX_OK)
+            err = obx_pg_array_text(&arr.col[2], fence_key(wants[i].tenant));
+        if (err == OBX_OK)
+            err = obx_pg_array_int(&arr.col[3], wants[i].epoch, 0);
+    }
+    if (err == OBX_OK)
+        err = arrays_params(&arr, &cl.stmt);
+    if (err == OBX_OK) {
+        cl.stmt.name = "obx_claim";
+        cl.stmt.nparams = 8;
+        cl.stmt.vals[7] = cl.stmt.vals[3]; /* $8 epochs */
+        cl.stmt.vals[5] = cl.stmt.vals[2]; /* $6 fences */
+        cl.stmt.vals[4] = cl.stmt.vals[1]; /* $5 wants */
+        stmt_int(&cl.stmt, 1, obx_now_ms(obx_clock_real()));
+        stmt_int(&cl.stmt, 2, cl.token);
+        stmt_int(&cl.stmt, 3, lease_ms);
+        cl.stmt.vals[6] = node;
+        err = run_transaction(pg, NULL, 1, build_claim, take_claim, &cl);
+    }
+    arrays_release(&arr);
+    obx_free(cl.want_of);
     if (err != OBX_OK) {
         /* Rolled back: nothing was claimed. */
         for (int i = 0; i < cl.n; i++)
             obx_store_claimed_release(&out[i]);
+        for (size_t i = 0; i < nwants; i++)
+            wants[i].got = 0;
         return err;
     }
     *n = cl.n;
+    *held = cl.held;
     return OBX_OK;
 }
 
 /* ---- finish ------------------------------------------------------------------------------- */
 
-static const char SQL_ATTEMPTS[] =
-    "INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome, error,"
-    " response_excerpt, lease_token) SELECT * FROM unnest($1::bigint[], $2::bigint[],"
-    " $3::bigint[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::bigint[])"
-    " ON CONFLICT (message_id, lease_token) DO NOTHING";
-
 /*
- * Every outcome in one UPDATE, with the rules of store.c's three: f.next is the state the
- * attempt leads to (accepted, failed or queued), f.made 1 when an attempt was made (0: a
- * release). A confirmation that arrived while the request was in flight wins. A row whose
- * lease is no longer held is not returned: its item gets OBX_ECONFLICT.
+ * Every attempt and outcome of a batch in one statement, under the leases of its rows
+ * (`held`): a row whose fence is lost writes nothing at all. For the others:
+ * - each attempt made is recorded once (0004_attempt_once: writing a batch again after a
+ *   lost COMMIT reply records nothing twice);
+ * - each tenant's pacing (0002's tenant_pacing) is kept from its attempts: a 429's
+ *   Retry-After (the retry time of a rate_limited attempt), whether the key was refused
+ *   (any `auth` attempt: the batch's last word on it), the last send. A node that takes the
+ *   tenant over starts from it (obx_store_pg_takeover) instead of a fresh bucket;
+ * - the outcomes, with the rules of store.c's: f.next is the state the attempt leads to
+ *   (accepted, failed or queued), f.made 1 when an attempt was made (0: a release). A
+ *   confirmation that arrived while the request was in flight wins.
+ * Returned: the ordinal of each outcome applied (a row whose lease token is no longer its
+ * own is not: OBX_ECONFLICT), and one 0 per lease held.
  */
-static const char SQL_OUTCOMES[] =
-    "UPDATE outbox o SET"
-    " state = CASE WHEN o.confirmed_at_ms IS NULL THEN f.next ELSE 'confirmed' END,"
-    " state_reason = CASE WHEN o.confirmed_at_ms IS NULL THEN f.reason"
-    "  ELSE f.reason || '; confirmed by an earlier webhook' END,"
-    " state_at_ms = $11::bigint,"
-    " accepted_at_ms = CASE WHEN f.next = 'accepted' THEN $11::bigint ELSE o.accepted_at_ms END,"
-    " attempts = o.attempts + f.made, counted_attempts = o.counted_attempts + f.counted,"
-    " last_http_status = CASE WHEN f.made = 1 THEN f.status ELSE o.last_http_status END,"
-    " last_error = CASE WHEN f.next = 'accepted' THEN NULL WHEN f.made = 1 THEN f.error"
-    "  ELSE o.last_error END,"
-    " next_attempt_at_ms = CASE WHEN f.next = 'queued' THEN f.next_at"
-    "  ELSE o.next_attempt_at_ms END,"
-    " confirm_due_at_ms = CASE WHEN f.next <> 'accepted' THEN o.confirm_due_at_ms"
-    "  WHEN o.confirmed_at_ms IS NULL THEN f.confirm_due END,"
-    " lease_token = NULL, lease_expires_at_ms = NULL"
-    " FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::integer[],"
-    " $6::integer[], $7::integer[], $8::text[], $9::bigint[], $10::bigint[]) WITH ORDINALITY"
-    " AS f(id, token, next, reason, made, counted, status, error, next_at, confirm_due, ord)"
-    " WHERE o.id = f.id AND o.state = 'sending' AND o.lease_token = f.token"
-    " RETURNING f.ord";
-
-/*
- * The tenant's pacing state (0002's tenant_pacing), kept from the attempts a fenced finish
- * records, in its transaction: a 429's Retry-After (the retry time of a rate_limited
- * attempt), whether the key was refused (the run's last word on it: any `auth` attempt),
- * and the last send. A node that takes the tenant over starts from it (obx_store_pg_takeover)
- * instead of a fresh bucket: it neither sends into a pause nor bursts.
- */
-static const char SQL_PACING[] =
-    "INSERT INTO tenant_pacing (tenant, paused_until_ms, auth_paused, last_sent_at_ms,"
-    " updated_at_ms)"
-    " SELECT $1::text, coalesce(max(a.next_at) FILTER (WHERE a.outcome = 'rate_limited'), 0),"
-    " bool_or(a.outcome = 'auth'), max(a.started), $4::bigint"
-    " FROM unnest($2::text[], $3::bigint[], $5::bigint[]) AS a(outcome, started, next_at)"
-    " HAVING count(*) > 0"
-    " ON CONFLICT (tenant) DO UPDATE SET"
-    " paused_until_ms = greatest(tenant_pacing.paused_until_ms, excluded.paused_until_ms),"
-    " auth_paused = excluded.auth_paused,"
-    " last_sent_at_ms = greatest(tenant_pacing.last_sent_at_ms, excluded.last_sent_at_ms),"
-    " updated_at_ms = excluded.updated_at_ms";
+static const char SQL_FINISH[] = "WITH " HELD_SQL(
+    "$16",
+    "$18") ","
+           " f AS MATERIALIZED (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[],"
+           " $4::text[], $5::integer[], $6::integer[], $7::integer[], $8::text[], $9::bigint[],"
+           " $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[],"
+           " $16::text[], $17::bigint[]) WITH ORDINALITY AS f(id, token, next, reason, made, counted,"
+           " status, error, next_at, confirm_due, started, duration, outcome, excerpt, retry_at,"
+           " fence, epoch, ord) WHERE " HELD_BY(
+               "f") "),"
+                    " a AS (INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome,"
+                    " error, response_excerpt, lease_token) SELECT id, started, duration, status, outcome,"
+                    " error, excerpt, token FROM f WHERE made = 1"
+                    " ON CONFLICT (message_id, lease_token) DO NOTHING),"
+                    " p AS (INSERT INTO tenant_pacing AS tp (tenant, paused_until_ms, auth_paused,"
+                    " last_sent_at_ms, updated_at_ms)"
+                    " SELECT fence, coalesce(max(retry_at) FILTER (WHERE outcome = 'rate_limited'), 0),"
+                    " bool_or(outcome = 'auth'), max(started), $19::bigint FROM f"
+                    " WHERE made = 1 AND epoch <> 0 GROUP BY fence"
+                    " ON CONFLICT (tenant) DO UPDATE SET"
+                    " paused_until_ms = greatest(tp.paused_until_ms, excluded.paused_until_ms),"
+                    " auth_paused = excluded.auth_paused,"
+                    " last_sent_at_ms = greatest(tp.last_sent_at_ms, excluded.last_sent_at_ms),"
+                    " updated_at_ms = excluded.updated_at_ms),"
+                    " u AS (UPDATE outbox o SET"
+                    " state = CASE WHEN o.confirmed_at_ms IS NULL THEN f.next ELSE 'confirmed' END,"
+                    " state_reason = CASE WHEN o.confirmed_at_ms IS NULL THEN f.reason"
+                    "  ELSE f.reason || '; confirmed by an earlier webhook' END,"
+                    " state_at_ms = $19::bigint,"
+                    " accepted_at_ms = CASE WHEN f.next = 'accepted' THEN $19::bigint ELSE o.accepted_at_ms END,"
+                    " attempts = o.attempts + f.made, counted_attempts = o.counted_attempts + f.counted,"
+                    " last_http_status = CASE WHEN f.made = 1 THEN f.status ELSE o.last_http_status END,"
+                    " last_error = CASE WHEN f.next = 'accepted' THEN NULL WHEN f.made = 1 THEN f.error"
+                    "  ELSE o.last_error END,"
+                    " next_attempt_at_ms = CASE WHEN f.next = 'queued' THEN f.next_at"
+                    "  ELSE o.next_attempt_at_ms END,"
+                    " confirm_due_at_ms = CASE WHEN f.next <> 'accepted' THEN o.confirm_due_at_ms"
+                    "  WHEN o.confirmed_at_ms IS NULL THEN f.confirm_due END,"
+                    " lease_token = NULL, lease_expires_at_ms = NULL"
+                    " FROM f WHERE o.id = f.id AND o.state = 'sending' AND o.lease_token = f.token"
+                    " RETURNING f.ord)"
+                    " SELECT ord FROM u UNION ALL SELECT 0 FROM held";
 
 struct finish_run {
-    struct pg_stmt attempts, outcomes, pacing;
-    int has_attempts, has_pacing;
+    struct pg_stmt stmt;
     enum obx_err *results;
     size_t n;
+    int64_t held;
 };
 
 static int
@@ -530,10 +620,8 @@ build_finish(void *ctx, size_t i, struct pg_stmt *s)
 {
     struct finish_run *f = ctx;
 
-    if ((i == 0 && !f->has_attempts) || (i == 2 && (!f->has_attempts || !f->has_pacing)))
-        return 0;
-    *s = i == 0 ? f->attempts : i == 1 ? f->outcomes : f->pacing;
-    s->name = i == 0 ? "obx_attempts" : i == 1 ? "obx_outcomes" : "obx_pacing";
+    (void)i;
+    *s = f->stmt;
     return 1;
 }
 
@@ -542,11 +630,12 @@ take_finish(void *ctx, size_t i, PGresult *r)
 {
     struct finish_run *f = ctx;
 
-    if (i != 1 || !f->results)
-        return OBX_OK;
+    (void)i;
     for (int k = 0; k < PQntuples(r); k++) {
         int64_t ord = col_int(r, k, 0);
-        if (ord >= 1 && (size_t)ord <= f->n)
+        if (ord == 0)
+            f->held++;
+        else if (ord >= 1 && (size_t)ord <= f->n && f->results)
             f->results[ord - 1] = OBX_OK;
     }
     return OBX_OK;
@@ -558,51 +647,103 @@ next_state(enum obx_next next)
     return next == OBX_NEXT_ACCEPTED ? "accepted" : next == OBX_NEXT_FAILED ? "failed" : "queued";
 }
 
-/* Appends attempt a's values to the two statements' arrays. */
+/* Appends attempt a's values, under fence (tenant, epoch), to the statement's arrays. */
 static enum obx_err
-add_outcome(struct arrays *at, struct arrays *out, const struct obx_attempt *a)
+add_outcome(struct arrays *f, const struct obx_attempt *a, const char *fence, int64_t epoch)
 {
     int made = a->next != OBX_NEXT_RELEASE;
-    enum obx_err err = OBX_OK;
+    enum obx_err err = obx_pg_array_int(&f->col[0], a->message_id, 0);
 
-    if (made) {
-        err = obx_pg_array_int(&at->col[0], a->message_id, 0);
-        if (err == OBX_OK)
-            err = obx_pg_array_int(&at->col[1], a->started_at_ms, 0);
-        if (err == OBX_OK)
-            err = obx_pg_array_int(&at->col[2], a->duration_ms, 0);
-        if (err == OBX_OK)
-            err = obx_pg_array_int(&at->col[3], a->http_status, a->http_status == 0);
-        if (err == OBX_OK)
-            err = obx_pg_array_text(&at->col[4], a->outcome ? a->outcome : "");
-        if (err == OBX_OK)
-            err = obx_pg_array_text(&at->col[5], a->error);
-        if (err == OBX_OK)
-            err = obx_pg_array_text(&at->col[6], a->excerpt);
-        if (err == OBX_OK)
-            err = obx_pg_array_int(&at->col[7], a->lease_token, 0);
-    }
     if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[0], a->message_id, 0);
+        err = obx_pg_array_int(&f->col[1], a->lease_token, 0);
     if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[1], a->lease_token, 0);
+        err = obx_pg_array_text(&f->col[2], next_state(a->next));
     if (err == OBX_OK)
-        err = obx_pg_array_text(&out->col[2], next_state(a->next));
+        err = obx_pg_array_text(&f->col[3], a->reason ? a->reason : "");
     if (err == OBX_OK)
-        err = obx_pg_array_text(&out->col[3], a->reason ? a->reason : "");
+        err = obx_pg_array_int(&f->col[4], made, 0);
     if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[4], made, 0);
+        err = obx_pg_array_int(&f->col[5], a->counted ? 1 : 0, 0);
     if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[5], a->counted ? 1 : 0, 0);
+        err = obx_pg_array_int(&f->col[6], a->http_status, a->http_status == 0);
     if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[6], a->http_status, a->http_status == 0);
+        err = obx_pg_array_text(&f->col[7], a->error);
     if (err == OBX_OK)
-        err = obx_pg_array_text(&out->col[7], a->error);
-    if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[8], a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0,
+        err = obx_pg_array_int(&f->col[8], a->next == OBX_NEXT_RETRY ? a->next_attempt_at_ms : 0,
                                0);
     if (err == OBX_OK)
-        err = obx_pg_array_int(&out->col[9], a->confirm_due_at_ms, a->confirm_due_at_ms == 0);
+        err = obx_pg_array_int(&f->col[9], a->confirm_due_at_ms, a->confirm_due_at_ms == 0);
+    if (err == OBX_OK)
+        err = obx_pg_array_int(&f->col[10], a->started_at_ms, 0);
+    if (err == OBX_OK)
+        err = obx_pg_array_int(&f->col[11], a->duration_ms, 0);
+    if (err == OBX_OK)
+        err = obx_pg_array_text(&f->col[12], made ? (a->outcome ? a->outcome : "") : NULL);
+    if (err == OBX_OK)
+        err = obx_pg_array_text(&f->col[13], a->excerpt);
+    if (err == OBX_OK)
+        err = obx_pg_array_int(&f->col[14], a->next_attempt_at_ms, 0);
+    if (err == OBX_OK)
+        err = obx_pg_array_text(&f->col[15], fence);
+    if (err == OBX_OK)
+        err = obx_pg_array_int(&f->col[16], epoch, 0);
+    return err;
+}
+
+/*
+ * Records n attempts and outcomes in one statement. Each is written under its own fence
+ * (a[i].fence_tenant, a[i].epoch), or all under `all` when given; node is the holder they
+ * name. *held: how many of the leases were held.
+ */
+static enum obx_err
+finish_attempts(struct obx_pg *pg, const char *node, const struct obx_pg_fence *all,
+                const struct obx_attempt *a, size_t n, enum obx_err *results, int64_t *held)
+{
+    struct finish_run f = {.results = results, .n = n};
+    struct arrays arr;
+    enum obx_err err = obx_pg_prepare(pg, "obx_finish", SQL_FINISH);
+
+    *held = 0;
+    if (err != OBX_OK || n == 0)
+        return err;
+    arrays_init(&arr, 17);
+    for (size_t i = 0; i < n && err == OBX_OK; i++) {
+        if (results)
+            results[i] = OBX_ECONFLICT; /* until the UPDATE returns it */
+        err = add_outcome(&arr, &a[i], all ? all->tenant : fence_key(a[i].fence_tenant),
+                          all ? all->epoch : a[i].epoch);
+    }
+    if (err == OBX_OK)
+        err = arrays_params(&arr, &f.stmt);
+    if (err == OBX_OK) {
+        f.stmt.name = "obx_finish";
+        f.stmt.nparams = 19;
+        f.stmt.vals[17] = node;
+        stmt_int(&f.stmt, 18, obx_now_ms(obx_clock_real()));
+        err = run_transaction(pg, NULL, 1, build_finish, take_finish, &f);
+    }
+    arrays_release(&arr);
+    if (err == OBX_OK)
+        *held = f.held;
+    return err;
+}
+
+enum obx_err
+obx_store_pg_claim(struct obx_pg *pg, const struct obx_pg_fence *fence, const char *tenant, int max,
+                   int64_t lease_ms, struct obx_claimed *out, int *n)
+{
+    struct obx_claim_want want = {tenant, NULL, max, 0, fence ? fence->epoch : 0};
+    int64_t held = 0;
+    enum obx_err err;
+
+    *n = 0;
+    if (max <= 0)
+        return OBX_OK;
+    err = claim_wants(pg, fence ? fence->node : NULL, &want, 1, lease_ms, out, n, &held);
+    if (err == OBX_OK && fence && held == 0) {
+        obx_pg_set_error(pg, "lease lost");
+        return OBX_ECONFLICT; /* nothing was claimed */
+    }
     return err;
 }
 
@@ -610,60 +751,13 @@ enum obx_err
 obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
                     const struct obx_attempt *a, size_t n, enum obx_err *results)
 {
-    struct finish_run f = {.results = results, .n = n, .has_pacing = fence != NULL};
-    struct arrays at, out, pace;
-    char now[24];
-    enum obx_err err = obx_pg_prepare(pg, "obx_attempts", SQL_ATTEMPTS);
+    int64_t held = 0;
+    enum obx_err err = finish_attempts(pg, fence ? fence->node : NULL, fence, a, n, results, &held);
 
-    if (err == OBX_OK)
-        err = obx_pg_prepare(pg, "obx_outcomes", SQL_OUTCOMES);
-    if (err == OBX_OK && fence)
-        err = obx_pg_prepare(pg, "obx_pacing", SQL_PACING);
-    if (err != OBX_OK)
-        return err;
-    arrays_init(&at, 8);
-    arrays_init(&out, 11);
-    arrays_init(&pace, 3);
-    for (size_t i = 0; i < n && err == OBX_OK; i++) {
-        if (results)
-            results[i] = OBX_ECONFLICT; /* until the UPDATE returns it */
-        f.has_attempts |= a[i].next != OBX_NEXT_RELEASE;
-        err = add_outcome(&at, &out, &a[i]);
-        if (err == OBX_OK && fence && a[i].next != OBX_NEXT_RELEASE) {
-            err = obx_pg_array_text(&pace.col[0], a[i].outcome ? a[i].outcome : "");
-            if (err == OBX_OK)
-                err = obx_pg_array_int(&pace.col[1], a[i].started_at_ms, 0);
-            if (err == OBX_OK)
-                err = obx_pg_array_int(&pace.col[2], a[i].next_attempt_at_ms, 0);
-        }
+    if (err == OBX_OK && fence && n > 0 && held == 0) {
+        obx_pg_set_error(pg, "lease lost");
+        return OBX_ECONFLICT; /* nothing was written */
     }
-    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(obx_clock_real()));
-    if (err == OBX_OK && fence) {
-        /* $1 tenant, $2 outcomes, $3 starts, $4 now, $5 retry times */
-        err = arrays_params(&pace, &f.pacing);
-        f.pacing.vals[4] = f.pacing.vals[2];
-        f.pacing.vals[2] = f.pacing.vals[1];
-        f.pacing.vals[1] = f.pacing.vals[0];
-        f.pacing.vals[0] = fence->tenant;
-        f.pacing.vals[3] = now;
-        f.pacing.nparams = 5;
-    }
-    /* $11: now, one value for the whole batch (not an array). */
-    if (err == OBX_OK)
-        err = obx_buf_printf(&out.col[10], "%lld", (long long)obx_now_ms(obx_clock_real()));
-    if (err == OBX_OK)
-        err = arrays_params(&at, &f.attempts);
-    out.ncols = 10;
-    if (err == OBX_OK)
-        err = arrays_params(&out, &f.outcomes);
-    f.outcomes.vals[10] = obx_buf_str(&out.col[10]);
-    f.outcomes.nparams = 11;
-    out.ncols = 11;
-    if (err == OBX_OK && n > 0)
-        err = run_transaction(pg, fence, 3, build_finish, take_finish, &f);
-    arrays_release(&at);
-    arrays_release(&out);
-    arrays_release(&pace);
     return err;
 }
 
@@ -807,100 +901,23 @@ enum obx_err
 obx_store_pg_claim_tenants(struct obx_store *st, struct obx_claim_want *wants, size_t nwants,
                            int64_t lease_ms, struct obx_claimed *out, int *n)
 {
-    int total = 0;
-    enum obx_err err = OBX_OK;
+    int64_t held = 0;
 
     *n = 0;
     if (!st->pg)
         return OBX_EINVAL;
-    for (size_t i = 0; i < nwants; i++)
-        wants[i].got = 0;
-    for (size_t i = 0; i < nwants && err == OBX_OK; i++) {
-        struct obx_pg_fence fence = {wants[i].tenant ? wants[i].tenant : "default", st->node,
-                                     wants[i].epoch};
-        int got = 0;
-        err = obx_store_pg_claim(st->pg, wants[i].epoch ? &fence : NULL, wants[i].tenant,
-                                 wants[i].want, lease_ms, out + total, &got);
-        if (err == OBX_ECONFLICT) {
-            err = OBX_OK; /* that tenant's lease is lost: nothing for it; the others go on */
-            continue;
-        }
-        for (int k = 0; k < got; k++)
-            out[total + k].epoch = wants[i].epoch;
-        wants[i].got = got;
-        total += got;
-    }
-    if (err != OBX_OK) {
-        /* Each tenant's claim committed on its own: what was claimed before the failure
-         * stays `sending` until recovered; the caller drops it (as SQLite's rollback). */
-        for (int k = 0; k < total; k++)
-            obx_store_claimed_release(&out[k]);
-        for (size_t i = 0; i < nwants; i++)
-            wants[i].got = 0;
-        return err;
-    }
-    *n = total;
-    return OBX_OK;
-}
-
-static int
-same_fence(const struct obx_attempt *a, const struct obx_attempt *b)
-{
-    const char *x = a->fence_tenant ? a->fence_tenant : "",
-               *y = b->fence_tenant ? b->fence_tenant : "";
-
-    return a->epoch == b->epoch && strcmp(x, y) == 0;
+    return claim_wants(st->pg, st->node, wants, nwants, lease_ms, out, n, &held);
 }
 
 enum obx_err
 obx_store_pg_finish_fenced(struct obx_store *st, const struct obx_attempt *a, size_t n,
                            enum obx_err *results)
 {
-    struct obx_attempt *run = NULL;
-    enum obx_err *res = NULL, err = OBX_OK;
-    size_t *idx = NULL;
-    char *done = NULL;
+    int64_t held = 0;
 
     if (!st->pg)
         return OBX_EINVAL;
-    if (n == 0)
-        return OBX_OK;
-    run = obx_malloc(n * sizeof *run);
-    res = obx_malloc(n * sizeof *res);
-    idx = obx_malloc(n * sizeof *idx);
-    done = obx_calloc(n, 1);
-    if (!run || !res || !idx || !done)
-        err = OBX_ENOMEM;
-    /* Runs of one fence, in the order of their first attempt. */
-    for (size_t i = 0; i < n && err == OBX_OK; i++) {
-        struct obx_pg_fence fence = {a[i].fence_tenant ? a[i].fence_tenant : "default", st->node,
-                                     a[i].epoch};
-        size_t m = 0;
-        if (done[i])
-            continue;
-        for (size_t k = i; k < n; k++)
-            if (!done[k] && same_fence(&a[i], &a[k])) {
-                done[k] = 1;
-                idx[m] = k;
-                run[m++] = a[k];
-            }
-        /* A failure after earlier runs committed makes the caller write them all again:
-         * harmless, an attempt is written once (0004_attempt_once) and the outcomes'
-         * guarded UPDATE matches no finished row. */
-        err = obx_store_pg_finish(st->pg, a[i].epoch ? &fence : NULL, run, m, res);
-        if (err == OBX_ECONFLICT) {
-            for (size_t k = 0; k < m; k++)
-                res[k] = OBX_ECONFLICT;
-            err = OBX_OK;
-        }
-        for (size_t k = 0; k < m && err == OBX_OK && results; k++)
-            results[idx[k]] = res[k];
-    }
-    obx_free(run);
-    obx_free(res);
-    obx_free(idx);
-    obx_free(done);
-    return err;
+    return finish_attempts(st->pg, st->node, NULL, a, n, results, &held);
 }
 
 /* ---- confirmation (the webhook path; store_pg_inbox.h has the rest of it) --------------- */

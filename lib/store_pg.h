@@ -1,12 +1,13 @@
 /*
- * store_pg: the delivery core of the store on PostgreSQL (issue 15, in progress): enqueue,
- * claim and finish with the same items and results as their SQLite counterparts in
- * store.h (obx_store_enqueue_batch, obx_store_claim_tenants, obx_store_finish), on the
- * schema of migrations/postgresql. serve does not use it yet; tests/unit/test_store_pg.c
- * and bench/pg_store.sh do.
+ * store_pg: the delivery core of the store on PostgreSQL: enqueue, claim and finish with the
+ * same items and results as their SQLite counterparts in store.h (obx_store_enqueue_batch,
+ * obx_store_claim_tenants, obx_store_finish), on the schema of migrations/postgresql. serve's
+ * store thread calls them through store.c; tests/unit/test_store_pg.c and bench/pg_store.sh
+ * call them directly.
  *
- * Each call is one transaction of one or two set-based statements over the whole batch
- * (array parameters), sent through a libpq pipeline: two round trips whatever its size.
+ * Each call is one transaction of set-based statements over the whole batch (array
+ * parameters), sent through a libpq pipeline: two round trips whatever its size. A claim or
+ * a finish is one statement for every tenant in it, each row under its own tenant's lease.
  * Order per conversation, the head, transitions and the fencing of several nodes are the
  * schema's (triggers and functions), so that a producer's own SQL gets them too.
  */
@@ -19,9 +20,11 @@
 /*
  * Fencing for several nodes (migrations/postgresql/0002_nodes.sql): the lease under which
  * this node writes for tenant ("default" for the configured key). A call given one checks it
- * first, in its own transaction (lease_check), and writes nothing when the lease is no
- * longer this node's under that epoch: it returns OBX_ECONFLICT ("lease lost" in
- * obx_pg_errmsg) and the node must stop sending for that tenant. NULL: no check (one node).
+ * in its own transaction, locking the lease row until it ends, and writes nothing when the
+ * lease is no longer this node's under that epoch: it returns OBX_ECONFLICT ("lease lost"
+ * in obx_pg_errmsg) and the node must stop sending for that tenant. NULL: no check (one
+ * node). serve's calls (obx_store_pg_claim_tenants, obx_store_pg_finish_fenced) carry a
+ * fence per tenant instead: a tenant whose lease is lost gets nothing, the others go on.
  */
 struct obx_pg_fence {
     const char *tenant;
@@ -111,10 +114,11 @@ int obx_store_pg_in_use(const struct obx_store *st);
 /*
  * obx_store_claim_tenants and obx_store_finish on PostgreSQL (store.c dispatches here).
  * A want with an epoch claims under that tenant's fence ("default" for the tenant NULL);
- * the claimed messages carry the epoch. Attempts are written in runs of one tenant and
- * epoch, each its own transaction: a run whose lease is lost writes nothing and its
- * results are OBX_ECONFLICT (the new holder sends those messages again), the others are
- * written.
+ * the claimed messages carry the epoch. All wants are one statement, and all attempts
+ * another, in one transaction: the messages of a tenant whose lease is lost are neither
+ * claimed nor written (their results are OBX_ECONFLICT: the new holder sends them again),
+ * the others' are. Measured (bench/pg_tenants.sh, 300 tenants): one statement per tenant
+ * instead cost 0.8 ms a message and held three nodes to 45 % of the tenants' limits.
  */
 OBX_MUST_CHECK enum obx_err obx_store_pg_claim_tenants(struct obx_store *st,
                                                        struct obx_claim_want *wants, size_t nwants,

@@ -455,6 +455,7 @@ finish_job_free(struct finish_job *f)
 
 static struct lane *find_lane(struct lane **lanes, size_t n, const char *name);
 static void kick(struct lane *l);
+static void kick_all(struct obx_worker *w);
 
 /* An idle lane looks again now (by its label: "default" is the default tenant). */
 static void
@@ -497,6 +498,9 @@ on_finished(void *arg, enum obx_err err)
     if (w->flush_failing && !w->failed && !w->nfinishing) {
         obx_log(OBX_LOG_INFO, "delivery outcomes recorded again");
         w->flush_failing = 0;
+        /* While it failed, pump gave the claimed messages back and claimed nothing: every
+         * lane looks again now, waiting for no producer's notify. */
+        kick_all(w);
     }
     /* Finished messages may have made their conversations' next messages claimable. */
     for (size_t i = 0; i < f->n; i++)
@@ -1297,6 +1301,18 @@ submit_claim(struct obx_worker *w)
     obx_storeq_submit(w->q, &c->job);
 }
 
+/* Every lane looks again now, the idle ones too. */
+static void
+kick_all(struct obx_worker *w)
+{
+    w->def->idle = 0;
+    kick(w->def);
+    for (size_t i = 0; i < w->nlanes; i++) {
+        w->lanes[i]->idle = 0;
+        kick(w->lanes[i]);
+    }
+}
+
 /* obx_worker_notify asked: idle lanes look again (at most every WAKE_IDLE_MIN_MS). */
 static void
 wake_idle_lanes(struct obx_worker *w, int64_t now)
@@ -1309,12 +1325,7 @@ wake_idle_lanes(struct obx_worker *w, int64_t now)
     }
     w->wake_idle = 0;
     w->woke_idle_mono_ms = now;
-    w->def->idle = 0;
-    kick(w->def);
-    for (size_t i = 0; i < w->nlanes; i++) {
-        w->lanes[i]->idle = 0;
-        kick(w->lanes[i]);
-    }
+    kick_all(w);
 }
 
 /*
@@ -1349,8 +1360,12 @@ pump(struct obx_worker *w)
         if (!w->run_head)
             w->run_tail = NULL;
         l->runnable = 0;
-        if (l->gone || !l->ready)
+        if (l->gone)
             continue;
+        if (!l->ready) {
+            kick(l); /* given back meanwhile (release_ready): it may want a claim instead */
+            continue;
+        }
         if (!lane_holds(w, l, now)) {
             kick(l); /* sets the timer that looks again; puts nothing back here */
             continue;
@@ -1844,7 +1859,10 @@ on_takeover(void *arg, enum obx_err err)
     struct obx_worker *w = l->w;
 
     w->ntakeovers--;
-    l->taking_over = 0;
+    /* A job of an older epoch leaves the flag to the newer epoch's job (apply_hold submitted
+     * it): the lane must not claim before that one has queued the orphans again. */
+    if (l->epoch == t->epoch || !l->epoch)
+        l->taking_over = 0;
     if (l->epoch == t->epoch && !w->stopping) {
         if (err == OBX_OK) {
             apply_pacing(w, l, &t->pacing);
@@ -1853,8 +1871,13 @@ on_takeover(void *arg, enum obx_err err)
                     OBX_KI("paused_until_ms", t->pacing.paused_until_ms));
             l->idle = 0;
             kick(l);
-        } else if (err != OBX_ECONFLICT) {
-            /* The database is away: try again; a lost lease shows in the next beat. */
+        } else {
+            /*
+             * The database is away, or refused the lease (OBX_ECONFLICT: the beat that gave
+             * it is already out of date). Try again while this epoch is still ours; the
+             * next beat changes it if the lease is lost, and apply_hold takes it from there.
+             * Without a retry the lane would wait here for ever: nothing else kicks it.
+             */
             struct timeval tv = {TAKEOVER_RETRY_MS / 1000, 0};
             obx_log(OBX_LOG_WARN, "cannot take a tenant over, will retry",
                     OBX_KS("tenant", lane_label(l)), OBX_KS("error", obx_strerror(err)));
@@ -1877,6 +1900,9 @@ submit_takeover(struct lane *l)
     struct takeover_job *t;
 
     l->taking_over = 0;
+    if (l->takeover_ev)
+        evtimer_del(
+            l->takeover_ev); /* a retry of an older epoch's takeover: this one replaces it */
     if (!l->epoch || w->stopping)
         return;
     t = obx_calloc(1, sizeof *t);

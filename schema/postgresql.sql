@@ -264,7 +264,8 @@ CREATE FUNCTION outbox_now_ms() RETURNS bigint LANGUAGE sql VOLATILE SET search_
 $$;
 
 -- A node's heartbeat: registers it, keeps it alive until now + lease_ms, renews every
--- lease it still holds, and returns them (tenant, epoch). A node that finds a tenant gone
+-- lease it still holds (locked in tenant order, as claims and finishes lock them: 0007),
+-- and returns them (tenant, epoch). A node that finds a tenant gone
 -- from the result has lost it and must stop sending for it at once.
 CREATE FUNCTION node_beat(p_node text, p_lease_ms bigint, p_now bigint DEFAULT NULL)
 RETURNS TABLE (tenant text, epoch bigint) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -278,8 +279,11 @@ BEGIN
     -- Nodes dead for a day are forgotten (status lists the live ones anyway).
     DELETE FROM nodes AS n WHERE n.expires_at_ms < now_ms - 86400000;
     RETURN QUERY
+        WITH mine AS (SELECT x.tenant FROM tenant_leases x
+                      WHERE x.node = p_node AND x.expires_at_ms > now_ms
+                      ORDER BY x.tenant FOR UPDATE)
         UPDATE tenant_leases AS l SET expires_at_ms = now_ms + p_lease_ms
-        WHERE l.node = p_node AND l.expires_at_ms > now_ms
+        FROM mine WHERE l.tenant = mine.tenant
         RETURNING l.tenant, l.epoch;
 END $$;
 
@@ -304,10 +308,14 @@ BEGIN
     SELECT count(*) INTO held FROM tenant_leases l
         WHERE l.node = p_node AND l.expires_at_ms > now_ms AND l.tenant = ANY (p_tenants);
     IF held > share THEN
+        -- The last ones are given back (takers take from the first), locked in tenant order.
         UPDATE tenant_leases AS l SET node = NULL, expires_at_ms = 0
-        WHERE l.tenant IN (SELECT x.tenant FROM tenant_leases x
-                           WHERE x.node = p_node AND x.expires_at_ms > now_ms
-                           ORDER BY x.tenant DESC LIMIT held - share);
+        FROM (SELECT y.tenant FROM tenant_leases y
+              WHERE y.tenant IN (SELECT x.tenant FROM tenant_leases x
+                                 WHERE x.node = p_node AND x.expires_at_ms > now_ms
+                                 ORDER BY x.tenant DESC LIMIT held - share)
+              ORDER BY y.tenant FOR UPDATE) AS given
+        WHERE l.tenant = given.tenant;
     ELSIF held < share THEN
         UPDATE tenant_leases AS l
         SET node = p_node, epoch = l.epoch + 1, expires_at_ms = now_ms + p_lease_ms
@@ -319,7 +327,10 @@ BEGIN
     END IF;
     -- A tenant removed from the registry is let go.
     UPDATE tenant_leases AS l SET node = NULL, expires_at_ms = 0
-    WHERE l.node = p_node AND NOT (l.tenant = ANY (p_tenants));
+    FROM (SELECT x.tenant FROM tenant_leases x
+          WHERE x.node = p_node AND NOT (x.tenant = ANY (p_tenants))
+          ORDER BY x.tenant FOR UPDATE) AS gone
+    WHERE l.tenant = gone.tenant;
     RETURN QUERY SELECT l.tenant, l.epoch FROM tenant_leases l
         WHERE l.node = p_node AND l.expires_at_ms > now_ms ORDER BY l.tenant;
 END $$;

@@ -74,6 +74,25 @@ assert_eq "every attempt names its claim" "$(q "SELECT count(*) FROM attempts WH
 assert_eq "transitions: queued->sending->accepted for each" \
     "$(q "SELECT count(*) FROM transitions WHERE to_state IN ('sending', 'accepted')")" 440
 
+# ---- outcomes that cannot be written for a while, with no producer to wake anyone -----------
+# While outcomes fail, serve gives its claimed messages back and claims nothing; once they are
+# written again it must claim by itself (no producer COMMIT comes to wake it). Slow answers
+# keep max_inflight busy and the lane's prefetch full when the failure starts.
+mock_post faults '{"delay_ms":100}' >/dev/null
+q "CREATE TABLE test_fail_attempts (); CREATE FUNCTION test_fail_attempts() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN IF EXISTS (SELECT FROM test_fail_attempts) THEN RAISE EXCEPTION 'attempts refused by the test'; END IF; RETURN NULL; END \$\$; CREATE TRIGGER test_fail_attempts BEFORE INSERT ON attempts FOR EACH STATEMENT EXECUTE FUNCTION test_fail_attempts()" >/dev/null
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'ch', 'stuck' || g, 'b', 'cs' || g, 'x', 'User' FROM generate_series(1, 300) g" >/dev/null
+wait_until 20 '[ "$(q "SELECT count(*) FROM outbox WHERE external_message_id LIKE '"'stuck%'"' AND state = '"'accepted'"'")" -ge 40 ]'
+q "INSERT INTO test_fail_attempts DEFAULT VALUES" >/dev/null
+wait_until 10 'grep -q "cannot record delivery outcomes" "$T/A.log"'
+assert_contains "outcomes refused: serve says so" "$(grep "cannot record delivery outcomes" "$T/A.log" | head -1)" "will retry"
+sleep 2
+q "DELETE FROM test_fail_attempts" >/dev/null
+mock_post faults '{"delay_ms":0}' >/dev/null
+wait_until 30 '[ "$(q "SELECT count(*) FROM outbox WHERE external_message_id LIKE '"'stuck%'"' AND state = '"'accepted'"'")" = 300 ]'
+assert_eq "outcomes written again: serve claims and delivers the rest by itself" \
+    "$(q "SELECT count(*) FROM outbox WHERE external_message_id LIKE 'stuck%' AND state = 'accepted'")" 300
+q "DROP TRIGGER test_fail_attempts ON attempts; DROP FUNCTION test_fail_attempts(); DROP TABLE test_fail_attempts" >/dev/null
+
 # ---- what is not served on PostgreSQL yet ------------------------------------------------------
 code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats")
 assert_eq "a read route: 501" "$code" 501
