@@ -207,7 +207,9 @@ parse_window(struct obx_api *api, struct evhttp_request *req, struct obx_id_wind
             return -1;
         }
     }
-    if (obx_store_dash_id_window(api->st, w) != OBX_OK) {
+    /* On PostgreSQL the times are compared as they are (the loop has no connection to
+     * turn them into an id range with). */
+    if (!obx_store_pg_in_use(api->st) && obx_store_dash_id_window(api->st, w) != OBX_OK) {
         obx_httpd_error(req, 500, "internal", "cannot read the store", NULL);
         return -1;
     }
@@ -621,12 +623,106 @@ on_commit(evutil_socket_t fd, short what, void *arg)
 
 /* ---- reads and operator actions --------------------------------------------------------- */
 
+/* ---- reads on PostgreSQL ---------------------------------------------------------------- */
+
+/*
+ * On PostgreSQL the loop has no connection (it must never wait on the network): a read
+ * route builds its document on the store thread, between groups (OBX_STOREQ_OWN_TX, so it
+ * sees only what is committed), and is answered here when it is done. evhttp keeps the
+ * request until it is answered, as for an enqueue waiting for its commit.
+ */
+struct read_job {
+    struct obx_storeq_job job;
+    struct evhttp_request *req;
+    enum obx_err (*build)(struct obx_store *st, struct read_job *r);
+    char *channel, *id;         /* GET /v1/messages/{channel}/{id} */
+    struct obx_list_query q;    /* GET /v1/messages */
+    char *state, *list_channel; /* q's strings */
+    struct obx_buf body;
+};
+
+static enum obx_err
+run_read(struct obx_store *st, void *arg)
+{
+    struct read_job *r = arg;
+
+    return r->build(st, r);
+}
+
+/* Loop thread: the document is built (or not). */
+static void
+on_read_done(void *arg, enum obx_err err)
+{
+    struct read_job *r = arg;
+
+    if (err == OBX_ENOTFOUND) {
+        obx_httpd_error(r->req, 404, "not_found", "no such message", NULL);
+    } else if (err == OBX_EDB || err == OBX_EIO) {
+        /* The database is away (serve connects again): the client may try again. */
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+        obx_httpd_error(r->req, 503, "unavailable", obx_strerror(err), NULL);
+    } else {
+        reply_doc(r->req, 200, &r->body, err);
+    }
+    obx_free(r->channel);
+    obx_free(r->id);
+    obx_free(r->state);
+    obx_free(r->list_channel);
+    obx_buf_release(&r->body);
+    obx_free(r);
+}
+
+/* Hands r (its build and arguments set) to the store thread; answers 503 when it cannot. */
+static void
+submit_read(struct obx_api *api, struct evhttp_request *req, struct read_job *r)
+{
+    r->req = req;
+    r->job.run = run_read;
+    r->job.done = on_read_done;
+    r->job.arg = r;
+    r->job.flags = OBX_STOREQ_OWN_TX;
+    obx_storeq_submit(api->q, &r->job);
+}
+
+static struct read_job *
+read_job_new(struct evhttp_request *req, size_t body_max)
+{
+    struct read_job *r = obx_calloc(1, sizeof *r);
+
+    if (!r) {
+        obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+        return NULL;
+    }
+    obx_buf_init(&r->body, body_max);
+    return r;
+}
+
+static enum obx_err
+build_message(struct obx_store *st, struct read_job *r)
+{
+    return obx_view_message_document(st, r->channel, r->id, &r->body);
+}
+
 static void
 on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     struct obx_buf b;
     enum obx_err err;
 
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, 64 * 1024 * 1024);
+        if (!r)
+            return;
+        r->build = build_message;
+        r->channel = obx_strdup(seg[2]);
+        r->id = obx_strdup(seg[3]);
+        if (!r->channel || !r->id) {
+            on_read_done(r, OBX_ENOMEM);
+            return;
+        }
+        submit_read(api, req, r);
+        return;
+    }
     obx_buf_init(&b, 64 * 1024 * 1024);
     err = obx_view_message_document(api->st, seg[2], seg[3], &b);
     if (err == OBX_ENOTFOUND)
@@ -688,30 +784,59 @@ parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **st
     return bad ? -1 : 0;
 }
 
+/* {"messages":[...],"next_cursor":...}: the page q asks for. */
+static enum obx_err
+list_document(struct obx_store *st, const struct obx_list_query *q, struct obx_buf *b)
+{
+    struct list_ctx l = {b, 0, OBX_OK};
+    int64_t next = 0;
+    enum obx_err err = obx_buf_puts(b, "{\"messages\":[");
+
+    if (err == OBX_OK)
+        err = obx_query_list(st, q, on_list_row, &l, &next);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = next ? obx_buf_printf(b, "],\"next_cursor\":\"%lld\"}", (long long)next)
+                   : obx_buf_puts(b, "],\"next_cursor\":null}");
+    return err;
+}
+
+static enum obx_err
+build_list(struct obx_store *st, struct read_job *r)
+{
+    return list_document(st, &r->q, &r->body);
+}
+
 static void
 on_list_messages(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     struct obx_list_query q = {0};
     char *state = NULL, *channel = NULL;
     struct obx_buf b;
-    struct list_ctx l = {&b, 0, OBX_OK};
-    int64_t next = 0;
-    enum obx_err err;
 
     (void)seg;
+    if (parse_list_query(req, &q, &state, &channel) != 0 || parse_window(api, req, &q.win) != 0) {
+        obx_free(state);
+        obx_free(channel);
+        return;
+    }
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, 256 * 1024 * 1024);
+        if (!r) {
+            obx_free(state);
+            obx_free(channel);
+            return;
+        }
+        r->build = build_list;
+        r->q = q; /* its strings are state and channel, which the job frees */
+        r->state = state;
+        r->list_channel = channel;
+        submit_read(api, req, r);
+        return;
+    }
     obx_buf_init(&b, 256 * 1024 * 1024);
-    if (parse_list_query(req, &q, &state, &channel) != 0 || parse_window(api, req, &q.win) != 0)
-        goto out;
-    err = obx_buf_puts(&b, "{\"messages\":[");
-    if (err == OBX_OK)
-        err = obx_query_list(api->st, &q, on_list_row, &l, &next);
-    if (err == OBX_OK)
-        err = l.err;
-    if (err == OBX_OK)
-        err = next ? obx_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next)
-                   : obx_buf_puts(&b, "],\"next_cursor\":null}");
-    reply_doc(req, 200, &b, err);
-out:
+    reply_doc(req, 200, &b, list_document(api->st, &q, &b));
     obx_free(state);
     obx_free(channel);
     obx_buf_release(&b);
@@ -2360,12 +2485,14 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
- * readiness, the token check. The others answer 501 there.
+ * readiness, the token check, a message with its history and the list of messages. The
+ * others answer 501 there.
  */
 static int
 on_postgresql(route_fn fn)
 {
-    return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth;
+    return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
+           fn == on_get_message || fn == on_list_messages;
 }
 
 static void

@@ -948,8 +948,9 @@ start_pg(struct server *s, size_t conns)
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: delivery, enqueue, tenants and webhooks only so far; the reply "
-                "relay, periodic jobs and the read routes are not served yet",
+                "PostgreSQL: delivery, enqueue, tenants, webhooks and the message reads "
+                "only so far; the reply relay, periodic jobs and the other read routes are "
+                "not served yet",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;

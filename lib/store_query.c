@@ -5,14 +5,9 @@
 #include <string.h>
 
 #include "err.h"
+#include "store_pg_query.h"
 #include "store_tx.h"
 
-#define MESSAGE_COLUMNS                                                                     \
-    "id, channel_id, external_message_id, business_id, external_conversation_id, content,"  \
-    " sender_type, consumer_name, consumer_image, priority, state, state_reason, attempts," \
-    " resends, created_at_ms, state_at_ms, next_attempt_at_ms, accepted_at_ms,"             \
-    " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status,"     \
-    " unconfirmed_at_ms, tenant"
 
 static const char *
 text(sqlite3_stmt *s, int col)
@@ -57,13 +52,13 @@ read_row(sqlite3_stmt *s, struct obx_row *r)
  * ?5 = 1 lists only unconfirmed messages (accepted, resends exhausted).
  */
 static const char SQL_LIST_BY_STATE[] =
-    "SELECT " MESSAGE_COLUMNS " FROM outbox INDEXED BY outbox_state"
+    "SELECT " OBX_MESSAGE_COLUMNS " FROM outbox INDEXED BY outbox_state"
     " WHERE state = ?1 AND id < ?3 AND id >= ?6 AND (?2 IS NULL OR channel_id = ?2)"
     " AND (?5 = 0 OR unconfirmed_at_ms IS NOT NULL)"
     " AND created_at_ms >= ?7 AND created_at_ms < ?8"
     " ORDER BY id DESC LIMIT ?4";
 
-static const char SQL_LIST_ALL[] = "SELECT " MESSAGE_COLUMNS " FROM outbox"
+static const char SQL_LIST_ALL[] = "SELECT " OBX_MESSAGE_COLUMNS " FROM outbox"
                                    " WHERE id < ?3 AND id >= ?6 AND (?2 IS NULL OR channel_id = ?2)"
                                    " AND created_at_ms >= ?7 AND created_at_ms < ?8"
                                    " ORDER BY id DESC LIMIT ?4";
@@ -73,12 +68,15 @@ obx_store_query_messages(struct obx_store *st, const struct obx_list_query *q, o
                          void *ctx, int64_t *next_cursor)
 {
     int by_state = q->unconfirmed || q->state;
-    sqlite3_stmt *s = obx_db_stmt(st->db, by_state ? SQL_LIST_BY_STATE : SQL_LIST_ALL);
+    sqlite3_stmt *s;
     struct obx_row r;
     int rc, rows = 0, stop = 0;
     int64_t last_id = 0, below;
 
     *next_cursor = 0;
+    if (st->pg)
+        return obx_store_pg_query_messages(st, q, fn, ctx, next_cursor);
+    s = obx_db_stmt(st->db, by_state ? SQL_LIST_BY_STATE : SQL_LIST_ALL);
     if (!s)
         return OBX_EDB;
     if (by_state) {
@@ -110,7 +108,7 @@ obx_store_query_messages(struct obx_store *st, const struct obx_list_query *q, o
     return OBX_OK;
 }
 
-static const char SQL_GET[] = "SELECT " MESSAGE_COLUMNS
+static const char SQL_GET[] = "SELECT " OBX_MESSAGE_COLUMNS
                               " FROM outbox WHERE channel_id = ?1 AND external_message_id = ?2";
 static const char SQL_TRANSITIONS[] =
     "SELECT id, message_id, at_ms, from_state, to_state, reason FROM transitions"
@@ -178,12 +176,16 @@ obx_store_query_message(struct obx_store *st, const char *channel_id,
                         const char *external_message_id, obx_row_fn row_fn, obx_transition_fn tr_fn,
                         obx_attempt_fn at_fn, void *ctx)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_GET);
+    sqlite3_stmt *s;
     struct obx_row r;
     int64_t id;
     enum obx_err err = OBX_OK;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_query_message(st, channel_id, external_message_id, row_fn, tr_fn, at_fn,
+                                          ctx);
+    s = obx_db_stmt(st->db, SQL_GET);
     if (!s)
         return OBX_EDB;
     /* One read transaction, so the row, its transitions and attempts agree. */

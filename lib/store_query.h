@@ -8,6 +8,15 @@
 
 #include "query.h"
 
+/* The columns of struct obx_row in the order both backends read them (store_query.c,
+ * store_pg_query.c). */
+#define OBX_MESSAGE_COLUMNS                                                                 \
+    "id, channel_id, external_message_id, business_id, external_conversation_id, content,"  \
+    " sender_type, consumer_name, consumer_image, priority, state, state_reason, attempts," \
+    " resends, created_at_ms, state_at_ms, next_attempt_at_ms, accepted_at_ms,"             \
+    " confirmed_at_ms, last_http_status, last_error, partoo_message_id, partoo_status,"     \
+    " unconfirmed_at_ms, tenant"
+
 /*
  * One page of messages, newest first, filtered by q (state or unconfirmed, channel, id
  * cursor, created_at window); *next_cursor = the last id when the page is full (0 = end).

@@ -125,7 +125,7 @@ run_group_pg(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs,
 
     if (err == OBX_OK)
         err = obx_pg_group_begin(pg);
-    for (j = first; j; j = j->next) {
+    for (j = first; j && !(j->flags & OBX_STOREQ_OWN_TX); j = j->next) {
         (*njobs)++;
         j->err = err != OBX_OK ? err : j->run(q->st, j->arg);
     }
@@ -147,6 +147,15 @@ run_batch(struct obx_storeq *q, struct obx_storeq_job *batch, struct obx_storeq_
     struct obx_storeq_job *j = batch;
 
     while (j) {
+        if (!q->st->db && (j->flags & OBX_STOREQ_OWN_TX)) {
+            /* A read of the API: outside every group, so it sees only what is committed. */
+            j->err = obx_pg_revive(q->st->pg);
+            if (j->err == OBX_OK)
+                j->err = j->run(q->st, j->arg);
+            s->jobs++;
+            j = j->next;
+            continue;
+        }
         if (!q->st->db) {
             int64_t n = 0;
             int failed = 0;

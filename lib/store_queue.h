@@ -14,8 +14,8 @@
  *
  * On PostgreSQL (a store from obx_store_pg_open_store) the same: one transaction per group,
  * each job's store_pg calls at savepoints of it, the connection opened again first when it
- * was lost. OBX_STOREQ_OWN_TX is not needed there (no job of serve on PostgreSQL manages
- * its own transactions) and is ignored.
+ * was lost. A job flagged OBX_STOREQ_OWN_TX runs between groups, outside every transaction
+ * of the thread's: the API's reads, which must see only what is committed.
  */
 #ifndef OBX_STORE_QUEUE_H
 #define OBX_STORE_QUEUE_H

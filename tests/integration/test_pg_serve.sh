@@ -74,6 +74,27 @@ assert_eq "every attempt names its claim" "$(q "SELECT count(*) FROM attempts WH
 assert_eq "transitions: queued->sending->accepted for each" \
     "$(q "SELECT count(*) FROM transitions WHERE to_state IN ('sending', 'accepted')")" 440
 
+# ---- reads: a message with its history, the list (built on the store thread) -------------------
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages/ch/sql007")
+assert_eq "GET a message: 200" "$code" 200
+doc=$(cat "$T/body")
+assert_eq "... its state and content" "$(jget "$doc" '$.state')|$(jget "$doc" '$.content')" "accepted|sql 7"
+assert_eq "... its transitions" "$(echo "$doc" | python3 -c 'import json,sys; print(" ".join(t["from"] + ">" + t["to"] for t in json.load(sys.stdin)["transitions"]))')" \
+    "$(q "SELECT string_agg(t.from_state || '>' || t.to_state, ' ' ORDER BY t.id) FROM transitions t JOIN outbox o ON o.id = t.message_id WHERE o.external_message_id = 'sql007'")"
+assert_eq "... its attempt, with the status Partoo answered" \
+    "$(echo "$doc" | python3 -c 'import json,sys; print([a["http_status"] for a in json.load(sys.stdin)["attempts_log"]])')" "[200]"
+assert_eq "GET an unknown message: 404" "$(api "http://127.0.0.1:$NODE_PORT/v1/messages/ch/nope")" 404
+assert_contains "... in the error shape" "$(cat "$T/body")" '"code":"not_found"'
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=accepted&limit=150")
+assert_eq "list: 200" "$code" 200
+page1=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["messages"]), d["next_cursor"])' "$T/body")
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=accepted&limit=150&cursor=${page1#* }")
+page2=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["messages"]), d["next_cursor"], min(m["id"] for m in d["messages"]))' "$T/body")
+assert_eq "list: two pages hold the 220 accepted, newest first" "${page1% *} ${page2% *}" "150 70 None"
+assert_eq "list: the last page ends at the oldest" "${page2##* }" "$(q "SELECT min(id) FROM outbox")"
+assert_eq "list: a bad filter is 400 naming it" "$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=bogus")" 400
+assert_contains "... naming it" "$(cat "$T/body")" '"field":"state"'
+
 # ---- outcomes that cannot be written for a while, with no producer to wake anyone -----------
 # While outcomes fail, serve gives its claimed messages back and claims nothing; once they are
 # written again it must claim by itself (no producer COMMIT comes to wake it). Slow answers
