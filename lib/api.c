@@ -1001,6 +1001,30 @@ on_inbox_row(void *ctx, const struct obx_inbox_row *r)
     return l->err != OBX_OK;
 }
 
+/* {"replies":[...],"next_cursor":...}: up to limit unacknowledged replies after id `after`. */
+static enum obx_err
+inbox_document(struct obx_store *st, int64_t after, int limit, struct obx_buf *b)
+{
+    struct list_ctx l = {b, 0, OBX_OK};
+    int64_t next = 0;
+    enum obx_err err = obx_buf_puts(b, "{\"replies\":[");
+
+    if (err == OBX_OK)
+        err = obx_query_inbox(st, after, limit, 0, on_inbox_row, &l, &next);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK)
+        err = next ? obx_buf_printf(b, "],\"next_cursor\":\"%lld\"}", (long long)next)
+                   : obx_buf_puts(b, "],\"next_cursor\":null}");
+    return err;
+}
+
+static enum obx_err
+build_inbox(struct obx_store *st, struct read_job *r)
+{
+    return inbox_document(st, r->q.before_id, r->q.limit, &r->body);
+}
+
 /* GET /v1/inbox?cursor=&limit=: unacknowledged replies, oldest first. */
 static void
 on_list_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
@@ -1009,9 +1033,6 @@ on_list_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
     char *cursor = obx_httpd_query_param(req, "cursor");
     int64_t after = 0, lim = 50;
     struct obx_buf b;
-    struct list_ctx l = {&b, 0, OBX_OK};
-    int64_t next = 0;
-    enum obx_err err;
 
     (void)seg;
     obx_buf_init(&b, 256 * 1024 * 1024);
@@ -1023,15 +1044,17 @@ on_list_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
         obx_httpd_error(req, 400, "invalid_value", "cursor comes from next_cursor", "cursor");
         goto out;
     }
-    err = obx_buf_puts(&b, "{\"replies\":[");
-    if (err == OBX_OK)
-        err = obx_query_inbox(api->st, after, (int)lim, 0, on_inbox_row, &l, &next);
-    if (err == OBX_OK)
-        err = l.err;
-    if (err == OBX_OK)
-        err = next ? obx_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next)
-                   : obx_buf_puts(&b, "],\"next_cursor\":null}");
-    reply_doc(req, 200, &b, err);
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, 256 * 1024 * 1024);
+        if (r) {
+            r->build = build_inbox;
+            r->q.before_id = after; /* the page: replies after this id, oldest first */
+            r->q.limit = (int)lim;
+            submit_read(api, req, r);
+        }
+        goto out;
+    }
+    reply_doc(req, 200, &b, inbox_document(api->st, after, (int)lim, &b));
 out:
     obx_free(limit);
     obx_free(cursor);
@@ -2485,14 +2508,15 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
- * readiness, the token check, a message with its history and the list of messages. The
- * others answer 501 there.
+ * readiness, the token check, a message with its history, the list of messages, the inbox
+ * and its acknowledgement. The others answer 501 there.
  */
 static int
 on_postgresql(route_fn fn)
 {
     return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
-           fn == on_get_message || fn == on_list_messages;
+           fn == on_get_message || fn == on_list_messages || fn == on_list_inbox ||
+           fn == on_ack_inbox;
 }
 
 static void

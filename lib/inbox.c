@@ -21,15 +21,20 @@
 #define MAX_INFLIGHT 4
 #define POLL_MS 1000
 
+struct relay;
+
+/* Threads: the loop's; the jobs it submits belong to the store thread until their done. */
 struct obx_inbox {
     struct event_base *base;
-    struct obx_store *st; /* the loop's connection: reads */
-    struct obx_storeq *q; /* the store thread: writes (NULL: write through st) */
+    struct obx_store *st; /* the loop's: its clock (and its writes when q is NULL) */
+    struct obx_storeq *q; /* the store thread: every read and write of the relay */
     const struct obx_config *cfg;
     struct obx_http *http;
     struct obx_rng rng;
     struct event *pump_ev;
-    int inflight;
+    int leasing;          /* a lease job outstanding */
+    int inflight;         /* replies posted whose result is not recorded yet */
+    struct relay *relays; /* those replies */
 };
 
 /* One relay request; the id and attempt number are all the callback needs. */
@@ -38,6 +43,7 @@ struct relay {
     int64_t id;
     int attempts;
     char partoo_message_id[OBX_PARTOO_ID_MAX + 1];
+    struct relay *next, **pprev; /* ib->relays */
 };
 
 static void pump(struct obx_inbox *ib);
@@ -60,190 +66,242 @@ on_pump(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * The relay's writes. In serve they go through the store thread and wait for its commit in
- * place: at most MAX_INFLIGHT replies move at a time, so the wait is rare and short.
+ * The relay's store work goes through the store thread and is waited for by nobody: a
+ * lease job takes the next due reply and builds its request there, a result job records
+ * the answer. On PostgreSQL the loop has no connection at all; on SQLite the loop keeps
+ * sending while the thread commits.
  */
-enum inbox_op_kind { OP_DELIVERED, OP_RETRY, OP_FAIL, OP_LEASE };
-
-struct inbox_op {
-    enum inbox_op_kind kind;
-    int64_t id, at_ms, lease_ms;
-    int status, give_up;
-    const char *error;
+struct lease_job {
+    struct obx_storeq_job job;
+    struct obx_inbox *ib;
+    int64_t lease_ms;
+    int64_t id; /* the reply leased; 0: none was due */
+    int attempts;
+    int bad_id; /* its Partoo id cannot be an Idempotency-Key: failed, not sent */
+    char partoo_message_id[OBX_PARTOO_ID_MAX + 1];
+    struct obx_buf body; /* the request, built on the store thread */
 };
 
-static enum obx_err
-run_inbox_op(struct obx_store *st, void *arg)
-{
-    struct inbox_op *o = arg;
+/* The result of one request, on its way to the store thread. */
+struct result_job {
+    struct obx_storeq_job job;
+    struct relay *r;
+    int delivered, status, give_up;
+    int64_t at_ms; /* delivered: when; else due again then */
+    char *error;
+};
 
-    switch (o->kind) {
-    case OP_DELIVERED: return obx_store_inbox_mark_delivered(st, o->id, o->status, o->at_ms);
-    case OP_RETRY:
-        return obx_store_inbox_mark_retry(st, o->id, o->status, o->error, o->at_ms, o->give_up);
-    case OP_FAIL: return obx_store_inbox_fail(st, o->id, o->error);
-    case OP_LEASE: return obx_store_inbox_lease_due(st, o->lease_ms, &o->id);
+/* Hands a job to the store thread, or runs it here when there is none (the unit tests). */
+static void
+submit(struct obx_inbox *ib, struct obx_storeq_job *job)
+{
+    if (ib->q)
+        obx_storeq_submit(ib->q, job);
+    else
+        job->done(job->arg, job->run(ib->st, job->arg));
+}
+
+static int
+on_leased_row(void *ctx, const struct obx_inbox_row *row)
+{
+    struct lease_job *j = ctx;
+
+    if (row->id != j->id)
+        return 1; /* gone meanwhile (purged): nothing to send */
+    j->attempts = row->attempts;
+    if (!obx_msg_partoo_id_valid(row->partoo_message_id)) {
+        /* Reconcile only stores valid ids; a row from before that check (or written by
+         * hand) is failed rather than put into a header. */
+        j->bad_id = 1;
+        return 1;
     }
-    return OBX_EINVAL;
+    snprintf(j->partoo_message_id, sizeof j->partoo_message_id, "%s", row->partoo_message_id);
+    if (obx_view_inbox(&j->body, row) != OBX_OK)
+        obx_buf_reset(&j->body); /* out of memory: nothing half-built is sent */
+    return 1;
+}
+
+/* Store thread: takes the next due reply, pushes its due time ahead (a lease surviving a
+ * crash) and builds its request. */
+static enum obx_err
+run_lease(struct obx_store *st, void *arg)
+{
+    struct lease_job *j = arg;
+    int64_t next = 0;
+    enum obx_err err = obx_store_inbox_lease_due(st, j->lease_ms, &j->id);
+    int64_t id = j->id;
+
+    if (err != OBX_OK || !id)
+        return err;
+    err = obx_query_inbox(st, id - 1, 1, 0, on_leased_row, j, &next);
+    if (err == OBX_OK && j->bad_id)
+        err = obx_store_inbox_fail(st, id, "partoo message id is not usable as an Idempotency-Key");
+    if (err == OBX_OK && !j->bad_id && !j->body.len)
+        j->id = 0; /* purged, or its document could not be built */
+    return err;
+}
+
+static void
+result_job_free(struct result_job *rj)
+{
+    obx_free(rj->error);
+    obx_free(rj);
 }
 
 static enum obx_err
-write_op(struct obx_inbox *ib, struct inbox_op *o)
+run_result(struct obx_store *st, void *arg)
 {
-    return ib->q ? obx_storeq_call(ib->q, run_inbox_op, o) : run_inbox_op(ib->st, o);
+    struct result_job *rj = arg;
+
+    if (rj->delivered)
+        return obx_store_inbox_mark_delivered(st, rj->r->id, rj->status, rj->at_ms);
+    return obx_store_inbox_mark_retry(st, rj->r->id, rj->status, rj->error, rj->at_ms, rj->give_up);
 }
 
-/* Records the relay's answer: delivered on 2xx, else due again after a backoff (or failed). */
-static enum obx_err
-record_result(struct obx_inbox *ib, const struct relay *r, const struct obx_http_result *res)
+static void
+relay_unlink(struct relay *r)
 {
-    int ok = res->status >= 200 && res->status < 300;
-    int64_t now_ms = obx_now_ms(ib->st->clock), ra = -1, delay;
-    int give_up = r->attempts + 1 >= ib->cfg->max_attempts;
+    struct obx_inbox *ib = r->ib;
 
-    obx_log(ok ? OBX_LOG_INFO : OBX_LOG_WARN, "reply relayed",
-            OBX_KS("partoo_message_id", r->partoo_message_id), OBX_KI("attempt", r->attempts + 1),
-            OBX_KI("status", res->status), OBX_KI("duration_ms", res->duration_ms),
-            OBX_KS("error", res->error));
-    if (ok) {
-        struct inbox_op o = {
-            .kind = OP_DELIVERED, .id = r->id, .status = res->status, .at_ms = now_ms};
-        return write_op(ib, &o);
-    }
-    if (res->retry_after && obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
-        ra = -1;
-    delay = obx_backoff_next_delay_ms(&ib->rng, ib->cfg->retry_base_ms, ib->cfg->retry_cap_ms,
-                                      r->attempts + 1, ra);
-    struct inbox_op o = {.kind = OP_RETRY,
-                         .id = r->id,
-                         .status = res->status,
-                         .error = res->error ? res->error : res->body,
-                         .at_ms = now_ms + delay,
-                         .give_up = give_up};
-    return write_op(ib, &o);
+    *r->pprev = r->next;
+    if (r->next)
+        r->next->pprev = r->pprev;
+    ib->inflight--;
+    obx_free(r);
 }
 
+/* Loop thread: the answer is recorded (or not: the lease ends and it is relayed again). */
+static void
+on_result(void *arg, enum obx_err err)
+{
+    struct result_job *rj = arg;
+    struct obx_inbox *ib = rj->r->ib;
+
+    if (err != OBX_OK)
+        obx_log(OBX_LOG_ERROR, "cannot record a relay result; it will be relayed again",
+                OBX_KS("error", obx_strerror(err)));
+    relay_unlink(rj->r);
+    result_job_free(rj);
+    schedule(ib, 0);
+}
+
+/* The relay's answer: delivered on 2xx, else due again after a backoff (or failed). */
 static void
 on_relayed(void *ctx, const struct obx_http_result *res)
 {
     struct relay *r = ctx;
     struct obx_inbox *ib = r->ib;
-    enum obx_err err = record_result(ib, r, res);
+    struct result_job *rj = obx_calloc(1, sizeof *rj);
+    int ok = res->status >= 200 && res->status < 300;
+    int64_t now_ms = obx_now_ms(ib->st->clock), ra = -1;
+    const char *error = res->error ? res->error : res->body;
 
-    if (err != OBX_OK)
+    obx_log(ok ? OBX_LOG_INFO : OBX_LOG_WARN, "reply relayed",
+            OBX_KS("partoo_message_id", r->partoo_message_id), OBX_KI("attempt", r->attempts + 1),
+            OBX_KI("status", res->status), OBX_KI("duration_ms", res->duration_ms),
+            OBX_KS("error", res->error));
+    if (!rj || (!ok && error && !(rj->error = obx_strdup(error)))) {
         obx_log(OBX_LOG_ERROR, "cannot record a relay result; it will be relayed again",
-                OBX_KS("error", obx_strerror(err)));
-    ib->inflight--;
-    obx_free(r);
-    schedule(ib, 0);
+                OBX_KS("error", obx_strerror(OBX_ENOMEM)));
+        if (rj)
+            result_job_free(rj);
+        relay_unlink(r);
+        schedule(ib, POLL_MS);
+        return;
+    }
+    rj->r = r;
+    rj->delivered = ok;
+    rj->status = res->status;
+    rj->at_ms = now_ms;
+    if (!ok) {
+        if (res->retry_after &&
+            obx_backoff_parse_retry_after(res->retry_after, now_ms, &ra) != OBX_OK)
+            ra = -1;
+        rj->at_ms = now_ms + obx_backoff_next_delay_ms(&ib->rng, ib->cfg->retry_base_ms,
+                                                       ib->cfg->retry_cap_ms, r->attempts + 1, ra);
+        rj->give_up = r->attempts + 1 >= ib->cfg->max_attempts;
+    }
+    rj->job.run = run_result;
+    rj->job.done = on_result;
+    rj->job.arg = rj;
+    submit(ib, &rj->job);
 }
 
-/* A reply whose Partoo message id cannot be an Idempotency-Key: failed, never sent. */
-static enum obx_err
-fail_bad_id(struct obx_inbox *ib, const struct obx_inbox_row *row)
+/* Loop thread: a reply is leased (or none was due): post it, and look for the next. */
+static void
+on_leased(void *arg, enum obx_err err)
 {
-    obx_log(OBX_LOG_WARN, "reply not relayed: its partoo message id is not [A-Za-z0-9_-]{1,128}",
-            OBX_KI("inbox_id", row->id));
-    struct inbox_op o = {.kind = OP_FAIL,
-                         .id = row->id,
-                         .error = "partoo message id is not usable as an Idempotency-Key"};
-    return write_op(ib, &o);
-}
-
-/* Posts one reply; the row's next_attempt_at_ms was pushed ahead as a lease. */
-static enum obx_err
-relay_one(struct obx_inbox *ib, const struct obx_inbox_row *row)
-{
-    struct relay *r;
-    char idem[sizeof "Idempotency-Key: partoo-" + OBX_PARTOO_ID_MAX];
+    struct lease_job *j = arg;
+    struct obx_inbox *ib = j->ib;
     const char *headers[2];
-    struct obx_buf body;
-    enum obx_err err;
+    char idem[sizeof "Idempotency-Key: partoo-" + OBX_PARTOO_ID_MAX];
+    struct relay *r = NULL;
 
-    /* Reconcile only stores valid ids; a row from before that check (or written by hand)
-     * is failed here rather than put into a header. */
-    if (!obx_msg_partoo_id_valid(row->partoo_message_id))
-        return fail_bad_id(ib, row);
-    r = obx_calloc(1, sizeof *r);
-    if (!r)
-        return OBX_ENOMEM;
-    r->ib = ib;
-    r->id = row->id;
-    r->attempts = row->attempts;
-    snprintf(r->partoo_message_id, sizeof r->partoo_message_id, "%s", row->partoo_message_id);
-    snprintf(idem, sizeof idem, "Idempotency-Key: partoo-%s", row->partoo_message_id);
-    headers[0] = "Content-Type: application/json";
-    headers[1] = idem;
-    obx_buf_init(&body, 1024 * 1024);
-    err = obx_view_inbox(&body, row);
-    if (err == OBX_OK)
-        err = obx_http_client_post(ib->http, ib->cfg->inbox_url, headers, 2, obx_buf_str(&body),
-                                   body.len, on_relayed, r);
-    obx_buf_release(&body);
+    ib->leasing = 0;
     if (err != OBX_OK)
+        obx_log(OBX_LOG_ERROR, "cannot relay a reply", OBX_KS("error", obx_strerror(err)));
+    else if (j->bad_id)
+        obx_log(OBX_LOG_WARN,
+                "reply not relayed: its partoo message id is not [A-Za-z0-9_-]{1,128}",
+                OBX_KI("inbox_id", j->id));
+    if (err != OBX_OK || !j->id || j->bad_id) {
+        schedule(ib, err == OBX_OK && j->bad_id ? 0 : POLL_MS);
+        obx_buf_release(&j->body);
+        obx_free(j);
+        return;
+    }
+    r = obx_calloc(1, sizeof *r);
+    if (r) {
+        r->ib = ib;
+        r->id = j->id;
+        r->attempts = j->attempts;
+        snprintf(r->partoo_message_id, sizeof r->partoo_message_id, "%s", j->partoo_message_id);
+        snprintf(idem, sizeof idem, "Idempotency-Key: partoo-%s", j->partoo_message_id);
+        headers[0] = "Content-Type: application/json";
+        headers[1] = idem;
+        err = obx_http_client_post(ib->http, ib->cfg->inbox_url, headers, 2, obx_buf_str(&j->body),
+                                   j->body.len, on_relayed, r);
+    }
+    if (!r || err != OBX_OK) {
+        /* Its lease ends and it is relayed again then. */
+        obx_log(OBX_LOG_ERROR, "cannot relay a reply",
+                OBX_KS("error", obx_strerror(r ? err : OBX_ENOMEM)));
         obx_free(r);
-    else
+        schedule(ib, POLL_MS);
+    } else {
+        /* Listed so that obx_inbox_free can free what never got an answer. */
+        r->next = ib->relays;
+        if (r->next)
+            r->next->pprev = &r->next;
+        r->pprev = &ib->relays;
+        ib->relays = r;
         ib->inflight++;
-    return err;
-}
-
-/* Takes the next due reply and pushes its due time ahead (a lease surviving a crash). */
-static enum obx_err
-claim_one(struct obx_inbox *ib, int64_t *id)
-{
-    struct inbox_op o = {.kind = OP_LEASE,
-                         .lease_ms = ib->cfg->connect_timeout_ms + ib->cfg->request_timeout_ms +
-                                     10000};
-    enum obx_err err = write_op(ib, &o);
-
-    *id = err == OBX_OK ? o.id : 0;
-    return err;
-}
-
-struct one_row {
-    struct obx_inbox *ib;
-    int64_t want;
-    enum obx_err err;
-};
-
-static int
-on_row(void *ctx, const struct obx_inbox_row *row)
-{
-    struct one_row *o = ctx;
-
-    if (row->id == o->want)
-        o->err = relay_one(o->ib, row);
-    return 1;
+        schedule(ib, 0);
+    }
+    obx_buf_release(&j->body);
+    obx_free(j);
 }
 
 static void
 pump(struct obx_inbox *ib)
 {
-    int64_t id = 0, next = 0;
+    struct lease_job *j;
 
-    if (!ib->cfg->inbox_url)
+    if (!ib->cfg->inbox_url || ib->leasing || ib->inflight >= MAX_INFLIGHT)
+        return; /* on_leased and on_result call again */
+    j = obx_calloc(1, sizeof *j);
+    if (!j) {
+        schedule(ib, POLL_MS);
         return;
-    while (ib->inflight < MAX_INFLIGHT) {
-        struct one_row o = {ib, 0, OBX_OK};
-        int due = 0;
-        /* Ask the loop's own connection first: the lease waits for the store thread. */
-        enum obx_err err = obx_store_inbox_any_due(ib->st, &due);
-        obx_store_end_reads(ib->st);
-        if (err != OBX_OK || !due)
-            break;
-        err = claim_one(ib, &id);
-        if (err != OBX_OK || !id)
-            break;
-        o.want = id;
-        err = obx_query_inbox(ib->st, id - 1, 1, 0, on_row, &o, &next);
-        obx_store_end_reads(ib->st);
-        if (err != OBX_OK || o.err != OBX_OK) {
-            obx_log(OBX_LOG_ERROR, "cannot relay a reply",
-                    OBX_KS("error", obx_strerror(err != OBX_OK ? err : o.err)));
-            break;
-        }
     }
-    schedule(ib, POLL_MS);
+    j->ib = ib;
+    j->lease_ms = ib->cfg->connect_timeout_ms + ib->cfg->request_timeout_ms + 10000;
+    obx_buf_init(&j->body, 1024 * 1024);
+    j->job.run = run_lease;
+    j->job.done = on_leased;
+    j->job.arg = j;
+    ib->leasing = 1;
+    submit(ib, &j->job);
 }
 
 enum obx_err
@@ -287,6 +345,11 @@ obx_inbox_free(struct obx_inbox *ib)
         return;
     /* Abandoned relays keep their lease; they are relayed again after it (at-least-once). */
     obx_http_client_free(ib->http);
+    while (ib->relays) {
+        struct relay *r = ib->relays;
+        ib->relays = r->next;
+        obx_free(r);
+    }
     if (ib->pump_ev)
         event_free(ib->pump_ev);
     obx_free(ib);

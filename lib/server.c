@@ -919,6 +919,8 @@ start_pg(struct server *s, size_t conns)
     if (err == OBX_OK)
         err = obx_worker_new(s->base, s->st, s->q, s->cfg, &s->worker);
     if (err == OBX_OK)
+        err = obx_inbox_new(s->base, s->st, s->q, s->cfg, &s->inbox);
+    if (err == OBX_OK)
         err = obx_api_new(s->base, s->st, s->q, s->cfg, s->worker, conns, &s->api);
     if (err == OBX_OK) {
         s->rec.job.run = run_reconcile;
@@ -948,9 +950,9 @@ start_pg(struct server *s, size_t conns)
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: delivery, enqueue, tenants, webhooks and the message reads "
-                "only so far; the reply relay, periodic jobs and the other read routes are "
-                "not served yet",
+                "PostgreSQL: delivery, enqueue, tenants, webhooks, the reply relay and the "
+                "message reads only so far; periodic jobs and the other read routes are not "
+                "served yet",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;

@@ -292,31 +292,18 @@ static const char SQL_DUE[] =
 static const char SQL_LEASE[] = "UPDATE inbox SET next_attempt_at_ms = ?2 WHERE id = ?1";
 
 enum obx_err
-obx_store_inbox_any_due(struct obx_store *st, int *due)
-{
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_DUE);
-    int rc;
-
-    *due = 0;
-    if (!s)
-        return OBX_EDB;
-    sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
-    rc = sqlite3_step(s);
-    *due = rc == SQLITE_ROW;
-    sqlite3_reset(s);
-    return (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OBX_OK : obx_err_from_sqlite(rc);
-}
-
-enum obx_err
 obx_store_inbox_lease_due(struct obx_store *st, int64_t lease_ms, int64_t *id)
 {
-    sqlite3_stmt *due = obx_db_stmt(st->db, SQL_DUE);
-    sqlite3_stmt *lease = obx_db_stmt(st->db, SQL_LEASE);
+    sqlite3_stmt *due, *lease;
     int64_t now_ms = obx_now_ms(st->clock);
     enum obx_err err;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_inbox_lease_due(st, lease_ms, id);
     *id = 0;
+    due = obx_db_stmt(st->db, SQL_DUE);
+    lease = obx_db_stmt(st->db, SQL_LEASE);
     if (!due || !lease)
         return OBX_EDB;
     sqlite3_bind_int64(due, 1, now_ms);
@@ -341,8 +328,11 @@ static const char SQL_DELIVERED[] =
 enum obx_err
 obx_store_inbox_mark_delivered(struct obx_store *st, int64_t id, int http_status, int64_t at_ms)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_DELIVERED);
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_inbox_mark_delivered(st, id, http_status, at_ms);
+    s = obx_db_stmt(st->db, SQL_DELIVERED);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, id);
@@ -360,8 +350,12 @@ enum obx_err
 obx_store_inbox_mark_retry(struct obx_store *st, int64_t id, int http_status, const char *error,
                            int64_t next_attempt_at_ms, int give_up)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RETRY);
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_inbox_mark_retry(st, id, http_status, error, next_attempt_at_ms,
+                                             give_up);
+    s = obx_db_stmt(st->db, SQL_RETRY);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, id);
@@ -378,8 +372,11 @@ static const char SQL_FAIL[] =
 enum obx_err
 obx_store_inbox_fail(struct obx_store *st, int64_t id, const char *reason)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_FAIL);
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_inbox_fail(st, id, reason);
+    s = obx_db_stmt(st->db, SQL_FAIL);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, id);
@@ -394,9 +391,12 @@ static const char SQL_ACK[] =
 enum obx_err
 obx_store_inbox_ack(struct obx_store *st, int64_t id)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ACK);
+    sqlite3_stmt *s;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_inbox_ack(st, id);
+    s = obx_db_stmt(st->db, SQL_ACK);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, id);

@@ -80,8 +80,6 @@ OBX_MUST_CHECK enum obx_err obx_store_inbox_add_reply(struct obx_store *st,
                                                       const struct obx_new_reply *r,
                                                       int *added /* OUT */);
 
-/* *due = 1 when some pending reply is due now (a read: cheap to ask before leasing). */
-OBX_MUST_CHECK enum obx_err obx_store_inbox_any_due(struct obx_store *st, int *due /* OUT */);
 
 /*
  * Takes the next due pending reply (due now or earlier, oldest due first) and pushes its due

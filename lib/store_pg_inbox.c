@@ -157,3 +157,104 @@ obx_store_pg_inbox_add_reply(struct obx_store *st, const struct obx_new_reply *r
     PQclear(r);
     return OBX_OK;
 }
+
+/* ---- the relay of replies to inbox_url ------------------------------------------------------ */
+
+/*
+ * The next due reply, its due time pushed ahead as a lease, in one statement. SKIP LOCKED:
+ * two nodes relaying at once take different replies.
+ */
+enum obx_err
+obx_store_pg_inbox_lease_due(struct obx_store *st, int64_t lease_ms, int64_t *id)
+{
+    char now[24], lease[24];
+    const char *vals[2] = {num(now, sizeof now, obx_now_ms(st->clock)),
+                           num(lease, sizeof lease, lease_ms)};
+    PGresult *r = obx_pg_run(st->pg,
+                             "UPDATE inbox SET next_attempt_at_ms = $1::bigint + $2::bigint"
+                             " WHERE id = (SELECT id FROM inbox WHERE state = 'pending'"
+                             "  AND next_attempt_at_ms <= $1::bigint"
+                             "  ORDER BY next_attempt_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                             " RETURNING id",
+                             2, vals, NULL, NULL);
+
+    *id = 0;
+    if (!r)
+        return OBX_EDB;
+    if (PQntuples(r) == 1)
+        *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return OBX_OK;
+}
+
+/* Runs an UPDATE of one reply; *changed (may be NULL) gets how many rows it matched. */
+static enum obx_err
+update_reply(struct obx_store *st, const char *sql, int n, const char *const *vals, int *changed)
+{
+    PGresult *r = obx_pg_run(st->pg, sql, n, vals, NULL, NULL);
+
+    if (!r)
+        return OBX_EDB;
+    if (changed)
+        *changed = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_inbox_mark_delivered(struct obx_store *st, int64_t id, int http_status, int64_t at_ms)
+{
+    char a[24], b[24], c[24];
+    const char *vals[3] = {num(a, sizeof a, id), num(b, sizeof b, at_ms),
+                           num(c, sizeof c, http_status)};
+
+    return update_reply(st,
+                        "UPDATE inbox SET state = 'delivered', delivered_at_ms = $2::bigint,"
+                        " attempts = attempts + 1, last_http_status = $3::integer,"
+                        " last_error = NULL WHERE id = $1::bigint AND state = 'pending'",
+                        3, vals, NULL);
+}
+
+enum obx_err
+obx_store_pg_inbox_mark_retry(struct obx_store *st, int64_t id, int http_status, const char *error,
+                              int64_t next_attempt_at_ms, int give_up)
+{
+    char a[24], b[24], c[24];
+    const char *vals[5] = {num(a, sizeof a, id), num(b, sizeof b, http_status), error,
+                           num(c, sizeof c, next_attempt_at_ms), give_up ? "t" : "f"};
+
+    return update_reply(st,
+                        "UPDATE inbox SET attempts = attempts + 1,"
+                        " last_http_status = NULLIF($2::integer, 0), last_error = $3,"
+                        " next_attempt_at_ms = $4::bigint,"
+                        " state = CASE WHEN $5::boolean THEN 'failed' ELSE state END"
+                        " WHERE id = $1::bigint AND state = 'pending'",
+                        5, vals, NULL);
+}
+
+enum obx_err
+obx_store_pg_inbox_fail(struct obx_store *st, int64_t id, const char *reason)
+{
+    char a[24];
+    const char *vals[2] = {num(a, sizeof a, id), reason};
+
+    return update_reply(st,
+                        "UPDATE inbox SET state = 'failed', last_error = $2"
+                        " WHERE id = $1::bigint AND state = 'pending'",
+                        2, vals, NULL);
+}
+
+enum obx_err
+obx_store_pg_inbox_ack(struct obx_store *st, int64_t id)
+{
+    char a[24], b[24];
+    const char *vals[2] = {num(a, sizeof a, id), num(b, sizeof b, obx_now_ms(st->clock))};
+    int changed = 0;
+    enum obx_err err = update_reply(st,
+                                    "UPDATE inbox SET state = 'acked',"
+                                    " acked_at_ms = coalesce(acked_at_ms, $2::bigint)"
+                                    " WHERE id = $1::bigint",
+                                    2, vals, &changed);
+
+    return err == OBX_OK && changed == 0 ? OBX_ENOTFOUND : err;
+}

@@ -188,3 +188,60 @@ obx_store_pg_query_messages(struct obx_store *st, const struct obx_list_query *q
         *next_cursor = last_id;
     return OBX_OK;
 }
+
+/* ---- the inbox (replies for the producer) -------------------------------------------------- */
+
+static const char SQL_INBOX[] =
+    "SELECT id, partoo_message_id, channel_id, external_conversation_id, partoo_conversation_id,"
+    " business_id, sender_type, sender_label, content_type, content, message_date, state,"
+    " attempts, last_http_status, last_error, received_at_ms, delivered_at_ms, acked_at_ms"
+    " FROM inbox WHERE id > $1::bigint AND ($2::boolean OR state <> 'acked')"
+    " ORDER BY id LIMIT $3::integer";
+
+enum obx_err
+obx_store_pg_query_replies(struct obx_store *st, int64_t after_id, int limit, int include_acked,
+                           obx_inbox_fn fn, void *ctx, int64_t *next_cursor)
+{
+    char after[24], lim[24];
+    const char *vals[3] = {after, include_acked ? "t" : "f", lim};
+    PGresult *r;
+    int rows;
+
+    *next_cursor = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(after, sizeof after, "%lld", (long long)after_id);
+    snprintf(lim, sizeof lim, "%d", limit);
+    r = obx_pg_run(st->pg, SQL_INBOX, 3, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        struct obx_inbox_row m = {
+            .id = num(r, i, 0),
+            .partoo_message_id = text(r, i, 1),
+            .channel_id = text(r, i, 2),
+            .external_conversation_id = text(r, i, 3),
+            .partoo_conversation_id = text(r, i, 4),
+            .business_id = text(r, i, 5),
+            .sender_type = text(r, i, 6),
+            .sender_label = text(r, i, 7),
+            .content_type = text(r, i, 8),
+            .content = text(r, i, 9),
+            .message_date = text(r, i, 10),
+            .state = text(r, i, 11),
+            .attempts = (int)num(r, i, 12),
+            .last_http_status = (int)num(r, i, 13),
+            .last_error = text(r, i, 14),
+            .received_at_ms = num(r, i, 15),
+            .delivered_at_ms = num(r, i, 16),
+            .acked_at_ms = num(r, i, 17),
+        };
+        if (i + 1 == limit)
+            *next_cursor = m.id;
+        if (fn(ctx, &m))
+            break;
+    }
+    PQclear(r);
+    return OBX_OK;
+}

@@ -1,6 +1,7 @@
 /*
  * store_pg_query: query.h's reads on PostgreSQL (store_query.c hands them here for a store
- * on PostgreSQL): one message with its transitions and attempts, and a page of messages.
+ * on PostgreSQL): one message with its transitions and attempts, a page of messages, and
+ * a page of the inbox (the replies).
  * Rows are borrowed from libpq results and valid only during the callback, as on SQLite.
  * serve runs them on its store thread, between groups (OBX_STOREQ_OWN_TX), so they see
  * only what is committed.
@@ -19,5 +20,10 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_query_messages(struct obx_store *st,
                                                         const struct obx_list_query *q,
                                                         obx_row_fn fn, void *ctx,
                                                         int64_t *next_cursor /* OUT */);
+
+OBX_MUST_CHECK enum obx_err obx_store_pg_query_replies(struct obx_store *st, int64_t after_id,
+                                                       int limit, int include_acked,
+                                                       obx_inbox_fn fn, void *ctx,
+                                                       int64_t *next_cursor /* OUT */);
 
 #endif

@@ -352,11 +352,14 @@ enum obx_err
 obx_store_query_replies(struct obx_store *st, int64_t after_id, int limit, int include_acked,
                         obx_inbox_fn fn, void *ctx, int64_t *next_cursor)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_INBOX);
+    sqlite3_stmt *s;
     struct obx_inbox_row r;
     int rc, rows = 0;
 
     *next_cursor = 0;
+    if (st->pg)
+        return obx_store_pg_query_replies(st, after_id, limit, include_acked, fn, ctx, next_cursor);
+    s = obx_db_stmt(st->db, SQL_INBOX);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, after_id);

@@ -3,15 +3,21 @@
 # PostgreSQL db verifies each webhook, stores it once before answering 200, and interprets
 # it: the message_created echo of each message it sent confirms that message (API and SQL
 # producers alike); a byte-identical delivery is stored once; a reply written in Partoo goes
-# to the inbox table; a forged signature is refused and stores nothing.
+# to the inbox table and is relayed to the producer's inbox_url (retried after a 500), then
+# listed and acknowledged through the API; a forged signature is refused and stores nothing.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/webhook_lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
 pg_outbox_cluster
 start_wh_mock --echo
+# The producer's inbox_url: answers 500 once, then 200 (tests/integration/inbox_receiver.py).
+python3 "$(dirname "$0")/inbox_receiver.py" --port-file "$T/rcv.port" --log "$T/rcv.log" --fail 1 &
+PIDS+=("$!")
+wait_until 30 '[ -s "$T/rcv.port" ]' || { echo "receiver did not start"; exit 1; }
 start_pg_node A --rate-limit 0 --webhook-listen "127.0.0.1:$WH_PORT" --api-listen "127.0.0.1:$API_PORT" \
-    --webhook-public-key "$PUB"
+    --webhook-public-key "$PUB" --inbox-url "http://127.0.0.1:$(cat "$T/rcv.port")/replies" \
+    --retry-base 100ms
 
 # ---- echoes confirm what was sent ----------------------------------------------------------------
 for i in $(seq 1 10); do
@@ -43,6 +49,29 @@ wait_until 10 '[ "$(q "SELECT count(*) FROM inbox")" = 1 ]'
 assert_eq "a reply goes to the inbox" \
     "$(q "SELECT partoo_message_id || ' ' || channel_id || ' ' || external_conversation_id || ' ' || content FROM inbox")" \
     "424242 ch c1 hello from an agent"
+
+# ---- the reply relayed to the producer's inbox_url, then acknowledged -----------------------------
+wait_until 20 '[ "$(q "SELECT state FROM inbox WHERE partoo_message_id = '"'424242'"'")" = delivered ]'
+assert_eq "the reply is relayed to inbox_url (after one 500)" \
+    "$(q "SELECT state || ' ' || attempts || ' ' || last_http_status FROM inbox WHERE partoo_message_id = '424242'")" \
+    "delivered 2 200"
+relayed=$(python3 -c '
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(" ".join("%d:%s:%s" % (r["status"], {k.lower(): v for k, v in r["headers"].items()}.get("idempotency-key"), json.loads(r["body"])["content"].replace(" ", "_")) for r in reqs))
+' "$T/rcv.log")
+assert_eq "... each time with its Idempotency-Key and content" "$relayed" \
+    "500:partoo-424242:hello_from_an_agent 200:partoo-424242:hello_from_an_agent"
+inbox_id=$(q "SELECT id FROM inbox WHERE partoo_message_id = '424242'")
+code=$(curl -sS -o "$T/inbox.json" -w '%{http_code}' "$API/v1/inbox")
+assert_eq "GET /v1/inbox: 200" "$code" 200
+assert_eq "... lists the reply" "$(python3 -c 'import json,sys; print([(r["id"], r["content"], r["state"]) for r in json.load(open(sys.argv[1]))["replies"]])' "$T/inbox.json")" \
+    "[($inbox_id, 'hello from an agent', 'delivered')]"
+code=$(curl -sS -o "$T/ack.json" -w '%{http_code}' -X POST "$API/v1/inbox/$inbox_id/ack")
+assert_eq "POST /v1/inbox/{id}/ack: 200" "$code" 200
+assert_eq "... acknowledged" "$(q "SELECT state FROM inbox WHERE id = $inbox_id")" acked
+assert_eq "... and no longer listed" "$(curl -sS "$API/v1/inbox")" '{"replies":[],"next_cursor":null}'
+assert_eq "ack of an unknown reply: 404" "$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$API/v1/inbox/999999/ack")" 404
 
 # ---- a forged signature ---------------------------------------------------------------------------
 status=$(jget "$(mock_post webhook '{"channel_id":"ch","external_conversation_id":"c1","content":"forged","forge":true}')" '$.status')

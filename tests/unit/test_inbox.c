@@ -335,12 +335,18 @@ test_allocation_failures(void)
     CHECK_OK(err);
     CHECK(failures > 0);
     f.ib = ib;
-    obx_mem_fail_after(0);
-    run_pump(&f);
-    obx_mem_fail_after(-1);
-    CHECK_INT(f.stub.nseen, 0);
-    CHECK_INT(testdb_int(path, "SELECT attempts FROM inbox"), 0);
-    lease = testdb_int(path, "SELECT next_attempt_at_ms FROM inbox");
+    /* Allocations fail from the n-th on, n growing, until one fails after the reply was
+     * leased: nothing is sent, no attempt counted, and the lease stays. */
+    lease = 0;
+    for (long n = 0; n < 100 && lease <= T0; n++) {
+        obx_inbox_notify(f.ib); /* look now, not after the poll interval */
+        obx_mem_fail_after(n);
+        run_pump(&f);
+        obx_mem_fail_after(-1);
+        CHECK_INT(f.stub.nseen, 0);
+        CHECK_INT(testdb_int(path, "SELECT attempts FROM inbox"), 0);
+        lease = testdb_int(path, "SELECT next_attempt_at_ms FROM inbox");
+    }
     CHECK(lease > T0);
     CHECK_INT(testdb_int(path, "SELECT count(*) FROM inbox WHERE state = 'pending'"), 1);
     f.fc.now_ms = lease;
