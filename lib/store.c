@@ -152,6 +152,12 @@ obx_store_set_busy_timeout(struct obx_store *st, int64_t ms)
         sqlite3_busy_timeout(st->db->h, (int)ms);
 }
 
+const char *
+obx_store_errmsg(struct obx_store *st)
+{
+    return st->pg ? obx_pg_errmsg(st->pg) : st->db ? obx_db_errmsg(st->db) : "";
+}
+
 void
 obx_store_free(struct obx_store *st)
 {

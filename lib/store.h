@@ -358,4 +358,7 @@ struct obx_wal_guard {
 OBX_MUST_CHECK enum obx_err obx_store_guard_wal(struct obx_store *st,
                                                 struct obx_wal_guard *g /* IN/OUT */);
 
+/* The last error the store's database reported (SQLite's or PostgreSQL's), for a message. */
+const char *obx_store_errmsg(struct obx_store *st);
+
 #endif

@@ -460,9 +460,9 @@ cmd_status(int argc, char **argv)
                  "in the last minute and the last delivery error; with tenants, per\n"
                  "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
                  "channels waiting for a tenant. --watch redraws it every 2 s until\n"
-                 "interrupted. On a PostgreSQL db (serve does not run there yet): the\n"
-                 "messages per state and the nodes, live or gone, with the tenants each\n"
-                 "holds and their fencing epochs.\n\n" CLI_COMMON_HELP,
+                 "interrupted. On a PostgreSQL db: the messages per state and the\n"
+                 "serve nodes, live or gone, with the tenants each holds and their\n"
+                 "fencing epochs.\n\n" CLI_COMMON_HELP,
         .postgresql_ok = 1};
     struct obx_store *st = NULL;
     struct obx_buf b;
@@ -553,7 +553,8 @@ cmd_ls(int argc, char **argv)
                  "'unconfirmed' (accepted, no confirmation after max_resends).\n"
                  "--limit is any number from 1 (default 50); more than 1000 are\n"
                  "read 1000 at a time. Pass the printed next cursor as --cursor\n"
-                 "for the next page.\n\n" CLI_COMMON_HELP};
+                 "for the next page.\n\n" CLI_COMMON_HELP,
+        .postgresql_ok = 1};
     struct ls_ctx l = {.c = &c, .first = 1};
     struct obx_list_query q = {0};
     struct obx_store *st = NULL;
@@ -599,7 +600,7 @@ cmd_ls(int argc, char **argv)
     for (;;) {
         q.limit = (int)(want < LS_PAGE ? want : LS_PAGE);
         if (obx_query_list(st, &q, on_ls_row, &l, &next) != OBX_OK) {
-            cli_error(&c, "cannot list messages: %s", obx_db_errmsg(st->db));
+            cli_error(&c, "cannot list messages: %s", obx_store_errmsg(st));
             rc = CLI_FAIL;
             goto out;
         }
@@ -693,7 +694,8 @@ cmd_show(int argc, char **argv)
     struct cli c = {.command = "show",
                     .usage = "usage: outbox show CHANNEL EXT_ID\n\n"
                              "Shows one message with every state transition and delivery\n"
-                             "attempt.\n\n" CLI_COMMON_HELP};
+                             "attempt.\n\n" CLI_COMMON_HELP,
+                    .postgresql_ok = 1};
     struct obx_store *st = NULL;
     struct obx_buf b;
     int rc, nattempts = 0;
@@ -771,7 +773,8 @@ cmd_inbox(int argc, char **argv)
     struct cli c = {.command = "inbox",
                     .usage = "usage: outbox inbox [--all] [--limit N] [--cursor X]\n\n"
                              "Lists replies written by Partoo users, oldest first: those not\n"
-                             "yet acknowledged, or every one with --all.\n\n" CLI_COMMON_HELP};
+                             "yet acknowledged, or every one with --all.\n\n" CLI_COMMON_HELP,
+                    .postgresql_ok = 1};
     struct inbox_ctx x = {.c = &c};
     struct obx_store *st = NULL;
     int64_t next = 0, after;
@@ -799,7 +802,7 @@ cmd_inbox(int argc, char **argv)
         goto out;
     if (cli_table_init(&x.t, 7, head) != 0 || obx_buf_puts(&x.b, "{\"replies\":[") != OBX_OK ||
         obx_query_inbox(st, after, (int)lim, all, on_inbox, &x, &next) != OBX_OK) {
-        cli_error(&c, "cannot list the inbox: %s", obx_db_errmsg(st->db));
+        cli_error(&c, "cannot list the inbox: %s", obx_store_errmsg(st));
         rc = CLI_FAIL;
         goto out;
     }

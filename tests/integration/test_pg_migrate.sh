@@ -66,8 +66,8 @@ printf 'db = postgresql://outbox_test@localhost/postgres?password=pw-n0t-for-log
 out=$("$OUTBOX_BIN" serve --config "$T/pg2.conf" --print-config 2>&1)
 assert_contains "--print-config: a password= parameter masked" "$out" "?password=****&sslmode=require"
 assert_not_contains "--print-config: no password (parameter)" "$out" "pw-n0t-for-logs"
-for cmd in "ls" doctor; do
-    assert_status "$cmd on PostgreSQL: refused" 1 "$OUTBOX_BIN" $cmd --config "$T/pg.conf"
+for cmd in enqueue doctor; do
+    assert_status "$cmd on PostgreSQL: refused" 1 "$OUTBOX_BIN" $cmd --config "$T/pg.conf" </dev/null
     assert_contains "$cmd on PostgreSQL: says why" "$(cat "$T/last.err")" "\`outbox serve\` support PostgreSQL so far"
     assert_not_contains "$cmd on PostgreSQL: no password" "$(cat "$T/last.err")" "pw-n0t-for-logs"
 done

@@ -92,6 +92,12 @@ code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=accepted&limit=150&cur
 page2=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["messages"]), d["next_cursor"], min(m["id"] for m in d["messages"]))' "$T/body")
 assert_eq "list: two pages hold the 220 accepted, newest first" "${page1% *} ${page2% *}" "150 70 None"
 assert_eq "list: the last page ends at the oldest" "${page2##* }" "$(q "SELECT min(id) FROM outbox")"
+# The same reads from the command line.
+assert_contains "outbox show on PostgreSQL: the message and its attempt" \
+    "$("$OUTBOX_BIN" show --db "$PG_URI" ch sql007 2>&1)" "http 200"
+assert_eq "outbox ls on PostgreSQL: the newest accepted first" \
+    "$("$OUTBOX_BIN" ls --db "$PG_URI" --state accepted --limit 2 --json 2>&1 | python3 -c 'import json,sys; print([m["id"] for m in json.load(sys.stdin)["messages"]])')" \
+    "$(q "SELECT '[' || string_agg(id::text, ', ' ORDER BY id DESC) || ']' FROM (SELECT id FROM outbox WHERE state = 'accepted' ORDER BY id DESC LIMIT 2) x")"
 assert_eq "list: a bad filter is 400 naming it" "$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=bogus")" 400
 assert_contains "... naming it" "$(cat "$T/body")" '"field":"state"'
 

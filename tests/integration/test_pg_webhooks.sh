@@ -63,6 +63,8 @@ print(" ".join("%d:%s:%s" % (r["status"], {k.lower(): v for k, v in r["headers"]
 assert_eq "... each time with its Idempotency-Key and content" "$relayed" \
     "500:partoo-424242:hello_from_an_agent 200:partoo-424242:hello_from_an_agent"
 inbox_id=$(q "SELECT id FROM inbox WHERE partoo_message_id = '424242'")
+assert_contains "outbox inbox on PostgreSQL lists it" "$("$OUTBOX_BIN" inbox --db "$PG_URI" 2>&1)" \
+    "hello from an agent"
 code=$(curl -sS -o "$T/inbox.json" -w '%{http_code}' "$API/v1/inbox")
 assert_eq "GET /v1/inbox: 200" "$code" 200
 assert_eq "... lists the reply" "$(python3 -c 'import json,sys; print([(r["id"], r["content"], r["state"]) for r in json.load(open(sys.argv[1]))["replies"]])' "$T/inbox.json")" \
