@@ -57,6 +57,7 @@ struct job {
     int64_t first_ms;   /* delay before its first run */
     int while_stopping; /* keeps running after obx_cron_stop (while the worker drains) */
     int own_tx;         /* run opens its own transactions (checkpoints, retention steps) */
+    int on_postgresql;  /* runs there too (the others are SQLite's so far, issue 15) */
     prepare_fn prepare; /* may be NULL */
     run_fn run;         /* NULL: the job is loop work only */
     after_fn after;     /* may be NULL */
@@ -92,18 +93,18 @@ static void after_heartbeat(struct obx_cron *c, struct slot *sl);
 /* Every periodic job of serve. */
 static const struct job jobs[] = {
     /* Overdue confirmations: re-send with the same key, or give up (unconfirmed). */
-    {"confirmations", 1000, 1000, 0, 0, prepare_confirmations, run_confirmations,
+    {"confirmations", 1000, 1000, 0, 0, 1, prepare_confirmations, run_confirmations,
      after_confirmations},
     /* Audit rows written since the last tick join the hash chain. */
-    {"audit_seal", 1000, 1000, 0, 0, NULL, run_audit_seal, after_audit_seal},
+    {"audit_seal", 1000, 1000, 0, 0, 0, NULL, run_audit_seal, after_audit_seal},
     /* Leases of requests that never came back (a lost transfer) return to the queue. */
-    {"leases", 30000, 30000, 0, 0, NULL, run_leases, after_leases},
+    {"leases", 30000, 30000, 0, 0, 1, NULL, run_leases, after_leases},
     /* The WAL stays small when the disk is tight, and is checkpointed after a full disk. */
-    {"wal_guard", 1000, 0, 1, 1, NULL, run_wal_guard, after_wal_guard},
+    {"wal_guard", 1000, 0, 1, 1, 0, NULL, run_wal_guard, after_wal_guard},
     /* Deletes what is older than `retention`, in short steps (lib/retention.c). */
-    {"retention", 3600000, 60000, 0, 1, prepare_retention, run_retention, after_retention},
+    {"retention", 3600000, 60000, 0, 1, 0, prepare_retention, run_retention, after_retention},
     /* Pause and circuit state for `outbox status`. */
-    {"heartbeat", 1000, 1000, 1, 0, NULL, NULL, after_heartbeat},
+    {"heartbeat", 1000, 1000, 1, 0, 0, NULL, NULL, after_heartbeat},
 };
 #define N_JOBS (sizeof jobs / sizeof jobs[0])
 
@@ -325,6 +326,8 @@ after_heartbeat(struct obx_cron *c, struct slot *sl)
 static int
 runnable(const struct obx_cron *c, size_t i)
 {
+    if (c->env.postgresql && !jobs[i].on_postgresql)
+        return 0;
     return !c->stopping || jobs[i].while_stopping;
 }
 

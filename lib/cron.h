@@ -24,6 +24,7 @@ struct obx_cron_env {
     struct obx_worker *worker;     /* woken when a job made messages sendable again */
     void (*heartbeat)(void *ctx);  /* publishes serve's state for `outbox status` */
     void *heartbeat_ctx;
+    int postgresql; /* only the jobs that run on PostgreSQL so far: confirmations, leases */
 };
 
 struct obx_cron;

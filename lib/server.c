@@ -929,6 +929,11 @@ start_pg(struct server *s, size_t conns)
         s->reconcile_ev = evtimer_new(s->base, on_reconcile, s);
         err = s->reconcile_ev ? OBX_OK : OBX_ENOMEM;
     }
+    if (err == OBX_OK) {
+        /* Re-sending overdue confirmations and returning expired leases. */
+        struct obx_cron_env env = {s->q, &s->cfg, s->worker, NULL, NULL, 1};
+        err = obx_cron_new(s->base, &env, &s->cron);
+    }
     if (err == OBX_OK)
         err = obx_webhook_new(s->base, s->q, s->cfg, conns, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
@@ -950,9 +955,9 @@ start_pg(struct server *s, size_t conns)
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: delivery, enqueue, tenants, webhooks, the reply relay and the "
-                "message reads only so far; periodic jobs and the other read routes are not "
-                "served yet",
+                "PostgreSQL: delivery, enqueue, tenants, webhooks, the reply relay, the "
+                "message reads, confirmation timeouts and expired leases only so far; "
+                "retention, the audit chain and the other read routes are not served yet",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;
@@ -961,7 +966,7 @@ start_pg(struct server *s, size_t conns)
 static void
 stop(struct server *s)
 {
-    if (s->cron) {
+    if (s->cron && !obx_store_pg_in_use(s->st)) {
         s->published[0] = '\0'; /* force the write */
         if (s->publishing)
             obx_storeq_drain(s->q);

@@ -1120,11 +1120,14 @@ static const char SQL_RECOVER_EXPIRED[] =
 enum obx_err
 obx_store_recover(struct obx_store *st, int all, int64_t *count)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, all ? SQL_RECOVER_ALL : SQL_RECOVER_EXPIRED);
+    sqlite3_stmt *s;
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_recover(st, all, count);
     if (count)
         *count = 0;
+    s = obx_db_stmt(st->db, all ? SQL_RECOVER_ALL : SQL_RECOVER_EXPIRED);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
@@ -1382,13 +1385,16 @@ enum obx_err
 obx_store_confirm_timeouts(struct obx_store *st, int64_t max_resends, int64_t *resent,
                            int64_t *unconfirmed)
 {
-    sqlite3_stmt *re = obx_db_stmt(st->db, SQL_RESEND_UNCONFIRMED);
-    sqlite3_stmt *up = obx_db_stmt(st->db, SQL_GIVE_UP_UNCONFIRMED);
+    sqlite3_stmt *re, *up;
     int64_t now_ms = obx_now_ms(st->clock);
     enum obx_err err;
 
+    if (st->pg)
+        return obx_store_pg_confirm_timeouts(st, max_resends, resent, unconfirmed);
     *resent = 0;
     *unconfirmed = 0;
+    re = obx_db_stmt(st->db, SQL_RESEND_UNCONFIRMED);
+    up = obx_db_stmt(st->db, SQL_GIVE_UP_UNCONFIRMED);
     if (!re || !up)
         return OBX_EDB;
     err = obx_db_begin(st->db);

@@ -761,6 +761,78 @@ obx_store_pg_finish(struct obx_pg *pg, const struct obx_pg_fence *fence,
     return err;
 }
 
+/* ---- periodic jobs (lib/cron.c) ----------------------------------------------------------- */
+
+/*
+ * Accepted messages whose confirmation is overdue: re-sent (queued again, at the end of
+ * their conversation's line: 0001's outbox_line_change) while resends < max_resends, given
+ * up on (unconfirmed) after. Two nodes running it at once update each row once: the second
+ * waits for the first's row lock and then finds the row changed.
+ */
+enum obx_err
+obx_store_pg_confirm_timeouts(struct obx_store *st, int64_t max_resends, int64_t *resent,
+                              int64_t *unconfirmed)
+{
+    char now[24], max[24];
+    const char *vals[2] = {now, max};
+    PGresult *r;
+
+    *resent = *unconfirmed = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
+    snprintf(max, sizeof max, "%lld", (long long)max_resends);
+    r = obx_pg_run(st->pg,
+                   "WITH given_up AS (UPDATE outbox SET unconfirmed_at_ms = $1::bigint,"
+                   "  confirm_due_at_ms = NULL WHERE state = 'accepted'"
+                   "  AND confirm_due_at_ms <= $1::bigint AND resends >= $2::bigint RETURNING 1),"
+                   " resent AS (UPDATE outbox SET state = 'queued', state_at_ms = $1::bigint,"
+                   "  next_attempt_at_ms = 0, state_reason = 'no confirmation in time; re-sending',"
+                   "  resends = resends + 1, confirm_due_at_ms = NULL WHERE state = 'accepted'"
+                   "  AND confirm_due_at_ms <= $1::bigint AND resends < $2::bigint RETURNING 1)"
+                   " SELECT (SELECT count(*) FROM resent), (SELECT count(*) FROM given_up)",
+                   2, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    *resent = col_int(r, 0, 0);
+    *unconfirmed = col_int(r, 0, 1);
+    PQclear(r);
+    return OBX_OK;
+}
+
+/*
+ * Messages claimed and never finished whose lease ran out (a claim whose COMMIT committed
+ * but whose answer was lost; a request that never came back): queued again. all: every
+ * `sending` row (serve's start on SQLite; not used on PostgreSQL, where the other nodes'
+ * claims are live).
+ */
+enum obx_err
+obx_store_pg_recover(struct obx_store *st, int all, int64_t *count)
+{
+    char now[24];
+    const char *vals[2] = {now, all ? "t" : "f"};
+    PGresult *r;
+
+    if (count)
+        *count = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
+    r = obx_pg_run(
+        st->pg,
+        "UPDATE outbox SET state = 'queued', state_at_ms = $1::bigint,"
+        " state_reason = CASE WHEN $2::boolean THEN 'recovered after restart'"
+        "  ELSE 'lease expired' END, lease_token = NULL, lease_expires_at_ms = NULL"
+        " WHERE state = 'sending' AND ($2::boolean OR lease_expires_at_ms <= $1::bigint)",
+        2, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    if (count)
+        *count = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return OBX_OK;
+}
+
 /* ---- takeover ----------------------------------------------------------------------------- */
 
 static const char SQL_REQUEUE_TENANT[] =

@@ -158,4 +158,11 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_status(struct obx_pg *pg,
                                                 int64_t counts[OBX_PG_STATES] /* OUT */,
                                                 obx_store_pg_node_fn on_node, void *ctx);
 
+/* obx_store_confirm_timeouts and obx_store_recover on PostgreSQL (serve's periodic jobs). */
+OBX_MUST_CHECK enum obx_err obx_store_pg_confirm_timeouts(struct obx_store *st, int64_t max_resends,
+                                                          int64_t *resent /* OUT */,
+                                                          int64_t *unconfirmed /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_recover(struct obx_store *st, int all,
+                                                 int64_t *count /* OUT, may be NULL */);
+
 #endif

@@ -172,4 +172,19 @@ done
 kill -TERM "$NODE_PID"
 wait "$NODE_PID"
 
+# ---- no confirmation in time: re-sent with the same key, then reported unconfirmed ----------
+# (the mock sends no webhooks here: nothing is ever confirmed)
+start_pg_node D --rate-limit 0 --confirm-timeout 1s --max-resends 1
+code=$(api -X POST "http://127.0.0.1:$NODE_PORT/v1/messages" \
+    -d '{"channel_id":"ch","external_message_id":"unconf","business_id":"b","external_conversation_id":"c-unconf","content":"x","sender_type":"Consumer"}')
+assert_eq "confirmation timeout: enqueued" "$code" 202
+wait_until 20 '[ -n "$(q "SELECT unconfirmed_at_ms FROM outbox WHERE external_message_id = '"'unconf'"'")" ]'
+assert_eq "confirmation timeout: sent again once, then unconfirmed" \
+    "$(q "SELECT state || ' ' || resends || ' ' || attempts || ' ' || (unconfirmed_at_ms IS NOT NULL) FROM outbox WHERE external_message_id = 'unconf'")" \
+    "accepted 1 2 true"
+assert_eq "... the mock got it twice" "$(mock_get received | awk -F'\t' '$6 == "unconf"' | wc -l)" 2
+assert_contains "... and the log says why" "$(grep -h "no confirmation in time" "$T/D.log" | head -1)" "re-sending"
+kill -TERM "$NODE_PID"
+wait "$NODE_PID"
+
 finish

@@ -598,6 +598,63 @@ end:
     TEST_END;
 }
 
+/*
+ * serve's periodic jobs on PostgreSQL: an accepted message whose confirmation is overdue is
+ * re-sent (queued again, resends + 1) until max_resends, then given up on (unconfirmed);
+ * a claim whose lease ran out without an outcome returns to the queue, a live one stays.
+ */
+static int
+test_periodic_jobs(void)
+{
+    TEST_BEGIN;
+    struct obx_pg *pg = open_schema("t_periodic");
+    struct obx_store *st = NULL;
+    struct obx_enq_item it[3] = {
+        {.msg = msg("p1", "ca")}, {.msg = msg("p2", "cb")}, {.msg = msg("p3", "cc")}};
+    char errmsg[512];
+    int64_t resent = -1, unconfirmed = -1, recovered = -1;
+
+    CHECK(pg);
+    CHECK_OK(obx_store_pg_open_store(getenv("OBX_TEST_PG_URI"), "t_periodic", "A", 1, &st, errmsg,
+                                     sizeof errmsg));
+    CHECK_OK(obx_store_enqueue_batch(st, it, 3, NULL));
+    /* p1: accepted, confirmation overdue, never re-sent; p2: the same, re-sent twice
+     * already; p3: claimed long ago (lease over). */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET state = 'accepted', accepted_at_ms = 1,"
+                             " confirm_due_at_ms = 1 WHERE external_message_id = 'p1';"
+                             " UPDATE outbox SET state = 'accepted', accepted_at_ms = 1,"
+                             " confirm_due_at_ms = 1, resends = 2 WHERE external_message_id = 'p2';"
+                             " UPDATE outbox SET state = 'sending', lease_token = 7,"
+                             " lease_expires_at_ms = 1 WHERE external_message_id = 'p3'"));
+    CHECK_OK(obx_store_confirm_timeouts(st, 2, &resent, &unconfirmed));
+    CHECK_INT(resent, 1);
+    CHECK_INT(unconfirmed, 1);
+    CHECK_STR(value(pg, "SELECT resends * 10 + head::integer FROM outbox"
+                        " WHERE external_message_id = 'p1' AND state = 'queued'"),
+              "11"); /* queued again, the head of its conversation */
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE external_message_id = 'p2'"
+                        " AND state = 'accepted' AND unconfirmed_at_ms IS NOT NULL"
+                        " AND confirm_due_at_ms IS NULL"),
+              "1");
+    CHECK_OK(obx_store_confirm_timeouts(st, 2, &resent, &unconfirmed));
+    CHECK_INT(resent + unconfirmed, 0); /* each once */
+    CHECK_OK(obx_store_recover(st, 0, &recovered));
+    CHECK_INT(recovered, 1);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox WHERE external_message_id = 'p3'"
+                        " AND state = 'queued' AND lease_token IS NULL AND head"),
+              "1");
+    /* A live lease stays. */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET state = 'sending', lease_token = 8,"
+                             " lease_expires_at_ms = outbox_now_ms() + 60000"
+                             " WHERE external_message_id = 'p3'"));
+    CHECK_OK(obx_store_recover(st, 0, &recovered));
+    CHECK_INT(recovered, 0);
+end:
+    obx_store_free(st);
+    obx_pg_free(pg);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"enqueue_results", test_enqueue_results},
     {"enqueue_in_batch", test_enqueue_in_batch},
@@ -607,6 +664,7 @@ static const struct test_case tests[] = {
     {"listen", test_listen},
     {"nodes", test_nodes},
     {"serve_store", test_serve_store},
+    {"periodic_jobs", test_periodic_jobs},
     {NULL, NULL},
 };
 
