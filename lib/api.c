@@ -635,7 +635,9 @@ struct read_job {
     struct obx_storeq_job job;
     struct evhttp_request *req;
     enum obx_err (*build)(struct obx_store *st, struct read_job *r);
-    char *channel, *id;         /* GET /v1/messages/{channel}/{id} */
+    int status;                 /* of the answer (200 unless set) */
+    const char *not_found;      /* the 404's message (OBX_ENOTFOUND) */
+    char *channel, *id;         /* GET /v1/messages/{channel}/{id}; channel: a tenant's name */
     struct obx_list_query q;    /* GET /v1/messages */
     char *state, *list_channel; /* q's strings */
     struct obx_buf body;
@@ -656,13 +658,13 @@ on_read_done(void *arg, enum obx_err err)
     struct read_job *r = arg;
 
     if (err == OBX_ENOTFOUND) {
-        obx_httpd_error(r->req, 404, "not_found", "no such message", NULL);
+        obx_httpd_error(r->req, 404, "not_found", r->not_found, NULL);
     } else if (err == OBX_EDB || err == OBX_EIO) {
         /* The database is away (serve connects again): the client may try again. */
         evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
         obx_httpd_error(r->req, 503, "unavailable", obx_strerror(err), NULL);
     } else {
-        reply_doc(r->req, 200, &r->body, err);
+        reply_doc(r->req, r->status, &r->body, err);
     }
     obx_free(r->channel);
     obx_free(r->id);
@@ -694,6 +696,8 @@ read_job_new(struct evhttp_request *req, size_t body_max)
         return NULL;
     }
     obx_buf_init(&r->body, body_max);
+    r->status = 200;
+    r->not_found = "no such message";
     return r;
 }
 
@@ -1951,15 +1955,42 @@ struct tenant_put {
     const uint8_t *sealing_key;
     int created;
     char conflict[TENANT_ID_MAX + 1];
+    char owner[OBX_TENANT_NAME_MAX + 1]; /* conflict's owner, "?" when it cannot be read */
 };
+
+struct owner_find {
+    const char *channel_id;
+    char *owner;
+};
+
+static int
+on_owner_row(void *ctx, const struct obx_tenant_row *t)
+{
+    struct owner_find *o = ctx;
+
+    for (size_t i = 0; i < t->nchannels; i++)
+        if (strcmp(t->channels[i].channel_id, o->channel_id) == 0) {
+            snprintf(o->owner, OBX_TENANT_NAME_MAX + 1, "%s", t->name);
+            return 1;
+        }
+    return 0;
+}
 
 static enum obx_err
 run_tenant_put(struct obx_store *st, void *arg)
 {
     struct tenant_put *p = arg;
+    enum obx_err err = obx_store_tenant_put(st, &p->spec, p->mode, p->sealing_key, &p->created,
+                                            p->conflict, sizeof p->conflict);
 
-    return obx_store_tenant_put(st, &p->spec, p->mode, p->sealing_key, &p->created, p->conflict,
-                                sizeof p->conflict);
+    if (err == OBX_ECONFLICT) {
+        /* Who owns it, for the 409, read here: the loop has no connection on PostgreSQL. */
+        struct owner_find o = {p->conflict, p->owner};
+        snprintf(p->owner, sizeof p->owner, "?");
+        if (obx_store_tenant_list(st, NULL, on_owner_row, &o) != OBX_OK)
+            snprintf(p->owner, sizeof p->owner, "?"); /* the 409 stands without the name */
+    }
+    return err;
 }
 
 static enum obx_err
@@ -2199,6 +2230,40 @@ on_tenant_row(void *ctx, const struct obx_tenant_row *t)
     return l->err != OBX_OK;
 }
 
+/* The view of tenant r->channel, or (NULL) of every tenant as {"tenants":[...]}. */
+static enum obx_err
+build_tenants(struct obx_store *st, struct read_job *r)
+{
+    struct list_ctx l = {&r->body, 0, OBX_OK};
+    enum obx_err err = r->channel ? OBX_OK : obx_buf_puts(&r->body, "{\"tenants\":[");
+
+    if (err == OBX_OK)
+        err = obx_store_tenant_list(st, r->channel, on_tenant_row, &l);
+    if (err == OBX_OK)
+        err = l.err;
+    if (err == OBX_OK && !r->channel)
+        err = obx_buf_puts(&r->body, "]}");
+    return err;
+}
+
+/* PostgreSQL: the tenant's view (name; NULL: every tenant's) read on the store thread. */
+static void
+submit_tenant_read(struct obx_api *api, struct evhttp_request *req, int status, const char *name)
+{
+    struct read_job *r = read_job_new(req, 64 * 1024 * 1024);
+
+    if (!r)
+        return;
+    r->build = build_tenants;
+    r->status = status;
+    r->not_found = "no such tenant";
+    if (name && !(r->channel = obx_strdup(name))) {
+        on_read_done(r, OBX_ENOMEM);
+        return;
+    }
+    submit_read(api, req, r);
+}
+
 /* Answers status with the tenant's view (after a change, or for GET). */
 static void
 reply_tenant(struct obx_api *api, struct evhttp_request *req, int status, const char *name)
@@ -2207,6 +2272,10 @@ reply_tenant(struct obx_api *api, struct evhttp_request *req, int status, const 
     struct list_ctx l = {&b, 0, OBX_OK};
     enum obx_err err;
 
+    if (obx_store_pg_in_use(api->st)) {
+        submit_tenant_read(api, req, status, name);
+        return;
+    }
     obx_buf_init(&b, 64 * 1024 * 1024);
     err = obx_store_tenant_list(api->st, name, on_tenant_row, &l);
     if (err == OBX_ENOTFOUND)
@@ -2216,38 +2285,17 @@ reply_tenant(struct obx_api *api, struct evhttp_request *req, int status, const 
     obx_buf_release(&b);
 }
 
-struct owner_find {
-    const char *channel_id;
-    char owner[OBX_TENANT_NAME_MAX + 1];
-};
-
-static int
-on_owner_row(void *ctx, const struct obx_tenant_row *t)
-{
-    struct owner_find *o = ctx;
-
-    for (size_t i = 0; i < t->nchannels; i++)
-        if (strcmp(t->channels[i].channel_id, o->channel_id) == 0) {
-            snprintf(o->owner, sizeof o->owner, "%s", t->name);
-            return 1;
-        }
-    return 0;
-}
-
 /* 409: the channel another tenant owns, named by its index in the body. */
 static void
-reply_tenant_conflict(struct obx_api *api, struct evhttp_request *req, const struct tenant_put *p)
+reply_tenant_conflict(struct evhttp_request *req, const struct tenant_put *p)
 {
-    struct owner_find o = {p->conflict, "?"};
     char field[64] = "channels", msg[512];
 
     for (size_t i = 0; i < p->spec.nchannels; i++)
         if (strcmp(p->spec.channels[i].channel_id, p->conflict) == 0)
             snprintf(field, sizeof field, "channels[%zu].channel_id", i);
-    if (obx_store_tenant_list(api->st, NULL, on_owner_row, &o) != OBX_OK)
-        snprintf(o.owner, sizeof o.owner, "?");
     snprintf(msg, sizeof msg, "channel '%.255s' belongs to tenant '%s'; nothing changed",
-             p->conflict, o.owner);
+             p->conflict, p->owner);
     obx_httpd_error(req, 409, "conflict", msg, field);
 }
 
@@ -2353,7 +2401,7 @@ on_tenant_put(struct obx_api *api, struct evhttp_request *req, char **seg)
         obx_httpd_error(req, 400, "missing_field", "api_key is required for a new tenant",
                         "api_key");
     } else if (err == OBX_ECONFLICT) {
-        reply_tenant_conflict(api, req, &p);
+        reply_tenant_conflict(req, &p);
     } else if (err != OBX_OK) {
         reply_write_error(api, req, err);
     } else {
@@ -2391,6 +2439,10 @@ on_tenants_list(struct obx_api *api, struct evhttp_request *req, char **seg)
     enum obx_err err;
 
     (void)seg;
+    if (obx_store_pg_in_use(api->st)) {
+        submit_tenant_read(api, req, 200, NULL);
+        return;
+    }
     obx_buf_init(&b, 256 * 1024 * 1024);
     err = obx_buf_puts(&b, "{\"tenants\":[");
     if (err == OBX_OK)
@@ -2509,14 +2561,15 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
  * readiness, the token check, a message with its history, the list of messages, the inbox
- * and its acknowledgement. The others answer 501 there.
+ * and its acknowledgement, the tenants. The others answer 501 there.
  */
 static int
 on_postgresql(route_fn fn)
 {
     return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
            fn == on_get_message || fn == on_list_messages || fn == on_list_inbox ||
-           fn == on_ack_inbox;
+           fn == on_ack_inbox || fn == on_tenants_list || fn == on_tenant_get ||
+           fn == on_tenant_put || fn == on_tenant_delete;
 }
 
 static void

@@ -6,7 +6,8 @@
 #   - three nodes spread six tenants (five and the default), each sends with its tenant's
 #     key, paced per key (the mock enforces 300 per 60 s per key: no 429);
 #   - a node killed with SIGKILL: its tenants move to the live nodes, everything delivered;
-#   - a tenant added while the nodes run sends what already waited for its channel.
+#   - a tenant added while the nodes run sends what already waited for its channel;
+#   - the tenant routes (PUT, GET, DELETE /v1/tenants) on any node.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
@@ -40,7 +41,7 @@ start_mock # 300 per 60 s per key
 # No default key: the unowned channel ch6 waits for a tenant.
 for n in A B C; do
     PG_NODE_KEY= start_pg_node "$n" --node-lease 3s
-    eval "PID_$n=$NODE_PID"
+    eval "PID_$n=$NODE_PID PORT_$n=$NODE_PORT"
 done
 wait_until 15 '[ "$(q "SELECT count(*) FROM tenant_leases WHERE node IS NOT NULL AND expires_at_ms > outbox_now_ms()")" = 6 ]'
 assert_eq "six tenants held" "$(q "SELECT count(*) FROM tenant_leases WHERE node IS NOT NULL AND expires_at_ms > outbox_now_ms()")" 6
@@ -75,5 +76,26 @@ assert_eq "a tenant added while serve runs sends what waited" \
     "$(q "SELECT count(*) FROM outbox WHERE channel_id = 'ch6' AND state = 'accepted'")" 5
 log "t6's five waiting messages delivered ${took} ms after tenant add"
 assert_eq "... with its own key" "$(jget "$(mock_get stats)" '$.by_key."key-6-secret".accepted')" 5
+
+# ---- the tenant routes on PostgreSQL (any node) ---------------------------------------------------
+for n in A B C; do [ "$n" != "$victim" ] && live=$n; done
+eval "url=http://127.0.0.1:\$PORT_$live/v1/tenants"
+tapi() { curl -sS -o "$T/tbody" -w '%{http_code}' -H 'Content-Type: application/json' "$@"; }
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'ch7', 'w7-' || g, 'b', 'c7', 'waiting', 'User' FROM generate_series(1, 3) g" >/dev/null
+t0=$(now_ms)
+code=$(tapi -X PUT "$url/t7" -d '{"api_key":"key-7-secret","rate_limit":600,"channels":[{"channel_id":"ch7"}]}')
+assert_eq "PUT /v1/tenants/t7: 201" "$code" 201
+assert_eq "... its view" "$(jget "$(cat "$T/tbody")" '$.tenant') $(jget "$(cat "$T/tbody")" '$.channels[0].channel_id')" "t7 ch7"
+assert_not_contains "... never its key" "$(cat "$T/tbody")" "key-7-secret"
+wait_until 20 '[ "$(q "SELECT count(*) FROM outbox WHERE channel_id = '"'ch7'"' AND state = '"'accepted'"'")" = 3 ]'
+log "t7's three waiting messages delivered $(( $(now_ms) - t0 )) ms after its PUT"
+assert_eq "... its waiting messages delivered with its key" "$(jget "$(mock_get stats)" '$.by_key."key-7-secret".accepted')" 3
+assert_eq "GET /v1/tenants/t7: 200" "$(tapi "$url/t7")" 200
+assert_eq "GET /v1/tenants: all seven" "$(tapi "$url") $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["tenants"]))' "$T/tbody")" "200 7"
+code=$(tapi -X PUT "$url/t8" -d '{"api_key":"key-8-secret","channels":[{"channel_id":"ch1"}]}')
+assert_eq "a channel t1 owns: 409" "$code $(jget "$(cat "$T/tbody")" '$.error.field')" "409 channels[0].channel_id"
+assert_contains "... naming t1" "$(cat "$T/tbody")" "tenant 't1'"
+assert_eq "DELETE /v1/tenants/t7: 200" "$(tapi -X DELETE "$url/t7")" 200
+assert_eq "GET it again: 404" "$(tapi "$url/t7") $(jget "$(cat "$T/tbody")" '$.error.message')" "404 no such tenant"
 
 finish
