@@ -71,10 +71,9 @@ CREATE INDEX outbox_conversation ON outbox (channel_id, external_conversation_id
 CREATE INDEX outbox_claim ON outbox (tenant, priority DESC, next_attempt_at_ms, id)
     WHERE state = 'queued' AND head;
 CREATE INDEX outbox_state ON outbox (state, id);
--- What serve's periodic jobs look for (0008): overdue confirmations, expired leases.
+-- What serve re-sends for lack of a confirmation (0008).
 CREATE INDEX outbox_confirm_due ON outbox (confirm_due_at_ms)
     WHERE state = 'accepted' AND confirm_due_at_ms IS NOT NULL;
-CREATE INDEX outbox_lease_expiry ON outbox (lease_expires_at_ms) WHERE state = 'sending';
 
 -- Order per conversation with many producers at once. An id taken from the sequence when
 -- the row is built does not follow commit order: a producer that took id 10 may commit

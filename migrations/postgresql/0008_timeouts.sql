@@ -1,9 +1,8 @@
--- 0008_timeouts (PostgreSQL): what serve's periodic jobs look for every second, each found
--- through a partial index of its own instead of a walk of every accepted or sending row
--- (as SQLite's outbox_confirm_due):
--- - accepted messages whose confirmation is overdue (re-sent, or given up on);
--- - messages whose claim's lease ran out without an outcome (returned to the queue).
+-- 0008_timeouts (PostgreSQL): the accepted messages whose confirmation is overdue, which
+-- serve's periodic job re-sends (or gives up on) every second, found through a partial index
+-- of their own, as SQLite's outbox_confirm_due, instead of a walk of every accepted message.
+-- (Expired leases need none: outbox_state's range of `sending` rows is a node's in-flight
+-- messages, a few hundred at most.)
 
 CREATE INDEX outbox_confirm_due ON outbox (confirm_due_at_ms)
     WHERE state = 'accepted' AND confirm_due_at_ms IS NOT NULL;
-CREATE INDEX outbox_lease_expiry ON outbox (lease_expires_at_ms) WHERE state = 'sending';
