@@ -940,57 +940,118 @@ on_cancel(struct obx_api *api, struct evhttp_request *req, char **seg)
     on_action(api, req, seg, 0);
 }
 
-static void
-on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
+/* What /v1/stats reads from the store (the rest comes from the worker, on the loop). */
+struct stats_read {
+    struct obx_storeq_job job; /* PostgreSQL: collect_stats on the store thread */
+    struct obx_api *api;
+    struct evhttp_request *req;
+    int64_t now_ms;
+    struct obx_channel_stats *s;
+    size_t n;
+    int64_t sent;
+    int64_t rejected_signature, rejected_too_large;
+    struct obx_tenant_stats_set ts;
+    char *owners; /* each channel's tenant, OBX_TENANT_NAME_MAX + 1 bytes apiece */
+};
+
+static enum obx_err
+collect_stats(struct obx_store *st, void *arg)
 {
-    struct obx_channel_stats *s = NULL;
-    struct obx_tenant_stats_set ts = {0};
-    char *owners = NULL;
+    struct stats_read *d = arg;
+    enum obx_err err = obx_query_stats(st, &d->s, &d->n);
+
+    if (err == OBX_OK)
+        err = obx_query_count_accepted_since(st, d->now_ms - 60000, &d->sent);
+    if (err == OBX_OK)
+        err = obx_query_webhook_rejections(st, &d->rejected_signature, &d->rejected_too_large);
+    /* SPEC §11: per tenant, pause and pace from the worker's lanes (added by reply_stats). */
+    if (err == OBX_OK)
+        err = obx_store_tenant_stats_collect(st, &d->ts);
+    if (err == OBX_OK && d->n && !(d->owners = obx_calloc(d->n, OBX_TENANT_NAME_MAX + 1)))
+        err = OBX_ENOMEM;
+    if (err == OBX_OK)
+        err = obx_store_tenant_stats_owners(st, d->s, d->n, d->owners);
+    return err;
+}
+
+/* Loop thread: the worker's part, the document, the answer; frees what d holds. */
+static void
+reply_stats(struct obx_api *api, struct evhttp_request *req, struct stats_read *d, enum obx_err err)
+{
     struct obx_view_stats_extra x = {0};
     struct obx_worker_stats ws = {0};
     struct obx_buf b;
-    size_t n = 0;
-    int64_t sent = 0;
-    enum obx_err err;
 
-    (void)seg;
-    x.now_ms = obx_now_ms(api->st->clock);
-    err = obx_query_stats(api->st, &s, &n);
-    if (err == OBX_OK)
-        err = obx_query_count_accepted_since(api->st, x.now_ms - 60000, &sent);
-    if (err == OBX_OK)
-        err = obx_query_webhook_rejections(api->st, &x.webhooks_rejected_signature,
-                                           &x.webhooks_rejected_too_large);
+    x.now_ms = d->now_ms;
+    x.webhooks_rejected_signature = d->rejected_signature;
+    x.webhooks_rejected_too_large = d->rejected_too_large;
     if (api->worker) {
         obx_worker_stats(api->worker, &ws);
         x.paused_reason = ws.paused_reason;
         x.paused_until_ms = ws.paused_until_ms;
     }
-    x.send_rate_per_min = (double)sent;
-    /* SPEC §11: per tenant, pause and pace from the worker's lanes. */
-    if (err == OBX_OK)
-        err = obx_store_tenant_stats_collect(api->st, &ts);
-    if (err == OBX_OK && n && !(owners = obx_calloc(n, OBX_TENANT_NAME_MAX + 1)))
-        err = OBX_ENOMEM;
-    if (err == OBX_OK)
-        err = obx_store_tenant_stats_owners(api->st, s, n, owners);
+    x.send_rate_per_min = (double)d->sent;
     if (err == OBX_OK) {
         if (api->worker)
-            obx_worker_tenant_stats(api->worker, &ts);
-        obx_store_tenant_stats_finish(&ts);
-        x.tenants = &ts;
-        x.channel_owners = api->worker ? owners : NULL;
+            obx_worker_tenant_stats(api->worker, &d->ts);
+        obx_store_tenant_stats_finish(&d->ts);
+        x.tenants = &d->ts;
+        x.channel_owners = api->worker ? d->owners : NULL;
     }
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (err == OBX_OK)
-        err = obx_view_stats(&b, s, n, &x);
-    if (err == OBX_OK)
+        err = obx_view_stats(&b, d->s, d->n, &x);
+    /* Pauses are SQLite's so far (issue 15): none on PostgreSQL. */
+    if (err == OBX_OK && !obx_store_pg_in_use(api->st))
         err = append_holds(api, &b);
-    reply_doc(req, 200, &b, err);
+    if (obx_store_pg_in_use(api->st) && (err == OBX_EDB || err == OBX_EIO)) {
+        /* The database is away (serve connects again): the client may try again. */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        obx_httpd_error(req, 503, "unavailable", obx_strerror(err), NULL);
+    } else {
+        reply_doc(req, 200, &b, err);
+    }
     obx_buf_release(&b);
-    obx_store_tenant_stats_release(&ts);
-    obx_free(owners);
-    obx_free(s);
+    obx_store_tenant_stats_release(&d->ts);
+    obx_free(d->owners);
+    obx_free(d->s);
+}
+
+static void
+on_stats_read(void *arg, enum obx_err err)
+{
+    struct stats_read *d = arg;
+
+    reply_stats(d->api, d->req, d, err);
+    obx_free(d);
+}
+
+static void
+on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct stats_read local = {0}, *d = &local;
+
+    (void)seg;
+    if (obx_store_pg_in_use(api->st)) {
+        /* The loop has no connection there: the reads run on the store thread. */
+        d = obx_calloc(1, sizeof *d);
+        if (!d) {
+            obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+            return;
+        }
+    }
+    d->api = api;
+    d->req = req;
+    d->now_ms = obx_now_ms(api->st->clock);
+    if (d != &local) {
+        d->job.run = collect_stats;
+        d->job.done = on_stats_read;
+        d->job.arg = d;
+        d->job.flags = OBX_STOREQ_OWN_TX; /* only what is committed */
+        obx_storeq_submit(api->q, &d->job);
+        return;
+    }
+    reply_stats(api, req, d, collect_stats(api->st, d));
 }
 
 static int
@@ -2561,7 +2622,7 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
  * readiness, the token check, a message with its history, the list of messages, the inbox
- * and its acknowledgement, the tenants. The others answer 501 there.
+ * and its acknowledgement, the tenants, the statistics. The others answer 501 there.
  */
 static int
 on_postgresql(route_fn fn)
@@ -2569,7 +2630,7 @@ on_postgresql(route_fn fn)
     return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
            fn == on_get_message || fn == on_list_messages || fn == on_list_inbox ||
            fn == on_ack_inbox || fn == on_tenants_list || fn == on_tenant_get ||
-           fn == on_tenant_put || fn == on_tenant_delete;
+           fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats;
 }
 
 static void

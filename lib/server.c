@@ -955,8 +955,8 @@ start_pg(struct server *s, size_t conns)
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: retention, the audit chain, pauses, /v1/stats, /metrics and "
-                "the dashboard's reads are not served yet (docs/operations.md)",
+                "PostgreSQL: retention, the audit chain, pauses, /metrics and the "
+                "dashboard's reads are not served yet (docs/operations.md)",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;

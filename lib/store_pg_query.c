@@ -245,3 +245,110 @@ obx_store_pg_query_replies(struct obx_store *st, int64_t after_id, int limit, in
     PQclear(r);
     return OBX_OK;
 }
+
+/* ---- statistics (/v1/stats) ----------------------------------------------------------------- */
+
+enum obx_err
+obx_store_pg_query_channel_states(struct obx_store *st, int64_t confirmed_since_ms,
+                                  obx_channel_state_fn fn, void *ctx)
+{
+    char since[24];
+    const char *vals[1] = {since};
+    PGresult *r;
+
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(since, sizeof since, "%lld", (long long)confirmed_since_ms);
+    r = obx_pg_run(st->pg,
+                   "SELECT channel_id, state, count(*),"
+                   " coalesce(min(created_at_ms) FILTER (WHERE state = 'queued'), 0),"
+                   " count(unconfirmed_at_ms),"
+                   " count(*) FILTER (WHERE confirmed_at_ms >= $1::bigint)"
+                   " FROM outbox GROUP BY channel_id, state ORDER BY channel_id",
+                   1, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct obx_channel_state_row row = {text(r, i, 0), text(r, i, 1), num(r, i, 2),
+                                            num(r, i, 3),  num(r, i, 4),  num(r, i, 5)};
+        if (fn(ctx, &row))
+            break;
+    }
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_query_last_failure(struct obx_store *st, const char *channel_id, char *error, size_t n,
+                                int *http_status, int *found)
+{
+    const char *vals[1] = {channel_id};
+    PGresult *r;
+
+    error[0] = '\0';
+    *http_status = 0;
+    *found = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    r = obx_pg_run(st->pg,
+                   "SELECT a.error, a.http_status FROM attempts a JOIN outbox o"
+                   " ON o.id = a.message_id WHERE o.channel_id = $1 AND a.outcome <> 'accepted'"
+                   " ORDER BY a.id DESC LIMIT 1",
+                   1, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    if (PQntuples(r) == 1) {
+        snprintf(error, n, "%s", text(r, 0, 0) ? text(r, 0, 0) : "");
+        *http_status = (int)num(r, 0, 1);
+        *found = 1;
+    }
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_query_sent_by_channel(struct obx_store *st, int64_t since_ms, obx_channel_count_fn fn,
+                                   void *ctx)
+{
+    char since[24];
+    const char *vals[1] = {since};
+    PGresult *r;
+
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    r = obx_pg_run(st->pg,
+                   "SELECT o.channel_id, count(*) FROM attempts a JOIN outbox o"
+                   " ON o.id = a.message_id WHERE a.started_at_ms >= $1::bigint"
+                   " AND a.outcome = 'accepted' GROUP BY o.channel_id",
+                   1, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (fn(ctx, text(r, i, 0), num(r, i, 1)))
+            break;
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_query_count_accepted_since(struct obx_store *st, int64_t since_ms, int64_t *out)
+{
+    char since[24];
+    const char *vals[1] = {since};
+    PGresult *r;
+
+    *out = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    r = obx_pg_run(st->pg,
+                   "SELECT count(*) FROM attempts WHERE started_at_ms >= $1::bigint"
+                   " AND outcome = 'accepted'",
+                   1, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    *out = num(r, 0, 0);
+    PQclear(r);
+    return OBX_OK;
+}

@@ -231,9 +231,12 @@ enum obx_err
 obx_store_query_sent_by_channel(struct obx_store *st, int64_t since_ms, obx_channel_count_fn fn,
                                 void *ctx)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SENT_BY_CHANNEL);
+    sqlite3_stmt *s;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_query_sent_by_channel(st, since_ms, fn, ctx);
+    s = obx_db_stmt(st->db, SQL_SENT_BY_CHANNEL);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, since_ms);
@@ -255,12 +258,15 @@ enum obx_err
 obx_store_query_last_failure(struct obx_store *st, const char *channel_id, char *error, size_t n,
                              int *http_status, int *found)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LAST_ERROR);
+    sqlite3_stmt *s;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_query_last_failure(st, channel_id, error, n, http_status, found);
     error[0] = '\0';
     *http_status = 0;
     *found = 0;
+    s = obx_db_stmt(st->db, SQL_LAST_ERROR);
     if (!s)
         return OBX_EDB;
     obx_db_bind_text(s, 1, channel_id);
@@ -279,10 +285,13 @@ enum obx_err
 obx_store_query_channel_states(struct obx_store *st, int64_t confirmed_since_ms,
                                obx_channel_state_fn fn, void *ctx)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_STATS);
+    sqlite3_stmt *s;
     struct obx_channel_state_row r;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_query_channel_states(st, confirmed_since_ms, fn, ctx);
+    s = obx_db_stmt(st->db, SQL_STATS);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, confirmed_since_ms);
@@ -308,9 +317,12 @@ static const char SQL_ACCEPTED_SINCE[] =
 enum obx_err
 obx_store_query_count_accepted_since(struct obx_store *st, int64_t since_ms, int64_t *out)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ACCEPTED_SINCE);
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_query_count_accepted_since(st, since_ms, out);
     *out = 0;
+    s = obx_db_stmt(st->db, SQL_ACCEPTED_SINCE);
     if (!s)
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, since_ms);
@@ -445,9 +457,12 @@ static const char SQL_SERVICE_STATE[] =
 enum obx_err
 obx_store_query_service_state(struct obx_store *st, obx_state_fn fn, void *ctx)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SERVICE_STATE);
+    sqlite3_stmt *s;
     int rc;
 
+    if (st->pg)
+        return OBX_OK; /* no service_state on PostgreSQL yet: nothing published */
+    s = obx_db_stmt(st->db, SQL_SERVICE_STATE);
     if (!s)
         return OBX_EDB;
     rc = sqlite3_step(s);

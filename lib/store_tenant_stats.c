@@ -2,11 +2,13 @@
 #include "store_tenant_stats.h"
 
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
+#include "pg.h"
 #include "err.h"
 #include "mem.h"
 #include "store_tx.h"
@@ -104,36 +106,66 @@ add_channel(struct obx_tenant_stats *t, const char *channel)
     return OBX_OK;
 }
 
+/* ---- one row at a time, whichever backend read it ---------------------------------------- */
+
+static enum obx_err
+add_tenant(struct obx_tenant_stats_set *s, size_t *cap, const char *name, double rate_per_min)
+{
+    struct obx_tenant_stats *t;
+
+    if (!name || strlen(name) > OBX_TENANT_NAME_MAX)
+        return OBX_OK;
+    if (s->n == *cap) {
+        struct obx_tenant_stats *v = obx_realloc(s->v, *cap * 2 * sizeof *v);
+        if (!v)
+            return OBX_ENOMEM;
+        s->v = v;
+        *cap *= 2;
+    }
+    t = &s->v[s->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rate_limit_per_min = rate_per_min;
+    return OBX_OK;
+}
+
+static void
+add_count(struct obx_tenant_stats_set *s, const char *owner, const char *state_name, int64_t n)
+{
+    int state = obx_store_state_parse(state_name);
+    struct obx_tenant_stats *t = owner ? find_sorted(s, owner) : NULL;
+
+    /* A channel given to a tenant removed meanwhile: no row to count it in. */
+    if (t && state >= 0)
+        t->counts[state] += n;
+}
+
+static enum obx_err
+add_owned_channel(struct obx_tenant_stats_set *s, const char *owner, const char *channel)
+{
+    struct obx_tenant_stats *t = owner && owner[0] ? find_sorted(s, owner) : NULL;
+
+    return t ? add_channel(t, channel) : OBX_OK;
+}
+
+/* ---- SQLite -------------------------------------------------------------------------------- */
+
 static enum obx_err
 read_tenants(struct obx_store *st, struct obx_tenant_stats_set *s)
 {
     sqlite3_stmt *q = obx_db_stmt(st->db, SQL_TENANTS);
     size_t cap = 1;
-    int rc;
+    enum obx_err err = OBX_OK;
+    int rc = SQLITE_DONE;
 
     if (!q)
         return OBX_EDB;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(q, 0);
-        struct obx_tenant_stats *t;
-
-        if (!name || strlen(name) > OBX_TENANT_NAME_MAX)
-            continue;
-        if (s->n == cap) {
-            struct obx_tenant_stats *v = obx_realloc(s->v, cap * 2 * sizeof *v);
-            if (!v) {
-                sqlite3_reset(q);
-                return OBX_ENOMEM;
-            }
-            s->v = v;
-            cap *= 2;
-        }
-        t = &s->v[s->n++];
-        memset(t, 0, sizeof *t);
-        snprintf(t->name, sizeof t->name, "%s", name);
-        t->rate_limit_per_min = sqlite3_column_double(q, 1);
-    }
+    while (err == OBX_OK && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        err = add_tenant(s, &cap, (const char *)sqlite3_column_text(q, 0),
+                         sqlite3_column_double(q, 1));
     sqlite3_reset(q);
+    if (err != OBX_OK)
+        return err;
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
@@ -145,15 +177,9 @@ read_counts(struct obx_store *st, struct obx_tenant_stats_set *s)
 
     if (!q)
         return OBX_EDB;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *owner = (const char *)sqlite3_column_text(q, 0);
-        int state = obx_store_state_parse((const char *)sqlite3_column_text(q, 1));
-        struct obx_tenant_stats *t = owner ? find_sorted(s, owner) : NULL;
-
-        /* A channel given to a tenant removed meanwhile: no row to count it in. */
-        if (t && state >= 0)
-            t->counts[state] += sqlite3_column_int64(q, 2);
-    }
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        add_count(s, (const char *)sqlite3_column_text(q, 0),
+                  (const char *)sqlite3_column_text(q, 1), sqlite3_column_int64(q, 2));
     sqlite3_reset(q);
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }
@@ -163,17 +189,13 @@ read_channels(struct obx_store *st, struct obx_tenant_stats_set *s)
 {
     sqlite3_stmt *q = obx_db_stmt(st->db, SQL_CHANNELS);
     enum obx_err err = OBX_OK;
-    int rc;
+    int rc = SQLITE_DONE;
 
     if (!q)
         return OBX_EDB;
-    while (err == OBX_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *owner = (const char *)sqlite3_column_text(q, 0);
-        struct obx_tenant_stats *t = owner && owner[0] ? find_sorted(s, owner) : NULL;
-
-        if (t)
-            err = add_channel(t, (const char *)sqlite3_column_text(q, 1));
-    }
+    while (err == OBX_OK && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        err = add_owned_channel(s, (const char *)sqlite3_column_text(q, 0),
+                                (const char *)sqlite3_column_text(q, 1));
     sqlite3_reset(q);
     if (err != OBX_OK)
         return err;
@@ -182,8 +204,6 @@ read_channels(struct obx_store *st, struct obx_tenant_stats_set *s)
     q = obx_db_stmt(st->db, SQL_UNOWNED);
     if (!q)
         return OBX_EDB;
-    if (!s->v || !s->v[0].is_default)
-        return OBX_EINVAL; /* collect puts the default tenant first */
     sqlite3_bind_int(q, 1, OBX_TENANT_STATS_CHANNELS_MAX + 1);
     while (err == OBX_OK && (rc = sqlite3_step(q)) == SQLITE_ROW)
         err = add_channel(&s->v[0], (const char *)sqlite3_column_text(q, 0));
@@ -191,6 +211,52 @@ read_channels(struct obx_store *st, struct obx_tenant_stats_set *s)
     if (err != OBX_OK)
         return err;
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+/* ---- PostgreSQL (no state_counts there: the counts come from outbox itself) ---------------- */
+
+static const char *
+pg_text(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static enum obx_err
+read_all_pg(struct obx_store *st, struct obx_tenant_stats_set *s)
+{
+    static const char *const sql[4] = {
+        "SELECT name, coalesce(rate_limit_per_min, 0) FROM tenants ORDER BY name COLLATE \"C\"",
+        "SELECT coalesce(tc.tenant, ''), o.state, count(*) FROM outbox o"
+        " LEFT JOIN tenant_channels tc ON tc.channel_id = o.channel_id GROUP BY 1, 2",
+        "SELECT tenant, channel_id FROM tenant_channels ORDER BY tenant, channel_id",
+        "SELECT DISTINCT o.channel_id FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM"
+        " tenant_channels tc WHERE tc.channel_id = o.channel_id) ORDER BY 1 LIMIT $1::integer"};
+    char lim[24];
+    const char *vals[1] = {lim};
+    size_t cap = 1;
+    enum obx_err err = OBX_OK;
+
+    snprintf(lim, sizeof lim, "%d", OBX_TENANT_STATS_CHANNELS_MAX + 1);
+    for (int k = 0; k < 4 && err == OBX_OK; k++) {
+        PGresult *r = obx_pg_run(st->pg, sql[k], k == 3, k == 3 ? vals : NULL, NULL, NULL);
+        if (!r)
+            return OBX_EDB;
+        for (int i = 0; i < PQntuples(r) && err == OBX_OK; i++) {
+            if (k == 0)
+                err = add_tenant(s, &cap, pg_text(r, i, 0), strtod(PQgetvalue(r, i, 1), NULL));
+            else if (k == 1)
+                add_count(s, pg_text(r, i, 0), pg_text(r, i, 1),
+                          strtoll(PQgetvalue(r, i, 2), NULL, 10));
+            else if (k == 2)
+                err = add_owned_channel(s, pg_text(r, i, 0), pg_text(r, i, 1));
+            else
+                err = add_channel(&s->v[0], pg_text(r, i, 0));
+        }
+        PQclear(r);
+        if (k == 0)
+            s->by_name = 1; /* sorted by name from here: find_sorted may search */
+    }
+    return err;
 }
 
 enum obx_err
@@ -211,12 +277,16 @@ obx_store_tenant_stats_collect(struct obx_store *st, struct obx_tenant_stats_set
         obx_store_tenant_stats_release(out);
         return err;
     }
-    err = read_tenants(st, out);
-    out->by_name = 1;
-    if (err == OBX_OK)
-        err = read_counts(st, out);
-    if (err == OBX_OK)
-        err = read_channels(st, out);
+    if (st->pg) {
+        err = read_all_pg(st, out);
+    } else {
+        err = read_tenants(st, out);
+        out->by_name = 1;
+        if (err == OBX_OK)
+            err = read_counts(st, out);
+        if (err == OBX_OK)
+            err = read_channels(st, out);
+    }
     if (obx_store_tx_read_end(st) != OBX_OK && err == OBX_OK)
         err = OBX_EDB;
     obx_store_end_reads(st);
@@ -264,6 +334,38 @@ obx_store_tenant_stats_finish(struct obx_tenant_stats_set *s)
     s->by_name = 0;
 }
 
+/* PostgreSQL: every owner in one read, in byte order (strcmp's), each channel found by
+ * binary search. */
+static enum obx_err
+owners_pg(struct obx_store *st, const struct obx_channel_stats *c, size_t n, char *tenant)
+{
+    PGresult *r = obx_pg_run(st->pg,
+                             "SELECT channel_id, tenant FROM tenant_channels"
+                             " ORDER BY channel_id COLLATE \"C\"",
+                             0, NULL, NULL, NULL);
+
+    if (!r)
+        return OBX_EDB;
+    for (size_t i = 0; i < n; i++) {
+        char *out = tenant + i * (OBX_TENANT_NAME_MAX + 1);
+        int lo = 0, hi = PQntuples(r);
+        out[0] = '\0';
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2, cmp = strcmp(PQgetvalue(r, mid, 0), c[i].channel_id);
+            if (cmp == 0) {
+                snprintf(out, OBX_TENANT_NAME_MAX + 1, "%s", PQgetvalue(r, mid, 1));
+                break;
+            }
+            if (cmp < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+    PQclear(r);
+    return OBX_OK;
+}
+
 enum obx_err
 obx_store_tenant_stats_owners(struct obx_store *st, const struct obx_channel_stats *c, size_t n,
                               char *tenant)
@@ -273,6 +375,8 @@ obx_store_tenant_stats_owners(struct obx_store *st, const struct obx_channel_sta
 
     if (n == 0)
         return OBX_OK;
+    if (st->pg)
+        return owners_pg(st, c, n, tenant);
     q = obx_db_stmt(st->db, SQL_OWNER);
     if (!q)
         return OBX_EDB;

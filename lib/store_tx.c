@@ -19,12 +19,19 @@ obx_store_tx_end(struct obx_store *st, enum obx_err err)
 enum obx_err
 obx_store_tx_read_begin(struct obx_store *st)
 {
+    /* PostgreSQL: one snapshot for the reads; inside a group they share its transaction. */
+    if (st->pg)
+        return obx_pg_in_group(st->pg)
+                   ? OBX_OK
+                   : obx_pg_exec(st->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     return obx_db_exec(st->db, "BEGIN");
 }
 
 enum obx_err
 obx_store_tx_read_end(struct obx_store *st)
 {
+    if (st->pg)
+        return obx_pg_in_group(st->pg) ? OBX_OK : obx_pg_exec(st->pg, "COMMIT");
     return obx_db_exec(st->db, "COMMIT");
 }
 

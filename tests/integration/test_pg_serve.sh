@@ -92,6 +92,14 @@ code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=accepted&limit=150&cur
 page2=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["messages"]), d["next_cursor"], min(m["id"] for m in d["messages"]))' "$T/body")
 assert_eq "list: two pages hold the 220 accepted, newest first" "${page1% *} ${page2% *}" "150 70 None"
 assert_eq "list: the last page ends at the oldest" "${page2##* }" "$(q "SELECT min(id) FROM outbox")"
+# /v1/stats: the counts per channel and state, from the store thread.
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats")
+assert_eq "GET /v1/stats: 200" "$code" 200
+assert_eq "... the channel's accepted count" \
+    "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([(c["channel_id"], c["counts"]["accepted"]) for c in d["channels"]])' "$T/body")" \
+    "[('ch', $(q "SELECT count(*) FROM outbox WHERE state = 'accepted'"))]"
+assert_eq "... and in total" "$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["counts"].values()))' "$T/body")" \
+    "$(q "SELECT count(*) FROM outbox")"
 # The same reads from the command line.
 assert_contains "outbox show on PostgreSQL: the message and its attempt" \
     "$("$OUTBOX_BIN" show --db "$PG_URI" ch sql007 2>&1)" "http 200"
@@ -121,7 +129,7 @@ assert_eq "outcomes written again: serve claims and delivers the rest by itself"
 q "DROP TRIGGER test_fail_attempts ON attempts; DROP FUNCTION test_fail_attempts(); DROP TABLE test_fail_attempts" >/dev/null
 
 # ---- what is not served on PostgreSQL yet ------------------------------------------------------
-code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats")
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats/overview")
 assert_eq "a read route: 501" "$code" 501
 assert_contains "... saying why" "$(cat "$T/body")" '"code":"not_implemented"'
 assert_eq "/readyz: 200 (the database answers)" "$(api "http://127.0.0.1:$NODE_PORT/readyz")" 200

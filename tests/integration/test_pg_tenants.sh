@@ -95,6 +95,10 @@ assert_eq "GET /v1/tenants: all seven" "$(tapi "$url") $(python3 -c 'import json
 code=$(tapi -X PUT "$url/t8" -d '{"api_key":"key-8-secret","channels":[{"channel_id":"ch1"}]}')
 assert_eq "a channel t1 owns: 409" "$code $(jget "$(cat "$T/tbody")" '$.error.field')" "409 channels[0].channel_id"
 assert_contains "... naming t1" "$(cat "$T/tbody")" "tenant 't1'"
+code=$(tapi "${url%/tenants}/stats")
+assert_eq "GET /v1/stats: 200, with each tenant's counts and channels" \
+    "$code $(python3 -c 'import json,sys; t={x["tenant"]: x for x in json.load(open(sys.argv[1]))["tenants"]}; print(t["t7"]["counts"]["accepted"], t["t1"]["counts"]["accepted"], [c for c in t["t7"]["channels"]])' "$T/tbody")" \
+    "200 3 20 ['ch7']"
 assert_eq "DELETE /v1/tenants/t7: 200" "$(tapi -X DELETE "$url/t7")" 200
 assert_eq "GET it again: 404" "$(tapi "$url/t7") $(jget "$(cat "$T/tbody")" '$.error.message')" "404 no such tenant"
 
