@@ -105,7 +105,8 @@ struct obx_api {
     int64_t probe_mono_ms;        /* when the last one ran */
     enum obx_err probe_err;       /* and what it found */
     struct obx_api_stats stats;
-    enum obx_err (*metrics)(void *ctx, struct obx_buf *b);
+    obx_api_metrics_collect_fn metrics_collect;
+    obx_api_metrics_render_fn metrics_render;
     void *metrics_ctx;
 };
 
@@ -1150,19 +1151,14 @@ on_ack_inbox(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_release(&b);
 }
 
+/* Renders what was collected and answers with it. */
 static void
-on_metrics(struct obx_api *api, struct evhttp_request *req, char **seg)
+reply_metrics(struct obx_api *api, struct evhttp_request *req, void *reads, enum obx_err err)
 {
     struct obx_buf b;
-    enum obx_err err;
 
-    (void)seg;
-    if (!api->metrics) {
-        obx_httpd_error(req, 404, "not_found", "no metrics here", NULL);
-        return;
-    }
     obx_buf_init(&b, 64 * 1024 * 1024);
-    err = api->metrics(api->metrics_ctx, &b);
+    err = api->metrics_render(api->metrics_ctx, reads, err, &b);
     if (err != OBX_OK) {
         obx_httpd_error(req, 500, "internal", obx_strerror(err), NULL);
     } else {
@@ -1178,11 +1174,69 @@ on_metrics(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_release(&b);
 }
 
-void
-obx_api_set_metrics(struct obx_api *api, enum obx_err (*render)(void *ctx, struct obx_buf *b),
-                    void *ctx)
+/* PostgreSQL: /metrics's reads on the store thread. */
+struct metrics_job {
+    struct obx_storeq_job job;
+    struct obx_api *api;
+    struct evhttp_request *req;
+    void *reads;
+};
+
+static enum obx_err
+run_metrics(struct obx_store *st, void *arg)
 {
-    api->metrics = render;
+    struct metrics_job *m = arg;
+    enum obx_err err = OBX_OK;
+
+    m->reads = m->api->metrics_collect(st, m->api->metrics_ctx, &err);
+    return err;
+}
+
+static void
+on_metrics_read(void *arg, enum obx_err err)
+{
+    struct metrics_job *m = arg;
+
+    reply_metrics(m->api, m->req, m->reads, err);
+    obx_free(m);
+}
+
+static void
+on_metrics(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    enum obx_err err = OBX_OK;
+    void *reads;
+
+    (void)seg;
+    if (!api->metrics_collect) {
+        obx_httpd_error(req, 404, "not_found", "no metrics here", NULL);
+        return;
+    }
+    if (obx_store_pg_in_use(api->st)) {
+        struct metrics_job *m = obx_calloc(1, sizeof *m);
+        if (!m) {
+            obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+            return;
+        }
+        m->api = api;
+        m->req = req;
+        m->job.run = run_metrics;
+        m->job.done = on_metrics_read;
+        m->job.arg = m;
+        m->job.flags = OBX_STOREQ_OWN_TX; /* only what is committed */
+        obx_storeq_submit(api->q, &m->job);
+        return;
+    }
+    reads = api->metrics_collect(api->st, api->metrics_ctx, &err);
+    reply_metrics(api, req, reads, err);
+}
+
+void
+obx_api_set_metrics(struct obx_api *api, obx_api_metrics_collect_fn collect,
+                    obx_api_metrics_render_fn render, void *ctx)
+{
+    api->metrics_collect = collect;
+    api->metrics_render = render;
     api->metrics_ctx = ctx;
 }
 
@@ -2622,7 +2676,8 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
  * readiness, the token check, a message with its history, the list of messages, the inbox
- * and its acknowledgement, the tenants, the statistics. The others answer 501 there.
+ * and its acknowledgement, the tenants, the statistics and /metrics. The others answer 501
+ * there.
  */
 static int
 on_postgresql(route_fn fn)
@@ -2630,7 +2685,7 @@ on_postgresql(route_fn fn)
     return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
            fn == on_get_message || fn == on_list_messages || fn == on_list_inbox ||
            fn == on_ack_inbox || fn == on_tenants_list || fn == on_tenant_get ||
-           fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats;
+           fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats || fn == on_metrics;
 }
 
 static void

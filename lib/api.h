@@ -54,10 +54,16 @@ int obx_api_port(const struct obx_api *api);
 void obx_api_stats(const struct obx_api *api, struct obx_api_stats *out /* OUT */);
 
 /*
- * Serves GET /metrics (behind the token, like every non-health route) with what
- * render(ctx, b) appends to b; without a source the route answers 404.
+ * Serves GET /metrics (behind the token, like every non-health route); without a source the
+ * route answers 404. collect(st, ctx, &err) reads the store and returns what it read (owned
+ * by render): on the loop on SQLite, on the store thread (between groups) on PostgreSQL.
+ * render(ctx, reads, err, b) then appends the text on the loop and frees reads (may be
+ * NULL: out of memory).
  */
-void obx_api_set_metrics(struct obx_api *api, enum obx_err (*render)(void *ctx, struct obx_buf *b),
-                         void *ctx);
+typedef void *(*obx_api_metrics_collect_fn)(struct obx_store *st, void *ctx, enum obx_err *err);
+typedef enum obx_err (*obx_api_metrics_render_fn)(void *ctx, void *reads, enum obx_err err,
+                                                  struct obx_buf *b);
+void obx_api_set_metrics(struct obx_api *api, obx_api_metrics_collect_fn collect,
+                         obx_api_metrics_render_fn render, void *ctx);
 
 #endif

@@ -291,7 +291,8 @@ render_tables(struct obx_buf *b, const struct obx_metrics_input *in)
                              (long long)in->inbox_by_state[i]);
     if (err == OBX_OK)
         err = family(b, "outbox_database_size_bytes", "gauge",
-                     "Bytes in the database's pages (page_count x page_size).");
+                     "Bytes of the outbox's database: SQLite's pages, or on PostgreSQL "
+                     "the outbox schema's tables with their indexes.");
     if (err == OBX_OK)
         err = obx_buf_printf(b, "outbox_database_size_bytes %lld\n", (long long)in->db_bytes);
     if (err == OBX_OK)

@@ -427,22 +427,57 @@ collect_held(void *ctx, const struct obx_pause_row *p)
     return h->v[h->n++] == NULL;
 }
 
+/* What /metrics reads from the store: on the loop on SQLite, on the store thread (between
+ * groups) on PostgreSQL, where the loop has no connection. */
+struct metrics_reads {
+    struct obx_channel_stats *ch;
+    size_t nch;
+    int64_t inbox_by_state[4];
+    int64_t webhook_events_by_outcome[7];
+    int64_t db_bytes;
+    struct held held; /* channel pauses: SQLite's only so far */
+    struct obx_tenant_stats_set ts;
+};
+
+static void *
+collect_metrics(struct obx_store *st, void *ctx, enum obx_err *errp)
+{
+    struct metrics_reads *m = obx_calloc(1, sizeof *m);
+    enum obx_err err = m ? OBX_OK : OBX_ENOMEM;
+
+    (void)ctx;
+    if (err == OBX_OK)
+        err = obx_query_stats(st, &m->ch, &m->nch);
+    if (err == OBX_OK)
+        err = obx_query_inbox_counts(st, m->inbox_by_state);
+    if (err == OBX_OK)
+        err = obx_query_webhook_outcomes(st, obx_metrics_webhook_outcomes, 7,
+                                         m->webhook_events_by_outcome);
+    if (err == OBX_OK)
+        err = obx_query_db_bytes(st, &m->db_bytes);
+    if (err == OBX_OK && !obx_store_pg_in_use(st))
+        err = obx_store_dash_pauses(st, collect_held, &m->held);
+    if (err == OBX_OK)
+        err = obx_store_tenant_stats_collect(st, &m->ts);
+    *errp = err;
+    return m;
+}
+
+/* Loop thread: the counters of the loop's modules beside what collect_metrics read. */
 static enum obx_err
-render_metrics(void *ctx, struct obx_buf *b)
+render_metrics(void *ctx, void *reads, enum obx_err err, struct obx_buf *b)
 {
     struct server *s = ctx;
+    struct metrics_reads *m = reads;
     struct obx_metrics_input in = {0};
     struct obx_worker_stats ws;
     struct obx_api_stats as;
     struct obx_webhook_stats hs;
-    struct obx_channel_stats *ch = NULL;
-    char wal[4096];
-    struct held held = {0};
-    struct obx_tenant_stats_set ts = {0};
-    enum obx_err err;
-
     struct obx_storeq_stats qs;
+    char wal[4096];
 
+    if (!m)
+        return err;
     obx_storeq_stats(s->q, &qs);
     in.store_groups = qs.groups;
     in.store_jobs = qs.jobs;
@@ -450,17 +485,16 @@ render_metrics(void *ctx, struct obx_buf *b)
     obx_worker_stats(s->worker, &ws);
     obx_api_stats(s->api, &as);
     obx_webhook_stats(s->webhook, &hs);
-    err = obx_query_stats(s->st, &ch, &in.nchannels);
-    if (err == OBX_OK)
-        err = obx_query_inbox_counts(s->st, in.inbox_by_state);
-    if (err == OBX_OK)
-        err = obx_query_webhook_outcomes(s->st, obx_metrics_webhook_outcomes, 7,
-                                         in.webhook_events_by_outcome);
-    if (err == OBX_OK)
-        err = obx_query_db_bytes(s->st, &in.db_bytes);
-    snprintf(wal, sizeof wal, "%s-wal", s->cfg->db);
-    in.wal_bytes = file_size(wal);
-    in.channels = ch;
+    in.nchannels = m->nch;
+    memcpy(in.inbox_by_state, m->inbox_by_state, sizeof in.inbox_by_state);
+    memcpy(in.webhook_events_by_outcome, m->webhook_events_by_outcome,
+           sizeof in.webhook_events_by_outcome);
+    in.db_bytes = m->db_bytes;
+    if (!obx_store_pg_in_use(s->st)) {
+        snprintf(wal, sizeof wal, "%s-wal", s->cfg->db);
+        in.wal_bytes = file_size(wal);
+    }
+    in.channels = m->ch;
     in.now_ms = obx_now_ms(s->st->clock);
     in.start_time_ms = s->start_time_ms;
     in.attempts_by_status = ws.by_status;
@@ -489,24 +523,21 @@ render_metrics(void *ctx, struct obx_buf *b)
         in.http_rejected[l][2] = h->timeout;
         in.http_rejected[l][3] = h->shed;
     }
-    if (err == OBX_OK)
-        err = obx_store_dash_pauses(s->st, collect_held, &held);
-    in.held_channels = (const char *const *)held.v;
-    in.nheld = held.n;
-    if (err == OBX_OK)
-        err = obx_store_tenant_stats_collect(s->st, &ts);
+    in.held_channels = (const char *const *)m->held.v;
+    in.nheld = m->held.n;
     if (err == OBX_OK) {
-        obx_worker_tenant_stats(s->worker, &ts);
-        obx_store_tenant_stats_finish(&ts);
-        in.tenants = &ts;
+        obx_worker_tenant_stats(s->worker, &m->ts);
+        obx_store_tenant_stats_finish(&m->ts);
+        in.tenants = &m->ts;
     }
     if (err == OBX_OK)
         err = obx_metrics_render(b, &in);
-    obx_store_tenant_stats_release(&ts);
-    obx_free(ch);
-    for (size_t i = 0; i < held.n; i++)
-        obx_free(held.v[i]);
-    obx_free(held.v);
+    obx_store_tenant_stats_release(&m->ts);
+    obx_free(m->ch);
+    for (size_t i = 0; i < m->held.n; i++)
+        obx_free(m->held.v[i]);
+    obx_free(m->held.v);
+    obx_free(m);
     return err;
 }
 
@@ -839,7 +870,7 @@ start(struct server *s)
     }
     if (err == OBX_OK) {
         publish_state(s, 1);
-        obx_api_set_metrics(s->api, render_metrics, s);
+        obx_api_set_metrics(s->api, collect_metrics, render_metrics, s);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
     }
     return err;
@@ -935,6 +966,8 @@ start_pg(struct server *s, size_t conns)
         err = obx_cron_new(s->base, &env, &s->cron);
     }
     if (err == OBX_OK)
+        obx_api_set_metrics(s->api, collect_metrics, render_metrics, s);
+    if (err == OBX_OK)
         err = obx_webhook_new(s->base, s->q, s->cfg, conns, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
         err = obx_store_pg_listen_new(s->base, s->cfg->db, s->cfg->db_schema, on_pg_notify, s,
@@ -955,8 +988,8 @@ start_pg(struct server *s, size_t conns)
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: retention, the audit chain, pauses, /metrics and the "
-                "dashboard's reads are not served yet (docs/operations.md)",
+                "PostgreSQL: retention, the audit chain, pauses and the dashboard's reads "
+                "are not served yet (docs/operations.md)",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;

@@ -352,3 +352,50 @@ obx_store_pg_query_count_accepted_since(struct obx_store *st, int64_t since_ms, 
     PQclear(r);
     return OBX_OK;
 }
+
+/* ---- counts for /metrics --------------------------------------------------------------------- */
+
+enum obx_err
+obx_store_pg_query_count_by_name(struct obx_store *st, const char *sql, const char *const *names,
+                                 int n, int null_slot, int64_t *out)
+{
+    PGresult *r;
+
+    for (int i = 0; i < n; i++)
+        out[i] = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    if (!(r = obx_pg_run(st->pg, sql, 0, NULL, NULL, NULL)))
+        return OBX_EDB;
+    for (int k = 0; k < PQntuples(r); k++) {
+        const char *name = text(r, k, 0);
+        int slot = name ? n - 1 : null_slot;
+        for (int i = 0; name && i < n; i++)
+            if (strcmp(name, names[i]) == 0)
+                slot = i;
+        out[slot] += num(r, k, 1);
+    }
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_query_db_bytes(struct obx_store *st, int64_t *out)
+{
+    /* The outbox's own tables and their indexes and TOAST, not the whole database (the
+     * CRM's tables share it). */
+    PGresult *r;
+
+    *out = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    r = obx_pg_run(st->pg,
+                   "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                   " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'",
+                   0, NULL, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    *out = num(r, 0, 0);
+    PQclear(r);
+    return OBX_OK;
+}

@@ -39,4 +39,11 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_query_sent_by_channel(struct obx_store 
 OBX_MUST_CHECK enum obx_err obx_store_pg_query_count_accepted_since(struct obx_store *st,
                                                                     int64_t since_ms, int64_t *out);
 
+/* /metrics: "SELECT name, count" into the slots of names (store_query.c's count_by_name),
+ * and the bytes of the outbox's schema. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_query_count_by_name(struct obx_store *st, const char *sql,
+                                                             const char *const *names, int n,
+                                                             int null_slot, int64_t *out);
+OBX_MUST_CHECK enum obx_err obx_store_pg_query_db_bytes(struct obx_store *st, int64_t *out);
+
 #endif

@@ -398,11 +398,14 @@ static enum obx_err
 count_by_name(struct obx_store *st, const char *sql, const char *const *names, int n, int null_slot,
               int64_t *out)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, sql);
+    sqlite3_stmt *s;
     int rc;
 
+    if (st->pg)
+        return obx_store_pg_query_count_by_name(st, sql, names, n, null_slot, out);
     for (int i = 0; i < n; i++)
         out[i] = 0;
+    s = obx_db_stmt(st->db, sql);
     if (!s)
         return OBX_EDB;
     rc = sqlite3_step(s);
@@ -440,10 +443,13 @@ obx_store_query_event_outcomes(struct obx_store *st, const char *const *names, i
 enum obx_err
 obx_store_query_db_bytes(struct obx_store *st, int64_t *out)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, "SELECT page_count * page_size FROM"
-                                          " pragma_page_count(), pragma_page_size()");
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_query_db_bytes(st, out);
     *out = 0;
+    s = obx_db_stmt(st->db, "SELECT page_count * page_size FROM"
+                            " pragma_page_count(), pragma_page_size()");
     if (!s)
         return OBX_EDB;
     return obx_db_step_int64(s, out);

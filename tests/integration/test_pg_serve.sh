@@ -100,6 +100,12 @@ assert_eq "... the channel's accepted count" \
     "[('ch', $(q "SELECT count(*) FROM outbox WHERE state = 'accepted'"))]"
 assert_eq "... and in total" "$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["counts"].values()))' "$T/body")" \
     "$(q "SELECT count(*) FROM outbox")"
+# /metrics: Prometheus text, the database's counts among the loop's.
+code=$(api "http://127.0.0.1:$NODE_PORT/metrics")
+assert_eq "GET /metrics: 200" "$code" 200
+assert_contains "... the accepted messages of ch" "$(cat "$T/body")" \
+    "outbox_messages{channel=\"ch\",state=\"accepted\"} $(q "SELECT count(*) FROM outbox WHERE state = 'accepted'")"
+assert_eq "... the outbox's bytes in PostgreSQL" "$(grep -c '^outbox_database_size_bytes [1-9]' "$T/body")" 1
 # The same reads from the command line.
 assert_contains "outbox show on PostgreSQL: the message and its attempt" \
     "$("$OUTBOX_BIN" show --db "$PG_URI" ch sql007 2>&1)" "http 200"
