@@ -789,6 +789,16 @@ parse_list_query(struct evhttp_request *req, struct obx_list_query *q, char **st
     return bad ? -1 : 0;
 }
 
+/* Ends a page's array with its cursor: ],"next_cursor":"N"} (null on the last page). */
+static enum obx_err
+close_page(struct obx_buf *b, enum obx_err err, int64_t next)
+{
+    if (err != OBX_OK)
+        return err;
+    return next ? obx_buf_printf(b, "],\"next_cursor\":\"%lld\"}", (long long)next)
+                : obx_buf_puts(b, "],\"next_cursor\":null}");
+}
+
 /* {"messages":[...],"next_cursor":...}: the page q asks for. */
 static enum obx_err
 list_document(struct obx_store *st, const struct obx_list_query *q, struct obx_buf *b)
@@ -799,12 +809,7 @@ list_document(struct obx_store *st, const struct obx_list_query *q, struct obx_b
 
     if (err == OBX_OK)
         err = obx_query_list(st, q, on_list_row, &l, &next);
-    if (err == OBX_OK)
-        err = l.err;
-    if (err == OBX_OK)
-        err = next ? obx_buf_printf(b, "],\"next_cursor\":\"%lld\"}", (long long)next)
-                   : obx_buf_puts(b, "],\"next_cursor\":null}");
-    return err;
+    return close_page(b, err == OBX_OK ? l.err : err, next);
 }
 
 static enum obx_err
@@ -1077,12 +1082,7 @@ inbox_document(struct obx_store *st, int64_t after, int limit, struct obx_buf *b
 
     if (err == OBX_OK)
         err = obx_query_inbox(st, after, limit, 0, on_inbox_row, &l, &next);
-    if (err == OBX_OK)
-        err = l.err;
-    if (err == OBX_OK)
-        err = next ? obx_buf_printf(b, "],\"next_cursor\":\"%lld\"}", (long long)next)
-                   : obx_buf_puts(b, "],\"next_cursor\":null}");
-    return err;
+    return close_page(b, err == OBX_OK ? l.err : err, next);
 }
 
 static enum obx_err

@@ -248,24 +248,33 @@ obx_store_pg_query_replies(struct obx_store *st, int64_t after_id, int limit, in
 
 /* ---- statistics (/v1/stats) ----------------------------------------------------------------- */
 
+/* Runs sql with one bigint parameter, $1 = ms: the result, or NULL (obx_pg_errmsg says why). */
+static PGresult *
+run_with_ms(struct obx_store *st, const char *sql, int64_t ms)
+{
+    char v[24];
+    const char *vals[1] = {v};
+
+    snprintf(v, sizeof v, "%lld", (long long)ms);
+    return obx_pg_run(st->pg, sql, 1, vals, NULL, NULL);
+}
+
+
 enum obx_err
 obx_store_pg_query_channel_states(struct obx_store *st, int64_t confirmed_since_ms,
                                   obx_channel_state_fn fn, void *ctx)
 {
-    char since[24];
-    const char *vals[1] = {since};
     PGresult *r;
 
     if (!st->pg)
         return OBX_EINVAL;
-    snprintf(since, sizeof since, "%lld", (long long)confirmed_since_ms);
-    r = obx_pg_run(st->pg,
-                   "SELECT channel_id, state, count(*),"
-                   " coalesce(min(created_at_ms) FILTER (WHERE state = 'queued'), 0),"
-                   " count(unconfirmed_at_ms),"
-                   " count(*) FILTER (WHERE confirmed_at_ms >= $1::bigint)"
-                   " FROM outbox GROUP BY channel_id, state ORDER BY channel_id",
-                   1, vals, NULL, NULL);
+    r = run_with_ms(st,
+                    "SELECT channel_id, state, count(*),"
+                    " coalesce(min(created_at_ms) FILTER (WHERE state = 'queued'), 0),"
+                    " count(unconfirmed_at_ms),"
+                    " count(*) FILTER (WHERE confirmed_at_ms >= $1::bigint)"
+                    " FROM outbox GROUP BY channel_id, state ORDER BY channel_id",
+                    confirmed_since_ms);
     if (!r)
         return OBX_EDB;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -310,18 +319,15 @@ enum obx_err
 obx_store_pg_query_sent_by_channel(struct obx_store *st, int64_t since_ms, obx_channel_count_fn fn,
                                    void *ctx)
 {
-    char since[24];
-    const char *vals[1] = {since};
     PGresult *r;
 
     if (!st->pg)
         return OBX_EINVAL;
-    snprintf(since, sizeof since, "%lld", (long long)since_ms);
-    r = obx_pg_run(st->pg,
-                   "SELECT o.channel_id, count(*) FROM attempts a JOIN outbox o"
-                   " ON o.id = a.message_id WHERE a.started_at_ms >= $1::bigint"
-                   " AND a.outcome = 'accepted' GROUP BY o.channel_id",
-                   1, vals, NULL, NULL);
+    r = run_with_ms(st,
+                    "SELECT o.channel_id, count(*) FROM attempts a JOIN outbox o"
+                    " ON o.id = a.message_id WHERE a.started_at_ms >= $1::bigint"
+                    " AND a.outcome = 'accepted' GROUP BY o.channel_id",
+                    since_ms);
     if (!r)
         return OBX_EDB;
     for (int i = 0; i < PQntuples(r); i++)
@@ -334,18 +340,15 @@ obx_store_pg_query_sent_by_channel(struct obx_store *st, int64_t since_ms, obx_c
 enum obx_err
 obx_store_pg_query_count_accepted_since(struct obx_store *st, int64_t since_ms, int64_t *out)
 {
-    char since[24];
-    const char *vals[1] = {since};
     PGresult *r;
 
     *out = 0;
     if (!st->pg)
         return OBX_EINVAL;
-    snprintf(since, sizeof since, "%lld", (long long)since_ms);
-    r = obx_pg_run(st->pg,
-                   "SELECT count(*) FROM attempts WHERE started_at_ms >= $1::bigint"
-                   " AND outcome = 'accepted'",
-                   1, vals, NULL, NULL);
+    r = run_with_ms(st,
+                    "SELECT count(*) FROM attempts WHERE started_at_ms >= $1::bigint"
+                    " AND outcome = 'accepted'",
+                    since_ms);
     if (!r)
         return OBX_EDB;
     *out = num(r, 0, 0);
