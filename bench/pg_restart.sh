@@ -6,7 +6,7 @@
 # under ASan). On 2026-12-07 two ways for a lane to be left with nothing to wake it were
 # fixed (a lane given its claimed messages back while outcomes failed; a refused takeover);
 # whether they were this stall's cause is not proven, no test reproduced it on demand.
-# Since: 36 of 36 runs, three at a time under ASan. CI keeps the part it can run reliably
+# Since: 54 of 54 runs, three at a time under ASan. CI keeps the part it can run reliably
 # (test_pg_serve: outcomes refused for a while, then delivery resumes by itself).
 #
 #   bench/pg_restart.sh                 # once
