@@ -429,8 +429,7 @@ status_postgresql(struct cli *c)
         rc = CLI_OK;
         goto out;
     }
-    printf("PostgreSQL outbox, schema %s (serve does not run on PostgreSQL yet)\n\nmessages:",
-           c->cfg.db_schema);
+    printf("PostgreSQL outbox, schema %s\n\nmessages:", c->cfg.db_schema);
     for (int k = 0; k < OBX_PG_STATES; k++)
         printf("%s %lld %s", k ? "," : "", (long long)counts[k], obx_store_pg_state_names[k]);
     printf("\n\nnodes: %d live, %d gone\n", ps.live, ps.gone);
