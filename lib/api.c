@@ -632,6 +632,14 @@ on_commit(evutil_socket_t fd, short what, void *arg)
  * sees only what is committed), and is answered here when it is done. evhttp keeps the
  * request until it is answered, as for an enqueue waiting for its commit.
  */
+/* A read on PostgreSQL found the database away (serve connects again): try again soon. */
+static void
+reply_db_away(struct evhttp_request *req, enum obx_err err)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    obx_httpd_error(req, 503, "unavailable", obx_strerror(err), NULL);
+}
+
 struct read_job {
     struct obx_storeq_job job;
     struct evhttp_request *req;
@@ -661,9 +669,7 @@ on_read_done(void *arg, enum obx_err err)
     if (err == OBX_ENOTFOUND) {
         obx_httpd_error(r->req, 404, "not_found", r->not_found, NULL);
     } else if (err == OBX_EDB || err == OBX_EIO) {
-        /* The database is away (serve connects again): the client may try again. */
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
-        obx_httpd_error(r->req, 503, "unavailable", obx_strerror(err), NULL);
+        reply_db_away(r->req, err);
     } else {
         reply_doc(r->req, r->status, &r->body, err);
     }
@@ -675,16 +681,25 @@ on_read_done(void *arg, enum obx_err err)
     obx_free(r);
 }
 
-/* Hands r (its build and arguments set) to the store thread; answers 503 when it cannot. */
+/* Hands a read to the store thread, between groups (OBX_STOREQ_OWN_TX): it sees only what
+ * is committed, and done() answers on the loop. */
+static void
+submit_store_read(struct obx_api *api, struct obx_storeq_job *job, obx_storeq_run_fn run,
+                  obx_storeq_done_fn done, void *arg)
+{
+    job->run = run;
+    job->done = done;
+    job->arg = arg;
+    job->flags = OBX_STOREQ_OWN_TX;
+    obx_storeq_submit(api->q, job);
+}
+
+/* Hands r (its build and arguments set) to the store thread. */
 static void
 submit_read(struct obx_api *api, struct evhttp_request *req, struct read_job *r)
 {
     r->req = req;
-    r->job.run = run_read;
-    r->job.done = on_read_done;
-    r->job.arg = r;
-    r->job.flags = OBX_STOREQ_OWN_TX;
-    obx_storeq_submit(api->q, &r->job);
+    submit_store_read(api, &r->job, run_read, on_read_done, r);
 }
 
 static struct read_job *
@@ -1011,9 +1026,7 @@ reply_stats(struct obx_api *api, struct evhttp_request *req, struct stats_read *
     if (err == OBX_OK && !obx_store_pg_in_use(api->st))
         err = append_holds(api, &b);
     if (obx_store_pg_in_use(api->st) && (err == OBX_EDB || err == OBX_EIO)) {
-        /* The database is away (serve connects again): the client may try again. */
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        obx_httpd_error(req, 503, "unavailable", obx_strerror(err), NULL);
+        reply_db_away(req, err);
     } else {
         reply_doc(req, 200, &b, err);
     }
@@ -1050,11 +1063,7 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
     d->req = req;
     d->now_ms = obx_now_ms(api->st->clock);
     if (d != &local) {
-        d->job.run = collect_stats;
-        d->job.done = on_stats_read;
-        d->job.arg = d;
-        d->job.flags = OBX_STOREQ_OWN_TX; /* only what is committed */
-        obx_storeq_submit(api->q, &d->job);
+        submit_store_read(api, &d->job, collect_stats, on_stats_read, d);
         return;
     }
     reply_stats(api, req, d, collect_stats(api->st, d));
@@ -1220,11 +1229,7 @@ on_metrics(struct obx_api *api, struct evhttp_request *req, char **seg)
         }
         m->api = api;
         m->req = req;
-        m->job.run = run_metrics;
-        m->job.done = on_metrics_read;
-        m->job.arg = m;
-        m->job.flags = OBX_STOREQ_OWN_TX; /* only what is committed */
-        obx_storeq_submit(api->q, &m->job);
+        submit_store_read(api, &m->job, run_metrics, on_metrics_read, m);
         return;
     }
     reads = api->metrics_collect(api->st, api->metrics_ctx, &err);
