@@ -4,7 +4,8 @@
 # holder killed with SIGKILL and started again, the next holder stopped past its lease and
 # continued) with more cycles and messages than CI's short run; the invariants are the same
 # (every acknowledged message delivered, duplicates at most max_inflight per failover, order
-# per conversation, takeover within node_lease + 2 s, nothing recorded after a lost lease).
+# per conversation, takeover within node_lease + 2 s, nothing recorded after a lost lease,
+# `outbox audit verify` passes).
 #
 #   bench/pg_failover.sh                    # CYCLES=5, 10,000 API + 2,000 SQL messages
 #   CYCLES=20 API_BATCHES=1000 bench/pg_failover.sh

@@ -372,22 +372,13 @@ seal_events(struct obx_store *st, int max, const unsigned char *key, const char 
     struct obx_audit_seal last, next;
     char prev[65];
     int64_t n = 0, at_ms = 0;
+    int any = 0;
     enum obx_err err = obx_store_audit_last_seal(st, &last);
 
-    if (err != OBX_OK)
-        return err;
-    next = last;
-    err = obx_store_audit_events_max(st, &next.t_upto, &next.a_upto, &next.x_upto);
-    if (err != OBX_OK)
-        return err;
-    if (next.t_upto > last.t_upto + max)
-        next.t_upto = last.t_upto + max;
-    if (next.a_upto > last.a_upto + max)
-        next.a_upto = last.a_upto + max;
-    if (next.x_upto > last.x_upto + max)
-        next.x_upto = last.x_upto + max;
-    if (next.t_upto <= last.t_upto && next.a_upto <= last.a_upto && next.x_upto <= last.x_upto)
-        return OBX_OK; /* nothing new */
+    if (err == OBX_OK)
+        err = obx_store_audit_next_seal(st, &last, max, &next, &any);
+    if (err != OBX_OK || !any)
+        return err; /* or nothing new */
     /* The migration's base row has no hash: the chain goes on from the legacy rows. */
     snprintf(prev, sizeof prev, "%s", last.hash[0] ? last.hash : legacy_prev);
     err = hash_messages(st);
@@ -409,15 +400,18 @@ obx_audit_seal(struct obx_store *st, int max, int64_t *sealed)
 {
     const unsigned char *key = NULL;
     char prev[65];
-    int left = 0;
+    int left = 0, got = 0;
     enum obx_err err = obx_store_tx_begin(st);
 
     *sealed = 0;
+    /* Another node sealing now (PostgreSQL): it seals these rows too. */
     if (err == OBX_OK)
+        err = obx_store_audit_lock(st, &got);
+    if (err == OBX_OK && got)
         err = seal_key(st, &key);
-    if (err == OBX_OK)
+    if (err == OBX_OK && got)
         err = seal_rows(st, max, key, prev, sealed, &left);
-    if (err == OBX_OK && !left)
+    if (err == OBX_OK && got && !left)
         err = seal_events(st, max, key, prev, sealed);
     err = obx_store_tx_end(st, err);
     if (err != OBX_OK)
@@ -578,12 +572,19 @@ on_verify_seal(void *ctx, const struct obx_audit_seal *cur)
         return 1;
     if (n != cur->events || strcmp(v->prev, cur->hash) != 0) {
         r->first_bad_id = cur->id;
-        snprintf(r->problem, sizeof r->problem,
-                 "seal %lld: transitions %lld..%lld, attempts %lld..%lld or actions "
-                 "%lld..%lld, or an earlier event, changed",
-                 (long long)cur->id, (long long)v->base.t_upto + 1, (long long)cur->t_upto,
-                 (long long)v->base.a_upto + 1, (long long)cur->a_upto,
-                 (long long)v->base.x_upto + 1, (long long)cur->x_upto);
+        if (cur->xact_upto) /* PostgreSQL: the seal covers transactions, not id ranges */
+            snprintf(r->problem, sizeof r->problem,
+                     "seal %lld: an event of transactions %lld..%lld, or an earlier event, "
+                     "changed",
+                     (long long)cur->id, (long long)v->base.xact_upto + 1,
+                     (long long)cur->xact_upto);
+        else
+            snprintf(r->problem, sizeof r->problem,
+                     "seal %lld: transitions %lld..%lld, attempts %lld..%lld or actions "
+                     "%lld..%lld, or an earlier event, changed",
+                     (long long)cur->id, (long long)v->base.t_upto + 1, (long long)cur->t_upto,
+                     (long long)v->base.a_upto + 1, (long long)cur->a_upto,
+                     (long long)v->base.x_upto + 1, (long long)cur->x_upto);
         return 1;
     }
     r->checked += n;

@@ -96,7 +96,7 @@ static const struct job jobs[] = {
     {"confirmations", 1000, 1000, 0, 0, 1, prepare_confirmations, run_confirmations,
      after_confirmations},
     /* Audit rows written since the last tick join the hash chain. */
-    {"audit_seal", 1000, 1000, 0, 0, 0, NULL, run_audit_seal, after_audit_seal},
+    {"audit_seal", 1000, 1000, 0, 0, 1, NULL, run_audit_seal, after_audit_seal},
     /* Leases of requests that never came back (a lost transfer) return to the queue. */
     {"leases", 30000, 30000, 0, 0, 1, NULL, run_leases, after_leases},
     /* The WAL stays small when the disk is tight, and is checkpointed after a full disk. */

@@ -940,6 +940,10 @@ start_pg(struct server *s, size_t conns)
                 OBX_KS("error", msg));
         return err;
     }
+    /* The store thread seals, verifies and exports the chain: the key is its store's. */
+    err = use_audit_key(s, s->writer, 1);
+    if (err != OBX_OK)
+        return err;
     s->base = event_base_new();
     if (!s->base)
         return OBX_ENOMEM;

@@ -7,6 +7,7 @@
 #include "err.h"
 #include "mem.h"
 #include "store_dash.h"
+#include "store_pg_audit.h"
 
 static const char *
 text(sqlite3_stmt *s, int col)
@@ -67,6 +68,8 @@ static const char SQL_MODES[] =
 enum obx_err
 obx_store_audit_modes(struct obx_store *st, struct obx_audit_mode *out, int max, int *n)
 {
+    if (st->pg)
+        return obx_store_pg_audit_modes(st, out, max, n);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_MODES);
     int rc;
 
@@ -96,6 +99,8 @@ static const char SQL_NEXT_ID[] =
 enum obx_err
 obx_store_audit_next_row_id(struct obx_store *st, int64_t *id)
 {
+    if (st->pg)
+        return obx_store_pg_audit_next_row_id(st, id);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_NEXT_ID);
 
     *id = 0;
@@ -112,6 +117,8 @@ enum obx_err
 obx_store_audit_add_keyed_mode(struct obx_store *st, int64_t from_id, const char *key_id,
                                const char *mac)
 {
+    if (st->pg)
+        return obx_store_pg_audit_add_keyed_mode(st, from_id, key_id, mac);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ADD_MODE);
 
     if (!s)
@@ -131,6 +138,8 @@ static const char SQL_CHECKPOINT[] =
 enum obx_err
 obx_store_audit_last_checkpoint(struct obx_store *st, int64_t *upto_id, char hash[65], int *found)
 {
+    if (st->pg)
+        return obx_store_pg_audit_last_checkpoint(st, upto_id, hash, found);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CHECKPOINT);
     int rc;
 
@@ -155,6 +164,8 @@ static const char SQL_LAST_SEALED[] =
 enum obx_err
 obx_store_audit_last_legacy_hash(struct obx_store *st, char hash[65], int *found)
 {
+    if (st->pg)
+        return obx_store_pg_audit_last_legacy_hash(st, hash, found);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LAST_SEALED);
     int rc;
 
@@ -181,6 +192,8 @@ static const char SQL_SET_HASH[] = "UPDATE audit_log SET hash = ?2 WHERE id = ?1
 enum obx_err
 obx_store_audit_seal_legacy(struct obx_store *st, int max, obx_audit_hash_fn fn, void *ctx, int *n)
 {
+    if (st->pg)
+        return obx_store_pg_audit_seal_legacy(st, max, fn, ctx, n);
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_UNSEALED);
     sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_HASH);
     struct obx_audit_row r;
@@ -227,6 +240,8 @@ static const char SQL_SET_SENT[] =
 enum obx_err
 obx_store_audit_fill_sent_hashes(struct obx_store *st, obx_audit_digest_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_audit_fill_sent_hashes(st, fn, ctx);
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_UNHASHED);
     sqlite3_stmt *upd = obx_db_stmt(st->db, SQL_SET_SENT);
     static const int batch = 256;
@@ -270,6 +285,8 @@ static const char SQL_LAST_SEAL[] =
 enum obx_err
 obx_store_audit_last_seal(struct obx_store *st, struct obx_audit_seal *out)
 {
+    if (st->pg)
+        return obx_store_pg_audit_last_seal(st, out);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_LAST_SEAL);
     int rc;
 
@@ -293,19 +310,42 @@ static const char SQL_EVENTS_MAX[] = "SELECT coalesce((SELECT max(id) FROM trans
                                      " coalesce((SELECT max(id) FROM actions), 0)";
 
 enum obx_err
-obx_store_audit_events_max(struct obx_store *st, int64_t *t_upto, int64_t *a_upto, int64_t *x_upto)
+obx_store_audit_lock(struct obx_store *st, int *got)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EVENTS_MAX);
+    if (st->pg)
+        return obx_store_pg_audit_lock(st, got);
+    *got = 1;
+    return OBX_OK;
+}
+
+/* One range: up to the table's highest id, at most max further than the last seal's. */
+static int64_t
+clamp_range(int64_t last, int64_t highest, int max)
+{
+    return highest > last + max ? last + max : highest;
+}
+
+enum obx_err
+obx_store_audit_next_seal(struct obx_store *st, const struct obx_audit_seal *last, int max,
+                          struct obx_audit_seal *next, int *any)
+{
+    sqlite3_stmt *s;
     int rc;
 
-    *t_upto = *a_upto = *x_upto = 0;
-    if (!s)
+    *next = *last;
+    next->id = last->id + 1;
+    *any = 0;
+    if (st->pg)
+        return obx_store_pg_audit_next_seal(st, last, max, next, any);
+    if (!(s = obx_db_stmt(st->db, SQL_EVENTS_MAX)))
         return OBX_EDB;
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        *t_upto = sqlite3_column_int64(s, 0);
-        *a_upto = sqlite3_column_int64(s, 1);
-        *x_upto = sqlite3_column_int64(s, 2);
+        next->t_upto = clamp_range(last->t_upto, sqlite3_column_int64(s, 0), max);
+        next->a_upto = clamp_range(last->a_upto, sqlite3_column_int64(s, 1), max);
+        next->x_upto = clamp_range(last->x_upto, sqlite3_column_int64(s, 2), max);
+        *any = next->t_upto > last->t_upto || next->a_upto > last->a_upto ||
+               next->x_upto > last->x_upto;
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
@@ -318,6 +358,8 @@ static const char SQL_ADD_SEAL[] =
 enum obx_err
 obx_store_audit_add_seal(struct obx_store *st, const struct obx_audit_seal *seal)
 {
+    if (st->pg)
+        return obx_store_pg_audit_add_seal(st, seal);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ADD_SEAL);
 
     if (!s)
@@ -362,6 +404,8 @@ enum obx_err
 obx_store_audit_events(struct obx_store *st, const struct obx_audit_seal *from,
                        const struct obx_audit_seal *to, obx_audit_row_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_audit_events(st, from, to, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EVENTS);
     struct obx_audit_row r;
     int rc;
@@ -390,6 +434,8 @@ static const char SQL_SEALS[] =
 enum obx_err
 obx_store_audit_seals(struct obx_store *st, int64_t after, obx_audit_seal_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_audit_seals(st, after, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SEALS);
     struct obx_audit_seal seal;
     int rc;
@@ -420,6 +466,8 @@ enum obx_err
 obx_store_audit_count_events_after(struct obx_store *st, const struct obx_audit_seal *base,
                                    int64_t *n)
 {
+    if (st->pg)
+        return obx_store_pg_audit_count_events_after(st, base, n);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_UNSEALED_EVENTS);
 
     *n = 0;
@@ -438,6 +486,8 @@ static const char SQL_CHAIN[] =
 enum obx_err
 obx_store_audit_legacy_rows(struct obx_store *st, int64_t after, obx_audit_row_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_audit_legacy_rows(st, after, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CHAIN);
     struct obx_audit_row r;
     int rc;
@@ -467,6 +517,9 @@ obx_store_audit_export_legacy(struct obx_store *st, int64_t since_ms, int64_t un
                               const char *channel_id, const char *genesis, obx_audit_row_fn fn,
                               void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_audit_export_legacy(st, since_ms, until_ms, channel_id, genesis, fn,
+                                                ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_EXPORT);
     struct obx_audit_row r;
     int rc;
@@ -526,6 +579,8 @@ enum obx_err
 obx_store_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows, int64_t *upto_id,
                            char upto_hash[65], int *more)
 {
+    if (st->pg)
+        return OBX_EINVAL; /* retention is SQLite's so far (issue 15) */
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PRUNE_SCAN);
     int n = 0, rc;
 
@@ -622,6 +677,8 @@ enum obx_err
 obx_store_audit_prune_batch(struct obx_store *st, int64_t upto_id, const char *upto_hash,
                             int max_rows, int64_t *removed, int *more)
 {
+    if (st->pg)
+        return OBX_EINVAL; /* retention is SQLite's so far (issue 15) */
     sqlite3_stmt *cp = obx_db_stmt(st->db, SQL_PRUNE_CHECKPOINT);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_PRUNE_DELETE);
     char prev[65];

@@ -39,15 +39,19 @@ struct obx_audit_mode {
     char mac[65];
 };
 
-/* One audit_seals row: the events it covers, by id range of each event table. */
+/*
+ * One audit_seals row: the events it covers, by id range of each event table, or on
+ * PostgreSQL (xact_upto > 0) those of the transactions up to xact_upto (0009_audit.sql).
+ */
 struct obx_audit_seal {
     int64_t id;
     int64_t t_upto; /* transitions_upto */
     int64_t a_upto; /* attempts_upto */
     int64_t events;
     int64_t at_ms;
-    int64_t x_upto; /* actions_upto */
-    char hash[65];  /* "" for the migration's base row */
+    int64_t x_upto;    /* actions_upto */
+    int64_t xact_upto; /* PostgreSQL: the last transaction id covered; 0: id ranges */
+    char hash[65];     /* "" for the migration's base row */
 };
 /* Returns 0 to go on, non-zero to stop. */
 typedef int (*obx_audit_seal_fn)(void *ctx, const struct obx_audit_seal *s);
@@ -121,13 +125,25 @@ OBX_MUST_CHECK enum obx_err obx_store_audit_fill_sent_hashes(struct obx_store *s
 OBX_MUST_CHECK enum obx_err obx_store_audit_last_seal(struct obx_store *st,
                                                       struct obx_audit_seal *out /* OUT */);
 
-/* The highest id of each event table (0 when empty): how far a new seal may reach. */
-OBX_MUST_CHECK enum obx_err obx_store_audit_events_max(struct obx_store *st,
-                                                       int64_t *t_upto /* OUT */,
-                                                       int64_t *a_upto /* OUT */,
-                                                       int64_t *x_upto /* OUT */);
+/*
+ * *got = 1 when this transaction may seal: on PostgreSQL, where several nodes seal, one at a
+ * time (a transaction-level advisory lock; 0 while another holds it); SQLite's write
+ * transaction is enough.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_audit_lock(struct obx_store *st, int *got /* OUT */);
 
-/* Appends a seal (its id is the next one): ranges, events, at_ms and hash of s. */
+/*
+ * What the seal after last may cover: *next = last with new ranges and id last->id + 1, and
+ * *any = 0 when nothing new is there. SQLite: up to the highest id of each event table, at
+ * most max ids further. PostgreSQL: the transactions that have all ended (below the oldest
+ * one still running), at most max transaction ids past the first with events.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_audit_next_seal(struct obx_store *st,
+                                                      const struct obx_audit_seal *last, int max,
+                                                      struct obx_audit_seal *next /* OUT */,
+                                                      int *any /* OUT */);
+
+/* Appends a seal with s->id (SQLite: the next id), its ranges, events, at_ms and hash. */
 OBX_MUST_CHECK enum obx_err obx_store_audit_add_seal(struct obx_store *st,
                                                      const struct obx_audit_seal *s);
 

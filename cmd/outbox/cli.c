@@ -228,13 +228,15 @@ open_with(struct cli *c, struct obx_store_opts *o, struct obx_store **out)
         char msg[512], shown[4096];
         obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
         err = obx_store_pg_open_store(c->cfg.db, c->cfg.db_schema, "cli", 1, out, msg, sizeof msg);
-        if (err != OBX_OK)
+        if (err != OBX_OK) {
             cli_error(c, "cannot open '%s': %s", shown, msg);
-        return err == OBX_OK ? CLI_OK : CLI_FAIL;
+            return CLI_FAIL;
+        }
+    } else {
+        o->synchronous_normal = !c->cfg.synchronous_full;
+        o->max_db_size = c->cfg.max_db_size;
+        err = obx_store_open(c->cfg.db, o, out);
     }
-    o->synchronous_normal = !c->cfg.synchronous_full;
-    o->max_db_size = c->cfg.max_db_size;
-    err = obx_store_open(c->cfg.db, o, out);
     /* The CLI continues a keyed audit chain but never starts one (audit.h). */
     if (err == OBX_OK && c->cfg.audit_key_file) {
         char msg[512];

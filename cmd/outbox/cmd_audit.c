@@ -166,7 +166,7 @@ cmd_audit(int argc, char **argv)
                              {"format", &format, NULL},
                              {"channel", &channel, NULL},
                              {0}};
-    struct cli c = {.command = "audit", .usage = usage_text};
+    struct cli c = {.command = "audit", .usage = usage_text, .postgresql_ok = 1};
     struct obx_store *st = NULL;
     int64_t now_ms = obx_now_ms(obx_clock_real()), since_ms = 0, until_ms = INT64_MAX, n = 0;
     int rc, csv;

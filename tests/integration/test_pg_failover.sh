@@ -10,7 +10,8 @@
 #   - order per conversation (first arrivals follow the ids);
 #   - takeover within node_lease + 2 s, at a higher epoch;
 #   - the node continued after losing its lease records nothing more: every message has
-#     exactly one attempt row (no errors are injected, so only a stale outcome would add one).
+#     exactly one attempt row (no errors are injected, so only a stale outcome would add one);
+#   - the audit chain the nodes sealed in turn verifies (`outbox audit verify`).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
@@ -133,6 +134,14 @@ assert_eq "... and no outcome without its attempt" "$(q "SELECT count(*) FROM at
 
 "$OUTBOX_BIN" status --db "$PG_URI" >"$T/status" 2>&1
 assert_contains "status lists the live nodes" "$(cat "$T/status")" "$third"
+# The chain the nodes sealed in turn, through kills and pauses, is whole: every event sealed
+# once, and every seal recomputes.
+events() { q "SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM attempts)"; }
+wait_until 15 '[ "$(q "SELECT sum(events) FROM audit_seals")" = "$(events)" ]'
+assert_eq "every event sealed" "$(q "SELECT sum(events) FROM audit_seals")" "$(events)"
+"$OUTBOX_BIN" audit verify --db "$PG_URI" >"$T/verify" 2>&1
+assert_eq "outbox audit verify passes" "$?" 0
+assert_contains "... over every event" "$(cat "$T/verify")" "$(events) rows verified"
 for n in A B C; do kill -TERM "${PID_OF[$n]}"; done
 for n in A B C; do wait "${PID_OF[$n]}"; done
 

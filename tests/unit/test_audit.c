@@ -13,11 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "audit.h"
 #include "check.h"
 #include "mem.h"
 #include "store.h"
 #include "store_dash.h"
+#include "store_pg_audit.h"
 #include "testdb.h"
 
 static char db_path[256];
@@ -825,6 +828,64 @@ end:
     TEST_END;
 }
 
+/*
+ * On PostgreSQL the records are written by obx_store_pg_audit_json_object, which must give
+ * SQLite's json_object() text byte for byte, or a chain moved from one backend to the other
+ * would not verify: every byte alone, then random strings of the bytes that matter.
+ */
+static int
+json_object_is_sqlites(sqlite3 *db, const char *v, const char *n)
+{
+    sqlite3_stmt *s = NULL;
+    struct obx_buf b;
+    struct obx_store_pg_audit_member m[4] = {
+        {"text", v, 0}, {"number", n, 1}, {"null", NULL, 0}, {"k\"ey\n", "", 0}};
+    int same = 0;
+
+    obx_buf_init(&b, 1 << 16);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT json_object('text', ?1, 'number', ?2, 'null', NULL,"
+                           " 'k\"ey' || char(10), '')",
+                           -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(s, 1, v, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(s, 2, strtoll(n, NULL, 10)) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW && obx_store_pg_audit_json_object(&b, m, 4) == OBX_OK)
+        same = strcmp((const char *)sqlite3_column_text(s, 0), obx_buf_str(&b)) == 0;
+    if (!same)
+        fprintf(stderr, "  differs for \"%s\": sqlite %s, ours %s\n", v,
+                s ? (const char *)sqlite3_column_text(s, 0) : "?", obx_buf_str(&b));
+    sqlite3_finalize(s);
+    obx_buf_release(&b);
+    return same;
+}
+
+static int
+test_pg_records_as_sqlite(void)
+{
+    TEST_BEGIN;
+    static const char alphabet[] = "a\"\\/\b\f\n\r\t\x01\x1f\x7f\xc3\xa9\xe2\x80\xa8 {}:,";
+    sqlite3 *db = NULL;
+    char v[32];
+
+    CHECK_INT(sqlite3_open(":memory:", &db), SQLITE_OK);
+    for (int c = 1; c < 256; c++) {
+        v[0] = (char)c;
+        v[1] = '\0';
+        CHECK(json_object_is_sqlites(db, v, "-42"));
+    }
+    srand(7);
+    for (int i = 0; i < 2000; i++) {
+        int len = rand() % 30;
+        for (int k = 0; k < len; k++)
+            v[k] = alphabet[rand() % (int)(sizeof alphabet - 1)];
+        v[len] = '\0';
+        CHECK(json_object_is_sqlites(db, v, "1700000000000"));
+    }
+end:
+    sqlite3_close(db);
+    TEST_END;
+}
+
 static const struct test_case tests[] = {
     {"use_key", test_use_key},
     {"seal_verify_plain", test_seal_verify_plain},
@@ -836,6 +897,7 @@ static const struct test_case tests[] = {
     {"legacy_last_unsealed", test_legacy_last_unsealed},
     {"export_events", test_export_events},
     {"alloc_failure", test_alloc_failure},
+    {"pg_records_as_sqlite", test_pg_records_as_sqlite},
     {NULL, NULL},
 };
 
