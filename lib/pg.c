@@ -399,3 +399,98 @@ obx_pg_array_end(struct obx_buf *b)
 {
     return obx_buf_puts(b, b->len == 0 ? "{}" : "}");
 }
+
+/* ---- COPY FROM STDIN ------------------------------------------------------------------- */
+
+/* Rows are sent to the server in chunks of about this many bytes. */
+#define COPY_CHUNK (256 * 1024)
+
+enum obx_err
+obx_pg_copy_begin(struct obx_pg *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg->conn, sql);
+    enum obx_err err = OBX_OK;
+
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        err = OBX_EDB;
+    }
+    PQclear(r);
+    return err;
+}
+
+static enum obx_err
+copy_flush(struct obx_pg *pg, struct obx_buf *b)
+{
+    if (b->len && PQputCopyData(pg->conn, b->data, (int)b->len) != 1) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        return OBX_EDB;
+    }
+    obx_buf_reset(b);
+    return OBX_OK;
+}
+
+/* One field in COPY's text format: \N for NULL; backslash, tab, newline and CR escaped. */
+static enum obx_err
+copy_field(struct obx_buf *b, const char *v)
+{
+    enum obx_err err = OBX_OK;
+    const char *run = v;
+
+    if (!v)
+        return obx_buf_append(b, "\\N", 2);
+    for (const char *p = v; err == OBX_OK && *p; p++) {
+        const char *e = *p == '\\'   ? "\\\\"
+                        : *p == '\t' ? "\\t"
+                        : *p == '\n' ? "\\n"
+                        : *p == '\r' ? "\\r"
+                                     : NULL;
+        if (!e)
+            continue;
+        err = obx_buf_append(b, run, (size_t)(p - run));
+        if (err == OBX_OK)
+            err = obx_buf_append(b, e, 2);
+        run = p + 1;
+    }
+    return err == OBX_OK ? obx_buf_puts(b, run) : err;
+}
+
+enum obx_err
+obx_pg_copy_row(struct obx_pg *pg, struct obx_buf *b, int n, const char *const *v)
+{
+    enum obx_err err = OBX_OK;
+
+    for (int i = 0; err == OBX_OK && i < n; i++) {
+        if (i)
+            err = obx_buf_append(b, "\t", 1);
+        if (err == OBX_OK)
+            err = copy_field(b, v[i]);
+    }
+    if (err == OBX_OK)
+        err = obx_buf_append(b, "\n", 1);
+    return err == OBX_OK && b->len >= COPY_CHUNK ? copy_flush(pg, b) : err;
+}
+
+enum obx_err
+obx_pg_copy_end(struct obx_pg *pg, struct obx_buf *b, enum obx_err err)
+{
+    PGresult *r;
+
+    if (err == OBX_OK)
+        err = copy_flush(pg, b);
+    obx_buf_reset(b);
+    /* A failure on our side ends the COPY with an error: the server keeps none of its rows. */
+    if (PQputCopyEnd(pg->conn, err == OBX_OK ? NULL : "outbox: the copy was abandoned") != 1 &&
+        err == OBX_OK) {
+        keep_error(pg, PQerrorMessage(pg->conn));
+        err = OBX_EDB;
+    }
+    while ((r = PQgetResult(pg->conn))) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && err == OBX_OK) {
+            keep_error(pg, PQresultErrorMessage(r));
+            err = OBX_EDB;
+        }
+        PQclear(r);
+    }
+    return err;
+}

@@ -122,4 +122,16 @@ OBX_MUST_CHECK enum obx_err obx_pg_array_end(struct obx_buf *b);
 /* libpq's version, for `outbox version`. */
 int obx_pg_libversion(void);
 
+/*
+ * COPY ... FROM STDIN in the text format, for bulk loads (outbox migrate-to): copy_begin runs
+ * sql (the COPY statement); each copy_row appends one row of n fields to b (NULL: SQL NULL),
+ * escaped for the text format, and sends b to the server when it is large; copy_end sends the
+ * rest and ends the COPY, or abandons it when err is not OBX_OK (the server then keeps none
+ * of its rows), and returns the outcome.
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_copy_begin(struct obx_pg *pg, const char *sql);
+OBX_MUST_CHECK enum obx_err obx_pg_copy_row(struct obx_pg *pg, struct obx_buf *b, int n,
+                                            const char *const *v);
+OBX_MUST_CHECK enum obx_err obx_pg_copy_end(struct obx_pg *pg, struct obx_buf *b, enum obx_err err);
+
 #endif

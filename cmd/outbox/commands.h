@@ -19,6 +19,7 @@ int cmd_version(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_tenant(int argc, char **argv);
+int cmd_migrate_to(int argc, char **argv);
 
 /* Help text shared by every command's --help. */
 #define CLI_COMMON_HELP                                                                    \

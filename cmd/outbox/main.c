@@ -15,6 +15,7 @@ struct command {
 static const struct command commands[] = {
     {"serve", cmd_serve, "run the delivery daemon (and its HTTP listeners)"},
     {"migrate", cmd_migrate, "create or upgrade the database schema"},
+    {"migrate-to", cmd_migrate_to, "move a SQLite outbox into PostgreSQL, audit chain included"},
     {"enqueue", cmd_enqueue, "add messages (flags for one, JSON Lines on stdin for many)"},
     {"status", cmd_status, "counts per channel and state, oldest queued, last error"},
     {"ls", cmd_ls, "list messages, newest first"},
@@ -39,7 +40,7 @@ usage(FILE *out)
     fprintf(out, "usage: outbox <command> [options]\n\n"
                  "Guaranteed delivery of messages into a Partoo custom channel.\n\nCommands:\n");
     for (const struct command *c = commands; c->name; c++)
-        fprintf(out, "  %-9s %s\n", c->name, c->summary);
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
     fprintf(out, "\nRun 'outbox <command> --help' for a command's options.\n");
 }
 

@@ -35,7 +35,7 @@ page1=$(MANWIDTH=200 man -l "$M1" 2>/dev/null)
 page5=$(MANWIDTH=200 man -l "$M5" 2>/dev/null)
 missing=
 for c in $cmds; do
-    case $src1 in *".SS outbox $c"$'\n'*) ;; *) missing="$missing $c" ;; esac
+    case $src1 in *".SS outbox ${c//-/\\-}"$'\n'*) ;; *) missing="$missing $c" ;; esac
     for f in $(flags_of "$c"); do
         case $page1 in *"$f"*) ;; *) missing="$missing $c:$f" ;; esac
     done
