@@ -217,6 +217,28 @@ parse_window(struct obx_api *api, struct evhttp_request *req, struct obx_id_wind
     return 0;
 }
 
+/* The audit export's answer: JSON Lines, as a file to save. */
+static void
+reply_ndjson(struct evhttp_request *req, struct obx_buf *b, enum obx_err err)
+{
+    struct evbuffer *out;
+
+    if (err != OBX_OK) {
+        obx_httpd_error(req, 500, "internal", "cannot export the audit log", NULL);
+        return;
+    }
+    out = evbuffer_new();
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/x-ndjson; charset=utf-8");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Disposition",
+                      "attachment; filename=\"audit.jsonl\"");
+    if (out)
+        evbuffer_add(out, obx_buf_str(b), b->len);
+    evhttp_send_reply(req, 200, NULL, out);
+    if (out)
+        evbuffer_free(out);
+}
+
 static void
 reply_doc(struct evhttp_request *req, int status, struct obx_buf *b, enum obx_err err)
 {
@@ -644,11 +666,15 @@ struct read_job {
     struct obx_storeq_job job;
     struct evhttp_request *req;
     enum obx_err (*build)(struct obx_store *st, struct read_job *r);
-    int status;                 /* of the answer (200 unless set) */
-    const char *not_found;      /* the 404's message (OBX_ENOTFOUND) */
-    char *channel, *id;         /* GET /v1/messages/{channel}/{id}; channel: a tenant's name */
-    struct obx_list_query q;    /* GET /v1/messages */
-    char *state, *list_channel; /* q's strings */
+    int status;                     /* of the answer (200 unless set) */
+    const char *not_found;          /* the 404's message (OBX_ENOTFOUND) */
+    char *channel, *id;             /* GET /v1/messages/{channel}/{id}; channel: a tenant's name */
+    struct obx_list_query q;        /* GET /v1/messages */
+    char *state, *list_channel;     /* q's strings */
+    struct obx_audit_cursor cursor; /* GET /v1/audit/verify */
+    int64_t max_seals;
+    int64_t since_ms, until_ms; /* GET /v1/audit/export (channel: its channel_id) */
+    int ndjson;                 /* the answer is JSON Lines (the export), not one document */
     struct obx_buf body;
 };
 
@@ -670,6 +696,8 @@ on_read_done(void *arg, enum obx_err err)
         obx_httpd_error(r->req, 404, "not_found", r->not_found, NULL);
     } else if (err == OBX_EDB || err == OBX_EIO) {
         reply_db_away(r->req, err);
+    } else if (r->ndjson) {
+        reply_ndjson(r->req, &r->body, err);
     } else {
         reply_doc(r->req, r->status, &r->body, err);
     }
@@ -723,8 +751,9 @@ build_message(struct obx_store *st, struct read_job *r)
     return obx_view_message_document(st, r->channel, r->id, &r->body);
 }
 
+/* A message with its history (SPEC §9), read on the store thread on PostgreSQL. */
 static void
-on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
+reply_message(struct obx_api *api, struct evhttp_request *req, const char *channel, const char *id)
 {
     struct obx_buf b;
     enum obx_err err;
@@ -734,8 +763,8 @@ on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
         if (!r)
             return;
         r->build = build_message;
-        r->channel = obx_strdup(seg[2]);
-        r->id = obx_strdup(seg[3]);
+        r->channel = obx_strdup(channel);
+        r->id = obx_strdup(id);
         if (!r->channel || !r->id) {
             on_read_done(r, OBX_ENOMEM);
             return;
@@ -744,7 +773,7 @@ on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
         return;
     }
     obx_buf_init(&b, 64 * 1024 * 1024);
-    err = obx_view_message_document(api->st, seg[2], seg[3], &b);
+    err = obx_view_message_document(api->st, channel, id, &b);
     if (err == OBX_ENOTFOUND)
         obx_httpd_error(req, 404, "not_found", "no such message", NULL);
     else if (err != OBX_OK)
@@ -752,6 +781,12 @@ on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
     else
         obx_httpd_reply_json(req, 200, &b);
     obx_buf_release(&b);
+}
+
+static void
+on_get_message(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    reply_message(api, req, seg[2], seg[3]);
 }
 
 struct list_ctx {
@@ -918,8 +953,6 @@ on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry
 {
     int dash = strcmp(actor(req), "dashboard") == 0;
     enum obx_err err;
-    struct obx_buf b;
-
     struct op_call op = {retry ? OP_RETRY : OP_CANCEL, seg[2], seg[3], NULL, NULL};
 
     op.reason = retry ? (dash ? "retried from the dashboard" : "retried over the API")
@@ -943,10 +976,7 @@ on_action(struct obx_api *api, struct evhttp_request *req, char **seg, int retry
     }
     if (retry && api->worker)
         obx_worker_notify(api->worker);
-    obx_buf_init(&b, 64 * 1024 * 1024);
-    err = obx_view_message_document(api->st, seg[2], seg[3], &b);
-    reply_doc(req, 200, &b, err);
-    obx_buf_release(&b);
+    reply_message(api, req, seg[2], seg[3]);
 }
 
 static void
@@ -1907,17 +1937,53 @@ audit_cursor_parse(const char *text, struct obx_audit_cursor *c)
     return 0;
 }
 
+/* One slice of the verification from *c on, as the answer's document (both backends). */
+static enum obx_err
+audit_verify_doc(struct obx_store *st, int64_t max_seals, struct obx_audit_cursor *c,
+                 struct obx_buf *b)
+{
+    struct obx_audit_report r;
+    int done = 0;
+    enum obx_err err = obx_audit_verify_slice(st, (int)max_seals, AUDIT_VERIFY_SLICE_MS, c, &r,
+                                              &done);
+
+    /* problem and key_id are fixed texts and hex digits, as in `outbox audit verify --json`. */
+    if (err == OBX_OK)
+        err = obx_buf_printf(b,
+                             "{\"done\":%s,\"ok\":%s,\"verified_seals\":%lld,\"checked\":%lld,"
+                             "\"unsealed\":%lld,\"first_bad_id\":%lld,"
+                             "\"problem\":\"%s\",\"keyed_from_id\":%lld,\"key_id\":\"%s\","
+                             "\"head\":{\"id\":%lld,\"hash\":\"%s\"},\"cursor\":",
+                             done ? "true" : "false",
+                             !done            ? "null"
+                             : r.first_bad_id ? "false"
+                                              : "true",
+                             (long long)r.seals, (long long)r.checked, (long long)r.unsealed,
+                             (long long)r.first_bad_id, r.problem, (long long)r.keyed_from_id,
+                             r.key_id, (long long)r.head_id, r.head_hash);
+    if (err == OBX_OK)
+        err = done ? obx_buf_puts(b, "null}")
+                   : obx_buf_printf(b, "\"v1.%lld.%lld.%lld.%lld.%lld.%s\"}", (long long)c->last_id,
+                                    (long long)c->head_id, (long long)c->checked,
+                                    (long long)c->unsealed, (long long)c->seals, c->hash);
+    return err;
+}
+
+static enum obx_err
+build_audit_verify(struct obx_store *st, struct read_job *r)
+{
+    return audit_verify_doc(st, r->max_seals, &r->cursor, &r->body);
+}
+
 static void
 on_audit_verify(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *cursor = obx_httpd_query_param(req, "cursor");
     char *max = obx_httpd_query_param(req, "max_seals");
     struct obx_audit_cursor c;
-    struct obx_audit_report r;
     int64_t max_seals = AUDIT_VERIFY_SEALS_MAX;
     struct obx_buf b;
     enum obx_err err;
-    int done = 0;
 
     (void)seg;
     obx_buf_init(&b, 1024);
@@ -1931,32 +1997,23 @@ on_audit_verify(struct obx_api *api, struct evhttp_request *req, char **seg)
         obx_httpd_error(req, 400, "invalid_value", "max_seals must be 1 to 1000000", "max_seals");
         goto out;
     }
-    err = obx_audit_verify_slice(api->st, (int)max_seals, AUDIT_VERIFY_SLICE_MS, &c, &r, &done);
-    if (err == OBX_EINVAL) {
-        obx_httpd_error(req, 400, "invalid_value", "cursor must be the cursor of an earlier answer",
-                        "cursor");
+    if (obx_store_pg_in_use(api->st)) {
+        /* The store thread's store holds the audit key (lib/server.c). */
+        struct read_job *r = read_job_new(req, 1024);
+        if (r) {
+            r->build = build_audit_verify;
+            r->cursor = c;
+            r->max_seals = max_seals;
+            submit_read(api, req, r);
+        }
         goto out;
     }
-    /* problem and key_id are fixed texts and hex digits, as in `outbox audit verify --json`. */
-    if (err == OBX_OK)
-        err = obx_buf_printf(&b,
-                             "{\"done\":%s,\"ok\":%s,\"verified_seals\":%lld,\"checked\":%lld,"
-                             "\"unsealed\":%lld,\"first_bad_id\":%lld,"
-                             "\"problem\":\"%s\",\"keyed_from_id\":%lld,\"key_id\":\"%s\","
-                             "\"head\":{\"id\":%lld,\"hash\":\"%s\"},\"cursor\":",
-                             done ? "true" : "false",
-                             !done            ? "null"
-                             : r.first_bad_id ? "false"
-                                              : "true",
-                             (long long)r.seals, (long long)r.checked, (long long)r.unsealed,
-                             (long long)r.first_bad_id, r.problem, (long long)r.keyed_from_id,
-                             r.key_id, (long long)r.head_id, r.head_hash);
-    if (err == OBX_OK)
-        err = done ? obx_buf_puts(&b, "null}")
-                   : obx_buf_printf(&b, "\"v1.%lld.%lld.%lld.%lld.%lld.%s\"}", (long long)c.last_id,
-                                    (long long)c.head_id, (long long)c.checked,
-                                    (long long)c.unsealed, (long long)c.seals, c.hash);
-    reply_doc(req, 200, &b, err);
+    err = audit_verify_doc(api->st, max_seals, &c, &b);
+    if (err == OBX_EINVAL)
+        obx_httpd_error(req, 400, "invalid_value", "cursor must be the cursor of an earlier answer",
+                        "cursor");
+    else
+        reply_doc(req, 200, &b, err);
 out:
     obx_free(cursor);
     obx_free(max);
@@ -1964,6 +2021,7 @@ out:
 }
 
 #define AUDIT_EXPORT_MAX 100000 /* rows per export request */
+#define AUDIT_EXPORT_BYTES_MAX (512 * 1024 * 1024)
 
 struct export_ctx {
     struct obx_buf *b;
@@ -2010,6 +2068,27 @@ on_export_row(void *ctx, const struct obx_audit_entry *e)
     return err != OBX_OK;
 }
 
+/* The export's rows into b, and where to continue when it stops at AUDIT_EXPORT_MAX. */
+static enum obx_err
+audit_export_doc(struct obx_store *st, int64_t since_ms, int64_t until_ms, const char *channel,
+                 struct obx_buf *b)
+{
+    struct export_ctx x = {b, 0, 0, OBX_OK};
+    enum obx_err err = obx_audit_export(st, since_ms, until_ms, channel, on_export_row, &x);
+
+    if (err == OBX_OK)
+        err = x.err;
+    if (err == OBX_OK && x.next_since_ms)
+        err = obx_buf_printf(b, "{\"next_since_ms\":%lld}\n", (long long)x.next_since_ms);
+    return err;
+}
+
+static enum obx_err
+build_audit_export(struct obx_store *st, struct read_job *r)
+{
+    return audit_export_doc(st, r->since_ms, r->until_ms, r->channel, &r->body);
+}
+
 /*
  * GET /v1/audit/export?since_ms=&until_ms=&channel_id=: JSON Lines, the format of
  * `outbox audit export`, at most AUDIT_EXPORT_MAX rows; a last line {"next_since_ms":N}
@@ -2023,11 +2102,9 @@ on_audit_export(struct obx_api *api, struct evhttp_request *req, char **seg)
     char *channel = obx_httpd_query_param(req, "channel_id");
     int64_t since_ms = 0, until_ms = INT64_MAX;
     struct obx_buf b;
-    struct export_ctx x = {&b, 0, 0, OBX_OK};
-    enum obx_err err;
 
     (void)seg;
-    obx_buf_init(&b, 512 * 1024 * 1024);
+    obx_buf_init(&b, AUDIT_EXPORT_BYTES_MAX);
     if ((since && parse_int(since, 0, INT64_MAX, &since_ms) != 0) ||
         (until && parse_int(until, 0, INT64_MAX, &until_ms) != 0)) {
         obx_httpd_error(req, 400, "invalid_value", "since_ms and until_ms are epoch milliseconds",
@@ -2035,26 +2112,24 @@ on_audit_export(struct obx_api *api, struct evhttp_request *req, char **seg)
                                                                                 : "until_ms");
         goto out;
     }
-    err = obx_audit_export(api->st, since_ms, until_ms, channel && *channel ? channel : NULL,
-                           on_export_row, &x);
-    if (err == OBX_OK)
-        err = x.err;
-    if (err == OBX_OK && x.next_since_ms)
-        err = obx_buf_printf(&b, "{\"next_since_ms\":%lld}\n", (long long)x.next_since_ms);
-    if (err != OBX_OK) {
-        obx_httpd_error(req, 500, "internal", "cannot export the audit log", NULL);
-    } else {
-        struct evbuffer *out = evbuffer_new();
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                          "application/x-ndjson; charset=utf-8");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Disposition",
-                          "attachment; filename=\"audit.jsonl\"");
-        if (out)
-            evbuffer_add(out, obx_buf_str(&b), b.len);
-        evhttp_send_reply(req, 200, NULL, out);
-        if (out)
-            evbuffer_free(out);
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, AUDIT_EXPORT_BYTES_MAX);
+        if (!r)
+            goto out;
+        r->build = build_audit_export;
+        r->ndjson = 1;
+        r->since_ms = since_ms;
+        r->until_ms = until_ms;
+        if (channel && *channel && !(r->channel = obx_strdup(channel))) {
+            on_read_done(r, OBX_ENOMEM);
+            goto out;
+        }
+        submit_read(api, req, r);
+        goto out;
     }
+    reply_ndjson(req, &b,
+                 audit_export_doc(api->st, since_ms, until_ms, channel && *channel ? channel : NULL,
+                                  &b));
 out:
     obx_free(since);
     obx_free(until);
@@ -2680,7 +2755,8 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
- * readiness, the token check, a message with its history, the list of messages, the inbox
+ * readiness, the token check, a message with its history, the list of messages, a
+ * message's retry and cancel, the audit chain's verification and export, the inbox
  * and its acknowledgement, the tenants, the statistics and /metrics. The others answer 501
  * there.
  */
@@ -2688,8 +2764,9 @@ static int
 on_postgresql(route_fn fn)
 {
     return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
-           fn == on_get_message || fn == on_list_messages || fn == on_list_inbox ||
-           fn == on_ack_inbox || fn == on_tenants_list || fn == on_tenant_get ||
+           fn == on_get_message || fn == on_list_messages || fn == on_retry || fn == on_cancel ||
+           fn == on_list_inbox || fn == on_ack_inbox || fn == on_audit_verify ||
+           fn == on_audit_export || fn == on_tenants_list || fn == on_tenant_get ||
            fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats || fn == on_metrics;
 }
 

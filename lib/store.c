@@ -1184,6 +1184,9 @@ enum obx_err
 obx_store_retry(struct obx_store *st, const char *channel_id, const char *external_message_id,
                 const char *reason)
 {
+    if (st->pg)
+        return obx_store_pg_transition_by_key(st, 1, channel_id, external_message_id,
+                                              reason ? reason : "retried by operator");
     return transition_by_key(st, SQL_RETRY, channel_id, external_message_id,
                              reason ? reason : "retried by operator");
 }
@@ -1192,6 +1195,9 @@ enum obx_err
 obx_store_cancel(struct obx_store *st, const char *channel_id, const char *external_message_id,
                  const char *reason)
 {
+    if (st->pg)
+        return obx_store_pg_transition_by_key(st, 0, channel_id, external_message_id,
+                                              reason ? reason : "cancelled by operator");
     return transition_by_key(st, SQL_CANCEL, channel_id, external_message_id,
                              reason ? reason : "cancelled by operator");
 }
@@ -1205,10 +1211,12 @@ static const char SQL_RETRY_FAILED[] =
 enum obx_err
 obx_store_retry_failed(struct obx_store *st, const char *channel_id, int64_t *count)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RETRY_FAILED);
+    sqlite3_stmt *s;
 
+    if (st->pg)
+        return obx_store_pg_retry_failed(st, channel_id, count);
     *count = 0;
-    if (!s)
+    if (!(s = obx_db_stmt(st->db, SQL_RETRY_FAILED)))
         return OBX_EDB;
     sqlite3_bind_int64(s, 1, obx_now_ms(st->clock));
     obx_db_bind_text(s, 2, channel_id);

@@ -833,6 +833,82 @@ obx_store_pg_recover(struct obx_store *st, int all, int64_t *count)
     return OBX_OK;
 }
 
+/* ---- an operator's retry or cancel ------------------------------------------------------ */
+
+/*
+ * SQLite's SQL_RETRY and SQL_CANCEL (lib/store.c), and whether the key exists, in one
+ * statement. The line is the schema's: a message queued again goes to the back of its
+ * conversation, a cancelled head hands over to the next (0001's triggers).
+ */
+static const char SQL_RETRY_KEY[] =
+    "WITH changed AS (UPDATE outbox SET state = 'queued', state_reason = $4,"
+    "  state_at_ms = $3::bigint, next_attempt_at_ms = 0, counted_attempts = 0, resends = 0,"
+    "  unconfirmed_at_ms = NULL, confirm_due_at_ms = NULL"
+    "  WHERE channel_id = $1 AND external_message_id = $2 AND state IN ('failed', 'accepted')"
+    "  RETURNING 1)"
+    " SELECT (SELECT count(*) FROM changed), EXISTS (SELECT 1 FROM outbox"
+    "  WHERE channel_id = $1 AND external_message_id = $2)";
+static const char SQL_CANCEL_KEY[] =
+    "WITH changed AS (UPDATE outbox SET state = 'cancelled', state_reason = $4,"
+    "  state_at_ms = $3::bigint"
+    "  WHERE channel_id = $1 AND external_message_id = $2 AND state = 'queued' RETURNING 1)"
+    " SELECT (SELECT count(*) FROM changed), EXISTS (SELECT 1 FROM outbox"
+    "  WHERE channel_id = $1 AND external_message_id = $2)";
+
+enum obx_err
+obx_store_pg_transition_by_key(struct obx_store *st, int retry, const char *channel_id,
+                               const char *external_message_id, const char *reason)
+{
+    char now[24];
+    const char *vals[4] = {channel_id, external_message_id, now, reason};
+    enum obx_err err;
+    PGresult *r;
+
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
+    err = obx_pg_tx_begin(st->pg);
+    if (err != OBX_OK)
+        return err;
+    r = obx_pg_run(st->pg, retry ? SQL_RETRY_KEY : SQL_CANCEL_KEY, 4, vals, NULL, NULL);
+    if (!r)
+        err = OBX_EDB;
+    else if (col_int(r, 0, 0) == 0)
+        err = strcmp(PQgetvalue(r, 0, 1), "t") == 0 ? OBX_ECONFLICT : OBX_ENOTFOUND;
+    PQclear(r);
+    return obx_pg_tx_end(st->pg, err);
+}
+
+/* SQLite's SQL_RETRY_FAILED: every failed message (of a channel) queued again. */
+enum obx_err
+obx_store_pg_retry_failed(struct obx_store *st, const char *channel_id, int64_t *count)
+{
+    char now[24];
+    const char *vals[2] = {now, channel_id};
+    enum obx_err err;
+    PGresult *r;
+
+    *count = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
+    err = obx_pg_tx_begin(st->pg);
+    if (err != OBX_OK)
+        return err;
+    r = obx_pg_run(st->pg,
+                   "UPDATE outbox SET state = 'queued', state_reason = 'retried by operator',"
+                   " state_at_ms = $1::bigint, next_attempt_at_ms = 0, counted_attempts = 0,"
+                   " resends = 0, unconfirmed_at_ms = NULL, confirm_due_at_ms = NULL"
+                   " WHERE state = 'failed' AND ($2::text IS NULL OR channel_id = $2)",
+                   2, vals, NULL, NULL);
+    if (r)
+        *count = strtoll(PQcmdTuples(r), NULL, 10);
+    else
+        err = OBX_EDB;
+    PQclear(r);
+    return obx_pg_tx_end(st->pg, err);
+}
+
 /* ---- takeover ----------------------------------------------------------------------------- */
 
 static const char SQL_REQUEUE_TENANT[] =

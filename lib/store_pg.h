@@ -165,4 +165,18 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_confirm_timeouts(struct obx_store *st, 
 OBX_MUST_CHECK enum obx_err obx_store_pg_recover(struct obx_store *st, int all,
                                                  int64_t *count /* OUT, may be NULL */);
 
+/*
+ * An operator's retry (retry = 1: a failed or accepted message queued again, its budget
+ * reset) or cancel (0: a queued message), by key, as obx_store_retry and obx_store_cancel:
+ * OBX_ENOTFOUND when no such message, OBX_ECONFLICT when it is in another state.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_transition_by_key(struct obx_store *st, int retry,
+                                                           const char *channel_id,
+                                                           const char *external_message_id,
+                                                           const char *reason);
+
+/* obx_store_retry_failed on PostgreSQL: every failed message (of channel_id unless NULL). */
+OBX_MUST_CHECK enum obx_err obx_store_pg_retry_failed(struct obx_store *st, const char *channel_id,
+                                                      int64_t *count /* OUT */);
+
 #endif

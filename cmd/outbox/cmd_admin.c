@@ -147,7 +147,8 @@ cmd_retry(int argc, char **argv)
         .usage = "usage: outbox retry CHANNEL EXT_ID\n"
                  "       outbox retry --state failed [--channel C]\n\n"
                  "Moves a failed (or accepted but unconfirmed) message back to queued,\n"
-                 "resetting its attempt budget and resend count.\n\n" CLI_COMMON_HELP};
+                 "resetting its attempt budget and resend count.\n\n" CLI_COMMON_HELP,
+        .postgresql_ok = 1};
     struct obx_store *st = NULL;
     int64_t count = 0;
     int rc;
@@ -187,7 +188,8 @@ cmd_cancel(int argc, char **argv)
 {
     struct cli c = {.command = "cancel",
                     .usage = "usage: outbox cancel CHANNEL EXT_ID\n\n"
-                             "Cancels a queued message; it will not be sent.\n\n" CLI_COMMON_HELP};
+                             "Cancels a queued message; it will not be sent.\n\n" CLI_COMMON_HELP,
+                    .postgresql_ok = 1};
     int rc;
 
     if (cli_start(&c, argc, argv, NULL, 2, 2, &rc))

@@ -84,6 +84,16 @@ for line in open(sys.argv[1]):
     prev = row["hash"]
 EOF
 
+# The same over the API, on either node (the store thread verifies, with the key).
+code=$(api "http://127.0.0.1:$A_PORT/v1/audit/verify")
+assert_eq "GET /v1/audit/verify: 200" "$code" 200
+assert_contains "... the chain verifies" "$(cat "$T/body")" '"done":true,"ok":true'
+assert_contains "... over every event" "$(cat "$T/body")" "\"checked\":$(events),"
+assert_eq "... a bad cursor: 400" "$(api "http://127.0.0.1:$NODE_PORT/v1/audit/verify?cursor=v1.x")" 400
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/audit/export?channel_id=ch")
+assert_eq "GET /v1/audit/export: 200" "$code" 200
+assert_eq "... JSON Lines, every event of the channel" "$(grep -c '"kind":"' "$T/body")" "$(grep -c '"channel_id":"ch"' "$T/export.jsonl")"
+
 # ---- the key ------------------------------------------------------------------------------
 OUTBOX_AUDIT_KEY_FILE= "$OUTBOX_BIN" audit verify --db "$PG_URI" >"$T/nokey.out" 2>&1
 assert_eq "a keyed chain without its key: verify fails" "$?" 1

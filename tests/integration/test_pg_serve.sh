@@ -115,6 +115,30 @@ assert_eq "outbox ls on PostgreSQL: the newest accepted first" \
 assert_eq "list: a bad filter is 400 naming it" "$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=bogus")" 400
 assert_contains "... naming it" "$(cat "$T/body")" '"field":"state"'
 
+# ---- an operator's retry and cancel (API and CLI) ----------------------------------------------
+code=$(api -X POST "http://127.0.0.1:$NODE_PORT/v1/messages/ch/api005/retry")
+assert_eq "retry an accepted message over the API: 200" "$code" 200
+assert_contains "... answering the message" "$(cat "$T/body")" '"external_message_id":"api005"'
+wait_until 10 '[ "$(q "SELECT count(*) FROM attempts a JOIN outbox o ON o.id = a.message_id WHERE o.external_message_id = '"'api005'"'")" = 2 ]'
+assert_eq "... and it is sent again" \
+    "$(q "SELECT count(*) FROM attempts a JOIN outbox o ON o.id = a.message_id WHERE o.external_message_id = 'api005'")" 2
+assert_eq "... its transitions recorded (accepted -> queued, by the API)" \
+    "$(q "SELECT count(*) FROM transitions t JOIN outbox o ON o.id = t.message_id WHERE o.external_message_id = 'api005' AND t.to_state = 'queued' AND t.reason = 'retried over the API'")" 1
+assert_eq "cancel an accepted message: 409" "$(api -X POST "http://127.0.0.1:$NODE_PORT/v1/messages/ch/api006/cancel")" 409
+assert_contains "... naming the state" "$(cat "$T/body")" '"field":"state"'
+assert_eq "cancel an unknown message: 404" "$(api -X POST "http://127.0.0.1:$NODE_PORT/v1/messages/ch/nope/cancel")" 404
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, next_attempt_at_ms) VALUES ('ch', 'later', 'b', 'cl', 'later', 'User', 9000000000000)" >/dev/null
+assert_eq "cancel a queued message over the API: 200" "$(api -X POST "http://127.0.0.1:$NODE_PORT/v1/messages/ch/later/cancel")" 200
+assert_eq "... it is cancelled" "$(q "SELECT state || ' ' || state_reason FROM outbox WHERE external_message_id = 'later'")" "cancelled cancelled over the API"
+assert_contains "outbox retry on PostgreSQL" "$("$OUTBOX_BIN" retry --db "$PG_URI" ch later 2>&1; echo " rc=$?")" "rc=1"
+q "UPDATE outbox SET state = 'failed', state_reason = 'test' WHERE external_message_id = 'later'" >/dev/null
+assert_contains "... a failed one: requeued" "$("$OUTBOX_BIN" retry --db "$PG_URI" ch later 2>&1)" "requeued ch/later"
+assert_eq "... due now, its budget reset" "$(q "SELECT state || ' ' || next_attempt_at_ms || ' ' || counted_attempts FROM outbox WHERE external_message_id = 'later'")" "queued 0 0"
+wait_until 10 '[ "$(q "SELECT state FROM outbox WHERE external_message_id = '"'later'"'")" = accepted ]'
+assert_eq "... and sent" "$(q "SELECT state FROM outbox WHERE external_message_id = 'later'")" accepted
+q "UPDATE outbox SET state = 'failed', state_reason = 'test' WHERE external_message_id IN ('api001', 'api002')" >/dev/null
+assert_contains "outbox retry --state failed on PostgreSQL" "$("$OUTBOX_BIN" retry --db "$PG_URI" --state failed 2>&1)" "requeued 2 failed messages"
+
 # ---- outcomes that cannot be written for a while, with no producer to wake anyone -----------
 # While outcomes fail, serve gives its claimed messages back and claims nothing; once they are
 # written again it must claim by itself (no producer COMMIT comes to wake it). Slow answers
