@@ -1002,7 +1002,8 @@ struct stats_read {
     int64_t sent;
     int64_t rejected_signature, rejected_too_large;
     struct obx_tenant_stats_set ts;
-    char *owners; /* each channel's tenant, OBX_TENANT_NAME_MAX + 1 bytes apiece */
+    char *owners;         /* each channel's tenant, OBX_TENANT_NAME_MAX + 1 bytes apiece */
+    struct obx_buf holds; /* PostgreSQL: the open pauses, a JSON array */
 };
 
 static enum obx_err
@@ -1022,6 +1023,8 @@ collect_stats(struct obx_store *st, void *arg)
         err = OBX_ENOMEM;
     if (err == OBX_OK)
         err = obx_store_tenant_stats_owners(st, d->s, d->n, d->owners);
+    if (err == OBX_OK && obx_store_pg_in_use(st))
+        err = obx_store_dash_holds(st, &d->holds);
     return err;
 }
 
@@ -1052,9 +1055,13 @@ reply_stats(struct obx_api *api, struct evhttp_request *req, struct stats_read *
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (err == OBX_OK)
         err = obx_view_stats(&b, d->s, d->n, &x);
-    /* Pauses are SQLite's so far (issue 15): none on PostgreSQL. */
+    /* On PostgreSQL the store thread read them with the rest. */
     if (err == OBX_OK && !obx_store_pg_in_use(api->st))
         err = append_holds(api, &b);
+    else if (err == OBX_OK && b.len && obx_buf_str(&b)[b.len - 1] == '}') {
+        b.len--;
+        err = obx_buf_printf(&b, ",\"holds\":%s}", obx_buf_str(&d->holds));
+    }
     if (obx_store_pg_in_use(api->st) && (err == OBX_EDB || err == OBX_EIO)) {
         reply_db_away(req, err);
     } else {
@@ -1064,6 +1071,7 @@ reply_stats(struct obx_api *api, struct evhttp_request *req, struct stats_read *
     obx_store_tenant_stats_release(&d->ts);
     obx_free(d->owners);
     obx_free(d->s);
+    obx_buf_release(&d->holds);
 }
 
 static void
@@ -1092,6 +1100,7 @@ on_stats(struct obx_api *api, struct evhttp_request *req, char **seg)
     d->api = api;
     d->req = req;
     d->now_ms = obx_now_ms(api->st->clock);
+    obx_buf_init(&d->holds, 1024 * 1024);
     if (d != &local) {
         submit_store_read(api, &d->job, collect_stats, on_stats_read, d);
         return;
@@ -2756,7 +2765,8 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
 /*
  * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
  * readiness, the token check, a message with its history, the list of messages, a
- * message's retry and cancel, the audit chain's verification and export, the inbox
+ * message's retry and cancel, the audit chain's verification and export, channel pauses, the
+ * inbox
  * and its acknowledgement, the tenants, the statistics and /metrics. The others answer 501
  * there.
  */
@@ -2767,7 +2777,8 @@ on_postgresql(route_fn fn)
            fn == on_get_message || fn == on_list_messages || fn == on_retry || fn == on_cancel ||
            fn == on_list_inbox || fn == on_ack_inbox || fn == on_audit_verify ||
            fn == on_audit_export || fn == on_tenants_list || fn == on_tenant_get ||
-           fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats || fn == on_metrics;
+           fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats || fn == on_metrics ||
+           fn == on_pause || fn == on_resume;
 }
 
 static void

@@ -886,6 +886,15 @@ on_pg_notify(void *ctx)
     obx_worker_notify(s->worker);
 }
 
+/* A channel paused on some node: this node sends nothing more of it (SPEC §13). */
+static void
+on_pg_pause(void *ctx, const char *channel_id)
+{
+    struct server *s = ctx;
+
+    obx_worker_release_channel(s->worker, channel_id);
+}
+
 static void
 on_nodes_changed(void *ctx)
 {
@@ -974,8 +983,8 @@ start_pg(struct server *s, size_t conns)
     if (err == OBX_OK)
         err = obx_webhook_new(s->base, s->q, s->cfg, conns, on_events_stored, s, &s->webhook);
     if (err == OBX_OK) {
-        err = obx_store_pg_listen_new(s->base, s->cfg->db, s->cfg->db_schema, on_pg_notify, s,
-                                      &s->listen, msg, sizeof msg);
+        err = obx_store_pg_listen_new(s->base, s->cfg->db, s->cfg->db_schema, on_pg_notify,
+                                      on_pg_pause, s, &s->listen, msg, sizeof msg);
         if (err != OBX_OK)
             obx_log(OBX_LOG_ERROR, "cannot listen for new messages", OBX_KS("error", msg));
     }

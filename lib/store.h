@@ -123,6 +123,8 @@ struct obx_claimed {
     int readonly;           /* the tenant's channel is read-only: 1, bidirectional: 0,
                                no tenant owns it: -1 (readonly_channels decides) */
     int64_t epoch;          /* PostgreSQL: the lease epoch it was claimed under (0: none) */
+    int64_t held_ms;        /* PostgreSQL: time its channel was paused since it was created,
+                               at the claim (SQLite: 0, the worker asks when it matters) */
 };
 
 void obx_store_claimed_release(struct obx_claimed *c);

@@ -6,6 +6,7 @@
 #include "err.h"
 #include "mem.h"
 #include "store_dash_filter.h"
+#include "store_pg_dash.h"
 #include "view.h"
 
 static const char SQL_PAUSE[] =
@@ -37,6 +38,8 @@ enum obx_err
 obx_store_dash_pause(struct obx_store *st, const char *scope, const char *key, const char *reason,
                      const char *by, int *created)
 {
+    if (st->pg)
+        return obx_store_pg_dash_pause(st, scope, key, reason, by, created);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSE);
     int64_t now = obx_now_ms(st->clock);
     enum obx_err err;
@@ -71,6 +74,8 @@ static const char SQL_RESUME[] = "UPDATE pauses SET resumed_at_ms = max(?3, paus
 enum obx_err
 obx_store_dash_resume(struct obx_store *st, const char *scope, const char *key, const char *by)
 {
+    if (st->pg)
+        return obx_store_pg_dash_resume(st, scope, key, by);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_RESUME);
     int64_t now = obx_now_ms(st->clock);
     enum obx_err err;
@@ -122,6 +127,8 @@ static const char SQL_PAUSES[] = "SELECT scope, key, reason, by, paused_at_ms FR
 enum obx_err
 obx_store_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_dash_pauses(st, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PAUSES);
     struct obx_pause_row p;
     int rc;
@@ -483,20 +490,30 @@ on_hold(void *ctx, const struct obx_pause_row *p)
 }
 
 enum obx_err
-obx_store_dash_append_holds(struct obx_store *st, struct obx_buf *b)
+obx_store_dash_holds(struct obx_store *st, struct obx_buf *b)
 {
     struct holds_ctx h = {b, 0, OBX_OK};
+    enum obx_err err = obx_buf_puts(b, "[");
+
+    if (err == OBX_OK)
+        err = obx_store_dash_pauses(st, on_hold, &h);
+    if (err == OBX_OK)
+        err = h.err;
+    return err == OBX_OK ? obx_buf_puts(b, "]") : err;
+}
+
+enum obx_err
+obx_store_dash_append_holds(struct obx_store *st, struct obx_buf *b)
+{
     enum obx_err err;
 
     if (b->len == 0 || obx_buf_str(b)[b->len - 1] != '}')
         return OBX_EINVAL;
     b->len--; /* reopen the object */
-    err = obx_buf_puts(b, ",\"holds\":[");
+    err = obx_buf_puts(b, ",\"holds\":");
     if (err == OBX_OK)
-        err = obx_store_dash_pauses(st, on_hold, &h);
-    if (err == OBX_OK)
-        err = h.err;
-    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
+        err = obx_store_dash_holds(st, b);
+    return err == OBX_OK ? obx_buf_puts(b, "}") : err;
 }
 
 static const char SQL_COUNT_ADD[] =

@@ -48,6 +48,9 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_pauses(struct obx_store *st, obx_paus
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_append_holds(struct obx_store *st, struct obx_buf *b);
 
+/* The same array alone ([{...}...]), appended to b. */
+OBX_MUST_CHECK enum obx_err obx_store_dash_holds(struct obx_store *st, struct obx_buf *b);
+
 /*
  * How long the channel was held between since_ms and now_ms: max_age does not count it.
  * Only asked when a message is about to fail by age, so the interval scan is rare.

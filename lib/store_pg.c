@@ -378,6 +378,8 @@ fence_key(const char *tenant)
 #define CLAIM_DUE(TENANT_MATCH)                                                                \
     " SELECT d.id, w.ord FROM w CROSS JOIN LATERAL (SELECT id FROM outbox WHERE " TENANT_MATCH \
     " AND state = 'queued' AND head AND next_attempt_at_ms <= $2::bigint"                      \
+    " AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.resumed_at_ms IS NULL"                    \
+    "  AND p.scope = 'channel' AND p.key = outbox.channel_id)"                                 \
     " ORDER BY tenant, priority DESC, next_attempt_at_ms, id LIMIT w.want"                     \
     " FOR UPDATE SKIP LOCKED) d"
 
@@ -399,7 +401,15 @@ static const char SQL_CLAIM[] = "WITH " HELD_SQL(
                                                                   " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"
                                                                   " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms,"
                                                                   " coalesce((SELECT tc.readonly::integer FROM tenant_channels tc"
-                                                                  "  WHERE tc.channel_id = o.channel_id), -1) AS readonly, due.ord)"
+                                                                  "  WHERE tc.channel_id = o.channel_id), -1) AS readonly, due.ord,"
+                                                                  /* Time held by pauses since it
+                                                                     was created: max_age does not
+                                                                     count it (SPEC §13). */
+                                                                  " (SELECT coalesce(sum(least(coalesce(p.resumed_at_ms, $2::bigint), $2::bigint)"
+                                                                  "  - greatest(p.paused_at_ms, o.created_at_ms)), 0) FROM pauses p"
+                                                                  "  WHERE p.scope = 'channel' AND p.key = o.channel_id"
+                                                                  "  AND p.paused_at_ms < $2::bigint"
+                                                                  "  AND coalesce(p.resumed_at_ms, $2::bigint) > o.created_at_ms) AS held_ms)"
                                                                   /* One row even when nothing was
                                                                      due: it says how many leases
                                                                      were held. */
@@ -451,7 +461,7 @@ take_claim(void *ctx, size_t i, PGresult *r)
     for (int k = 0; k < PQntuples(r) && err == OBX_OK; k++) {
         struct obx_claimed *c = &cl->out[cl->n];
         int64_t ord = col_int(r, k, 18);
-        cl->held = col_int(r, k, 19);
+        cl->held = col_int(r, k, 20);
         if (PQgetisnull(r, k, 0) || cl->n == cl->max || ord < 1 || ord > (int64_t)cl->nasked)
             continue; /* the row of an empty claim */
         memset(c, 0, sizeof *c);
@@ -466,6 +476,7 @@ take_claim(void *ctx, size_t i, PGresult *r)
         if (!PQgetisnull(r, k, 15))
             snprintf(c->tenant, sizeof c->tenant, "%s", PQgetvalue(r, k, 15));
         c->readonly = (int)col_int(r, k, 17); /* -1: no tenant owns it */
+        c->held_ms = col_int(r, k, 19);
         err = copy_claimed(r, k, c);
         if (err == OBX_OK) {
             struct obx_claim_want *w = &cl->wants[cl->want_of[ord - 1]];

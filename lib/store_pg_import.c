@@ -80,6 +80,9 @@ static const struct table_move tables[] = {
      "COPY attempts (id, message_id, started_at_ms, duration_ms, http_status, outcome, error,"
      " response_excerpt, xact) FROM STDIN",
      COUNT(attempts)},
+    {"SELECT id, scope, key, reason, by, paused_at_ms, resumed_at_ms FROM pauses ORDER BY id",
+     "COPY pauses (id, scope, key, reason, by, paused_at_ms, resumed_at_ms) FROM STDIN",
+     COUNT(pauses)},
     {"SELECT id, at_ms, action, scope, key, reason, by, '0' FROM actions ORDER BY id",
      "COPY actions (id, at_ms, action, scope, key, reason, by, xact) FROM STDIN", COUNT(actions)},
     {"SELECT message_id, channel_id, external_message_id, " HEX(
@@ -126,6 +129,7 @@ static const char SQL_SEQUENCES[] =
     " ('transitions', (SELECT max(id) FROM transitions)),"
     " ('attempts', (SELECT max(id) FROM attempts)),"
     " ('actions', (SELECT max(id) FROM actions)),"
+    " ('pauses', (SELECT max(id) FROM pauses)),"
     " ('webhook_events', (SELECT max(id) FROM webhook_events)),"
     " ('inbox', (SELECT max(id) FROM inbox)),"
     " ('audit_checkpoints', (SELECT max(id) FROM audit_checkpoints)),"
@@ -136,6 +140,7 @@ static const char SQL_SEQUENCES[] =
 static const char SQL_DST_IN_USE[] =
     "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM transitions)"
     " + (SELECT count(*) FROM attempts) + (SELECT count(*) FROM actions)"
+    " + (SELECT count(*) FROM pauses)"
     " + (SELECT count(*) FROM audit_seals WHERE id <> 0) + (SELECT count(*) FROM audit_log)"
     " + (SELECT count(*) FROM webhook_events) + (SELECT count(*) FROM inbox)"
     " + (SELECT count(*) FROM tenants) + (SELECT count(*) FROM tenant_channels),"
@@ -169,13 +174,9 @@ move_table(struct obx_store *src, struct obx_store *dst, const struct table_move
 
 /* Refuses a destination in use and a source that cannot be moved as it is. */
 static enum obx_err
-check_both(struct obx_store *src, struct obx_store *dst, const struct obx_audit_report *r,
-           char *errmsg, size_t n)
+check_both(struct obx_store *dst, const struct obx_audit_report *r, char *errmsg, size_t n)
 {
     PGresult *res = obx_pg_run(dst->pg, SQL_DST_IN_USE, 0, NULL, NULL, NULL);
-    int64_t pauses = 0;
-    sqlite3_stmt *s;
-    enum obx_err err;
 
     if (!res) {
         snprintf(errmsg, n, "%s", obx_pg_errmsg(dst->pg));
@@ -192,18 +193,10 @@ check_both(struct obx_store *src, struct obx_store *dst, const struct obx_audit_
     PQclear(res);
     if (errmsg[0])
         return OBX_ECONFLICT;
-    /* Pauses are SQLite's only so far (issue 15): one still in force would be dropped. */
-    s = obx_db_stmt(src->db, "SELECT count(*) FROM pauses WHERE resumed_at_ms IS NULL");
-    err = s ? obx_db_step_int64(s, &pauses) : OBX_EDB;
-    if (err == OBX_OK && pauses)
-        snprintf(errmsg, n,
-                 "%lld pause(s) in force on the SQLite outbox: resume them first "
-                 "(pauses are not on PostgreSQL yet)",
-                 (long long)pauses);
-    else if (err == OBX_OK && (r->first_bad_id || r->unsealed))
+    if (r->first_bad_id || r->unsealed)
         snprintf(errmsg, n, "the SQLite outbox's audit chain %s: nothing moved",
                  r->first_bad_id ? "does not verify" : "has rows not sealed yet");
-    return errmsg[0] ? OBX_ECONFLICT : err;
+    return errmsg[0] ? OBX_ECONFLICT : OBX_OK;
 }
 
 /* The moved chain, verified on PostgreSQL, must end where the source's ends. */
@@ -249,7 +242,7 @@ obx_store_pg_import(struct obx_store *src, struct obx_store *dst,
                                    " ALTER TABLE outbox DISABLE TRIGGER outbox_order,"
                                    " DISABLE TRIGGER outbox_notify");
     if (err == OBX_OK)
-        err = check_both(src, dst, src_report, errmsg, n);
+        err = check_both(dst, src_report, errmsg, n);
     for (size_t i = 0; err == OBX_OK && i < N_TABLES; i++) {
         int64_t rows = 0;
         err = move_table(src, dst, &tables[i], &b, &rows);

@@ -18,6 +18,7 @@ struct obx_store_pg_listen {
     struct obx_pg *pg;  /* NULL while disconnected */
     struct event *read_ev, *retry_ev;
     obx_store_pg_listen_fn fn;
+    obx_store_pg_pause_fn pause_fn; /* may be NULL */
     void *ctx;
     int64_t count;
 };
@@ -113,7 +114,13 @@ on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     while ((note = PQnotifies(c)) != NULL) {
-        got++;
+        /* 0010's trigger: "pause <channel_id>"; an insert's payload is empty. */
+        if (strncmp(note->extra, "pause ", 6) == 0) {
+            if (l->pause_fn)
+                l->pause_fn(l->ctx, note->extra + 6);
+        } else {
+            got++;
+        }
         PQfreemem(note);
     }
     if (got) {
@@ -124,8 +131,8 @@ on_read(evutil_socket_t fd, short what, void *arg)
 
 enum obx_err
 obx_store_pg_listen_new(struct event_base *base, const char *uri, const char *schema,
-                        obx_store_pg_listen_fn fn, void *ctx, struct obx_store_pg_listen **out,
-                        char *errmsg, size_t n)
+                        obx_store_pg_listen_fn fn, obx_store_pg_pause_fn pause_fn, void *ctx,
+                        struct obx_store_pg_listen **out, char *errmsg, size_t n)
 {
     struct obx_store_pg_listen *l = obx_calloc(1, sizeof *l);
     enum obx_err err;
@@ -135,6 +142,7 @@ obx_store_pg_listen_new(struct event_base *base, const char *uri, const char *sc
         return OBX_ENOMEM;
     l->base = base;
     l->fn = fn;
+    l->pause_fn = pause_fn;
     l->ctx = ctx;
     l->uri = obx_strdup(uri);
     l->schema = obx_strdup(schema);

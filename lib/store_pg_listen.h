@@ -20,12 +20,19 @@ struct obx_store_pg_listen;
 typedef void (*obx_store_pg_listen_fn)(void *ctx);
 
 /*
+ * A channel was paused on some node (0010's trigger): give back what was claimed ahead for
+ * it. A pause notified while the listener was away is missed: then only the messages
+ * already claimed for that channel may still go (the claim skips it from then on).
+ */
+typedef void (*obx_store_pg_pause_fn)(void *ctx, const char *channel_id);
+
+/*
  * Connects (blocking: call it at start-up), LISTENs, and watches the connection on base.
  * uri and schema are copied. On failure errmsg gets libpq's reason.
  */
 OBX_MUST_CHECK enum obx_err obx_store_pg_listen_new(struct event_base *base, const char *uri,
                                                     const char *schema, obx_store_pg_listen_fn fn,
-                                                    void *ctx,
+                                                    obx_store_pg_pause_fn pause_fn, void *ctx,
                                                     struct obx_store_pg_listen **out /* OUT */,
                                                     char *errmsg, size_t n);
 void obx_store_pg_listen_free(struct obx_store_pg_listen *l);

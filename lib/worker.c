@@ -601,7 +601,7 @@ age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
     int64_t age = now_ms - inf->c.created_at_ms, held = 0;
 
     if (obx_store_pg_in_use(w->st))
-        return age; /* channel pauses are not on PostgreSQL yet */
+        return age - inf->c.held_ms; /* the claim counted it: the loop does not read there */
     if (age >= w->cfg->max_age_ms &&
         obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
             OBX_OK)

@@ -566,8 +566,9 @@ cli_refuse_postgresql(const struct cli *c)
     obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
     cli_error(c,
               "db is a PostgreSQL database (%s): only `outbox migrate`, `outbox status`, "
-              "`outbox ls`, `outbox show`, `outbox retry`, `outbox cancel`, `outbox inbox`, "
-              "`outbox tenant`, `outbox audit` and `outbox serve` support PostgreSQL so far; "
+              "`outbox ls`, `outbox show`, `outbox retry`, `outbox cancel`, `outbox pause`, "
+              "`outbox resume`, `outbox inbox`, `outbox tenant`, `outbox audit` and `outbox serve` "
+              "support PostgreSQL so far; "
               "`%s` needs a SQLite file",
               shown, c->command);
     return CLI_FAIL;

@@ -29,8 +29,8 @@ static const char usage_text[] =
     "(default outbox), which is created or migrated, and must hold no message, event,\n"
     "webhook event, reply or tenant yet: every message keeps its id, state and counters, with\n"
     "its transitions and attempts, the replies, the webhook events, the tenants and the\n"
-    "audit chain. serve must be stopped (the move holds FILE.lock); pauses in force must be\n"
-    "resumed first. The source's chain is sealed and verified first, and the move is\n"
+    "audit chain, and the channel pauses. serve must be stopped (the move holds FILE.lock).\n"
+    "The source's chain is sealed and verified first, and the move is\n"
     "committed only if the chain verifies on PostgreSQL to the same head row and hash, so\n"
     "`outbox audit verify` goes on from where it was. FILE is left as it is.\n"
     "The password comes from PGPASSWORD, ~/.pgpass or the config file, never from the URI.\n\n" CLI_COMMON_HELP;
@@ -145,9 +145,9 @@ cmd_migrate_to(int argc, char **argv)
         goto out;
     }
     printf("moved '%s' into '%s' (schema %s): %lld messages, %lld transitions, %lld attempts, "
-           "%lld pauses and resumes, %lld webhook events, %lld replies, %lld tenants\n",
+           "%lld pauses, %lld webhook events, %lld replies, %lld tenants\n",
            c.cfg.db, shown, c.cfg.db_schema, (long long)n.messages, (long long)n.transitions,
-           (long long)n.attempts, (long long)n.actions, (long long)n.webhook_events,
+           (long long)n.attempts, (long long)n.pauses, (long long)n.webhook_events,
            (long long)n.replies, (long long)n.tenants);
     printf("audit chain verified on PostgreSQL as on SQLite: %lld rows, head row %lld hash %s\n",
            (long long)report.checked, (long long)report.head_id, report.head_hash);

@@ -25,7 +25,8 @@ pause_resume(int argc, char **argv, int pause)
                                      "resume`.\n" PAUSE_HELP
                                    : "usage: outbox resume --channel C\n\n"
                                      "Ends the hold of channel C; its messages are sent "
-                                     "again.\n" PAUSE_HELP};
+                                     "again.\n" PAUSE_HELP,
+                    .postgresql_ok = 1};
     struct obx_store *st = NULL;
     int rc, changed = 0;
     enum obx_err err;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `outbox migrate-to` (issue 15, SPEC §12): a SQLite outbox that has delivered, retried,
 # been paused and resumed, holds queued lines (linked, and a producer's unlinked rows), a
-# tenant, a webhook event and a reply, moved into a throwaway PostgreSQL cluster:
+# tenant, a pause in force, a webhook event and a reply, moved into a throwaway PostgreSQL
+# cluster:
 #   - refused while serve runs on the file, and for a chain that does not verify (nothing
 #     moved), and into a schema that is not empty;
 #   - every row kept with its id, state and counters; transitions, attempts, actions,
@@ -44,6 +45,9 @@ sql "$DB" "UPDATE outbox SET state = 'failed', state_reason = 'test' WHERE exter
 "$OUTBOX_BIN" retry --db "$DB" ch q1 >/dev/null || fail "retry"
 sql "$DB" "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) VALUES ('ch', 'sql1', 'b1', 'c0', 'by SQL', 'User'), ('ch', 'sql2', 'b1', 'c9', 'by SQL', 'User')"
 enqueue_one ch-acme a1 ca
+# A pause in force moves and holds there: its message is not sent from PostgreSQL.
+"$OUTBOX_BIN" pause --db "$DB" --channel ch-held --reason "kept on hold" >/dev/null || fail "pause"
+enqueue_one ch-held p1 cp
 sql "$DB" "INSERT INTO webhook_events (body_sha256, received_at_ms, body, event_type, partoo_message_id, processed_at_ms, outcome) VALUES ('ab12', 1, x'7b0a7d09', 'message_created', 'pm1', 2, 'reply')"
 sql "$DB" "INSERT INTO inbox (partoo_message_id, event_id, channel_id, external_conversation_id, content, received_at_ms) VALUES ('pm1', (SELECT max(id) FROM webhook_events), 'ch', 'c1', 'a reply, with a tab	and a \\ backslash', 3)"
 
@@ -68,7 +72,7 @@ done
 assert_eq "audit_seals: every seal moved" "$(q "SELECT count(*) FROM audit_seals WHERE id <> 0")" \
     "$(sql "$DB" "SELECT count(*) FROM audit_seals WHERE id <> 0")"
 assert_ge "... retries among the attempts" "$(q "SELECT count(*) FROM attempts")" 41
-assert_eq "... the pause and the resume" "$(q "SELECT string_agg(action, ' ' ORDER BY id) FROM actions")" "pause resume"
+assert_eq "... the pauses and the resume" "$(q "SELECT string_agg(action, ' ' ORDER BY id) FROM actions")" "pause resume pause"
 cols="id, channel_id, external_message_id, external_conversation_id, content, state, state_reason, attempts, counted_attempts, resends, created_at_ms, state_at_ms, coalesce(accepted_at_ms, 0), coalesce(tenant, '-')"
 assert_eq "every message as it was (id, key, state, counters, times, tenant)" \
     "$(q "SELECT $cols FROM outbox ORDER BY id" | md5sum)" "$(sql "$DB" "SELECT $cols FROM outbox ORDER BY id" | md5sum)"
@@ -90,14 +94,16 @@ curl -sS -X POST "http://127.0.0.1:$MOCK_PORT/_mock/reset" >/dev/null
 stop_pids 2000 "$MOCK_PID"
 start_mock --rate-limit 0
 PG_NODE_KEY=test-key start_pg_node A --rate-limit 0
-wait_until 30 '[ "$(q "SELECT count(*) FROM outbox WHERE state IN ('"'queued'"', '"'sending'"')")" = 0 ]'
-assert_eq "everything queued on SQLite sent from PostgreSQL" \
-    "$(q "SELECT count(*) FROM outbox WHERE state IN ('queued', 'sending')")" 0
+wait_until 30 '[ "$(q "SELECT count(*) FROM outbox WHERE state IN ('"'queued'"', '"'sending'"') AND channel_id <> '"'ch-held'"'")" = 0 ]'
+assert_eq "everything queued on SQLite sent from PostgreSQL (but the paused channel's)" \
+    "$(q "SELECT count(*) FROM outbox WHERE state IN ('queued', 'sending') AND channel_id <> 'ch-held'")" 0
 mock_get received >"$T/received.tsv"
 assert_eq "... each once (9 left queued; the cancelled one not)" "$(cut -f6 "$T/received.tsv" | sort -u | wc -l)" 9
 awk -F'\t' '{ print $6 }' "$T/received.tsv" | grep -E '^(q|sql)' | tr '\n' ' ' >"$T/order"
 assert_eq "conversation c0 in its order (the SQL row last)" "$(grep -oE '\b(q2|q4|q6|sql1)\b' "$T/order" | tr '\n' ' ')" "q2 q4 q6 sql1 "
 assert_eq "conversation c1 in its line's order (q1, sent again, last)" "$(grep -oE '\b(q1|q5|q7)\b' "$T/order" | tr '\n' ' ')" "q5 q7 q1 "
+assert_eq "the paused channel's message held on PostgreSQL" "$(q "SELECT state FROM outbox WHERE external_message_id = 'p1'")" queued
+assert_contains "... its pause moved" "$(q "SELECT reason FROM pauses WHERE key = 'ch-held' AND resumed_at_ms IS NULL")" "kept on hold"
 assert_eq "the tenant's message went with the tenant's key" \
     "$(awk -F'\t' '$6 == "a1" { print $3 }' "$T/received.tsv")" tena
 kill -TERM "$NODE_PID"; wait "$NODE_PID"

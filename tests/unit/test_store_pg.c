@@ -377,8 +377,8 @@ test_listen(void)
                       " VALUES ('ch', 'n1', 'b', 'c', 'x', 'User')";
 
     CHECK(pg && other && base);
-    CHECK_OK(obx_store_pg_listen_new(base, getenv("OBX_TEST_PG_URI"), "t_listen", on_heard, &h, &l,
-                                     msg, sizeof msg));
+    CHECK_OK(obx_store_pg_listen_new(base, getenv("OBX_TEST_PG_URI"), "t_listen", on_heard, NULL,
+                                     &h, &l, msg, sizeof msg));
     CHECK_OK(obx_pg_exec(pg, "BEGIN"));
     CHECK_OK(obx_pg_exec(pg, ins));
     CHECK_OK(obx_pg_exec(pg, "ROLLBACK"));
