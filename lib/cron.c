@@ -57,7 +57,7 @@ struct job {
     int64_t first_ms;   /* delay before its first run */
     int while_stopping; /* keeps running after obx_cron_stop (while the worker drains) */
     int own_tx;         /* run opens its own transactions (checkpoints, retention steps) */
-    int on_postgresql;  /* runs there too (the others are SQLite's so far, issue 15) */
+    int on_postgresql;  /* runs there too (the WAL guard is SQLite's alone) */
     prepare_fn prepare; /* may be NULL */
     run_fn run;         /* NULL: the job is loop work only */
     after_fn after;     /* may be NULL */
@@ -102,7 +102,7 @@ static const struct job jobs[] = {
     /* The WAL stays small when the disk is tight, and is checkpointed after a full disk. */
     {"wal_guard", 1000, 0, 1, 1, 0, NULL, run_wal_guard, after_wal_guard},
     /* Deletes what is older than `retention`, in short steps (lib/retention.c). */
-    {"retention", 3600000, 60000, 0, 1, 0, prepare_retention, run_retention, after_retention},
+    {"retention", 3600000, 60000, 0, 1, 1, prepare_retention, run_retention, after_retention},
     /* Pause and circuit state for `outbox status`. */
     {"heartbeat", 1000, 1000, 1, 0, 0, NULL, NULL, after_heartbeat},
 };
@@ -281,12 +281,13 @@ run_retention(struct obx_store *st, struct slot *sl)
     struct obx_cron *c = sl->c;
     int done = 0;
 
-    if (c->retention_new_pass) {
+    /* SQLite's WAL is capped during a pass; PostgreSQL checkpoints its own WAL. */
+    if (c->retention_new_pass && !c->env.postgresql) {
         c->retention_new_pass = 0;
         set_wal_cap(st, c, SERVE_RETENTION_WAL_PAGES);
     }
     sl->err = obx_retention_step(st, &c->retention, &done);
-    if (sl->err != OBX_OK || done)
+    if ((sl->err != OBX_OK || done) && !c->env.postgresql)
         set_wal_cap(st, c, 0);
     return sl->err == OBX_OK && !done;
 }

@@ -1323,11 +1323,60 @@ obx_store_batch_expired(const struct obx_batch_limit *lim)
     return lim->until_mono_ms > 0 && obx_mono_ms(obx_clock_real()) >= lim->until_mono_ms;
 }
 
+/* PostgreSQL: the ids chosen from one batch of candidates. */
+struct pg_purge {
+    struct obx_store *st;
+    const struct obx_purge_opts *o;
+    enum obx_state state;
+    struct obx_buf ids;
+    enum obx_err err;
+};
+
+static void
+on_pg_candidate(void *ctx, int64_t id, const char *channel_id, int64_t state_at_ms)
+{
+    struct pg_purge *p = ctx;
+
+    if (p->err == OBX_OK && state_at_ms < p->o->before_ms &&
+        (p->state != OBX_ST_ACCEPTED || channel_readonly(p->st, p->o, channel_id)))
+        p->err = obx_pg_array_int(&p->ids, id, 0);
+}
+
+static enum obx_err
+purge_batch_pg(struct obx_store *st, const struct obx_purge_opts *o, enum obx_state state,
+               const struct obx_batch_limit *lim, int64_t *cursor, int64_t *deleted, int *more)
+{
+    struct pg_purge p = {st, o, state, {0}, OBX_OK};
+    int scanned = 0;
+    enum obx_err err;
+
+    obx_buf_init(&p.ids, (size_t)lim->rows * 24 + 16);
+    err = obx_store_pg_purge_candidates(st, obx_store_state_name(state), *cursor, lim->rows,
+                                        on_pg_candidate, &p, cursor, &scanned);
+    if (err == OBX_OK)
+        err = p.err;
+    if (err == OBX_OK && p.ids.len)
+        err = obx_pg_array_end(&p.ids);
+    if (err == OBX_OK && p.ids.len)
+        err = obx_store_pg_delete_messages(st, obx_buf_str(&p.ids), obx_store_state_name(state),
+                                           deleted);
+    obx_buf_release(&p.ids);
+    *more = err == OBX_OK && scanned == lim->rows;
+    return err;
+}
+
 enum obx_err
 obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o, enum obx_state state,
                       const struct obx_batch_limit *lim, int64_t *cursor, int64_t *deleted,
                       int *more)
 {
+    if (st->pg) {
+        *deleted = 0;
+        *more = 0;
+        return purgeable_state(state, o) ? purge_batch_pg(st, o, state, lim, cursor, deleted, more)
+                                         : OBX_OK;
+    }
+
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_PURGE_CANDIDATES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
     sqlite3_stmt *del_conv = obx_db_stmt(st->db, SQL_DELETE_CONVERSATION);

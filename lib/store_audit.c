@@ -580,7 +580,7 @@ obx_store_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows
                            char upto_hash[65], int *more)
 {
     if (st->pg)
-        return OBX_EINVAL; /* retention is SQLite's so far (issue 15) */
+        return obx_store_pg_audit_prune_scan(st, before_ms, max_rows, upto_id, upto_hash, more);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_PRUNE_SCAN);
     int n = 0, rc;
 
@@ -678,7 +678,7 @@ obx_store_audit_prune_batch(struct obx_store *st, int64_t upto_id, const char *u
                             int max_rows, int64_t *removed, int *more)
 {
     if (st->pg)
-        return OBX_EINVAL; /* retention is SQLite's so far (issue 15) */
+        return obx_store_pg_audit_prune_batch(st, upto_id, upto_hash, max_rows, removed, more);
     sqlite3_stmt *cp = obx_db_stmt(st->db, SQL_PRUNE_CHECKPOINT);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_PRUNE_DELETE);
     char prev[65];

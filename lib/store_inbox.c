@@ -117,6 +117,8 @@ obx_store_inbox_purge_replies_batch(struct obx_store *st, int64_t before_ms,
                                     const struct obx_batch_limit *lim, int64_t *cursor,
                                     int64_t *deleted, int *more)
 {
+    if (st->pg)
+        return obx_store_pg_inbox_purge_replies(st, before_ms, lim->rows, cursor, deleted, more);
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_REPLIES);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_REPLY);
     int64_t last = *cursor, n = 0;
@@ -197,6 +199,11 @@ obx_store_inbox_purge_events_batch(struct obx_store *st, int64_t before_ms,
                                    int64_t hashes_before_ms, const struct obx_batch_limit *lim,
                                    int64_t *cursor, int64_t *bodies, int64_t *hashes, int *more)
 {
+    if (st->pg)
+        return obx_store_pg_inbox_purge_events(st, before_ms,
+                                               hashes_before_ms > before_ms ? before_ms
+                                                                            : hashes_before_ms,
+                                               lim->rows, cursor, bodies, hashes, more);
     sqlite3_stmt *sel = obx_db_stmt(st->db, SQL_OLD_EVENTS);
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_EVENT);
     sqlite3_stmt *drop = obx_db_stmt(st->db, SQL_DROP_EVENT_BODY);

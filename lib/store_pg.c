@@ -920,6 +920,63 @@ obx_store_pg_retry_failed(struct obx_store *st, const char *channel_id, int64_t 
     return obx_pg_tx_end(st->pg, err);
 }
 
+/* ---- retention -------------------------------------------------------------------------- */
+
+enum obx_err
+obx_store_pg_purge_candidates(struct obx_store *st, const char *state, int64_t after_id, int rows,
+                              obx_store_pg_candidate_fn fn, void *ctx, int64_t *last, int *scanned)
+{
+    char after[24], lim[24];
+    const char *vals[3] = {state, after, lim};
+    PGresult *r;
+
+    *last = after_id;
+    *scanned = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    snprintf(after, sizeof after, "%lld", (long long)after_id);
+    snprintf(lim, sizeof lim, "%d", rows);
+    /* outbox_state (state, id): a short range per batch, as on SQLite. */
+    r = obx_pg_run(st->pg,
+                   "SELECT id, channel_id, state_at_ms FROM outbox WHERE state = $1"
+                   " AND id > $2::bigint ORDER BY id LIMIT $3::bigint",
+                   3, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++) {
+        *last = col_int(r, i, 0);
+        (*scanned)++;
+        fn(ctx, *last, PQgetvalue(r, i, 1), col_int(r, i, 2));
+    }
+    PQclear(r);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_store_pg_delete_messages(struct obx_store *st, const char *ids, const char *state,
+                             int64_t *deleted)
+{
+    const char *vals[2] = {ids, state};
+    enum obx_err err;
+    PGresult *r;
+
+    *deleted = 0;
+    if (!st->pg)
+        return OBX_EINVAL;
+    err = obx_pg_tx_begin(st->pg);
+    if (err != OBX_OK)
+        return err;
+    /* Still in that state: a retry in between keeps it. */
+    r = obx_pg_run(st->pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND state = $2", 2,
+                   vals, NULL, NULL);
+    if (r)
+        *deleted = strtoll(PQcmdTuples(r), NULL, 10);
+    else
+        err = OBX_EDB;
+    PQclear(r);
+    return obx_pg_tx_end(st->pg, err);
+}
+
 /* ---- takeover ----------------------------------------------------------------------------- */
 
 static const char SQL_REQUEUE_TENANT[] =

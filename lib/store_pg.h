@@ -175,6 +175,23 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_transition_by_key(struct obx_store *st,
                                                            const char *external_message_id,
                                                            const char *reason);
 
+/*
+ * Retention (lib/retention.c through obx_store_purge_batch, which decides): the messages in
+ * state with id > after_id, by id, at most rows, each to fn; *last: the last id read.
+ * Then obx_store_pg_delete_messages deletes the ids chosen (PostgreSQL's array text form)
+ * that are still in that state, in one transaction.
+ */
+typedef void (*obx_store_pg_candidate_fn)(void *ctx, int64_t id, const char *channel_id,
+                                          int64_t state_at_ms);
+OBX_MUST_CHECK enum obx_err obx_store_pg_purge_candidates(struct obx_store *st, const char *state,
+                                                          int64_t after_id, int rows,
+                                                          obx_store_pg_candidate_fn fn, void *ctx,
+                                                          int64_t *last /* OUT */,
+                                                          int *scanned /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_store_pg_delete_messages(struct obx_store *st, const char *ids,
+                                                         const char *state,
+                                                         int64_t *deleted /* OUT */);
+
 /* obx_store_retry_failed on PostgreSQL: every failed message (of channel_id unless NULL). */
 OBX_MUST_CHECK enum obx_err obx_store_pg_retry_failed(struct obx_store *st, const char *channel_id,
                                                       int64_t *count /* OUT */);

@@ -9,6 +9,7 @@
 
 #include "mem.h"
 #include "pg.h"
+#include "store_pg_dash.h"
 
 /* Rows read per query where a table may be long (seals, legacy rows): memory stays bounded. */
 #define PAGE_ROWS 1000
@@ -697,5 +698,159 @@ obx_store_pg_audit_export_legacy(struct obx_store *st, int64_t since_ms, int64_t
         }
         PQclear(r);
     }
+    return OBX_OK;
+}
+
+/* ---- pruning ------------------------------------------------------------------------- */
+
+enum obx_err
+obx_store_pg_audit_prune_scan(struct obx_store *st, int64_t before_ms, int max_rows,
+                              int64_t *upto_id, char upto_hash[65], int *more)
+{
+    int64_t v[2] = {*upto_id, max_rows};
+    PGresult *r = run_ints(st,
+                           "SELECT id, at_ms, hash FROM audit_log WHERE id > $1::bigint"
+                           " UNION ALL SELECT id, at_ms, hash FROM audit_seals"
+                           " WHERE id > $1::bigint AND hash <> '' ORDER BY 1 LIMIT $2::bigint",
+                           2, v);
+    int n = 0;
+
+    *more = 0;
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++, n++) {
+        /* The prefix ends at the first row too young or not sealed yet. */
+        if (num(r, i, 1) >= before_ms || PQgetisnull(r, i, 2)) {
+            n = -1;
+            break;
+        }
+        *upto_id = num(r, i, 0);
+        snprintf(upto_hash, 65, "%s", PQgetvalue(r, i, 2));
+    }
+    PQclear(r);
+    *more = n == max_rows;
+    return OBX_OK;
+}
+
+/*
+ * The events behind the checkpoint's seal whose message is gone, up to max (a message still
+ * there keeps its history for show and the API), then the identity rows left without
+ * events, as SQLite's triggers do. covered: the seal's transactions (xact_upto) or, for a
+ * seal a move from SQLite brought, its id ranges.
+ */
+#define PRUNE_EVENTS(TABLE, UPTO)                                                                 \
+    "WITH gone AS (DELETE FROM " TABLE " WHERE id IN (SELECT e.id FROM " TABLE " e WHERE"         \
+    " CASE WHEN $1::bigint > 0 THEN e.xact <= $1::text::xid8 ELSE e.xact = '0'"                   \
+    " AND e.id <= " UPTO " END AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = e.message_id)" \
+    " ORDER BY e.id LIMIT $3::bigint) RETURNING message_id)"                                      \
+    " SELECT count(*), coalesce(array_agg(DISTINCT message_id), '{}') FROM gone"
+
+static const char *const SQL_PRUNE_EVENTS[2] = {PRUNE_EVENTS("transitions", "$2::bigint"),
+                                                PRUNE_EVENTS("attempts", "$2::bigint")};
+
+static enum obx_err
+prune_events(struct obx_store *st, const struct obx_audit_seal *covered, int max, int64_t *n)
+{
+    enum obx_err err = OBX_OK;
+
+    for (int i = 0; i < 2 && err == OBX_OK && max > 0; i++) {
+        int64_t v[3] = {covered->xact_upto, i == 0 ? covered->t_upto : covered->a_upto, max};
+        PGresult *r = run_ints(st, SQL_PRUNE_EVENTS[i], 3, v);
+        int64_t gone;
+        const char *ids[1];
+
+        if (!r)
+            return OBX_EDB;
+        gone = num(r, 0, 0);
+        ids[0] = PQgetvalue(r, 0, 1);
+        *n += gone;
+        max -= (int)gone;
+        if (gone)
+            err = done(obx_pg_run(st->pg,
+                                  "DELETE FROM audit_messages m WHERE m.message_id ="
+                                  " ANY($1::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox o"
+                                  " WHERE o.id = m.message_id) AND NOT EXISTS (SELECT 1 FROM"
+                                  " transitions t WHERE t.message_id = m.message_id) AND NOT"
+                                  " EXISTS (SELECT 1 FROM attempts a WHERE a.message_id ="
+                                  " m.message_id)",
+                                  1, ids, NULL, NULL));
+        PQclear(r);
+    }
+    if (err == OBX_OK && max > 0) {
+        int64_t gone = 0;
+        err = obx_store_pg_dash_prune_actions(st, covered->xact_upto, covered->x_upto, max, &gone);
+        *n += gone;
+        max -= (int)gone;
+    }
+    /* The seals before the checkpoint's (the base row, the sealers' lock, stays). */
+    if (err == OBX_OK && max > 0) {
+        int64_t v[2] = {covered->id, max};
+        err = done(run_ints(st,
+                            "DELETE FROM audit_seals WHERE id IN (SELECT id FROM audit_seals"
+                            " WHERE id > 0 AND id < $1::bigint ORDER BY id LIMIT $2::bigint)",
+                            2, v));
+    }
+    return err;
+}
+
+enum obx_err
+obx_store_pg_audit_prune_batch(struct obx_store *st, int64_t upto_id, const char *upto_hash,
+                               int max_rows, int64_t *removed, int *more)
+{
+    char prev[65], id[24], now[24];
+    int64_t covered = 0, n = 0, v[2];
+    int found = 0, got = 0;
+    enum obx_err err = obx_pg_tx_begin(st->pg);
+
+    *removed = 0;
+    *more = 0;
+    /* One pruner at a time, and never while a node seals: the sealers' lock. */
+    if (err == OBX_OK)
+        err = obx_store_pg_audit_lock(st, &got);
+    if (err == OBX_OK && got)
+        err = obx_store_pg_audit_last_checkpoint(st, &covered, prev, &found);
+    if (err == OBX_OK && got && upto_id > covered) {
+        const char *vals[3] = {id, upto_hash, now};
+        snprintf(id, sizeof id, "%lld", (long long)upto_id);
+        snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
+        err = done(obx_pg_run(st->pg,
+                              "INSERT INTO audit_checkpoints (upto_id, hash, created_at_ms)"
+                              " VALUES ($1::bigint, $2, $3::bigint)",
+                              3, vals, NULL, NULL));
+        covered = upto_id;
+    }
+    if (err == OBX_OK && got && covered > 0) {
+        PGresult *r;
+        v[0] = covered;
+        v[1] = max_rows;
+        r = run_ints(st,
+                     "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log"
+                     " WHERE id <= $1::bigint ORDER BY id LIMIT $2::bigint)",
+                     2, v);
+        if (r)
+            n = strtoll(PQcmdTuples(r), NULL, 10);
+        else
+            err = OBX_EDB;
+        PQclear(r);
+    }
+    if (err == OBX_OK && got && covered > 0 && n < max_rows) {
+        /* The checkpoint's own seal says which events are behind it (none: a legacy row). */
+        PGresult *r;
+        v[0] = covered;
+        r = run_ints(st, "SELECT " SEAL_COLUMNS " FROM audit_seals WHERE id = $1::bigint", 1, v);
+        if (!r) {
+            err = OBX_EDB;
+        } else if (PQntuples(r) > 0) {
+            struct obx_audit_seal seal;
+            read_seal(r, 0, &seal);
+            err = prune_events(st, &seal, max_rows - (int)n, &n);
+        }
+        PQclear(r);
+    }
+    err = obx_pg_tx_end(st->pg, err);
+    if (err != OBX_OK)
+        return err;
+    *removed = n;
+    *more = n == max_rows;
     return OBX_OK;
 }

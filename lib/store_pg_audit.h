@@ -70,4 +70,12 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_audit_export_legacy(struct obx_store *s
                                                              const char *genesis,
                                                              obx_audit_row_fn fn, void *ctx);
 
+/* The audit prune (store_audit.h's prune_scan and prune_batch) on PostgreSQL. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_audit_prune_scan(struct obx_store *st, int64_t before_ms,
+                                                          int max_rows, int64_t *upto_id,
+                                                          char upto_hash[65], int *more);
+OBX_MUST_CHECK enum obx_err obx_store_pg_audit_prune_batch(struct obx_store *st, int64_t upto_id,
+                                                           const char *upto_hash, int max_rows,
+                                                           int64_t *removed, int *more);
+
 #endif

@@ -85,3 +85,32 @@ obx_store_pg_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
     PQclear(r);
     return OBX_OK;
 }
+
+/*
+ * The audit prune's part (actions are this module's): the actions behind the checkpoint's
+ * seal, that is of the transactions up to xact_upto, or (a seal a move from SQLite brought,
+ * xact_upto 0) with id up to x_upto.
+ */
+enum obx_err
+obx_store_pg_dash_prune_actions(struct obx_store *st, int64_t xact_upto, int64_t x_upto, int max,
+                                int64_t *deleted)
+{
+    char v[3][24];
+    const char *vals[3] = {v[0], v[1], v[2]};
+    PGresult *r;
+
+    *deleted = 0;
+    snprintf(v[0], sizeof v[0], "%lld", (long long)xact_upto);
+    snprintf(v[1], sizeof v[1], "%lld", (long long)x_upto);
+    snprintf(v[2], sizeof v[2], "%d", max);
+    r = obx_pg_run(st->pg,
+                   "DELETE FROM actions WHERE id IN (SELECT id FROM actions WHERE"
+                   " CASE WHEN $1::bigint > 0 THEN xact <= $1::text::xid8"
+                   " ELSE xact = '0' AND id <= $2::bigint END ORDER BY id LIMIT $3::bigint)",
+                   3, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    *deleted = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return OBX_OK;
+}

@@ -17,4 +17,9 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_dash_resume(struct obx_store *st, const
 OBX_MUST_CHECK enum obx_err obx_store_pg_dash_pauses(struct obx_store *st, obx_pause_fn fn,
                                                      void *ctx);
 
+/* The audit prune's deletion of actions behind a checkpoint (store_pg_audit.c). */
+OBX_MUST_CHECK enum obx_err obx_store_pg_dash_prune_actions(struct obx_store *st, int64_t xact_upto,
+                                                            int64_t x_upto, int max,
+                                                            int64_t *deleted);
+
 #endif

@@ -258,3 +258,97 @@ obx_store_pg_inbox_ack(struct obx_store *st, int64_t id)
 
     return err == OBX_OK && changed == 0 ? OBX_ENOTFOUND : err;
 }
+
+/* ---- retention ------------------------------------------------------------------------ */
+
+/* One batch of replies by id (SQLite's SQL_OLD_REPLIES), the old ones deleted. */
+static const char SQL_PURGE_REPLIES[] =
+    "WITH c AS (SELECT id, state IN ('delivered', 'acked')"
+    "  AND coalesce(acked_at_ms, delivered_at_ms, received_at_ms) < $1::bigint AS old"
+    "  FROM inbox WHERE id > $2::bigint ORDER BY id LIMIT $3::bigint),"
+    " d AS (DELETE FROM inbox WHERE id IN (SELECT id FROM c WHERE old) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM c), (SELECT max(id) FROM c), (SELECT count(*) FROM d)";
+
+enum obx_err
+obx_store_pg_inbox_purge_replies(struct obx_store *st, int64_t before_ms, int rows, int64_t *cursor,
+                                 int64_t *deleted, int *more)
+{
+    char v[3][24];
+    const char *vals[3] = {v[0], v[1], v[2]};
+    enum obx_err err;
+    PGresult *r;
+
+    *deleted = 0;
+    *more = 0;
+    snprintf(v[0], sizeof v[0], "%lld", (long long)before_ms);
+    snprintf(v[1], sizeof v[1], "%lld", (long long)*cursor);
+    snprintf(v[2], sizeof v[2], "%d", rows);
+    err = obx_pg_tx_begin(st->pg);
+    if (err != OBX_OK)
+        return err;
+    r = obx_pg_run(st->pg, SQL_PURGE_REPLIES, 3, vals, NULL, NULL);
+    if (!r) {
+        err = OBX_EDB;
+    } else {
+        *more = strtoll(PQgetvalue(r, 0, 0), NULL, 10) == rows;
+        if (!PQgetisnull(r, 0, 1))
+            *cursor = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        *deleted = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    }
+    PQclear(r);
+    return obx_pg_tx_end(st->pg, err);
+}
+
+/*
+ * One batch of webhook events by id (SQLite's SQL_OLD_EVENTS): up to the first one too young
+ * to go; an interpreted event with no reply waiting is deleted before hashes_before_ms, else
+ * loses its body (its hash stays: the replay guard).
+ */
+static const char SQL_PURGE_EVENTS[] =
+    "WITH c AS (SELECT w.id, w.received_at_ms AS at, w.processed_at_ms IS NOT NULL"
+    "  AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.event_id = w.id) AS done,"
+    "  length(w.body) > 0 AS has_body FROM webhook_events w"
+    "  WHERE w.id > $1::bigint ORDER BY w.id LIMIT $2::bigint),"
+    " young AS (SELECT min(id) AS id FROM c WHERE at >= $3::bigint),"
+    " s AS (SELECT c.* FROM c, young WHERE young.id IS NULL OR c.id < young.id),"
+    " del AS (DELETE FROM webhook_events WHERE id IN"
+    "  (SELECT id FROM s WHERE done AND at < $4::bigint) RETURNING length(body) > 0 AS had_body),"
+    " stripped AS (UPDATE webhook_events SET body = '\\x'::bytea WHERE id IN"
+    "  (SELECT id FROM s WHERE done AND at >= $4::bigint AND has_body) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s), (SELECT max(id) FROM s),"
+    " (SELECT count(*) FROM del WHERE had_body) + (SELECT count(*) FROM stripped),"
+    " (SELECT count(*) FROM del), (SELECT id FROM young) IS NOT NULL";
+
+enum obx_err
+obx_store_pg_inbox_purge_events(struct obx_store *st, int64_t before_ms, int64_t hashes_before_ms,
+                                int rows, int64_t *cursor, int64_t *bodies, int64_t *hashes,
+                                int *more)
+{
+    char v[4][24];
+    const char *vals[4] = {v[0], v[1], v[2], v[3]};
+    enum obx_err err;
+    PGresult *r;
+
+    *bodies = *hashes = 0;
+    *more = 0;
+    snprintf(v[0], sizeof v[0], "%lld", (long long)*cursor);
+    snprintf(v[1], sizeof v[1], "%d", rows);
+    snprintf(v[2], sizeof v[2], "%lld", (long long)before_ms);
+    snprintf(v[3], sizeof v[3], "%lld", (long long)hashes_before_ms);
+    err = obx_pg_tx_begin(st->pg);
+    if (err != OBX_OK)
+        return err;
+    r = obx_pg_run(st->pg, SQL_PURGE_EVENTS, 4, vals, NULL, NULL);
+    if (!r) {
+        err = OBX_EDB;
+    } else {
+        int young = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+        *more = !young && strtoll(PQgetvalue(r, 0, 0), NULL, 10) == rows;
+        if (!PQgetisnull(r, 0, 1))
+            *cursor = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        *bodies = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        *hashes = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+    }
+    PQclear(r);
+    return obx_pg_tx_end(st->pg, err);
+}

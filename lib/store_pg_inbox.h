@@ -39,4 +39,18 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_fail(struct obx_store *st, int64_
                                                     const char *reason);
 OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_ack(struct obx_store *st, int64_t id);
 
+/*
+ * Retention's batches on PostgreSQL (store_inbox.h's purge_replies_batch and
+ * purge_events_batch: the same rules), each one transaction of one statement over up to rows
+ * rows after *cursor, which moves past them.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_purge_replies(struct obx_store *st,
+                                                             int64_t before_ms, int rows,
+                                                             int64_t *cursor, int64_t *deleted,
+                                                             int *more);
+OBX_MUST_CHECK enum obx_err obx_store_pg_inbox_purge_events(struct obx_store *st, int64_t before_ms,
+                                                            int64_t hashes_before_ms, int rows,
+                                                            int64_t *cursor, int64_t *bodies,
+                                                            int64_t *hashes, int *more);
+
 #endif

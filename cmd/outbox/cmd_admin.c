@@ -246,7 +246,8 @@ cmd_purge(int argc, char **argv)
                  "bodies of webhook events; a reply still to deliver keeps its event. The\n"
                  "SHA-256 of each webhook body stays for webhook_hash_retention (replay\n"
                  "guard). This is the same pass as serve's hourly retention: many short\n"
-                 "transactions, so a running serve keeps answering meanwhile.\n\n" CLI_COMMON_HELP};
+                 "transactions, so a running serve keeps answering meanwhile.\n\n" CLI_COMMON_HELP,
+        .postgresql_ok = 1};
     struct obx_store *st = NULL;
     struct obx_retention_opts ro;
     struct obx_retention r = {0};
@@ -281,7 +282,7 @@ cmd_purge(int argc, char **argv)
      * and every fsync here competes with the ones a running serve owes its producers.
      * The checkpoints still sync the database file.
      */
-    if (obx_db_exec(st->db, "PRAGMA synchronous = NORMAL") != OBX_OK) {
+    if (st->db && obx_db_exec(st->db, "PRAGMA synchronous = NORMAL") != OBX_OK) {
         cli_error(&c, "cannot set up the database: %s", obx_db_errmsg(st->db));
         rc = CLI_FAIL;
         goto out;
@@ -301,8 +302,9 @@ cmd_purge(int argc, char **argv)
     }
     progress_end(&pr);
     if (err != OBX_OK) {
-        cli_error(&c, "%s (after %lld messages in %lld transactions; run it again to finish)",
-                  obx_strerror(err), (long long)n->messages, (long long)n->steps);
+        cli_error(&c, "%s: %s (after %lld messages in %lld transactions; run it again to finish)",
+                  obx_strerror(err), obx_store_errmsg(st), (long long)n->messages,
+                  (long long)n->steps);
         rc = CLI_FAIL;
     } else if (c.json) {
         printf("{\"purged\":%lld,\"audit_rows_pruned\":%lld,\"webhook_events_pruned\":%lld,"
