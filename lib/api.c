@@ -579,7 +579,9 @@ on_committed(void *arg, enum obx_err err)
     api->committing--;
     api->stats.commits++;
     if (err != OBX_OK && !api->last_write_failed)
-        obx_log(OBX_LOG_ERROR, "cannot commit messages; answering 503",
+        obx_log(OBX_LOG_ERROR,
+                err == OBX_EQUOTA ? "cannot commit messages; answering 507"
+                                  : "cannot commit messages; answering 503",
                 OBX_KS("error", obx_strerror(err)), OBX_KI("messages", g->n));
     else if (err == OBX_OK && api->last_write_failed)
         obx_log(OBX_LOG_INFO, "messages are committed again");
@@ -935,8 +937,10 @@ run_op(struct obx_store *st, void *arg)
     case OP_CANCEL: return obx_store_cancel(st, o->channel, o->ext_id, o->reason);
     case OP_ACK: return obx_inbox_ack(st, o->id);
     case OP_PROBE:
-        if (obx_store_pg_in_use(st))
-            return obx_store_pg_ping(st->pg);
+        if (obx_store_pg_in_use(st)) {
+            err = obx_store_pg_ping(st->pg);
+            return err == OBX_OK ? obx_store_check_quota(st) : err;
+        }
         err = obx_store_publish_state(st, o->keys, o->values, 1);
         return err == OBX_OK ? obx_store_check_quota(st) : err; /* producers would get 507 */
     case OP_PAUSE:

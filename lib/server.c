@@ -949,6 +949,7 @@ start_pg(struct server *s, size_t conns)
                 OBX_KS("error", msg));
         return err;
     }
+    s->writer->max_db_size = s->cfg->max_db_size; /* enqueue checks it (SIGHUP: set_quota) */
     /* The store thread seals, verifies and exports the chain: the key is its store's. */
     err = use_audit_key(s, s->writer, 1);
     if (err != OBX_OK)
@@ -1001,8 +1002,8 @@ start_pg(struct server *s, size_t conns)
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_WARN,
-                "PostgreSQL: retention, the audit chain, pauses and the dashboard's reads "
-                "are not served yet (docs/operations.md)",
+                "PostgreSQL: the dashboard's overview, history, counts, search, conversations "
+                "and bulk actions are not served yet (docs/operations.md)",
                 OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;

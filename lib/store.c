@@ -51,6 +51,7 @@
 #include "store_dash.h"
 #include "store_dash_filter.h"
 #include "store_pg.h"
+#include "store_pg_query.h"
 #include "err.h"
 #include "mem.h"
 #include "migrate.h"
@@ -532,8 +533,20 @@ obx_store_check_quota(struct obx_store *st)
     sqlite3_stmt *s;
     int64_t bytes = 0;
 
-    if (st->max_db_size <= 0 || !st->db)
-        return OBX_OK; /* on PostgreSQL the quota is the server's (docs/operations.md) */
+    if (st->max_db_size <= 0)
+        return OBX_OK;
+    if (st->pg) {
+        int64_t now = obx_mono_ms(obx_clock_real());
+        if (!st->pg_bytes_mono_ms || now - st->pg_bytes_mono_ms >= 1000) {
+            enum obx_err err = obx_store_pg_query_db_bytes(st, &st->pg_bytes);
+            if (err != OBX_OK)
+                return err;
+            st->pg_bytes_mono_ms = now;
+        }
+        return st->pg_bytes >= st->max_db_size ? OBX_EQUOTA : OBX_OK;
+    }
+    if (!st->db)
+        return OBX_OK;
     /* Pages on the free list are reused before the file grows: they do not count. */
     s = obx_db_stmt(st->db, "SELECT (page_count - freelist_count) * page_size"
                             " FROM pragma_page_count(), pragma_freelist_count(),"
@@ -566,11 +579,11 @@ obx_store_enqueue_batch(struct obx_store *st, struct obx_enq_item *items, size_t
     int skip_checks = n >= BULK_ITEMS && limits_within_schema(lim);
     enum obx_err err;
 
-    if (st->pg)
-        return obx_store_pg_enqueue_batch(st->pg, items, n, lim);
     err = obx_store_check_quota(st);
     if (err != OBX_OK)
         return err;
+    if (st->pg)
+        return obx_store_pg_enqueue_batch(st->pg, items, n, lim);
     if (skip_checks && (err = obx_db_exec(st->db, "PRAGMA ignore_check_constraints = 1")) != OBX_OK)
         return err;
     q.insert = obx_db_stmt(st->db, SQL_INSERT);

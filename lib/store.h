@@ -35,6 +35,8 @@ struct obx_store {
     int pg_loop;                /* PostgreSQL: the loop's store, without a connection */
     struct obx_clock *clock;    /* borrowed; real clock unless a test swaps it */
     int64_t max_db_size;        /* bytes, 0 = no quota */
+    int64_t pg_bytes;           /* PostgreSQL: the outbox's size when last measured */
+    int64_t pg_bytes_mono_ms;   /* ... and when (obx_store_check_quota, once a second) */
     int64_t wal_pages;          /* the WAL checkpoint interval asked for at open */
     uint64_t lease_seq;         /* makes lease tokens unique within this process */
     int64_t lease_base;         /* random per open, so tokens differ across processes */
@@ -103,7 +105,10 @@ OBX_MUST_CHECK enum obx_err obx_store_enqueue_batch(struct obx_store *st,
                                                     struct obx_enq_item *items, size_t n,
                                                     const struct obx_msg_limits *lim);
 
-/* OBX_EQUOTA when the database has reached max_db_size (new messages are refused). */
+/*
+ * OBX_EQUOTA when the database has reached max_db_size (new messages are refused). On
+ * PostgreSQL the outbox's own tables count (not the CRM's), measured at most once a second.
+ */
 OBX_MUST_CHECK enum obx_err obx_store_check_quota(struct obx_store *st);
 
 /* ---- delivery ---------------------------------------------------------------- */

@@ -7,7 +7,8 @@
 #   - deletes old delivered replies and old webhook events (a reply still to deliver keeps
 #     its event), and drops old bodies while keeping their hashes (the replay guard);
 #   - prunes the audit chain behind a checkpoint: the events of messages gone, the seals
-#     before it; `outbox audit verify` still passes, and goes on passing as serve seals more.
+#     before it; `outbox audit verify` still passes, and goes on passing as serve seals more;
+#   - max_db_size counts the outbox's own tables: over it a new message is refused (507).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
@@ -66,5 +67,22 @@ assert_eq "the chain goes on after the prune" "$(verify)" 0
 assert_contains "... with the new events" "$(cat "$T/verify.out")" "audit chain ok"
 "$OUTBOX_BIN" purge --db "$PG_URI" --older-than 2s >/dev/null 2>&1
 assert_eq "a second purge: the chain still verifies" "$(verify)" 0
+
+# ---- max_db_size: the outbox's own tables against the quota --------------------------------------
+start_pg_node A --rate-limit 0 --max-db-size 1
+code=$(curl -sS -o "$T/body" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
+    "http://127.0.0.1:$NODE_PORT/v1/messages" \
+    -d '{"channel_id":"rw","external_message_id":"q1","business_id":"b","external_conversation_id":"cq","content":"x","sender_type":"User"}')
+assert_eq "over max_db_size: a new message is refused (507)" "$code" 507
+assert_contains "... as the quota" "$(cat "$T/body")" '"code":"quota_exceeded"'
+assert_eq "... nothing written" "$(q "SELECT count(*) FROM outbox WHERE external_message_id = 'q1'")" 0
+assert_eq "... /readyz says not ready" "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$NODE_PORT/readyz")" 503
+kill -TERM "$NODE_PID"; wait "$NODE_PID"
+start_pg_node A --rate-limit 0 --max-db-size 1G
+code=$(curl -sS -o "$T/body" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
+    "http://127.0.0.1:$NODE_PORT/v1/messages" \
+    -d '{"channel_id":"rw","external_message_id":"q1","business_id":"b","external_conversation_id":"cq","content":"x","sender_type":"User"}')
+assert_eq "under it: accepted (202)" "$code" 202
+kill -TERM "$NODE_PID"; wait "$NODE_PID"
 
 finish
