@@ -677,6 +677,11 @@ struct read_job {
     int64_t max_seals;
     int64_t since_ms, until_ms; /* GET /v1/audit/export (channel: its channel_id) */
     int ndjson;                 /* the answer is JSON Lines (the export), not one document */
+    int64_t now_ms;             /* the dashboard's reads: history, count, conversation, find */
+    int week;
+    int64_t limit;
+    struct obx_store_dash_filter filter;
+    char *filter_strings[3]; /* the filter's state, channel and conversation, owned */
     struct obx_buf body;
 };
 
@@ -707,6 +712,8 @@ on_read_done(void *arg, enum obx_err err)
     obx_free(r->id);
     obx_free(r->state);
     obx_free(r->list_channel);
+    for (int i = 0; i < 3; i++)
+        obx_free(r->filter_strings[i]);
     obx_buf_release(&r->body);
     obx_free(r);
 }
@@ -913,6 +920,8 @@ static enum obx_err append_holds(struct obx_api *api, struct obx_buf *b);
  * (obx_storeq_call): they are rare, and answering them in line keeps each handler whole.
  * The hot paths (enqueue, webhooks, delivery) never wait.
  */
+#define COUNT_CAP 100000 /* a count stops here: "100000 or more" */
+
 enum op_kind { OP_RETRY, OP_CANCEL, OP_ACK, OP_PROBE, OP_PAUSE, OP_RESUME, OP_BULK };
 
 struct op_call {
@@ -922,8 +931,9 @@ struct op_call {
     const char *const *keys, *const *values; /* OP_PROBE */
     const struct obx_store_dash_filter *filter;
     int retry, limit;
-    int64_t out; /* OP_BULK: messages touched */
-    int created; /* OP_PAUSE */
+    int64_t out;  /* OP_BULK: messages touched */
+    int64_t left; /* OP_BULK on PostgreSQL: messages still matching, capped at COUNT_CAP */
+    int created;  /* OP_PAUSE */
 };
 
 static enum obx_err
@@ -947,7 +957,12 @@ run_op(struct obx_store *st, void *arg)
         return obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, o->channel, o->reason, o->by,
                                     &o->created);
     case OP_RESUME: return obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, o->channel, o->by);
-    case OP_BULK: return obx_store_dash_bulk(st, o->filter, o->retry, o->limit, o->reason, &o->out);
+    case OP_BULK:
+        err = obx_store_dash_bulk(st, o->filter, o->retry, o->limit, o->reason, &o->out);
+        /* The loop has no connection there: what is left is counted here. */
+        if (err == OBX_OK && obx_store_pg_in_use(st))
+            err = obx_store_dash_count(st, o->filter, COUNT_CAP, &o->left);
+        return err;
     }
     return OBX_EINVAL;
 }
@@ -1553,70 +1568,178 @@ on_overview_row(void *ctx, const struct obx_overview_row *r)
  * count over the outbox): totals and channels per state, oldest queued, sends of the last
  * minute, the worker's pause and circuit, the holds.
  */
+/* The overview's store part: the channels' counts and the sends of the last minute. */
+static enum obx_err
+overview_counts(struct obx_store *st, struct overview_ctx *o, int64_t *sent)
+{
+    enum obx_err err = obx_buf_puts(o->b, "{\"tenant\":null,\"channels\":[");
+
+    if (err == OBX_OK)
+        err = obx_store_dash_overview(st, on_overview_row, o);
+    if (err == OBX_OK)
+        err = o->err;
+    if (err == OBX_OK)
+        err = obx_query_count_accepted_since(st, o->now_ms - 60000, sent);
+    return err;
+}
+
+/* The rest, on the loop: totals, the worker's pause and circuit; holds: the open pauses
+ * read with the counts (PostgreSQL), NULL to read them here (SQLite). */
+static void
+overview_reply(struct obx_api *api, struct evhttp_request *req, struct overview_ctx *o,
+               int64_t sent, const struct obx_buf *holds, enum obx_err err)
+{
+    struct obx_worker_stats ws = {0};
+    struct obx_buf *b = o->b;
+
+    if (api->worker)
+        obx_worker_stats(api->worker, &ws);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, "],\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(b, o->totals);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b,
+                             ",\"oldest_queued_age_s\":%.3f,\"send_rate_per_min\":%lld,"
+                             "\"circuit\":",
+                             age_s(o->now_ms, o->oldest_ms), (long long)sent);
+    if (err == OBX_OK)
+        err = obx_view_str_or_null(b, ws.circuit);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"paused\":");
+    if (err == OBX_OK && ws.paused_reason) {
+        err = obx_buf_puts(b, "{\"reason\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(b, ws.paused_reason);
+        if (err == OBX_OK)
+            err = obx_buf_puts(b, ",\"until\":");
+        if (err == OBX_OK)
+            err = obx_view_time_or_null(b, ws.paused_until_ms);
+        if (err == OBX_OK)
+            err = obx_buf_puts(b, "}}");
+    } else if (err == OBX_OK) {
+        err = obx_buf_puts(b, "null}");
+    }
+    if (err == OBX_OK && !holds)
+        err = append_holds(api, b);
+    else if (err == OBX_OK) {
+        b->len--; /* reopen the object */
+        err = obx_buf_printf(b, ",\"holds\":%s}", obx_buf_str(holds));
+    }
+    if (obx_store_pg_in_use(api->st) && (err == OBX_EDB || err == OBX_EIO))
+        reply_db_away(req, err);
+    else
+        reply_doc(req, 200, b, err);
+}
+
+/* PostgreSQL: the store part on the store thread, the rest on the loop. */
+struct overview_read {
+    struct obx_storeq_job job;
+    struct obx_api *api;
+    struct evhttp_request *req;
+    struct obx_buf b, holds;
+    struct overview_ctx o;
+    int64_t sent;
+};
+
+static enum obx_err
+run_overview_read(struct obx_store *st, void *arg)
+{
+    struct overview_read *d = arg;
+    enum obx_err err = overview_counts(st, &d->o, &d->sent);
+
+    return err == OBX_OK ? obx_store_dash_holds(st, &d->holds) : err;
+}
+
+static void
+on_overview_read(void *arg, enum obx_err err)
+{
+    struct overview_read *d = arg;
+
+    overview_reply(d->api, d->req, &d->o, d->sent, &d->holds, err);
+    obx_buf_release(&d->b);
+    obx_buf_release(&d->holds);
+    obx_free(d);
+}
+
+/*
+ * GET /v1/stats/overview: what the dashboard's overview refreshes, from kept counts (no
+ * count over the outbox): totals and channels per state, oldest queued, sends of the last
+ * minute, the worker's pause and circuit, the holds.
+ */
 static void
 on_overview(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
-    struct obx_worker_stats ws = {0};
     struct obx_buf b;
     struct overview_ctx o = {&b, 0, 0, {0}, 0, OBX_OK};
     int64_t sent = 0;
     enum obx_err err;
 
     (void)seg;
-    o.now_ms = obx_now_ms(api->st->clock);
-    if (api->worker)
-        obx_worker_stats(api->worker, &ws);
-    obx_buf_init(&b, 64 * 1024 * 1024);
-    err = obx_buf_puts(&b, "{\"tenant\":null,\"channels\":[");
-    if (err == OBX_OK)
-        err = obx_store_dash_overview(api->st, on_overview_row, &o);
-    if (err == OBX_OK)
-        err = o.err;
-    if (err == OBX_OK)
-        err = obx_query_count_accepted_since(api->st, o.now_ms - 60000, &sent);
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, "],\"counts\":");
-    if (err == OBX_OK)
-        err = counts_json(&b, o.totals);
-    if (err == OBX_OK)
-        err = obx_buf_printf(&b,
-                             ",\"oldest_queued_age_s\":%.3f,\"send_rate_per_min\":%lld,"
-                             "\"circuit\":",
-                             age_s(o.now_ms, o.oldest_ms), (long long)sent);
-    if (err == OBX_OK)
-        err = obx_view_str_or_null(&b, ws.circuit);
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, ",\"paused\":");
-    if (err == OBX_OK && ws.paused_reason) {
-        err = obx_buf_puts(&b, "{\"reason\":");
-        if (err == OBX_OK)
-            err = obx_buf_json_str(&b, ws.paused_reason);
-        if (err == OBX_OK)
-            err = obx_buf_puts(&b, ",\"until\":");
-        if (err == OBX_OK)
-            err = obx_view_time_or_null(&b, ws.paused_until_ms);
-        if (err == OBX_OK)
-            err = obx_buf_puts(&b, "}}");
-    } else if (err == OBX_OK) {
-        err = obx_buf_puts(&b, "null}");
+    if (obx_store_pg_in_use(api->st)) {
+        struct overview_read *d = obx_calloc(1, sizeof *d);
+        if (!d) {
+            obx_httpd_error(req, 503, "unavailable", "out of memory", NULL);
+            return;
+        }
+        d->api = api;
+        d->req = req;
+        obx_buf_init(&d->b, 64 * 1024 * 1024);
+        obx_buf_init(&d->holds, 1024 * 1024);
+        d->o = o;
+        d->o.b = &d->b;
+        d->o.now_ms = obx_now_ms(api->st->clock);
+        submit_store_read(api, &d->job, run_overview_read, on_overview_read, d);
+        return;
     }
-    if (err == OBX_OK)
-        err = append_holds(api, &b);
-    reply_doc(req, 200, &b, err);
+    o.now_ms = obx_now_ms(api->st->clock);
+    obx_buf_init(&b, 64 * 1024 * 1024);
+    err = overview_counts(api->st, &o, &sent);
+    overview_reply(api, req, &o, sent, NULL, err);
     obx_buf_release(&b);
+}
+
+/* The chart's document: per-minute (last hour) or per-hour (7 days) counts. */
+static enum obx_err
+history_doc(struct obx_store *st, int64_t now_ms, int week, struct obx_buf *b)
+{
+    static const char *const kinds[] = {"sent", "accepted", "failed", "confirmed"};
+    int n = week ? 168 : 60;
+    int64_t bucket = week ? 3600000 : 60000;
+    struct obx_history_point pts[168];
+    enum obx_err err = obx_store_dash_history(st, now_ms, bucket, n, pts);
+
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, "{\"range\":\"%s\",\"bucket_seconds\":%lld,\"t\":[",
+                             week ? "week" : "hour", (long long)(bucket / 1000));
+    for (int i = 0; err == OBX_OK && i < n; i++)
+        err = obx_buf_printf(b, "%s%lld", i ? "," : "", (long long)(pts[i].at_ms / 1000));
+    for (int k = 0; err == OBX_OK && k < 4; k++) {
+        err = obx_buf_printf(b, "],\"%s\":[", kinds[k]);
+        for (int i = 0; err == OBX_OK && i < n; i++) {
+            int64_t v = k == 0   ? pts[i].sent
+                        : k == 1 ? pts[i].accepted
+                        : k == 2 ? pts[i].failed
+                                 : pts[i].confirmed;
+            err = obx_buf_printf(b, "%s%lld", i ? "," : "", (long long)v);
+        }
+    }
+    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
+}
+
+static enum obx_err
+build_history(struct obx_store *st, struct read_job *r)
+{
+    return history_doc(st, r->now_ms, r->week, &r->body);
 }
 
 /* GET /v1/stats/history?range=hour|week: per-minute (last hour) or per-hour (7 days) counts. */
 static void
 on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
-    static const char *const kinds[] = {"sent", "accepted", "failed", "confirmed"};
     char *range = obx_httpd_query_param(req, "range");
-    int week = range && strcmp(range, "week") == 0, n = week ? 168 : 60;
-    int64_t bucket = week ? 3600000 : 60000;
-    struct obx_history_point pts[168];
+    int week = range && strcmp(range, "week") == 0;
     struct obx_buf b;
-    enum obx_err err;
 
     (void)seg;
     if (range && !week && strcmp(range, "hour") != 0) {
@@ -1625,31 +1748,22 @@ on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
         return;
     }
     obx_free(range);
-    err = obx_store_dash_history(api->st, obx_now_ms(api->st->clock), bucket, n, pts);
-    obx_buf_init(&b, 64 * 1024);
-    if (err == OBX_OK)
-        err = obx_buf_printf(&b, "{\"range\":\"%s\",\"bucket_seconds\":%lld,\"t\":[",
-                             week ? "week" : "hour", (long long)(bucket / 1000));
-    for (int i = 0; err == OBX_OK && i < n; i++)
-        err = obx_buf_printf(&b, "%s%lld", i ? "," : "", (long long)(pts[i].at_ms / 1000));
-    for (int k = 0; err == OBX_OK && k < 4; k++) {
-        err = obx_buf_printf(&b, "],\"%s\":[", kinds[k]);
-        for (int i = 0; err == OBX_OK && i < n; i++) {
-            int64_t v = k == 0   ? pts[i].sent
-                        : k == 1 ? pts[i].accepted
-                        : k == 2 ? pts[i].failed
-                                 : pts[i].confirmed;
-            err = obx_buf_printf(&b, "%s%lld", i ? "," : "", (long long)v);
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, 64 * 1024);
+        if (r) {
+            r->build = build_history;
+            r->now_ms = obx_now_ms(api->st->clock);
+            r->week = week;
+            submit_read(api, req, r);
         }
+        return;
     }
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, "]}");
-    reply_doc(req, 200, &b, err);
+    obx_buf_init(&b, 64 * 1024);
+    reply_doc(req, 200, &b, history_doc(api->st, obx_now_ms(api->st->clock), week, &b));
     obx_buf_release(&b);
 }
 
-#define COUNT_CAP 100000 /* a count stops here: "100000 or more" */
-#define BULK_MAX 1000    /* messages one bulk request touches at most */
+#define BULK_MAX 1000 /* messages one bulk request touches at most */
 
 /* Reads state, channel_id and external_conversation_id; -1 after answering 400. */
 static int
@@ -1669,25 +1783,66 @@ parse_filter(struct evhttp_request *req, char **state, char **channel, char **co
     return 0;
 }
 
+static enum obx_err
+count_doc(struct obx_store *st, const struct obx_store_dash_filter *f, struct obx_buf *b)
+{
+    int64_t n = 0;
+    enum obx_err err = obx_store_dash_count(st, f, COUNT_CAP, &n);
+
+    return err == OBX_OK ? obx_buf_printf(b, "{\"count\":%lld,\"capped\":%s}", (long long)n,
+                                          n >= COUNT_CAP ? "true" : "false")
+                         : err;
+}
+
+static enum obx_err
+build_count(struct obx_store *st, struct read_job *r)
+{
+    return count_doc(st, &r->filter, &r->body);
+}
+
+/* PostgreSQL: a read of the filter f on the store thread, its strings copied into r. */
+static struct read_job *
+filter_job(struct evhttp_request *req, const struct obx_store_dash_filter *f)
+{
+    struct read_job *r = read_job_new(req, 1024 * 1024);
+    const char *strs[3] = {f->state, f->channel_id, f->conversation};
+
+    if (!r)
+        return NULL;
+    r->filter = *f;
+    for (int i = 0; i < 3; i++) {
+        if (strs[i] && !(r->filter_strings[i] = obx_strdup(strs[i]))) {
+            on_read_done(r, OBX_ENOMEM);
+            return NULL;
+        }
+    }
+    r->filter.state = r->filter_strings[0];
+    r->filter.channel_id = r->filter_strings[1];
+    r->filter.conversation = r->filter_strings[2];
+    return r;
+}
+
 /* GET /v1/messages/count?state=&channel_id=&external_conversation_id=: capped at COUNT_CAP. */
 static void
 on_count(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *state, *channel, *conv;
     struct obx_store_dash_filter f = {0};
-    int64_t n = 0;
     struct obx_buf b;
-    enum obx_err err;
 
     (void)seg;
     obx_buf_init(&b, 256);
     if (parse_filter(req, &state, &channel, &conv, &f) == 0 &&
         parse_window(api, req, &f.win) == 0) {
-        err = obx_store_dash_count(api->st, &f, COUNT_CAP, &n);
-        if (err == OBX_OK)
-            err = obx_buf_printf(&b, "{\"count\":%lld,\"capped\":%s}", (long long)n,
-                                 n >= COUNT_CAP ? "true" : "false");
-        reply_doc(req, 200, &b, err);
+        if (obx_store_pg_in_use(api->st)) {
+            struct read_job *r = filter_job(req, &f);
+            if (r) {
+                r->build = build_count;
+                submit_read(api, req, r);
+            }
+        } else {
+            reply_doc(req, 200, &b, count_doc(api->st, &f, &b));
+        }
     }
     obx_buf_release(&b);
     obx_free(state);
@@ -1741,7 +1896,10 @@ on_bulk(struct obx_api *api, struct evhttp_request *req, int retry)
                 OBX_KS("by", actor(req)));
     if (retry && touched && api->worker)
         obx_worker_notify(api->worker);
-    err = obx_store_dash_count(api->st, &f, COUNT_CAP, &left);
+    err = obx_store_pg_in_use(api->st) ? OBX_OK
+                                       : obx_store_dash_count(api->st, &f, COUNT_CAP, &left);
+    if (obx_store_pg_in_use(api->st))
+        left = op.left;
     if (err == OBX_OK)
         err = obx_buf_printf(&b, "{\"touched\":%lld,\"remaining\":%lld,\"capped\":%s}",
                              (long long)touched, (long long)left,
@@ -1810,6 +1968,36 @@ on_conv_row(void *ctx, const struct obx_conv_row *r)
     return err != OBX_OK;
 }
 
+static enum obx_err
+conversation_doc(struct obx_store *st, const char *channel, const char *conv, int64_t lim,
+                 struct obx_buf *b)
+{
+    struct list_ctx l = {b, 0, OBX_OK};
+    int truncated = 0;
+    enum obx_err err = obx_buf_puts(b, "{\"channel_id\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, channel);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"external_conversation_id\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, conv);
+    if (err == OBX_OK)
+        err = obx_buf_puts(b, ",\"messages\":[");
+    if (err == OBX_OK)
+        err = obx_store_dash_conversation(st, channel, conv, (int)lim, on_conv_row, &l, &truncated);
+    if (err == OBX_OK)
+        err = l.err;
+    return err == OBX_OK ? obx_buf_printf(b, "],\"truncated\":%s}", truncated ? "true" : "false")
+                         : err;
+}
+
+static enum obx_err
+build_conversation(struct obx_store *st, struct read_job *r)
+{
+    return conversation_doc(st, r->channel, r->id, r->limit, &r->body);
+}
+
 /*
  * GET /v1/conversations/{channel_id}/{external_conversation_id}?limit=: the unfinished
  * messages in sending order (or the last one when none is), the head first.
@@ -1819,33 +2007,28 @@ on_conversation(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *limit = obx_httpd_query_param(req, "limit");
     int64_t lim = 200;
-    int truncated = 0;
     struct obx_buf b;
-    struct list_ctx l = {&b, 0, OBX_OK};
-    enum obx_err err;
 
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (limit && parse_int(limit, 1, 1000, &lim) != 0) {
         obx_httpd_error(req, 400, "invalid_value", "limit must be 1..1000", "limit");
         goto out;
     }
-    err = obx_buf_puts(&b, "{\"channel_id\":");
-    if (err == OBX_OK)
-        err = obx_buf_json_str(&b, seg[2]);
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, ",\"external_conversation_id\":");
-    if (err == OBX_OK)
-        err = obx_buf_json_str(&b, seg[3]);
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, ",\"messages\":[");
-    if (err == OBX_OK)
-        err = obx_store_dash_conversation(api->st, seg[2], seg[3], (int)lim, on_conv_row, &l,
-                                          &truncated);
-    if (err == OBX_OK)
-        err = l.err;
-    if (err == OBX_OK)
-        err = obx_buf_printf(&b, "],\"truncated\":%s}", truncated ? "true" : "false");
-    reply_doc(req, 200, &b, err);
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, 64 * 1024 * 1024);
+        if (!r)
+            goto out;
+        r->build = build_conversation;
+        r->limit = lim;
+        r->channel = obx_strdup(seg[2]);
+        r->id = obx_strdup(seg[3]);
+        if (!r->channel || !r->id)
+            on_read_done(r, OBX_ENOMEM);
+        else
+            submit_read(api, req, r);
+        goto out;
+    }
+    reply_doc(req, 200, &b, conversation_doc(api->st, seg[2], seg[3], lim, &b));
 out:
     obx_free(limit);
     obx_buf_release(&b);
@@ -1864,14 +2047,31 @@ on_found_channel(void *ctx, const char *channel_id)
     return l->err != OBX_OK;
 }
 
+static enum obx_err
+find_doc(struct obx_store *st, const char *id, struct obx_buf *b)
+{
+    struct list_ctx l = {b, 0, OBX_OK};
+    enum obx_err err = obx_buf_puts(b, "{\"matches\":[");
+
+    if (err == OBX_OK)
+        err = obx_store_dash_find(st, id, 10000, on_found_channel, &l);
+    if (err == OBX_OK)
+        err = l.err;
+    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
+}
+
+static enum obx_err
+build_find(struct obx_store *st, struct read_job *r)
+{
+    return find_doc(st, r->id, &r->body);
+}
+
 /* GET /v1/messages/find?external_message_id=: the channels holding that id (exact lookup). */
 static void
 on_find(struct obx_api *api, struct evhttp_request *req, char **seg)
 {
     char *id = obx_httpd_query_param(req, "external_message_id");
     struct obx_buf b;
-    struct list_ctx l = {&b, 0, OBX_OK};
-    enum obx_err err;
 
     (void)seg;
     obx_buf_init(&b, 1024 * 1024);
@@ -1880,14 +2080,17 @@ on_find(struct obx_api *api, struct evhttp_request *req, char **seg)
                         "external_message_id");
         goto out;
     }
-    err = obx_buf_puts(&b, "{\"matches\":[");
-    if (err == OBX_OK)
-        err = obx_store_dash_find(api->st, id, 10000, on_found_channel, &l);
-    if (err == OBX_OK)
-        err = l.err;
-    if (err == OBX_OK)
-        err = obx_buf_puts(&b, "]}");
-    reply_doc(req, 200, &b, err);
+    if (obx_store_pg_in_use(api->st)) {
+        struct read_job *r = read_job_new(req, 1024 * 1024);
+        if (!r)
+            goto out;
+        r->build = build_find;
+        r->id = id; /* the job's now */
+        id = NULL;
+        submit_read(api, req, r);
+        goto out;
+    }
+    reply_doc(req, 200, &b, find_doc(api->st, id, &b));
 out:
     obx_free(id);
     obx_buf_release(&b);
@@ -2766,25 +2969,6 @@ allowed_methods(char **seg, int n, char *buf, size_t size)
     return buf;
 }
 
-/*
- * The routes serve answers on PostgreSQL so far (issue 15, in progress): enqueue, health,
- * readiness, the token check, a message with its history, the list of messages, a
- * message's retry and cancel, the audit chain's verification and export, channel pauses, the
- * inbox
- * and its acknowledgement, the tenants, the statistics and /metrics. The others answer 501
- * there.
- */
-static int
-on_postgresql(route_fn fn)
-{
-    return fn == on_post_messages || fn == on_healthz || fn == on_readyz || fn == on_auth ||
-           fn == on_get_message || fn == on_list_messages || fn == on_retry || fn == on_cancel ||
-           fn == on_list_inbox || fn == on_ack_inbox || fn == on_audit_verify ||
-           fn == on_audit_export || fn == on_tenants_list || fn == on_tenant_get ||
-           fn == on_tenant_put || fn == on_tenant_delete || fn == on_stats || fn == on_metrics ||
-           fn == on_pause || fn == on_resume;
-}
-
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -2820,9 +3004,6 @@ on_request(struct evhttp_request *req, void *arg)
         if (!routes[i].open && !authorized(api, req)) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
             obx_httpd_error(req, 401, "unauthorized", "a valid bearer token is required", NULL);
-        } else if (obx_store_pg_in_use(api->st) && !on_postgresql(routes[i].fn)) {
-            obx_httpd_error(req, 501, "not_implemented",
-                            "this route is not available on PostgreSQL yet; it is on SQLite", NULL);
         } else {
             routes[i].fn(api, req, seg);
             /* The next request must see what the store thread committed since. */

@@ -15,6 +15,7 @@
 #include "cron.h"
 
 #include "audit.h"
+#include "store_pg_dash.h"
 #include "log.h"
 #include "mem.h"
 #include "retention.h"
@@ -81,6 +82,8 @@ static int run_confirmations(struct obx_store *st, struct slot *sl);
 static void after_confirmations(struct obx_cron *c, struct slot *sl);
 static int run_audit_seal(struct obx_store *st, struct slot *sl);
 static void after_audit_seal(struct obx_cron *c, struct slot *sl);
+static int prepare_counts(struct obx_cron *c, struct slot *sl);
+static int run_counts(struct obx_store *st, struct slot *sl);
 static int run_leases(struct obx_store *st, struct slot *sl);
 static void after_leases(struct obx_cron *c, struct slot *sl);
 static int run_wal_guard(struct obx_store *st, struct slot *sl);
@@ -97,6 +100,8 @@ static const struct job jobs[] = {
      after_confirmations},
     /* Audit rows written since the last tick join the hash chain. */
     {"audit_seal", 1000, 1000, 0, 0, 1, NULL, run_audit_seal, after_audit_seal},
+    /* PostgreSQL: the dashboard's counts fold their deltas (0011_dashboard.sql). */
+    {"counts", 1000, 1000, 0, 0, 1, prepare_counts, run_counts, NULL},
     /* Leases of requests that never came back (a lost transfer) return to the queue. */
     {"leases", 30000, 30000, 0, 0, 1, NULL, run_leases, after_leases},
     /* The WAL stays small when the disk is tight, and is checkpointed after a full disk. */
@@ -183,6 +188,21 @@ after_audit_seal(struct obx_cron *c, struct slot *sl)
     (void)c;
     if (sl->err != OBX_OK)
         obx_log(OBX_LOG_WARN, "cannot seal the audit log; will retry");
+}
+
+/* SQLite keeps its counts as rows change: nothing to fold there. */
+static int
+prepare_counts(struct obx_cron *c, struct slot *sl)
+{
+    (void)sl;
+    return c->env.postgresql;
+}
+
+static int
+run_counts(struct obx_store *st, struct slot *sl)
+{
+    sl->err = obx_store_pg_dash_compact(st);
+    return 0;
 }
 
 static int

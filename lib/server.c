@@ -1001,10 +1001,8 @@ start_pg(struct server *s, size_t conns)
     if (err == OBX_OK) {
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
-        obx_log(OBX_LOG_WARN,
-                "PostgreSQL: the dashboard's overview, history, counts, search, conversations "
-                "and bulk actions are not served yet (docs/operations.md)",
-                OBX_KS("node", s->node), OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
+        obx_log(OBX_LOG_INFO, "node of an outbox on PostgreSQL", OBX_KS("node", s->node),
+                OBX_KI("node_lease_ms", s->cfg->node_lease_ms));
     }
     return err;
 }

@@ -1253,6 +1253,8 @@ enum obx_err
 obx_store_bulk_transition(struct obx_store *st, const struct obx_store_dash_filter *f, int retry,
                           int max, int64_t now_ms, const char *reason, int64_t *touched)
 {
+    if (st->pg)
+        return obx_store_pg_bulk_transition(st, f, retry, max, now_ms, reason, touched);
     sqlite3_stmt *s = obx_db_stmt(st->db, retry ? SQL_BULK_RETRY : SQL_BULK_CANCEL);
 
     *touched = 0;

@@ -175,17 +175,47 @@ obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t sin
 static const char SQL_HISTORY[] =
     "SELECT minute, kind, n FROM stats_minute WHERE minute >= ?1 AND minute < ?2";
 
+/* PostgreSQL: each kept minute into its bucket. */
+struct history_fill {
+    struct obx_history_point *out;
+    int n;
+    int64_t first, bucket_ms;
+};
+
+static void
+on_pg_minute(void *ctx, int64_t minute, const char *kind, int64_t v)
+{
+    struct history_fill *h = ctx;
+    int64_t i = (minute * 60000 - h->first) / h->bucket_ms;
+
+    if (i < 0 || i >= h->n)
+        return;
+    if (strcmp(kind, "sent") == 0)
+        h->out[i].sent += v;
+    else if (strcmp(kind, "accepted") == 0)
+        h->out[i].accepted += v;
+    else if (strcmp(kind, "failed") == 0)
+        h->out[i].failed += v;
+    else if (strcmp(kind, "confirmed") == 0)
+        h->out[i].confirmed += v;
+}
+
 enum obx_err
 obx_store_dash_history(struct obx_store *st, int64_t now_ms, int64_t bucket_ms, int n,
                        struct obx_history_point *out)
 {
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HISTORY);
+    sqlite3_stmt *s = st->db ? obx_db_stmt(st->db, SQL_HISTORY) : NULL;
     int64_t first = (now_ms / bucket_ms - (n - 1)) * bucket_ms;
     int rc;
 
     for (int i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         out[i].at_ms = first + i * bucket_ms;
+    }
+    if (st->pg) {
+        struct history_fill h = {out, n, first, bucket_ms};
+        return obx_store_pg_dash_history(st, first / 60000, (first + n * bucket_ms) / 60000,
+                                         on_pg_minute, &h);
     }
     if (!s)
         return OBX_EDB;
@@ -252,6 +282,10 @@ first_id_from(sqlite3_stmt *s, int64_t lo, int64_t hi, int64_t at_ms, int64_t *f
 enum obx_err
 obx_store_dash_id_window(struct obx_store *st, struct obx_id_window *w)
 {
+    if (!st->db) { /* PostgreSQL: the created_at window alone (no id range narrows it) */
+        w->min_id = w->max_id = 0;
+        return OBX_OK;
+    }
     sqlite3_stmt *b = obx_db_stmt(st->db, SQL_ID_BOUNDS);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_ID_PROBE);
     int64_t lo, hi, first = 0;
@@ -311,6 +345,8 @@ enum obx_err
 obx_store_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f, int64_t cap,
                      int64_t *out)
 {
+    if (st->pg)
+        return obx_store_pg_dash_count(st, f, cap, out);
     sqlite3_stmt *s = obx_db_stmt(st->db, f->state ? SQL_COUNT : SQL_COUNT_ANY);
     int rc;
 
@@ -346,6 +382,9 @@ enum obx_err
 obx_store_dash_conversation(struct obx_store *st, const char *channel_id, const char *conversation,
                             int limit, obx_conv_fn fn, void *ctx, int *truncated)
 {
+    if (st->pg)
+        return obx_store_pg_dash_conversation(st, channel_id, conversation, limit, fn, ctx,
+                                              truncated);
     sqlite3_stmt *t = obx_db_stmt(st->db, SQL_CONV_TAIL);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_CONV_ROW);
     int64_t *chain, id = 0;
@@ -417,6 +456,8 @@ enum obx_err
 obx_store_dash_find(struct obx_store *st, const char *external_message_id, int max,
                     obx_channel_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_dash_find(st, external_message_id, max, fn, ctx);
     sqlite3_stmt *next = obx_db_stmt(st->db, SQL_NEXT_CHANNEL);
     sqlite3_stmt *has = obx_db_stmt(st->db, SQL_HAS);
     char channel[1024] = "";
@@ -588,6 +629,8 @@ emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn 
 enum obx_err
 obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
 {
+    if (st->pg)
+        return obx_store_pg_dash_overview(st, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW);
     struct obx_overview_row r = {0};
     char channel[1024] = "";

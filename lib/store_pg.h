@@ -192,6 +192,14 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_delete_messages(struct obx_store *st, c
                                                          const char *state,
                                                          int64_t *deleted /* OUT */);
 
+/* obx_store_bulk_transition on PostgreSQL (the dashboard's bulk retry and cancel). */
+struct obx_store_dash_filter;
+OBX_MUST_CHECK enum obx_err obx_store_pg_bulk_transition(struct obx_store *st,
+                                                         const struct obx_store_dash_filter *f,
+                                                         int retry, int max, int64_t now_ms,
+                                                         const char *reason,
+                                                         int64_t *touched /* OUT */);
+
 /* obx_store_retry_failed on PostgreSQL: every failed message (of channel_id unless NULL). */
 OBX_MUST_CHECK enum obx_err obx_store_pg_retry_failed(struct obx_store *st, const char *channel_id,
                                                       int64_t *count /* OUT */);

@@ -3,7 +3,9 @@
 
 #include <libpq-fe.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pg.h"
 
@@ -111,6 +113,210 @@ obx_store_pg_dash_prune_actions(struct obx_store *st, int64_t xact_upto, int64_t
     if (!r)
         return OBX_EDB;
     *deleted = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return OBX_OK;
+}
+
+/* ---- the kept counts (0011) ----------------------------------------------------------- */
+
+enum obx_err
+obx_store_pg_dash_compact(struct obx_store *st)
+{
+    enum obx_err err = obx_pg_tx_begin(st->pg);
+    PGresult *r;
+
+    if (err != OBX_OK)
+        return err;
+    r = obx_pg_run(st->pg, "SELECT dashboard_compact()", 0, NULL, NULL, NULL);
+    if (!r)
+        err = OBX_EDB;
+    PQclear(r);
+    return obx_pg_tx_end(st->pg, err);
+}
+
+/* The counts folded so far plus the deltas not folded yet; channels in byte order. */
+static const char SQL_OVERVIEW[] =
+    "SELECT channel_id, state, sum(n) FROM (SELECT channel_id, state, n FROM state_counts"
+    " UNION ALL SELECT channel_id, state, d FROM count_deltas) x"
+    " GROUP BY channel_id, state HAVING sum(n) <> 0 ORDER BY channel_id COLLATE \"C\", state";
+
+static const char SQL_OLDEST_QUEUED[] =
+    "SELECT created_at_ms FROM outbox WHERE state = 'queued' AND channel_id = $1"
+    " ORDER BY id LIMIT 1";
+
+static int
+emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn fn, void *ctx,
+              enum obx_err *err)
+{
+    if (r->counts[OBX_ST_QUEUED] > 0) {
+        const char *vals[1] = {r->channel_id};
+        PGresult *q = obx_pg_run(st->pg, SQL_OLDEST_QUEUED, 1, vals, NULL, NULL);
+        if (!q) {
+            *err = OBX_EDB;
+            return 1;
+        }
+        if (PQntuples(q) > 0)
+            r->oldest_queued_at_ms = strtoll(PQgetvalue(q, 0, 0), NULL, 10);
+        PQclear(q);
+    }
+    return fn(ctx, r);
+}
+
+enum obx_err
+obx_store_pg_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    PGresult *r = obx_pg_run(st->pg, SQL_OVERVIEW, 0, NULL, NULL, NULL);
+    struct obx_overview_row row = {0};
+    enum obx_err err = OBX_OK;
+    int stop = 0, n;
+
+    if (!r)
+        return OBX_EDB;
+    n = PQntuples(r);
+    /* Rows come grouped by channel; each channel is emitted when the next one starts. */
+    for (int i = 0; i < n && !stop; i++) {
+        const char *c = PQgetvalue(r, i, 0);
+        int state = obx_store_state_parse(PQgetvalue(r, i, 1));
+        if (state < 0)
+            continue;
+        if (!row.channel_id || strcmp(row.channel_id, c) != 0) {
+            if (row.channel_id)
+                stop = emit_overview(st, &row, fn, ctx, &err);
+            memset(&row, 0, sizeof row);
+            row.channel_id = c;
+        }
+        row.counts[state] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    if (!stop && row.channel_id)
+        emit_overview(st, &row, fn, ctx, &err);
+    PQclear(r);
+    return err;
+}
+
+enum obx_err
+obx_store_pg_dash_history(struct obx_store *st, int64_t first_minute, int64_t end_minute,
+                          obx_store_pg_minute_fn fn, void *ctx)
+{
+    char v[2][24];
+    const char *vals[2] = {v[0], v[1]};
+    PGresult *r;
+
+    snprintf(v[0], sizeof v[0], "%lld", (long long)first_minute);
+    snprintf(v[1], sizeof v[1], "%lld", (long long)end_minute);
+    r = obx_pg_run(st->pg,
+                   "SELECT minute, kind, sum(n) FROM (SELECT minute, kind, n FROM stats_minute"
+                   " WHERE minute >= $1::bigint AND minute < $2::bigint UNION ALL"
+                   " SELECT minute, kind, d FROM stats_deltas"
+                   " WHERE minute >= $1::bigint AND minute < $2::bigint) x GROUP BY minute, kind",
+                   2, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(ctx, strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1),
+           strtoll(PQgetvalue(r, i, 2), NULL, 10));
+    PQclear(r);
+    return OBX_OK;
+}
+
+/* The dashboard's filter (store_dash_filter.h), as one bounded count. */
+enum obx_err
+obx_store_pg_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f, int64_t cap,
+                        int64_t *out)
+{
+    char v[5][24];
+    const char *vals[8] = {f->state, f->channel_id, f->conversation, v[0], v[1], v[2], v[3], v[4]};
+    PGresult *r;
+
+    *out = 0;
+    snprintf(v[0], sizeof v[0], "%lld", (long long)f->win.min_id);
+    snprintf(v[1], sizeof v[1], "%lld", (long long)(f->win.max_id ? f->win.max_id : INT64_MAX));
+    snprintf(v[2], sizeof v[2], "%lld", (long long)(f->win.after_ms ? f->win.after_ms : INT64_MIN));
+    snprintf(v[3], sizeof v[3], "%lld",
+             (long long)(f->win.before_ms ? f->win.before_ms : INT64_MAX));
+    snprintf(v[4], sizeof v[4], "%lld", (long long)cap);
+    r = obx_pg_run(st->pg,
+                   "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE " OBX_STORE_PG_DASH_FILTER
+                   " LIMIT $8::bigint) x",
+                   8, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return OBX_OK;
+}
+
+/* The channels holding a message with this id (outbox_key is (channel_id, id): a scan). */
+enum obx_err
+obx_store_pg_dash_find(struct obx_store *st, const char *external_message_id, int max,
+                       obx_channel_fn fn, void *ctx)
+{
+    char lim[24];
+    const char *vals[2] = {external_message_id, lim};
+    PGresult *r;
+
+    snprintf(lim, sizeof lim, "%d", max);
+    r = obx_pg_run(st->pg,
+                   "SELECT DISTINCT channel_id COLLATE \"C\" AS c FROM outbox"
+                   " WHERE external_message_id = $1 ORDER BY c LIMIT $2::bigint",
+                   2, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (fn(ctx, PQgetvalue(r, i, 0)))
+            break;
+    PQclear(r);
+    return OBX_OK;
+}
+
+/*
+ * A conversation's line: its unfinished messages by their place (conv_seq), the head first;
+ * when none is unfinished, its last message.
+ */
+enum obx_err
+obx_store_pg_dash_conversation(struct obx_store *st, const char *channel_id,
+                               const char *conversation, int limit, obx_conv_fn fn, void *ctx,
+                               int *truncated)
+{
+    char lim[24];
+    const char *vals[3] = {channel_id, conversation, lim};
+    PGresult *r;
+    int n;
+
+    *truncated = 0;
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    r = obx_pg_run(
+        st->pg,
+        "WITH line AS (SELECT * FROM outbox WHERE channel_id = $1"
+        "  AND external_conversation_id = $2 AND state IN ('queued', 'sending')"
+        "  ORDER BY conv_seq LIMIT $3::bigint)"
+        " SELECT id, external_message_id, state, state_reason, attempts, head::integer,"
+        " created_at_ms, state_at_ms, next_attempt_at_ms, last_error FROM ("
+        "  SELECT *, 0 AS k FROM line UNION ALL"
+        "  (SELECT *, 1 FROM outbox WHERE channel_id = $1 AND external_conversation_id = $2"
+        "   AND NOT EXISTS (SELECT 1 FROM line) ORDER BY id DESC LIMIT 1)) x"
+        " ORDER BY k, conv_seq",
+        3, vals, NULL, NULL);
+    if (!r)
+        return OBX_EDB;
+    n = PQntuples(r);
+    if (n > limit) {
+        *truncated = 1;
+        n = limit;
+    }
+    for (int i = 0; i < n; i++) {
+        struct obx_conv_row c = {strtoll(PQgetvalue(r, i, 0), NULL, 10),
+                                 PQgetvalue(r, i, 1),
+                                 PQgetvalue(r, i, 2),
+                                 PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3),
+                                 atoi(PQgetvalue(r, i, 4)),
+                                 atoi(PQgetvalue(r, i, 5)),
+                                 strtoll(PQgetvalue(r, i, 6), NULL, 10),
+                                 strtoll(PQgetvalue(r, i, 7), NULL, 10),
+                                 strtoll(PQgetvalue(r, i, 8), NULL, 10),
+                                 PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9)};
+        if (fn(ctx, &c))
+            break;
+    }
     PQclear(r);
     return OBX_OK;
 }

@@ -400,14 +400,25 @@ CREATE INDEX attempts_xact ON attempts (xact);
 
 -- Once per statement over its transition tables: a claim of 256 messages in one UPDATE
 -- records its 256 transitions in one INSERT.
+-- (0011_dashboard: it also records the counts and the minute's outcomes it moves.)
 CREATE FUNCTION outbox_record_transitions() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    INSERT INTO transitions (message_id, at_ms, from_state, to_state, reason)
-    SELECT n.id, n.state_at_ms, o.state, n.state, n.state_reason
-    FROM changed_old o JOIN changed_new n ON n.id = o.id
-    WHERE o.state <> n.state
-    ORDER BY n.id;
+    WITH ch AS MATERIALIZED (
+        SELECT n.id, n.channel_id, o.state AS from_state, n.state AS to_state,
+               n.state_at_ms, n.state_reason
+        FROM changed_old o JOIN changed_new n ON n.id = o.id
+        WHERE o.state <> n.state),
+    t AS (INSERT INTO transitions (message_id, at_ms, from_state, to_state, reason)
+          SELECT id, state_at_ms, from_state, to_state, state_reason FROM ch ORDER BY id),
+    c AS (INSERT INTO count_deltas (channel_id, state, d)
+          SELECT channel_id, state, sum(d) FROM (
+              SELECT channel_id, from_state AS state, -1 AS d FROM ch
+              UNION ALL SELECT channel_id, to_state, 1 FROM ch) x
+          GROUP BY channel_id, state HAVING sum(d) <> 0)
+    INSERT INTO stats_deltas (minute, kind, d)
+    SELECT state_at_ms / 60000, to_state, count(*) FROM ch
+    WHERE to_state IN ('accepted', 'failed', 'confirmed') GROUP BY 1, 2;
     RETURN NULL;
 END $$;
 
@@ -607,3 +618,81 @@ END $$;
 
 CREATE TRIGGER pause_notify AFTER INSERT OR UPDATE OF resumed_at_ms ON pauses
     FOR EACH ROW EXECUTE FUNCTION pause_notify();
+
+-- 0011_dashboard: the dashboard's counts (migrations/postgresql/0011_dashboard.sql explains).
+
+CREATE TABLE state_counts (
+    channel_id  text NOT NULL,
+    state       text NOT NULL,
+    n           bigint NOT NULL,
+    PRIMARY KEY (channel_id, state)
+);
+CREATE TABLE count_deltas (
+    channel_id  text NOT NULL,
+    state       text NOT NULL,
+    d           bigint NOT NULL
+);
+CREATE TABLE stats_minute (
+    minute  bigint NOT NULL,              -- at_ms / 60000
+    kind    text NOT NULL CHECK (kind IN ('sent', 'accepted', 'failed', 'confirmed')),
+    n       bigint NOT NULL,
+    PRIMARY KEY (minute, kind)
+);
+CREATE TABLE stats_deltas (
+    minute  bigint NOT NULL,
+    kind    text NOT NULL,
+    d       bigint NOT NULL
+);
+
+CREATE FUNCTION outbox_count_inserted() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO count_deltas (channel_id, state, d)
+    SELECT channel_id, state, count(*) FROM added GROUP BY channel_id, state;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER outbox_count_inserted AFTER INSERT ON outbox
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_count_inserted();
+
+CREATE FUNCTION outbox_count_deleted() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO count_deltas (channel_id, state, d)
+    SELECT channel_id, state, -count(*) FROM gone GROUP BY channel_id, state;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER outbox_count_deleted AFTER DELETE ON outbox
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_count_deleted();
+
+CREATE FUNCTION attempts_count_sent() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO stats_deltas (minute, kind, d)
+    SELECT started_at_ms / 60000, 'sent', count(*) FROM added GROUP BY 1;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER attempts_count_sent AFTER INSERT ON attempts
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION attempts_count_sent();
+
+-- Folds the deltas into the counts (serve, once a second, on every node; two at once fold
+-- each delta once: the second DELETE finds the rows the first took gone) and forgets
+-- minutes older than 7 days.
+CREATE FUNCTION dashboard_compact() RETURNS void LANGUAGE sql
+SET search_path FROM CURRENT AS $$
+    WITH moved AS (DELETE FROM count_deltas RETURNING channel_id, state, d)
+    INSERT INTO state_counts AS s (channel_id, state, n)
+    SELECT channel_id, state, sum(d) FROM moved GROUP BY channel_id, state
+    ORDER BY channel_id, state
+    ON CONFLICT (channel_id, state) DO UPDATE SET n = s.n + excluded.n;
+    WITH moved AS (DELETE FROM stats_deltas RETURNING minute, kind, d)
+    INSERT INTO stats_minute AS s (minute, kind, n)
+    SELECT minute, kind, sum(d) FROM moved GROUP BY minute, kind ORDER BY minute, kind
+    ON CONFLICT (minute, kind) DO UPDATE SET n = s.n + excluded.n;
+    DELETE FROM stats_minute WHERE minute < outbox_now_ms() / 60000 - 10080;
+$$;

@@ -564,15 +564,10 @@ cli_refuse_postgresql(const struct cli *c)
     char shown[4096];
 
     obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
-    cli_error(
-        c,
-        "db is a PostgreSQL database (%s): only `outbox migrate`, `outbox status`, "
-        "`outbox ls`, `outbox show`, `outbox retry`, `outbox cancel`, `outbox pause`, "
-        "`outbox resume`, `outbox purge`, `outbox inbox`, `outbox tenant`, `outbox audit` and "
-        "`outbox serve` "
-        "support PostgreSQL so far; "
-        "`%s` needs a SQLite file",
-        shown, c->command);
+    cli_error(c,
+              "db is a PostgreSQL database (%s): `%s` needs a SQLite file (on PostgreSQL, use "
+              "PostgreSQL's own tools: pg_dump for a backup)",
+              shown, c->command);
     return CLI_FAIL;
 }
 

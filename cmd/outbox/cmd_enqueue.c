@@ -259,7 +259,8 @@ cmd_enqueue(int argc, char **argv)
         {"priority", &priority, NULL},
         {0},
     };
-    struct cli c = {.command = "enqueue", .usage = usage_text, .required_with_any = 1};
+    struct cli c = {
+        .command = "enqueue", .usage = usage_text, .required_with_any = 1, .postgresql_ok = 1};
     struct obx_msg_limits lim = obx_msg_limits_default();
     struct obx_store *st = NULL;
     char *end = NULL;

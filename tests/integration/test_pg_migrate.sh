@@ -66,11 +66,15 @@ printf 'db = postgresql://outbox_test@localhost/postgres?password=pw-n0t-for-log
 out=$("$OUTBOX_BIN" serve --config "$T/pg2.conf" --print-config 2>&1)
 assert_contains "--print-config: a password= parameter masked" "$out" "?password=****&sslmode=require"
 assert_not_contains "--print-config: no password (parameter)" "$out" "pw-n0t-for-logs"
-for cmd in enqueue doctor; do
+for cmd in doctor "backup $T/copy.db"; do
     assert_status "$cmd on PostgreSQL: refused" 1 "$OUTBOX_BIN" $cmd --config "$T/pg.conf" </dev/null
-    assert_contains "$cmd on PostgreSQL: says why" "$(cat "$T/last.err")" "\`outbox serve\` support PostgreSQL so far"
+    assert_contains "$cmd on PostgreSQL: says why" "$(cat "$T/last.err")" "needs a SQLite file"
     assert_not_contains "$cmd on PostgreSQL: no password" "$(cat "$T/last.err")" "pw-n0t-for-logs"
 done
+# A command that takes a URI, on a server it cannot reach: the error names no password.
+assert_status "enqueue on an unreachable PostgreSQL: exit 1" 1 "$OUTBOX_BIN" enqueue --config "$T/pg.conf" </dev/null
+assert_contains "... says why" "$(cat "$T/last.err")" "cannot open"
+assert_not_contains "... no password" "$(cat "$T/last.err")" "pw-n0t-for-logs"
 # serve runs on PostgreSQL: a server it cannot reach stops it, and its log names no password.
 OUTBOX_PARTOO_API_KEY=k "$OUTBOX_BIN" serve --config "$T/pg.conf" --api-listen 127.0.0.1:0 \
     --webhook-listen 127.0.0.1:0 >"$T/serve-pg.log" 2>&1

@@ -5,7 +5,6 @@
 #     INSERTs in its own transaction are all delivered once, in order per conversation;
 #     a rolled-back INSERT is never sent; attempts and transitions are recorded;
 #   - the node holds the default tenant's lease (outbox status) and gives it back on SIGTERM;
-#   - what it does not serve yet on PostgreSQL answers 501 naming that, not a crash;
 #   - a schema that was not migrated is refused at start with what to do;
 #   - what a previous holder left in `sending` is sent again by the next holder;
 #   - a 429's Retry-After is kept in the database (tenant_pacing) and binds the next holder.
@@ -115,6 +114,16 @@ assert_eq "outbox ls on PostgreSQL: the newest accepted first" \
 assert_eq "list: a bad filter is 400 naming it" "$(api "http://127.0.0.1:$NODE_PORT/v1/messages?state=bogus")" 400
 assert_contains "... naming it" "$(cat "$T/body")" '"field":"state"'
 
+# ---- outbox enqueue on PostgreSQL (flags, JSON Lines) -----------------------------------------
+out=$(printf '{"channel_id":"ch","external_message_id":"cli%d","business_id":"b","external_conversation_id":"ccli","content":"x","sender_type":"User"}\n' 1 2 3 |
+    "$OUTBOX_BIN" enqueue --db "$PG_URI" 2>&1)
+assert_contains "outbox enqueue JSON Lines on PostgreSQL" "$out" "accepted 3, duplicate 0"
+out=$("$OUTBOX_BIN" enqueue --db "$PG_URI" --channel ch --message-id cli1 --business b --conversation ccli --content other --sender User 2>&1)
+assert_eq "... the same key with other fields: exit 1" "$?" 1
+assert_contains "... a conflict" "$out" "conflict"
+wait_until 10 '[ "$(q "SELECT count(*) FROM outbox WHERE external_message_id LIKE '"'cli%'"' AND state = '"'accepted'"'")" = 3 ]'
+assert_eq "... and serve sends them" "$(q "SELECT count(*) FROM outbox WHERE external_message_id LIKE 'cli%' AND state = 'accepted'")" 3
+
 # ---- an operator's retry and cancel (API and CLI) ----------------------------------------------
 code=$(api -X POST "http://127.0.0.1:$NODE_PORT/v1/messages/ch/api005/retry")
 assert_eq "retry an accepted message over the API: 200" "$code" 200
@@ -158,10 +167,7 @@ assert_eq "outcomes written again: serve claims and delivers the rest by itself"
     "$(q "SELECT count(*) FROM outbox WHERE external_message_id LIKE 'stuck%' AND state = 'accepted'")" 300
 q "DROP TRIGGER test_fail_attempts ON attempts; DROP FUNCTION test_fail_attempts(); DROP TABLE test_fail_attempts" >/dev/null
 
-# ---- what is not served on PostgreSQL yet ------------------------------------------------------
-code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats/overview")
-assert_eq "a read route: 501" "$code" 501
-assert_contains "... saying why" "$(cat "$T/body")" '"code":"not_implemented"'
+# ---- health -----------------------------------------------------------------------------------
 assert_eq "/readyz: 200 (the database answers)" "$(api "http://127.0.0.1:$NODE_PORT/readyz")" 200
 assert_eq "/healthz: 200" "$(api "http://127.0.0.1:$NODE_PORT/healthz")" 200
 
