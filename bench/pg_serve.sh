@@ -33,7 +33,7 @@ q() { pg_sql "SET search_path = outbox; $*"; }
 
 # The same messages as bench/lib.sh's gen_jsonl, written by PostgreSQL itself.
 pg_fill() {
-    q "TRUNCATE outbox, transitions, attempts; DELETE FROM tenant_leases; DELETE FROM nodes" >/dev/null
+    q "TRUNCATE outbox, transitions, attempts, count_deltas, stats_deltas, state_counts, stats_minute; DELETE FROM tenant_leases; DELETE FROM nodes" >/dev/null
     q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type)
        SELECT 'bench-ch', 'm-' || i, 'biz-' || ((i % 10000) % 10), 'conv-' || (i % 10000),
               'Bench message ' || i || ': hello, this is a typical short chat message body.', 'Consumer'
@@ -86,7 +86,7 @@ enqueue() {
         db=$BT/enqueue.db
         rm -f "$db" "$db-wal" "$db-shm" "$db.lock"
     else
-        q "TRUNCATE outbox, transitions, attempts; DELETE FROM tenant_leases; DELETE FROM nodes" >/dev/null
+        q "TRUNCATE outbox, transitions, attempts, count_deltas, stats_deltas, state_counts, stats_minute; DELETE FROM tenant_leases; DELETE FROM nodes" >/dev/null
         db=$PG_URI
     fi
     # The mock is stopped so that serve does not drain what the producers enqueue meanwhile.
