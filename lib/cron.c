@@ -98,8 +98,9 @@ static const struct job jobs[] = {
     /* Overdue confirmations: re-send with the same key, or give up (unconfirmed). */
     {"confirmations", 1000, 1000, 0, 0, 1, prepare_confirmations, run_confirmations,
      after_confirmations},
-    /* Audit rows written since the last tick join the hash chain. */
-    {"audit_seal", 1000, 1000, 0, 0, 1, NULL, run_audit_seal, after_audit_seal},
+    /* Audit rows written since the last tick join the hash chain (PostgreSQL: a thread of
+     * its own, lib/store_pg_sealer.c, so that sealing overlaps delivery). */
+    {"audit_seal", 1000, 1000, 0, 0, 0, NULL, run_audit_seal, after_audit_seal},
     /* PostgreSQL: the dashboard's counts fold their deltas (0011_dashboard.sql). */
     {"counts", 1000, 1000, 0, 0, 1, prepare_counts, run_counts, NULL},
     /* Leases of requests that never came back (a lost transfer) return to the queue. */

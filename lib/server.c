@@ -39,6 +39,7 @@
 #include "pg.h"
 #include "store_pg.h"
 #include "store_pg_listen.h"
+#include "store_pg_sealer.h"
 #include "store_pg_nodes.h"
 #include "store_queue.h"
 #include "store_tenant_stats.h"
@@ -90,6 +91,7 @@ struct server {
     /* PostgreSQL (start_pg): the ear for producers' COMMITs, this node among the others */
     struct obx_store_pg_listen *listen;
     struct obx_store_pg_nodes *nodes;
+    struct obx_store_pg_sealer *sealer; /* the audit chain's seals, beside delivery */
     char node[128];
     char published[512]; /* what was published last, to write only changes */
     int64_t published_mono_ms;
@@ -999,6 +1001,12 @@ start_pg(struct server *s, size_t conns)
             obx_log(OBX_LOG_ERROR, "cannot join the nodes", OBX_KS("error", msg));
     }
     if (err == OBX_OK) {
+        err = obx_store_pg_sealer_start(s->cfg->db, s->cfg->db_schema, s->node,
+                                        s->cfg->audit_key_file, &s->sealer, msg, sizeof msg);
+        if (err != OBX_OK)
+            obx_log(OBX_LOG_ERROR, "cannot start the audit sealer", OBX_KS("error", msg));
+    }
+    if (err == OBX_OK) {
         obx_worker_use_nodes(s->worker, s->nodes);
         event_active(s->reconcile_ev, EV_TIMEOUT, 1); /* events stored before a crash */
         obx_log(OBX_LOG_INFO, "node of an outbox on PostgreSQL", OBX_KS("node", s->node),
@@ -1028,6 +1036,7 @@ stop(struct server *s)
     /* After the worker: its last outcomes are written; a clean stop hands the tenants on
      * at once (a killed node's move after node_lease). */
     obx_store_pg_nodes_free(s->nodes, 1);
+    obx_store_pg_sealer_stop(s->sealer); /* after the last outcomes: they are sealed later */
     if (s->reconcile_ev)
         event_free(s->reconcile_ev);
     if (s->sig_term)
