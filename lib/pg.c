@@ -494,3 +494,22 @@ obx_pg_copy_end(struct obx_pg *pg, struct obx_buf *b, enum obx_err err)
     }
     return err;
 }
+
+enum obx_err
+obx_pg_tx_change(struct obx_pg *pg, const char *sql, int n, const char *const *vals,
+                 int64_t *changed)
+{
+    enum obx_err err = obx_pg_tx_begin(pg);
+    PGresult *r;
+
+    *changed = 0;
+    if (err != OBX_OK)
+        return err;
+    r = obx_pg_run(pg, sql, n, vals, NULL, NULL);
+    if (r)
+        *changed = strtoll(PQcmdTuples(r), NULL, 10);
+    else
+        err = OBX_EDB;
+    PQclear(r);
+    return obx_pg_tx_end(pg, err);
+}

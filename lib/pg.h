@@ -134,4 +134,11 @@ OBX_MUST_CHECK enum obx_err obx_pg_copy_row(struct obx_pg *pg, struct obx_buf *b
                                             const char *const *v);
 OBX_MUST_CHECK enum obx_err obx_pg_copy_end(struct obx_pg *pg, struct obx_buf *b, enum obx_err err);
 
+/*
+ * Runs one writing statement (text parameters) as one call's transaction (obx_pg_tx_begin:
+ * BEGIN, or a savepoint of the store thread's group); *changed: the rows it wrote.
+ */
+OBX_MUST_CHECK enum obx_err obx_pg_tx_change(struct obx_pg *pg, const char *sql, int n,
+                                             const char *const *vals, int64_t *changed);
+
 #endif

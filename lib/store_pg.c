@@ -897,28 +897,18 @@ obx_store_pg_retry_failed(struct obx_store *st, const char *channel_id, int64_t 
 {
     char now[24];
     const char *vals[2] = {now, channel_id};
-    enum obx_err err;
-    PGresult *r;
 
     *count = 0;
     if (!st->pg)
         return OBX_EINVAL;
     snprintf(now, sizeof now, "%lld", (long long)obx_now_ms(st->clock));
-    err = obx_pg_tx_begin(st->pg);
-    if (err != OBX_OK)
-        return err;
-    r = obx_pg_run(st->pg,
-                   "UPDATE outbox SET state = 'queued', state_reason = 'retried by operator',"
-                   " state_at_ms = $1::bigint, next_attempt_at_ms = 0, counted_attempts = 0,"
-                   " resends = 0, unconfirmed_at_ms = NULL, confirm_due_at_ms = NULL"
-                   " WHERE state = 'failed' AND ($2::text IS NULL OR channel_id = $2)",
-                   2, vals, NULL, NULL);
-    if (r)
-        *count = strtoll(PQcmdTuples(r), NULL, 10);
-    else
-        err = OBX_EDB;
-    PQclear(r);
-    return obx_pg_tx_end(st->pg, err);
+    return obx_pg_tx_change(st->pg,
+                            "UPDATE outbox SET state = 'queued', state_reason = 'retried by"
+                            " operator', state_at_ms = $1::bigint, next_attempt_at_ms = 0,"
+                            " counted_attempts = 0, resends = 0, unconfirmed_at_ms = NULL,"
+                            " confirm_due_at_ms = NULL"
+                            " WHERE state = 'failed' AND ($2::text IS NULL OR channel_id = $2)",
+                            2, vals, count);
 }
 
 /* ---- retention -------------------------------------------------------------------------- */
@@ -958,24 +948,14 @@ obx_store_pg_delete_messages(struct obx_store *st, const char *ids, const char *
                              int64_t *deleted)
 {
     const char *vals[2] = {ids, state};
-    enum obx_err err;
-    PGresult *r;
 
     *deleted = 0;
     if (!st->pg)
         return OBX_EINVAL;
-    err = obx_pg_tx_begin(st->pg);
-    if (err != OBX_OK)
-        return err;
     /* Still in that state: a retry in between keeps it. */
-    r = obx_pg_run(st->pg, "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND state = $2", 2,
-                   vals, NULL, NULL);
-    if (r)
-        *deleted = strtoll(PQcmdTuples(r), NULL, 10);
-    else
-        err = OBX_EDB;
-    PQclear(r);
-    return obx_pg_tx_end(st->pg, err);
+    return obx_pg_tx_change(st->pg,
+                            "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND state = $2", 2,
+                            vals, deleted);
 }
 
 /* The dashboard's bulk actions: SQLite's SQL_BULK_RETRY and SQL_BULK_CANCEL, by filter. */
@@ -983,41 +963,28 @@ enum obx_err
 obx_store_pg_bulk_transition(struct obx_store *st, const struct obx_store_dash_filter *f, int retry,
                              int max, int64_t now_ms, const char *reason, int64_t *touched)
 {
-    char v[7][24];
-    const char *vals[10] = {f->state, f->channel_id, f->conversation, v[0], v[1], v[2], v[3],
-                            v[4],     v[5],          reason};
-    enum obx_err err;
-    PGresult *r;
+    char v[4][24], limit[24], now[24];
+    const char *vals[10];
 
     *touched = 0;
-    snprintf(v[0], sizeof v[0], "%lld", (long long)f->win.min_id);
-    snprintf(v[1], sizeof v[1], "%lld", (long long)(f->win.max_id ? f->win.max_id : INT64_MAX));
-    snprintf(v[2], sizeof v[2], "%lld", (long long)(f->win.after_ms ? f->win.after_ms : INT64_MIN));
-    snprintf(v[3], sizeof v[3], "%lld",
-             (long long)(f->win.before_ms ? f->win.before_ms : INT64_MAX));
-    snprintf(v[4], sizeof v[4], "%d", max);
-    snprintf(v[5], sizeof v[5], "%lld", (long long)now_ms);
-    err = obx_pg_tx_begin(st->pg);
-    if (err != OBX_OK)
-        return err;
-    r = obx_pg_run(st->pg,
-                   retry
-                       ? "UPDATE outbox SET state = 'queued', state_reason = $10,"
-                         " state_at_ms = $9::bigint, next_attempt_at_ms = 0, counted_attempts = 0,"
-                         " resends = 0, unconfirmed_at_ms = NULL, confirm_due_at_ms = NULL"
-                         " WHERE id IN (SELECT id FROM outbox WHERE " OBX_STORE_PG_DASH_FILTER
-                         " ORDER BY id LIMIT $8::bigint) AND state IN ('failed', 'accepted')"
-                       : "UPDATE outbox SET state = 'cancelled', state_reason = $10,"
-                         " state_at_ms = $9::bigint"
-                         " WHERE id IN (SELECT id FROM outbox WHERE " OBX_STORE_PG_DASH_FILTER
-                         " ORDER BY id LIMIT $8::bigint) AND state = 'queued'",
-                   10, vals, NULL, NULL);
-    if (r)
-        *touched = strtoll(PQcmdTuples(r), NULL, 10);
-    else
-        err = OBX_EDB;
-    PQclear(r);
-    return obx_pg_tx_end(st->pg, err);
+    obx_store_pg_dash_filter_params(f, v, vals);
+    snprintf(limit, sizeof limit, "%d", max);
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    vals[7] = limit;
+    vals[8] = now;
+    vals[9] = reason;
+    return obx_pg_tx_change(
+        st->pg,
+        retry ? "UPDATE outbox SET state = 'queued', state_reason = $10,"
+                " state_at_ms = $9::bigint, next_attempt_at_ms = 0, counted_attempts = 0,"
+                " resends = 0, unconfirmed_at_ms = NULL, confirm_due_at_ms = NULL"
+                " WHERE id IN (SELECT id FROM outbox WHERE " OBX_STORE_PG_DASH_FILTER
+                " ORDER BY id LIMIT $8::bigint) AND state IN ('failed', 'accepted')"
+              : "UPDATE outbox SET state = 'cancelled', state_reason = $10,"
+                " state_at_ms = $9::bigint"
+                " WHERE id IN (SELECT id FROM outbox WHERE " OBX_STORE_PG_DASH_FILTER
+                " ORDER BY id LIMIT $8::bigint) AND state = 'queued'",
+        10, vals, touched);
 }
 
 /* ---- takeover ----------------------------------------------------------------------------- */

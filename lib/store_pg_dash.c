@@ -218,22 +218,36 @@ obx_store_pg_dash_history(struct obx_store *st, int64_t first_minute, int64_t en
     return OBX_OK;
 }
 
+void
+obx_store_pg_dash_filter_params(const struct obx_store_dash_filter *f, char text[4][24],
+                                const char *vals[7])
+{
+    const int64_t bounds[4] = {f->win.min_id, f->win.max_id ? f->win.max_id : INT64_MAX,
+                               f->win.after_ms ? f->win.after_ms : INT64_MIN,
+                               f->win.before_ms ? f->win.before_ms : INT64_MAX};
+
+    vals[0] = f->state;
+    vals[1] = f->channel_id;
+    vals[2] = f->conversation;
+    for (int i = 0; i < 4; i++) {
+        snprintf(text[i], sizeof text[i], "%lld", (long long)bounds[i]);
+        vals[3 + i] = text[i];
+    }
+}
+
 /* The dashboard's filter (store_dash_filter.h), as one bounded count. */
 enum obx_err
 obx_store_pg_dash_count(struct obx_store *st, const struct obx_store_dash_filter *f, int64_t cap,
                         int64_t *out)
 {
-    char v[5][24];
-    const char *vals[8] = {f->state, f->channel_id, f->conversation, v[0], v[1], v[2], v[3], v[4]};
+    char v[4][24], limit[24];
+    const char *vals[8];
     PGresult *r;
 
     *out = 0;
-    snprintf(v[0], sizeof v[0], "%lld", (long long)f->win.min_id);
-    snprintf(v[1], sizeof v[1], "%lld", (long long)(f->win.max_id ? f->win.max_id : INT64_MAX));
-    snprintf(v[2], sizeof v[2], "%lld", (long long)(f->win.after_ms ? f->win.after_ms : INT64_MIN));
-    snprintf(v[3], sizeof v[3], "%lld",
-             (long long)(f->win.before_ms ? f->win.before_ms : INT64_MAX));
-    snprintf(v[4], sizeof v[4], "%lld", (long long)cap);
+    obx_store_pg_dash_filter_params(f, v, vals);
+    snprintf(limit, sizeof limit, "%lld", (long long)cap);
+    vals[7] = limit;
     r = obx_pg_run(st->pg,
                    "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE " OBX_STORE_PG_DASH_FILTER
                    " LIMIT $8::bigint) x",

@@ -45,6 +45,10 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_dash_history(struct obx_store *st, int6
     " AND ($3::text IS NULL OR external_conversation_id = $3) AND id >= $4::bigint" \
     " AND id <= $5::bigint AND created_at_ms >= $6::bigint AND created_at_ms < $7::bigint"
 
+/* The filter's seven parameters ($1..$7 above) into vals, the numbers written in text. */
+void obx_store_pg_dash_filter_params(const struct obx_store_dash_filter *f, char text[4][24],
+                                     const char *vals[7]);
+
 OBX_MUST_CHECK enum obx_err obx_store_pg_dash_count(struct obx_store *st,
                                                     const struct obx_store_dash_filter *f,
                                                     int64_t cap, int64_t *out);
