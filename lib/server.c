@@ -72,6 +72,10 @@ struct reconcile_job {
 };
 
 /* Loop thread only. */
+/* How long serve's store thread waits for a lock on PostgreSQL (start_pg): under the
+ * server's deadlock_timeout (1 s by default), so that serve, not a producer, gives way. */
+#define SERVE_PG_LOCK_TIMEOUT_MS 300
+
 struct server {
     struct event_base *base;
     struct obx_config *cfg;   /* owned; replaced on reload */
@@ -935,10 +939,19 @@ start_pg(struct server *s, size_t conns)
          * its tenants would wait for it however long it sleeps. PostgreSQL ends such a
          * session after a third of node_lease, well before the lease runs out; a node that
          * wakes up finds its connection gone and its lease lost.
+         *
+         * lock_timeout: serve gives way to producers. A producer's INSERT takes its
+         * conversations' locks in its own row order, and a group of serve's calls (a finish
+         * leaving several lines, an enqueue) takes others in another: each could wait for the
+         * other, and PostgreSQL would break the deadlock after deadlock_timeout (1 s) by
+         * failing one of them, maybe the producer's own transaction. Serve's wait ends first
+         * instead: its call fails alone (its savepoint), a finish is written again later, an
+         * enqueue answers 503, and the producer goes on.
          */
-        char set[96];
-        snprintf(set, sizeof set, "SET idle_in_transaction_session_timeout = %lld",
-                 (long long)(s->cfg->node_lease_ms / 3));
+        char set[128];
+        snprintf(set, sizeof set,
+                 "SET idle_in_transaction_session_timeout = %lld; SET lock_timeout = %d",
+                 (long long)(s->cfg->node_lease_ms / 3), SERVE_PG_LOCK_TIMEOUT_MS);
         err = obx_pg_set_session(s->writer->pg, set);
         if (err != OBX_OK)
             snprintf(msg, sizeof msg, "%s", obx_pg_errmsg(s->writer->pg));
