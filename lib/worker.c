@@ -191,6 +191,18 @@ struct claim_job {
     int total_want;
     struct obx_claimed out[CLAIM_TOTAL_MAX];
     int n;
+    uint64_t seq; /* the worker's claims_submitted when it was submitted */
+};
+
+/*
+ * A channel paused while claim jobs were outstanding. Those claims may have read the
+ * outbox before the pause committed: what they bring of the channel goes back instead of
+ * into `ready`. Claims submitted after the pause was heard see its row (SPEC §13).
+ */
+#define PAUSE_FENCES_MAX 16
+struct pause_fence {
+    char *channel_id;  /* owned; NULL: every channel (more pauses than fences at once) */
+    uint64_t upto_seq; /* claims with seq <= this may predate the pause */
 };
 
 /* PostgreSQL: a lane's first job after its tenant's lease came to this node. */
@@ -266,7 +278,10 @@ struct obx_worker {
     int unrecorded;    /* answered requests whose outcome is not committed yet */
     int flush_failing; /* the last flush failed: stop claiming */
     int claiming;      /* claim jobs outstanding */
-    int nfinishing;    /* finish jobs submitted, done not yet called */
+    uint64_t claims_submitted;
+    struct pause_fence fences[PAUSE_FENCES_MAX];
+    int nfences;
+    int nfinishing; /* finish jobs submitted, done not yet called */
     int stopping;
 
     struct obx_worker_stats stats;
@@ -1202,6 +1217,58 @@ sweep_gone(struct obx_worker *w)
     }
 }
 
+/* 1 when a message of channel_id claimed by claim seq may have been read before a pause. */
+static int
+fenced(const struct obx_worker *w, uint64_t seq, const char *channel_id)
+{
+    for (int i = 0; i < w->nfences; i++)
+        if (seq <= w->fences[i].upto_seq &&
+            (!w->fences[i].channel_id || strcmp(w->fences[i].channel_id, channel_id) == 0))
+            return 1;
+    return 0;
+}
+
+/* Fences whose claims have all come back are done with. */
+static void
+drop_passed_fences(struct obx_worker *w)
+{
+    uint64_t oldest = UINT64_MAX; /* the oldest claim still outstanding */
+    int kept = 0;
+
+    for (int i = 0; i < CLAIM_JOBS; i++)
+        if (w->claims[i].busy && w->claims[i].seq < oldest)
+            oldest = w->claims[i].seq;
+    for (int i = 0; i < w->nfences; i++) {
+        if (w->fences[i].upto_seq < oldest)
+            obx_free(w->fences[i].channel_id);
+        else
+            w->fences[kept++] = w->fences[i];
+    }
+    w->nfences = kept;
+}
+
+/* Claims outstanding now may bring channel_id's messages although it is paused. */
+static void
+add_pause_fence(struct obx_worker *w, const char *channel_id)
+{
+    struct pause_fence *f;
+
+    drop_passed_fences(w);
+    if (!w->claiming)
+        return;
+    if (w->nfences == PAUSE_FENCES_MAX) {
+        /* Too many pauses within one claim's time: fence every channel instead. */
+        for (int i = 0; i < w->nfences; i++)
+            obx_free(w->fences[i].channel_id);
+        w->nfences = 0;
+        channel_id = NULL;
+    }
+    f = &w->fences[w->nfences];
+    f->channel_id = channel_id ? obx_strdup(channel_id) : NULL; /* NULL on ENOMEM: every one */
+    f->upto_seq = w->claims_submitted;
+    w->nfences++;
+}
+
 /* Loop thread: the claimed messages are leased and committed; they join their lanes. */
 static void
 on_claimed(void *arg, enum obx_err err)
@@ -1239,7 +1306,10 @@ on_claimed(void *arg, enum obx_err err)
             inf->lane = l;
             inf->c = c->out[k]; /* now owned by the ready record */
             inf->claimed_mono_ms = now_mono;
-            push_ready(l, inf);
+            if (fenced(w, c->seq, inf->c.msg.channel_id))
+                release_one(w, inf, "released: channel paused");
+            else
+                push_ready(l, inf);
         }
         if (got < c->wants[j].want) {
             /* Nothing more is due: poll for rows written elsewhere, unless woken sooner. */
@@ -1249,6 +1319,7 @@ on_claimed(void *arg, enum obx_err err)
         kick(l);
     }
     c->nlanes = 0;
+    drop_passed_fences(w);
     sweep_gone(w);
     maybe_drained(w); /* a stop may have been waiting for this claim only */
     pump(w);
@@ -1297,6 +1368,7 @@ submit_claim(struct obx_worker *w)
      * messages the lanes own now. */
     c->n = 0;
     c->busy = 1;
+    c->seq = ++w->claims_submitted;
     w->claiming++;
     obx_storeq_submit(w->q, &c->job);
 }
@@ -1793,6 +1865,8 @@ configure_default(struct obx_worker *w)
     lane_configure(w->def, w->cfg->partoo_api_key, fp,
                    "no default API key (OUTBOX_PARTOO_API_KEY or partoo_api_key_file)", 0, 0, NULL);
     w->has_sealing_key = 0;
+    for (int i = 0; i < w->nfences; i++)
+        obx_free(w->fences[i].channel_id);
     explicit_bzero(w->sealing_key, sizeof w->sealing_key);
     if (!w->cfg->secrets_key_file)
         return;
@@ -2160,6 +2234,7 @@ release_lane_channel(struct lane *l, const char *channel_id)
 void
 obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
 {
+    add_pause_fence(w, channel_id);
     release_lane_channel(w->def, channel_id);
     for (size_t i = 0; i < w->nlanes; i++)
         release_lane_channel(w->lanes[i], channel_id);

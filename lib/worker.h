@@ -92,7 +92,8 @@ void obx_worker_notify_channel(struct obx_worker *w, const char *channel_id);
 
 /*
  * A channel was paused: its claimed but unsent messages go back to `queued` (recorded as
- * releases) instead of being sent. Requests already in flight finish.
+ * releases) instead of being sent, and so do those that claims outstanding now bring (they
+ * may have read the outbox before the pause). Requests already in flight finish.
  */
 void obx_worker_release_channel(struct obx_worker *w, const char *channel_id);
 
