@@ -927,6 +927,7 @@ enum op_kind { OP_RETRY, OP_CANCEL, OP_ACK, OP_PROBE, OP_PAUSE, OP_RESUME, OP_BU
 struct op_call {
     enum op_kind kind;
     const char *channel, *ext_id, *reason, *by;
+    const char *scope; /* OP_PAUSE, OP_RESUME: OBX_PAUSE_CHANNEL (channel) or _TENANT (ext_id) */
     int64_t id;
     const char *const *keys, *const *values; /* OP_PROBE */
     const struct obx_store_dash_filter *filter;
@@ -954,9 +955,8 @@ run_op(struct obx_store *st, void *arg)
         err = obx_store_publish_state(st, o->keys, o->values, 1);
         return err == OBX_OK ? obx_store_check_quota(st) : err; /* producers would get 507 */
     case OP_PAUSE:
-        return obx_store_dash_pause(st, OBX_PAUSE_CHANNEL, o->channel, o->reason, o->by,
-                                    &o->created);
-    case OP_RESUME: return obx_store_dash_resume(st, OBX_PAUSE_CHANNEL, o->channel, o->by);
+        return obx_store_dash_pause(st, o->scope, o->channel, o->reason, o->by, &o->created);
+    case OP_RESUME: return obx_store_dash_resume(st, o->scope, o->channel, o->by);
     case OP_BULK:
         err = obx_store_dash_bulk(st, o->filter, o->retry, o->limit, o->reason, &o->out);
         /* The loop has no connection there: what is left is counted here. */
@@ -965,6 +965,21 @@ run_op(struct obx_store *st, void *arg)
         return err;
     }
     return OBX_EINVAL;
+}
+
+/* Store thread: OBX_ENOTFOUND unless tenant `arg` is in the registry. */
+static int
+tenant_found(void *ctx, const struct obx_tenant_row *t)
+{
+    (void)ctx;
+    (void)t;
+    return 1;
+}
+
+static enum obx_err
+run_tenant_exists(struct obx_store *st, void *arg)
+{
+    return obx_store_tenant_list(st, arg, tenant_found, NULL);
 }
 
 static void
@@ -1430,12 +1445,16 @@ opt_string(struct evhttp_request *req, const obx_json *doc, const char *name, si
     return 0;
 }
 
-/* POST /v1/pause and /v1/resume: {"channel_id": "...", "reason": "..."}. */
+/*
+ * POST /v1/pause and /v1/resume: {"channel_id": "..."} or {"tenant": "..."}, and for a pause
+ * an optional "reason". A tenant is paused only when it exists ("default" always does: the
+ * configured key's); a resume needs no tenant, so that a removed tenant's hold can end.
+ */
 static void
 on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
 {
     obx_json *doc = read_object(api, req);
-    const char *channel = NULL, *reason = NULL, *tenant = NULL, *by = actor(req);
+    const char *channel = NULL, *reason = NULL, *tenant = NULL, *by = actor(req), *key, *scope;
     char why[320];
     struct obx_buf b;
     int created = 0;
@@ -1443,29 +1462,41 @@ on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
 
     if (!doc)
         return;
-    if (opt_string(req, doc, "tenant", 255, &tenant) != 0 ||
+    if (opt_string(req, doc, "tenant", OBX_TENANT_NAME_MAX, &tenant) != 0 ||
         opt_string(req, doc, "channel_id", 255, &channel) != 0 ||
         opt_string(req, doc, "reason", 255, &reason) != 0)
         goto out;
-    if (tenant) {
+    if (tenant && channel) {
         obx_httpd_error(req, 400, "invalid_value",
-                        "a whole tenant is not paused yet: pause its channels", "tenant");
+                        "give channel_id or tenant, not both: a pause holds one of them", "tenant");
         goto out;
     }
-    if (!channel) {
-        obx_httpd_error(req, 400, "missing_field", "channel_id is required", "channel_id");
+    if (!tenant && !channel) {
+        obx_httpd_error(req, 400, "missing_field", "channel_id or tenant is required",
+                        "channel_id");
         goto out;
     }
+    scope = tenant ? OBX_PAUSE_TENANT : OBX_PAUSE_CHANNEL;
+    key = tenant ? tenant : channel;
     if (pause) {
-        struct op_call op = {.kind = OP_PAUSE, .channel = channel, .reason = why, .by = by};
+        struct op_call op = {
+            .kind = OP_PAUSE, .scope = scope, .channel = key, .reason = why, .by = by};
         snprintf(why, sizeof why, "%s", reason ? reason : by);
-        err = obx_storeq_call(api->q, run_op, &op);
+        err = tenant && strcmp(tenant, "default") != 0
+                  ? obx_storeq_call(api->q, run_tenant_exists, (void *)tenant)
+                  : OBX_OK;
+        if (err == OBX_ENOTFOUND) {
+            obx_httpd_error(req, 404, "not_found", "no such tenant", "tenant");
+            goto out;
+        }
+        if (err == OBX_OK)
+            err = obx_storeq_call(api->q, run_op, &op);
         created = op.created;
         /* Messages claimed ahead but not sent yet must not go out either. */
         if (err == OBX_OK && api->worker)
-            obx_worker_release_channel(api->worker, channel);
+            obx_worker_release_held(api->worker, scope, key);
     } else {
-        struct op_call op = {.kind = OP_RESUME, .channel = channel, .by = by};
+        struct op_call op = {.kind = OP_RESUME, .scope = scope, .channel = key, .by = by};
         err = obx_storeq_call(api->q, run_op, &op);
         created = err == OBX_OK;
         if (err == OBX_ENOTFOUND)
@@ -1476,14 +1507,14 @@ on_pause_resume(struct obx_api *api, struct evhttp_request *req, int pause)
         goto out;
     }
     if (created)
-        obx_log(OBX_LOG_INFO, pause ? "channel paused" : "channel resumed",
-                OBX_KS("channel_id", channel), OBX_KS("by", by));
+        obx_log(OBX_LOG_INFO, pause ? "paused" : "resumed", OBX_KS("scope", scope),
+                OBX_KS(tenant ? "tenant" : "channel_id", key), OBX_KS("by", by));
     if (!pause && api->worker)
         obx_worker_notify(api->worker);
     obx_buf_init(&b, 1024);
-    err = obx_buf_puts(&b, "{\"scope\":\"channel\",\"channel_id\":");
+    err = obx_buf_printf(&b, "{\"scope\":\"%s\",\"%s\":", scope, tenant ? "tenant" : "channel_id");
     if (err == OBX_OK)
-        err = obx_buf_json_str(&b, channel);
+        err = obx_buf_json_str(&b, key);
     if (err == OBX_OK)
         err = obx_buf_printf(&b, ",\"paused\":%s,\"changed\":%s}", pause ? "true" : "false",
                              created ? "true" : "false");
@@ -1557,8 +1588,30 @@ on_overview_row(void *ctx, const struct obx_overview_row *r)
     if (err == OBX_OK)
         err = counts_json(o->b, r->counts);
     if (err == OBX_OK)
+        err = obx_buf_puts(o->b, ",\"tenant\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(o->b, r->tenant);
+    if (err == OBX_OK)
         err = obx_buf_printf(o->b, ",\"oldest_queued_age_s\":%.3f}",
                              age_s(o->now_ms, r->oldest_queued_at_ms));
+    o->err = err;
+    return err != OBX_OK;
+}
+
+static int
+on_overview_tenant(void *ctx, const struct obx_overview_row *r)
+{
+    struct overview_ctx *o = ctx;
+    enum obx_err err = obx_buf_puts(o->b, o->n++ ? ",{\"tenant\":" : "{\"tenant\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(o->b, r->tenant);
+    if (err == OBX_OK)
+        err = obx_buf_puts(o->b, ",\"counts\":");
+    if (err == OBX_OK)
+        err = counts_json(o->b, r->counts);
+    if (err == OBX_OK)
+        err = obx_buf_puts(o->b, "}");
     o->err = err;
     return err != OBX_OK;
 }
@@ -1568,12 +1621,20 @@ on_overview_row(void *ctx, const struct obx_overview_row *r)
  * count over the outbox): totals and channels per state, oldest queued, sends of the last
  * minute, the worker's pause and circuit, the holds.
  */
-/* The overview's store part: the channels' counts and the sends of the last minute. */
+/* The overview's store part: the tenants' and the channels' counts and the sends of the
+ * last minute. */
 static enum obx_err
 overview_counts(struct obx_store *st, struct overview_ctx *o, int64_t *sent)
 {
-    enum obx_err err = obx_buf_puts(o->b, "{\"tenant\":null,\"channels\":[");
+    enum obx_err err = obx_buf_puts(o->b, "{\"tenants\":[");
 
+    if (err == OBX_OK)
+        err = obx_store_dash_overview_tenants(st, on_overview_tenant, o);
+    if (err == OBX_OK)
+        err = o->err;
+    o->n = 0;
+    if (err == OBX_OK)
+        err = obx_buf_puts(o->b, "],\"channels\":[");
     if (err == OBX_OK)
         err = obx_store_dash_overview(st, on_overview_row, o);
     if (err == OBX_OK)
@@ -1581,6 +1642,38 @@ overview_counts(struct obx_store *st, struct overview_ctx *o, int64_t *sent)
     if (err == OBX_OK)
         err = obx_query_count_accepted_since(st, o->now_ms - 60000, sent);
     return err;
+}
+
+/* The worker's paused tenants, as "tenant_pauses" entries. */
+struct tenant_pauses {
+    struct obx_buf *b;
+    int n;
+    enum obx_err err;
+};
+
+static int
+on_tenant_pause(void *ctx, const struct obx_worker_tenant *t)
+{
+    struct tenant_pauses *p = ctx;
+    enum obx_err err;
+
+    if (!t->paused_reason)
+        return 0;
+    err = obx_buf_puts(p->b, p->n++ ? ",{\"tenant\":" : "{\"tenant\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(p->b, t->name);
+    if (err == OBX_OK)
+        err = obx_buf_puts(p->b, ",\"reason\":");
+    if (err == OBX_OK)
+        err = obx_buf_json_str(p->b, t->paused_reason);
+    if (err == OBX_OK)
+        err = obx_buf_puts(p->b, ",\"until\":");
+    if (err == OBX_OK)
+        err = obx_view_time_or_null(p->b, t->paused_until_ms);
+    if (err == OBX_OK)
+        err = obx_buf_puts(p->b, "}");
+    p->err = err;
+    return err != OBX_OK;
 }
 
 /* The rest, on the loop: totals, the worker's pause and circuit; holds: the open pauses
@@ -1616,9 +1709,19 @@ overview_reply(struct obx_api *api, struct evhttp_request *req, struct overview_
         if (err == OBX_OK)
             err = obx_view_time_or_null(b, ws.paused_until_ms);
         if (err == OBX_OK)
-            err = obx_buf_puts(b, "}}");
+            err = obx_buf_puts(b, "}");
     } else if (err == OBX_OK) {
-        err = obx_buf_puts(b, "null}");
+        err = obx_buf_puts(b, "null");
+    }
+    if (err == OBX_OK) {
+        struct tenant_pauses tp = {b, 0, OBX_OK};
+        err = obx_buf_puts(b, ",\"tenant_pauses\":[");
+        if (err == OBX_OK && api->worker)
+            obx_worker_tenants(api->worker, on_tenant_pause, &tp);
+        if (err == OBX_OK)
+            err = tp.err;
+        if (err == OBX_OK)
+            err = obx_buf_puts(b, "]}");
     }
     if (err == OBX_OK && !holds)
         err = append_holds(api, b);
@@ -1761,6 +1864,79 @@ on_history(struct obx_api *api, struct evhttp_request *req, char **seg)
     obx_buf_init(&b, 64 * 1024);
     reply_doc(req, 200, &b, history_doc(api->st, obx_now_ms(api->st->clock), week, &b));
     obx_buf_release(&b);
+}
+
+/* GET /v1/nodes on PostgreSQL, built on the store thread. */
+struct nodes_doc {
+    struct obx_buf *b;
+    int n;
+    enum obx_err err;
+};
+
+/* One node's entry; its tenants come as "t1:3,t2:1" (tenant:epoch; a name has no ':'). */
+static int
+node_doc(void *ctx, const struct obx_store_pg_node_row *n)
+{
+    struct nodes_doc *d = ctx;
+    const char *p = n->held;
+    enum obx_err err = obx_buf_puts(d->b, d->n++ ? ",{\"name\":" : "{\"name\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(d->b, n->name);
+    if (err == OBX_OK)
+        err = obx_buf_printf(d->b, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":[",
+                             n->live ? "true" : "false", (long long)n->beat_age_ms);
+    for (int k = 0; err == OBX_OK && *p; k++) {
+        size_t len = strcspn(p, ",");
+        const char *colon = memrchr(p, ':', len);
+        int nlen = (int)(colon ? (size_t)(colon - p) : len);
+
+        err = obx_buf_printf(d->b, "%s{\"tenant\":\"%.*s\",\"epoch\":%lld}", k ? "," : "", nlen, p,
+                             colon ? atoll(colon + 1) : 0LL);
+        p += len + (p[len] == ',');
+    }
+    if (err == OBX_OK)
+        err = obx_buf_puts(d->b, "]}");
+    d->err = err;
+    return err != OBX_OK;
+}
+
+static enum obx_err
+build_nodes(struct obx_store *st, struct read_job *r)
+{
+    struct nodes_doc d = {&r->body, 0, OBX_OK};
+    enum obx_err err = obx_buf_puts(&r->body, "{\"backend\":\"postgresql\",\"nodes\":[");
+
+    if (err == OBX_OK)
+        err = obx_store_pg_list_nodes_of(st, node_doc, &d);
+    if (err == OBX_OK)
+        err = d.err;
+    return err == OBX_OK ? obx_buf_puts(&r->body, "]}") : err;
+}
+
+/*
+ * GET /v1/nodes: the serve nodes sharing the PostgreSQL database, live ones first, with the
+ * tenants each holds and their fencing epochs (SPEC §12); on SQLite there is one node, this
+ * one, and the list is empty.
+ */
+static void
+on_nodes(struct obx_api *api, struct evhttp_request *req, char **seg)
+{
+    struct read_job *r;
+    struct obx_buf b;
+
+    (void)seg;
+    if (!obx_store_pg_in_use(api->st)) {
+        obx_buf_init(&b, 64);
+        reply_doc(req, 200, &b, obx_buf_puts(&b, "{\"backend\":\"sqlite\",\"nodes\":[]}"));
+        obx_buf_release(&b);
+        return;
+    }
+    r = read_job_new(req, 16 * 1024 * 1024);
+    if (r) {
+        r->build = build_nodes;
+        submit_read(api, req, r);
+    }
 }
 
 #define BULK_MAX 1000 /* messages one bulk request touches at most */
@@ -2922,6 +3098,7 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, {"v1", "auth"}, on_auth, 1},
     {EVHTTP_REQ_GET, {"v1", "audit", "verify"}, on_audit_verify, 0},
     {EVHTTP_REQ_GET, {"v1", "audit", "export"}, on_audit_export, 0},
+    {EVHTTP_REQ_GET, {"v1", "nodes"}, on_nodes, 0},
     {EVHTTP_REQ_GET, {"v1", "tenants"}, on_tenants_list, 0},
     {EVHTTP_REQ_GET, {"v1", "tenants", "*"}, on_tenant_get, 0},
     {EVHTTP_REQ_PUT, {"v1", "tenants", "*"}, on_tenant_put, 0},

@@ -64,6 +64,24 @@ label_value(struct obx_buf *b, const char *v)
     return err;
 }
 
+/* One gauge of 1 per held channel or tenant; no family at all without one (a family without
+ * samples is not valid exposition). */
+static enum obx_err
+held_family(struct obx_buf *b, const char *name, const char *label, const char *help,
+            const char *const *keys, size_t n)
+{
+    enum obx_err err = n ? family(b, name, "gauge", help) : OBX_OK;
+
+    for (size_t i = 0; err == OBX_OK && i < n; i++) {
+        err = obx_buf_printf(b, "%s{%s=\"", name, label);
+        if (err == OBX_OK)
+            err = label_value(b, keys[i]);
+        if (err == OBX_OK)
+            err = obx_buf_puts(b, "\"} 1\n");
+    }
+    return err;
+}
+
 static enum obx_err
 channel_sample(struct obx_buf *b, const char *name, const char *channel, const char *state,
                double value)
@@ -171,17 +189,16 @@ render_sender_state(struct obx_buf *b, const struct obx_metrics_input *in)
     for (int i = 0; err == OBX_OK && i < 3; i++)
         err = obx_buf_printf(b, "outbox_sending_paused{reason=\"%s\"} %d\n", reasons[i],
                              in->paused_reason && strcmp(in->paused_reason, reasons[i]) == 0);
-    if (err == OBX_OK && in->nheld) /* a family without samples is not valid exposition */
-        err = family(b, "outbox_channel_held", "gauge",
-                     "1 for each channel paused by outbox pause, POST /v1/pause or the "
-                     "dashboard: its messages are held.");
-    for (size_t i = 0; err == OBX_OK && i < in->nheld; i++) {
-        err = obx_buf_puts(b, "outbox_channel_held{channel=\"");
-        if (err == OBX_OK)
-            err = label_value(b, in->held_channels[i]);
-        if (err == OBX_OK)
-            err = obx_buf_puts(b, "\"} 1\n");
-    }
+    if (err == OBX_OK)
+        err = held_family(b, "outbox_channel_held", "channel",
+                          "1 for each channel paused by outbox pause, POST /v1/pause or the "
+                          "dashboard: its messages are held.",
+                          in->held_channels, in->nheld);
+    if (err == OBX_OK)
+        err = held_family(b, "outbox_tenant_held", "tenant",
+                          "1 for each tenant paused by outbox pause --tenant, POST /v1/pause or "
+                          "the dashboard: the messages of all its channels are held.",
+                          in->held_tenants, in->nheld_tenants);
     if (err == OBX_OK)
         err = family(b, "outbox_rate_limit_requests_per_second", "gauge",
                      "Configured pacing of requests per API key (0 = unlimited).");

@@ -40,6 +40,8 @@ struct obx_metrics_input {
     int64_t webhook_events_by_outcome[7]; /* see obx_metrics_webhook_outcomes */
     const char *const *held_channels;     /* channels paused (held), SPEC §13 */
     size_t nheld;
+    const char *const *held_tenants; /* tenants paused (held) */
+    size_t nheld_tenants;
     /* delivery (worker) */
     const int64_t *attempts_by_status;  /* OBX_STATUS_SLOTS entries */
     const int64_t *attempts_by_outcome; /* 6 entries, enum obx_outcome order */

@@ -408,19 +408,15 @@ file_size(const char *path)
 
 /* Gathers every module's counters and the database figures for GET /metrics. */
 
-/* The held channels, copied out of the pause rows for the metrics. */
+/* The held channels or tenants, copied out of the pause rows for the metrics. */
 struct held {
     char **v;
     size_t n, cap;
 };
 
 static int
-collect_held(void *ctx, const struct obx_pause_row *p)
+add_held(struct held *h, const char *key)
 {
-    struct held *h = ctx;
-
-    if (strcmp(p->scope, OBX_PAUSE_CHANNEL) != 0)
-        return 0;
     if (h->n == h->cap) {
         size_t ncap = h->cap ? h->cap * 2 : 8;
         char **nv = obx_realloc(h->v, ncap * sizeof *nv);
@@ -429,8 +425,16 @@ collect_held(void *ctx, const struct obx_pause_row *p)
         h->v = nv;
         h->cap = ncap;
     }
-    h->v[h->n] = obx_strdup(p->key);
+    h->v[h->n] = obx_strdup(key);
     return h->v[h->n++] == NULL;
+}
+
+static void
+held_release(struct held *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        obx_free(h->v[i]);
+    obx_free(h->v);
 }
 
 /* What /metrics reads from the store: on the loop on SQLite, on the store thread (between
@@ -441,9 +445,17 @@ struct metrics_reads {
     int64_t inbox_by_state[4];
     int64_t webhook_events_by_outcome[7];
     int64_t db_bytes;
-    struct held held; /* channel pauses: SQLite's only so far */
+    struct held held, held_tenants; /* the open pauses */
     struct obx_tenant_stats_set ts;
 };
+
+static int
+collect_held(void *ctx, const struct obx_pause_row *p)
+{
+    struct metrics_reads *m = ctx;
+
+    return add_held(strcmp(p->scope, OBX_PAUSE_CHANNEL) == 0 ? &m->held : &m->held_tenants, p->key);
+}
 
 static void *
 collect_metrics(struct obx_store *st, void *ctx, enum obx_err *errp)
@@ -461,8 +473,8 @@ collect_metrics(struct obx_store *st, void *ctx, enum obx_err *errp)
                                          m->webhook_events_by_outcome);
     if (err == OBX_OK)
         err = obx_query_db_bytes(st, &m->db_bytes);
-    if (err == OBX_OK && !obx_store_pg_in_use(st))
-        err = obx_store_dash_pauses(st, collect_held, &m->held);
+    if (err == OBX_OK)
+        err = obx_store_dash_pauses(st, collect_held, m);
     if (err == OBX_OK)
         err = obx_store_tenant_stats_collect(st, &m->ts);
     *errp = err;
@@ -531,6 +543,8 @@ render_metrics(void *ctx, void *reads, enum obx_err err, struct obx_buf *b)
     }
     in.held_channels = (const char *const *)m->held.v;
     in.nheld = m->held.n;
+    in.held_tenants = (const char *const *)m->held_tenants.v;
+    in.nheld_tenants = m->held_tenants.n;
     if (err == OBX_OK) {
         obx_worker_tenant_stats(s->worker, &m->ts);
         obx_store_tenant_stats_finish(&m->ts);
@@ -540,9 +554,8 @@ render_metrics(void *ctx, void *reads, enum obx_err err, struct obx_buf *b)
         err = obx_metrics_render(b, &in);
     obx_store_tenant_stats_release(&m->ts);
     obx_free(m->ch);
-    for (size_t i = 0; i < m->held.n; i++)
-        obx_free(m->held.v[i]);
-    obx_free(m->held.v);
+    held_release(&m->held);
+    held_release(&m->held_tenants);
     obx_free(m);
     return err;
 }
@@ -892,13 +905,13 @@ on_pg_notify(void *ctx)
     obx_worker_notify(s->worker);
 }
 
-/* A channel paused on some node: this node sends nothing more of it (SPEC §13). */
+/* A channel or tenant paused on some node: this node sends nothing more of it (SPEC §13). */
 static void
-on_pg_pause(void *ctx, const char *channel_id)
+on_pg_pause(void *ctx, const char *scope, const char *key)
 {
     struct server *s = ctx;
 
-    obx_worker_release_channel(s->worker, channel_id);
+    obx_worker_release_held(s->worker, scope, key);
 }
 
 static void

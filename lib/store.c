@@ -692,8 +692,8 @@ static const char SQL_PICK[] =
     " AND business_id = ?2 AND next_attempt_at_ms <= ?3"
     " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'channel'"
     " AND key = outbox.channel_id AND resumed_at_ms IS NULL)"
-    " AND (tenant IS NULL OR NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'tenant'"
-    " AND key = outbox.tenant AND resumed_at_ms IS NULL))"
+    " AND NOT EXISTS (SELECT 1 FROM pauses WHERE scope = 'tenant'"
+    " AND key = coalesce(?4, 'default') AND resumed_at_ms IS NULL)"
     " ORDER BY priority DESC, business_id, next_attempt_at_ms, id LIMIT 1";
 
 const char *const obx_store_claim_sql[] = {SQL_NEXT_LEVEL, SQL_NEXT_BUSINESS, SQL_PICK, NULL};

@@ -1,11 +1,13 @@
 /* store_dash: pauses, chart history, kept counts and bulk actions for the dashboard. */
 #include "store_dash.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "err.h"
 #include "mem.h"
 #include "store_dash_filter.h"
+#include "store_tenant.h"
 #include "store_pg_dash.h"
 #include "view.h"
 
@@ -150,25 +152,44 @@ obx_store_dash_pauses(struct obx_store *st, obx_pause_fn fn, void *ctx)
     return rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }
 
-/* The overlap of every pause interval of the channel with [since, now]. */
+/*
+ * The pause intervals of the channel and of its tenant that overlap [since, now], clipped to
+ * it, by start: a channel paused while its tenant was too is held once, not twice.
+ */
 static const char SQL_HELD[] =
-    "SELECT coalesce(sum(min(coalesce(resumed_at_ms, ?3), ?3) - max(paused_at_ms, ?2)), 0)"
-    " FROM pauses WHERE scope = 'channel' AND key = ?1"
-    " AND paused_at_ms < ?3 AND coalesce(resumed_at_ms, ?3) > ?2";
+    "SELECT max(paused_at_ms, ?3), min(coalesce(resumed_at_ms, ?4), ?4) FROM pauses"
+    " WHERE ((scope = 'channel' AND key = ?1) OR (scope = 'tenant' AND key = ?2))"
+    " AND paused_at_ms < ?4 AND coalesce(resumed_at_ms, ?4) > ?3 ORDER BY 1";
 
 enum obx_err
-obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, int64_t since_ms,
-                       int64_t now_ms, int64_t *out)
+obx_store_dash_held_ms(struct obx_store *st, const char *channel_id, const char *tenant,
+                       int64_t since_ms, int64_t now_ms, int64_t *out)
 {
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_HELD);
+    int64_t held = 0, end = since_ms; /* the union so far ends at `end` */
+    int rc;
 
     *out = 0;
     if (!s)
         return OBX_EDB;
     obx_db_bind_text(s, 1, channel_id);
-    sqlite3_bind_int64(s, 2, since_ms);
-    sqlite3_bind_int64(s, 3, now_ms);
-    return obx_db_step_int64(s, out);
+    obx_db_bind_text(s, 2, tenant && *tenant ? tenant : "default");
+    sqlite3_bind_int64(s, 3, since_ms);
+    sqlite3_bind_int64(s, 4, now_ms);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t from = sqlite3_column_int64(s, 0), to = sqlite3_column_int64(s, 1);
+        if (from < end)
+            from = end;
+        if (to > from) {
+            held += to - from;
+            end = to;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return obx_err_from_sqlite(rc);
+    *out = held;
+    return OBX_OK;
 }
 
 /* At most 4 rows a minute over the range: 7 days is 40,320 rows read by primary key. */
@@ -594,7 +615,14 @@ obx_store_dash_count_inserted(struct obx_store *st, const struct obx_enq_item *i
 }
 
 static const char SQL_OVERVIEW[] =
-    "SELECT channel_id, state, n FROM state_counts WHERE n <> 0 ORDER BY channel_id";
+    "SELECT s.channel_id, s.state, s.n, coalesce(t.tenant, 'default') FROM state_counts s"
+    " LEFT JOIN tenant_channels t ON t.channel_id = s.channel_id WHERE s.n <> 0"
+    " ORDER BY s.channel_id";
+
+static const char SQL_OVERVIEW_TENANTS[] =
+    "SELECT coalesce(t.tenant, 'default') AS tenant, s.state, sum(s.n) FROM state_counts s"
+    " LEFT JOIN tenant_channels t ON t.channel_id = s.channel_id WHERE s.n <> 0"
+    " GROUP BY 1, 2 ORDER BY 1";
 
 /* The oldest queued message of a channel: ids grow with time, so the first in (state, id). */
 static const char SQL_OLDEST_QUEUED[] =
@@ -633,7 +661,7 @@ obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
         return obx_store_pg_dash_overview(st, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW);
     struct obx_overview_row r = {0};
-    char channel[1024] = "";
+    char channel[1024] = "", tenant[OBX_TENANT_NAME_MAX + 1] = "";
     enum obx_err err = OBX_OK;
     int rc, stop = 0;
 
@@ -649,10 +677,12 @@ obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
         if (strcmp(c, channel) != 0) {
             if (channel[0]) {
                 r.channel_id = channel;
+                r.tenant = tenant;
                 stop = emit_overview(st, &r, fn, ctx, &err);
             }
             memset(&r, 0, sizeof r);
             memcpy(channel, c, strlen(c) + 1);
+            snprintf(tenant, sizeof tenant, "%s", (const char *)sqlite3_column_text(s, 3));
         }
         r.counts[state] = sqlite3_column_int64(s, 2);
     }
@@ -661,9 +691,49 @@ obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
     sqlite3_reset(s);
     if (!stop && rc == SQLITE_DONE && channel[0]) {
         r.channel_id = channel;
+        r.tenant = tenant;
         emit_overview(st, &r, fn, ctx, &err);
     }
     if (err != OBX_OK)
         return err;
+    return stop || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+enum obx_err
+obx_store_dash_overview_tenants(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    if (st->pg)
+        return obx_store_pg_dash_overview_tenants(st, fn, ctx);
+    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW_TENANTS);
+    struct obx_overview_row r = {0};
+    char tenant[OBX_TENANT_NAME_MAX + 1] = "";
+    int rc, stop = 0;
+
+    if (!s)
+        return OBX_EDB;
+    /* Rows come grouped by tenant; each is emitted when the next one starts. */
+    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        int state = obx_store_state_parse((const char *)sqlite3_column_text(s, 1));
+
+        if (!t || strlen(t) >= sizeof tenant || state < 0)
+            continue;
+        if (strcmp(t, tenant) != 0) {
+            if (tenant[0]) {
+                r.tenant = tenant;
+                stop = fn(ctx, &r);
+            }
+            memset(&r, 0, sizeof r);
+            memcpy(tenant, t, strlen(t) + 1);
+        }
+        r.counts[state] = sqlite3_column_int64(s, 2);
+    }
+    if (!stop)
+        rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
+    sqlite3_reset(s);
+    if (!stop && rc == SQLITE_DONE && tenant[0]) {
+        r.tenant = tenant;
+        fn(ctx, &r);
+    }
     return stop || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }

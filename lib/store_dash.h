@@ -52,12 +52,13 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_append_holds(struct obx_store *st, st
 OBX_MUST_CHECK enum obx_err obx_store_dash_holds(struct obx_store *st, struct obx_buf *b);
 
 /*
- * How long the channel was held between since_ms and now_ms: max_age does not count it.
+ * How long the channel or its tenant ("" or NULL: default) was held between since_ms and
+ * now_ms, overlaps counted once: max_age does not count it.
  * Only asked when a message is about to fail by age, so the interval scan is rare.
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_held_ms(struct obx_store *st, const char *channel_id,
-                                                   int64_t since_ms, int64_t now_ms,
-                                                   int64_t *out /* OUT */);
+                                                   const char *tenant, int64_t since_ms,
+                                                   int64_t now_ms, int64_t *out /* OUT */);
 
 /* Counts of one kind per bucket: sent, accepted, failed, confirmed. */
 struct obx_history_point {
@@ -174,11 +175,12 @@ OBX_MUST_CHECK enum obx_err obx_store_dash_count_inserted(struct obx_store *st,
                                                           const struct obx_enq_item *items,
                                                           size_t n);
 
-/* One channel's line of the overview. */
+/* One channel's line of the overview, or one tenant's (channel_id NULL). */
 struct obx_overview_row {
     const char *channel_id;
+    const char *tenant;           /* the owner; "default" when no tenant owns the channel */
     int64_t counts[OBX_N_STATES]; /* indexed by enum obx_state */
-    int64_t oldest_queued_at_ms;  /* 0 = nothing queued */
+    int64_t oldest_queued_at_ms;  /* 0 = nothing queued (channels only) */
 };
 typedef int (*obx_overview_fn)(void *ctx, const struct obx_overview_row *r);
 
@@ -188,5 +190,10 @@ typedef int (*obx_overview_fn)(void *ctx, const struct obx_overview_row *r);
  */
 OBX_MUST_CHECK enum obx_err obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn,
                                                     void *ctx);
+
+/* The same counts summed per tenant (SPEC §13: counts per state, tenant and channel), by
+ * name; "default" sums the channels no tenant owns. */
+OBX_MUST_CHECK enum obx_err obx_store_dash_overview_tenants(struct obx_store *st,
+                                                            obx_overview_fn fn, void *ctx);
 
 #endif

@@ -380,42 +380,46 @@ fence_key(const char *tenant)
     " SELECT d.id, w.ord FROM w CROSS JOIN LATERAL (SELECT id FROM outbox WHERE " TENANT_MATCH \
     " AND state = 'queued' AND head AND next_attempt_at_ms <= $2::bigint"                      \
     " AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.resumed_at_ms IS NULL"                    \
-    "  AND p.scope = 'channel' AND p.key = outbox.channel_id)"                                 \
+    "  AND ((p.scope = 'channel' AND p.key = outbox.channel_id)"                               \
+    "   OR (p.scope = 'tenant' AND p.key = coalesce(outbox.tenant, 'default'))))"              \
     " ORDER BY tenant, priority DESC, next_attempt_at_ms, id LIMIT w.want"                     \
     " FOR UPDATE SKIP LOCKED) d"
 
-static const char SQL_CLAIM[] = "WITH " HELD_SQL(
-    "$6",
-    "$7") ","
-          " w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $5::integer[], $6::text[],"
-          " $8::bigint[]) WITH ORDINALITY AS w(tenant, want, fence, epoch, ord) WHERE " HELD_BY(
-              "w") "),"
-                   " due AS (" CLAIM_DUE(
-                       "tenant = w.tenant") " WHERE w.tenant IS NOT NULL"
-                                            " UNION ALL" CLAIM_DUE(
-                                                "tenant IS NULL") " WHERE w.tenant IS NULL),"
-                                                                  " c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"
-                                                                  " state_at_ms = $2::bigint, lease_token = $3::bigint,"
-                                                                  " lease_expires_at_ms = $2::bigint + $4::bigint FROM due WHERE o.id = due.id"
-                                                                  " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"
-                                                                  " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"
-                                                                  " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"
-                                                                  " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms,"
-                                                                  " coalesce((SELECT tc.readonly::integer FROM tenant_channels tc"
-                                                                  "  WHERE tc.channel_id = o.channel_id), -1) AS readonly, due.ord,"
-                                                                  /* Time held by pauses since it
-                                                                     was created: max_age does not
-                                                                     count it (SPEC §13). */
-                                                                  " (SELECT coalesce(sum(least(coalesce(p.resumed_at_ms, $2::bigint), $2::bigint)"
-                                                                  "  - greatest(p.paused_at_ms, o.created_at_ms)), 0) FROM pauses p"
-                                                                  "  WHERE p.scope = 'channel' AND p.key = o.channel_id"
-                                                                  "  AND p.paused_at_ms < $2::bigint"
-                                                                  "  AND coalesce(p.resumed_at_ms, $2::bigint) > o.created_at_ms) AS held_ms)"
-                                                                  /* One row even when nothing was
-                                                                     due: it says how many leases
-                                                                     were held. */
-                                                                  " SELECT c.*, h.n FROM (SELECT count(*) AS n FROM held) h LEFT JOIN c ON true"
-                                                                  " ORDER BY c.ord, c.priority DESC, c.next_attempt_at_ms, c.id";
+/*
+ * Time claimed message o was held since it was created, by pauses of its channel or of its
+ * tenant, overlaps counted once (range_agg merges them): max_age does not count it (SPEC
+ * §13). An interval is never reversed, even when o was stamped by a clock ahead of $2's.
+ */
+#define HELD_MS                                                                                     \
+    " (SELECT coalesce(sum(upper(r) - lower(r)), 0) FROM unnest((SELECT"                            \
+    "  range_agg(int8range(b.lo, greatest(b.lo, b.hi))) FROM (SELECT"                               \
+    "  greatest(p.paused_at_ms, o.created_at_ms) AS lo,"                                            \
+    "  least(coalesce(p.resumed_at_ms, $2::bigint), $2::bigint) AS hi FROM pauses p"                \
+    "  WHERE ((p.scope = 'channel' AND p.key = o.channel_id)"                                       \
+    "   OR (p.scope = 'tenant' AND p.key = coalesce(o.tenant, 'default')))"                         \
+    "  AND p.paused_at_ms < $2::bigint AND coalesce(p.resumed_at_ms, $2::bigint) > o.created_at_ms" \
+    " ) b)) r) AS held_ms"
+
+/* clang-format off */
+static const char SQL_CLAIM[] =
+    "WITH " HELD_SQL("$6", "$7") ","
+    " w AS MATERIALIZED (SELECT * FROM unnest($1::text[], $5::integer[], $6::text[],"
+    " $8::bigint[]) WITH ORDINALITY AS w(tenant, want, fence, epoch, ord) WHERE " HELD_BY("w") "),"
+    " due AS (" CLAIM_DUE("tenant = w.tenant") " WHERE w.tenant IS NOT NULL"
+    " UNION ALL" CLAIM_DUE("tenant IS NULL") " WHERE w.tenant IS NULL),"
+    " c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"
+    " state_at_ms = $2::bigint, lease_token = $3::bigint,"
+    " lease_expires_at_ms = $2::bigint + $4::bigint FROM due WHERE o.id = due.id"
+    " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"
+    " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"
+    " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"
+    " o.created_at_ms, coalesce(o.accepted_at_ms, 0), o.tenant, o.next_attempt_at_ms,"
+    " coalesce((SELECT tc.readonly::integer FROM tenant_channels tc"
+    "  WHERE tc.channel_id = o.channel_id), -1) AS readonly, due.ord," HELD_MS ")"
+    /* One row even when nothing was due: it says how many leases were held. */
+    " SELECT c.*, h.n FROM (SELECT count(*) AS n FROM held) h LEFT JOIN c ON true"
+    " ORDER BY c.ord, c.priority DESC, c.next_attempt_at_ms, c.id";
+/* clang-format on */
 
 /* Row i's strings (columns 1..8). */
 static enum obx_err
@@ -1204,9 +1208,7 @@ enum obx_err
 obx_store_pg_status(struct obx_pg *pg, int64_t counts[OBX_PG_STATES], obx_store_pg_node_fn on_node,
                     void *ctx)
 {
-    PGconn *c = obx_pg_conn(pg);
-    PGresult *r = PQexec(c, SQL_STATE_COUNTS);
-    enum obx_err err = OBX_OK;
+    PGresult *r = PQexec(obx_pg_conn(pg), SQL_STATE_COUNTS);
 
     memset(counts, 0, sizeof(int64_t) * OBX_PG_STATES);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -1219,7 +1221,15 @@ obx_store_pg_status(struct obx_pg *pg, int64_t counts[OBX_PG_STATES], obx_store_
             if (strcmp(PQgetvalue(r, i, 0), obx_store_pg_state_names[k]) == 0)
                 counts[k] = col_int(r, i, 1);
     PQclear(r);
-    r = PQexec(c, SQL_NODES);
+    return obx_store_pg_list_nodes(pg, on_node, ctx);
+}
+
+enum obx_err
+obx_store_pg_list_nodes(struct obx_pg *pg, obx_store_pg_node_fn on_node, void *ctx)
+{
+    PGresult *r = PQexec(obx_pg_conn(pg), SQL_NODES);
+    enum obx_err err = OBX_OK;
+
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         obx_pg_set_error(pg, PQresultErrorMessage(r));
         err = OBX_EDB;
@@ -1233,4 +1243,10 @@ obx_store_pg_status(struct obx_pg *pg, int64_t counts[OBX_PG_STATES], obx_store_
     }
     PQclear(r);
     return err;
+}
+
+enum obx_err
+obx_store_pg_list_nodes_of(struct obx_store *st, obx_store_pg_node_fn on_node, void *ctx)
+{
+    return st->pg ? obx_store_pg_list_nodes(st->pg, on_node, ctx) : OBX_OK;
 }

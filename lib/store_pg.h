@@ -158,6 +158,14 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_status(struct obx_pg *pg,
                                                 int64_t counts[OBX_PG_STATES] /* OUT */,
                                                 obx_store_pg_node_fn on_node, void *ctx);
 
+/* Only the nodes of obx_store_pg_status, live ones first. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_list_nodes(struct obx_pg *pg, obx_store_pg_node_fn on_node,
+                                                    void *ctx);
+
+/* The same on serve's store (store thread); on SQLite there are none: OBX_OK, no call. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_list_nodes_of(struct obx_store *st,
+                                                       obx_store_pg_node_fn on_node, void *ctx);
+
 /* obx_store_confirm_timeouts and obx_store_recover on PostgreSQL (serve's periodic jobs). */
 OBX_MUST_CHECK enum obx_err obx_store_pg_confirm_timeouts(struct obx_store *st, int64_t max_resends,
                                                           int64_t *resent /* OUT */,

@@ -136,9 +136,20 @@ obx_store_pg_dash_compact(struct obx_store *st)
 
 /* The counts folded so far plus the deltas not folded yet; channels in byte order. */
 static const char SQL_OVERVIEW[] =
-    "SELECT channel_id, state, sum(n) FROM (SELECT channel_id, state, n FROM state_counts"
+    "SELECT x.channel_id, x.state, sum(x.n), min(coalesce(t.tenant, 'default'))"
+    " FROM (SELECT channel_id, state, n FROM state_counts"
     " UNION ALL SELECT channel_id, state, d FROM count_deltas) x"
-    " GROUP BY channel_id, state HAVING sum(n) <> 0 ORDER BY channel_id COLLATE \"C\", state";
+    " LEFT JOIN tenant_channels t ON t.channel_id = x.channel_id"
+    " GROUP BY x.channel_id, x.state HAVING sum(x.n) <> 0"
+    " ORDER BY x.channel_id COLLATE \"C\", x.state";
+
+static const char SQL_OVERVIEW_TENANTS[] =
+    "SELECT coalesce(t.tenant, 'default'), x.state, sum(x.n)"
+    " FROM (SELECT channel_id, state, n FROM state_counts"
+    " UNION ALL SELECT channel_id, state, d FROM count_deltas) x"
+    " LEFT JOIN tenant_channels t ON t.channel_id = x.channel_id"
+    " GROUP BY 1, 2 HAVING sum(x.n) <> 0"
+    " ORDER BY coalesce(t.tenant, 'default') COLLATE \"C\", 2";
 
 static const char SQL_OLDEST_QUEUED[] =
     "SELECT created_at_ms FROM outbox WHERE state = 'queued' AND channel_id = $1"
@@ -184,6 +195,7 @@ obx_store_pg_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
                 stop = emit_overview(st, &row, fn, ctx, &err);
             memset(&row, 0, sizeof row);
             row.channel_id = c;
+            row.tenant = PQgetvalue(r, i, 3);
         }
         row.counts[state] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
     }
@@ -191,6 +203,36 @@ obx_store_pg_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
         emit_overview(st, &row, fn, ctx, &err);
     PQclear(r);
     return err;
+}
+
+enum obx_err
+obx_store_pg_dash_overview_tenants(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    PGresult *r = obx_pg_run(st->pg, SQL_OVERVIEW_TENANTS, 0, NULL, NULL, NULL);
+    struct obx_overview_row row = {0};
+    int stop = 0, n;
+
+    if (!r)
+        return OBX_EDB;
+    n = PQntuples(r);
+    /* Rows come grouped by tenant; each is emitted when the next one starts. */
+    for (int i = 0; i < n && !stop; i++) {
+        const char *t = PQgetvalue(r, i, 0);
+        int state = obx_store_state_parse(PQgetvalue(r, i, 1));
+        if (state < 0)
+            continue;
+        if (!row.tenant || strcmp(row.tenant, t) != 0) {
+            if (row.tenant)
+                stop = fn(ctx, &row);
+            memset(&row, 0, sizeof row);
+            row.tenant = t;
+        }
+        row.counts[state] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    if (!stop && row.tenant)
+        fn(ctx, &row);
+    PQclear(r);
+    return OBX_OK;
 }
 
 enum obx_err

@@ -26,6 +26,8 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_dash_prune_actions(struct obx_store *st
 OBX_MUST_CHECK enum obx_err obx_store_pg_dash_compact(struct obx_store *st);
 
 /* obx_store_dash_overview on PostgreSQL: the kept counts plus the deltas not folded yet. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_dash_overview_tenants(struct obx_store *st,
+                                                               obx_overview_fn fn, void *ctx);
 OBX_MUST_CHECK enum obx_err obx_store_pg_dash_overview(struct obx_store *st, obx_overview_fn fn,
                                                        void *ctx);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "store_dash.h"
 #include "pg.h"
 
 #define RECONNECT_MS 1000
@@ -114,10 +115,14 @@ on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     while ((note = PQnotifies(c)) != NULL) {
-        /* 0010's trigger: "pause <channel_id>"; an insert's payload is empty. */
+        /* 0012's trigger: "pause <channel_id>", "pause-tenant <name>"; an insert's payload
+         * is empty. */
         if (strncmp(note->extra, "pause ", 6) == 0) {
             if (l->pause_fn)
-                l->pause_fn(l->ctx, note->extra + 6);
+                l->pause_fn(l->ctx, OBX_PAUSE_CHANNEL, note->extra + 6);
+        } else if (strncmp(note->extra, "pause-tenant ", 13) == 0) {
+            if (l->pause_fn)
+                l->pause_fn(l->ctx, OBX_PAUSE_TENANT, note->extra + 13);
         } else {
             got++;
         }

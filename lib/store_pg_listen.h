@@ -20,11 +20,12 @@ struct obx_store_pg_listen;
 typedef void (*obx_store_pg_listen_fn)(void *ctx);
 
 /*
- * A channel was paused on some node (0010's trigger): give back what was claimed ahead for
- * it. A pause notified while the listener was away is missed: then only the messages
- * already claimed for that channel may still go (the claim skips it from then on).
+ * A channel or a tenant (scope OBX_PAUSE_CHANNEL or OBX_PAUSE_TENANT) was paused on some
+ * node (0010's and 0012's trigger): give back what was claimed ahead for it. A pause
+ * notified while the listener was away is missed: then only the messages already claimed
+ * for it may still go (the claim skips it from then on).
  */
-typedef void (*obx_store_pg_pause_fn)(void *ctx, const char *channel_id);
+typedef void (*obx_store_pg_pause_fn)(void *ctx, const char *scope, const char *key);
 
 /*
  * Connects (blocking: call it at start-up), LISTENs, and watches the connection on base.

@@ -195,13 +195,14 @@ struct claim_job {
 };
 
 /*
- * A channel paused while claim jobs were outstanding. Those claims may have read the
- * outbox before the pause committed: what they bring of the channel goes back instead of
- * into `ready`. Claims submitted after the pause was heard see its row (SPEC §13).
+ * A channel or tenant paused while claim jobs were outstanding. Those claims may have read
+ * the outbox before the pause committed: what they bring of it goes back instead of into
+ * `ready`. Claims submitted after the pause was heard see its row (SPEC §13).
  */
 #define PAUSE_FENCES_MAX 16
 struct pause_fence {
-    char *channel_id;  /* owned; NULL: every channel (more pauses than fences at once) */
+    int tenant;        /* key names a tenant ("default": the configured key's), else a channel */
+    char *key;         /* owned; NULL: everything (more pauses than fences at once) */
     uint64_t upto_seq; /* claims with seq <= this may predate the pause */
 };
 
@@ -609,7 +610,7 @@ reachable(int status)
     return status != 0 && status != 408 && status < 500;
 }
 
-/* Age toward max_age: time its channel was paused (held) does not count (SPEC §13). */
+/* Age toward max_age: time its channel or tenant was paused (held) does not count (SPEC §13). */
 static int64_t
 age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
 {
@@ -618,8 +619,8 @@ age_ms(struct obx_worker *w, const struct inflight *inf, int64_t now_ms)
     if (obx_store_pg_in_use(w->st))
         return age - inf->c.held_ms; /* the claim counted it: the loop does not read there */
     if (age >= w->cfg->max_age_ms &&
-        obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.created_at_ms, now_ms, &held) ==
-            OBX_OK)
+        obx_store_dash_held_ms(w->st, inf->c.msg.channel_id, inf->c.tenant, inf->c.created_at_ms,
+                               now_ms, &held) == OBX_OK)
         age -= held;
     obx_store_end_reads(w->st); /* the loop's connection must not keep an old snapshot */
     return age;
@@ -1217,15 +1218,26 @@ sweep_gone(struct obx_worker *w)
     }
 }
 
-/* 1 when a message of channel_id claimed by claim seq may have been read before a pause. */
-static int
-fenced(const struct obx_worker *w, uint64_t seq, const char *channel_id)
+/* The name a tenant pause gives lane l's tenant. */
+static const char *
+lane_pause_key(const struct lane *l)
 {
-    for (int i = 0; i < w->nfences; i++)
-        if (seq <= w->fences[i].upto_seq &&
-            (!w->fences[i].channel_id || strcmp(w->fences[i].channel_id, channel_id) == 0))
-            return 1;
-    return 0;
+    return l->name[0] ? l->name : "default";
+}
+
+/* Why c, brought by claim seq, goes back: it may have been read before a pause of its
+ * channel or lane. NULL: it may go. */
+static const char *
+fenced(const struct obx_worker *w, uint64_t seq, const struct lane *l, const struct obx_claimed *c)
+{
+    for (int i = 0; i < w->nfences; i++) {
+        const struct pause_fence *f = &w->fences[i];
+        if (seq > f->upto_seq)
+            continue;
+        if (!f->key || strcmp(f->key, f->tenant ? lane_pause_key(l) : c->msg.channel_id) == 0)
+            return f->tenant ? "released: tenant paused" : "released: channel paused";
+    }
+    return NULL;
 }
 
 /* Fences whose claims have all come back are done with. */
@@ -1240,16 +1252,17 @@ drop_passed_fences(struct obx_worker *w)
             oldest = w->claims[i].seq;
     for (int i = 0; i < w->nfences; i++) {
         if (w->fences[i].upto_seq < oldest)
-            obx_free(w->fences[i].channel_id);
+            obx_free(w->fences[i].key);
         else
             w->fences[kept++] = w->fences[i];
     }
     w->nfences = kept;
 }
 
-/* Claims outstanding now may bring channel_id's messages although it is paused. */
+/* Claims outstanding now may bring messages of the channel or tenant key although it is
+ * paused. */
 static void
-add_pause_fence(struct obx_worker *w, const char *channel_id)
+add_pause_fence(struct obx_worker *w, int tenant, const char *key)
 {
     struct pause_fence *f;
 
@@ -1257,14 +1270,15 @@ add_pause_fence(struct obx_worker *w, const char *channel_id)
     if (!w->claiming)
         return;
     if (w->nfences == PAUSE_FENCES_MAX) {
-        /* Too many pauses within one claim's time: fence every channel instead. */
+        /* Too many pauses within one claim's time: fence everything instead. */
         for (int i = 0; i < w->nfences; i++)
-            obx_free(w->fences[i].channel_id);
+            obx_free(w->fences[i].key);
         w->nfences = 0;
-        channel_id = NULL;
+        key = NULL;
     }
     f = &w->fences[w->nfences];
-    f->channel_id = channel_id ? obx_strdup(channel_id) : NULL; /* NULL on ENOMEM: every one */
+    f->tenant = tenant;
+    f->key = key ? obx_strdup(key) : NULL; /* NULL on ENOMEM: everything */
     f->upto_seq = w->claims_submitted;
     w->nfences++;
 }
@@ -1306,8 +1320,9 @@ on_claimed(void *arg, enum obx_err err)
             inf->lane = l;
             inf->c = c->out[k]; /* now owned by the ready record */
             inf->claimed_mono_ms = now_mono;
-            if (fenced(w, c->seq, inf->c.msg.channel_id))
-                release_one(w, inf, "released: channel paused");
+            const char *why = fenced(w, c->seq, l, &inf->c);
+            if (why)
+                release_one(w, inf, why);
             else
                 push_ready(l, inf);
         }
@@ -1865,8 +1880,6 @@ configure_default(struct obx_worker *w)
     lane_configure(w->def, w->cfg->partoo_api_key, fp,
                    "no default API key (OUTBOX_PARTOO_API_KEY or partoo_api_key_file)", 0, 0, NULL);
     w->has_sealing_key = 0;
-    for (int i = 0; i < w->nfences; i++)
-        obx_free(w->fences[i].channel_id);
     explicit_bzero(w->sealing_key, sizeof w->sealing_key);
     if (!w->cfg->secrets_key_file)
         return;
@@ -2202,6 +2215,8 @@ obx_worker_free(struct obx_worker *w)
         obx_free(b->base_url);
         obx_free(b);
     }
+    for (int i = 0; i < w->nfences; i++)
+        obx_free(w->fences[i].key);
     explicit_bzero(w->sealing_key, sizeof w->sealing_key);
     obx_free(w);
 }
@@ -2232,12 +2247,22 @@ release_lane_channel(struct lane *l, const char *channel_id)
 }
 
 void
-obx_worker_release_channel(struct obx_worker *w, const char *channel_id)
+obx_worker_release_held(struct obx_worker *w, const char *scope, const char *key)
 {
-    add_pause_fence(w, channel_id);
-    release_lane_channel(w->def, channel_id);
+    int tenant = strcmp(scope, OBX_PAUSE_TENANT) == 0;
+
+    add_pause_fence(w, tenant, key);
+    if (!tenant) {
+        release_lane_channel(w->def, key);
+        for (size_t i = 0; i < w->nlanes; i++)
+            release_lane_channel(w->lanes[i], key);
+        return;
+    }
+    if (strcmp(lane_pause_key(w->def), key) == 0)
+        release_lane_ready(w->def, "released: tenant paused");
     for (size_t i = 0; i < w->nlanes; i++)
-        release_lane_channel(w->lanes[i], channel_id);
+        if (strcmp(lane_pause_key(w->lanes[i]), key) == 0)
+            release_lane_ready(w->lanes[i], "released: tenant paused");
 }
 
 void

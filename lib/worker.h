@@ -91,11 +91,13 @@ void obx_worker_nodes_changed(struct obx_worker *w);
 void obx_worker_notify_channel(struct obx_worker *w, const char *channel_id);
 
 /*
- * A channel was paused: its claimed but unsent messages go back to `queued` (recorded as
- * releases) instead of being sent, and so do those that claims outstanding now bring (they
- * may have read the outbox before the pause). Requests already in flight finish.
+ * A channel or a tenant was paused (scope OBX_PAUSE_CHANNEL or OBX_PAUSE_TENANT, key its id
+ * or name, "default" for the configured key's): its claimed but unsent messages go back to
+ * `queued` (recorded as releases) instead of being sent, and so do those that claims
+ * outstanding now bring (they may have read the outbox before the pause). Requests already
+ * in flight finish.
  */
-void obx_worker_release_channel(struct obx_worker *w, const char *channel_id);
+void obx_worker_release_held(struct obx_worker *w, const char *scope, const char *key);
 
 /* Uses a new configuration (rate, API key, log level, limits, secrets_key_file). Resumes
  * the default tenant's auth pause. */

@@ -607,12 +607,15 @@ CREATE UNIQUE INDEX pauses_open ON pauses (scope, key) WHERE resumed_at_ms IS NU
 -- A claimed message's time held: every pause of its channel since it was created.
 CREATE INDEX pauses_key ON pauses (scope, key, paused_at_ms);
 
+-- 0012_tenant_pauses: a tenant's pause says so ("pause-tenant <name>").
 CREATE FUNCTION pause_notify() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
     -- A resume is like an insert: messages may be due.
     PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox',
-                      CASE WHEN TG_OP = 'INSERT' THEN 'pause ' || NEW.key ELSE '' END);
+                      CASE WHEN TG_OP <> 'INSERT' THEN ''
+                           WHEN NEW.scope = 'tenant' THEN 'pause-tenant ' || NEW.key
+                           ELSE 'pause ' || NEW.key END);
     RETURN NULL;
 END $$;
 

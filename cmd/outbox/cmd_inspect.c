@@ -390,6 +390,7 @@ status_postgresql(struct cli *c)
     struct pg_status ps = {.first = 1};
     struct obx_buf nodes, doc;
     struct obx_pg *pg = NULL;
+    struct obx_store *st = NULL; /* the holds (pauses) are read through the store */
     int64_t counts[OBX_PG_STATES];
     char shown[4096], msg[256];
     enum obx_err err;
@@ -410,6 +411,10 @@ status_postgresql(struct cli *c)
         cli_error(c, "cannot read the status: %s (%s)", obx_strerror(err), obx_pg_errmsg(pg));
         goto out;
     }
+    rc = cli_open_store(c, 1, &st);
+    if (rc != CLI_OK)
+        goto out;
+    rc = CLI_FAIL;
     if (c->json) {
         err = obx_buf_puts(&doc, "{\"backend\":\"postgresql\",\"schema\":");
         if (err == OBX_OK)
@@ -420,7 +425,11 @@ status_postgresql(struct cli *c)
             err = obx_buf_printf(&doc, "%s\"%s\":%lld", k ? "," : "", obx_store_pg_state_names[k],
                                  (long long)counts[k]);
         if (err == OBX_OK)
-            err = obx_buf_printf(&doc, "},\"nodes\":[%s]}\n", obx_buf_str(&nodes));
+            err = obx_buf_printf(&doc, "},\"nodes\":[%s],\"holds\":", obx_buf_str(&nodes));
+        if (err == OBX_OK)
+            err = obx_store_dash_holds(st, &doc);
+        if (err == OBX_OK)
+            err = obx_buf_puts(&doc, "}\n");
         if (err != OBX_OK) {
             cli_error(c, "cannot format output: %s", obx_strerror(err));
             goto out;
@@ -435,8 +444,14 @@ status_postgresql(struct cli *c)
     printf("\n\nnodes: %d live, %d gone\n", ps.live, ps.gone);
     if (ps.live + ps.gone)
         cli_table_print(&ps.t, stdout);
+    err = obx_store_dash_pauses(st, print_hold, NULL);
+    if (err != OBX_OK) {
+        cli_error(c, "cannot read the holds: %s", obx_strerror(err));
+        goto out;
+    }
     rc = CLI_OK;
 out:
+    obx_store_free(st);
     cli_table_release(&ps.t);
     obx_buf_release(&nodes);
     obx_buf_release(&doc);

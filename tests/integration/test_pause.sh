@@ -7,7 +7,8 @@
 
 check_usage() { "$OUTBOX_BIN" "$@" --db "$DB" >/dev/null 2>&1; echo $?; }
 assert_eq "pause without --channel is a usage error" "$(check_usage pause)" 2
-assert_eq "pause --tenant is refused (a tenant's channels are paused instead)" "$(check_usage pause --tenant t1)" 2
+assert_eq "pause --tenant of a tenant that does not exist fails" "$(check_usage pause --tenant t1)" 1
+assert_eq "pause with --tenant and --channel is a usage error" "$(check_usage pause --tenant t1 --channel ch)" 2
 assert_eq "pause of a long channel is refused" "$(check_usage pause --channel "$(head -c 300 /dev/zero | tr '\0' x)")" 2
 assert_eq "nothing recorded by refused pauses" "$(sql "$DB" "SELECT count(*) FROM pauses" 2>/dev/null || echo 0)" 0
 

@@ -33,6 +33,12 @@ assert_eq "... counts per channel and state equal the outbox's" \
     "$(jq_py "'\n'.join(sorted(c['channel_id'] + ':' + s + ':' + str(n) for c in d['channels'] for s, n in c['counts'].items() if n))")" \
     "$(real_counts)"
 assert_eq "... the totals" "$(jq_py "d['counts']['queued'], d['counts']['accepted'], d['counts']['failed']")" "10 27 2"
+echo key-tb | "$OUTBOX_BIN" tenant add tb --api-key-stdin --channel b --db "$PG_URI" >/dev/null
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/stats/overview")
+assert_eq "... counts per tenant (channel b is tb's, a the default's)" \
+    "$(jq_py "' '.join(t['tenant'] + ':' + s + ':' + str(n) for t in d['tenants'] for s, n in t['counts'].items() if n)")" \
+    "default:accepted:27 default:failed:2 tb:queued:10"
+assert_eq "... and each channel its tenant" "$(jq_py "' '.join(c['channel_id'] + ':' + c['tenant'] for c in d['channels'])")" "a:default b:tb"
 wait_until 10 '[ "$(q "SELECT count(*) FROM count_deltas")" = 0 ]'
 assert_eq "the deltas are folded within seconds" "$(q "SELECT count(*) FROM count_deltas")" 0
 assert_eq "... and the kept counts equal the outbox's" \

@@ -7,7 +7,10 @@
 #   - /v1/stats on either node shows the hold; the pause and the resume are audit events;
 #   - `outbox resume` on the command line lets them go at once (a resume wakes the nodes);
 #   - time held does not count toward max_age: a message paused longer than max_age and
-#     then answered 500 is retried, not failed.
+#     then answered 500 is retried, not failed;
+#   - a whole tenant's pause (0012: "pause-tenant <name>") made on the other node stops the
+#     sender too; /metrics, `outbox status` and GET /v1/nodes on PostgreSQL; a channel held
+#     while its tenant is held counts once toward max_age.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
@@ -79,5 +82,52 @@ assert_eq "POST /v1/resume: 200" "$code" 200
 wait_until 10 '[ "$(q "SELECT state FROM outbox WHERE external_message_id = '"'old'"'")" != queued ] && [ "$(q "SELECT attempts FROM outbox WHERE external_message_id = '"'old'"'")" -ge 2 ] || [ "$(q "SELECT state FROM outbox WHERE external_message_id = '"'old'"'")" = failed ]'
 assert_eq "held 5 s with max_age 4 s, then a 500: retried and sent, not failed" \
     "$(q "SELECT state || ' ' || attempts FROM outbox WHERE external_message_id = 'old'")" "accepted 2"
+
+# ---- a tenant's pause, made on the node that does not send --------------------------------------
+mock_post faults '{"delay_ms":300}' >/dev/null
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'whole', 'w' || g, 'b', 'c' || g, 'x', 'User' FROM generate_series(1, 40) g" >/dev/null
+wait_until 10 '[ "$(arrived_in whole)" -ge 4 ]'
+code=$(api -X POST "http://127.0.0.1:$OTHER_PORT/v1/pause" -d '{"tenant":"default","reason":"upgrade"}')
+assert_eq "POST /v1/pause {tenant: default} on the node that does not send: 200" "$code" 200
+at_pause=$(arrived_in whole)
+sleep 2
+after=$(( $(arrived_in whole) - at_pause ))
+assert_le "the sending node sent no more of the tenant than in flight, and one round ($after)" "$after" 8
+assert_ge "... what it had claimed ahead was given back" \
+    "$(q "SELECT count(*) FROM transitions WHERE reason = 'released: tenant paused'")" 1
+held=$(arrived_in whole)
+sleep 1
+assert_eq "... and nothing more after that" "$(arrived_in whole)" "$held"
+code=$(api "http://127.0.0.1:$A_PORT/v1/stats")
+assert_contains "/v1/stats shows the tenant's hold" "$(cat "$T/body")" '{"scope":"tenant","tenant":"default","reason":"upgrade"'
+assert_contains "/metrics on PostgreSQL shows it" "$(curl -sS "http://127.0.0.1:$B_PORT/metrics")" 'outbox_tenant_held{tenant="default"} 1'
+assert_contains "outbox status on PostgreSQL shows it" "$("$OUTBOX_BIN" status --db "$PG_URI")" "held: tenant default since"
+assert_contains "... and --json" "$("$OUTBOX_BIN" status --db "$PG_URI" --json)" '"holds":[{"scope":"tenant","tenant":"default"'
+code=$(api "http://127.0.0.1:$OTHER_PORT/v1/nodes")
+assert_eq "GET /v1/nodes: 200" "$code" 200
+assert_contains "... the sending node holds the default tenant" "$(cat "$T/body")" '{"name":"'"$holder"'","live":true,'
+assert_contains "... with its epoch" "$(cat "$T/body")" '"tenants":[{"tenant":"default","epoch":'
+assert_contains "... both nodes live" "$(cat "$T/body")" '"backend":"postgresql","nodes":[{"name":"A","live":true'
+"$OUTBOX_BIN" resume --db "$PG_URI" --tenant default >/dev/null
+mock_post faults '{"delay_ms":0}' >/dev/null
+wait_until 10 '[ "$(arrived_in whole)" = 40 ]'
+assert_eq "outbox resume --tenant default: the tenant's messages all go" "$(arrived_in whole)" 40
+
+# ---- a channel held while its tenant is held counts once ----------------------------------------
+# Past intervals: created 10 s ago, held 9 s ago until 4 s ago by its channel and its tenant.
+# Its age is 5 s (max_age 4 s), so its first 500 fails it; counted twice, it would be 0 s old.
+# The default tenant's real pause above overlaps those 10 s: it goes first (nothing else
+# looks at past pauses but max_age).
+now=$(now_ms)
+q "DELETE FROM pauses WHERE resumed_at_ms IS NOT NULL" >/dev/null
+q "INSERT INTO pauses (scope, key, reason, by, paused_at_ms, resumed_at_ms) VALUES
+   ('channel', 'both', 't', 'cli', $((now - 9000)), $((now - 4000))),
+   ('tenant', 'default', 't', 'cli', $((now - 9000)), $((now - 4000)))" >/dev/null
+mock_post faults '{"script":[500]}' >/dev/null
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, created_at_ms) VALUES ('both', 'twice', 'b', 'ct', 'x', 'User', $((now - 10000)))" >/dev/null
+wait_until 10 '[ "$(q "SELECT state FROM outbox WHERE external_message_id = '"'twice'"'")" = failed ] || [ "$(q "SELECT state FROM outbox WHERE external_message_id = '"'twice'"'")" = accepted ]'
+assert_eq "held by its channel and its tenant at once: counted once toward max_age" \
+    "$(q "SELECT state FROM outbox WHERE external_message_id = 'twice'")" failed
+
 
 finish

@@ -2,7 +2,8 @@
 # The dashboard (SPEC §13) in a real browser: headless Chromium driven by Selenium
 # (tests/integration/ui_browser.py) against a real `outbox serve` with an api_token and the
 # mock Partoo. It does what an operator does (token prompt, overview counts, lookup by id,
-# attempts, retry, bulk cancel after the count, pause/hold/resume, deep-link reload) and
+# attempts, retry, bulk cancel after the count, pause/hold/resume of a channel and of a
+# tenant, the tenants and nodes view, deep-link reload) and
 # fails on any browser console error or request to another origin. Screenshots of every
 # view go to $OBX_BUILD_DIR/ui-screenshots/.
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +24,13 @@ mock_post faults '{"script":[400]}' >/dev/null
 req POST /v1/messages '{"channel_id":"ch-a","external_message_id":"bad-1","business_id":"b1","external_conversation_id":"c-bad","content":"refused once","sender_type":"Consumer"}'
 assert_eq "failing message accepted by the API" "$CODE" 202
 wait_until 10 '[ "$(state_of ch-a bad-1)" = failed ]' || fail "bad-1 did not fail"
+# Two tenants (SPEC §11) beside the configured key's "default", for the tenants view: one
+# through the API, one through the CLI from another process while serve runs.
+req PUT /v1/tenants/acme '{"api_key":"key-acme","rate_limit":"6000/min",
+    "channels":[{"channel_id":"acme-sms"},{"channel_id":"acme-reviews","readonly":true}]}'
+assert_eq "tenant acme registered through the API" "$CODE" 201
+assert_status "tenant globex registered through the CLI" 0 \
+    "$OUTBOX_BIN" tenant add globex --db "$DB" --api-key-stdin --rate-limit 6000/min --channel globex-1 <<<key-globex
 unset TOKEN
 # Five messages created a second apart on 2026-01-01 (plain SQL sets created_at), for the
 # time-range step; sent before the walk so the overview's counts are still.
@@ -52,4 +60,8 @@ assert_eq "held messages used no attempt while paused, then drained" \
     "$(sql "$DB" "SELECT count(*) || ' ' || sum(attempts) FROM outbox WHERE channel_id = 'ch-b' AND state = 'accepted'")" "4 4"
 assert_eq "the pause is recorded with who and when" \
     "$(sql "$DB" "SELECT count(*) FROM pauses WHERE key = 'ch-b' AND by = 'dashboard' AND resumed_at_ms >= paused_at_ms")" 1
+assert_eq "the tenant's pause is recorded with who and when" \
+    "$(sql "$DB" "SELECT count(*) FROM pauses WHERE scope = 'tenant' AND key = 'acme' AND by = 'dashboard' AND resumed_at_ms >= paused_at_ms")" 1
+assert_eq "acme's held message used no attempt while held, then one" \
+    "$(sql "$DB" "SELECT state || ' ' || attempts FROM outbox WHERE channel_id = 'acme-sms' AND external_message_id = 'a-1'")" "accepted 1"
 finish

@@ -103,7 +103,8 @@ def main():
             "failed count on the overview"
         assert text('[data-total="accepted"]') == str(stats["counts"]["accepted"])
         assert text("#holds") == "none"
-        assert "single tenant" in text(".facts")
+        assert d.find_element(By.CSS_SELECTOR, "#tenants-link a").get_attribute("href") == \
+            BASE + "/ui/tenants"
         w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-hour .uplot")))
         shot("overview")
 
@@ -212,9 +213,82 @@ def main():
         w.until(shows_window, "the same three after reloading the deep link")
         assert d.find_element(By.ID, "f-created_after").get_attribute("value")
 
-        step("inbox, tenants, audit views")
+        step("tenants: the registry and the default, with their counts")
+        d.get(BASE + "/ui/tenants")
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#tenants tbody tr")))
+        ov = api("GET", "/v1/stats/overview")
+        rows = d.find_elements(By.CSS_SELECTOR, "#tenants tbody tr")
+        names = sorted(r.get_attribute("data-tenant") for r in rows)
+        assert names == ["acme", "default", "globex"], names
+        acme = '#tenants tr[data-tenant="acme"]'
+        assert api("GET", "/v1/tenants/acme")["key_fingerprint"] in text(acme), text(acme)
+        assert "6000/min" in text(acme), text(acme)
+        hrefs = sorted(a.get_attribute("href")
+                       for a in d.find_elements(By.CSS_SELECTOR, acme + " td.channels a"))
+        assert hrefs == [BASE + "/ui/messages?channel_id=acme-reviews",
+                         BASE + "/ui/messages?channel_id=acme-sms"], hrefs
+        assert "acme-reviews (read-only)" in text(acme + " td.channels")
+        default = [t for t in ov["tenants"] if t["tenant"] == "default"][0]
+        for st in ("queued", "sending", "accepted", "failed"):
+            assert text('[data-tcount="default:%s"]' % st) == str(default["counts"][st]), st
+        assert text('[data-tcount="default:accepted"]') != "0"
+        assert text('[data-hold="acme"]') == "no"
+        shot("tenants")
+
+        step("tenants: nodes, one on SQLite")
+        assert "single node" in text("#single-node"), "the nodes section on SQLite"
+        assert not d.find_elements(By.ID, "nodes")
+
+        step("pause a tenant, its messages are held")
+        received = mock_stats()["received"]
+        d.find_element(By.CSS_SELECTOR, '[data-pause-tenant="acme"]').click()
+        w.until(EC.visibility_of_element_located((By.ID, "confirm-yes")))
+        assert "Pause tenant acme?" in text("#confirm-text"), text("#confirm-text")
+        d.find_element(By.ID, "confirm-yes").click()
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR,
+                                                '[data-resume-tenant="acme"]')))
+        holds = api("GET", "/v1/stats")["holds"]
+        mine = [p for p in holds if p.get("scope") == "tenant" and p.get("tenant") == "acme"]
+        assert len(mine) == 1 and mine[0]["by"] == "dashboard" and \
+            mine[0]["reason"] == "paused from the dashboard", holds
+        assert "by dashboard" in text('[data-hold="acme"]'), text('[data-hold="acme"]')
+        assert d.find_elements(By.CSS_SELECTOR, '[data-pause-tenant="globex"]'), \
+            "only acme is held"
+        api("POST", "/v1/messages", msg("acme-sms", "a-1", "c-a1"))
+        time.sleep(1.0)  # several worker turns: a held message must stay queued
+        assert mock_stats()["received"] == received, "nothing sent while the tenant is held"
+        m = api("GET", "/v1/messages/acme-sms/a-1")
+        assert m["state"] == "queued" and m["attempts"] == 0, m
+        d.find_element(By.ID, "refresh").click()
+        w.until(EC.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, '[data-tcount="acme:queued"]'), "1"))
+        shot("tenants-paused")
+
+        step("the overview shows the tenant's hold")
+        d.get(BASE + "/ui/")
+        w.until(EC.text_to_be_present_in_element((By.ID, "holds"), "tenant acme"))
+        w.until(EC.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, '[data-tenant-hold="acme-sms"]'), "held with tenant acme"))
+        assert not d.find_elements(By.CSS_SELECTOR, '[data-tenant-hold="ch-a"]')
+        assert text('[data-tenant-count="acme:queued"]') == "1", "counts per tenant"
+        shot("overview-tenant-held")
+
+        step("resume the tenant and see it drain")
+        d.get(BASE + "/ui/tenants")
+        w.until(EC.element_to_be_clickable((By.CSS_SELECTOR,
+                                            '[data-resume-tenant="acme"]'))).click()
+        w.until(EC.presence_of_element_located((By.CSS_SELECTOR,
+                                                '[data-pause-tenant="acme"]')))
+        holds = api("GET", "/v1/stats")["holds"]
+        assert not [p for p in holds if p.get("scope") == "tenant"], holds
+        assert text('[data-hold="acme"]') == "no"
+        WebDriverWait(d, WAIT_S).until(
+            lambda _: api("GET", "/v1/messages/acme-sms/a-1")["state"] == "accepted")
+        by_key = mock_stats().get("by_key", {})
+        assert by_key.get("key-acme", {}).get("accepted") == 1, by_key
+
+        step("inbox and audit views")
         for path, css, name in (("/ui/inbox", "#empty, #inbox", "inbox"),
-                                ("/ui/tenants", "#single", "tenants"),
                                 ("/ui/audit", "#verify-btn", "audit")):
             d.get(BASE + path)
             w.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))

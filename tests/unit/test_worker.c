@@ -319,11 +319,12 @@ sending_is(void *arg)
 }
 
 /*
- * A paused channel: what is claimed ahead and not sent yet goes back to `queued` at
- * once; the request in flight finishes; other channels are left alone.
+ * A paused channel or tenant (scope): what is claimed ahead and not sent yet goes back to
+ * `queued` at once; the request in flight finishes; other channels or tenants (other) are
+ * left alone.
  */
 static int
-test_release_channel_returns_claimed_ahead(void)
+release_returns_claimed_ahead(const char *scope, const char *key, const char *other)
 {
     static const char *const kv[] = {"max_inflight", "1", NULL};
     struct fixture f;
@@ -331,6 +332,7 @@ test_release_channel_returns_claimed_ahead(void)
     struct obx_msg m3 = {"ch", "m-3", "b1", "c3", "trois", "Consumer", NULL, NULL, 0};
     enum obx_enqueue_result res;
     int three = 3, one = 1;
+    char sql[200];
     TEST_BEGIN;
 
     CHECK_OK(fixture_start(&f, 0, "ch", kv)); /* the stub holds every request */
@@ -340,15 +342,17 @@ test_release_channel_returns_claimed_ahead(void)
     /* One in flight; the other two claimed ahead (up to 2 x max_inflight wait ready). */
     CHECK(run_until_cond(f.base, stub_got_one, &f.stub));
     CHECK(run_until_cond(f.base, sending_is, &three));
-    obx_worker_release_channel(f.w, "other");
+    obx_worker_release_held(f.w, scope, other);
     obx_storeq_drain(f.q);
     CHECK_INT(testdb_int(path, "SELECT count(*) FROM outbox WHERE state = 'sending'"), 3);
     /* As POST /v1/pause does: the pause is committed (claims skip the channel), then the
      * worker lets go of what it holds. */
-    CHECK_INT(testdb_exec(path, "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) "
-                                "VALUES ('channel', 'ch', 'test', 'api', 0)"),
-              SQLITE_OK);
-    obx_worker_release_channel(f.w, "ch");
+    snprintf(sql, sizeof sql,
+             "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) "
+             "VALUES ('%s', '%s', 'test', 'api', 0)",
+             scope, key);
+    CHECK_INT(testdb_exec(path, sql), SQLITE_OK);
+    obx_worker_release_held(f.w, scope, key);
     CHECK(run_until_cond(f.base, sending_is, &one));
     CHECK_INT(testdb_int(path,
                          "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 0"),
@@ -357,6 +361,19 @@ test_release_channel_returns_claimed_ahead(void)
 end:
     fixture_stop(&f);
     TEST_END;
+}
+
+static int
+test_release_channel_returns_claimed_ahead(void)
+{
+    return release_returns_claimed_ahead("channel", "ch", "other");
+}
+
+/* The default lane's tenant is "default". */
+static int
+test_release_tenant_returns_claimed_ahead(void)
+{
+    return release_returns_claimed_ahead("tenant", "default", "acme");
 }
 
 static int
@@ -455,6 +472,7 @@ main(int argc, char **argv)
         {"401_pauses_the_key", test_401_pauses_the_key},
         {"stop_releases_unanswered", test_stop_releases_unanswered},
         {"release_channel_returns_claimed_ahead", test_release_channel_returns_claimed_ahead},
+        {"release_tenant_returns_claimed_ahead", test_release_tenant_returns_claimed_ahead},
         {"unreachable_opens_the_circuit", test_unreachable_opens_the_circuit},
         {"new_allocation_failures", test_new_allocation_failures},
         {NULL, NULL},

@@ -65,7 +65,7 @@
   function setView(title, ...nodes) {
     for (const c of charts) c.destroy();
     charts = [];
-    main.replaceChildren(h("h1", null, title), ...nodes);
+    main.replaceChildren(h("h1", null, title), ...nodes.filter((n) => n !== null && n !== undefined && n !== false));
     document.title = title + " · outbox";
     const here = location.pathname;
     for (const a of document.querySelectorAll("nav a")) {
@@ -184,7 +184,7 @@
       else if (parts[0] === "messages") await viewMessages(q);
       else if (parts[0] === "conversations" && parts.length === 3) await viewConversation(parts[1], parts[2]);
       else if (parts[0] === "inbox") await viewInbox(q);
-      else if (parts[0] === "tenants") viewTenants();
+      else if (parts[0] === "tenants") await viewTenants();
       else if (parts[0] === "audit") await viewAudit();
       else setView("Not found", h("p", null, "No such view. "), link("/ui/", "Back to the overview"));
     } catch (e) {
@@ -195,10 +195,12 @@
 
   /* ---- overview ------------------------------------------------------------------------ */
 
+  /* Each channel row names its tenant ("default": the configured key's). */
   function countsTable(stats) {
     const head = h("tr", null, h("th", { scope: "col" }, "Channel"), STATES.map((s) => h("th", { scope: "col", class: "num" }, s)),
       h("th", { scope: "col" }, "Oldest queued"), h("th", { scope: "col" }, "Hold"));
     const held = new Set((stats.holds || []).filter((p) => p.scope === "channel").map((p) => p.channel_id));
+    const heldTenants = new Set((stats.holds || []).filter((p) => p.scope === "tenant").map((p) => p.tenant));
     const rows = stats.channels.map((c) =>
       h("tr", null,
         h("th", { scope: "row" }, link("/ui/messages?channel_id=" + enc(c.channel_id), c.channel_id)),
@@ -207,9 +209,22 @@
         h("td", null, fmtAge(c.oldest_queued_age_s)),
         h("td", null, held.has(c.channel_id)
           ? h("button", { type: "button", class: "small", "data-resume": c.channel_id, onclick: () => pauseChannel(c.channel_id, false) }, "Resume")
-          : h("button", { type: "button", class: "small", "data-pause": c.channel_id, onclick: () => pauseChannel(c.channel_id, true) }, "Pause"))));
+          : h("button", { type: "button", class: "small", "data-pause": c.channel_id, onclick: () => pauseChannel(c.channel_id, true) }, "Pause"),
+          heldTenants.has(c.tenant)
+            ? h("span", { class: "hint", "data-tenant-hold": c.channel_id }, " held with tenant ", link("/ui/tenants", c.tenant)) : null)));
     return h("div", { class: "scroll" }, h("table", { class: "grid", id: "channels" },
       h("caption", null, "Messages per state and channel"), h("thead", null, head), h("tbody", null, rows)));
+  }
+
+  /* Messages per state and tenant, when there is more than the configured key's. */
+  function tenantCounts(stats) {
+    const list = stats.tenants || [];
+    if (!list.some((t) => t.tenant !== "default")) return null;
+    const head = h("tr", null, h("th", { scope: "col" }, "Tenant"), STATES.map((s) => h("th", { scope: "col", class: "num" }, s)));
+    return h("div", { class: "scroll" }, h("table", { class: "grid", id: "tenant-counts" },
+      h("caption", null, "Messages per state and tenant"), h("thead", null, head),
+      h("tbody", null, list.map((t) => h("tr", null, h("th", { scope: "row" }, link("/ui/tenants", t.tenant)),
+        STATES.map((s) => h("td", { class: "num", "data-tenant-count": t.tenant + ":" + s }, String(t.counts[s] || 0))))))));
   }
 
   async function pauseChannel(channel, pause) {
@@ -248,19 +263,20 @@
     const holds = stats.holds || [];
     const pausedBy = stats.paused;
     const facts = h("dl", { class: "facts" },
-      h("dt", null, "Tenant"), h("dd", null, "single tenant"),
+      h("dt", null, "Tenants"), h("dd", { id: "tenants-link" }, link("/ui/tenants", "per tenant: counts, pauses, holds and nodes")),
       h("dt", null, "Oldest queued"), h("dd", null, fmtAge(stats.oldest_queued_age_s)),
       h("dt", null, "Sent last minute"), h("dd", null, String(stats.send_rate_per_min)),
       h("dt", null, "Circuit"), h("dd", { id: "circuit" }, stats.circuit === "open" ? "open (Partoo unreachable)" : (stats.circuit || "—").replace("_", "-")),
       h("dt", null, "Sending paused"), h("dd", { id: "paused" }, pausedBy ? pausedBy.reason + (pausedBy.until ? " until " + fmtTime(pausedBy.until) : "") : "no"),
       h("dt", null, "Holds"), h("dd", { id: "holds" }, holds.length ? holds.map((p) =>
-        h("span", { class: "hold" }, p.scope + " " + (p.channel_id || p.tenant) + " (" + p.reason + ", by " + p.by + ", since " + fmtTime(p.since) + ") ")) : "none"));
+        h("span", { class: "hold" }, p.scope + " ", p.scope === "tenant" ? link("/ui/tenants", p.tenant) : p.channel_id,
+          " (" + fmtHold(p) + ") ")) : "none"));
     const sum = (d, k) => d[k].reduce((a, b) => a + b, 0);
     const describe = (d, span) => "Chart, " + span + ": sent " + sum(d, "sent") + ", accepted " + sum(d, "accepted") +
       ", failed " + sum(d, "failed") + ", confirmed " + sum(d, "confirmed") + ".";
     const c1 = h("div", { class: "chart", id: "chart-hour", role: "img", "aria-label": describe(hour, "per minute over the last hour") });
     const c2 = h("div", { class: "chart", id: "chart-week", role: "img", "aria-label": describe(week, "per hour over the last 7 days") });
-    setView("Overview", cards, facts, countsTable(stats),
+    setView("Overview", cards, facts, tenantCounts(stats), countsTable(stats),
       h("section", { "aria-label": "History" }, h("h2", null, "History"), c1, c2));
     chart("Per minute, last hour", hour, 60, c1);
     chart("Per hour, last 7 days", week, 3600, c2);
@@ -480,7 +496,7 @@
         h("tbody", null, rows))));
   }
 
-  /* ---- inbox, tenants, audit -------------------------------------------------------------- */
+  /* ---- inbox and audit --------------------------------------------------------------------- */
 
   async function viewInbox(q) {
     const p = new URLSearchParams({ limit: "100" });
@@ -494,10 +510,6 @@
       h("thead", null, h("tr", null, ["id", "channel", "conversation", "from", "content", "state", ""].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", null, rows))) : h("p", { id: "empty" }, "No reply waits."),
       r.next_cursor ? link("/ui/inbox?cursor=" + enc(r.next_cursor), "Next page") : null);
-  }
-
-  function viewTenants() {
-    setView("Tenants and nodes", h("p", { id: "single" }, "This outbox serves a single tenant on a single node."));
   }
 
   async function viewAudit() {
@@ -540,6 +552,131 @@
         h("button", { type: "button", id: "export-day", onclick: () => download("/v1/audit/export?since_ms=" + since, "audit-24h.jsonl") }, "Last 24 hours"),
         h("button", { type: "button", id: "export-all", onclick: () => download("/v1/audit/export", "audit.jsonl") }, "Everything (100,000 rows per file)")),
       h("p", { class: "hint" }, "On the host: outbox audit export and outbox audit verify."));
+  }
+
+  /* ---- tenants and nodes ------------------------------------------------------------------- */
+
+  const PAUSE_WHY = { auth: "Partoo refused the key", rate_limited: "Partoo answered 429",
+    circuit_open: "Partoo unreachable", no_key: "no API key" };
+  const SHOW_CHANNELS = 20; /* names listed per tenant; the rest are counted */
+
+  function fmtPause(p) {
+    if (!p) return "no";
+    return p.reason + (PAUSE_WHY[p.reason] ? " (" + PAUSE_WHY[p.reason] + ")" : "") + (p.until ? " until " + fmtTime(p.until) : "");
+  }
+
+  function fmtHold(p) {
+    return p.reason + ", by " + p.by + ", since " + fmtTime(p.since);
+  }
+
+  function fmtRate(perMin, configured) {
+    if (perMin === null || perMin === undefined) return configured ? "configured" : "—";
+    return (perMin === 0 ? "unlimited" : perMin + "/min") + (configured ? " (configured)" : "");
+  }
+
+  /* A tenant's channels: how many, then the first names, each a link to its messages. */
+  function channelList(list, truncated) {
+    const shown = list.slice(0, SHOW_CHANNELS);
+    const more = list.length - shown.length;
+    const names = [];
+    shown.forEach((c, i) => {
+      if (i) names.push(", ");
+      names.push(link("/ui/messages?channel_id=" + enc(c.channel_id), c.channel_id), c.readonly ? " (read-only)" : null);
+    });
+    return h("td", { class: "channels" }, h("span", { class: "n" }, list.length + (truncated ? "+" : "")),
+      list.length ? ": " : null, names, more > 0 || truncated ? h("span", { class: "hint" }, " and more") : null);
+  }
+
+  /* One row per tenant: the registry's, by name, then default when it has messages or the
+   * worker knows it. Counts come from the overview's kept counts (no count over the outbox:
+   * SPEC §13, every call < 100 ms with 1,000,000 messages). */
+  function tenantRows(reg, ov) {
+    const regd = new Map(reg.tenants.map((t) => [t.tenant, t]));
+    const counts = new Map((ov.tenants || []).map((t) => [t.tenant, t.counts]));
+    const paused = new Map((ov.tenant_pauses || []).map((p) => [p.tenant, p]));
+    const held = new Map((ov.holds || []).filter((p) => p.scope === "tenant").map((p) => [p.tenant, p]));
+    const names = [...regd.keys()].sort();
+    if (!regd.has("default") && (counts.has("default") || held.has("default") || (paused.has("default") && paused.get("default").reason !== "no_key")))
+      names.push("default");
+    return names.map((name) => {
+      const r = regd.get(name);
+      const c = counts.get(name);
+      const hold = held.get(name);
+      const chans = r ? r.channels : ov.channels.filter((ch) => ch.tenant === "default").map((ch) => ({ channel_id: ch.channel_id, readonly: false }));
+      return h("tr", { "data-tenant": name },
+        h("th", { scope: "row" }, name),
+        h("td", null, r ? h("code", null, r.key_fingerprint) : "configured key"),
+        h("td", { class: "num" }, r ? fmtRate(r.rate_limit_per_min, r.rate_limit_per_min === null) : "configured"),
+        channelList(chans, false),
+        ["queued", "sending", "accepted", "failed"].map((st) => h("td", { class: "num", "data-tcount": name + ":" + st }, String(c ? c[st] || 0 : 0))),
+        h("td", { "data-paused": name }, fmtPause(paused.get(name))),
+        h("td", { class: "held-by", "data-hold": name }, hold ? fmtHold(hold) : "no"),
+        h("td", null, hold
+          ? h("button", { type: "button", class: "small", "data-resume-tenant": name, onclick: () => pauseTenant(name, false) }, "Resume")
+          : h("button", { type: "button", class: "small", "data-pause-tenant": name, onclick: () => pauseTenant(name, true) }, "Pause")));
+    });
+  }
+
+  function tenantsTable(reg, ov) {
+    const rows = tenantRows(reg, ov);
+    if (!rows.length)
+      return h("p", { id: "no-tenants" },
+        "No tenant is configured, and there is no default API key: messages wait queued until a tenant owns their channel. Add one on the host with ",
+        h("code", null, "outbox tenant add NAME --api-key-stdin --channel ID"), " or through the API with ",
+        h("code", null, "PUT /v1/tenants/{name}"), ".");
+    const cols = ["Tenant", "Key fingerprint", "Rate limit", "Channels", "queued", "sending", "accepted", "failed", "Worker pause", "Hold", ""];
+    return h("div", { class: "scroll" }, h("table", { class: "grid", id: "tenants" },
+      h("caption", null, "Tenants: messages per state, pauses and holds"),
+      h("thead", null, h("tr", null, cols.map((t, i) => h("th", { scope: "col", class: i >= 4 && i <= 7 ? "num" : null }, t)))),
+      h("tbody", null, rows)));
+  }
+
+  /* fmtAge for a heartbeat in milliseconds (fmtAge shows 0 as "—"). */
+  function fmtBeat(ms) {
+    if (ms === null || ms === undefined) return "—";
+    return (ms < 1000 ? Math.round(ms) + " ms" : fmtAge(ms / 1000)) + " ago";
+  }
+
+  /* GET /v1/nodes: null (an older server answers 404: nothing is shown), else a section. */
+  function nodesSection(nodes) {
+    if (!nodes) return null;
+    let body;
+    if (nodes.backend === "sqlite")
+      body = h("p", { id: "single-node" }, "A single node: this serve process, on its SQLite file (several nodes need PostgreSQL).");
+    else if (!nodes.nodes.length)
+      body = h("p", { id: "no-nodes" }, "No node has reported yet.");
+    else
+      body = h("div", { class: "scroll" }, h("table", { class: "grid", id: "nodes" },
+        h("caption", null, "Nodes sharing the database and the tenants each sends for"),
+        h("thead", null, h("tr", null, ["Node", "State", "Last beat", "Tenants held"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", null, nodes.nodes.map((n) => h("tr", { "data-node": n.name },
+          h("th", { scope: "row" }, n.name),
+          h("td", { class: n.live ? "ok" : "error" }, n.live ? "live" : "gone"),
+          h("td", null, fmtBeat(n.beat_age_ms)),
+          h("td", null, n.tenants && n.tenants.length ? n.tenants.map((t) => t.tenant + " (epoch " + t.epoch + ")").join(", ") : "none"))))));
+    return h("section", { "aria-label": "Nodes" }, h("h2", null, "Nodes"), body);
+  }
+
+  async function viewTenants() {
+    const [reg, ov, nodes] = await Promise.all([api("GET", "/v1/tenants"), api("GET", "/v1/stats/overview"),
+      api("GET", "/v1/nodes").catch((e) => { if (e.status === 404) return null; throw e; })]);
+    setView("Tenants and nodes",
+      h("div", { class: "bulk" },
+        h("button", { type: "button", id: "refresh", class: "small", onclick: () => viewTenants().catch((e) => say(e.message, true)) }, "Refresh")),
+      tenantsTable(reg, ov),
+      nodesSection(nodes));
+  }
+
+  async function pauseTenant(name, pause) {
+    if (pause && !(await confirmDialog("Pause tenant " + name + "? The queued messages of all its channels are held: nothing is sent and no attempt is used until you resume.", "Pause")))
+      return;
+    try {
+      await api("POST", pause ? "/v1/pause" : "/v1/resume", pause ? { tenant: name, reason: "paused from the dashboard" } : { tenant: name });
+      await viewTenants();
+      say((pause ? "Paused tenant " : "Resumed tenant ") + name);
+    } catch (e) {
+      say(e.message, true);
+    }
   }
 
   /* ---- start --------------------------------------------------------------------------- */
