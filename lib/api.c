@@ -1873,12 +1873,14 @@ struct nodes_doc {
     enum obx_err err;
 };
 
-/* One node's entry; its tenants come as "t1:3,t2:1" (tenant:epoch; a name has no ':'). */
+/* One node's entry, with the tenants it holds. */
 static int
 node_doc(void *ctx, const struct obx_store_pg_node_row *n)
 {
     struct nodes_doc *d = ctx;
     const char *p = n->held;
+    char name[OBX_TENANT_NAME_MAX + 1];
+    int64_t epoch;
     enum obx_err err = obx_buf_puts(d->b, d->n++ ? ",{\"name\":" : "{\"name\":");
 
     if (err == OBX_OK)
@@ -1886,14 +1888,12 @@ node_doc(void *ctx, const struct obx_store_pg_node_row *n)
     if (err == OBX_OK)
         err = obx_buf_printf(d->b, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":[",
                              n->live ? "true" : "false", (long long)n->beat_age_ms);
-    for (int k = 0; err == OBX_OK && *p; k++) {
-        size_t len = strcspn(p, ",");
-        const char *colon = memrchr(p, ':', len);
-        int nlen = (int)(colon ? (size_t)(colon - p) : len);
-
-        err = obx_buf_printf(d->b, "%s{\"tenant\":\"%.*s\",\"epoch\":%lld}", k ? "," : "", nlen, p,
-                             colon ? atoll(colon + 1) : 0LL);
-        p += len + (p[len] == ',');
+    for (int k = 0; err == OBX_OK && obx_store_pg_held_next(&p, name, sizeof name, &epoch); k++) {
+        err = obx_buf_puts(d->b, k ? ",{\"tenant\":" : "{\"tenant\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(d->b, name);
+        if (err == OBX_OK)
+            err = obx_buf_printf(d->b, ",\"epoch\":%lld}", (long long)epoch);
     }
     if (err == OBX_OK)
         err = obx_buf_puts(d->b, "]}");

@@ -1245,6 +1245,24 @@ obx_store_pg_list_nodes(struct obx_pg *pg, obx_store_pg_node_fn on_node, void *c
     return err;
 }
 
+int
+obx_store_pg_held_next(const char **p, char *name, size_t n, int64_t *epoch)
+{
+    const char *s = *p, *colon = NULL;
+    size_t len;
+
+    if (!*s)
+        return 0;
+    len = strcspn(s, ",");
+    for (size_t i = 0; i < len; i++) /* the last ':'; a tenant's name has none (0005) */
+        if (s[i] == ':')
+            colon = s + i;
+    snprintf(name, n, "%.*s", (int)(colon ? (size_t)(colon - s) : len), s);
+    *epoch = colon ? strtoll(colon + 1, NULL, 10) : 0;
+    *p = s + len + (s[len] == ',');
+    return 1;
+}
+
 enum obx_err
 obx_store_pg_list_nodes_of(struct obx_store *st, obx_store_pg_node_fn on_node, void *ctx)
 {

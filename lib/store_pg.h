@@ -150,6 +150,12 @@ struct obx_store_pg_node_row {
 typedef int (*obx_store_pg_node_fn)(void *ctx, const struct obx_store_pg_node_row *n);
 
 /*
+ * Reads the next tenant of a node row's `held` list at *p into name (truncated to n bytes)
+ * and its epoch, and moves *p past it; 0 when the list is done.
+ */
+int obx_store_pg_held_next(const char **p, char *name, size_t n, int64_t *epoch);
+
+/*
  * Counts the messages per state into counts (obx_store_pg_state_names' order; a count of
  * the table, so it reads every row) and calls on_node for every node, live ones first; a
  * non-zero return stops it.

@@ -230,6 +230,101 @@ print_unowned(void *ctx, const char *channel_id)
     return 0;
 }
 
+/* ---- status on PostgreSQL: the nodes (SPEC §12) ------------------------------------------ */
+
+struct pg_status {
+    struct cli_table t;
+    struct obx_buf *json; /* --json: the nodes array being built */
+    int first, live, gone;
+};
+
+static int
+on_pg_node(void *ctx, const struct obx_store_pg_node_row *n)
+{
+    struct pg_status *ps = ctx;
+    struct obx_buf held;
+    const char *p = n->held;
+    char age[32], name[OBX_TENANT_NAME_MAX + 1];
+    const char *row[4];
+    int64_t epoch;
+    enum obx_err err = OBX_OK;
+
+    n->live ? ps->live++ : ps->gone++;
+    if (ps->json) {
+        err = obx_buf_puts(ps->json, ps->first ? "{\"name\":" : ",{\"name\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(ps->json, n->name);
+        if (err == OBX_OK)
+            err = obx_buf_printf(ps->json, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":[",
+                                 n->live ? "true" : "false", (long long)n->beat_age_ms);
+        for (int k = 0; err == OBX_OK && obx_store_pg_held_next(&p, name, sizeof name, &epoch);
+             k++) {
+            err = obx_buf_puts(ps->json, k ? ",{\"tenant\":" : "{\"tenant\":");
+            if (err == OBX_OK)
+                err = obx_buf_json_str(ps->json, name);
+            if (err == OBX_OK)
+                err = obx_buf_printf(ps->json, ",\"epoch\":%lld}", (long long)epoch);
+        }
+        if (err == OBX_OK)
+            err = obx_buf_puts(ps->json, "]}");
+        ps->first = 0;
+        return err != OBX_OK;
+    }
+    obx_buf_init(&held, 1024 * 1024);
+    for (int k = 0; err == OBX_OK && obx_store_pg_held_next(&p, name, sizeof name, &epoch); k++)
+        err = obx_buf_printf(&held, "%s%s (epoch %lld)", k ? ", " : "", name, (long long)epoch);
+    snprintf(age, sizeof age, "%.1f s ago", (double)n->beat_age_ms / 1000.0);
+    row[0] = n->name;
+    row[1] = n->live ? "live" : "gone";
+    row[2] = age;
+    row[3] = held.len ? obx_buf_str(&held) : "-";
+    if (err == OBX_OK && cli_table_add(&ps->t, row) != 0)
+        err = OBX_ENOMEM;
+    obx_buf_release(&held);
+    return err != OBX_OK;
+}
+
+/*
+ * On PostgreSQL, what status adds: the schema and the serve nodes, live or gone, with the
+ * tenants each holds. Text: printed, in place of the serve line of SQLite. JSON (doc not
+ * NULL): "backend", "schema" and "nodes" added to the status document in doc.
+ */
+static enum obx_err
+pg_nodes_section(struct cli *c, struct obx_store *st, struct obx_buf *doc)
+{
+    static const char *const headers[] = {"NODE", "STATE", "BEAT", "TENANTS (EPOCH)"};
+    struct pg_status ps = {.first = 1};
+    struct obx_buf nodes;
+    enum obx_err err;
+
+    if (cli_table_init(&ps.t, 4, headers) != 0)
+        return OBX_ENOMEM;
+    obx_buf_init(&nodes, 64 * 1024 * 1024);
+    ps.json = doc ? &nodes : NULL;
+    err = obx_store_pg_list_nodes_of(st, on_pg_node, &ps);
+    if (err == OBX_OK && doc) {
+        if (doc->len == 0 || obx_buf_str(doc)[doc->len - 1] != '}')
+            err = OBX_EINVAL;
+        else
+            doc->len--; /* reopen the object */
+        if (err == OBX_OK)
+            err = obx_buf_puts(doc, ",\"backend\":\"postgresql\",\"schema\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(doc, c->cfg.db_schema);
+        if (err == OBX_OK)
+            err = obx_buf_printf(doc, ",\"nodes\":[%s]}", obx_buf_str(&nodes));
+    } else if (err == OBX_OK) {
+        printf("PostgreSQL outbox, schema %s\nnodes: %d live, %d gone\n", c->cfg.db_schema, ps.live,
+               ps.gone);
+        if (ps.live + ps.gone)
+            cli_table_print(&ps.t, stdout);
+        printf("\n");
+    }
+    cli_table_release(&ps.t);
+    obx_buf_release(&nodes);
+    return err;
+}
+
 /* One status screen (or JSON document). */
 static int
 status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
@@ -272,9 +367,17 @@ status_once(struct cli *c, struct obx_store *st, struct obx_buf *b)
         err = obx_view_stats(b, s, n, &x);
         if (err == OBX_OK)
             err = obx_store_dash_append_holds(st, b);
+        if (err == OBX_OK && obx_store_pg_in_use(st))
+            err = pg_nodes_section(c, st, b);
         rc = emit(c, b, err);
     } else {
-        print_serve_line(&ss, x.now_ms);
+        if (obx_store_pg_in_use(st)) {
+            err = pg_nodes_section(c, st, NULL);
+            if (err != OBX_OK)
+                cli_error(c, "cannot read the nodes: %s", obx_strerror(err));
+        } else {
+            print_serve_line(&ss, x.now_ms);
+        }
         err = obx_store_dash_pauses(st, print_hold, NULL);
         if (err != OBX_OK)
             cli_error(c, "cannot read the pauses: %s", obx_strerror(err));
@@ -307,158 +410,6 @@ out:
     return rc;
 }
 
-/* ---- status on PostgreSQL (issue 15, in progress): the messages and the nodes --------- */
-
-struct pg_status {
-    struct cli_table t;
-    struct obx_buf *json; /* --json: the nodes array being built */
-    int first, live, gone;
-};
-
-/* "t1:3,t2:1" -> "t1 (epoch 3), t2 (epoch 1)" or a JSON array; appended to out. */
-static enum obx_err
-held_text(const char *held, int json, struct obx_buf *out)
-{
-    enum obx_err err = json ? obx_buf_puts(out, "[") : OBX_OK;
-    const char *p = held;
-
-    while (err == OBX_OK && *p) {
-        size_t len = strcspn(p, ","), colon;
-        char tenant[80];
-        for (colon = len; colon > 0 && p[colon] != ':'; colon--)
-            ;
-        snprintf(tenant, sizeof tenant, "%.*s", (int)(colon < sizeof tenant ? colon : 0), p);
-        if (p != held)
-            err = obx_buf_puts(out, json ? "," : ", ");
-        if (err == OBX_OK && json) {
-            err = obx_buf_puts(out, "{\"tenant\":");
-            if (err == OBX_OK)
-                err = obx_buf_json_str(out, tenant);
-            if (err == OBX_OK)
-                err = obx_buf_printf(out, ",\"epoch\":%.*s}", (int)(len - colon - 1),
-                                     p + colon + 1);
-        } else if (err == OBX_OK) {
-            err = obx_buf_printf(out, "%s (epoch %.*s)", tenant, (int)(len - colon - 1),
-                                 p + colon + 1);
-        }
-        p += len + (p[len] == ',');
-    }
-    return err == OBX_OK && json ? obx_buf_puts(out, "]") : err;
-}
-
-static int
-on_pg_node(void *ctx, const struct obx_store_pg_node_row *n)
-{
-    struct pg_status *ps = ctx;
-    struct obx_buf held;
-    char age[32];
-    const char *row[4];
-    int rc = 0;
-
-    n->live ? ps->live++ : ps->gone++;
-    obx_buf_init(&held, 1024 * 1024);
-    if (ps->json) {
-        enum obx_err err = obx_buf_puts(ps->json, ps->first ? "{\"name\":" : ",{\"name\":");
-        if (err == OBX_OK)
-            err = obx_buf_json_str(ps->json, n->name);
-        if (err == OBX_OK)
-            err = obx_buf_printf(ps->json, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":",
-                                 n->live ? "true" : "false", (long long)n->beat_age_ms);
-        if (err == OBX_OK)
-            err = held_text(n->held, 1, ps->json);
-        if (err == OBX_OK)
-            err = obx_buf_puts(ps->json, "}");
-        rc = err != OBX_OK;
-    } else {
-        snprintf(age, sizeof age, "%.1f s ago", (double)n->beat_age_ms / 1000.0);
-        rc = held_text(n->held, 0, &held) != OBX_OK;
-        row[0] = n->name;
-        row[1] = n->live ? "live" : "gone";
-        row[2] = age;
-        row[3] = held.len ? obx_buf_str(&held) : "-";
-        rc = rc || cli_table_add(&ps->t, row) != 0;
-    }
-    ps->first = 0;
-    obx_buf_release(&held);
-    return rc;
-}
-
-static int
-status_postgresql(struct cli *c)
-{
-    static const char *const headers[] = {"NODE", "STATE", "BEAT", "TENANTS (EPOCH)"};
-    struct pg_status ps = {.first = 1};
-    struct obx_buf nodes, doc;
-    struct obx_pg *pg = NULL;
-    struct obx_store *st = NULL; /* the holds (pauses) are read through the store */
-    int64_t counts[OBX_PG_STATES];
-    char shown[4096], msg[256];
-    enum obx_err err;
-    int rc = CLI_FAIL;
-
-    obx_buf_init(&nodes, 64 * 1024 * 1024);
-    obx_buf_init(&doc, 64 * 1024 * 1024);
-    obx_pg_redact_uri(c->cfg.db, shown, sizeof shown);
-    if (cli_table_init(&ps.t, 4, headers) != 0)
-        goto out;
-    if (obx_pg_open(c->cfg.db, c->cfg.db_schema, &pg, msg, sizeof msg) != OBX_OK) {
-        cli_error(c, "cannot open '%s': %s", shown, msg);
-        goto out;
-    }
-    ps.json = c->json ? &nodes : NULL;
-    err = obx_store_pg_status(pg, counts, on_pg_node, &ps);
-    if (err != OBX_OK) {
-        cli_error(c, "cannot read the status: %s (%s)", obx_strerror(err), obx_pg_errmsg(pg));
-        goto out;
-    }
-    rc = cli_open_store(c, 1, &st);
-    if (rc != CLI_OK)
-        goto out;
-    rc = CLI_FAIL;
-    if (c->json) {
-        err = obx_buf_puts(&doc, "{\"backend\":\"postgresql\",\"schema\":");
-        if (err == OBX_OK)
-            err = obx_buf_json_str(&doc, c->cfg.db_schema);
-        if (err == OBX_OK)
-            err = obx_buf_puts(&doc, ",\"messages\":{");
-        for (int k = 0; k < OBX_PG_STATES && err == OBX_OK; k++)
-            err = obx_buf_printf(&doc, "%s\"%s\":%lld", k ? "," : "", obx_store_pg_state_names[k],
-                                 (long long)counts[k]);
-        if (err == OBX_OK)
-            err = obx_buf_printf(&doc, "},\"nodes\":[%s],\"holds\":", obx_buf_str(&nodes));
-        if (err == OBX_OK)
-            err = obx_store_dash_holds(st, &doc);
-        if (err == OBX_OK)
-            err = obx_buf_puts(&doc, "}\n");
-        if (err != OBX_OK) {
-            cli_error(c, "cannot format output: %s", obx_strerror(err));
-            goto out;
-        }
-        fputs(obx_buf_str(&doc), stdout);
-        rc = CLI_OK;
-        goto out;
-    }
-    printf("PostgreSQL outbox, schema %s\n\nmessages:", c->cfg.db_schema);
-    for (int k = 0; k < OBX_PG_STATES; k++)
-        printf("%s %lld %s", k ? "," : "", (long long)counts[k], obx_store_pg_state_names[k]);
-    printf("\n\nnodes: %d live, %d gone\n", ps.live, ps.gone);
-    if (ps.live + ps.gone)
-        cli_table_print(&ps.t, stdout);
-    err = obx_store_dash_pauses(st, print_hold, NULL);
-    if (err != OBX_OK) {
-        cli_error(c, "cannot read the holds: %s", obx_strerror(err));
-        goto out;
-    }
-    rc = CLI_OK;
-out:
-    obx_store_free(st);
-    cli_table_release(&ps.t);
-    obx_buf_release(&nodes);
-    obx_buf_release(&doc);
-    obx_pg_free(pg);
-    return rc;
-}
-
 int
 cmd_status(int argc, char **argv)
 {
@@ -466,17 +417,18 @@ cmd_status(int argc, char **argv)
     struct cli_opt opts[] = {{"watch", NULL, &watch}, {0}};
     struct cli c = {
         .command = "status",
-        .usage = "usage: outbox status [--watch] [options]\n\n"
-                 "Whether serve runs (and why sending is paused, if it is), then per\n"
-                 "channel: queued, sending, accepted awaiting confirmation,\n"
-                 "unconfirmed (no confirmation after max_resends), confirmed in the\n"
-                 "last 24 h, failed, age of the oldest queued message, messages sent\n"
-                 "in the last minute and the last delivery error; with tenants, per\n"
-                 "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
-                 "channels waiting for a tenant. --watch redraws it every 2 s until\n"
-                 "interrupted. On a PostgreSQL db: the messages per state and the\n"
-                 "serve nodes, live or gone, with the tenants each holds and their\n"
-                 "fencing epochs.\n\n" CLI_COMMON_HELP,
+        .usage =
+            "usage: outbox status [--watch] [options]\n\n"
+            "Whether serve runs (and why sending is paused, if it is), then per\n"
+            "channel: queued, sending, accepted awaiting confirmation,\n"
+            "unconfirmed (no confirmation after max_resends), confirmed in the\n"
+            "last 24 h, failed, age of the oldest queued message, messages sent\n"
+            "in the last minute and the last delivery error; with tenants, per\n"
+            "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
+            "channels waiting for a tenant. --watch redraws it every 2 s until\n"
+            "interrupted. On a PostgreSQL db the same, with the serve nodes, live\n"
+            "or gone, and the tenants each holds with their fencing epochs, in\n"
+            "place of the serve line (its pauses are not published there yet).\n\n" CLI_COMMON_HELP,
         .postgresql_ok = 1};
     struct obx_store *st = NULL;
     struct obx_buf b;
@@ -485,10 +437,6 @@ cmd_status(int argc, char **argv)
     obx_buf_init(&b, 64 * 1024 * 1024);
     if (!cli_start(&c, argc, argv, opts, 0, 0, &rc))
         goto out;
-    if (obx_pg_is_uri(c.cfg.db)) {
-        rc = status_postgresql(&c);
-        goto out;
-    }
     rc = cli_open_store(&c, 0, &st);
     if (rc != CLI_OK)
         goto out;

@@ -113,6 +113,6 @@ assert_eq "status --json: N1 live with its two tenants" "$(printf '%s' "$out" | 
 import json, sys
 d = json.load(sys.stdin)
 n = [x for x in d["nodes"] if x["name"] == "N1"][0]
-print(d["backend"], n["live"], sorted(t["tenant"] for t in n["tenants"]), len(d["nodes"]), "queued" in d["messages"])')" \
+print(d["backend"], n["live"], sorted(t["tenant"] for t in n["tenants"]), len(d["nodes"]), "queued" in d["counts"])')" \
     "postgresql True ['default', 't1'] 2 True"
 finish

@@ -101,7 +101,10 @@ assert_eq "... and nothing more after that" "$(arrived_in whole)" "$held"
 code=$(api "http://127.0.0.1:$A_PORT/v1/stats")
 assert_contains "/v1/stats shows the tenant's hold" "$(cat "$T/body")" '{"scope":"tenant","tenant":"default","reason":"upgrade"'
 assert_contains "/metrics on PostgreSQL shows it" "$(curl -sS "http://127.0.0.1:$B_PORT/metrics")" 'outbox_tenant_held{tenant="default"} 1'
-assert_contains "outbox status on PostgreSQL shows it" "$("$OUTBOX_BIN" status --db "$PG_URI")" "held: tenant default since"
+"$OUTBOX_BIN" status --db "$PG_URI" >"$T/status"
+assert_contains "outbox status on PostgreSQL shows it" "$(cat "$T/status")" "held: tenant default since"
+assert_contains "... and each channel's counts, as on SQLite" "$(grep '^whole ' "$T/status")" "whole"
+assert_contains "... and the nodes" "$(cat "$T/status")" "nodes: 2 live, 0 gone"
 assert_contains "... and --json" "$("$OUTBOX_BIN" status --db "$PG_URI" --json)" '"holds":[{"scope":"tenant","tenant":"default"'
 code=$(api "http://127.0.0.1:$OTHER_PORT/v1/nodes")
 assert_eq "GET /v1/nodes: 200" "$code" 200
