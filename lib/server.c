@@ -905,13 +905,86 @@ on_pg_notify(void *ctx)
     obx_worker_notify(s->worker);
 }
 
-/* A channel or tenant paused on some node: this node sends nothing more of it (SPEC §13). */
+/* The open pauses, read on the store thread for a listener that was away. */
+struct pause_resync {
+    struct obx_storeq_job job;
+    struct server *s;
+    char **scopes, **keys;
+    size_t n, cap;
+};
+
+static int
+collect_pause(void *ctx, const struct obx_pause_row *p)
+{
+    struct pause_resync *r = ctx;
+
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 8;
+        char **ns = obx_realloc(r->scopes, ncap * sizeof *ns);
+        if (ns)
+            r->scopes = ns;
+        char **nk = ns ? obx_realloc(r->keys, ncap * sizeof *nk) : NULL;
+        if (!nk)
+            return 1;
+        r->keys = nk;
+        r->cap = ncap;
+    }
+    r->scopes[r->n] = obx_strdup(p->scope);
+    r->keys[r->n] = obx_strdup(p->key);
+    if (!r->scopes[r->n] || !r->keys[r->n]) {
+        obx_free(r->scopes[r->n]);
+        obx_free(r->keys[r->n]);
+        return 1;
+    }
+    r->n++;
+    return 0;
+}
+
+static enum obx_err
+run_pause_resync(struct obx_store *st, void *arg)
+{
+    return obx_store_dash_pauses(st, collect_pause, arg);
+}
+
+static void
+on_pause_resync(void *arg, enum obx_err err)
+{
+    struct pause_resync *r = arg;
+
+    for (size_t i = 0; i < r->n; i++) {
+        if (err == OBX_OK)
+            obx_worker_release_held(r->s->worker, r->scopes[i], r->keys[i]);
+        obx_free(r->scopes[i]);
+        obx_free(r->keys[i]);
+    }
+    obx_free(r->scopes);
+    obx_free(r->keys);
+    obx_free(r);
+}
+
+/*
+ * A channel or tenant paused on some node: this node sends nothing more of it (SPEC §13).
+ * scope NULL: the listener was away and may have missed some: every open pause is applied.
+ */
 static void
 on_pg_pause(void *ctx, const char *scope, const char *key)
 {
     struct server *s = ctx;
+    struct pause_resync *r;
 
-    obx_worker_release_held(s->worker, scope, key);
+    if (scope) {
+        obx_worker_release_held(s->worker, scope, key);
+        return;
+    }
+    r = obx_calloc(1, sizeof *r);
+    if (!r)
+        return; /* the claim skips them anyway; only what was claimed ahead may go */
+    r->s = s;
+    r->job.run = run_pause_resync;
+    r->job.done = on_pause_resync;
+    r->job.arg = r;
+    r->job.flags = OBX_STOREQ_OWN_TX;
+    obx_storeq_submit(s->q, &r->job);
 }
 
 static void

@@ -95,6 +95,8 @@ on_retry(evutil_socket_t fd, short what, void *arg)
         return;
     }
     l->fn(l->ctx); /* whatever was committed while it was away */
+    if (l->pause_fn)
+        l->pause_fn(l->ctx, NULL, NULL); /* and the pauses it did not hear of */
 }
 
 static void

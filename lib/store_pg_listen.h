@@ -21,9 +21,9 @@ typedef void (*obx_store_pg_listen_fn)(void *ctx);
 
 /*
  * A channel or a tenant (scope OBX_PAUSE_CHANNEL or OBX_PAUSE_TENANT) was paused on some
- * node (0010's and 0012's trigger): give back what was claimed ahead for it. A pause
- * notified while the listener was away is missed: then only the messages already claimed
- * for it may still go (the claim skips it from then on).
+ * node (0010's and 0012's trigger): give back what was claimed ahead for it. scope and key
+ * NULL: the listener is back after a while away and may have missed pauses: look up the
+ * open ones (the claim skipped them all along; only what was claimed ahead may still go).
  */
 typedef void (*obx_store_pg_pause_fn)(void *ctx, const char *scope, const char *key);
 

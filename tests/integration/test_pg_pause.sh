@@ -10,7 +10,9 @@
 #     then answered 500 is retried, not failed;
 #   - a whole tenant's pause (0012: "pause-tenant <name>") made on the other node stops the
 #     sender too; /metrics, `outbox status` and GET /v1/nodes on PostgreSQL; a channel held
-#     while its tenant is held counts once toward max_age.
+#     while its tenant is held counts once toward max_age;
+#   - a listener that was away when a pause was made looks the open pauses up when it is
+#     back: what was claimed ahead for the channel is still given back.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
@@ -132,5 +134,20 @@ wait_until 10 '[ "$(q "SELECT state FROM outbox WHERE external_message_id = '"'t
 assert_eq "held by its channel and its tenant at once: counted once toward max_age" \
     "$(q "SELECT state FROM outbox WHERE external_message_id = 'twice'")" failed
 
+
+# ---- a pause made while the sender's listener was away ------------------------------------------
+# Requests take 1.5 s, so what the sender claimed ahead is still waiting when its listener
+# comes back (it reconnects after a second) and reads the open pauses.
+mock_post faults '{"delay_ms":1500}' >/dev/null
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type) SELECT 'late', 'l' || g, 'b', 'c' || g, 'x', 'User' FROM generate_series(1, 20) g" >/dev/null
+wait_until 10 '[ "$(q "SELECT count(*) FROM outbox WHERE channel_id = '"'late'"' AND state = '"'sending'"'")" -ge 8 ]'
+q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'" >/dev/null
+q "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) VALUES ('channel', 'late', 'unheard', 'cli', outbox_now_ms())" >/dev/null
+wait_until 10 '[ "$(q "SELECT count(*) FROM transitions t JOIN outbox o ON o.id = t.message_id WHERE o.channel_id = '"'late'"' AND t.reason = '"'released: channel paused'"'")" -ge 1 ]'
+assert_ge "a pause missed by the listener: the claimed-ahead messages are given back once it is back" \
+    "$(q "SELECT count(*) FROM transitions t JOIN outbox o ON o.id = t.message_id WHERE o.channel_id = 'late' AND t.reason = 'released: channel paused'")" 1
+sleep 2
+# The 4 in flight, and 4 more if those ended before the listener was back.
+assert_le "... so no more than those in flight, and one round, were sent" "$(arrived_in late)" 8
 
 finish
