@@ -4,6 +4,8 @@
 # over REPS calls (default 20) through curl on loopback.
 #
 #   bench/ui_bench.sh [N]        BUILD=build-dir, REPS=20, KEEP_TMP=1 keeps the database
+#   PG=1 bench/ui_bench.sh [N]   the same on PostgreSQL: a throwaway cluster (Debian's
+#                                packages, tests/integration/pg_cluster.sh) filled alike
 #
 # The database is filled by SQL (10 channels; 90 % accepted, 4 % confirmed, 3 % failed,
 # 2 % cancelled, 1 % queued; 50,000 attempts over the last 7 days) and then served with
@@ -24,8 +26,43 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$OUTBOX" migrate --db "$DB" >/dev/null
 now=$(( $(date +%s) * 1000 ))
+if [ "${PG:-0}" = 1 ]; then
+    OUTBOX_BIN=$OUTBOX
+    . "$ROOT/tests/lib/common.sh"
+    . "$ROOT/tests/integration/pg_cluster.sh"
+    trap 'pg_cluster_stop; cleanup' EXIT
+    pg_cluster_start "$T" || exit 1
+    pg_cluster_durable || exit 1
+    "$OUTBOX" migrate --db "$PG_URI" >/dev/null
+    DB=$PG_URI
+    echo "filling $N messages (PostgreSQL)..." >&2
+    # In transactions of 5,000 rows: the insert trigger takes each conversation's
+    # transaction-scoped lock (0001's outbox_order): PostgreSQL's default lock table holds
+    # about 12,000 (docs/operations.md).
+    for ((from = 1; from <= N; from += 5000)); do
+        to=$((from + 4999 < N ? from + 4999 : N))
+        pg_sql "SET search_path = outbox;
+INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id,
+                    content, sender_type, state, state_reason, state_at_ms, head, attempts,
+                    created_at_ms, accepted_at_ms, conv_seq)
+SELECT 'ch-' || (i % 10), 'm' || i, 'b' || (i % 50), 'c' || (i / 5),
+       'hello from message ' || i, 'Consumer',
+       CASE WHEN i % 100 < 90 THEN 'accepted' WHEN i % 100 < 94 THEN 'confirmed'
+            WHEN i % 100 < 97 THEN 'failed' WHEN i % 100 < 99 THEN 'cancelled' ELSE 'queued' END,
+       'bench', $now - ($N - i) * 600, i % 100 = 99, 1, $now - ($N - i) * 600,
+       $now - ($N - i) * 600, i
+FROM generate_series($from, $to) i" >/dev/null
+    done
+    pg_sql "SET search_path = outbox;
+INSERT INTO attempts (message_id, started_at_ms, duration_ms, http_status, outcome)
+SELECT $N - i * 7, $now - i * 12000, 20, 200, 'accepted' FROM generate_series(1, 50000) i
+WHERE $N - i * 7 > 0;
+SELECT dashboard_compact();" >/dev/null
+    pg_sql "VACUUM ANALYZE outbox.outbox" >/dev/null
+    echo "filled: $(pg_sql "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'outbox'")" >&2
+else
+"$OUTBOX" migrate --db "$DB" >/dev/null
 echo "filling $N messages..." >&2
 sqlite3 "$DB" <<SQL
 PRAGMA journal_mode = WAL;
@@ -50,6 +87,7 @@ INSERT INTO state_counts SELECT channel_id, state, count(*) FROM outbox GROUP BY
 COMMIT;
 SQL
 echo "filled: $(du -h "$DB" | cut -f1)" >&2
+fi
 
 OUTBOX_PARTOO_API_KEY=k "$OUTBOX" serve --db "$DB" --partoo-base-url http://127.0.0.1:9/v2 \
     --api-listen 127.0.0.1:0 --webhook-listen 127.0.0.1:0 >"$T/serve.log" 2>&1 &
@@ -93,7 +131,11 @@ time_route "GET /v1/messages/find?external_message_id" GET "/v1/messages/find?ex
 time_route "GET /v1/messages/{ch}/{id}" GET "/v1/messages/ch-$(( (N - 7) % 10 ))/m$((N - 7))"
 time_route "GET /v1/conversations/{ch}/{conv}" GET "/v1/conversations/ch-1/c$((N / 10))"
 time_route "GET /v1/inbox" GET '/v1/inbox?limit=100'
+time_route "GET /v1/tenants (tenants view)" GET /v1/tenants
+time_route "GET /v1/nodes (tenants view)" GET /v1/nodes
 time_route "POST /v1/pause" POST /v1/pause '{"channel_id":"ch-5"}'
 time_route "POST /v1/resume" POST /v1/resume '{"channel_id":"ch-5"}'
+time_route "POST /v1/pause (tenant)" POST /v1/pause '{"tenant":"default"}'
+time_route "POST /v1/resume (tenant)" POST /v1/resume '{"tenant":"default"}'
 time_route "POST /v1/messages/cancel (empty set)" POST '/v1/messages/cancel?channel_id=none'
 time_route "GET /v1/audit/verify (on a click)" GET /v1/audit/verify "" 3

@@ -50,6 +50,9 @@
 #define MAX_BATCH 1000
 #define MAX_SEGMENTS 8
 #define MAX_GROUP_ITEMS 20000 /* commit at once past this many pending items */
+/* On PostgreSQL fewer: each conversation written is a lock held until the COMMIT
+ * (OBX_STOREQ_PG_GROUP_WEIGHT). A batch may take a group past it by MAX_BATCH - 1. */
+#define MAX_GROUP_ITEMS_PG 2000
 #define READY_AFTER_FAILURE_MS 2000
 #define READYZ_PROBE_MS 1000 /* at most one write probe per second (on_readyz) */
 
@@ -398,7 +401,7 @@ schedule_commit(struct obx_api *api)
 {
     struct timeval now = {0, 0};
 
-    if (api->group.n >= MAX_GROUP_ITEMS)
+    if (api->group.n >= (obx_store_pg_in_use(api->st) ? MAX_GROUP_ITEMS_PG : MAX_GROUP_ITEMS))
         event_active(api->commit_ev, EV_TIMEOUT, 1);
     else if (!evtimer_pending(api->commit_ev, NULL))
         evtimer_add(api->commit_ev, &now);
@@ -642,6 +645,7 @@ on_commit(evutil_socket_t fd, short what, void *arg)
     c->job.run = run_commit;
     c->job.done = on_committed;
     c->job.arg = c;
+    c->job.weight = (int64_t)c->g.n;
     api->committing++;
     obx_storeq_submit(api->q, &c->job);
 }

@@ -112,7 +112,8 @@ run_group(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs, in
 }
 
 /*
- * PostgreSQL: the same group commit. A connection lost meanwhile is opened again first; a
+ * PostgreSQL: the same group commit, of jobs up to OBX_STOREQ_PG_GROUP_WEIGHT conversations
+ * (the rest go in the next group). A connection lost meanwhile is opened again first; a
  * group that finds none fails (and each job's owner tries again, as after a failed commit).
  * Each store_pg call works at a savepoint of the group's transaction (pg.h).
  */
@@ -122,10 +123,15 @@ run_group_pg(struct obx_storeq *q, struct obx_storeq_job *first, int64_t *njobs,
     struct obx_pg *pg = q->st->pg;
     struct obx_storeq_job *j, *end;
     enum obx_err err = obx_pg_revive(pg);
+    int64_t weight = 0;
 
     if (err == OBX_OK)
         err = obx_pg_group_begin(pg);
     for (j = first; j && !(j->flags & OBX_STOREQ_OWN_TX); j = j->next) {
+        int64_t w = j->weight > 0 ? j->weight : 1;
+        if (j != first && weight + w > OBX_STOREQ_PG_GROUP_WEIGHT)
+            break;
+        weight += w;
         (*njobs)++;
         j->err = err != OBX_OK ? err : j->run(q->st, j->arg);
     }

@@ -35,12 +35,24 @@ typedef void (*obx_storeq_done_fn)(void *arg, enum obx_err err);
 /* Flags of a job. */
 #define OBX_STOREQ_OWN_TX 1 /* run() opens its own transactions (retention, checkpoints) */
 
+/*
+ * Most conversations one PostgreSQL transaction of the store thread writes into. Each takes
+ * a transaction-scoped lock (0001's outbox_order and outbox_line_change), one entry of the
+ * server's shared lock table until the COMMIT; that table holds about 12,000 on a default
+ * server (max_locks_per_transaction 64 x max_connections 100), shared by every session.
+ * Past it a statement fails with "out of shared memory" (docs/schema.md).
+ */
+#define OBX_STOREQ_PG_GROUP_WEIGHT 4000
+
 /* One unit of work. Owned by the submitter, who must keep it alive until done() runs. */
 struct obx_storeq_job {
     obx_storeq_run_fn run;
     obx_storeq_done_fn done; /* may be NULL */
     void *arg;
     int flags;
+    /* The conversations it may write into, at most (0 counts as 1): on PostgreSQL a group
+     * takes jobs up to OBX_STOREQ_PG_GROUP_WEIGHT of them (and always one). */
+    int64_t weight;
     /* private to store_queue.c */
     enum obx_err err;
     int sync_done;

@@ -270,6 +270,7 @@ on_commit(evutil_socket_t fd, short what, void *arg)
     wh->npending = 0;
     wh->sj.cfg = wh->cfg;
     wh->sj.now_ms = obx_now_ms(obx_clock_real());
+    wh->sj.job.weight = (int64_t)wh->sj.n; /* a confirmation may end a message's place in line */
     wh->storing = 1;
     obx_storeq_submit(wh->q, &wh->sj.job);
 }

@@ -567,6 +567,7 @@ submit_finish(struct obx_worker *w)
     f->job.run = run_finish;
     f->job.done = on_finished;
     f->job.arg = f;
+    f->job.weight = (int64_t)f->n;
     w->nfinishing++;
     obx_storeq_submit(w->q, &f->job);
 }
