@@ -56,6 +56,12 @@ code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages/count?channel_id=b&created_a
 assert_eq "... any state, a created_at window" "$(jq_py "d['count']")" 10
 code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages/find?external_message_id=b4")
 assert_eq "GET /v1/messages/find: the channel holding it" "$(jq_py "[m['channel_id'] for m in d['matches']]")" "['b']"
+# The same id in three channels (one sorting between a and b, one after): each is found, in
+# byte order, through the key index one channel at a time.
+q "INSERT INTO outbox (channel_id, external_message_id, business_id, external_conversation_id, content, sender_type, next_attempt_at_ms) VALUES ('Z', 'b4', 'b', 'cz', 'x', 'User', 9000000000000), ('ab', 'b4', 'b', 'cz', 'x', 'User', 9000000000000), ('c', 'b4', 'b', 'cz', 'x', 'User', 9000000000000)" >/dev/null
+code=$(api "http://127.0.0.1:$NODE_PORT/v1/messages/find?external_message_id=b4")
+assert_eq "... in every channel that has it" "$(jq_py "[m['channel_id'] for m in d['matches']]")" "['Z', 'ab', 'b', 'c']"
+q "DELETE FROM outbox WHERE channel_id IN ('Z', 'ab', 'c')" >/dev/null
 code=$(api "http://127.0.0.1:$NODE_PORT/v1/conversations/b/cb?limit=3")
 assert_eq "GET /v1/conversations: its line, the head first" \
     "$(jq_py "[m['external_message_id'] for m in d['messages']], d['messages'][0]['head'], d['truncated']")" \
