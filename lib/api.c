@@ -396,13 +396,19 @@ parse_post(struct obx_api *api, struct evhttp_request *req, struct post *p)
 static void reply_single(const struct obx_enq_item *items, struct post *p, struct obx_buf *b);
 static void reply_batch(const struct obx_enq_item *items, struct post *p, struct obx_buf *b);
 
+static void on_commit(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * The group goes to the store once this loop turn is done, or at once when it is full:
+ * requests that came together are read in the same turn, and would all join it first.
+ */
 static void
 schedule_commit(struct obx_api *api)
 {
     struct timeval now = {0, 0};
 
     if (api->group.n >= (obx_store_pg_in_use(api->st) ? MAX_GROUP_ITEMS_PG : MAX_GROUP_ITEMS))
-        event_active(api->commit_ev, EV_TIMEOUT, 1);
+        on_commit(-1, 0, api);
     else if (!evtimer_pending(api->commit_ev, NULL))
         evtimer_add(api->commit_ev, &now);
 }
