@@ -8,16 +8,16 @@ leaves the dashboard's origin.
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.request
 
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from ui_driver import collect_problems, mock_stats as ui_mock_stats, start_chromium, step
+from ui_driver import text as ui_text
 
 BASE = os.environ["OBX_UI_URL"]
 TOKEN = os.environ["OBX_UI_TOKEN"]
@@ -36,8 +36,7 @@ def api(method, path, body=None):
 
 
 def mock_stats():
-    with urllib.request.urlopen(MOCK + "/_mock/stats", timeout=10) as resp:
-        return json.loads(resp.read())
+    return ui_mock_stats(MOCK)
 
 
 def msg(channel, ext, conv):
@@ -46,20 +45,9 @@ def msg(channel, ext, conv):
             "sender_type": "Consumer"}
 
 
-def step(name):
-    print("step:", name, flush=True)
-
 
 def main():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1280,900", "--no-first-run", "--disable-extensions",
-              "--disable-background-networking", "--disable-component-update",
-              "--user-data-dir=" + tempfile.mkdtemp(dir=os.environ.get("OBX_UI_TMP"))):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    d = start_chromium(os.environ.get("OBX_UI_TMP"))
     w = WebDriverWait(d, WAIT_S)
     problems = []
     origin = BASE.rstrip("/")
@@ -68,22 +56,10 @@ def main():
         d.save_screenshot(os.path.join(SHOTS, name + ".png"))
 
     def check_logs():
-        for e in d.get_log("browser"):
-            if e.get("level") == "SEVERE":
-                problems.append("console error: " + e.get("message", ""))
-        for e in d.get_log("performance"):
-            m = json.loads(e["message"])["message"]
-            if m.get("method") == "Network.requestWillBeSent":
-                url = m["params"]["request"]["url"]
-                # chrome:// and the like are the browser's own pages (a new tab), not the
-                # dashboard's requests.
-                if url.split(":", 1)[0] in ("chrome", "chrome-untrusted", "devtools", "about"):
-                    continue
-                if not (url.startswith(origin + "/") or url.startswith("data:")):
-                    problems.append("request to another origin: " + url)
+        collect_problems(d, origin, problems)
 
     def text(css):
-        return d.find_element(By.CSS_SELECTOR, css).text
+        return ui_text(d, css)
 
     try:
         step("token prompt")
