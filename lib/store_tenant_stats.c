@@ -221,6 +221,34 @@ pg_text(PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+/*
+ * A tenant's sending paused, as its node recorded it with its attempts (0002's
+ * tenant_pacing): SQLite has the running serve's publication instead (service_state); here
+ * any node may hold the tenant, and the pacing row is what they share.
+ */
+static const char SQL_PACING_PG[] =
+    "SELECT tenant, CASE WHEN auth_paused THEN 'auth' ELSE 'rate_limited' END,"
+    " CASE WHEN auth_paused THEN 0 ELSE paused_until_ms END FROM tenant_pacing"
+    " WHERE auth_paused OR paused_until_ms > outbox_now_ms()";
+
+static enum obx_err
+read_pacing_pg(struct obx_store *st, struct obx_tenant_stats_set *s)
+{
+    PGresult *r = obx_pg_run(st->pg, SQL_PACING_PG, 0, NULL, NULL, NULL);
+
+    if (!r)
+        return OBX_EDB;
+    for (int i = 0; i < PQntuples(r); i++) {
+        size_t k = find_index(s, PQgetvalue(r, i, 0));
+        if (k == s->n)
+            continue;
+        snprintf(s->v[k].paused_reason, sizeof s->v[k].paused_reason, "%s", PQgetvalue(r, i, 1));
+        s->v[k].paused_until_ms = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    PQclear(r);
+    return OBX_OK;
+}
+
 static enum obx_err
 read_all_pg(struct obx_store *st, struct obx_tenant_stats_set *s)
 {
@@ -256,7 +284,7 @@ read_all_pg(struct obx_store *st, struct obx_tenant_stats_set *s)
         if (k == 0)
             s->by_name = 1; /* sorted by name from here: find_sorted may search */
     }
-    return err;
+    return err == OBX_OK ? read_pacing_pg(st, s) : err;
 }
 
 enum obx_err

@@ -417,18 +417,18 @@ cmd_status(int argc, char **argv)
     struct cli_opt opts[] = {{"watch", NULL, &watch}, {0}};
     struct cli c = {
         .command = "status",
-        .usage =
-            "usage: outbox status [--watch] [options]\n\n"
-            "Whether serve runs (and why sending is paused, if it is), then per\n"
-            "channel: queued, sending, accepted awaiting confirmation,\n"
-            "unconfirmed (no confirmation after max_resends), confirmed in the\n"
-            "last 24 h, failed, age of the oldest queued message, messages sent\n"
-            "in the last minute and the last delivery error; with tenants, per\n"
-            "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
-            "channels waiting for a tenant. --watch redraws it every 2 s until\n"
-            "interrupted. On a PostgreSQL db the same, with the serve nodes, live\n"
-            "or gone, and the tenants each holds with their fencing epochs, in\n"
-            "place of the serve line (its pauses are not published there yet).\n\n" CLI_COMMON_HELP,
+        .usage = "usage: outbox status [--watch] [options]\n\n"
+                 "Whether serve runs (and why sending is paused, if it is), then per\n"
+                 "channel: queued, sending, accepted awaiting confirmation,\n"
+                 "unconfirmed (no confirmation after max_resends), confirmed in the\n"
+                 "last 24 h, failed, age of the oldest queued message, messages sent\n"
+                 "in the last minute and the last delivery error; with tenants, per\n"
+                 "tenant (the first 20 by backlog) its counts, pace and pause, and the\n"
+                 "channels waiting for a tenant. --watch redraws it every 2 s until\n"
+                 "interrupted. On a PostgreSQL db the same, with the serve nodes, live\n"
+                 "or gone, and the tenants each holds with their fencing epochs, in\n"
+                 "place of the serve line; a tenant's pause (auth, rate_limited) is the\n"
+                 "one its node recorded with its attempts.\n\n" CLI_COMMON_HELP,
         .postgresql_ok = 1};
     struct obx_store *st = NULL;
     struct obx_buf b;
