@@ -298,6 +298,10 @@ test_relay_through_store_thread(void)
               1);
     CHECK_INT(f.stub.nseen, 1);
 end:
+    /* As serve stops: the relay's jobs still queued run, and their done callbacks, while the
+     * inbox exists (ThreadSanitizer saw one read the freed inbox). */
+    if (q)
+        obx_storeq_drain(q);
     obx_inbox_free(f.ib);
     f.ib = NULL;
     if (q)
