@@ -361,46 +361,78 @@ chain_events(struct obx_store *st, const struct obx_audit_seal *from,
     return c.err != OBX_OK ? c.err : err;
 }
 
-/*
- * Seals the events written since the last seal, at most max transitions and max attempts,
- * into one audit_seals row. prev: the chain's hash after the legacy rows.
- */
-static enum obx_err
-seal_events(struct obx_store *st, int max, const unsigned char *key, const char *legacy_prev,
-            int64_t *sealed)
+enum obx_err
+obx_audit_seal_prepare(struct obx_store *st, int max, struct obx_audit_seal_plan *p)
 {
-    struct obx_audit_seal last, next;
-    char prev[65];
-    int64_t n = 0, at_ms = 0;
-    int any = 0;
-    enum obx_err err = obx_store_audit_last_seal(st, &last);
+    const unsigned char *key = NULL;
+    int left = 0;
+    enum obx_err err = seal_key(st, &key);
 
+    memset(p, 0, sizeof *p);
+    p->keyed = key != NULL;
     if (err == OBX_OK)
-        err = obx_store_audit_next_seal(st, &last, max, &next, &any);
-    if (err != OBX_OK || !any)
+        err = seal_rows(st, max, key, p->prev, &p->sealed, &left);
+    if (err != OBX_OK || left)
+        return err; /* legacy rows first: events after them, next time */
+    err = obx_store_audit_last_seal(st, &p->last);
+    if (err == OBX_OK)
+        err = obx_store_audit_next_seal(st, &p->last, max, &p->next, &p->any);
+    if (err != OBX_OK || !p->any)
         return err; /* or nothing new */
     /* The migration's base row has no hash: the chain goes on from the legacy rows. */
-    snprintf(prev, sizeof prev, "%s", last.hash[0] ? last.hash : legacy_prev);
-    err = hash_messages(st);
-    if (err == OBX_OK)
-        err = chain_events(st, &last, &next, key, prev, &n, &at_ms, NULL, NULL);
+    if (p->last.hash[0])
+        memcpy(p->prev, p->last.hash, sizeof p->prev);
+    /* Before the range is read: its attempts carry their messages' hashes. */
+    return hash_messages(st);
+}
+
+enum obx_err
+obx_audit_seal_chain(struct obx_store *st, struct obx_audit_seal_plan *p)
+{
+    int64_t n = 0, at_ms = 0;
+    char prev[65];
+    enum obx_err err;
+
+    if (!p->any)
+        return OBX_OK;
+    if (p->keyed && !st->audit_keyed)
+        return OBX_ECONFIG;
+    memcpy(prev, p->prev, sizeof prev);
+    err = chain_events(st, &p->last, &p->next, p->keyed ? st->audit_key : NULL, prev, &n, &at_ms,
+                       NULL, NULL);
     if (err != OBX_OK)
         return err;
-    next.events = n;
-    next.at_ms = at_ms;
-    memcpy(next.hash, prev, sizeof next.hash);
-    err = obx_store_audit_add_seal(st, &next);
+    p->next.events = n;
+    p->next.at_ms = at_ms;
+    memcpy(p->next.hash, prev, sizeof p->next.hash);
+    return OBX_OK;
+}
+
+enum obx_err
+obx_audit_seal_finish(struct obx_store *st, const struct obx_audit_seal_plan *p, int64_t *sealed)
+{
+    struct obx_audit_seal now;
+    enum obx_err err;
+
+    *sealed = p->sealed;
+    if (!p->any)
+        return OBX_OK;
+    /* Another seal since prepare (retention seals before it prunes): this one would fork
+     * the chain from the same seal. Its events are sealed again from the new head. */
+    err = obx_store_audit_last_seal(st, &now);
+    if (err != OBX_OK || now.id != p->last.id)
+        return err;
+    err = obx_store_audit_add_seal(st, &p->next);
     if (err == OBX_OK)
-        *sealed += n;
+        *sealed += p->next.events;
     return err;
 }
 
 enum obx_err
 obx_audit_seal(struct obx_store *st, int max, int64_t *sealed)
 {
-    const unsigned char *key = NULL;
-    char prev[65];
-    int left = 0, got = 0;
+    struct obx_audit_seal_plan p;
+    int got = 0;
     enum obx_err err = obx_store_tx_begin(st);
 
     *sealed = 0;
@@ -408,11 +440,11 @@ obx_audit_seal(struct obx_store *st, int max, int64_t *sealed)
     if (err == OBX_OK)
         err = obx_store_audit_lock(st, &got);
     if (err == OBX_OK && got)
-        err = seal_key(st, &key);
+        err = obx_audit_seal_prepare(st, max, &p);
     if (err == OBX_OK && got)
-        err = seal_rows(st, max, key, prev, sealed, &left);
-    if (err == OBX_OK && got && !left)
-        err = seal_events(st, max, key, prev, sealed);
+        err = obx_audit_seal_chain(st, &p);
+    if (err == OBX_OK && got)
+        err = obx_audit_seal_finish(st, &p, sealed);
     err = obx_store_tx_end(st, err);
     if (err != OBX_OK)
         *sealed = 0;

@@ -62,6 +62,7 @@
 #define OBX_AUDIT_H
 
 #include "store.h"
+#include "store_audit.h"
 
 #define OBX_AUDIT_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -88,6 +89,30 @@ OBX_MUST_CHECK enum obx_err obx_audit_check_key(struct obx_store *st, char *errm
  */
 OBX_MUST_CHECK enum obx_err obx_audit_seal(struct obx_store *st, int max,
                                            int64_t *sealed /* OUT */);
+
+/*
+ * A seal in three steps, for serve on SQLite: the store thread is the one writer there, and
+ * reading and hashing the events (most of a seal's time) can run on another thread's
+ * connection meanwhile. prepare (the writer, in its transaction): the keyed segment's start,
+ * legacy rows, the messages' sent_sha256, and the range to seal. chain (any connection that
+ * sees prepare's commit): reads and hashes the range. finish (the writer): stores the seal,
+ * unless another seal came after prepare (then nothing: the range is sealed again later).
+ * obx_audit_seal runs the three in one transaction.
+ */
+struct obx_audit_seal_plan {
+    struct obx_audit_seal last, next; /* the head at prepare; the seal to add */
+    char prev[65];                    /* the hash the range chains onto */
+    int keyed;                        /* chained with the key (the chain's store has it) */
+    int any;                          /* the range holds events */
+    int64_t sealed;                   /* legacy rows sealed by prepare */
+};
+OBX_MUST_CHECK enum obx_err obx_audit_seal_prepare(struct obx_store *st, int max,
+                                                   struct obx_audit_seal_plan *p /* OUT */);
+OBX_MUST_CHECK enum obx_err obx_audit_seal_chain(struct obx_store *st,
+                                                 struct obx_audit_seal_plan *p);
+OBX_MUST_CHECK enum obx_err obx_audit_seal_finish(struct obx_store *st,
+                                                  const struct obx_audit_seal_plan *p,
+                                                  int64_t *sealed /* OUT */);
 
 struct obx_audit_report {
     int64_t checked;      /* sealed rows recomputed */

@@ -14,7 +14,6 @@
  */
 #include "cron.h"
 
-#include "audit.h"
 #include "store_pg_dash.h"
 #include "log.h"
 #include "mem.h"
@@ -24,13 +23,6 @@
 #define OBX_MODULE "cron"
 
 #define TICK_MS 1000
-/*
- * Rows per seal job. A busy drain writes ~35,000 audit rows a second; sealing them in one
- * job held the store thread (and every commit behind it) for 100-250 ms, long enough to
- * fill every send slot and cost 2,000 paced tenants a tenth of their tokens. A full batch
- * asks for "more", so a backlog is sealed in slices MORE_GAP_MS apart.
- */
-#define SEAL_BATCH 4000
 /* A retention step in the loop delays every request that arrives meanwhile: keep it short. */
 #define SERVE_RETENTION_STEP_MS 5
 /*
@@ -80,8 +72,6 @@ struct slot {
 static int prepare_confirmations(struct obx_cron *c, struct slot *sl);
 static int run_confirmations(struct obx_store *st, struct slot *sl);
 static void after_confirmations(struct obx_cron *c, struct slot *sl);
-static int run_audit_seal(struct obx_store *st, struct slot *sl);
-static void after_audit_seal(struct obx_cron *c, struct slot *sl);
 static int prepare_counts(struct obx_cron *c, struct slot *sl);
 static int run_counts(struct obx_store *st, struct slot *sl);
 static int run_leases(struct obx_store *st, struct slot *sl);
@@ -98,9 +88,6 @@ static const struct job jobs[] = {
     /* Overdue confirmations: re-send with the same key, or give up (unconfirmed). */
     {"confirmations", 1000, 1000, 0, 0, 1, prepare_confirmations, run_confirmations,
      after_confirmations},
-    /* Audit rows written since the last tick join the hash chain (PostgreSQL: a thread of
-     * its own, lib/store_pg_sealer.c, so that sealing overlaps delivery). */
-    {"audit_seal", 1000, 1000, 0, 0, 0, NULL, run_audit_seal, after_audit_seal},
     /* PostgreSQL: the dashboard's counts fold their deltas (0011_dashboard.sql). */
     {"counts", 1000, 1000, 0, 0, 1, prepare_counts, run_counts, NULL},
     /* Leases of requests that never came back (a lost transfer) return to the queue. */
@@ -174,21 +161,6 @@ after_confirmations(struct obx_cron *c, struct slot *sl)
     if (sl->n2)
         obx_log(OBX_LOG_WARN, "messages left unconfirmed after max_resends",
                 OBX_KI("count", sl->n2), OBX_KI("max_resends", cfg_of(c)->max_resends));
-}
-
-static int
-run_audit_seal(struct obx_store *st, struct slot *sl)
-{
-    sl->err = obx_audit_seal(st, SEAL_BATCH, &sl->n1);
-    return sl->err == OBX_OK && sl->n1 >= SEAL_BATCH;
-}
-
-static void
-after_audit_seal(struct obx_cron *c, struct slot *sl)
-{
-    (void)c;
-    if (sl->err != OBX_OK)
-        obx_log(OBX_LOG_WARN, "cannot seal the audit log; will retry");
 }
 
 /* SQLite keeps its counts as rows change: nothing to fold there. */

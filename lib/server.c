@@ -31,6 +31,7 @@
 #include "store_dash.h"
 #include "inbox.h"
 #include "reconcile.h"
+#include "sealer.h"
 #include "log.h"
 #include "metrics.h"
 #include "query.h"
@@ -39,7 +40,6 @@
 #include "pg.h"
 #include "store_pg.h"
 #include "store_pg_listen.h"
-#include "store_pg_sealer.h"
 #include "store_pg_nodes.h"
 #include "store_queue.h"
 #include "store_tenant_stats.h"
@@ -95,7 +95,7 @@ struct server {
     /* PostgreSQL (start_pg): the ear for producers' COMMITs, this node among the others */
     struct obx_store_pg_listen *listen;
     struct obx_store_pg_nodes *nodes;
-    struct obx_store_pg_sealer *sealer; /* the audit chain's seals, beside delivery */
+    struct obx_sealer *sealer; /* the audit chain's seals, beside delivery */
     char node[128];
     char published[512]; /* what was published last, to write only changes */
     int64_t published_mono_ms;
@@ -801,7 +801,7 @@ open_store(struct server *s)
  * needed could be missing. Returns the cap per listener.
  */
 #define FD_FIXED 16
-#define FD_SQLITE 8
+#define FD_SQLITE 12 /* three connections (writer, loop, sealer) and their WAL files */
 #define FD_INBOX (2 * 4 + 4)
 #define FD_VERIFY_POOL 2
 #define FD_LISTENING 2
@@ -886,6 +886,13 @@ start(struct server *s)
     if (err == OBX_OK) {
         struct obx_cron_env env = {s->q, &s->cfg, s->worker, heartbeat, s};
         err = obx_cron_new(s->base, &env, &s->cron);
+    }
+    if (err == OBX_OK) {
+        char msg[512];
+        err = obx_sealer_start_sqlite(s->cfg->db, s->q, s->cfg->audit_key_file, &s->sealer, msg,
+                                      sizeof msg);
+        if (err != OBX_OK)
+            obx_log(OBX_LOG_ERROR, "cannot start the audit sealer", OBX_KS("error", msg));
     }
     if (err == OBX_OK) {
         publish_state(s, 1);
@@ -1100,8 +1107,8 @@ start_pg(struct server *s, size_t conns)
             obx_log(OBX_LOG_ERROR, "cannot join the nodes", OBX_KS("error", msg));
     }
     if (err == OBX_OK) {
-        err = obx_store_pg_sealer_start(s->cfg->db, s->cfg->db_schema, s->node,
-                                        s->cfg->audit_key_file, &s->sealer, msg, sizeof msg);
+        err = obx_sealer_start_pg(s->cfg->db, s->cfg->db_schema, s->node, s->cfg->audit_key_file,
+                                  &s->sealer, msg, sizeof msg);
         if (err != OBX_OK)
             obx_log(OBX_LOG_ERROR, "cannot start the audit sealer", OBX_KS("error", msg));
     }
@@ -1135,7 +1142,7 @@ stop(struct server *s)
     /* After the worker: its last outcomes are written; a clean stop hands the tenants on
      * at once (a killed node's move after node_lease). */
     obx_store_pg_nodes_free(s->nodes, 1);
-    obx_store_pg_sealer_stop(s->sealer); /* after the last outcomes: they are sealed later */
+    obx_sealer_stop(s->sealer); /* after the last outcomes: they are sealed later */
     if (s->reconcile_ev)
         event_free(s->reconcile_ev);
     if (s->sig_term)

@@ -437,7 +437,7 @@ obx_store_audit_seals(struct obx_store *st, int64_t after, obx_audit_seal_fn fn,
     if (st->pg)
         return obx_store_pg_audit_seals(st, after, fn, ctx);
     sqlite3_stmt *s = obx_db_stmt(st->db, SQL_SEALS);
-    struct obx_audit_seal seal;
+    struct obx_audit_seal seal = {0}; /* xact_upto stays 0: SQLite's seals cover id ranges */
     int rc;
 
     if (!s)

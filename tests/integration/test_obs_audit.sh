@@ -213,9 +213,17 @@ tamper "outcome changed" "UPDATE attempts SET outcome = 'accepted' WHERE id = $K
 tamper "response excerpt changed by one byte" \
     "UPDATE attempts SET response_excerpt = coalesce(response_excerpt, '') || ' ' WHERE id = $K"
 tamper "attempt moved to another message" "UPDATE attempts SET message_id = message_id + 1 WHERE id = $K"
+# The message's identity is in each of its events: the first seal with one of them breaks
+# (its claim may be sealed before the attempt, depending on when the sealer ran).
+SK=$S
+S=$(sql "$DB" "SELECT min(id) FROM audit_seals WHERE hash <> '' AND (attempts_upto >= $K OR
+    transitions_upto >= (SELECT min(id) FROM transitions WHERE message_id = $KM))")
 tamper "channel_id changed" "UPDATE audit_messages SET channel_id = 'other' WHERE message_id = $KM"
 tamper "external_message_id changed" \
     "UPDATE audit_messages SET external_message_id = 'm9' WHERE message_id = $KM"
+assert_contains "SQLite's seals are named by their id ranges" "$(cat "$T/verify.out")" \
+    "seal $S: transitions "
+S=$SK
 tamper "what was sent changed" "UPDATE audit_messages SET sent_sha256 = zeroblob(32) WHERE message_id = $KM"
 tamper "attempt deleted" "DELETE FROM attempts WHERE id = $K"
 tamper "an attempt inserted inside the sealed range" \
