@@ -1667,8 +1667,8 @@ on_tenant_pause(void *ctx, const struct obx_worker_tenant *t)
     struct tenant_pauses *p = ctx;
     enum obx_err err;
 
-    if (!t->paused_reason)
-        return 0;
+    if (!t->paused_reason || t->held_elsewhere)
+        return 0; /* another node's lane: not this worker's to report */
     err = obx_buf_puts(p->b, p->n++ ? ",{\"tenant\":" : "{\"tenant\":");
     if (err == OBX_OK)
         err = obx_buf_json_str(p->b, t->name);

@@ -2419,6 +2419,7 @@ fill_tenant(const struct obx_worker *w, const struct lane *l, int64_t now_ms, in
     t->inflight = l->ninflight;
     t->ready = l->nready;
     t->base_url = l->base_url;
+    t->held_elsewhere = w->nodes && !l->epoch;
 }
 
 void
@@ -2451,10 +2452,12 @@ fill_stats_of(void *ctx, const struct obx_worker_tenant *t)
     x->send_rate_per_min = t->send_rate_per_min;
     x->sent_total = t->sent;
     x->rate_limit_per_min = t->rate_limit_per_min;
+    x->no_key = t->is_default && t->no_key != NULL;
+    if (t->held_elsewhere)
+        return 0; /* its pause as its node recorded it (read with the stats) */
     snprintf(x->paused_reason, sizeof x->paused_reason, "%s",
              t->paused_reason ? t->paused_reason : "");
     x->paused_until_ms = t->paused_reason ? t->paused_until_ms : 0;
-    x->no_key = t->is_default && t->no_key != NULL;
     return 0;
 }
 

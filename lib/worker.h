@@ -54,6 +54,9 @@ struct obx_worker_tenant {
     int64_t sent;              /* requests sent since start */
     int inflight, ready;
     const char *base_url; /* NULL: the configured one */
+    /* PostgreSQL: another node sends for it. Its pause is that node's, in the database
+     * (tenant_pacing); this node's lane for it is idle and knows nothing of it. */
+    int held_elsewhere;
 };
 typedef int (*obx_worker_tenant_fn)(void *ctx, const struct obx_worker_tenant *t);
 

@@ -7,7 +7,8 @@
 #     key, paced per key (the mock enforces 300 per 60 s per key: no 429);
 #   - a node killed with SIGKILL: its tenants move to the live nodes, everything delivered;
 #   - a tenant added while the nodes run sends what already waited for its channel;
-#   - the tenant routes (PUT, GET, DELETE /v1/tenants) on any node.
+#   - the tenant routes (PUT, GET, DELETE /v1/tenants) on any node;
+#   - /v1/stats on a node shows the pause of a tenant another node holds, as recorded there.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg_cluster.sh"
 
@@ -99,6 +100,15 @@ code=$(tapi "${url%/tenants}/stats")
 assert_eq "GET /v1/stats: 200, with each tenant's counts and channels" \
     "$code $(python3 -c 'import json,sys; t={x["tenant"]: x for x in json.load(open(sys.argv[1]))["tenants"]}; print(t["t7"]["counts"]["accepted"], t["t1"]["counts"]["accepted"], [c for c in t["t7"]["channels"]])' "$T/tbody")" \
     "200 3 20 ['ch7']"
+# A tenant the other live node holds, paused there by a 429 (its finish records the pause in
+# tenant_pacing): this node's idle lane for it must not report it running.
+other=$(q "SELECT tenant FROM tenant_leases WHERE node NOT IN ('$live', '$victim') AND tenant LIKE 't%' AND expires_at_ms > outbox_now_ms() ORDER BY tenant LIMIT 1")
+q "INSERT INTO tenant_pacing (tenant, paused_until_ms, auth_paused, last_sent_at_ms, updated_at_ms) VALUES ('$other', outbox_now_ms() + 600000, false, 0, outbox_now_ms()) ON CONFLICT (tenant) DO UPDATE SET paused_until_ms = excluded.paused_until_ms" >/dev/null
+code=$(tapi "${url%/tenants}/stats")
+assert_eq "GET /v1/stats on a node that does not hold $other: its holder's pause" \
+    "$code $(python3 -c 'import json,sys; t={x["tenant"]: x for x in json.load(open(sys.argv[1]))["tenants"]}; print((t[sys.argv[2]]["paused"] or {}).get("reason"))' "$T/tbody" "$other")" \
+    "200 rate_limited"
+q "UPDATE tenant_pacing SET paused_until_ms = 0 WHERE tenant = '$other'" >/dev/null
 assert_eq "DELETE /v1/tenants/t7: 200" "$(tapi -X DELETE "$url/t7")" 200
 assert_eq "GET it again: 404" "$(tapi "$url/t7") $(jget "$(cat "$T/tbody")" '$.error.message')" "404 no such tenant"
 
