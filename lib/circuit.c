@@ -118,6 +118,21 @@ obx_circuit_record(struct obx_circuit *c, int success, int64_t now_mono_ms)
     assert(c->open_ms >= c->min_open_ms && c->open_ms <= c->max_open_ms);
 }
 
+void
+obx_circuit_hold_until(struct obx_circuit *c, int64_t until_mono_ms, int64_t now_mono_ms)
+{
+    int64_t rest = until_mono_ms - now_mono_ms;
+
+    if (rest <= 0 || c->state == OBX_CIRCUIT_HALF_OPEN ||
+        (c->state == OBX_CIRCUIT_OPEN && c->open_until_mono_ms >= until_mono_ms))
+        return;
+    c->open_ms = rest < c->min_open_ms   ? c->min_open_ms
+                 : rest > c->max_open_ms ? c->max_open_ms
+                                         : rest;
+    set_open(c, now_mono_ms);
+    c->open_until_mono_ms = until_mono_ms;
+}
+
 int64_t
 obx_circuit_wait_ms(const struct obx_circuit *c, int64_t now_mono_ms)
 {

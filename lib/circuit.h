@@ -65,6 +65,14 @@ void obx_circuit_record(struct obx_circuit *c, int success, int64_t now_mono_ms)
  */
 int64_t obx_circuit_wait_ms(const struct obx_circuit *c, int64_t now_mono_ms);
 
+/*
+ * Another breaker of the same service (a node that held the tenant before, PostgreSQL) was
+ * open until until_mono_ms: this one stays OPEN at least as long, with the open interval that
+ * covers the rest (so a failed probe after it waits twice that). A probe in flight, or a later
+ * opening of its own, wins.
+ */
+void obx_circuit_hold_until(struct obx_circuit *c, int64_t until_mono_ms, int64_t now_mono_ms);
+
 /* "closed", "open", "half_open"; "unknown" for anything else. A fixed string, never NULL. */
 const char *obx_circuit_state_name(enum obx_circuit_state s);
 

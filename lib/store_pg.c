@@ -999,8 +999,8 @@ static const char SQL_REQUEUE_TENANT[] =
     " WHERE state = 'sending' AND tenant IS NOT DISTINCT FROM $1::text";
 
 static const char SQL_PACING_OF[] =
-    "SELECT paused_until_ms, auth_paused, last_sent_at_ms FROM tenant_pacing"
-    " WHERE tenant = $1::text";
+    "SELECT paused_until_ms, auth_paused, last_sent_at_ms, circuit_open_until_ms"
+    " FROM tenant_pacing WHERE tenant = $1::text";
 
 struct requeue_run {
     struct pg_stmt stmt, pacing;
@@ -1028,6 +1028,7 @@ take_requeue(void *ctx, size_t i, PGresult *r)
         rq->out->paused_until_ms = col_int(r, 0, 0);
         rq->out->auth_paused = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
         rq->out->last_sent_at_ms = col_int(r, 0, 2);
+        rq->out->circuit_open_until_ms = col_int(r, 0, 3);
     }
     return OBX_OK;
 }
@@ -1071,6 +1072,56 @@ obx_store_pg_takeover(struct obx_store *st, const char *tenant, int64_t epoch, i
     if (!st->pg)
         return OBX_EINVAL;
     return obx_store_pg_requeue_tenant(st->pg, &fence, tenant, count, pacing);
+}
+
+/*
+ * The circuit of one Partoo base URL as this node's breaker left it, in the pacing of each
+ * tenant it holds and sends there ($1 the tenants, $2 their epochs): open until $3 (wall
+ * clock; 0: closed). Only under the lease: a node that lost a tenant writes nothing for it.
+ * In tenant order, as the finish upserts these rows.
+ */
+static const char SQL_CIRCUIT[] =
+    "INSERT INTO tenant_pacing AS tp (tenant, circuit_open_until_ms, updated_at_ms)"
+    " SELECT l.tenant, $3::bigint, outbox_now_ms()"
+    " FROM unnest($1::text[], $2::bigint[]) AS f(tenant, epoch)"
+    " JOIN tenant_leases l ON l.tenant = f.tenant AND l.epoch = f.epoch AND l.node = $4::text"
+    " AND l.expires_at_ms > outbox_now_ms() ORDER BY l.tenant"
+    " ON CONFLICT (tenant) DO UPDATE SET circuit_open_until_ms = excluded.circuit_open_until_ms,"
+    " updated_at_ms = excluded.updated_at_ms";
+
+enum obx_err
+obx_store_pg_record_circuit(struct obx_store *st, const char *const *tenants, const int64_t *epochs,
+                            size_t n, int64_t open_until_ms)
+{
+    struct obx_buf names, ep;
+    char until[24];
+    const char *vals[4];
+    int64_t changed = 0;
+    enum obx_err err = OBX_OK;
+
+    if (!st->pg)
+        return OBX_EINVAL;
+    obx_buf_init(&names, (size_t)1 << 20);
+    obx_buf_init(&ep, (size_t)1 << 20);
+    for (size_t i = 0; i < n && err == OBX_OK; i++) {
+        err = obx_pg_array_text(&names, tenants[i]);
+        if (err == OBX_OK)
+            err = obx_pg_array_int(&ep, epochs[i], 0);
+    }
+    if (err == OBX_OK)
+        err = obx_pg_array_end(&names);
+    if (err == OBX_OK)
+        err = obx_pg_array_end(&ep);
+    snprintf(until, sizeof until, "%lld", (long long)open_until_ms);
+    vals[0] = obx_buf_str(&names);
+    vals[1] = obx_buf_str(&ep);
+    vals[2] = until;
+    vals[3] = st->node;
+    if (err == OBX_OK)
+        err = obx_pg_tx_change(st->pg, SQL_CIRCUIT, 4, vals, &changed);
+    obx_buf_release(&names);
+    obx_buf_release(&ep);
+    return err;
 }
 
 enum obx_err

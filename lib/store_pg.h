@@ -71,6 +71,7 @@ struct obx_pg_pacing {
     int64_t paused_until_ms;
     int auth_paused;
     int64_t last_sent_at_ms;
+    int64_t circuit_open_until_ms; /* the breaker of the tenant's base URL, open until then */
 };
 
 /*
@@ -90,6 +91,18 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_requeue_tenant(struct obx_pg *pg,
 OBX_MUST_CHECK enum obx_err obx_store_pg_takeover(struct obx_store *st, const char *tenant,
                                                   int64_t epoch, int64_t *count /* OUT */,
                                                   struct obx_pg_pacing *pacing /* OUT */);
+
+/*
+ * A node's circuit breaker for a Partoo base URL opened (until open_until_ms, wall clock) or
+ * closed (0): recorded in the pacing of the n tenants it holds that send there (tenants[i]
+ * under epochs[i]; "default" for the channels no tenant owns), so that a node taking one of
+ * them over does not probe a service that is down before the breaker would have
+ * (obx_store_pg_takeover's pacing). A tenant whose lease moved on is left alone.
+ */
+OBX_MUST_CHECK enum obx_err obx_store_pg_record_circuit(struct obx_store *st,
+                                                        const char *const *tenants,
+                                                        const int64_t *epochs, size_t n,
+                                                        int64_t open_until_ms);
 
 /* A round trip that shows the database answers (serve's /readyz on PostgreSQL). */
 OBX_MUST_CHECK enum obx_err obx_store_pg_ping(struct obx_pg *pg);

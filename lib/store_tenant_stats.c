@@ -222,14 +222,17 @@ pg_text(PGresult *r, int row, int col)
 }
 
 /*
- * A tenant's sending paused, as its node recorded it with its attempts (0002's
+ * A tenant's sending paused, as its node recorded it with its attempts or its breaker (0002's
  * tenant_pacing): SQLite has the running serve's publication instead (service_state); here
  * any node may hold the tenant, and the pacing row is what they share.
  */
 static const char SQL_PACING_PG[] =
-    "SELECT tenant, CASE WHEN auth_paused THEN 'auth' ELSE 'rate_limited' END,"
-    " CASE WHEN auth_paused THEN 0 ELSE paused_until_ms END FROM tenant_pacing"
-    " WHERE auth_paused OR paused_until_ms > outbox_now_ms()";
+    "SELECT tenant, CASE WHEN auth_paused THEN 'auth'"
+    " WHEN paused_until_ms > outbox_now_ms() THEN 'rate_limited' ELSE 'circuit_open' END,"
+    " CASE WHEN auth_paused THEN 0 WHEN paused_until_ms > outbox_now_ms() THEN paused_until_ms"
+    " ELSE circuit_open_until_ms END FROM tenant_pacing"
+    " WHERE auth_paused OR paused_until_ms > outbox_now_ms()"
+    " OR circuit_open_until_ms > outbox_now_ms()";
 
 static enum obx_err
 read_pacing_pg(struct obx_store *st, struct obx_tenant_stats_set *s)

@@ -216,6 +216,21 @@ struct takeover_job {
     struct obx_pg_pacing pacing; /* where the previous holder left the tenant's pacing */
 };
 
+/*
+ * A breaker that opened or closed, written into the pacing of the tenants held here that
+ * send through it (PostgreSQL, obx_store_pg_record_circuit). Nobody waits for it: the next
+ * holder of one of them reads it at its takeover; a write that fails leaves the row as it
+ * was, which costs the next holder no more than a breaker of its own would.
+ */
+struct circuit_job {
+    struct obx_storeq_job job;
+    int64_t open_until_ms; /* wall clock; 0: closed */
+    size_t n;
+    const char **tenants; /* point into names */
+    int64_t *epochs;
+    char (*names)[OBX_TENANT_NAME_MAX + 1];
+};
+
 /* A finish job: the outcomes it writes, moved out of obx_worker.pending. */
 struct finish_job {
     struct obx_storeq_job job;
@@ -837,14 +852,74 @@ breaker_for(struct obx_worker *w, const char *base_url)
     return b;
 }
 
-/* Records an answer (or none); when the breaker closes again, its lanes look at once. */
+static enum obx_err
+run_circuit(struct obx_store *st, void *arg)
+{
+    struct circuit_job *j = arg;
+
+    return obx_store_pg_record_circuit(st, j->tenants, j->epochs, j->n, j->open_until_ms);
+}
+
+static void
+on_circuit(void *arg, enum obx_err err)
+{
+    struct circuit_job *j = arg;
+
+    (void)err;
+    obx_free(j->tenants);
+    obx_free(j->epochs);
+    obx_free(j->names);
+    obx_free(j);
+}
+
+/* PostgreSQL: b opened or closed; the tenants held here that send through it remember it. */
+static void
+share_breaker(struct obx_worker *w, struct breaker *b)
+{
+    struct circuit_job *j;
+    size_t cap = w->nlanes + 1;
+    int64_t now_mono = mono_now(w);
+
+    if (!w->nodes || !(j = obx_calloc(1, sizeof *j)))
+        return;
+    j->tenants = obx_calloc(cap, sizeof *j->tenants);
+    j->epochs = obx_calloc(cap, sizeof *j->epochs);
+    j->names = obx_calloc(cap, sizeof *j->names);
+    if (!j->tenants || !j->epochs || !j->names) {
+        on_circuit(j, OBX_ENOMEM);
+        return;
+    }
+    for (size_t i = 0; i < cap; i++) {
+        const struct lane *l = i == 0 ? w->def : w->lanes[i - 1];
+        if (l->br != b || !l->epoch)
+            continue;
+        snprintf(j->names[j->n], sizeof j->names[j->n], "%s", lane_label(l));
+        j->tenants[j->n] = j->names[j->n];
+        j->epochs[j->n++] = l->epoch;
+    }
+    if (!j->n) {
+        on_circuit(j, OBX_OK);
+        return;
+    }
+    if (b->c.state == OBX_CIRCUIT_OPEN)
+        j->open_until_ms = wall_now(w) + (b->c.open_until_mono_ms - now_mono);
+    j->job.run = run_circuit;
+    j->job.done = on_circuit;
+    j->job.arg = j;
+    obx_storeq_submit(w->q, &j->job);
+}
+
+/* Records an answer (or none); when the breaker closes again, its lanes look at once. On
+ * PostgreSQL each opening and closing is shared with the next holder of its tenants. */
 static void
 breaker_record(struct obx_worker *w, struct breaker *b, int success)
 {
-    int was_closed = b->c.state == OBX_CIRCUIT_CLOSED;
+    enum obx_circuit_state was = b->c.state;
 
     obx_circuit_record(&b->c, success, mono_now(w));
-    if (was_closed || b->c.state != OBX_CIRCUIT_CLOSED)
+    if (b->c.state != was && b->c.state != OBX_CIRCUIT_HALF_OPEN)
+        share_breaker(w, b);
+    if (was == OBX_CIRCUIT_CLOSED || b->c.state != OBX_CIRCUIT_CLOSED)
         return;
     if (w->def->br == b)
         kick(w->def);
@@ -1917,8 +1992,8 @@ on_takeover_retry(evutil_socket_t fd, short what, void *arg)
 
 /*
  * The lane starts where the previous holder left the tenant: an empty bucket (its first send
- * waits for a token, so a takeover never bursts), the rest of a 429's Retry-After, and an
- * auth pause that waits for its probe.
+ * waits for a token, so a takeover never bursts), the rest of a 429's Retry-After, an
+ * auth pause that waits for its probe, and a breaker open as long as the previous holder's.
  */
 static void
 apply_pacing(struct obx_worker *w, struct lane *l, const struct obx_pg_pacing *p)
@@ -1929,6 +2004,9 @@ apply_pacing(struct obx_worker *w, struct lane *l, const struct obx_pg_pacing *p
     obx_ratelimit_pause_until(&l->rl, pause ? now_mono + pause : 0);
     if (pause)
         l->rate_paused_until_ms = p->paused_until_ms;
+    /* The previous holder's breaker for this base URL was open: no probe before its own. */
+    if (p->circuit_open_until_ms > now_ms)
+        obx_circuit_hold_until(&l->br->c, now_mono + (p->circuit_open_until_ms - now_ms), now_mono);
     if (p->auth_paused && !l->auth_paused) {
         l->auth_paused = 1;
         l->auth_probe_at_mono_ms = now_mono + w->cfg->auth_probe_interval_ms;

@@ -84,7 +84,8 @@ pg_sql() {
 }
 
 pg_outbox_cluster() {
-    trap 'pg_cluster_stop; cleanup' EXIT
+    # The nodes first: stopped after their database, they log errors they would not have.
+    trap 'stop_pids $((OBX_COV_BUILD * 10000)) "${PIDS[@]:-}"; pg_cluster_stop; cleanup' EXIT
     pg_cluster_start "$T" || { echo "FAIL cannot start a PostgreSQL cluster"; exit 1; }
     "$OUTBOX_BIN" migrate --db "$PG_URI" >/dev/null || { echo "FAIL migrate"; exit 1; }
 }

@@ -107,6 +107,37 @@ end:
     TEST_END;
 }
 
+/*
+ * Held open until another node's breaker would have probed (a takeover on PostgreSQL): no
+ * request before then, then one probe; a failed probe waits twice the rest; a later opening
+ * of its own and a probe in flight are kept.
+ */
+static int
+test_hold_until(void)
+{
+    struct obx_circuit c;
+    TEST_BEGIN;
+
+    obx_circuit_init(&c, 5, 1000, 30000);
+    obx_circuit_hold_until(&c, 500, 1000); /* already over: nothing */
+    CHECK_INT(c.state, OBX_CIRCUIT_CLOSED);
+    obx_circuit_hold_until(&c, 9000, 1000);
+    CHECK_INT(c.state, OBX_CIRCUIT_OPEN);
+    CHECK_INT(obx_circuit_wait_ms(&c, 1000), 8000);
+    CHECK(!obx_circuit_allow(&c, 8999));
+    CHECK(obx_circuit_allow(&c, 9000)); /* the probe */
+    obx_circuit_hold_until(&c, 20000, 9001);
+    CHECK_INT(c.state, OBX_CIRCUIT_HALF_OPEN);
+    obx_circuit_record(&c, 0, 9100);
+    CHECK_INT(c.open_ms, 16000);
+    obx_circuit_hold_until(&c, 12000, 9200); /* earlier than its own: kept */
+    CHECK_INT(obx_circuit_wait_ms(&c, 9100), 16000);
+    obx_circuit_record(&c, 1, 9300);
+    CHECK_INT(c.state, OBX_CIRCUIT_CLOSED);
+end:
+    TEST_END;
+}
+
 /* Each failed probe reopens for twice as long, up to max_open_ms; opened_at stays put. */
 static int
 test_failed_probes_double(void)
@@ -253,6 +284,7 @@ static const struct test_case tests[] = {
     {"state_names", test_state_names},
     {"opens_at_threshold", test_opens_at_threshold},
     {"one_probe", test_one_probe},
+    {"hold_until", test_hold_until},
     {"failed_probes_double", test_failed_probes_double},
     {"probe_success_closes", test_probe_success_closes},
     {"late_results", test_late_results},
