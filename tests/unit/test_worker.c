@@ -6,8 +6,10 @@
  * for Retry-After and not counted, 401 pausing the key and not counted; a stop with a
  * request that never comes back releases the message to `queued` (nothing lost); a
  * failed allocation at each step of obx_worker_new ends cleanly. Assertions are on rows
- * and counters, never on how long anything took.
+ * and counters, never on how long anything took. A pause heard while a claim is outstanding
+ * gives back what the claim brings of the paused channel (the pause fence).
  */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,6 +378,84 @@ test_release_tenant_returns_claimed_ahead(void)
     return release_returns_claimed_ahead("tenant", "default", "acme");
 }
 
+/* A job that holds the store thread, inside its group, until opened. */
+struct blocker {
+    struct obx_storeq_job job;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;
+};
+
+static enum obx_err
+run_blocker(struct obx_store *st, void *arg)
+{
+    struct blocker *b = arg;
+
+    (void)st;
+    pthread_mutex_lock(&b->mu);
+    while (!b->open)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+    return OBX_OK;
+}
+
+static void
+open_blocker(struct blocker *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->open = 1;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/*
+ * The race the pause fence closes: a claim job reads the outbox and commits before the pause
+ * does, but the loop hears of the pause before the claim's result. The message it brings is
+ * given back (`released: channel paused`), never sent. The claim is held behind a blocking
+ * job until the worker has submitted it, then let run and commit while the loop is not run,
+ * so that its done callback comes after the pause.
+ */
+static int
+test_pause_fences_a_claim_in_flight(void)
+{
+    static const char *const kv[] = {"max_inflight", "1", NULL};
+    struct fixture f;
+    struct blocker b = {.job = {.run = run_blocker, .arg = &b},
+                        .mu = PTHREAD_MUTEX_INITIALIZER,
+                        .cv = PTHREAD_COND_INITIALIZER};
+    int zero = 0, submitted = 0;
+    TEST_BEGIN;
+
+    CHECK_OK(fixture_start(&f, 200, "ch", kv));
+    obx_storeq_submit(f.q, &b.job);
+    submitted = 1;
+    CHECK_OK(obx_worker_new(f.base, f.st, f.q, &f.cfg, &f.w));
+    event_base_loop(f.base, EVLOOP_ONCE); /* the pump: its claim job waits behind b */
+    open_blocker(&b);
+    for (int i = 0; i < 500 && !sending_is(&(int){1}); i++)
+        usleep(10000); /* the claim commits; its result waits for the loop */
+    CHECK(sending_is(&(int){1}));
+    CHECK_INT(testdb_exec(path, "INSERT INTO pauses (scope, key, reason, by, paused_at_ms) "
+                                "VALUES ('channel', 'ch', 'test', 'api', 0)"),
+              SQLITE_OK);
+    obx_worker_release_held(f.w, "channel", "ch");
+    CHECK(run_until_cond(f.base, sending_is, &zero));
+    CHECK_INT(f.stub.nseen, 0);
+    CHECK_INT(testdb_int(path,
+                         "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts = 0"),
+              1);
+    CHECK_INT(testdb_int(path, "SELECT count(*) FROM transitions WHERE reason = "
+                               "'released: channel paused'"),
+              1);
+end:
+    if (submitted) {
+        open_blocker(&b);
+        obx_storeq_drain(f.q);
+    }
+    fixture_stop(&f);
+    TEST_END;
+}
+
 static int
 five_attempts(void *arg)
 {
@@ -473,6 +553,7 @@ main(int argc, char **argv)
         {"stop_releases_unanswered", test_stop_releases_unanswered},
         {"release_channel_returns_claimed_ahead", test_release_channel_returns_claimed_ahead},
         {"release_tenant_returns_claimed_ahead", test_release_tenant_returns_claimed_ahead},
+        {"pause_fences_a_claim_in_flight", test_pause_fences_a_claim_in_flight},
         {"unreachable_opens_the_circuit", test_unreachable_opens_the_circuit},
         {"new_allocation_failures", test_new_allocation_failures},
         {NULL, NULL},
