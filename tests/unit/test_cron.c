@@ -57,11 +57,6 @@ static int
 fixture_start(struct fixture *f)
 {
     struct obx_store *st = NULL;
-    struct obx_msg m = {"ch", "m1", "b1", "c1", "hello", "Consumer", NULL, NULL, 0};
-    enum obx_enqueue_result res;
-    struct obx_claimed c;
-    int got = 0;
-    enum obx_err r = OBX_OK;
 
     memset(f, 0, sizeof *f);
     testdb_remove(path);
@@ -85,26 +80,10 @@ fixture_start(struct fixture *f)
     if (!f->base || obx_store_open(path, NULL, &st) != OBX_OK)
         return -1;
     st->clock = &f->fc.base;
-    if (obx_enqueue(st, &m, &res, NULL) != OBX_OK || obx_store_claim(st, 1, 60000, &c, &got) ||
-        got != 1) {
+    if (testdb_deliver(st, "m1", T0, T0 + 1000) != 0) {
         obx_store_free(st);
         return -1;
     }
-    struct obx_attempt a = {.message_id = c.id,
-                            .lease_token = c.lease_token,
-                            .started_at_ms = T0,
-                            .http_status = 200,
-                            .outcome = "accepted",
-                            .next = OBX_NEXT_ACCEPTED,
-                            .counted = 1,
-                            .reason = "http 200",
-                            .confirm_due_at_ms = T0 + 1000};
-    if (obx_store_finish(st, &a, 1, &r) != OBX_OK || r != OBX_OK) {
-        obx_store_claimed_release(&c);
-        obx_store_free(st);
-        return -1;
-    }
-    obx_store_claimed_release(&c);
     f->fc.now_ms = T0 + 3600 * 1000;
     if (obx_storeq_new(f->base, st, &f->q) != OBX_OK) {
         obx_store_free(st);

@@ -29,32 +29,6 @@
 
 static char path[256];
 
-/* Enqueues, claims and records one accepted attempt: two transitions and an attempt. */
-static int
-deliver(struct obx_store *st, const char *id)
-{
-    struct obx_msg m = {"ch", id, "b1", "c1", "hello", "Consumer", NULL, NULL, 0};
-    enum obx_enqueue_result res;
-    struct obx_claimed c;
-    enum obx_err r = OBX_OK;
-    int got = 0;
-
-    if (obx_enqueue(st, &m, &res, NULL) != OBX_OK || obx_store_claim(st, 1, 60000, &c, &got) ||
-        got != 1)
-        return -1;
-    struct obx_attempt a = {.message_id = c.id,
-                            .lease_token = c.lease_token,
-                            .started_at_ms = T0,
-                            .http_status = 200,
-                            .outcome = "accepted",
-                            .next = OBX_NEXT_ACCEPTED,
-                            .counted = 1,
-                            .reason = "http 200"};
-    int ok = obx_store_finish(st, &a, 1, &r) == OBX_OK && r == OBX_OK;
-    obx_store_claimed_release(&c);
-    return ok ? 0 : -1;
-}
-
 static struct obx_store *
 fresh(struct obx_fake_clock *fc, int messages)
 {
@@ -63,7 +37,7 @@ fresh(struct obx_fake_clock *fc, int messages)
 
     for (int i = 0; st && i < messages; i++) {
         snprintf(id, sizeof id, "m%d", i);
-        if (deliver(st, id) != 0) {
+        if (testdb_deliver(st, id, T0, 0) != 0) {
             obx_store_free(st);
             return NULL;
         }
@@ -163,7 +137,7 @@ test_events_after_prepare_wait_for_the_next_seal(void)
     CHECK(st != NULL);
     CHECK_OK(obx_store_open(path, NULL, &reader));
     CHECK_OK(obx_audit_seal_prepare(st, 1000, &p));
-    CHECK_INT(deliver(st, "late"), 0); /* committed before the chain is read */
+    CHECK_INT(testdb_deliver(st, "late", T0, 0), 0); /* committed before the chain is read */
     CHECK_OK(obx_audit_seal_chain(reader, &p));
     CHECK_OK(obx_audit_seal_finish(st, &p, &sealed));
     CHECK_INT(sealed, 12);

@@ -73,4 +73,36 @@ testdb_fresh_store(char *path, size_t n, const char *tag, struct obx_fake_clock 
     return st;
 }
 
+/*
+ * One message delivered through the store: id enqueued on channel "ch" (conversation "c1"),
+ * claimed, and its attempt recorded as accepted at started_at_ms with its confirmation due at
+ * confirm_due_at_ms (0: none). Two transitions and an attempt. 0 on success.
+ */
+static inline int
+testdb_deliver(struct obx_store *st, const char *id, int64_t started_at_ms,
+               int64_t confirm_due_at_ms)
+{
+    struct obx_msg m = {"ch", id, "b1", "c1", "hello", "Consumer", NULL, NULL, 0};
+    enum obx_enqueue_result res;
+    struct obx_claimed c;
+    enum obx_err r = OBX_OK;
+    int got = 0, ok;
+
+    if (obx_enqueue(st, &m, &res, NULL) != OBX_OK || obx_store_claim(st, 1, 60000, &c, &got) ||
+        got != 1)
+        return -1;
+    struct obx_attempt a = {.message_id = c.id,
+                            .lease_token = c.lease_token,
+                            .started_at_ms = started_at_ms,
+                            .http_status = 200,
+                            .outcome = "accepted",
+                            .next = OBX_NEXT_ACCEPTED,
+                            .counted = 1,
+                            .reason = "http 200",
+                            .confirm_due_at_ms = confirm_due_at_ms};
+    ok = obx_store_finish(st, &a, 1, &r) == OBX_OK && r == OBX_OK;
+    obx_store_claimed_release(&c);
+    return ok ? 0 : -1;
+}
+
 #endif
