@@ -70,8 +70,11 @@ seal_sqlite(struct obx_sealer *s, int64_t *sealed)
     if (err == OBX_OK && x.plan.any)
         err = obx_audit_seal_chain(s->st, &x.plan);
     obx_store_end_reads(s->st);
-    if (err == OBX_OK)
+    /* Nothing new (an idle outbox, each second): finish has nothing to write. */
+    if (err == OBX_OK && x.plan.any)
         err = obx_storeq_call(s->q, run_finish, &x);
+    else if (err == OBX_OK)
+        x.sealed = x.plan.sealed;
     *sealed = err == OBX_OK ? x.sealed : 0;
     return err;
 }
