@@ -92,8 +92,18 @@ count_state() { sql "$DB" "SELECT count(*) FROM outbox WHERE state = '$1'"; }
 restore_pristine() { rm -f "$DB-wal" "$DB-shm"; cp "$T/pristine.db" "$DB"; }
 # events: how many webhook events are stored.
 events() { sql "$DB" "SELECT count(*) FROM webhook_events"; }
-# serve_port NAME: the port serve logged for its NAME listener (api, webhook, ...).
-serve_port() { grep -Eo "\"?$1_port\"?[=:][0-9]+" "$T/serve.log" | tail -1 | grep -Eo '[0-9]+$'; }
+# serve_port NAME: the port serve logged for its NAME listener (api, webhook, ...). start_serve
+# returns once serve holds the database's lock, which comes before the `serving` line; under a
+# sanitizer the gap is long enough to matter, so this waits up to SERVE_START_S for the line.
+serve_port() {
+    local port i
+    for ((i = 0; i < ${SERVE_START_S:-10} * 20; i++)); do
+        port=$(grep -Eo "\"?$1_port\"?[=:][0-9]+" "$T/serve.log" 2>/dev/null | tail -1 | grep -Eo '[0-9]+$')
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        sleep 0.05
+    done
+    return 1
+}
 # audit_verify: runs `outbox audit verify`; output in $T/verify.out, prints the exit status.
 audit_verify() {
     "$OUTBOX_BIN" audit --db "$DB" verify >"$T/verify.out" 2>&1

@@ -10,7 +10,6 @@ PROM_DIR="$(cd "$(dirname "$0")" && pwd)"
 PROM_CHECK="$PROM_DIR/prom_check.py"
 TOKEN=tok-metrics-42-secret
 
-# serve_port api|webhook: the port the latest `msg=serving` line reports (text or JSON log).
 # metrics [CURL OPTIONS]: GET /metrics into $T/metrics.txt (headers in $T/metrics.hdr);
 # prints the HTTP status.
 metrics() {
