@@ -619,6 +619,8 @@ on_committed(void *arg, enum obx_err err)
     obx_free(g->items);
     obx_free(g->posts);
     obx_free(c);
+    if (api->group.nposts)
+        schedule_commit(api); /* what waited for this commit (PostgreSQL, on_commit) */
 }
 
 /*
@@ -626,6 +628,11 @@ on_committed(void *arg, enum obx_err err)
  * arrived; the next one fills up meanwhile and goes as soon as its turn ends, without
  * waiting for this one's commit (the store thread runs them in order, in one transaction
  * when they queue up behind a commit).
+ *
+ * On PostgreSQL the next group waits for the commit instead (until it is full): there each
+ * job costs round trips of its own (a savepoint, its statements, the release), so jobs of
+ * one or two requests each, one per loop turn, made the group's transaction long and the
+ * enqueue rate a quarter of what one job per commit gives (docs/benchmarks.md).
  */
 static void
 on_commit(evutil_socket_t fd, short what, void *arg)
@@ -637,6 +644,8 @@ on_commit(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (!api->group.nposts)
         return;
+    if (api->committing > 0 && obx_store_pg_in_use(api->st) && api->group.n < MAX_GROUP_ITEMS_PG)
+        return; /* on_committed sends it */
     c = obx_calloc(1, sizeof *c);
     if (!c) {
         struct timeval soon = {0, 1000}; /* out of memory: try again shortly */

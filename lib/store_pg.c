@@ -206,7 +206,10 @@ static const char SQL_ENQUEUE[] =
  * Every item's row after the INSERT, in the batch's order: its id (new or not), state, and
  * whether its fields are the item's (a duplicate) or not (a conflict). LATERAL: one probe of
  * the key's unique index per item; as a join, the generic plan hashed a scan of the whole
- * outbox (0.85 ms for 8 items at 20,000 rows, and growing with the table).
+ * outbox (0.85 ms for 8 items at 20,000 rows, and growing with the table). OFFSET 0 keeps
+ * the planner from pulling the subquery up into that join: it did, whenever the outbox's
+ * statistics said it was small (a new or truncated outbox not analysed yet), and the plan,
+ * cached for the session, kept scanning as the table grew (the HTTP enqueue bench, 2026-12-07).
  */
 static const char SQL_ENQUEUED[] =
     "SELECT u.ord, o.id, o.state, o.business_id = u.b AND o.external_conversation_id = u.conv"
@@ -215,7 +218,7 @@ static const char SQL_ENQUEUED[] =
     " AND o.consumer_image IS NOT DISTINCT FROM u.image AND o.priority = u.prio"
     " FROM " ENQ_UNNEST " WITH ORDINALITY AS u(ch, ext, b, conv, content, sender, name, image,"
     " prio, ord) CROSS JOIN LATERAL (SELECT * FROM outbox x WHERE x.channel_id = u.ch"
-    " AND x.external_message_id = u.ext) o"
+    " AND x.external_message_id = u.ext OFFSET 0) o"
     " ORDER BY u.ord";
 
 struct enq_run {
@@ -400,6 +403,16 @@ fence_key(const char *tenant)
     "  AND p.paused_at_ms < $2::bigint AND coalesce(p.resumed_at_ms, $2::bigint) > o.created_at_ms" \
     " ) b)) r) AS held_ms"
 
+/*
+ * PROBE_BY_ID: the claim's UPDATE says `o.id = ANY (ARRAY(SELECT id FROM due))` beside its
+ * join, so that the rows claimed are found by the primary key, one probe each. Without it
+ * the session's generic plan, which cannot know how few rows a claim takes (it estimated
+ * 344 for 32), hashed a scan of the whole outbox for each claim: 6.7 ms at 20,000 rows.
+ * Measured 2026-12-07 (bench/pg_serve.sh's drain, 20,000 messages): PostgreSQL's CPU per
+ * message delivered fell from 558 to 262 µs, the drain rose from ~1,600 to ~2,500 msg/s.
+ * test_pg_plans counts the scans.
+ */
+
 /* clang-format off */
 static const char SQL_CLAIM[] =
     "WITH " HELD_SQL("$6", "$7") ","
@@ -410,6 +423,7 @@ static const char SQL_CLAIM[] =
     " c AS (UPDATE outbox o SET state = 'sending', state_reason = 'claimed',"
     " state_at_ms = $2::bigint, lease_token = $3::bigint,"
     " lease_expires_at_ms = $2::bigint + $4::bigint FROM due WHERE o.id = due.id"
+    " AND o.id = ANY (ARRAY(SELECT id FROM due))" /* PROBE_BY_ID */
     " RETURNING o.id, o.channel_id, o.external_message_id, o.business_id,"
     " o.external_conversation_id, o.content, o.sender_type, o.consumer_name,"
     " o.consumer_image, o.priority, o.attempts, o.counted_attempts, o.resends,"

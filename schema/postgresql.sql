@@ -97,26 +97,22 @@ CREATE INDEX outbox_confirm_due ON outbox (confirm_due_at_ms)
 -- functions run as the outbox's owner (SECURITY DEFINER, safe with that fixed search_path):
 -- a producer's role needs only USAGE on the schema and INSERT on outbox, not the right to
 -- read the outbox or to draw from its sequence.
-CREATE FUNCTION outbox_lock_conversation(p_channel text, p_conversation text)
-RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended(p_channel || chr(31) || p_conversation, 0))
-$$;
-
-CREATE FUNCTION outbox_unfinished_in(p_channel text, p_conversation text, p_except bigint)
-RETURNS boolean LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT EXISTS (SELECT 1 FROM outbox o
-                   WHERE o.channel_id = p_channel AND o.external_conversation_id = p_conversation
-                     AND o.state IN ('queued', 'sending') AND o.id <> p_except)
-$$;
-
+-- (0013_planned_triggers: the row triggers hold their statements themselves, not calls to
+-- SQL functions, which PostgreSQL before 18 plans again at every row.)
 CREATE FUNCTION outbox_order() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM outbox_lock_conversation(NEW.channel_id, NEW.external_conversation_id);
+    -- The conversation's lock: two producers inserting into one conversation take turns,
+    -- so each sees the other's row when it decides which is head.
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(NEW.channel_id || chr(31) || NEW.external_conversation_id, 0));
     NEW.id := nextval('outbox_id_seq');
     NEW.conv_seq := NEW.id;
     NEW.head := NEW.state IN ('queued', 'sending')
-        AND NOT outbox_unfinished_in(NEW.channel_id, NEW.external_conversation_id, NEW.id);
+        AND NOT EXISTS (SELECT 1 FROM outbox o
+                        WHERE o.channel_id = NEW.channel_id
+                          AND o.external_conversation_id = NEW.external_conversation_id
+                          AND o.state IN ('queued', 'sending') AND o.id <> NEW.id);
     NEW.tenant := (SELECT c.tenant FROM tenant_channels c WHERE c.channel_id = NEW.channel_id);
     RETURN NEW;
 END $$;
@@ -134,11 +130,14 @@ BEGIN
     IF was = is_now THEN
         RETURN NEW;
     END IF;
-    PERFORM outbox_lock_conversation(NEW.channel_id, NEW.external_conversation_id);
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(NEW.channel_id || chr(31) || NEW.external_conversation_id, 0));
     IF is_now THEN
         NEW.conv_seq := nextval('outbox_id_seq');
-        NEW.head := NOT outbox_unfinished_in(NEW.channel_id, NEW.external_conversation_id,
-                                             NEW.id);
+        NEW.head := NOT EXISTS (SELECT 1 FROM outbox o
+                                WHERE o.channel_id = NEW.channel_id
+                                  AND o.external_conversation_id = NEW.external_conversation_id
+                                  AND o.state IN ('queued', 'sending') AND o.id <> NEW.id);
     ELSE
         NEW.head := false;
     END IF;
@@ -154,7 +153,8 @@ CREATE TRIGGER outbox_line_change BEFORE UPDATE OF state ON outbox
 -- The next in line (lowest conv_seq) of each given conversation becomes head, unless it
 -- is already: what a head leaving the line, by a state change or a DELETE, hands over.
 CREATE FUNCTION outbox_promote_heads(p_channels text[], p_conversations text[])
-RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
+RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
     UPDATE outbox x SET head = true
     FROM (SELECT DISTINCT ON (o.channel_id, o.external_conversation_id) o.id
           FROM unnest(p_channels, p_conversations) AS c(channel_id, conversation)
@@ -162,8 +162,8 @@ RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
                        AND o.external_conversation_id = c.conversation
                        AND o.state IN ('queued', 'sending')
           ORDER BY o.channel_id, o.external_conversation_id, o.conv_seq) nx
-    WHERE x.id = nx.id AND NOT x.head
-$$;
+    WHERE x.id = nx.id AND NOT x.head;
+END $$;
 
 -- Heads that left the line (accepted, failed, cancelled, ...): the next in each of their
 -- conversations becomes head, under the locks outbox_line_change took. Once per statement
@@ -198,7 +198,8 @@ CREATE TRIGGER outbox_next_heads AFTER UPDATE ON outbox
 CREATE FUNCTION outbox_lock_deleted_head() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM outbox_lock_conversation(OLD.channel_id, OLD.external_conversation_id);
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(OLD.channel_id || chr(31) || OLD.external_conversation_id, 0));
     RETURN OLD;
 END $$;
 
