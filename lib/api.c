@@ -630,9 +630,9 @@ on_committed(void *arg, enum obx_err err)
  * when they queue up behind a commit).
  *
  * On PostgreSQL the next group waits for the commit instead (until it is full): there each
- * job costs round trips of its own (a savepoint, its statements, the release), so jobs of
- * one or two requests each, one per loop turn, made the group's transaction long and the
- * enqueue rate a quarter of what one job per commit gives (docs/benchmarks.md).
+ * job costs round trips of its own (a savepoint, its statements, the release), and jobs of
+ * one or two requests each, one per loop turn, made the group's transaction longer. Waiting
+ * gave 8 % more enqueues per second at 32 clients (docs/benchmarks.md, 2026-12-07).
  */
 static void
 on_commit(evutil_socket_t fd, short what, void *arg)
