@@ -4,7 +4,8 @@
  * A batch is one set-based statement over array parameters (or two), not a statement per
  * message. A call sends BEGIN, the fence, its statements and a sync through libpq's
  * pipeline mode, reads every result, and then commits or rolls back: two round trips
- * whatever the batch's size. The COMMIT waits for the results on purpose: one queued in the
+ * whatever the batch's size (an enqueue that meets a key already stored takes a third, for
+ * SQL_ENQUEUED's check). The COMMIT waits for the results on purpose: one queued in the
  * pipeline would commit even when taking a result failed here (out of memory).
  */
 #include "store_pg.h"
@@ -78,14 +79,17 @@ result_error(struct obx_pg *pg, PGresult *r)
     return state && strcmp(state, SQLSTATE_LEASE_LOST) == 0 ? OBX_ECONFLICT : OBX_EDB;
 }
 
+/* Runs inside the transaction after every result was taken: more work that depends on them. */
+typedef enum obx_err (*then_fn)(void *ctx, struct obx_pg *pg);
+
 /*
  * BEGIN; with a fence, its lease_check; the statements build() gives for 0..n-1 (n <=
- * PIPE_MAX), each result to take(); then COMMIT, or ROLLBACK after the first failure. A
- * send that fails means the connection is gone: the caller opens another.
+ * PIPE_MAX), each result to take(); then(), when given; then COMMIT, or ROLLBACK after the
+ * first failure. A send that fails means the connection is gone: the caller opens another.
  */
 static enum obx_err
-run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, build_fn build,
-                take_fn take, void *ctx)
+run_transaction_then(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, build_fn build,
+                     take_fn take, then_fn then, void *ctx)
 {
     PGconn *c = obx_pg_conn(pg);
     size_t idx[PIPE_MAX];
@@ -136,11 +140,20 @@ run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, b
     }
     PQclear(PQgetResult(c)); /* the sync's PGRES_PIPELINE_SYNC */
     PQexitPipelineMode(c);
+    if (err == OBX_OK && then)
+        err = then(ctx, pg);
     if (err == OBX_OK)
         return obx_pg_exec(pg, grouped ? "RELEASE SAVEPOINT obx_call" : "COMMIT");
     obx_pg_exec_quiet(pg, grouped ? "ROLLBACK TO SAVEPOINT obx_call; RELEASE SAVEPOINT obx_call"
                                   : "ROLLBACK");
     return err;
+}
+
+static enum obx_err
+run_transaction(struct obx_pg *pg, const struct obx_pg_fence *fence, size_t n, build_fn build,
+                take_fn take, void *ctx)
+{
+    return run_transaction_then(pg, fence, n, build, take, NULL, ctx);
 }
 
 static int64_t
@@ -200,16 +213,17 @@ static const char SQL_ENQUEUE[] =
     "INSERT INTO outbox (channel_id, external_message_id, business_id,"
     " external_conversation_id, content, sender_type, consumer_name, consumer_image, priority)"
     " SELECT * FROM " ENQ_UNNEST " ON CONFLICT (channel_id, external_message_id) DO NOTHING"
-    " RETURNING id";
+    " RETURNING id, state, channel_id, external_message_id";
 
 /*
- * Every item's row after the INSERT, in the batch's order: its id (new or not), state, and
- * whether its fields are the item's (a duplicate) or not (a conflict). LATERAL: one probe of
- * the key's unique index per item; as a join, the generic plan hashed a scan of the whole
- * outbox (0.85 ms for 8 items at 20,000 rows, and growing with the table). OFFSET 0 keeps
- * the planner from pulling the subquery up into that join: it did, whenever the outbox's
- * statistics said it was small (a new or truncated outbox not analysed yet), and the plan,
- * cached for the session, kept scanning as the table grew (the HTTP enqueue bench, 2026-12-07).
+ * When the INSERT did not return every item's row, in the batch's order (a duplicate, a
+ * conflict, a key twice in the batch), every item's row after it, in the batch's order: its id (new
+ * or not), state, and whether its fields are the item's (a duplicate) or not (a conflict). LATERAL:
+ * one probe of the key's unique index per item; as a join, the generic plan hashed a scan of the
+ * whole outbox (0.85 ms for 8 items at 20,000 rows, and growing with the table). OFFSET 0 keeps the
+ * planner from pulling the subquery up into that join: it did, whenever the outbox's statistics
+ * said it was small (a new or truncated outbox not analysed yet), and the plan, cached for the
+ * session, kept scanning as the table grew (the HTTP enqueue bench, 2026-12-07).
  */
 static const char SQL_ENQUEUED[] =
     "SELECT u.ord, o.id, o.state, o.business_id = u.b AND o.external_conversation_id = u.conv"
@@ -229,6 +243,7 @@ struct enq_run {
     int64_t *inserted;   /* ids the INSERT returned, sorted */
     char *taken;         /* taken[k]: an item already got inserted[k] */
     int ninserted;
+    int all_inserted; /* the INSERT returned every item's row, in order: no check needed */
 };
 
 static int
@@ -236,8 +251,28 @@ build_enqueue(void *ctx, size_t i, struct pg_stmt *s)
 {
     struct enq_run *e = ctx;
 
+    (void)i;
     *s = e->stmt;
-    s->name = i == 0 ? "obx_enqueue" : "obx_enqueued";
+    s->name = "obx_enqueue";
+    return 1;
+}
+
+/*
+ * Whether the INSERT's rows are the batch's valid items, one each, in order: then each
+ * item's answer is in them. The order is checked, not assumed (PostgreSQL does not promise
+ * RETURNING's order), and anything else takes the check of SQL_ENQUEUED.
+ */
+static int
+returned_in_order(const struct enq_run *e, PGresult *r)
+{
+    if ((size_t)PQntuples(r) != e->nvalid)
+        return 0;
+    for (size_t k = 0; k < e->nvalid; k++) {
+        const struct obx_msg *m = &e->items[e->valid[k]].msg;
+        if (strcmp(PQgetvalue(r, (int)k, 2), m->channel_id) != 0 ||
+            strcmp(PQgetvalue(r, (int)k, 3), m->external_message_id) != 0)
+            return 0;
+    }
     return 1;
 }
 
@@ -254,6 +289,15 @@ take_enqueue(void *ctx, size_t i, PGresult *r)
     struct enq_run *e = ctx;
     int rows = PQntuples(r);
 
+    if (i == 0 && returned_in_order(e, r)) {
+        for (int k = 0; k < rows; k++) {
+            struct obx_enq_item *it = &e->items[e->valid[k]];
+            it->id = col_int(r, k, 0);
+            snprintf(it->state, sizeof it->state, "%s", PQgetvalue(r, k, 1));
+        }
+        e->all_inserted = 1;
+        return OBX_OK;
+    }
     if (i == 0) {
         e->inserted = obx_malloc(sizeof *e->inserted * (size_t)(rows ? rows : 1));
         e->taken = obx_calloc((size_t)(rows ? rows : 1), 1);
@@ -285,6 +329,23 @@ take_enqueue(void *ctx, size_t i, PGresult *r)
         }
     }
     return OBX_OK;
+}
+
+/* The check of SQL_ENQUEUED, in the INSERT's transaction, when its rows were not enough. */
+static enum obx_err
+check_enqueued(void *ctx, struct obx_pg *pg)
+{
+    struct enq_run *e = ctx;
+    PGresult *r;
+    enum obx_err err;
+
+    if (e->all_inserted)
+        return OBX_OK;
+    r = PQexecPrepared(obx_pg_conn(pg), "obx_enqueued", e->stmt.nparams, e->stmt.vals, NULL, NULL,
+                       0);
+    err = PQresultStatus(r) == PGRES_TUPLES_OK ? take_enqueue(e, 1, r) : result_error(pg, r);
+    PQclear(r);
+    return err;
 }
 
 enum obx_err
@@ -334,7 +395,7 @@ obx_store_pg_enqueue_batch(struct obx_pg *pg, struct obx_enq_item *items, size_t
     if (err == OBX_OK)
         err = arrays_params(&a, &e.stmt);
     if (err == OBX_OK && e.nvalid > 0)
-        err = run_transaction(pg, NULL, 2, build_enqueue, take_enqueue, &e);
+        err = run_transaction_then(pg, NULL, 1, build_enqueue, take_enqueue, check_enqueued, &e);
     arrays_release(&a);
     obx_free(e.inserted);
     obx_free(e.taken);
