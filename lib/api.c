@@ -1897,25 +1897,10 @@ static int
 node_doc(void *ctx, const struct obx_store_pg_node_row *n)
 {
     struct nodes_doc *d = ctx;
-    const char *p = n->held;
-    char name[OBX_TENANT_NAME_MAX + 1];
-    int64_t epoch;
-    enum obx_err err = obx_buf_puts(d->b, d->n++ ? ",{\"name\":" : "{\"name\":");
+    enum obx_err err = d->n++ ? obx_buf_puts(d->b, ",") : OBX_OK;
 
     if (err == OBX_OK)
-        err = obx_buf_json_str(d->b, n->name);
-    if (err == OBX_OK)
-        err = obx_buf_printf(d->b, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":[",
-                             n->live ? "true" : "false", (long long)n->beat_age_ms);
-    for (int k = 0; err == OBX_OK && obx_store_pg_held_next(&p, name, sizeof name, &epoch); k++) {
-        err = obx_buf_puts(d->b, k ? ",{\"tenant\":" : "{\"tenant\":");
-        if (err == OBX_OK)
-            err = obx_buf_json_str(d->b, name);
-        if (err == OBX_OK)
-            err = obx_buf_printf(d->b, ",\"epoch\":%lld}", (long long)epoch);
-    }
-    if (err == OBX_OK)
-        err = obx_buf_puts(d->b, "]}");
+        err = obx_view_node(d->b, n);
     d->err = err;
     return err != OBX_OK;
 }

@@ -503,3 +503,26 @@ obx_view_tenant(struct obx_buf *b, const struct obx_tenant_row *t)
         err = kv_time(b, "updated_at", t->updated_at_ms);
     return err == OBX_OK ? obx_buf_puts(b, "}") : err;
 }
+
+enum obx_err
+obx_view_node(struct obx_buf *b, const struct obx_store_pg_node_row *n)
+{
+    const char *p = n->held;
+    char name[OBX_TENANT_NAME_MAX + 1];
+    int64_t epoch;
+    enum obx_err err = obx_buf_puts(b, "{\"name\":");
+
+    if (err == OBX_OK)
+        err = obx_buf_json_str(b, n->name);
+    if (err == OBX_OK)
+        err = obx_buf_printf(b, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":[",
+                             n->live ? "true" : "false", (long long)n->beat_age_ms);
+    for (int k = 0; err == OBX_OK && obx_store_pg_held_next(&p, name, sizeof name, &epoch); k++) {
+        err = obx_buf_puts(b, k ? ",{\"tenant\":" : "{\"tenant\":");
+        if (err == OBX_OK)
+            err = obx_buf_json_str(b, name);
+        if (err == OBX_OK)
+            err = obx_buf_printf(b, ",\"epoch\":%lld}", (long long)epoch);
+    }
+    return err == OBX_OK ? obx_buf_puts(b, "]}") : err;
+}

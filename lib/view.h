@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "query.h"
+#include "store_pg.h"
 #include "store_tenant.h"
 #include "store_tenant_stats.h"
 
@@ -58,5 +59,11 @@ OBX_MUST_CHECK enum obx_err obx_view_time_or_null(struct obx_buf *b, int64_t at_
  * Shared by `outbox tenant ls --json` and /v1/tenants.
  */
 OBX_MUST_CHECK enum obx_err obx_view_tenant(struct obx_buf *b, const struct obx_tenant_row *t);
+
+/*
+ * Appends a serve node of a PostgreSQL outbox (SPEC §12): {"name","live","beat_age_ms",
+ * "tenants":[{"tenant","epoch"}]}. Shared by `outbox status --json` and /v1/nodes.
+ */
+OBX_MUST_CHECK enum obx_err obx_view_node(struct obx_buf *b, const struct obx_store_pg_node_row *n);
 
 #endif

@@ -251,22 +251,9 @@ on_pg_node(void *ctx, const struct obx_store_pg_node_row *n)
 
     n->live ? ps->live++ : ps->gone++;
     if (ps->json) {
-        err = obx_buf_puts(ps->json, ps->first ? "{\"name\":" : ",{\"name\":");
+        err = ps->first ? OBX_OK : obx_buf_puts(ps->json, ",");
         if (err == OBX_OK)
-            err = obx_buf_json_str(ps->json, n->name);
-        if (err == OBX_OK)
-            err = obx_buf_printf(ps->json, ",\"live\":%s,\"beat_age_ms\":%lld,\"tenants\":[",
-                                 n->live ? "true" : "false", (long long)n->beat_age_ms);
-        for (int k = 0; err == OBX_OK && obx_store_pg_held_next(&p, name, sizeof name, &epoch);
-             k++) {
-            err = obx_buf_puts(ps->json, k ? ",{\"tenant\":" : "{\"tenant\":");
-            if (err == OBX_OK)
-                err = obx_buf_json_str(ps->json, name);
-            if (err == OBX_OK)
-                err = obx_buf_printf(ps->json, ",\"epoch\":%lld}", (long long)epoch);
-        }
-        if (err == OBX_OK)
-            err = obx_buf_puts(ps->json, "]}");
+            err = obx_view_node(ps->json, n);
         ps->first = 0;
         return err != OBX_OK;
     }
