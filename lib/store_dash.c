@@ -654,49 +654,64 @@ emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn 
     return fn(ctx, r);
 }
 
-enum obx_err
-obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+/*
+ * Emits the rows of sql (key, state, count[, tenant]), which come grouped by key, as one
+ * overview row per key, each when the next key starts. by_channel: the key is a channel,
+ * column 3 its tenant, and its oldest queued message is looked up; else the key is a tenant.
+ */
+static enum obx_err
+overview_grouped(struct obx_store *st, const char *sql, int by_channel, obx_overview_fn fn,
+                 void *ctx)
 {
-    if (st->pg)
-        return obx_store_pg_dash_overview(st, fn, ctx);
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW);
+    sqlite3_stmt *s = obx_db_stmt(st->db, sql);
     struct obx_overview_row r = {0};
-    char channel[1024] = "", tenant[OBX_TENANT_NAME_MAX + 1] = "";
+    char key[1024] = "", tenant[OBX_TENANT_NAME_MAX + 1] = "";
     enum obx_err err = OBX_OK;
     int rc, stop = 0;
 
     if (!s)
         return OBX_EDB;
-    /* Rows come grouped by channel; each channel is emitted when the next one starts. */
-    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *c = (const char *)sqlite3_column_text(s, 0);
-        int state = obx_store_state_parse((const char *)sqlite3_column_text(s, 1));
-
-        if (!c || strlen(c) >= sizeof channel || state < 0)
-            continue;
-        if (strcmp(c, channel) != 0) {
-            if (channel[0]) {
-                r.channel_id = channel;
-                r.tenant = tenant;
-                stop = emit_overview(st, &r, fn, ctx, &err);
-            }
+    while (!stop) {
+        const char *k = NULL;
+        int state = 0;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            k = (const char *)sqlite3_column_text(s, 0);
+            state = obx_store_state_parse((const char *)sqlite3_column_text(s, 1));
+            if (!k || strlen(k) >= sizeof key || state < 0)
+                continue;
+        } else if (rc != SQLITE_DONE) {
+            break;
+        }
+        if (key[0] && (!k || strcmp(key, k) != 0))
+            stop = by_channel ? emit_overview(st, &r, fn, ctx, &err) : fn(ctx, &r);
+        if (!k)
+            break;
+        if (strcmp(key, k) != 0) {
             memset(&r, 0, sizeof r);
-            memcpy(channel, c, strlen(c) + 1);
-            snprintf(tenant, sizeof tenant, "%s", (const char *)sqlite3_column_text(s, 3));
+            memcpy(key, k, strlen(k) + 1);
+            if (by_channel) {
+                snprintf(tenant, sizeof tenant, "%s", (const char *)sqlite3_column_text(s, 3));
+                r.channel_id = key;
+                r.tenant = tenant;
+            } else {
+                r.tenant = key;
+            }
         }
         r.counts[state] = sqlite3_column_int64(s, 2);
     }
-    if (!stop)
-        rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
     sqlite3_reset(s);
-    if (!stop && rc == SQLITE_DONE && channel[0]) {
-        r.channel_id = channel;
-        r.tenant = tenant;
-        emit_overview(st, &r, fn, ctx, &err);
-    }
     if (err != OBX_OK)
         return err;
     return stop || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+}
+
+enum obx_err
+obx_store_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    if (st->pg)
+        return obx_store_pg_dash_overview(st, fn, ctx);
+    return overview_grouped(st, SQL_OVERVIEW, 1, fn, ctx);
 }
 
 enum obx_err
@@ -704,36 +719,5 @@ obx_store_dash_overview_tenants(struct obx_store *st, obx_overview_fn fn, void *
 {
     if (st->pg)
         return obx_store_pg_dash_overview_tenants(st, fn, ctx);
-    sqlite3_stmt *s = obx_db_stmt(st->db, SQL_OVERVIEW_TENANTS);
-    struct obx_overview_row r = {0};
-    char tenant[OBX_TENANT_NAME_MAX + 1] = "";
-    int rc, stop = 0;
-
-    if (!s)
-        return OBX_EDB;
-    /* Rows come grouped by tenant; each is emitted when the next one starts. */
-    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(s, 0);
-        int state = obx_store_state_parse((const char *)sqlite3_column_text(s, 1));
-
-        if (!t || strlen(t) >= sizeof tenant || state < 0)
-            continue;
-        if (strcmp(t, tenant) != 0) {
-            if (tenant[0]) {
-                r.tenant = tenant;
-                stop = fn(ctx, &r);
-            }
-            memset(&r, 0, sizeof r);
-            memcpy(tenant, t, strlen(t) + 1);
-        }
-        r.counts[state] = sqlite3_column_int64(s, 2);
-    }
-    if (!stop)
-        rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
-    sqlite3_reset(s);
-    if (!stop && rc == SQLITE_DONE && tenant[0]) {
-        r.tenant = tenant;
-        fn(ctx, &r);
-    }
-    return stop || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
+    return overview_grouped(st, SQL_OVERVIEW_TENANTS, 0, fn, ctx);
 }

@@ -173,66 +173,59 @@ emit_overview(struct obx_store *st, struct obx_overview_row *r, obx_overview_fn 
     return fn(ctx, r);
 }
 
-enum obx_err
-obx_store_pg_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+/*
+ * Emits the rows of sql (key, state, count[, tenant]), which come grouped by key, as one
+ * overview row per key, each when the next key starts. by_channel: the key is a channel,
+ * column 3 its tenant, and its oldest queued message is looked up; else the key is a tenant.
+ */
+static enum obx_err
+overview_grouped(struct obx_store *st, const char *sql, int by_channel, obx_overview_fn fn,
+                 void *ctx)
 {
-    PGresult *r = obx_pg_run(st->pg, SQL_OVERVIEW, 0, NULL, NULL, NULL);
+    PGresult *r = obx_pg_run(st->pg, sql, 0, NULL, NULL, NULL);
     struct obx_overview_row row = {0};
+    const char *key = NULL;
     enum obx_err err = OBX_OK;
     int stop = 0, n;
 
     if (!r)
         return OBX_EDB;
     n = PQntuples(r);
-    /* Rows come grouped by channel; each channel is emitted when the next one starts. */
-    for (int i = 0; i < n && !stop; i++) {
-        const char *c = PQgetvalue(r, i, 0);
-        int state = obx_store_state_parse(PQgetvalue(r, i, 1));
+    for (int i = 0; i <= n && !stop; i++) {
+        const char *k = i < n ? PQgetvalue(r, i, 0) : NULL;
+        int state = i < n ? obx_store_state_parse(PQgetvalue(r, i, 1)) : 0;
         if (state < 0)
             continue;
-        if (!row.channel_id || strcmp(row.channel_id, c) != 0) {
-            if (row.channel_id)
-                stop = emit_overview(st, &row, fn, ctx, &err);
+        if (key && (!k || strcmp(key, k) != 0))
+            stop = by_channel ? emit_overview(st, &row, fn, ctx, &err) : fn(ctx, &row);
+        if (!k)
+            break;
+        if (!key || strcmp(key, k) != 0) {
             memset(&row, 0, sizeof row);
-            row.channel_id = c;
-            row.tenant = PQgetvalue(r, i, 3);
+            key = k;
+            if (by_channel) {
+                row.channel_id = k;
+                row.tenant = PQgetvalue(r, i, 3);
+            } else {
+                row.tenant = k;
+            }
         }
         row.counts[state] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
     }
-    if (!stop && row.channel_id)
-        emit_overview(st, &row, fn, ctx, &err);
     PQclear(r);
     return err;
 }
 
 enum obx_err
+obx_store_pg_dash_overview(struct obx_store *st, obx_overview_fn fn, void *ctx)
+{
+    return overview_grouped(st, SQL_OVERVIEW, 1, fn, ctx);
+}
+
+enum obx_err
 obx_store_pg_dash_overview_tenants(struct obx_store *st, obx_overview_fn fn, void *ctx)
 {
-    PGresult *r = obx_pg_run(st->pg, SQL_OVERVIEW_TENANTS, 0, NULL, NULL, NULL);
-    struct obx_overview_row row = {0};
-    int stop = 0, n;
-
-    if (!r)
-        return OBX_EDB;
-    n = PQntuples(r);
-    /* Rows come grouped by tenant; each is emitted when the next one starts. */
-    for (int i = 0; i < n && !stop; i++) {
-        const char *t = PQgetvalue(r, i, 0);
-        int state = obx_store_state_parse(PQgetvalue(r, i, 1));
-        if (state < 0)
-            continue;
-        if (!row.tenant || strcmp(row.tenant, t) != 0) {
-            if (row.tenant)
-                stop = fn(ctx, &row);
-            memset(&row, 0, sizeof row);
-            row.tenant = t;
-        }
-        row.counts[state] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-    }
-    if (!stop && row.tenant)
-        fn(ctx, &row);
-    PQclear(r);
-    return OBX_OK;
+    return overview_grouped(st, SQL_OVERVIEW_TENANTS, 0, fn, ctx);
 }
 
 enum obx_err
