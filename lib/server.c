@@ -916,35 +916,18 @@ on_pg_notify(void *ctx)
 struct pause_resync {
     struct obx_storeq_job job;
     struct server *s;
-    char **scopes, **keys;
-    size_t n, cap;
+    struct obx_buf pairs; /* "scope\0key\0" for each open pause */
 };
 
 static int
 collect_pause(void *ctx, const struct obx_pause_row *p)
 {
     struct pause_resync *r = ctx;
+    enum obx_err err = obx_buf_append(&r->pairs, p->scope, strlen(p->scope) + 1);
 
-    if (r->n == r->cap) {
-        size_t ncap = r->cap ? r->cap * 2 : 8;
-        char **ns = obx_realloc(r->scopes, ncap * sizeof *ns);
-        if (ns)
-            r->scopes = ns;
-        char **nk = ns ? obx_realloc(r->keys, ncap * sizeof *nk) : NULL;
-        if (!nk)
-            return 1;
-        r->keys = nk;
-        r->cap = ncap;
-    }
-    r->scopes[r->n] = obx_strdup(p->scope);
-    r->keys[r->n] = obx_strdup(p->key);
-    if (!r->scopes[r->n] || !r->keys[r->n]) {
-        obx_free(r->scopes[r->n]);
-        obx_free(r->keys[r->n]);
-        return 1;
-    }
-    r->n++;
-    return 0;
+    if (err == OBX_OK)
+        err = obx_buf_append(&r->pairs, p->key, strlen(p->key) + 1);
+    return err != OBX_OK;
 }
 
 static enum obx_err
@@ -957,15 +940,14 @@ static void
 on_pause_resync(void *arg, enum obx_err err)
 {
     struct pause_resync *r = arg;
+    const char *p = r->pairs.data, *end = p ? p + r->pairs.len : p;
 
-    for (size_t i = 0; i < r->n; i++) {
-        if (err == OBX_OK)
-            obx_worker_release_held(r->s->worker, r->scopes[i], r->keys[i]);
-        obx_free(r->scopes[i]);
-        obx_free(r->keys[i]);
+    while (err == OBX_OK && p < end) {
+        const char *scope = p, *key = scope + strlen(scope) + 1;
+        obx_worker_release_held(r->s->worker, scope, key);
+        p = key + strlen(key) + 1;
     }
-    obx_free(r->scopes);
-    obx_free(r->keys);
+    obx_buf_release(&r->pairs);
     obx_free(r);
 }
 
@@ -987,6 +969,7 @@ on_pg_pause(void *ctx, const char *scope, const char *key)
     if (!r)
         return; /* the claim skips them anyway; only what was claimed ahead may go */
     r->s = s;
+    obx_buf_init(&r->pairs, 64 * 1024 * 1024);
     r->job.run = run_pause_resync;
     r->job.done = on_pause_resync;
     r->job.arg = r;
