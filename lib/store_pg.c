@@ -343,6 +343,10 @@ check_enqueued(void *ctx, struct obx_pg *pg)
         return OBX_OK;
     r = PQexecPrepared(obx_pg_conn(pg), "obx_enqueued", e->stmt.nparams, e->stmt.vals, NULL, NULL,
                        0);
+    if (!r) { /* no result at all: the connection's own message says why */
+        obx_pg_set_error(pg, PQerrorMessage(obx_pg_conn(pg)));
+        return OBX_EDB;
+    }
     err = PQresultStatus(r) == PGRES_TUPLES_OK ? take_enqueue(e, 1, r) : result_error(pg, r);
     PQclear(r);
     return err;
