@@ -4,7 +4,8 @@
 #
 #   drain    N (100,000) queued messages over 10,000 conversations, serve and the mock
 #            unthrottled, --max-inflight 32; messages/s from the first to the last acceptance
-#            as the database recorded them, and serve's CPU (utime + stime) per message
+#            as the database recorded them, serve's CPU (utime + stime) per message, and on
+#            PostgreSQL the cluster's CPU per message (pg_ticks)
 #   enqueue  one message per POST /v1/messages, 32 keep-alive connections (wrk -t2 -c32,
 #            bench/api_wrk.lua) for API_S (10) seconds into an empty outbox
 #
@@ -15,6 +16,7 @@
 #
 #   bench/pg_serve.sh
 #   N=20000 ROUNDS=1 bench/pg_serve.sh
+#   KINDS=postgresql bench/pg_serve.sh     # one backend only
 set -uo pipefail
 {
 . "$(dirname "$0")/lib.sh"
@@ -24,12 +26,23 @@ N=${N:-100000}
 ROUNDS=${ROUNDS:-2}
 API_S=${API_S:-10}
 INFLIGHT=${INFLIGHT:-32}
+KINDS=${KINDS:-sqlite postgresql}
 
 trap 'pg_cluster_stop; bench_cleanup' EXIT
 pg_cluster_start "$BT" || exit 1
 pg_cluster_durable || exit 1
 "$OUTBOX_BIN" migrate --db "$PG_URI" >/dev/null || { log "migrate failed"; exit 1; }
 q() { pg_sql "SET search_path = outbox; $*"; }
+
+# The PostgreSQL server's CPU so far: every process of the cluster (backends, writers,
+# autovacuum), in clock ticks. A process that exits meanwhile takes its ticks with it, so
+# the figure is a floor; the backends serve holds live until it stops.
+pg_ticks() {
+    local pm
+    pm=$(head -1 "$PG_DIR/data/postmaster.pid")
+    cat /proc/"$pm"/stat $(pgrep -P "$pm" | sed 's|.*|/proc/&/stat|') 2>/dev/null |
+        awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
+}
 
 # The same messages as bench/lib.sh's gen_jsonl, written by PostgreSQL itself.
 pg_fill() {
@@ -54,9 +67,9 @@ run_serve() {
     PORT=$(sed -n 's/.*msg=serving .* api_port=\([0-9]*\).*/\1/p' "$logf" | head -1)
 }
 
-# drain KIND: prints "rate cpu_us"
+# drain KIND: prints "rate cpu_us pg_cpu_us" (pg_cpu_us "-" on SQLite)
 drain() {
-    local kind=$1 db count t0 ticks first last
+    local kind=$1 db count t0 ticks first last pg0 pg1
     if [ "$kind" = sqlite ]; then
         db=$(fresh_db "$N" "drain-sqlite")
         count() { sql "$db" "SELECT count(*) FROM outbox WHERE state = 'accepted'"; }
@@ -67,15 +80,19 @@ drain() {
         count() { q "SELECT count(*) FROM outbox WHERE state = 'accepted'"; }
         span() { q "SELECT min(accepted_at_ms) || ' ' || max(accepted_at_ms) FROM outbox"; }
     fi
+    [ "$kind" = sqlite ] || pg0=$(pg_ticks)
     run_serve "$db" "$BT/drain-$kind.log" --log-level info
     wait_until 600 '[ "$(count)" -ge '"$N"' ]' || log "$kind: drain did not finish"
     ticks=$(cpu_ticks "$PID")
+    [ "$kind" = sqlite ] || pg1=$(pg_ticks)
     kill -TERM "$PID"
     wait "$PID" 2>/dev/null
     read -r first last <<<"$(span)"
     fmt "($N - 1) * 1000 / ($last - $first)"
     printf ' '
     fmt "$ticks * 1000000 / $CLK_TCK / $N"
+    printf ' '
+    if [ "$kind" = sqlite ]; then printf -- '-'; else fmt "($pg1 - $pg0) * 1000000 / $CLK_TCK / $N"; fi
     echo
 }
 
@@ -108,15 +125,15 @@ echo
 echo "N=$N, --max-inflight $INFLIGHT, both unthrottled; PostgreSQL $(pg_sql 'SHOW server_version')" \
     "(fsync $(pg_sql 'SHOW fsync'), synchronous_commit $(pg_sql 'SHOW synchronous_commit')), SQLite synchronous=full"
 echo
-echo "| round | backend | drain msg/s | serve CPU µs/msg | HTTP enqueue msg/s (32 clients, one message each) |"
-echo "|---|---|---:|---:|---:|"
+echo "| round | backend | drain msg/s | serve CPU µs/msg | PostgreSQL's CPU µs/msg | HTTP enqueue msg/s (32 clients, one message each) |"
+echo "|---|---|---:|---:|---:|---:|"
 for r in $(seq 1 "$ROUNDS"); do
-    for kind in sqlite postgresql; do
+    for kind in $KINDS; do
         log "round $r: $kind drain"
-        read -r rate cpu <<<"$(drain $kind)"
+        read -r rate cpu pgcpu <<<"$(drain $kind)"
         log "round $r: $kind enqueue"
         enq=$(enqueue $kind)
-        echo "| $r | $kind | $(commas "$rate") | $cpu | $(commas "$enq") |"
+        echo "| $r | $kind | $(commas "$rate") | $cpu | $pgcpu | $(commas "$enq") |"
     done
 done
 exit 0

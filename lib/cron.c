@@ -82,6 +82,7 @@ static int prepare_retention(struct obx_cron *c, struct slot *sl);
 static int run_retention(struct obx_store *st, struct slot *sl);
 static void after_retention(struct obx_cron *c, struct slot *sl);
 static void after_heartbeat(struct obx_cron *c, struct slot *sl);
+static void after_heap_trim(struct obx_cron *c, struct slot *sl);
 
 /* Every periodic job of serve. */
 static const struct job jobs[] = {
@@ -98,6 +99,8 @@ static const struct job jobs[] = {
     {"retention", 3600000, 60000, 0, 1, 1, prepare_retention, run_retention, after_retention},
     /* Pause and circuit state for `outbox status`. */
     {"heartbeat", 1000, 1000, 1, 0, 0, NULL, NULL, after_heartbeat},
+    /* Free memory back to the system, so that RSS follows what is in use (lib/mem.h). */
+    {"heap_trim", 1000, 1000, 1, 0, 1, NULL, NULL, after_heap_trim},
 };
 #define N_JOBS (sizeof jobs / sizeof jobs[0])
 
@@ -313,6 +316,14 @@ after_heartbeat(struct obx_cron *c, struct slot *sl)
     (void)sl;
     if (c->env.heartbeat)
         c->env.heartbeat(c->env.heartbeat_ctx);
+}
+
+static void
+after_heap_trim(struct obx_cron *c, struct slot *sl)
+{
+    (void)c;
+    (void)sl;
+    obx_mem_trim();
 }
 
 /* ---- the scheduler -------------------------------------------------------------------- */

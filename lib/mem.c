@@ -3,6 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* The only mutable global besides the log sink: a test hook, -1 when disarmed. */
 static long fail_countdown = -1;
@@ -73,4 +76,12 @@ void
 obx_free(void *p)
 {
     free(p);
+}
+
+void
+obx_mem_trim(void)
+{
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
 }
