@@ -45,7 +45,7 @@ struct request {
     struct curl_slist *headers;
     char *body;
     size_t body_len;
-    size_t body_sent; /* bytes handed to libcurl by on_read */
+    int requests_made; /* on this transfer, by libcurl (on_prereq) */
     char resp[OBX_HTTP_BODY_KEEP + 1];
     size_t resp_len;
     char retry_after[128];
@@ -182,34 +182,29 @@ on_header(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
-/* The request body, given to libcurl a piece at a time (see on_seek for why). */
-static size_t
-on_read(char *buf, size_t size, size_t nitems, void *userdata)
-{
-    struct request *r = userdata;
-    size_t room = size * nitems, left = r->body_len - r->body_sent;
-    size_t n = left < room ? left : room;
-
-    memcpy(buf, r->body + r->body_sent, n);
-    r->body_sent += n;
-    return n;
-}
-
 /*
- * libcurl asks to rewind the body when a reused connection died after the request went out
- * and before any answer: it would then send the same POST again on a fresh connection, and
- * Partoo would get a request that no attempt row records (issue 12). Refusing the rewind
- * makes that transfer fail with CURLE_SEND_FAIL_REWIND, a transport error that the worker
- * counts and retries with its own backoff. Rewinding before a byte was read is harmless.
+ * libcurl (7.88, Curl_retry_request) sends the same POST again on a fresh connection, without
+ * telling the application, when a reused connection died after the request went out and
+ * before any answer: Partoo would get a request that no attempt row records (issue 12). No
+ * API reports that hidden retry, but each request libcurl makes is preceded by this call:
+ * the second one is aborted, and the transfer ends with CURLE_ABORTED_BY_CALLBACK, a
+ * transport error that the worker counts and retries with its own backoff.
+ *
+ * (Until 2026-12-07 the body went through a read callback whose rewind was refused, to the
+ * same end. libcurl then gave every transfer a 16 KiB upload buffer for a body of a few
+ * hundred bytes: 12 MB of serve's peak with 768 transfers in flight, docs/benchmarks.md.)
  */
 static int
-on_seek(void *userdata, curl_off_t offset, int origin)
+on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+          int conn_local_port)
 {
     struct request *r = userdata;
 
-    if (origin == SEEK_SET && offset == 0 && r->body_sent == 0)
-        return CURL_SEEKFUNC_OK;
-    return CURL_SEEKFUNC_CANTSEEK;
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    return r->requests_made++ == 0 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 static void
@@ -259,8 +254,8 @@ finish_request(struct obx_http *h, struct request *r, CURLcode code)
     if (code == CURLE_OK) {
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         res.status = (int)status;
-    } else if (code == CURLE_SEND_FAIL_REWIND) {
-        /* on_seek refused libcurl's silent re-send; say what happened instead */
+    } else if (code == CURLE_ABORTED_BY_CALLBACK && r->requests_made > 1) {
+        /* on_prereq refused libcurl's silent re-send; say what happened instead */
         res.error = "reused connection closed after the request was sent, without an answer";
     } else {
         res.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
@@ -348,22 +343,18 @@ setup_easy(struct obx_http *h, struct request *r, const char *url, size_t body_l
 
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    /* Not CURLOPT_POSTFIELDS: libcurl re-sends those silently (see on_seek). */
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(e, CURLOPT_READDATA, r);
-    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
-    curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+    /* From our copy, which outlives the transfer; sent once (on_prereq). */
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     /*
-     * Small buffers: a body is a few hundred bytes and only OBX_HTTP_BODY_KEEP bytes of an
-     * answer are kept (a longer one just arrives in more calls of on_body), and libcurl
-     * 7.88 gives every transfer buffers of its own, so with max_inflight transfers at
-     * once (768 with 2,000 tenants) each KiB here is 0.75 MB of serve's RSS. The upload
-     * buffer's least is 16 KiB (its default 64 KiB); the receive buffer's 1 KiB: 4 KiB
-     * instead of the default 16 took serve from 73.7 to 61.3 MB at 2,000 tenants
-     * (docs/benchmarks.md, "Tenants").
+     * A small receive buffer: only OBX_HTTP_BODY_KEEP bytes of an answer are kept (a longer
+     * one just arrives in more calls of on_body), and libcurl 7.88 gives every transfer a
+     * buffer of its own, so with max_inflight transfers at once (768 with 2,000 tenants)
+     * each KiB here is 0.75 MB of serve's RSS: 4 KiB instead of the default 16 took serve
+     * from 73.7 to 61.3 MB at 2,000 tenants (docs/benchmarks.md, "Tenants").
      */
-    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent);
