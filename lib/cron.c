@@ -262,7 +262,9 @@ prepare_retention(struct obx_cron *c, struct slot *sl)
     struct obx_retention_opts o;
     obx_retention_opts_for(cfg, obx_now_ms(obx_clock_real()), cfg->retention_ms, &o);
     o.batch_ms = SERVE_RETENTION_STEP_MS;
-    o.is_readonly = step_readonly;
+    /* NULL stays NULL: whether accepted is walked is decided with the pass's configuration. */
+    if (o.is_readonly)
+        o.is_readonly = step_readonly;
     o.ctx = sl;
     obx_retention_init(&c->retention, &o); /* the store thread is not using it: no pass */
     c->retention_new_pass = 1;

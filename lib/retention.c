@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "store_tenant.h"
+
 
 enum phase { PH_MESSAGES = 0, PH_REPLIES, PH_EVENTS, PH_SEAL, PH_PRUNE_SCAN, PH_PRUNE, PH_DONE };
 
@@ -41,7 +43,8 @@ obx_retention_opts_for(const struct obx_config *cfg, int64_t now_ms, int64_t age
     out->hashes_before_ms = INT64_MIN; /* webhook_hash_retention = 0: keep them forever */
     if (keep_hashes > 0)
         out->hashes_before_ms = now_ms - (keep_hashes > age_ms ? keep_hashes : age_ms);
-    out->is_readonly = cfg_readonly;
+    /* No readonly_channels: only a tenant's read-only channel can make accepted terminal. */
+    out->is_readonly = cfg->nreadonly_channel_ids ? cfg_readonly : NULL;
     /* The callback only reads the configuration; the cast keeps the ctx signature. */
     out->ctx = (void *)(uintptr_t)cfg;
 }
@@ -62,6 +65,22 @@ advance(struct obx_retention *r)
     r->phase++;
 }
 
+/*
+ * Whether the accepted walk can delete anything: accepted is terminal only on a read-only
+ * channel. Without one (no readonly_channels, no tenant's read-only channel) the walk would
+ * read every accepted message to delete none; with webhooks off or late, that is every
+ * message sent lately, and it cost a busy serve 8 % of its deliveries for as long as the
+ * pass ran (docs/benchmarks.md, "Retention's walk over accepted messages").
+ */
+static enum obx_err
+accepted_can_go(struct obx_store *st, const struct obx_retention *r, int *can)
+{
+    *can = 1;
+    if (r->o.is_readonly)
+        return OBX_OK;
+    return obx_store_tenant_any_readonly(st, can);
+}
+
 enum obx_err
 obx_retention_step(struct obx_store *st, struct obx_retention *r, int *done)
 {
@@ -76,6 +95,13 @@ obx_retention_step(struct obx_store *st, struct obx_retention *r, int *done)
         lim.until_mono_ms = obx_mono_ms(obx_clock_real()) + r->o.batch_ms;
     switch (r->phase) {
     case PH_MESSAGES:
+        if (purge_states[r->state_idx] == OBX_ST_ACCEPTED && r->cursor == 0) {
+            int can = 1;
+            if ((err = accepted_can_go(st, r, &can)) != OBX_OK)
+                return err;
+            if (!can)
+                break; /* more = 0: on to the replies */
+        }
         err = obx_store_purge_batch(st, &po, purge_states[r->state_idx], &lim, &r->cursor, &a,
                                     &more);
         r->n.messages += a;

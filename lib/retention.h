@@ -16,6 +16,9 @@
  *        rows behind it
  *     -> done
  *
+ * (* failed only when asked: include_failed. Accepted is walked only when some channel is
+ * read-only, in readonly_channels or a tenant's.)
+ *
  * Each step commits what it did: a pass interrupted at any point (crash, SIGTERM, a
  * failed write) has lost nothing and leaves a database the next pass finishes.
  */
@@ -34,7 +37,9 @@ struct obx_retention_opts {
     int64_t before_ms;        /* messages, replies, event bodies, audit rows older go */
     int64_t hashes_before_ms; /* webhook body hashes older go (capped at before_ms) */
     int include_failed;       /* also failed messages (`outbox purge` without --keep-failed) */
-    int (*is_readonly)(void *ctx, const char *channel); /* may be NULL */
+    /* readonly_channels; NULL when it names none (then accepted messages are walked only
+     * if a tenant has a read-only channel) */
+    int (*is_readonly)(void *ctx, const char *channel);
     void *ctx;
     int batch_rows;   /* rows per step; 0 = OBX_RETENTION_BATCH_ROWS */
     int64_t batch_ms; /* time per step; 0 = OBX_RETENTION_BATCH_MS, < 0 = no bound */

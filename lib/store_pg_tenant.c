@@ -418,3 +418,17 @@ obx_store_pg_tenant_channel_readonly(struct obx_store *st, const char *channel_i
     PQclear(r);
     return OBX_OK;
 }
+
+enum obx_err
+obx_store_pg_tenant_any_readonly(struct obx_store *st, int *any)
+{
+    PGresult *r = run(st->pg, "SELECT EXISTS (SELECT 1 FROM tenant_channels WHERE readonly)", 0,
+                      NULL, NULL, 0);
+
+    *any = 0;
+    if (!r)
+        return OBX_EDB;
+    *any = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return OBX_OK;
+}

@@ -30,4 +30,8 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_tenant_channel_readonly(struct obx_stor
                                                                  const char *channel_id,
                                                                  int *readonly /* OUT */);
 
+/* As obx_store_tenant_any_readonly. */
+OBX_MUST_CHECK enum obx_err obx_store_pg_tenant_any_readonly(struct obx_store *st,
+                                                             int *any /* OUT */);
+
 #endif

@@ -678,3 +678,22 @@ obx_store_tenant_channel_readonly(struct obx_store *st, const char *channel_id, 
     sqlite3_reset(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? OBX_OK : obx_err_from_sqlite(rc);
 }
+
+enum obx_err
+obx_store_tenant_any_readonly(struct obx_store *st, int *any)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *any = 0;
+    if (st->pg)
+        return obx_store_pg_tenant_any_readonly(st, any);
+    s = obx_db_stmt(st->db, "SELECT EXISTS (SELECT 1 FROM tenant_channels WHERE readonly = 1)");
+    if (!s)
+        return OBX_EDB;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *any = sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? OBX_OK : obx_err_from_sqlite(rc);
+}

@@ -135,4 +135,7 @@ OBX_MUST_CHECK enum obx_err obx_store_tenant_channel_readonly(struct obx_store *
                                                               const char *channel_id,
                                                               int *readonly /* OUT */);
 
+/* 1 when some tenant owns a read-only channel: retention walks accepted messages only then. */
+OBX_MUST_CHECK enum obx_err obx_store_tenant_any_readonly(struct obx_store *st, int *any /* OUT */);
+
 #endif

@@ -15,6 +15,7 @@
 #include "mem.h"
 #include "retention.h"
 #include "store.h"
+#include "store_tenant.h"
 #include "testdb.h"
 
 static char db_path[256];
@@ -81,6 +82,14 @@ has(struct obx_store *st, const char *id)
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT 1 FROM outbox WHERE external_message_id = '%s'", id);
     return count_rows(st, sql);
+}
+
+static int
+no_channel(void *ctx, const char *channel)
+{
+    (void)ctx;
+    (void)channel;
+    return 0;
 }
 
 static int
@@ -187,6 +196,11 @@ test_opts_for(void)
     CHECK_OK(obx_config_set(&cfg, "webhook_hash_retention", "0", OBX_SRC_FILE, NULL));
     obx_retention_opts_for(&cfg, 100LL * 86400000, 3LL * 86400000, &o);
     CHECK_INT(o.hashes_before_ms, INT64_MIN);
+
+    /* No readonly_channels: no callback (accepted is then walked only for tenants). */
+    CHECK_OK(obx_config_set(&cfg, "readonly_channels", "", OBX_SRC_FILE, NULL));
+    obx_retention_opts_for(&cfg, 100LL * 86400000, 3LL * 86400000, &o);
+    CHECK(o.is_readonly == NULL);
 end:
     if (inited)
         obx_config_release(&cfg);
@@ -306,6 +320,63 @@ end:
     TEST_END;
 }
 
+/* Steps r to the end; its step count, or -1 on an error. */
+static int64_t
+steps_to_end(struct obx_store *st, const struct obx_retention_opts *o)
+{
+    struct obx_retention r;
+
+    obx_retention_init(&r, o);
+    return run(st, &r) == 0 ? obx_retention_counts(&r)->steps : -1;
+}
+
+/*
+ * Accepted messages are walked only when some channel is read-only: 40 old accepted
+ * messages take 8 steps of 5 when a read-only callback is given (it says no to each), none
+ * without one; once a tenant owns a read-only channel, its old accepted message goes.
+ */
+static int
+test_accepted_walk_only_with_readonly(void)
+{
+    struct obx_store *st = fresh_store();
+    struct obx_retention_opts o = {0};
+    struct obx_tenant_channel ro = {"ro", 1};
+    struct obx_tenant_spec t = {.name = "acme", .api_key = "k", .channels = &ro, .nchannels = 1};
+    char id[32], conv[32];
+    int64_t walked, skipped;
+    int created = 0;
+    TEST_BEGIN;
+
+    CHECK(st);
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "m%d", i);
+        snprintf(conv, sizeof conv, "c%d", i);
+        CHECK_OK(put(st, "ch", conv, id));
+        CHECK_OK(deliver(st, OBX_NEXT_ACCEPTED));
+    }
+    CHECK_OK(put(st, "ro", "c-ro", "ro-acc"));
+    CHECK_OK(deliver(st, OBX_NEXT_ACCEPTED));
+    fake.now_ms += 10000;
+    o.before_ms = fake.now_ms;
+    o.hashes_before_ms = INT64_MIN;
+    o.batch_rows = 5;
+    o.batch_ms = -1;
+    o.is_readonly = no_channel;
+    walked = steps_to_end(st, &o);
+    o.is_readonly = NULL;
+    skipped = steps_to_end(st, &o);
+    CHECK(skipped >= 0);
+    CHECK(walked - skipped >= 8);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox"), 41);
+    CHECK_OK(obx_store_tenant_put(st, &t, OBX_TENANT_CREATE, NULL, &created, NULL, 0));
+    CHECK(steps_to_end(st, &o) >= walked);
+    CHECK_INT(has(st, "ro-acc"), 0);
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox"), 40);
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
 /*
  * Every allocation failing: the steps that allocate (the audit seal) return OBX_ENOMEM
  * and change neither the counts nor the database; once memory is back, the same pass
@@ -365,6 +436,7 @@ static const struct test_case tests[] = {
     {"keeps_and_deletes", test_keeps_and_deletes},
     {"resumes_across_calls", test_resumes_across_calls},
     {"alloc_failure", test_alloc_failure},
+    {"accepted_walk_only_with_readonly", test_accepted_walk_only_with_readonly},
     {NULL, NULL},
 };
 

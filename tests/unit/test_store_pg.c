@@ -17,6 +17,7 @@
 #include "store_pg_nodes.h"
 #include "store.h"
 #include "store_pg.h"
+#include "store_tenant.h"
 
 static struct obx_pg *
 open_schema(const char *schema)
@@ -613,6 +614,9 @@ test_periodic_jobs(void)
         {.msg = msg("p1", "ca")}, {.msg = msg("p2", "cb")}, {.msg = msg("p3", "cc")}};
     char errmsg[512];
     int64_t resent = -1, unconfirmed = -1, recovered = -1;
+    struct obx_tenant_channel ro = {"ro", 1};
+    struct obx_tenant_spec t = {.name = "acme", .api_key = "k", .channels = &ro, .nchannels = 1};
+    int any = -1, created = 0;
 
     CHECK(pg);
     CHECK_OK(obx_store_pg_open_store(getenv("OBX_TEST_PG_URI"), "t_periodic", "A", 1, &st, errmsg,
@@ -649,6 +653,12 @@ test_periodic_jobs(void)
                              " WHERE external_message_id = 'p3'"));
     CHECK_OK(obx_store_recover(st, 0, &recovered));
     CHECK_INT(recovered, 0);
+    /* Retention walks accepted messages only once a tenant has a read-only channel. */
+    CHECK_OK(obx_store_tenant_any_readonly(st, &any));
+    CHECK_INT(any, 0);
+    CHECK_OK(obx_store_tenant_put(st, &t, OBX_TENANT_CREATE, NULL, &created, NULL, 0));
+    CHECK_OK(obx_store_tenant_any_readonly(st, &any));
+    CHECK_INT(any, 1);
 end:
     obx_store_free(st);
     obx_pg_free(pg);
