@@ -1273,9 +1273,16 @@ obx_store_bulk_transition(struct obx_store *st, const struct obx_store_dash_filt
  * One state at a time through the (state, id) index: an id cursor per state makes each
  * batch a short range scan, where a single "state IN (...) AND state_at_ms < ?" query
  * would read or sort the whole set again on every batch.
+ *
+ * The walk ends at the first message created after the cut (PURGE_WALK_ENDS): ids grow
+ * with time, so every message after it is younger still, and a message's last transition
+ * is never older than its creation. Without that end, each hourly pass read every
+ * confirmed message kept (30 days of them by default) to delete the oldest hour's worth.
+ * A row given an explicit smaller id through plain SQL can end a walk early; what it holds
+ * back goes once that row is old enough itself (at most `retention` later).
  */
 static const char SQL_PURGE_CANDIDATES[] =
-    "SELECT id, channel_id, state_at_ms, external_conversation_id FROM outbox"
+    "SELECT id, channel_id, state_at_ms, external_conversation_id, created_at_ms FROM outbox"
     " WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 
 static const char SQL_DELETE_ID[] = "DELETE FROM outbox WHERE id = ?1";
@@ -1345,23 +1352,30 @@ struct pg_purge {
     enum obx_state state;
     struct obx_buf ids;
     enum obx_err err;
+    int young; /* a message created after the cut: the walk ends */
 };
 
-static void
-on_pg_candidate(void *ctx, int64_t id, const char *channel_id, int64_t state_at_ms)
+static int
+on_pg_candidate(void *ctx, int64_t id, const char *channel_id, int64_t state_at_ms,
+                int64_t created_at_ms)
 {
     struct pg_purge *p = ctx;
 
+    if (created_at_ms >= p->o->before_ms) {
+        p->young = 1; /* the end of the walk, as on SQLite (SQL_PURGE_CANDIDATES) */
+        return 1;
+    }
     if (p->err == OBX_OK && state_at_ms < p->o->before_ms &&
         (p->state != OBX_ST_ACCEPTED || channel_readonly(p->st, p->o, channel_id)))
         p->err = obx_pg_array_int(&p->ids, id, 0);
+    return 0;
 }
 
 static enum obx_err
 purge_batch_pg(struct obx_store *st, const struct obx_purge_opts *o, enum obx_state state,
                const struct obx_batch_limit *lim, int64_t *cursor, int64_t *deleted, int *more)
 {
-    struct pg_purge p = {st, o, state, {0}, OBX_OK};
+    struct pg_purge p = {st, o, state, {0}, OBX_OK, 0};
     int scanned = 0;
     enum obx_err err;
 
@@ -1376,7 +1390,7 @@ purge_batch_pg(struct obx_store *st, const struct obx_purge_opts *o, enum obx_st
         err = obx_store_pg_delete_messages(st, obx_buf_str(&p.ids), obx_store_state_name(state),
                                            deleted);
     obx_buf_release(&p.ids);
-    *more = err == OBX_OK && scanned == lim->rows;
+    *more = err == OBX_OK && !p.young && scanned == lim->rows;
     return err;
 }
 
@@ -1396,7 +1410,7 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o, enum
     sqlite3_stmt *del = obx_db_stmt(st->db, SQL_DELETE_ID);
     sqlite3_stmt *del_conv = obx_db_stmt(st->db, SQL_DELETE_CONVERSATION);
     int64_t last = *cursor, n = 0;
-    int scanned = 0, rc = SQLITE_DONE;
+    int scanned = 0, young = 0, rc = SQLITE_DONE;
     enum obx_err err;
 
     *deleted = 0;
@@ -1410,6 +1424,10 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o, enum
     sqlite3_bind_int64(sel, 2, *cursor);
     sqlite3_bind_int(sel, 3, lim->rows);
     while (err == OBX_OK && (rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        if (sqlite3_column_int64(sel, 4) >= o->before_ms) {
+            young = 1; /* the end of the walk: see SQL_PURGE_CANDIDATES */
+            break;
+        }
         scanned++;
         last = sqlite3_column_int64(sel, 0);
         if (sqlite3_column_int64(sel, 2) < o->before_ms &&
@@ -1424,8 +1442,8 @@ obx_store_purge_batch(struct obx_store *st, const struct obx_purge_opts *o, enum
     err = obx_db_end_scan(st->db, sel, rc, err);
     if (err != OBX_OK)
         return err;
-    /* A batch cut short by rows or time leaves more; one that ran dry does not. */
-    *more = rc == SQLITE_ROW || scanned == lim->rows;
+    /* A batch cut short by rows or time leaves more; one that ran dry or young does not. */
+    *more = !young && (rc == SQLITE_ROW || scanned == lim->rows);
     *cursor = last;
     *deleted = n;
     return OBX_OK;

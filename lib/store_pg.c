@@ -1012,15 +1012,16 @@ obx_store_pg_purge_candidates(struct obx_store *st, const char *state, int64_t a
     snprintf(lim, sizeof lim, "%d", rows);
     /* outbox_state (state, id): a short range per batch, as on SQLite. */
     r = obx_pg_run(st->pg,
-                   "SELECT id, channel_id, state_at_ms FROM outbox WHERE state = $1"
+                   "SELECT id, channel_id, state_at_ms, created_at_ms FROM outbox WHERE state = $1"
                    " AND id > $2::bigint ORDER BY id LIMIT $3::bigint",
                    3, vals, NULL, NULL);
     if (!r)
         return OBX_EDB;
     for (int i = 0; i < PQntuples(r); i++) {
+        if (fn(ctx, col_int(r, i, 0), PQgetvalue(r, i, 1), col_int(r, i, 2), col_int(r, i, 3)))
+            break;
         *last = col_int(r, i, 0);
         (*scanned)++;
-        fn(ctx, *last, PQgetvalue(r, i, 1), col_int(r, i, 2));
     }
     PQclear(r);
     return OBX_OK;

@@ -204,12 +204,13 @@ OBX_MUST_CHECK enum obx_err obx_store_pg_transition_by_key(struct obx_store *st,
 
 /*
  * Retention (lib/retention.c through obx_store_purge_batch, which decides): the messages in
- * state with id > after_id, by id, at most rows, each to fn; *last: the last id read.
+ * state with id > after_id, by id, at most rows, each to fn until it returns nonzero (the
+ * walk's end: that row is not counted); *last: the last id read.
  * Then obx_store_pg_delete_messages deletes the ids chosen (PostgreSQL's array text form)
  * that are still in that state, in one transaction.
  */
-typedef void (*obx_store_pg_candidate_fn)(void *ctx, int64_t id, const char *channel_id,
-                                          int64_t state_at_ms);
+typedef int (*obx_store_pg_candidate_fn)(void *ctx, int64_t id, const char *channel_id,
+                                         int64_t state_at_ms, int64_t created_at_ms);
 OBX_MUST_CHECK enum obx_err obx_store_pg_purge_candidates(struct obx_store *st, const char *state,
                                                           int64_t after_id, int rows,
                                                           obx_store_pg_candidate_fn fn, void *ctx,

@@ -378,6 +378,44 @@ end:
 }
 
 /*
+ * A walk ends at the first message created after the cut: 10 old cancelled messages then
+ * 40 young ones, one batch of 100: the 10 go, the cursor stays on the last of them and
+ * nothing more is to come, so the 40 are not read again on every pass.
+ */
+static int
+test_walk_ends_at_young(void)
+{
+    struct obx_store *st = fresh_store();
+    struct obx_purge_opts po = {0};
+    struct obx_batch_limit lim = {100, 0};
+    char id[32], conv[32];
+    int64_t cursor = 0, deleted = 0, last_old = 0;
+    int more = 1;
+    TEST_BEGIN;
+
+    CHECK(st);
+    for (int i = 0; i < 50; i++) {
+        if (i == 10) {
+            last_old = count_rows(st, "SELECT 1 FROM outbox");
+            fake.now_ms += 10000;
+        }
+        snprintf(id, sizeof id, "m%d", i);
+        snprintf(conv, sizeof conv, "c%d", i);
+        CHECK_OK(put(st, "ch", conv, id));
+        CHECK_OK(obx_store_cancel(st, "ch", id, NULL));
+    }
+    po.before_ms = fake.now_ms - 5000;
+    CHECK_OK(obx_store_purge_batch(st, &po, OBX_ST_CANCELLED, &lim, &cursor, &deleted, &more));
+    CHECK_INT(deleted, 10);
+    CHECK_INT(more, 0);
+    CHECK_INT(cursor, last_old); /* ids 1..10: the walk did not read past the first young */
+    CHECK_INT(count_rows(st, "SELECT 1 FROM outbox"), 40);
+end:
+    obx_store_free(st);
+    TEST_END;
+}
+
+/*
  * Every allocation failing: the steps that allocate (the audit seal) return OBX_ENOMEM
  * and change neither the counts nor the database; once memory is back, the same pass
  * finishes and the audit chain verifies.
@@ -437,6 +475,7 @@ static const struct test_case tests[] = {
     {"resumes_across_calls", test_resumes_across_calls},
     {"alloc_failure", test_alloc_failure},
     {"accepted_walk_only_with_readonly", test_accepted_walk_only_with_readonly},
+    {"walk_ends_at_young", test_walk_ends_at_young},
     {NULL, NULL},
 };
 

@@ -616,7 +616,10 @@ test_periodic_jobs(void)
     int64_t resent = -1, unconfirmed = -1, recovered = -1;
     struct obx_tenant_channel ro = {"ro", 1};
     struct obx_tenant_spec t = {.name = "acme", .api_key = "k", .channels = &ro, .nchannels = 1};
-    int any = -1, created = 0;
+    int any = -1, created = 0, more = 1;
+    struct obx_purge_opts po = {.before_ms = 1000};
+    struct obx_batch_limit lim = {100, 0};
+    int64_t cursor = 0, deleted = 0;
 
     CHECK(pg);
     CHECK_OK(obx_store_pg_open_store(getenv("OBX_TEST_PG_URI"), "t_periodic", "A", 1, &st, errmsg,
@@ -653,6 +656,20 @@ test_periodic_jobs(void)
                              " WHERE external_message_id = 'p3'"));
     CHECK_OK(obx_store_recover(st, 0, &recovered));
     CHECK_INT(recovered, 0);
+    /* A retention walk ends at the first message created after the cut: p1 and p2 are
+     * old (created and cancelled at 1 ms), p3 young; one batch takes the two and stops. */
+    CHECK_OK(obx_pg_exec(pg, "UPDATE outbox SET state = 'cancelled', state_at_ms = 1,"
+                             " created_at_ms = 1, lease_token = NULL"
+                             " WHERE external_message_id IN ('p1', 'p2');"
+                             " UPDATE outbox SET state = 'cancelled', state_at_ms = 5000,"
+                             " created_at_ms = 5000, lease_token = NULL"
+                             " WHERE external_message_id = 'p3'"));
+    CHECK_OK(obx_store_purge_batch(st, &po, OBX_ST_CANCELLED, &lim, &cursor, &deleted, &more));
+    CHECK_INT(deleted, 2);
+    CHECK_INT(more, 0);
+    CHECK_INT(cursor,
+              atoll(value(pg, "SELECT id FROM outbox WHERE external_message_id = 'p3'")) - 1);
+    CHECK_STR(value(pg, "SELECT count(*) FROM outbox"), "1");
     /* Retention walks accepted messages only once a tenant has a read-only channel. */
     CHECK_OK(obx_store_tenant_any_readonly(st, &any));
     CHECK_INT(any, 0);
