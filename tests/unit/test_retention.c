@@ -36,6 +36,17 @@ put(struct obx_store *st, const char *channel, const char *conv, const char *id)
     return obx_enqueue(st, &m, &r, NULL);
 }
 
+/* Message i of a numbered run: external id m<i>, alone in conversation c<i> on "ch". */
+static enum obx_err
+put_nth(struct obx_store *st, int i)
+{
+    char id[32], conv[32];
+
+    snprintf(id, sizeof id, "m%d", i);
+    snprintf(conv, sizeof conv, "c%d", i);
+    return put(st, "ch", conv, id);
+}
+
 /* Claims the one due message and ends its attempt with next (accepted or failed). */
 static enum obx_err
 deliver(struct obx_store *st, enum obx_next next)
@@ -277,14 +288,13 @@ test_resumes_across_calls(void)
     struct obx_retention r, copy;
     int done = 0, calls = 0;
     int64_t prev = 0;
-    char id[32], conv[32];
+    char id[32];
     TEST_BEGIN;
 
     CHECK(st);
     for (int i = 0; i < 12; i++) {
         snprintf(id, sizeof id, "m%d", i);
-        snprintf(conv, sizeof conv, "c%d", i);
-        CHECK_OK(put(st, "ch", conv, id));
+        CHECK_OK(put_nth(st, i));
         CHECK_OK(obx_store_cancel(st, "ch", id, NULL));
     }
     fake.now_ms += 1000;
@@ -342,16 +352,13 @@ test_accepted_walk_only_with_readonly(void)
     struct obx_retention_opts o = {0};
     struct obx_tenant_channel ro = {"ro", 1};
     struct obx_tenant_spec t = {.name = "acme", .api_key = "k", .channels = &ro, .nchannels = 1};
-    char id[32], conv[32];
     int64_t walked, skipped;
     int created = 0;
     TEST_BEGIN;
 
     CHECK(st);
     for (int i = 0; i < 40; i++) {
-        snprintf(id, sizeof id, "m%d", i);
-        snprintf(conv, sizeof conv, "c%d", i);
-        CHECK_OK(put(st, "ch", conv, id));
+        CHECK_OK(put_nth(st, i));
         CHECK_OK(deliver(st, OBX_NEXT_ACCEPTED));
     }
     CHECK_OK(put(st, "ro", "c-ro", "ro-acc"));
@@ -388,7 +395,7 @@ test_walk_ends_at_young(void)
     struct obx_store *st = fresh_store();
     struct obx_purge_opts po = {0};
     struct obx_batch_limit lim = {100, 0};
-    char id[32], conv[32];
+    char id[32];
     int64_t cursor = 0, deleted = 0, last_old = 0;
     int more = 1;
     TEST_BEGIN;
@@ -400,8 +407,7 @@ test_walk_ends_at_young(void)
             fake.now_ms += 10000;
         }
         snprintf(id, sizeof id, "m%d", i);
-        snprintf(conv, sizeof conv, "c%d", i);
-        CHECK_OK(put(st, "ch", conv, id));
+        CHECK_OK(put_nth(st, i));
         CHECK_OK(obx_store_cancel(st, "ch", id, NULL));
     }
     po.before_ms = fake.now_ms - 5000;
