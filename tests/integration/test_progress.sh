@@ -21,7 +21,7 @@ assert_contains "audit export on a terminal counts rows" "$(tr '\r' '\n' <"$T/au
 "$OUTBOX_BIN" audit --db "$DB" 2>"$T/audit.err" >/dev/null
 assert_eq "audit export in a pipe: nothing on stderr" "$(cat "$T/audit.err")" ""
 
-sql "$DB" "UPDATE outbox SET state = 'cancelled', state_reason = 'test', state_at_ms = 0"
+sql "$DB" "UPDATE outbox SET state = 'cancelled', state_reason = 'test', state_at_ms = 0, created_at_ms = 0"
 script -qec "'$OUTBOX_BIN' purge --db '$DB' --older-than 1s" "$T/purge.out" >/dev/null 2>&1
 assert_contains "purge on a terminal counts messages" "$(tr '\r' '\n' <"$T/purge.out")" "purge "
 assert_contains "purge removed them all" "$(tr '\r' '\n' <"$T/purge.out")" "purged 20000 messages"
